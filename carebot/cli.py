@@ -1,0 +1,132 @@
+"""The ``carebot`` command. Heavy imports (torch, the model) happen inside the commands that
+need them, so ``carebot --help``, ``intents check --no-conflicts`` and ``db upgrade`` stay fast."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from carebot.exceptions import CarebotError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG
+        if args.verbose > 1
+        else logging.INFO
+        if args.verbose
+        else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.command(args) or 0)
+    except CarebotError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carebot",
+        description="Customer care on social channels: answers the repetitive questions, "
+        "hands the rest to people.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: ./config.toml if present, else built-in defaults)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging (-vv: debug, which includes customer text)",
+    )
+    parser.set_defaults(command=lambda _args: parser.print_help())
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="talk to the bot as a customer (reads piped input too)")
+    chat.add_argument(
+        "--explain", action="store_true", help="print the decision line after each bot turn"
+    )
+    chat.add_argument("--user", help="customer id to chat as (default: a new visitor each run)")
+    chat.set_defaults(command=_chat)
+
+    intents = commands.add_parser("intents", help="work with the FAQ intents")
+    intent_commands = intents.add_subparsers(title="intents commands", metavar="COMMAND")
+    intents.set_defaults(command=lambda _args: intents.print_help())
+    check = intent_commands.add_parser("check", help="validate intent files (exit 1 on errors)")
+    check.add_argument(
+        "directory", nargs="?", type=Path, help="intents folder (default: [matcher] intents_dir)"
+    )
+    check.add_argument(
+        "--no-conflicts",
+        action="store_true",
+        help="skip the conflict analysis (does not load the model)",
+    )
+    check.set_defaults(command=_intents_check)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
+    db.set_defaults(command=lambda _args: db.print_help())
+    upgrade = db_commands.add_parser("upgrade", help="apply the database migrations")
+    upgrade.set_defaults(command=_db_upgrade)
+    return parser
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from carebot.chat import run_chat
+    from carebot.config import load_settings
+
+    asyncio.run(run_chat(load_settings(args.config), explain=args.explain, user=args.user))
+    return 0
+
+
+def _intents_check(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.intent_check import check_intents
+    from carebot.intents import Severity
+
+    settings = load_settings(args.config)
+    directory = args.directory or settings.path(settings.matcher.intents_dir)
+    encoder = None
+    if not args.no_conflicts:
+        from carebot.runtime import load_encoder
+
+        encoder = lambda: load_encoder(settings)  # noqa: E731
+    problems = check_intents(directory, placeholders=dict(settings.placeholders), encoder=encoder)
+    for problem in problems:
+        print(problem)
+    errors = sum(p.severity is Severity.ERROR for p in problems)
+    warnings = len(problems) - errors
+    print(f"{directory}: {errors} error(s), {warnings} warning(s)")
+    return 1 if errors else 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.store.database import Database
+
+    async def upgrade() -> str | None:
+        db = Database(load_settings(args.config).database_url())
+        try:
+            await db.upgrade()
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    print(f"database at revision {asyncio.run(upgrade())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

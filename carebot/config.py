@@ -1,0 +1,206 @@
+"""Settings: ``config.toml`` parsed once into typed, frozen settings.
+
+Every key is documented in the shipped ``config.toml``. A wrong key or value fails at start with
+the key, the file (and line, when it can be found) and what is allowed. Secrets never live in the
+file: it names the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from carebot.exceptions import ConfigError
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite+aiosqlite:///.carebot/carebot.db"
+    url_env: str = "CAREBOT_DATABASE_URL"
+
+
+class MatcherSettings(_Section):
+    model: str = "all-MiniLM-L6-v2"
+    intents_dir: str = "intents"
+    cache_dir: str = ".carebot/cache"
+    answer_threshold: Unit = 0.75
+    draft_threshold: Unit = 0.55
+    clarify_margin: Unit = 0.04
+    top_k: Annotated[int, Field(ge=2, le=10)] = 3
+
+
+class EmotionSettings(_Section):
+    threshold: Unit = 0.5
+    escalation_words: tuple[str, ...] = ("lawyer", "sue", "court", "police", "fraud", "scam")
+
+
+class TriageSettings(_Section):
+    human_intent: str = "talk_to_human"
+    human_phrases: tuple[str, ...] = ("human", "real person", "agent", "operator")
+    rephrase_first: bool = True
+
+
+class BusinessHoursSettings(_Section):
+    timezone: str = "UTC"
+    monday: str = "09:00-18:00"
+    tuesday: str = "09:00-18:00"
+    wednesday: str = "09:00-18:00"
+    thursday: str = "09:00-18:00"
+    friday: str = "09:00-18:00"
+    saturday: str = ""
+    sunday: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')"
+            ) from exc
+        return value
+
+    @field_validator(*DAYS)
+    @classmethod
+    def _hours_range(cls, value: str) -> str:
+        if value and not _HOURS.match(value):
+            raise ValueError(f"{value!r} is not a range like '09:00-18:00' (empty means closed)")
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def opening(self, weekday: int) -> tuple[time, time] | None:
+        """Opening and closing time on a weekday (0 = Monday), or None when closed."""
+        value = getattr(self, DAYS[weekday])
+        if not value:
+            return None
+        start, end = value.split("-")
+        close = time.max if end == "24:00" else time.fromisoformat(end)
+        return time.fromisoformat(start), close
+
+
+class MessageSettings(_Section):
+    handoff: str = "Thanks, I'm passing you to a colleague who will reply here shortly."
+    handoff_closed: str = (
+        "Thanks, I'm passing you to a colleague. Our team is offline right now; "
+        "they will reply here from {next_open}."
+    )
+    clarify: str = "Did you mean {options}?"
+    rephrase: str = "Sorry, I'm not sure I understood. Could you say it in other words?"
+    fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
+
+
+class Settings(_Section):
+    """All of carebot's settings. ``source`` is the file they came from (None: defaults)."""
+
+    store: StoreSettings = StoreSettings()
+    matcher: MatcherSettings = MatcherSettings()
+    emotion: EmotionSettings = EmotionSettings()
+    triage: TriageSettings = TriageSettings()
+    business_hours: BusinessHoursSettings = BusinessHoursSettings()
+    messages: MessageSettings = MessageSettings()
+    placeholders: Mapping[str, str] = Field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    def path(self, value: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def database_url(self, env: Mapping[str, str] | None = None) -> str:
+        """The database URL: the named environment variable wins over ``url``.
+
+        A relative SQLite path is resolved against the config file's folder.
+        """
+        env = os.environ if env is None else env
+        url = env.get(self.store.url_env) or self.store.url
+        prefix = "sqlite+aiosqlite:///"
+        if url.startswith(prefix) and url != prefix and not url.endswith(":memory:"):
+            url = prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and check a config file; with no path, ``./config.toml`` if it exists, else defaults."""
+    if path is None:
+        default = Path("config.toml")
+        if not default.exists():
+            return Settings()
+        path = default
+    file = Path(path).resolve()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {file}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    try:
+        return Settings.model_validate({**data, "source": file})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file, text)) from exc
+
+
+def _describe(exc: ValidationError, file: Path, text: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = _key_name(loc)
+        where = f"{file}:{_line_of(text, loc)}" if _line_of(text, loc) else str(file)
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            lines.append(f"{where}: unknown key {key}. Allowed here: {', '.join(allowed)}.")
+        else:
+            got = error.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {key}: {message}{shown}.")
+    return "Invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _key_name(loc: list[str]) -> str:
+    if len(loc) == 1:
+        return f"'{loc[0]}'"
+    return f"[{'.'.join(loc[:-1])}] '{loc[-1]}'"
+
+
+def _allowed_keys(section: list[str]) -> list[str]:
+    model: Any = Settings
+    for part in section:
+        model = model.model_fields[part].annotation
+    return [name for name in model.model_fields if name != "source"]
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """Best-effort line number of a key in the TOML text (for the error message)."""
+    section = ".".join(loc[:-1])
+    in_section = not section
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_section = stripped.strip("[] ") == section
+        elif in_section and re.match(rf"{re.escape(loc[-1])}\s*=", stripped):
+            return number
+    return None

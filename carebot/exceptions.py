@@ -1,0 +1,34 @@
+"""The errors carebot raises. Every one derives from :class:`CarebotError`."""
+
+from __future__ import annotations
+
+
+class CarebotError(Exception):
+    """Root of every error carebot raises on purpose."""
+
+
+class ConfigError(CarebotError):
+    """The configuration file is missing, unreadable, or has a wrong key or value."""
+
+
+class IntentError(CarebotError):
+    """An intent file cannot be read or does not have the documented shape."""
+
+
+class ModelError(CarebotError):
+    """The sentence-transformers model cannot be found or loaded."""
+
+
+class StoreError(CarebotError):
+    """The database is unreachable, or a stored record is not in the expected state."""
+
+
+class DeliveryError(CarebotError):
+    """A channel could not deliver a reply; the outbox retries it later.
+
+    ``retry_after`` is the platform's own hint in seconds, when it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

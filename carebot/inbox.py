@@ -1,0 +1,118 @@
+"""The inbox: every inbound message goes through here, from any channel.
+
+1. Store it first (deduplicated by channel and external message id; a redelivery stops here).
+2. While a human owns the conversation, the bot stays silent: the message is only recorded.
+3. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
+   stored in one transaction. If triage fails, the customer still gets a fallback reply and
+   the conversation goes to a human.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from carebot.clock import Clock
+from carebot.config import MessageSettings
+from carebot.models import Decision, DecisionKind, InboundMessage, Reason
+from carebot.store.conversations import ConversationStore, Received
+from carebot.triage import Triage, TriageContext
+
+log = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    DUPLICATE = "duplicate"  # seen before: nothing done
+    RECORDED = "recorded"  # a human owns the conversation: stored for the agent, bot silent
+    DECIDED = "decided"  # triage decided; the reply (if any) is in the outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    received: Received
+    decision: Decision | None = None
+    outbox_id: int | None = None
+
+
+class Inbox:
+    def __init__(
+        self,
+        *,
+        conversations: ConversationStore,
+        triage: Triage,
+        messages: MessageSettings,
+        clock: Clock,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._conversations = conversations
+        self._triage = triage
+        self._messages = messages
+        self._clock = clock
+        self._on_outbox = on_outbox
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def receive(self, inbound: InboundMessage) -> Outcome:
+        received = await self._conversations.receive(inbound)
+        if received.duplicate:
+            log.info(
+                "Ignoring redelivered message %s on %s",
+                inbound.external_message_id,
+                inbound.channel,
+            )
+            return Outcome(Status.DUPLICATE, received)
+        return await self._handle(received, inbound)
+
+    async def recover(self) -> int:
+        """Handle messages stored before a stop but never decided on. Returns how many."""
+        pending = await self._conversations.unhandled()
+        for received, inbound in pending:
+            await self._handle(received, inbound)
+        if pending:
+            log.info("Recovered %d message(s) left undecided by the last run", len(pending))
+        return len(pending)
+
+    async def _handle(self, received: Received, inbound: InboundMessage) -> Outcome:
+        lock = self._locks.setdefault(received.conversation_id, asyncio.Lock())
+        async with lock:  # one conversation's messages are decided in order
+            conversation = await self._conversations.conversation(received.conversation_id)
+            if conversation.state != "bot":
+                await self._conversations.mark_handled(received.message_id)
+                log.debug(
+                    "Conversation %s is %s: recorded %r for the agent",
+                    received.conversation_id,
+                    conversation.state,
+                    inbound.text,
+                )
+                return Outcome(Status.RECORDED, received)
+            started = time.perf_counter()
+            decision = await self._decide(received, inbound)
+            timings = {"triage_ms": (time.perf_counter() - started) * 1000}
+            outbox_id = await self._conversations.record_decision(received, decision, timings)
+        if outbox_id is not None:
+            self._on_outbox()
+        return Outcome(Status.DECIDED, received, decision, outbox_id)
+
+    async def _decide(self, received: Received, inbound: InboundMessage) -> Decision:
+        last = await self._conversations.last_turn(received.conversation_id)
+        context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
+        try:
+            return await asyncio.to_thread(self._triage.decide, inbound.text, context)
+        except Exception:
+            log.exception(
+                "Triage failed for message %s; handing over to a human", received.message_id
+            )
+            return Decision(
+                kind=DecisionKind.HANDOFF,
+                reasons=(Reason.BOT_ERROR,),
+                intent=None,
+                score=0.0,
+                margin=0.0,
+                emotion=0.0,
+                reply=self._messages.fallback,
+            )

@@ -1,0 +1,72 @@
+"""``carebot intents check``: everything wrong or weak in an intents folder, with file and line.
+
+Errors (exit 1): YAML syntax, missing or mistyped fields, duplicate ids, one example under two
+intents, unknown answer placeholders. Warnings (exit 0): intents with fewer than
+``MIN_EXAMPLES`` examples, and examples that the model puts closer to another intent than to
+their own (the conflict analysis, which loads the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from carebot.encoder import Encoder
+from carebot.intents import IntentSet, Problem, Severity, read_intents
+
+MIN_EXAMPLES = 3
+
+
+def check_intents(
+    directory: Path,
+    *,
+    placeholders: dict[str, str],
+    encoder: Callable[[], Encoder] | None = None,
+) -> list[Problem]:
+    """All problems in ``directory``; with ``encoder``, also the conflict analysis."""
+    intents, problems = read_intents(directory, placeholders)
+    for intent in intents.intents:
+        if len(intent.examples) < MIN_EXAMPLES:
+            problems.append(
+                Problem(
+                    intent.file or directory,
+                    intent.line,
+                    f"{intent.id}: only {len(intent.examples)} example(s); give at least "
+                    f"{MIN_EXAMPLES} varied phrasings",
+                    Severity.WARNING,
+                )
+            )
+    if encoder is not None and len(intents) > 1:
+        problems.extend(conflicts(intents, encoder()))
+    return problems
+
+
+def conflicts(intents: IntentSet, encoder: Encoder) -> list[Problem]:
+    """Examples more similar to another intent's example than to any other of their own."""
+    texts, labels = intents.examples()
+    vectors = encoder.encode(texts)
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    label_ids = np.array(labels)
+    lines = [line for intent in intents.intents for line in intent.example_lines]
+    files = [intent.file for intent in intents.intents for _ in intent.examples]
+    found = []
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        own = label_ids == label
+        own_best = float(np.max(sims[i][own])) if own.sum() > 1 else float("-inf")
+        others = np.where(~own, sims[i], -np.inf)
+        j = int(np.argmax(others))
+        if sims[i][j] > own_best:
+            own_text = f"{own_best:.2f}" if own_best > -1 else "n/a"
+            found.append(
+                Problem(
+                    files[i] or Path("?"),
+                    lines[i],
+                    f"example {text!r} of {label!r} is closer to {labels[j]!r} "
+                    f"({texts[j]!r}: {sims[i][j]:.2f}) than to its own intent ({own_text})",
+                    Severity.WARNING,
+                )
+            )
+    return found

@@ -1,0 +1,284 @@
+"""FAQ intents: YAML files in ``intents/``, one topic per file, written by ops staff.
+
+A file looks like::
+
+    intents:
+      - id: order_status
+        title: Order status            # optional; shown in "Did you mean ...?"
+        examples:
+          - where is my order
+          - has my parcel shipped yet
+        answer: You can follow your order at {tracking_url}.
+        answer_threshold: 0.8          # optional per-intent overrides
+        draft_threshold: 0.6
+        handoff: false                 # true: always a human (legal threats, deletion, ...)
+        tags: [orders]
+
+Reading collects every problem with its file and line instead of stopping at the first, so
+``carebot intents check`` can list them all; :func:`load_intents` raises when any is an error.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from carebot.exceptions import IntentError
+
+REQUIRED = ("id", "examples", "answer")
+OPTIONAL = ("title", "answer_threshold", "draft_threshold", "handoff", "tags")
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: Path
+    line: int | None
+    message: str
+    severity: Severity = Severity.ERROR
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.severity.value}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    id: str
+    examples: tuple[str, ...]
+    answer: str
+    title: str = ""
+    answer_threshold: float | None = None
+    draft_threshold: float | None = None
+    handoff: bool = False
+    tags: tuple[str, ...] = ()
+    file: Path | None = None
+    line: int | None = None
+    example_lines: tuple[int, ...] = field(default=(), compare=False)
+
+    @property
+    def label(self) -> str:
+        return self.title or self.id.replace("_", " ").capitalize()
+
+    def render_answer(self, placeholders: Mapping[str, str]) -> str:
+        return self.answer.format_map(dict(placeholders))
+
+
+@dataclass(frozen=True)
+class IntentSet:
+    intents: tuple[Intent, ...]
+    _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {intent.id: intent for intent in self.intents})
+
+    def __getitem__(self, intent_id: str) -> Intent:
+        return self._by_id[intent_id]
+
+    def __contains__(self, intent_id: object) -> bool:
+        return intent_id in self._by_id
+
+    def __len__(self) -> int:
+        return len(self.intents)
+
+    def examples(self) -> tuple[list[str], list[str]]:
+        """All examples and, index for index, the id of the intent each belongs to."""
+        texts = [ex for intent in self.intents for ex in intent.examples]
+        labels = [intent.id for intent in self.intents for _ in intent.examples]
+        return texts, labels
+
+
+def read_intents(
+    directory: Path, placeholders: Mapping[str, str] | None = None
+) -> tuple[IntentSet, list[Problem]]:
+    """Read every ``*.yaml``/``*.yml`` file under ``directory``; return the intents and problems."""
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        return IntentSet(()), [Problem(directory, None, "intents folder not found")]
+    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
+    if not files:
+        problems.append(Problem(directory, None, "no intent files (*.yaml) in this folder"))
+    intents: list[Intent] = []
+    for file in files:
+        intents.extend(_read_file(file, problems))
+    problems.extend(_cross_file_problems(intents))
+    if placeholders is not None:
+        problems.extend(_placeholder_problems(intents, placeholders))
+    return IntentSet(tuple(intents)), problems
+
+
+def load_intents(directory: Path, placeholders: Mapping[str, str] | None = None) -> IntentSet:
+    """Read the intents; raise :class:`IntentError` listing every error (warnings are ignored)."""
+    intents, problems = read_intents(directory, placeholders)
+    errors = [p for p in problems if p.severity is Severity.ERROR]
+    if errors:
+        listing = "\n  ".join(str(p) for p in errors)
+        raise IntentError(
+            f"{len(errors)} error(s) in intents under {directory}:\n  {listing}\n"
+            "Run 'carebot intents check' after fixing them."
+        )
+    return intents
+
+
+def _read_file(file: Path, problems: list[Problem]) -> list[Intent]:
+    try:
+        doc = YAML(typ="rt").load(file.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problems.append(Problem(file, line, f"YAML syntax: {exc.problem or exc.context}"))
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(file, None, f"cannot read file: {exc}"))
+        return []
+    if not isinstance(doc, dict) or not isinstance(doc.get("intents"), list):
+        problems.append(Problem(file, 1, "expected a top-level 'intents:' list"))
+        return []
+    intents = []
+    for index, node in enumerate(doc["intents"]):
+        line = doc["intents"].lc.item(index)[0] + 1
+        intent = _parse_intent(node, file, line, problems)
+        if intent is not None:
+            intents.append(intent)
+    return intents
+
+
+def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> Intent | None:
+    if not isinstance(node, dict):
+        problems.append(
+            Problem(file, line, "each intent must be a mapping with id, examples, answer")
+        )
+        return None
+    before = len(problems)
+    for key in node:
+        if key not in REQUIRED + OPTIONAL:
+            known = ", ".join(REQUIRED + OPTIONAL)
+            problems.append(
+                Problem(
+                    file, _key_line(node, key, line), f"unknown field {key!r} (fields are: {known})"
+                )
+            )
+    for key in REQUIRED:
+        if key not in node or node[key] in (None, "", []):
+            what = node.get("id", "intent")
+            problems.append(Problem(file, line, f"{what}: missing required field {key!r}"))
+    intent_id: Any = node.get("id")
+    examples: Any = node.get("examples")
+    if intent_id is not None and (not isinstance(intent_id, str) or not intent_id.isidentifier()):
+        problems.append(Problem(file, line, f"id {intent_id!r} must be a word like 'order_status'"))
+    if examples is not None and (
+        not isinstance(examples, list)
+        or not all(isinstance(e, str) and e.strip() for e in examples)
+    ):
+        problems.append(
+            Problem(
+                file,
+                _key_line(node, "examples", line),
+                "examples must be a list of non-empty strings",
+            )
+        )
+    _check_types(node, file, line, problems)
+    if len(problems) > before:
+        return None
+    lines = tuple(examples.lc.item(i)[0] + 1 for i in range(len(examples)))
+    return Intent(
+        id=intent_id,
+        examples=tuple(e.strip() for e in examples),
+        answer=str(node["answer"]).strip(),
+        title=str(node.get("title", "")),
+        answer_threshold=node.get("answer_threshold"),
+        draft_threshold=node.get("draft_threshold"),
+        handoff=bool(node.get("handoff", False)),
+        tags=tuple(str(t) for t in node.get("tags", ())),
+        file=file,
+        line=line,
+        example_lines=lines,
+    )
+
+
+def _check_types(node: dict[str, Any], file: Path, line: int, problems: list[Problem]) -> None:
+    for key in ("answer_threshold", "draft_threshold"):
+        value = node.get(key)
+        if value is not None and not (
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+        ):
+            problems.append(
+                Problem(
+                    file,
+                    _key_line(node, key, line),
+                    f"{key} must be a number from 0 to 1 (got {value!r})",
+                )
+            )
+    if "handoff" in node and not isinstance(node["handoff"], bool):
+        problems.append(
+            Problem(
+                file,
+                _key_line(node, "handoff", line),
+                f"handoff must be true or false (got {node['handoff']!r})",
+            )
+        )
+    if "tags" in node and not isinstance(node["tags"], list):
+        problems.append(Problem(file, _key_line(node, "tags", line), "tags must be a list"))
+
+
+def _key_line(node: Any, key: str, default: int) -> int:
+    try:
+        return int(node.lc.key(key)[0]) + 1
+    except (AttributeError, KeyError, TypeError):
+        return default
+
+
+def _cross_file_problems(intents: list[Intent]) -> Iterable[Problem]:
+    seen_ids: dict[str, Intent] = {}
+    seen_examples: dict[str, tuple[Intent, int]] = {}
+    for intent in intents:
+        first = seen_ids.setdefault(intent.id, intent)
+        if first is not intent:
+            yield Problem(
+                intent.file or Path("?"),
+                intent.line,
+                f"duplicate id {intent.id!r} (first defined at {first.file}:{first.line})",
+            )
+        for example, line in zip(intent.examples, intent.example_lines, strict=True):
+            key = " ".join(example.casefold().split())
+            owner, owner_line = seen_examples.setdefault(key, (intent, line))
+            if owner.id != intent.id:
+                yield Problem(
+                    intent.file or Path("?"),
+                    line,
+                    f"example {example!r} of {intent.id!r} is also an example of "
+                    f"{owner.id!r} ({owner.file}:{owner_line})",
+                )
+
+
+def _placeholder_problems(
+    intents: list[Intent], placeholders: Mapping[str, str]
+) -> Iterable[Problem]:
+    for intent in intents:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(intent.answer) if name}
+        except ValueError as exc:
+            yield Problem(
+                intent.file or Path("?"),
+                intent.line,
+                f"{intent.id}: answer has a stray brace ({exc}); write {{{{ for a literal {{",
+            )
+            continue
+        for name in sorted(names - set(placeholders)):
+            yield Problem(
+                intent.file or Path("?"),
+                intent.line,
+                f"{intent.id}: answer uses {{{name}}}, which is not defined under "
+                "[placeholders] in config.toml",
+            )

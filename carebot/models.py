@@ -1,0 +1,154 @@
+"""Core types that flow between adapters, the inbox, triage and the outbox.
+
+Adapters only ever see :class:`InboundMessage` and :class:`OutboundReply`; everything else is
+the core's vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One customer message, as an adapter translated it from its platform event."""
+
+    channel: str
+    external_user_id: str
+    external_message_id: str
+    text: str
+    sent_at: datetime
+    profile: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A button offered with a reply (e.g. the options of a clarification)."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundReply:
+    """A reply to deliver to one customer on one channel (built from an outbox row)."""
+
+    outbox_id: int
+    channel: str
+    external_user_id: str
+    text: str
+    choices: tuple[Choice, ...] = ()
+
+
+class DecisionKind(StrEnum):
+    ANSWER = "answer"  # sent to the customer right away
+    DRAFT = "draft"  # an agent approves it first
+    CLARIFY = "clarify"  # ask the customer which of a few intents they meant, or to rephrase
+    HANDOFF = "handoff"  # a human takes the conversation
+
+
+class Reason(StrEnum):
+    """Why triage decided what it did. Declared from the most to the least important."""
+
+    BOT_ERROR = "bot_error"
+    EMOTIONAL = "emotional"
+    ASKED_FOR_HUMAN = "asked_for_human"
+    SENSITIVE_INTENT = "sensitive_intent"
+    REPEATED_FAILURE = "repeated_failure"
+    AMBIGUOUS = "ambiguous"
+    BELOW_THRESHOLD = "below_threshold"
+    CLARIFIED = "clarified"
+    CONFIDENT = "confident"
+
+    @property
+    def rank(self) -> int:
+        return list(Reason).index(self)
+
+
+REASON_WORDS: Mapping[Reason, str] = {
+    Reason.BOT_ERROR: "the bot failed while handling the message",
+    Reason.EMOTIONAL: "the customer sounds upset",
+    Reason.ASKED_FOR_HUMAN: "the customer asked for a person",
+    Reason.SENSITIVE_INTENT: "the topic always goes to a person",
+    Reason.REPEATED_FAILURE: "the bot failed to understand twice in a row",
+    Reason.AMBIGUOUS: "the question matched several topics equally well",
+    Reason.BELOW_THRESHOLD: "the bot was not sure enough to answer",
+    Reason.CLARIFIED: "the customer picked one of the offered topics",
+    Reason.CONFIDENT: "the bot recognised the question",
+}
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"
+    WAITING_FOR_AGENT = "waiting_for_agent"
+    WITH_AGENT = "with_agent"
+    CLOSED = "closed"
+
+    @property
+    def human_owned(self) -> bool:
+        """While a human has (or is about to take) the conversation, the bot stays silent."""
+        return self in (ConversationState.WAITING_FOR_AGENT, ConversationState.WITH_AGENT)
+
+    def can_become(self, other: ConversationState) -> bool:
+        return other in _TRANSITIONS[self]
+
+
+_TRANSITIONS: Mapping[ConversationState, frozenset[ConversationState]] = {
+    ConversationState.BOT: frozenset(
+        {
+            ConversationState.WAITING_FOR_AGENT,
+            ConversationState.WITH_AGENT,
+            ConversationState.CLOSED,
+        }
+    ),
+    ConversationState.WAITING_FOR_AGENT: frozenset(
+        {ConversationState.WITH_AGENT, ConversationState.BOT, ConversationState.CLOSED}
+    ),
+    ConversationState.WITH_AGENT: frozenset(
+        {ConversationState.WITH_AGENT, ConversationState.BOT, ConversationState.CLOSED}
+    ),
+    ConversationState.CLOSED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IntentScore:
+    intent: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What triage decided for one message, with every reason that applied, most important first."""
+
+    kind: DecisionKind
+    reasons: tuple[Reason, ...]
+    intent: str | None
+    score: float
+    margin: float
+    emotion: float
+    reply: str | None = None
+    draft: str | None = None
+    choices: tuple[Choice, ...] = ()
+    top: tuple[IntentScore, ...] = ()
+
+    @property
+    def reason(self) -> Reason:
+        return self.reasons[0]
+
+    @property
+    def hands_off(self) -> bool:
+        return self.kind in (DecisionKind.HANDOFF, DecisionKind.DRAFT)
+
+    def explain(self) -> str:
+        """One line for people reading a transcript (``carebot chat --explain``)."""
+        return (
+            f"decision: {self.kind.value} intent={self.intent or '-'} score={self.score:.2f} "
+            f"margin={self.margin:.2f} emotion={self.emotion:.2f} "
+            f"reason={','.join(r.value for r in self.reasons)}"
+        )

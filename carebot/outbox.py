@@ -1,0 +1,113 @@
+"""Delivering the outbox: claim due replies, hand them to their channel, retry failures.
+
+A platform outage delays replies and never drops them: a failed send is retried with
+exponential backoff (or after the platform's ``retry_after``), and rows still pending when the
+process stops are delivered after the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from carebot.channel import Channel
+from carebot.clock import Clock
+from carebot.exceptions import DeliveryError
+from carebot.models import OutboundReply
+from carebot.store.outbox import OutboxStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Seconds to wait before attempt ``n + 1`` after ``n`` failures: base * 2**(n-1), capped."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        channels: Mapping[str, Channel],
+        clock: Clock,
+        backoff: Backoff = Backoff(),
+        batch: int = 50,
+    ) -> None:
+        self._store = store
+        self._channels = channels
+        self._clock = clock
+        self._backoff = backoff
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Something new is in the outbox: deliver it now rather than at the next poll."""
+        self._wake.set()
+
+    async def deliver_due(self) -> int:
+        """One pass: send every reply that is due now. Returns how many were delivered."""
+        sent = 0
+        while replies := await self._store.claim_due(limit=self._batch):
+            results = await asyncio.gather(*(self._send(r) for r in replies))
+            sent += sum(results)
+            if not any(results):
+                break
+        return sent
+
+    async def _send(self, reply: OutboundReply) -> bool:
+        channel = self._channels.get(reply.channel)
+        try:
+            if channel is None:
+                raise DeliveryError(f"channel {reply.channel!r} is not running")
+            await channel.send(reply)
+        except DeliveryError as exc:
+            hint = exc.retry_after
+            attempts, wait = await self._store.mark_failed(
+                reply.outbox_id,
+                str(exc),
+                delay=lambda n: hint if hint is not None else self._backoff.delay(n),
+            )
+            log.warning(
+                "Reply %s on %s failed (attempt %d), retrying in %.1fs: %s",
+                reply.outbox_id,
+                reply.channel,
+                attempts,
+                wait,
+                exc,
+            )
+            return False
+        except Exception as exc:
+            log.exception(
+                "Reply %s on %s failed unexpectedly; it will be retried",
+                reply.outbox_id,
+                reply.channel,
+            )
+            await self._store.mark_failed(reply.outbox_id, repr(exc), delay=self._backoff.delay)
+            return False
+        await self._store.mark_sent(reply.outbox_id)
+        return True
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`; sleeps until woken or the next retry is due."""
+        while not self._stopping:
+            self._wake.clear()
+            await self.deliver_due()
+            due = await self._store.next_due()
+            timeout = 5.0 if due is None else max(0.05, (due - self._clock()).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,274 @@
+"""Customers, their channel identities, conversations, messages, decisions and handoffs.
+
+Every method is one transaction. The store knows nothing of channels beyond their names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.clock import Clock
+from carebot.exceptions import StoreError
+from carebot.models import Choice, ConversationState, Decision, DecisionKind, InboundMessage
+from carebot.store.database import Database
+from carebot.store.outbox import add_reply
+from carebot.store.tables import (
+    Conversation,
+    Customer,
+    DecisionRow,
+    Handoff,
+    Identity,
+    Message,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An inbound message once stored: where it belongs, and whether it was seen before."""
+
+    message_id: int
+    conversation_id: int
+    customer_id: int
+    state: ConversationState
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LastTurn:
+    """The bot's previous decision in a conversation (triage reads it for its context)."""
+
+    kind: DecisionKind | None
+    offered: tuple[Choice, ...]
+
+
+class ConversationStore:
+    def __init__(self, db: Database, *, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def receive(self, inbound: InboundMessage) -> Received:
+        """Store an inbound message first; a redelivered one comes back with ``duplicate``."""
+        existing = await self._find_inbound(inbound)
+        if existing is not None:
+            return existing
+        try:
+            async with self._db.session() as session, session.begin():
+                identity = await self._identity(session, inbound)
+                conversation = await self._open_conversation(session, identity)
+                message = Message(
+                    conversation_id=conversation.id,
+                    direction="in",
+                    author="customer",
+                    channel=inbound.channel,
+                    external_id=inbound.external_message_id,
+                    text=inbound.text,
+                    created_at=self._clock(),
+                )
+                session.add(message)
+                await session.flush()
+                return Received(
+                    message.id,
+                    conversation.id,
+                    identity.customer_id,
+                    ConversationState(conversation.state),
+                    duplicate=False,
+                )
+        except IntegrityError:
+            # Delivered twice at the same moment: the other delivery stored it first.
+            again = await self._find_inbound(inbound)
+            if again is None:
+                raise
+            return again
+
+    async def _find_inbound(self, inbound: InboundMessage) -> Received | None:
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(Message, Conversation)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .where(
+                        Message.channel == inbound.channel,
+                        Message.external_id == inbound.external_message_id,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            message, conversation = row
+            return Received(
+                message.id,
+                conversation.id,
+                conversation.customer_id,
+                ConversationState(conversation.state),
+                duplicate=True,
+            )
+
+    async def _identity(self, session: AsyncSession, inbound: InboundMessage) -> Identity:
+        identity = await session.scalar(
+            select(Identity).where(
+                Identity.channel == inbound.channel,
+                Identity.external_user_id == inbound.external_user_id,
+            )
+        )
+        now = self._clock()
+        if identity is None:
+            name = inbound.profile.get("name", "") if inbound.profile else ""
+            customer = Customer(display_name=name[:200], created_at=now)
+            session.add(customer)
+            await session.flush()
+            identity = Identity(
+                customer_id=customer.id,
+                channel=inbound.channel,
+                external_user_id=inbound.external_user_id,
+                profile=dict(inbound.profile),
+                created_at=now,
+            )
+            session.add(identity)
+            await session.flush()
+        elif inbound.profile and dict(inbound.profile) != identity.profile:
+            identity.profile = {**identity.profile, **inbound.profile}
+        return identity
+
+    async def _open_conversation(self, session: AsyncSession, identity: Identity) -> Conversation:
+        conversation = await session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.identity_id == identity.id,
+                Conversation.state != ConversationState.CLOSED.value,
+            )
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+        if conversation is None:
+            now = self._clock()
+            conversation = Conversation(
+                customer_id=identity.customer_id,
+                identity_id=identity.id,
+                state=ConversationState.BOT.value,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(conversation)
+            await session.flush()
+        return conversation
+
+    async def last_turn(self, conversation_id: int) -> LastTurn:
+        async with self._db.session() as session:
+            row = await session.scalar(
+                select(DecisionRow)
+                .where(DecisionRow.conversation_id == conversation_id)
+                .order_by(DecisionRow.id.desc())
+                .limit(1)
+            )
+        if row is None:
+            return LastTurn(None, ())
+        offered = tuple(Choice(c["id"], c["label"]) for c in row.details.get("choices", []))
+        return LastTurn(DecisionKind(row.kind), offered)
+
+    async def record_decision(
+        self, received: Received, decision: Decision, timings: dict[str, float]
+    ) -> int | None:
+        """Store the decision, its reply in the outbox and any handoff, in one transaction.
+
+        Returns the outbox id of the reply, or None when an agent took the conversation over
+        while the bot was thinking (the decision is kept, the reply is not sent).
+        """
+        now = self._clock()
+        async with self._db.session() as session, session.begin():
+            conversation = await session.get_one(Conversation, received.conversation_id)
+            identity = await session.get_one(Identity, conversation.identity_id)
+            row = DecisionRow(
+                conversation_id=conversation.id,
+                inbound_message_id=received.message_id,
+                kind=decision.kind.value,
+                intent=decision.intent,
+                score=decision.score,
+                margin=decision.margin,
+                emotion=decision.emotion,
+                reasons=",".join(r.value for r in decision.reasons),
+                draft=decision.draft,
+                details=_details(decision, timings),
+                created_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            inbound = await session.get_one(Message, received.message_id)
+            inbound.handled_at = now
+            if ConversationState(conversation.state).human_owned or not decision.reply:
+                return None
+            outbox = await add_reply(
+                session,
+                conversation=conversation,
+                identity=identity,
+                text=decision.reply,
+                now=now,
+                decision_id=row.id,
+                choices=decision.choices,
+            )
+            if decision.hands_off:
+                conversation.state = ConversationState.WAITING_FOR_AGENT.value
+                conversation.updated_at = now
+                session.add(
+                    Handoff(
+                        conversation_id=conversation.id,
+                        decision_id=row.id,
+                        reason=decision.reason.value,
+                        reasons=row.reasons,
+                        draft=decision.draft,
+                        created_at=now,
+                    )
+                )
+            return outbox.id
+
+    async def mark_handled(self, message_id: int) -> None:
+        """An inbound message recorded for the agent (the bot stays silent)."""
+        async with self._db.session() as session, session.begin():
+            message = await session.get_one(Message, message_id)
+            message.handled_at = self._clock()
+
+    async def unhandled(self) -> list[tuple[Received, InboundMessage]]:
+        """Inbound messages stored but never decided on (e.g. the process stopped midway)."""
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(Message, Conversation, Identity)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .where(Message.direction == "in", Message.handled_at.is_(None))
+                    .order_by(Message.id)
+                )
+            ).all()
+        return [
+            (
+                Received(m.id, c.id, c.customer_id, ConversationState(c.state), duplicate=False),
+                InboundMessage(
+                    channel=m.channel,
+                    external_user_id=i.external_user_id,
+                    external_message_id=m.external_id or str(m.id),
+                    text=m.text,
+                    sent_at=m.created_at,
+                    profile=i.profile,
+                ),
+            )
+            for m, c, i in rows
+        ]
+
+    async def conversation(self, conversation_id: int) -> Conversation:
+        async with self._db.session() as session:
+            conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise StoreError(f"No conversation with id {conversation_id}")
+        return conversation
+
+
+def _details(decision: Decision, timings: dict[str, float]) -> dict[str, Any]:
+    return {
+        "top": [{"intent": s.intent, "score": round(s.score, 4)} for s in decision.top],
+        "choices": [{"id": c.id, "label": c.label} for c in decision.choices],
+        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+    }

@@ -1,0 +1,141 @@
+"""What agents do with a handed-off conversation: take it over, reply, resolve it.
+
+The Slack desk and the built-in inbox both act through these methods, so the state machine
+(bot -> waiting_for_agent -> with_agent -> bot) lives in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.clock import Clock
+from carebot.exceptions import StoreError
+from carebot.models import ConversationState
+from carebot.store.database import Database
+from carebot.store.outbox import add_reply
+from carebot.store.tables import Conversation, Handoff, Identity, Message
+
+AGENT_INITIATED = "agent_initiated"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    conversation_id: int
+    channel: str
+    author: str
+    agent: str | None
+    text: str
+    at: str
+
+
+class HandoffStore:
+    def __init__(self, db: Database, *, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def take_over(self, conversation_id: int, agent: str) -> None:
+        """``agent`` owns the conversation from now on; the bot stays silent."""
+        async with self._db.session() as session, session.begin():
+            await self._claim(session, conversation_id, agent)
+
+    async def reply(self, conversation_id: int, agent: str, text: str) -> int:
+        """Queue an agent's reply to the customer (taking the conversation over if needed)."""
+        if not text.strip():
+            raise StoreError("An agent reply cannot be empty")
+        async with self._db.session() as session, session.begin():
+            conversation = await self._claim(session, conversation_id, agent)
+            identity = await session.get_one(Identity, conversation.identity_id)
+            row = await add_reply(
+                session,
+                conversation=conversation,
+                identity=identity,
+                text=text,
+                now=self._clock(),
+                author="agent",
+                agent=agent,
+            )
+            return row.id
+
+    async def resolve(self, conversation_id: int, agent: str) -> None:
+        """Hand the conversation back to the bot and close its open handoff."""
+        now = self._clock()
+        async with self._db.session() as session, session.begin():
+            conversation = await self._get(session, conversation_id)
+            self._move(conversation, ConversationState.BOT)
+            conversation.agent = None
+            handoff = await self._open_handoff(session, conversation_id)
+            if handoff is not None:
+                handoff.resolved_by, handoff.resolved_at = agent, now
+
+    async def history(self, customer_id: int, *, limit: int = 50) -> list[HistoryLine]:
+        """The customer's latest messages across all their conversations, oldest first."""
+        async with self._db.session() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(Message)
+                        .join(Conversation, Conversation.id == Message.conversation_id)
+                        .where(Conversation.customer_id == customer_id)
+                        .order_by(Message.id.desc())
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return [
+            HistoryLine(
+                m.conversation_id, m.channel, m.author, m.agent, m.text, m.created_at.isoformat()
+            )
+            for m in reversed(rows)
+        ]
+
+    async def open_handoff(self, conversation_id: int) -> Handoff | None:
+        async with self._db.session() as session:
+            return await self._open_handoff(session, conversation_id)
+
+    async def _claim(self, session: AsyncSession, conversation_id: int, agent: str) -> Conversation:
+        now = self._clock()
+        conversation = await self._get(session, conversation_id)
+        if conversation.state == ConversationState.WITH_AGENT.value and conversation.agent == agent:
+            return conversation
+        self._move(conversation, ConversationState.WITH_AGENT)
+        conversation.agent = agent
+        handoff = await self._open_handoff(session, conversation_id)
+        if handoff is None:
+            handoff = Handoff(
+                conversation_id=conversation_id,
+                reason=AGENT_INITIATED,
+                reasons=AGENT_INITIATED,
+                created_at=now,
+            )
+            session.add(handoff)
+        handoff.claimed_by, handoff.claimed_at = agent, now
+        return conversation
+
+    def _move(self, conversation: Conversation, target: ConversationState) -> None:
+        current = ConversationState(conversation.state)
+        if not current.can_become(target):
+            raise StoreError(
+                f"Conversation {conversation.id} is {current.value}; it cannot become "
+                f"{target.value}"
+            )
+        conversation.state = target.value
+        conversation.updated_at = self._clock()
+
+    async def _get(self, session: AsyncSession, conversation_id: int) -> Conversation:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise StoreError(f"No conversation with id {conversation_id}")
+        return conversation
+
+    async def _open_handoff(self, session: AsyncSession, conversation_id: int) -> Handoff | None:
+        return await session.scalar(
+            select(Handoff)
+            .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
+            .order_by(Handoff.id.desc())
+            .limit(1)
+        )

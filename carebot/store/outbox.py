@@ -1,0 +1,155 @@
+"""The outbox table: replies written with what caused them, claimed, delivered, retried.
+
+Rows are delivered in order per conversation: a later reply waits while an earlier one of the
+same conversation is still pending. A claimed row is leased for a while, so a crashed worker's
+rows are picked up again and two workers never send the same row at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.clock import Clock, as_utc
+from carebot.models import Choice, OutboundReply
+from carebot.store.database import Database
+from carebot.store.tables import Conversation, Identity, Message, OutboxRow
+
+PENDING, SENT = "pending", "sent"
+
+
+async def add_reply(
+    session: AsyncSession,
+    *,
+    conversation: Conversation,
+    identity: Identity,
+    text: str,
+    now: datetime,
+    author: str = "bot",
+    agent: str | None = None,
+    decision_id: int | None = None,
+    choices: tuple[Choice, ...] = (),
+) -> OutboxRow:
+    """Record an outgoing message and queue its delivery, inside the caller's transaction."""
+    message = Message(
+        conversation_id=conversation.id,
+        direction="out",
+        author=author,
+        agent=agent,
+        channel=identity.channel,
+        text=text,
+        decision_id=decision_id,
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    row = OutboxRow(
+        conversation_id=conversation.id,
+        message_id=message.id,
+        channel=identity.channel,
+        external_user_id=identity.external_user_id,
+        text=text,
+        choices={"options": [{"id": c.id, "label": c.label} for c in choices]},
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+class OutboxStore:
+    def __init__(self, db: Database, *, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def claim_due(self, *, limit: int = 50, lease: float = 60.0) -> list[OutboundReply]:
+        """Lease up to ``limit`` due rows (the oldest pending one of each conversation)."""
+        now = self._clock()
+        async with self._db.session() as session, session.begin():
+            rows = (
+                await session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.status == PENDING)
+                    .order_by(OutboxRow.id)
+                    .limit(limit * 10)
+                )
+            ).all()
+            heads: dict[int, OutboxRow] = {}
+            for row in rows:
+                heads.setdefault(row.conversation_id, row)
+            claimed: list[OutboundReply] = []
+            for row in heads.values():
+                if len(claimed) >= limit or as_utc(row.next_attempt_at) > now:
+                    continue
+                result = await session.execute(
+                    update(OutboxRow)
+                    .where(
+                        OutboxRow.id == row.id,
+                        or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now),
+                    )
+                    .values(locked_until=now + timedelta(seconds=lease))
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(_reply(row))
+            return claimed
+
+    async def mark_sent(self, outbox_id: int) -> None:
+        async with self._db.session() as session, session.begin():
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == outbox_id)
+                .values(
+                    status=SENT,
+                    sent_at=self._clock(),
+                    locked_until=None,
+                    last_error=None,
+                    attempts=OutboxRow.attempts + 1,
+                )
+            )
+
+    async def mark_failed(
+        self, outbox_id: int, error: str, *, delay: Callable[[int], float]
+    ) -> tuple[int, float]:
+        """Record a failed attempt; ``delay(attempts)`` says when to retry. Returns both."""
+        async with self._db.session() as session, session.begin():
+            row = await session.get_one(OutboxRow, outbox_id)
+            row.attempts += 1
+            wait = delay(row.attempts)
+            row.last_error = error[:2000]
+            row.next_attempt_at = self._clock() + timedelta(seconds=wait)
+            row.locked_until = None
+            return row.attempts, wait
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending row is due, or None when nothing is pending."""
+        async with self._db.session() as session:
+            due = await session.scalar(
+                select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.status == PENDING)
+            )
+            return as_utc(due) if due else None
+
+    async def pending(self) -> int:
+        async with self._db.session() as session:
+            return int(
+                await session.scalar(
+                    select(func.count()).select_from(OutboxRow).where(OutboxRow.status == PENDING)
+                )
+                or 0
+            )
+
+
+def _reply(row: OutboxRow) -> OutboundReply:
+    options = row.choices.get("options", [])
+    return OutboundReply(
+        outbox_id=row.id,
+        channel=row.channel,
+        external_user_id=row.external_user_id,
+        text=row.text,
+        choices=tuple(Choice(o["id"], o["label"]) for o in options),
+    )

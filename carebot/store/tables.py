@@ -1,0 +1,140 @@
+"""The database tables (SQLAlchemy 2 declarative models). Alembic migrations mirror these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class Customer(Base):
+    """One person, whatever channels they write on."""
+
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+
+
+class Identity(Base):
+    """A customer's identity on one channel (Telegram user id, phone number, web chat visitor)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("channel", "external_user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    external_user_id: Mapped[str] = mapped_column(String(200))
+    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class Conversation(Base):
+    """A conversation with one channel identity: bot, waiting_for_agent, with_agent or closed."""
+
+    __tablename__ = "conversations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    agent: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    """Every message in a conversation, in or out. Inbound ones are unique per channel id."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_messages_channel_external"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in / out
+    author: Mapped[str] = mapped_column(String(20))  # customer / bot / agent
+    agent: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    decision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("decisions.id", use_alter=True, name="fk_messages_decision")
+    )
+    created_at: Mapped[datetime]
+    handled_at: Mapped[datetime | None]  # inbound: decided on, or recorded for an agent
+
+
+class DecisionRow(Base):
+    """What triage decided for one inbound message, with its scores, reasons and timings."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    inbound_message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    intent: Mapped[str | None] = mapped_column(String(200), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    margin: Mapped[float] = mapped_column(Float)
+    emotion: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[str] = mapped_column(String(200))  # comma-separated, most important first
+    draft: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # top intents, choices, timings
+    created_at: Mapped[datetime]
+
+
+class Handoff(Base):
+    """A conversation handed to a human, until an agent resolves it."""
+
+    __tablename__ = "handoffs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
+    reason: Mapped[str] = mapped_column(String(40))
+    reasons: Mapped[str] = mapped_column(String(200))
+    draft: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None]
+
+
+class OutboxRow(Base):
+    """A reply waiting to be delivered; written in the same transaction as what caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    channel: Mapped[str] = mapped_column(String(40))
+    external_user_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    choices: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(10))  # pending / sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

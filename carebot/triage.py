@@ -1,0 +1,212 @@
+"""Triage: for each customer message, answer, draft, clarify or hand off, and say why.
+
+The rules, in order of importance:
+
+* the customer sounds upset (emotion signal at or above ``[emotion] threshold``) -> handoff;
+* the customer asks for a person (a phrase from ``[triage] human_phrases`` or the
+  ``human_intent``) -> handoff;
+* the best intent is marked ``handoff: true`` -> handoff (with the intent's answer as a draft);
+* a second non-answer in a row -> handoff;
+* the two best intents are closer than ``clarify_margin`` -> "Did you mean A or B?";
+* the best score is below the draft threshold -> ask to rephrase (or hand off, see
+  ``rephrase_first``);
+* between the draft and the answer threshold -> a draft for an agent to approve;
+* otherwise the answer is sent.
+
+Every reason that applied is kept, most important first. Thresholds are global in config and
+overridable per intent (``answer_threshold`` / ``draft_threshold`` in the intent file).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from carebot.config import Settings
+from carebot.emotion import EmotionScorer, EmotionSignal
+from carebot.hours import BusinessHours
+from carebot.intents import Intent
+from carebot.matcher import Match, Matcher
+from carebot.models import Choice, Decision, DecisionKind, Reason
+
+NON_ANSWERS = (DecisionKind.CLARIFY,)
+
+
+@dataclass(frozen=True, slots=True)
+class TriageContext:
+    """What triage needs to know about the conversation so far."""
+
+    now: datetime
+    last_kind: DecisionKind | None = None  # the bot's previous decision in this conversation
+    offered: tuple[Choice, ...] = ()  # the options of that decision, if it was a clarification
+
+
+class Triage:
+    def __init__(self, *, matcher: Matcher, emotion: EmotionScorer, settings: Settings) -> None:
+        self.matcher = matcher
+        self._emotion = emotion
+        self._settings = settings
+        self._hours = BusinessHours(settings.business_hours)
+        phrases = "|".join(re.escape(p.strip()) for p in settings.triage.human_phrases if p.strip())
+        self._asks_for_human = re.compile(rf"\b({phrases})\b", re.IGNORECASE) if phrases else None
+
+    def decide(self, text: str, context: TriageContext) -> Decision:
+        """Match, score emotion and apply the rules to one message."""
+        return self.decide_matched(text, self.matcher.match(text), context)
+
+    def decide_matched(self, text: str, match: Match, context: TriageContext) -> Decision:
+        signal = self._emotion.score(text)
+        chosen = _chosen_option(text, context.offered)
+        if chosen is not None:
+            return self._answer_choice(chosen, match, signal, context)
+        return self._apply_rules(text, match, signal, context)
+
+    def _apply_rules(
+        self, text: str, match: Match, signal: EmotionSignal, context: TriageContext
+    ) -> Decision:
+        cfg = self._settings
+        intents = self.matcher.intents
+        best = intents[match.best.intent] if match.best else None
+        answer_t, draft_t = self._thresholds(best)
+        score, margin = match.score, match.margin
+        reasons: set[Reason] = set()
+        if signal.value >= cfg.emotion.threshold:
+            reasons.add(Reason.EMOTIONAL)
+        recognised = best is not None and score >= draft_t
+        if (self._asks_for_human and self._asks_for_human.search(text)) or (
+            recognised and best is not None and best.id == cfg.triage.human_intent
+        ):
+            reasons.add(Reason.ASKED_FOR_HUMAN)
+        if recognised and best is not None and best.handoff and best.id != cfg.triage.human_intent:
+            reasons.add(Reason.SENSITIVE_INTENT)
+        options = self._close_options(match) if recognised else ()
+        if len(options) > 1:
+            reasons.add(Reason.AMBIGUOUS)
+        if not recognised:
+            reasons.add(Reason.BELOW_THRESHOLD)
+        elif score >= answer_t and len(options) <= 1:
+            reasons.add(Reason.CONFIDENT)
+        failing = bool(reasons & {Reason.AMBIGUOUS, Reason.BELOW_THRESHOLD})
+        if failing and context.last_kind in NON_ANSWERS:
+            reasons.add(Reason.REPEATED_FAILURE)
+        kind = self._kind(reasons, recognised, score >= answer_t)
+        ordered = tuple(sorted(reasons, key=lambda r: r.rank))
+        draft = self._draft(best) if recognised else None
+        return Decision(
+            kind=kind,
+            reasons=ordered,
+            intent=best.id if best else None,
+            score=score,
+            margin=margin,
+            emotion=signal.value,
+            reply=self._reply(kind, best, options, context),
+            draft=draft,
+            choices=options if kind is DecisionKind.CLARIFY else (),
+            top=match.top,
+        )
+
+    def _kind(self, reasons: set[Reason], recognised: bool, confident: bool) -> DecisionKind:
+        human = {
+            Reason.EMOTIONAL,
+            Reason.ASKED_FOR_HUMAN,
+            Reason.SENSITIVE_INTENT,
+            Reason.REPEATED_FAILURE,
+        }
+        if reasons & human:
+            return DecisionKind.HANDOFF
+        if Reason.AMBIGUOUS in reasons:
+            return DecisionKind.CLARIFY
+        if not recognised:
+            rephrase = self._settings.triage.rephrase_first
+            return DecisionKind.CLARIFY if rephrase else DecisionKind.HANDOFF
+        return DecisionKind.ANSWER if confident else DecisionKind.DRAFT
+
+    def _answer_choice(
+        self, chosen: Choice, match: Match, signal: EmotionSignal, context: TriageContext
+    ) -> Decision:
+        intent = self.matcher.intents[chosen.id]
+        scores = {s.intent: s.score for s in match.top}
+        reasons: tuple[Reason, ...] = (Reason.CLARIFIED,)
+        kind = DecisionKind.ANSWER
+        if signal.value >= self._settings.emotion.threshold:
+            reasons, kind = (Reason.EMOTIONAL, Reason.CLARIFIED), DecisionKind.HANDOFF
+        elif intent.handoff:
+            reasons, kind = (Reason.SENSITIVE_INTENT, Reason.CLARIFIED), DecisionKind.HANDOFF
+        return Decision(
+            kind=kind,
+            reasons=reasons,
+            intent=intent.id,
+            score=scores.get(intent.id, match.score),
+            margin=match.margin,
+            emotion=signal.value,
+            reply=self._reply(kind, intent, (), context),
+            draft=self._draft(intent),
+            top=match.top,
+        )
+
+    def _thresholds(self, intent: Intent | None) -> tuple[float, float]:
+        cfg = self._settings.matcher
+        answer_t = cfg.answer_threshold
+        draft_t = cfg.draft_threshold
+        if intent is not None:
+            answer_t = intent.answer_threshold if intent.answer_threshold is not None else answer_t
+            draft_t = intent.draft_threshold if intent.draft_threshold is not None else draft_t
+        return answer_t, min(draft_t, answer_t)
+
+    def _close_options(self, match: Match) -> tuple[Choice, ...]:
+        """The best intents within ``clarify_margin`` of the first, each itself recognised."""
+        intents = self.matcher.intents
+        margin = self._settings.matcher.clarify_margin
+        options = []
+        for candidate in match.top:
+            intent = intents[candidate.intent]
+            if (
+                match.score - candidate.score > margin
+                or candidate.score < self._thresholds(intent)[1]
+            ):
+                break
+            options.append(Choice(intent.id, intent.label))
+        return tuple(options)
+
+    def _draft(self, intent: Intent | None) -> str | None:
+        if intent is None or intent.id == self._settings.triage.human_intent:
+            return None
+        return intent.render_answer(self._settings.placeholders)
+
+    def _reply(
+        self,
+        kind: DecisionKind,
+        intent: Intent | None,
+        options: tuple[Choice, ...],
+        context: TriageContext,
+    ) -> str:
+        messages = self._settings.messages
+        if kind is DecisionKind.ANSWER and intent is not None:
+            return intent.render_answer(self._settings.placeholders)
+        if kind is DecisionKind.CLARIFY:
+            if len(options) > 1:
+                return messages.clarify.format(options=_either(o.label for o in options))
+            return messages.rephrase
+        if self._hours.is_open(context.now):
+            return messages.handoff
+        return messages.handoff_closed.format(next_open=self._hours.describe_next_open(context.now))
+
+
+def _either(labels: Iterable[str]) -> str:
+    items = [f'"{label}"' for label in labels]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _chosen_option(text: str, offered: tuple[Choice, ...]) -> Choice | None:
+    """The option the customer picked by number, label or id, if they picked one."""
+    if not offered:
+        return None
+    answer = " ".join(text.casefold().strip(" .!?\"'").split())
+    by_name: Mapping[str, Choice] = {
+        **{str(i): c for i, c in enumerate(offered, start=1)},
+        **{c.label.casefold(): c for c in offered},
+        **{c.id.casefold(): c for c in offered},
+    }
+    return by_name.get(answer)

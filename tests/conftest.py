@@ -1,0 +1,146 @@
+"""Shared fixtures: settings, the fake encoder, a migrated database (SQLite, and PostgreSQL when
+CAREBOT_TEST_DATABASE_URL is set: each run creates and drops its own database), a runtime."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from carebot.config import Settings
+from carebot.runtime import Runtime, build_runtime
+from carebot.store.database import Database
+from tests.fakes import FakeEncoder, RecordingChannel
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_INTENTS = Path(__file__).resolve().parent / "data" / "intents"
+PG_ENV = "CAREBOT_TEST_DATABASE_URL"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI (CAREBOT_REQUIRE_ALL_TESTS=1) a skipped test is a failure: every service is there."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("CAREBOT_REQUIRE_ALL_TESTS") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped where every test must run: {report.longrepr}"
+
+
+class Clock:
+    """A clock the test moves by hand. Starts on a Wednesday at 10:00 UTC (business hours)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
+    data: dict[str, object] = {
+        "matcher": {
+            "intents_dir": str(TEST_INTENTS),
+            "cache_dir": str(tmp_path / "cache"),
+            "answer_threshold": 0.7,
+            "draft_threshold": 0.45,
+            "clarify_margin": 0.03,
+        },
+        "placeholders": {"tracking_url": "https://track.example"},
+        "business_hours": {"timezone": "UTC"},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}  # type: ignore[dict-item]
+    return Settings.model_validate(data)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str | None:
+    return os.environ.get(PG_ENV)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of each kind; PostgreSQL ones are dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'carebot.db'}"
+        return
+    admin = os.environ.get(PG_ENV)
+    if not admin:
+        pytest.skip(f"{PG_ENV} is not set (CI sets it to the local PostgreSQL)")
+    import asyncpg
+
+    url = make_url(admin)
+    name = f"carebot_test_{uuid.uuid4().hex[:12]}"
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield url.set(database=name).render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await db.upgrade()
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def channel() -> RecordingChannel:
+    return RecordingChannel("test")
+
+
+@pytest.fixture
+async def runtime(
+    settings: Settings,
+    database_url: str,
+    encoder: FakeEncoder,
+    clock: Clock,
+    channel: RecordingChannel,
+) -> AsyncIterator[Runtime]:
+    db = Database(database_url)
+    await db.upgrade()
+    await db.close()
+    rt = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"test": channel},
+        clock=clock,
+        database_url=database_url,
+    )
+    yield rt
+    await rt.db.close()

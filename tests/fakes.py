@@ -1,0 +1,60 @@
+"""Fakes for the tests: a deterministic encoder and a channel that records what it sends."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from carebot.channel import Deliver
+from carebot.exceptions import DeliveryError
+from carebot.models import OutboundReply
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class FakeEncoder:
+    """Bag of words hashed into 512 dimensions: texts sharing words are similar. No model."""
+
+    model_id = "fake-bag-of-words"
+    dims = 512
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in _TOKEN.findall(text.lower()):
+                digest = hashlib.sha1(token.encode()).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dims] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+
+class RecordingChannel:
+    """A channel stand-in: records replies; can be told to fail the next sends."""
+
+    def __init__(self, name: str = "test") -> None:
+        self.name = name
+        self.sent: list[OutboundReply] = []
+        self.failures: list[DeliveryError] = []
+
+    async def start(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, reply: OutboundReply) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(reply)
+
+    def texts(self) -> list[str]:
+        return [reply.text for reply in self.sent]
