@@ -137,7 +137,10 @@ def _read_file(file: Path, problems: list[Problem]) -> list[Intent]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        problems.append(Problem(file, line, f"YAML syntax: {exc.problem or exc.context}"))
+        detail = exc.problem or exc.context
+        if exc.context and exc.context_mark and exc.problem:
+            detail = f"{exc.problem} ({exc.context} started on line {exc.context_mark.line + 1})"
+        problems.append(Problem(file, line, f"YAML syntax: {detail}"))
         return []
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(file, None, f"cannot read file: {exc}"))

@@ -54,7 +54,7 @@ class Matcher:
         self._top_k = top_k
         self.intents = intents
         texts, _ = intents.examples()
-        vectors = cache.encode(texts, encoder) if cache else encoder.encode(texts)
+        vectors = cache.encode(texts, encoder) if cache is not None else encoder.encode(texts)
         self._examples = np.ascontiguousarray(vectors, dtype=np.float32)
         # Examples come grouped by intent, in order, so a segment max gives each intent's score.
         self._ids = [intent.id for intent in intents.intents]

@@ -10,7 +10,8 @@ The rules, in order of importance:
 * the two best intents are closer than ``clarify_margin`` -> "Did you mean A or B?";
 * the best score is below the draft threshold -> ask to rephrase (or hand off, see
   ``rephrase_first``);
-* between the draft and the answer threshold -> a draft for an agent to approve;
+* between the draft and the answer threshold -> a draft for an agent to approve (reason
+  ``below_threshold``: below the answer threshold);
 * otherwise the answer is sent.
 
 Every reason that applied is kept, most important first. Thresholds are global in config and
@@ -84,11 +85,11 @@ class Triage:
         options = self._close_options(match) if recognised else ()
         if len(options) > 1:
             reasons.add(Reason.AMBIGUOUS)
-        if not recognised:
+        if score < answer_t:
             reasons.add(Reason.BELOW_THRESHOLD)
-        elif score >= answer_t and len(options) <= 1:
+        elif len(options) <= 1:
             reasons.add(Reason.CONFIDENT)
-        failing = bool(reasons & {Reason.AMBIGUOUS, Reason.BELOW_THRESHOLD})
+        failing = Reason.AMBIGUOUS in reasons or not recognised
         if failing and context.last_kind in NON_ANSWERS:
             reasons.add(Reason.REPEATED_FAILURE)
         kind = self._kind(reasons, recognised, score >= answer_t)

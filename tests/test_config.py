@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carebot.config import Settings, load_settings
+from carebot.exceptions import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_loads_and_matches_the_defaults() -> None:
+    shipped = load_settings(ROOT / "config.toml")
+    assert shipped.source == ROOT / "config.toml"
+    assert shipped.matcher.model == Settings().matcher.model
+    assert shipped.placeholders["support_email"]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValueError):
+        settings.matcher.answer_threshold = 0.1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[matcher]\nanswer_treshold = 0.8\n",
+            ["config.toml:2", "unknown key [matcher] 'answer_treshold'", "answer_threshold"],
+        ),
+        (
+            "[matcher]\nanswer_threshold = 1.5\n",
+            ["config.toml:2", "[matcher] 'answer_threshold'", "less than or equal to 1", "1.5"],
+        ),
+        ("[storage]\nurl = 'x'\n", ["unknown key 'storage'", "Allowed here: store, matcher"]),
+        ("[business_hours]\ntimezone = 'Mars/Olympus'\n", ["unknown time zone 'Mars/Olympus'"]),
+        ("[business_hours]\nmonday = '9-5'\n", ["config.toml:2", "'monday'", "09:00-18:00"]),
+        ("[matcher\nmodel = 'x'\n", ["not valid TOML"]),
+    ],
+)
+def test_a_wrong_key_or_value_names_key_file_and_what_is_allowed(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text))
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Cannot read config file .*nope.toml"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_database_url_comes_from_the_named_environment_variable(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[store]\nurl_env = 'MY_DB'\n"))
+    assert settings.database_url({"MY_DB": "postgresql+asyncpg://u@h/db"}) == (
+        "postgresql+asyncpg://u@h/db"
+    )
+    # Without it, the relative SQLite path is resolved against the config file's folder.
+    assert settings.database_url({}) == f"sqlite+aiosqlite:///{tmp_path / '.carebot/carebot.db'}"
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[matcher]\nintents_dir = 'faq'\n"))
+    assert settings.path(settings.matcher.intents_dir) == tmp_path / "faq"

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from carebot.config import EmotionSettings
+from carebot.emotion import EmotionScorer
+
+scorer = EmotionScorer(EmotionSettings(escalation_words=("lawyer", "chargeback")))
+
+
+@pytest.mark.parametrize(
+    "text", ["where is my order?", "thanks, that helped a lot", "Can I pay with PayPal?"]
+)
+def test_calm_messages_score_low(text: str) -> None:
+    assert scorer.score(text).value < 0.3
+
+
+def test_shouting_and_exclamations_raise_the_signal() -> None:
+    calm = scorer.score("where is my order")
+    loud = scorer.score("WHERE IS MY ORDER!!!")
+    assert calm.value == 0.0
+    assert loud.value >= 0.5
+    assert "shouting" in loud.cues and "exclamations" in loud.cues
+
+
+def test_a_short_acronym_is_not_shouting() -> None:
+    assert "shouting" not in scorer.score("Is DHL or UPS used for my order to the USA?").cues
+
+
+@pytest.mark.parametrize("text", ["I will call my LAWYER", "expect a chargeback"])
+def test_an_escalation_word_is_enough_on_its_own(text: str) -> None:
+    signal = scorer.score(text)
+    assert signal.value >= 0.9
+    assert any(cue.startswith("escalation_word:") for cue in signal.cues)
+
+
+def test_escalation_words_match_whole_words_only() -> None:
+    assert scorer.score("my lawyers' office ordered chairs").value < 0.9
+
+
+def test_signal_stays_in_range() -> None:
+    signal = scorer.score("THIS IS THE WORST, MOST HORRIBLE SERVICE EVER!!! LAWYER!!!")
+    assert signal.value == 1.0

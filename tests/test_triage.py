@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from carebot.config import Settings
+from carebot.emotion import EmotionScorer
+from carebot.intents import load_intents
+from carebot.matcher import Matcher
+from carebot.models import Choice, DecisionKind, Reason
+from carebot.triage import Triage, TriageContext
+from tests.conftest import TEST_INTENTS, make_settings
+from tests.fakes import FakeEncoder
+
+OPEN = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday morning
+CLOSED = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)  # a Saturday night
+
+
+def build(settings: Settings) -> Triage:
+    intents = load_intents(TEST_INTENTS, settings.placeholders)
+    matcher = Matcher(encoder=FakeEncoder(), intents=intents, top_k=3)
+    return Triage(matcher=matcher, emotion=EmotionScorer(settings.emotion), settings=settings)
+
+
+@pytest.fixture
+def triage(settings: Settings) -> Triage:
+    return build(settings)
+
+
+def decide(triage: Triage, text: str, **context: object) -> tuple[DecisionKind, list[str]]:
+    decision = triage.decide(text, TriageContext(now=OPEN, **context))  # type: ignore[arg-type]
+    return decision.kind, [r.value for r in decision.reasons]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "reasons"),
+    [
+        ("where is my order", DecisionKind.ANSWER, ["confident"]),
+        (
+            "I would like to speak to a human",
+            DecisionKind.HANDOFF,
+            ["asked_for_human", "below_threshold"],
+        ),
+        ("staff member please", DecisionKind.HANDOFF, ["asked_for_human", "confident"]),
+        ("please delete my account", DecisionKind.HANDOFF, ["sensitive_intent", "confident"]),
+        (
+            "where is my order, I will call my lawyer",
+            DecisionKind.HANDOFF,
+            ["emotional", "confident"],
+        ),
+        ("purple elephants dance", DecisionKind.CLARIFY, ["below_threshold"]),
+        ("return item label", DecisionKind.CLARIFY, ["ambiguous", "below_threshold"]),
+        ("where is my order tracking", DecisionKind.ANSWER, ["confident"]),
+        ("order", DecisionKind.DRAFT, ["below_threshold"]),
+    ],
+)
+def test_rules(triage: Triage, text: str, kind: DecisionKind, reasons: list[str]) -> None:
+    assert decide(triage, text) == (kind, reasons)
+
+
+def test_answer_fills_placeholders_and_reports_scores(triage: Triage) -> None:
+    decision = triage.decide("where is my order", TriageContext(now=OPEN))
+    assert decision.reply == "Track it at https://track.example."
+    assert decision.intent == "order_status" and decision.score == pytest.approx(1.0)
+    assert decision.top[0].intent == "order_status" and len(decision.top) == 3
+    assert decision.margin == pytest.approx(decision.top[0].score - decision.top[1].score)
+    assert decision.explain().startswith("decision: answer intent=order_status score=1.00 margin=")
+
+
+def test_an_upset_customer_always_gets_emotional_first(triage: Triage) -> None:
+    decision = triage.decide("I want a HUMAN NOW this is USELESS!!!", TriageContext(now=OPEN))
+    assert decision.kind is DecisionKind.HANDOFF
+    assert decision.reasons[0] is Reason.EMOTIONAL
+    assert Reason.ASKED_FOR_HUMAN in decision.reasons
+
+
+def test_a_sensitive_intent_handoff_carries_a_draft(triage: Triage) -> None:
+    decision = triage.decide("delete my account", TriageContext(now=OPEN))
+    assert decision.draft == "I can delete your account for you."
+    assert decision.reply == Settings().messages.handoff
+
+
+def test_a_draft_decision_carries_the_answer_for_the_agent(triage: Triage) -> None:
+    decision = triage.decide("order", TriageContext(now=OPEN))
+    assert decision.kind is DecisionKind.DRAFT
+    assert decision.draft == "Track it at https://track.example."
+    assert decision.reply == Settings().messages.handoff
+
+
+def test_clarify_offers_the_close_intents_and_a_number_picks_one(triage: Triage) -> None:
+    decision = triage.decide("return item label", TriageContext(now=OPEN))
+    assert decision.kind is DecisionKind.CLARIFY
+    labels = [c.label for c in decision.choices]
+    assert set(labels) == {"Returns", "Return label"}
+    assert decision.reply == f'Did you mean "{labels[0]}" or "{labels[1]}"?'
+    picked = triage.decide(
+        "2", TriageContext(now=OPEN, last_kind=DecisionKind.CLARIFY, offered=decision.choices)
+    )
+    assert picked.kind is DecisionKind.ANSWER
+    assert picked.intent == decision.choices[1].id
+    assert picked.reasons == (Reason.CLARIFIED,)
+
+
+def test_picking_a_sensitive_option_still_hands_off(triage: Triage) -> None:
+    offered = (Choice("account_deletion", "Delete account"), Choice("returns", "Returns"))
+    decision = triage.decide("delete account", TriageContext(now=OPEN, offered=offered))
+    assert decision.kind is DecisionKind.HANDOFF
+    assert decision.reasons == (Reason.SENSITIVE_INTENT, Reason.CLARIFIED)
+
+
+def test_a_second_non_answer_in_a_row_hands_off(triage: Triage) -> None:
+    kind, reasons = decide(triage, "purple elephants", last_kind=DecisionKind.CLARIFY)
+    assert kind is DecisionKind.HANDOFF
+    assert reasons == ["repeated_failure", "below_threshold"]
+
+
+def test_without_rephrase_first_an_unknown_question_hands_off(tmp_path: Path) -> None:
+    triage = build(make_settings(tmp_path, triage={"rephrase_first": False}))
+    assert decide(triage, "purple elephants") == (DecisionKind.HANDOFF, ["below_threshold"])
+
+
+def test_per_intent_threshold_overrides_the_global_one(triage: Triage) -> None:
+    # "hello there" scores ~0.82 against "hi there": above the global 0.7, below greeting's 0.9.
+    decision = triage.decide("hello there", TriageContext(now=OPEN))
+    assert decision.intent == "greeting" and 0.7 < decision.score < 0.9
+    assert decision.kind is DecisionKind.DRAFT
+
+
+def test_outside_business_hours_the_handoff_says_when_people_are_back(triage: Triage) -> None:
+    decision = triage.decide("delete my account", TriageContext(now=CLOSED))
+    assert decision.reply is not None
+    assert "offline right now" in decision.reply
+    assert "Monday at 09:00 (UTC)" in decision.reply
