@@ -56,7 +56,7 @@ def test_a_wrong_key_or_value_names_key_file_and_what_is_allowed(
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="Cannot read config file .*nope.toml"):
+    with pytest.raises(ConfigError, match=r"Cannot read config file .*nope\.toml"):
         load_settings(tmp_path / "nope.toml")
 
 

@@ -62,7 +62,8 @@ def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
         ),
         ("intents:\n  - id: a b\n    examples: [x, y, z]\n    answer: hi\n", "must be a word"),
         (
-            "intents:\n  - id: a\n    examples: [x, y, z]\n    answer: hi\n    answer_threshold: 2\n",
+            "intents:\n  - id: a\n    examples: [x, y, z]\n    answer: hi\n"
+            "    answer_threshold: 2\n",
             "a.yaml:5: error: answer_threshold must be a number from 0 to 1",
         ),
         (

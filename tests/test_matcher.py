@@ -19,15 +19,24 @@ def intents() -> IntentSet:
 
 def test_scores_are_the_closest_example_per_intent(intents: IntentSet) -> None:
     encoder = FakeEncoder()
-    matcher = Matcher(encoder=encoder, intents=intents, top_k=3)
-    match = matcher.match("where is my order")
-    assert [s.intent for s in match.top][0] == "order_status"
-    assert match.score == pytest.approx(1.0)
-    examples = encoder.encode(list(intents["returns"].examples))
-    expected = float(np.max(examples @ encoder.encode(["where is my order"])[0]))
-    returns = {s.intent: s.score for s in matcher.match("where is my order").top}.get("returns")
-    assert returns is None or returns == pytest.approx(expected)
+    matcher = Matcher(encoder=encoder, intents=intents, top_k=len(intents))
+    match = matcher.match("where is my return label")
+    query = encoder.encode(["where is my return label"])[0]
+    for scored in match.top:
+        examples = encoder.encode(list(intents[scored.intent].examples))
+        assert scored.score == pytest.approx(float(np.max(examples @ query)))
+    assert [s.score for s in match.top] == sorted((s.score for s in match.top), reverse=True)
     assert match.margin == pytest.approx(match.top[0].score - match.top[1].score)
+    assert len(
+        matcher.match(
+            "hello",
+        ).top
+    ) == len(intents)
+
+
+def test_top_k_limits_the_intents_kept(intents: IntentSet) -> None:
+    match = Matcher(encoder=FakeEncoder(), intents=intents, top_k=2).match("where is my order")
+    assert [s.intent for s in match.top][:1] == ["order_status"] and len(match.top) == 2
 
 
 def test_match_many_equals_one_by_one_in_one_encoder_call(intents: IntentSet) -> None:
