@@ -83,11 +83,14 @@ class SentenceTransformerEncoder:
     def __init__(self, model: str, *, base_dir: Path | None = None, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         location = resolve_model(model, base_dir)
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
         except ImportError as exc:  # pragma: no cover - a broken install
             raise ModelError("sentence-transformers is not installed (pip install -e .)") from exc
+        transformers_logging.disable_progress_bar()
         try:
             self._model = SentenceTransformer(str(location), device="cpu")
         except (OSError, ValueError) as exc:

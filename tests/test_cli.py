@@ -1,0 +1,91 @@
+"""The ``carebot`` command, run as a subprocess the way people run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TEST_INTENTS
+
+PROBE = """
+import sys
+from carebot.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+print("HEAVY:" + ",".join(heavy))
+sys.exit(code)
+"""
+
+
+def carebot(*args: str, cwd: Path = ROOT, stdin: str = "", env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=cwd, input=stdin, capture_output=True,
+        text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+
+
+def config(tmp_path: Path, intents: Path = TEST_INTENTS) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[store]\nurl = "sqlite+aiosqlite:///{tmp_path}/db.sqlite"\n'
+        f'[matcher]\nintents_dir = "{intents}"\n'
+        '[placeholders]\ntracking_url = "https://t.example"\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["intents", "--help"], ["chat", "--help"], ["db", "--help"]]
+)
+def test_help_does_not_import_torch(args: list[str]) -> None:
+    result = carebot(*args)
+    assert result.returncode == 0, result.stderr
+    assert "usage: carebot" in result.stdout
+    assert "HEAVY:\n" in result.stdout
+
+
+def test_intents_check_without_conflicts_is_fast_and_clean(tmp_path: Path) -> None:
+    result = carebot("-c", str(config(tmp_path)), "intents", "check", "--no-conflicts")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 error(s), 0 warning(s)" in result.stdout
+    assert "HEAVY:\n" in result.stdout
+
+
+def test_intents_check_exits_1_on_errors_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text("intents:\n  - id: x\n    examples: [a, b, c]\n")
+    result = carebot("-c", str(config(tmp_path)), "intents", "check", str(bad), "--no-conflicts")
+    assert result.returncode == 1
+    assert f"{bad / 'x.yaml'}:2: error: x: missing required field 'answer'" in result.stdout
+
+
+def test_the_shipped_intents_pass_the_check_without_conflicts() -> None:
+    result = carebot("intents", "check", "--no-conflicts")
+    assert result.returncode == 0, result.stdout
+    assert " 0 error(s)" in result.stdout
+
+
+def test_db_upgrade_migrates_without_torch(tmp_path: Path) -> None:
+    result = carebot("-c", str(config(tmp_path)), "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert "database at revision 0001" in result.stdout
+    assert "HEAVY:\n" in result.stdout
+    assert (tmp_path / "db.sqlite").exists()
+
+
+def test_a_bad_config_is_reported_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[matcher]\ntop_k = 'three'\n")
+    result = carebot("-c", str(path), "db", "upgrade")
+    assert result.returncode == 2
+    assert f"carebot: Invalid configuration:\n  {path}:2: [matcher] 'top_k'" in result.stderr
+    assert "Traceback" not in result.stderr
