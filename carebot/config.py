@@ -46,6 +46,8 @@ class MatcherSettings(_Section):
 
 class EmotionSettings(_Section):
     threshold: Unit = 0.5
+    shouting: Unit = 0.5
+    exclamations: Unit = 0.2
     escalation_words: tuple[str, ...] = ("lawyer", "sue", "court", "police", "fraud", "scam")
 
 

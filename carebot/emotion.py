@@ -1,9 +1,9 @@
 """The emotion signal: how upset a customer sounds, in [0, 1].
 
 VADER's compound sentiment (built for social-media text) gives the base: its negative part.
-Intensity cues that VADER under-weights for care work are added on top: shouting in capitals,
-runs of exclamation marks, and a configurable list of escalation words ("lawyer", "fraud", ...),
-any one of which is enough to escalate on its own.
+Intensity cues that VADER under-weights for care work are added on top (weights in config):
+shouting in capitals, runs of exclamation marks, and a configurable list of escalation words
+("lawyer", "fraud", ...), any one of which is enough to escalate on its own.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from carebot.config import EmotionSettings
 
-SHOUTING_BONUS = 0.3
-EXCLAMATION_BONUS = 0.2
 ESCALATION_FLOOR = 0.9
 _WORD = re.compile(r"[^\W\d_]+")
 _EXCLAMATIONS = re.compile(r"[!?]*![!?]*!+")
@@ -33,6 +31,8 @@ class EmotionScorer:
 
     def __init__(self, settings: EmotionSettings) -> None:
         self._vader = SentimentIntensityAnalyzer()
+        self._shouting = settings.shouting
+        self._exclamations = settings.exclamations
         words = sorted({w.casefold() for w in settings.escalation_words if w.strip()})
         pattern = "|".join(re.escape(w) for w in words)
         self._escalation = re.compile(rf"\b({pattern})\b", re.IGNORECASE) if words else None
@@ -44,10 +44,10 @@ class EmotionScorer:
         if value > 0:
             cues.append("negative_sentiment")
         if _is_shouting(text):
-            value += SHOUTING_BONUS
+            value += self._shouting
             cues.append("shouting")
         if _EXCLAMATIONS.search(text):
-            value += EXCLAMATION_BONUS
+            value += self._exclamations
             cues.append("exclamations")
         if self._escalation and (found := self._escalation.search(text)):
             value = max(value, ESCALATION_FLOOR)
