@@ -24,11 +24,17 @@ sys.exit(code)
 """
 
 
-def carebot(*args: str, cwd: Path = ROOT, stdin: str = "", env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def carebot(
+    *args: str, cwd: Path = ROOT, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PROBE, *args], cwd=cwd, input=stdin, capture_output=True,
-        text=True, timeout=300, env={**os.environ, **(env or {})},
+        [sys.executable, "-c", PROBE, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -89,3 +95,30 @@ def test_a_bad_config_is_reported_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"carebot: Invalid configuration:\n  {path}:2: [matcher] 'top_k'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.model
+def test_chat_reads_piped_input_and_explains_each_turn(tmp_path: Path) -> None:
+    shipped = (ROOT / "config.toml").read_text()
+    path = tmp_path / "config.toml"
+    path.write_text(
+        shipped.replace('intents_dir = "intents"', f'intents_dir = "{ROOT / "intents"}"')
+    )
+    result = carebot(
+        "-c",
+        str(path),
+        "chat",
+        "--explain",
+        stdin="where is my order?\nI am furious, third time I write and nobody helps!!!\nhello?\n",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    decisions = [line for line in lines if line.startswith("decision: ")]
+    assert decisions[0].startswith("decision: answer intent=order_status score=")
+    assert decisions[0].endswith("reason=confident")
+    assert decisions[1].startswith("decision: handoff ")
+    assert "reason=emotional" in decisions[1]
+    # After the handoff the bot stays silent: the third message is only recorded.
+    assert decisions[2].startswith("decision: - state=waiting_for_agent")
+    assert sum(line.startswith("bot> ") for line in lines) == 2
+    assert (tmp_path / ".carebot" / "carebot.db").exists()
