@@ -30,7 +30,7 @@ class Backoff:
     cap: float = 300.0
 
     def delay(self, attempts: int) -> float:
-        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        return min(self.cap, self.base * 2 ** min(max(0, attempts - 1), 62))
 
 
 class OutboxWorker:

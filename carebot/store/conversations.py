@@ -53,6 +53,14 @@ class ConversationStore:
 
     async def receive(self, inbound: InboundMessage) -> Received:
         """Store an inbound message first; a redelivered one comes back with ``duplicate``."""
+        try:
+            return await self._receive_once(inbound)
+        except IntegrityError:
+            # Another delivery created the same customer, identity or conversation at the same
+            # moment; they exist now, so one more try takes the ordinary path.
+            return await self._receive_once(inbound)
+
+    async def _receive_once(self, inbound: InboundMessage) -> Received:
         existing = await self._find_inbound(inbound)
         if existing is not None:
             return existing

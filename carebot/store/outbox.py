@@ -69,31 +69,30 @@ class OutboxStore:
         self._clock = clock
 
     async def claim_due(self, *, limit: int = 50, lease: float = 60.0) -> list[OutboundReply]:
-        """Lease up to ``limit`` due rows (the oldest pending one of each conversation)."""
+        """Lease up to ``limit`` due rows: the oldest pending row of each conversation, if due."""
         now = self._clock()
+        free = or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now)
+        heads = (
+            select(func.min(OutboxRow.id))
+            .where(OutboxRow.status == PENDING)
+            .group_by(OutboxRow.conversation_id)
+        )
         async with self._db.session() as session, session.begin():
             rows = (
                 await session.scalars(
                     select(OutboxRow)
-                    .where(OutboxRow.status == PENDING)
+                    .where(OutboxRow.id.in_(heads), OutboxRow.next_attempt_at <= now, free)
                     .order_by(OutboxRow.id)
-                    .limit(limit * 10)
+                    .limit(limit)
                 )
             ).all()
-            heads: dict[int, OutboxRow] = {}
-            for row in rows:
-                heads.setdefault(row.conversation_id, row)
             claimed: list[OutboundReply] = []
-            for row in heads.values():
-                if len(claimed) >= limit or as_utc(row.next_attempt_at) > now:
-                    continue
+            for row in rows:
                 result = await session.execute(
                     update(OutboxRow)
-                    .where(
-                        OutboxRow.id == row.id,
-                        or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now),
-                    )
+                    .where(OutboxRow.id == row.id, free)
                     .values(locked_until=now + timedelta(seconds=lease))
+                    .execution_options(synchronize_session=False)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     claimed.append(_reply(row))

@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from carebot.clock import as_utc
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always hands back timezone-aware UTC, SQLite included (it keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+Timestamp = Annotated[datetime, mapped_column(UTCDateTime())]
+
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: DateTime(timezone=True),
-        dict[str, Any]: JSON,
-    }
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
 
 
 class Customer(Base):
@@ -32,7 +52,7 @@ class Customer(Base):
     __tablename__ = "customers"
     id: Mapped[int] = mapped_column(primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime]
+    created_at: Mapped[Timestamp]
 
 
 class Identity(Base):
@@ -45,7 +65,7 @@ class Identity(Base):
     channel: Mapped[str] = mapped_column(String(40))
     external_user_id: Mapped[str] = mapped_column(String(200))
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime]
+    created_at: Mapped[Timestamp]
 
 
 class Conversation(Base):
@@ -57,9 +77,9 @@ class Conversation(Base):
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
     state: Mapped[str] = mapped_column(String(20), index=True)
     agent: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    closed_at: Mapped[datetime | None]
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
+    closed_at: Mapped[Timestamp | None]
 
 
 class Message(Base):
@@ -80,8 +100,8 @@ class Message(Base):
     decision_id: Mapped[int | None] = mapped_column(
         ForeignKey("decisions.id", use_alter=True, name="fk_messages_decision")
     )
-    created_at: Mapped[datetime]
-    handled_at: Mapped[datetime | None]  # inbound: decided on, or recorded for an agent
+    created_at: Mapped[Timestamp]
+    handled_at: Mapped[Timestamp | None]  # inbound: decided on, or recorded for an agent
 
 
 class DecisionRow(Base):
@@ -99,7 +119,7 @@ class DecisionRow(Base):
     reasons: Mapped[str] = mapped_column(String(200))  # comma-separated, most important first
     draft: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # top intents, choices, timings
-    created_at: Mapped[datetime]
+    created_at: Mapped[Timestamp]
 
 
 class Handoff(Base):
@@ -112,11 +132,11 @@ class Handoff(Base):
     reason: Mapped[str] = mapped_column(String(40))
     reasons: Mapped[str] = mapped_column(String(200))
     draft: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
+    created_at: Mapped[Timestamp]
     claimed_by: Mapped[str | None] = mapped_column(String(200))
-    claimed_at: Mapped[datetime | None]
+    claimed_at: Mapped[Timestamp | None]
     resolved_by: Mapped[str | None] = mapped_column(String(200))
-    resolved_at: Mapped[datetime | None]
+    resolved_at: Mapped[Timestamp | None]
 
 
 class OutboxRow(Base):
@@ -133,8 +153,8 @@ class OutboxRow(Base):
     choices: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(10))  # pending / sent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime]
-    locked_until: Mapped[datetime | None]
+    next_attempt_at: Mapped[Timestamp]
+    locked_until: Mapped[Timestamp | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
-    sent_at: Mapped[datetime | None]
+    created_at: Mapped[Timestamp]
+    sent_at: Mapped[Timestamp | None]

@@ -1,0 +1,237 @@
+"""The inbox: store first, stay silent while a human owns the conversation, never go mute."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from carebot.clock import as_utc
+from carebot.inbox import Status
+from carebot.models import Decision, DecisionKind, InboundMessage, Reason
+from carebot.runtime import Runtime
+from carebot.store.tables import Base, DecisionRow, Handoff, Message, OutboxRow
+from tests.conftest import Clock
+from tests.fakes import FakeEncoder, RecordingChannel
+
+T = TypeVar("T", bound=Base)
+_ids = itertools.count(1)
+TRACK = "Track it at https://track.example."
+AMBIGUOUS = "return item label"  # equally close to "returns" and "returns_label"
+
+
+class BreakableEncoder(FakeEncoder):
+    """The fake encoder, which raises once ``broken`` is set (after the matcher was built)."""
+
+    broken = False
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.broken:
+            raise RuntimeError("encoder crashed")
+        return super().encode(texts)
+
+
+@pytest.fixture
+def encoder() -> BreakableEncoder:
+    return BreakableEncoder()
+
+
+def inbound(text: str, *, user: str = "u1", mid: str | None = None) -> InboundMessage:
+    return InboundMessage(
+        channel="test",
+        external_user_id=user,
+        external_message_id=mid or f"m{next(_ids)}",
+        text=text,
+        sent_at=datetime(2026, 11, 18, 10, tzinfo=UTC),
+    )
+
+
+async def rows(runtime: Runtime, table: type[T], *where: Any) -> list[T]:
+    async with runtime.db.session() as session:
+        return list((await session.scalars(select(table).where(*where).order_by(table.id))).all())
+
+
+async def state(runtime: Runtime, conversation_id: int) -> str:
+    return (await runtime.conversations.conversation(conversation_id)).state
+
+
+async def test_an_faq_is_answered_and_its_decision_stored(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    outcome = await runtime.inbox.receive(inbound("where is my order"))
+
+    assert outcome.status is Status.DECIDED
+    [row] = await rows(runtime, OutboxRow)
+    assert (row.id, row.text, row.external_user_id, row.status) == (
+        outcome.outbox_id,
+        TRACK,
+        "u1",
+        "pending",
+    )
+    [decision] = await rows(runtime, DecisionRow)
+    assert (decision.kind, decision.intent, decision.reasons) == (
+        "answer",
+        "order_status",
+        "confident",
+    )
+    assert decision.score == pytest.approx(1.0)
+    assert decision.inbound_message_id == outcome.received.message_id
+    assert decision.details["top"][0] == {"intent": "order_status", "score": 1.0}
+    assert [t["intent"] for t in decision.details["top"]][1:] == ["refunds", "account_deletion"]
+    assert decision.details["choices"] == []
+    assert list(decision.details["timings_ms"]) == ["triage_ms"]
+    assert decision.details["timings_ms"]["triage_ms"] >= 0
+    inbound_row, reply = await rows(runtime, Message)
+    assert inbound_row.handled_at is not None and as_utc(inbound_row.handled_at) == clock.now
+    assert (reply.direction, reply.author, reply.decision_id) == ("out", "bot", decision.id)
+    assert await runtime.outbox.deliver_due() == 1
+    assert channel.texts() == [TRACK]
+
+
+async def test_a_redelivered_message_gets_no_second_reply(runtime: Runtime) -> None:
+    first = await runtime.inbox.receive(inbound("where is my order", mid="tg-1"))
+    again = await runtime.inbox.receive(inbound("where is my order", mid="tg-1"))
+
+    assert (first.status, again.status) == (Status.DECIDED, Status.DUPLICATE)
+    assert again.received.message_id == first.received.message_id
+    assert len(await rows(runtime, OutboxRow)) == 1
+    assert len(await rows(runtime, DecisionRow)) == 1
+
+
+@pytest.mark.parametrize("taken_over", [False, True], ids=["waiting", "with_agent"])
+async def test_the_bot_is_silent_while_a_human_owns_the_conversation(
+    runtime: Runtime, channel: RecordingChannel, taken_over: bool
+) -> None:
+    handoff = await runtime.inbox.receive(inbound("delete my account"))
+    conversation_id = handoff.received.conversation_id
+    assert handoff.decision is not None and handoff.decision.kind is DecisionKind.HANDOFF
+    if taken_over:
+        await runtime.handoffs.take_over(conversation_id, "ann")
+
+    later = [await runtime.inbox.receive(inbound(t)) for t in ("where is my order", "hello?")]
+    assert [o.status for o in later] == [Status.RECORDED, Status.RECORDED]
+    assert [(o.decision, o.outbox_id) for o in later] == [(None, None), (None, None)]
+    recorded = await rows(runtime, Message, Message.id.in_([o.received.message_id for o in later]))
+    assert [(m.text, m.handled_at is not None) for m in recorded] == [
+        ("where is my order", True),
+        ("hello?", True),
+    ]
+    assert len(await rows(runtime, OutboxRow)) == 1  # only "passing you to a colleague"
+    assert len(await rows(runtime, DecisionRow)) == 1
+
+    await runtime.handoffs.resolve(conversation_id, "ann")
+    answered = await runtime.inbox.receive(inbound("where is my order"))
+    assert answered.status is Status.DECIDED and answered.outbox_id is not None
+    assert await runtime.outbox.deliver_due() == 2
+    assert channel.texts() == [runtime.settings.messages.handoff, TRACK]
+
+
+async def test_a_takeover_during_triage_silences_the_bot(runtime: Runtime) -> None:
+    received = await runtime.conversations.receive(inbound("where is my order"))
+    await runtime.handoffs.take_over(received.conversation_id, "ann")
+    decision = Decision(
+        kind=DecisionKind.ANSWER,
+        reasons=(Reason.CONFIDENT,),
+        intent="order_status",
+        score=1.0,
+        margin=0.5,
+        emotion=0.0,
+        reply=TRACK,
+    )
+
+    result = await runtime.conversations.record_decision(received, decision, {"triage_ms": 1.0})
+    assert result is None
+    assert await rows(runtime, OutboxRow) == []
+    [kept] = await rows(runtime, DecisionRow)
+    assert (kept.kind, kept.intent, kept.inbound_message_id) == (
+        "answer",
+        "order_status",
+        received.message_id,
+    )
+    assert await state(runtime, received.conversation_id) == "with_agent"
+
+
+async def test_a_triage_failure_sends_the_fallback_and_hands_off(
+    runtime: Runtime, encoder: BreakableEncoder, channel: RecordingChannel
+) -> None:
+    encoder.broken = True
+    outcome = await runtime.inbox.receive(inbound("where is my order"))
+
+    assert outcome.decision is not None
+    assert (outcome.decision.kind, outcome.decision.reasons) == (
+        DecisionKind.HANDOFF,
+        (Reason.BOT_ERROR,),
+    )
+    [decision] = await rows(runtime, DecisionRow)
+    assert (decision.kind, decision.reasons, decision.intent) == ("handoff", "bot_error", None)
+    [handoff] = await rows(runtime, Handoff)
+    assert (handoff.reason, handoff.decision_id) == ("bot_error", decision.id)
+    assert await state(runtime, outcome.received.conversation_id) == "waiting_for_agent"
+    assert await runtime.outbox.deliver_due() == 1
+    assert channel.texts() == [runtime.settings.messages.fallback]
+
+
+async def test_recover_decides_messages_left_undecided_once(
+    runtime: Runtime, channel: RecordingChannel
+) -> None:
+    question = "where is my order"
+    stored = [await runtime.conversations.receive(inbound(question, user=u)) for u in "ab"]
+
+    assert await runtime.inbox.recover() == 2
+    assert await runtime.inbox.recover() == 0
+    decisions = await rows(runtime, DecisionRow)
+    assert [d.inbound_message_id for d in decisions] == [s.message_id for s in stored]
+    assert [(r.external_user_id, r.text) for r in await rows(runtime, OutboxRow)] == [
+        ("a", TRACK),
+        ("b", TRACK),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pick", "intent", "answer"),
+    [
+        ("1", "returns", "Returns are free within 30 days."),
+        ("2", "returns_label", "Print the label from your account."),
+        ("Return label", "returns_label", "Print the label from your account."),
+    ],
+)
+async def test_a_clarification_is_answered_by_the_choice(
+    runtime: Runtime, channel: RecordingChannel, pick: str, intent: str, answer: str
+) -> None:
+    asked = await runtime.inbox.receive(inbound(AMBIGUOUS))
+    assert asked.decision is not None and asked.decision.kind is DecisionKind.CLARIFY
+    [clarify] = await rows(runtime, DecisionRow)
+    assert clarify.details["choices"] == [
+        {"id": "returns", "label": "Returns"},
+        {"id": "returns_label", "label": "Return label"},
+    ]
+
+    picked = await runtime.inbox.receive(inbound(pick))
+    assert picked.decision is not None
+    assert (picked.decision.kind, picked.decision.intent) == (DecisionKind.ANSWER, intent)
+    [_, chosen] = await rows(runtime, DecisionRow)
+    assert (chosen.kind, chosen.intent, chosen.reasons) == ("answer", intent, "clarified")
+    assert await runtime.outbox.deliver_due() == 2
+    question, reply = channel.sent
+    assert question.text == 'Did you mean "Returns" or "Return label"?'
+    assert [c.id for c in question.choices] == ["returns", "returns_label"]
+    assert (reply.text, reply.choices) == (answer, ())
+
+
+async def test_two_non_answers_in_a_row_hand_off(runtime: Runtime) -> None:
+    await runtime.inbox.receive(inbound(AMBIGUOUS))
+    second = await runtime.inbox.receive(inbound("hmm"))
+
+    assert second.decision is not None
+    assert second.decision.kind is DecisionKind.HANDOFF
+    assert second.decision.reason is Reason.REPEATED_FAILURE
+    [_, decision] = await rows(runtime, DecisionRow)
+    assert decision.reasons == "repeated_failure,below_threshold"
+    [handoff] = await rows(runtime, Handoff)
+    assert (handoff.reason, handoff.decision_id) == ("repeated_failure", decision.id)
+    assert await state(runtime, second.received.conversation_id) == "waiting_for_agent"

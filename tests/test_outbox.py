@@ -1,0 +1,239 @@
+"""The outbox: replies delivered once, retried with backoff, in order, leased, kept on restart."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from carebot.clock import as_utc
+from carebot.config import Settings
+from carebot.exceptions import DeliveryError
+from carebot.models import InboundMessage
+from carebot.outbox import Backoff
+from carebot.runtime import Runtime, build_runtime
+from carebot.store.tables import OutboxRow
+from tests.conftest import Clock
+from tests.fakes import FakeEncoder, RecordingChannel
+
+ORDER, RETURNS, REFUNDS = "where is my order", "how do I return an item", "when is my refund coming"
+TRACK = "Track it at https://track.example."
+FREE = "Returns are free within 30 days."
+FIVE_DAYS = "Refunds take 5 days."
+_ids = itertools.count(1)
+
+
+async def ask(runtime: Runtime, text: str, *, user: str = "u1", channel: str = "test") -> int:
+    """A customer question the bot answers; returns the outbox id of the answer."""
+    outcome = await runtime.inbox.receive(
+        InboundMessage(
+            channel=channel,
+            external_user_id=user,
+            external_message_id=f"m{next(_ids)}",
+            text=text,
+            sent_at=datetime(2026, 11, 18, 10, tzinfo=UTC),
+        )
+    )
+    assert outcome.outbox_id is not None
+    return outcome.outbox_id
+
+
+async def row(runtime: Runtime, outbox_id: int) -> OutboxRow:
+    async with runtime.db.session() as session:
+        found = await session.scalar(select(OutboxRow).where(OutboxRow.id == outbox_id))
+    assert found is not None
+    return found
+
+
+async def test_a_reply_is_delivered_once_and_marked_sent(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    outbox_id = await ask(runtime, ORDER)
+    clock.advance(2)
+
+    assert await runtime.outbox.deliver_due() == 1
+    assert await runtime.outbox.deliver_due() == 0
+    assert [(r.outbox_id, r.external_user_id, r.text) for r in channel.sent] == [
+        (outbox_id, "u1", TRACK)
+    ]
+    sent = await row(runtime, outbox_id)
+    assert (sent.status, sent.attempts, sent.last_error) == ("sent", 1, None)
+    assert sent.locked_until is None
+    assert sent.sent_at is not None and as_utc(sent.sent_at) == clock.now
+    assert await runtime.outbox_store.pending() == 0
+    assert await runtime.outbox_store.next_due() is None
+
+
+@pytest.mark.parametrize(
+    ("error", "recorded"),
+    [(DeliveryError("down"), "down"), (RuntimeError("boom"), "RuntimeError('boom')")],
+    ids=["delivery_error", "unexpected_error"],
+)
+async def test_a_failed_send_is_retried_after_the_backoff(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock, error: Exception, recorded: str
+) -> None:
+    channel.failures.append(error)  # type: ignore[arg-type]
+    outbox_id = await ask(runtime, ORDER)
+
+    assert await runtime.outbox.deliver_due() == 0
+    failed = await row(runtime, outbox_id)
+    assert (failed.status, failed.attempts, failed.last_error) == ("pending", 1, recorded)
+    assert as_utc(failed.next_attempt_at) == clock.now + timedelta(seconds=1)
+    clock.advance(0.5)
+    assert await runtime.outbox.deliver_due() == 0
+
+    clock.advance(0.5)
+    assert await runtime.outbox.deliver_due() == 1
+    assert await runtime.outbox.deliver_due() == 0
+    assert channel.texts() == [TRACK]
+    sent = await row(runtime, outbox_id)
+    assert (sent.status, sent.attempts, sent.last_error) == ("sent", 2, None)
+
+
+async def test_the_platform_retry_after_wins_over_the_backoff(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    channel.failures.append(DeliveryError("429", retry_after=30))
+    outbox_id = await ask(runtime, ORDER)
+
+    assert await runtime.outbox.deliver_due() == 0
+    assert await runtime.outbox_store.next_due() == clock.now + timedelta(seconds=30)
+    clock.advance(29)
+    assert await runtime.outbox.deliver_due() == 0
+    assert channel.sent == []
+    clock.advance(1)
+    assert await runtime.outbox.deliver_due() == 1
+    assert (await row(runtime, outbox_id)).attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("attempts", "seconds"),
+    [(0, 1), (1, 1), (2, 2), (3, 4), (6, 32), (9, 256), (10, 300), (40, 300), (5000, 300)],
+)
+def test_backoff_doubles_and_is_capped(attempts: int, seconds: float) -> None:
+    assert Backoff().delay(attempts) == seconds
+
+
+def test_backoff_honours_its_base_and_cap() -> None:
+    backoff = Backoff(base=0.5, cap=3)
+    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1, 2, 3, 3]
+
+
+async def test_a_reply_on_an_unknown_channel_stays_pending(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    outbox_id = await ask(runtime, ORDER, channel="gone")
+
+    assert await runtime.outbox.deliver_due() == 0
+    clock.advance(3600)
+    assert await runtime.outbox.deliver_due() == 0
+    kept = await row(runtime, outbox_id)
+    assert (kept.status, kept.attempts, kept.channel) == ("pending", 2, "gone")
+    assert kept.last_error == "channel 'gone' is not running"
+    assert channel.sent == []
+    assert await runtime.outbox_store.pending() == 1
+
+
+async def test_replies_keep_their_order_within_a_conversation(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    await ask(runtime, ORDER, user="a")
+    await ask(runtime, RETURNS, user="a")
+    await ask(runtime, REFUNDS, user="b")
+    channel.failures.append(DeliveryError("down"))  # the first reply claimed: a's first
+
+    assert await runtime.outbox.deliver_due() == 1
+    assert [(r.external_user_id, r.text) for r in channel.sent] == [("b", FIVE_DAYS)]
+    assert await runtime.outbox_store.pending() == 2
+
+    clock.advance(1)
+    assert await runtime.outbox.deliver_due() == 2
+    assert [(r.external_user_id, r.text) for r in channel.sent[1:]] == [("a", TRACK), ("a", FREE)]
+
+
+async def test_blocked_replies_do_not_starve_other_conversations(runtime: Runtime) -> None:
+    """Replies stuck behind a failing one must not hide other conversations' replies."""
+    blocked = [await ask(runtime, ORDER, user="a") for _ in range(10)]
+    [head] = await runtime.outbox_store.claim_due(limit=1)
+    assert head.outbox_id == blocked[0]
+    await runtime.outbox_store.mark_failed(head.outbox_id, "down", delay=lambda _: 600)
+    other = await ask(runtime, REFUNDS, user="b")
+
+    claimed = await runtime.outbox_store.claim_due(limit=1)
+    assert [(r.outbox_id, r.external_user_id, r.text) for r in claimed] == [(other, "b", FIVE_DAYS)]
+
+
+async def test_a_claimed_reply_is_leased_until_the_lease_expires(
+    runtime: Runtime, clock: Clock
+) -> None:
+    outbox_id = await ask(runtime, ORDER)
+    store = runtime.outbox_store
+
+    assert [r.outbox_id for r in await store.claim_due(lease=60)] == [outbox_id]
+    assert await store.claim_due(lease=60) == []
+    leased = await row(runtime, outbox_id)
+    assert leased.locked_until is not None
+    assert as_utc(leased.locked_until) == clock.now + timedelta(seconds=60)
+    clock.advance(59)
+    assert await store.claim_due(lease=60) == []
+    clock.advance(1)
+    assert [r.outbox_id for r in await store.claim_due(lease=60)] == [outbox_id]
+
+
+async def test_a_reply_leased_by_a_worker_that_died_is_sent_after_the_lease(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    outbox_id = await ask(runtime, ORDER)
+    assert len(await runtime.outbox_store.claim_due(lease=60)) == 1  # then the worker died
+
+    clock.advance(60)
+    assert await runtime.outbox.deliver_due() == 1
+    assert channel.texts() == [TRACK]
+    assert (await row(runtime, outbox_id)).status == "sent"
+
+
+async def test_stop_flushes_due_replies(runtime: Runtime, channel: RecordingChannel) -> None:
+    await ask(runtime, ORDER)
+    assert channel.sent == []
+
+    await runtime.stop()
+    assert channel.texts() == [TRACK]
+
+
+async def test_a_new_runtime_delivers_what_the_last_one_left(
+    runtime: Runtime,
+    channel: RecordingChannel,
+    clock: Clock,
+    settings: Settings,
+    encoder: FakeEncoder,
+    database_url: str,
+) -> None:
+    channel.failures.append(DeliveryError("down"))
+    left = await ask(runtime, ORDER)
+    assert await runtime.outbox.deliver_due() == 0
+    await runtime.conversations.receive(  # stored, never decided: the process "stopped"
+        InboundMessage("test", "u2", "late", REFUNDS, datetime(2026, 11, 18, 10, tzinfo=UTC))
+    )
+    await runtime.stop()
+    assert channel.sent == []
+
+    clock.advance(1)
+    fresh = RecordingChannel("test")
+    again = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"test": fresh},
+        clock=clock,
+        database_url=database_url,
+    )
+    await again.start()
+    await again.stop()
+
+    assert sorted((r.external_user_id, r.text) for r in fresh.sent) == [
+        ("u1", TRACK),
+        ("u2", FIVE_DAYS),
+    ]
+    assert (await row(runtime, left)).status == "sent"
+    assert await runtime.outbox_store.pending() == 0

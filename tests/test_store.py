@@ -1,0 +1,251 @@
+"""The store: migrations, storing inbound messages once, and the handoff state machine."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select, update
+
+from carebot.clock import as_utc
+from carebot.exceptions import StoreError
+from carebot.models import InboundMessage
+from carebot.runtime import Runtime
+from carebot.store.database import MIGRATIONS, Database
+from carebot.store.tables import Base, Conversation, Customer, Handoff, Identity, Message, OutboxRow
+from tests.conftest import Clock
+
+T = TypeVar("T", bound=Base)
+_ids = itertools.count(1)
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def inbound(
+    text: str, *, user: str = "u1", mid: str | None = None, channel: str = "test"
+) -> InboundMessage:
+    return InboundMessage(
+        channel=channel,
+        external_user_id=user,
+        external_message_id=mid or f"m{next(_ids)}",
+        text=text,
+        sent_at=datetime(2026, 11, 18, 10, tzinfo=UTC),
+        profile={"name": "Ada"},
+    )
+
+
+async def rows(db: Database, table: type[T], *where: Any) -> list[T]:
+    async with db.session() as session:
+        return list((await session.scalars(select(table).where(*where).order_by(table.id))).all())
+
+
+async def count(db: Database, table: type[Base]) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_migrations_apply_on_an_empty_database(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        assert await db.current_revision() is None
+        await db.upgrade()
+        await db.upgrade()  # a second upgrade is a no-op
+        assert HEAD is not None
+        assert await db.current_revision() == HEAD
+        async with db.engine.connect() as conn:
+            names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert names >= {"customers", "identities", "conversations", "messages", "decisions"}
+        assert names >= {"handoffs", "outbox", "alembic_version"}
+    finally:
+        await db.close()
+
+
+async def test_check_migrated_refuses_an_unmigrated_database(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        with pytest.raises(StoreError, match="carebot db upgrade") as info:
+            await db.check_migrated()
+        assert "migration none" in str(info.value)
+        await db.upgrade()
+        await db.check_migrated()
+    finally:
+        await db.close()
+
+
+async def test_receive_creates_the_customer_once_and_reuses_it(runtime: Runtime) -> None:
+    store = runtime.conversations
+    first = await store.receive(inbound("hello", user="u1"))
+    second = await store.receive(inbound("still there?", user="u1"))
+    other_channel = await store.receive(inbound("hi", user="u1", channel="web"))
+
+    assert (second.customer_id, second.conversation_id) == (
+        first.customer_id,
+        first.conversation_id,
+    )
+    assert second.message_id != first.message_id
+    assert other_channel.customer_id != first.customer_id
+    assert not first.duplicate and not second.duplicate
+    customers = await rows(runtime.db, Customer)
+    assert [c.display_name for c in customers] == ["Ada", "Ada"]
+    identities = await rows(runtime.db, Identity)
+    assert [(i.channel, i.external_user_id) for i in identities] == [("test", "u1"), ("web", "u1")]
+    conversations = await rows(runtime.db, Conversation)
+    assert [(c.id, c.state) for c in conversations] == [
+        (first.conversation_id, "bot"),
+        (other_channel.conversation_id, "bot"),
+    ]
+    texts = await rows(runtime.db, Message, Message.conversation_id == first.conversation_id)
+    assert [m.text for m in texts] == ["hello", "still there?"]
+
+
+@pytest.mark.parametrize("concurrently", [False, True], ids=["one_after_other", "at_once"])
+async def test_a_redelivered_message_is_stored_once(runtime: Runtime, concurrently: bool) -> None:
+    message = inbound("where is my order", mid="tg-42")
+    if concurrently:
+        results = await asyncio.gather(*(runtime.conversations.receive(message) for _ in range(2)))
+    else:
+        results = [await runtime.conversations.receive(message) for _ in range(2)]
+
+    assert sorted(r.duplicate for r in results) == [False, True]
+    assert results[0].message_id == results[1].message_id
+    stored = await rows(runtime.db, Message)
+    assert [(m.channel, m.external_id, m.text) for m in stored] == [
+        ("test", "tg-42", "where is my order")
+    ]
+    assert await count(runtime.db, Customer) == 1
+
+
+async def test_first_messages_of_a_new_customer_arriving_at_once_are_both_stored(
+    runtime: Runtime,
+) -> None:
+    first, second = inbound("hello", mid="a"), inbound("anyone?", mid="b")
+    results = await asyncio.gather(
+        runtime.conversations.receive(first), runtime.conversations.receive(second)
+    )
+
+    assert [r.duplicate for r in results] == [False, False]
+    assert results[0].conversation_id == results[1].conversation_id
+    assert sorted(m.external_id for m in await rows(runtime.db, Message)) == ["a", "b"]
+    assert await count(runtime.db, Customer) == 1
+
+
+async def test_same_message_id_on_two_channels_is_not_a_duplicate(runtime: Runtime) -> None:
+    on_test = await runtime.conversations.receive(inbound("hi", mid="7", channel="test"))
+    on_web = await runtime.conversations.receive(inbound("hi", mid="7", channel="web"))
+
+    assert not on_web.duplicate
+    assert on_web.message_id != on_test.message_id
+    stored = await rows(runtime.db, Message)
+    assert [(m.channel, m.external_id) for m in stored] == [("test", "7"), ("web", "7")]
+
+
+async def test_handoff_state_machine(runtime: Runtime, clock: Clock) -> None:
+    outcome = await runtime.inbox.receive(inbound("delete my account"))
+    conversation_id = outcome.received.conversation_id
+    conversation = await runtime.conversations.conversation(conversation_id)
+    assert (conversation.state, conversation.agent) == ("waiting_for_agent", None)
+    [handoff] = await rows(runtime.db, Handoff)
+    assert (handoff.reason, handoff.claimed_by) == ("sensitive_intent", None)
+    assert handoff.draft == "I can delete your account for you."
+
+    clock.advance(60)
+    await runtime.handoffs.take_over(conversation_id, "ann")
+    conversation = await runtime.conversations.conversation(conversation_id)
+    assert (conversation.state, conversation.agent) == ("with_agent", "ann")
+    [handoff] = await rows(runtime.db, Handoff)
+    assert handoff.claimed_by == "ann"
+    assert handoff.claimed_at is not None and as_utc(handoff.claimed_at) == clock.now
+
+    outbox_id = await runtime.handoffs.reply(conversation_id, "ann", "Done, it is deleted.")
+    [row] = await rows(runtime.db, OutboxRow, OutboxRow.id == outbox_id)
+    assert (row.text, row.status, row.channel, row.external_user_id) == (
+        "Done, it is deleted.",
+        "pending",
+        "test",
+        "u1",
+    )
+    [message] = await rows(runtime.db, Message, Message.id == row.message_id)
+    assert (message.direction, message.author, message.agent) == ("out", "agent", "ann")
+
+    clock.advance(60)
+    await runtime.handoffs.resolve(conversation_id, "ann")
+    conversation = await runtime.conversations.conversation(conversation_id)
+    assert (conversation.state, conversation.agent) == ("bot", None)
+    [handoff] = await rows(runtime.db, Handoff)
+    assert handoff.resolved_by == "ann"
+    assert handoff.resolved_at is not None and as_utc(handoff.resolved_at) == clock.now
+    assert await runtime.handoffs.open_handoff(conversation_id) is None
+
+
+async def test_resolving_a_conversation_the_bot_owns_is_refused(runtime: Runtime) -> None:
+    received = await runtime.conversations.receive(inbound("hello"))
+
+    with pytest.raises(StoreError, match="is bot; it cannot become bot"):
+        await runtime.handoffs.resolve(received.conversation_id, "ann")
+    assert await count(runtime.db, Handoff) == 0
+
+
+@pytest.mark.parametrize("action", ["take_over", "reply", "resolve", "conversation"])
+async def test_acting_on_a_missing_conversation_is_refused(runtime: Runtime, action: str) -> None:
+    calls = {
+        "take_over": lambda: runtime.handoffs.take_over(999, "ann"),
+        "reply": lambda: runtime.handoffs.reply(999, "ann", "hello"),
+        "resolve": lambda: runtime.handoffs.resolve(999, "ann"),
+        "conversation": lambda: runtime.conversations.conversation(999),
+    }
+    with pytest.raises(StoreError, match="No conversation with id 999"):
+        await calls[action]()
+    assert await count(runtime.db, Handoff) == 0
+
+
+@pytest.mark.parametrize("text", ["", "  \n\t"])
+async def test_an_empty_agent_reply_is_refused(runtime: Runtime, text: str) -> None:
+    received = await runtime.conversations.receive(inbound("hello"))
+
+    with pytest.raises(StoreError, match="cannot be empty"):
+        await runtime.handoffs.reply(received.conversation_id, "ann", text)
+    assert await count(runtime.db, OutboxRow) == 0
+    conversation = await runtime.conversations.conversation(received.conversation_id)
+    assert conversation.state == "bot"
+
+
+async def _two_conversations(runtime: Runtime, clock: Clock) -> int:
+    """One customer: a closed conversation, then a new one with an agent reply."""
+    first = await runtime.conversations.receive(inbound("first"))
+    await runtime.conversations.receive(inbound("someone else", user="u2"))
+    async with runtime.db.session() as session, session.begin():
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == first.conversation_id)
+            .values(state="closed")
+        )
+    clock.advance(60)
+    second = await runtime.conversations.receive(inbound("second"))
+    assert second.conversation_id != first.conversation_id
+    assert second.customer_id == first.customer_id
+    await runtime.handoffs.reply(second.conversation_id, "ann", "agent answer")
+    return first.customer_id
+
+
+async def test_history_is_oldest_first_across_conversations(runtime: Runtime, clock: Clock) -> None:
+    customer_id = await _two_conversations(runtime, clock)
+
+    lines = await runtime.handoffs.history(customer_id)
+    assert [(line.author, line.agent, line.text) for line in lines] == [
+        ("customer", None, "first"),
+        ("customer", None, "second"),
+        ("agent", "ann", "agent answer"),
+    ]
+    assert len({line.conversation_id for line in lines}) == 2
+    latest = await runtime.handoffs.history(customer_id, limit=2)
+    assert [line.text for line in latest] == ["second", "agent answer"]
+
+
+async def test_history_times_are_utc_on_every_backend(runtime: Runtime, clock: Clock) -> None:
+    customer_id = await _two_conversations(runtime, clock)
+
+    lines = await runtime.handoffs.history(customer_id)
+    assert lines[-1].at == clock.now.isoformat() == "2026-11-18T10:01:00+00:00"
