@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run   - create .venv, install, start carebot on the embedded defaults
+#   make run   - create .venv, install, serve carebot on the embedded defaults (web chat + inbox)
 #   make test  - create .venv, install, run ruff, mypy and the tests
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/carebot chat
+	$(BIN)/carebot serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check carebot adapters tests bench

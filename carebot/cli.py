@@ -75,6 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(command=_intents_check)
 
+    serve = commands.add_parser(
+        "serve", help="run the service: web chat, agent inbox, health checks"
+    )
+    serve.add_argument("--host", help="address to listen on (default: [server] host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: [server] port)")
+    serve.set_defaults(command=_serve)
+
+    inbox = commands.add_parser("inbox", help="the built-in agent inbox")
+    inbox_commands = inbox.add_subparsers(title="inbox commands", metavar="COMMAND")
+    inbox.set_defaults(command=lambda _args: inbox.print_help())
+    hash_password = inbox_commands.add_parser(
+        "hash-password", help="make an argon2 hash for [[inbox.agents]] password_hash"
+    )
+    hash_password.set_defaults(command=_hash_password)
+
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
     db.set_defaults(command=lambda _args: db.print_help())
@@ -88,6 +103,33 @@ def _chat(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
 
     asyncio.run(run_chat(load_settings(args.config), explain=args.explain, user=args.user))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.server import serve
+
+    asyncio.run(serve(load_settings(args.config), host=args.host, port=args.port))
+    return 0
+
+
+def _hash_password(_args: argparse.Namespace) -> int:
+    import getpass
+
+    from carebot.desk.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("carebot: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("carebot: use at least 8 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
     return 0
 
 

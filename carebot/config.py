@@ -13,10 +13,10 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from carebot.exceptions import ConfigError
 
@@ -109,6 +109,48 @@ class MessageSettings(_Section):
     fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
 
 
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    secret_env: str = "CAREBOT_SECRET_KEY"
+    secret_file: str = ".carebot/secret_key"
+    shutdown_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class WebChatSettings(_Section):
+    enabled: bool = True
+    max_message_chars: Annotated[int, Field(ge=1, le=20000)] = 2000
+    token_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    history_limit: Annotated[int, Field(ge=0, le=1000)] = 100
+    messages_per_minute: Annotated[int, Field(ge=1, le=10000)] = 30
+    allowed_origins: tuple[str, ...] = ()
+
+
+class AgentSettings(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    display_name: str = ""
+    password_hash: str = ""
+    password_hash_env: str = ""
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> AgentSettings:
+        if bool(self.password_hash) == bool(self.password_hash_env):
+            raise ValueError(
+                f"agent {self.name!r} needs exactly one of password_hash (an argon2 hash from "
+                "'carebot inbox hash-password') or password_hash_env"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+class InboxSettings(_Section):
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    agents: tuple[AgentSettings, ...] = ()
+
+
 class Settings(_Section):
     """All of carebot's settings. ``source`` is the file they came from (None: defaults)."""
 
@@ -118,6 +160,9 @@ class Settings(_Section):
     triage: TriageSettings = TriageSettings()
     business_hours: BusinessHoursSettings = BusinessHoursSettings()
     messages: MessageSettings = MessageSettings()
+    server: ServerSettings = ServerSettings()
+    webchat: WebChatSettings = WebChatSettings()
+    inbox: InboxSettings = InboxSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
 
@@ -191,7 +236,11 @@ def _key_name(loc: list[str]) -> str:
 def _allowed_keys(section: list[str]) -> list[str]:
     model: Any = Settings
     for part in section:
+        if part.isdigit():
+            continue
         model = model.model_fields[part].annotation
+        if not hasattr(model, "model_fields"):  # tuple[AgentSettings, ...] and the like
+            model = next(a for a in get_args(model) if hasattr(a, "model_fields"))
     return [name for name in model.model_fields if name != "source"]
 
 

@@ -19,7 +19,8 @@ from enum import StrEnum
 
 from carebot.clock import Clock
 from carebot.config import MessageSettings
-from carebot.models import Decision, DecisionKind, InboundMessage, Reason
+from carebot.events import Event, EventHub
+from carebot.models import ConversationState, Decision, DecisionKind, InboundMessage, Reason
 from carebot.store.conversations import ConversationStore, Received
 from carebot.triage import Triage, TriageContext
 
@@ -49,12 +50,14 @@ class Inbox:
         messages: MessageSettings,
         clock: Clock,
         on_outbox: Callable[[], None] = lambda: None,
+        events: EventHub | None = None,
     ) -> None:
         self._conversations = conversations
         self._triage = triage
         self._messages = messages
         self._clock = clock
         self._on_outbox = on_outbox
+        self._events = events or EventHub()
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
@@ -66,6 +69,7 @@ class Inbox:
                 inbound.channel,
             )
             return Outcome(Status.DUPLICATE, received)
+        self._events.publish(Event("customer_message", received.conversation_id))
         return await self._handle(received, inbound)
 
     async def recover(self) -> int:
@@ -81,7 +85,7 @@ class Inbox:
         lock = self._locks.setdefault(received.conversation_id, asyncio.Lock())
         async with lock:  # one conversation's messages are decided in order
             conversation = await self._conversations.conversation(received.conversation_id)
-            if conversation.state != "bot":
+            if ConversationState(conversation.state).human_owned:
                 await self._conversations.mark_handled(received.message_id)
                 log.debug(
                     "Conversation %s is %s: recorded %r for the agent",
@@ -96,6 +100,8 @@ class Inbox:
             outbox_id = await self._conversations.record_decision(received, decision, timings)
         if outbox_id is not None:
             self._on_outbox()
+        kind = "handoff" if decision.hands_off else "decision"
+        self._events.publish(Event(kind, received.conversation_id))
         return Outcome(Status.DECIDED, received, decision, outbox_id)
 
     async def _decide(self, received: Received, inbound: InboundMessage) -> Decision:

@@ -43,6 +43,22 @@ class OutboundReply:
     external_user_id: str
     text: str
     choices: tuple[Choice, ...] = ()
+    author: str = "bot"  # bot / agent
+    agent: str | None = None  # the agent's display name, for agent replies
+    handoff: bool = False  # this reply tells the customer that a person takes over
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    """One message of a customer's conversation, as a channel shows it back to them."""
+
+    author: str  # customer / bot / agent
+    text: str
+    at: datetime
+    agent: str | None = None
+    choices: tuple[Choice, ...] = ()
+    handoff: bool = False
 
 
 class DecisionKind(StrEnum):

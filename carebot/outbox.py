@@ -50,6 +50,7 @@ class OutboxWorker:
         self._batch = batch
         self._wake = asyncio.Event()
         self._stopping = False
+        self.running = False
 
     def wake(self) -> None:
         """Something new is in the outbox: deliver it now rather than at the next poll."""
@@ -100,6 +101,13 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Deliver until :meth:`stop`; sleeps until woken or the next retry is due."""
+        self.running = True
+        try:
+            await self._loop()
+        finally:
+            self.running = False
+
+    async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
             await self.deliver_due()

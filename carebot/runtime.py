@@ -11,20 +11,24 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from carebot.agents import AgentDesk
 from carebot.channel import Channel
 from carebot.clock import Clock, utcnow
 from carebot.config import Settings
 from carebot.embedding_cache import EmbeddingCache
 from carebot.emotion import EmotionScorer
 from carebot.encoder import Encoder
+from carebot.events import EventHub
 from carebot.inbox import Inbox
 from carebot.intents import load_intents
 from carebot.matcher import Matcher
+from carebot.models import InboundMessage
 from carebot.outbox import OutboxWorker
 from carebot.store.conversations import ConversationStore
 from carebot.store.database import Database
 from carebot.store.handoffs import HandoffStore
 from carebot.store.outbox import OutboxStore
+from carebot.store.queue import AgentQueue
 from carebot.triage import Triage
 
 log = logging.getLogger(__name__)
@@ -54,16 +58,32 @@ class Runtime:
     handoffs: HandoffStore
     outbox: OutboxWorker
     outbox_store: OutboxStore
+    events: EventHub
+    desk: AgentDesk
+    queue: AgentQueue
+    clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def add_channel(self, channel: Channel) -> None:
+        """Register a channel before :meth:`start`; its replies are delivered by the outbox."""
+        self.channels[channel.name] = channel
+
+    async def deliver(self, inbound: InboundMessage) -> None:
+        """The callback channels hand inbound messages to."""
+        await self.inbox.receive(inbound)
+
     async def start(self) -> None:
-        """Handle what the last run left undecided, and start delivering the outbox."""
+        """Start the channels, handle what the last run left undecided, deliver the outbox."""
+        for channel in self.channels.values():
+            await channel.start(self.deliver)
         await self.inbox.recover()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
 
     async def stop(self) -> None:
-        """Deliver what is due, stop the outbox worker and close the database."""
+        """Stop the channels, deliver what is due, stop the outbox and close the database."""
+        for channel in self.channels.values():
+            await channel.stop()
         self.outbox.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -92,12 +112,15 @@ async def build_runtime(
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     worker = OutboxWorker(store=outbox_store, channels=channel_map, clock=clock)
+    events = EventHub()
+    handoffs = HandoffStore(db, clock=clock)
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
         messages=settings.messages,
         clock=clock,
         on_outbox=worker.wake,
+        events=events,
     )
     return Runtime(
         settings=settings,
@@ -105,8 +128,12 @@ async def build_runtime(
         triage=triage,
         inbox=inbox,
         conversations=conversations,
-        handoffs=HandoffStore(db, clock=clock),
+        handoffs=handoffs,
         outbox=worker,
         outbox_store=outbox_store,
+        events=events,
+        desk=AgentDesk(handoffs=handoffs, events=events, on_outbox=worker.wake),
+        queue=AgentQueue(db, clock=clock),
+        clock=clock,
         channels=channel_map,
     )

@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
-from carebot.models import Choice, ConversationState, Decision, DecisionKind, InboundMessage
+from carebot.models import (
+    Choice,
+    ConversationState,
+    Decision,
+    DecisionKind,
+    InboundMessage,
+    TranscriptLine,
+)
 from carebot.store.database import Database
 from carebot.store.outbox import add_reply
 from carebot.store.tables import (
@@ -24,6 +31,7 @@ from carebot.store.tables import (
     Handoff,
     Identity,
     Message,
+    OutboxRow,
 )
 
 
@@ -217,6 +225,7 @@ class ConversationStore:
                 now=now,
                 decision_id=row.id,
                 choices=decision.choices,
+                handoff=decision.hands_off,
             )
             if decision.hands_off:
                 conversation.state = ConversationState.WAITING_FOR_AGENT.value
@@ -266,12 +275,44 @@ class ConversationStore:
             for m, c, i in rows
         ]
 
+    async def transcript(
+        self, channel: str, external_user_id: str, *, limit: int = 100
+    ) -> list[TranscriptLine]:
+        """The latest messages of this channel identity's conversations, oldest first."""
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(Message, OutboxRow.meta)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .outerjoin(OutboxRow, OutboxRow.message_id == Message.id)
+                    .where(
+                        Identity.channel == channel, Identity.external_user_id == external_user_id
+                    )
+                    .order_by(Message.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_line(message, meta or {}) for message, meta in reversed(rows)]
+
     async def conversation(self, conversation_id: int) -> Conversation:
         async with self._db.session() as session:
             conversation = await session.get(Conversation, conversation_id)
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
+
+
+def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:
+    choices = tuple(Choice(c["id"], c["label"]) for c in meta.get("choices", []))
+    return TranscriptLine(
+        author=message.author,
+        text=message.text,
+        at=message.created_at,
+        agent=message.agent,
+        choices=choices,
+        handoff=bool(meta.get("handoff", False)),
+    )
 
 
 def _details(decision: Decision, timings: dict[str, float]) -> dict[str, Any]:

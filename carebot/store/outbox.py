@@ -32,6 +32,7 @@ async def add_reply(
     agent: str | None = None,
     decision_id: int | None = None,
     choices: tuple[Choice, ...] = (),
+    handoff: bool = False,
 ) -> OutboxRow:
     """Record an outgoing message and queue its delivery, inside the caller's transaction."""
     message = Message(
@@ -52,7 +53,12 @@ async def add_reply(
         channel=identity.channel,
         external_user_id=identity.external_user_id,
         text=text,
-        choices={"options": [{"id": c.id, "label": c.label} for c in choices]},
+        meta={
+            "choices": [{"id": c.id, "label": c.label} for c in choices],
+            "handoff": handoff,
+            "author": author,
+            "agent": agent,
+        },
         status=PENDING,
         attempts=0,
         next_attempt_at=now,
@@ -144,11 +150,15 @@ class OutboxStore:
 
 
 def _reply(row: OutboxRow) -> OutboundReply:
-    options = row.choices.get("options", [])
+    meta = row.meta
     return OutboundReply(
         outbox_id=row.id,
         channel=row.channel,
         external_user_id=row.external_user_id,
         text=row.text,
-        choices=tuple(Choice(o["id"], o["label"]) for o in options),
+        choices=tuple(Choice(o["id"], o["label"]) for o in meta.get("choices", [])),
+        author=meta.get("author", "bot"),
+        agent=meta.get("agent"),
+        handoff=bool(meta.get("handoff", False)),
+        created_at=row.created_at,
     )

@@ -150,7 +150,7 @@ class OutboxRow(Base):
     channel: Mapped[str] = mapped_column(String(40))
     external_user_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
-    choices: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # choices, handoff, author, agent
     status: Mapped[str] = mapped_column(String(10))  # pending / sent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[Timestamp]

@@ -151,7 +151,7 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=40), nullable=False),
         sa.Column("external_user_id", sa.String(length=200), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("choices", sa.JSON(), nullable=False),
+        sa.Column("meta", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),

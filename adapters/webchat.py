@@ -1,0 +1,256 @@
+"""The web chat channel: a widget a site adds with one ``<script>`` tag, over a WebSocket.
+
+Translation only: WebSocket frames -> :class:`InboundMessage`; :class:`OutboundReply` -> frames.
+
+Protocol (JSON text frames on ``/chat/ws``):
+
+* client ``{"type": "hello", "token": <token or null>}`` first. The server answers
+  ``{"type": "welcome", "token", "history": [message...], "max_chars"}``; the token is a signed
+  visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
+  forged, altered or expired token gets ``{"type": "error", "code": "bad_token"}`` and the
+  socket is closed (4401): nobody reads or writes another visitor's conversation.
+* client ``{"type": "message", "id": <client uuid>, "text": ...}``; the id makes a resend after
+  a reconnect harmless (the core deduplicates it). The server answers ``{"type": "ack", "id"}``,
+  then ``{"type": "typing", "on": true}`` while the bot works.
+* server ``{"type": "message", "author": "bot"|"agent"|"customer", "agent", "text", "choices":
+  [{"id", "label"}], "handoff": bool, "at"}`` for every reply (and for the customer's own
+  message in the visitor's other tabs).
+* server ``{"type": "error", "code": "bad_frame"|"empty"|"too_long"|"rate_limited"|
+  "unavailable"|"bad_token", "message"}``: nothing was stored; the socket stays open except
+  for ``bad_token``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from carebot.channel import Deliver
+from carebot.clock import utcnow
+from carebot.config import WebChatSettings
+from carebot.models import InboundMessage, OutboundReply, TranscriptLine
+from carebot.signing import Signer
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
+MAX_FRAME_BYTES = 64 * 1024
+BAD_TOKEN_CLOSE = 4401
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WebChatChannel:
+    name = "webchat"
+
+    def __init__(
+        self, *, settings: WebChatSettings, signer: Signer, transcript: Transcript
+    ) -> None:
+        self._settings = settings
+        self._signer = signer
+        self._transcript = transcript
+        self._deliver: Deliver | None = None
+        self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_get("/chat/ws", self._socket)
+        app.router.add_get("/chat/widget.js", self._file("widget.js"))
+        app.router.add_get("/chat/widget.css", self._file("widget.css"))
+
+    def demo_page(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        return self._file("demo.html")
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def stop(self) -> None:
+        sockets = [ws for group in self._sockets.values() for ws in group]
+        await asyncio.gather(
+            *(ws.close(code=1001, message=b"server shutting down") for ws in sockets)
+        )
+
+    async def send(self, reply: OutboundReply) -> None:
+        """Push to every open tab of the visitor; offline visitors see it in their history."""
+        frame = {
+            "type": "message",
+            "author": reply.author,
+            "agent": reply.agent,
+            "text": reply.text,
+            "choices": [{"id": c.id, "label": c.label} for c in reply.choices],
+            "handoff": reply.handoff,
+            "at": (reply.created_at or utcnow()).isoformat(),
+        }
+        await self._broadcast(reply.external_user_id, frame)
+
+    @property
+    def connected(self) -> int:
+        return sum(len(group) for group in self._sockets.values())
+
+    def _file(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(_request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+        return handler
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if self._settings.allowed_origins and origin not in self._settings.allowed_origins:
+            raise web.HTTPForbidden(text=f"Origin {origin!r} may not use this chat")
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        visitor: str | None = None
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                try:
+                    frame = _parse(message.data)
+                    if visitor is None:
+                        visitor = await self._hello(ws, frame)
+                    else:
+                        await self._message(ws, visitor, frame)
+                except FrameError as error:
+                    await ws.send_json({"type": "error", "code": error.code, "message": str(error)})
+                    if error.code == "bad_token":
+                        await ws.close(code=BAD_TOKEN_CLOSE, message=b"bad token")
+        finally:
+            if visitor is not None:
+                self._sockets[visitor].discard(ws)
+                if not self._sockets[visitor]:
+                    del self._sockets[visitor]
+        return ws
+
+    async def _hello(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> str:
+        if frame.get("type") != "hello":
+            raise FrameError("bad_frame", "Send a hello frame first.")
+        token = frame.get("token")
+        if token:
+            visitor = self._signer.verify(str(token))
+            if visitor is None:
+                raise FrameError("bad_token", "This chat session is not valid any more.")
+        else:
+            visitor = f"v-{uuid.uuid4().hex}"
+        history = await self._transcript(visitor) if token else []
+        self._sockets[visitor].add(ws)
+        ttl = self._settings.token_days * 86400
+        await ws.send_json(
+            {
+                "type": "welcome",
+                "token": self._signer.sign(visitor, ttl=ttl),
+                "history": [_line_frame(line) for line in history],
+                "max_chars": self._settings.max_message_chars,
+            }
+        )
+        return visitor
+
+    async def _message(
+        self, ws: web.WebSocketResponse, visitor: str, frame: dict[str, Any]
+    ) -> None:
+        text, message_id = self._validate(visitor, frame)
+        await ws.send_json({"type": "ack", "id": message_id})
+        await self._broadcast(visitor, {"type": "typing", "on": True})
+        inbound = InboundMessage(
+            channel=self.name,
+            external_user_id=visitor,
+            external_message_id=message_id,
+            text=text,
+            sent_at=utcnow(),
+            raw=frame,
+        )
+        echo: dict[str, Any] = {
+            "type": "message",
+            "author": "customer",
+            "agent": None,
+            "text": text,
+            "choices": [],
+            "handoff": False,
+            "at": inbound.sent_at.isoformat(),
+        }
+        await self._broadcast(visitor, echo, skip=ws)
+        if self._deliver is None:
+            raise RuntimeError("WebChatChannel.start() was not called before serving")
+        try:
+            await self._deliver(inbound)
+        except Exception as exc:
+            log.exception("Could not take web chat message %s", message_id)
+            raise FrameError(
+                "unavailable",
+                "We could not take your message right now. Please try again in a moment.",
+            ) from exc
+        finally:
+            await self._broadcast(visitor, {"type": "typing", "on": False})
+
+    def _validate(self, visitor: str, frame: dict[str, Any]) -> tuple[str, str]:
+        if frame.get("type") != "message":
+            raise FrameError("bad_frame", f"Unknown frame type {frame.get('type')!r}.")
+        text, message_id = frame.get("text"), frame.get("id")
+        if not isinstance(text, str) or not isinstance(message_id, str) or not message_id:
+            raise FrameError("bad_frame", "A message needs a text and an id.")
+        if len(message_id) > 100:
+            raise FrameError("bad_frame", "The message id is too long.")
+        text = text.strip()
+        if not text:
+            raise FrameError("empty", "Your message is empty.")
+        limit = self._settings.max_message_chars
+        if len(text) > limit:
+            raise FrameError(
+                "too_long",
+                f"Your message is {len(text)} characters long; "
+                f"the limit is {limit}. Please shorten it.",
+            )
+        recent = self._recent[visitor]
+        now = time.monotonic()
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= self._settings.messages_per_minute:
+            raise FrameError(
+                "rate_limited", "You are sending messages very fast. Please wait a moment."
+            )
+        recent.append(now)
+        return text, message_id
+
+    async def _broadcast(
+        self, visitor: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
+    ) -> None:
+        for ws in list(self._sockets.get(visitor, ())):
+            if ws is not skip and not ws.closed:
+                try:
+                    await ws.send_json(frame)
+                except (ConnectionError, RuntimeError):
+                    log.debug("Web chat socket of %s closed while sending", visitor)
+
+
+def _parse(data: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(data)
+    except ValueError as exc:
+        raise FrameError("bad_frame", "Frames must be JSON objects.") from exc
+    if not isinstance(frame, dict):
+        raise FrameError("bad_frame", "Frames must be JSON objects.")
+    return frame
+
+
+def _line_frame(line: TranscriptLine) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "author": line.author,
+        "agent": line.agent,
+        "text": line.text,
+        "choices": [{"id": c.id, "label": c.label} for c in line.choices],
+        "handoff": line.handoff,
+        "at": line.at.isoformat(),
+    }

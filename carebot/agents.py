@@ -1,0 +1,46 @@
+"""What a care agent does with a conversation, whatever desk they use (the built-in inbox now,
+Slack later): take it over, reply, send the bot's draft, resolve it.
+
+Each action is stored (see :class:`carebot.store.handoffs.HandoffStore`), wakes the outbox when
+it queued a reply, and is published as a live event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from carebot.events import Event, EventHub
+from carebot.exceptions import StoreError
+from carebot.store.handoffs import HandoffStore
+
+
+class AgentDesk:
+    def __init__(
+        self, *, handoffs: HandoffStore, events: EventHub, on_outbox: Callable[[], None]
+    ) -> None:
+        self._handoffs = handoffs
+        self._events = events
+        self._on_outbox = on_outbox
+
+    async def take_over(self, conversation_id: int, agent: str) -> None:
+        await self._handoffs.take_over(conversation_id, agent)
+        self._events.publish(Event("agent_action", conversation_id))
+
+    async def reply(self, conversation_id: int, agent: str, text: str) -> int:
+        """Send ``text`` to the customer on their channel; returns the outbox id."""
+        outbox_id = await self._handoffs.reply(conversation_id, agent, text.strip())
+        self._on_outbox()
+        self._events.publish(Event("agent_action", conversation_id))
+        return outbox_id
+
+    async def send_draft(self, conversation_id: int, agent: str) -> int:
+        """Send the bot's draft of the open handoff as the agent's reply."""
+        handoff = await self._handoffs.open_handoff(conversation_id)
+        if handoff is None or not handoff.draft:
+            raise StoreError(f"Conversation {conversation_id} has no draft to send")
+        return await self.reply(conversation_id, agent, handoff.draft)
+
+    async def resolve(self, conversation_id: int, agent: str) -> None:
+        """Hand the conversation back to the bot."""
+        await self._handoffs.resolve(conversation_id, agent)
+        self._events.publish(Event("agent_action", conversation_id))

@@ -1,0 +1,1 @@
+"""The built-in agent inbox (``/inbox``): the embedded default agent desk, no Slack needed."""

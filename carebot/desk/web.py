@@ -1,0 +1,241 @@
+"""The inbox's pages and actions under ``/inbox``, rendered on the server (Jinja2, autoescaped).
+
+Every POST carries the session's CSRF token; every page but the login needs a session. Live
+updates go over the ``/inbox/events`` WebSocket as ``{"type": "changed", "conversation_id"}``;
+the page script then re-fetches the parts that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import WSMsgType, web
+
+from carebot.agents import AgentDesk
+from carebot.desk.auth import Agents, Session, Sessions, login_csrf
+from carebot.events import EventHub
+from carebot.exceptions import StoreError
+from carebot.intents import IntentSet
+from carebot.store.queue import AgentQueue
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+STATIC_PREFIX = "/inbox/static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AgentInbox:
+    def __init__(
+        self,
+        *,
+        agents: Agents,
+        sessions: Sessions,
+        desk: AgentDesk,
+        queue: AgentQueue,
+        events: EventHub,
+        intents: Callable[[], IntentSet],
+    ) -> None:
+        self._agents = agents
+        self._sessions = sessions
+        self._desk = desk
+        self._queue = queue
+        self._events = events
+        self._intents = intents
+        self._templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_get("/inbox", self._page(self._queue_page))
+        app.router.add_get("/inbox/login", self._login_form)
+        app.router.add_post("/inbox/login", self._login)
+        app.router.add_post("/inbox/logout", self._form(self._logout))
+        app.router.add_get(r"/inbox/c/{id:\d+}", self._page(self._case_page))
+        app.router.add_post(r"/inbox/c/{id:\d+}/{action}", self._form(self._act))
+        app.router.add_get("/inbox/events", self._live)
+        app.router.add_static(STATIC_PREFIX, HERE / "static")
+        app.on_shutdown.append(self._close_sockets)
+
+    # --- pages ---------------------------------------------------------------------------
+
+    def _page(
+        self, view: Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+    ) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            session = self._sessions.read(request)
+            if session is None:
+                raise web.HTTPSeeOther(f"/inbox/login?next={quote(request.path_qs)}")
+            return await view(request, session)
+
+        return handler
+
+    async def _queue_page(self, request: web.Request, session: Session) -> web.StreamResponse:
+        waiting, with_agent = await self._queue.rows()
+        return self._render(
+            "queue.html", session, title="Inbox", waiting=waiting, with_agent=with_agent
+        )
+
+    async def _case_page(
+        self, request: web.Request, session: Session, *, error: str | None = None
+    ) -> web.StreamResponse:
+        try:
+            case = await self._queue.case(int(request.match_info["id"]))
+        except StoreError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from exc
+        intents = self._intents()
+        for item in case.top_intents:
+            item["title"] = (
+                intents[item["intent"]].label if item["intent"] in intents else (item["intent"])
+            )
+        return self._render(
+            "conversation.html",
+            session,
+            title=case.customer["name"],
+            c=case,
+            error=error,
+            status=409 if error else 200,
+        )
+
+    async def _login_form(self, request: web.Request) -> web.StreamResponse:
+        return self._login_page(request, error=None, status=200)
+
+    def _login_page(
+        self, request: web.Request, *, error: str | None, status: int
+    ) -> web.StreamResponse:
+        response = web.Response(status=status, content_type="text/html")
+        csrf = login_csrf(request, response)
+        response.text = self._template("login.html").render(
+            agent=None,
+            csrf=csrf,
+            static=STATIC_PREFIX,
+            title="Log in",
+            error=error,
+            next=_safe_next(request.query.get("next", "/inbox")),
+        )
+        return response
+
+    def _render(
+        self, name: str, session: Session, *, status: int = 200, **context: Any
+    ) -> web.Response:
+        context.setdefault("error", None)
+        html = self._template(name).render(
+            agent={"name": session.agent.name, "display_name": session.agent.display_name},
+            csrf=session.csrf,
+            static=STATIC_PREFIX,
+            **context,
+        )
+        return web.Response(
+            text=html,
+            content_type="text/html",
+            status=status,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def _template(self, name: str) -> jinja2.Template:
+        return self._templates.get_template(name)
+
+    # --- forms ---------------------------------------------------------------------------
+
+    async def _login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        cookie = request.cookies.get("carebot_login", "")
+        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+            raise web.HTTPForbidden(
+                text="The login form expired or was not sent from this "
+                "site (missing CSRF token). Reload the page."
+            )
+        agent = await self._agents.verify(str(form.get("name", "")), str(form.get("password", "")))
+        if agent is None:
+            return self._login_page(request, error="Wrong name or password.", status=401)
+        response = web.HTTPSeeOther(_safe_next(str(form.get("next", "/inbox"))))
+        self._sessions.start(response, agent, secure=request.secure)
+        raise response
+
+    def _form(
+        self, action: Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
+    ) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            session = self._sessions.read(request)
+            if session is None:
+                raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
+            form = await request.post()
+            if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+                raise web.HTTPForbidden(text="Missing or wrong CSRF token: reload the page.")
+            return await action(request, session, form)
+
+        return handler
+
+    async def _logout(
+        self, request: web.Request, session: Session, form: Any
+    ) -> web.StreamResponse:
+        response = web.HTTPSeeOther("/inbox/login")
+        self._sessions.end(response)
+        raise response
+
+    async def _act(self, request: web.Request, session: Session, form: Any) -> web.StreamResponse:
+        conversation_id = int(request.match_info["id"])
+        agent = session.agent.display_name
+        action = request.match_info["action"]
+        try:
+            if action == "reply":
+                await self._desk.reply(conversation_id, agent, str(form.get("text", "")))
+            elif action == "send-draft":
+                await self._desk.send_draft(conversation_id, agent)
+            elif action == "take-over":
+                await self._desk.take_over(conversation_id, agent)
+            elif action == "resolve":
+                await self._desk.resolve(conversation_id, agent)
+            else:
+                raise web.HTTPNotFound(text=f"Unknown action {action!r}")
+        except StoreError as exc:
+            return await self._case_page(request, session, error=str(exc))
+        target = "/inbox" if action == "resolve" else f"/inbox/c/{conversation_id}"
+        raise web.HTTPSeeOther(target)
+
+    # --- live updates --------------------------------------------------------------------
+
+    async def _live(self, request: web.Request) -> web.StreamResponse:
+        if self._sessions.read(request) is None:
+            raise web.HTTPUnauthorized(text="Log in first.")
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        async with self._events.subscribe() as queue:
+            pump = asyncio.create_task(self._pump(ws, queue))
+            try:
+                async for message in ws:
+                    if message.type is WSMsgType.ERROR:
+                        break
+            finally:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                self._sockets.discard(ws)
+        return ws
+
+    async def _pump(self, ws: web.WebSocketResponse, queue: asyncio.Queue[Any]) -> None:
+        while not ws.closed:
+            event = await queue.get()
+            await ws.send_json(
+                {"type": "changed", "kind": event.kind, "conversation_id": event.conversation_id}
+            )
+
+    async def _close_sockets(self, _app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"server shutting down")
+
+
+def _safe_next(target: str) -> str:
+    """Only local inbox paths: never redirect a login to another site."""
+    return target if target.startswith("/inbox") and not target.startswith("//") else "/inbox"

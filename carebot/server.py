@@ -1,0 +1,147 @@
+"""``carebot serve``: one aiohttp process hosting the web chat, the agent inbox and health checks.
+
+``/healthz`` answers while the process is up; ``/readyz`` when the model is loaded, the
+database is reachable and migrated, and the outbox is being delivered. SIGTERM (or Ctrl-C)
+stops accepting connections, lets in-flight requests finish, flushes the outbox and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from aiohttp import web
+
+from carebot.adapters.webchat import WebChatChannel
+from carebot.config import Settings
+from carebot.desk.auth import Agents, Sessions
+from carebot.desk.web import AgentInbox
+from carebot.exceptions import StoreError
+from carebot.models import TranscriptLine
+from carebot.runtime import Runtime, build_runtime, load_encoder
+from carebot.signing import Signer, load_secret
+
+log = logging.getLogger(__name__)
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    app: web.Application
+    runtime: Runtime
+    demo_password: str | None  # set when no agents are configured
+
+
+def build_app(settings: Settings, runtime: Runtime) -> Service:
+    """The web application around a built runtime (starts and stops it with the app)."""
+    secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
+    app = web.Application(client_max_size=1024 * 1024)
+    app[RUNTIME] = runtime
+    if settings.webchat.enabled:
+        limit = settings.webchat.history_limit
+
+        async def transcript(visitor: str) -> list[TranscriptLine]:
+            return await runtime.conversations.transcript("webchat", visitor, limit=limit)
+
+        webchat = WebChatChannel(
+            settings=settings.webchat,
+            signer=Signer(secret, "webchat-visitor"),
+            transcript=transcript,
+        )
+        webchat.mount(app)
+        app.router.add_get("/", webchat.demo_page())
+        runtime.add_channel(webchat)
+    demo_password = None
+    agents = Agents.from_settings(settings.inbox)
+    if not len(agents):
+        agents, demo_password = Agents.demo()
+    inbox = AgentInbox(
+        agents=agents,
+        sessions=Sessions(
+            Signer(secret, "inbox-session"), agents, hours=settings.inbox.session_hours
+        ),
+        desk=runtime.desk,
+        queue=runtime.queue,
+        events=runtime.events,
+        intents=lambda: runtime.triage.matcher.intents,
+    )
+    inbox.mount(app)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.on_startup.append(lambda _app: runtime.start())
+    app.on_shutdown.append(lambda _app: _stop_channels(runtime))
+    app.on_cleanup.append(lambda _app: runtime.stop())
+    return Service(app, runtime, demo_password)
+
+
+async def _stop_channels(runtime: Runtime) -> None:
+    for channel in runtime.channels.values():
+        await channel.stop()
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "up"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    checks = {"model": len(runtime.triage.matcher.intents) > 0, "outbox": runtime.outbox.running}
+    try:
+        await runtime.db.ping()
+        await runtime.db.check_migrated()
+        checks["database"] = checks["migrations"] = True
+    except StoreError as exc:
+        log.warning("Not ready: %s", exc)
+        checks["database"] = checks["migrations"] = False
+    ready = all(checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Load the model, serve until SIGTERM or SIGINT, then shut down cleanly."""
+    host = host or settings.server.host
+    port = port or settings.server.port
+    print("Loading the model and intents...", file=out, flush=True)
+    runtime = await build_runtime(settings, encoder=load_encoder(settings))
+    service = build_app(settings, runtime)
+    runner = web.AppRunner(
+        service.app, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        _announce(out, f"http://{host}:{port}", service.demo_password)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
+    finally:
+        await runner.cleanup()
+    print("Stopped.", file=out, flush=True)
+
+
+def _announce(out: TextIO, base: str, demo_password: str | None) -> None:
+    lines = [
+        f"carebot is serving on {base}",
+        f"  web chat demo:  {base}/",
+        f"  agent inbox:    {base}/inbox",
+        f"  health:         {base}/healthz   {base}/readyz",
+    ]
+    if demo_password:
+        lines.append(
+            f"  inbox login:    agent / {demo_password}   (a one-time demo agent: "
+            "configure [inbox] agents in config.toml for real use)"
+        )
+    print("\n".join(lines), file=out, flush=True)

@@ -1,0 +1,261 @@
+"""The agents' queue: conversations waiting for or with an agent, and everything an agent sees
+about one (the customer, their channels, their history, why the bot handed over, its draft)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.clock import Clock
+from carebot.exceptions import StoreError
+from carebot.models import REASON_WORDS, ConversationState, Reason
+from carebot.store.database import Database
+from carebot.store.tables import Conversation, Customer, DecisionRow, Handoff, Identity, Message
+
+AGENT_INITIATED_WORDS = "an agent took the conversation over"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    id: int
+    customer_name: str
+    channel: str
+    state: str
+    agent: str | None
+    reason_words: str
+    reasons: list[str]
+    waiting_since: str
+    waiting_for: str
+    last_text: str
+    emotion: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    author: str
+    agent: str | None
+    text: str
+    at: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One conversation as an agent sees it."""
+
+    id: int
+    state: str
+    agent: str | None
+    channel: str
+    customer: dict[str, Any]
+    handoff: dict[str, Any] | None
+    top_intents: list[dict[str, Any]]
+    messages: list[MessageView]
+    past: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def can_take_over(self) -> bool:
+        return self.state in (ConversationState.BOT, ConversationState.WAITING_FOR_AGENT)
+
+    @property
+    def can_reply(self) -> bool:
+        return self.state != ConversationState.CLOSED
+
+    @property
+    def can_send_draft(self) -> bool:
+        return bool(self.handoff and self.handoff.get("draft")) and self.can_reply
+
+    @property
+    def can_resolve(self) -> bool:
+        return ConversationState(self.state).human_owned
+
+
+def describe_reasons(codes: list[str]) -> str:
+    """The first (most important) reason in words, for agents."""
+    if not codes:
+        return ""
+    try:
+        return REASON_WORDS[Reason(codes[0])]
+    except ValueError:
+        return AGENT_INITIATED_WORDS if codes[0] == "agent_initiated" else codes[0]
+
+
+def waiting_text(since: datetime, now: datetime) -> str:
+    minutes = int((now - since) / timedelta(minutes=1))
+    if minutes < 1:
+        return "just now"
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if days else f"{hours} h {minutes} min"
+
+
+class AgentQueue:
+    def __init__(self, db: Database, *, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def rows(self) -> tuple[list[QueueRow], list[QueueRow]]:
+        """(waiting for an agent, oldest first; with an agent, most recently active first)."""
+        async with self._db.session() as session:
+            result = (
+                await session.execute(
+                    select(Conversation, Customer, Identity, Handoff, DecisionRow)
+                    .join(Customer, Customer.id == Conversation.customer_id)
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .join(Handoff, Handoff.conversation_id == Conversation.id)
+                    .outerjoin(DecisionRow, DecisionRow.id == Handoff.decision_id)
+                    .where(
+                        Conversation.state.in_(
+                            [ConversationState.WAITING_FOR_AGENT, ConversationState.WITH_AGENT]
+                        ),
+                        Handoff.resolved_at.is_(None),
+                    )
+                    .order_by(Handoff.created_at, Handoff.id)
+                )
+            ).all()
+            rows = [await self._row(session, c, cu, i, h, d) for c, cu, i, h, d in result]
+        waiting = [r for r in rows if r.state == ConversationState.WAITING_FOR_AGENT]
+        with_agent = [r for r in rows if r.state == ConversationState.WITH_AGENT]
+        return waiting, with_agent
+
+    async def _row(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer,
+        identity: Identity,
+        handoff: Handoff,
+        decision: DecisionRow | None,
+    ) -> QueueRow:
+        last = await session.scalar(
+            select(Message.text)
+            .where(Message.conversation_id == conversation.id, Message.direction == "in")
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        reasons = handoff.reasons.split(",") if handoff.reasons else []
+        return QueueRow(
+            id=conversation.id,
+            customer_name=_name(customer, identity),
+            channel=identity.channel,
+            state=conversation.state,
+            agent=conversation.agent,
+            reason_words=describe_reasons(reasons),
+            reasons=reasons,
+            waiting_since=handoff.created_at.isoformat(),
+            waiting_for=waiting_text(handoff.created_at, self._clock()),
+            last_text=last or "",
+            emotion=decision.emotion if decision else 0.0,
+        )
+
+    async def case(self, conversation_id: int) -> Case:
+        async with self._db.session() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise StoreError(f"No conversation with id {conversation_id}")
+            customer = await session.get_one(Customer, conversation.customer_id)
+            identity = await session.get_one(Identity, conversation.identity_id)
+            identities = (
+                await session.scalars(select(Identity).where(Identity.customer_id == customer.id))
+            ).all()
+            others = (
+                await session.scalars(
+                    select(Conversation)
+                    .where(
+                        Conversation.customer_id == customer.id, Conversation.id != conversation_id
+                    )
+                    .order_by(Conversation.id.desc())
+                )
+            ).all()
+            handoff, decision = await self._latest_handoff(session, conversation_id)
+            latest = decision or await session.scalar(
+                select(DecisionRow)
+                .where(DecisionRow.conversation_id == conversation_id)
+                .order_by(DecisionRow.id.desc())
+                .limit(1)
+            )
+            channels = {i.id: i.channel for i in identities}
+            past = [
+                {
+                    "id": other.id,
+                    "channel": channels.get(other.identity_id, ""),
+                    "state": other.state,
+                    "started_at": other.created_at.isoformat(),
+                    "messages": await _messages(session, other.id),
+                }
+                for other in others
+            ]
+            return Case(
+                id=conversation.id,
+                state=conversation.state,
+                agent=conversation.agent,
+                channel=identity.channel,
+                customer={
+                    "id": customer.id,
+                    "name": _name(customer, identity),
+                    "since": customer.created_at.isoformat(),
+                    "conversations": len(others) + 1,
+                    "identities": [
+                        {
+                            "channel": i.channel,
+                            "external_user_id": i.external_user_id,
+                            "profile": {k: str(v) for k, v in i.profile.items()},
+                        }
+                        for i in identities
+                    ],
+                },
+                handoff=self._handoff_view(handoff, decision),
+                top_intents=list(latest.details.get("top", [])) if latest else [],
+                messages=await _messages(session, conversation.id),
+                past=past,
+            )
+
+    async def _latest_handoff(
+        self, session: AsyncSession, conversation_id: int
+    ) -> tuple[Handoff | None, DecisionRow | None]:
+        handoff = await session.scalar(
+            select(Handoff)
+            .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
+            .order_by(Handoff.id.desc())
+            .limit(1)
+        )
+        if handoff is None or handoff.decision_id is None:
+            return handoff, None
+        return handoff, await session.get(DecisionRow, handoff.decision_id)
+
+    def _handoff_view(
+        self, handoff: Handoff | None, decision: DecisionRow | None
+    ) -> dict[str, Any] | None:
+        if handoff is None:
+            return None
+        reasons = handoff.reasons.split(",") if handoff.reasons else []
+        return {
+            "reason_words": describe_reasons(reasons),
+            "reasons": reasons,
+            "emotion": decision.emotion if decision else 0.0,
+            "draft": handoff.draft,
+            "created_at": handoff.created_at.isoformat(),
+            "waiting_for": waiting_text(handoff.created_at, self._clock()),
+            "claimed_by": handoff.claimed_by,
+        }
+
+
+async def _messages(session: AsyncSession, conversation_id: int) -> list[MessageView]:
+    rows = (
+        await session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+        )
+    ).all()
+    return [
+        MessageView(m.author, m.agent, m.text, m.created_at.isoformat(), m.channel) for m in rows
+    ]
+
+
+def _name(customer: Customer, identity: Identity) -> str:
+    return customer.display_name or f"{identity.channel} {identity.external_user_id[:12]}"
