@@ -48,9 +48,10 @@ BAD_TOKEN_CLOSE = 4401
 
 
 class FrameError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, frame_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.frame_id = frame_id
 
 
 class WebChatChannel:
@@ -124,7 +125,10 @@ class WebChatChannel:
                     else:
                         await self._message(ws, visitor, frame)
                 except FrameError as error:
-                    await ws.send_json({"type": "error", "code": error.code, "message": str(error)})
+                    reply = {"type": "error", "code": error.code, "message": str(error)}
+                    if error.frame_id:
+                        reply["id"] = error.frame_id
+                    await ws.send_json(reply)
                     if error.code == "bad_token":
                         await ws.close(code=BAD_TOKEN_CLOSE, message=b"bad token")
         finally:
@@ -173,6 +177,7 @@ class WebChatChannel:
         )
         echo: dict[str, Any] = {
             "type": "message",
+            "id": message_id,
             "author": "customer",
             "agent": None,
             "text": text,
@@ -190,6 +195,7 @@ class WebChatChannel:
             raise FrameError(
                 "unavailable",
                 "We could not take your message right now. Please try again in a moment.",
+                frame_id=message_id,
             ) from exc
         finally:
             await self._broadcast(visitor, {"type": "typing", "on": False})
@@ -204,13 +210,14 @@ class WebChatChannel:
             raise FrameError("bad_frame", "The message id is too long.")
         text = text.strip()
         if not text:
-            raise FrameError("empty", "Your message is empty.")
+            raise FrameError("empty", "Your message is empty.", frame_id=message_id)
         limit = self._settings.max_message_chars
         if len(text) > limit:
             raise FrameError(
                 "too_long",
                 f"Your message is {len(text)} characters long; "
                 f"the limit is {limit}. Please shorten it.",
+                frame_id=message_id,
             )
         recent = self._recent[visitor]
         now = time.monotonic()
@@ -218,7 +225,9 @@ class WebChatChannel:
             recent.popleft()
         if len(recent) >= self._settings.messages_per_minute:
             raise FrameError(
-                "rate_limited", "You are sending messages very fast. Please wait a moment."
+                "rate_limited",
+                "You are sending messages very fast. Please wait a moment.",
+                frame_id=message_id,
             )
         recent.append(now)
         return text, message_id
@@ -247,6 +256,7 @@ def _parse(data: str) -> dict[str, Any]:
 def _line_frame(line: TranscriptLine) -> dict[str, Any]:
     return {
         "type": "message",
+        "id": line.external_id,
         "author": line.author,
         "agent": line.agent,
         "text": line.text,

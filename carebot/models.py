@@ -59,6 +59,7 @@ class TranscriptLine:
     agent: str | None = None
     choices: tuple[Choice, ...] = ()
     handoff: bool = False
+    external_id: str | None = None  # the channel's id of a customer message
 
 
 class DecisionKind(StrEnum):

@@ -312,6 +312,7 @@ def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:
         agent=message.agent,
         choices=choices,
         handoff=bool(meta.get("handoff", False)),
+        external_id=message.external_id,
     )
 
 

@@ -1,0 +1,892 @@
+/*
+ * carebot web chat widget.
+ *
+ * Embedded by a brand's site with one tag:
+ *   <script src="https://carebot.example.com/chat/widget.js" data-title="Northwind Goods" async></script>
+ *
+ * Plain ES2020, no dependencies, served as-is. Everything lives in an open shadow root on
+ * <div id="carebot-widget">, so the host page's CSS cannot reach it. Message text is only ever
+ * put into the page with textContent / text nodes, never parsed as HTML.
+ *
+ * Optional attributes on the script tag:
+ *   data-title    header title (default "Chat with us")
+ *   data-open     "true": start with the panel open
+ *   data-welcome  a first bot line shown locally (never sent to the server)
+ *   data-accent   a CSS colour for --carebot-accent (the host page may also set
+ *                 --carebot-accent on #carebot-widget or :root)
+ *
+ * Page API: window.carebot.open(), .close(), .send(text).
+ */
+(() => {
+  "use strict";
+
+  if (window.carebot && window.carebot.__carebot) return; // the script was included twice
+
+  const TOKEN_KEY = "carebot.token";
+  const OPEN_KEY = "carebot.open"; // sessionStorage: keep the panel open across page navigations
+  const TYPING_TIMEOUT_MS = 15000;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const CONNECTING_NOTICE_MS = 800;
+  const DEFAULT_MAX_CHARS = 2000;
+  const AUTHORS = new Set(["customer", "bot", "agent"]);
+  // Errors the server sends, before its ack, about the message frame it is reading.
+  const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited"]);
+  const ERROR_TEXTS = {
+    too_long: "Your message is too long. Please shorten it.",
+    empty: "Your message is empty.",
+    bad_frame: "Something went wrong sending your message. Please try again.",
+    rate_limited: "You are sending messages very fast. Please wait a moment.",
+    unavailable: "We could not take your message right now. Please try again in a moment.",
+    bad_token: "Your chat session has expired. Please reload the page.",
+  };
+
+  // ---------------------------------------------------------------- configuration
+
+  const script = findScript();
+  const base = baseUrl(script);
+  const wsUrl = socketUrl(base);
+  const attr = (name) => (script && script.getAttribute(name)) || "";
+  const cfg = {
+    title: attr("data-title").trim() || "Chat with us",
+    open: attr("data-open").trim().toLowerCase() === "true",
+    welcome: attr("data-welcome").trim(),
+    accent: attr("data-accent").trim(),
+  };
+
+  function findScript() {
+    const current = document.currentScript;
+    if (current && current.src) return current;
+    const scripts = document.getElementsByTagName("script");
+    for (let i = scripts.length - 1; i >= 0; i--) {
+      const src = scripts[i].getAttribute("src");
+      if (!src) continue;
+      try {
+        if (new URL(src, document.baseURI).pathname.endsWith("/chat/widget.js")) return scripts[i];
+      } catch (_) {
+        /* not a URL */
+      }
+    }
+    return null;
+  }
+
+  /** "https://carebot.example.com/prefix/chat/widget.js?v=2" -> "https://carebot.example.com/prefix" */
+  function baseUrl(tag) {
+    try {
+      const url = new URL(tag ? tag.src : "/chat/widget.js", document.baseURI);
+      const at = url.pathname.lastIndexOf("/chat/widget.js");
+      return url.origin + (at >= 0 ? url.pathname.slice(0, at) : "");
+    } catch (_) {
+      return location.origin;
+    }
+  }
+
+  function socketUrl(httpBase) {
+    const url = new URL(httpBase + "/chat/ws");
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  // ---------------------------------------------------------------- small helpers
+
+  /** Storage that never throws (blocked storage, private mode): falls back to memory. */
+  function safeStorage(kind) {
+    const memory = new Map();
+    let store = null;
+    try {
+      store = window[kind];
+      const probe = "carebot.probe";
+      store.setItem(probe, "1");
+      store.removeItem(probe);
+    } catch (_) {
+      store = null;
+    }
+    return {
+      get(key) {
+        try {
+          return store ? store.getItem(key) : memory.has(key) ? memory.get(key) : null;
+        } catch (_) {
+          return null;
+        }
+      },
+      set(key, value) {
+        try {
+          if (store) store.setItem(key, value);
+          else memory.set(key, value);
+        } catch (_) {
+          memory.set(key, value);
+        }
+      },
+      remove(key) {
+        memory.delete(key);
+        try {
+          if (store) store.removeItem(key);
+        } catch (_) {
+          /* ignore */
+        }
+      },
+    };
+  }
+  const local = safeStorage("localStorage");
+  const session = safeStorage("sessionStorage");
+
+  function uuid() {
+    const c = window.crypto;
+    if (c && typeof c.randomUUID === "function") {
+      try {
+        return c.randomUUID(); // secure contexts only
+      } catch (_) {
+        /* fall through */
+      }
+    }
+    const b = new Uint8Array(16);
+    if (c && typeof c.getRandomValues === "function") c.getRandomValues(b);
+    else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  /**
+   * Creates an element. props: "text" (textContent), "class", on<event> listeners, anything
+   * else as an attribute (true -> empty attribute, null/false -> left out). String children
+   * become text nodes.
+   */
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value == null || value === false) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) if (child != null) node.append(child);
+    return node;
+  }
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const ICONS = {
+    chat: ["M21 11.5a8.4 8.4 0 0 1-.9 3.8 8.5 8.5 0 0 1-7.6 4.7 8.4 8.4 0 0 1-3.8-.9L3 21l1.9-5.7a8.4 8.4 0 0 1-.9-3.8 8.5 8.5 0 0 1 4.7-7.6 8.4 8.4 0 0 1 3.8-.9h.5a8.5 8.5 0 0 1 8 8v.5z"],
+    close: ["M18 6 6 18", "M6 6l12 12"],
+    send: ["M22 2 11 13", "M22 2l-7 20-4-9-9-4 20-7z"],
+    info: ["M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z", "M12 16v-4", "M12 8h.01"],
+    alert: ["M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z", "M12 8v4", "M12 16h.01"],
+  };
+
+  function icon(name, extraClass) {
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.setAttribute("class", "carebot-icon" + (extraClass ? " " + extraClass : ""));
+    for (const d of ICONS[name]) {
+      const path = document.createElementNS(SVG_NS, "path");
+      path.setAttribute("d", d);
+      svg.append(path);
+    }
+    return svg;
+  }
+
+  const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+
+  /** Text with http(s) links as <a> elements; every piece goes in as a text node. */
+  function linkify(text) {
+    const out = [];
+    let last = 0;
+    for (const match of text.matchAll(URL_RE)) {
+      let url = match[0];
+      const trailing = /[.,;:!?)\]}]+$/.exec(url);
+      if (trailing) url = url.slice(0, -trailing[0].length);
+      if (!url) continue;
+      let href = null;
+      try {
+        const parsed = new URL(url);
+        if (parsed.protocol === "http:" || parsed.protocol === "https:") href = parsed.href;
+      } catch (_) {
+        /* not a link after all */
+      }
+      if (!href) continue;
+      if (match.index > last) out.push(document.createTextNode(text.slice(last, match.index)));
+      out.push(el("a", { href, target: "_blank", rel: "noopener noreferrer nofollow", text: url }));
+      last = match.index + url.length;
+    }
+    if (last < text.length) out.push(document.createTextNode(text.slice(last)));
+    return out;
+  }
+
+  function formatTime(iso) {
+    if (typeof iso !== "string" || !iso) return null;
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? null : date.toLocaleString();
+  }
+
+  // ---------------------------------------------------------------- state
+
+  let mounted = false;
+  const readyQueue = [];
+  let ui = null; // the elements, once mounted
+
+  let ws = null;
+  let welcomed = false;
+  let wantConnection = false;
+  let backoff = BACKOFF_MIN_MS;
+  let reconnectTimer = null;
+  let connectingTimer = null;
+  let reconnectNow = false; // after bad_token: reconnect at once, without backoff
+  let badTokenRetried = false;
+
+  /**
+   * Messages not yet acknowledged, in sending order: id -> {frame, node, source, group, sent,
+   * wasSent, createdAt}. sent: on the current socket; wasSent: on any socket so far.
+   */
+  const pending = new Map();
+  let lastAcked = null; // the last acknowledged message, for an "unavailable" error after the ack
+  let maxChars = DEFAULT_MAX_CHARS;
+  let typingTimer = null;
+  let isOpen = false;
+  let unread = 0;
+
+  // ---------------------------------------------------------------- DOM
+
+  function mount() {
+    const host = el("div", { id: "carebot-widget" });
+    if (cfg.accent && window.CSS && CSS.supports("color", cfg.accent)) {
+      host.style.setProperty("--carebot-accent", cfg.accent);
+    }
+    const shadow = host.attachShadow({ mode: "open" });
+
+    // Hidden until widget.css arrives (it reveals .carebot-root), so nothing unstyled flashes.
+    const root = el("div", { class: "carebot-root" });
+    root.style.visibility = "hidden";
+    const stylesheet = el("link", { rel: "stylesheet", href: base + "/chat/widget.css" });
+    stylesheet.addEventListener("error", () => {
+      console.warn("carebot: could not load " + base + "/chat/widget.css");
+    });
+
+    const launcherBadge = el("span", { class: "carebot-badge", hidden: true, "aria-hidden": "true" });
+    const launcher = el(
+      "button",
+      {
+        type: "button",
+        id: "carebot-launcher",
+        class: "carebot-launcher",
+        "aria-label": "Open chat",
+        "aria-controls": "carebot-panel",
+        "aria-expanded": "false",
+      },
+      icon("chat"),
+      launcherBadge,
+    );
+
+    const title = el("h2", { id: "carebot-title", class: "carebot-title", text: cfg.title });
+    const closeButton = el("button", {
+      type: "button",
+      id: "carebot-close",
+      class: "carebot-close",
+      "aria-label": "Close chat",
+      title: "Close",
+    });
+    closeButton.append(icon("close"));
+    const header = el(
+      "header",
+      { class: "carebot-header" },
+      el("div", { class: "carebot-avatar", "aria-hidden": "true" }, icon("chat")),
+      el(
+        "div",
+        { class: "carebot-heading" },
+        title,
+        el("p", { class: "carebot-subtitle", text: "We're here to help" }),
+      ),
+      closeButton,
+    );
+
+    const messages = el("div", {
+      id: "carebot-messages",
+      class: "carebot-messages",
+      role: "log",
+      "aria-live": "polite",
+      "aria-relevant": "additions",
+      "aria-label": "Conversation",
+      tabindex: "0",
+    });
+
+    const typing = el(
+      "div",
+      { id: "carebot-typing", class: "carebot-typing", hidden: true },
+      el(
+        "span",
+        { class: "carebot-dots", "aria-hidden": "true" },
+        el("span", { class: "carebot-dot" }),
+        el("span", { class: "carebot-dot" }),
+        el("span", { class: "carebot-dot" }),
+      ),
+      el("span", { class: "carebot-sr-only", text: "Typing…" }),
+    );
+
+    const status = el("div", { id: "carebot-status", class: "carebot-status", role: "status", hidden: true });
+
+    const input = el("textarea", {
+      id: "carebot-input",
+      class: "carebot-input",
+      rows: "1",
+      maxlength: String(maxChars),
+      placeholder: "Type your message...",
+      autocomplete: "off",
+      enterkeyhint: "send",
+    });
+    const count = el("span", { class: "carebot-count", hidden: true, "aria-live": "polite" });
+    const sendButton = el("button", {
+      type: "submit",
+      id: "carebot-send",
+      class: "carebot-send",
+      "aria-label": "Send message",
+      title: "Send",
+    });
+    sendButton.append(icon("send"));
+    const form = el(
+      "form",
+      { id: "carebot-form", class: "carebot-form", novalidate: true, "data-empty": "true" },
+      el("label", { for: "carebot-input", class: "carebot-sr-only", text: "Your message" }),
+      el("div", { class: "carebot-field" }, input, count),
+      sendButton,
+    );
+
+    const panel = el(
+      "section",
+      { id: "carebot-panel", class: "carebot-panel", role: "dialog", "aria-labelledby": "carebot-title", hidden: true },
+      header,
+      messages,
+      typing,
+      status,
+      form,
+    );
+
+    root.append(panel, launcher);
+    shadow.append(stylesheet, root);
+    document.body.append(host);
+
+    ui = { host, shadow, root, launcher, launcherBadge, panel, closeButton, messages, typing, status, form, input, count };
+
+    launcher.addEventListener("click", () => open({ focus: true }));
+    // Warm the connection up while the visitor reaches for the button.
+    launcher.addEventListener("pointerenter", () => connect(), { once: true });
+    closeButton.addEventListener("click", () => close());
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.stopPropagation();
+        close();
+      }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      submitInput();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+        event.preventDefault();
+        submitInput();
+      }
+    });
+    input.addEventListener("input", inputChanged);
+
+    window.addEventListener("online", reconnectSoon);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") reconnectSoon();
+    });
+
+    renderWelcomeLine();
+    mounted = true;
+    for (const fn of readyQueue.splice(0)) fn();
+
+    if (cfg.open || session.get(OPEN_KEY) === "1") open({ focus: false });
+    else if (local.get(TOKEN_KEY)) connect(); // a returning visitor: receive agent replies, show unread
+  }
+
+  function whenReady(fn) {
+    if (mounted) return fn();
+    readyQueue.push(fn);
+    return undefined;
+  }
+
+  function nearBottom() {
+    const list = ui.messages;
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  /** Appends a node to the message list, keeping the view at the bottom if it was there. */
+  function appendToList(node, force) {
+    const stick = force || nearBottom();
+    ui.messages.append(node);
+    if (stick) scrollToBottom();
+  }
+
+  function renderWelcomeLine() {
+    if (!cfg.welcome) return;
+    const node = renderMessage({ author: "bot", text: cfg.welcome });
+    node.setAttribute("data-local", "true");
+    ui.messages.append(node);
+  }
+
+  /** One message -> a .carebot-msg element. Text only ever goes in as text nodes. */
+  function renderMessage(message, options = {}) {
+    const author = AUTHORS.has(message.author) ? message.author : "bot";
+    const text = typeof message.text === "string" ? message.text : String(message.text ?? "");
+    const node = el("div", {
+      class: message.handoff ? "carebot-msg carebot-notice" : "carebot-msg",
+      "data-author": author,
+      "data-id": options.id || null,
+      "data-pending": options.pending ? "true" : null,
+      title: formatTime(message.at),
+    });
+    const pieces = author === "customer" ? [text] : linkify(text);
+
+    if (message.handoff) {
+      node.append(icon("info", "carebot-notice-icon"), el("span", { class: "carebot-text" }, ...pieces));
+    } else {
+      if (author === "agent") {
+        const name = typeof message.agent === "string" ? message.agent.trim() : "";
+        const label = !name ? "Care team" : name.includes("·") ? name : `${name} · Care team`;
+        node.append(el("div", { class: "carebot-label", text: label }));
+      }
+      node.append(el("div", { class: "carebot-text" }, ...pieces));
+    }
+
+    const choices = Array.isArray(message.choices) ? message.choices : [];
+    const usable = choices.filter((c) => c && c.label != null && String(c.label).trim());
+    if (usable.length) {
+      const group = el("div", { class: "carebot-choices", role: "group", "aria-label": "Suggested replies" });
+      for (const choice of usable) {
+        const label = String(choice.label);
+        const button = el("button", {
+          type: "button",
+          class: "carebot-choice",
+          "data-choice-id": choice.id == null ? null : String(choice.id),
+          text: label,
+        });
+        button.addEventListener("click", () => choose(group, button, label));
+        group.append(button);
+      }
+      node.append(group);
+    }
+    return node;
+  }
+
+  function setChoicesDisabled(group, disabled) {
+    for (const button of group.querySelectorAll(".carebot-choice")) {
+      button.disabled = disabled;
+      if (!disabled) button.removeAttribute("aria-pressed");
+    }
+  }
+
+  /** In a re-rendered history, choices the customer already answered are disabled. */
+  function disableAnsweredChoices() {
+    let answered = false;
+    const nodes = ui.messages.querySelectorAll(".carebot-msg");
+    for (let i = nodes.length - 1; i >= 0; i--) {
+      const node = nodes[i];
+      if (node.getAttribute("data-author") === "customer") answered = true;
+      else if (answered) for (const group of node.querySelectorAll(".carebot-choices")) setChoicesDisabled(group, true);
+    }
+  }
+
+  function showError(text) {
+    const node = el(
+      "div",
+      { class: "carebot-error", role: "alert" },
+      icon("alert", "carebot-error-icon"),
+      el("span", { class: "carebot-error-text", text }),
+    );
+    appendToList(node, true);
+    return node;
+  }
+
+  function setStatus(text) {
+    ui.status.textContent = text;
+    ui.status.hidden = !text;
+  }
+
+  function showTyping() {
+    const stick = nearBottom();
+    ui.typing.hidden = false;
+    if (stick) scrollToBottom();
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(hideTyping, TYPING_TIMEOUT_MS);
+  }
+
+  function hideTyping() {
+    clearTimeout(typingTimer);
+    typingTimer = null;
+    if (ui) ui.typing.hidden = true;
+  }
+
+  function updateBadge() {
+    ui.launcherBadge.hidden = unread === 0;
+    ui.launcherBadge.textContent = unread > 9 ? "9+" : String(unread);
+    ui.launcher.setAttribute("aria-label", unread ? `Open chat, ${unread} new message${unread > 1 ? "s" : ""}` : "Open chat");
+  }
+
+  function autosize() {
+    const input = ui.input;
+    input.style.height = "auto";
+    input.style.height = Math.min(input.scrollHeight + 2, 132) + "px";
+  }
+
+  function inputChanged() {
+    autosize();
+    const length = ui.input.value.length;
+    ui.form.setAttribute("data-empty", ui.input.value.trim() ? "false" : "true");
+    const near = length >= Math.floor(maxChars * 0.8);
+    ui.count.hidden = !near;
+    ui.count.textContent = near ? `${length}/${maxChars}` : "";
+  }
+
+  /** Puts text the server refused back into the input, so the customer loses nothing. */
+  function restoreInput(text) {
+    const current = ui.input.value;
+    if (current === text || current.startsWith(text + "\n")) return;
+    ui.input.value = current.trim() ? `${text}\n${current}` : text;
+    inputChanged();
+  }
+
+  // ---------------------------------------------------------------- open / close
+
+  function open(options = {}) {
+    return whenReady(() => {
+      if (!isOpen) {
+        isOpen = true;
+        ui.panel.hidden = false;
+        ui.launcher.hidden = true;
+        ui.launcher.setAttribute("aria-expanded", "true");
+        ui.root.classList.add("carebot-is-open");
+        unread = 0;
+        updateBadge();
+        session.set(OPEN_KEY, "1");
+        scrollToBottom();
+        autosize();
+      }
+      connect();
+      if (options.focus) ui.input.focus({ preventScroll: true });
+    });
+  }
+
+  function close() {
+    return whenReady(() => {
+      if (!isOpen) return;
+      const hadFocus = ui.shadow.activeElement != null;
+      isOpen = false;
+      ui.panel.hidden = true;
+      ui.launcher.hidden = false;
+      ui.launcher.setAttribute("aria-expanded", "false");
+      ui.root.classList.remove("carebot-is-open");
+      session.remove(OPEN_KEY);
+      if (hadFocus) ui.launcher.focus({ preventScroll: true });
+    });
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  function submitInput() {
+    const text = ui.input.value;
+    if (!text.trim()) return;
+    if (sendText(text, "input")) {
+      ui.input.value = "";
+      inputChanged();
+    }
+    ui.input.focus({ preventScroll: true });
+  }
+
+  function choose(group, button, label) {
+    setChoicesDisabled(group, true);
+    button.setAttribute("aria-pressed", "true");
+    if (!sendText(label, "choice", group)) setChoicesDisabled(group, false);
+  }
+
+  /** Renders the customer's bubble at once and sends (or queues) the frame. Returns the id. */
+  function sendText(raw, source, group) {
+    const text = String(raw ?? "").trim();
+    if (!text) return null;
+    if (text.length > maxChars) {
+      showError(`Your message is ${text.length} characters long; the limit is ${maxChars}. Please shorten it.`);
+      if (source === "api") restoreInput(text);
+      return null;
+    }
+    const id = uuid();
+    const frame = { type: "message", id, text };
+    const node = renderMessage({ author: "customer", text, at: new Date().toISOString() }, { id, pending: true });
+    const entry = { frame, node, source, group: group || null, sent: false, wasSent: false, createdAt: Date.now() };
+    pending.set(id, entry);
+    appendToList(node, true);
+    if (welcomed && ws && ws.readyState === WebSocket.OPEN) transmit(entry);
+    else connect(); // queued: sent after the next welcome, with the same id
+    return id;
+  }
+
+  function transmit(entry) {
+    if (!rawSend(entry.frame)) return;
+    entry.sent = true;
+    entry.wasSent = true;
+    showTyping();
+  }
+
+  function rawSend(frame) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    try {
+      ws.send(JSON.stringify(frame));
+      return true;
+    } catch (_) {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function connect() {
+    if (!mounted) return;
+    wantConnection = true;
+    if (ws && (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN)) return;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (!connectingTimer && !welcomed && ui.status.hidden) {
+      connectingTimer = setTimeout(() => {
+        connectingTimer = null;
+        if (!welcomed && ui.status.hidden) setStatus("Connecting...");
+      }, CONNECTING_NOTICE_MS);
+    }
+    let socket;
+    try {
+      socket = new WebSocket(wsUrl);
+    } catch (error) {
+      console.warn("carebot: cannot open " + wsUrl, error);
+      scheduleReconnect();
+      return;
+    }
+    ws = socket;
+    welcomed = false;
+    socket.addEventListener("open", () => {
+      if (ws === socket) rawSend({ type: "hello", token: local.get(TOKEN_KEY) || null });
+    });
+    socket.addEventListener("message", (event) => {
+      if (ws === socket) onFrame(event.data);
+    });
+    socket.addEventListener("close", () => {
+      if (ws !== socket) return;
+      ws = null;
+      welcomed = false;
+      onClosed();
+    });
+  }
+
+  function onClosed() {
+    hideTyping();
+    for (const entry of pending.values()) entry.sent = false; // resend after the next welcome
+    if (reconnectNow) {
+      reconnectNow = false;
+      connect();
+      return;
+    }
+    clearTimeout(connectingTimer);
+    connectingTimer = null;
+    setStatus("Reconnecting...");
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (reconnectTimer) return;
+    // 0.5 s doubling to 10 s, with a little jitter so a restarted server is not hit by every
+    // widget at the same instant.
+    const delay = Math.round(backoff * (0.9 + Math.random() * 0.2));
+    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      connect();
+    }, delay);
+  }
+
+  /** Back online or back in the tab: try again now rather than at the end of the backoff. */
+  function reconnectSoon() {
+    if (!wantConnection || ws) return;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    backoff = BACKOFF_MIN_MS;
+    connect();
+  }
+
+  function onFrame(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    switch (frame.type) {
+      case "welcome":
+        onWelcome(frame);
+        break;
+      case "ack":
+        onAck(frame.id);
+        break;
+      case "message":
+        onServerMessage(frame);
+        break;
+      case "typing":
+        if (frame.on) showTyping();
+        else hideTyping();
+        break;
+      case "error":
+        onError(frame);
+        break;
+      default:
+        break; // newer server, older widget: ignore what we do not know
+    }
+  }
+
+  function onWelcome(frame) {
+    welcomed = true;
+    backoff = BACKOFF_MIN_MS;
+    badTokenRetried = false;
+    clearTimeout(connectingTimer);
+    connectingTimer = null;
+    setStatus("");
+    if (typeof frame.token === "string" && frame.token) local.set(TOKEN_KEY, frame.token);
+    if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) {
+      maxChars = frame.max_chars;
+      ui.input.maxLength = maxChars;
+      inputChanged();
+    }
+
+    // The server's history is the conversation: render it afresh (a reload or reconnect shows
+    // the same thing), then the messages still waiting for an ack.
+    const history = Array.isArray(frame.history) ? frame.history : [];
+    const list = ui.messages;
+    list.setAttribute("aria-busy", "true");
+    list.replaceChildren();
+    renderWelcomeLine();
+    for (const message of history) {
+      if (message && typeof message === "object") list.append(renderMessage(message));
+    }
+    disableAnsweredChoices();
+    for (const entry of pending.values()) {
+      if (entry.wasSent && storedAlready(entry, history)) {
+        // Sent before the connection dropped and the server has it: keep the history's copy.
+        // The frame is still resent below; the server deduplicates it by id.
+        entry.node = null;
+      } else {
+        list.append(entry.node);
+      }
+    }
+    list.removeAttribute("aria-busy");
+    scrollToBottom();
+    hideTyping();
+
+    for (const [id, entry] of [...pending]) {
+      if (entry.node === null) {
+        rawSend(entry.frame);
+        pending.delete(id);
+      } else {
+        transmit(entry);
+      }
+    }
+  }
+
+  /** Whether history holds a message sent before a disconnect (by id, else by text and time). */
+  function storedAlready(entry, history) {
+    const id = entry.frame.id;
+    return history.some((message) => {
+      if (!message || message.author !== "customer") return false;
+      if (message.id != null) return message.id === id;
+      if (message.text !== entry.frame.text) return false;
+      const at = Date.parse(message.at);
+      return Number.isNaN(at) || at >= entry.createdAt - 2 * 60 * 1000; // allows for clock skew
+    });
+  }
+
+  function onAck(id) {
+    const entry = pending.get(id);
+    if (!entry) return;
+    pending.delete(id);
+    if (entry.node) entry.node.removeAttribute("data-pending");
+    lastAcked = entry;
+  }
+
+  function onServerMessage(frame) {
+    if (frame.id != null && pending.has(frame.id)) {
+      onAck(frame.id); // our own message, echoed with its id
+      return;
+    }
+    if (frame.id != null && ui.messages.querySelector(`[data-id="${CSS.escape(String(frame.id))}"]`)) return;
+    const author = AUTHORS.has(frame.author) ? frame.author : "bot";
+    if (author !== "customer") hideTyping();
+    appendToList(renderMessage(frame), author === "customer");
+    if (!isOpen && author !== "customer") {
+      unread += 1;
+      updateBadge();
+    }
+  }
+
+  function onError(frame) {
+    hideTyping();
+    const code = typeof frame.code === "string" ? frame.code : "";
+    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : ERROR_TEXTS[code] || "Something went wrong.";
+
+    if (code === "bad_token") {
+      // The stored token is forged, altered or expired: start a fresh conversation, once.
+      local.remove(TOKEN_KEY);
+      if (!badTokenRetried) {
+        badTokenRetried = true;
+        reconnectNow = true;
+        if (ws) ws.close();
+        else connect();
+        return;
+      }
+      showError(text);
+      return;
+    }
+
+    // Which of our messages the error is about: by id if the server says, else the oldest one
+    // on the wire (the server reads frames in order and answers each with an ack or an error).
+    let failed = null;
+    if (frame.id != null && pending.has(frame.id)) failed = pending.get(frame.id);
+    else if (REJECTED_MESSAGE_CODES.has(code)) failed = [...pending.values()].find((entry) => entry.sent) || null;
+
+    if (failed) {
+      pending.delete(failed.frame.id);
+      if (failed.node) failed.node.remove();
+      giveBack(failed);
+    } else if (code === "unavailable" && lastAcked && lastAcked.node && lastAcked.node.isConnected) {
+      // Acknowledged, then the server could not take it: mark it and give the text back.
+      lastAcked.node.setAttribute("data-failed", "true");
+      giveBack(lastAcked);
+      lastAcked = null;
+    }
+    showError(text);
+  }
+
+  function giveBack(entry) {
+    if (entry.source === "choice" && entry.group) setChoicesDisabled(entry.group, false);
+    else restoreInput(entry.frame.text);
+  }
+
+  // ---------------------------------------------------------------- API
+
+  window.carebot = Object.freeze({
+    __carebot: true,
+    open: () => open({ focus: true }),
+    close: () => close(),
+    /** Sends text as the customer (opening the panel). Returns the message id, or null. */
+    send: (text) =>
+      whenReady(() => {
+        open({ focus: false });
+        return sendText(text, "api");
+      }),
+  });
+
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount, { once: true });
+})();

@@ -1,0 +1,530 @@
+// carebot inbox: live updates and small conveniences on top of plain server-rendered pages.
+// Everything here is progressive enhancement: the pages work without it.
+// Server or user text is only ever set with textContent; the only HTML inserted is whole
+// fragments parsed from the server's own (autoescaped) responses.
+"use strict";
+
+(() => {
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+  const BACKOFF_MIN = 1000;
+  const BACKOFF_MAX = 15000;
+  const STABLE_AFTER = 5000; // a connection open this long resets the backoff
+  const TICK = 30000;
+  const BOTTOM_SLACK = 48;
+
+  // ---------- times ----------
+
+  function parseTime(value) {
+    if (!value) return null;
+    let s = String(value).trim().replace(" ", "T");
+    s = s.replace(/(\.\d{3})\d+/, "$1"); // Python gives microseconds
+    if (/T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(s)) s += "Z"; // no offset: the server speaks UTC
+    const d = new Date(s);
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+
+  const fmtTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+  const fmtDay = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  const fmtDate = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+  const fmtFull = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+
+  function sameDay(a, b) {
+    return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+  }
+
+  function formatTime(d, format) {
+    const now = new Date();
+    if (format === "date") return fmtDate.format(d);
+    if (format === "day") return d.getFullYear() === now.getFullYear() ? fmtDay.format(d) : fmtDate.format(d);
+    if (sameDay(d, now)) return fmtTime.format(d);
+    const yesterday = new Date(now);
+    yesterday.setDate(now.getDate() - 1);
+    if (sameDay(d, yesterday)) return `Yesterday ${fmtTime.format(d)}`;
+    const day = d.getFullYear() === now.getFullYear() ? fmtDay.format(d) : fmtDate.format(d);
+    return `${day}, ${fmtTime.format(d)}`;
+  }
+
+  function formatDuration(ms) {
+    const minutes = Math.max(0, Math.floor(ms / 60000));
+    if (minutes < 1) return "<1 min";
+    if (minutes < 60) return `${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 24) {
+      const m = minutes % 60;
+      return m ? `${hours} h ${m} min` : `${hours} h`;
+    }
+    const days = Math.floor(hours / 24);
+    const h = hours % 24;
+    return h ? `${days} d ${h} h` : `${days} d`;
+  }
+
+  function localizeTimes(root = document) {
+    for (const el of $$("[data-time]", root)) {
+      const d = parseTime(el.dataset.time);
+      if (!d) continue;
+      el.textContent = formatTime(d, el.dataset.format);
+      el.title = fmtFull.format(d);
+    }
+  }
+
+  function refreshDurations(root = document) {
+    const now = Date.now();
+    for (const el of $$("[data-since]", root)) {
+      const d = parseTime(el.dataset.since);
+      if (d) el.textContent = formatDuration(now - d.getTime());
+    }
+  }
+
+  function enhance(root = document) {
+    localizeTimes(root);
+    refreshDurations(root);
+    const canReply = Boolean($("#reply-text"));
+    for (const btn of $$('[data-action="edit-draft"]', root)) btn.hidden = !canReply;
+  }
+
+  // ---------- page structure ----------
+
+  const queueEl = $("#queue");
+  const timelineEl = $("#timeline");
+  const pageId = timelineEl ? Number(timelineEl.dataset.conversationId) : null;
+  const baseTitle = document.title;
+
+  // The server's HTML as last received, to skip DOM work when nothing changed.
+  // Captured before enhance() rewrites times in the live DOM.
+  const raw = {
+    queue: queueEl ? queueEl.innerHTML : "",
+    messages: $("#messages") ? $("#messages").innerHTML : "",
+    case: $("#case") ? $("#case").innerHTML : "",
+    composer: $("#composer") ? $("#composer").innerHTML : "",
+  };
+
+  function importChildren(from) {
+    return Array.from(from.childNodes, (node) => document.importNode(node, true));
+  }
+
+  // ---------- scroll keeping ----------
+
+  function scroller() {
+    const el = $("#timeline-scroll");
+    if (!el) return null;
+    const style = getComputedStyle(el);
+    const scrolls = style.overflowY === "auto" || style.overflowY === "scroll";
+    return scrolls ? { el, reversed: style.flexDirection === "column-reverse" } : null;
+  }
+
+  function captureScroll() {
+    const s = scroller();
+    const messages = $("#messages");
+    if (s) {
+      const { el, reversed } = s;
+      const max = el.scrollHeight - el.clientHeight;
+      // In a column-reverse container scrollTop is 0 at the bottom and negative above it.
+      const fromTop = reversed ? max + el.scrollTop : el.scrollTop;
+      return { s, atBottom: max - fromTop <= BOTTOM_SLACK, fromTop };
+    }
+    if (!messages) return null;
+    const rect = messages.getBoundingClientRect();
+    const atBottom = rect.bottom <= window.innerHeight + BOTTOM_SLACK && rect.bottom >= 0;
+    return { s: null, atBottom, height: messages.offsetHeight };
+  }
+
+  function restoreScroll(state) {
+    if (!state) return;
+    if (state.s) {
+      const { el, reversed } = state.s;
+      const max = el.scrollHeight - el.clientHeight;
+      if (state.atBottom) el.scrollTop = reversed ? 0 : max;
+      else el.scrollTop = reversed ? state.fromTop - max : state.fromTop;
+    } else if (state.atBottom) {
+      const messages = $("#messages");
+      if (messages) window.scrollBy(0, messages.offsetHeight - state.height);
+    }
+  }
+
+  function scrollToNewest() {
+    const s = scroller();
+    if (s) s.el.scrollTop = s.reversed ? 0 : s.el.scrollHeight;
+    else {
+      const last = $("#messages > .msg:last-child");
+      if (last) last.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  // ---------- notifications ----------
+
+  let unseen = 0;
+  let toastTimer = 0;
+  let toastEl = null;
+
+  function showToast(text) {
+    if (!toastEl) {
+      toastEl = document.createElement("button");
+      toastEl.type = "button";
+      toastEl.className = "toast";
+      toastEl.setAttribute("role", "status");
+      toastEl.addEventListener("click", () => {
+        hideToast();
+        scrollToNewest();
+      });
+      document.body.append(toastEl);
+    }
+    toastEl.textContent = text;
+    toastEl.hidden = false;
+    clearTimeout(toastTimer);
+    if (!document.hidden) toastTimer = setTimeout(hideToast, 6000);
+  }
+
+  function hideToast() {
+    if (toastEl) toastEl.hidden = true;
+  }
+
+  function notify(count, text, visibleToo) {
+    if (count <= 0) return;
+    if (document.hidden) {
+      unseen += count;
+      document.title = `(${unseen}) ${baseTitle}`;
+      showToast(text);
+    } else if (visibleToo) {
+      showToast(text);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    unseen = 0;
+    document.title = baseTitle;
+    if (toastEl && !toastEl.hidden) {
+      clearTimeout(toastTimer);
+      toastTimer = setTimeout(hideToast, 6000);
+    }
+  });
+
+  // ---------- applying fresh server HTML ----------
+
+  function signedOut() {
+    setLive(false, "Signed out — reload the page to sign in again");
+    stopLive();
+  }
+
+  function applyQueue(doc) {
+    const fresh = doc.getElementById("queue");
+    if (!fresh) return signedOut();
+    if (fresh.innerHTML === raw.queue) return;
+    const before = new Set($$("#waiting-list .queue-row", queueEl).map((a) => a.dataset.conversationId));
+    const focused = document.activeElement && document.activeElement.closest(".queue-row");
+    const focusedId = focused && queueEl.contains(focused) ? focused.dataset.conversationId : null;
+
+    queueEl.replaceChildren(...importChildren(fresh));
+    raw.queue = fresh.innerHTML;
+    enhance(queueEl);
+
+    if (focusedId) {
+      const again = $$(".queue-row", queueEl).find((a) => a.dataset.conversationId === focusedId);
+      if (again) again.focus({ preventScroll: true });
+    }
+    const added = $$("#waiting-list .queue-row", queueEl).filter((a) => !before.has(a.dataset.conversationId));
+    notify(added.length, added.length === 1 ? "New conversation waiting" : `${added.length} new conversations waiting`, false);
+  }
+
+  function applyConversation(doc) {
+    const freshMessages = doc.getElementById("messages");
+    const freshCase = doc.getElementById("case");
+    if (!freshMessages || !freshCase) return signedOut();
+
+    // 1. The message list only: never the reply form.
+    const messages = $("#messages");
+    if (messages && freshMessages.innerHTML !== raw.messages) {
+      const customerBefore = $$('.msg[data-author="customer"]', messages).length;
+      const scroll = captureScroll();
+      messages.replaceChildren(...importChildren(freshMessages));
+      raw.messages = freshMessages.innerHTML;
+      enhance(messages);
+      restoreScroll(scroll);
+      const added = $$('.msg[data-author="customer"]', messages).length - customerBefore;
+      notify(added, "New message", scroll ? !scroll.atBottom : false);
+    }
+
+    // 2. The whole case column, keeping open history entries, its scroll and the focus.
+    const caseEl = $("#case");
+    if (caseEl && freshCase.innerHTML !== raw.case) {
+      const open = new Set($$("details[open]", caseEl).map((d) => d.dataset.conversationId));
+      const scrollTop = caseEl.scrollTop;
+      const active = document.activeElement;
+      const focusId = active && caseEl.contains(active) && active.id ? active.id : null;
+      const next = document.importNode(freshCase, true);
+      for (const d of $$("details[data-conversation-id]", next)) {
+        if (open.has(d.dataset.conversationId)) d.open = true;
+      }
+      caseEl.replaceWith(next);
+      raw.case = freshCase.innerHTML;
+      next.scrollTop = scrollTop;
+      enhance(next);
+      if (focusId) {
+        const again = document.getElementById(focusId);
+        if (again) again.focus({ preventScroll: true });
+      }
+    }
+
+    // 3. The composer: only swapped in when there is no reply form to lose.
+    const composer = $("#composer");
+    const freshComposer = doc.getElementById("composer");
+    if (composer && freshComposer) {
+      const form = $("#reply-form", composer);
+      const freshForm = freshComposer.querySelector("#reply-form");
+      if (!form) {
+        if (freshComposer.innerHTML !== raw.composer) {
+          composer.replaceChildren(...importChildren(freshComposer));
+          raw.composer = freshComposer.innerHTML;
+          enhance(composer);
+          setupComposer();
+        }
+      } else {
+        let stale = $(".composer-stale", form);
+        if (!freshForm && !stale) {
+          stale = document.createElement("p");
+          stale.className = "composer-stale";
+          stale.setAttribute("role", "status");
+          stale.textContent = "This conversation changed and you may no longer be able to reply. Your text is kept.";
+          form.prepend(stale);
+        } else if (freshForm && stale) {
+          stale.remove();
+        }
+        if (freshForm) {
+          // Keep the form (and the text), but follow a changed target or token.
+          form.action = freshForm.getAttribute("action") || form.action;
+          const token = freshForm.querySelector('input[name="csrf"]');
+          const mine = form.querySelector('input[name="csrf"]');
+          if (token && mine) mine.value = token.value;
+        }
+      }
+    }
+  }
+
+  // ---------- fetching ----------
+
+  let refreshing = false;
+  let again = false;
+  let refreshTimer = 0;
+
+  function scheduleRefresh(wait) {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(() => {
+      refreshTimer = 0;
+      refresh();
+    }, wait);
+  }
+
+  async function refresh() {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = true;
+    try {
+      const res = await fetch(location.href, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "text/html" },
+      });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      if (queueEl) applyQueue(doc);
+      else if (timelineEl) applyConversation(doc);
+    } catch (err) {
+      // Network trouble: the next event or reconnect tries again.
+    } finally {
+      refreshing = false;
+      if (again) {
+        again = false;
+        scheduleRefresh(0);
+      }
+    }
+  }
+
+  function onChanged(conversationId) {
+    if (queueEl) return scheduleRefresh(150);
+    if (!timelineEl) return;
+    // This conversation: right away. Any other one may still touch the customer's history.
+    scheduleRefresh(Number(conversationId) === pageId ? 50 : 600);
+  }
+
+  // ---------- live connection ----------
+
+  const liveEl = (() => {
+    let el = $("#live-status");
+    if (!el) {
+      el = document.createElement("div");
+      el.id = "live-status";
+      el.className = "live-status";
+      el.setAttribute("role", "status");
+      el.hidden = true;
+      document.body.append(el);
+    }
+    return el;
+  })();
+  const liveText = liveEl.textContent.trim() || "Live updates paused — reconnecting…";
+
+  let socket = null;
+  let delay = BACKOFF_MIN;
+  let retryTimer = 0;
+  let stableTimer = 0;
+  let wasDown = false;
+  let stopped = false;
+
+  function setLive(ok, text) {
+    liveEl.textContent = text || liveText;
+    liveEl.hidden = ok;
+  }
+
+  function connect() {
+    if (stopped || document.visibilityState === "prerender") return;
+    clearTimeout(retryTimer);
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/inbox/events`;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (err) {
+      return retry();
+    }
+    socket = ws;
+    ws.addEventListener("open", () => {
+      setLive(true);
+      stableTimer = setTimeout(() => {
+        delay = BACKOFF_MIN;
+      }, STABLE_AFTER);
+      if (wasDown) {
+        wasDown = false;
+        scheduleRefresh(0); // catch up on whatever happened while we were away
+      }
+    });
+    ws.addEventListener("message", (event) => {
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch (err) {
+        return;
+      }
+      if (data && data.type === "changed") onChanged(data.conversation_id);
+    });
+    ws.addEventListener("close", () => {
+      clearTimeout(stableTimer);
+      if (socket !== ws) return;
+      socket = null;
+      if (stopped) return;
+      wasDown = true;
+      setLive(false);
+      retry();
+    });
+  }
+
+  function retry() {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
+    delay = Math.min(delay * 2, BACKOFF_MAX);
+  }
+
+  function stopLive() {
+    stopped = true;
+    clearTimeout(retryTimer);
+    if (socket) {
+      const ws = socket;
+      socket = null;
+      ws.close();
+    }
+  }
+
+  if (queueEl || timelineEl) {
+    window.addEventListener("pagehide", () => {
+      // Leaving the page closes the socket; that is not an outage.
+      clearTimeout(retryTimer);
+      if (socket) {
+        const ws = socket;
+        socket = null;
+        ws.close();
+      }
+    });
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted && !stopped) {
+        wasDown = true;
+        delay = BACKOFF_MIN;
+        connect();
+      }
+    });
+    window.addEventListener("online", () => {
+      if (!socket && !stopped) {
+        delay = BACKOFF_MIN;
+        connect();
+      }
+    });
+    connect();
+  }
+
+  // ---------- forms ----------
+
+  const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
+
+  function setupComposer() {
+    const hint = $(".composer-hint");
+    if (hint) {
+      hint.hidden = false;
+      const mod = $("[data-mod]", hint);
+      if (mod && isMac) mod.textContent = "⌘";
+    }
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (!(target instanceof HTMLTextAreaElement) || target.id !== "reply-text") return;
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.isComposing) {
+      event.preventDefault();
+      const form = target.form;
+      if (form && !form.dataset.submitting) form.requestSubmit();
+    }
+  });
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || event.defaultPrevented) return;
+    if (form.dataset.submitting) {
+      event.preventDefault(); // one click is enough
+      return;
+    }
+    form.dataset.submitting = "1";
+    // Disable after the browser has collected the form data.
+    setTimeout(() => {
+      const buttons = $$('button[type="submit"], button:not([type])', form);
+      if (form.id) buttons.push(...$$(`button[form="${form.id}"]`));
+      for (const b of buttons) b.disabled = true;
+    }, 0);
+  });
+
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;
+    // Back/forward cache: undo the "submitting" state.
+    for (const form of $$("form[data-submitting]")) delete form.dataset.submitting;
+    for (const b of $$("button:disabled")) b.disabled = false;
+  });
+
+  document.addEventListener("click", (event) => {
+    const btn = event.target instanceof Element ? event.target.closest('[data-action="edit-draft"]') : null;
+    if (!btn) return;
+    const draft = $("#draft");
+    const text = $("#reply-text");
+    if (!draft || !text) return;
+    const body = draft.textContent;
+    text.value = text.value.trim() ? `${text.value.replace(/\s+$/, "")}\n\n${body}` : body;
+    text.focus();
+    text.setSelectionRange(text.value.length, text.value.length);
+  });
+
+  // ---------- start ----------
+
+  enhance(document);
+  setupComposer();
+  setInterval(() => {
+    localizeTimes(document);
+    refreshDurations(document);
+  }, TICK);
+})();

@@ -1,0 +1,84 @@
+"""A running carebot service for tests: the real aiohttp app on loopback, fake encoder."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from carebot.config import Settings
+from carebot.desk.auth import hash_password
+from carebot.runtime import build_runtime
+from carebot.server import Service, build_app
+from tests.conftest import Clock, make_settings
+from tests.fakes import FakeEncoder
+
+AGENT_PASSWORD = "correct horse battery"
+_HASH = hash_password(AGENT_PASSWORD)
+
+
+def service_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    inbox = {"agents": [{"name": "ann", "display_name": "Ann", "password_hash": _HASH}]}
+    server = {"secret_file": str(tmp_path / "secret_key")}
+    return make_settings(tmp_path, inbox=inbox, server=server, **sections)
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, database_url: str, clock: Clock | None = None
+) -> AsyncIterator[tuple[Service, TestServer]]:
+    from carebot.store.database import Database
+
+    db = Database(database_url)
+    await db.upgrade()
+    await db.close()
+    runtime = await build_runtime(
+        settings,
+        encoder=FakeEncoder(),
+        database_url=database_url,
+        **({"clock": clock} if clock else {}),
+    )
+    service = build_app(settings, runtime)
+    server = TestServer(service.app)
+    await server.start_server()
+    try:
+        yield service, server
+    finally:
+        await server.close()
+
+
+class Visitor:
+    """A web chat customer speaking the widget's protocol."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.token: str | None = None
+        self.history: list[dict[str, Any]] = []
+
+    async def hello(self, token: str | None = None) -> dict[str, Any]:
+        await self.ws.send_json({"type": "hello", "token": token})
+        frame = await self.receive()
+        if frame["type"] == "welcome":
+            self.token, self.history = frame["token"], frame["history"]
+        return frame
+
+    async def say(self, text: str, message_id: str | None = None) -> str:
+        message_id = message_id or str(uuid.uuid4())
+        await self.ws.send_json({"type": "message", "id": message_id, "text": text})
+        return message_id
+
+    async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
+        frame: dict[str, Any] = await self.ws.receive_json(timeout=timeout)
+        return frame
+
+    async def next_of(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame of a type, skipping acks and typing frames."""
+        while True:
+            frame = await self.receive(timeout)
+            if frame["type"] == kind:
+                return frame

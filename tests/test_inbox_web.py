@@ -1,0 +1,238 @@
+"""The built-in agent inbox through the real aiohttp service (fake encoder)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
+
+from carebot.server import Service
+from carebot.store.tables import Conversation, Message
+from tests.conftest import Clock
+from tests.service import AGENT_PASSWORD, Visitor, running_service, service_settings
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, database_url: str, clock: Clock
+) -> AsyncIterator[tuple[Service, TestServer]]:
+    async with running_service(service_settings(tmp_path), database_url, clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[aiohttp.ClientSession]:
+    """An agent's browser: keeps cookies (for 127.0.0.1 too), does not follow redirects."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def page(
+    browser: aiohttp.ClientSession, server: TestServer, path: str
+) -> tuple[int, str, str]:
+    async with browser.get(server.make_url(path)) as response:
+        html = await response.text()
+    match = CSRF.search(html)
+    return response.status, html, match.group(1) if match else ""
+
+
+async def post(
+    browser: aiohttp.ClientSession, server: TestServer, path: str, data: dict[str, str]
+) -> aiohttp.ClientResponse:
+    async with browser.post(server.make_url(path), data=data, allow_redirects=False) as response:
+        await response.read()
+        return response
+
+
+async def log_in(
+    browser: aiohttp.ClientSession, server: TestServer, password: str = AGENT_PASSWORD
+) -> aiohttp.ClientResponse:
+    _, _, csrf = await page(browser, server, "/inbox/login")
+    return await post(
+        browser,
+        server,
+        "/inbox/login",
+        {"name": "ann", "password": password, "csrf": csrf, "next": "/inbox"},
+    )
+
+
+async def upset_customer(server: TestServer) -> tuple[aiohttp.ClientSession, Visitor]:
+    http = aiohttp.ClientSession()
+    customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+    await customer.hello()
+    await customer.say("where is my order, I will call my lawyer")
+    await customer.next_of("message")
+    return http, customer
+
+
+async def states(service: Service) -> list[str]:
+    async with service.runtime.db.session() as session:
+        return list((await session.scalars(select(Conversation.state))).all())
+
+
+async def test_pages_need_a_login(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    async with browser.get(server.make_url("/inbox"), allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/inbox/login?next=/inbox"
+
+
+async def test_a_wrong_password_is_refused(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    response = await log_in(browser, server, password="wrong password")
+    assert response.status == 401
+    status, _, _ = await page(browser, server, "/inbox")
+    assert "Wrong name or password" not in _ and status == 200  # back on the login page
+
+
+async def test_login_without_the_form_token_is_refused(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    await page(browser, server, "/inbox/login")
+    response = await post(
+        browser, server, "/inbox/login", {"name": "ann", "password": AGENT_PASSWORD}
+    )
+    assert response.status == 403
+
+
+async def test_the_session_cookie_is_httponly_and_samesite(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    response = await log_in(browser, server)
+    assert response.status == 303 and response.headers["Location"] == "/inbox"
+    cookie = response.cookies["carebot_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/inbox"
+
+
+async def test_an_agent_sees_the_handoff_replies_and_resolves(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    running, server = service
+    http, customer = await upset_customer(server)
+    try:
+        await log_in(browser, server)
+        _, queue, _ = await page(browser, server, "/inbox")
+        conversation_id = int(re.search(r'data-conversation-id="(\d+)"', queue).group(1))  # type: ignore[union-attr]
+        _, html, csrf = await page(browser, server, f"/inbox/c/{conversation_id}")
+        assert "the customer sounds upset" in html
+        assert "where is my order, I will call my lawyer" in html
+        assert "Track it at https://track.example." in html  # the bot's draft
+
+        response = await post(
+            browser,
+            server,
+            f"/inbox/c/{conversation_id}/reply",
+            {"text": "Hi, Ann here. Let me check.", "csrf": csrf},
+        )
+        assert response.status == 303
+        reply = await customer.next_of("message")
+        assert (reply["author"], reply["agent"], reply["text"]) == (
+            "agent",
+            "Ann",
+            "Hi, Ann here. Let me check.",
+        )
+        assert await states(running) == ["with_agent"]
+
+        await customer.say("thanks, still waiting")  # recorded for the agent, bot silent
+        await customer.next_of("ack")
+        response = await post(
+            browser, server, f"/inbox/c/{conversation_id}/resolve", {"csrf": csrf}
+        )
+        assert response.status == 303 and await states(running) == ["bot"]
+        await customer.say("where is my order")
+        assert (await customer.next_of("message"))["author"] == "bot"
+    finally:
+        await http.close()
+
+
+async def test_sending_the_draft(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    http, customer = await upset_customer(server)
+    try:
+        await log_in(browser, server)
+        _, _, csrf = await page(browser, server, "/inbox/c/1")
+        await post(browser, server, "/inbox/c/1/send-draft", {"csrf": csrf})
+        reply = await customer.next_of("message")
+        assert (reply["author"], reply["text"]) == ("agent", "Track it at https://track.example.")
+    finally:
+        await http.close()
+
+
+@pytest.mark.parametrize("csrf", ["", "forged-token"])
+async def test_a_post_without_the_right_csrf_token_changes_nothing(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession, csrf: str
+) -> None:
+    running, server = service
+    http, _ = await upset_customer(server)
+    try:
+        await log_in(browser, server)
+        async with running.runtime.db.session() as session:
+            before = await session.scalar(select(func.count()).select_from(Message))
+        for action in ("reply", "take-over", "resolve", "send-draft"):
+            response = await post(
+                browser, server, f"/inbox/c/1/{action}", {"text": "hi", "csrf": csrf}
+            )
+            assert response.status == 403, action
+        async with running.runtime.db.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Message)) == before
+        assert await states(running) == ["waiting_for_agent"]
+    finally:
+        await http.close()
+
+
+async def test_an_impossible_action_is_explained(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    http, _customer = await upset_customer(server)
+    try:
+        await log_in(browser, server)
+        _, _, csrf = await page(browser, server, "/inbox/c/1")
+        await post(browser, server, "/inbox/c/1/resolve", {"csrf": csrf})
+        async with browser.post(
+            server.make_url("/inbox/c/1/resolve"), data={"csrf": csrf}
+        ) as response:
+            assert response.status == 409
+            assert "it cannot become bot" in await response.text()
+    finally:
+        await http.close()
+
+
+async def test_live_events_reach_the_inbox(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    await log_in(browser, server)
+    live = await browser.ws_connect(server.make_url("/inbox/events"))
+    http, _ = await upset_customer(server)
+    try:
+        events = [await live.receive_json(timeout=5) for _ in range(2)]
+        assert [e["kind"] for e in events] == ["customer_message", "handoff"]
+        assert {e["conversation_id"] for e in events} == {1}
+    finally:
+        await live.close()
+        await http.close()
+
+
+async def test_live_events_need_a_login(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await browser.ws_connect(server.make_url("/inbox/events"))
+    assert refused.value.status == 401
