@@ -7,16 +7,21 @@ it queued a reply, and is published as a live event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.store.handoffs import HandoffStore
+from carebot.store.outbox import Queued
 
 
 class AgentDesk:
     def __init__(
-        self, *, handoffs: HandoffStore, events: EventHub, on_outbox: Callable[[], None]
+        self,
+        *,
+        handoffs: HandoffStore,
+        events: EventHub,
+        on_outbox: Callable[[Queued], Awaitable[None]],
     ) -> None:
         self._handoffs = handoffs
         self._events = events
@@ -28,10 +33,10 @@ class AgentDesk:
 
     async def reply(self, conversation_id: int, agent: str, text: str) -> int:
         """Send ``text`` to the customer on their channel; returns the outbox id."""
-        outbox_id = await self._handoffs.reply(conversation_id, agent, text.strip())
-        self._on_outbox()
+        queued = await self._handoffs.reply(conversation_id, agent, text.strip())
         self._events.publish(Event("agent_action", conversation_id))
-        return outbox_id
+        await self._on_outbox(queued)
+        return queued.reply.outbox_id
 
     async def send_draft(self, conversation_id: int, agent: str) -> int:
         """Send the bot's draft of the open handoff as the agent's reply."""

@@ -13,15 +13,17 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from carebot.batching import MatchQueue
 from carebot.clock import Clock
 from carebot.config import MessageSettings
 from carebot.events import Event, EventHub
 from carebot.models import ConversationState, Decision, DecisionKind, InboundMessage, Reason
 from carebot.store.conversations import ConversationStore, Received
+from carebot.store.outbox import Queued
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class Inbox:
         triage: Triage,
         messages: MessageSettings,
         clock: Clock,
-        on_outbox: Callable[[], None] = lambda: None,
+        on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
     ) -> None:
         self._conversations = conversations
@@ -58,6 +60,7 @@ class Inbox:
         self._clock = clock
         self._on_outbox = on_outbox
         self._events = events or EventHub()
+        self._matches = MatchQueue(triage.matcher)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
@@ -94,21 +97,31 @@ class Inbox:
                     inbound.text,
                 )
                 return Outcome(Status.RECORDED, received)
+            timings: dict[str, float] = {}
             started = time.perf_counter()
-            decision = await self._decide(received, inbound)
-            timings = {"triage_ms": (time.perf_counter() - started) * 1000}
-            outbox_id = await self._conversations.record_decision(received, decision, timings)
-        if outbox_id is not None:
-            self._on_outbox()
+            decision = await self._decide(received, inbound, timings)
+            timings["triage_ms"] = (time.perf_counter() - started) * 1000
+            queued = await self._conversations.record_decision(received, decision, timings)
+            if queued is not None and self._on_outbox is not None:
+                await self._on_outbox(queued)
+        outbox_id = queued.reply.outbox_id if queued else None
         kind = "handoff" if decision.hands_off else "decision"
         self._events.publish(Event(kind, received.conversation_id))
         return Outcome(Status.DECIDED, received, decision, outbox_id)
 
-    async def _decide(self, received: Received, inbound: InboundMessage) -> Decision:
+    async def _decide(
+        self, received: Received, inbound: InboundMessage, timings: dict[str, float]
+    ) -> Decision:
+        """Match (micro-batched with messages arriving at the same time), then apply the rules.
+
+        ``timings`` gets the wait for the model, the model's time and the batch size.
+        """
         last = await self._conversations.last_turn(received.conversation_id)
         context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
         try:
-            return await asyncio.to_thread(self._triage.decide, inbound.text, context)
+            batched = await self._matches.match(inbound.text)
+            timings.update(wait_ms=batched.wait_ms, model_ms=batched.model_ms, batch=batched.batch)
+            return self._triage.decide_matched(inbound.text, batched.match, context)
         except Exception:
             log.exception(
                 "Triage failed for message %s; handing over to a human", received.message_id

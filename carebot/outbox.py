@@ -17,7 +17,7 @@ from carebot.channel import Channel
 from carebot.clock import Clock
 from carebot.exceptions import DeliveryError
 from carebot.models import OutboundReply
-from carebot.store.outbox import OutboxStore
+from carebot.store.outbox import OutboxStore, Queued
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,26 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self.running = False
+        self._sent_right_away = 0
+        self._acks: list[tuple[int, asyncio.Future[None]]] = []
+        self._acking = False
+        self._ack_writer: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Something new is in the outbox: deliver it now rather than at the next poll."""
         self._wake.set()
 
+    async def dispatch(self, queued: Queued) -> None:
+        """Deliver a reply just written: at once when it is leased to us, else in turn."""
+        if queued.immediate:
+            self._sent_right_away += await self._send(queued.reply)
+        else:
+            self.wake()
+
     async def deliver_due(self) -> int:
-        """One pass: send every reply that is due now. Returns how many were delivered."""
-        sent = 0
+        """One pass: send every reply that is due now. Returns how many replies were delivered
+        since the previous pass, counting those :meth:`dispatch` sent right away."""
+        sent, self._sent_right_away = self._sent_right_away, 0
         while replies := await self._store.claim_due(limit=self._batch):
             results = await asyncio.gather(*(self._send(r) for r in replies))
             sent += sum(results)
@@ -96,8 +108,32 @@ class OutboxWorker:
             )
             await self._store.mark_failed(reply.outbox_id, repr(exc), delay=self._backoff.delay)
             return False
-        await self._store.mark_sent(reply.outbox_id)
+        await self._mark_sent(reply.outbox_id)
         return True
+
+    async def _mark_sent(self, outbox_id: int) -> None:
+        """Group commit: replies delivered while a mark is being written share the next one."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.append((outbox_id, future))
+        if not self._acking:
+            self._acking = True
+            self._ack_writer = asyncio.create_task(self._write_acks())
+        await future
+
+    async def _write_acks(self) -> None:
+        try:
+            while self._acks:
+                batch, self._acks = self._acks, []
+                try:
+                    await self._store.mark_sent([outbox_id for outbox_id, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        future.set_exception(exc)
+                else:
+                    for _, future in batch:
+                        future.set_result(None)
+        finally:
+            self._acking = False
 
     async def run(self) -> None:
         """Deliver until :meth:`stop`; sleeps until woken or the next retry is due."""

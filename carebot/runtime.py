@@ -99,8 +99,13 @@ async def build_runtime(
     channels: Mapping[str, Channel] = {},
     clock: Clock = utcnow,
     database_url: str | None = None,
+    send_immediately: bool = True,
 ) -> Runtime:
-    """Open the database (migrating SQLite automatically) and wire the pipeline together."""
+    """Open the database (migrating SQLite automatically) and wire the pipeline together.
+
+    ``send_immediately``: a reply is sent by whoever wrote it, right after the transaction (the
+    worker retries failures). False leaves every reply to the outbox worker.
+    """
     db = Database(database_url or settings.database_url())
     if db.is_sqlite:
         await db.upgrade()
@@ -108,18 +113,18 @@ async def build_runtime(
         await db.ping()
         await db.check_migrated()
     triage = build_triage(settings, encoder)
-    conversations = ConversationStore(db, clock=clock)
+    conversations = ConversationStore(db, clock=clock, lease_replies=send_immediately)
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     worker = OutboxWorker(store=outbox_store, channels=channel_map, clock=clock)
     events = EventHub()
-    handoffs = HandoffStore(db, clock=clock)
+    handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately)
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
         messages=settings.messages,
         clock=clock,
-        on_outbox=worker.wake,
+        on_outbox=worker.dispatch,
         events=events,
     )
     return Runtime(
@@ -132,7 +137,7 @@ async def build_runtime(
         outbox=worker,
         outbox_store=outbox_store,
         events=events,
-        desk=AgentDesk(handoffs=handoffs, events=events, on_outbox=worker.wake),
+        desk=AgentDesk(handoffs=handoffs, events=events, on_outbox=worker.dispatch),
         queue=AgentQueue(db, clock=clock),
         clock=clock,
         channels=channel_map,

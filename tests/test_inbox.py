@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from carebot.clock import as_utc
+from carebot.exceptions import DeliveryError
 from carebot.inbox import Status
 from carebot.models import Decision, DecisionKind, InboundMessage, Reason
 from carebot.runtime import Runtime
@@ -67,12 +68,14 @@ async def test_an_faq_is_answered_and_its_decision_stored(
 
     assert outcome.status is Status.DECIDED
     [row] = await rows(runtime, OutboxRow)
+    # Written to the outbox with the decision, then sent right away by the inbox itself.
     assert (row.id, row.text, row.external_user_id, row.status) == (
         outcome.outbox_id,
         TRACK,
         "u1",
-        "pending",
+        "sent",
     )
+    assert channel.texts() == [TRACK]
     [decision] = await rows(runtime, DecisionRow)
     assert (decision.kind, decision.intent, decision.reasons) == (
         "answer",
@@ -84,8 +87,10 @@ async def test_an_faq_is_answered_and_its_decision_stored(
     assert decision.details["top"][0] == {"intent": "order_status", "score": 1.0}
     assert [t["intent"] for t in decision.details["top"]][1:] == ["refunds", "account_deletion"]
     assert decision.details["choices"] == []
-    assert list(decision.details["timings_ms"]) == ["triage_ms"]
-    assert decision.details["timings_ms"]["triage_ms"] >= 0
+    timings = decision.details["timings_ms"]
+    assert sorted(timings) == ["batch", "model_ms", "triage_ms", "wait_ms"]
+    assert timings["batch"] == 1
+    assert timings["triage_ms"] >= timings["model_ms"] >= 0
     inbound_row, reply = await rows(runtime, Message)
     assert inbound_row.handled_at is not None and as_utc(inbound_row.handled_at) == clock.now
     assert (reply.direction, reply.author, reply.decision_id) == ("out", "bot", decision.id)
@@ -235,3 +240,21 @@ async def test_two_non_answers_in_a_row_hand_off(runtime: Runtime) -> None:
     [handoff] = await rows(runtime, Handoff)
     assert (handoff.reason, handoff.decision_id) == ("repeated_failure", decision.id)
     assert await state(runtime, second.received.conversation_id) == "waiting_for_agent"
+
+
+async def test_a_reply_waits_behind_an_earlier_one_that_failed(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    """Replies go out right away, except behind an undelivered one: order comes first."""
+    channel.failures.append(DeliveryError("platform down"))
+    await runtime.inbox.receive(inbound("where is my order"))
+    await runtime.inbox.receive(inbound("hello"))
+    assert channel.texts() == []
+    replies = await rows(runtime, OutboxRow)
+    assert [(r.status, r.attempts, r.locked_until) for r in replies] == [
+        ("pending", 1, None),
+        ("pending", 0, None),
+    ]
+    clock.advance(1)
+    assert await runtime.outbox.deliver_due() == 2  # the head first, then the one behind it
+    assert channel.texts() == [TRACK, "Hello! How can I help?"]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from carebot.batching import MatchQueue
 from carebot.embedding_cache import EmbeddingCache
 from carebot.intents import IntentSet, load_intents
 from carebot.matcher import Matcher
@@ -79,3 +81,18 @@ def test_a_corrupt_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
     encoder = FakeEncoder()
     vectors = EmbeddingCache(tmp_path, "m").encode(["hello"], encoder)
     assert encoder.calls == [1] and vectors.shape == (1, FakeEncoder.dims)
+
+
+async def test_messages_arriving_together_share_one_encoder_call(intents: IntentSet) -> None:
+    encoder = FakeEncoder()
+    matcher = Matcher(encoder=encoder, intents=intents)
+    queue = MatchQueue(matcher)
+    texts = ["where is my order", "refund money", "hello", "delete account"]
+    encoder.calls.clear()
+    results = await asyncio.gather(*(queue.match(t) for t in texts))
+    assert encoder.calls == [4]
+    assert [r.batch for r in results] == [4, 4, 4, 4]
+    assert [r.match for r in results] == [matcher.match(t) for t in texts]
+    lone = await queue.match("hello")
+    assert lone.batch == 1 and lone.match == results[2].match
+    queue.close()

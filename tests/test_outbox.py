@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from carebot.exceptions import DeliveryError
 from carebot.models import InboundMessage
 from carebot.outbox import Backoff
 from carebot.runtime import Runtime, build_runtime
+from carebot.store.database import Database
 from carebot.store.tables import OutboxRow
 from tests.conftest import Clock
 from tests.fakes import FakeEncoder, RecordingChannel
@@ -23,6 +25,28 @@ TRACK = "Track it at https://track.example."
 FREE = "Returns are free within 30 days."
 FIVE_DAYS = "Refunds take 5 days."
 _ids = itertools.count(1)
+
+
+@pytest.fixture
+async def runtime(
+    settings: Settings,
+    database_url: str,
+    encoder: FakeEncoder,
+    clock: Clock,
+    channel: RecordingChannel,
+    database: Database,  # migrated
+) -> AsyncIterator[Runtime]:
+    """Every reply goes through the worker here (no sending right away), to test the worker."""
+    rt = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"test": channel},
+        clock=clock,
+        database_url=database_url,
+        send_immediately=False,
+    )
+    yield rt
+    await rt.db.close()
 
 
 async def ask(runtime: Runtime, text: str, *, user: str = "u1", channel: str = "test") -> int:

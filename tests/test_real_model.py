@@ -140,3 +140,20 @@ def test_upset_customers_are_handed_off_as_emotional(triage: Triage) -> None:
         f"{t!r}: {d.explain()}" for t, d in zip(UPSET, decisions, strict=True) if d not in handed
     ]
     assert len(handed) >= 10, misses
+
+
+def test_batched_and_single_encoding_agree(triage: Triage) -> None:
+    """Micro-batching pads messages to a common length; the embeddings must not change."""
+    import numpy as np
+
+    texts = [text for text, _ in PARAPHRASES[:12]] + UPSET[:4]
+    encoder = triage.matcher.encoder
+    together = encoder.encode(texts)
+    alone = np.vstack([encoder.encode([text]) for text in texts])
+    assert np.max(np.abs(together - alone)) < 1e-5
+    context = TriageContext(now=NOW)
+    batched = [
+        triage.decide_matched(t, m, context)
+        for t, m in zip(texts, triage.matcher.match_many(texts), strict=True)
+    ]
+    assert batched == [triage.decide(t, context) for t in texts]

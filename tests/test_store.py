@@ -159,7 +159,8 @@ async def test_handoff_state_machine(runtime: Runtime, clock: Clock) -> None:
     assert handoff.claimed_by == "ann"
     assert handoff.claimed_at is not None and as_utc(handoff.claimed_at) == clock.now
 
-    outbox_id = await runtime.handoffs.reply(conversation_id, "ann", "Done, it is deleted.")
+    queued = await runtime.handoffs.reply(conversation_id, "ann", "Done, it is deleted.")
+    outbox_id = queued.reply.outbox_id
     [row] = await rows(runtime.db, OutboxRow, OutboxRow.id == outbox_id)
     assert (row.text, row.status, row.channel, row.external_user_id) == (
         "Done, it is deleted.",

@@ -23,7 +23,7 @@ from carebot.models import (
     TranscriptLine,
 )
 from carebot.store.database import Database
-from carebot.store.outbox import add_reply
+from carebot.store.outbox import Queued, add_reply
 from carebot.store.tables import (
     Conversation,
     Customer,
@@ -55,9 +55,10 @@ class LastTurn:
 
 
 class ConversationStore:
-    def __init__(self, db: Database, *, clock: Clock) -> None:
+    def __init__(self, db: Database, *, clock: Clock, lease_replies: bool = True) -> None:
         self._db = db
         self._clock = clock
+        self._lease = lease_replies
 
     async def receive(self, inbound: InboundMessage) -> Received:
         """Store an inbound message first; a redelivered one comes back with ``duplicate``."""
@@ -73,7 +74,7 @@ class ConversationStore:
         if existing is not None:
             return existing
         try:
-            async with self._db.session() as session, session.begin():
+            async with self._db.transaction() as session:
                 identity = await self._identity(session, inbound)
                 conversation = await self._open_conversation(session, identity)
                 message = Message(
@@ -188,14 +189,14 @@ class ConversationStore:
 
     async def record_decision(
         self, received: Received, decision: Decision, timings: dict[str, float]
-    ) -> int | None:
+    ) -> Queued | None:
         """Store the decision, its reply in the outbox and any handoff, in one transaction.
 
-        Returns the outbox id of the reply, or None when an agent took the conversation over
-        while the bot was thinking (the decision is kept, the reply is not sent).
+        Returns the queued reply, or None when an agent took the conversation over while the
+        bot was thinking (the decision is kept, the reply is not sent).
         """
         now = self._clock()
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             conversation = await session.get_one(Conversation, received.conversation_id)
             identity = await session.get_one(Identity, conversation.identity_id)
             row = DecisionRow(
@@ -217,7 +218,7 @@ class ConversationStore:
             inbound.handled_at = now
             if ConversationState(conversation.state).human_owned or not decision.reply:
                 return None
-            outbox = await add_reply(
+            queued = await add_reply(
                 session,
                 conversation=conversation,
                 identity=identity,
@@ -226,6 +227,7 @@ class ConversationStore:
                 decision_id=row.id,
                 choices=decision.choices,
                 handoff=decision.hands_off,
+                lease=self._lease,
             )
             if decision.hands_off:
                 conversation.state = ConversationState.WAITING_FOR_AGENT.value
@@ -240,11 +242,11 @@ class ConversationStore:
                         created_at=now,
                     )
                 )
-            return outbox.id
+            return queued
 
     async def mark_handled(self, message_id: int) -> None:
         """An inbound message recorded for the agent (the bot stays silent)."""
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             message = await session.get_one(Message, message_id)
             message.handled_at = self._clock()
 

@@ -15,7 +15,7 @@ from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import ConversationState
 from carebot.store.database import Database
-from carebot.store.outbox import add_reply
+from carebot.store.outbox import Queued, add_reply
 from carebot.store.tables import Conversation, Handoff, Identity, Message
 
 AGENT_INITIATED = "agent_initiated"
@@ -32,23 +32,24 @@ class HistoryLine:
 
 
 class HandoffStore:
-    def __init__(self, db: Database, *, clock: Clock) -> None:
+    def __init__(self, db: Database, *, clock: Clock, lease_replies: bool = True) -> None:
         self._db = db
         self._clock = clock
+        self._lease = lease_replies
 
     async def take_over(self, conversation_id: int, agent: str) -> None:
         """``agent`` owns the conversation from now on; the bot stays silent."""
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             await self._claim(session, conversation_id, agent)
 
-    async def reply(self, conversation_id: int, agent: str, text: str) -> int:
+    async def reply(self, conversation_id: int, agent: str, text: str) -> Queued:
         """Queue an agent's reply to the customer (taking the conversation over if needed)."""
         if not text.strip():
             raise StoreError("An agent reply cannot be empty")
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             conversation = await self._claim(session, conversation_id, agent)
             identity = await session.get_one(Identity, conversation.identity_id)
-            row = await add_reply(
+            return await add_reply(
                 session,
                 conversation=conversation,
                 identity=identity,
@@ -56,13 +57,13 @@ class HandoffStore:
                 now=self._clock(),
                 author="agent",
                 agent=agent,
+                lease=self._lease,
             )
-            return row.id
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot and close its open handoff."""
         now = self._clock()
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             conversation = await self._get(session, conversation_id)
             self._move(conversation, ConversationState.BOT)
             conversation.agent = None

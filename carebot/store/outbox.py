@@ -7,7 +7,8 @@ rows are picked up again and two workers never send the same row at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -19,6 +20,17 @@ from carebot.store.database import Database
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
 PENDING, SENT = "pending", "sent"
+IMMEDIATE_LEASE = 60.0  # seconds the writer of a reply has to send it before the worker may
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A reply just written to the outbox. ``immediate``: it is leased to its writer, who sends
+    it right away (no earlier reply of the conversation is still pending); otherwise the worker
+    delivers it in turn."""
+
+    reply: OutboundReply
+    immediate: bool
 
 
 async def add_reply(
@@ -33,8 +45,18 @@ async def add_reply(
     decision_id: int | None = None,
     choices: tuple[Choice, ...] = (),
     handoff: bool = False,
-) -> OutboxRow:
-    """Record an outgoing message and queue its delivery, inside the caller's transaction."""
+    lease: bool = True,
+) -> Queued:
+    """Record an outgoing message and queue its delivery, inside the caller's transaction.
+
+    With ``lease`` the writer gets the row to send right away, unless an earlier reply of the
+    conversation is still pending (order comes first); without, the worker delivers it.
+    """
+    earlier = await session.scalar(
+        select(OutboxRow.id)
+        .where(OutboxRow.conversation_id == conversation.id, OutboxRow.status == PENDING)
+        .limit(1)
+    )
     message = Message(
         conversation_id=conversation.id,
         direction="out",
@@ -62,11 +84,12 @@ async def add_reply(
         status=PENDING,
         attempts=0,
         next_attempt_at=now,
+        locked_until=now + timedelta(seconds=IMMEDIATE_LEASE) if lease and not earlier else None,
         created_at=now,
     )
     session.add(row)
     await session.flush()
-    return row
+    return Queued(to_reply(row), immediate=lease and earlier is None)
 
 
 class OutboxStore:
@@ -83,7 +106,7 @@ class OutboxStore:
             .where(OutboxRow.status == PENDING)
             .group_by(OutboxRow.conversation_id)
         )
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             rows = (
                 await session.scalars(
                     select(OutboxRow)
@@ -101,14 +124,15 @@ class OutboxStore:
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(_reply(row))
+                    claimed.append(to_reply(row))
             return claimed
 
-    async def mark_sent(self, outbox_id: int) -> None:
-        async with self._db.session() as session, session.begin():
+    async def mark_sent(self, outbox_ids: Sequence[int]) -> None:
+        """Mark delivered replies as sent, several in one transaction."""
+        async with self._db.transaction() as session:
             await session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id == outbox_id)
+                .where(OutboxRow.id.in_(outbox_ids))
                 .values(
                     status=SENT,
                     sent_at=self._clock(),
@@ -122,7 +146,7 @@ class OutboxStore:
         self, outbox_id: int, error: str, *, delay: Callable[[int], float]
     ) -> tuple[int, float]:
         """Record a failed attempt; ``delay(attempts)`` says when to retry. Returns both."""
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session:
             row = await session.get_one(OutboxRow, outbox_id)
             row.attempts += 1
             wait = delay(row.attempts)
@@ -149,7 +173,7 @@ class OutboxStore:
             )
 
 
-def _reply(row: OutboxRow) -> OutboundReply:
+def to_reply(row: OutboxRow) -> OutboundReply:
     meta = row.meta
     return OutboundReply(
         outbox_id=row.id,

@@ -46,18 +46,14 @@
     return `${day}, ${fmtTime.format(d)}`;
   }
 
+  // The same wording as the server's waiting times ("just now", "3 min", "1 h 5 min", "2 d 3 h").
   function formatDuration(ms) {
     const minutes = Math.max(0, Math.floor(ms / 60000));
-    if (minutes < 1) return "<1 min";
+    if (minutes < 1) return "just now";
     if (minutes < 60) return `${minutes} min`;
     const hours = Math.floor(minutes / 60);
-    if (hours < 24) {
-      const m = minutes % 60;
-      return m ? `${hours} h ${m} min` : `${hours} h`;
-    }
-    const days = Math.floor(hours / 24);
-    const h = hours % 24;
-    return h ? `${days} d ${h} h` : `${days} d`;
+    if (hours < 24) return `${hours} h ${minutes % 60} min`;
+    return `${Math.floor(hours / 24)} d ${hours % 24} h`;
   }
 
   function localizeTimes(root = document) {
@@ -73,7 +69,9 @@
     const now = Date.now();
     for (const el of $$("[data-since]", root)) {
       const d = parseTime(el.dataset.since);
-      if (d) el.textContent = formatDuration(now - d.getTime());
+      if (!d) continue;
+      el.textContent = formatDuration(now - d.getTime());
+      if (!el.title) el.title = `Since ${fmtFull.format(d)}`;
     }
   }
 
@@ -90,6 +88,14 @@
   const timelineEl = $("#timeline");
   const pageId = timelineEl ? Number(timelineEl.dataset.conversationId) : null;
   const baseTitle = document.title;
+
+  // The conversation page itself, also when this page is the answer to a failed action
+  // (POST /inbox/c/N/reply re-renders the page with an error): live updates re-fetch the page,
+  // and a reload should not post the form again.
+  const pageUrl = pageId ? `/inbox/c/${pageId}` : location.href;
+  if (pageId && /^\/inbox\/c\/\d+\/[\w-]+\/?$/.test(location.pathname)) {
+    history.replaceState(history.state, "", pageUrl);
+  }
 
   // The server's HTML as last received, to skip DOM work when nothing changed.
   // Captured before enhance() rewrites times in the live DOM.
@@ -221,8 +227,8 @@
     enhance(queueEl);
 
     if (focusedId) {
-      const again = $$(".queue-row", queueEl).find((a) => a.dataset.conversationId === focusedId);
-      if (again) again.focus({ preventScroll: true });
+      const target = $$(".queue-row", queueEl).find((a) => a.dataset.conversationId === focusedId);
+      if (target) target.focus({ preventScroll: true });
     }
     const added = $$("#waiting-list .queue-row", queueEl).filter((a) => !before.has(a.dataset.conversationId));
     notify(added.length, added.length === 1 ? "New conversation waiting" : `${added.length} new conversations waiting`, false);
@@ -262,8 +268,8 @@
       next.scrollTop = scrollTop;
       enhance(next);
       if (focusId) {
-        const again = document.getElementById(focusId);
-        if (again) again.focus({ preventScroll: true });
+        const target = document.getElementById(focusId);
+        if (target) target.focus({ preventScroll: true });
       }
     }
 
@@ -323,7 +329,7 @@
     }
     refreshing = true;
     try {
-      const res = await fetch(location.href, {
+      const res = await fetch(queueEl ? location.href : pageUrl, {
         credentials: "same-origin",
         cache: "no-store",
         headers: { Accept: "text/html" },
