@@ -156,4 +156,8 @@ def test_batched_and_single_encoding_agree(triage: Triage) -> None:
         triage.decide_matched(t, m, context)
         for t, m in zip(texts, triage.matcher.match_many(texts), strict=True)
     ]
-    assert batched == [triage.decide(t, context) for t in texts]
+    single = [triage.decide(t, context) for t in texts]
+    assert [(d.kind, d.intent, d.reasons) for d in batched] == [
+        (d.kind, d.intent, d.reasons) for d in single
+    ]
+    assert [d.score for d in batched] == pytest.approx([d.score for d in single], abs=1e-5)
