@@ -122,3 +122,50 @@ def test_chat_reads_piped_input_and_explains_each_turn(tmp_path: Path) -> None:
     assert decisions[2].startswith("decision: - state=waiting_for_agent")
     assert sum(line.startswith("bot> ") for line in lines) == 2
     assert (tmp_path / ".carebot" / "carebot.db").exists()
+
+
+@pytest.mark.model
+def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shipped = (ROOT / "config.toml").read_text()
+    path = tmp_path / "config.toml"
+    path.write_text(
+        shipped.replace('intents_dir = "intents"', f'intents_dir = "{ROOT / "intents"}"')
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "carebot.cli", "-c", str(path), "serve", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    ready = json.load(r)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        assert ready == {
+            "ready": True,
+            "checks": {"model": True, "outbox": True, "database": True, "migrations": True},
+        }
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "inbox login:    agent / " in output  # no agents configured: a demo agent
+    assert output.rstrip().endswith("Stopped.")

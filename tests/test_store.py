@@ -234,19 +234,19 @@ async def _two_conversations(runtime: Runtime, clock: Clock) -> int:
 async def test_history_is_oldest_first_across_conversations(runtime: Runtime, clock: Clock) -> None:
     customer_id = await _two_conversations(runtime, clock)
 
-    lines = await runtime.handoffs.history(customer_id)
+    lines = await runtime.queue.history(customer_id)
     assert [(line.author, line.agent, line.text) for line in lines] == [
         ("customer", None, "first"),
         ("customer", None, "second"),
         ("agent", "ann", "agent answer"),
     ]
     assert len({line.conversation_id for line in lines}) == 2
-    latest = await runtime.handoffs.history(customer_id, limit=2)
+    latest = await runtime.queue.history(customer_id, limit=2)
     assert [line.text for line in latest] == ["second", "agent answer"]
 
 
 async def test_history_times_are_utc_on_every_backend(runtime: Runtime, clock: Clock) -> None:
     customer_id = await _two_conversations(runtime, clock)
 
-    lines = await runtime.handoffs.history(customer_id)
+    lines = await runtime.queue.history(customer_id)
     assert lines[-1].at == clock.now.isoformat() == "2026-11-18T10:01:00+00:00"

@@ -87,7 +87,12 @@ class AgentInbox:
         )
 
     async def _case_page(
-        self, request: web.Request, session: Session, *, error: str | None = None
+        self,
+        request: web.Request,
+        session: Session,
+        *,
+        error: str | None = None,
+        reply_text: str = "",
     ) -> web.StreamResponse:
         try:
             case = await self._queue.case(int(request.match_info["id"]))
@@ -104,6 +109,7 @@ class AgentInbox:
             title=case.customer["name"],
             c=case,
             error=error,
+            reply_text=reply_text,  # an agent's reply that could not be sent is not lost
             status=409 if error else 200,
         )
 
@@ -199,7 +205,9 @@ class AgentInbox:
             else:
                 raise web.HTTPNotFound(text=f"Unknown action {action!r}")
         except StoreError as exc:
-            return await self._case_page(request, session, error=str(exc))
+            return await self._case_page(
+                request, session, error=str(exc), reply_text=str(form.get("text", ""))
+            )
         target = "/inbox" if action == "resolve" else f"/inbox/c/{conversation_id}"
         raise web.HTTPSeeOther(target)
 

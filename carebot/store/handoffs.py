@@ -6,8 +6,6 @@ The Slack desk and the built-in inbox both act through these methods, so the sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,19 +14,9 @@ from carebot.exceptions import StoreError
 from carebot.models import ConversationState
 from carebot.store.database import Database
 from carebot.store.outbox import Queued, add_reply
-from carebot.store.tables import Conversation, Handoff, Identity, Message
+from carebot.store.tables import Conversation, Handoff, Identity
 
 AGENT_INITIATED = "agent_initiated"
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryLine:
-    conversation_id: int
-    channel: str
-    author: str
-    agent: str | None
-    text: str
-    at: str
 
 
 class HandoffStore:
@@ -70,29 +58,6 @@ class HandoffStore:
             handoff = await self._open_handoff(session, conversation_id)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
-
-    async def history(self, customer_id: int, *, limit: int = 50) -> list[HistoryLine]:
-        """The customer's latest messages across all their conversations, oldest first."""
-        async with self._db.session() as session:
-            rows = (
-                (
-                    await session.execute(
-                        select(Message)
-                        .join(Conversation, Conversation.id == Message.conversation_id)
-                        .where(Conversation.customer_id == customer_id)
-                        .order_by(Message.id.desc())
-                        .limit(limit)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        return [
-            HistoryLine(
-                m.conversation_id, m.channel, m.author, m.agent, m.text, m.created_at.isoformat()
-            )
-            for m in reversed(rows)
-        ]
 
     async def open_handoff(self, conversation_id: int) -> Handoff | None:
         async with self._db.session() as session:

@@ -41,6 +41,7 @@ class MessageView:
     text: str
     at: str
     channel: str
+    conversation_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,20 @@ class AgentQueue:
             emotion=decision.emotion if decision else 0.0,
         )
 
+    async def history(self, customer_id: int, *, limit: int = 50) -> list[MessageView]:
+        """The customer's latest messages across all their conversations, oldest first."""
+        async with self._db.session() as session:
+            rows = (
+                await session.scalars(
+                    select(Message)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .where(Conversation.customer_id == customer_id)
+                    .order_by(Message.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_view(m) for m in reversed(rows)]
+
     async def case(self, conversation_id: int) -> Case:
         async with self._db.session() as session:
             conversation = await session.get(Conversation, conversation_id)
@@ -252,9 +267,13 @@ async def _messages(session: AsyncSession, conversation_id: int) -> list[Message
             select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
         )
     ).all()
-    return [
-        MessageView(m.author, m.agent, m.text, m.created_at.isoformat(), m.channel) for m in rows
-    ]
+    return [_view(m) for m in rows]
+
+
+def _view(m: Message) -> MessageView:
+    return MessageView(
+        m.author, m.agent, m.text, m.created_at.isoformat(), m.channel, m.conversation_id
+    )
 
 
 def _name(customer: Customer, identity: Identity) -> str:
