@@ -128,10 +128,12 @@ class OutboxWorker:
                     await self._store.mark_sent([outbox_id for outbox_id, _ in batch])
                 except Exception as exc:
                     for _, future in batch:
-                        future.set_exception(exc)
+                        if not future.done():  # its sender may have been cancelled meanwhile
+                            future.set_exception(exc)
                 else:
                     for _, future in batch:
-                        future.set_result(None)
+                        if not future.done():
+                            future.set_result(None)
         finally:
             self._acking = False
 

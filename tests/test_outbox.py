@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,11 @@ from sqlalchemy import select
 from carebot.clock import as_utc
 from carebot.config import Settings
 from carebot.exceptions import DeliveryError
-from carebot.models import InboundMessage
-from carebot.outbox import Backoff
+from carebot.models import InboundMessage, OutboundReply
+from carebot.outbox import Backoff, OutboxWorker
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.database import Database
+from carebot.store.outbox import Queued
 from carebot.store.tables import OutboxRow
 from tests.conftest import Clock
 from tests.fakes import FakeEncoder, RecordingChannel
@@ -261,3 +263,32 @@ async def test_a_new_runtime_delivers_what_the_last_one_left(
     ]
     assert (await row(runtime, left)).status == "sent"
     assert await runtime.outbox_store.pending() == 0
+
+
+class GatedStore:
+    """An outbox store stand-in whose sent-marks wait for a gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.marked: list[list[int]] = []
+
+    async def mark_sent(self, outbox_ids: list[int]) -> None:
+        await self.gate.wait()
+        self.marked.append(list(outbox_ids))
+
+
+async def test_a_cancelled_sender_does_not_stall_the_others(clock: Clock) -> None:
+    store = GatedStore()
+    channel = RecordingChannel("test")
+    worker = OutboxWorker(store=store, channels={"test": channel}, clock=clock)  # type: ignore[arg-type]
+    replies = [
+        OutboundReply(outbox_id=i, channel="test", external_user_id="u", text=f"r{i}")
+        for i in (1, 2, 3)
+    ]
+    senders = [asyncio.create_task(worker.dispatch(Queued(r, immediate=True))) for r in replies]
+    while len(channel.sent) < 3:
+        await asyncio.sleep(0)
+    senders[0].cancel()  # e.g. the customer's connection closed while its mark was written
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(*senders[1:]), timeout=5)
+    assert sorted(i for batch in store.marked for i in batch) == [1, 2, 3]
