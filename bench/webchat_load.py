@@ -1,6 +1,6 @@
 """Load on the web chat: N concurrent customers over WebSocket on loopback, for a fixed time.
 
-    python bench/webchat_load.py [--customers 50] [--seconds 30] [--think 2.0]
+    python bench/webchat_load.py [--customers 50] [--seconds 30] [--think 5.0]
 
 The service runs in its own process (``carebot serve`` code, the shipped config and intents, a
 fresh SQLite file); this process plays the customers. Each customer asks an FAQ question,
@@ -149,7 +149,7 @@ async def main() -> None:
     parser.add_argument(
         "--think",
         type=float,
-        default=2.0,
+        default=5.0,
         help="mean seconds between a reply and the customer's next question",
     )
     args = parser.parse_args()
