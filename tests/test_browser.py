@@ -46,7 +46,7 @@ async def browser() -> AsyncIterator[object]:
 
 async def shot(page: object, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), animations="disabled")  # type: ignore[attr-defined]
 
 
 async def open_chat(browser: object, server: TestServer) -> object:
