@@ -16,8 +16,9 @@ Protocol (JSON text frames on ``/chat/ws``):
   [{"id", "label"}], "handoff": bool, "at"}`` for every reply (and for the customer's own
   message in the visitor's other tabs).
 * server ``{"type": "error", "code": "bad_frame"|"empty"|"too_long"|"rate_limited"|
-  "unavailable"|"bad_token", "message"}``: nothing was stored; the socket stays open except
-  for ``bad_token``.
+  "bad_token", "message", "id"}``: nothing was stored; the socket stays open except for
+  ``bad_token``. ``"unavailable"``: the message may be stored but could not be handled now;
+  sending it again with the same id gets the answer (it is handled once).
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ class WebChatChannel:
                 self._sockets[visitor].discard(ws)
                 if not self._sockets[visitor]:
                     del self._sockets[visitor]
+                    recent = self._recent.get(visitor)
+                    if recent is not None and (not recent or time.monotonic() - recent[-1] > 60):
+                        del self._recent[visitor]  # nothing left to limit: forget the visitor
         return ws
 
     async def _hello(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> str:
@@ -155,7 +159,7 @@ class WebChatChannel:
             {
                 "type": "welcome",
                 "token": self._signer.sign(visitor, ttl=ttl),
-                "history": [_line_frame(line) for line in history],
+                "history": [_line_frame(line, visitor) for line in history],
                 "max_chars": self._settings.max_message_chars,
             }
         )
@@ -170,7 +174,8 @@ class WebChatChannel:
         inbound = InboundMessage(
             channel=self.name,
             external_user_id=visitor,
-            external_message_id=message_id,
+            # Ids come from the browser: unique per visitor, so namespaced by the visitor.
+            external_message_id=f"{visitor}:{message_id}",
             text=text,
             sent_at=utcnow(),
             raw=frame,
@@ -253,10 +258,10 @@ def _parse(data: str) -> dict[str, Any]:
     return frame
 
 
-def _line_frame(line: TranscriptLine) -> dict[str, Any]:
+def _line_frame(line: TranscriptLine, visitor: str) -> dict[str, Any]:
     return {
         "type": "message",
-        "id": line.external_id,
+        "id": (line.external_id or "").removeprefix(f"{visitor}:") or None,
         "author": line.author,
         "agent": line.agent,
         "text": line.text,

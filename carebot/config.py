@@ -99,6 +99,8 @@ class BusinessHoursSettings(_Section):
 
 
 class MessageSettings(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
+
     handoff: str = "Thanks, I'm passing you to a colleague who will reply here shortly."
     handoff_closed: str = (
         "Thanks, I'm passing you to a colleague. Our team is offline right now; "

@@ -65,14 +65,22 @@ class Inbox:
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         received = await self._conversations.receive(inbound)
-        if received.duplicate:
+        if received.duplicate and received.handled:
             log.info(
                 "Ignoring redelivered message %s on %s",
                 inbound.external_message_id,
                 inbound.channel,
             )
             return Outcome(Status.DUPLICATE, received)
-        self._events.publish(Event("customer_message", received.conversation_id))
+        if received.duplicate:
+            # Stored before, but never handled (the first attempt failed after storing it):
+            # the resend gets the answer the first attempt could not give.
+            log.info(
+                "Handling redelivered message %s, which was stored but not handled",
+                inbound.external_message_id,
+            )
+        else:
+            self._events.publish(Event("customer_message", received.conversation_id))
         return await self._handle(received, inbound)
 
     async def recover(self) -> int:
@@ -87,6 +95,8 @@ class Inbox:
     async def _handle(self, received: Received, inbound: InboundMessage) -> Outcome:
         lock = self._locks.setdefault(received.conversation_id, asyncio.Lock())
         async with lock:  # one conversation's messages are decided in order
+            if received.duplicate and await self._conversations.is_handled(received.message_id):
+                return Outcome(Status.DUPLICATE, received)  # the first delivery finished it
             conversation = await self._conversations.conversation(received.conversation_id)
             if ConversationState(conversation.state).human_owned:
                 await self._conversations.mark_handled(received.message_id)

@@ -17,9 +17,10 @@ from carebot.channel import Channel
 from carebot.clock import Clock
 from carebot.exceptions import DeliveryError
 from carebot.models import OutboundReply
-from carebot.store.outbox import OutboxStore, Queued
+from carebot.store.outbox import IMMEDIATE_LEASE, OutboxStore, Queued
 
 log = logging.getLogger(__name__)
+SEND_TIMEOUT = IMMEDIATE_LEASE / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,17 @@ class OutboxWorker:
         try:
             if channel is None:
                 raise DeliveryError(f"channel {reply.channel!r} is not running")
-            await channel.send(reply)
+            # Well within the lease, so nobody else starts sending the same reply meanwhile.
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await channel.send(reply)
+        except TimeoutError:
+            await self._store.mark_failed(
+                reply.outbox_id, "send timed out", delay=self._backoff.delay
+            )
+            log.warning(
+                "Reply %s on %s timed out; it will be retried", reply.outbox_id, reply.channel
+            )
+            return False
         except DeliveryError as exc:
             hint = exc.retry_after
             attempts, wait = await self._store.mark_failed(
@@ -108,7 +119,12 @@ class OutboxWorker:
             )
             await self._store.mark_failed(reply.outbox_id, repr(exc), delay=self._backoff.delay)
             return False
-        await self._mark_sent(reply.outbox_id)
+        try:
+            await self._mark_sent(reply.outbox_id)
+        except Exception:
+            # Delivered, but not recorded: it may be sent once more after its lease (at least
+            # once beats never); the customer's request does not fail for it.
+            log.exception("Reply %s was sent but could not be marked sent", reply.outbox_id)
         return True
 
     async def _mark_sent(self, outbox_id: int) -> None:
@@ -146,13 +162,27 @@ class OutboxWorker:
             self.running = False
 
     async def _loop(self) -> None:
+        failures = 0
         while not self._stopping:
-            self._wake.clear()
-            await self.deliver_due()
-            due = await self._store.next_due()
-            timeout = 5.0 if due is None else max(0.05, (due - self._clock()).total_seconds())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
+            try:
+                await self._pass()
+                failures = 0
+            except Exception:
+                # A database hiccup must not end delivery for good: log, back off, go on.
+                failures += 1
+                wait = self._backoff.delay(failures)
+                log.exception("Outbox pass failed (%d in a row); next try in %.1fs", failures, wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def _pass(self) -> None:
+        """Deliver what is due, then sleep until woken or the next retry is due."""
+        self._wake.clear()
+        await self.deliver_due()
+        due = await self._store.next_due()
+        timeout = 5.0 if due is None else max(0.05, (due - self._clock()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
 
     def stop(self) -> None:
         self._stopping = True

@@ -29,7 +29,7 @@ class Signer:
     def verify(self, token: str, *, now: float | None = None) -> str | None:
         """The signed value, or None when the token is altered, forged, foreign or expired."""
         payload, _, mac = token.partition(".")
-        if not payload or not hmac.compare_digest(mac, self._mac(payload)):
+        if not payload or not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
             return None
         try:
             value, _, expires = base64.urlsafe_b64decode(payload + "==").decode().rpartition("\n")

@@ -72,3 +72,8 @@ def test_database_url_comes_from_the_named_environment_variable(tmp_path: Path) 
 def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "[matcher]\nintents_dir = 'faq'\n"))
     assert settings.path(settings.matcher.intents_dir) == tmp_path / "faq"
+
+
+def test_an_empty_customer_message_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[messages\] 'handoff'"):
+        load_settings(write(tmp_path, '[messages]\nhandoff = ""\n'))

@@ -258,3 +258,15 @@ async def test_a_reply_waits_behind_an_earlier_one_that_failed(
     clock.advance(1)
     assert await runtime.outbox.deliver_due() == 2  # the head first, then the one behind it
     assert channel.texts() == [TRACK, "Hello! How can I help?"]
+
+
+async def test_a_message_stored_but_not_handled_is_answered_when_sent_again(
+    runtime: Runtime, channel: RecordingChannel
+) -> None:
+    """The first attempt stored the message and then failed: the resend gets the answer."""
+    message = inbound("where is my order", mid="resent")
+    await runtime.conversations.receive(message)  # stored, then (say) the database went away
+    outcome = await runtime.inbox.receive(message)
+    assert outcome.status is Status.DECIDED and channel.texts() == [TRACK]
+    again = await runtime.inbox.receive(message)
+    assert again.status is Status.DUPLICATE and channel.texts() == [TRACK]

@@ -236,3 +236,14 @@ async def test_live_events_need_a_login(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await browser.ws_connect(server.make_url("/inbox/events"))
     assert refused.value.status == 401
+
+
+async def test_a_non_ascii_csrf_token_is_refused_not_a_crash(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    await page(browser, server, "/inbox/login")
+    response = await post(
+        browser, server, "/inbox/login", {"name": "ann", "password": AGENT_PASSWORD, "csrf": "é"}
+    )
+    assert response.status == 403

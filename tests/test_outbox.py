@@ -292,3 +292,36 @@ async def test_a_cancelled_sender_does_not_stall_the_others(clock: Clock) -> Non
     store.gate.set()
     await asyncio.wait_for(asyncio.gather(*senders[1:]), timeout=5)
     assert sorted(i for batch in store.marked for i in batch) == [1, 2, 3]
+
+
+class FlakyStore:
+    """An outbox store stand-in whose first look at the queue fails, like a dropped connection."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    async def claim_due(self, *, limit: int = 50, lease: float = 60.0) -> list[OutboundReply]:
+        return []
+
+    async def next_due(self) -> None:
+        self.looks += 1
+        if self.looks == 1:
+            raise ConnectionError("connection reset")
+
+
+async def test_the_worker_survives_a_failing_pass(clock: Clock) -> None:
+    store = FlakyStore()
+    worker = OutboxWorker(store=store, channels={}, clock=clock)  # type: ignore[arg-type]
+    task = asyncio.create_task(worker.run())
+
+    async def looked(times: int) -> None:
+        while store.looks < times and not task.done():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(looked(1), timeout=5)
+    worker.wake()  # skip the backoff
+    await asyncio.wait_for(looked(2), timeout=5)
+    assert not task.done() and worker.running
+    worker.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert not worker.running

@@ -235,3 +235,28 @@ async def test_a_foreign_origin_is_refused_when_origins_are_configured(
             server.make_url("/chat/ws"), headers={"Origin": "https://shop.example"}
         )
         await ok.close()
+
+
+async def test_two_visitors_may_use_the_same_message_id(
+    service: tuple[Service, TestServer], http: aiohttp.ClientSession
+) -> None:
+    """Message ids come from browsers: they are only unique per visitor."""
+    _, server = service
+    first, second = await visitor(http, server), await visitor(http, server)
+    await first.hello()
+    await second.hello()
+    for customer in (first, second):
+        await customer.say("where is my order", message_id="1")
+        assert (await customer.next_of("message"))["author"] == "bot"
+    again = await visitor(http, server)
+    await again.hello(first.token)
+    assert [m["id"] for m in again.history if m["author"] == "customer"] == ["1"]
+
+
+async def test_a_non_ascii_token_is_refused_not_a_crash(
+    service: tuple[Service, TestServer], http: aiohttp.ClientSession
+) -> None:
+    _, server = service
+    intruder = await visitor(http, server)
+    frame = await intruder.hello("abc.é")
+    assert frame["code"] == "bad_token"

@@ -156,7 +156,7 @@ class AgentInbox:
     async def _login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         cookie = request.cookies.get("carebot_login", "")
-        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+        if not cookie or not _same(str(form.get("csrf", "")), cookie):
             raise web.HTTPForbidden(
                 text="The login form expired or was not sent from this "
                 "site (missing CSRF token). Reload the page."
@@ -176,7 +176,7 @@ class AgentInbox:
             if session is None:
                 raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
             form = await request.post()
-            if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+            if not _same(str(form.get("csrf", "")), session.csrf):
                 raise web.HTTPForbidden(text="Missing or wrong CSRF token: reload the page.")
             return await action(request, session, form)
 
@@ -242,6 +242,11 @@ class AgentInbox:
     async def _close_sockets(self, _app: web.Application) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"server shutting down")
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (refused, not a crash)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _safe_next(target: str) -> str:

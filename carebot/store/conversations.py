@@ -44,6 +44,7 @@ class Received:
     customer_id: int
     state: ConversationState
     duplicate: bool
+    handled: bool = False  # for a duplicate: already decided on, or recorded for an agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class ConversationStore:
                 conversation.customer_id,
                 ConversationState(conversation.state),
                 duplicate=True,
+                handled=message.handled_at is not None,
             )
 
     async def _identity(self, session: AsyncSession, inbound: InboundMessage) -> Identity:
@@ -197,7 +199,10 @@ class ConversationStore:
         """
         now = self._clock()
         async with self._db.transaction() as session:
-            conversation = await session.get_one(Conversation, received.conversation_id)
+            # Locked (PostgreSQL), so an agent taking over meanwhile is not overwritten.
+            conversation = await session.get_one(
+                Conversation, received.conversation_id, with_for_update=True
+            )
             identity = await session.get_one(Identity, conversation.identity_id)
             row = DecisionRow(
                 conversation_id=conversation.id,
@@ -243,6 +248,13 @@ class ConversationStore:
                     )
                 )
             return queued
+
+    async def is_handled(self, message_id: int) -> bool:
+        async with self._db.session() as session:
+            handled = await session.scalar(
+                select(Message.handled_at).where(Message.id == message_id)
+            )
+        return handled is not None
 
     async def mark_handled(self, message_id: int) -> None:
         """An inbound message recorded for the agent (the bot stays silent)."""

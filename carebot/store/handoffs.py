@@ -93,7 +93,7 @@ class HandoffStore:
         conversation.updated_at = self._clock()
 
     async def _get(self, session: AsyncSession, conversation_id: int) -> Conversation:
-        conversation = await session.get(Conversation, conversation_id)
+        conversation = await session.get(Conversation, conversation_id, with_for_update=True)
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
