@@ -125,12 +125,19 @@ def channel() -> RecordingChannel:
 
 
 @pytest.fixture
+def send_immediately() -> bool:
+    """Replies are sent by whoever wrote them, as in production; a test module may override."""
+    return True
+
+
+@pytest.fixture
 async def runtime(
     settings: Settings,
     database_url: str,
     encoder: FakeEncoder,
     clock: Clock,
     channel: RecordingChannel,
+    send_immediately: bool,
 ) -> AsyncIterator[Runtime]:
     db = Database(database_url)
     await db.upgrade()
@@ -141,6 +148,7 @@ async def runtime(
         channels={"test": channel},
         clock=clock,
         database_url=database_url,
+        send_immediately=send_immediately,
     )
     yield rt
     await rt.db.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +15,6 @@ from carebot.exceptions import DeliveryError
 from carebot.models import InboundMessage, OutboundReply
 from carebot.outbox import Backoff, OutboxWorker
 from carebot.runtime import Runtime, build_runtime
-from carebot.store.database import Database
 from carebot.store.outbox import Queued
 from carebot.store.tables import OutboxRow
 from tests.conftest import Clock
@@ -30,25 +28,9 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture
-async def runtime(
-    settings: Settings,
-    database_url: str,
-    encoder: FakeEncoder,
-    clock: Clock,
-    channel: RecordingChannel,
-    database: Database,  # migrated
-) -> AsyncIterator[Runtime]:
-    """Every reply goes through the worker here (no sending right away), to test the worker."""
-    rt = await build_runtime(
-        settings,
-        encoder=encoder,
-        channels={"test": channel},
-        clock=clock,
-        database_url=database_url,
-        send_immediately=False,
-    )
-    yield rt
-    await rt.db.close()
+def send_immediately() -> bool:
+    """Every reply goes through the worker here, to test the worker."""
+    return False
 
 
 async def ask(runtime: Runtime, text: str, *, user: str = "u1", channel: str = "test") -> int:
