@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TypeAlias
 
 from carebot.exceptions import CarebotError
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +57,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(command=lambda _args: parser.print_help())
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_serve(commands)
+    _add_chat(commands)
+    _add_intents(commands)
+    _add_inbox(commands)
+    _add_db(commands)
+    return parser
 
+
+def _group(commands: Commands, name: str, help: str) -> Commands:
+    """A command that only groups subcommands; alone, it prints its help."""
+    group = commands.add_parser(name, help=help)
+    group.set_defaults(command=lambda _args: group.print_help())
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+
+
+def _add_serve(commands: Commands) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the service: web chat, agent inbox, health checks"
+    )
+    serve.add_argument("--host", help="address to listen on (default: [server] host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: [server] port)")
+    serve.set_defaults(command=_serve)
+
+
+def _add_chat(commands: Commands) -> None:
     chat = commands.add_parser("chat", help="talk to the bot as a customer (reads piped input too)")
     chat.add_argument(
         "--explain", action="store_true", help="print the decision line after each bot turn"
@@ -61,10 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", help="customer id to chat as (default: a new visitor each run)")
     chat.set_defaults(command=_chat)
 
-    intents = commands.add_parser("intents", help="work with the FAQ intents")
-    intent_commands = intents.add_subparsers(title="intents commands", metavar="COMMAND")
-    intents.set_defaults(command=lambda _args: intents.print_help())
-    check = intent_commands.add_parser("check", help="validate intent files (exit 1 on errors)")
+
+def _add_intents(commands: Commands) -> None:
+    check = _group(commands, "intents", "work with the FAQ intents").add_parser(
+        "check", help="validate intent files (exit 1 on errors)"
+    )
     check.add_argument(
         "directory", nargs="?", type=Path, help="intents folder (default: [matcher] intents_dir)"
     )
@@ -75,27 +104,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(command=_intents_check)
 
-    serve = commands.add_parser(
-        "serve", help="run the service: web chat, agent inbox, health checks"
-    )
-    serve.add_argument("--host", help="address to listen on (default: [server] host)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: [server] port)")
-    serve.set_defaults(command=_serve)
 
-    inbox = commands.add_parser("inbox", help="the built-in agent inbox")
-    inbox_commands = inbox.add_subparsers(title="inbox commands", metavar="COMMAND")
-    inbox.set_defaults(command=lambda _args: inbox.print_help())
-    hash_password = inbox_commands.add_parser(
+def _add_inbox(commands: Commands) -> None:
+    _group(commands, "inbox", "the built-in agent inbox").add_parser(
         "hash-password", help="make an argon2 hash for [[inbox.agents]] password_hash"
-    )
-    hash_password.set_defaults(command=_hash_password)
+    ).set_defaults(command=_hash_password)
 
-    db = commands.add_parser("db", help="database maintenance")
-    db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
-    db.set_defaults(command=lambda _args: db.print_help())
-    upgrade = db_commands.add_parser("upgrade", help="apply the database migrations")
-    upgrade.set_defaults(command=_db_upgrade)
-    return parser
+
+def _add_db(commands: Commands) -> None:
+    _group(commands, "db", "database maintenance").add_parser(
+        "upgrade", help="apply the database migrations"
+    ).set_defaults(command=_db_upgrade)
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ Every method is one transaction. The store knows nothing of channels beyond thei
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +24,7 @@ from carebot.models import (
     TranscriptLine,
 )
 from carebot.store.database import Database
-from carebot.store.outbox import Queued, add_reply
+from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.tables import (
     Conversation,
     Customer,
@@ -204,49 +205,31 @@ class ConversationStore:
                 Conversation, received.conversation_id, with_for_update=True
             )
             identity = await session.get_one(Identity, conversation.identity_id)
-            row = DecisionRow(
-                conversation_id=conversation.id,
-                inbound_message_id=received.message_id,
-                kind=decision.kind.value,
-                intent=decision.intent,
-                score=decision.score,
-                margin=decision.margin,
-                emotion=decision.emotion,
-                reasons=",".join(r.value for r in decision.reasons),
-                draft=decision.draft,
-                details=_details(decision, timings),
-                created_at=now,
-            )
+            row = _decision_row(received, decision, timings, now)
             session.add(row)
             await session.flush()
             inbound = await session.get_one(Message, received.message_id)
             inbound.handled_at = now
             if ConversationState(conversation.state).human_owned or not decision.reply:
                 return None
+            outgoing = Outgoing(
+                decision.reply,
+                decision_id=row.id,
+                choices=decision.choices,
+                handoff=decision.hands_off,
+            )
             queued = await add_reply(
                 session,
                 conversation=conversation,
                 identity=identity,
-                text=decision.reply,
+                outgoing=outgoing,
                 now=now,
-                decision_id=row.id,
-                choices=decision.choices,
-                handoff=decision.hands_off,
                 lease=self._lease,
             )
             if decision.hands_off:
                 conversation.state = ConversationState.WAITING_FOR_AGENT.value
                 conversation.updated_at = now
-                session.add(
-                    Handoff(
-                        conversation_id=conversation.id,
-                        decision_id=row.id,
-                        reason=decision.reason.value,
-                        reasons=row.reasons,
-                        draft=decision.draft,
-                        created_at=now,
-                    )
-                )
+                session.add(_handoff_row(conversation.id, row, decision))
             return queued
 
     async def is_handled(self, message_id: int) -> bool:
@@ -315,6 +298,35 @@ class ConversationStore:
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
+
+
+def _decision_row(
+    received: Received, decision: Decision, timings: dict[str, float], now: datetime
+) -> DecisionRow:
+    return DecisionRow(
+        conversation_id=received.conversation_id,
+        inbound_message_id=received.message_id,
+        kind=decision.kind.value,
+        intent=decision.intent,
+        score=decision.score,
+        margin=decision.margin,
+        emotion=decision.emotion,
+        reasons=",".join(r.value for r in decision.reasons),
+        draft=decision.draft,
+        details=_details(decision, timings),
+        created_at=now,
+    )
+
+
+def _handoff_row(conversation_id: int, row: DecisionRow, decision: Decision) -> Handoff:
+    return Handoff(
+        conversation_id=conversation_id,
+        decision_id=row.id,
+        reason=decision.reason.value,
+        reasons=row.reasons,
+        draft=decision.draft,
+        created_at=row.created_at,
+    )
 
 
 def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:

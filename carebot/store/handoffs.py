@@ -13,7 +13,7 @@ from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import ConversationState
 from carebot.store.database import Database
-from carebot.store.outbox import Queued, add_reply
+from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.tables import Conversation, Handoff, Identity
 
 AGENT_INITIATED = "agent_initiated"
@@ -41,10 +41,8 @@ class HandoffStore:
                 session,
                 conversation=conversation,
                 identity=identity,
-                text=text,
+                outgoing=Outgoing(text, author="agent", agent=agent),
                 now=self._clock(),
-                author="agent",
-                agent=agent,
                 lease=self._lease,
             )
 

@@ -33,18 +33,25 @@ class Queued:
     immediate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to a customer: the bot's reply (with its decision) or an agent's."""
+
+    text: str
+    author: str = "bot"
+    agent: str | None = None
+    decision_id: int | None = None
+    choices: tuple[Choice, ...] = ()
+    handoff: bool = False
+
+
 async def add_reply(
     session: AsyncSession,
     *,
     conversation: Conversation,
     identity: Identity,
-    text: str,
+    outgoing: Outgoing,
     now: datetime,
-    author: str = "bot",
-    agent: str | None = None,
-    decision_id: int | None = None,
-    choices: tuple[Choice, ...] = (),
-    handoff: bool = False,
     lease: bool = True,
 ) -> Queued:
     """Record an outgoing message and queue its delivery, inside the caller's transaction.
@@ -57,39 +64,46 @@ async def add_reply(
         .where(OutboxRow.conversation_id == conversation.id, OutboxRow.status == PENDING)
         .limit(1)
     )
+    immediate = lease and earlier is None
     message = Message(
         conversation_id=conversation.id,
         direction="out",
-        author=author,
-        agent=agent,
+        author=outgoing.author,
+        agent=outgoing.agent,
         channel=identity.channel,
-        text=text,
-        decision_id=decision_id,
+        text=outgoing.text,
+        decision_id=outgoing.decision_id,
         created_at=now,
     )
     session.add(message)
     await session.flush()
-    row = OutboxRow(
-        conversation_id=conversation.id,
+    row = _outbox_row(message, identity, outgoing, now, immediate=immediate)
+    session.add(row)
+    await session.flush()
+    return Queued(to_reply(row), immediate=immediate)
+
+
+def _outbox_row(
+    message: Message, identity: Identity, outgoing: Outgoing, now: datetime, *, immediate: bool
+) -> OutboxRow:
+    return OutboxRow(
+        conversation_id=message.conversation_id,
         message_id=message.id,
         channel=identity.channel,
         external_user_id=identity.external_user_id,
-        text=text,
+        text=outgoing.text,
         meta={
-            "choices": [{"id": c.id, "label": c.label} for c in choices],
-            "handoff": handoff,
-            "author": author,
-            "agent": agent,
+            "choices": [{"id": c.id, "label": c.label} for c in outgoing.choices],
+            "handoff": outgoing.handoff,
+            "author": outgoing.author,
+            "agent": outgoing.agent,
         },
         status=PENDING,
         attempts=0,
         next_attempt_at=now,
-        locked_until=now + timedelta(seconds=IMMEDIATE_LEASE) if lease and not earlier else None,
+        locked_until=now + timedelta(seconds=IMMEDIATE_LEASE) if immediate else None,
         created_at=now,
     )
-    session.add(row)
-    await session.flush()
-    return Queued(to_reply(row), immediate=lease and earlier is None)
 
 
 class OutboxStore:

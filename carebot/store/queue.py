@@ -3,6 +3,7 @@ about one (the customer, their channels, their history, why the bot handed over,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,15 +180,7 @@ class AgentQueue:
             identities = (
                 await session.scalars(select(Identity).where(Identity.customer_id == customer.id))
             ).all()
-            others = (
-                await session.scalars(
-                    select(Conversation)
-                    .where(
-                        Conversation.customer_id == customer.id, Conversation.id != conversation_id
-                    )
-                    .order_by(Conversation.id.desc())
-                )
-            ).all()
+            past = await _past(session, conversation, {i.id: i.channel for i in identities})
             handoff, decision = await self._latest_handoff(session, conversation_id)
             latest = decision or await session.scalar(
                 select(DecisionRow)
@@ -195,36 +188,12 @@ class AgentQueue:
                 .order_by(DecisionRow.id.desc())
                 .limit(1)
             )
-            channels = {i.id: i.channel for i in identities}
-            past = [
-                {
-                    "id": other.id,
-                    "channel": channels.get(other.identity_id, ""),
-                    "state": other.state,
-                    "started_at": other.created_at.isoformat(),
-                    "messages": await _messages(session, other.id),
-                }
-                for other in others
-            ]
             return Case(
                 id=conversation.id,
                 state=conversation.state,
                 agent=conversation.agent,
                 channel=identity.channel,
-                customer={
-                    "id": customer.id,
-                    "name": _name(customer, identity),
-                    "since": customer.created_at.isoformat(),
-                    "conversations": len(others) + 1,
-                    "identities": [
-                        {
-                            "channel": i.channel,
-                            "external_user_id": i.external_user_id,
-                            "profile": {k: str(v) for k, v in i.profile.items()},
-                        }
-                        for i in identities
-                    ],
-                },
+                customer=_customer_view(customer, identity, identities, len(past) + 1),
                 handoff=self._handoff_view(handoff, decision),
                 top_intents=list(latest.details.get("top", [])) if latest else [],
                 messages=await _messages(session, conversation.id),
@@ -259,6 +228,51 @@ class AgentQueue:
             "waiting_for": waiting_text(handoff.created_at, self._clock()),
             "claimed_by": handoff.claimed_by,
         }
+
+
+async def _past(
+    session: AsyncSession, conversation: Conversation, channels: dict[int, str]
+) -> list[dict[str, Any]]:
+    """The customer's other conversations, on any channel, newest first."""
+    others = (
+        await session.scalars(
+            select(Conversation)
+            .where(
+                Conversation.customer_id == conversation.customer_id,
+                Conversation.id != conversation.id,
+            )
+            .order_by(Conversation.id.desc())
+        )
+    ).all()
+    return [
+        {
+            "id": other.id,
+            "channel": channels.get(other.identity_id, ""),
+            "state": other.state,
+            "started_at": other.created_at.isoformat(),
+            "messages": await _messages(session, other.id),
+        }
+        for other in others
+    ]
+
+
+def _customer_view(
+    customer: Customer, identity: Identity, identities: Sequence[Identity], conversations: int
+) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": _name(customer, identity),
+        "since": customer.created_at.isoformat(),
+        "conversations": conversations,
+        "identities": [
+            {
+                "channel": i.channel,
+                "external_user_id": i.external_user_id,
+                "profile": {k: str(v) for k, v in i.profile.items()},
+            }
+            for i in identities
+        ],
+    }
 
 
 async def _messages(session: AsyncSession, conversation_id: int) -> list[MessageView]:
