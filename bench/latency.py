@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from measure import percentile  # noqa: E402  (bench/measure.py)
+
 from carebot.clock import utcnow  # noqa: E402
 from carebot.config import load_settings  # noqa: E402
 from carebot.models import InboundMessage  # noqa: E402
@@ -60,11 +62,6 @@ MESSAGES = [
     "my package is missing an item",
     "how can I unsubscribe from the newsletter",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[], object]) -> float:

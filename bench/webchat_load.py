@@ -32,6 +32,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from measure import percentile  # noqa: E402  (bench/measure.py)
+
 from carebot.clock import utcnow  # noqa: E402
 from carebot.config import Settings, load_settings  # noqa: E402
 from carebot.models import DecisionKind  # noqa: E402
@@ -51,11 +53,6 @@ QUESTIONS = [
     "do you sell gift cards",
     "how do I cancel my order",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def free_port() -> int:

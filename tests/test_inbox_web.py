@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -63,13 +64,15 @@ async def log_in(
     )
 
 
-async def upset_customer(server: TestServer) -> tuple[aiohttp.ClientSession, Visitor]:
-    http = aiohttp.ClientSession()
-    customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
-    await customer.hello()
-    await customer.say("where is my order, I will call my lawyer")
-    await customer.next_of("message")
-    return http, customer
+@asynccontextmanager
+async def upset_customer(server: TestServer) -> AsyncIterator[Visitor]:
+    """A web chat customer whose upset message has just been handed off."""
+    async with aiohttp.ClientSession() as http:
+        customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+        await customer.hello()
+        await customer.say("where is my order, I will call my lawyer")
+        await customer.next_of("message")
+        yield customer
 
 
 async def states(service: Service) -> list[str]:
@@ -121,8 +124,7 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
     service: tuple[Service, TestServer], browser: aiohttp.ClientSession
 ) -> None:
     running, server = service
-    http, customer = await upset_customer(server)
-    try:
+    async with upset_customer(server) as customer:
         await log_in(browser, server)
         _, queue, _ = await page(browser, server, "/inbox")
         conversation_id = int(re.search(r'data-conversation-id="(\d+)"', queue).group(1))  # type: ignore[union-attr]
@@ -154,23 +156,18 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
         assert response.status == 303 and await states(running) == ["bot"]
         await customer.say("where is my order")
         assert (await customer.next_of("message"))["author"] == "bot"
-    finally:
-        await http.close()
 
 
 async def test_sending_the_draft(
     service: tuple[Service, TestServer], browser: aiohttp.ClientSession
 ) -> None:
     _, server = service
-    http, customer = await upset_customer(server)
-    try:
+    async with upset_customer(server) as customer:
         await log_in(browser, server)
         _, _, csrf = await page(browser, server, "/inbox/c/1")
         await post(browser, server, "/inbox/c/1/send-draft", {"csrf": csrf})
         reply = await customer.next_of("message")
         assert (reply["author"], reply["text"]) == ("agent", "Track it at https://track.example.")
-    finally:
-        await http.close()
 
 
 @pytest.mark.parametrize("csrf", ["", "forged-token"])
@@ -178,8 +175,7 @@ async def test_a_post_without_the_right_csrf_token_changes_nothing(
     service: tuple[Service, TestServer], browser: aiohttp.ClientSession, csrf: str
 ) -> None:
     running, server = service
-    http, _ = await upset_customer(server)
-    try:
+    async with upset_customer(server):
         await log_in(browser, server)
         async with running.runtime.db.session() as session:
             before = await session.scalar(select(func.count()).select_from(Message))
@@ -191,16 +187,13 @@ async def test_a_post_without_the_right_csrf_token_changes_nothing(
         async with running.runtime.db.session() as session:
             assert await session.scalar(select(func.count()).select_from(Message)) == before
         assert await states(running) == ["waiting_for_agent"]
-    finally:
-        await http.close()
 
 
 async def test_an_impossible_action_is_explained(
     service: tuple[Service, TestServer], browser: aiohttp.ClientSession
 ) -> None:
     _, server = service
-    http, _customer = await upset_customer(server)
-    try:
+    async with upset_customer(server):
         await log_in(browser, server)
         _, _, csrf = await page(browser, server, "/inbox/c/1")
         await post(browser, server, "/inbox/c/1/resolve", {"csrf": csrf})
@@ -209,8 +202,6 @@ async def test_an_impossible_action_is_explained(
         ) as response:
             assert response.status == 409
             assert "it cannot become bot" in await response.text()
-    finally:
-        await http.close()
 
 
 async def test_live_events_reach_the_inbox(
@@ -219,14 +210,13 @@ async def test_live_events_reach_the_inbox(
     _, server = service
     await log_in(browser, server)
     live = await browser.ws_connect(server.make_url("/inbox/events"))
-    http, _ = await upset_customer(server)
     try:
-        events = [await live.receive_json(timeout=5) for _ in range(2)]
+        async with upset_customer(server):
+            events = [await live.receive_json(timeout=5) for _ in range(2)]
         assert [e["kind"] for e in events] == ["customer_message", "handoff"]
         assert {e["conversation_id"] for e in events} == {1}
     finally:
         await live.close()
-        await http.close()
 
 
 async def test_live_events_need_a_login(
