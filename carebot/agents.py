@@ -31,19 +31,23 @@ class AgentDesk:
         await self._handoffs.take_over(conversation_id, agent)
         self._events.publish(Event("agent_action", conversation_id))
 
-    async def reply(self, conversation_id: int, agent: str, text: str) -> int:
-        """Send ``text`` to the customer on their channel; returns the outbox id."""
-        queued = await self._handoffs.reply(conversation_id, agent, text.strip())
+    async def reply(
+        self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
+    ) -> int:
+        """Send ``text`` to the customer on their channel; returns the outbox id.
+
+        ``via`` names the desk the agent wrote from (the other desks mirror the reply)."""
+        queued = await self._handoffs.reply(conversation_id, agent, text.strip(), via=via)
         self._events.publish(Event("agent_action", conversation_id))
         await self._on_outbox(queued)
         return queued.reply.outbox_id
 
-    async def send_draft(self, conversation_id: int, agent: str) -> int:
+    async def send_draft(self, conversation_id: int, agent: str, *, via: str = "inbox") -> int:
         """Send the bot's draft of the open handoff as the agent's reply."""
         handoff = await self._handoffs.open_handoff(conversation_id)
         if handoff is None or not handoff.draft:
             raise StoreError(f"Conversation {conversation_id} has no draft to send")
-        return await self.reply(conversation_id, agent, handoff.draft)
+        return await self.reply(conversation_id, agent, handoff.draft, via=via)
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot."""

@@ -106,6 +106,7 @@ class MessageSettings(_Section):
         "Thanks, I'm passing you to a colleague. Our team is offline right now; "
         "they will reply here from {next_open}."
     )
+    holding: str = "Let me check that with a colleague; you'll get an answer here shortly."
     clarify: str = "Did you mean {options}?"
     rephrase: str = "Sorry, I'm not sure I understood. Could you say it in other words?"
     fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
@@ -153,6 +154,18 @@ class InboxSettings(_Section):
     agents: tuple[AgentSettings, ...] = ()
 
 
+class SlackSettings(_Section):
+    bot_token_env: str = "SLACK_BOT_TOKEN"
+    signing_secret_env: str = "SLACK_SIGNING_SECRET"
+    app_token_env: str = "SLACK_APP_TOKEN"
+    channel: Annotated[str, Field(pattern=r"^([CG][A-Z0-9]{2,})?$")] = ""
+    api_url: Annotated[str, Field(pattern=r"^https?://")] = "https://slack.com/api/"
+    agents: tuple[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")], ...] = ()
+    reminder_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 10.0
+    posts_per_second: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    members_cache_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+
+
 class Settings(_Section):
     """All of carebot's settings. ``source`` is the file they came from (None: defaults)."""
 
@@ -165,6 +178,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     webchat: WebChatSettings = WebChatSettings()
     inbox: InboxSettings = InboxSettings()
+    slack: SlackSettings = SlackSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
 

@@ -31,8 +31,8 @@ class EventHub:
             queue.put_nowait(event)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event]]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._size)
+    async def subscribe(self, *, size: int | None = None) -> AsyncIterator[asyncio.Queue[Event]]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size or self._size)
         self._queues.add(queue)
         try:
             yield queue

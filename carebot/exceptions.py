@@ -32,3 +32,16 @@ class DeliveryError(CarebotError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SlackError(CarebotError):
+    """A Slack Web API call failed after its retries (Slack down, rate limited, or refused).
+
+    ``error`` is Slack's own error code when it answered (e.g. ``channel_not_found``);
+    ``retryable``: Slack was unreachable, rate limiting or failing, rather than refusing.
+    """
+
+    def __init__(self, message: str, *, error: str | None = None, retryable: bool) -> None:
+        super().__init__(message)
+        self.error = error
+        self.retryable = retryable

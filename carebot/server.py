@@ -12,19 +12,24 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from aiohttp import web
 
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
+from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import StoreError
 from carebot.models import TranscriptLine
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
+
+if TYPE_CHECKING:
+    from carebot.desk.slack.desk import SlackDesk
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -35,10 +40,15 @@ class Service:
     app: web.Application
     runtime: Runtime
     demo_password: str | None  # set when no agents are configured
+    slack: SlackDesk | None = None  # set when Slack is configured
 
 
-def build_app(settings: Settings, runtime: Runtime) -> Service:
-    """The web application around a built runtime (starts and stops it with the app)."""
+def build_app(
+    settings: Settings, runtime: Runtime, *, env: Mapping[str, str] | None = None
+) -> Service:
+    """The web application around a built runtime (starts and stops it with the app).
+
+    ``env`` holds the Slack tokens (default: the process environment)."""
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
@@ -71,15 +81,45 @@ def build_app(settings: Settings, runtime: Runtime) -> Service:
         intents=lambda: runtime.triage.matcher.intents,
     )
     inbox.mount(app)
+    slack = _slack_desk(settings, runtime, env)
+    if slack is not None:
+        slack.mount(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.on_startup.append(lambda _app: runtime.start())
-    app.on_shutdown.append(lambda _app: _stop_channels(runtime))
+    app.on_startup.append(lambda _app: _start(runtime, slack))
+    app.on_shutdown.append(lambda _app: _stop_desks_and_channels(runtime, slack))
     app.on_cleanup.append(lambda _app: runtime.stop())
-    return Service(app, runtime, demo_password)
+    return Service(app, runtime, demo_password, slack)
 
 
-async def _stop_channels(runtime: Runtime) -> None:
+def _slack_desk(
+    settings: Settings, runtime: Runtime, env: Mapping[str, str] | None
+) -> SlackDesk | None:
+    credentials = SlackCredentials.from_env(settings, env)
+    if credentials is None:
+        return None
+    from carebot.desk.slack.desk import SlackDesk
+
+    return SlackDesk(
+        settings,
+        credentials,
+        db=runtime.db,
+        desk=runtime.desk,
+        queue=runtime.queue,
+        events=runtime.events,
+        clock=runtime.clock,
+    )
+
+
+async def _start(runtime: Runtime, slack: SlackDesk | None) -> None:
+    await runtime.start()
+    if slack is not None:
+        await slack.start()
+
+
+async def _stop_desks_and_channels(runtime: Runtime, slack: SlackDesk | None) -> None:
+    if slack is not None:
+        await slack.stop()
     for channel in runtime.channels.values():
         await channel.stop()
 
@@ -126,7 +166,7 @@ async def serve(
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        _announce(out, f"http://{host}:{port}", service.demo_password)
+        _announce(out, f"http://{host}:{port}", service.demo_password, service.slack)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,7 +178,7 @@ async def serve(
     print("Stopped.", file=out, flush=True)
 
 
-def _announce(out: TextIO, base: str, demo_password: str | None) -> None:
+def _announce(out: TextIO, base: str, demo_password: str | None, slack: SlackDesk | None) -> None:
     lines = [
         f"carebot is serving on {base}",
         f"  web chat demo:  {base}/",
@@ -150,4 +190,6 @@ def _announce(out: TextIO, base: str, demo_password: str | None) -> None:
             f"  inbox login:    agent / {demo_password}   (a one-time demo agent: "
             "configure [inbox] agents in config.toml for real use)"
         )
+    if slack is not None:
+        lines.append(f"  Slack desk:     channel {slack.api.channel}, {slack.describe(base)}")
     print("\n".join(lines), file=out, flush=True)

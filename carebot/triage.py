@@ -191,7 +191,7 @@ class Triage:
                 return messages.clarify.format(options=_either(o.label for o in options))
             return messages.rephrase
         if self._hours.is_open(context.now):
-            return messages.handoff
+            return messages.holding if kind is DecisionKind.DRAFT else messages.handoff
         return messages.handoff_closed.format(next_open=self._hours.describe_next_open(context.now))
 
 

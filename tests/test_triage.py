@@ -86,7 +86,7 @@ def test_a_draft_decision_carries_the_answer_for_the_agent(triage: Triage) -> No
     decision = triage.decide("order", TriageContext(now=OPEN))
     assert decision.kind is DecisionKind.DRAFT
     assert decision.draft == "Track it at https://track.example."
-    assert decision.reply == Settings().messages.handoff
+    assert decision.reply == Settings().messages.holding
 
 
 def test_clarify_offers_the_close_intents_and_a_number_picks_one(triage: Triage) -> None:

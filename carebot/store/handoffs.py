@@ -30,7 +30,9 @@ class HandoffStore:
         async with self._db.transaction() as session:
             await self._claim(session, conversation_id, agent)
 
-    async def reply(self, conversation_id: int, agent: str, text: str) -> Queued:
+    async def reply(
+        self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
+    ) -> Queued:
         """Queue an agent's reply to the customer (taking the conversation over if needed)."""
         if not text.strip():
             raise StoreError("An agent reply cannot be empty")
@@ -41,7 +43,7 @@ class HandoffStore:
                 session,
                 conversation=conversation,
                 identity=identity,
-                outgoing=Outgoing(text, author="agent", agent=agent),
+                outgoing=Outgoing(text, author="agent", agent=agent, via=via),
                 now=self._clock(),
                 lease=self._lease,
             )

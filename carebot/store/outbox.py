@@ -43,6 +43,7 @@ class Outgoing:
     decision_id: int | None = None
     choices: tuple[Choice, ...] = ()
     handoff: bool = False
+    via: str | None = None  # the desk an agent's reply came from: inbox / slack
 
 
 async def add_reply(
@@ -97,6 +98,7 @@ def _outbox_row(
             "handoff": outgoing.handoff,
             "author": outgoing.author,
             "agent": outgoing.agent,
+            "via": outgoing.via,
         },
         status=PENDING,
         attempts=0,

@@ -37,6 +37,7 @@ class QueueRow:
 
 @dataclass(frozen=True, slots=True)
 class MessageView:
+    id: int
     author: str
     agent: str | None
     text: str
@@ -286,7 +287,7 @@ async def _messages(session: AsyncSession, conversation_id: int) -> list[Message
 
 def _view(m: Message) -> MessageView:
     return MessageView(
-        m.author, m.agent, m.text, m.created_at.isoformat(), m.channel, m.conversation_id
+        m.id, m.author, m.agent, m.text, m.created_at.isoformat(), m.channel, m.conversation_id
     )
 
 

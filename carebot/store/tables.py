@@ -158,3 +158,31 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[Timestamp]
     sent_at: Mapped[Timestamp | None]
+
+
+class SlackThread(Base):
+    """A conversation's thread in the Slack care channel: its card and how far it is mirrored.
+
+    ``ts`` is None until the card is posted (Slack was down, or the post is still due).
+    """
+
+    __tablename__ = "slack_threads"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_threads_channel_ts"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[str | None] = mapped_column(String(40))
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id"))
+    card_hash: Mapped[str] = mapped_column(String(64), default="")
+    mirrored_message_id: Mapped[int] = mapped_column(Integer, default=0)
+    reminded_handoff_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[Timestamp]
+    synced_at: Mapped[Timestamp | None]
+
+
+class SlackEvent(Base):
+    """A Slack event already handled, by its ``event_id`` (Slack redelivers on slow acks)."""
+
+    __tablename__ = "slack_events"
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    received_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,231 @@
+"""What the Slack desk posts: the handoff card (Block Kit), thread posts and the edit modal.
+
+Pure functions of what the store says; the same conversation always gives the same card, so
+the desk can tell whether a card changed by comparing hashes. Times are Slack date tokens, so
+each agent reads them in their own time zone, and nothing on the card ages by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from carebot.desk.slack.mrkdwn import LIMIT, escape, quote, shorten, when
+from carebot.models import ConversationState
+from carebot.store.queue import Case, MessageView, describe_reasons
+from carebot.store.slack_threads import Mirrored
+from carebot.store.tables import Handoff
+
+SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE = (
+    "carebot_send_draft",
+    "carebot_edit_draft",
+    "carebot_take_over",
+    "carebot_resolve",
+)
+EDIT_VIEW = "carebot_edit_reply"  # the modal's callback id
+REPLY_BLOCK, REPLY_INPUT = "reply", "text"
+CARD_MESSAGES = 10  # the card shows the last ten; the full history goes into the thread
+AUTHORS = {"customer": "Customer", "bot": "Bot", "agent": "Agent"}
+
+
+@dataclass(frozen=True, slots=True)
+class CardData:
+    case: Case
+    handoff: Handoff | None  # the latest, open or resolved
+    emotion: float
+    history: list[MessageView]  # the customer's messages on every channel, up to the handoff
+    closed_note: str | None  # set when the handoff came outside business hours
+
+
+def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
+    """The card's notification text and its blocks."""
+    case, name = data.case, data.case.customer["name"]
+    status = _status(data)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(shorten(f"{name}: {status}", 150))},
+        {"type": "section", "fields": _facts(data)},
+    ]
+    if data.closed_note:
+        blocks.append(_context(f":crescent_moon: {escape(data.closed_note)}"))
+    if data.handoff is not None and data.handoff.draft:
+        draft = quote(data.handoff.draft, 2000)
+        blocks.append(_section(f"*The bot's draft*\n{draft}"))
+    if case.top_intents:
+        scores = " · ".join(f"`{t['intent']}` {float(t['score']):.2f}" for t in case.top_intents)
+        blocks.append(_context(f"Top intents: {scores}"))
+    blocks.append({"type": "divider"})
+    blocks.append(_section(history_text(data.history[-CARD_MESSAGES:], len(data.history))))
+    buttons = _buttons(case)
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "carebot_actions", "elements": buttons})
+    return f"{name} ({case.channel}): {status}", blocks
+
+
+def card_hash(text: str, blocks: list[dict[str, Any]]) -> str:
+    body = json.dumps([text, blocks], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def history_text(messages: list[MessageView], total: int) -> str:
+    if not messages:
+        return "*History*\nNo messages yet."
+    head = f"*Last {len(messages)} of {total} messages*" if total > len(messages) else "*History*"
+    lines = [_line(m.author, m.agent, m.channel, m.at, m.text, 300) for m in messages]
+    while len("\n".join([head, *lines])) > LIMIT and len(lines) > 1:
+        lines.pop(0)
+    return "\n".join([head, *lines])
+
+
+def full_history(messages: list[MessageView]) -> list[str]:
+    """The whole history as thread posts of at most one section each, oldest first."""
+    posts, current = [], f"*Full history ({len(messages)} messages)*"
+    for m in messages:
+        line = _line(m.author, m.agent, m.channel, m.at, m.text, 1000)
+        if len(current) + len(line) + 1 > LIMIT:
+            posts.append(current)
+            current = line
+        else:
+            current += "\n" + line
+    return [*posts, current]
+
+
+def mirror_text(message: Mirrored) -> str:
+    """A later message of the conversation, as a thread post."""
+    via = f" (from the {message.via})" if message.via else ""
+    head = _line(message.author, message.agent, message.channel, message.created_at, "", 0)
+    return head.rstrip() + via + "\n" + quote(message.text, 2500)
+
+
+def handed_over_again(data: CardData) -> str:
+    reasons = data.handoff.reasons.split(",") if data.handoff and data.handoff.reasons else []
+    return f":rotating_light: Needs an agent again: {describe_reasons(reasons) or 'asked for'}."
+
+
+def reminder(minutes: float) -> str:
+    return (
+        f":alarm_clock: Nobody has answered for {minutes:g} minutes. Send the draft, reply in "
+        "this thread, or take it over."
+    )
+
+
+def edit_modal(conversation_id: int, customer: str, draft: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": EDIT_VIEW,
+        "private_metadata": str(conversation_id),
+        "title": _plain("Edit and send"),
+        "submit": _plain("Send"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": REPLY_BLOCK,
+                "label": _plain(shorten(f"Reply to {customer}", 150)),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REPLY_INPUT,
+                    "multiline": True,
+                    "initial_value": draft,
+                    "max_length": 3000,
+                },
+            }
+        ],
+    }
+
+
+def _status(data: CardData) -> str:
+    case, handoff = data.case, data.handoff
+    state = ConversationState(case.state)
+    if state is ConversationState.WAITING_FOR_AGENT:
+        return "waiting for an agent"
+    if state is ConversationState.WITH_AGENT:
+        return f"with {case.agent}"
+    if state is ConversationState.CLOSED:
+        return "closed"
+    if handoff is not None and handoff.resolved_by:
+        return f"resolved by {handoff.resolved_by}, back with the bot"
+    return "with the bot"
+
+
+def _facts(data: CardData) -> list[dict[str, Any]]:
+    case, customer = data.case, data.case.customer
+    here = [i for i in customer["identities"] if i["channel"] == case.channel]
+    handle = _handle(here[0]) if here else ""
+    channels = sorted({i["channel"] for i in customer["identities"]})
+    since = datetime.fromisoformat(customer["since"])
+    reasons = data.handoff.reasons.split(",") if data.handoff and data.handoff.reasons else []
+    facts = [
+        ("Customer", f"{escape(customer['name'])}\n{escape(handle)}"),
+        ("Channel", ", ".join(channels) if len(channels) > 1 else case.channel),
+        ("Customer since", when(since.timestamp(), since.date().isoformat())),
+        ("Conversations", str(customer["conversations"])),
+        ("Why", escape(describe_reasons(reasons)) or "-"),
+        ("Emotion", f"{data.emotion:.2f} ({_mood(data.emotion)})"),
+    ]
+    if case.agent:
+        facts.append(("Agent", escape(case.agent)))
+    return [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in facts]
+
+
+def _handle(identity: dict[str, Any]) -> str:
+    profile = identity.get("profile") or {}
+    username = profile.get("username")
+    return f"@{username.lstrip('@')}" if username else str(identity["external_user_id"])
+
+
+def _mood(emotion: float) -> str:
+    if emotion >= 0.5:
+        return "upset"
+    return "tense" if emotion >= 0.25 else "calm"
+
+
+def _buttons(case: Case) -> list[dict[str, Any]]:
+    value = str(case.id)
+    buttons = []
+    if case.can_send_draft:
+        buttons.append(_button("Send draft", SEND_DRAFT, value, style="primary"))
+        buttons.append(_button("Edit and send", EDIT_DRAFT, value))
+    if case.can_take_over:
+        buttons.append(_button("Take over", TAKE_OVER, value))
+    if case.can_resolve:
+        buttons.append(_button("Resolve", RESOLVE, value))
+    return buttons
+
+
+def _button(label: str, action_id: str, value: str, *, style: str = "") -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": _plain(label),
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _line(
+    author: str, agent: str | None, channel: str, at: str | datetime, text: str, limit: int
+) -> str:
+    moment = datetime.fromisoformat(at) if isinstance(at, str) else at
+    who = AUTHORS.get(author, author)
+    if agent:
+        who += f" {escape(agent)}"
+    stamp = when(moment.timestamp(), moment.strftime("%Y-%m-%d %H:%M UTC"))
+    head = f"*{who}* · {channel} · {stamp}"
+    return f"{head}\n{quote(text, limit)}" if text else head
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": shorten(text, 3000)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": shorten(text, 3000)}]}

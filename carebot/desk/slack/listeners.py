@@ -1,0 +1,178 @@
+"""What agents do in Slack, translated into agent-desk actions (Slack -> carebot).
+
+* a reply in a card's thread goes to the customer on their own channel (``note:`` stays
+  internal); it gets a check mark once it is queued for the customer;
+* the card's buttons send the draft, open the edit modal, take the conversation over or
+  resolve it; the modal's submission sends the edited reply.
+
+Every handler acknowledges Slack first (Slack wants an answer within 3 seconds) and then
+works. Only agents may act (see :mod:`.people`); anyone else is told so, privately, and nothing
+changes. Retried deliveries of a thread reply are dropped by their ``event_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from carebot.agents import AgentDesk
+from carebot.desk.slack import card as cards
+from carebot.desk.slack.api import SlackApi
+from carebot.desk.slack.mrkdwn import plain
+from carebot.desk.slack.people import People
+from carebot.exceptions import SlackError, StoreError
+from carebot.store.queue import AgentQueue
+from carebot.store.slack_threads import SlackThreadStore
+
+log = logging.getLogger(__name__)
+NOT_ALLOWED = (
+    "Only care agents can do this: members of the care channel, or the agents listed in "
+    "carebot's [slack] settings. Nothing was changed."
+)
+NOTE_PREFIX = "note:"
+RELAYED = "white_check_mark"  # the reaction on a thread reply queued for the customer
+RELAYED_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+
+
+class Listeners:
+    def __init__(
+        self,
+        *,
+        desk: AgentDesk,
+        queue: AgentQueue,
+        threads: SlackThreadStore,
+        people: People,
+        api: SlackApi,
+    ) -> None:
+        self._desk = desk
+        self._queue = queue
+        self._threads = threads
+        self._people = people
+        self._api = api
+
+    def register(self, app: AsyncApp) -> None:
+        app.event("message")(self.on_message)
+        for action in (cards.SEND_DRAFT, cards.TAKE_OVER, cards.RESOLVE):
+            app.action(action)(self.on_button)
+        app.action(cards.EDIT_DRAFT)(self.on_edit)
+        app.view(cards.EDIT_VIEW)(self.on_edit_submitted)
+
+    async def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        """A message in the care channel: relayed when it is an agent's reply in a card thread."""
+        thread_ts, ts = event.get("thread_ts"), event.get("ts")
+        if (
+            event.get("channel") != self._api.channel
+            or not thread_ts
+            or thread_ts == ts
+            or event.get("bot_id")
+            or event.get("subtype") not in RELAYED_SUBTYPES
+        ):
+            return
+        conversation_id = await self._threads.conversation_of(self._api.channel, thread_ts)
+        if conversation_id is None:
+            return  # a thread under some other message
+        event_id = str(body.get("event_id") or f"{self._api.channel}:{ts}")
+        if not await self._threads.first_delivery(event_id):
+            log.info("Dropping Slack's redelivery of event %s", event_id)
+            return
+        text = str(event.get("text") or "")
+        if text.strip().casefold().startswith(NOTE_PREFIX):
+            return  # an internal note, for the other agents only
+        await self._relay(conversation_id, str(event.get("user")), text, thread_ts, ts)
+
+    async def _relay(
+        self, conversation_id: int, user: str, text: str, thread_ts: str, ts: str | None
+    ) -> None:
+        try:
+            if not await self._people.may_act(user):
+                await self._api.ephemeral(user, NOT_ALLOWED, thread_ts=thread_ts)
+                return
+            reply = plain(text)
+            if not reply:
+                return
+            name = await self._people.name(user)
+            try:
+                await self._desk.reply(conversation_id, name, reply, via="slack")
+            except StoreError as exc:
+                await self._api.ephemeral(
+                    user, f"Not sent to the customer: {exc}", thread_ts=thread_ts
+                )
+                return
+            if ts:
+                await self._api.react(RELAYED, ts)
+        except SlackError as exc:
+            log.warning(
+                "Slack failed while relaying a reply in conversation %s: %s", conversation_id, exc
+            )
+
+    async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, conversation_id = body["user"]["id"], int(action["value"])
+        try:
+            if not await self._people.may_act(user):
+                await self._api.ephemeral(user, NOT_ALLOWED)
+                return
+            name = await self._people.name(user)
+            try:
+                if action["action_id"] == cards.SEND_DRAFT:
+                    await self._desk.send_draft(conversation_id, name, via="slack-card")
+                elif action["action_id"] == cards.TAKE_OVER:
+                    await self._desk.take_over(conversation_id, name)
+                else:
+                    await self._desk.resolve(conversation_id, name)
+            except StoreError as exc:
+                await self._api.ephemeral(user, f"Nothing changed: {exc}")
+        except SlackError as exc:
+            log.warning(
+                "Slack failed during %s on conversation %s: %s",
+                action["action_id"],
+                conversation_id,
+                exc,
+            )
+
+    async def on_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Open the modal with the draft, to be edited and sent."""
+        await ack()
+        user, conversation_id = body["user"]["id"], int(action["value"])
+        try:
+            if not await self._people.may_act(user):
+                await self._api.ephemeral(user, NOT_ALLOWED)
+                return
+            case = await self._queue.case(conversation_id)
+            draft = str((case.handoff or {}).get("draft") or "")
+            view = cards.edit_modal(conversation_id, case.customer["name"], draft)
+            await self._api.open_modal(body["trigger_id"], view)
+        except SlackError as exc:
+            log.warning("Cannot open the edit modal for conversation %s: %s", conversation_id, exc)
+
+    async def on_edit_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        user = body["user"]["id"]
+        values = view["state"]["values"]
+        text = str(values.get(cards.REPLY_BLOCK, {}).get(cards.REPLY_INPUT, {}).get("value") or "")
+        if not await self._may_act(user):
+            await ack(response_action="errors", errors={cards.REPLY_BLOCK: NOT_ALLOWED})
+            return
+        if not text.strip():
+            await ack(response_action="errors", errors={cards.REPLY_BLOCK: "Write a reply first."})
+            return
+        await ack()
+        conversation_id = int(view["private_metadata"])
+        try:
+            name = await self._people.name(user)
+            try:
+                await self._desk.reply(conversation_id, name, text, via="slack-card")
+            except StoreError as exc:
+                await self._api.ephemeral(user, f"Not sent to the customer: {exc}")
+        except SlackError as exc:
+            log.warning("Slack failed after an edited reply in %s: %s", conversation_id, exc)
+
+    async def _may_act(self, user: str) -> bool:
+        try:
+            return await self._people.may_act(user)
+        except SlackError as exc:
+            log.warning("Cannot check whether %s may act (Slack: %s); refusing", user, exc)
+            return False

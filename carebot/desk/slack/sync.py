@@ -1,0 +1,224 @@
+"""Keeping each conversation's Slack thread up to date with the conversation (store -> Slack).
+
+For a conversation handed to a human, the sync posts the card (and the full history as the
+first thread reply when it is longer than the card shows), copies later messages into the
+thread, updates the card whenever what it shows changes, announces a new handoff in an
+existing thread, and reminds the channel when a handoff waits too long.
+
+The store is the source of truth and the thread record says how far Slack has been told, so
+the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
+It wakes on live events, and every ``tick`` looks for conversations Slack is behind on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from carebot.clock import Clock
+from carebot.config import SlackSettings
+from carebot.desk.slack import card as cards
+from carebot.desk.slack.api import SlackApi
+from carebot.events import Event, EventHub
+from carebot.exceptions import SlackError
+from carebot.hours import BusinessHours
+from carebot.models import ConversationState
+from carebot.store.queue import AgentQueue
+from carebot.store.slack_threads import SlackThreadStore
+from carebot.store.tables import SlackThread
+
+log = logging.getLogger(__name__)
+WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action"})
+MAX_BACKOFF = 60.0
+EVENTS_KEPT = timedelta(days=2)  # handled Slack event ids are remembered this long
+
+
+class ThreadSync:
+    def __init__(
+        self,
+        *,
+        api: SlackApi,
+        threads: SlackThreadStore,
+        queue: AgentQueue,
+        hours: BusinessHours,
+        settings: SlackSettings,
+        events: EventHub,
+        clock: Clock,
+        tick: float = 30.0,
+    ) -> None:
+        self._api = api
+        self._threads = threads
+        self._queue = queue
+        self._hours = hours
+        self._settings = settings
+        self._events = events
+        self._clock = clock
+        self._tick = tick
+        self._pending: set[int] = set()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def mark(self, conversation_id: int) -> None:
+        """Bring this conversation's thread up to date soon."""
+        self._pending.add(conversation_id)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Follow live events, look for what is due every tick, back off while Slack fails."""
+        async with self._events.subscribe(size=10_000) as events:
+            listener = asyncio.create_task(self._follow(events), name="slack-events")
+            try:
+                await self._loop()
+            finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            self._pending.update(await self._threads.due())
+            await self._threads.forget_events(self._clock() - EVENTS_KEPT)
+            deadline = asyncio.get_running_loop().time() + self._tick
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                if await self.flush():
+                    failures = 0
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=left)
+                else:
+                    failures += 1
+                    await asyncio.sleep(min(MAX_BACKOFF, 2.0**failures, left))
+
+    async def _follow(self, events: asyncio.Queue[Event]) -> None:
+        while True:
+            event = await events.get()
+            if event.kind in WAKING_EVENTS:
+                self.mark(event.conversation_id)
+
+    async def flush(self) -> bool:
+        """Sync every pending conversation, oldest first. False if Slack is unreachable or
+        overloaded (they stay pending and are tried again)."""
+        async with self._lock:
+            while self._pending:
+                conversation_id = min(self._pending)
+                try:
+                    await self.sync(conversation_id)
+                except SlackError as exc:
+                    if exc.retryable:
+                        log.warning("Slack is behind on conversation %s: %s", conversation_id, exc)
+                        return False
+                    # Slack refused this conversation's post: the next tick tries it again,
+                    # and the others are not held up meanwhile.
+                    log.error("Slack refused conversation %s: %s", conversation_id, exc)
+                self._pending.discard(conversation_id)
+            return True
+
+    async def sync(self, conversation_id: int) -> None:
+        """Bring one conversation's thread up to date. Raises SlackError when Slack fails."""
+        thread = await self._threads.get(conversation_id)
+        if thread is None:
+            latest = await self._threads.latest_handoff(conversation_id)
+            if latest is None or latest[0].resolved_at is not None:
+                return  # never handed to a human: Slack has nothing to show
+            thread = await self._threads.claim(conversation_id, self._api.channel)
+        data = await self._card_data(conversation_id)
+        if thread.ts is None:
+            thread = await self._post_card(data, thread)
+        if thread.mirrored_message_id == 0:
+            thread = await self._post_history(data, thread)
+        elif data.handoff is not None and data.handoff.id != thread.handoff_id:
+            thread = await self._announce_again(data, thread)
+        thread = await self._mirror(data, thread)
+        await self._update_card(data, thread)
+        await self._remind(data, thread)
+
+    async def _card_data(self, conversation_id: int) -> cards.CardData:
+        case = await self._queue.case(conversation_id)
+        latest = await self._threads.latest_handoff(conversation_id)
+        handoff, emotion = latest if latest else (None, 0.0)
+        history = await self._queue.history(case.customer["id"], limit=500)
+        note = None
+        if handoff is not None:
+            handed = handoff.created_at
+            history = [m for m in history if datetime.fromisoformat(m.at) <= handed]
+            if not self._hours.is_open(handed):
+                note = (
+                    "Handed over outside business hours: the customer was told a person "
+                    f"replies from {self._hours.describe_next_open(handed)}."
+                )
+        return cards.CardData(case, handoff, emotion, history, note)
+
+    async def _post_card(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
+        text, blocks = cards.card(data)
+        ts = await self._api.post(text, blocks)
+        handoff_id = data.handoff.id if data.handoff else None
+        await self._threads.save(
+            data.case.id, ts=ts, card_hash=cards.card_hash(text, blocks), handoff_id=handoff_id
+        )
+        log.info("Posted the Slack card of conversation %s (ts %s)", data.case.id, ts)
+        return await self._reload(data.case.id)
+
+    async def _post_history(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
+        """The full history as the first thread reply, when the card shows only its end."""
+        assert thread.ts is not None
+        if len(data.history) > cards.CARD_MESSAGES:
+            for chunk in cards.full_history(data.history):
+                await self._api.post(chunk, thread_ts=thread.ts)
+        until = data.handoff.created_at if data.handoff else self._clock()
+        last = await self._threads.last_message_id(data.case.id, until)
+        await self._threads.save(data.case.id, mirrored_message_id=max(last, 1))
+        return await self._reload(data.case.id)
+
+    async def _announce_again(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
+        """A new handoff in a conversation that has a thread: said in the channel too."""
+        assert thread.ts is not None and data.handoff is not None
+        await self._api.post(cards.handed_over_again(data), thread_ts=thread.ts, broadcast=True)
+        await self._threads.save(data.case.id, handoff_id=data.handoff.id)
+        return await self._reload(data.case.id)
+
+    async def _mirror(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
+        """Copy the conversation's later messages into the thread (not the agents' own Slack
+        replies, which are there already); nothing after the handoff was resolved."""
+        assert thread.ts is not None
+        handoff = data.handoff
+        resolved_at = handoff.resolved_at if handoff else None
+        later = await self._threads.messages_after(data.case.id, thread.mirrored_message_id)
+        for message in later:
+            relevant = resolved_at is None or message.created_at <= resolved_at
+            if relevant and message.via != "slack":
+                await self._api.post(cards.mirror_text(message), thread_ts=thread.ts)
+            await self._threads.save(data.case.id, mirrored_message_id=message.id)
+        return await self._reload(data.case.id) if later else thread
+
+    async def _update_card(self, data: cards.CardData, thread: SlackThread) -> None:
+        assert thread.ts is not None
+        text, blocks = cards.card(data)
+        digest = cards.card_hash(text, blocks)
+        if digest != thread.card_hash:
+            await self._api.update(thread.ts, text, blocks)
+        await self._threads.save(data.case.id, card_hash=digest)
+
+    async def _remind(self, data: cards.CardData, thread: SlackThread) -> None:
+        """Once per handoff, when nobody has acted on it within ``reminder_minutes``."""
+        handoff = data.handoff
+        if (
+            handoff is None
+            or data.case.state != ConversationState.WAITING_FOR_AGENT
+            or handoff.claimed_at is not None
+            or thread.reminded_handoff_id == handoff.id
+        ):
+            return
+        minutes = self._settings.reminder_minutes
+        if self._clock() - handoff.created_at < timedelta(minutes=minutes):
+            return
+        assert thread.ts is not None
+        await self._api.post(cards.reminder(minutes), thread_ts=thread.ts, broadcast=True)
+        await self._threads.save(data.case.id, reminded_handoff_id=handoff.id)
+
+    async def _reload(self, conversation_id: int) -> SlackThread:
+        thread = await self._threads.get(conversation_id)
+        assert thread is not None
+        return thread

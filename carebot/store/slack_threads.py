@@ -1,0 +1,168 @@
+"""Where the Slack desk keeps its state: each conversation's thread (card message, how far the
+conversation is mirrored into it, which reminder went out) and the Slack events already handled.
+
+The conversation itself stays the source of truth: the desk compares it with this record and
+posts what Slack has not seen yet, so nothing is lost while Slack is unreachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from carebot.clock import Clock
+from carebot.models import ConversationState
+from carebot.store.database import Database
+from carebot.store.tables import (
+    Conversation,
+    DecisionRow,
+    Handoff,
+    Message,
+    OutboxRow,
+    SlackEvent,
+    SlackThread,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Mirrored:
+    """A message to copy into a thread; ``via`` is the desk an agent's reply came from."""
+
+    id: int
+    author: str
+    agent: str | None
+    text: str
+    channel: str
+    created_at: datetime
+    via: str | None
+
+
+class SlackThreadStore:
+    def __init__(self, db: Database, *, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def get(self, conversation_id: int) -> SlackThread | None:
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(SlackThread).where(SlackThread.conversation_id == conversation_id)
+            )
+
+    async def claim(self, conversation_id: int, channel: str) -> SlackThread:
+        """The conversation's thread record, created (card not yet posted) if it has none."""
+        async with self._db.transaction() as session:
+            await session.execute(
+                self._insert(SlackThread)
+                .values(
+                    conversation_id=conversation_id,
+                    channel=channel,
+                    card_hash="",
+                    mirrored_message_id=0,
+                    created_at=self._clock(),
+                )
+                .on_conflict_do_nothing(index_elements=["conversation_id"])
+            )
+        thread = await self.get(conversation_id)
+        assert thread is not None
+        return thread
+
+    async def save(self, conversation_id: int, **values: Any) -> None:
+        """Record what was posted (``ts``, ``card_hash``, ``mirrored_message_id``, ...)."""
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(SlackThread)
+                .where(SlackThread.conversation_id == conversation_id)
+                .values(**values, synced_at=self._clock())
+            )
+
+    async def conversation_of(self, channel: str, ts: str) -> int | None:
+        """The conversation whose card is the message ``ts`` in ``channel``."""
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(SlackThread.conversation_id).where(
+                    SlackThread.channel == channel, SlackThread.ts == ts
+                )
+            )
+
+    async def first_delivery(self, event_id: str) -> bool:
+        """True the first time an event id is seen; False for Slack's redeliveries."""
+        async with self._db.transaction() as session:
+            result = await session.execute(
+                self._insert(SlackEvent)
+                .values(event_id=event_id, received_at=self._clock())
+                .on_conflict_do_nothing(index_elements=["event_id"])
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def forget_events(self, before: datetime) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(delete(SlackEvent).where(SlackEvent.received_at < before))
+
+    async def due(self) -> list[int]:
+        """Conversations Slack may be behind on: with a human or waiting for one, with a card
+        not yet posted, or changed since their thread was last brought up to date."""
+        owned = [ConversationState.WAITING_FOR_AGENT.value, ConversationState.WITH_AGENT.value]
+        async with self._db.session() as session:
+            waiting = await session.scalars(
+                select(Conversation.id).where(Conversation.state.in_(owned))
+            )
+            behind = await session.scalars(
+                select(SlackThread.conversation_id)
+                .join(Conversation, Conversation.id == SlackThread.conversation_id)
+                .where(
+                    or_(
+                        SlackThread.ts.is_(None),
+                        SlackThread.synced_at.is_(None),
+                        Conversation.updated_at > SlackThread.synced_at,
+                    )
+                )
+            )
+            return sorted({*waiting, *behind})
+
+    async def latest_handoff(self, conversation_id: int) -> tuple[Handoff, float] | None:
+        """The conversation's latest handoff, open or resolved, with its emotion signal."""
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(Handoff, DecisionRow.emotion)
+                    .outerjoin(DecisionRow, DecisionRow.id == Handoff.decision_id)
+                    .where(Handoff.conversation_id == conversation_id)
+                    .order_by(Handoff.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (row[0], row[1] or 0.0)
+
+    async def messages_after(self, conversation_id: int, after_id: int) -> list[Mirrored]:
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(Message, OutboxRow.meta)
+                    .outerjoin(OutboxRow, OutboxRow.message_id == Message.id)
+                    .where(Message.conversation_id == conversation_id, Message.id > after_id)
+                    .order_by(Message.id)
+                )
+            ).all()
+        return [
+            Mirrored(
+                m.id, m.author, m.agent, m.text, m.channel, m.created_at, (meta or {}).get("via")
+            )
+            for m, meta in rows
+        ]
+
+    async def last_message_id(self, conversation_id: int, until: datetime) -> int:
+        async with self._db.session() as session:
+            found = await session.scalar(
+                select(func.max(Message.id)).where(
+                    Message.conversation_id == conversation_id, Message.created_at <= until
+                )
+            )
+        return found or 0
+
+    def _insert(self, table: Any) -> Any:
+        return sqlite_insert(table) if self._db.is_sqlite else pg_insert(table)
