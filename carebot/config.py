@@ -230,6 +230,8 @@ def _describe(exc: ValidationError, file: Path, text: str) -> str:
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        if len(loc) > 1 and loc[-1].isdigit() and error["type"] != "extra_forbidden":
+            loc = loc[:-1]  # an item of a list: name the list's key (the value is shown)
         key = _key_name(loc)
         where = f"{file}:{_line_of(text, loc)}" if _line_of(text, loc) else str(file)
         if error["type"] == "extra_forbidden":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from tests.conftest import Clock, make_settings
 from tests.fakes import FakeEncoder
 
 AGENT_PASSWORD = "correct horse battery"
+UPSET = "where is my order, I will call my lawyer"
 _HASH = hash_password(AGENT_PASSWORD)
 
 
@@ -30,8 +31,12 @@ def service_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings, database_url: str, clock: Clock | None = None
+    settings: Settings,
+    database_url: str,
+    clock: Clock | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[tuple[Service, TestServer]]:
+    """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk)."""
     from carebot.store.database import Database
 
     db = Database(database_url)
@@ -43,7 +48,7 @@ async def running_service(
         database_url=database_url,
         **({"clock": clock} if clock else {}),
     )
-    service = build_app(settings, runtime)
+    service = build_app(settings, runtime, env=env or {})
     server = TestServer(service.app)
     await server.start_server()
     try:
@@ -82,3 +87,14 @@ class Visitor:
             frame = await self.receive(timeout)
             if frame["type"] == kind:
                 return frame
+
+
+@asynccontextmanager
+async def upset_customer(server: TestServer) -> AsyncIterator[Visitor]:
+    """A web chat customer whose upset message has just been handed off."""
+    async with aiohttp.ClientSession() as http:
+        customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+        await customer.hello()
+        await customer.say(UPSET)
+        await customer.next_of("message")
+        yield customer

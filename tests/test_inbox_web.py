@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +14,7 @@ from sqlalchemy import func, select
 from carebot.server import Service
 from carebot.store.tables import Conversation, Message
 from tests.conftest import Clock
-from tests.service import AGENT_PASSWORD, Visitor, running_service, service_settings
+from tests.service import AGENT_PASSWORD, running_service, service_settings, upset_customer
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -62,17 +61,6 @@ async def log_in(
         "/inbox/login",
         {"name": "ann", "password": password, "csrf": csrf, "next": "/inbox"},
     )
-
-
-@asynccontextmanager
-async def upset_customer(server: TestServer) -> AsyncIterator[Visitor]:
-    """A web chat customer whose upset message has just been handed off."""
-    async with aiohttp.ClientSession() as http:
-        customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
-        await customer.hello()
-        await customer.say("where is my order, I will call my lawyer")
-        await customer.next_of("message")
-        yield customer
 
 
 async def states(service: Service) -> list[str]:

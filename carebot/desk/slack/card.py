@@ -29,6 +29,7 @@ EDIT_VIEW = "carebot_edit_reply"  # the modal's callback id
 REPLY_BLOCK, REPLY_INPUT = "reply", "text"
 CARD_MESSAGES = 10  # the card shows the last ten; the full history goes into the thread
 AUTHORS = {"customer": "Customer", "bot": "Bot", "agent": "Agent"}
+VIA = {"inbox": "from the inbox", "slack-card": "sent from the card"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
     buttons = _buttons(case)
     if buttons:
         blocks.append({"type": "actions", "block_id": "carebot_actions", "elements": buttons})
-    return f"{name} ({case.channel}): {status}", blocks
+    return f"{escape(name)} ({case.channel}): {status}", blocks
 
 
 def card_hash(text: str, blocks: list[dict[str, Any]]) -> str:
@@ -70,20 +71,22 @@ def card_hash(text: str, blocks: list[dict[str, Any]]) -> str:
 
 
 def history_text(messages: list[MessageView], total: int) -> str:
+    """The newest messages that fit one section, under a heading that counts them."""
     if not messages:
         return "*History*\nNo messages yet."
-    head = f"*Last {len(messages)} of {total} messages*" if total > len(messages) else "*History*"
     lines = [_line(m.author, m.agent, m.channel, m.at, m.text, 300) for m in messages]
-    while len("\n".join([head, *lines])) > LIMIT and len(lines) > 1:
+    while len("\n".join(lines)) > LIMIT - 40 and len(lines) > 1:
         lines.pop(0)
-    return "\n".join([head, *lines])
+    head = f"*Last {len(lines)} of {total} messages*" if total > len(lines) else "*History*"
+    return shorten("\n".join([head, *lines]), LIMIT)
 
 
 def full_history(messages: list[MessageView]) -> list[str]:
     """The whole history as thread posts of at most one section each, oldest first."""
     posts, current = [], f"*Full history ({len(messages)} messages)*"
     for m in messages:
-        line = _line(m.author, m.agent, m.channel, m.at, m.text, 1000)
+        # Quoting and escaping lengthen a message; cut it so one line always fits a post.
+        line = shorten(_line(m.author, m.agent, m.channel, m.at, m.text, 1000), LIMIT // 2)
         if len(current) + len(line) + 1 > LIMIT:
             posts.append(current)
             current = line
@@ -94,7 +97,7 @@ def full_history(messages: list[MessageView]) -> list[str]:
 
 def mirror_text(message: Mirrored) -> str:
     """A later message of the conversation, as a thread post."""
-    via = f" (from the {message.via})" if message.via else ""
+    via = f" ({VIA[message.via]})" if message.via in VIA else ""
     head = _line(message.author, message.agent, message.channel, message.created_at, "", 0)
     return head.rstrip() + via + "\n" + quote(message.text, 2500)
 

@@ -33,7 +33,7 @@ def plain(text: str) -> str:
     def link(match: re.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
         if target.startswith(("@", "#", "!")):
-            return label or ""  # mentions of Slack users or channels mean nothing to customers
+            return label or ""  # a mention keeps its label (a channel's name); a user's goes
         target = target.removeprefix("mailto:")
         return f"{label} ({target})" if label and label != target else target
 

@@ -83,9 +83,9 @@ class ThreadSync:
             await self._threads.forget_events(self._clock() - EVENTS_KEPT)
             deadline = asyncio.get_running_loop().time() + self._tick
             while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
                 if await self.flush():
                     failures = 0
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=left)
                 else:
@@ -100,20 +100,27 @@ class ThreadSync:
 
     async def flush(self) -> bool:
         """Sync every pending conversation, oldest first. False if Slack is unreachable or
-        overloaded (they stay pending and are tried again)."""
+        overloaded, or the store fails (what is left stays pending and is tried again)."""
         async with self._lock:
             while self._pending:
                 conversation_id = min(self._pending)
+                self._pending.discard(conversation_id)  # a mark made meanwhile brings it back
                 try:
                     await self.sync(conversation_id)
                 except SlackError as exc:
                     if exc.retryable:
                         log.warning("Slack is behind on conversation %s: %s", conversation_id, exc)
+                        self._pending.add(conversation_id)
                         return False
                     # Slack refused this conversation's post: the next tick tries it again,
                     # and the others are not held up meanwhile.
                     log.error("Slack refused conversation %s: %s", conversation_id, exc)
-                self._pending.discard(conversation_id)
+                except Exception:
+                    # A bug or a database failure: logged with its traceback and tried again
+                    # like a Slack failure, so the desk never silently stops.
+                    log.exception("Cannot bring conversation %s to Slack", conversation_id)
+                    self._pending.add(conversation_id)
+                    return False
             return True
 
     async def sync(self, conversation_id: int) -> None:

@@ -1,0 +1,452 @@
+"""The Slack agent desk end to end: the real service (fake encoder), a web chat customer, and
+slack-bolt / slack_sdk talking to the Slack stand-in on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
+
+from carebot.desk.slack import card as cards
+from carebot.desk.slack.desk import SlackDesk
+from carebot.server import Service
+from carebot.store.tables import Conversation, Message
+from tests.conftest import Clock
+from tests.service import UPSET, Visitor, running_service, service_settings, upset_customer
+from tests.slack_standin import (
+    FORM,
+    SlackStandIn,
+    block_action,
+    event_callback,
+    form_body,
+    signed_headers,
+    thread_reply,
+    view_submission,
+)
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL = "C0CARE"
+AGENT, STRANGER = "UANN", "UEVE"
+HTTP_ENV = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET}
+DRAFT = "Track it at https://track.example."
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    async with SlackStandIn() as standin:
+        standin.add_user(AGENT, name="ann", real_name="Ann Agent", display_name="Ann")
+        standin.add_user(STRANGER, name="eve", real_name="Eve Outsider")
+        standin.members = {AGENT, "UBOT"}
+        yield standin
+
+
+def slack_settings(tmp_path: Path, slack: SlackStandIn, **extra: Any) -> Any:
+    section = {"channel": CHANNEL, "api_url": slack.base_url, "posts_per_second": 1000.0}
+    return service_settings(tmp_path, slack=section | extra)
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+) -> AsyncIterator[tuple[Service, TestServer]]:
+    settings = slack_settings(tmp_path, slack)
+    async with running_service(settings, database_url, clock, env=HTTP_ENV) as running:
+        yield running
+
+
+def desk(service: Service) -> SlackDesk:
+    assert service.slack is not None
+    return service.slack
+
+
+async def deliver(
+    server: TestServer,
+    body: dict[str, Any],
+    *,
+    secret: str = SECRET,
+    timestamp: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientResponse:
+    """Send an Events API body (JSON) or an interaction (form), signed like Slack signs."""
+    interactive = body.get("type") in ("block_actions", "view_submission")
+    raw = form_body(body) if interactive else json.dumps(body).encode()
+    signed = signed_headers(secret, raw, timestamp=timestamp, content_type=FORM)
+    if not interactive:
+        signed["Content-Type"] = "application/json"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            server.make_url("/slack/events"), data=raw, headers=signed | (headers or {})
+        ) as r,
+    ):
+        await r.read()
+        return r
+
+
+async def card_ts(slack: SlackStandIn) -> str:
+    """The ts of the (first) card posted in the care channel."""
+    calls = await slack.wait_for("chat.postMessage", lambda c: "thread_ts" not in c.params)
+    assert calls[0].params["channel"] == CHANNEL
+    return next(m["ts"] for m in slack.messages[CHANNEL] if "thread_ts" not in m)
+
+
+def card_text(message: dict[str, Any]) -> str:
+    return json.dumps(message["blocks"], ensure_ascii=False)
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+    return [e["action_id"] for a in actions for e in a["elements"]]
+
+
+async def card_updated(slack: SlackStandIn, words: str) -> dict[str, Any]:
+    await slack.wait_for("chat.update", lambda c: words in c.params["text"])
+    return next(m for m in slack.messages[CHANNEL] if "thread_ts" not in m)
+
+
+async def reply_in_thread(
+    server: TestServer, ts: str, text: str, *, user: str = AGENT, event_id: str = ""
+) -> aiohttp.ClientResponse:
+    reply_ts = f"{time.time():.6f}"
+    event = thread_reply(channel=CHANNEL, thread_ts=ts, user=user, text=text, ts=reply_ts)
+    return await deliver(server, event_callback(event, event_id=event_id or f"Ev{reply_ts}"))
+
+
+async def press(
+    server: TestServer, ts: str, action_id: str, *, user: str = AGENT, conversation: int = 1
+) -> aiohttp.ClientResponse:
+    body = block_action(
+        user=user,
+        channel=CHANNEL,
+        message_ts=ts,
+        action_id=action_id,
+        value=str(conversation),
+    )
+    return await deliver(server, body)
+
+
+async def count(service: Service, *where: Any) -> int:
+    async with service.runtime.db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(Message).where(*where)))
+
+
+async def state(service: Service) -> str:
+    async with service.runtime.db.session() as session:
+        return str(await session.scalar(select(Conversation.state)))
+
+
+async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        card = slack.message(CHANNEL, ts)
+        shown = card_text(card)
+        assert "waiting for an agent" in card["text"]
+        assert "the customer sounds upset" in shown and "upset" in shown
+        assert DRAFT in shown and "order_status" in shown  # the draft, the top intents
+        assert "I will call my lawyer" in shown  # the history
+        assert buttons(card) == [cards.SEND_DRAFT, cards.EDIT_DRAFT, cards.TAKE_OVER, cards.RESOLVE]
+
+        text = "Hi, Ann here &amp; <https://track.example/1|your parcel> is on its way"
+        assert (await reply_in_thread(server, ts, text)).status == 200
+        reply = await customer.next_of("message")
+        assert (reply["author"], reply["agent"], reply["text"]) == (
+            "agent",
+            "Ann",
+            "Hi, Ann here & your parcel (https://track.example/1) is on its way",
+        )
+        await slack.wait_for("reactions.add", lambda c: c.params["timestamp"] != ts)
+        card = await card_updated(slack, "with Ann")
+        assert cards.TAKE_OVER not in buttons(card)
+
+        await customer.say("thanks, still waiting")  # the bot stays silent; the thread sees it
+        await slack.wait_for(
+            "chat.postMessage",
+            lambda c: c.params.get("thread_ts") == ts and "still waiting" in c.params["text"],
+        )
+        await reply_in_thread(server, ts, "note: VIP, be nice")  # internal
+        await reply_in_thread(server, ts, "It arrives tomorrow.")
+        assert (await customer.next_of("message"))["text"] == "It arrives tomorrow."
+
+        assert (await press(server, ts, cards.RESOLVE)).status == 200
+        card = await card_updated(slack, "resolved by Ann")
+        assert buttons(card) == [cards.TAKE_OVER]  # an agent may still step in again
+        assert await state(running) == "bot"
+        await customer.say("where is my order")
+        answer = await customer.next_of("message")
+        assert (answer["author"], answer["text"]) == ("bot", DRAFT)
+    assert await count(running, Message.author == "agent") == 2  # the note never left Slack
+
+
+async def test_the_draft_is_sent_with_one_click(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        await press(server, ts, cards.SEND_DRAFT)
+        reply = await customer.next_of("message")
+        assert (reply["author"], reply["agent"], reply["text"]) == ("agent", "Ann", DRAFT)
+        mirrored = await slack.wait_for(
+            "chat.postMessage", lambda c: c.params.get("thread_ts") == ts
+        )
+        assert "sent from the card" in mirrored[0].params["text"]  # the thread shows what left
+        await card_updated(slack, "with Ann")
+
+
+async def test_the_draft_is_edited_in_the_modal_and_sent(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        await press(server, ts, cards.EDIT_DRAFT)
+        opened = await slack.wait_for("views.open")
+        view = opened[0].params["view"]
+        field = view["blocks"][0]["element"]
+        assert (view["private_metadata"], field["initial_value"]) == ("1", DRAFT)
+
+        def submitted(text: str) -> dict[str, Any]:
+            values = {cards.REPLY_BLOCK: {cards.REPLY_INPUT: {"type": "x", "value": text}}}
+            return view_submission(
+                user=AGENT, callback_id=cards.EDIT_VIEW, private_metadata="1", values=values
+            )
+
+        empty = await deliver(server, submitted("   "))
+        assert empty.status == 200  # the modal stays open with the error under the field
+        edited = await deliver(server, submitted("Track it at https://track.example/42 :)"))
+        assert edited.status == 200
+        reply = await customer.next_of("message")
+        assert reply["text"] == "Track it at https://track.example/42 :)"
+
+
+async def test_an_empty_edited_reply_is_refused_in_the_modal(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    async with upset_customer(server):
+        await card_ts(slack)
+        values = {cards.REPLY_BLOCK: {cards.REPLY_INPUT: {"type": "x", "value": " "}}}
+        body = view_submission(
+            user=AGENT, callback_id=cards.EDIT_VIEW, private_metadata="1", values=values
+        )
+        raw = form_body(body)
+        headers = signed_headers(SECRET, raw, content_type=FORM)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(server.make_url("/slack/events"), data=raw, headers=headers) as response,
+        ):
+            answer = await response.json()
+        assert answer["response_action"] == "errors"
+        assert cards.REPLY_BLOCK in answer["errors"]
+
+
+async def test_a_redelivered_event_is_relayed_once(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+        event = thread_reply(channel=CHANNEL, thread_ts=ts, user=AGENT, text="Once.", ts="9.1")
+        body = event_callback(event, event_id="EvTWICE")
+        assert (await deliver(server, body)).status == 200
+        assert (await deliver(server, body, headers=retry)).status == 200
+        assert (await customer.next_of("message"))["text"] == "Once."
+        await slack.wait_for("reactions.add")
+        await reply_in_thread(server, ts, "Twice?")
+        assert (await customer.next_of("message"))["text"] == "Twice?"
+    assert await count(running, Message.author == "agent") == 2
+
+
+async def test_rate_limits_and_server_errors_end_in_exactly_one_card(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    slack.fail_next("chat.postMessage", 429, retry_after=0)
+    slack.fail_next("chat.postMessage", 500)
+    async with upset_customer(server):
+        await card_ts(slack)
+    posts = [c for c in slack.calls if c.method == "chat.postMessage"]
+    assert [c.status for c in posts] == [429, 500, 200]
+    assert len([m for m in slack.messages[CHANNEL] if "thread_ts" not in m]) == 1
+
+
+@pytest.mark.parametrize(
+    ("secret", "age"), [("not-the-signing-secret", 0), (SECRET, 301)], ids=["bad-sig", "stale"]
+)
+async def test_a_badly_signed_or_stale_request_is_refused_and_not_processed(
+    service: tuple[Service, TestServer], slack: SlackStandIn, secret: str, age: int
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        ts = await card_ts(slack)
+        event = thread_reply(channel=CHANNEL, thread_ts=ts, user=AGENT, text="forged", ts="9.2")
+        stamp = int(time.time()) - age
+        refused = [
+            await deliver(
+                server, event_callback(event, event_id="EvX"), secret=secret, timestamp=stamp
+            ),
+            await deliver(
+                server,
+                block_action(
+                    user=AGENT, channel=CHANNEL, message_ts=ts, action_id=cards.RESOLVE, value="1"
+                ),
+                secret=secret,
+                timestamp=stamp,
+            ),
+        ]
+        assert [r.status for r in refused] == [401, 401]
+        assert await state(running) == "waiting_for_agent"
+        assert await count(running, Message.author == "agent") == 0
+        assert not slack.successful("auth.test")  # bolt never got as far as authorizing
+
+
+async def test_someone_who_is_not_an_agent_is_refused_and_nothing_changes(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        ts = await card_ts(slack)
+        await press(server, ts, cards.TAKE_OVER, user=STRANGER)
+        await reply_in_thread(server, ts, "hello from eve", user=STRANGER)
+        refusals = await slack.wait_for(
+            "chat.postEphemeral", lambda c: c.params["user"] == STRANGER, count=2
+        )
+        assert all("Only care agents" in c.params["text"] for c in refusals)
+        assert await state(running) == "waiting_for_agent"
+        assert await count(running, Message.author == "agent") == 0
+
+
+async def test_slack_down_during_a_handoff_loses_nothing(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    running, server = service
+    await slack.stop()
+    async with upset_customer(server) as customer:  # still told a colleague will reply
+        waiting, _ = await running.runtime.queue.rows()
+        assert [row.id for row in waiting] == [1]  # the inbox shows it meanwhile
+        clock.advance(30)
+        await customer.say("hello? anyone there?")
+        await customer.next_of("ack")
+        assert await desk(running).sync.flush() is False  # Slack unreachable: still pending
+
+        await slack.restart()
+        assert await desk(running).sync.flush() is True
+        ts = await card_ts(slack)
+        later = slack.thread(CHANNEL, ts)  # what the customer wrote meanwhile
+        assert [("anyone there" in m["text"]) for m in later] == [True]
+        assert "I will call my lawyer" in card_text(slack.message(CHANNEL, ts))
+    cards_posted = [m for m in slack.messages[CHANNEL] if "thread_ts" not in m]
+    assert len(cards_posted) == 1
+
+
+async def test_a_draft_waiting_too_long_gets_one_reminder(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        ts = await card_ts(slack)
+        sync = desk(running).sync
+        clock.advance(9 * 60)
+        sync.mark(1)
+        await sync.flush()
+        assert not [m for m in slack.thread(CHANNEL, ts) if "Nobody has answered" in m["text"]]
+        clock.advance(2 * 60)
+        for _ in range(2):
+            sync.mark(1)
+            await sync.flush()
+        reminders = [m for m in slack.thread(CHANNEL, ts) if "Nobody has answered" in m["text"]]
+        assert len(reminders) == 1
+        posted = [c for c in slack.calls if "Nobody has answered" in c.params.get("text", "")]
+        assert posted[0].params.get("reply_broadcast") in (True, "1", "true")
+
+
+async def test_outside_business_hours_the_card_says_when_the_customer_was_told(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    _, server = service
+    clock.now = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)  # a Saturday night
+    async with aiohttp.ClientSession() as http:
+        customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+        await customer.hello()
+        await customer.say(UPSET)
+        notice = await customer.next_of("message")
+        assert "offline" in notice["text"] and "Monday at 09:00" in notice["text"]
+        ts = await card_ts(slack)
+        shown = card_text(slack.message(CHANNEL, ts))
+        assert "outside business hours" in shown and "Monday at 09:00" in shown
+
+
+async def test_a_long_history_goes_into_the_thread_in_full(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    async with aiohttp.ClientSession() as http:
+        customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+        await customer.hello()
+        for n in range(6):
+            await customer.say(f"where is my order number {n}")
+            await customer.next_of("message")
+        await customer.say(UPSET)
+        await customer.next_of("message")
+        ts = await card_ts(slack)
+        assert "Last 10 of 14 messages" in card_text(slack.message(CHANNEL, ts))
+        first = (
+            await slack.wait_for("chat.postMessage", lambda c: c.params.get("thread_ts") == ts)
+        )[0]
+        assert "Full history (14 messages)" in first.params["text"]
+        assert "order number 0" in first.params["text"]
+
+
+async def test_a_second_handoff_is_announced_in_the_same_thread(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        await press(server, ts, cards.RESOLVE)
+        await card_updated(slack, "resolved by Ann")
+        await customer.say("this is useless, I want a human")
+        await customer.next_of("message")
+        again = await slack.wait_for(
+            "chat.postMessage", lambda c: "Needs an agent again" in c.params["text"]
+        )
+        assert again[0].params["thread_ts"] == ts
+        await card_updated(slack, "waiting for an agent")
+    assert len([m for m in slack.messages[CHANNEL] if "thread_ts" not in m]) == 1
+
+
+async def test_socket_mode_relays_replies_and_buttons(
+    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+) -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_APP_TOKEN": "xapp-test"}
+    settings = slack_settings(tmp_path, slack)
+    async with running_service(settings, database_url, clock, env=env) as (_, server):
+        await slack.wait_connected()
+        async with upset_customer(server) as customer:
+            ts = await card_ts(slack)
+            event = thread_reply(channel=CHANNEL, thread_ts=ts, user=AGENT, text="Hi!", ts="9.3")
+            ack = await slack.push("events_api", event_callback(event, event_id="EvSOCK"))
+            assert "envelope_id" in ack
+            assert (await customer.next_of("message"))["text"] == "Hi!"
+            action = block_action(
+                user=AGENT, channel=CHANNEL, message_ts=ts, action_id=cards.RESOLVE, value="1"
+            )
+            await slack.push("interactive", action)
+            await card_updated(slack, "resolved by Ann")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(server.make_url("/slack/events")) as r,
+        ):
+            assert r.status == 404  # no signing secret: no HTTP endpoint
