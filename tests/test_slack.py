@@ -155,6 +155,7 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
         assert "the customer sounds upset" in shown and "upset" in shown
         assert DRAFT in shown and "order_status" in shown  # the draft, the top intents
         assert "I will call my lawyer" in shown  # the history
+        assert "*Past conversations*\\n0" in shown
         assert buttons(card) == [cards.SEND_DRAFT, cards.EDIT_DRAFT, cards.TAKE_OVER, cards.RESOLVE]
 
         text = "Hi, Ann here &amp; <https://track.example/1|your parcel> is on its way"
@@ -450,3 +451,15 @@ async def test_socket_mode_relays_replies_and_buttons(
             http.post(server.make_url("/slack/events")) as r,
         ):
             assert r.status == 404  # no signing secret: no HTTP endpoint
+
+
+async def test_slack_is_answered_before_the_work_is_done(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    _, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        slack.slow("users.info", 1.5)  # looking up the agent's name is slow today
+        assert (await reply_in_thread(server, ts, "Looking into it.")).status == 200
+        assert slack.successful("users.info") == []  # acknowledged while the work goes on
+        assert (await customer.next_of("message"))["text"] == "Looking into it."

@@ -4,6 +4,7 @@ the local stand-in), who may act, and the card."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from carebot.config import load_settings
@@ -23,7 +25,7 @@ from carebot.desk.slack.people import REFRESH_UNKNOWN_AFTER, People
 from carebot.exceptions import ConfigError, SlackError
 from carebot.store.queue import Case, MessageView
 from carebot.store.tables import Handoff
-from tests.conftest import make_settings
+from tests.conftest import ROOT, make_settings
 from tests.slack_standin import SlackStandIn
 
 
@@ -514,3 +516,33 @@ def test_the_edit_modal_carries_the_conversation_and_the_draft() -> None:
     assert [block["block_id"], block["element"]["action_id"]] == [cards.REPLY_BLOCK, "text"]
     assert block["element"]["initial_value"] == "Your parcel ships tomorrow."
     assert block["label"]["text"] == "Reply to Jo Doe"
+
+
+# Each Web API method the desk calls, and the bot scopes that allow it (any one will do).
+SCOPES = {
+    "chat_postMessage": {"chat:write"},
+    "chat_update": {"chat:write"},
+    "chat_postEphemeral": {"chat:write"},
+    "reactions_add": {"reactions:write"},
+    "views_open": set(),
+    "users_info": {"users:read"},
+    "conversations_members": {"channels:read", "groups:read"},
+}
+
+
+def test_the_manifest_grants_every_scope_and_event_the_desk_uses() -> None:
+    manifest = YAML(typ="safe").load((ROOT / "slack-manifest.yml").read_text())
+    granted = set(manifest["oauth_config"]["scopes"]["bot"])
+    called = set(re.findall(r'_call\(\s*"(\w+)"', (ROOT / "carebot/desk/slack/api.py").read_text()))
+    assert called == set(SCOPES)  # a new call: add it here, and its scope to the manifest
+    assert [m for m in sorted(called) if SCOPES[m] and not SCOPES[m] & granted] == []
+    settings = manifest["settings"]
+    assert {"message.channels", "message.groups"} <= set(
+        settings["event_subscriptions"]["bot_events"]
+    )
+    assert settings["interactivity"]["is_enabled"] is True
+    urls = [
+        settings["event_subscriptions"]["request_url"],
+        settings["interactivity"]["request_url"],
+    ]
+    assert all(url.endswith("/slack/events") for url in urls)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, update
 
@@ -250,3 +252,13 @@ async def test_history_times_are_utc_on_every_backend(runtime: Runtime, clock: C
 
     lines = await runtime.queue.history(customer_id)
     assert lines[-1].at == clock.now.isoformat() == "2026-11-18T10:01:00+00:00"
+
+
+async def test_the_migrations_build_exactly_the_tables_the_code_declares(
+    database: Database,
+) -> None:
+    async with database.engine.connect() as conn:
+        differences = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert differences == []

@@ -164,7 +164,7 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
         ("Customer", f"{escape(customer['name'])}\n{escape(handle)}"),
         ("Channel", ", ".join(channels) if len(channels) > 1 else case.channel),
         ("Customer since", when(since.timestamp(), since.date().isoformat())),
-        ("Conversations", str(customer["conversations"])),
+        ("Past conversations", str(customer["conversations"] - 1)),
         ("Why", escape(describe_reasons(reasons)) or "-"),
         ("Emotion", f"{data.emotion:.2f} ({_mood(data.emotion)})"),
     ]

@@ -69,9 +69,15 @@ class SlackDesk:
             signing_secret=credentials.signing_secret or "",
             request_verification_enabled=credentials.signing_secret is not None,
         )
-        Listeners(desk=desk, queue=queue, threads=threads, people=people, api=self.api).register(
-            self.app
+        listeners = Listeners(
+            desk=desk,
+            queue=queue,
+            threads=threads,
+            people=people,
+            api=self.api,
+            settled=self.sync.settled,
         )
+        listeners.register(self.app)
         self._socket: AsyncSocketModeHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -13,6 +13,7 @@ changes. Retried deliveries of a thread reply are dropped by their ``event_id``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -45,7 +46,9 @@ class Listeners:
         threads: SlackThreadStore,
         people: People,
         api: SlackApi,
+        settled: Callable[[], Awaitable[None]],
     ) -> None:
+        self._settled = settled
         self._desk = desk
         self._queue = queue
         self._threads = threads
@@ -70,7 +73,7 @@ class Listeners:
             or event.get("subtype") not in RELAYED_SUBTYPES
         ):
             return
-        conversation_id = await self._threads.conversation_of(self._api.channel, thread_ts)
+        conversation_id = await self._conversation_of(thread_ts)
         if conversation_id is None:
             return  # a thread under some other message
         event_id = str(body.get("event_id") or f"{self._api.channel}:{ts}")
@@ -81,6 +84,14 @@ class Listeners:
         if text.strip().casefold().startswith(NOTE_PREFIX):
             return  # an internal note, for the other agents only
         await self._relay(conversation_id, str(event.get("user")), text, thread_ts, ts)
+
+    async def _conversation_of(self, thread_ts: str) -> int | None:
+        found = await self._threads.conversation_of(self._api.channel, thread_ts)
+        if found is None:
+            # The card may be posted and its ts not saved yet: wait for the sync, look again.
+            await self._settled()
+            found = await self._threads.conversation_of(self._api.channel, thread_ts)
+        return found
 
     async def _relay(
         self, conversation_id: int, user: str, text: str, thread_ts: str, ts: str | None

@@ -98,6 +98,11 @@ class ThreadSync:
             if event.kind in WAKING_EVENTS:
                 self.mark(event.conversation_id)
 
+    async def settled(self) -> None:
+        """Return once the pass in progress, if any, is done (a card just posted is saved)."""
+        async with self._lock:
+            return
+
     async def flush(self) -> bool:
         """Sync every pending conversation, oldest first. False if Slack is unreachable or
         overloaded, or the store fails (what is left stays pending and is tried again)."""
