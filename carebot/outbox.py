@@ -8,7 +8,6 @@ process stops are delivered after the next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from carebot.clock import Clock
 from carebot.exceptions import DeliveryError
 from carebot.models import OutboundReply
 from carebot.store.outbox import IMMEDIATE_LEASE, OutboxStore, Queued
+from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT = IMMEDIATE_LEASE / 2
@@ -49,7 +49,7 @@ class OutboxWorker:
         self._clock = clock
         self._backoff = backoff
         self._batch = batch
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._stopping = False
         self.running = False
         self._sent_right_away = 0
@@ -172,8 +172,7 @@ class OutboxWorker:
                 failures += 1
                 wait = self._backoff.delay(failures)
                 log.exception("Outbox pass failed (%d in a row); next try in %.1fs", failures, wait)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                await self._wake.sleep(wait)
 
     async def _pass(self) -> None:
         """Deliver what is due, then sleep until woken or the next retry is due."""
@@ -181,8 +180,7 @@ class OutboxWorker:
         await self.deliver_due()
         due = await self._store.next_due()
         timeout = 5.0 if due is None else max(0.05, (due - self._clock()).total_seconds())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
+        await self._wake.sleep(min(timeout, 5.0))
 
     def stop(self) -> None:
         self._stopping = True

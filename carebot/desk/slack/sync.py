@@ -28,6 +28,7 @@ from carebot.models import ConversationState
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
 from carebot.store.tables import SlackThread
+from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action"})
@@ -57,7 +58,7 @@ class ThreadSync:
         self._clock = clock
         self._tick = tick
         self._pending: set[int] = set()
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._lock = asyncio.Lock()
 
     def mark(self, conversation_id: int) -> None:
@@ -86,8 +87,7 @@ class ThreadSync:
                 self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
                 if await self.flush():
                     failures = 0
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=left)
+                    await self._wake.sleep(left)
                 else:
                     failures += 1
                     await asyncio.sleep(min(MAX_BACKOFF, 2.0**failures, left))
