@@ -53,34 +53,8 @@ def build_app(
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
     if settings.webchat.enabled:
-        limit = settings.webchat.history_limit
-
-        async def transcript(visitor: str) -> list[TranscriptLine]:
-            return await runtime.conversations.transcript("webchat", visitor, limit=limit)
-
-        webchat = WebChatChannel(
-            settings=settings.webchat,
-            signer=Signer(secret, "webchat-visitor"),
-            transcript=transcript,
-        )
-        webchat.mount(app)
-        app.router.add_get("/", webchat.demo_page())
-        runtime.add_channel(webchat)
-    demo_password = None
-    agents = Agents.from_settings(settings.inbox)
-    if not len(agents):
-        agents, demo_password = Agents.demo()
-    inbox = AgentInbox(
-        agents=agents,
-        sessions=Sessions(
-            Signer(secret, "inbox-session"), agents, hours=settings.inbox.session_hours
-        ),
-        desk=runtime.desk,
-        queue=runtime.queue,
-        events=runtime.events,
-        intents=lambda: runtime.triage.matcher.intents,
-    )
-    inbox.mount(app)
+        _mount_webchat(app, settings, runtime, secret)
+    demo_password = _mount_inbox(app, settings, runtime, secret)
     slack = _slack_desk(settings, runtime, env)
     if slack is not None:
         slack.mount(app)
@@ -90,6 +64,42 @@ def build_app(
     app.on_shutdown.append(lambda _app: _stop_desks_and_channels(runtime, slack))
     app.on_cleanup.append(lambda _app: runtime.stop())
     return Service(app, runtime, demo_password, slack)
+
+
+def _mount_webchat(
+    app: web.Application, settings: Settings, runtime: Runtime, secret: bytes
+) -> None:
+    limit = settings.webchat.history_limit
+
+    async def transcript(visitor: str) -> list[TranscriptLine]:
+        return await runtime.conversations.transcript("webchat", visitor, limit=limit)
+
+    webchat = WebChatChannel(
+        settings=settings.webchat, signer=Signer(secret, "webchat-visitor"), transcript=transcript
+    )
+    webchat.mount(app)
+    app.router.add_get("/", webchat.demo_page())
+    runtime.add_channel(webchat)
+
+
+def _mount_inbox(
+    app: web.Application, settings: Settings, runtime: Runtime, secret: bytes
+) -> str | None:
+    """The built-in agent inbox at /inbox; returns the demo agent's password if one was made."""
+    demo_password = None
+    agents = Agents.from_settings(settings.inbox)
+    if not len(agents):
+        agents, demo_password = Agents.demo()
+    sessions = Sessions(Signer(secret, "inbox-session"), agents, hours=settings.inbox.session_hours)
+    AgentInbox(
+        agents=agents,
+        sessions=sessions,
+        desk=runtime.desk,
+        queue=runtime.queue,
+        events=runtime.events,
+        intents=lambda: runtime.triage.matcher.intents,
+    ).mount(app)
+    return demo_password
 
 
 def _slack_desk(
@@ -152,6 +162,7 @@ async def serve(
     """Load the model, serve until SIGTERM or SIGINT, then shut down cleanly."""
     host = host or settings.server.host
     port = port or settings.server.port
+    SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
     print("Loading the model and intents...", file=out, flush=True)
     runtime = await build_runtime(settings, encoder=load_encoder(settings))
     service = build_app(settings, runtime)

@@ -172,3 +172,11 @@ def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path: Path
     assert process.returncode == 0, output
     assert "inbox login:    agent / " in output  # no agents configured: a demo agent
     assert output.rstrip().endswith("Stopped.")
+
+
+def test_a_slack_misconfiguration_stops_serve_before_the_model_loads(tmp_path: Path) -> None:
+    result = carebot("-c", str(config(tmp_path)), "serve", env={"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert result.returncode == 2
+    assert "[slack] 'channel' is empty, but SLACK_BOT_TOKEN is set" in result.stderr
+    assert str(tmp_path / "config.toml") in result.stderr
+    assert "HEAVY:\n" in result.stdout  # failed before torch was imported

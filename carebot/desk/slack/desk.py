@@ -35,6 +35,17 @@ from carebot.store.slack_threads import SlackThreadStore
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
+BOLT_LOG = logging.getLogger(f"{__name__}.bolt")
+
+
+def _not_the_token_notice(record: logging.LogRecord) -> bool:
+    """Bolt reads SLACK_BOT_TOKEN by itself and then warns that the client's token wins; it is
+    the same token (the client is made from it), so the warning would only alarm people."""
+    return "`token` will be unused" not in record.getMessage()
+
+
+if _not_the_token_notice not in BOLT_LOG.filters:
+    BOLT_LOG.addFilter(_not_the_token_notice)
 
 
 class SlackDesk:
@@ -68,6 +79,7 @@ class SlackDesk:
             client=client,
             signing_secret=credentials.signing_secret or "",
             request_verification_enabled=credentials.signing_secret is not None,
+            logger=BOLT_LOG,
         )
         listeners = Listeners(
             desk=desk,
