@@ -60,7 +60,7 @@ class SlackStandIn:
         self.connections = 0  # WebSocket connections accepted so far
         self.users: dict[str, Json] = {}
         self.add_user(BOT_USER_ID, name="carebot", is_bot=True)
-        self._failures: dict[str, list[tuple[int, Json, dict[str, str]]]] = {}
+        self._failures: dict[str, list[tuple[int, Json | str, dict[str, str]]]] = {}
         self._delays: dict[str, list[float]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._cond = asyncio.Condition()
@@ -118,9 +118,11 @@ class SlackStandIn:
         status: int,
         *,
         retry_after: int | None = None,
-        body: Json | None = None,
+        body: Json | str | None = None,
         times: int = 1,
     ) -> None:
+        """The next `times` calls of `method` get `status`; a str `body` is sent as text/plain
+        (what a proxy in front of Slack answers)."""
         error = "ratelimited" if status == 429 else "internal_error"
         answer = body if body is not None else {"ok": False, "error": error}
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
@@ -228,9 +230,11 @@ class SlackStandIn:
             status, answer, headers = self._failures[method].pop(0)
         else:
             answer = self._api(method, params, token)
-        ok = status == 200 and answer.get("ok") is True
+        ok = status == 200 and isinstance(answer, dict) and answer.get("ok") is True
         self.calls.append(Call(method, params, token, status, ok))
         await self._notify()
+        if isinstance(answer, str):
+            return web.Response(text=answer, status=status, headers=headers)
         return web.json_response(answer, status=status, headers=headers)
 
     def _api(self, method: str, params: Json, token: str | None) -> Json:

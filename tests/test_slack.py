@@ -121,7 +121,13 @@ async def reply_in_thread(
 
 
 async def press(
-    server: TestServer, ts: str, action_id: str, *, user: str = AGENT, conversation: int = 1
+    server: TestServer,
+    ts: str,
+    action_id: str,
+    *,
+    user: str = AGENT,
+    conversation: int = 1,
+    response_url: str = "",
 ) -> aiohttp.ClientResponse:
     body = block_action(
         user=user,
@@ -129,6 +135,7 @@ async def press(
         message_ts=ts,
         action_id=action_id,
         value=str(conversation),
+        response_url=response_url,
     )
     return await deliver(server, body)
 
@@ -319,12 +326,14 @@ async def test_someone_who_is_not_an_agent_is_refused_and_nothing_changes(
     running, server = service
     async with upset_customer(server):
         ts = await card_ts(slack)
-        await press(server, ts, cards.TAKE_OVER, user=STRANGER)
+        # A button answers through its response URL, which reaches people outside the channel.
+        await press(server, ts, cards.TAKE_OVER, user=STRANGER, response_url=slack.response_url)
         await reply_in_thread(server, ts, "hello from eve", user=STRANGER)
-        refusals = await slack.wait_for(
-            "chat.postEphemeral", lambda c: c.params["user"] == STRANGER, count=2
-        )
-        assert all("Only care agents" in c.params["text"] for c in refusals)
+        button = await slack.wait_for("response_url")
+        reply = await slack.wait_for("chat.postEphemeral", lambda c: c.params["user"] == STRANGER)
+        assert button[0].params["response_type"] == "ephemeral"
+        assert button[0].params["replace_original"] is False
+        assert all("Only care agents" in c.params["text"] for c in [*button, *reply])
         assert await state(running) == "waiting_for_agent"
         assert await count(running, Message.author == "agent") == 0
 

@@ -276,6 +276,14 @@ async def test_slack_refusing_a_call_is_a_final_error_with_its_code_and_a_hint(
     assert slack.statuses(method) == [200]  # a refusal is not retried
 
 
+async def test_a_proxy_error_page_is_a_retryable_error_too(slack: Slack) -> None:
+    slack.fail_next("chat.postMessage", 503, body="upstream connect error", times=3)
+    with pytest.raises(SlackError) as raised:
+        await slack.api.post("hello")
+    assert (raised.value.retryable, raised.value.error) == (True, None)
+    assert "HTTP 503" in str(raised.value)
+
+
 async def test_slack_unreachable_is_a_retryable_error_naming_the_url(slack: Slack) -> None:
     await slack.stop()
     with pytest.raises(SlackError) as raised:
@@ -396,7 +404,7 @@ def card_data(
         id=5, conversation_id=7, reason="emotional", reasons="emotional,asked_for_human",
         draft=draft, created_at=AT, resolved_by="Ann" if state == BOT else None,
     )  # fmt: skip
-    return cards.CardData(case, handoff, 0.62, history or [message(1)], closed_note)
+    return cards.CardData(case, handoff, 0.62, history or [message(1)], closed_note, top)
 
 
 def dumped(data: cards.CardData) -> str:

@@ -42,6 +42,21 @@ class Mirrored:
     via: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Latest:
+    handoff: Handoff
+    emotion: float
+    top: list[dict[str, Any]]  # the top intents of the decision that handed over
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    updated_at: datetime
+    state: str
+    last_message_id: int
+    handoff: Handoff | None
+
+
 class SlackThreadStore:
     def __init__(self, db: Database, *, clock: Clock) -> None:
         self._db = db
@@ -118,25 +133,44 @@ class SlackThreadStore:
                     or_(
                         SlackThread.ts.is_(None),
                         SlackThread.synced_at.is_(None),
-                        Conversation.updated_at > SlackThread.synced_at,
+                        Conversation.updated_at >= SlackThread.synced_at,
                     )
                 )
             )
             return sorted({*waiting, *behind})
 
-    async def latest_handoff(self, conversation_id: int) -> tuple[Handoff, float] | None:
-        """The conversation's latest handoff, open or resolved, with its emotion signal."""
+    async def latest_handoff(self, conversation_id: int) -> Latest | None:
+        """The conversation's latest handoff, open or resolved, with its decision's signals."""
         async with self._db.session() as session:
             row = (
                 await session.execute(
-                    select(Handoff, DecisionRow.emotion)
+                    select(Handoff, DecisionRow.emotion, DecisionRow.details)
                     .outerjoin(DecisionRow, DecisionRow.id == Handoff.decision_id)
                     .where(Handoff.conversation_id == conversation_id)
                     .order_by(Handoff.id.desc())
                     .limit(1)
                 )
             ).first()
-        return None if row is None else (row[0], row[1] or 0.0)
+        if row is None:
+            return None
+        handoff, emotion, details = row
+        return Latest(handoff, emotion or 0.0, list((details or {}).get("top", [])))
+
+    async def snapshot(self, conversation_id: int) -> Snapshot:
+        """What decides whether a thread is behind, in one read."""
+        async with self._db.session() as session:
+            updated_at, state = (
+                await session.execute(
+                    select(Conversation.updated_at, Conversation.state).where(
+                        Conversation.id == conversation_id
+                    )
+                )
+            ).one()
+            last = await session.scalar(
+                select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
+            )
+        latest = await self.latest_handoff(conversation_id)
+        return Snapshot(updated_at, state, last or 0, latest.handoff if latest else None)
 
     async def messages_after(self, conversation_id: int, after_id: int) -> list[Mirrored]:
         async with self._db.session() as session:

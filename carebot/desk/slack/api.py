@@ -134,7 +134,8 @@ class SlackApi:
         try:
             return await getattr(self.client, method)(**params)
         except SlackApiError as exc:
-            error = exc.response.get("error")
+            data = exc.response.data  # a proxy's 5xx may carry text, not Slack's JSON
+            error = data.get("error") if isinstance(data, dict) else None
             status = exc.response.status_code
             hint = HINTS.get(str(error), "")
             raise SlackError(

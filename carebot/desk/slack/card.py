@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ class CardData:
     emotion: float
     history: list[MessageView]  # the customer's messages on every channel, up to the handoff
     closed_note: str | None  # set when the handoff came outside business hours
+    top: list[dict[str, Any]] = field(default_factory=list)  # of the decision that handed over
 
 
 def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
@@ -54,8 +55,8 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
     if data.handoff is not None and data.handoff.draft:
         draft = quote(data.handoff.draft, 2000)
         blocks.append(_section(f"*The bot's draft*\n{draft}"))
-    if case.top_intents:
-        scores = " · ".join(f"`{t['intent']}` {float(t['score']):.2f}" for t in case.top_intents)
+    if data.top:
+        scores = " · ".join(f"`{t['intent']}` {float(t['score']):.2f}" for t in data.top)
         blocks.append(_context(f"Top intents: {scores}"))
     blocks.append({"type": "divider"})
     blocks.append(_section(history_text(data.history[-CARD_MESSAGES:], len(data.history))))
@@ -74,11 +75,21 @@ def history_text(messages: list[MessageView], total: int) -> str:
     """The newest messages that fit one section, under a heading that counts them."""
     if not messages:
         return "*History*\nNo messages yet."
+    lines = _fitting_lines(messages)
+    head = f"*Last {len(lines)} of {total} messages*" if total > len(lines) else "*History*"
+    return shorten("\n".join([head, *lines]), LIMIT)
+
+
+def shows_all(history: list[MessageView]) -> bool:
+    """Whether the card shows the whole history (else it goes into the thread in full)."""
+    return len(history) <= CARD_MESSAGES and len(_fitting_lines(history)) == len(history)
+
+
+def _fitting_lines(messages: list[MessageView]) -> list[str]:
     lines = [_line(m.author, m.agent, m.channel, m.at, m.text, 300) for m in messages]
     while len("\n".join(lines)) > LIMIT - 40 and len(lines) > 1:
         lines.pop(0)
-    head = f"*Last {len(lines)} of {total} messages*" if total > len(lines) else "*History*"
-    return shorten("\n".join([head, *lines]), LIMIT)
+    return lines
 
 
 def full_history(messages: list[MessageView]) -> list[str]:
@@ -131,7 +142,7 @@ def edit_modal(conversation_id: int, customer: str, draft: str) -> dict[str, Any
                     "type": "plain_text_input",
                     "action_id": REPLY_INPUT,
                     "multiline": True,
-                    "initial_value": draft,
+                    "initial_value": draft[:3000],
                     "max_length": 3000,
                 },
             }

@@ -10,7 +10,6 @@ posts what Slack missed as soon as it is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import web
@@ -130,8 +129,12 @@ class SlackDesk:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # it died earlier: say so, and let the rest of the shutdown run
+                log.exception("The Slack desk's %s task had failed", task.get_name())
         if self._socket is not None:
             await self._socket.close_async()
 

@@ -12,11 +12,13 @@ changes. Retried deliveries of a thread reply are dropped by their ``event_id``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from carebot.agents import AgentDesk
 from carebot.desk.slack import card as cards
@@ -33,6 +35,10 @@ NOT_ALLOWED = (
     "carebot's [slack] settings. Nothing was changed."
 )
 NOTE_PREFIX = "note:"
+ORPHANED = (
+    "This thread's card was replaced by a newer one, so this reply was not sent. Reply in the "
+    "thread of the conversation's newest card."
+)
 RELAYED = "white_check_mark"  # the reaction on a thread reply queued for the customer
 RELAYED_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 
@@ -49,6 +55,7 @@ class Listeners:
         settled: Callable[[], Awaitable[None]],
     ) -> None:
         self._settled = settled
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._desk = desk
         self._queue = queue
         self._threads = threads
@@ -62,8 +69,12 @@ class Listeners:
         app.action(cards.EDIT_DRAFT)(self.on_edit)
         app.view(cards.EDIT_VIEW)(self.on_edit_submitted)
 
-    async def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        """A message in the care channel: relayed when it is an agent's reply in a card thread."""
+    async def on_message(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A message in the care channel: relayed when it is an agent's reply in a card thread.
+
+        Replies in one thread are handled one at a time, in the order they arrived."""
         thread_ts, ts = event.get("thread_ts"), event.get("ts")
         if (
             event.get("channel") != self._api.channel
@@ -73,17 +84,26 @@ class Listeners:
             or event.get("subtype") not in RELAYED_SUBTYPES
         ):
             return
+        async with self._locks.setdefault(thread_ts, asyncio.Lock()):
+            await self._on_reply(event, body, context, thread_ts)
+
+    async def _on_reply(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, thread_ts: str
+    ) -> None:
+        user, ts = str(event.get("user")), event.get("ts")
         conversation_id = await self._conversation_of(thread_ts)
         if conversation_id is None:
-            return  # a thread under some other message
+            if event.get("parent_user_id") == context.bot_user_id:  # under an old, replaced card
+                await self._tell(user, ORPHANED, thread_ts=thread_ts)
+            return
         event_id = str(body.get("event_id") or f"{self._api.channel}:{ts}")
         if not await self._threads.first_delivery(event_id):
             log.info("Dropping Slack's redelivery of event %s", event_id)
             return
         text = str(event.get("text") or "")
-        if text.strip().casefold().startswith(NOTE_PREFIX):
+        if plain(text).lstrip("*_~> ").casefold().startswith(NOTE_PREFIX):
             return  # an internal note, for the other agents only
-        await self._relay(conversation_id, str(event.get("user")), text, thread_ts, ts)
+        await self._relay(conversation_id, user, text, thread_ts, ts)
 
     async def _conversation_of(self, thread_ts: str) -> int | None:
         found = await self._threads.conversation_of(self._api.channel, thread_ts)
@@ -97,8 +117,8 @@ class Listeners:
         self, conversation_id: int, user: str, text: str, thread_ts: str, ts: str | None
     ) -> None:
         try:
-            if not await self._people.may_act(user):
-                await self._api.ephemeral(user, NOT_ALLOWED, thread_ts=thread_ts)
+            if not await self._may_act(user):
+                await self._tell(user, NOT_ALLOWED, thread_ts=thread_ts)
                 return
             reply = plain(text)
             if not reply:
@@ -107,9 +127,7 @@ class Listeners:
             try:
                 await self._desk.reply(conversation_id, name, reply, via="slack")
             except StoreError as exc:
-                await self._api.ephemeral(
-                    user, f"Not sent to the customer: {exc}", thread_ts=thread_ts
-                )
+                await self._tell(user, f"Not sent to the customer: {exc}", thread_ts=thread_ts)
                 return
             if ts:
                 await self._api.react(RELAYED, ts)
@@ -118,12 +136,18 @@ class Listeners:
                 "Slack failed while relaying a reply in conversation %s: %s", conversation_id, exc
             )
 
-    async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_button(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None = None,
+    ) -> None:
         await ack()
         user, conversation_id = body["user"]["id"], int(action["value"])
         try:
-            if not await self._people.may_act(user):
-                await self._api.ephemeral(user, NOT_ALLOWED)
+            if not await self._may_act(user):
+                await self._tell(user, NOT_ALLOWED, respond=respond)
                 return
             name = await self._people.name(user)
             try:
@@ -134,22 +158,23 @@ class Listeners:
                 else:
                     await self._desk.resolve(conversation_id, name)
             except StoreError as exc:
-                await self._api.ephemeral(user, f"Nothing changed: {exc}")
+                await self._tell(user, f"Nothing changed: {exc}", respond=respond)
         except SlackError as exc:
-            log.warning(
-                "Slack failed during %s on conversation %s: %s",
-                action["action_id"],
-                conversation_id,
-                exc,
-            )
+            log.warning("Slack failed on %s in %s: %s", action["action_id"], conversation_id, exc)
 
-    async def on_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_edit(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None = None,
+    ) -> None:
         """Open the modal with the draft, to be edited and sent."""
         await ack()
         user, conversation_id = body["user"]["id"], int(action["value"])
         try:
-            if not await self._people.may_act(user):
-                await self._api.ephemeral(user, NOT_ALLOWED)
+            if not await self._may_act(user):
+                await self._tell(user, NOT_ALLOWED, respond=respond)
                 return
             case = await self._queue.case(conversation_id)
             draft = str((case.handoff or {}).get("draft") or "")
@@ -161,25 +186,41 @@ class Listeners:
     async def on_edit_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
     ) -> None:
+        """Send the edited reply. Acknowledged before any Slack call (Slack waits 3 s)."""
         user = body["user"]["id"]
         values = view["state"]["values"]
         text = str(values.get(cards.REPLY_BLOCK, {}).get(cards.REPLY_INPUT, {}).get("value") or "")
-        if not await self._may_act(user):
-            await ack(response_action="errors", errors={cards.REPLY_BLOCK: NOT_ALLOWED})
-            return
         if not text.strip():
             await ack(response_action="errors", errors={cards.REPLY_BLOCK: "Write a reply first."})
             return
         await ack()
         conversation_id = int(view["private_metadata"])
         try:
+            if not await self._may_act(user):
+                await self._tell(user, NOT_ALLOWED)
+                return
             name = await self._people.name(user)
             try:
                 await self._desk.reply(conversation_id, name, text, via="slack-card")
             except StoreError as exc:
-                await self._api.ephemeral(user, f"Not sent to the customer: {exc}")
+                await self._tell(user, f"Not sent to the customer: {exc}")
         except SlackError as exc:
             log.warning("Slack failed after an edited reply in %s: %s", conversation_id, exc)
+
+    async def _tell(
+        self,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        respond: AsyncRespond | None = None,
+    ) -> None:
+        """A message only ``user`` sees: through the button's response URL when there is one
+        (it reaches people outside the channel too), else as an ephemeral message."""
+        if respond is not None and respond.response_url:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        else:
+            await self._api.ephemeral(user, text, thread_ts=thread_ts)
 
     async def _may_act(self, user: str) -> bool:
         try:

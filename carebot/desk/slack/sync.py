@@ -26,8 +26,8 @@ from carebot.exceptions import SlackError
 from carebot.hours import BusinessHours
 from carebot.models import ConversationState
 from carebot.store.queue import AgentQueue
-from carebot.store.slack_threads import SlackThreadStore
-from carebot.store.tables import SlackThread
+from carebot.store.slack_threads import SlackThreadStore, Snapshot
+from carebot.store.tables import Handoff, SlackThread
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,14 @@ class ThreadSync:
     async def _loop(self) -> None:
         failures = 0
         while True:
-            self._pending.update(await self._threads.due())
-            await self._threads.forget_events(self._clock() - EVENTS_KEPT)
+            try:
+                self._pending.update(await self._threads.due())
+                await self._threads.forget_events(self._clock() - EVENTS_KEPT)
+            except Exception:  # the database is down: log, back off, keep the desk alive
+                failures += 1
+                log.exception("Cannot look for conversations Slack is behind on")
+                await asyncio.sleep(min(MAX_BACKOFF, 2.0**failures))
+                continue
             deadline = asyncio.get_running_loop().time() + self._tick
             while (left := deadline - asyncio.get_running_loop().time()) > 0:
                 self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
@@ -131,11 +137,13 @@ class ThreadSync:
     async def sync(self, conversation_id: int) -> None:
         """Bring one conversation's thread up to date. Raises SlackError when Slack fails."""
         thread = await self._threads.get(conversation_id)
+        snapshot = await self._threads.snapshot(conversation_id)
         if thread is None:
-            latest = await self._threads.latest_handoff(conversation_id)
-            if latest is None or latest[0].resolved_at is not None:
+            if snapshot.handoff is None or snapshot.handoff.resolved_at is not None:
                 return  # never handed to a human: Slack has nothing to show
             thread = await self._threads.claim(conversation_id, self._api.channel)
+        elif self._up_to_date(thread, snapshot):
+            return
         data = await self._card_data(conversation_id)
         if thread.ts is None:
             thread = await self._post_card(data, thread)
@@ -147,10 +155,34 @@ class ThreadSync:
         await self._update_card(data, thread)
         await self._remind(data, thread)
 
+    def _up_to_date(self, thread: SlackThread, snapshot: Snapshot) -> bool:
+        """Nothing new since the last pass: no change of state, message, handoff or reminder."""
+        handoff = snapshot.handoff
+        return (
+            thread.ts is not None
+            and thread.mirrored_message_id != 0
+            and thread.synced_at is not None
+            and snapshot.updated_at < thread.synced_at  # equal: cannot tell, so not
+            and snapshot.last_message_id <= thread.mirrored_message_id
+            and (handoff.id if handoff else None) == thread.handoff_id
+            and not self._reminder_due(snapshot.state, handoff, thread)
+        )
+
+    def _reminder_due(self, state: str, handoff: Handoff | None, thread: SlackThread) -> bool:
+        """Once per handoff, when nobody has acted on it within ``reminder_minutes``."""
+        return (
+            handoff is not None
+            and state == ConversationState.WAITING_FOR_AGENT
+            and handoff.claimed_at is None
+            and thread.reminded_handoff_id != handoff.id
+            and self._clock() - handoff.created_at
+            >= timedelta(minutes=self._settings.reminder_minutes)
+        )
+
     async def _card_data(self, conversation_id: int) -> cards.CardData:
         case = await self._queue.case(conversation_id)
         latest = await self._threads.latest_handoff(conversation_id)
-        handoff, emotion = latest if latest else (None, 0.0)
+        handoff = latest.handoff if latest else None
         history = await self._queue.history(case.customer["id"], limit=500)
         note = None
         if handoff is not None:
@@ -161,7 +193,8 @@ class ThreadSync:
                     "Handed over outside business hours: the customer was told a person "
                     f"replies from {self._hours.describe_next_open(handed)}."
                 )
-        return cards.CardData(case, handoff, emotion, history, note)
+        emotion, top = (latest.emotion, latest.top) if latest else (0.0, [])
+        return cards.CardData(case, handoff, emotion, history, note, top)
 
     async def _post_card(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
         text, blocks = cards.card(data)
@@ -176,7 +209,7 @@ class ThreadSync:
     async def _post_history(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
         """The full history as the first thread reply, when the card shows only its end."""
         assert thread.ts is not None
-        if len(data.history) > cards.CARD_MESSAGES:
+        if not cards.shows_all(data.history):
             for chunk in cards.full_history(data.history):
                 await self._api.post(chunk, thread_ts=thread.ts)
         until = data.handoff.created_at if data.handoff else self._clock()
@@ -210,22 +243,25 @@ class ThreadSync:
         text, blocks = cards.card(data)
         digest = cards.card_hash(text, blocks)
         if digest != thread.card_hash:
-            await self._api.update(thread.ts, text, blocks)
+            try:
+                await self._api.update(thread.ts, text, blocks)
+            except SlackError as exc:
+                if exc.error != "message_not_found":
+                    raise
+                # Someone deleted the card: post it again, with the history, on the next pass.
+                log.warning(
+                    "The Slack card of conversation %s is gone; posting it again", data.case.id
+                )
+                await self._threads.save(data.case.id, ts=None, card_hash="", mirrored_message_id=0)
+                self.mark(data.case.id)
+                return
         await self._threads.save(data.case.id, card_hash=digest)
 
     async def _remind(self, data: cards.CardData, thread: SlackThread) -> None:
-        """Once per handoff, when nobody has acted on it within ``reminder_minutes``."""
         handoff = data.handoff
-        if (
-            handoff is None
-            or data.case.state != ConversationState.WAITING_FOR_AGENT
-            or handoff.claimed_at is not None
-            or thread.reminded_handoff_id == handoff.id
-        ):
+        if handoff is None or not self._reminder_due(data.case.state, handoff, thread):
             return
         minutes = self._settings.reminder_minutes
-        if self._clock() - handoff.created_at < timedelta(minutes=minutes):
-            return
         assert thread.ts is not None
         await self._api.post(cards.reminder(minutes), thread_ts=thread.ts, broadcast=True)
         await self._threads.save(data.case.id, reminded_handoff_id=handoff.id)
