@@ -42,12 +42,18 @@ class AgentDesk:
         await self._on_outbox(queued)
         return queued.reply.outbox_id
 
-    async def send_draft(self, conversation_id: int, agent: str, *, via: str = "inbox") -> int:
-        """Send the bot's draft of the open handoff as the agent's reply."""
-        handoff = await self._handoffs.open_handoff(conversation_id)
-        if handoff is None or not handoff.draft:
-            raise StoreError(f"Conversation {conversation_id} has no draft to send")
-        return await self.reply(conversation_id, agent, handoff.draft, via=via)
+    async def send_draft(
+        self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
+    ) -> int:
+        """Send the bot's draft of the open handoff (or ``text``, the agent's edit of it) as the
+        agent's reply. A draft is sent once: asking again raises StoreError."""
+        edited = text.strip() if text is not None else None
+        if edited == "":
+            raise StoreError("An agent reply cannot be empty")
+        queued = await self._handoffs.send_draft(conversation_id, agent, text=edited, via=via)
+        self._events.publish(Event("agent_action", conversation_id))
+        await self._on_outbox(queued)
+        return queued.reply.outbox_id
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot."""

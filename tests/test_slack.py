@@ -199,17 +199,22 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
 async def test_the_draft_is_sent_with_one_click(
     service: tuple[Service, TestServer], slack: SlackStandIn
 ) -> None:
-    _, server = service
+    running, server = service
     async with upset_customer(server) as customer:
         ts = await card_ts(slack)
         await press(server, ts, cards.SEND_DRAFT)
+        await press(server, ts, cards.SEND_DRAFT)  # a double click
+        refused = await slack.wait_for("chat.postEphemeral")
+        assert "already sent" in refused[0].params["text"]
         reply = await customer.next_of("message")
         assert (reply["author"], reply["agent"], reply["text"]) == ("agent", "Ann", DRAFT)
         mirrored = await slack.wait_for(
             "chat.postMessage", lambda c: c.params.get("thread_ts") == ts
         )
         assert "sent from the card" in mirrored[0].params["text"]  # the thread shows what left
-        await card_updated(slack, "with Ann")
+        card = await card_updated(slack, "with Ann")
+        assert cards.SEND_DRAFT not in buttons(card)
+    assert await count(running, Message.author == "agent") == 1
 
 
 async def test_the_draft_is_edited_in_the_modal_and_sent(
@@ -236,6 +241,8 @@ async def test_the_draft_is_edited_in_the_modal_and_sent(
         assert edited.status == 200
         reply = await customer.next_of("message")
         assert reply["text"] == "Track it at https://track.example/42 :)"
+        card = await card_updated(slack, "with Ann")
+        assert cards.SEND_DRAFT not in buttons(card)  # the edited draft was the draft's answer
 
 
 async def test_an_empty_edited_reply_is_refused_in_the_modal(

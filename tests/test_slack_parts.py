@@ -392,7 +392,9 @@ def card_data(
     closed_note: str | None = None,
 ) -> cards.CardData:
     """Conversation 7 of Jo Doe on Telegram; Ann has it when it is with an agent or resolved."""
-    open_handoff = {"draft": draft, "reasons": ["emotional"]} if state != BOT else None
+    open_handoff = (
+        {"draft": draft, "draft_sent": False, "reasons": ["emotional"]} if state != BOT else None
+    )
     customer = {"id": 3, "name": "Jo Doe", "since": AT.isoformat(), "conversations": 2}
     customer["identities"] = [
         {"channel": "telegram", "external_user_id": "42", "profile": {"username": "jodoe"}}

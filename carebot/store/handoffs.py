@@ -48,6 +48,29 @@ class HandoffStore:
                 lease=self._lease,
             )
 
+    async def send_draft(
+        self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
+    ) -> Queued:
+        """Queue the open handoff's draft (or the agent's edit of it, ``text``) as the agent's
+        reply: once, however often it is asked (a double click, or two agents at once)."""
+        async with self._db.transaction() as session:
+            conversation = await self._claim(session, conversation_id, agent)
+            handoff = await self._open_handoff(session, conversation_id, lock=True)
+            if handoff is None or not handoff.draft:
+                raise StoreError(f"Conversation {conversation_id} has no draft to send")
+            if handoff.draft_sent_at is not None:
+                raise StoreError(f"The draft of conversation {conversation_id} was already sent")
+            handoff.draft_sent_at = self._clock()
+            identity = await session.get_one(Identity, conversation.identity_id)
+            return await add_reply(
+                session,
+                conversation=conversation,
+                identity=identity,
+                outgoing=Outgoing(text or handoff.draft, author="agent", agent=agent, via=via),
+                now=self._clock(),
+                lease=self._lease,
+            )
+
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot and close its open handoff."""
         now = self._clock()
@@ -98,10 +121,13 @@ class HandoffStore:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
 
-    async def _open_handoff(self, session: AsyncSession, conversation_id: int) -> Handoff | None:
-        return await session.scalar(
+    async def _open_handoff(
+        self, session: AsyncSession, conversation_id: int, *, lock: bool = False
+    ) -> Handoff | None:
+        query = (
             select(Handoff)
             .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
             .order_by(Handoff.id.desc())
             .limit(1)
         )
+        return await session.scalar(query.with_for_update() if lock else query)

@@ -70,7 +70,8 @@ class Case:
 
     @property
     def can_send_draft(self) -> bool:
-        return bool(self.handoff and self.handoff.get("draft")) and self.can_reply
+        unsent = bool(self.handoff and self.handoff.get("draft") and not self.handoff["draft_sent"])
+        return unsent and self.can_reply
 
     @property
     def can_resolve(self) -> bool:
@@ -225,6 +226,7 @@ class AgentQueue:
             "reasons": reasons,
             "emotion": decision.emotion if decision else 0.0,
             "draft": handoff.draft,
+            "draft_sent": handoff.draft_sent_at is not None,
             "created_at": handoff.created_at.isoformat(),
             "waiting_for": waiting_text(handoff.created_at, self._clock()),
             "claimed_by": handoff.claimed_by,

@@ -132,6 +132,7 @@ class Handoff(Base):
     reason: Mapped[str] = mapped_column(String(40))
     reasons: Mapped[str] = mapped_column(String(200))
     draft: Mapped[str | None] = mapped_column(Text)
+    draft_sent_at: Mapped[Timestamp | None]  # the draft goes to the customer once at most
     created_at: Mapped[Timestamp]
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_at: Mapped[Timestamp | None]

@@ -201,7 +201,7 @@ class Listeners:
                 return
             name = await self._people.name(user)
             try:
-                await self._desk.reply(conversation_id, name, text, via="slack-card")
+                await self._desk.send_draft(conversation_id, name, text=text, via="slack-card")
             except StoreError as exc:
                 await self._tell(user, f"Not sent to the customer: {exc}")
         except SlackError as exc:

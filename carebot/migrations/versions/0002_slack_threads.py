@@ -1,4 +1,4 @@
-"""Slack threads and handled Slack events
+"""Slack threads, handled Slack events, and when a handoff's draft was sent
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("handoffs") as batch_op:
+        batch_op.add_column(sa.Column("draft_sent_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "slack_threads",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -48,3 +50,5 @@ def downgrade() -> None:
     op.drop_index("ix_slack_events_received_at", table_name="slack_events")
     op.drop_table("slack_events")
     op.drop_table("slack_threads")
+    with op.batch_alter_table("handoffs") as batch_op:
+        batch_op.drop_column("draft_sent_at")
