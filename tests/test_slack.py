@@ -479,3 +479,28 @@ async def test_slack_is_answered_before_the_work_is_done(
         assert (await reply_in_thread(server, ts, "Looking into it.")).status == 200
         assert slack.successful("users.info") == []  # acknowledged while the work goes on
         assert (await customer.next_of("message"))["text"] == "Looking into it."
+
+
+async def test_two_processes_on_one_database_post_one_card_and_mirror_once(
+    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+) -> None:
+    settings = slack_settings(tmp_path, slack)
+    async with (
+        running_service(settings, database_url, clock, env=HTTP_ENV) as (first, server),
+        running_service(settings, database_url, clock, env=HTTP_ENV) as (second, _),
+    ):
+        other = desk(second).sync  # hears none of the first process's events: told by hand
+        slack.slow("chat.postMessage", 1.0)  # the first process's card is still on its way
+        async with upset_customer(server) as customer:
+            other.mark(1)
+            await other.flush()
+            ts = await card_ts(slack)
+            await customer.say("still there?")
+            await customer.next_of("ack")
+            await slack.wait_for("chat.postMessage", lambda c: "still there" in c.params["text"])
+            other.mark(1)
+            await other.flush()
+            await desk(first).sync.settled()
+        assert len([m for m in slack.messages[CHANNEL] if "thread_ts" not in m]) == 1
+        mirrored = [m for m in slack.thread(CHANNEL, ts) if "still there" in m["text"]]
+        assert len(mirrored) == 1

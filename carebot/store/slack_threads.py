@@ -8,7 +8,7 @@ posts what Slack has not seen yet, so nothing is lost while Slack is unreachable
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -93,6 +93,32 @@ class SlackThreadStore:
                 update(SlackThread)
                 .where(SlackThread.conversation_id == conversation_id)
                 .values(**values, synced_at=self._clock())
+            )
+
+    async def lock(self, conversation_id: int, holder: str, seconds: float) -> bool:
+        """Take the thread for one sync pass; False while another process has it (so two
+        processes never post the same card). A crashed holder's lock runs out."""
+        now = self._clock()
+        free = or_(
+            SlackThread.locked_until.is_(None),
+            SlackThread.locked_until < now,
+            SlackThread.locked_by == holder,
+        )
+        async with self._db.transaction() as session:
+            result = await session.execute(
+                update(SlackThread)
+                .where(SlackThread.conversation_id == conversation_id, free)
+                .values(locked_by=holder, locked_until=now + timedelta(seconds=seconds))
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def unlock(self, conversation_id: int, holder: str) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(SlackThread)
+                .where(SlackThread.conversation_id == conversation_id)
+                .where(SlackThread.locked_by == holder)
+                .values(locked_by=None, locked_until=None)
             )
 
     async def conversation_of(self, channel: str, ts: str) -> int | None:

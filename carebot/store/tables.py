@@ -179,6 +179,8 @@ class SlackThread(Base):
     reminded_handoff_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[Timestamp]
     synced_at: Mapped[Timestamp | None]
+    locked_by: Mapped[str | None] = mapped_column(String(100))  # the process syncing it now
+    locked_until: Mapped[Timestamp | None]
 
 
 class SlackEvent(Base):

@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from datetime import datetime, timedelta
 
 from carebot.clock import Clock
@@ -33,6 +36,8 @@ from carebot.wakeup import Wakeup
 log = logging.getLogger(__name__)
 WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action"})
 MAX_BACKOFF = 60.0
+LOCK_SECONDS = 300.0  # one pass over one conversation holds its thread at most this long
+BUSY_RETRY = 1.0  # seconds before trying a thread another process was syncing
 EVENTS_KEPT = timedelta(days=2)  # handled Slack event ids are remembered this long
 
 
@@ -60,6 +65,8 @@ class ThreadSync:
         self._pending: set[int] = set()
         self._wake = Wakeup()
         self._lock = asyncio.Lock()
+        self._busy = False  # some conversation was being synced by another process
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def mark(self, conversation_id: int) -> None:
         """Bring this conversation's thread up to date soon."""
@@ -93,7 +100,7 @@ class ThreadSync:
                 self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
                 if await self.flush():
                     failures = 0
-                    await self._wake.sleep(left)
+                    await self._wake.sleep(min(left, BUSY_RETRY) if self._busy else left)
                 else:
                     failures += 1
                     await asyncio.sleep(min(MAX_BACKOFF, 2.0**failures, left))
@@ -113,38 +120,57 @@ class ThreadSync:
         """Sync every pending conversation, oldest first. False if Slack is unreachable or
         overloaded, or the store fails (what is left stays pending and is tried again)."""
         async with self._lock:
-            while self._pending:
-                conversation_id = min(self._pending)
-                self._pending.discard(conversation_id)  # a mark made meanwhile brings it back
-                try:
-                    await self.sync(conversation_id)
-                except SlackError as exc:
-                    if exc.retryable:
-                        log.warning("Slack is behind on conversation %s: %s", conversation_id, exc)
-                        self._pending.add(conversation_id)
-                        return False
-                    # Slack refused this conversation's post: the next tick tries it again,
-                    # and the others are not held up meanwhile.
-                    log.error("Slack refused conversation %s: %s", conversation_id, exc)
-                except Exception:
-                    # A bug or a database failure: logged with its traceback and tried again
-                    # like a Slack failure, so the desk never silently stops.
-                    log.exception("Cannot bring conversation %s to Slack", conversation_id)
+            busy: set[int] = set()  # being synced by another process: tried again shortly
+            try:
+                return await self._flush_pending(busy)
+            finally:
+                self._pending.update(busy)
+                self._busy = bool(busy)
+
+    async def _flush_pending(self, busy: set[int]) -> bool:
+        while self._pending:
+            conversation_id = min(self._pending)
+            self._pending.discard(conversation_id)  # a mark made meanwhile brings it back
+            try:
+                if not await self.sync(conversation_id):
+                    busy.add(conversation_id)
+            except SlackError as exc:
+                if exc.retryable:
+                    log.warning("Slack is behind on conversation %s: %s", conversation_id, exc)
                     self._pending.add(conversation_id)
                     return False
-            return True
+                # Slack refused this conversation's post: the next tick tries it again,
+                # and the others are not held up meanwhile.
+                log.error("Slack refused conversation %s: %s", conversation_id, exc)
+            except Exception:
+                # A bug or a database failure: logged with its traceback and tried again
+                # like a Slack failure, so the desk never silently stops.
+                log.exception("Cannot bring conversation %s to Slack", conversation_id)
+                self._pending.add(conversation_id)
+                return False
+        return True
 
-    async def sync(self, conversation_id: int) -> None:
-        """Bring one conversation's thread up to date. Raises SlackError when Slack fails."""
+    async def sync(self, conversation_id: int) -> bool:
+        """Bring one conversation's thread up to date; False if another process is doing it.
+        Raises SlackError when Slack fails."""
         thread = await self._threads.get(conversation_id)
         snapshot = await self._threads.snapshot(conversation_id)
         if thread is None:
             if snapshot.handoff is None or snapshot.handoff.resolved_at is not None:
-                return  # never handed to a human: Slack has nothing to show
+                return True  # never handed to a human: Slack has nothing to show
             thread = await self._threads.claim(conversation_id, self._api.channel)
         elif self._up_to_date(thread, snapshot):
-            return
-        data = await self._card_data(conversation_id)
+            return True
+        if not await self._threads.lock(conversation_id, self._holder, LOCK_SECONDS):
+            return False
+        try:
+            await self._bring_up_to_date(await self._reload(conversation_id))
+        finally:
+            await self._threads.unlock(conversation_id, self._holder)
+        return True
+
+    async def _bring_up_to_date(self, thread: SlackThread) -> None:
+        data = await self._card_data(thread.conversation_id)
         if thread.ts is None:
             thread = await self._post_card(data, thread)
         if thread.mirrored_message_id == 0:

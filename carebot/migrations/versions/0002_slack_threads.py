@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("reminded_handoff_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("synced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("locked_by", sa.String(length=100), nullable=True),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["conversation_id"], ["conversations.id"]),
         sa.ForeignKeyConstraint(["handoff_id"], ["handoffs.id"]),
         sa.PrimaryKeyConstraint("id"),
