@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from carebot.events import Event, EventHub
-from carebot.exceptions import StoreError
 from carebot.store.handoffs import HandoffStore
 from carebot.store.outbox import Queued
 
@@ -38,9 +37,7 @@ class AgentDesk:
 
         ``via`` names the desk the agent wrote from (the other desks mirror the reply)."""
         queued = await self._handoffs.reply(conversation_id, agent, text.strip(), via=via)
-        self._events.publish(Event("agent_action", conversation_id))
-        await self._on_outbox(queued)
-        return queued.reply.outbox_id
+        return await self._sent(conversation_id, queued)
 
     async def send_draft(
         self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
@@ -48,14 +45,16 @@ class AgentDesk:
         """Send the bot's draft of the open handoff (or ``text``, the agent's edit of it) as the
         agent's reply. A draft is sent once: asking again raises StoreError."""
         edited = text.strip() if text is not None else None
-        if edited == "":
-            raise StoreError("An agent reply cannot be empty")
         queued = await self._handoffs.send_draft(conversation_id, agent, text=edited, via=via)
-        self._events.publish(Event("agent_action", conversation_id))
-        await self._on_outbox(queued)
-        return queued.reply.outbox_id
+        return await self._sent(conversation_id, queued)
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot."""
         await self._handoffs.resolve(conversation_id, agent)
         self._events.publish(Event("agent_action", conversation_id))
+
+    async def _sent(self, conversation_id: int, queued: Queued) -> int:
+        """Announce a queued agent reply and hand it to the outbox; returns the outbox id."""
+        self._events.publish(Event("agent_action", conversation_id))
+        await self._on_outbox(queued)
+        return queued.reply.outbox_id

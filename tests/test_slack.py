@@ -140,6 +140,14 @@ async def press(
     return await deliver(server, body)
 
 
+def edited_reply(text: str) -> dict[str, Any]:
+    """An agent submitting the edit modal of conversation 1 with ``text``."""
+    values = {cards.REPLY_BLOCK: {cards.REPLY_INPUT: {"type": "plain_text_input", "value": text}}}
+    return view_submission(
+        user=AGENT, callback_id=cards.EDIT_VIEW, private_metadata="1", values=values
+    )
+
+
 async def count(service: Service, *where: Any) -> int:
     async with service.runtime.db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(Message).where(*where)))
@@ -228,16 +236,7 @@ async def test_the_draft_is_edited_in_the_modal_and_sent(
         view = opened[0].params["view"]
         field = view["blocks"][0]["element"]
         assert (view["private_metadata"], field["initial_value"]) == ("1", DRAFT)
-
-        def submitted(text: str) -> dict[str, Any]:
-            values = {cards.REPLY_BLOCK: {cards.REPLY_INPUT: {"type": "x", "value": text}}}
-            return view_submission(
-                user=AGENT, callback_id=cards.EDIT_VIEW, private_metadata="1", values=values
-            )
-
-        empty = await deliver(server, submitted("   "))
-        assert empty.status == 200  # the modal stays open with the error under the field
-        edited = await deliver(server, submitted("Track it at https://track.example/42 :)"))
+        edited = await deliver(server, edited_reply("Track it at https://track.example/42 :)"))
         assert edited.status == 200
         reply = await customer.next_of("message")
         assert reply["text"] == "Track it at https://track.example/42 :)"
@@ -251,17 +250,7 @@ async def test_an_empty_edited_reply_is_refused_in_the_modal(
     _, server = service
     async with upset_customer(server):
         await card_ts(slack)
-        values = {cards.REPLY_BLOCK: {cards.REPLY_INPUT: {"type": "x", "value": " "}}}
-        body = view_submission(
-            user=AGENT, callback_id=cards.EDIT_VIEW, private_metadata="1", values=values
-        )
-        raw = form_body(body)
-        headers = signed_headers(SECRET, raw, content_type=FORM)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(server.make_url("/slack/events"), data=raw, headers=headers) as response,
-        ):
-            answer = await response.json()
+        answer = await (await deliver(server, edited_reply("   "))).json()
         assert answer["response_action"] == "errors"
         assert cards.REPLY_BLOCK in answer["errors"]
 

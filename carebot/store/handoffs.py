@@ -34,25 +34,18 @@ class HandoffStore:
         self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
     ) -> Queued:
         """Queue an agent's reply to the customer (taking the conversation over if needed)."""
-        if not text.strip():
-            raise StoreError("An agent reply cannot be empty")
+        _not_empty(text)
         async with self._db.transaction() as session:
             conversation = await self._claim(session, conversation_id, agent)
-            identity = await session.get_one(Identity, conversation.identity_id)
-            return await add_reply(
-                session,
-                conversation=conversation,
-                identity=identity,
-                outgoing=Outgoing(text, author="agent", agent=agent, via=via),
-                now=self._clock(),
-                lease=self._lease,
-            )
+            return await self._add_reply(session, conversation, agent, text, via)
 
     async def send_draft(
         self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
     ) -> Queued:
         """Queue the open handoff's draft (or the agent's edit of it, ``text``) as the agent's
         reply: once, however often it is asked (a double click, or two agents at once)."""
+        if text is not None:
+            _not_empty(text)
         async with self._db.transaction() as session:
             conversation = await self._claim(session, conversation_id, agent)
             handoff = await self._open_handoff(session, conversation_id, lock=True)
@@ -61,15 +54,20 @@ class HandoffStore:
             if handoff.draft_sent_at is not None:
                 raise StoreError(f"The draft of conversation {conversation_id} was already sent")
             handoff.draft_sent_at = self._clock()
-            identity = await session.get_one(Identity, conversation.identity_id)
-            return await add_reply(
-                session,
-                conversation=conversation,
-                identity=identity,
-                outgoing=Outgoing(text or handoff.draft, author="agent", agent=agent, via=via),
-                now=self._clock(),
-                lease=self._lease,
-            )
+            return await self._add_reply(session, conversation, agent, text or handoff.draft, via)
+
+    async def _add_reply(
+        self, session: AsyncSession, conversation: Conversation, agent: str, text: str, via: str
+    ) -> Queued:
+        identity = await session.get_one(Identity, conversation.identity_id)
+        return await add_reply(
+            session,
+            conversation=conversation,
+            identity=identity,
+            outgoing=Outgoing(text, author="agent", agent=agent, via=via),
+            now=self._clock(),
+            lease=self._lease,
+        )
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot and close its open handoff."""
@@ -131,3 +129,8 @@ class HandoffStore:
             .limit(1)
         )
         return await session.scalar(query.with_for_update() if lock else query)
+
+
+def _not_empty(text: str) -> None:
+    if not text.strip():
+        raise StoreError("An agent reply cannot be empty")
