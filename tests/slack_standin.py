@@ -62,6 +62,7 @@ class SlackStandIn:
         self.add_user(BOT_USER_ID, name="carebot", is_bot=True)
         self._failures: dict[str, list[tuple[int, Json | str, dict[str, str]]]] = {}
         self._delays: dict[str, list[float]] = {}
+        self._held: dict[str, list[asyncio.Event]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._cond = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -131,6 +132,13 @@ class SlackStandIn:
     def slow(self, method: str, seconds: float, *, times: int = 1) -> None:
         """The next calls of `method` are handled (and answered) after `seconds`."""
         self._delays.setdefault(method, []).extend([seconds] * times)
+
+    def hold(self, method: str) -> asyncio.Event:
+        """The next call of `method` is handled and seen at once, but answered only when the
+        returned event is set: the caller is still waiting while the test acts."""
+        release = asyncio.Event()
+        self._held.setdefault(method, []).append(release)
+        return release
 
     def add_user(
         self,
@@ -233,6 +241,8 @@ class SlackStandIn:
         ok = status == 200 and isinstance(answer, dict) and answer.get("ok") is True
         self.calls.append(Call(method, params, token, status, ok))
         await self._notify()
+        if self._held.get(method):
+            await self._held[method].pop(0).wait()
         if isinstance(answer, str):
             return web.Response(text=answer, status=status, headers=headers)
         return web.json_response(answer, status=status, headers=headers)

@@ -479,13 +479,16 @@ async def test_two_processes_on_one_database_post_one_card_and_mirror_once(
         running_service(settings, database_url, clock, env=HTTP_ENV) as (second, _),
     ):
         other = desk(second).sync  # hears none of the first process's events: told by hand
-        slack.slow("chat.postMessage", 1.0)  # the first process's card is still on its way
+        card_answered = slack.hold("chat.postMessage")  # the first process's card is on its way
         async with upset_customer(server) as customer:
-            other.mark(1)
-            await other.flush()
             ts = await card_ts(slack)
-            await customer.say("still there?")
-            await customer.next_of("ack")
+            other.mark(1)
+            await other.flush()  # finds the thread locked by the first process
+            async with first.runtime.events.subscribe() as heard:
+                await customer.say("still there?")  # stored in the very instant of the handoff
+                while (await heard.get()).kind != "customer_message":
+                    continue
+            card_answered.set()
             await slack.wait_for("chat.postMessage", lambda c: "still there" in c.params["text"])
             other.mark(1)
             await other.flush()

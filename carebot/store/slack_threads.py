@@ -215,14 +215,5 @@ class SlackThreadStore:
             for m, meta in rows
         ]
 
-    async def last_message_id(self, conversation_id: int, until: datetime) -> int:
-        async with self._db.session() as session:
-            found = await session.scalar(
-                select(func.max(Message.id)).where(
-                    Message.conversation_id == conversation_id, Message.created_at <= until
-                )
-            )
-        return found or 0
-
     def _insert(self, table: Any) -> Any:
         return sqlite_insert(table) if self._db.is_sqlite else pg_insert(table)

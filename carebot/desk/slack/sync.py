@@ -238,9 +238,10 @@ class ThreadSync:
         if not cards.shows_all(data.history):
             for chunk in cards.full_history(data.history):
                 await self._api.post(chunk, thread_ts=thread.ts)
-        until = data.handoff.created_at if data.handoff else self._clock()
-        last = await self._threads.last_message_id(data.case.id, until)
-        await self._threads.save(data.case.id, mirrored_message_id=max(last, 1))
+        # What the card and the history showed counts as mirrored, by id: a message that
+        # arrives while the card is on its way (even in the same instant) is mirrored later.
+        shown = [m.id for m in data.history if m.conversation_id == data.case.id]
+        await self._threads.save(data.case.id, mirrored_message_id=max(shown, default=1))
         return await self._reload(data.case.id)
 
     async def _announce_again(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
