@@ -6,8 +6,9 @@
 DATA_DIR holds ``clinc150/data_full.json`` and ``banking77/{train,test}.csv`` (see their
 READMEs). Per dataset one table compares, with the same sentence model:
 
-* carebot (nearest neighbour): ``carebot.matcher.Matcher`` as it is, built from the training
-  examples as in-memory intents; confidence = the best intent's score;
+* carebot (classifier + similarity, the default) and carebot (nearest neighbour):
+  ``carebot.matcher.Matcher`` as it is with each ``method``, built from the training examples
+  as in-memory intents; confidence = the best intent's score;
 * TF-IDF + logistic regression; confidence = the highest class probability;
 * embeddings + logistic regression; confidence = the highest class probability.
 
@@ -253,12 +254,29 @@ def _intents(train: Split) -> IntentSet:
     )
 
 
-def nearest_neighbour(data: Dataset, embedded: Embedded, repeats: int) -> Outcome:
-    """carebot's Matcher on the training examples; confidence = the best intent's score."""
+def carebot_matcher(method: str) -> Callable[[Dataset, Embedded, int], Outcome]:
+    """carebot's Matcher with ``method`` on the training examples; confidence = the best
+    intent's score."""
+
+    def run(data: Dataset, embedded: Embedded, repeats: int) -> Outcome:
+        vectors = embedded.vectors
+        encoder = Precomputed(data.train.texts, vectors[data.train.name])
+        intents = _intents(data.train)
+        matcher, fit_s = timed_median(
+            lambda: Matcher(encoder=encoder, intents=intents, method=method), repeats
+        )
+        return _matcher_outcome(f"carebot ({LABELS[method]})", matcher, data, embedded, fit_s)
+
+    return run
+
+
+LABELS = {"classifier": "classifier + similarity, default", "nearest": "nearest neighbour"}
+
+
+def _matcher_outcome(
+    method: str, matcher: Matcher, data: Dataset, embedded: Embedded, fit_s: float
+) -> Outcome:
     vectors = embedded.vectors
-    encoder = Precomputed(data.train.texts, vectors[data.train.name])
-    intents = _intents(data.train)
-    matcher, fit_s = timed_median(lambda: Matcher(encoder=encoder, intents=intents), repeats)
 
     def predict(split: Split) -> Predictions:
         matches = []
@@ -272,7 +290,7 @@ def nearest_neighbour(data: Dataset, embedded: Embedded, repeats: int) -> Outcom
 
     val = predict(data.val) if data.val else None
     test = predict(data.test)
-    return Outcome("carebot (nearest neighbour)", test, val, fit_s, embedded.encode_s(data))
+    return Outcome(method, test, val, fit_s, embedded.encode_s(data))
 
 
 def _logistic_regression() -> LogisticRegression:
@@ -311,7 +329,7 @@ def embeddings_lr(data: Dataset, embedded: Embedded, repeats: int) -> Outcome:
     return Outcome("embeddings + logistic regression", test, val, fit_s, embedded.encode_s(data))
 
 
-METHODS = (nearest_neighbour, tfidf_lr, embeddings_lr)
+METHODS = (carebot_matcher("classifier"), carebot_matcher("nearest"), tfidf_lr, embeddings_lr)
 
 
 def describe(data: Dataset) -> str:

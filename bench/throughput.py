@@ -34,7 +34,7 @@ async def run(
     matcher: Matcher, texts: list[str], concurrency: int, max_batch: int
 ) -> tuple[float, list[Batched]]:
     """Messages per second with ``concurrency`` senders, and every message's match."""
-    queue = MatchQueue(matcher, max_batch=max_batch)
+    queue = MatchQueue(lambda: matcher, max_batch=max_batch)
     results: list[Batched | None] = [None] * len(texts)
 
     async def sender(first: int) -> None:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from carebot.matcher import Match, Matcher
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +30,8 @@ class Batched:
 
 
 class MatchQueue:
-    def __init__(self, matcher: Matcher, *, max_batch: int = 32) -> None:
-        self.matcher = matcher
+    def __init__(self, matcher: Callable[[], Matcher], *, max_batch: int = 32) -> None:
+        self._matcher = matcher  # asked for each batch: a live reload takes effect at once
         self._max_batch = max_batch
         self._pending: list[tuple[str, float, asyncio.Future[Batched]]] = []
         self._worker: asyncio.Task[None] | None = None
@@ -50,7 +54,7 @@ class MatchQueue:
             started = time.perf_counter()
             try:
                 matches = await loop.run_in_executor(
-                    self._thread, self.matcher.match_many, [text for text, _, _ in batch]
+                    self._thread, self._matcher().match_many, [text for text, _, _ in batch]
                 )
             except Exception as exc:
                 for _, _, future in batch:
@@ -63,6 +67,11 @@ class MatchQueue:
                     future.set_result(
                         Batched(match, (started - queued) * 1000, model_ms, len(batch))
                     )
+
+    async def in_model_thread(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in the model's thread, between batches (the model is not shared
+        across threads: its tokenizer is not thread-safe)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

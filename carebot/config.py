@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,6 +36,9 @@ class StoreSettings(_Section):
 
 class MatcherSettings(_Section):
     model: str = "all-MiniLM-L6-v2"
+    method: Literal["classifier", "nearest"] = "classifier"
+    min_similarity: Unit = 0.5
+    reload: bool = True  # an edited intents folder goes live without a restart
     intents_dir: str = "intents"
     cache_dir: str = ".carebot/cache"
     answer_threshold: Unit = 0.75

@@ -1,21 +1,35 @@
-"""The semantic FAQ matcher: which intents is a message closest to, and by how much.
+"""The semantic FAQ matcher: which intents is a message closest to, and how sure it is.
 
-An intent's score is the cosine similarity between the message and the closest of its examples
-(nearest neighbour over example embeddings). The margin is the gap between the two best intents;
-triage reads both. The matcher knows nothing of storage, channels or thresholds.
+Two methods (``[matcher] method``):
+
+* ``classifier`` (default): a logistic-regression head over the embeddings (carebot/head.py),
+  trained from the examples when intents load, gives each intent a probability; it is
+  multiplied by similarity evidence, a logistic of the message's cosine similarity to the
+  intent's closest example, halved at ``min_similarity``. A message unlike every example of an
+  intent (out of scope) gets a low score even when the classifier has to pick something.
+* ``nearest``: the cosine similarity to the intent's closest example.
+
+Either way an intent's score is in [0, 1], higher is surer, and triage compares it with the
+thresholds; the margin is the gap between the two best intents. The matcher knows nothing of
+storage, channels or thresholds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from carebot.config import MatcherSettings
 from carebot.embedding_cache import EmbeddingCache
 from carebot.encoder import Encoder
+from carebot.head import Head, train_head
 from carebot.intents import IntentSet
 from carebot.models import IntentScore
+
+METHODS = ("classifier", "nearest")
+EVIDENCE_WIDTH = 0.05  # similarity units over which the evidence goes from 27% to 73%
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +37,8 @@ class Match:
     """The best intents for one message, best first."""
 
     top: tuple[IntentScore, ...]
+    intents: IntentSet = field(default=IntentSet(()), compare=False)  # the set matched against
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # the embedding
 
     @property
     def best(self) -> IntentScore | None:
@@ -40,7 +56,7 @@ class Match:
 
 
 class Matcher:
-    """Holds the example embeddings of one intent set and scores messages against them."""
+    """Holds the example embeddings (and head) of one intent set and scores messages."""
 
     def __init__(
         self,
@@ -49,17 +65,49 @@ class Matcher:
         intents: IntentSet,
         cache: EmbeddingCache | None = None,
         top_k: int = 3,
+        method: str = "classifier",
+        min_similarity: float = 0.5,
+        previous: Matcher | None = None,
     ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown matcher method {method!r}; use one of {METHODS}")
         self._encoder = encoder
         self._top_k = top_k
+        self._min_similarity = min_similarity
         self.intents = intents
-        texts, _ = intents.examples()
+        self.method = method
+        texts, labels = intents.examples()
         vectors = cache.encode(texts, encoder) if cache is not None else encoder.encode(texts)
         self._examples = np.ascontiguousarray(vectors, dtype=np.float32)
         # Examples come grouped by intent, in order, so a segment max gives each intent's score.
         self._ids = [intent.id for intent in intents.intents]
         sizes = [len(intent.examples) for intent in intents.intents]
         self._starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.head: Head | None = None
+        if method == "classifier" and len(self._ids) > 1:
+            earlier = previous.head if previous is not None else None
+            self.head = train_head(self._examples, labels, self._ids, previous=earlier)
+
+    @classmethod
+    def configured(
+        cls,
+        settings: MatcherSettings,
+        *,
+        encoder: Encoder,
+        intents: IntentSet,
+        cache: EmbeddingCache | None = None,
+        previous: Matcher | None = None,
+    ) -> Matcher:
+        """A matcher as ``[matcher]`` in config.toml describes it."""
+        return cls(
+            encoder=encoder,
+            intents=intents,
+            cache=cache,
+            top_k=settings.top_k,
+            method=settings.method,
+            min_similarity=settings.min_similarity,
+            previous=previous,
+        )
 
     @property
     def encoder(self) -> Encoder:
@@ -73,13 +121,24 @@ class Matcher:
         return self.match_vectors(self._encoder.encode(list(texts))) if texts else []
 
     def match_vectors(self, vectors: np.ndarray) -> list[Match]:
+        vectors = np.asarray(vectors, dtype=np.float32)
         if not self._ids:
-            return [Match(()) for _ in range(len(vectors))]
-        sims = np.asarray(vectors, dtype=np.float32) @ self._examples.T
-        per_intent = np.maximum.reduceat(sims, self._starts, axis=1)
-        k = min(self._top_k, per_intent.shape[1])
+            return [Match((), self.intents, v) for v in vectors]
+        scores = self.scores(vectors)
+        k = min(self._top_k, scores.shape[1])
         matches = []
-        for row in per_intent:
+        for row, vector in zip(scores, vectors, strict=True):
             best = np.argsort(-row, kind="stable")[:k]
-            matches.append(Match(tuple(IntentScore(self._ids[i], float(row[i])) for i in best)))
+            top = tuple(IntentScore(self._ids[i], float(row[i])) for i in best)
+            matches.append(Match(top, self.intents, vector))
         return matches
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Every intent's score for every vector, columns in intent order."""
+        similarity = np.maximum.reduceat(vectors @ self._examples.T, self._starts, axis=1)
+        if self.method == "nearest":
+            return similarity
+        evidence = 1.0 / (1.0 + np.exp(-(similarity - self._min_similarity) / EVIDENCE_WIDTH))
+        if self.head is None:  # a single intent: the classifier has nothing to tell apart
+            return evidence
+        return self.head.probabilities(vectors) * evidence

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from carebot.agents import AgentDesk
+from carebot.batching import MatchQueue
 from carebot.channel import Channel
 from carebot.clock import Clock, utcnow
 from carebot.config import Settings
@@ -24,6 +25,7 @@ from carebot.intents import load_intents
 from carebot.matcher import Matcher
 from carebot.models import InboundMessage
 from carebot.outbox import OutboxWorker
+from carebot.reload import IntentReloader
 from carebot.store.conversations import ConversationStore
 from carebot.store.database import Database
 from carebot.store.handoffs import HandoffStore
@@ -41,10 +43,16 @@ def load_encoder(settings: Settings) -> Encoder:
     return SentenceTransformerEncoder(settings.matcher.model, base_dir=settings.base_dir)
 
 
-def build_triage(settings: Settings, encoder: Encoder) -> Triage:
+def embedding_cache(settings: Settings, encoder: Encoder) -> EmbeddingCache:
+    return EmbeddingCache(settings.path(settings.matcher.cache_dir), encoder.model_id)
+
+
+def build_triage(
+    settings: Settings, encoder: Encoder, cache: EmbeddingCache | None = None
+) -> Triage:
     intents = load_intents(settings.path(settings.matcher.intents_dir), settings.placeholders)
-    cache = EmbeddingCache(settings.path(settings.matcher.cache_dir), encoder.model_id)
-    matcher = Matcher(encoder=encoder, intents=intents, cache=cache, top_k=settings.matcher.top_k)
+    cache = cache or embedding_cache(settings, encoder)
+    matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=intents, cache=cache)
     return Triage(matcher=matcher, emotion=EmotionScorer(settings.emotion), settings=settings)
 
 
@@ -63,7 +71,9 @@ class Runtime:
     queue: AgentQueue
     clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
+    reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _watching: list[asyncio.Task[None]] = field(default_factory=list)
 
     def add_channel(self, channel: Channel) -> None:
         """Register a channel before :meth:`start`; its replies are delivered by the outbox."""
@@ -79,13 +89,18 @@ class Runtime:
             await channel.start(self.deliver)
         await self.inbox.recover()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        if self.reloader is not None:
+            watching = asyncio.create_task(self.reloader.run(), name="intent-reload")
+            self._watching.append(watching)
 
     async def stop(self) -> None:
         """Stop the channels, deliver what is due, stop the outbox and close the database."""
         for channel in self.channels.values():
             await channel.stop()
         self.outbox.stop()
-        for task in self._tasks:
+        for task in self._watching:
+            task.cancel()
+        for task in self._tasks + self._watching:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.outbox.deliver_due()
@@ -112,7 +127,14 @@ async def build_runtime(
     else:
         await db.ping()
         await db.check_migrated()
-    triage = build_triage(settings, encoder)
+    cache = embedding_cache(settings, encoder)
+    triage = build_triage(settings, encoder, cache)
+    matches = MatchQueue(lambda: triage.matcher)
+    reloader = None
+    if settings.matcher.reload:
+        reloader = IntentReloader(
+            settings=settings, triage=triage, cache=cache, in_model_thread=matches.in_model_thread
+        )
     conversations = ConversationStore(db, clock=clock, lease_replies=send_immediately)
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
@@ -122,6 +144,7 @@ async def build_runtime(
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
+        matches=matches,
         messages=settings.messages,
         clock=clock,
         on_outbox=worker.dispatch,
@@ -141,4 +164,5 @@ async def build_runtime(
         queue=AgentQueue(db, clock=clock),
         clock=clock,
         channels=channel_map,
+        reloader=reloader,
     )

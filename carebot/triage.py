@@ -53,6 +53,11 @@ class Triage:
         phrases = "|".join(re.escape(p.strip()) for p in settings.triage.human_phrases if p.strip())
         self._asks_for_human = re.compile(rf"\b({phrases})\b", re.IGNORECASE) if phrases else None
 
+    def use(self, matcher: Matcher) -> None:
+        """Match against another intent set from now on (a live reload). A match made with the
+        previous one is still decided on correctly: it carries the intents it was made with."""
+        self.matcher = matcher
+
     def decide(self, text: str, context: TriageContext) -> Decision:
         """Match, score emotion and apply the rules to one message."""
         return self.decide_matched(text, self.matcher.match(text), context)
@@ -60,7 +65,7 @@ class Triage:
     def decide_matched(self, text: str, match: Match, context: TriageContext) -> Decision:
         signal = self._emotion.score(text)
         chosen = _chosen_option(text, context.offered)
-        if chosen is not None:
+        if chosen is not None and chosen.id in match.intents:  # gone if intents were reloaded
             return self._answer_choice(chosen, match, signal, context)
         return self._apply_rules(text, match, signal, context)
 
@@ -68,7 +73,7 @@ class Triage:
         self, text: str, match: Match, signal: EmotionSignal, context: TriageContext
     ) -> Decision:
         cfg = self._settings
-        intents = self.matcher.intents
+        intents = match.intents
         best = intents[match.best.intent] if match.best else None
         answer_t, draft_t = self._thresholds(best)
         score, margin = match.score, match.margin
@@ -127,7 +132,7 @@ class Triage:
     def _answer_choice(
         self, chosen: Choice, match: Match, signal: EmotionSignal, context: TriageContext
     ) -> Decision:
-        intent = self.matcher.intents[chosen.id]
+        intent = match.intents[chosen.id]
         scores = {s.intent: s.score for s in match.top}
         reasons: tuple[Reason, ...] = (Reason.CLARIFIED,)
         kind = DecisionKind.ANSWER
@@ -158,7 +163,7 @@ class Triage:
 
     def _close_options(self, match: Match) -> tuple[Choice, ...]:
         """The best intents within ``clarify_margin`` of the first, each itself recognised."""
-        intents = self.matcher.intents
+        intents = match.intents
         margin = self._settings.matcher.clarify_margin
         options = []
         for candidate in match.top:

@@ -50,6 +50,9 @@ class Clock:
 def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
     data: dict[str, object] = {
         "matcher": {
+            # The pipeline tests reason in cosine similarities of the bag-of-words fake
+            # encoder; the classifier is tested on its own (test_matcher, test_real_model).
+            "method": "nearest",
             "intents_dir": str(TEST_INTENTS),
             "cache_dir": str(tmp_path / "cache"),
             "answer_threshold": 0.7,

@@ -9,7 +9,7 @@ import pytest
 from carebot.batching import MatchQueue
 from carebot.embedding_cache import EmbeddingCache
 from carebot.intents import IntentSet, load_intents
-from carebot.matcher import Matcher
+from carebot.matcher import Match, Matcher
 from tests.conftest import TEST_INTENTS
 from tests.fakes import FakeEncoder
 
@@ -19,9 +19,17 @@ def intents() -> IntentSet:
     return load_intents(TEST_INTENTS)
 
 
-def test_scores_are_the_closest_example_per_intent(intents: IntentSet) -> None:
+def same(a: Match, b: Match) -> bool:
+    """The same intents in the same order, the same scores up to float rounding (a batch sums
+    in another order than a single message)."""
+    return [s.intent for s in a.top] == [s.intent for s in b.top] and all(
+        x.score == pytest.approx(y.score, abs=1e-6) for x, y in zip(a.top, b.top, strict=True)
+    )
+
+
+def test_nearest_scores_are_the_closest_example_per_intent(intents: IntentSet) -> None:
     encoder = FakeEncoder()
-    matcher = Matcher(encoder=encoder, intents=intents, top_k=len(intents))
+    matcher = Matcher(encoder=encoder, intents=intents, top_k=len(intents), method="nearest")
     match = matcher.match("where is my return label")
     query = encoder.encode(["where is my return label"])[0]
     for scored in match.top:
@@ -48,7 +56,7 @@ def test_match_many_equals_one_by_one_in_one_encoder_call(intents: IntentSet) ->
     encoder.calls.clear()
     together = matcher.match_many(texts)
     assert encoder.calls == [4]
-    assert together == [matcher.match(t) for t in texts]
+    assert all(same(a, matcher.match(t)) for a, t in zip(together, texts, strict=True))
 
 
 def test_the_cache_encodes_each_example_once_across_restarts(
@@ -86,13 +94,64 @@ def test_a_corrupt_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
 async def test_messages_arriving_together_share_one_encoder_call(intents: IntentSet) -> None:
     encoder = FakeEncoder()
     matcher = Matcher(encoder=encoder, intents=intents)
-    queue = MatchQueue(matcher)
+    queue = MatchQueue(lambda: matcher)
     texts = ["where is my order", "refund money", "hello", "delete account"]
     encoder.calls.clear()
     results = await asyncio.gather(*(queue.match(t) for t in texts))
     assert encoder.calls == [4]
     assert [r.batch for r in results] == [4, 4, 4, 4]
-    assert [r.match for r in results] == [matcher.match(t) for t in texts]
+    assert all(same(r.match, matcher.match(t)) for r, t in zip(results, texts, strict=True))
     lone = await queue.match("hello")
-    assert lone.batch == 1 and lone.match == results[2].match
+    assert lone.batch == 1 and same(lone.match, results[2].match)
     queue.close()
+
+
+def test_the_classifier_picks_the_intent_and_scores_within_zero_and_one(
+    intents: IntentSet,
+) -> None:
+    matcher = Matcher(encoder=FakeEncoder(), intents=intents, top_k=len(intents))
+    match = matcher.match("where is my order please")
+    assert match.best is not None and match.best.intent == "order_status"
+    assert all(0.0 <= s.score <= 1.0 for s in match.top)
+    assert [s.score for s in match.top] == sorted((s.score for s in match.top), reverse=True)
+    assert match.intents is intents and match.vector is not None
+
+
+def test_a_message_unlike_every_example_scores_low_though_the_classifier_must_pick(
+    intents: IntentSet,
+) -> None:
+    matcher = Matcher(encoder=FakeEncoder(), intents=intents)
+    assert matcher.head is not None
+    unlike = "zebra quantum xylophone"  # no word in common with any example
+    probabilities = matcher.head.probabilities(FakeEncoder().encode([unlike]))[0]
+    assert probabilities.max() > 1 / len(intents)  # the classifier alone would name one
+    assert matcher.match(unlike).score < 0.01  # the similarity evidence says: none of these
+
+
+def test_training_is_deterministic_and_a_reload_starts_from_the_previous_head(
+    intents: IntentSet,
+) -> None:
+    encoder = FakeEncoder()
+    first = Matcher(encoder=encoder, intents=intents)
+    again = Matcher(encoder=encoder, intents=intents)
+    assert first.head is not None and again.head is not None
+    np.testing.assert_array_equal(first.head.weights, again.head.weights)
+    fewer = IntentSet(intents.intents[1:])
+    reloaded = Matcher(encoder=encoder, intents=fewer, previous=first)
+    assert reloaded.head is not None and reloaded.head.ids == first.head.ids[1:]
+    for text in ("refund money", "delete account"):
+        best, before = reloaded.match(text).best, first.match(text).best
+        assert best is not None and before is not None and best.intent == before.intent
+
+
+def test_one_intent_is_scored_by_similarity_evidence_alone(intents: IntentSet) -> None:
+    one = IntentSet(intents.intents[:1])
+    matcher = Matcher(encoder=FakeEncoder(), intents=one)
+    assert matcher.head is None
+    assert matcher.match(one.intents[0].examples[0]).score > 0.99
+    assert matcher.match("zebra quantum xylophone").score < 0.01
+
+
+def test_an_unknown_method_is_refused(intents: IntentSet) -> None:
+    with pytest.raises(ValueError, match="unknown matcher method 'magic'"):
+        Matcher(encoder=FakeEncoder(), intents=intents, method="magic")

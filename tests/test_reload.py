@@ -1,0 +1,114 @@
+"""Live intent reload: an edit goes live without a restart; a broken file changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from carebot.config import Settings
+from carebot.models import InboundMessage
+from carebot.runtime import Runtime, build_runtime
+from carebot.store.database import Database
+from tests.conftest import TEST_INTENTS, Clock, make_settings
+from tests.fakes import FakeEncoder, RecordingChannel
+
+NEW_INTENT = """
+  - id: gift_cards
+    title: Gift cards
+    examples:
+      - buy a gift card
+      - gift card balance
+      - gift voucher present
+    answer: Gift cards are sold in the shop.
+"""
+
+
+@pytest.fixture
+def intents_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "intents"
+    shutil.copytree(TEST_INTENTS, folder)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, intents_dir: Path) -> Settings:
+    return make_settings(tmp_path, matcher={"intents_dir": str(intents_dir)})
+
+
+@pytest.fixture
+async def live(
+    settings: Settings, encoder: FakeEncoder, database_url: str, clock: Clock
+) -> AsyncIterator[Runtime]:
+    db = Database(database_url)
+    await db.upgrade()
+    await db.close()
+    runtime = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"test": RecordingChannel("test")},
+        clock=clock,
+        database_url=database_url,
+    )
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+
+
+def add_intent(intents_dir: Path) -> None:
+    shop = intents_dir / "shop.yaml"
+    shop.write_text(shop.read_text() + NEW_INTENT)
+
+
+async def reloaded(runtime: Runtime, count: int) -> None:
+    assert runtime.reloader is not None
+    async with asyncio.timeout(10), runtime.reloader.changed:
+        await runtime.reloader.changed.wait_for(lambda: runtime.reloader.reloads >= count)
+
+
+async def test_an_edit_goes_live_and_encodes_only_the_new_examples(
+    live: Runtime, intents_dir: Path, encoder: FakeEncoder, clock: Clock
+) -> None:
+    before = live.triage.matcher
+    encoder.calls.clear()
+    add_intent(intents_dir)
+    await reloaded(live, 1)
+    assert "gift_cards" in live.triage.matcher.intents
+    assert encoder.calls == [3]  # the three new examples; the rest came from the cache
+    assert live.triage.matcher.head is not None and before.head is not None
+    message = InboundMessage("test", "u1", "m1", "gift card balance please", clock())
+    outcome = await live.inbox.receive(message)
+    assert outcome.decision is not None and outcome.decision.intent == "gift_cards"
+
+
+async def test_a_broken_file_is_refused_with_its_line_and_the_last_good_set_stays(
+    live: Runtime, intents_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert live.reloader is not None
+    before = live.triage.matcher
+    (intents_dir / "broken.yaml").write_text("intents:\n  - id: half\n    examples: [a\n")
+    with caplog.at_level(logging.ERROR, logger="carebot.reload"):
+        assert await live.reloader.reload() is False
+    assert live.triage.matcher is before
+    assert any("broken.yaml:" in r.getMessage() for r in caplog.records)
+    assert any("last good intents stay live" in r.getMessage() for r in caplog.records)
+    (intents_dir / "broken.yaml").unlink()
+    add_intent(intents_dir)
+    assert await live.reloader.reload() is True
+    assert "gift_cards" in live.triage.matcher.intents
+
+
+async def test_reload_can_be_turned_off(
+    tmp_path: Path, encoder: FakeEncoder, database_url: str
+) -> None:
+    settings = make_settings(tmp_path, matcher={"reload": False})
+    db = Database(database_url)
+    await db.upgrade()
+    await db.close()
+    runtime = await build_runtime(settings, encoder=encoder, database_url=database_url)
+    assert runtime.reloader is None
+    await runtime.db.close()
