@@ -15,6 +15,8 @@ READMEs). Per dataset one table compares, with the same sentence model:
 Columns: accuracy, coverage@P (P = 0.95, 0.97, 0.99), and for CLINC150 the out-of-scope recall
 and the auto-answer precision on test at the 0.97 operating point, whose threshold is chosen on
 val + oos_val (never on test). Metrics are those of ``carebot.evaluation`` (DESIGN.md section 7).
+With ``--tune``, ``carebot intents tune`` also fine-tunes the model on each training set
+(cached under ``--cache``) and the default matcher runs on the tuned embeddings.
 "fit s" is learning from the features (median of ``--repeats`` fits); "encode s" is turning all
 texts (training examples and evaluated rows) into features. Sentence embeddings are cached as
 .npy per split and model under ``--cache`` with the time they took to encode, so a rerun skips
@@ -367,6 +369,43 @@ def table(data: Dataset, outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def tuned_outcome(data: Dataset, embeddings_cache: Path, model: str, repeats: int) -> Outcome:
+    """``carebot intents tune`` on the training examples (the tuned model is cached), then the
+    default matcher on the tuned model's embeddings. "fit s" adds the tuning time."""
+    from carebot.tuning import tune
+
+    digest = hashlib.sha256("\n".join([model, *data.train.texts]).encode()).hexdigest()[:12]
+    folder = embeddings_cache / f"tuned-{data.name}-{digest}"
+    record = folder / "carebot-tune.json"
+    if not record.exists():
+        with tqdm(desc=f"tuning on {data.train.name}", unit="step") as bar:
+
+            def progress(step: int, steps: int, loss: float) -> None:
+                bar.total = steps
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                bar.update(1)
+
+            tuned = tune(_intents(data.train), model, folder, progress=progress)
+        record.write_text(json.dumps({"seconds": tuned.seconds, "steps": tuned.steps}))
+    tune_s = json.loads(record.read_text())["seconds"]
+    embedded = embed(Embeddings(str(folder), embeddings_cache), data)
+    outcome = carebot_matcher("classifier")(data, embedded, repeats)
+    return Outcome(
+        "carebot (classifier, tuned model)",
+        outcome.test,
+        outcome.val,
+        outcome.fit_s + tune_s,
+        outcome.encode_s,
+    )
+
+
+def embed(embeddings: Embeddings, data: Dataset) -> Embedded:
+    embedded = Embedded({}, {})
+    for split in data.splits:
+        embedded.vectors[split.name], embedded.seconds[split.name] = embeddings.of(split)
+    return embedded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path, help="folder with clinc150/ and banking77/")
@@ -374,6 +413,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / ".carebot" / "bench-cache")
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--repeats", type=int, default=3, help="fits per method (median shown)")
+    parser.add_argument(
+        "--tune", action="store_true", help="also fine-tune the model per dataset (minutes)"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = sorted(set(names) - set(DATASETS))
@@ -383,10 +425,10 @@ def main() -> None:
     embeddings = Embeddings(args.model, args.cache)
     for name in names:
         data = DATASETS[name](args.data_dir)
-        embedded = Embedded({}, {})
-        for split in data.splits:
-            embedded.vectors[split.name], embedded.seconds[split.name] = embeddings.of(split)
+        embedded = embed(embeddings, data)
         outcomes = [method(data, embedded, args.repeats) for method in METHODS]
+        if args.tune:
+            outcomes.insert(1, tuned_outcome(data, args.cache, args.model, args.repeats))
         print(f"\n{describe(data)}; model {args.model}")
         print("\n".join(table(data, outcomes)))
     print(

@@ -67,7 +67,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--messages", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=64)
     args = parser.parse_args()
     settings = load_settings(args.config)
     matcher = build_triage(settings, load_encoder(settings)).matcher

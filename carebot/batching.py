@@ -2,9 +2,10 @@
 
 One thread runs the model (torch already spreads a call over the cores; calls from several
 threads would only compete for them). While it works, newly arrived messages queue; the next
-call takes all of them at once, up to ``max_batch``. Nothing waits on purpose: a lone message
-is encoded at once, so batching costs no latency when the service is quiet, and under load a
-batch of 16 costs little more than one message.
+call takes all of them at once, up to ``max_batch``. Before a batch starts, the queue waits at
+most ``max_wait`` seconds (2 ms) for it to fill: the customers whose answers just came back
+are often about to send again, and a batch of 64 costs far less than two of 32. A lone message
+waits those 2 ms at most, against ~12 ms to encode it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from carebot.matcher import Match, Matcher
+from carebot.wakeup import Wakeup
 
 T = TypeVar("T")
 
@@ -30,9 +32,13 @@ class Batched:
 
 
 class MatchQueue:
-    def __init__(self, matcher: Callable[[], Matcher], *, max_batch: int = 32) -> None:
+    def __init__(
+        self, matcher: Callable[[], Matcher], *, max_batch: int = 64, max_wait: float = 0.002
+    ) -> None:
         self._matcher = matcher  # asked for each batch: a live reload takes effect at once
         self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._full = Wakeup()  # set when a whole batch is waiting
         self._pending: list[tuple[str, float, asyncio.Future[Batched]]] = []
         self._worker: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -40,6 +46,8 @@ class MatchQueue:
     async def match(self, text: str) -> Batched:
         future: asyncio.Future[Batched] = asyncio.get_running_loop().create_future()
         self._pending.append((text, time.perf_counter(), future))
+        if len(self._pending) >= self._max_batch:
+            self._full.set()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name="match-queue")
         return await future
@@ -47,6 +55,7 @@ class MatchQueue:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
+            await self._fill()
             batch, self._pending = (
                 self._pending[: self._max_batch],
                 self._pending[self._max_batch :],
@@ -67,6 +76,12 @@ class MatchQueue:
                     future.set_result(
                         Batched(match, (started - queued) * 1000, model_ms, len(batch))
                     )
+
+    async def _fill(self) -> None:
+        """Wait up to ``max_wait`` for a whole batch (not at all when one is waiting)."""
+        self._full.clear()
+        if len(self._pending) < self._max_batch:
+            await self._full.sleep(self._max_wait)
 
     async def in_model_thread(self, work: Callable[[], T]) -> T:
         """Run ``work`` in the model's thread, between batches (the model is not shared

@@ -41,9 +41,9 @@ class MatcherSettings(_Section):
     reload: bool = True  # an edited intents folder goes live without a restart
     intents_dir: str = "intents"
     cache_dir: str = ".carebot/cache"
-    answer_threshold: Unit = 0.75
-    draft_threshold: Unit = 0.55
-    clarify_margin: Unit = 0.04
+    answer_threshold: Unit = 0.5
+    draft_threshold: Unit = 0.25
+    clarify_margin: Unit = 0.1
     top_k: Annotated[int, Field(ge=2, le=10)] = 3
 
 
