@@ -15,6 +15,10 @@ class IntentError(CarebotError):
     """An intent file cannot be read or does not have the documented shape."""
 
 
+class DataError(CarebotError):
+    """A labelled data file (``intents import``, ``eval --test``) is unreadable or mis-shaped."""
+
+
 class ModelError(CarebotError):
     """The sentence-transformers model cannot be found or loaded."""
 

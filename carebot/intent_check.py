@@ -2,7 +2,8 @@
 
 Errors (exit 1): YAML syntax, missing or mistyped fields, duplicate ids, one example under two
 intents, unknown answer placeholders. Warnings (exit 0): intents with fewer than
-``MIN_EXAMPLES`` examples, and examples that the model puts closer to another intent than to
+``MIN_EXAMPLES`` examples, intents without an answer yet, out-of-scope texts that are also
+examples, and examples that the model puts closer to another intent than to
 their own (the conflict analysis, which loads the model).
 """
 
@@ -35,6 +36,16 @@ def check_intents(
                     intent.line,
                     f"{intent.id}: only {len(intent.examples)} example(s); give at least "
                     f"{MIN_EXAMPLES} varied phrasings",
+                    Severity.WARNING,
+                )
+            )
+        if not intent.answer:
+            problems.append(
+                Problem(
+                    intent.file or directory,
+                    intent.line,
+                    f"{intent.id}: no answer yet: it can be evaluated but will be handed to a "
+                    "person instead of answered",
                     Severity.WARNING,
                 )
             )

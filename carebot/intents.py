@@ -8,11 +8,20 @@ A file looks like::
         examples:
           - where is my order
           - has my parcel shipped yet
-        answer: You can follow your order at {tracking_url}.
+        answer: You can follow your order at {tracking_url}.   # optional, see below
         answer_threshold: 0.8          # optional per-intent overrides
         draft_threshold: 0.6
         handoff: false                 # true: always a human (legal threats, deletion, ...)
         tags: [orders]
+
+An intent without an ``answer`` is valid (imported data often has none yet): it can be
+evaluated, and ``carebot intents check`` warns about it. Any file may also hold a top-level
+``out_of_scope:`` list of messages that no intent should answer (e.g. from an import); they are
+not intents and not matcher examples, only evaluation material (see ``carebot eval``)::
+
+    out_of_scope:
+      - what is the meaning of life
+      - book me a flight to Rome
 
 Reading collects every problem with its file and line instead of stopping at the first, so
 ``carebot intents check`` can list them all; :func:`load_intents` raises when any is an error.
@@ -32,8 +41,8 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from carebot.exceptions import IntentError
 
-REQUIRED = ("id", "examples", "answer")
-OPTIONAL = ("title", "answer_threshold", "draft_threshold", "handoff", "tags")
+REQUIRED = ("id", "examples")
+OPTIONAL = ("answer", "title", "answer_threshold", "draft_threshold", "handoff", "tags")
 
 
 class Severity(StrEnum):
@@ -57,7 +66,7 @@ class Problem:
 class Intent:
     id: str
     examples: tuple[str, ...]
-    answer: str
+    answer: str = ""  # empty: no answer yet (evaluated, but never sent)
     title: str = ""
     answer_threshold: float | None = None
     draft_threshold: float | None = None
@@ -77,7 +86,10 @@ class Intent:
 
 @dataclass(frozen=True)
 class IntentSet:
+    """The intents, and the ``out_of_scope`` messages no intent should answer (not examples)."""
+
     intents: tuple[Intent, ...]
+    out_of_scope: tuple[str, ...] = ()
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,12 +122,17 @@ def read_intents(
     if not files:
         problems.append(Problem(directory, None, "no intent files (*.yaml) in this folder"))
     intents: list[Intent] = []
+    out_of_scope: list[_Located] = []
     for file in files:
-        intents.extend(_read_file(file, problems))
+        doc = _load_yaml(file, problems)
+        if doc is not None and _has_shape(doc, file, problems):
+            intents.extend(_read_intents(doc, file, problems))
+            out_of_scope.extend(_read_out_of_scope(doc, file, problems))
     problems.extend(_cross_file_problems(intents))
+    problems.extend(_out_of_scope_problems(intents, out_of_scope))
     if placeholders is not None:
         problems.extend(_placeholder_problems(intents, placeholders))
-    return IntentSet(tuple(intents)), problems
+    return IntentSet(tuple(intents), tuple(o.text for o in out_of_scope)), problems
 
 
 def load_intents(directory: Path, placeholders: Mapping[str, str] | None = None) -> IntentSet:
@@ -131,7 +148,14 @@ def load_intents(directory: Path, placeholders: Mapping[str, str] | None = None)
     return intents
 
 
-def _read_file(file: Path, problems: list[Problem]) -> list[Intent]:
+@dataclass(frozen=True, slots=True)
+class _Located:
+    text: str
+    file: Path
+    line: int
+
+
+def _load_yaml(file: Path, problems: list[Problem]) -> Any:
     try:
         doc = YAML(typ="rt").load(file.read_text(encoding="utf-8"))
     except MarkedYAMLError as exc:
@@ -141,12 +165,41 @@ def _read_file(file: Path, problems: list[Problem]) -> list[Intent]:
         if exc.context and exc.context_mark and exc.problem:
             detail = f"{exc.problem} ({exc.context} started on line {exc.context_mark.line + 1})"
         problems.append(Problem(file, line, f"YAML syntax: {detail}"))
-        return []
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(file, None, f"cannot read file: {exc}"))
-        return []
-    if not isinstance(doc, dict) or not isinstance(doc.get("intents"), list):
+        return None
+    return doc
+
+
+def _has_shape(doc: Any, file: Path, problems: list[Problem]) -> bool:
+    """A mapping with an ``intents:`` list, an ``out_of_scope:`` list, or both."""
+    if not isinstance(doc, dict) or not ("intents" in doc or "out_of_scope" in doc):
         problems.append(Problem(file, 1, "expected a top-level 'intents:' list"))
+        return False
+    for key in ("intents", "out_of_scope"):
+        if key in doc and not isinstance(doc[key], list):
+            problems.append(Problem(file, _key_line(doc, key, 1), f"expected a '{key}:' list"))
+            return False
+    return True
+
+
+def _read_out_of_scope(doc: dict[str, Any], file: Path, problems: list[Problem]) -> list[_Located]:
+    items = doc.get("out_of_scope", [])
+    found = []
+    for index, item in enumerate(items):
+        line = items.lc.item(index)[0] + 1
+        if isinstance(item, str) and item.strip():
+            found.append(_Located(item.strip(), file, line))
+        else:
+            problems.append(
+                Problem(file, line, f"out_of_scope entries must be non-empty texts (got {item!r})")
+            )
+    return found
+
+
+def _read_intents(doc: dict[str, Any], file: Path, problems: list[Problem]) -> list[Intent]:
+    if "intents" not in doc:
         return []
     intents = []
     for index, node in enumerate(doc["intents"]):
@@ -160,7 +213,7 @@ def _read_file(file: Path, problems: list[Problem]) -> list[Intent]:
 def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> Intent | None:
     if not isinstance(node, dict):
         problems.append(
-            Problem(file, line, "each intent must be a mapping with id, examples, answer")
+            Problem(file, line, "each intent must be a mapping with id, examples (and answer)")
         )
         return None
     before = len(problems)
@@ -198,7 +251,7 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
     return Intent(
         id=intent_id,
         examples=tuple(e.strip() for e in examples),
-        answer=str(node["answer"]).strip(),
+        answer=str(node.get("answer") or "").strip(),
         title=str(node.get("title", "")),
         answer_threshold=node.get("answer_threshold"),
         draft_threshold=node.get("draft_threshold"),
@@ -223,6 +276,9 @@ def _check_types(node: dict[str, Any], file: Path, line: int, problems: list[Pro
                     f"{key} must be a number from 0 to 1 (got {value!r})",
                 )
             )
+    answer = node.get("answer")
+    if answer is not None and not isinstance(answer, str | int | float):
+        problems.append(Problem(file, _key_line(node, "answer", line), "answer must be text"))
     if "handoff" in node and not isinstance(node["handoff"], bool):
         problems.append(
             Problem(
@@ -263,6 +319,26 @@ def _cross_file_problems(intents: list[Intent]) -> Iterable[Problem]:
                     f"example {example!r} of {intent.id!r} is also an example of "
                     f"{owner.id!r} ({owner.file}:{owner_line})",
                 )
+
+
+def _out_of_scope_problems(
+    intents: list[Intent], out_of_scope: list[_Located]
+) -> Iterable[Problem]:
+    examples = {
+        " ".join(example.casefold().split()): intent
+        for intent in intents
+        for example in intent.examples
+    }
+    for item in out_of_scope:
+        owner = examples.get(" ".join(item.text.casefold().split()))
+        if owner is not None:
+            yield Problem(
+                item.file,
+                item.line,
+                f"out-of-scope text {item.text!r} is also an example of {owner.id!r} "
+                f"({owner.file}:{owner.line}); evaluation counts it as out of scope",
+                Severity.WARNING,
+            )
 
 
 def _placeholder_problems(

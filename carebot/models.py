@@ -76,6 +76,7 @@ class Reason(StrEnum):
     EMOTIONAL = "emotional"
     ASKED_FOR_HUMAN = "asked_for_human"
     SENSITIVE_INTENT = "sensitive_intent"
+    NO_ANSWER = "no_answer"
     REPEATED_FAILURE = "repeated_failure"
     AMBIGUOUS = "ambiguous"
     BELOW_THRESHOLD = "below_threshold"
@@ -92,6 +93,7 @@ REASON_WORDS: Mapping[Reason, str] = {
     Reason.EMOTIONAL: "the customer sounds upset",
     Reason.ASKED_FOR_HUMAN: "the customer asked for a person",
     Reason.SENSITIVE_INTENT: "the topic always goes to a person",
+    Reason.NO_ANSWER: "the topic has no answer written yet",
     Reason.REPEATED_FAILURE: "the bot failed to understand twice in a row",
     Reason.AMBIGUOUS: "the question matched several topics equally well",
     Reason.BELOW_THRESHOLD: "the bot was not sure enough to answer",

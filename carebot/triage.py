@@ -6,6 +6,7 @@ The rules, in order of importance:
 * the customer asks for a person (a phrase from ``[triage] human_phrases`` or the
   ``human_intent``) -> handoff;
 * the best intent is marked ``handoff: true`` -> handoff (with the intent's answer as a draft);
+* the best intent has no answer yet (imported, not written) -> handoff;
 * a second non-answer in a row -> handoff;
 * the two best intents are closer than ``clarify_margin`` -> "Did you mean A or B?";
 * the best score is below the draft threshold -> ask to rephrase (or hand off, see
@@ -85,8 +86,11 @@ class Triage:
             recognised and best is not None and best.id == cfg.triage.human_intent
         ):
             reasons.add(Reason.ASKED_FOR_HUMAN)
-        if recognised and best is not None and best.handoff and best.id != cfg.triage.human_intent:
-            reasons.add(Reason.SENSITIVE_INTENT)
+        if recognised and best is not None and best.id != cfg.triage.human_intent:
+            if best.handoff:
+                reasons.add(Reason.SENSITIVE_INTENT)
+            if not best.answer.strip():
+                reasons.add(Reason.NO_ANSWER)  # imported, answer not written yet
         options = self._close_options(match) if recognised else ()
         if len(options) > 1:
             reasons.add(Reason.AMBIGUOUS)
@@ -118,6 +122,7 @@ class Triage:
             Reason.EMOTIONAL,
             Reason.ASKED_FOR_HUMAN,
             Reason.SENSITIVE_INTENT,
+            Reason.NO_ANSWER,
             Reason.REPEATED_FAILURE,
         }
         if reasons & human:
@@ -140,6 +145,8 @@ class Triage:
             reasons, kind = (Reason.EMOTIONAL, Reason.CLARIFIED), DecisionKind.HANDOFF
         elif intent.handoff:
             reasons, kind = (Reason.SENSITIVE_INTENT, Reason.CLARIFIED), DecisionKind.HANDOFF
+        elif not intent.answer.strip():
+            reasons, kind = (Reason.NO_ANSWER, Reason.CLARIFIED), DecisionKind.HANDOFF
         return Decision(
             kind=kind,
             reasons=reasons,
@@ -178,6 +185,8 @@ class Triage:
 
     def _draft(self, intent: Intent | None) -> str | None:
         if intent is None or intent.id == self._settings.triage.human_intent:
+            return None
+        if not intent.answer.strip():
             return None
         return intent.render_answer(self._settings.placeholders)
 

@@ -51,7 +51,15 @@ def config(tmp_path: Path, intents: Path = TEST_INTENTS) -> Path:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["intents", "--help"], ["chat", "--help"], ["db", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["intents", "--help"],
+        ["intents", "import", "--help"],
+        ["eval", "--help"],
+        ["chat", "--help"],
+        ["db", "--help"],
+    ],
 )
 def test_help_does_not_import_torch(args: list[str]) -> None:
     result = carebot(*args)
@@ -70,10 +78,21 @@ def test_intents_check_without_conflicts_is_fast_and_clean(tmp_path: Path) -> No
 def test_intents_check_exits_1_on_errors_with_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "x.yaml").write_text("intents:\n  - id: x\n    examples: [a, b, c]\n")
+    (bad / "x.yaml").write_text("intents:\n  - id: x\n    answer: hi\n")
     result = carebot("-c", str(config(tmp_path)), "intents", "check", str(bad), "--no-conflicts")
     assert result.returncode == 1
-    assert f"{bad / 'x.yaml'}:2: error: x: missing required field 'answer'" in result.stdout
+    assert f"{bad / 'x.yaml'}:2: error: x: missing required field 'examples'" in result.stdout
+
+
+def test_intents_import_does_not_load_the_model(tmp_path: Path) -> None:
+    source = tmp_path / "data.csv"
+    source.write_text("text,intent\nwhere is my order,order_status\nhello,oos\n")
+    result = carebot("intents", "import", str(source), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "1 intents, 1 examples, 0 with an answer" in result.stdout
+    assert "HEAVY:\n" in result.stdout
+    check = carebot("intents", "check", str(tmp_path / "out"), "--no-conflicts")
+    assert "0 error(s), 2 warning(s)" in check.stdout, check.stdout  # 1 example, no answer
 
 
 def test_the_shipped_intents_pass_the_check_without_conflicts() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from carebot.exceptions import IntentError
 from carebot.intent_check import check_intents
-from carebot.intents import Severity, load_intents, read_intents
+from carebot.intents import Intent, IntentSet, Severity, load_intents, read_intents
 from tests.conftest import TEST_INTENTS
 from tests.fakes import FakeEncoder
 
@@ -55,7 +55,15 @@ def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
             "intents:\n  - id: a\n    answer: hi\n",
             "a.yaml:2: error: a: missing required field 'examples'",
         ),
-        ("intents:\n  - id: a\n    examples: [x, y, z]\n", "missing required field 'answer'"),
+        (
+            "intents:\n  - id: a\n    examples: [x, y, z]\n    answer: [no]\n",
+            "a.yaml:4: error: answer must be text",
+        ),
+        (
+            "intents: []\nout_of_scope:\n  - fine\n  - [not, text]\n",
+            "a.yaml:4: error: out_of_scope entries must be non-empty texts",
+        ),
+        ("out_of_scope: nope\n", "a.yaml:1: error: expected a 'out_of_scope:' list"),
         (
             "intents:\n  - id: a\n    exmaples: [x]\n    examples: [x, y, z]\n    answer: hi\n",
             "a.yaml:3: error: unknown field 'exmaples'",
@@ -125,3 +133,38 @@ def test_load_intents_raises_with_every_error(tmp_path: Path) -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     _, problems = read_intents(tmp_path / "none")
     assert "intents folder not found" in str(problems[0])
+
+
+def test_an_intent_without_an_answer_loads_and_the_check_warns(tmp_path: Path) -> None:
+    text = "intents:\n  - id: a\n    examples: [x, y, z]\n"
+    directory = folder(tmp_path, **{"a.yaml": text})
+    assert load_intents(directory)["a"].answer == ""
+    assert messages(directory) == [
+        f"{directory / 'a.yaml'}:2: warning: a: no answer yet: it can be evaluated but will be "
+        "handed to a person instead of answered"
+    ]
+
+
+def test_out_of_scope_texts_are_kept_apart_from_the_intents(tmp_path: Path) -> None:
+    directory = folder(
+        tmp_path,
+        **{
+            "hours.yaml": GOOD + "out_of_scope:\n  - what is the weather\n",
+            "oos.yaml": "out_of_scope:\n  - tell me a joke\n  - when are you open\n",
+        },
+    )
+    intents = load_intents(directory, {"hours": "9-5"})
+    assert intents.out_of_scope == ("what is the weather", "tell me a joke", "when are you open")
+    assert "what is the weather" not in intents.examples()[0]
+    assert len(intents) == 1
+    assert messages(directory) == [
+        f"{directory / 'oos.yaml'}:3: warning: out-of-scope text 'when are you open' is also an "
+        f"example of 'opening_hours' ({directory / 'hours.yaml'}:2); evaluation counts it as "
+        "out of scope"
+    ]
+
+
+def test_an_intent_set_is_still_built_from_intents_alone() -> None:
+    intents = IntentSet((Intent("a", ("x",), "hi"), Intent("b", ("y",))))
+    assert intents.out_of_scope == ()
+    assert intents["b"].answer == ""

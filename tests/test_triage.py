@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from carebot.config import Settings
 from carebot.emotion import EmotionScorer
-from carebot.intents import load_intents
+from carebot.intents import IntentSet, load_intents
 from carebot.matcher import Matcher
 from carebot.models import Choice, DecisionKind, Reason
 from carebot.triage import Triage, TriageContext
@@ -18,9 +19,9 @@ OPEN = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday morning
 CLOSED = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)  # a Saturday night
 
 
-def build(settings: Settings) -> Triage:
-    intents = load_intents(TEST_INTENTS, settings.placeholders)
-    matcher = Matcher(encoder=FakeEncoder(), intents=intents, top_k=3)
+def build(settings: Settings, intents: IntentSet | None = None) -> Triage:
+    intents = intents or load_intents(TEST_INTENTS, settings.placeholders)
+    matcher = Matcher.configured(settings.matcher, encoder=FakeEncoder(), intents=intents)
     return Triage(matcher=matcher, emotion=EmotionScorer(settings.emotion), settings=settings)
 
 
@@ -80,6 +81,17 @@ def test_a_sensitive_intent_handoff_carries_a_draft(triage: Triage) -> None:
     decision = triage.decide("delete my account", TriageContext(now=OPEN))
     assert decision.draft == "I can delete your account for you."
     assert decision.reply == Settings().messages.handoff
+
+
+def test_an_intent_without_an_answer_goes_to_a_person(settings: Settings) -> None:
+    shipped = load_intents(TEST_INTENTS, settings.placeholders)
+    intents = IntentSet(
+        tuple(replace(i, answer="") if i.id == "order_status" else i for i in shipped.intents)
+    )
+    decision = build(settings, intents).decide("where is my order", TriageContext(now=OPEN))
+    assert decision.kind is DecisionKind.HANDOFF
+    assert decision.reasons == (Reason.NO_ANSWER, Reason.CONFIDENT)
+    assert decision.draft is None and decision.reply == Settings().messages.handoff
 
 
 def test_a_draft_decision_carries_the_answer_for_the_agent(triage: Triage) -> None:
