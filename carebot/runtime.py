@@ -51,7 +51,8 @@ def build_triage(
     settings: Settings, encoder: Encoder, cache: EmbeddingCache | None = None
 ) -> Triage:
     intents = load_intents(settings.path(settings.matcher.intents_dir), settings.placeholders)
-    cache = cache or embedding_cache(settings, encoder)
+    if cache is None:  # not `or`: an empty cache is falsy
+        cache = embedding_cache(settings, encoder)
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=intents, cache=cache)
     return Triage(matcher=matcher, emotion=EmotionScorer(settings.emotion), settings=settings)
 

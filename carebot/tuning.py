@@ -73,7 +73,8 @@ def tune(
     started = time.perf_counter()
     torch.manual_seed(SEED)
     st = SentenceTransformer(str(resolve_model(model, base_dir)), device="cpu")
-    dims = st.get_sentence_embedding_dimension()
+    dimension = getattr(st, "get_embedding_dimension", st.get_sentence_embedding_dimension)
+    dims = dimension()  # renamed in sentence-transformers 6
     assert dims is not None
     head = torch.nn.Linear(dims, len(classes), bias=False)
     column = {intent: i for i, intent in enumerate(classes)}

@@ -37,7 +37,9 @@ def intents_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, intents_dir: Path) -> Settings:
-    return make_settings(tmp_path, matcher={"intents_dir": str(intents_dir)})
+    return make_settings(
+        tmp_path, matcher={"intents_dir": str(intents_dir), "method": "classifier"}
+    )
 
 
 @pytest.fixture
@@ -79,7 +81,9 @@ async def test_an_edit_goes_live_and_encodes_only_the_new_examples(
     await reloaded(live, 1)
     assert "gift_cards" in live.triage.matcher.intents
     assert encoder.calls == [3]  # the three new examples; the rest came from the cache
-    assert live.triage.matcher.head is not None and before.head is not None
+    after = live.triage.matcher.head
+    assert after is not None and before.head is not None
+    assert after.ids == (*before.head.ids, "gift_cards")  # trained on from the previous head
     message = InboundMessage("test", "u1", "m1", "gift card balance please", clock())
     outcome = await live.inbox.receive(message)
     assert outcome.decision is not None and outcome.decision.intent == "gift_cards"
