@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/carebot serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check carebot adapters tests bench
+	$(BIN)/ruff check carebot adapters tests bench scripts
 	$(BIN)/mypy carebot adapters
 
 test: lint

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from carebot.batching import MatchQueue  # noqa: E402
 from carebot.config import Settings  # noqa: E402
 from carebot.embedding_cache import EmbeddingCache  # noqa: E402
-from carebot.intents import load_intents  # noqa: E402
+from carebot.intents import ParsedFiles, load_intents  # noqa: E402
 from carebot.matcher import Matcher  # noqa: E402
 from carebot.reload import IntentReloader  # noqa: E402
 from carebot.runtime import build_triage, embedding_cache, load_encoder  # noqa: E402
@@ -95,11 +95,16 @@ async def main() -> None:
         encoder = load_encoder(settings)
         cache = embedding_cache(settings, encoder)
         started = time.perf_counter()
-        triage = build_triage(settings, encoder, cache)
+        parsed = ParsedFiles()
+        triage = build_triage(settings, encoder, cache, parsed)
         first_start = time.perf_counter() - started
         queue = MatchQueue(lambda: triage.matcher)
         reloader = IntentReloader(
-            settings=settings, triage=triage, cache=cache, in_model_thread=queue.in_model_thread
+            settings=settings,
+            triage=triage,
+            cache=cache,
+            in_model_thread=queue.in_model_thread,
+            parsed=parsed,
         )
         edits = await live_edits(reloader, Path(folder) / "balance.yaml", args.edits)
         restart = [rebuild(settings, triage.matcher, cache) for _ in range(3)]

@@ -49,6 +49,9 @@ class MatcherSettings(_Section):
 
 class EmotionSettings(_Section):
     threshold: Unit = 0.5
+    head: bool = True  # the emotion head over the message embedding (trained on GoEmotions)
+    head_weights: str = ""  # its weights file; empty: the packaged carebot/data/emotion_head.npz
+    target: Literal["negative", "anger"] = "negative"
     shouting: Unit = 0.5
     exclamations: Unit = 0.2
     escalation_words: tuple[str, ...] = ("lawyer", "sue", "court", "police", "fraud", "scam")

@@ -111,23 +111,63 @@ class IntentSet:
         return texts, labels
 
 
+@dataclass(frozen=True)
+class _FileContent:
+    """What one file holds, and the size and time stamp it was read at."""
+
+    stamp: tuple[int, int]
+    intents: list[Intent]
+    out_of_scope: list[_Located]
+    problems: list[Problem]
+
+
+class ParsedFiles:
+    """Files read before, kept until they change: a reload parses only the edited files (YAML
+    parsing is most of the time of reading 15,000 examples)."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, _FileContent] = {}
+
+    def read(self, file: Path) -> _FileContent:
+        info = file.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+        known = self._files.get(file)
+        if known is not None and known.stamp == stamp:
+            return known
+        problems: list[Problem] = []
+        intents: list[Intent] = []
+        out_of_scope: list[_Located] = []
+        doc = _load_yaml(file, problems)
+        if doc is not None and _has_shape(doc, file, problems):
+            intents = _read_intents(doc, file, problems)
+            out_of_scope = _read_out_of_scope(doc, file, problems)
+        self._files[file] = _FileContent(stamp, intents, out_of_scope, problems)
+        return self._files[file]
+
+
 def read_intents(
-    directory: Path, placeholders: Mapping[str, str] | None = None
+    directory: Path,
+    placeholders: Mapping[str, str] | None = None,
+    parsed: ParsedFiles | None = None,
 ) -> tuple[IntentSet, list[Problem]]:
-    """Read every ``*.yaml``/``*.yml`` file under ``directory``; return the intents and problems."""
+    """Read every ``*.yaml``/``*.yml`` file under ``directory``; return the intents and problems.
+
+    ``parsed`` keeps files between calls, so only files changed since are parsed again."""
     problems: list[Problem] = []
     if not directory.is_dir():
         return IntentSet(()), [Problem(directory, None, "intents folder not found")]
     files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
     if not files:
         problems.append(Problem(directory, None, "no intent files (*.yaml) in this folder"))
+    if parsed is None:
+        parsed = ParsedFiles()
     intents: list[Intent] = []
     out_of_scope: list[_Located] = []
     for file in files:
-        doc = _load_yaml(file, problems)
-        if doc is not None and _has_shape(doc, file, problems):
-            intents.extend(_read_intents(doc, file, problems))
-            out_of_scope.extend(_read_out_of_scope(doc, file, problems))
+        content = parsed.read(file)
+        intents.extend(content.intents)
+        out_of_scope.extend(content.out_of_scope)
+        problems.extend(content.problems)
     problems.extend(_cross_file_problems(intents))
     problems.extend(_out_of_scope_problems(intents, out_of_scope))
     if placeholders is not None:
@@ -135,9 +175,13 @@ def read_intents(
     return IntentSet(tuple(intents), tuple(o.text for o in out_of_scope)), problems
 
 
-def load_intents(directory: Path, placeholders: Mapping[str, str] | None = None) -> IntentSet:
+def load_intents(
+    directory: Path,
+    placeholders: Mapping[str, str] | None = None,
+    parsed: ParsedFiles | None = None,
+) -> IntentSet:
     """Read the intents; raise :class:`IntentError` listing every error (warnings are ignored)."""
-    intents, problems = read_intents(directory, placeholders)
+    intents, problems = read_intents(directory, placeholders, parsed)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         listing = "\n  ".join(str(p) for p in errors)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from carebot.config import Settings
 from carebot.embedding_cache import EmbeddingCache
-from carebot.intents import Severity, read_intents
+from carebot.intents import ParsedFiles, Severity, read_intents
 from carebot.matcher import Matcher
 from carebot.triage import Triage
 
@@ -38,12 +38,16 @@ class IntentReloader:
         triage: Triage,
         cache: EmbeddingCache,
         in_model_thread: Callable[[Callable[[], object]], Awaitable[object]],
+        parsed: ParsedFiles | None = None,
     ) -> None:
+        """``parsed``: the files as the running intents were read (a reload parses only the
+        files changed since)."""
         self._settings = settings
         self._triage = triage
         self._cache = cache
         self._in_model_thread = in_model_thread
         self._lock = asyncio.Lock()
+        self._parsed = parsed if parsed is not None else ParsedFiles()
         self.directory = settings.path(settings.matcher.intents_dir)
         self.reloads = 0  # successful reloads since start (tests and benches wait on it)
         self.changed = asyncio.Condition()
@@ -65,7 +69,7 @@ class IntentReloader:
             started = time.perf_counter()
             cfg = self._settings
             intents, problems = await asyncio.to_thread(
-                read_intents, self.directory, cfg.placeholders
+                read_intents, self.directory, cfg.placeholders, self._parsed
             )
             errors = [p for p in problems if p.severity is Severity.ERROR]
             if errors:

@@ -21,7 +21,7 @@ from carebot.emotion import EmotionScorer
 from carebot.encoder import Encoder
 from carebot.events import EventHub
 from carebot.inbox import Inbox
-from carebot.intents import load_intents
+from carebot.intents import ParsedFiles, load_intents
 from carebot.matcher import Matcher
 from carebot.models import InboundMessage
 from carebot.outbox import OutboxWorker
@@ -47,14 +47,31 @@ def embedding_cache(settings: Settings, encoder: Encoder) -> EmbeddingCache:
     return EmbeddingCache(settings.path(settings.matcher.cache_dir), encoder.model_id)
 
 
+def emotion_scorer(settings: Settings, encoder: Encoder) -> EmotionScorer:
+    """The configured emotion signal; its head is checked against the encoder's dimension."""
+    cfg = settings.emotion
+    dim = encoder.encode(["dimension probe"]).shape[1] if cfg.head else None
+    return EmotionScorer(
+        cfg,
+        use_head=cfg.head,
+        head_weights=settings.path(cfg.head_weights) if cfg.head_weights else None,
+        target=cfg.target,
+        dim=dim,
+    )
+
+
 def build_triage(
-    settings: Settings, encoder: Encoder, cache: EmbeddingCache | None = None
+    settings: Settings,
+    encoder: Encoder,
+    cache: EmbeddingCache | None = None,
+    parsed: ParsedFiles | None = None,
 ) -> Triage:
-    intents = load_intents(settings.path(settings.matcher.intents_dir), settings.placeholders)
+    folder = settings.path(settings.matcher.intents_dir)
+    intents = load_intents(folder, settings.placeholders, parsed)
     if cache is None:  # not `or`: an empty cache is falsy
         cache = embedding_cache(settings, encoder)
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=intents, cache=cache)
-    return Triage(matcher=matcher, emotion=EmotionScorer(settings.emotion), settings=settings)
+    return Triage(matcher=matcher, emotion=emotion_scorer(settings, encoder), settings=settings)
 
 
 @dataclass
@@ -129,12 +146,17 @@ async def build_runtime(
         await db.ping()
         await db.check_migrated()
     cache = embedding_cache(settings, encoder)
-    triage = build_triage(settings, encoder, cache)
+    parsed = ParsedFiles()
+    triage = build_triage(settings, encoder, cache, parsed)
     matches = MatchQueue(lambda: triage.matcher)
     reloader = None
     if settings.matcher.reload:
         reloader = IntentReloader(
-            settings=settings, triage=triage, cache=cache, in_model_thread=matches.in_model_thread
+            settings=settings,
+            triage=triage,
+            cache=cache,
+            in_model_thread=matches.in_model_thread,
+            parsed=parsed,
         )
     conversations = ConversationStore(db, clock=clock, lease_replies=send_immediately)
     outbox_store = OutboxStore(db, clock=clock)

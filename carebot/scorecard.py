@@ -33,14 +33,13 @@ from carebot import evaluation as ev
 from carebot.clock import utcnow
 from carebot.config import Settings
 from carebot.embedding_cache import EmbeddingCache
-from carebot.emotion import EmotionScorer
 from carebot.encoder import Encoder
 from carebot.exceptions import DataError
 from carebot.intent_import import TEST_KEYS, LabelledRow, read_labelled
 from carebot.intents import Intent, IntentSet, load_intents
 from carebot.matcher import Matcher
 from carebot.models import DecisionKind
-from carebot.runtime import embedding_cache
+from carebot.runtime import embedding_cache, emotion_scorer
 from carebot.triage import Triage, TriageContext
 
 PRECISIONS = (0.95, 0.97, 0.99)
@@ -133,7 +132,7 @@ def evaluate(
     started = time.perf_counter()
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=intents, cache=cache)
     timings["build_matcher_s"] = time.perf_counter() - started
-    triage = Triage(matcher=matcher, emotion=EmotionScorer(settings.emotion), settings=settings)
+    triage = Triage(matcher=matcher, emotion=emotion_scorer(settings, encoder), settings=settings)
     started = time.perf_counter()
     results = run_rows(triage, rows, now=utcnow(), progress=progress)
     timings["rows_s"] = time.perf_counter() - started

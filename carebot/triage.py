@@ -64,7 +64,7 @@ class Triage:
         return self.decide_matched(text, self.matcher.match(text), context)
 
     def decide_matched(self, text: str, match: Match, context: TriageContext) -> Decision:
-        signal = self._emotion.score(text)
+        signal = self._emotion.score(text, match.vector)  # the head reuses the embedding
         chosen = _chosen_option(text, context.offered)
         if chosen is not None and chosen.id in match.intents:  # gone if intents were reloaded
             return self._answer_choice(chosen, match, signal, context)

@@ -59,6 +59,8 @@ def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
             "draft_threshold": 0.45,
             "clarify_margin": 0.03,
         },
+        # The emotion head reads the real model's 384-dim embeddings, not the fake encoder's.
+        "emotion": {"head": False},
         "placeholders": {"tracking_url": "https://track.example"},
         "business_hours": {"timezone": "UTC"},
     }

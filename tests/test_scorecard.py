@@ -61,6 +61,7 @@ def run_eval(
     config.write_text(  # the fake encoder's cosines are what the expected numbers reason in
         f'[matcher]\nmethod = "nearest"\ncache_dir = "{tmp_path / "cache"}"\n'
         "answer_threshold = 0.75\ndraft_threshold = 0.55\nclarify_margin = 0.04\n"
+        "[emotion]\nhead = false\n"  # the head reads 384-dim MiniLM embeddings, not fake ones
     )
     test_file = tmp_path / "test.csv"
     test_file.write_text(test)
