@@ -27,13 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from carebot.batching import MatchQueue  # noqa: E402
 from carebot.config import Settings  # noqa: E402
 from carebot.embedding_cache import EmbeddingCache  # noqa: E402
-from carebot.intents import ParsedFiles, load_intents  # noqa: E402
+from carebot.intents import load_intents  # noqa: E402
 from carebot.matcher import Matcher  # noqa: E402
 from carebot.reload import IntentReloader  # noqa: E402
-from carebot.runtime import build_triage, embedding_cache, load_encoder  # noqa: E402
+from carebot.runtime import build_matching, embedding_cache, load_encoder  # noqa: E402
 
 
 def write_intents(data_dir: Path, folder: Path) -> int:
@@ -93,20 +92,12 @@ async def main() -> None:
             {"matcher": {"intents_dir": folder, "cache_dir": str(args.cache)}}
         )
         encoder = load_encoder(settings)
-        cache = embedding_cache(settings, encoder)
         started = time.perf_counter()
-        parsed = ParsedFiles()
-        triage = build_triage(settings, encoder, cache, parsed)
+        triage, queue, reloader = build_matching(settings, encoder)
         first_start = time.perf_counter() - started
-        queue = MatchQueue(lambda: triage.matcher)
-        reloader = IntentReloader(
-            settings=settings,
-            triage=triage,
-            cache=cache,
-            in_model_thread=queue.in_model_thread,
-            parsed=parsed,
-        )
+        assert reloader is not None
         edits = await live_edits(reloader, Path(folder) / "balance.yaml", args.edits)
+        cache = embedding_cache(settings, encoder)
         restart = [rebuild(settings, triage.matcher, cache) for _ in range(3)]
         queue.close()
     print(

@@ -125,6 +125,27 @@ class Runtime:
         await self.db.close()
 
 
+def build_matching(
+    settings: Settings, encoder: Encoder
+) -> tuple[Triage, MatchQueue, IntentReloader | None]:
+    """Triage, the micro-batching queue in front of the model, and (``[matcher] reload``) the
+    reloader that swaps edited intents in; all three share the matcher and its caches."""
+    cache = embedding_cache(settings, encoder)
+    parsed = ParsedFiles()
+    triage = build_triage(settings, encoder, cache, parsed)
+    matches = MatchQueue(lambda: triage.matcher)
+    if not settings.matcher.reload:
+        return triage, matches, None
+    reloader = IntentReloader(
+        settings=settings,
+        triage=triage,
+        cache=cache,
+        in_model_thread=matches.in_model_thread,
+        parsed=parsed,
+    )
+    return triage, matches, reloader
+
+
 async def build_runtime(
     settings: Settings,
     *,
@@ -145,19 +166,7 @@ async def build_runtime(
     else:
         await db.ping()
         await db.check_migrated()
-    cache = embedding_cache(settings, encoder)
-    parsed = ParsedFiles()
-    triage = build_triage(settings, encoder, cache, parsed)
-    matches = MatchQueue(lambda: triage.matcher)
-    reloader = None
-    if settings.matcher.reload:
-        reloader = IntentReloader(
-            settings=settings,
-            triage=triage,
-            cache=cache,
-            in_model_thread=matches.in_model_thread,
-            parsed=parsed,
-        )
+    triage, matches, reloader = build_matching(settings, encoder)
     conversations = ConversationStore(db, clock=clock, lease_replies=send_immediately)
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
