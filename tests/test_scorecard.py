@@ -140,6 +140,24 @@ def test_suggested_thresholds_never_look_at_the_test_rows(
     assert suggested["warning"] is None
 
 
+@pytest.mark.parametrize(("share", "rows", "out_of_scope"), [("0", 4, 1), ("0.5", 6, 3)])
+def test_out_of_scope_texts_are_weighted_to_the_expected_share(
+    tmp_path: Path,
+    intents_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    share: str,
+    rows: int,
+    out_of_scope: int,
+) -> None:
+    extra = ("--target-precision", "0.9", "--oos-share", share)
+    suggested = card(tmp_path, intents_dir, TEST, *extra, capsys=capsys)["suggested"]
+    # 3 held-out examples; the one out_of_scope text counted 1 or 3 times (0 or 50% share)
+    assert (suggested["validation_rows"], suggested["validation_out_of_scope"]) == (
+        rows,
+        out_of_scope,
+    )
+
+
 def test_without_out_of_scope_texts_the_suggestion_warns(
     tmp_path: Path, intents_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
