@@ -58,7 +58,7 @@ def add_example(file: Path, text: str) -> None:
 
 async def live_edits(reloader: IntentReloader, file: Path, edits: int) -> list[float]:
     watching = asyncio.create_task(reloader.run())
-    await asyncio.sleep(0.5)  # let the watcher start before the first edit
+    await reloader.watching.wait()
     seconds = []
     try:
         for n in range(edits):

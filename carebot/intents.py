@@ -144,6 +144,18 @@ class ParsedFiles:
         self._files[file] = _FileContent(stamp, intents, out_of_scope, problems)
         return self._files[file]
 
+    def stale(self, directory: Path) -> bool:
+        """True if the intent files under ``directory`` are not those last read (a file was
+        added, removed or changed since)."""
+        files = {p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml")}
+        if files != set(self._files):
+            return True
+        for file in files:
+            info = file.stat()
+            if (info.st_mtime_ns, info.st_size) != self._files[file].stamp:
+                return True
+        return False
+
 
 def read_intents(
     directory: Path,

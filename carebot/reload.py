@@ -25,6 +25,7 @@ from carebot.triage import Triage
 
 log = logging.getLogger(__name__)
 DEBOUNCE_MS = 100  # changes within this window are read as one edit
+IDLE_MS = 200  # the watcher reports idleness this often (the first report: it is watching)
 INTENT_FILES = (".yaml", ".yml")
 
 
@@ -51,6 +52,7 @@ class IntentReloader:
         self.directory = settings.path(settings.matcher.intents_dir)
         self.reloads = 0  # successful reloads since start (tests and benches wait on it)
         self.changed = asyncio.Condition()
+        self.watching = asyncio.Event()  # set once the folder is being watched
 
     async def run(self) -> None:
         """Reload after every change to an intent file, until cancelled."""
@@ -58,8 +60,19 @@ class IntentReloader:
 
         log.info("Watching %s for intent changes", self.directory)
         async for changes in awatch(
-            self.directory, debounce=DEBOUNCE_MS, step=20, watch_filter=_intent_file
+            self.directory,
+            debounce=DEBOUNCE_MS,
+            step=20,
+            watch_filter=_intent_file,
+            rust_timeout=IDLE_MS,
+            yield_on_timeout=True,
         ):
+            if not changes:  # idle: the watcher is up
+                if not self.watching.is_set():
+                    self.watching.set()
+                    if self._parsed.stale(self.directory):  # edited before the watcher was up
+                        await self.reload()
+                continue
             log.info("Intent files changed: %s", ", ".join(sorted({p for _, p in changes})))
             await self.reload()
 

@@ -57,6 +57,9 @@ async def live(
         database_url=database_url,
     )
     await runtime.start()
+    assert runtime.reloader is not None
+    async with asyncio.timeout(10):
+        await runtime.reloader.watching.wait()
     yield runtime
     await runtime.stop()
 
@@ -116,3 +119,19 @@ async def test_reload_can_be_turned_off(
     runtime = await build_runtime(settings, encoder=encoder, database_url=database_url)
     assert runtime.reloader is None
     await runtime.db.close()
+
+
+async def test_an_edit_made_before_the_watcher_was_up_is_picked_up(
+    settings: Settings, encoder: FakeEncoder, database_url: str, intents_dir: Path
+) -> None:
+    db = Database(database_url)
+    await db.upgrade()
+    await db.close()
+    runtime = await build_runtime(settings, encoder=encoder, database_url=database_url)
+    add_intent(intents_dir)  # after the intents were read, before the watcher starts
+    await runtime.start()
+    try:
+        await reloaded(runtime, 1)
+        assert "gift_cards" in runtime.triage.matcher.intents
+    finally:
+        await runtime.stop()
