@@ -372,20 +372,14 @@ def table(data: Dataset, outcomes: list[Outcome]) -> list[str]:
 def tuned_outcome(data: Dataset, embeddings_cache: Path, model: str, repeats: int) -> Outcome:
     """``carebot intents tune`` on the training examples (the tuned model is cached), then the
     default matcher on the tuned model's embeddings. "fit s" adds the tuning time."""
-    from carebot.tuning import tune
+    from carebot.tuning import shown_on, tune
 
     digest = hashlib.sha256("\n".join([model, *data.train.texts]).encode()).hexdigest()[:12]
     folder = embeddings_cache / f"tuned-{data.name}-{digest}"
     record = folder / "carebot-tune.json"
     if not record.exists():
         with tqdm(desc=f"tuning on {data.train.name}", unit="step") as bar:
-
-            def progress(step: int, steps: int, loss: float) -> None:
-                bar.total = steps
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-                bar.update(1)
-
-            tuned = tune(_intents(data.train), model, folder, progress=progress)
+            tuned = tune(_intents(data.train), model, folder, progress=shown_on(bar))
         record.write_text(json.dumps({"seconds": tuned.seconds, "steps": tuned.steps}))
     tune_s = json.loads(record.read_text())["seconds"]
     embedded = embed(Embeddings(str(folder), embeddings_cache), data)

@@ -228,7 +228,7 @@ def _intents_tune(args: argparse.Namespace) -> int:
 
     from carebot.config import load_settings
     from carebot.intents import load_intents
-    from carebot.tuning import TuneSettings, tune
+    from carebot.tuning import TuneSettings, shown_on, tune
 
     if args.epochs < 1:
         raise CarebotError(f"--epochs must be at least 1 (got {args.epochs})")
@@ -236,19 +236,13 @@ def _intents_tune(args: argparse.Namespace) -> int:
     folder = args.intents or settings.path(settings.matcher.intents_dir)
     intents = load_intents(folder, settings.placeholders)
     with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
-
-        def progress(step: int, steps: int, loss: float) -> None:
-            bar.total = steps
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.update(1)
-
         tuned = tune(
             intents,
             settings.matcher.model,
             args.out,
             settings=TuneSettings(epochs=args.epochs),
             base_dir=settings.base_dir,
-            progress=progress,
+            progress=shown_on(bar),
         )
     print(
         f"Tuned {settings.matcher.model} on {tuned.examples} examples of {tuned.intents} "

@@ -10,6 +10,7 @@ Training is deterministic (fixed seed, one thread), so the same examples give th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,7 +62,8 @@ def train_head(
     y = torch.tensor([column[label] for label in labels], dtype=torch.long)
     x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     w0, b0 = _start(previous, ids, x.shape[1])
-    epochs = max(epochs, -(-MIN_STEPS // -(-len(labels) // BATCH)))
+    per_epoch = math.ceil(len(labels) / BATCH)
+    epochs = max(epochs, math.ceil(MIN_STEPS / per_epoch))
     if previous is not None:
         epochs = max(1, epochs // 2)
     threads = torch.get_num_threads()
@@ -95,7 +97,7 @@ def _fit(
     biases = torch.tensor(b0, requires_grad=True)
     optimizer = torch.optim.Adam([weights, biases], lr=LEARNING_RATE)
     n = len(y)
-    steps = epochs * -(-n // BATCH)
+    steps = epochs * math.ceil(n / BATCH)
     # The step size falls linearly to zero: the last steps settle instead of wandering.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     penalty = 1.0 / (2.0 * c * n)

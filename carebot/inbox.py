@@ -49,11 +49,11 @@ class Inbox:
         *,
         conversations: ConversationStore,
         triage: Triage,
+        matches: MatchQueue,
         messages: MessageSettings,
         clock: Clock,
         on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
-        matches: MatchQueue | None = None,
     ) -> None:
         self._conversations = conversations
         self._triage = triage
@@ -61,7 +61,7 @@ class Inbox:
         self._clock = clock
         self._on_outbox = on_outbox
         self._events = events or EventHub()
-        self._matches = matches or MatchQueue(lambda: triage.matcher)
+        self._matches = matches  # in front of triage's matcher: messages share model calls
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def receive(self, inbound: InboundMessage) -> Outcome:

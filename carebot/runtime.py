@@ -51,13 +51,8 @@ def emotion_scorer(settings: Settings, encoder: Encoder) -> EmotionScorer:
     """The configured emotion signal; its head is checked against the encoder's dimension."""
     cfg = settings.emotion
     dim = encoder.encode(["dimension probe"]).shape[1] if cfg.head else None
-    scorer = EmotionScorer(
-        cfg,
-        use_head=cfg.head,
-        head_weights=settings.path(cfg.head_weights) if cfg.head_weights else None,
-        target=cfg.target,
-        dim=dim,
-    )
+    weights = settings.path(cfg.head_weights) if cfg.head_weights else None  # from config's folder
+    scorer = EmotionScorer(cfg, head_weights=weights, dim=dim)
     if scorer.head is not None and scorer.head.encoder != settings.matcher.model:
         log.warning(
             "The emotion head %s was trained on %s embeddings, but [matcher] model is %s: its "

@@ -27,6 +27,7 @@ from carebot.intents import IntentSet
 if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 SCALE = 20.0  # logits = SCALE * (normalised embedding . class weight): a cosine classifier
@@ -49,6 +50,17 @@ class Tuned:
     steps: int
     seconds: float
     final_loss: float
+
+
+def shown_on(bar: tqdm[object]) -> Callable[[int, int, float], None]:
+    """A ``progress`` callback for :func:`tune` that moves a tqdm bar (steps, last loss)."""
+
+    def progress(_step: int, steps: int, loss: float) -> None:
+        bar.total = steps
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        bar.update(1)
+
+    return progress
 
 
 def tune(

@@ -12,10 +12,9 @@ import pytest
 
 from carebot.config import Settings
 from carebot.models import InboundMessage
-from carebot.runtime import Runtime, build_runtime
-from carebot.store.database import Database
+from carebot.runtime import Runtime, build_matching
 from tests.conftest import TEST_INTENTS, Clock, make_settings
-from tests.fakes import FakeEncoder, RecordingChannel
+from tests.fakes import FakeEncoder
 
 NEW_INTENT = """
   - id: gift_cards
@@ -43,19 +42,8 @@ def settings(tmp_path: Path, intents_dir: Path) -> Settings:
 
 
 @pytest.fixture
-async def live(
-    settings: Settings, encoder: FakeEncoder, database_url: str, clock: Clock
-) -> AsyncIterator[Runtime]:
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
-    runtime = await build_runtime(
-        settings,
-        encoder=encoder,
-        channels={"test": RecordingChannel("test")},
-        clock=clock,
-        database_url=database_url,
-    )
+async def live(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """The conftest runtime (on this module's settings), started, its folder watched."""
     await runtime.start()
     assert runtime.reloader is not None
     async with asyncio.timeout(10):
@@ -109,25 +97,14 @@ async def test_a_broken_file_is_refused_with_its_line_and_the_last_good_set_stay
     assert "gift_cards" in live.triage.matcher.intents
 
 
-async def test_reload_can_be_turned_off(
-    tmp_path: Path, encoder: FakeEncoder, database_url: str
-) -> None:
+def test_reload_can_be_turned_off(tmp_path: Path, encoder: FakeEncoder) -> None:
     settings = make_settings(tmp_path, matcher={"reload": False})
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
-    runtime = await build_runtime(settings, encoder=encoder, database_url=database_url)
-    assert runtime.reloader is None
-    await runtime.db.close()
+    assert build_matching(settings, encoder)[2] is None
 
 
 async def test_an_edit_made_before_the_watcher_was_up_is_picked_up(
-    settings: Settings, encoder: FakeEncoder, database_url: str, intents_dir: Path
+    runtime: Runtime, intents_dir: Path
 ) -> None:
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
-    runtime = await build_runtime(settings, encoder=encoder, database_url=database_url)
     add_intent(intents_dir)  # after the intents were read, before the watcher starts
     await runtime.start()
     try:
