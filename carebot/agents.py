@@ -1,5 +1,5 @@
-"""What a care agent does with a conversation, whatever desk they use (the built-in inbox now,
-Slack later): take it over, reply, send the bot's draft, resolve it.
+"""What a care agent does with a conversation, whatever desk they use (the built-in inbox,
+Slack): take it over, reply, send the bot's draft, resolve it, merge two customers into one.
 
 Each action is stored (see :class:`carebot.store.handoffs.HandoffStore`), wakes the outbox when
 it queued a reply, and is published as a live event.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from carebot.events import Event, EventHub
+from carebot.store.customers import CustomerStore
 from carebot.store.handoffs import HandoffStore
 from carebot.store.outbox import Queued
 
@@ -19,10 +20,12 @@ class AgentDesk:
         self,
         *,
         handoffs: HandoffStore,
+        customers: CustomerStore,
         events: EventHub,
         on_outbox: Callable[[Queued], Awaitable[None]],
     ) -> None:
         self._handoffs = handoffs
+        self._customers = customers
         self._events = events
         self._on_outbox = on_outbox
 
@@ -52,6 +55,14 @@ class AgentDesk:
         """Hand the conversation back to the bot."""
         await self._handoffs.resolve(conversation_id, agent)
         self._events.publish(Event("agent_action", conversation_id))
+
+    async def merge(self, conversation_id: int, agent: str, other: str) -> int:
+        """The agent knows the customer of this conversation is also the one ``other`` names
+        (a customer number, phone number, e-mail address or channel:user id): from now on one
+        customer, with one history. Returns the customer id."""
+        customer_id = await self._customers.merge(conversation_id, other, agent=agent)
+        self._events.publish(Event("agent_action", conversation_id))
+        return customer_id
 
     async def _sent(self, conversation_id: int, queued: Queued) -> int:
         """Announce a queued agent reply and hand it to the outbox; returns the outbox id."""

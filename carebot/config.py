@@ -116,6 +116,13 @@ class MessageSettings(_Section):
     clarify: str = "Did you mean {options}?"
     rephrase: str = "Sorry, I'm not sure I understood. Could you say it in other words?"
     fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
+    welcome: str = (
+        "Hello! Ask me about orders, deliveries, returns or your account. "
+        "You can ask for a person at any time."
+    )
+    media_only: str = (
+        "Sorry, I can only read text here. Please type your question, or ask for a person."
+    )
 
 
 class ServerSettings(_Section):
@@ -124,6 +131,7 @@ class ServerSettings(_Section):
     secret_env: str = "CAREBOT_SECRET_KEY"
     secret_file: str = ".carebot/secret_key"
     shutdown_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
 
 
 class WebChatSettings(_Section):
@@ -172,6 +180,72 @@ class SlackSettings(_Section):
     members_cache_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
 
 
+Rate = Annotated[float, Field(gt=0, le=1000)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class TelegramSettings(_Section):
+    enabled: bool = False
+    token_env: EnvName = "TELEGRAM_BOT_TOKEN"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_secret_env: EnvName = "TELEGRAM_WEBHOOK_SECRET"
+    api_url: Annotated[str, Field(pattern=r"^https?://")] = "https://api.telegram.org/bot"
+    file_url: Annotated[str, Field(pattern=r"^https?://")] = "https://api.telegram.org/file/bot"
+    groups: bool = False
+    poll_timeout: Annotated[float, Field(ge=0, le=50)] = 30.0
+    per_chat_per_second: Rate = 1.0
+    overall_per_second: Rate = 30.0
+
+
+class MetaSettings(_Section):
+    verify_token_env: EnvName = "META_VERIFY_TOKEN"
+    app_secret_env: EnvName = "META_APP_SECRET"
+    graph_url: Annotated[str, Field(pattern=r"^https?://")] = "https://graph.facebook.com"
+    api_version: Annotated[str, Field(pattern=r"^v\d+\.\d+$")] = "v21.0"
+    reply_window_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    window_warning_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 60.0
+    per_recipient_per_second: Rate = 1.0
+    overall_per_second: Rate = 50.0
+
+
+class MetaChannelSettings(_Section):
+    """One Meta channel: ``account_id`` is the WhatsApp phone number id, the Facebook page id or
+    the Instagram professional account id."""
+
+    enabled: bool = False
+    account_id: Annotated[str, Field(pattern=r"^[0-9]*$")] = ""
+    token_env: EnvName = ""
+
+    @model_validator(mode="after")
+    def _account_when_enabled(self) -> MetaChannelSettings:
+        if self.enabled and not self.account_id:
+            raise ValueError("account_id is required when the channel is enabled")
+        return self
+
+
+class WhatsAppSettings(MetaChannelSettings):
+    token_env: EnvName = "WHATSAPP_TOKEN"
+
+
+class MessengerSettings(MetaChannelSettings):
+    token_env: EnvName = "MESSENGER_PAGE_TOKEN"
+
+
+class InstagramSettings(MetaChannelSettings):
+    token_env: EnvName = "INSTAGRAM_TOKEN"
+
+
+class WebhookSettings(_Section):
+    enabled: bool = False
+    secret_env: EnvName = "CAREBOT_WEBHOOK_SECRET"
+    reply_url: Annotated[str, Field(pattern=r"^(https?://.+)?$")] = ""
+    tolerance_seconds: Annotated[float, Field(ge=1, le=3600)] = 300.0
+
+
+class CustomerSettings(_Section):
+    link_by: tuple[Literal["phone", "email"], ...] = ("phone", "email")
+
+
 class Settings(_Section):
     """All of carebot's settings. ``source`` is the file they came from (None: defaults)."""
 
@@ -185,6 +259,13 @@ class Settings(_Section):
     webchat: WebChatSettings = WebChatSettings()
     inbox: InboxSettings = InboxSettings()
     slack: SlackSettings = SlackSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    meta: MetaSettings = MetaSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    messenger: MessengerSettings = MessengerSettings()
+    instagram: InstagramSettings = InstagramSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    customers: CustomerSettings = CustomerSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
 

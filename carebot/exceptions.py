@@ -28,14 +28,22 @@ class StoreError(CarebotError):
 
 
 class DeliveryError(CarebotError):
-    """A channel could not deliver a reply; the outbox retries it later.
+    """A channel could not deliver a reply; the outbox retries it later, unless ``permanent``.
 
     ``retry_after`` is the platform's own hint in seconds, when it gave one.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.permanent = permanent  # the platform refused this reply for good: no retry
+
+
+class ReplyWindowClosed(StoreError):
+    """The channel accepts no reply now: the customer last wrote longer ago than its
+    customer-service window (WhatsApp, Messenger, Instagram: 24 hours)."""
 
 
 class SlackError(CarebotError):

@@ -2,7 +2,8 @@
 
 1. Store it first (deduplicated by channel and external message id; a redelivery stops here).
 2. While a human owns the conversation, the bot stays silent: the message is only recorded.
-3. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
+3. A greeting (``/start``) or files without text get their standing answer, without triage.
+4. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
    stored in one transaction. If triage fails, the customer still gets a fallback reply and
    the conversation goes to a human.
 """
@@ -21,7 +22,14 @@ from carebot.batching import MatchQueue
 from carebot.clock import Clock
 from carebot.config import MessageSettings
 from carebot.events import Event, EventHub
-from carebot.models import ConversationState, Decision, DecisionKind, InboundMessage, Reason
+from carebot.models import (
+    ConversationState,
+    Decision,
+    DecisionKind,
+    InboundKind,
+    InboundMessage,
+    Reason,
+)
 from carebot.store.conversations import ConversationStore, Received
 from carebot.store.outbox import Queued
 from carebot.triage import Triage, TriageContext
@@ -33,6 +41,7 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"  # seen before: nothing done
     RECORDED = "recorded"  # a human owns the conversation: stored for the agent, bot silent
     DECIDED = "decided"  # triage decided; the reply (if any) is in the outbox
+    NOTICED = "noticed"  # a greeting or files without text: answered without triage
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,12 @@ class Inbox:
                     inbound.text,
                 )
                 return Outcome(Status.RECORDED, received)
+            notice = self._notice(inbound)
+            if notice is not None:
+                queued = await self._conversations.record_notice(received, notice)
+                if queued is not None and self._on_outbox is not None:
+                    await self._on_outbox(queued)
+                return Outcome(Status.NOTICED, received)
             timings: dict[str, float] = {}
             started = time.perf_counter()
             decision = await self._decide(received, inbound, timings)
@@ -119,6 +134,14 @@ class Inbox:
         kind = "handoff" if decision.hands_off else "decision"
         self._events.publish(Event(kind, received.conversation_id))
         return Outcome(Status.DECIDED, received, decision, outbox_id)
+
+    def _notice(self, inbound: InboundMessage) -> str | None:
+        """The answer to a message triage does not read: a greeting, or files without text."""
+        if inbound.kind is InboundKind.START:
+            return self._messages.welcome
+        if inbound.media_only:
+            return self._messages.media_only
+        return None
 
     async def _decide(
         self, received: Received, inbound: InboundMessage, timings: dict[str, float]

@@ -13,9 +13,29 @@ from enum import StrEnum
 from typing import Any
 
 
+class InboundKind(StrEnum):
+    TEXT = "text"  # something the customer wrote (maybe only an attachment)
+    START = "start"  # the customer opened the chat (Telegram's /start): greet, do not triage
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file the customer sent (photo, voice note, sticker, document...).
+
+    ``url`` is a link an agent can open; the bot itself reads text only."""
+
+    kind: str
+    url: str
+    name: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """One customer message, as an adapter translated it from its platform event."""
+    """One customer message, as an adapter translated it from its platform event.
+
+    ``profile`` holds what the platform tells about the sender: ``name``, and the identifiers
+    customers are linked by across channels (``phone`` in E.164 form, ``email``) when the
+    platform gives them."""
 
     channel: str
     external_user_id: str
@@ -24,6 +44,49 @@ class InboundMessage:
     sent_at: datetime
     profile: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    kind: InboundKind = InboundKind.TEXT
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def media_only(self) -> bool:
+        """Files without any text: nothing the bot can read."""
+        return bool(self.attachments) and not self.text.strip()
+
+    def stored_text(self) -> str:
+        """The text kept for agents: the message, then one line per attachment with its link."""
+        lines = [self.text] if self.text.strip() else []
+        for item in self.attachments:
+            label = f"{item.kind} {item.name}".strip()
+            lines.append(f"[{label}] {item.url}".rstrip())
+        return "\n".join(lines) or self.text
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """What a platform reports about a reply it was given: sent, delivered, read or failed.
+
+    ``external_message_id`` is the platform's id of the reply (what ``Channel.send`` returned).
+    """
+
+    channel: str
+    external_message_id: str
+    status: str
+    at: datetime
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDetails:
+    """Contact details a customer gave outside a message (a web chat contact form, a shared
+    Telegram contact): ``name``, ``phone``, ``email``. They are kept on the channel identity and
+    link it to the same customer on other channels."""
+
+    channel: str
+    external_user_id: str
+    profile: Mapping[str, str]
+
+
+ChannelEvent = InboundMessage | DeliveryStatus | ContactDetails
 
 
 @dataclass(frozen=True, slots=True)

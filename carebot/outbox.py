@@ -53,7 +53,7 @@ class OutboxWorker:
         self._stopping = False
         self.running = False
         self._sent_right_away = 0
-        self._acks: list[tuple[int, asyncio.Future[None]]] = []
+        self._acks: list[tuple[int, str | None, asyncio.Future[None]]] = []
         self._acking = False
         self._ack_writer: asyncio.Task[None] | None = None
 
@@ -86,7 +86,7 @@ class OutboxWorker:
                 raise DeliveryError(f"channel {reply.channel!r} is not running")
             # Well within the lease, so nobody else starts sending the same reply meanwhile.
             async with asyncio.timeout(SEND_TIMEOUT):
-                await channel.send(reply)
+                external_id = await channel.send(reply)
         except TimeoutError:
             await self._store.mark_failed(
                 reply.outbox_id, "send timed out", delay=self._backoff.delay
@@ -96,6 +96,12 @@ class OutboxWorker:
             )
             return False
         except DeliveryError as exc:
+            if exc.permanent:
+                await self._store.mark_undeliverable(reply.outbox_id, str(exc))
+                log.error(
+                    "Reply %s on %s was refused for good: %s", reply.outbox_id, reply.channel, exc
+                )
+                return False
             hint = exc.retry_after
             attempts, wait = await self._store.mark_failed(
                 reply.outbox_id,
@@ -120,17 +126,17 @@ class OutboxWorker:
             await self._store.mark_failed(reply.outbox_id, repr(exc), delay=self._backoff.delay)
             return False
         try:
-            await self._mark_sent(reply.outbox_id)
+            await self._mark_sent(reply.outbox_id, external_id)
         except Exception:
             # Delivered, but not recorded: it may be sent once more after its lease (at least
             # once beats never); the customer's request does not fail for it.
             log.exception("Reply %s was sent but could not be marked sent", reply.outbox_id)
         return True
 
-    async def _mark_sent(self, outbox_id: int) -> None:
+    async def _mark_sent(self, outbox_id: int, external_id: str | None) -> None:
         """Group commit: replies delivered while a mark is being written share the next one."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._acks.append((outbox_id, future))
+        self._acks.append((outbox_id, external_id, future))
         if not self._acking:
             self._acking = True
             self._ack_writer = asyncio.create_task(self._write_acks())
@@ -141,13 +147,13 @@ class OutboxWorker:
             while self._acks:
                 batch, self._acks = self._acks, []
                 try:
-                    await self._store.mark_sent([outbox_id for outbox_id, _ in batch])
+                    await self._store.mark_sent([(o, external_id) for o, external_id, _ in batch])
                 except Exception as exc:
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():  # its sender may have been cancelled meanwhile
                             future.set_exception(exc)
                 else:
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():
                             future.set_result(None)
         finally:

@@ -19,14 +19,16 @@ from carebot.config import Settings
 from carebot.embedding_cache import EmbeddingCache
 from carebot.emotion import EmotionScorer
 from carebot.encoder import Encoder
-from carebot.events import EventHub
+from carebot.events import Event, EventHub
 from carebot.inbox import Inbox
 from carebot.intents import ParsedFiles, load_intents
 from carebot.matcher import Matcher
-from carebot.models import InboundMessage
+from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
 from carebot.outbox import OutboxWorker
 from carebot.reload import IntentReloader
+from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.conversations import ConversationStore
+from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
 from carebot.store.handoffs import HandoffStore
 from carebot.store.outbox import OutboxStore
@@ -93,6 +95,8 @@ class Runtime:
     desk: AgentDesk
     queue: AgentQueue
     clock: Clock
+    customers: CustomerStore
+    windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -102,9 +106,19 @@ class Runtime:
         """Register a channel before :meth:`start`; its replies are delivered by the outbox."""
         self.channels[channel.name] = channel
 
-    async def deliver(self, inbound: InboundMessage) -> None:
-        """The callback channels hand inbound messages to."""
-        await self.inbox.receive(inbound)
+    async def deliver(self, event: ChannelEvent) -> None:
+        """The callback channels hand what they receive to; raises when it could not be stored
+        (the channel then lets the platform deliver it again)."""
+        if isinstance(event, InboundMessage):
+            await self.inbox.receive(event)
+        elif isinstance(event, DeliveryStatus):
+            conversation_id = await self.outbox_store.record_status(
+                event.channel, event.external_message_id, event.status, event.at, event.error
+            )
+            if conversation_id is not None:
+                self.events.publish(Event("delivery", conversation_id))
+        else:
+            await self.customers.update_contact(event)
 
     async def start(self) -> None:
         """Start the channels, handle what the last run left undecided, deliver the outbox."""
@@ -128,6 +142,23 @@ class Runtime:
                 await task
         await self.outbox.deliver_due()
         await self.db.close()
+
+
+def reply_windows(settings: Settings) -> ReplyWindows:
+    """The reply windows of the enabled Meta channels (the others have none)."""
+    meta = settings.meta
+    enabled = [
+        name
+        for name, section in (
+            ("whatsapp", settings.whatsapp),
+            ("messenger", settings.messenger),
+            ("instagram", settings.instagram),
+        )
+        if section.enabled
+    ]
+    return ReplyWindows(
+        {name: meta.reply_window_hours for name in enabled}, meta.window_warning_minutes
+    )
 
 
 def build_matching(
@@ -172,12 +203,17 @@ async def build_runtime(
         await db.ping()
         await db.check_migrated()
     triage, matches, reloader = build_matching(settings, encoder)
-    conversations = ConversationStore(db, clock=clock, lease_replies=send_immediately)
+    link_by = settings.customers.link_by
+    conversations = ConversationStore(
+        db, clock=clock, lease_replies=send_immediately, link_by=link_by
+    )
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     worker = OutboxWorker(store=outbox_store, channels=channel_map, clock=clock)
     events = EventHub()
-    handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately)
+    windows = reply_windows(settings)
+    customers = CustomerStore(db, clock=clock, link_by=link_by)
+    handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately, windows=windows)
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
@@ -197,9 +233,13 @@ async def build_runtime(
         outbox=worker,
         outbox_store=outbox_store,
         events=events,
-        desk=AgentDesk(handoffs=handoffs, events=events, on_outbox=worker.dispatch),
-        queue=AgentQueue(db, clock=clock),
+        desk=AgentDesk(
+            handoffs=handoffs, customers=customers, events=events, on_outbox=worker.dispatch
+        ),
+        queue=AgentQueue(db, clock=clock, windows=windows),
         clock=clock,
+        customers=customers,
+        windows=windows,
         channels=channel_map,
         reloader=reloader,
     )

@@ -254,9 +254,9 @@ class GatedStore:
         self.gate = asyncio.Event()
         self.marked: list[list[int]] = []
 
-    async def mark_sent(self, outbox_ids: list[int]) -> None:
+    async def mark_sent(self, sent: list[tuple[int, str | None]]) -> None:
         await self.gate.wait()
-        self.marked.append(list(outbox_ids))
+        self.marked.append([outbox_id for outbox_id, _ in sent])
 
 
 async def test_a_cancelled_sender_does_not_stall_the_others(clock: Clock) -> None:

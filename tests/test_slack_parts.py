@@ -20,7 +20,7 @@ from carebot.desk.slack import card as cards
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.slack.mrkdwn import LIMIT, escape, plain, quote, shorten
-from carebot.desk.slack.pacing import Pacer
+from carebot.pacing import Pacer
 from carebot.desk.slack.people import REFRESH_UNKNOWN_AFTER, People
 from carebot.exceptions import ConfigError, SlackError
 from carebot.store.queue import Case, MessageView

@@ -5,6 +5,7 @@ Every method is one transaction. The store knows nothing of channels beyond thei
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,11 +24,11 @@ from carebot.models import (
     InboundMessage,
     TranscriptLine,
 )
+from carebot.store.customers import find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.tables import (
     Conversation,
-    Customer,
     DecisionRow,
     Handoff,
     Identity,
@@ -57,10 +58,18 @@ class LastTurn:
 
 
 class ConversationStore:
-    def __init__(self, db: Database, *, clock: Clock, lease_replies: bool = True) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        lease_replies: bool = True,
+        link_by: Sequence[str] = ("phone", "email"),
+    ) -> None:
         self._db = db
         self._clock = clock
         self._lease = lease_replies
+        self._link_by = tuple(link_by)
 
     async def receive(self, inbound: InboundMessage) -> Received:
         """Store an inbound message first; a redelivered one comes back with ``duplicate``."""
@@ -77,7 +86,14 @@ class ConversationStore:
             return existing
         try:
             async with self._db.transaction() as session:
-                identity = await self._identity(session, inbound)
+                identity = await find_or_create_identity(
+                    session,
+                    inbound.channel,
+                    inbound.external_user_id,
+                    inbound.profile,
+                    now=self._clock(),
+                    link_by=self._link_by,
+                )
                 conversation = await self._open_conversation(session, identity)
                 message = Message(
                     conversation_id=conversation.id,
@@ -85,7 +101,7 @@ class ConversationStore:
                     author="customer",
                     channel=inbound.channel,
                     external_id=inbound.external_message_id,
-                    text=inbound.text,
+                    text=inbound.stored_text(),
                     created_at=self._clock(),
                 )
                 session.add(message)
@@ -127,32 +143,6 @@ class ConversationStore:
                 duplicate=True,
                 handled=message.handled_at is not None,
             )
-
-    async def _identity(self, session: AsyncSession, inbound: InboundMessage) -> Identity:
-        identity = await session.scalar(
-            select(Identity).where(
-                Identity.channel == inbound.channel,
-                Identity.external_user_id == inbound.external_user_id,
-            )
-        )
-        now = self._clock()
-        if identity is None:
-            name = inbound.profile.get("name", "") if inbound.profile else ""
-            customer = Customer(display_name=name[:200], created_at=now)
-            session.add(customer)
-            await session.flush()
-            identity = Identity(
-                customer_id=customer.id,
-                channel=inbound.channel,
-                external_user_id=inbound.external_user_id,
-                profile=dict(inbound.profile),
-                created_at=now,
-            )
-            session.add(identity)
-            await session.flush()
-        elif inbound.profile and dict(inbound.profile) != identity.profile:
-            identity.profile = {**identity.profile, **inbound.profile}
-        return identity
 
     async def _open_conversation(self, session: AsyncSession, identity: Identity) -> Conversation:
         conversation = await session.scalar(
@@ -231,6 +221,28 @@ class ConversationStore:
                 conversation.updated_at = now
                 session.add(_handoff_row(conversation.id, row, decision))
             return queued
+
+    async def record_notice(self, received: Received, text: str) -> Queued | None:
+        """Answer a message triage does not read (a greeting, files without text) with ``text``
+        and mark it handled; nothing is sent while a human owns the conversation."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            conversation = await session.get_one(
+                Conversation, received.conversation_id, with_for_update=True
+            )
+            inbound = await session.get_one(Message, received.message_id)
+            inbound.handled_at = now
+            if ConversationState(conversation.state).human_owned:
+                return None
+            identity = await session.get_one(Identity, conversation.identity_id)
+            return await add_reply(
+                session,
+                conversation=conversation,
+                identity=identity,
+                outgoing=Outgoing(text),
+                now=now,
+                lease=self._lease,
+            )
 
     async def is_handled(self, message_id: int) -> bool:
         async with self._db.session() as session:

@@ -6,24 +6,35 @@ The Slack desk and the built-in inbox both act through these methods, so the sta
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import ConversationState
+from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
-from carebot.store.tables import Conversation, Handoff, Identity
+from carebot.store.tables import Conversation, Handoff, Identity, Message
 
 AGENT_INITIATED = "agent_initiated"
 
 
 class HandoffStore:
-    def __init__(self, db: Database, *, clock: Clock, lease_replies: bool = True) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        lease_replies: bool = True,
+        windows: ReplyWindows = NO_WINDOWS,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._lease = lease_replies
+        self._windows = windows
 
     async def take_over(self, conversation_id: int, agent: str) -> None:
         """``agent`` owns the conversation from now on; the bot stays silent."""
@@ -60,6 +71,10 @@ class HandoffStore:
         self, session: AsyncSession, conversation: Conversation, agent: str, text: str, via: str
     ) -> Queued:
         identity = await session.get_one(Identity, conversation.identity_id)
+        last = await last_customer_message(session, identity.id)
+        window = self._windows.window(identity.channel, last)
+        if window is not None:
+            window.check(self._clock())  # refused with the reason, before anything is stored
         return await add_reply(
             session,
             conversation=conversation,
@@ -129,6 +144,15 @@ class HandoffStore:
             .limit(1)
         )
         return await session.scalar(query.with_for_update() if lock else query)
+
+
+async def last_customer_message(session: AsyncSession, identity_id: int) -> datetime | None:
+    """When the customer last wrote from this channel identity (what reply windows count from)."""
+    return await session.scalar(
+        select(func.max(Message.created_at))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.identity_id == identity_id, Message.direction == "in")
+    )
 
 
 def _not_empty(text: str) -> None:

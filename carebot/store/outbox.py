@@ -19,7 +19,8 @@ from carebot.models import Choice, OutboundReply
 from carebot.store.database import Database
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
-PENDING, SENT = "pending", "sent"
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+_STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 IMMEDIATE_LEASE = 60.0  # seconds the writer of a reply has to send it before the worker may
 
 
@@ -143,20 +144,57 @@ class OutboxStore:
                     claimed.append(to_reply(row))
             return claimed
 
-    async def mark_sent(self, outbox_ids: Sequence[int]) -> None:
-        """Mark delivered replies as sent, several in one transaction."""
+    async def mark_sent(self, sent: Sequence[tuple[int, str | None]]) -> None:
+        """Mark delivered replies as sent, several in one transaction. Each is (outbox id, the
+        platform's id of the sent message or None)."""
+        now = self._clock()
         async with self._db.transaction() as session:
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_(outbox_ids))
-                .values(
-                    status=SENT,
-                    sent_at=self._clock(),
-                    locked_until=None,
-                    last_error=None,
-                    attempts=OutboxRow.attempts + 1,
+            plain = [outbox_id for outbox_id, external_id in sent if external_id is None]
+            named = [(outbox_id, external_id) for outbox_id, external_id in sent if external_id]
+            done = {"status": SENT, "sent_at": now, "locked_until": None, "last_error": None}
+            if plain:
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(plain))
+                    .values(attempts=OutboxRow.attempts + 1, **done)
+                )
+            for outbox_id, external_id in named:
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == outbox_id)
+                    .values(attempts=OutboxRow.attempts + 1, external_id=external_id, **done)
+                )
+
+    async def mark_undeliverable(self, outbox_id: int, error: str) -> None:
+        """The platform refused this reply for good (e.g. its reply window had closed): it is
+        kept as failed, with the reason, and the conversation's later replies go ahead."""
+        async with self._db.transaction() as session:
+            row = await session.get_one(OutboxRow, outbox_id)
+            row.attempts += 1
+            row.status = FAILED
+            row.last_error = row.delivery_error = error[:2000]
+            row.locked_until = None
+            row.status_at = self._clock()
+
+    async def record_status(
+        self, channel: str, external_id: str, status: str, at: datetime, error: str | None
+    ) -> int | None:
+        """A platform's delivery report on a sent reply; returns its conversation id (None when
+        no reply has that id). A report never moves a reply back: read stays read."""
+        async with self._db.transaction() as session:
+            row = await session.scalar(
+                select(OutboxRow).where(
+                    OutboxRow.channel == channel, OutboxRow.external_id == external_id
                 )
             )
+            if row is None:
+                return None
+            if _STATUS_ORDER.get(status, 0) >= _STATUS_ORDER.get(row.delivery_status or "", 0):
+                row.delivery_status = status[:20]
+                row.status_at = at
+                if error:
+                    row.delivery_error = error[:2000]
+            return row.conversation_id
 
     async def mark_failed(
         self, outbox_id: int, error: str, *, delay: Callable[[int], float]

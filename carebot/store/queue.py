@@ -14,8 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import REASON_WORDS, ConversationState, Reason
+from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, Customer, DecisionRow, Handoff, Identity, Message
+from carebot.store.handoffs import last_customer_message
+from carebot.store.outbox import FAILED, PENDING
+from carebot.store.tables import (
+    Conversation,
+    Customer,
+    DecisionRow,
+    Handoff,
+    Identity,
+    Message,
+    OutboxRow,
+)
 
 AGENT_INITIATED_WORDS = "an agent took the conversation over"
 
@@ -44,6 +55,7 @@ class MessageView:
     at: str
     channel: str
     conversation_id: int
+    delivery: str | None = None  # for replies: sending / sent / delivered / read / not delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,7 @@ class Case:
     top_intents: list[dict[str, Any]]
     messages: list[MessageView]
     past: list[dict[str, Any]] = field(default_factory=list)
+    window: dict[str, Any] | None = None  # the channel's reply window: text, closing, closed
 
     @property
     def can_take_over(self) -> bool:
@@ -100,9 +113,10 @@ def waiting_text(since: datetime, now: datetime) -> str:
 
 
 class AgentQueue:
-    def __init__(self, db: Database, *, clock: Clock) -> None:
+    def __init__(self, db: Database, *, clock: Clock, windows: ReplyWindows = NO_WINDOWS) -> None:
         self._db = db
         self._clock = clock
+        self._windows = windows
 
     async def rows(self) -> tuple[list[QueueRow], list[QueueRow]]:
         """(waiting for an agent, oldest first; with an agent, most recently active first)."""
@@ -200,7 +214,21 @@ class AgentQueue:
                 top_intents=list(latest.details.get("top", [])) if latest else [],
                 messages=await _messages(session, conversation.id),
                 past=past,
+                window=await self._window(session, identity),
             )
+
+    async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:
+        last = await last_customer_message(session, identity.id)
+        window = self._windows.window(identity.channel, last)
+        if window is None:
+            return None
+        now = self._clock()
+        return {
+            "text": window.describe(now),
+            "closing": window.closing(now),
+            "closed": not window.is_open(now),
+            "closes_at": window.closes_at.isoformat(),
+        }
 
     async def _latest_handoff(
         self, session: AsyncSession, conversation_id: int
@@ -280,16 +308,39 @@ def _customer_view(
 
 async def _messages(session: AsyncSession, conversation_id: int) -> list[MessageView]:
     rows = (
-        await session.scalars(
-            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+        await session.execute(
+            select(Message, OutboxRow)
+            .outerjoin(OutboxRow, OutboxRow.message_id == Message.id)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.id)
         )
     ).all()
-    return [_view(m) for m in rows]
+    return [_view(m, _delivery(outbox)) for m, outbox in rows]
 
 
-def _view(m: Message) -> MessageView:
+def _delivery(row: OutboxRow | None) -> str | None:
+    """How far a reply got, in words for agents."""
+    if row is None:
+        return None
+    if row.status == FAILED or row.delivery_status == "failed":
+        return f"not delivered: {row.delivery_error or row.last_error or 'refused'}"
+    if row.delivery_status:
+        return row.delivery_status
+    if row.status == PENDING:
+        return f"retrying: {row.last_error}" if row.attempts else "sending"
+    return "sent"
+
+
+def _view(m: Message, delivery: str | None = None) -> MessageView:
     return MessageView(
-        m.id, m.author, m.agent, m.text, m.created_at.isoformat(), m.channel, m.conversation_id
+        m.id,
+        m.author,
+        m.agent,
+        m.text,
+        m.created_at.isoformat(),
+        m.channel,
+        m.conversation_id,
+        delivery,
     )
 
 

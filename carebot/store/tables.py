@@ -66,6 +66,23 @@ class Identity(Base):
     external_user_id: Mapped[str] = mapped_column(String(200))
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[Timestamp]
+    linked_by: Mapped[str | None] = mapped_column(String(200))  # why it joined its customer
+
+
+class ContactPoint(Base):
+    """A normalised phone number or e-mail address of a channel identity; identities that share
+    one belong to the same customer."""
+
+    __tablename__ = "contact_points"
+    __table_args__ = (
+        UniqueConstraint("identity_id", "kind", "value", name="uq_contact_points"),
+        Index("ix_contact_points_kind_value", "kind", "value"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    kind: Mapped[str] = mapped_column(String(10))  # phone / email
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[Timestamp]
 
 
 class Conversation(Base):
@@ -152,13 +169,17 @@ class OutboxRow(Base):
     external_user_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # choices, handoff, author, agent
-    status: Mapped[str] = mapped_column(String(10))  # pending / sent
+    status: Mapped[str] = mapped_column(String(10))  # pending / sent / failed (refused for good)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[Timestamp]
     locked_until: Mapped[Timestamp | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[Timestamp]
     sent_at: Mapped[Timestamp | None]
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True)  # platform's id
+    delivery_status: Mapped[str | None] = mapped_column(String(20))  # delivered / read / failed
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    status_at: Mapped[Timestamp | None]
 
 
 class SlackThread(Base):
@@ -177,6 +198,7 @@ class SlackThread(Base):
     card_hash: Mapped[str] = mapped_column(String(64), default="")
     mirrored_message_id: Mapped[int] = mapped_column(Integer, default=0)
     reminded_handoff_id: Mapped[int | None] = mapped_column(Integer)
+    window_warned_for: Mapped[Timestamp | None]  # the customer message whose window it warned of
     created_at: Mapped[Timestamp]
     synced_at: Mapped[Timestamp | None]
     locked_by: Mapped[str | None] = mapped_column(String(100))  # the process syncing it now

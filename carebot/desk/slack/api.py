@@ -23,8 +23,8 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
-from carebot.desk.slack.pacing import Pacer
 from carebot.exceptions import SlackError
+from carebot.pacing import Pacer
 
 TIMEOUT = 10  # seconds per call
 HINTS = {

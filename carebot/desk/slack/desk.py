@@ -23,11 +23,11 @@ from carebot.config import Settings
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.slack.listeners import Listeners
-from carebot.desk.slack.pacing import Pacer
 from carebot.desk.slack.people import People
 from carebot.desk.slack.sync import ThreadSync
 from carebot.events import EventHub
 from carebot.hours import BusinessHours
+from carebot.pacing import Pacer
 from carebot.store.database import Database
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore

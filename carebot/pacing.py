@@ -1,0 +1,50 @@
+"""Pacing sends to a platform's rate limits: per key (a chat, a recipient, a Slack channel) and,
+optionally, overall.
+
+Each send reserves the next free slot before it waits, so concurrent senders queue fairly
+instead of all being refused with 429. Telegram allows about one message per second per chat
+and 30 per second overall; Slack about one post per second per channel; WhatsApp paces each
+recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+OVERALL = "\0overall"
+
+
+class Pacer:
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        burst: int = 3,
+        overall_per_second: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._per_key = 1.0 / per_second
+        self._overall = 1.0 / overall_per_second if overall_per_second else None
+        self._burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._next: dict[str, float] = {}  # per key: when the next send's slot starts
+
+    async def wait(self, key: str) -> None:
+        """Return when a send to ``key`` keeps within the rates."""
+        now = self._clock()
+        delay = self._reserve(key, self._per_key, now)
+        if self._overall is not None:
+            delay = max(delay, self._reserve(OVERALL, self._overall, now))
+        if delay > 0:
+            await self._sleep(delay)
+
+    def _reserve(self, key: str, interval: float, now: float) -> float:
+        slot = max(self._next.get(key, now), now)
+        self._next[key] = slot + interval
+        if len(self._next) > 10_000:  # forget keys whose slots are long past
+            self._next = {k: t for k, t in self._next.items() if t > now}
+        return slot - now - (self._burst - 1) * interval

@@ -1,0 +1,204 @@
+"""One customer across channels: channel identities, the contact points that link them, merges.
+
+An identity is a customer's account on one channel (a Telegram user, a WhatsApp number, a web
+chat visitor). Identities that share a normalised phone number or e-mail address (the
+``[customers] link_by`` kinds) belong to one customer: they are linked as soon as the second one
+shows it. An agent can also merge two customers by hand. A merge keeps the older customer and
+moves the other's identities and conversations to it, so the agent sees one history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.clock import Clock
+from carebot.exceptions import StoreError
+from carebot.models import ContactDetails
+from carebot.store.database import Database
+from carebot.store.tables import ContactPoint, Conversation, Customer, Identity
+
+log = logging.getLogger(__name__)
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalise(kind: str, value: str) -> str | None:
+    """A phone number in E.164 form (``+`` and digits) or a lower-cased e-mail address; None
+    when the value is not one (it is then kept in the profile but links nothing)."""
+    value = value.strip()
+    if kind == "phone":
+        digits = _PHONE_PUNCTUATION.sub("", value)
+        if digits.startswith("00"):
+            digits = "+" + digits[2:]
+        return digits if _PHONE.match(digits) else None
+    if kind == "email":
+        return value.lower() if _EMAIL.match(value) else None
+    return None
+
+
+async def find_or_create_identity(
+    session: AsyncSession,
+    channel: str,
+    external_user_id: str,
+    profile: Mapping[str, str],
+    *,
+    now: datetime,
+    link_by: Sequence[str],
+) -> Identity:
+    """The channel identity (created with a new customer the first time); a changed profile is
+    merged in, and a phone or e-mail it shows links it to the customer who has it already."""
+    identity = await session.scalar(
+        select(Identity).where(
+            Identity.channel == channel, Identity.external_user_id == external_user_id
+        )
+    )
+    if identity is None:
+        customer = Customer(display_name=profile.get("name", "")[:200], created_at=now)
+        session.add(customer)
+        await session.flush()
+        identity = Identity(
+            customer_id=customer.id,
+            channel=channel,
+            external_user_id=external_user_id,
+            profile=dict(profile),
+            created_at=now,
+        )
+        session.add(identity)
+        await session.flush()
+    elif profile and {**identity.profile, **profile} != identity.profile:
+        identity.profile = {**identity.profile, **profile}
+        customer = await session.get_one(Customer, identity.customer_id)
+        if not customer.display_name and profile.get("name"):
+            customer.display_name = profile["name"][:200]
+    else:
+        return identity
+    await _link(session, identity, link_by, now)
+    return identity
+
+
+async def _link(
+    session: AsyncSession, identity: Identity, link_by: Sequence[str], now: datetime
+) -> None:
+    for kind in link_by:
+        value = normalise(kind, str(identity.profile.get(kind, "")))
+        if value is None:
+            continue
+        known = await session.scalar(
+            select(ContactPoint.id).where(
+                ContactPoint.identity_id == identity.id,
+                ContactPoint.kind == kind,
+                ContactPoint.value == value,
+            )
+        )
+        if known is None:
+            session.add(
+                ContactPoint(identity_id=identity.id, kind=kind, value=value, created_at=now)
+            )
+            await session.flush()
+        others = (
+            await session.scalars(
+                select(Identity.customer_id)
+                .join(ContactPoint, ContactPoint.identity_id == Identity.id)
+                .where(
+                    ContactPoint.kind == kind,
+                    ContactPoint.value == value,
+                    Identity.customer_id != identity.customer_id,
+                )
+            )
+        ).all()
+        for other in sorted(set(others)):
+            keep, gone = sorted((identity.customer_id, other))
+            await merge_customers(session, keep, gone, reason=f"same {kind} {value}")
+
+
+async def merge_customers(session: AsyncSession, keep: int, gone: int, *, reason: str) -> None:
+    """Move ``gone``'s identities and conversations to ``keep`` and delete ``gone``."""
+    if keep == gone:
+        return
+    kept = await session.get_one(Customer, keep)
+    other = await session.get_one(Customer, gone)
+    for identity in (
+        await session.scalars(select(Identity).where(Identity.customer_id == gone))
+    ).all():
+        identity.customer_id = keep
+        identity.linked_by = reason[:200]
+    for conversation in (
+        await session.scalars(select(Conversation).where(Conversation.customer_id == gone))
+    ).all():
+        conversation.customer_id = keep
+    if not kept.display_name:
+        kept.display_name = other.display_name
+    kept.created_at = min(kept.created_at, other.created_at)
+    await session.flush()
+    await session.delete(other)
+    await session.flush()
+    log.info("Merged customer %s into customer %s (%s)", gone, keep, reason)
+
+
+class CustomerStore:
+    def __init__(self, db: Database, *, clock: Clock, link_by: Sequence[str]) -> None:
+        self._db = db
+        self._clock = clock
+        self._link_by = tuple(link_by)
+
+    async def update_contact(self, details: ContactDetails) -> int:
+        """Keep contact details a customer gave; returns their customer id (after any link)."""
+        profile = {k: str(v)[:200] for k, v in details.profile.items() if str(v).strip()}
+        async with self._db.transaction() as session:
+            identity = await find_or_create_identity(
+                session,
+                details.channel,
+                details.external_user_id,
+                profile,
+                now=self._clock(),
+                link_by=self._link_by,
+            )
+            return identity.customer_id
+
+    async def merge(self, conversation_id: int, query: str, *, agent: str) -> int:
+        """An agent says the customer of ``conversation_id`` is the one ``query`` names: a
+        customer number (``12`` or ``#12``), a phone number, an e-mail address or
+        ``channel:user id``. Returns the customer id both are now."""
+        async with self._db.transaction() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise StoreError(f"No conversation with id {conversation_id}")
+            other = await self._find(session, query.strip())
+            if other is None:
+                raise StoreError(
+                    f"No customer matches {query.strip()!r}. Give a customer number (#12), a "
+                    "phone number, an e-mail address, or channel:user id (telegram:12345)."
+                )
+            if other == conversation.customer_id:
+                raise StoreError(f"{query.strip()!r} is this customer already")
+            keep, gone = sorted((conversation.customer_id, other))
+            await merge_customers(session, keep, gone, reason=f"merged by {agent}")
+            return keep
+
+    async def _find(self, session: AsyncSession, query: str) -> int | None:
+        number = query.removeprefix("#")
+        if number.isdigit() and len(number) < 7:
+            found = await session.get(Customer, int(number))
+            return found.id if found else None
+        for kind in ("email", "phone"):
+            value = normalise(kind, query)
+            if value is not None:
+                return await session.scalar(
+                    select(Identity.customer_id)
+                    .join(ContactPoint, ContactPoint.identity_id == Identity.id)
+                    .where(ContactPoint.kind == kind, ContactPoint.value == value)
+                    .limit(1)
+                )
+        channel, _, user = query.partition(":")
+        return await session.scalar(
+            select(Identity.customer_id).where(
+                Identity.channel == channel.strip(), Identity.external_user_id == user.strip()
+            )
+        )
