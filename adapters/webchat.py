@@ -9,6 +9,9 @@ Protocol (JSON text frames on ``/chat/ws``):
   visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
   forged, altered or expired token gets ``{"type": "error", "code": "bad_token"}`` and the
   socket is closed (4401): nobody reads or writes another visitor's conversation.
+* client ``{"type": "contact", "name", "phone", "email"}`` (each optional, at least one): the
+  contact form. The server answers ``{"type": "contact_saved"}``; a phone number or e-mail
+  address the customer also uses on another channel links the two.
 * client ``{"type": "message", "id": <client uuid>, "text": ...}``; the id makes a resend after
   a reconnect harmless (the core deduplicates it). The server answers ``{"type": "ack", "id"}``,
   then ``{"type": "typing", "on": true}`` while the bot works.
@@ -38,7 +41,7 @@ from aiohttp import WSMsgType, web
 from carebot.channel import Deliver
 from carebot.clock import utcnow
 from carebot.config import WebChatSettings
-from carebot.models import InboundMessage, OutboundReply, TranscriptLine
+from carebot.models import ContactDetails, InboundMessage, OutboundReply, TranscriptLine
 from carebot.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,8 @@ class WebChatChannel:
                     frame = _parse(message.data)
                     if visitor is None:
                         visitor = await self._hello(ws, frame)
+                    elif frame.get("type") == "contact":
+                        await self._contact(ws, visitor, frame)
                     else:
                         await self._message(ws, visitor, frame)
                 except FrameError as error:
@@ -204,6 +209,31 @@ class WebChatChannel:
             ) from exc
         finally:
             await self._broadcast(visitor, {"type": "typing", "on": False})
+
+    async def _contact(
+        self, ws: web.WebSocketResponse, visitor: str, frame: dict[str, Any]
+    ) -> None:
+        """The optional contact form: kept with the visitor, so agents know who they are and
+        the same person on other channels (same phone or e-mail) is recognised."""
+        profile = {}
+        for key in ("name", "phone", "email"):
+            value = frame.get(key)
+            if value is not None and not isinstance(value, str):
+                raise FrameError("bad_frame", f"{key} must be a string.")
+            if value and value.strip():
+                if len(value) > 200:
+                    raise FrameError("too_long", f"The {key} is too long.")
+                profile[key] = value.strip()
+        if not profile:
+            raise FrameError("empty", "Give a name, a phone number or an e-mail address.")
+        if self._deliver is None:
+            raise RuntimeError("WebChatChannel.start() was not called before serving")
+        try:
+            await self._deliver(ContactDetails(self.name, visitor, profile))
+        except Exception as exc:
+            log.exception("Could not keep the contact details of %s", visitor)
+            raise FrameError("unavailable", "We could not save that right now.") from exc
+        await ws.send_json({"type": "contact_saved"})
 
     def _validate(self, visitor: str, frame: dict[str, Any]) -> tuple[str, str]:
         if frame.get("type") != "message":

@@ -110,6 +110,11 @@ class OutboundReply:
     agent: str | None = None  # the agent's display name, for agent replies
     handoff: bool = False  # this reply tells the customer that a person takes over
     created_at: datetime | None = None
+    conversation_id: int | None = None
+
+    def signed_text(self) -> str:
+        """The text for channels that show no author: an agent's reply starts with their name."""
+        return f"{self.agent}: {self.text}" if self.author == "agent" and self.agent else self.text
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from carebot.channel import Channel
 from carebot.clock import Clock
+from carebot.events import Event, EventHub
 from carebot.exceptions import DeliveryError
 from carebot.models import OutboundReply
 from carebot.store.outbox import IMMEDIATE_LEASE, OutboxStore, Queued
@@ -43,8 +44,10 @@ class OutboxWorker:
         clock: Clock,
         backoff: Backoff = Backoff(),
         batch: int = 50,
+        events: EventHub | None = None,
     ) -> None:
         self._store = store
+        self._events = events or EventHub()
         self._channels = channels
         self._clock = clock
         self._backoff = backoff
@@ -98,6 +101,7 @@ class OutboxWorker:
         except DeliveryError as exc:
             if exc.permanent:
                 await self._store.mark_undeliverable(reply.outbox_id, str(exc))
+                self._announce(reply)
                 log.error(
                     "Reply %s on %s was refused for good: %s", reply.outbox_id, reply.channel, exc
                 )
@@ -131,7 +135,13 @@ class OutboxWorker:
             # Delivered, but not recorded: it may be sent once more after its lease (at least
             # once beats never); the customer's request does not fail for it.
             log.exception("Reply %s was sent but could not be marked sent", reply.outbox_id)
+        self._announce(reply)
         return True
+
+    def _announce(self, reply: OutboundReply) -> None:
+        """A reply was delivered or refused for good: live views show its delivery."""
+        if reply.conversation_id is not None:
+            self._events.publish(Event("delivery", reply.conversation_id))
 
     async def _mark_sent(self, outbox_id: int, external_id: str | None) -> None:
         """Group commit: replies delivered while a mark is being written share the next one."""

@@ -1,4 +1,5 @@
-"""``carebot serve``: one aiohttp process hosting the web chat, the agent inbox and health checks.
+"""``carebot serve``: one aiohttp process hosting the web chat, the social channels' webhooks, the
+agent inbox and health checks.
 
 ``/healthz`` answers while the process is up; ``/readyz`` when the model is loaded, the
 database is reachable and migrated, and the outbox is being delivered. SIGTERM (or Ctrl-C)
@@ -25,6 +26,7 @@ from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import StoreError
 from carebot.models import TranscriptLine
+from carebot.platforms import build_platforms
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
 
@@ -48,12 +50,17 @@ def build_app(
 ) -> Service:
     """The web application around a built runtime (starts and stops it with the app).
 
-    ``env`` holds the Slack tokens (default: the process environment)."""
+    ``env`` holds the Slack tokens and the channels' secrets (default: the process
+    environment)."""
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
     if settings.webchat.enabled:
         _mount_webchat(app, settings, runtime, secret)
+    platforms = build_platforms(settings, secret, env)
+    for channel in platforms.channels:
+        runtime.add_channel(channel)
+    platforms.mount(app, runtime.deliver)
     demo_password = _mount_inbox(app, settings, runtime, secret)
     slack = _slack_desk(settings, runtime, env)
     if slack is not None:
@@ -163,6 +170,7 @@ async def serve(
     host = host or settings.server.host
     port = port or settings.server.port
     SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
+    build_platforms(settings, b"check only")  # and so does a channel's
     print("Loading the model and intents...", file=out, flush=True)
     runtime = await build_runtime(settings, encoder=load_encoder(settings))
     service = build_app(settings, runtime)

@@ -24,9 +24,13 @@ _HASH = hash_password(AGENT_PASSWORD)
 
 
 def service_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
-    inbox = {"agents": [{"name": "ann", "display_name": "Ann", "password_hash": _HASH}]}
-    server = {"secret_file": str(tmp_path / "secret_key")}
-    return make_settings(tmp_path, inbox=inbox, server=server, **sections)
+    defaults: dict[str, dict[str, Any]] = {
+        "inbox": {"agents": [{"name": "ann", "display_name": "Ann", "password_hash": _HASH}]},
+        "server": {"secret_file": str(tmp_path / "secret_key")},
+    }
+    for name, values in sections.items():
+        defaults[name] = {**defaults.get(name, {}), **values}
+    return make_settings(tmp_path, **defaults)
 
 
 @asynccontextmanager

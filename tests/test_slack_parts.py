@@ -20,9 +20,9 @@ from carebot.desk.slack import card as cards
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.slack.mrkdwn import LIMIT, escape, plain, quote, shorten
-from carebot.pacing import Pacer
 from carebot.desk.slack.people import REFRESH_UNKNOWN_AFTER, People
 from carebot.exceptions import ConfigError, SlackError
+from carebot.pacing import Pacer
 from carebot.store.queue import Case, MessageView
 from carebot.store.tables import Handoff
 from tests.conftest import ROOT, make_settings

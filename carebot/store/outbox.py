@@ -239,4 +239,5 @@ def to_reply(row: OutboxRow) -> OutboundReply:
         agent=meta.get("agent"),
         handoff=bool(meta.get("handoff", False)),
         created_at=row.created_at,
+        conversation_id=row.conversation_id,
     )

@@ -1,0 +1,317 @@
+"""WhatsApp Cloud API, Messenger and Instagram messaging: one webhook, three channels.
+
+Translation only. Meta sends every product's events to one webhook (``/meta/webhook``):
+
+* ``GET``: the verification handshake; the challenge is echoed when ``hub.verify_token`` matches
+  the configured token, else 403.
+* ``POST``: checked first against ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the
+  app secret): missing -> 401, wrong -> 403, and nothing is processed. Then each event becomes
+  an :class:`InboundMessage` (text, a tapped button, files and locations as links) or a
+  :class:`DeliveryStatus` (sent, delivered, read, failed) for the channel whose account it is
+  addressed to. If the core could not store one, the answer is 500 and Meta sends the batch
+  again (what was stored is deduplicated by message id).
+
+Replies go out through the Graph API (see :mod:`carebot.adapters.graph`), paced per recipient and
+overall. Clarification choices become reply buttons (WhatsApp: up to 3 buttons, else a list of
+up to 10; Messenger and Instagram: quick replies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from carebot.adapters.graph import GraphApi
+from carebot.channel import Deliver
+from carebot.exceptions import DeliveryError
+from carebot.models import Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundReply
+from carebot.pacing import Pacer
+from carebot.signing import Signer
+
+log = logging.getLogger(__name__)
+WEBHOOK_PATH = "/meta/webhook"
+MEDIA_PATH = "/meta/media/"
+LINK_DAYS = 30
+FILE_TYPES = ("image", "audio", "voice", "video", "document", "sticker")
+
+
+class MetaChannel(Protocol):
+    name: str
+    account_id: str
+
+    def translate(self, item: Mapping[str, Any]) -> Iterator[ChannelEvent]: ...
+
+
+class MetaWebhook:
+    """The webhook all Meta channels share: handshake, signature, dispatch by account."""
+
+    def __init__(self, *, app_secret: str, verify_token: str, channels: list[MetaChannel]) -> None:
+        self._secret = app_secret.encode()
+        self._verify_token = verify_token
+        self._channels = {(c.name, c.account_id): c for c in channels}
+        self._deliver: Deliver | None = None
+
+    def mount(self, app: web.Application, deliver: Deliver) -> None:
+        self._deliver = deliver
+        app.router.add_get(WEBHOOK_PATH, self._on_verify)
+        app.router.add_post(WEBHOOK_PATH, self._on_event)
+
+    async def _on_verify(self, request: web.Request) -> web.Response:
+        query = request.query
+        token = query.get("hub.verify_token", "")
+        if query.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            token.encode(), self._verify_token.encode()
+        ):
+            return web.Response(text=query.get("hub.challenge", ""))
+        log.warning("Refused a Meta webhook verification with a wrong verify token")
+        raise web.HTTPForbidden(text="wrong verify token")
+
+    async def _on_event(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        given = request.headers.get("X-Hub-Signature-256")
+        if not given:
+            raise web.HTTPUnauthorized(text="X-Hub-Signature-256 is missing")
+        expected = "sha256=" + hmac.new(self._secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("Refused a Meta webhook call with a wrong signature")
+            raise web.HTTPForbidden(text="X-Hub-Signature-256 does not match")
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text="the body is not JSON") from exc
+        assert self._deliver is not None
+        try:
+            for event in self.events(payload):
+                await self._deliver(event)
+        except Exception as exc:
+            log.exception("Could not take a Meta webhook batch; Meta will send it again")
+            raise web.HTTPInternalServerError(text="not stored; deliver again") from exc
+        return web.Response(text="EVENT_RECEIVED")
+
+    def events(self, payload: Mapping[str, Any]) -> Iterator[ChannelEvent]:
+        """Every event of a webhook payload, translated by the channel it is addressed to."""
+        kind = {"whatsapp_business_account": "whatsapp", "page": "messenger"}.get(
+            payload.get("object", ""), payload.get("object", "")
+        )
+        for entry in payload.get("entry", []):
+            if kind == "whatsapp":
+                for change in entry.get("changes", []):
+                    value = change.get("value", {})
+                    account = value.get("metadata", {}).get("phone_number_id", "")
+                    if change.get("field") == "messages":
+                        yield from self._for(kind, account, value)
+            else:
+                for item in entry.get("messaging", []):
+                    yield from self._for(kind, str(entry.get("id", "")), item)
+
+    def _for(self, kind: str, account: str, item: Mapping[str, Any]) -> Iterator[ChannelEvent]:
+        channel = self._channels.get((kind, str(account)))
+        if channel is None:
+            log.info("Ignoring a %s event for account %s, which is not configured", kind, account)
+            return
+        yield from channel.translate(item)
+
+
+class WhatsAppChannel:
+    name = "whatsapp"
+
+    def __init__(self, *, api: GraphApi, account_id: str, pacer: Pacer, links: Signer) -> None:
+        self.account_id = account_id
+        self._api = api
+        self._pacer = pacer
+        self._links = links
+        self._public_url = ""
+
+    def mount(self, app: web.Application, public_url: str) -> None:
+        self._public_url = public_url.rstrip("/")
+        app.router.add_get(MEDIA_PATH + "{token}", self._on_media)
+
+    async def start(self, deliver: Deliver) -> None:
+        await self._api.open()  # inbound comes through the shared MetaWebhook
+
+    async def stop(self) -> None:
+        await self._api.close()
+
+    async def send(self, reply: OutboundReply) -> str | None:
+        await self._pacer.wait(reply.external_user_id)
+        to = reply.external_user_id.lstrip("+")
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+        body |= _whatsapp_content(reply)
+        answer = await self._api.send(self.account_id, body)
+        ids = [m.get("id") for m in answer.get("messages", [])]
+        return ids[0] if ids and ids[0] else None
+
+    def translate(self, value: Mapping[str, Any]) -> Iterator[ChannelEvent]:
+        names = {
+            c.get("wa_id"): c.get("profile", {}).get("name", "") for c in value.get("contacts", [])
+        }
+        for message in value.get("messages", []):
+            sender = str(message.get("from", ""))
+            text, attachments = self._content(message)
+            yield InboundMessage(
+                channel=self.name,
+                external_user_id=sender,
+                external_message_id=str(message.get("id", "")),
+                text=text,
+                sent_at=_at(message.get("timestamp")),
+                profile={"name": names.get(sender) or "", "phone": f"+{sender}"},
+                raw=message,
+                attachments=attachments,
+            )
+        for status in value.get("statuses", []):
+            errors = status.get("errors") or []
+            error = "; ".join(
+                f"{e.get('code')} {e.get('title') or e.get('message', '')}".strip() for e in errors
+            )
+            yield DeliveryStatus(
+                channel=self.name,
+                external_message_id=str(status.get("id", "")),
+                status=str(status.get("status", "")),
+                at=_at(status.get("timestamp")),
+                error=error or None,
+            )
+
+    def _content(self, message: Mapping[str, Any]) -> tuple[str, tuple[Attachment, ...]]:
+        kind = message.get("type")
+        if kind == "text":
+            return message.get("text", {}).get("body", ""), ()
+        if kind == "interactive":
+            tapped = message.get("interactive", {})
+            if "button_reply" in tapped:  # buttons are only used when no label is shortened
+                return tapped["button_reply"].get("title", ""), ()
+            return tapped.get("list_reply", {}).get("id", ""), ()  # a list row's title may be
+        if kind == "button":  # a template's quick-reply button
+            return message.get("button", {}).get("text", ""), ()
+        if kind in FILE_TYPES:
+            media = message.get(kind, {})
+            link = self._link(str(media.get("id", "")))
+            name = media.get("filename", "")
+            return media.get("caption", ""), (Attachment(kind, link, name),)
+        if kind == "location":
+            place = message.get("location", {})
+            where = f"https://maps.google.com/?q={place.get('latitude')},{place.get('longitude')}"
+            return "", (Attachment("location", where, place.get("name", "")),)
+        return "", (Attachment(str(kind), ""),)  # contacts, reactions...: nothing to read
+
+    def _link(self, media_id: str) -> str:
+        token = self._links.sign(media_id, ttl=LINK_DAYS * 86400)
+        return f"{self._public_url}{MEDIA_PATH}{token}"
+
+    async def _on_media(self, request: web.Request) -> web.StreamResponse:
+        """A customer's file, fetched from WhatsApp for an agent who opens its link."""
+        media_id = self._links.verify(request.match_info["token"])
+        if media_id is None:
+            raise web.HTTPNotFound(text="This link is not valid (or has expired).")
+        try:
+            content, kind = await self._api.media(media_id)
+        except (DeliveryError, OSError) as exc:
+            raise web.HTTPBadGateway(text=f"WhatsApp did not give the file: {exc}") from exc
+        return web.Response(body=content, content_type=kind.split(";")[0])
+
+
+class MessengerChannel:
+    """Messenger (``name = "messenger"``, a Facebook page) or Instagram (``"instagram"``, a
+    professional account): the same messaging format and Send API."""
+
+    def __init__(self, *, name: str, api: GraphApi, account_id: str, pacer: Pacer) -> None:
+        self.name = name
+        self.account_id = account_id
+        self._api = api
+        self._pacer = pacer
+
+    async def start(self, deliver: Deliver) -> None:
+        await self._api.open()
+
+    async def stop(self) -> None:
+        await self._api.close()
+
+    async def send(self, reply: OutboundReply) -> str | None:
+        await self._pacer.wait(reply.external_user_id)
+        message: dict[str, Any] = {"text": reply.signed_text()[:2000]}
+        if reply.choices:
+            message["quick_replies"] = [
+                {"content_type": "text", "title": c.label[:20], "payload": c.id}
+                for c in reply.choices[:13]
+            ]
+        body = {
+            "recipient": {"id": reply.external_user_id},
+            "messaging_type": "RESPONSE",
+            "message": message,
+        }
+        answer = await self._api.send(self.account_id, body)
+        return answer.get("message_id") or None
+
+    def translate(self, item: Mapping[str, Any]) -> Iterator[ChannelEvent]:
+        sender = str(item.get("sender", {}).get("id", ""))
+        at = _at(item.get("timestamp"), millis=True)
+        message = item.get("message")
+        if message is not None and not message.get("is_echo"):
+            # A quick reply's title may be shortened: its payload is the choice's own id.
+            text = message.get("quick_reply", {}).get("payload") or message.get("text", "")
+            attachments = tuple(
+                Attachment(a.get("type", "file"), a.get("payload", {}).get("url", ""))
+                for a in message.get("attachments", [])
+            )
+            yield self._inbound(sender, message.get("mid", ""), text, at, item, attachments)
+        postback = item.get("postback")
+        if postback is not None:  # a tapped button of a template
+            mid = postback.get("mid") or f"postback:{sender}:{item.get('timestamp')}"
+            yield self._inbound(sender, mid, postback.get("title", ""), at, item, ())
+        for mid in item.get("delivery", {}).get("mids", []):
+            yield DeliveryStatus(self.name, str(mid), "delivered", at)
+
+    def _inbound(
+        self,
+        sender: str,
+        mid: str,
+        text: str,
+        at: datetime,
+        item: Mapping[str, Any],
+        attachments: tuple[Attachment, ...],
+    ) -> InboundMessage:
+        return InboundMessage(
+            channel=self.name,
+            external_user_id=sender,
+            external_message_id=str(mid),
+            text=text,
+            sent_at=at,
+            raw=item,
+            attachments=attachments,
+        )
+
+
+def _whatsapp_content(reply: OutboundReply) -> dict[str, Any]:
+    text = reply.signed_text()
+    choices = reply.choices
+    if not choices:
+        return {"type": "text", "text": {"body": text[:4096], "preview_url": False}}
+    if len(choices) <= 3 and all(len(c.label) <= 20 for c in choices):
+        action: dict[str, Any] = {
+            "buttons": [
+                {"type": "reply", "reply": {"id": c.id[:256], "title": c.label}} for c in choices
+            ]
+        }
+        kind = "button"
+    else:
+        rows = [{"id": c.id[:200], "title": c.label[:24]} for c in choices[:10]]
+        action = {"button": "Options", "sections": [{"title": "Options", "rows": rows}]}
+        kind = "list"
+    return {
+        "type": "interactive",
+        "interactive": {"type": kind, "body": {"text": text[:1024]}, "action": action},
+    }
+
+
+def _at(value: Any, *, millis: bool = False) -> datetime:
+    try:
+        seconds = float(value) / (1000 if millis else 1)
+        return datetime.fromtimestamp(seconds, UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)

@@ -1,0 +1,351 @@
+"""The Telegram channel, over python-telegram-bot's ``Bot`` client.
+
+Translation only: a Telegram update -> :class:`InboundMessage` (or :class:`ContactDetails` for a
+shared contact); an :class:`OutboundReply` -> ``sendMessage``, with clarification choices as an
+inline keyboard.
+
+* **Receiving.** ``mode = "polling"`` (development: no public URL) long-polls ``getUpdates``;
+  an update is confirmed (the next offset) only after the core stored it, so a failure delays it
+  and never drops it. ``mode = "webhook"`` registers ``{public_url}/telegram/webhook`` with a
+  secret token; Telegram's POSTs without that ``X-Telegram-Bot-Api-Secret-Token``, or whose
+  ``Content-Type`` is not exactly ``application/json``, get 403 and are not processed, and an
+  update the core could not store gets 500, so Telegram delivers it again.
+* **What the customer sends.** Text; ``/start`` (greeted by the core); a button of a
+  clarification (its label is the message); photos, voice notes, stickers, files, with their
+  caption as text and a link agents can open (``/telegram/file/<signed id>``; the bot's token
+  never appears in it); an edited message, as a new message (a redelivered edit is recognised);
+  a shared contact (its phone number links the customer across channels). Group chats are
+  ignored unless ``[telegram] groups = true``.
+* **Sending.** Paced per chat and overall (about 1/s per chat, 30/s in all); ``RetryAfter`` is
+  handed to the outbox with its delay, network errors and 5xx are retried, and a chat that
+  blocked the bot is refused for good. The typing action shows while the bot works.
+* Redelivered updates carry the same message id, which the core deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import mimetypes
+import warnings
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatAction, MessageLimit
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+
+from carebot.channel import Deliver
+from carebot.config import TelegramSettings
+from carebot.exceptions import DeliveryError
+from carebot.models import (
+    Attachment,
+    ChannelEvent,
+    ContactDetails,
+    InboundKind,
+    InboundMessage,
+    OutboundReply,
+)
+from carebot.pacing import Pacer
+from carebot.signing import Signer
+
+log = logging.getLogger(__name__)
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
+WEBHOOK_PATH = "/telegram/webhook"
+FILE_PATH = "/telegram/file/"
+LINK_DAYS = 30
+MAX_BACKOFF = 60.0
+STOP_GRACE = 10.0  # seconds a stop waits for the update in hand
+MEDIA = ("photo", "voice", "audio", "video", "video_note", "animation", "sticker", "document")
+
+
+class TelegramChannel:
+    name = "telegram"
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        settings: TelegramSettings,
+        links: Signer,
+        public_url: str = "",
+        webhook_secret: str | None = None,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self._bot = bot
+        self._settings = settings
+        self._links = links
+        self._public_url = public_url.rstrip("/")
+        self._secret = webhook_secret
+        self._pacer = pacer or Pacer(
+            settings.per_chat_per_second, overall_per_second=settings.overall_per_second
+        )
+        self._deliver: Deliver | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._offset: int | None = None
+        self._stopping = False
+        self._handling = False  # an update is being handed to the core right now
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post(WEBHOOK_PATH, self._on_webhook)
+        app.router.add_get(FILE_PATH + "{token}", self._on_file)
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        await self._bot.initialize()  # getMe: a wrong token fails here, at start
+        if self._settings.mode == "webhook":
+            await self._bot.set_webhook(
+                f"{self._public_url}{WEBHOOK_PATH}",
+                secret_token=self._secret,
+                allowed_updates=list(ALLOWED_UPDATES),
+            )
+        else:
+            await self._bot.delete_webhook()  # getUpdates refuses to run while one is set
+            self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
+        log.info("Telegram channel started (%s) as @%s", self._settings.mode, self._bot.username)
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            # The update in hand is finished (and confirmed); a long poll is just cut short.
+            self._stopping = True
+            if not self._handling:
+                self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._poller, timeout=STOP_GRACE)
+            self._poller = None
+            if self._offset is not None:  # confirm what was handled, so it is not sent again
+                try:
+                    await self._bot.get_updates(offset=self._offset, timeout=0)
+                except TelegramError as exc:
+                    log.warning("Could not confirm the last Telegram updates: %s", exc)
+        for task in list(self._side_tasks):
+            task.cancel()
+        with contextlib.suppress(TelegramError):
+            await self._bot.shutdown()
+
+    async def send(self, reply: OutboundReply) -> str | None:
+        markup = None
+        if reply.choices:
+            markup = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(c.label, callback_data=c.id[:64])] for c in reply.choices]
+            )
+        message: Message | None = None
+        chunks = _chunks(reply.signed_text(), MessageLimit.MAX_TEXT_LENGTH)
+        for number, chunk in enumerate(chunks, start=1):
+            await self._pacer.wait(reply.external_user_id)
+            last = number == len(chunks)
+            try:
+                message = await self._bot.send_message(
+                    reply.external_user_id, chunk, reply_markup=markup if last else None
+                )
+            except TelegramError as exc:
+                raise _delivery_error(exc) from exc
+        return str(message.message_id) if message else None
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                updates = await self._bot.get_updates(
+                    offset=self._offset,
+                    timeout=int(self._settings.poll_timeout),
+                    allowed_updates=list(ALLOWED_UPDATES),
+                )
+                failures = 0
+            except TelegramError as exc:
+                failures += 1
+                wait = _retry_after(exc) or min(MAX_BACKOFF, 2.0**failures)
+                log.warning("Telegram getUpdates failed (%s); again in %.0fs", exc, wait)
+                await asyncio.sleep(wait)
+                continue
+            for update in updates:
+                self._handling = True
+                try:
+                    await self._take_until_stored(update)
+                finally:
+                    self._handling = False
+                self._offset = update.update_id + 1
+                if self._stopping:
+                    return
+
+    async def _take_until_stored(self, update: Update) -> None:
+        """Polling confirms an update by asking for the next one: only once it is stored."""
+        failures = 0
+        while True:
+            try:
+                await self._take(update)
+                return
+            except Exception:
+                failures += 1
+                wait = min(MAX_BACKOFF, 2.0**failures)
+                log.exception("Could not take Telegram update %s; again in %.0fs", update, wait)
+                await asyncio.sleep(wait)
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not self._secret or not hmac.compare_digest(given.encode(), self._secret.encode()):
+            log.warning("Refused a Telegram webhook call without the right secret token")
+            raise web.HTTPForbidden(text="wrong or missing secret token")
+        if request.headers.get("Content-Type") != "application/json":
+            raise web.HTTPForbidden(text="Content-Type must be application/json")
+        try:
+            update = Update.de_json(await request.json(), self._bot)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise web.HTTPBadRequest(text="not a Telegram update") from exc
+        try:
+            await self._take(update)
+        except Exception as exc:
+            log.exception("Could not take Telegram update %s", update.update_id)
+            raise web.HTTPInternalServerError(text="not stored; deliver again") from exc
+        return web.Response(text="ok")
+
+    async def _take(self, update: Update) -> None:
+        event = self.translate(update)
+        if event is None:
+            return
+        if self._deliver is None:
+            raise RuntimeError("TelegramChannel.start() was not called before receiving")
+        if update.callback_query is not None:
+            self._aside(update.callback_query.answer())
+        if isinstance(event, InboundMessage) and event.text.strip():
+            self._aside(self._bot.send_chat_action(event.external_user_id, ChatAction.TYPING))
+        await self._deliver(event)
+
+    def translate(self, update: Update) -> ChannelEvent | None:
+        """The update as the core's event; None for what carebot does not handle."""
+        query = update.callback_query
+        if query is not None:
+            return self._choice(update)
+        message = update.message or update.edited_message
+        if message is None or message.from_user is None or message.from_user.is_bot:
+            return None
+        if message.chat.type != "private" and not self._settings.groups:
+            return None
+        chat = str(message.chat.id)
+        profile = _profile(message)
+        contact = message.contact
+        if contact is not None and contact.user_id == message.from_user.id:
+            phone = contact.phone_number
+            return ContactDetails(self.name, chat, {**profile, "phone": _plus(phone)})
+        message_id = f"{chat}:{message.message_id}"
+        if update.edited_message is not None and message.edit_date is not None:
+            message_id += f":edited:{int(message.edit_date.timestamp())}"
+        text = message.text or message.caption or ""
+        start = text == "/start" or text.startswith("/start ")
+        return InboundMessage(
+            channel=self.name,
+            external_user_id=chat,
+            external_message_id=message_id,
+            text=text,
+            sent_at=message.edit_date or message.date,
+            profile=profile,
+            raw=update.to_dict(),
+            kind=InboundKind.START if start else InboundKind.TEXT,
+            attachments=self._attachments(message),
+        )
+
+    def _choice(self, update: Update) -> InboundMessage | None:
+        """A tapped button: the customer 'says' its label, as they would by typing it."""
+        query = update.callback_query
+        assert query is not None
+        message = query.message
+        if message is None or not isinstance(message, Message):
+            return None
+        if message.chat.type != "private" and not self._settings.groups:
+            return None
+        label = query.data or ""
+        markup = message.reply_markup
+        for row in markup.inline_keyboard if markup else ():
+            for button in row:
+                if button.callback_data == query.data:
+                    label = button.text
+        return InboundMessage(
+            channel=self.name,
+            external_user_id=str(message.chat.id),
+            external_message_id=f"callback:{query.id}",
+            text=label,
+            sent_at=datetime.now(UTC),
+            profile={"name": query.from_user.full_name},
+            raw=update.to_dict(),
+        )
+
+    def _attachments(self, message: Message) -> tuple[Attachment, ...]:
+        found = []
+        for kind in MEDIA:
+            item = getattr(message, kind)
+            if not item:
+                continue
+            if kind == "photo":
+                item = item[-1]  # the largest size
+            name = getattr(item, "file_name", None) or ""
+            found.append(Attachment(kind, self._link(item.file_id), name))
+        return tuple(found)
+
+    def _link(self, file_id: str) -> str:
+        token = self._links.sign(file_id, ttl=LINK_DAYS * 86400)
+        return f"{self._public_url}{FILE_PATH}{token}"
+
+    async def _on_file(self, request: web.Request) -> web.StreamResponse:
+        """A customer's file, fetched from Telegram for an agent who opens its link."""
+        file_id = self._links.verify(request.match_info["token"])
+        if file_id is None:
+            raise web.HTTPNotFound(text="This link is not valid (or has expired).")
+        try:
+            file = await self._bot.get_file(file_id)
+            content = await file.download_as_bytearray()
+        except TelegramError as exc:
+            raise web.HTTPBadGateway(text=f"Telegram did not give the file: {exc}") from exc
+        kind = mimetypes.guess_type(file.file_path or "")[0] or "application/octet-stream"
+        return web.Response(body=bytes(content), content_type=kind)
+
+    def _aside(self, call: Any) -> None:
+        """Run a courtesy call (typing action, button ack) without waiting on it."""
+
+        async def run() -> None:
+            try:
+                await call
+            except TelegramError as exc:
+                log.debug("Telegram courtesy call failed: %s", exc)
+
+        task = asyncio.create_task(run())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+
+def _profile(message: Message) -> dict[str, str]:
+    user = message.from_user
+    assert user is not None
+    profile = {"name": user.full_name}
+    if user.username:
+        profile["username"] = user.username
+    return profile
+
+
+def _plus(phone: str) -> str:
+    phone = phone.strip()
+    return phone if phone.startswith("+") else f"+{phone}"
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    return [text[i : i + limit] for i in range(0, len(text), limit)] or [text]
+
+
+def _retry_after(exc: TelegramError) -> float | None:
+    if not isinstance(exc, RetryAfter):
+        return None
+    with warnings.catch_warnings():  # PTB 22 warns that the int form is deprecated
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _delivery_error(exc: TelegramError) -> DeliveryError:
+    """Forbidden (blocked, deactivated) and bad requests will not work later either."""
+    permanent = isinstance(exc, (Forbidden, BadRequest))
+    return DeliveryError(f"Telegram: {exc}", retry_after=_retry_after(exc), permanent=permanent)

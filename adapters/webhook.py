@@ -1,0 +1,184 @@
+"""The generic webhook channel: any platform without an adapter, over signed JSON POSTs.
+
+Translation only: an inbound POST -> :class:`InboundMessage`; a reply -> a POST to
+``[webhook] reply_url``. Both directions use the same signature and format.
+
+**Signature.** Header ``X-Carebot-Signature: t=<unix seconds>,v1=<hex>``, where ``<hex>`` is
+HMAC-SHA256 with the shared secret over ``f"{t}."`` followed by the raw body bytes. A request
+whose ``t`` is more than ``tolerance_seconds`` (default 300) off the receiver's clock is refused
+(replay window). Several ``v1=`` entries are allowed, so a secret can be rotated.
+
+**Inbound** (``POST /webhook``; 401 for a missing, wrong or stale signature; 400 for a malformed
+body; 200 once stored; 500 when it could not be stored, so the sender retries)::
+
+    {"id": "evt_123",                      # unique per event: a resend is answered once
+     "user": {"id": "42", "name": "Ann", "phone": "+4930...", "email": "ann@example.com"},
+     "text": "Where is my order?",
+     "sent_at": "2026-11-22T10:00:00Z"}     # optional
+
+``phone`` and ``email`` are optional and link the customer to the same person on other channels.
+
+**Replies** (POST to ``reply_url``; any 2xx is success; 429 with ``Retry-After`` and 5xx are
+retried, with exponential backoff when no ``Retry-After`` is given)::
+
+    {"id": "reply_7", "type": "reply", "user": {"id": "42"}, "text": "...",
+     "author": "bot" | "agent", "agent": "Ann" | null, "handoff": false,
+     "choices": [{"id": "order_status", "label": "Order status"}],
+     "created_at": "2026-11-22T10:00:01+00:00"}
+
+The receiver should treat ``id`` as an idempotency key: a reply is retried until a 2xx, so it can
+arrive twice if the first 2xx was lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from carebot.channel import Deliver
+from carebot.exceptions import DeliveryError
+from carebot.models import InboundMessage, OutboundReply
+
+log = logging.getLogger(__name__)
+HEADER = "X-Carebot-Signature"
+INBOUND_PATH = "/webhook"
+TIMEOUT = aiohttp.ClientTimeout(total=15)
+MAX_BODY = 256 * 1024
+
+
+def signature(secret: str, raw: bytes, timestamp: int) -> str:
+    """The header value for ``raw`` signed at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, raw: bytes, header: str | None, *, tolerance: float, now: float) -> str:
+    """Empty when ``header`` signs ``raw`` within the replay window, else what is wrong."""
+    if not header:
+        return f"{HEADER} is missing"
+    parts = [p.strip().partition("=") for p in header.split(",")]
+    stamps = [value for key, _, value in parts if key == "t"]
+    macs = [value for key, _, value in parts if key == "v1"]
+    if len(stamps) != 1 or not stamps[0].isdigit() or not macs:
+        return f"{HEADER} must look like t=<unix seconds>,v1=<hex>"
+    if abs(now - int(stamps[0])) > tolerance:
+        return f"the timestamp is more than {tolerance:g} s off: resend with a fresh signature"
+    expected = signature(secret, raw, int(stamps[0])).partition(",v1=")[2]
+    if not any(hmac.compare_digest(m.encode(), expected.encode()) for m in macs):
+        return "the signature does not match"
+    return ""
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, *, secret: str, reply_url: str, tolerance: float = 300.0) -> None:
+        self._secret = secret
+        self._reply_url = reply_url
+        self._tolerance = tolerance
+        self._deliver: Deliver | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post(INBOUND_PATH, self._on_inbound)
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, reply: OutboundReply) -> str | None:
+        if self._session is None:
+            raise DeliveryError("the webhook channel is not started")
+        raw = json.dumps(_reply_body(reply), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json",
+            HEADER: signature(self._secret, raw, int(time.time())),
+        }
+        try:
+            async with self._session.post(self._reply_url, data=raw, headers=headers) as answer:
+                if answer.status < 300:
+                    return None
+                hint = answer.headers.get("Retry-After", "")
+                raise DeliveryError(
+                    f"{self._reply_url} answered {answer.status}",
+                    retry_after=float(hint) if hint.isdigit() else None,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"{self._reply_url} unreachable: {exc!r}") from exc
+
+    async def _on_inbound(self, request: web.Request) -> web.Response:
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+        problem = verify(
+            self._secret,
+            raw,
+            request.headers.get(HEADER),
+            tolerance=self._tolerance,
+            now=time.time(),
+        )
+        if problem:
+            log.warning("Refused a webhook call: %s", problem)
+            raise web.HTTPUnauthorized(text=problem)
+        try:
+            inbound = self.translate(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        assert self._deliver is not None, "WebhookChannel.start() was not called"
+        try:
+            await self._deliver(inbound)
+        except Exception as exc:
+            log.exception("Could not take webhook event %s", inbound.external_message_id)
+            raise web.HTTPInternalServerError(text="not stored; send it again") from exc
+        return web.json_response({"ok": True})
+
+    def translate(self, body: Any) -> InboundMessage:
+        """The event as an inbound message; ValueError says what is missing."""
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        user = body.get("user")
+        if not isinstance(user, dict) or not str(user.get("id", "")).strip():
+            raise ValueError("user.id is required")
+        if not str(body.get("id", "")).strip():
+            raise ValueError("id (unique per event) is required")
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty string")
+        profile = {k: str(user[k]) for k in ("name", "phone", "email") if user.get(k)}
+        sent_at = body.get("sent_at")
+        return InboundMessage(
+            channel=self.name,
+            external_user_id=str(user["id"]),
+            external_message_id=str(body["id"]),
+            text=text.strip(),
+            sent_at=datetime.fromisoformat(sent_at) if sent_at else datetime.now(UTC),
+            profile=profile,
+            raw=body,
+        )
+
+
+def _reply_body(reply: OutboundReply) -> dict[str, Any]:
+    return {
+        "id": f"reply_{reply.outbox_id}",
+        "type": "reply",
+        "user": {"id": reply.external_user_id},
+        "text": reply.text,
+        "author": reply.author,
+        "agent": reply.agent,
+        "handoff": reply.handoff,
+        "choices": [{"id": c.id, "label": c.label} for c in reply.choices],
+        "created_at": (reply.created_at or datetime.now(UTC)).isoformat(),
+    }
