@@ -202,6 +202,8 @@ class AgentInbox:
                 await self._desk.take_over(conversation_id, agent)
             elif action == "resolve":
                 await self._desk.resolve(conversation_id, agent)
+            elif action == "merge":
+                await self._desk.merge(conversation_id, agent, str(form.get("other", "")))
             else:
                 raise web.HTTPNotFound(text=f"Unknown action {action!r}")
         except StoreError as exc:

@@ -300,6 +300,7 @@ def _customer_view(
                 "channel": i.channel,
                 "external_user_id": i.external_user_id,
                 "profile": {k: str(v) for k, v in i.profile.items()},
+                "linked_by": i.linked_by,
             }
             for i in identities
         ],
