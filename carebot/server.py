@@ -125,6 +125,7 @@ def _slack_desk(
         queue=runtime.queue,
         events=runtime.events,
         clock=runtime.clock,
+        windows=runtime.windows,
     )
 
 

@@ -3,20 +3,24 @@ service on loopback (fake encoder, test intents). Screenshots go to tests/artifa
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from sqlalchemy import select
 
 from carebot.server import Service
+from carebot.store.tables import ContactPoint, Identity
 from tests.service import AGENT_PASSWORD, running_service, service_settings
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FAQ, ANSWER = "where is my order", "Track it at https://track.example."
 UPSET = "where is my order, I will call my lawyer"
+PHONE, EMAIL = "+49 30 123456", "Kim.Lee@Example.com"
 
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None,
@@ -55,6 +59,12 @@ async def open_chat(browser: object, server: TestServer) -> object:
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     page.dialogs = dialogs
+    sent: list[dict[str, object]] = []  # the frames the widget sent over its WebSocket
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda payload: sent.append(json.loads(payload))),
+    )
+    page.sent_frames = sent
     await page.goto(str(server.make_url("/")))
     await page.locator("#carebot-input").wait_for()
     return page
@@ -168,3 +178,102 @@ async def test_an_oversized_message_gets_a_clear_error(
     error = customer.locator(".carebot-error")  # type: ignore[attr-defined]
     await error.wait_for()
     assert "2000" in await error.inner_text()
+
+
+async def contact_points(service: Service) -> list[tuple[str, str, str]]:
+    """(identity's channel, kind, value) of every contact point stored."""
+    async with service.runtime.db.session() as session:
+        found = await session.execute(
+            select(Identity.channel, ContactPoint.kind, ContactPoint.value).join(
+                ContactPoint, ContactPoint.identity_id == Identity.id
+            )
+        )
+        return sorted((channel, kind, value) for channel, kind, value in found.all())
+
+
+async def test_a_visitor_leaves_contact_details_that_link_them(
+    service: tuple[Service, TestServer], browser: object
+) -> None:
+    running, server = service
+    customer = await open_chat(browser, server)
+    link = customer.locator("#carebot-contact-toggle")  # type: ignore[attr-defined]
+    assert await link.inner_text() == "Leave your contact details"
+    await link.click()
+    form = customer.locator("#carebot-contact")  # type: ignore[attr-defined]
+    await form.wait_for()
+    assert await link.get_attribute("aria-expanded") == "true"
+    phone = customer.get_by_label("Phone", exact=True)  # type: ignore[attr-defined]
+    email = customer.get_by_label("E-mail", exact=True)  # type: ignore[attr-defined]
+    assert (await phone.get_attribute("type"), await email.get_attribute("type")) == (
+        "tel",
+        "email",
+    )
+    assert await phone.get_attribute("autocomplete") == "tel"
+    await phone.fill(PHONE)
+    await email.fill(EMAIL)
+    await shot(customer, "9-contact-form")
+    await customer.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
+
+    note = customer.locator("#carebot-contact-note")  # type: ignore[attr-defined]
+    await note.filter(has_text="Thanks, we saved your details.").wait_for()
+    assert await form.is_hidden()
+    assert await link.inner_text() == "Update your contact details"
+    assert [f for f in customer.sent_frames if f["type"] == "contact"] == [  # type: ignore[attr-defined]
+        {"type": "contact", "phone": PHONE, "email": EMAIL}
+    ]
+    await shot(customer, "10-contact-saved")
+
+    # Stored with the visitor, normalised, ready to link their other channels.
+    assert await contact_points(running) == [
+        ("webchat", "email", "kim.lee@example.com"),
+        ("webchat", "phone", "+4930123456"),
+    ]
+    async with running.runtime.db.session() as session:
+        [profile] = (await session.scalars(select(Identity.profile))).all()
+    assert profile == {"phone": PHONE, "email": EMAIL}
+
+    # The widget remembers that the details were given.
+    await customer.reload()  # type: ignore[attr-defined]
+    await link.filter(has_text="Update your contact details").wait_for()
+
+
+async def test_the_contact_form_explains_what_is_missing_or_refused(
+    service: tuple[Service, TestServer], browser: object
+) -> None:
+    running, server = service
+    customer = await open_chat(browser, server)
+    await customer.locator("#carebot-contact-toggle").click()  # type: ignore[attr-defined]
+    form = customer.locator("#carebot-contact")  # type: ignore[attr-defined]
+    await form.wait_for()
+    error = customer.locator("#carebot-contact-error")  # type: ignore[attr-defined]
+
+    # Nothing filled in: the widget says so and sends nothing.
+    await customer.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
+    await error.filter(has_text="at least one field").wait_for()
+    await shot(customer, "11-contact-empty")
+    # Escape closes the form (not the chat) and brings the focus back to the link.
+    await customer.keyboard.press("Escape")  # type: ignore[attr-defined]
+    await form.wait_for(state="hidden")
+    assert await customer.locator("#carebot-panel").is_visible()  # type: ignore[attr-defined]
+    assert (
+        await customer.evaluate(  # type: ignore[attr-defined]
+            "document.getElementById('carebot-widget').shadowRoot.activeElement.id"
+        )
+        == "carebot-contact-toggle"
+    )
+    await say(customer, FAQ)  # a round trip: anything sent before it has arrived by now
+    await bubbles(customer, "bot").filter(has_text=ANSWER).wait_for()
+    assert [f["type"] for f in customer.sent_frames] == ["hello", "message"]  # type: ignore[attr-defined]
+
+    # The server refuses a name over 200 characters: its message shows, the form keeps it all.
+    await customer.locator("#carebot-contact-toggle").press("Enter")  # type: ignore[attr-defined]
+    await form.wait_for()
+    name = customer.get_by_label("Name", exact=True)  # type: ignore[attr-defined]
+    await name.evaluate("(input) => { input.value = 'x'.repeat(201); }")
+    await customer.get_by_label("Phone", exact=True).fill(PHONE)  # type: ignore[attr-defined]
+    await customer.get_by_label("Phone", exact=True).press("Enter")  # type: ignore[attr-defined]
+    await error.filter(has_text="The name is too long.").wait_for()
+    assert await customer.get_by_label("Phone", exact=True).input_value() == PHONE  # type: ignore[attr-defined]
+    assert await name.input_value() == "x" * 201
+    assert await customer.locator("#carebot-contact-note").inner_text() == ""  # type: ignore[attr-defined]
+    assert await contact_points(running) == []

@@ -15,6 +15,9 @@
  *   data-accent   a CSS colour for --carebot-accent (the host page may also set
  *                 --carebot-accent on #carebot-widget or :root)
  *
+ * An optional contact form (name, phone, e-mail) under the input: a phone number or e-mail
+ * address lets the care team link the visitor to the same customer on other channels.
+ *
  * Page API: window.carebot.open(), .close(), .send(text).
  */
 (() => {
@@ -24,6 +27,7 @@
 
   const TOKEN_KEY = "carebot.token";
   const OPEN_KEY = "carebot.open"; // sessionStorage: keep the panel open across page navigations
+  const CONTACT_KEY = "carebot.contact"; // localStorage: "1" once the visitor saved contact details
   const TYPING_TIMEOUT_MS = 15000;
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
@@ -39,6 +43,16 @@
     rate_limited: "You are sending messages very fast. Please wait a moment.",
     unavailable: "We could not take your message right now. Please try again in a moment.",
     bad_token: "Your chat session has expired. Please reload the page.",
+  };
+  const CONTACT_FIELDS = ["name", "phone", "email"];
+  const CONTACT_MAX_CHARS = 200;
+  const CONTACT_TEXTS = {
+    leave: "Leave your contact details",
+    update: "Update your contact details",
+    saved: "Thanks, we saved your details.",
+    missing: "Please fill in at least one field.",
+    email: "Please check the e-mail address (like name@example.com).",
+    failed: "We could not save your details. Please try again.",
   };
 
   // ---------------------------------------------------------------- configuration
@@ -247,6 +261,9 @@
   let typingTimer = null;
   let isOpen = false;
   let unread = 0;
+  /** The contact frame waiting for its contact_saved: {frame, sent}; one at a time. */
+  let contact = null;
+  let savedContact = {}; // what this page saved (the form shows it again; never put in storage)
 
   // ---------------------------------------------------------------- DOM
 
@@ -353,6 +370,91 @@
       sendButton,
     );
 
+    // The optional contact form, between the conversation and the composer; its link is under
+    // the input.
+    const contactInputs = {
+      name: el("input", {
+        id: "carebot-contact-name",
+        class: "carebot-contact-input",
+        type: "text",
+        name: "name",
+        autocomplete: "name",
+        maxlength: String(CONTACT_MAX_CHARS),
+      }),
+      phone: el("input", {
+        id: "carebot-contact-phone",
+        class: "carebot-contact-input",
+        type: "tel",
+        name: "phone",
+        autocomplete: "tel",
+        maxlength: String(CONTACT_MAX_CHARS),
+        placeholder: "+44 20 7946 0958",
+      }),
+      email: el("input", {
+        id: "carebot-contact-email",
+        class: "carebot-contact-input",
+        type: "email",
+        name: "email",
+        autocomplete: "email",
+        maxlength: String(CONTACT_MAX_CHARS),
+        placeholder: "name@example.com",
+        spellcheck: "false",
+        autocapitalize: "off",
+      }),
+    };
+    const contactField = (key, label) =>
+      el(
+        "div",
+        { class: "carebot-contact-field" },
+        el("label", { for: `carebot-contact-${key}`, class: "carebot-contact-label", text: label }),
+        contactInputs[key],
+      );
+    const contactError = el("p", { id: "carebot-contact-error", class: "carebot-contact-error", role: "alert" });
+    const contactCancel = el("button", {
+      type: "button",
+      id: "carebot-contact-cancel",
+      class: "carebot-contact-cancel",
+      text: "Cancel",
+    });
+    const contactSave = el("button", {
+      type: "submit",
+      id: "carebot-contact-save",
+      class: "carebot-contact-save",
+      text: "Save",
+    });
+    const contactForm = el(
+      "form",
+      {
+        id: "carebot-contact",
+        class: "carebot-contact",
+        novalidate: true,
+        hidden: true,
+        "aria-labelledby": "carebot-contact-title",
+        "aria-describedby": "carebot-contact-intro",
+      },
+      el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: "Your contact details" }),
+      el("p", {
+        id: "carebot-contact-intro",
+        class: "carebot-contact-intro",
+        text: "Optional: lets our team recognise you on WhatsApp, Telegram or e-mail too.",
+      }),
+      contactField("name", "Name"),
+      contactField("phone", "Phone"),
+      contactField("email", "E-mail"),
+      contactError,
+      el("div", { class: "carebot-contact-actions" }, contactCancel, contactSave),
+    );
+    const contactNote = el("p", { id: "carebot-contact-note", class: "carebot-contact-note", role: "status" });
+    const contactToggle = el("button", {
+      type: "button",
+      id: "carebot-contact-toggle",
+      class: "carebot-contact-toggle",
+      "aria-controls": "carebot-contact",
+      "aria-expanded": "false",
+      text: local.get(CONTACT_KEY) === "1" ? CONTACT_TEXTS.update : CONTACT_TEXTS.leave,
+    });
+    const footer = el("div", { class: "carebot-footer" }, contactNote, contactToggle);
+
     const panel = el(
       "section",
       { id: "carebot-panel", class: "carebot-panel", role: "dialog", "aria-labelledby": "carebot-title", hidden: true },
@@ -360,14 +462,36 @@
       messages,
       typing,
       status,
+      contactForm,
       form,
+      footer,
     );
 
     root.append(panel, launcher);
     shadow.append(stylesheet, root);
     document.body.append(host);
 
-    ui = { host, shadow, root, launcher, launcherBadge, panel, closeButton, messages, typing, status, form, input, count };
+    ui = {
+      host,
+      shadow,
+      root,
+      launcher,
+      launcherBadge,
+      panel,
+      closeButton,
+      messages,
+      typing,
+      status,
+      form,
+      input,
+      count,
+      contactForm,
+      contactInputs,
+      contactError,
+      contactSave,
+      contactNote,
+      contactToggle,
+    };
 
     launcher.addEventListener("click", () => open({ focus: true }));
     // Warm the connection up while the visitor reaches for the button.
@@ -390,6 +514,24 @@
       }
     });
     input.addEventListener("input", inputChanged);
+    contactToggle.addEventListener("click", () => {
+      if (contactForm.hidden) openContact();
+      else cancelContact();
+    });
+    contactCancel.addEventListener("click", () => cancelContact());
+    contactForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      submitContact();
+    });
+    contactForm.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.stopPropagation(); // closes the form, not the panel
+        cancelContact();
+      }
+    });
+    for (const field of Object.values(contactInputs)) {
+      field.addEventListener("input", () => field.removeAttribute("aria-invalid"));
+    }
 
     window.addEventListener("online", reconnectSoon);
     document.addEventListener("visibilitychange", () => {
@@ -644,6 +786,107 @@
     }
   }
 
+  // ---------------------------------------------------------------- contact details
+
+  function openContact() {
+    if (ui.contactForm.hidden) {
+      ui.contactForm.hidden = false;
+      ui.contactToggle.setAttribute("aria-expanded", "true");
+      ui.contactNote.textContent = "";
+    }
+    ui.contactInputs.name.focus({ preventScroll: true });
+  }
+
+  /** Closes the form, back to what was saved; focus goes back to the link if it was inside. */
+  function cancelContact() {
+    if (ui.contactForm.hidden) return;
+    const hadFocus = ui.contactForm.contains(ui.shadow.activeElement);
+    ui.contactForm.hidden = true;
+    ui.contactToggle.setAttribute("aria-expanded", "false");
+    if (!contact) fillContact(savedContact);
+    setContactError("");
+    if (hadFocus) ui.contactToggle.focus({ preventScroll: true });
+  }
+
+  function fillContact(values) {
+    for (const key of CONTACT_FIELDS) {
+      ui.contactInputs[key].value = values[key] || "";
+      ui.contactInputs[key].removeAttribute("aria-invalid");
+    }
+  }
+
+  function setContactError(text, field) {
+    ui.contactError.textContent = text;
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.focus({ preventScroll: true });
+    }
+    if (text) ui.contactForm.scrollTop = ui.contactForm.scrollHeight; // the error, by the buttons
+  }
+
+  function setContactBusy(busy) {
+    // aria-disabled rather than disabled: the button keeps the focus (Escape still works).
+    ui.contactSave.setAttribute("aria-disabled", busy ? "true" : "false");
+    ui.contactSave.textContent = busy ? "Saving..." : "Save";
+    if (busy) ui.contactForm.setAttribute("aria-busy", "true");
+    else ui.contactForm.removeAttribute("aria-busy");
+  }
+
+  function submitContact() {
+    if (contact) return; // the answer to the last one is on its way
+    const values = {};
+    for (const key of CONTACT_FIELDS) {
+      ui.contactInputs[key].removeAttribute("aria-invalid");
+      const value = ui.contactInputs[key].value.trim();
+      if (value) values[key] = value;
+    }
+    if (!Object.keys(values).length) {
+      setContactError(CONTACT_TEXTS.missing, ui.contactInputs.name);
+      return;
+    }
+    if (values.email && !ui.contactInputs.email.validity.valid) {
+      setContactError(CONTACT_TEXTS.email, ui.contactInputs.email);
+      return;
+    }
+    setContactError("");
+    contact = { frame: { type: "contact", ...values }, sent: false };
+    setContactBusy(true);
+    if (welcomed && ws && ws.readyState === WebSocket.OPEN) transmitContact();
+    else connect(); // queued: sent after the next welcome
+  }
+
+  function transmitContact() {
+    if (contact && !contact.sent && rawSend(contact.frame)) contact.sent = true;
+  }
+
+  function onContactSaved() {
+    if (!contact) return;
+    const { type: _type, ...values } = contact.frame;
+    contact = null;
+    savedContact = { ...savedContact, ...values }; // the server keeps what was not given again
+    setContactBusy(false);
+    local.set(CONTACT_KEY, "1");
+    ui.contactToggle.textContent = CONTACT_TEXTS.update;
+    cancelContact();
+    fillContact(savedContact);
+    ui.contactNote.textContent = CONTACT_TEXTS.saved;
+  }
+
+  /** The server refused the details: show why, with what was typed still in the form. */
+  function onContactError(frame) {
+    const { type: _type, ...values } = contact.frame;
+    contact = null;
+    setContactBusy(false);
+    if (ui.contactForm.hidden) {
+      fillContact(values); // cancelled while saving: bring it back
+      ui.contactForm.hidden = false;
+      ui.contactToggle.setAttribute("aria-expanded", "true");
+      ui.contactNote.textContent = "";
+    }
+    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : CONTACT_TEXTS.failed;
+    setContactError(text);
+  }
+
   // ---------------------------------------------------------------- connection
 
   function connect() {
@@ -685,6 +928,7 @@
   function onClosed() {
     hideTyping();
     for (const entry of pending.values()) entry.sent = false; // resend after the next welcome
+    if (contact) contact.sent = false;
     if (reconnectNow) {
       reconnectNow = false;
       connect();
@@ -738,6 +982,9 @@
       case "typing":
         if (frame.on) showTyping();
         else hideTyping();
+        break;
+      case "contact_saved":
+        onContactSaved();
         break;
       case "error":
         onError(frame);
@@ -793,6 +1040,7 @@
         transmit(entry);
       }
     }
+    transmitContact();
   }
 
   /** Whether history holds a message sent before a disconnect (by id, else by text and time). */
@@ -831,13 +1079,21 @@
   }
 
   function onError(frame) {
-    hideTyping();
     const code = typeof frame.code === "string" ? frame.code : "";
+    // Errors about messages carry their id; one without, while the contact frame waits for its
+    // answer, is about the contact frame.
+    if (contact && contact.sent && frame.id == null && code !== "bad_token") {
+      onContactError(frame);
+      return;
+    }
+    hideTyping();
     const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : ERROR_TEXTS[code] || "Something went wrong.";
 
     if (code === "bad_token") {
       // The stored token is forged, altered or expired: start a fresh conversation, once.
       local.remove(TOKEN_KEY);
+      local.remove(CONTACT_KEY); // a new visitor: the details went with the old one
+      ui.contactToggle.textContent = CONTACT_TEXTS.leave;
       if (!badTokenRetried) {
         badTokenRetried = true;
         reconnectNow = true;

@@ -18,10 +18,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from carebot.clock import Clock
 from carebot.models import ConversationState
 from carebot.store.database import Database
+from carebot.store.handoffs import last_customer_message
 from carebot.store.tables import (
     Conversation,
     DecisionRow,
     Handoff,
+    Identity,
     Message,
     OutboxRow,
     SlackEvent,
@@ -55,6 +57,8 @@ class Snapshot:
     state: str
     last_message_id: int
     handoff: Handoff | None
+    channel: str = ""  # the conversation's channel, and when the customer last wrote on it
+    last_customer_message: datetime | None = None
 
 
 class SlackThreadStore:
@@ -185,18 +189,25 @@ class SlackThreadStore:
     async def snapshot(self, conversation_id: int) -> Snapshot:
         """What decides whether a thread is behind, in one read."""
         async with self._db.session() as session:
-            updated_at, state = (
+            updated_at, state, identity_id, channel = (
                 await session.execute(
-                    select(Conversation.updated_at, Conversation.state).where(
-                        Conversation.id == conversation_id
+                    select(
+                        Conversation.updated_at,
+                        Conversation.state,
+                        Conversation.identity_id,
+                        Identity.channel,
                     )
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .where(Conversation.id == conversation_id)
                 )
             ).one()
             last = await session.scalar(
                 select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
             )
+            wrote = await last_customer_message(session, identity_id)
         latest = await self.latest_handoff(conversation_id)
-        return Snapshot(updated_at, state, last or 0, latest.handoff if latest else None)
+        handoff = latest.handoff if latest else None
+        return Snapshot(updated_at, state, last or 0, handoff, channel, wrote)
 
     async def messages_after(self, conversation_id: int, after_id: int) -> list[Mirrored]:
         async with self._db.session() as session:

@@ -125,6 +125,13 @@ def reminder(minutes: float) -> str:
     )
 
 
+def window_warning(description: str) -> str:
+    return (
+        f":hourglass_flowing_sand: {description} After that, replies cannot reach the customer "
+        "there until they write again."
+    )
+
+
 def edit_modal(conversation_id: int, customer: str, draft: str) -> dict[str, Any]:
     return {
         "type": "modal",
@@ -181,6 +188,11 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
     ]
     if case.agent:
         facts.append(("Agent", escape(case.agent)))
+    if case.window:
+        closes = datetime.fromisoformat(case.window["closes_at"])
+        label = "closed" if case.window["closed"] else "open until"
+        fallback = closes.strftime("%Y-%m-%d %H:%M UTC")
+        facts.append(("Reply window", f"{label} {when(closes.timestamp(), fallback)}"))
     return [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in facts]
 
 

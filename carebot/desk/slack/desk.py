@@ -28,6 +28,7 @@ from carebot.desk.slack.sync import ThreadSync
 from carebot.events import EventHub
 from carebot.hours import BusinessHours
 from carebot.pacing import Pacer
+from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
@@ -58,6 +59,7 @@ class SlackDesk:
         queue: AgentQueue,
         events: EventHub,
         clock: Clock,
+        windows: ReplyWindows = NO_WINDOWS,
     ) -> None:
         slack = settings.slack
         self._credentials = credentials
@@ -73,6 +75,7 @@ class SlackDesk:
             settings=slack,
             events=events,
             clock=clock,
+            windows=windows,
         )
         self.app = AsyncApp(
             client=client,

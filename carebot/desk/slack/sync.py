@@ -3,7 +3,8 @@
 For a conversation handed to a human, the sync posts the card (and the full history as the
 first thread reply when it is longer than the card shows), copies later messages into the
 thread, updates the card whenever what it shows changes, announces a new handoff in an
-existing thread, and reminds the channel when a handoff waits too long.
+existing thread, reminds the channel when a handoff waits too long, and warns it when the
+customer's channel is about to stop accepting replies (WhatsApp's 24-hour window).
 
 The store is the source of truth and the thread record says how far Slack has been told, so
 the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
@@ -28,6 +29,7 @@ from carebot.events import Event, EventHub
 from carebot.exceptions import SlackError
 from carebot.hours import BusinessHours
 from carebot.models import ConversationState
+from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore, Snapshot
 from carebot.store.tables import Handoff, SlackThread
@@ -53,8 +55,10 @@ class ThreadSync:
         events: EventHub,
         clock: Clock,
         tick: float = 30.0,
+        windows: ReplyWindows = NO_WINDOWS,
     ) -> None:
         self._api = api
+        self._windows = windows
         self._threads = threads
         self._queue = queue
         self._hours = hours
@@ -180,6 +184,7 @@ class ThreadSync:
         thread = await self._mirror(data, thread)
         await self._update_card(data, thread)
         await self._remind(data, thread)
+        await self._warn_of_window(thread)
 
     def _up_to_date(self, thread: SlackThread, snapshot: Snapshot) -> bool:
         """Nothing new since the last pass: no change of state, message, handoff or reminder."""
@@ -192,6 +197,18 @@ class ThreadSync:
             and snapshot.last_message_id <= thread.mirrored_message_id
             and (handoff.id if handoff else None) == thread.handoff_id
             and not self._reminder_due(snapshot.state, handoff, thread)
+            and not self._window_warning_due(snapshot, thread)
+        )
+
+    def _window_warning_due(self, snapshot: Snapshot, thread: SlackThread) -> bool:
+        """Once per customer message, when a person has the conversation and its channel's
+        reply window is about to close."""
+        window = self._windows.window(snapshot.channel, snapshot.last_customer_message)
+        return (
+            window is not None
+            and ConversationState(snapshot.state).human_owned
+            and window.closing(self._clock())
+            and thread.window_warned_for != snapshot.last_customer_message
         )
 
     def _reminder_due(self, state: str, handoff: Handoff | None, thread: SlackThread) -> bool:
@@ -292,6 +309,18 @@ class ThreadSync:
         assert thread.ts is not None
         await self._api.post(cards.reminder(minutes), thread_ts=thread.ts, broadcast=True)
         await self._threads.save(data.case.id, reminded_handoff_id=handoff.id)
+
+    async def _warn_of_window(self, thread: SlackThread) -> None:
+        snapshot = await self._threads.snapshot(thread.conversation_id)
+        if not self._window_warning_due(snapshot, thread):
+            return
+        window = self._windows.window(snapshot.channel, snapshot.last_customer_message)
+        assert window is not None and thread.ts is not None
+        text = cards.window_warning(window.describe(self._clock()))
+        await self._api.post(text, thread_ts=thread.ts, broadcast=True)
+        await self._threads.save(
+            thread.conversation_id, window_warned_for=snapshot.last_customer_message
+        )
 
     async def _reload(self, conversation_id: int) -> SlackThread:
         thread = await self._threads.get(conversation_id)
