@@ -52,7 +52,7 @@ def _secret(env: Mapping[str, str], settings: Settings, section: str, key: str) 
     name = getattr(getattr(settings, section), key)
     value = env.get(name, "").strip()
     if not value:
-        where = settings.source or "the default settings"
+        where = _where(settings)
         raise ConfigError(
             f"The environment variable {name} is not set ([{section}] {key} in {where} names "
             "it), and an enabled channel needs it. Set it, or disable the channel."
@@ -60,12 +60,16 @@ def _secret(env: Mapping[str, str], settings: Settings, section: str, key: str) 
     return value
 
 
+def _where(settings: Settings) -> str:
+    return str(settings.source or "the default settings")
+
+
 def _public_url(settings: Settings, section: str, why: str) -> str:
     url = settings.server.public_url
     if not url:
         raise ConfigError(
-            f"[{section}] needs [server] public_url ({why}): the HTTPS address where the "
-            f"platform reaches this service, e.g. https://care.example.com"
+            f"[{section}] needs [server] public_url in {_where(settings)} ({why}): the HTTPS "
+            "address where the platform reaches this service, e.g. https://care.example.com"
         )
     return url
 
@@ -150,8 +154,8 @@ def _webhook(settings: Settings, env: Mapping[str, str], platforms: Platforms) -
     cfg = settings.webhook
     if not cfg.reply_url:
         raise ConfigError(
-            f"[webhook] is enabled, but reply_url is empty in {settings.source or 'the settings'}"
-            ": set the URL carebot POSTs replies to."
+            f"[webhook] is enabled, but reply_url is empty in {_where(settings)}: set the URL "
+            "carebot POSTs replies to."
         )
     channel = WebhookChannel(
         secret=_secret(env, settings, "webhook", "secret_env"),

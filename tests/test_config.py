@@ -44,6 +44,9 @@ def test_settings_are_frozen() -> None:
         ("[business_hours]\ntimezone = 'Mars/Olympus'\n", ["unknown time zone 'Mars/Olympus'"]),
         ("[business_hours]\nmonday = '9-5'\n", ["config.toml:2", "'monday'", "09:00-18:00"]),
         ("[matcher\nmodel = 'x'\n", ["not valid TOML"]),
+        ("[whatsapp]\nenabled = true\n", ["'whatsapp'", "account_id is required"]),
+        ("[telegram]\nmode = 'push'\n", ["config.toml:2", "'polling' or 'webhook'"]),
+        ("[server]\npublic_url = 'care.example'\n", ["config.toml:2", "public_url"]),
     ],
 )
 def test_a_wrong_key_or_value_names_key_file_and_what_is_allowed(
@@ -77,3 +80,38 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
 def test_an_empty_customer_message_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[messages\] 'handoff'"):
         load_settings(write(tmp_path, '[messages]\nhandoff = ""\n'))
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("[telegram]\nenabled = true\n", {}, ["TELEGRAM_BOT_TOKEN", "[telegram] token_env"]),
+        (
+            "[telegram]\nenabled = true\nmode = 'webhook'\n",
+            {"TELEGRAM_BOT_TOKEN": "1:x"},
+            ["[server] public_url"],
+        ),
+        (
+            "[server]\npublic_url = 'https://care.example'\n"
+            "[telegram]\nenabled = true\nmode = 'webhook'\n",
+            {"TELEGRAM_BOT_TOKEN": "1:x"},
+            ["TELEGRAM_WEBHOOK_SECRET"],
+        ),
+        (
+            "[whatsapp]\nenabled = true\naccount_id = '1'\n",
+            {"WHATSAPP_TOKEN": "t", "META_VERIFY_TOKEN": "v"},
+            ["META_APP_SECRET", "[meta] app_secret_env"],
+        ),
+        ("[webhook]\nenabled = true\n", {"CAREBOT_WEBHOOK_SECRET": "s"}, ["reply_url"]),
+    ],
+)
+def test_an_enabled_channel_without_its_secret_or_address_is_a_clear_error(
+    tmp_path: Path, text: str, env: dict[str, str], expected: list[str]
+) -> None:
+    from carebot.platforms import build_platforms
+
+    settings = load_settings(write(tmp_path, text))
+    with pytest.raises(ConfigError) as error:
+        build_platforms(settings, b"secret", env)
+    for fragment in [*expected, str(tmp_path / "config.toml")]:
+        assert fragment in str(error.value)

@@ -79,6 +79,17 @@ async def test_a_busy_channel_holds_up_neither_another_nor_itself_later_on(
     assert len(time.slept) == 2  # only the 4th and 5th post to C0CARE waited
 
 
+async def test_an_overall_rate_spaces_sends_to_many_chats(time: FakeTime) -> None:
+    """Telegram: about one message a second per chat, and 30 a second in all."""
+    pacer = Pacer(1, burst=1, overall_per_second=30, clock=time, sleep=time.sleep)
+    for chat in range(60):
+        await pacer.wait(f"chat-{chat}")
+    assert len(time.slept) == 59  # each chat is new; only the overall rate spaces them
+    assert time.slept[-1] == pytest.approx(59 / 30)
+    await pacer.wait("chat-0")  # its own next slot is 1 s away, the overall queue 2 s
+    assert time.slept[-1] == pytest.approx(60 / 30)
+
+
 # mrkdwn
 
 
