@@ -8,8 +8,9 @@ Translation only. Meta sends every product's events to one webhook (``/meta/webh
   app secret): missing -> 401, wrong -> 403, and nothing is processed. Then each event becomes
   an :class:`InboundMessage` (text, a tapped button, files and locations as links) or a
   :class:`DeliveryStatus` (sent, delivered, read, failed) for the channel whose account it is
-  addressed to. If the core could not store one, the answer is 500 and Meta sends the batch
-  again (what was stored is deduplicated by message id).
+  addressed to. A body that is not a webhook payload is refused with 400 before any of it is
+  stored. If the core could not store one, the answer is 500 and Meta sends the batch again
+  (what was stored is deduplicated by message id).
 
 Replies go out through the Graph API (see :mod:`carebot.adapters.graph`), paced per recipient and
 overall. Clarification choices become reply buttons (WhatsApp: up to 3 buttons, else a list of
@@ -40,6 +41,9 @@ WEBHOOK_PATH = "/meta/webhook"
 MEDIA_PATH = "/meta/media/"
 LINK_DAYS = 30
 FILE_TYPES = ("image", "audio", "voice", "video", "document", "sticker")
+# Not something the customer wrote to us: an emoji reaction to a message (Messenger's come
+# outside ``message`` and are not read either), a notice that their number changed.
+NOT_MESSAGES = ("reaction", "system")
 
 
 class MetaChannel(Protocol):
@@ -84,11 +88,15 @@ class MetaWebhook:
             raise web.HTTPForbidden(text="X-Hub-Signature-256 does not match")
         try:
             payload = json.loads(raw)
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text="the body is not JSON") from exc
+            # Translated before anything is stored: a malformed batch is refused with 400 (not
+            # 500, which Meta would send again and again), and none of it is taken.
+            events = list(self.events(payload))
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("Refused a malformed Meta webhook call: %r", exc)
+            raise web.HTTPBadRequest(text="the body is not a webhook payload") from exc
         assert self._deliver is not None
         try:
-            for event in self.events(payload):
+            for event in events:
                 await self._deliver(event)
         except Exception as exc:
             log.exception("Could not take a Meta webhook batch; Meta will send it again")
@@ -153,6 +161,9 @@ class WhatsAppChannel:
             c.get("wa_id"): c.get("profile", {}).get("name", "") for c in value.get("contacts", [])
         }
         for message in value.get("messages", []):
+            if message.get("type") in NOT_MESSAGES:
+                log.debug("Ignoring a WhatsApp %s", message.get("type"))
+                continue
             sender = str(message.get("from", ""))
             text, attachments = self._content(message)
             yield InboundMessage(

@@ -17,6 +17,8 @@ body; 200 once stored; 500 when it could not be stored, so the sender retries)::
      "sent_at": "2026-11-22T10:00:00Z"}     # optional
 
 ``phone`` and ``email`` are optional and link the customer to the same person on other channels.
+``id`` and ``user.id`` are strings (or numbers) of at most 200 characters; a body is at most
+256 KiB (413 beyond).
 
 **Replies** (POST to ``reply_url``; any 2xx is success; 429 with ``Retry-After`` and 5xx are
 retried, with exponential backoff when no ``Retry-After`` is given)::
@@ -52,6 +54,7 @@ HEADER = "X-Carebot-Signature"
 INBOUND_PATH = "/webhook"
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 MAX_BODY = 256 * 1024
+MAX_ID = 200  # characters of a user's or an event's id (what the database keeps)
 
 
 def signature(secret: str, raw: bytes, timestamp: int) -> str:
@@ -120,9 +123,7 @@ class WebhookChannel:
             raise DeliveryError(f"{self._reply_url} unreachable: {exc!r}") from exc
 
     async def _on_inbound(self, request: web.Request) -> web.Response:
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+        raw = await _read_body(request)
         problem = verify(
             self._secret,
             raw,
@@ -150,10 +151,10 @@ class WebhookChannel:
         if not isinstance(body, dict):
             raise ValueError("the body must be a JSON object")
         user = body.get("user")
-        if not isinstance(user, dict) or not str(user.get("id", "")).strip():
+        if not isinstance(user, dict):
             raise ValueError("user.id is required")
-        if not str(body.get("id", "")).strip():
-            raise ValueError("id (unique per event) is required")
+        user_id = _identifier(user.get("id"), "user.id")
+        event_id = _identifier(body.get("id"), "id (unique per event)")
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string")
@@ -161,13 +162,39 @@ class WebhookChannel:
         sent_at = body.get("sent_at")
         return InboundMessage(
             channel=self.name,
-            external_user_id=str(user["id"]),
-            external_message_id=str(body["id"]),
+            external_user_id=user_id,
+            external_message_id=event_id,
             text=text.strip(),
             sent_at=datetime.fromisoformat(sent_at) if sent_at else datetime.now(UTC),
             profile=profile,
             raw=body,
         )
+
+
+def _identifier(value: Any, what: str) -> str:
+    """An id given as a string (or a number): required, and short enough to be stored."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise ValueError(f"{what} is required: a string")
+    if len(str(value)) > MAX_ID:
+        raise ValueError(f"{what} is longer than {MAX_ID} characters")
+    return str(value)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, or 413 beyond :data:`MAX_BODY`. (One ``content.read(n)`` returns what has
+    arrived so far, which can be a part of the body: it would then fail the signature.)"""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=declared)
+    raw = bytearray()
+    while len(raw) <= MAX_BODY:
+        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+    return bytes(raw)
 
 
 def _reply_body(reply: OutboundReply) -> dict[str, Any]:

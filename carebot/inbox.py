@@ -128,11 +128,11 @@ class Inbox:
             decision = await self._decide(received, inbound, timings)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
             queued = await self._conversations.record_decision(received, decision, timings)
+            kind = "handoff" if decision.hands_off else "decision"
+            self._events.publish(Event(kind, received.conversation_id))  # before its delivery
             if queued is not None and self._on_outbox is not None:
                 await self._on_outbox(queued)
         outbox_id = queued.reply.outbox_id if queued else None
-        kind = "handoff" if decision.hands_off else "decision"
-        self._events.publish(Event(kind, received.conversation_id))
         return Outcome(Status.DECIDED, received, decision, outbox_id)
 
     def _notice(self, inbound: InboundMessage) -> str | None:

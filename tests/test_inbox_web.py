@@ -200,8 +200,8 @@ async def test_live_events_reach_the_inbox(
     live = await browser.ws_connect(server.make_url("/inbox/events"))
     try:
         async with upset_customer(server):
-            events = [await live.receive_json(timeout=5) for _ in range(2)]
-        assert [e["kind"] for e in events] == ["customer_message", "handoff"]
+            events = [await live.receive_json(timeout=5) for _ in range(3)]
+        assert [e["kind"] for e in events] == ["customer_message", "handoff", "delivery"]
         assert {e["conversation_id"] for e in events} == {1}
     finally:
         await live.close()
