@@ -88,6 +88,7 @@ class GraphStandIn(LoopbackServer):
         self.calls: list[Call] = []
         self.read_receipts: list[Json] = []  # WhatsApp {"status": "read", "message_id"} bodies
         self._failures: dict[str, list[GraphError]] = {}
+        self.media: dict[str, tuple[bytes, str]] = {}
 
     @property
     def url(self) -> str:
@@ -96,6 +97,34 @@ class GraphStandIn(LoopbackServer):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{node}/messages", self._on_messages)
+        app.router.add_get("/{version}/{media_id}", self._on_media_info)
+        app.router.add_get("/download/{media_id}", self._on_media_download)
+
+    def add_media(self, media_id: str, content: bytes, mime_type: str = "image/jpeg") -> None:
+        """A customer's WhatsApp media: `GET /{version}/{media_id}` gives its (token-protected)
+        download URL, as the Cloud API does."""
+        self.media[media_id] = (content, mime_type)
+
+    def _check_token(self, request: web.Request) -> None:
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Bearer {self.access_token}":
+            raise web.HTTPUnauthorized(text="Invalid OAuth access token.")
+
+    async def _on_media_info(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        media_id = request.match_info["media_id"]
+        if media_id not in self.media:
+            return GraphError(400, 100, f"Media {media_id} does not exist").response()
+        content, mime = self.media[media_id]
+        url = f"{self.root}/download/{media_id}"
+        return web.json_response(
+            {"url": url, "mime_type": mime, "file_size": len(content), "id": media_id}
+        )
+
+    async def _on_media_download(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        content, mime = self.media[request.match_info["media_id"]]
+        return web.Response(body=content, content_type=mime)
 
     def whatsapp_number(self, phone_number_id: str) -> None:
         """Register a WhatsApp business phone number id."""

@@ -38,6 +38,7 @@ from tests.graph_standin import (
     sign,
     verify_handshake,
     whatsapp_button_reply,
+    whatsapp_image,
     whatsapp_status,
     whatsapp_text,
 )
@@ -552,3 +553,23 @@ async def test_a_batch_that_could_not_be_stored_is_refused_and_taken_when_sent_a
             ("bot", TRACK),
         ]
     )
+
+
+async def test_a_whatsapp_photo_gets_a_polite_answer_and_agents_a_link_to_it(
+    service: tuple[Service, TestServer], graph: GraphStandIn
+) -> None:
+    running, server = service
+    graph.add_media("media-1", b"\xff\xd8 a photo", "image/jpeg")
+    payload = whatsapp_image(ACCOUNTS["whatsapp"], USERS["whatsapp"], "media-1")
+    assert await post(server, payload) == (200, "EVENT_RECEIVED")
+    [reply] = await graph.next_sent(1)
+    assert reply.body["text"]["body"] == running.runtime.settings.messages.media_only
+    [(author, stored), _reply] = await messages(running)
+    assert author == "customer" and stored.startswith("[image] /meta/media/")
+    link = stored.split(" ", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url(link)) as response:
+            assert response.status == 200 and response.content_type == "image/jpeg"
+            assert await response.read() == b"\xff\xd8 a photo"
+        async with http.get(server.make_url(link + "forged")) as response:
+            assert response.status == 404
