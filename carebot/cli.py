@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_eval(commands)
     _add_inbox(commands)
     _add_db(commands)
+    _add_model(commands)
     return parser
 
 
@@ -165,6 +166,30 @@ def _add_db(commands: Commands) -> None:
     _group(commands, "db", "database maintenance").add_parser(
         "upgrade", help="apply the database migrations"
     ).set_defaults(command=_db_upgrade)
+
+
+def _add_model(commands: Commands) -> None:
+    export = _group(commands, "model", "the sentence model").add_parser(
+        "export",
+        help="export [matcher] model to ONNX (checked against sentence-transformers first)",
+    )
+    export.add_argument(
+        "--out", type=Path, help="folder to write (default: [matcher] onnx_dir or .carebot/onnx/)"
+    )
+    export.set_defaults(command=_model_export)
+
+
+def _model_export(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.model_export import export_model
+    from carebot.runtime import onnx_folder
+
+    settings = load_settings(args.config)
+    out = args.out or onnx_folder(settings)
+    export_model(settings.matcher.model, out, base_dir=settings.base_dir, say=print)
+    if args.out and args.out.resolve() != onnx_folder(settings).resolve():
+        print(f'To serve with it, set [matcher] onnx_dir = "{out}" in config.toml.')
+    return 0
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -36,6 +36,9 @@ class StoreSettings(_Section):
 
 class MatcherSettings(_Section):
     model: str = "all-MiniLM-L6-v2"
+    backend: Literal["onnx", "torch"] = "onnx"
+    onnx_dir: str = ""  # the export's folder; empty: .carebot/onnx/<model name>
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: the cores available
     method: Literal["classifier", "nearest"] = "classifier"
     min_similarity: Unit = 0.5
     reload: bool = True  # an edited intents folder goes live without a restart

@@ -33,6 +33,11 @@ class EmbeddingCache:
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("Ignoring unreadable embedding cache %s: %s", self._file, exc)
 
+    @property
+    def folder(self) -> Path:
+        """The cache's folder (trained heads are kept next to the embeddings)."""
+        return self._file.parent
+
     def __len__(self) -> int:
         return len(self._rows)
 

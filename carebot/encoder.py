@@ -1,7 +1,9 @@
-"""Sentence encoders: the :class:`Encoder` protocol and the sentence-transformers implementation.
+"""Sentence encoders: the :class:`Encoder` protocol and the sentence-transformers implementation
+(the ONNX one is in :mod:`carebot.onnx_encoder`).
 
 Importing this module is cheap; torch and sentence-transformers are imported only when a
-:class:`SentenceTransformerEncoder` is built, so commands that do not match never pay for them.
+:class:`SentenceTransformerEncoder` is built, so commands that do not match, and a process that
+serves with the ONNX encoder, never pay for them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -80,7 +82,14 @@ def fingerprint(model: Path | str) -> str:
 class SentenceTransformerEncoder:
     """The real encoder: a sentence-transformers model on the CPU, loaded offline."""
 
-    def __init__(self, model: str, *, base_dir: Path | None = None, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_dir: Path | None = None,
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -99,14 +108,23 @@ class SentenceTransformerEncoder:
                 "config.toml to a local sentence-transformers folder or the packaged "
                 "'all-MiniLM-L6-v2'."
             ) from exc
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         self._batch_size = batch_size
         self._model_id = fingerprint(location)
-        _one_blas_thread()
+        one_blas_thread()
         log.info("Loaded model %s from %s", model, location)
 
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformers model itself (for export and tuning)."""
+        return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model.encode(
@@ -119,7 +137,7 @@ class SentenceTransformerEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _one_blas_thread() -> None:
+def one_blas_thread() -> None:
     """numpy's BLAS runs single-threaded in a process that runs the model.
 
     Its threads keep spinning for a while after a matrix product (the matcher's scores), and

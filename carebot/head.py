@@ -5,25 +5,29 @@ it tells intents apart better than the nearest example does (CLINC150 accuracy 0
 0.880, bench/quality.py). A reload starts from the previous weights of the intents that are
 still there, so editing one intent retrains in a fraction of a full fit.
 
-Training is deterministic (fixed seed, one thread), so the same examples give the same head.
+Training is deterministic (fixed seed), so the same examples give the same head. It is plain
+numpy, so a process serving with the ONNX encoder never imports torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
-
+log = logging.getLogger(__name__)
 SEED = 20261122
 BATCH = 256
 LEARNING_RATE = 0.05  # Adam's first step size; it falls linearly to zero over the training
 MIN_STEPS = 1000  # small sets get more epochs: a 770-example set needs ~1000 steps to settle
+BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8  # Adam's defaults
 
 
 @dataclass(frozen=True)
@@ -56,23 +60,49 @@ def train_head(
     minibatch Adam, for ``epochs`` or ``MIN_STEPS`` steps, whichever is more. With
     ``previous``, intents it knows start from its weights and half as many steps are run:
     enough, since most of the head has not changed."""
-    import torch  # the model is loaded already when a head is trained
-
     column = {intent: i for i, intent in enumerate(ids)}
-    y = torch.tensor([column[label] for label in labels], dtype=torch.long)
-    x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    y = np.array([column[label] for label in labels], dtype=np.int64)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
     w0, b0 = _start(previous, ids, x.shape[1])
     per_epoch = math.ceil(len(labels) / BATCH)
     epochs = max(epochs, math.ceil(MIN_STEPS / per_epoch))
     if previous is not None:
         epochs = max(1, epochs // 2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread is faster and leaves a core free
-    try:
-        weights, biases = _fit(x, y, w0, b0, c=c, epochs=epochs)
-    finally:
-        torch.set_num_threads(threads)
+    weights, biases = _fit(x, y, w0, b0, c=c, epochs=epochs)
     return Head(tuple(ids), weights, biases)
+
+
+HEADS_KEPT = 8  # trained heads kept on disk, newest first
+
+
+def cached_head(
+    folder: Path, vectors: np.ndarray, labels: Sequence[str], ids: Sequence[str]
+) -> Head:
+    """:func:`train_head` from scratch, remembered in ``folder``: a restart with the same
+    examples (and embeddings) loads the head instead of training it again."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    digest = hashlib.sha256(x.tobytes())
+    for part in ("\0".join(labels), "\0".join(ids), f"{SEED}:{BATCH}:{LEARNING_RATE}:{MIN_STEPS}"):
+        digest.update(b"\1" + part.encode())
+    path = folder / f"head-{digest.hexdigest()[:24]}.npz"
+    try:
+        with np.load(path) as data:
+            if tuple(data["ids"].tolist()) == tuple(ids):
+                return Head(tuple(ids), data["weights"], data["biases"])
+    except (OSError, ValueError, KeyError):
+        pass  # not trained yet (or unreadable): train it
+    head = train_head(x, labels, ids)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, ids=np.array(ids), weights=head.weights, biases=head.biases)
+        os.replace(tmp, path)
+        for old in sorted(folder.glob("head-*.npz"), key=lambda p: -p.stat().st_mtime)[HEADS_KEPT:]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("Could not keep the trained head in %s: %s", folder, exc)
+    return head
 
 
 def _start(previous: Head | None, ids: Sequence[str], dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,29 +117,49 @@ def _start(previous: Head | None, ids: Sequence[str], dims: int) -> tuple[np.nda
     return weights, biases
 
 
-def _fit(
-    x: torch.Tensor, y: torch.Tensor, w0: np.ndarray, b0: np.ndarray, *, c: float, epochs: int
-) -> tuple[np.ndarray, np.ndarray]:
-    import torch
+class _Adam:
+    """Adam (Kingma & Ba) for one array, as torch.optim.Adam computes it."""
 
-    generator = torch.Generator().manual_seed(SEED)
-    weights = torch.tensor(w0, requires_grad=True)
-    biases = torch.tensor(b0, requires_grad=True)
-    optimizer = torch.optim.Adam([weights, biases], lr=LEARNING_RATE)
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.m = np.zeros(shape, dtype=np.float32)
+        self.v = np.zeros(shape, dtype=np.float32)
+
+    def step(self, param: np.ndarray, grad: np.ndarray, lr: float, t: int) -> None:
+        self.m *= BETA1
+        self.m += (1.0 - BETA1) * grad
+        self.v *= BETA2
+        self.v += (1.0 - BETA2) * grad * grad
+        denom = np.sqrt(self.v / (1.0 - BETA2**t)) + EPSILON
+        param -= (lr / (1.0 - BETA1**t)) * self.m / denom
+
+
+def _fit(
+    x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, *, c: float, epochs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minibatch Adam on the softmax cross-entropy plus the L2 penalty, in numpy (no torch: the
+    serving process may run the ONNX encoder only)."""
+    rng = np.random.default_rng(SEED)
+    weights, biases = w0.copy(), b0.copy()
+    adam_w, adam_b = _Adam(weights.shape), _Adam(biases.shape)
     n = len(y)
     steps = epochs * math.ceil(n / BATCH)
-    # The step size falls linearly to zero: the last steps settle instead of wandering.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     penalty = 1.0 / (2.0 * c * n)
+    t = 0
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
+        order = rng.permutation(n)
         for start in range(0, n, BATCH):
             rows = order[start : start + BATCH]
-            optimizer.zero_grad()
-            logits = x[rows] @ weights + biases
-            loss = torch.nn.functional.cross_entropy(logits, y[rows])
-            loss = loss + penalty * (weights * weights).sum()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return weights.detach().numpy().copy(), biases.detach().numpy().copy()
+            xb = x[rows]
+            grad = xb @ weights + biases  # logits, then d(loss)/d(logits) in place
+            grad -= grad.max(axis=1, keepdims=True)
+            np.exp(grad, out=grad)
+            grad /= grad.sum(axis=1, keepdims=True)
+            grad[np.arange(len(rows)), y[rows]] -= 1.0
+            grad /= len(rows)
+            grad_w = xb.T @ grad + (2.0 * penalty) * weights
+            # The step size falls linearly to zero: the last steps settle instead of wandering.
+            lr = LEARNING_RATE * (1.0 - t / steps)
+            t += 1
+            adam_w.step(weights, grad_w, lr, t)
+            adam_b.step(biases, grad.sum(axis=0), lr, t)
+    return weights, biases

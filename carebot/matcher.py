@@ -24,7 +24,7 @@ import numpy as np
 from carebot.config import MatcherSettings
 from carebot.embedding_cache import EmbeddingCache
 from carebot.encoder import Encoder
-from carebot.head import Head, train_head
+from carebot.head import Head, cached_head, train_head
 from carebot.intents import IntentSet
 from carebot.models import IntentScore
 
@@ -85,8 +85,12 @@ class Matcher:
         self._starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
         self.head: Head | None = None
         if method == "classifier" and len(self._ids) > 1:
-            earlier = previous.head if previous is not None else None
-            self.head = train_head(self._examples, labels, self._ids, previous=earlier)
+            if previous is not None and previous.head is not None:
+                self.head = train_head(self._examples, labels, self._ids, previous=previous.head)
+            elif cache is not None:
+                self.head = cached_head(cache.folder / "heads", self._examples, labels, self._ids)
+            else:
+                self.head = train_head(self._examples, labels, self._ids)
 
     @classmethod
     def configured(

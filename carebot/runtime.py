@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from carebot.agents import AgentDesk
 from carebot.batching import MatchQueue
@@ -24,6 +27,7 @@ from carebot.inbox import Inbox
 from carebot.intents import ParsedFiles, load_intents
 from carebot.matcher import Matcher
 from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
+from carebot.onnx_encoder import OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OutboxWorker
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
@@ -38,11 +42,39 @@ from carebot.triage import Triage
 log = logging.getLogger(__name__)
 
 
-def load_encoder(settings: Settings) -> Encoder:
-    """The configured sentence-transformers model (imports torch: call only when matching)."""
+def onnx_folder(settings: Settings) -> Path:
+    """Where the configured model's ONNX export lives ([matcher] onnx_dir)."""
+    cfg = settings.matcher
+    if cfg.onnx_dir:
+        return settings.path(cfg.onnx_dir)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.model.strip("/\\")).strip("-.") or "model"
+    return settings.path(".carebot/onnx") / slug
+
+
+def load_encoder(
+    settings: Settings, *, export_if_missing: bool = False, say: Callable[[str], None] | None = None
+) -> Encoder:
+    """The configured encoder. With ``backend = "onnx"`` (the default) the model's ONNX export,
+    without torch; when it is missing or stale, ``export_if_missing`` exports it first (``say``
+    tells the user), else the torch model is used and ``say`` explains why."""
+    cfg = settings.matcher
+    threads = cfg.threads or available_cores()
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    if cfg.backend == "onnx":
+        folder = onnx_folder(settings)
+        problem = export_problem(folder, cfg.model, settings.base_dir)
+        if problem is None:
+            return OnnxEncoder(folder, threads=threads)
+        if export_if_missing:
+            say(f"{problem} Exporting it now, once (about 20 s)...")
+            from carebot.model_export import export_model
+
+            export_model(cfg.model, folder, base_dir=settings.base_dir, say=say)
+            return OnnxEncoder(folder, threads=threads)
+        say(f"{problem} Using the slower torch backend; run 'carebot model export' to fix it.")
     from carebot.encoder import SentenceTransformerEncoder
 
-    return SentenceTransformerEncoder(settings.matcher.model, base_dir=settings.base_dir)
+    return SentenceTransformerEncoder(cfg.model, base_dir=settings.base_dir, threads=threads)
 
 
 def embedding_cache(settings: Settings, encoder: Encoder) -> EmbeddingCache:
@@ -167,7 +199,7 @@ def build_matching(
     """Triage, the micro-batching queue in front of the model, and (``[matcher] reload``) the
     reloader that swaps edited intents in; all three share the matcher and its caches."""
     cache = embedding_cache(settings, encoder)
-    parsed = ParsedFiles()
+    parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
     triage = build_triage(settings, encoder, cache, parsed)
     matches = MatchQueue(lambda: triage.matcher)
     if not settings.matcher.reload:

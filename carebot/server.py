@@ -173,7 +173,9 @@ async def serve(
     SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
     build_platforms(settings, b"check only")  # and so does a channel's
     print("Loading the model and intents...", file=out, flush=True)
-    runtime = await build_runtime(settings, encoder=load_encoder(settings))
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    encoder = load_encoder(settings, export_if_missing=True, say=say)
+    runtime = await build_runtime(settings, encoder=encoder)
     service = build_app(settings, runtime)
     # The model and its libraries leave ~500,000 long-lived objects; a full garbage collection
     # walking them all takes ~300 ms, a pause every customer in flight would wait out. Freezing
