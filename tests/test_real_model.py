@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from carebot.config import Settings, load_settings
-from carebot.models import DecisionKind, Reason
+from carebot.encoder import SentenceTransformerEncoder
+from carebot.intents import load_intents
+from carebot.model_export import export_model
+from carebot.models import Decision, DecisionKind, Reason
+from carebot.onnx_encoder import OnnxEncoder
 from carebot.runtime import build_triage, load_encoder
 from carebot.triage import Triage, TriageContext
 from tests.conftest import ROOT
@@ -89,13 +94,43 @@ UPSET = [
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    return load_settings(ROOT / "config.toml")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged model exported to ONNX (and verified) once for this module."""
+    out = tmp_path_factory.mktemp("onnx") / "all-MiniLM-L6-v2"
+    export_model("all-MiniLM-L6-v2", out)
+    return out
+
+
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def settings(request: pytest.FixtureRequest, export: Path) -> Settings:
+    shipped = load_settings(ROOT / "config.toml")
+    matcher = shipped.matcher.model_copy(update={"backend": request.param, "onnx_dir": str(export)})
+    return shipped.model_copy(update={"matcher": matcher})
 
 
 @pytest.fixture(scope="module")
 def triage(settings: Settings) -> Iterator[Triage]:
-    yield build_triage(settings, load_encoder(settings))
+    encoder = load_encoder(settings)
+    wanted = OnnxEncoder if settings.matcher.backend == "onnx" else SentenceTransformerEncoder
+    assert isinstance(encoder, wanted)
+    yield build_triage(settings, encoder)
+
+
+def test_both_backends_make_the_same_decisions(export: Path) -> None:
+    """On every example of the shipped intents and every paraphrase above."""
+    shipped = load_settings(ROOT / "config.toml")
+    texts, _ = load_intents(shipped.path(shipped.matcher.intents_dir)).examples()
+    texts += [p if isinstance(p, str) else p[0] for p in PARAPHRASES]
+    decided = []
+    for encoder in (SentenceTransformerEncoder("all-MiniLM-L6-v2"), OnnxEncoder(export)):
+        triage = build_triage(shipped, encoder)
+        context = TriageContext(now=NOW)
+        decided.append([_summary(triage.decide(text, context)) for text in texts])
+    assert decided[0] == decided[1]
+
+
+def _summary(decision: Decision) -> tuple[str, str | None, tuple[str, ...], float]:
+    return (decision.kind.value, decision.intent, decision.reasons, round(decision.score, 4))
 
 
 def test_paraphrases_are_not_copied_from_the_examples(triage: Triage) -> None:
