@@ -145,10 +145,10 @@ def _fit(
     steps = epochs * math.ceil(n / BATCH)
     penalty = 1.0 / (2.0 * c * n)
     t = 0
+    batches = math.ceil(n / BATCH)
     for _ in range(epochs):
-        order = rng.permutation(n)
-        for start in range(0, n, BATCH):
-            rows = order[start : start + BATCH]
+        # Equal-sized batches: a ragged last batch of a few examples would take a full step.
+        for rows in np.array_split(rng.permutation(n), batches):
             xb = x[rows]
             grad = xb @ weights + biases  # logits, then d(loss)/d(logits) in place
             grad -= grad.max(axis=1, keepdims=True)
