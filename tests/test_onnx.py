@@ -95,6 +95,23 @@ def test_an_export_that_does_not_match_is_refused_and_the_earlier_one_kept(
     assert [p.name for p in out.parent.iterdir()] == ["out"]  # no half-written folder left
 
 
+def test_a_model_tuned_by_intents_tune_exports(models: dict[str, Path], tmp_path: Path) -> None:
+    from carebot.intents import Intent, IntentSet
+    from carebot.tuning import TuneSettings, tune
+
+    intents = IntentSet(
+        (
+            Intent("order_status", ("where is my order", "track my parcel"), "Track it."),
+            Intent("refunds", ("where is my refund", "money back please"), "5 days."),
+        )
+    )
+    settings = TuneSettings(epochs=1, batch=4, learning_rate=1e-3)
+    tuned = tune(intents, str(models["mean"]), tmp_path / "tuned", settings=settings)
+    manifest = export_model(str(tuned.folder), tmp_path / "out")
+    assert manifest.max_difference <= 1e-5 and manifest.pooling == "mean"
+    assert export_problem(tmp_path / "out", str(tuned.folder), None) is None
+
+
 def test_a_model_with_other_layers_is_refused(tmp_path: Path) -> None:
     model = tiny_model(tmp_path, "mean", dense=True)
     with pytest.raises(ModelError, match=r"Dense.*only Transformer \+ Pooling"):
