@@ -30,7 +30,8 @@ def tiny_model(folder: Path, pooling: str, *, dense: bool = False) -> Path:
     """A 2-layer, 32-wide random BERT with the packaged model's tokenizer, as a
     sentence-transformers folder."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(7)
