@@ -1,6 +1,6 @@
 """Per-message latency: raw encode vs triage vs the whole inbox, from one run.
 
-    python bench/latency.py [--config config.toml] [--rounds 5]
+    python bench/latency.py [--config config.toml] [--rounds 5] [--backend onnx|torch]
 
 Prints p50/p99 in milliseconds for: encoding one message with the model alone (the floor),
 triage (encode + match + emotion + rules), and the inbox (triage plus storing the message, the
@@ -70,16 +70,38 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+class Sink:
+    """A channel that takes every reply at once (the outbox's send is part of the inbox path)."""
+
+    name = "bench"
+
+    async def start(self, deliver: object) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, reply: object) -> None:
+        return None
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config.toml")
     parser.add_argument("--rounds", type=int, default=5, help="passes over the messages")
+    parser.add_argument(
+        "--backend", choices=("onnx", "torch"), help="default: [matcher] backend of the config"
+    )
     args = parser.parse_args()
     settings = load_settings(args.config)
-    encoder = load_encoder(settings)
+    if args.backend:
+        matcher = settings.matcher.model_copy(update={"backend": args.backend})
+        settings = settings.model_copy(update={"matcher": matcher})
+    encoder = load_encoder(settings, export_if_missing=True)
     with tempfile.TemporaryDirectory() as tmp:
         runtime = await build_runtime(
-            settings, encoder=encoder, database_url=f"sqlite+aiosqlite:///{tmp}/bench.db"
+            settings,
+            encoder=encoder,
+            channels={"bench": Sink()},
+            database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
         )
         triage = runtime.triage
         context = TriageContext(now=utcnow())
@@ -101,7 +123,8 @@ async def main() -> None:
     base = statistics.median(encode)
     print(
         f"{len(encode)} messages ({len(MESSAGES)} distinct x {args.rounds}), "
-        f"{len(runtime.triage.matcher.intents)} intents, model {settings.matcher.model}"
+        f"{len(runtime.triage.matcher.intents)} intents, model {settings.matcher.model}, "
+        f"backend {settings.matcher.backend}"
     )
     print(f"{'path':<44}{'p50 ms':>9}{'p99 ms':>9}{'p50 / encode':>14}")
     for name, values in [
