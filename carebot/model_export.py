@@ -185,3 +185,38 @@ def _replace(out: Path, folder: Path) -> None:
         shutil.rmtree(out)
     shutil.copytree(folder, out)
     log.info("Wrote the ONNX export to %s", out)
+
+
+def export_in_child(model: str, out: Path, *, base_dir: Path | None) -> None:
+    """Export in a child process, so the calling process (a server about to serve with the
+    ONNX encoder) never loads torch. Its progress goes to this process's stderr."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "carebot.model_export", model, str(out)]
+    if base_dir is not None:
+        command += ["--base-dir", str(base_dir)]
+    done = subprocess.run(command, stdout=sys.stderr, check=False)
+    if done.returncode != 0:
+        raise ModelError(f"Exporting {model} to ONNX failed (see above); nothing was written.")
+
+
+def _main() -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Export a sentence model to ONNX (verified).")
+    parser.add_argument("model")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--base-dir", type=Path)
+    args = parser.parse_args()
+    try:
+        export_model(args.model, args.out, base_dir=args.base_dir, say=print)
+    except ModelError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -55,8 +55,9 @@ def load_encoder(
     settings: Settings, *, export_if_missing: bool = False, say: Callable[[str], None] | None = None
 ) -> Encoder:
     """The configured encoder. With ``backend = "onnx"`` (the default) the model's ONNX export,
-    without torch; when it is missing or stale, ``export_if_missing`` exports it first (``say``
-    tells the user), else the torch model is used and ``say`` explains why."""
+    without torch; when it is missing or stale, ``export_if_missing`` exports it first, in a
+    child process (``say`` tells the user), else the torch model is used and ``say`` explains
+    why."""
     cfg = settings.matcher
     threads = cfg.threads or available_cores()
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -67,9 +68,9 @@ def load_encoder(
             return OnnxEncoder(folder, threads=threads)
         if export_if_missing:
             say(f"{problem} Exporting it now, once (about 20 s)...")
-            from carebot.model_export import export_model
+            from carebot.model_export import export_in_child
 
-            export_model(cfg.model, folder, base_dir=settings.base_dir, say=say)
+            export_in_child(cfg.model, folder, base_dir=settings.base_dir)
             return OnnxEncoder(folder, threads=threads)
         say(f"{problem} Using the slower torch backend; run 'carebot model export' to fix it.")
     from carebot.encoder import SentenceTransformerEncoder
