@@ -22,6 +22,7 @@ from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT = IMMEDIATE_LEASE / 2
+IMMEDIATE_WAIT = 2.0  # seconds a request waits for its reply's send before it goes on alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class OutboxWorker:
         backoff: Backoff = Backoff(),
         batch: int = 50,
         events: EventHub | None = None,
+        immediate_wait: float = IMMEDIATE_WAIT,
     ) -> None:
         self._store = store
         self._events = events or EventHub()
@@ -59,17 +61,46 @@ class OutboxWorker:
         self._acks: list[tuple[int, str | None, asyncio.Future[None]]] = []
         self._acking = False
         self._ack_writer: asyncio.Task[None] | None = None
+        self._immediate_wait = immediate_wait
+        self._background: set[asyncio.Task[bool]] = set()
 
     def wake(self) -> None:
         """Something new is in the outbox: deliver it now rather than at the next poll."""
         self._wake.set()
 
     async def dispatch(self, queued: Queued) -> None:
-        """Deliver a reply just written: at once when it is leased to us, else in turn."""
-        if queued.immediate:
-            self._sent_right_away += await self._send(queued.reply)
-        else:
+        """Deliver a reply just written: at once when it is leased to us, else in turn.
+
+        The caller (a customer's request, a platform's webhook call) waits for the send at most
+        ``immediate_wait`` seconds: a slow platform finishes it in the background, so webhook
+        acknowledgements never hang on the platform's send API."""
+        if not queued.immediate:
             self.wake()
+            return
+        task = asyncio.create_task(self._send(queued.reply))
+        try:
+            self._sent_right_away += await asyncio.wait_for(
+                asyncio.shield(task), self._immediate_wait
+            )
+        except (TimeoutError, asyncio.CancelledError):
+            self._background.add(task)
+            task.add_done_callback(self._finished_in_background)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller was cancelled (e.g. its connection closed): the send goes on
+            log.info(
+                "Reply %s is slow to send; it goes on in the background", queued.reply.outbox_id
+            )
+
+    def _finished_in_background(self, task: asyncio.Task[bool]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is None and task.result():
+            self._sent_right_away += 1
+
+    async def drain(self, timeout: float = SEND_TIMEOUT) -> None:
+        """Wait for sends still going on in the background (at stop)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
 
     async def deliver_due(self) -> int:
         """One pass: send every reply that is due now. Returns how many replies were delivered

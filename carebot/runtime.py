@@ -173,6 +173,7 @@ class Runtime:
         for task in self._tasks + self._watching:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.outbox.drain()
         await self.outbox.deliver_due()
         await self.db.close()
 

@@ -276,6 +276,38 @@ async def test_a_cancelled_sender_does_not_stall_the_others(clock: Clock) -> Non
     assert sorted(i for batch in store.marked for i in batch) == [1, 2, 3]
 
 
+class GatedChannel(RecordingChannel):
+    """A platform whose send API answers only when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__("test")
+        self.gate = asyncio.Event()
+
+    async def send(self, reply: OutboundReply) -> None:
+        await self.gate.wait()
+        await super().send(reply)
+
+
+async def test_a_slow_platform_does_not_hold_up_the_request(clock: Clock) -> None:
+    """A webhook call (or a customer's request) waits for its reply's send only briefly; the
+    send finishes in the background and is marked sent once."""
+    store = GatedStore()
+    store.gate.set()
+    channel = GatedChannel()
+    worker = OutboxWorker(
+        store=store,  # type: ignore[arg-type]
+        channels={"test": channel},
+        clock=clock,
+        immediate_wait=0.01,
+    )
+    reply = OutboundReply(outbox_id=1, channel="test", external_user_id="u", text="hi")
+    await asyncio.wait_for(worker.dispatch(Queued(reply, immediate=True)), timeout=5)
+    assert channel.sent == []  # the request went on; the platform has not answered yet
+    channel.gate.set()
+    await worker.drain()
+    assert channel.texts() == ["hi"] and store.marked == [[1]]
+
+
 class FlakyStore:
     """An outbox store stand-in whose first look at the queue fails, like a dropped connection."""
 
