@@ -9,9 +9,10 @@ and the key that names it. Adapters are imported only when enabled.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,13 +22,18 @@ from carebot.exceptions import ConfigError
 from carebot.pacing import Pacer
 from carebot.signing import Signer
 
+if TYPE_CHECKING:
+    from carebot.adapters.meta import WhatsAppChannel
+
+Mount = Callable[[web.Application, Deliver], None]  # adds a channel's routes to the web app
+
 
 @dataclass
 class Platforms:
     """The enabled channels and the web routes they receive on."""
 
     channels: list[Channel] = field(default_factory=list)
-    mounts: list[Any] = field(default_factory=list)  # callables (app, deliver) -> None
+    mounts: list[Mount] = field(default_factory=list)
 
     def mount(self, app: web.Application, deliver: Deliver) -> None:
         for mount in self.mounts:
@@ -131,9 +137,7 @@ def _meta(settings: Settings, secret: bytes, env: Mapping[str, str], platforms: 
             whatsapp = WhatsAppChannel(
                 api=api, account_id=cfg.account_id, pacer=pacer, links=Signer(secret, "wa-media")
             )
-            platforms.mounts.append(
-                lambda app, _d, c=whatsapp: c.mount(app, settings.server.public_url)
-            )
+            platforms.mounts.append(partial(_mount_media, whatsapp, settings.server.public_url))
             channels.append(whatsapp)
         else:
             channels.append(
@@ -146,6 +150,12 @@ def _meta(settings: Settings, secret: bytes, env: Mapping[str, str], platforms: 
     )
     platforms.channels.extend(channels)
     platforms.mounts.append(webhook.mount)
+
+
+def _mount_media(
+    channel: WhatsAppChannel, public_url: str, app: web.Application, _deliver: Deliver
+) -> None:
+    channel.mount(app, public_url)
 
 
 def _webhook(settings: Settings, env: Mapping[str, str], platforms: Platforms) -> None:
