@@ -58,13 +58,16 @@ class GraphApi:
         """A customer's media file (WhatsApp): its URL first, then the bytes, both with the
         token. Returns (content, content type)."""
         session = self._opened()
-        async with session.get(f"{self._base}/{media_id}", headers=self._auth()) as response:
-            info = await _json(response)
-            if response.status >= 400 or "url" not in info:
-                raise _error(response.status, info, None)
-        async with session.get(info["url"], headers=self._auth()) as response:
-            response.raise_for_status()
-            return await response.read(), info.get("mime_type", "application/octet-stream")
+        try:
+            async with session.get(f"{self._base}/{media_id}", headers=self._auth()) as response:
+                info = await _json(response)
+                if response.status >= 400 or "url" not in info:
+                    raise _error(response.status, info, None)
+            async with session.get(info["url"], headers=self._auth()) as response:
+                response.raise_for_status()
+                return await response.read(), info.get("mime_type", "application/octet-stream")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"Graph API media download failed: {exc!r}") from exc
 
     def _opened(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from carebot.adapters.graph import GraphApi
 from carebot.channel import Deliver
-from carebot.exceptions import DeliveryError
+from carebot.file_links import FileLinks
 from carebot.models import Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundReply
 from carebot.pacing import Pacer
 from carebot.signing import Signer
@@ -39,7 +39,6 @@ from carebot.signing import Signer
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/meta/webhook"
 MEDIA_PATH = "/meta/media/"
-LINK_DAYS = 30
 FILE_TYPES = ("image", "audio", "voice", "video", "document", "sticker")
 # Not something the customer wrote to us: an emoji reaction to a message (Messenger's come
 # outside ``message`` and are not read either), a notice that their number changed.
@@ -130,16 +129,23 @@ class MetaWebhook:
 class WhatsAppChannel:
     name = "whatsapp"
 
-    def __init__(self, *, api: GraphApi, account_id: str, pacer: Pacer, links: Signer) -> None:
+    def __init__(
+        self, *, api: GraphApi, account_id: str, pacer: Pacer, links: Signer, public_url: str
+    ) -> None:
         self.account_id = account_id
         self._api = api
         self._pacer = pacer
-        self._links = links
-        self._public_url = ""
+        # A customer's file, fetched from WhatsApp when an agent opens its link.
+        self._files = FileLinks(
+            signer=links,
+            public_url=public_url,
+            path=MEDIA_PATH,
+            platform="WhatsApp",
+            fetch=api.media,
+        )
 
-    def mount(self, app: web.Application, public_url: str) -> None:
-        self._public_url = public_url.rstrip("/")
-        app.router.add_get(MEDIA_PATH + "{token}", self._on_media)
+    def mount(self, app: web.Application) -> None:
+        self._files.mount(app)
 
     async def start(self, deliver: Deliver) -> None:
         await self._api.open()  # inbound comes through the shared MetaWebhook
@@ -202,7 +208,7 @@ class WhatsAppChannel:
             return message.get("button", {}).get("text", ""), ()
         if kind in FILE_TYPES:
             media = message.get(kind, {})
-            link = self._link(str(media.get("id", "")))
+            link = self._files.link(str(media.get("id", "")))
             name = media.get("filename", "")
             return media.get("caption", ""), (Attachment(kind, link, name),)
         if kind == "location":
@@ -210,21 +216,6 @@ class WhatsAppChannel:
             where = f"https://maps.google.com/?q={place.get('latitude')},{place.get('longitude')}"
             return "", (Attachment("location", where, place.get("name", "")),)
         return "", (Attachment(str(kind), ""),)  # contacts, reactions...: nothing to read
-
-    def _link(self, media_id: str) -> str:
-        token = self._links.sign(media_id, ttl=LINK_DAYS * 86400)
-        return f"{self._public_url}{MEDIA_PATH}{token}"
-
-    async def _on_media(self, request: web.Request) -> web.StreamResponse:
-        """A customer's file, fetched from WhatsApp for an agent who opens its link."""
-        media_id = self._links.verify(request.match_info["token"])
-        if media_id is None:
-            raise web.HTTPNotFound(text="This link is not valid (or has expired).")
-        try:
-            content, kind = await self._api.media(media_id)
-        except (DeliveryError, OSError) as exc:
-            raise web.HTTPBadGateway(text=f"WhatsApp did not give the file: {exc}") from exc
-        return web.Response(body=content, content_type=kind.split(";")[0])
 
 
 class MessengerChannel:

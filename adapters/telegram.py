@@ -41,6 +41,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from carebot.channel import Deliver
 from carebot.config import TelegramSettings
 from carebot.exceptions import DeliveryError
+from carebot.file_links import FileLinks
 from carebot.models import (
     Attachment,
     ChannelEvent,
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 WEBHOOK_PATH = "/telegram/webhook"
 FILE_PATH = "/telegram/file/"
-LINK_DAYS = 30
 MAX_BACKOFF = 60.0
 STOP_GRACE = 10.0  # seconds a stop waits for the update in hand
 MEDIA = ("photo", "voice", "audio", "video", "video_note", "animation", "sticker", "document")
@@ -77,7 +77,13 @@ class TelegramChannel:
     ) -> None:
         self._bot = bot
         self._settings = settings
-        self._links = links
+        self._files = FileLinks(
+            signer=links,
+            public_url=public_url,
+            path=FILE_PATH,
+            platform="Telegram",
+            fetch=self._fetch_file,
+        )
         self._public_url = public_url.rstrip("/")
         self._secret = webhook_secret
         self._pacer = pacer or Pacer(
@@ -92,7 +98,7 @@ class TelegramChannel:
 
     def mount(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self._on_webhook)
-        app.router.add_get(FILE_PATH + "{token}", self._on_file)
+        self._files.mount(app)
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -284,25 +290,18 @@ class TelegramChannel:
             if kind == "photo":
                 item = item[-1]  # the largest size
             name = getattr(item, "file_name", None) or ""
-            found.append(Attachment(kind, self._link(item.file_id), name))
+            found.append(Attachment(kind, self._files.link(item.file_id), name))
         return tuple(found)
 
-    def _link(self, file_id: str) -> str:
-        token = self._links.sign(file_id, ttl=LINK_DAYS * 86400)
-        return f"{self._public_url}{FILE_PATH}{token}"
-
-    async def _on_file(self, request: web.Request) -> web.StreamResponse:
+    async def _fetch_file(self, file_id: str) -> tuple[bytes, str]:
         """A customer's file, fetched from Telegram for an agent who opens its link."""
-        file_id = self._links.verify(request.match_info["token"])
-        if file_id is None:
-            raise web.HTTPNotFound(text="This link is not valid (or has expired).")
         try:
             file = await self._bot.get_file(file_id)
             content = await file.download_as_bytearray()
         except TelegramError as exc:
-            raise web.HTTPBadGateway(text=f"Telegram did not give the file: {exc}") from exc
+            raise DeliveryError(str(exc)) from exc
         kind = mimetypes.guess_type(file.file_path or "")[0] or "application/octet-stream"
-        return web.Response(body=bytes(content), content_type=kind)
+        return bytes(content), kind
 
     def _aside(self, call: Any) -> None:
         """Run a courtesy call (typing action, button ack) without waiting on it."""

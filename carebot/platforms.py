@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
@@ -22,8 +22,10 @@ from carebot.exceptions import ConfigError
 from carebot.pacing import Pacer
 from carebot.signing import Signer
 
-if TYPE_CHECKING:
-    from carebot.adapters.meta import WhatsAppChannel
+
+class Mountable(Protocol):
+    def mount(self, app: web.Application) -> None: ...
+
 
 Mount = Callable[[web.Application, Deliver], None]  # adds a channel's routes to the web app
 
@@ -109,7 +111,7 @@ def _telegram(
         webhook_secret=webhook_secret,
     )
     platforms.channels.append(channel)
-    platforms.mounts.append(lambda app, _deliver: channel.mount(app))
+    platforms.mounts.append(partial(_mount, channel))
 
 
 def _meta(settings: Settings, secret: bytes, env: Mapping[str, str], platforms: Platforms) -> None:
@@ -135,9 +137,13 @@ def _meta(settings: Settings, secret: bytes, env: Mapping[str, str], platforms: 
         pacer = Pacer(meta.per_recipient_per_second, overall_per_second=meta.overall_per_second)
         if name == "whatsapp":
             whatsapp = WhatsAppChannel(
-                api=api, account_id=cfg.account_id, pacer=pacer, links=Signer(secret, "wa-media")
+                api=api,
+                account_id=cfg.account_id,
+                pacer=pacer,
+                links=Signer(secret, "wa-media"),
+                public_url=settings.server.public_url,
             )
-            platforms.mounts.append(partial(_mount_media, whatsapp, settings.server.public_url))
+            platforms.mounts.append(partial(_mount, whatsapp))
             channels.append(whatsapp)
         else:
             channels.append(
@@ -152,10 +158,8 @@ def _meta(settings: Settings, secret: bytes, env: Mapping[str, str], platforms: 
     platforms.mounts.append(webhook.mount)
 
 
-def _mount_media(
-    channel: WhatsAppChannel, public_url: str, app: web.Application, _deliver: Deliver
-) -> None:
-    channel.mount(app, public_url)
+def _mount(channel: Mountable, app: web.Application, _deliver: Deliver) -> None:
+    channel.mount(app)
 
 
 def _webhook(settings: Settings, env: Mapping[str, str], platforms: Platforms) -> None:
@@ -173,4 +177,4 @@ def _webhook(settings: Settings, env: Mapping[str, str], platforms: Platforms) -
         tolerance=cfg.tolerance_seconds,
     )
     platforms.channels.append(channel)
-    platforms.mounts.append(lambda app, _deliver: channel.mount(app))
+    platforms.mounts.append(partial(_mount, channel))
