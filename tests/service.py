@@ -10,11 +10,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
 
 from carebot.config import Settings
 from carebot.desk.auth import hash_password
+from carebot.outbox import OutboxWorker
 from carebot.runtime import build_runtime
 from carebot.server import Service, build_app
+from carebot.store.database import Database
+from carebot.store.tables import Message, OutboxRow
 from tests.conftest import Clock, make_settings
 from tests.fakes import FakeEncoder
 
@@ -41,8 +45,6 @@ async def running_service(
     env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk)."""
-    from carebot.store.database import Database
-
     db = Database(database_url)
     await db.upgrade()
     await db.close()
@@ -102,3 +104,27 @@ async def upset_customer(server: TestServer) -> AsyncIterator[Visitor]:
         await customer.say(UPSET)
         await customer.next_of("message")
         yield customer
+
+
+async def messages(service: Service) -> list[tuple[str, str]]:
+    """(author, text) of every stored message, in order."""
+    async with service.runtime.db.session() as session:
+        found = await session.execute(select(Message.author, Message.text).order_by(Message.id))
+        return [(author, words) for author, words in found.all()]
+
+
+async def outbox(service: Service) -> list[OutboxRow]:
+    """Every outbox row, in order."""
+    async with service.runtime.db.session() as session:
+        return list((await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all())
+
+
+async def count_rows(db: Database, table: type) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def paused_worker(service: Service) -> OutboxWorker:
+    """The outbox, its worker stopped: from here the test delivers due replies itself."""
+    service.runtime.outbox.stop()
+    return service.runtime.outbox

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
 
 from carebot.exceptions import StoreError
 from carebot.models import ContactDetails, InboundMessage
 from carebot.runtime import Runtime
 from carebot.store.customers import normalise
 from carebot.store.tables import Customer
-from tests.service import UPSET, Visitor, running_service, service_settings
+from tests.service import UPSET, Visitor, count_rows, running_service, service_settings
 from tests.telegram_standin import TelegramStandIn, contact_update, text_update
 from tests.test_inbox_web import log_in, page, post
 
@@ -30,11 +29,6 @@ def said(channel: str, user: str, text: str = "hello", **profile: str) -> Inboun
         sent_at=datetime.now(UTC),
         profile=profile,
     )
-
-
-async def customers(runtime: Runtime) -> int:
-    async with runtime.db.session() as session:
-        return int(await session.scalar(select(func.count()).select_from(Customer)) or 0)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +62,7 @@ async def test_identities_sharing_a_phone_or_email_are_one_customer_with_one_his
     a = await runtime.inbox.receive(said("test", "tg-1", "where is my order", **first))
     b = await runtime.inbox.receive(said("webchat", "visitor-1", "hello again", **second))
     assert a.received.customer_id == b.received.customer_id
-    assert await customers(runtime) == 1
+    assert await count_rows(runtime.db, Customer) == 1
     history = await runtime.queue.history(a.received.customer_id)
     assert {m.channel for m in history} == {"test", "webchat"}
     case = await runtime.queue.case(b.received.conversation_id)
@@ -84,13 +78,13 @@ async def test_a_later_contact_form_links_an_existing_customer(runtime: Runtime)
     await runtime.deliver(ContactDetails("webchat", "visitor-2", {"phone": "+49 30 1234567"}))
     case = await runtime.queue.case(later.received.conversation_id)
     assert case.customer["id"] == first.received.customer_id  # the older customer is kept
-    assert await customers(runtime) == 1
+    assert await count_rows(runtime.db, Customer) == 1
 
 
 async def test_values_that_are_not_phone_numbers_link_nobody(runtime: Runtime) -> None:
     await runtime.inbox.receive(said("test", "a", phone="unknown"))
     await runtime.inbox.receive(said("webchat", "b", phone="unknown"))
-    assert await customers(runtime) == 2
+    assert await count_rows(runtime.db, Customer) == 2
 
 
 @pytest.mark.parametrize("query", ["#1", "1", "test:tg-9", "+49 170 5550000", "ANN@example.com"])
@@ -100,7 +94,7 @@ async def test_an_agent_merges_two_customers(runtime: Runtime, query: str) -> No
     )
     other = await runtime.inbox.receive(said("webchat", "visitor-9"))
     customer_id = await runtime.desk.merge(other.received.conversation_id, "Ann", query)
-    assert customer_id == 1 and await customers(runtime) == 1
+    assert customer_id == 1 and await count_rows(runtime.db, Customer) == 1
     case = await runtime.queue.case(other.received.conversation_id)
     assert {i["channel"] for i in case.customer["identities"]} == {"test", "webchat"}
     assert "merged by Ann" in {i["linked_by"] for i in case.customer["identities"]}
@@ -117,7 +111,7 @@ async def test_a_merge_that_cannot_be_done_is_explained(
     mine = await runtime.inbox.receive(said("webchat", "visitor-1"))
     with pytest.raises(StoreError, match=words):
         await runtime.desk.merge(mine.received.conversation_id, "Ann", query)
-    assert await customers(runtime) == 2
+    assert await count_rows(runtime.db, Customer) == 2
 
 
 async def test_a_customer_on_telegram_and_the_web_chat_shows_one_history_to_the_agent(
@@ -186,4 +180,4 @@ async def test_an_agent_merges_from_the_inbox(tmp_path: Path, database_url: str)
             assert response.status == 303
             _, html, _ = await page(agent, server, f"/inbox/c/{row.id}")
         assert "Linked: merged by Ann" in html and "where is my order" in html
-        assert await customers(runtime) == 1
+        assert await count_rows(runtime.db, Customer) == 1

@@ -19,14 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from carebot.clock import as_utc
 from carebot.exceptions import ReplyWindowClosed
-from carebot.outbox import OutboxWorker
 from carebot.server import Service
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, Message, OutboxRow
+from carebot.store.tables import Conversation, Message
 from tests.conftest import Clock
 from tests.graph_standin import (
     GraphStandIn,
@@ -42,7 +41,15 @@ from tests.graph_standin import (
     whatsapp_status,
     whatsapp_text,
 )
-from tests.service import UPSET, running_service, service_settings
+from tests.service import (
+    UPSET,
+    count_rows,
+    messages,
+    outbox,
+    paused_worker,
+    running_service,
+    service_settings,
+)
 from tests.webhook_standin import Json, ReplyReceiver
 
 APP_SECRET = "meta-app-secret"
@@ -168,29 +175,6 @@ def choices_of(channel: str, sent: Sent) -> dict[str, str]:
 
 
 # What carebot stored.
-
-
-async def messages(service: Service) -> list[tuple[str, str]]:
-    """(author, text) of every stored message, in order."""
-    async with service.runtime.db.session() as session:
-        found = await session.execute(select(Message.author, Message.text).order_by(Message.id))
-        return [(author, words) for author, words in found.all()]
-
-
-async def outbox(service: Service) -> list[OutboxRow]:
-    async with service.runtime.db.session() as session:
-        return list((await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all())
-
-
-async def count(service: Service, table: type) -> int:
-    async with service.runtime.db.session() as session:
-        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
-
-
-def paused_worker(service: Service) -> OutboxWorker:
-    """The outbox, its worker stopped: from here the test delivers due replies itself."""
-    service.runtime.outbox.stop()
-    return service.runtime.outbox
 
 
 @asynccontextmanager
@@ -504,7 +488,7 @@ async def test_whatsapp_delivery_statuses_are_recorded_on_the_reply(
         assert await post(server, unknown) == (200, "EVENT_RECEIVED")
     after = [(r.id, r.status, r.delivery_status, r.status_at) for r in await outbox(running)]
     assert after == before
-    assert await count(running, Message) == 4
+    assert await count_rows(running.runtime.db, Message) == 4
 
 
 async def test_a_messenger_delivery_report_is_recorded_on_the_reply(

@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.server import Service
 from carebot.store.tables import Message, OutboxRow
-from tests.service import UPSET, running_service, service_settings
+from tests.service import UPSET, count_rows, running_service, service_settings
 from tests.telegram_standin import (
     TelegramStandIn,
     callback_update,
@@ -77,11 +77,6 @@ async def settled_reply(session: AsyncSession) -> OutboxRow | None:
     return row if row is not None and row.status != "pending" else None
 
 
-async def stored(service: Service) -> int:
-    async with service.runtime.db.session() as session:
-        return int(await session.scalar(select(func.count()).select_from(Message)) or 0)
-
-
 async def test_polling_round_trip_with_the_typing_action(
     tmp_path: Path, database_url: str, tg: TelegramStandIn
 ) -> None:
@@ -113,7 +108,7 @@ async def test_a_redelivered_update_is_answered_once(
         await tg.next_sent(1)
         await service.runtime.outbox.deliver_due()
         assert len(tg.sent) == 1
-        assert await stored(service) == 2  # the message and one reply
+        assert await count_rows(service.runtime.db, Message) == 2  # the message and one reply
 
 
 @pytest.mark.parametrize(
@@ -138,7 +133,7 @@ async def test_a_webhook_call_without_the_secret_or_json_is_refused_and_not_proc
         update = text_update(CHAT, "where is my order")
         status = await post_update(url, update, content_type=content_type, **headers)
         assert status == 403
-        assert await stored(service) == 0
+        assert await count_rows(service.runtime.db, Message) == 0
         assert await post_update(url, update, secret=SECRET) == 200  # the real one goes through
         await tg.next_sent(1)
 
@@ -262,4 +257,4 @@ async def test_group_chats_are_ignored_unless_enabled(
         tg.push(text_update(CHAT, "where is my order"))
         [reply] = await tg.next_sent(1)
         assert reply["chat_id"] == str(CHAT)
-        assert await stored(service) == 2
+        assert await count_rows(service.runtime.db, Message) == 2

@@ -20,11 +20,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from carebot.outbox import OutboxWorker
 from carebot.server import Service
-from carebot.store.tables import Conversation, Identity, Message, OutboxRow
+from carebot.store.tables import Conversation, Identity, OutboxRow
 from tests.conftest import Clock
-from tests.service import UPSET, running_service, service_settings
+from tests.service import UPSET, messages, outbox, paused_worker, running_service, service_settings
 from tests.test_meta import refusing_to_store
 from tests.webhook_standin import (
     SIGNATURE_HEADER,
@@ -87,23 +86,6 @@ async def post_raw(server: TestServer, raw: bytes, *, chunks: int = 0) -> int:
         http.post(server.make_url(INBOUND), data=data, headers=headers) as response,
     ):
         return response.status
-
-
-async def messages(service: Service) -> list[tuple[str, str]]:
-    async with service.runtime.db.session() as session:
-        found = await session.execute(select(Message.author, Message.text).order_by(Message.id))
-        return [(author, words) for author, words in found.all()]
-
-
-async def outbox(service: Service) -> list[OutboxRow]:
-    async with service.runtime.db.session() as session:
-        return list((await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all())
-
-
-def paused_worker(service: Service) -> OutboxWorker:
-    """The outbox, its worker stopped: from here the test delivers due replies itself."""
-    service.runtime.outbox.stop()
-    return service.runtime.outbox
 
 
 def reply(row: OutboxRow, words: str, **fields: Any) -> Json:
