@@ -20,7 +20,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from tests.webhook_standin import Json, LoopbackServer
+from tests.loopback import Json, StandIn
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 WABA_ID = "102290129340398"
@@ -77,7 +77,7 @@ class Call:
     status: int
 
 
-class GraphStandIn(LoopbackServer):
+class GraphStandIn(StandIn):
     """The Graph API's `/{version}/{node}/messages` for WhatsApp numbers and pages."""
 
     def __init__(self, access_token: str = "EAAtest", version: str = "v21.0") -> None:

@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
+
+from tests.loopback import LoopbackServer
 
 TEAM_ID = "T0TEST"
 APP_ID = "A0TEST"
@@ -44,10 +46,11 @@ class Call:
     ok: bool
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackServer):
     """Slack's Web API (`/api/{method}`), Socket Mode (`/link/`) and a `response_url` endpoint."""
 
     def __init__(self, *, bot_token: str = "xoxb-test", app_token: str = "xapp-test") -> None:
+        super().__init__()
         self.bot_token, self.app_token = bot_token, app_token
         self.channels: set[str] | None = None  # the channels that exist; None: any non-empty id
         self.calls: list[Call] = []
@@ -64,54 +67,27 @@ class SlackStandIn:
         self._delays: dict[str, list[float]] = {}
         self._held: dict[str, list[asyncio.Event]] = {}
         self._sockets: list[web.WebSocketResponse] = []
-        self._cond = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._seq = 0
 
-    async def start(self, port: int = 0) -> None:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._on_api)
         app.router.add_post("/response/", self._on_api)
         app.router.add_get("/link/", self._on_link)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self._port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         """Close the WebSockets and the listening socket: connections are refused afterwards."""
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"going away")
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def restart(self) -> None:
-        """Slack comes back on the same port."""
-        assert self._port is not None, "start() the stand-in first"
-        await self.start(self._port)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     @property
     def base_url(self) -> str:
-        return f"{self._root}/api/"
+        return f"{self.root}/api/"
 
     @property
     def response_url(self) -> str:
         """Where `respond()` posts; bodies land in `responses`, calls as method "response_url"."""
-        return f"{self._root}/response/"
-
-    @property
-    def _root(self) -> str:
-        assert self._port is not None, "start() the stand-in first"
-        return f"http://127.0.0.1:{self._port}"
+        return f"{self.root}/response/"
 
     def fail_next(
         self,
@@ -212,19 +188,11 @@ class SlackStandIn:
     async def _wait(
         self, check: Callable[[], T | None], timeout: float, what: Callable[[], str]
     ) -> T:
-        try:
-            async with asyncio.timeout(timeout), self._cond:
-                await self._cond.wait_for(lambda: check() is not None)
-        except TimeoutError:
-            seen = ", ".join(f"{c.method}({c.status}, ok={c.ok})" for c in self.calls) or "none"
-            raise AssertionError(f"waited {timeout}s for {what()}; calls: {seen}") from None
-        result = check()
-        assert result is not None
-        return result
+        def seen() -> str:
+            calls = ", ".join(f"{c.method}({c.status}, ok={c.ok})" for c in self.calls) or "none"
+            return f"{what()}; calls: {calls}"
 
-    async def _notify(self) -> None:
-        async with self._cond:
-            self._cond.notify_all()
+        return await self._until(check, timeout, seen)
 
     async def _on_api(self, request: web.Request) -> web.Response:
         params = await _read_params(request)
@@ -273,7 +241,7 @@ class SlackStandIn:
             "conversations.replies": self._replies,
             "views.open": self._views_open,
             "reactions.add": lambda p: {"ok": True},
-            "apps.connections.open": lambda p: {"ok": True, "url": f"ws{self._root[4:]}/link/"},
+            "apps.connections.open": lambda p: {"ok": True, "url": f"ws{self.root[4:]}/link/"},
         }
 
     def _next_ts(self) -> str:

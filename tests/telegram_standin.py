@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.webhook_standin import Json, LoopbackServer
+from tests.loopback import Json, StandIn
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 BLOCKED = "Forbidden: bot was blocked by the user"
@@ -52,7 +52,7 @@ class Call:
     status: int
 
 
-class TelegramStandIn(LoopbackServer):
+class TelegramStandIn(StandIn):
     """The Bot API methods carebot uses, with records, failure injection and an update queue."""
 
     def __init__(

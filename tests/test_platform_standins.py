@@ -24,10 +24,10 @@ from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filte
 from tests import graph_standin as meta
 from tests import telegram_standin as tgs
 from tests.graph_standin import GraphStandIn
+from tests.loopback import LoopbackServer
 from tests.telegram_standin import TelegramStandIn
 from tests.webhook_standin import (
     SIGNATURE_HEADER,
-    LoopbackServer,
     ReplyReceiver,
     check_signature,
     post_inbound,

@@ -5,95 +5,24 @@ The format, implemented here independently of carebot so the tests check it from
 HMAC-SHA256(key=secret, msg=f"{t}.".encode() + raw_body). A request more than 300 s off the
 clock is refused; during a key rotation the header carries several v1= entries and any one
 matching is enough.
-
-`LoopbackServer`, the base of every stand-in in this directory except Slack's, lives here too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Self
+from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from tests.loopback import Json, StandIn
+
 SIGNATURE_HEADER = "X-Carebot-Signature"
 TOLERANCE = 300  # seconds a signed request may be off the receiver's clock
-Json = dict[str, Any]
-
-
-class LoopbackServer:
-    """An aiohttp application on 127.0.0.1 (port 0: a free one), usable as `async with`.
-
-    Subclasses add their routes in `_routes` and call `_notify()` after each change of state,
-    so that tests can `await server.wait_for(predicate)` instead of sleeping.
-    """
-
-    def __init__(self) -> None:
-        self._cond = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-
-    def _routes(self, app: web.Application) -> None:
-        raise NotImplementedError
-
-    async def start(self, port: int = 0) -> None:
-        """Listen on 127.0.0.1:`port` (0 picks a free port, kept by a later restart)."""
-        app = web.Application()
-        self._routes(app)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self._port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        """Close the listening socket: connections are refused afterwards."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def restart(self) -> None:
-        """Come back on the same port after `stop()` (an outage of the platform)."""
-        assert self._port is not None, "start() the stand-in first"
-        await self.start(self._port)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def root(self) -> str:
-        """`http://127.0.0.1:PORT`."""
-        assert self._port is not None, "start() the stand-in first"
-        return f"http://127.0.0.1:{self._port}"
-
-    async def wait_for(self, predicate: Callable[[Self], bool], timeout: float = 10.0) -> None:
-        """Return as soon as `predicate(self)` holds; AssertionError after `timeout` seconds."""
-        try:
-            async with asyncio.timeout(timeout), self._cond:
-                await self._cond.wait_for(lambda: predicate(self))
-        except TimeoutError:
-            raise AssertionError(f"waited {timeout}s in vain; {self._describe()}") from None
-
-    async def _wait_count(self, items: list[Json], count: int, timeout: float) -> list[Json]:
-        await self.wait_for(lambda _: len(items) >= count, timeout)
-        return items[:count]
-
-    def _describe(self) -> str:
-        """What the server has seen, for timeout messages."""
-        return f"{type(self).__name__} on {self._port}"
-
-    async def _notify(self) -> None:
-        async with self._cond:
-            self._cond.notify_all()
 
 
 def _digest(secret: str, timestamp: int, raw: bytes) -> str:
@@ -134,7 +63,7 @@ def check_signature(
     return "mismatch"
 
 
-class ReplyReceiver(LoopbackServer):
+class ReplyReceiver(StandIn):
     """Where carebot delivers its replies: `POST /replies`, signed with `secret`.
 
     Good requests land in `received` (200 `{"ok": true}`); bad or stale signatures get 401 and
