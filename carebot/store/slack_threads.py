@@ -7,6 +7,7 @@ posts what Slack has not seen yet, so nothing is lost while Slack is unreachable
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -186,8 +187,9 @@ class SlackThreadStore:
         handoff, emotion, details = row
         return Latest(handoff, emotion or 0.0, list((details or {}).get("top", [])))
 
-    async def snapshot(self, conversation_id: int) -> Snapshot:
-        """What decides whether a thread is behind, in one read."""
+    async def snapshot(self, conversation_id: int, *, windowed: Collection[str] = ()) -> Snapshot:
+        """What decides whether a thread is behind, in one read. For a conversation on one of
+        the ``windowed`` channels, also when the customer last wrote (its reply window)."""
         async with self._db.session() as session:
             updated_at, state, identity_id, channel = (
                 await session.execute(
@@ -204,7 +206,9 @@ class SlackThreadStore:
             last = await session.scalar(
                 select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
             )
-            wrote = await last_customer_message(session, identity_id)
+            wrote = (
+                await last_customer_message(session, identity_id) if channel in windowed else None
+            )
         latest = await self.latest_handoff(conversation_id)
         handoff = latest.handoff if latest else None
         return Snapshot(updated_at, state, last or 0, handoff, channel, wrote)

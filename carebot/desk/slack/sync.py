@@ -158,7 +158,7 @@ class ThreadSync:
         """Bring one conversation's thread up to date; False if another process is doing it.
         Raises SlackError when Slack fails."""
         thread = await self._threads.get(conversation_id)
-        snapshot = await self._threads.snapshot(conversation_id)
+        snapshot = await self._threads.snapshot(conversation_id, windowed=self._windows.hours)
         if thread is None:
             if snapshot.handoff is None or snapshot.handoff.resolved_at is not None:
                 return True  # never handed to a human: Slack has nothing to show
@@ -311,7 +311,9 @@ class ThreadSync:
         await self._threads.save(data.case.id, reminded_handoff_id=handoff.id)
 
     async def _warn_of_window(self, thread: SlackThread) -> None:
-        snapshot = await self._threads.snapshot(thread.conversation_id)
+        snapshot = await self._threads.snapshot(
+            thread.conversation_id, windowed=self._windows.hours
+        )
         if not self._window_warning_due(snapshot, thread):
             return
         window = self._windows.window(snapshot.channel, snapshot.last_customer_message)
