@@ -13,7 +13,7 @@ imported CLINC150 intents. A rerun reuses them (the export, the caches, the impo
 One table: rows = metrics, columns = torch | onnx | ratio (onnx / torch) | goal.
 
 * export s / max |difference|: ``carebot model export --out WORK/onnx`` (a separate process,
-  ``carebot.model_export.export_model``), timed, when no current export is there ("existing"
+  ``carebot.nlu.model_export.export_model``), timed, when no current export is there ("existing"
   otherwise); the manifest's largest difference from sentence-transformers on the export's
   verification sentences.
 * cold start s (median; min-max): a fresh ``carebot -c CONFIG chat`` process, "where is my
@@ -81,14 +81,14 @@ from measure import percentile  # noqa: E402  (bench/measure.py)
 from carebot import cli  # noqa: E402
 from carebot.clock import utcnow  # noqa: E402
 from carebot.config import Settings, load_settings  # noqa: E402
-from carebot.encoder import (  # noqa: E402
+from carebot.nlu.encoder import (  # noqa: E402
     PACKAGED_MODELS,
     Encoder,
     SentenceTransformerEncoder,
     resolve_model,
 )
-from carebot.intents import load_intents  # noqa: E402
-from carebot.onnx_encoder import (  # noqa: E402
+from carebot.nlu.intents import load_intents  # noqa: E402
+from carebot.nlu.onnx_encoder import (  # noqa: E402
     Manifest,
     OnnxEncoder,
     available_cores,

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from carebot.config import EmotionSettings  # noqa: E402
-from carebot.emotion import EmotionScorer  # noqa: E402
+from carebot.nlu.emotion import EmotionScorer  # noqa: E402
 from scripts.train_emotion import (  # noqa: E402
     TARGETS,
     Emotions,

@@ -7,14 +7,15 @@ DATA_DIR holds ``clinc150/data_full.json`` and ``banking77/{train,test}.csv`` (s
 READMEs). Per dataset one table compares, with the same sentence model:
 
 * carebot (classifier + similarity, the default) and carebot (nearest neighbour):
-  ``carebot.matcher.Matcher`` as it is with each ``method``, built from the training examples
+  ``carebot.nlu.matcher.Matcher`` as it is with each ``method``, built from the training examples
   as in-memory intents; confidence = the best intent's score;
 * TF-IDF + logistic regression; confidence = the highest class probability;
 * embeddings + logistic regression; confidence = the highest class probability.
 
 Columns: accuracy, coverage@P (P = 0.95, 0.97, 0.99), and for CLINC150 the out-of-scope recall
 and the auto-answer precision on test at the 0.97 operating point, whose threshold is chosen on
-val + oos_val (never on test). Metrics are those of ``carebot.evaluation`` (DESIGN.md section 7).
+val + oos_val (never on test). Metrics are those of ``carebot.nlu.evaluation`` (DESIGN.md
+section 7).
 With ``--tune``, ``carebot intents tune`` also fine-tunes the model on each training set
 (cached under ``--cache``) and the default matcher runs on the tuned embeddings.
 "fit s" is learning from the features (median of ``--repeats`` fits); "encode s" is turning all
@@ -49,8 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from carebot.encoder import SentenceTransformerEncoder, fingerprint, resolve_model  # noqa: E402
-from carebot.evaluation import (  # noqa: E402
+from carebot.nlu.encoder import SentenceTransformerEncoder, fingerprint, resolve_model  # noqa: E402
+from carebot.nlu.evaluation import (  # noqa: E402
     Predictions,
     accuracy,
     auto_precision,
@@ -58,8 +59,8 @@ from carebot.evaluation import (  # noqa: E402
     oos_recall,
     threshold_for,
 )
-from carebot.intents import Intent, IntentSet  # noqa: E402
-from carebot.matcher import Matcher  # noqa: E402
+from carebot.nlu.intents import Intent, IntentSet  # noqa: E402
+from carebot.nlu.matcher import Matcher  # noqa: E402
 
 TARGETS = (0.95, 0.97, 0.99)
 OPERATING_PRECISION = 0.97
@@ -225,7 +226,7 @@ class Embeddings:
 
 
 class Precomputed:
-    """An :class:`carebot.encoder.Encoder` that returns embeddings computed beforehand."""
+    """An :class:`carebot.nlu.encoder.Encoder` that returns embeddings computed beforehand."""
 
     model_id = "precomputed"
 
@@ -372,7 +373,7 @@ def table(data: Dataset, outcomes: list[Outcome]) -> list[str]:
 def tuned_outcome(data: Dataset, embeddings_cache: Path, model: str, repeats: int) -> Outcome:
     """``carebot intents tune`` on the training examples (the tuned model is cached), then the
     default matcher on the tuned model's embeddings. "fit s" adds the tuning time."""
-    from carebot.tuning import shown_on, tune
+    from carebot.nlu.tuning import shown_on, tune
 
     digest = hashlib.sha256("\n".join([model, *data.train.texts]).encode()).hexdigest()[:12]
     folder = embeddings_cache / f"tuned-{data.name}-{digest}"

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from carebot.config import Settings  # noqa: E402
-from carebot.embedding_cache import EmbeddingCache  # noqa: E402
-from carebot.intents import load_intents  # noqa: E402
-from carebot.matcher import Matcher  # noqa: E402
+from carebot.nlu.embedding_cache import EmbeddingCache  # noqa: E402
+from carebot.nlu.intents import load_intents  # noqa: E402
+from carebot.nlu.matcher import Matcher  # noqa: E402
 from carebot.reload import IntentReloader  # noqa: E402
 from carebot.runtime import build_matching, embedding_cache, load_encoder  # noqa: E402
 

@@ -4,7 +4,7 @@
                                [--rounds 3]
 
 ``--concurrency`` customers send their messages at the same time through the inbox's
-:class:`carebot.batching.MatchQueue`; "one by one" is the same queue with ``max_batch=1``. Both
+:class:`carebot.nlu.batching.MatchQueue`; "one by one" is the same queue with ``max_batch=1``. Both
 runs match the same messages, and the script checks they give the same intents and scores
 (within 1e-5: padding a batch changes the float sums by ~3e-7).
 Prints messages per second (median of the rounds) and the ratio.
@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from latency import MESSAGES  # noqa: E402  (bench/latency.py)
 
-from carebot.batching import Batched, MatchQueue  # noqa: E402
 from carebot.config import load_settings  # noqa: E402
-from carebot.matcher import Matcher  # noqa: E402
+from carebot.nlu.batching import Batched, MatchQueue  # noqa: E402
+from carebot.nlu.matcher import Matcher  # noqa: E402
 from carebot.runtime import build_triage, load_encoder  # noqa: E402
 
 

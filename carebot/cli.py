@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from carebot.exceptions import CarebotError
 
 if TYPE_CHECKING:
-    from carebot.encoder import Encoder
+    from carebot.nlu.encoder import Encoder
 
 
 def main(argv: list[str] | None = None, *, encoder: Encoder | None = None) -> int:
@@ -181,7 +181,7 @@ def _add_model(commands: Commands) -> None:
 
 def _model_export(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
-    from carebot.model_export import export_model
+    from carebot.nlu.model_export import export_model
     from carebot.runtime import onnx_folder
 
     settings = load_settings(args.config)
@@ -229,8 +229,8 @@ def _hash_password(_args: argparse.Namespace) -> int:
 
 def _intents_check(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
-    from carebot.intent_check import check_intents
-    from carebot.intents import Severity
+    from carebot.nlu.intent_check import check_intents
+    from carebot.nlu.intents import Severity
 
     settings = load_settings(args.config)
     directory = args.directory or settings.path(settings.matcher.intents_dir)
@@ -252,8 +252,8 @@ def _intents_tune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from carebot.config import load_settings
-    from carebot.intents import load_intents
-    from carebot.tuning import TuneSettings, shown_on, tune
+    from carebot.nlu.intents import load_intents
+    from carebot.nlu.tuning import TuneSettings, shown_on, tune
 
     if args.epochs < 1:
         raise CarebotError(f"--epochs must be at least 1 (got {args.epochs})")
@@ -280,7 +280,7 @@ def _intents_tune(args: argparse.Namespace) -> int:
 
 
 def _intents_import(args: argparse.Namespace) -> int:
-    from carebot.intent_import import import_intents
+    from carebot.nlu.intent_import import import_intents
 
     result = import_intents(args.file, args.out, force=args.force)
     print(f"Imported {args.file}:")

@@ -53,7 +53,8 @@ class MatcherSettings(_Section):
 class EmotionSettings(_Section):
     threshold: Unit = 0.5
     head: bool = True  # the emotion head over the message embedding (trained on GoEmotions)
-    head_weights: str = ""  # its weights file; empty: the packaged carebot/data/emotion_head.npz
+    # its weights file; empty: the packaged carebot/nlu/data/emotion_head.npz
+    head_weights: str = ""
     target: Literal["negative", "anger"] = "negative"
     shouting: Unit = 0.5
     exclamations: Unit = 0.2

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from carebot.batching import MatchQueue
 from carebot.clock import Clock
 from carebot.config import MessageSettings
 from carebot.events import Event, EventHub
@@ -30,6 +29,7 @@ from carebot.models import (
     InboundMessage,
     Reason,
 )
+from carebot.nlu.batching import MatchQueue
 from carebot.store.conversations import ConversationStore, Received
 from carebot.store.outbox import Queued
 from carebot.triage import Triage, TriageContext

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from carebot.config import Settings
-from carebot.embedding_cache import EmbeddingCache
-from carebot.intents import ParsedFiles, Severity, read_intents
-from carebot.matcher import Matcher
+from carebot.nlu.embedding_cache import EmbeddingCache
+from carebot.nlu.intents import ParsedFiles, Severity, read_intents
+from carebot.nlu.matcher import Matcher
 from carebot.triage import Triage
 
 log = logging.getLogger(__name__)

@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carebot.agents import AgentDesk
-from carebot.batching import MatchQueue
 from carebot.channel import Channel
 from carebot.clock import Clock, utcnow
 from carebot.config import Settings
-from carebot.embedding_cache import EmbeddingCache
-from carebot.emotion import EmotionScorer
-from carebot.encoder import Encoder
 from carebot.events import Event, EventHub
 from carebot.inbox import Inbox
-from carebot.intents import ParsedFiles, load_intents
-from carebot.matcher import Matcher
 from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
-from carebot.onnx_encoder import OnnxEncoder, available_cores, export_problem
+from carebot.nlu.batching import MatchQueue
+from carebot.nlu.embedding_cache import EmbeddingCache
+from carebot.nlu.emotion import EmotionScorer
+from carebot.nlu.encoder import Encoder
+from carebot.nlu.intents import ParsedFiles, load_intents
+from carebot.nlu.matcher import Matcher
+from carebot.nlu.onnx_encoder import OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OutboxWorker
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
@@ -68,12 +68,12 @@ def load_encoder(
             return OnnxEncoder(folder, threads=threads)
         if export_if_missing:
             say(f"{problem} Exporting it now, once (about 20 s)...")
-            from carebot.model_export import export_in_child
+            from carebot.nlu.model_export import export_in_child
 
             export_in_child(cfg.model, folder, base_dir=settings.base_dir)
             return OnnxEncoder(folder, threads=threads)
         say(f"{problem} Using the slower torch backend; run 'carebot model export' to fix it.")
-    from carebot.encoder import SentenceTransformerEncoder
+    from carebot.nlu.encoder import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(cfg.model, base_dir=settings.base_dir, threads=threads)
 

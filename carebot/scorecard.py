@@ -1,5 +1,5 @@
 """``carebot eval``: how well an intents folder does on labelled test messages, through the real
-triage, with the metrics of DESIGN.md section 7 (defined in :mod:`carebot.evaluation`).
+triage, with the metrics of DESIGN.md section 7 (defined in :mod:`carebot.nlu.evaluation`).
 
 Every test row goes through ``Triage.decide`` one message at a time, as in production; each call
 is timed (the latency). A row is auto-answered when the decision is ANSWER. Accuracy and
@@ -29,16 +29,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from carebot import evaluation as ev
 from carebot.clock import utcnow
 from carebot.config import Settings
-from carebot.embedding_cache import EmbeddingCache
-from carebot.encoder import Encoder
 from carebot.exceptions import DataError
-from carebot.intent_import import TEST_KEYS, LabelledRow, read_labelled
-from carebot.intents import Intent, IntentSet, load_intents
-from carebot.matcher import Matcher
 from carebot.models import DecisionKind
+from carebot.nlu import evaluation as ev
+from carebot.nlu.embedding_cache import EmbeddingCache
+from carebot.nlu.encoder import Encoder
+from carebot.nlu.intent_import import TEST_KEYS, LabelledRow, read_labelled
+from carebot.nlu.intents import Intent, IntentSet, load_intents
+from carebot.nlu.matcher import Matcher
 from carebot.runtime import embedding_cache, emotion_scorer
 from carebot.triage import Triage, TriageContext
 

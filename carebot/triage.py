@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from carebot.config import Settings
-from carebot.emotion import EmotionScorer, EmotionSignal
 from carebot.hours import BusinessHours
-from carebot.intents import Intent
-from carebot.matcher import Match, Matcher
 from carebot.models import Choice, Decision, DecisionKind, Reason
+from carebot.nlu.emotion import EmotionScorer, EmotionSignal
+from carebot.nlu.intents import Intent
+from carebot.nlu.matcher import Match, Matcher
 
 NON_ANSWERS = (DecisionKind.CLARIFY,)
 

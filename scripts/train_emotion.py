@@ -1,6 +1,7 @@
 """Train carebot's emotion head on GoEmotions and save its weights (numpy only at run time).
 
-    HF_HUB_OFFLINE=1 python scripts/train_emotion.py DATA_DIR [--out carebot/data/emotion_head.npz]
+    HF_HUB_OFFLINE=1 python scripts/train_emotion.py DATA_DIR
+                     [--out carebot/nlu/data/emotion_head.npz]
                      [--model all-MiniLM-L6-v2] [--cache .carebot/bench-cache] [--compare]
 
 DATA_DIR holds ``goemotions/`` (or is that folder): the official ``original/{train,dev,test}.tsv``
@@ -9,7 +10,7 @@ with the 28 labels of ``original/labels.txt``, and the paper's mappings ``sentim
 any of its labels is in the sentiment group ``negative``, and for ``anger`` when any is in Ekman
 ``anger`` (anger, annoyance, disapproval).
 
-What it does (see carebot/emotion_head.py for the shipped format):
+What it does (see carebot/nlu/emotion_head.py for the shipped format):
 
 1. encodes the three splits with the sentence model once (cached as .npy under ``--cache``, the
    cache of bench/quality.py) and computes VADER's neg/neu/pos/compound for every text;
@@ -19,10 +20,10 @@ What it does (see carebot/emotion_head.py for the shipped format):
 3. chooses on dev only the MLP's epoch count and the weight of the MLP against the words (best
    F1 of their summed logits, mean of the two targets);
 4. calibrates on dev: a shift of each output logit so that carebot's signal (the head's
-   probability plus the intensity rules of carebot.emotion with default settings) reaches 0.5
+   probability plus the intensity rules of carebot.nlu.emotion with default settings) reaches 0.5
    exactly where F1 on dev is best: ``[emotion] threshold = 0.5`` is that operating point;
 5. saves the weights (.npz, no pickle) and a provenance note beside them (.md), then reloads the
-   file through ``carebot.emotion.EmotionScorer`` and prints its F1 at 0.5 on dev and on test
+   file through ``carebot.nlu.emotion.EmotionScorer`` and prints its F1 at 0.5 on dev and on test
    (test is only reported, never used for a choice).
 
 ``--compare`` also prints the dev F1 of the alternatives (VADER alone, logistic regressions on
@@ -53,8 +54,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.quality import Embeddings, Split  # noqa: E402
 from carebot.config import EmotionSettings  # noqa: E402
-from carebot.emotion import EmotionScorer  # noqa: E402
-from carebot.emotion_head import FORMAT  # noqa: E402
+from carebot.nlu.emotion import EmotionScorer  # noqa: E402
+from carebot.nlu.emotion_head import FORMAT  # noqa: E402
 
 TARGETS = ("negative", "anger")
 SPLITS = ("train", "dev", "test")
@@ -355,7 +356,7 @@ def head_arrays(
     word_models: list[Any],
     trained: Trained,
 ) -> dict[str, np.ndarray]:
-    """The arrays of the weights file (format of carebot/emotion_head.py); mixes folded in."""
+    """The arrays of the weights file (format of carebot/nlu/emotion_head.py); mixes folded in."""
     mix, n = trained.mix, len(TARGETS)
     vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
     lexical = np.stack([m.coef_[0] for m in word_models], 1)
@@ -430,8 +431,8 @@ def write_note(
     mix, shift = trained.mix, [round(float(s), 3) for s in trained.shift]
     text = f"""# Emotion head weights: provenance
 
-`{out.name}` is the emotion head that `carebot.emotion.EmotionScorer` uses when it gets a
-message's sentence embedding: format {FORMAT}, read by `carebot/emotion_head.py` with numpy
+`{out.name}` is the emotion head that `carebot.nlu.emotion.EmotionScorer` uses when it gets a
+message's sentence embedding: format {FORMAT}, read by `carebot/nlu/emotion_head.py` with numpy
 (no pickle); {size / 1024:.0f} KiB, sha256 `{digest}`.
 
 - **Trained by:** `HF_HUB_OFFLINE=1 python scripts/train_emotion.py DATA_DIR --out {shown}`

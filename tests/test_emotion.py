@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from carebot.config import EmotionSettings
-from carebot.emotion import EmotionScorer
+from carebot.nlu.emotion import EmotionScorer
 
 scorer = EmotionScorer(EmotionSettings(escalation_words=("lawyer", "chargeback")))
 

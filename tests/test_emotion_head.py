@@ -16,9 +16,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from carebot.config import EmotionSettings
-from carebot.emotion import ESCALATION_FLOOR, EmotionScorer
-from carebot.emotion_head import FORMAT, PACKAGED_HEAD, EmotionHead, EmotionHeadError
 from carebot.exceptions import ConfigError
+from carebot.nlu.emotion import ESCALATION_FLOOR, EmotionScorer
+from carebot.nlu.emotion_head import FORMAT, PACKAGED_HEAD, EmotionHead, EmotionHeadError
 
 DIM = 3
 SETTINGS = EmotionSettings(escalation_words=("lawyer", "chargeback"))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from carebot.evaluation import (
+from carebot.nlu.evaluation import (
     Predictions,
     accuracy,
     auto_precision,

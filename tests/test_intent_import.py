@@ -9,14 +9,14 @@ import pytest
 
 from carebot.cli import main
 from carebot.exceptions import DataError
-from carebot.intent_import import (
+from carebot.nlu.intent_import import (
     OUT_OF_SCOPE_FILE,
     TEST_KEYS,
     group_files,
     import_intents,
     read_labelled,
 )
-from carebot.intents import load_intents, read_intents
+from carebot.nlu.intents import load_intents, read_intents
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

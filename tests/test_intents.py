@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from carebot.exceptions import IntentError
-from carebot.intent_check import check_intents
-from carebot.intents import Intent, IntentSet, Severity, load_intents, read_intents
+from carebot.nlu.intent_check import check_intents
+from carebot.nlu.intents import Intent, IntentSet, Severity, load_intents, read_intents
 from tests.conftest import TEST_INTENTS
 from tests.fakes import FakeEncoder
 

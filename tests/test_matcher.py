@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carebot.batching import MatchQueue
-from carebot.embedding_cache import EmbeddingCache
-from carebot.intents import IntentSet, load_intents
-from carebot.matcher import Match, Matcher
+from carebot.nlu.batching import MatchQueue
+from carebot.nlu.embedding_cache import EmbeddingCache
+from carebot.nlu.intents import IntentSet, load_intents
+from carebot.nlu.matcher import Match, Matcher
 from tests.conftest import TEST_INTENTS
 from tests.fakes import FakeEncoder
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from carebot.config import Settings
-from carebot.encoder import SentenceTransformerEncoder, resolve_model
 from carebot.exceptions import ModelError
-from carebot.model_export import VERIFY_SENTENCES, export_model
-from carebot.onnx_encoder import MANIFEST, Manifest, OnnxEncoder, export_problem
+from carebot.nlu.encoder import SentenceTransformerEncoder, resolve_model
+from carebot.nlu.model_export import VERIFY_SENTENCES, export_model
+from carebot.nlu.onnx_encoder import MANIFEST, Manifest, OnnxEncoder, export_problem
 from carebot.runtime import load_encoder, onnx_folder
 from tests.conftest import TEST_INTENTS, make_settings
 
@@ -97,8 +97,8 @@ def test_an_export_that_does_not_match_is_refused_and_the_earlier_one_kept(
 
 
 def test_a_model_tuned_by_intents_tune_exports(models: dict[str, Path], tmp_path: Path) -> None:
-    from carebot.intents import Intent, IntentSet
-    from carebot.tuning import TuneSettings, tune
+    from carebot.nlu.intents import Intent, IntentSet
+    from carebot.nlu.tuning import TuneSettings, tune
 
     intents = IntentSet(
         (
@@ -188,7 +188,7 @@ def test_serving_with_the_onnx_backend_never_imports_torch(
         import carebot.adapters.telegram, carebot.adapters.meta, carebot.adapters.webhook
         from carebot.config import load_settings
         from carebot.models import InboundMessage
-        from carebot.onnx_encoder import OnnxEncoder
+        from carebot.nlu.onnx_encoder import OnnxEncoder
         from carebot.runtime import build_runtime, load_encoder
 
         settings = load_settings({str(config)!r})

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from carebot.config import Settings, load_settings
-from carebot.encoder import SentenceTransformerEncoder
-from carebot.intents import load_intents
-from carebot.model_export import export_model
 from carebot.models import Decision, DecisionKind, Reason
-from carebot.onnx_encoder import OnnxEncoder
+from carebot.nlu.encoder import SentenceTransformerEncoder
+from carebot.nlu.intents import load_intents
+from carebot.nlu.model_export import export_model
+from carebot.nlu.onnx_encoder import OnnxEncoder
 from carebot.runtime import build_triage, load_encoder
 from carebot.triage import Triage, TriageContext
 from tests.conftest import ROOT

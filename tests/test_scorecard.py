@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from carebot.cli import main
-from carebot.intent_import import import_intents
-from carebot.intents import Intent, IntentSet
+from carebot.nlu.intent_import import import_intents
+from carebot.nlu.intents import Intent, IntentSet
 from carebot.scorecard import HOLD_OUT, validation_split
 from tests.fakes import FakeEncoder
 

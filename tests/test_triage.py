@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from carebot.config import Settings
-from carebot.emotion import EmotionScorer
-from carebot.intents import IntentSet, load_intents
-from carebot.matcher import Matcher
 from carebot.models import Choice, DecisionKind, Reason
+from carebot.nlu.emotion import EmotionScorer
+from carebot.nlu.intents import IntentSet, load_intents
+from carebot.nlu.matcher import Matcher
 from carebot.triage import Triage, TriageContext
 from tests.conftest import TEST_INTENTS, make_settings
 from tests.fakes import FakeEncoder

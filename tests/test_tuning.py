@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from carebot.cli import main
-from carebot.encoder import SentenceTransformerEncoder
 from carebot.exceptions import ModelError
-from carebot.intents import Intent, IntentSet
-from carebot.tuning import TuneSettings, tune
+from carebot.nlu.encoder import SentenceTransformerEncoder
+from carebot.nlu.intents import Intent, IntentSet
+from carebot.nlu.tuning import TuneSettings, tune
 
 TINY = IntentSet(
     (

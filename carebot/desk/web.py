@@ -23,7 +23,7 @@ from carebot.agents import AgentDesk
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf
 from carebot.events import EventHub
 from carebot.exceptions import StoreError
-from carebot.intents import IntentSet
+from carebot.nlu.intents import IntentSet
 from carebot.store.queue import AgentQueue
 
 log = logging.getLogger(__name__)

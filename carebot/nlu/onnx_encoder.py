@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from carebot.encoder import fingerprint, one_blas_thread, resolve_model
 from carebot.exceptions import ModelError
+from carebot.nlu.encoder import fingerprint, one_blas_thread, resolve_model
 
 log = logging.getLogger(__name__)
 MANIFEST = "carebot-onnx.json"
@@ -85,7 +85,7 @@ def export_problem(folder: Path, model: str, base_dir: Path | None) -> str | Non
 
 
 class OnnxEncoder:
-    """Encodes like :class:`carebot.encoder.SentenceTransformerEncoder`, from an export."""
+    """Encodes like :class:`carebot.nlu.encoder.SentenceTransformerEncoder`, from an export."""
 
     def __init__(self, folder: Path, *, threads: int | None = None, batch_size: int = 32) -> None:
         import onnxruntime

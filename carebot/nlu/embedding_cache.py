@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from carebot.encoder import Encoder
+from carebot.nlu.encoder import Encoder
 
 log = logging.getLogger(__name__)
 

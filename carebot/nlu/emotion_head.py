@@ -9,9 +9,9 @@ Two parts whose logits add up, one output per target (``negative``, ``anger``):
   scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``.
 
 Trained on GoEmotions by ``scripts/train_emotion.py``; the weights ship as
-``carebot/data/emotion_head.npz`` (plain numpy arrays, loaded without pickle) with their
-provenance in ``carebot/data/emotion_head.md``. The output biases are calibrated so that 0.5 is
-the operating point chosen on GoEmotions dev (see :mod:`carebot.emotion`).
+``carebot/nlu/data/emotion_head.npz`` (plain numpy arrays, loaded without pickle) with their
+provenance in ``carebot/nlu/data/emotion_head.md``. The output biases are calibrated so that 0.5 is
+the operating point chosen on GoEmotions dev (see :mod:`carebot.nlu.emotion`).
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from carebot.encoder import SentenceTransformerEncoder, fingerprint, resolve_model
 from carebot.exceptions import ModelError
-from carebot.onnx_encoder import GRAPH, OUTPUT, Manifest, OnnxEncoder
+from carebot.nlu.encoder import SentenceTransformerEncoder, fingerprint, resolve_model
+from carebot.nlu.onnx_encoder import GRAPH, OUTPUT, Manifest, OnnxEncoder
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5
@@ -193,7 +193,7 @@ def export_in_child(model: str, out: Path, *, base_dir: Path | None) -> None:
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "carebot.model_export", model, str(out)]
+    command = [sys.executable, "-m", "carebot.nlu.model_export", model, str(out)]
     if base_dir is not None:
         command += ["--base-dir", str(base_dir)]
     done = subprocess.run(command, stdout=sys.stderr, check=False)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from carebot.encoder import resolve_model
 from carebot.exceptions import ModelError
-from carebot.intents import IntentSet
+from carebot.nlu.encoder import resolve_model
+from carebot.nlu.intents import IntentSet
 
 if TYPE_CHECKING:
     import torch

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from carebot.matcher import Match, Matcher
+from carebot.nlu.matcher import Match, Matcher
 from carebot.wakeup import Wakeup
 
 T = TypeVar("T")

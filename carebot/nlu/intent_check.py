@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from carebot.encoder import Encoder
-from carebot.intents import IntentSet, Problem, Severity, read_intents
+from carebot.nlu.encoder import Encoder
+from carebot.nlu.intents import IntentSet, Problem, Severity, read_intents
 
 MIN_EXAMPLES = 3
 

@@ -2,7 +2,7 @@
 
 Without an embedding, VADER's compound sentiment (built for social-media text) gives the base:
 its negative part. With the message's sentence embedding (the one the matcher computes anyway)
-and the emotion head (:mod:`carebot.emotion_head`, trained on GoEmotions), the base is the
+and the emotion head (:mod:`carebot.nlu.emotion_head`, trained on GoEmotions), the base is the
 head's calibrated probability that the message is ``negative`` (or ``anger``, per ``target``);
 the head takes VADER's scores as inputs beside the embedding. The head is calibrated so that a
 signal of 0.5, the default ``[emotion] threshold``, is the point chosen on GoEmotions dev: a lower
@@ -23,8 +23,8 @@ import numpy as np
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from carebot.config import EmotionSettings
-from carebot.emotion_head import EmotionHead
 from carebot.exceptions import ConfigError
+from carebot.nlu.emotion_head import EmotionHead
 
 ESCALATION_FLOOR = 0.9
 # The head's cue for each of its targets, when its calibrated probability reaches 0.5.
@@ -43,7 +43,7 @@ class EmotionScorer:
     """Scores one message; cheap (well under a millisecond), pure, thread-safe.
 
     ``use_head``: use the emotion head when :meth:`score` gets an embedding; ``head_weights``:
-    its weights file (default: the packaged ``carebot/data/emotion_head.npz``); ``target``: the
+    its weights file (default: the packaged ``carebot/nlu/data/emotion_head.npz``); ``target``: the
     head output that is the signal (``"negative"``: any negative emotion, or ``"anger"``: anger,
     annoyance, disapproval); ``dim``: the encoder's embedding dimension, checked at once. The
     first three default to ``[emotion] head``, ``head_weights`` and ``target``.
@@ -78,7 +78,7 @@ class EmotionScorer:
     def score(self, text: str, embedding: np.ndarray | None = None) -> EmotionSignal:
         """The signal for ``text``; ``embedding``: its L2-normalised sentence embedding, if known.
 
-        Raises :class:`carebot.emotion_head.EmotionHeadError` when the embedding does not have
+        Raises :class:`carebot.nlu.emotion_head.EmotionHeadError` when the embedding does not have
         the dimension the head was trained for.
         """
         cues: list[str] = []

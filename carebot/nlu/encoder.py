@@ -1,5 +1,5 @@
 """Sentence encoders: the :class:`Encoder` protocol and the sentence-transformers implementation
-(the ONNX one is in :mod:`carebot.onnx_encoder`).
+(the ONNX one is in :mod:`carebot.nlu.onnx_encoder`).
 
 Importing this module is cheap; torch and sentence-transformers are imported only when a
 :class:`SentenceTransformerEncoder` is built, so commands that do not match, and a process that

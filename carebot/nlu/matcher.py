@@ -2,7 +2,7 @@
 
 Two methods (``[matcher] method``):
 
-* ``classifier`` (default): a logistic-regression head over the embeddings (carebot/head.py),
+* ``classifier`` (default): a logistic-regression head over the embeddings (carebot/nlu/head.py),
   trained from the examples when intents load, gives each intent a probability; it is
   multiplied by similarity evidence, a logistic of the message's cosine similarity to the
   intent's closest example, halved at ``min_similarity``. A message unlike every example of an
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from carebot.config import MatcherSettings
-from carebot.embedding_cache import EmbeddingCache
-from carebot.encoder import Encoder
-from carebot.head import Head, cached_head, train_head
-from carebot.intents import IntentSet
 from carebot.models import IntentScore
+from carebot.nlu.embedding_cache import EmbeddingCache
+from carebot.nlu.encoder import Encoder
+from carebot.nlu.head import Head, cached_head, train_head
+from carebot.nlu.intents import IntentSet
 
 METHODS = ("classifier", "nearest")
 EVIDENCE_WIDTH = 0.05  # similarity units over which the evidence goes from 27% to 73%
