@@ -76,7 +76,7 @@ class Triage:
         cfg = self._settings
         intents = match.intents
         best = intents[match.best.intent] if match.best else None
-        answer_t, draft_t = self._thresholds(best)
+        answer_t, draft_t = self.thresholds(best)
         score, margin = match.score, match.margin
         reasons: set[Reason] = set()
         if signal.value >= cfg.emotion.threshold:
@@ -159,7 +159,8 @@ class Triage:
             top=match.top,
         )
 
-    def _thresholds(self, intent: Intent | None) -> tuple[float, float]:
+    def thresholds(self, intent: Intent | None) -> tuple[float, float]:
+        """The answer and draft thresholds that apply to ``intent`` (its own, else [matcher]'s)."""
         cfg = self._settings.matcher
         answer_t = cfg.answer_threshold
         draft_t = cfg.draft_threshold
@@ -177,7 +178,7 @@ class Triage:
             intent = intents[candidate.intent]
             if (
                 match.score - candidate.score > margin
-                or candidate.score < self._thresholds(intent)[1]
+                or candidate.score < self.thresholds(intent)[1]
             ):
                 break
             options.append(Choice(intent.id, intent.label))

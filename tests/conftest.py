@@ -32,6 +32,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped where every test must run: {report.longrepr}"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the comparisons of numerical paths measured (tests/decisions.py), for the log."""
+    from tests.decisions import REPORTS
+
+    if REPORTS:
+        terminalreporter.section("numerical paths compared")
+        for line in REPORTS:
+            terminalreporter.write_line(line)
+
+
 class Clock:
     """A clock the test moves by hand. Starts on a Wednesday at 10:00 UTC (business hours)."""
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from carebot.config import Settings
-from carebot.models import Choice, DecisionKind, Reason
+from carebot.models import Choice, Decision, DecisionKind, IntentScore, Reason
 from carebot.nlu.emotion import EmotionScorer
 from carebot.nlu.intents import IntentSet, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.triage import Triage, TriageContext
 from tests.conftest import TEST_INTENTS, make_settings
+from tests.decisions import compare_decisions
 from tests.fakes import FakeEncoder
 
 OPEN = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday morning
@@ -145,3 +146,37 @@ def test_outside_business_hours_the_handoff_says_when_people_are_back(triage: Tr
     assert decision.reply is not None
     assert "offline right now" in decision.reply
     assert "Monday at 09:00 (UTC)" in decision.reply
+
+
+def _decision(kind: DecisionKind, score: float, *, emotion: float = 0.0) -> Decision:
+    reason = Reason.CONFIDENT if kind is DecisionKind.ANSWER else Reason.BELOW_THRESHOLD
+    top = (IntentScore("order_status", score), IntentScore("returns", 0.1))
+    return Decision(kind, (reason,), "order_status", score, score - 0.1, emotion, top=top)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "borderline", "mismatched"),
+    [
+        # the same decision, scores a little apart: nothing to report
+        ((DecisionKind.ANSWER, 0.9), (DecisionKind.ANSWER, 0.9004), 0, 0),
+        # another decision right at the answer threshold (0.7 in the test settings): listed
+        ((DecisionKind.ANSWER, 0.7002), (DecisionKind.DRAFT, 0.6999), 1, 0),
+        # another decision far from every threshold: a real mismatch
+        ((DecisionKind.ANSWER, 0.9), (DecisionKind.DRAFT, 0.9), 0, 1),
+        # the same decision with scores further apart than the tolerance: a mismatch too
+        ((DecisionKind.ANSWER, 0.9), (DecisionKind.ANSWER, 0.95), 0, 1),
+    ],
+)
+def test_comparing_two_numerical_paths_tolerates_only_what_it_states(
+    triage: Triage,
+    settings: Settings,
+    first: tuple[DecisionKind, float],
+    second: tuple[DecisionKind, float],
+    borderline: int,
+    mismatched: int,
+) -> None:
+    assert settings.matcher.answer_threshold == 0.7
+    result = compare_decisions(
+        "test", ["text"], [_decision(*first)], [_decision(*second)], triage, settings
+    )
+    assert (len(result.borderline), len(result.mismatches)) == (borderline, mismatched)
