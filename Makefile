@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/carebot serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check carebot adapters tests bench scripts
+	$(BIN)/ruff check carebot adapters tests bench
 	$(BIN)/mypy carebot adapters
 
 test: lint

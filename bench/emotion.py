@@ -37,15 +37,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from carebot.config import EmotionSettings  # noqa: E402
+from carebot.nlu.dataset_embeddings import DatasetEmbeddings, progress_bars  # noqa: E402
 from carebot.nlu.emotion import EmotionScorer  # noqa: E402
-from scripts.train_emotion import (  # noqa: E402
-    TARGETS,
-    Emotions,
-    best_threshold,
-    embed,
-    load,
-    prf,
-)
+from carebot.nlu.evaluation import best_f1_threshold, f1_precision_recall  # noqa: E402
+from carebot.nlu.goemotions import TARGETS, EmotionSplit, load_goemotions  # noqa: E402
 
 WIDTH = 50  # of the method column
 GOALS = {"negative": 0.65, "anger": 0.50}
@@ -72,7 +67,7 @@ Scores = Callable[[str, str], np.ndarray]  # (split, target) -> one score per te
 def evaluate(
     method: str,
     scores: Scores,
-    data: dict[str, Emotions],
+    data: dict[str, EmotionSplit],
     micros: float | None,
     fixed: float | None = None,
 ) -> Row:
@@ -82,11 +77,11 @@ def evaluate(
         threshold = (
             fixed
             if fixed is not None
-            else best_threshold(scores("dev", target), data["dev"].targets[target])[0]
+            else best_f1_threshold(scores("dev", target), data["dev"].targets[target])[0]
         )
         thresholds[target] = threshold
         predicted = scores("test", target) >= threshold
-        figures[target] = prf(predicted, data["test"].targets[target])
+        figures[target] = f1_precision_recall(predicted, data["test"].targets[target])
     return Row(method, thresholds, figures, micros)
 
 
@@ -102,7 +97,7 @@ def timed(score: Callable[[int], float], rows: int) -> tuple[np.ndarray, float]:
 
 def scorer_scores(
     make: Callable[[str], EmotionScorer],
-    data: dict[str, Emotions],
+    data: dict[str, EmotionSplit],
     vectors: dict[str, np.ndarray] | None,
 ) -> tuple[Scores, float]:
     """Every split's signal from the real EmotionScorer, per target; median µs on test."""
@@ -121,7 +116,7 @@ def scorer_scores(
     return (lambda split, target: table[split, target]), statistics.median(micros)
 
 
-def vader_alone(data: dict[str, Emotions]) -> Row:
+def vader_alone(data: dict[str, EmotionSplit]) -> Row:
     """VADER's -compound, the same score for both targets."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -136,7 +131,7 @@ def vader_alone(data: dict[str, Emotions]) -> Row:
     return evaluate("VADER alone (-compound)", lambda split, _: scores[split], data, micros)
 
 
-def embeddings_lr(data: dict[str, Emotions], vectors: dict[str, np.ndarray]) -> Row:
+def embeddings_lr(data: dict[str, EmotionSplit], vectors: dict[str, np.ndarray]) -> Row:
     """One logistic regression per target on the train embeddings; score = its logit."""
     scores: dict[tuple[str, str], np.ndarray] = {}
     micros = 0.0
@@ -160,8 +155,9 @@ def main() -> None:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     args = parser.parse_args()
     started = time.perf_counter()
-    _, data = load(args.data_dir)
-    vectors = embed(data, args.model, args.cache)
+    data = load_goemotions(args.data_dir).splits
+    embeddings = DatasetEmbeddings.of_model(args.cache, args.model, progress_bars())
+    vectors = {name: embeddings.of(split.name, split.texts)[0] for name, split in data.items()}
 
     def scorer(settings: EmotionSettings, **options: bool) -> Callable[[str], EmotionScorer]:
         return lambda target: EmotionScorer(settings, target=target, **options)

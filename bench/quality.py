@@ -20,8 +20,8 @@ With ``--tune``, ``carebot intents tune`` also fine-tunes the model on each trai
 (cached under ``--cache``) and the default matcher runs on the tuned embeddings.
 "fit s" is learning from the features (median of ``--repeats`` fits); "encode s" is turning all
 texts (training examples and evaluated rows) into features. Sentence embeddings are cached as
-.npy per split and model under ``--cache`` with the time they took to encode, so a rerun skips
-the model and reports the recorded time.
+.npy per split and model under ``--cache`` with the time they took to encode
+(``carebot.nlu.dataset_embeddings``), so a rerun skips the model and reports the recorded time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from carebot.nlu.encoder import SentenceTransformerEncoder, fingerprint, resolve_model  # noqa: E402
+from carebot.nlu.dataset_embeddings import DatasetEmbeddings, progress_bars  # noqa: E402
 from carebot.nlu.evaluation import (  # noqa: E402
     Predictions,
     accuracy,
@@ -66,7 +65,7 @@ TARGETS = (0.95, 0.97, 0.99)
 OPERATING_PRECISION = 0.97
 SEED = 42
 LR_C = 10.0  # inverse regularisation of both logistic regressions
-CHUNK = 512  # texts per encoder call, for the progress bar
+CHUNK = 512  # texts per matcher call
 WIDTH = 52  # of the method column
 
 # Figures measured or published elsewhere (DESIGN.md section 7, issue 5): (method, accuracy,
@@ -184,45 +183,6 @@ DATASETS: dict[str, Callable[[Path], Dataset]] = {
     "banking77": load_banking77,
     "banking77-10shot": lambda data_dir: load_banking77(data_dir, shots=10),
 }
-
-
-class Embeddings:
-    """Sentence embeddings of splits, cached as .npy (and the encode time in a .json beside it).
-
-    The model is loaded only when a split is not cached yet.
-    """
-
-    def __init__(self, model: str, cache: Path) -> None:
-        self._model = model
-        self._model_id = fingerprint(resolve_model(model))
-        self._cache = cache
-        self._encoder: SentenceTransformerEncoder | None = None
-
-    def of(self, split: Split) -> tuple[np.ndarray, float]:
-        """The split's vectors and the seconds the model took to encode them."""
-        digest = hashlib.sha256("\n".join([self._model_id, *split.texts]).encode()).hexdigest()
-        model = re.sub(r"[^\w-]+", "-", self._model).strip("-")
-        stem = f"{split.name.replace('/', '-')}.{model}.{digest[:12]}"
-        vectors_file, seconds_file = self._cache / f"{stem}.npy", self._cache / f"{stem}.json"
-        if vectors_file.exists() and seconds_file.exists():
-            return np.load(vectors_file), json.loads(seconds_file.read_text())["seconds"]
-        vectors, seconds = self._encode(split)
-        self._cache.mkdir(parents=True, exist_ok=True)
-        np.save(vectors_file, vectors)
-        seconds_file.write_text(json.dumps({"seconds": seconds, "texts": len(split.texts)}))
-        return vectors, seconds
-
-    def _encode(self, split: Split) -> tuple[np.ndarray, float]:
-        if self._encoder is None:
-            self._encoder = SentenceTransformerEncoder(self._model)
-        parts = []
-        start = time.perf_counter()
-        with tqdm(total=len(split.texts), desc=f"encoding {split.name}", unit="text") as bar:
-            for offset in range(0, len(split.texts), CHUNK):
-                chunk = split.texts[offset : offset + CHUNK]
-                parts.append(self._encoder.encode(chunk))
-                bar.update(len(chunk))
-        return np.concatenate(parts), time.perf_counter() - start
 
 
 class Precomputed:
@@ -383,7 +343,8 @@ def tuned_outcome(data: Dataset, embeddings_cache: Path, model: str, repeats: in
             tuned = tune(_intents(data.train), model, folder, progress=shown_on(bar))
         record.write_text(json.dumps({"seconds": tuned.seconds, "steps": tuned.steps}))
     tune_s = json.loads(record.read_text())["seconds"]
-    embedded = embed(Embeddings(str(folder), embeddings_cache), data)
+    tuned_embeddings = DatasetEmbeddings.of_model(embeddings_cache, str(folder), progress_bars())
+    embedded = embed(tuned_embeddings, data)
     outcome = carebot_matcher("classifier")(data, embedded, repeats)
     return Outcome(
         "carebot (classifier, tuned model)",
@@ -394,10 +355,11 @@ def tuned_outcome(data: Dataset, embeddings_cache: Path, model: str, repeats: in
     )
 
 
-def embed(embeddings: Embeddings, data: Dataset) -> Embedded:
+def embed(embeddings: DatasetEmbeddings, data: Dataset) -> Embedded:
     embedded = Embedded({}, {})
     for split in data.splits:
-        embedded.vectors[split.name], embedded.seconds[split.name] = embeddings.of(split)
+        vectors, seconds = embeddings.of(split.name, split.texts)
+        embedded.vectors[split.name], embedded.seconds[split.name] = vectors, seconds
     return embedded
 
 
@@ -417,7 +379,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
     started = time.perf_counter()
-    embeddings = Embeddings(args.model, args.cache)
+    embeddings = DatasetEmbeddings.of_model(args.cache, args.model, progress_bars())
     for name in names:
         data = DATASETS[name](args.data_dir)
         embedded = embed(embeddings, data)

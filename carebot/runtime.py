@@ -91,7 +91,7 @@ def emotion_scorer(settings: Settings, encoder: Encoder) -> EmotionScorer:
     if scorer.head is not None and scorer.head.encoder != settings.matcher.model:
         log.warning(
             "The emotion head %s was trained on %s embeddings, but [matcher] model is %s: its "
-            "signal may be off. Train a head for this model (scripts/train_emotion.py --model) "
+            "signal may be off. Train a head for this model (carebot emotion train --model) "
             "or set [emotion] head = false.",
             scorer.head.path,
             scorer.head.encoder,

@@ -59,6 +59,8 @@ def config(tmp_path: Path, intents: Path = TEST_INTENTS) -> Path:
         ["eval", "--help"],
         ["chat", "--help"],
         ["db", "--help"],
+        ["emotion", "--help"],
+        ["emotion", "train", "--help"],
     ],
 )
 def test_help_does_not_import_torch(args: list[str]) -> None:

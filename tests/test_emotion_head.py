@@ -241,14 +241,14 @@ def test_unusable_weights_are_refused_naming_the_file(
     path = save(tmp_path, weights(**changes))
     with pytest.raises(EmotionHeadError, match=message) as caught:
         EmotionScorer(SETTINGS, head_weights=path)
-    assert str(path) in str(caught.value) and "train_emotion.py" in str(caught.value)
+    assert str(path) in str(caught.value) and "carebot emotion train" in str(caught.value)
 
 
 def test_a_missing_file_names_the_file_and_the_remedy(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.npz"
     with pytest.raises(EmotionHeadError, match="missing") as caught:
         EmotionScorer(SETTINGS, head_weights=path)
-    assert str(path) in str(caught.value) and "scripts/train_emotion.py" in str(caught.value)
+    assert str(path) in str(caught.value) and "carebot emotion train" in str(caught.value)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a numpy file", b"PK\x03\x04broken zip"])
@@ -295,7 +295,7 @@ def test_the_shipped_weights_fit_the_default_model_and_have_a_provenance_note() 
     assert head.lexicon is not None and len(head.lexicon.index) > 1000
     assert PACKAGED_HEAD.stat().st_size < 1_000_000
     note = PACKAGED_HEAD.with_suffix(".md").read_text(encoding="utf-8")
-    for fact in ("GoEmotions", "Apache-2.0", "scripts/train_emotion.py", "all-MiniLM-L6-v2"):
+    for fact in ("GoEmotions", "Apache-2.0", "carebot emotion train", "all-MiniLM-L6-v2"):
         assert fact in note
     signal = EmotionScorer(SETTINGS).score("where is my order", unit(*range(1, 385)))
     assert 0.0 <= signal.value <= 1.0

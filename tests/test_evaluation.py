@@ -11,9 +11,11 @@ from carebot.nlu.evaluation import (
     Predictions,
     accuracy,
     auto_precision,
+    best_f1_threshold,
     confused_pairs,
     coverage,
     coverage_at,
+    f1_precision_recall,
     oos_recall,
     operating_point,
     operating_points,
@@ -181,3 +183,28 @@ def test_malformed_predictions_are_refused(
 ) -> None:
     with pytest.raises(ValueError):
         Predictions(truth, predicted, confidence)
+
+
+def test_f1_precision_recall_of_a_yes_no_signal() -> None:
+    predicted = np.array([True, True, True, False, False])
+    truth = np.array([True, True, False, True, False])
+    f1, precision, recall = f1_precision_recall(predicted, truth)
+    assert (precision, recall) == pytest.approx((2 / 3, 2 / 3)) and f1 == pytest.approx(2 / 3)
+    assert f1_precision_recall(np.zeros(3, bool), np.ones(3, bool)) == (0.0, 0.0, 0.0)
+
+
+def test_best_f1_threshold_never_splits_ties() -> None:
+    scores = np.array([0.9, 0.8, 0.8, 0.1])
+    truth = np.array([True, False, True, False])
+    # Cuts: >= 0.9 (P 1, R 1/2), >= 0.8 (P 2/3, R 1: F1 0.8), >= 0.1 (P 1/2, R 1).
+    assert best_f1_threshold(scores, truth) == pytest.approx((0.8, 0.8))
+
+
+def test_best_f1_threshold_agrees_with_trying_every_threshold() -> None:
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random(200), 2)  # many ties
+    truth = rng.random(200) < scores
+    threshold, f1 = best_f1_threshold(scores, truth)
+    tried = {t: f1_precision_recall(scores >= t, truth)[0] for t in np.unique(scores)}
+    assert f1 == pytest.approx(max(tried.values()), abs=1e-12)
+    assert tried[threshold] == pytest.approx(f1, abs=1e-12)

@@ -8,10 +8,10 @@ Two parts whose logits add up, one output per target (``negative``, ``anger``):
   two or more word characters, sublinear term frequency, L2-normalised), the same analysis as
   scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``.
 
-Trained on GoEmotions by ``scripts/train_emotion.py``; the weights ship as
-``carebot/nlu/data/emotion_head.npz`` (plain numpy arrays, loaded without pickle) with their
-provenance in ``carebot/nlu/data/emotion_head.md``. The output biases are calibrated so that 0.5 is
-the operating point chosen on GoEmotions dev (see :mod:`carebot.nlu.emotion`).
+Trained on GoEmotions by ``carebot emotion train`` (:mod:`carebot.nlu.emotion_training`); the
+weights ship as ``carebot/nlu/data/emotion_head.npz`` (plain numpy arrays, loaded without pickle)
+with their provenance in ``carebot/nlu/data/emotion_head.md``. The output biases are calibrated so
+that 0.5 is the operating point chosen on GoEmotions dev (see :mod:`carebot.nlu.emotion`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ PACKAGED_HEAD = Path(__file__).resolve().parent / "data" / "emotion_head.npz"
 FEATURES = ("vader_neg", "vader_neu", "vader_pos", "vader_compound", "shouting", "exclamations")
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 RETRAIN = (
-    "Train one with 'python scripts/train_emotion.py DATA_DIR --out PATH' (DATA_DIR holds "
-    "GoEmotions), or reinstall carebot to get the packaged weights"
+    "Train one with 'carebot emotion train DATA_DIR --out PATH' (DATA_DIR holds GoEmotions), "
+    "or reinstall carebot to get the packaged weights"
 )
 
 
@@ -161,7 +161,7 @@ class EmotionHead:
                 f"The emotion head weights {self.path} take {self.dim}-dimensional embeddings of "
                 f"{self.encoder}, but the encoder in use gives {dim} dimensions. Use "
                 f"{self.encoder} as [matcher] model, or train a head for your model with "
-                "'python scripts/train_emotion.py DATA_DIR --model NAME --out PATH' and point "
+                "'carebot emotion train DATA_DIR --model NAME --out PATH' and point "
                 "[emotion] head_weights at it, or set [emotion] head = false."
             )
 

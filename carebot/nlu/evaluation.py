@@ -8,6 +8,9 @@ confidences.
 
 A ratio whose denominator is empty (no in-scope rows, nothing auto-sent, no out-of-scope rows)
 is ``nan``: undefined, not zero.
+
+For a yes/no signal (the emotion signal's "should escalate"), :func:`f1_precision_recall` and
+:func:`best_f1_threshold`.
 """
 
 from __future__ import annotations
@@ -148,3 +151,25 @@ def confused_pairs(p: Predictions, top: int = 10) -> list[tuple[str, str, int]]:
     counts = Counter((str(p.truth[i]), p.predicted[i]) for i in wrong)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [(true, predicted, n) for (true, predicted), n in ranked[:top]]
+
+
+def f1_precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """F1, precision and recall of boolean predictions against boolean truth (0 when empty)."""
+    hits = float(np.sum(predicted & truth))
+    precision = hits / max(int(predicted.sum()), 1)
+    recall = hits / max(int(truth.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
+    return f1, precision, recall
+
+
+def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The threshold (predict ``scores >= t``) with the best F1, and that F1.
+
+    Computed exactly by sorting; tied scores are never split.
+    """
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], truth[order].astype(np.float64)
+    f1 = 2 * np.cumsum(hits) / (np.arange(1, len(ranked) + 1) + hits.sum())
+    f1[:-1][ranked[1:] == ranked[:-1]] = -1  # cut only between different scores
+    best = int(np.argmax(f1))
+    return float(ranked[best]), float(f1[best])
