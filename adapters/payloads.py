@@ -66,7 +66,7 @@ def _whole_number(value: Any) -> Any:
     """A count of seconds (or milliseconds): a JSON integer or a string of digits."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("must be a whole number (or a string of digits)")
-    if isinstance(value, str) and not value.strip().isdigit():
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         raise ValueError("must be a whole number (or a string of digits)")
     return int(value)
 
