@@ -17,6 +17,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from carebot import library_logs
 from carebot.agents import AgentDesk
 from carebot.clock import Clock
 from carebot.config import Settings
@@ -83,6 +84,7 @@ class SlackDesk:
             request_verification_enabled=credentials.signing_secret is not None,
             logger=BOLT_LOG,
         )
+        library_logs.protect(BOLT_LOG)  # bolt logs bodies (customer text) above DEBUG
         listeners = Listeners(
             desk=desk,
             queue=queue,
