@@ -67,7 +67,9 @@ class SlackDesk:
         client = make_client(credentials.bot_token, slack.api_url)
         self.api = SlackApi(client, channel=slack.channel, pacer=Pacer(slack.posts_per_second))
         threads = SlackThreadStore(db, clock=clock)
-        people = People(self.api, agents=slack.agents, cache_seconds=slack.members_cache_seconds)
+        self.people = People(
+            self.api, agents=slack.agents, cache_seconds=slack.members_cache_seconds
+        )
         self.sync = ThreadSync(
             api=self.api,
             threads=threads,
@@ -89,7 +91,7 @@ class SlackDesk:
             desk=desk,
             queue=queue,
             threads=threads,
-            people=people,
+            people=self.people,
             api=self.api,
             settled=self.sync.settled,
         )
