@@ -9,6 +9,7 @@ step can be checked; one test lets the running worker retry on its own.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -291,7 +292,7 @@ def _whatsapp(kind: str, content: Json) -> Callable[[str, str, str], Json]:
         payload = whatsapp_text(account, user, "")
         [message] = payload["entry"][0]["changes"][0]["value"]["messages"]
         del message["text"]
-        message |= {"type": kind, kind: content}
+        message |= {"type": kind, kind: copy.deepcopy(content)}  # each test changes its own
         return payload
 
     return build
