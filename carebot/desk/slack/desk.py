@@ -86,7 +86,7 @@ class SlackDesk:
             request_verification_enabled=credentials.signing_secret is not None,
             logger=BOLT_LOG,
         )
-        library_logs.protect(BOLT_LOG)  # bolt logs bodies (customer text) above DEBUG
+        library_logs.protect(BOLT_LOG)  # bolt would log request bodies (customer text) at INFO
         listeners = Listeners(
             desk=desk,
             queue=queue,
