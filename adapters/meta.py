@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from carebot.adapters import meta_payloads as payloads
 from carebot.adapters.graph import GraphApi
+from carebot.adapters.payloads import at_milli, at_second, problems
 from carebot.channel import Deliver
 from carebot.file_links import FileLinks
 from carebot.models import Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundReply
@@ -39,17 +41,20 @@ from carebot.signing import Signer
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/meta/webhook"
 MEDIA_PATH = "/meta/media/"
-FILE_TYPES = ("image", "audio", "voice", "video", "document", "sticker")
 # Not something the customer wrote to us: an emoji reaction to a message (Messenger's come
 # outside ``message`` and are not read either), a notice that their number changed.
 NOT_MESSAGES = ("reaction", "system")
 
 
 class MetaChannel(Protocol):
+    """A channel the shared webhook hands its events to: WhatsApp gets a
+    :class:`~.meta_payloads.WhatsAppValue`, Messenger and Instagram a
+    :class:`~.meta_payloads.MessagingItem`."""
+
     name: str
     account_id: str
 
-    def translate(self, item: Mapping[str, Any]) -> Iterator[ChannelEvent]: ...
+    def translate(self, item: Any) -> Iterator[ChannelEvent]: ...
 
 
 class MetaWebhook:
@@ -86,13 +91,13 @@ class MetaWebhook:
             log.warning("Refused a Meta webhook call with a wrong signature")
             raise web.HTTPForbidden(text="X-Hub-Signature-256 does not match")
         try:
-            payload = json.loads(raw)
-            # Translated before anything is stored: a malformed batch is refused with 400 (not
-            # 500, which Meta would send again and again), and none of it is taken.
-            events = list(self.events(payload))
-        except (ValueError, TypeError, AttributeError) as exc:
-            log.warning("Refused a malformed Meta webhook call: %r", exc)
-            raise web.HTTPBadRequest(text="the body is not a webhook payload") from exc
+            # Parsed and translated before anything is stored: a malformed batch is refused
+            # with 400 and none of it is taken.
+            events = list(self.events(payloads.parse(raw)))
+        except ValidationError as exc:
+            log.warning("Refused a malformed Meta webhook call: %s", problems(exc))
+            log.debug("The malformed Meta webhook call: %r", raw)
+            raise web.HTTPBadRequest(text=f"not a webhook payload: {problems(exc)}") from exc
         assert self._deliver is not None
         try:
             for event in events:
@@ -102,24 +107,24 @@ class MetaWebhook:
             raise web.HTTPInternalServerError(text="not stored; deliver again") from exc
         return web.Response(text="EVENT_RECEIVED")
 
-    def events(self, payload: Mapping[str, Any]) -> Iterator[ChannelEvent]:
+    def events(self, payload: payloads.MetaPayload) -> Iterator[ChannelEvent]:
         """Every event of a webhook payload, translated by the channel it is addressed to."""
-        kind = {"whatsapp_business_account": "whatsapp", "page": "messenger"}.get(
-            payload.get("object", ""), payload.get("object", "")
-        )
-        for entry in payload.get("entry", []):
-            if kind == "whatsapp":
-                for change in entry.get("changes", []):
-                    value = change.get("value", {})
-                    account = value.get("metadata", {}).get("phone_number_id", "")
-                    if change.get("field") == "messages":
-                        yield from self._for(kind, account, value)
-            else:
-                for item in entry.get("messaging", []):
-                    yield from self._for(kind, str(entry.get("id", "")), item)
+        if isinstance(payload, payloads.WhatsAppPayload):
+            for entry in payload.entry:
+                for change in entry.changes:
+                    if change.value is not None:  # a "messages" change
+                        account = change.value.metadata.phone_number_id
+                        yield from self._for("whatsapp", account, change.value)
+        elif isinstance(payload, payloads.MessagingPayload):
+            kind = "messenger" if payload.object == "page" else "instagram"
+            for messaging in payload.entry:
+                for item in messaging.messaging:
+                    yield from self._for(kind, messaging.id, item)
+        else:
+            log.info("Ignoring a Meta webhook call about %r objects", payload.object)
 
-    def _for(self, kind: str, account: str, item: Mapping[str, Any]) -> Iterator[ChannelEvent]:
-        channel = self._channels.get((kind, str(account)))
+    def _for(self, kind: str, account: str, item: Any) -> Iterator[ChannelEvent]:
+        channel = self._channels.get((kind, account))
         if channel is None:
             log.info("Ignoring a %s event for account %s, which is not configured", kind, account)
             return
@@ -162,60 +167,55 @@ class WhatsAppChannel:
         ids = [m.get("id") for m in answer.get("messages", [])]
         return ids[0] if ids and ids[0] else None
 
-    def translate(self, value: Mapping[str, Any]) -> Iterator[ChannelEvent]:
-        names = {
-            c.get("wa_id"): c.get("profile", {}).get("name", "") for c in value.get("contacts", [])
-        }
-        for message in value.get("messages", []):
-            if message.get("type") in NOT_MESSAGES:
-                log.debug("Ignoring a WhatsApp %s", message.get("type"))
+    def translate(self, value: payloads.WhatsAppValue) -> Iterator[ChannelEvent]:
+        names = {c.wa_id: c.profile.name for c in value.contacts}
+        for message in value.messages:
+            if message.type in NOT_MESSAGES:
+                log.debug("Ignoring a WhatsApp %s", message.type)
                 continue
-            sender = str(message.get("from", ""))
+            sender = message.from_
             text, attachments = self._content(message)
             yield InboundMessage(
                 channel=self.name,
                 external_user_id=sender,
-                external_message_id=str(message.get("id", "")),
+                external_message_id=message.id,
                 text=text,
-                sent_at=_at(message.get("timestamp")),
+                sent_at=at_second(message.timestamp),
                 profile={"name": names.get(sender) or "", "phone": f"+{sender}"},
-                raw=message,
+                raw=message.raw,
                 attachments=attachments,
             )
-        for status in value.get("statuses", []):
-            errors = status.get("errors") or []
-            error = "; ".join(
-                f"{e.get('code')} {e.get('title') or e.get('message', '')}".strip() for e in errors
-            )
+        for status in value.statuses:
+            error = "; ".join(f"{e.code} {e.title or e.message}".strip() for e in status.errors)
             yield DeliveryStatus(
                 channel=self.name,
-                external_message_id=str(status.get("id", "")),
-                status=str(status.get("status", "")),
-                at=_at(status.get("timestamp")),
+                external_message_id=status.id,
+                status=status.status,
+                at=at_second(status.timestamp),
                 error=error or None,
             )
 
-    def _content(self, message: Mapping[str, Any]) -> tuple[str, tuple[Attachment, ...]]:
-        kind = message.get("type")
-        if kind == "text":
-            return message.get("text", {}).get("body", ""), ()
-        if kind == "interactive":
-            tapped = message.get("interactive", {})
-            if "button_reply" in tapped:  # buttons are only used when no label is shortened
-                return tapped["button_reply"].get("title", ""), ()
-            return tapped.get("list_reply", {}).get("id", ""), ()  # a list row's title may be
-        if kind == "button":  # a template's quick-reply button
-            return message.get("button", {}).get("text", ""), ()
-        if kind in FILE_TYPES:
-            media = message.get(kind, {})
-            link = self._files.link(str(media.get("id", "")))
-            name = media.get("filename", "")
-            return media.get("caption", ""), (Attachment(kind, link, name),)
-        if kind == "location":
-            place = message.get("location", {})
-            where = f"https://maps.google.com/?q={place.get('latitude')},{place.get('longitude')}"
-            return "", (Attachment("location", where, place.get("name", "")),)
-        return "", (Attachment(str(kind), ""),)  # contacts, reactions...: nothing to read
+    def _content(self, message: payloads.WhatsAppMessage) -> tuple[str, tuple[Attachment, ...]]:
+        if message.text is not None:
+            return message.text.body, ()
+        if message.interactive is not None:
+            tapped = message.interactive
+            if tapped.button_reply is not None:  # buttons are only used when no label is cut
+                return tapped.button_reply.title, ()
+            if tapped.list_reply is not None:  # a list row's title may be shortened: its id
+                return tapped.list_reply.id, ()
+            return "", ()  # a form's answer (nfm_reply)...: nothing to read
+        if message.button is not None:  # a template's quick-reply button
+            return message.button.text, ()
+        media = message.media()
+        if media is not None:
+            link = self._files.link(media.id)
+            return media.caption, (Attachment(message.type, link, media.filename),)
+        if message.location is not None:
+            place = message.location
+            where = f"https://maps.google.com/?q={place.latitude},{place.longitude}"
+            return "", (Attachment("location", where, place.name),)
+        return "", (Attachment(message.type, ""),)  # contacts, orders...: nothing to read
 
 
 class MessengerChannel:
@@ -250,24 +250,20 @@ class MessengerChannel:
         answer = await self._api.send(self.account_id, body)
         return answer.get("message_id") or None
 
-    def translate(self, item: Mapping[str, Any]) -> Iterator[ChannelEvent]:
-        sender = str(item.get("sender", {}).get("id", ""))
-        at = _at(item.get("timestamp"), millis=True)
-        message = item.get("message")
-        if message is not None and not message.get("is_echo"):
+    def translate(self, item: payloads.MessagingItem) -> Iterator[ChannelEvent]:
+        sender, at = item.sender.id, at_milli(item.timestamp)
+        message = item.message
+        if message is not None and not message.is_echo:
             # A quick reply's title may be shortened: its payload is the choice's own id.
-            text = message.get("quick_reply", {}).get("payload") or message.get("text", "")
-            attachments = tuple(
-                Attachment(a.get("type", "file"), a.get("payload", {}).get("url", ""))
-                for a in message.get("attachments", [])
-            )
-            yield self._inbound(sender, message.get("mid", ""), text, at, item, attachments)
-        postback = item.get("postback")
+            text = (message.quick_reply.payload if message.quick_reply else "") or message.text
+            attachments = tuple(Attachment(a.type, a.payload.url) for a in message.attachments)
+            yield self._inbound(sender, message.mid, text, at, item, attachments)
+        postback = item.postback
         if postback is not None:  # a tapped button of a template
-            mid = postback.get("mid") or f"postback:{sender}:{item.get('timestamp')}"
-            yield self._inbound(sender, mid, postback.get("title", ""), at, item, ())
-        for mid in item.get("delivery", {}).get("mids", []):
-            yield DeliveryStatus(self.name, str(mid), "delivered", at)
+            mid = postback.mid or f"postback:{sender}:{item.timestamp}"
+            yield self._inbound(sender, mid, postback.title, at, item, ())
+        for mid in item.delivery.mids if item.delivery is not None else []:
+            yield DeliveryStatus(self.name, mid, "delivered", at)
 
     def _inbound(
         self,
@@ -275,16 +271,16 @@ class MessengerChannel:
         mid: str,
         text: str,
         at: datetime,
-        item: Mapping[str, Any],
+        item: payloads.MessagingItem,
         attachments: tuple[Attachment, ...],
     ) -> InboundMessage:
         return InboundMessage(
             channel=self.name,
             external_user_id=sender,
-            external_message_id=str(mid),
+            external_message_id=mid,
             text=text,
             sent_at=at,
-            raw=item,
+            raw=item.raw,
             attachments=attachments,
         )
 
@@ -309,11 +305,3 @@ def _whatsapp_content(reply: OutboundReply) -> dict[str, Any]:
         "type": "interactive",
         "interactive": {"type": kind, "body": {"text": text[:1024]}, "action": action},
     }
-
-
-def _at(value: Any, *, millis: bool = False) -> datetime:
-    try:
-        seconds = float(value) / (1000 if millis else 1)
-        return datetime.fromtimestamp(seconds, UTC)
-    except (TypeError, ValueError):
-        return datetime.now(UTC)

@@ -14,11 +14,13 @@ body; 200 once stored; 500 when it could not be stored, so the sender retries)::
     {"id": "evt_123",                      # unique per event: a resend is answered once
      "user": {"id": "42", "name": "Ann", "phone": "+4930...", "email": "ann@example.com"},
      "text": "Where is my order?",
-     "sent_at": "2026-11-22T10:00:00Z"}     # optional
+     "sent_at": "2026-11-22T10:00:00Z"}     # optional; ISO 8601, UTC when it has no offset
 
 ``phone`` and ``email`` are optional and link the customer to the same person on other channels.
 ``id`` and ``user.id`` are strings (or numbers) of at most 200 characters; a body is at most
-256 KiB (413 beyond).
+256 KiB (413 beyond). Fields not listed here are ignored. The 400 answer says what is wrong:
+``{"ok": false, "error": "user.id: Field required"}``. The body is parsed into
+:class:`~carebot.adapters.webhook_payloads.WebhookEvent` first, so nothing is defaulted.
 
 **Replies** (POST to ``reply_url``; any 2xx is success; 429 with ``Retry-After`` and 5xx are
 retried, with exponential backoff when no ``Retry-After`` is given)::
@@ -44,7 +46,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import ValidationError
 
+from carebot.adapters import webhook_payloads as payloads
+from carebot.adapters.payloads import problems
 from carebot.channel import Deliver
 from carebot.exceptions import DeliveryError
 from carebot.models import InboundMessage, OutboundReply
@@ -54,7 +59,6 @@ HEADER = "X-Carebot-Signature"
 INBOUND_PATH = "/webhook"
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 MAX_BODY = 256 * 1024
-MAX_ID = 200  # characters of a user's or an event's id (what the database keeps)
 
 
 def signature(secret: str, raw: bytes, timestamp: int) -> str:
@@ -135,9 +139,11 @@ class WebhookChannel:
             log.warning("Refused a webhook call: %s", problem)
             raise web.HTTPUnauthorized(text=problem)
         try:
-            inbound = self.translate(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+            inbound = self.translate(payloads.parse(raw))
+        except ValidationError as exc:
+            log.warning("Refused a malformed webhook call: %s", problems(exc))
+            log.debug("The malformed webhook call: %r", raw)
+            return web.json_response({"ok": False, "error": problems(exc)}, status=400)
         assert self._deliver is not None, "WebhookChannel.start() was not called"
         try:
             await self._deliver(inbound)
@@ -146,38 +152,17 @@ class WebhookChannel:
             raise web.HTTPInternalServerError(text="not stored; send it again") from exc
         return web.json_response({"ok": True})
 
-    def translate(self, body: Any) -> InboundMessage:
-        """The event as an inbound message; ValueError says what is missing."""
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        user = body.get("user")
-        if not isinstance(user, dict):
-            raise ValueError("user.id is required")
-        user_id = _identifier(user.get("id"), "user.id")
-        event_id = _identifier(body.get("id"), "id (unique per event)")
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("text must be a non-empty string")
-        profile = {k: str(user[k]) for k in ("name", "phone", "email") if user.get(k)}
-        sent_at = body.get("sent_at")
+    def translate(self, event: payloads.WebhookEvent) -> InboundMessage:
+        """The event as an inbound message."""
         return InboundMessage(
             channel=self.name,
-            external_user_id=user_id,
-            external_message_id=event_id,
-            text=text.strip(),
-            sent_at=datetime.fromisoformat(sent_at) if sent_at else datetime.now(UTC),
-            profile=profile,
-            raw=body,
+            external_user_id=event.user.id,
+            external_message_id=event.id,
+            text=event.text,
+            sent_at=event.sent_at or datetime.now(UTC),
+            profile=event.user.profile(),
+            raw=event.raw,
         )
-
-
-def _identifier(value: Any, what: str) -> str:
-    """An id given as a string (or a number): required, and short enough to be stored."""
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        raise ValueError(f"{what} is required: a string")
-    if len(str(value)) > MAX_ID:
-        raise ValueError(f"{what} is longer than {MAX_ID} characters")
-    return str(value)
 
 
 async def _read_body(request: web.Request) -> bytes:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from carebot import library_logs
 from carebot.exceptions import CarebotError
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None, *, encoder: Encoder | None = None) -> in
         else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    library_logs.protect()  # the libraries' loggers write customer data at DEBUG only
     try:
         return int(args.command(args) or 0)
     except CarebotError as exc:

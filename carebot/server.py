@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from aiohttp import web
 
+from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
@@ -52,6 +53,7 @@ def build_app(
 
     ``env`` holds the Slack tokens and the channels' secrets (default: the process
     environment)."""
+    library_logs.protect()  # aiohttp, Telegram, httpx: no customer data above DEBUG
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime

@@ -9,8 +9,10 @@ step can be checked; one test lets the running worker retry on its own.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from tests.graph_standin import (
     GraphStandIn,
     Sent,
     instagram_text,
+    messenger_postback,
     messenger_quick_reply,
     messenger_text,
     post_webhook,
@@ -38,6 +41,7 @@ from tests.graph_standin import (
     verify_handshake,
     whatsapp_button_reply,
     whatsapp_image,
+    whatsapp_list_reply,
     whatsapp_status,
     whatsapp_text,
 )
@@ -272,6 +276,221 @@ async def test_a_malformed_or_foreign_call_is_answered_without_being_processed(
     echo["entry"][0]["messaging"][0]["recipient"] = {"id": psid}
     echo["entry"][0]["messaging"][0]["message"] |= {"is_echo": True, "app_id": 1517}
     assert await post(server, echo) == (200, "EVENT_RECEIVED")
+    assert await messages(running) == []
+    assert graph.calls == []
+
+
+# Malformed payloads: a field carebot reads is missing (or blank), so the call is refused.
+
+MISSING = object()  # the field is left out
+
+
+def _whatsapp(kind: str, content: Json) -> Callable[[str, str, str], Json]:
+    """A WhatsApp message of type ``kind`` with ``content`` (its object)."""
+
+    def build(account: str, user: str, reply: str) -> Json:
+        payload = whatsapp_text(account, user, "")
+        [message] = payload["entry"][0]["changes"][0]["value"]["messages"]
+        del message["text"]
+        message |= {"type": kind, kind: copy.deepcopy(content)}  # each test changes its own
+        return payload
+
+    return build
+
+
+def _receipt(page: str, psid: str, reply: str) -> Json:
+    delivery = {"mids": [reply], "watermark": 1_795_000_000_000}
+    item = {"sender": {"id": psid}, "recipient": {"id": page}, "timestamp": 1_795_000_000_000}
+    return {"object": "page", "entry": [{"id": page, "messaging": [item | {"delivery": delivery}]}]}
+
+
+# What customers send: (channel, (account, user, the id of carebot's reply) -> payload).
+SAMPLES: dict[str, tuple[str, Callable[[str, str, str], Json]]] = {
+    "wa-text": ("whatsapp", lambda a, u, r: whatsapp_text(a, u, ORDER)),
+    "wa-tap": (
+        "whatsapp",
+        lambda a, u, r: whatsapp_button_reply(a, u, "returns", "Returns", context_id=r),
+    ),
+    "wa-list": (
+        "whatsapp",
+        lambda a, u, r: whatsapp_list_reply(a, u, "returns", "Returns", context_id=r),
+    ),
+    "wa-template-button": ("whatsapp", _whatsapp("button", {"text": "Returns", "payload": "r"})),
+    "wa-location": ("whatsapp", _whatsapp("location", {"latitude": 52.5, "longitude": 13.4})),
+    "wa-image": ("whatsapp", lambda a, u, r: whatsapp_image(a, u, "media-1")),
+    "wa-read": ("whatsapp", lambda a, u, r: whatsapp_status(a, r, "read", u)),
+    "wa-failed": (
+        "whatsapp",
+        lambda a, u, r: whatsapp_status(a, r, "failed", u, errors=[{"code": 131026}]),
+    ),
+    "messenger-text": ("messenger", lambda a, u, r: messenger_text(a, u, ORDER)),
+    "messenger-quick-reply": (
+        "messenger",
+        lambda a, u, r: messenger_quick_reply(a, u, "Returns", "returns"),
+    ),
+    "messenger-postback": (
+        "messenger",
+        lambda a, u, r: messenger_postback(a, u, "Returns", "returns"),
+    ),
+    "messenger-receipt": ("messenger", _receipt),
+    "instagram-text": ("instagram", lambda a, u, r: instagram_text(a, u, ORDER)),
+}
+WA = ("entry", 0, "changes", 0, "value")
+WA_MESSAGE = (*WA, "messages", 0)
+ANCHORS = {"payload": (), "value": WA, "message": WA_MESSAGE, "status": (*WA, "statuses", 0)}
+ANCHORS["item"] = ("entry", 0, "messaging", 0)
+# (sample, the field: an anchor and the path below it, what it is set to): every field the
+# translation reads, left out; ids also blank.
+MALFORMED = [
+    ("wa-text", "payload.object", MISSING),
+    ("messenger-text", "payload.entry", MISSING),
+    ("wa-text", "payload.entry.0.changes", MISSING),
+    ("wa-text", "payload.entry.0.changes.0.field", MISSING),
+    ("wa-text", "payload.entry.0.changes.0.value", MISSING),
+    ("wa-text", "value.metadata", MISSING),
+    ("wa-text", "value.metadata.phone_number_id", MISSING),
+    ("wa-text", "value.contacts.0.wa_id", MISSING),
+    ("wa-text", "message.from", MISSING),
+    ("wa-text", "message.id", MISSING),
+    ("wa-text", "message.id", ""),
+    ("wa-text", "message.timestamp", MISSING),
+    ("wa-text", "message.type", MISSING),
+    ("wa-text", "message.text", MISSING),
+    ("wa-text", "message.text.body", MISSING),
+    ("wa-tap", "message.interactive", MISSING),
+    ("wa-tap", "message.interactive.type", MISSING),
+    ("wa-tap", "message.interactive.button_reply", MISSING),
+    ("wa-tap", "message.interactive.button_reply.title", MISSING),
+    ("wa-list", "message.interactive.list_reply.id", MISSING),
+    ("wa-template-button", "message.button.text", MISSING),
+    ("wa-location", "message.location.latitude", MISSING),
+    ("wa-image", "message.image", MISSING),
+    ("wa-image", "message.image.id", MISSING),
+    ("wa-read", "status.id", MISSING),
+    ("wa-read", "status.id", " "),
+    ("wa-read", "status.status", MISSING),
+    ("wa-read", "status.timestamp", MISSING),
+    ("wa-failed", "status.errors.0.code", MISSING),
+    ("messenger-text", "payload.entry.0.id", MISSING),
+    ("messenger-text", "item.sender", MISSING),
+    ("messenger-text", "item.sender.id", MISSING),
+    ("messenger-text", "item.timestamp", MISSING),
+    ("messenger-text", "item.message.mid", MISSING),
+    ("messenger-text", "item.message.mid", ""),
+    ("messenger-quick-reply", "item.message.quick_reply.payload", MISSING),
+    ("messenger-postback", "item.postback.title", MISSING),
+    ("messenger-receipt", "item.delivery.watermark", MISSING),
+    ("instagram-text", "item.message.mid", MISSING),
+    ("instagram-text", "item.sender.id", MISSING),
+]
+
+
+def _path(field: str) -> tuple[str | int, ...]:
+    anchor, *below = field.split(".")
+    return (*ANCHORS[anchor], *(int(p) if p.isdigit() else p for p in below))
+
+
+def _changed(payload: Json, path: tuple[str | int, ...], value: object) -> Json:
+    *parents, last = path
+    node: Any = payload
+    for part in parents:
+        node = node[part]
+    if value is MISSING:
+        del node[last]
+    else:
+        node[last] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("sample", "field", "value"),
+    [
+        pytest.param(*case, id=f"{case[0]}:{case[1]}" + ("" if case[2] is MISSING else "=blank"))
+        for case in MALFORMED
+    ],
+)
+async def test_a_payload_without_a_field_carebot_reads_is_refused_and_nothing_is_stored(
+    service: tuple[Service, TestServer],
+    graph: GraphStandIn,
+    caplog: pytest.LogCaptureFixture,
+    sample: str,
+    field: str,
+    value: object,
+) -> None:
+    running, server = service
+    channel, build = SAMPLES[sample]
+    account, user = ACCOUNTS[channel], USERS[channel]
+    assert await post(server, text_event(channel, ORDER)) == (200, "EVENT_RECEIVED")
+    [reply] = await graph.next_sent(1)
+    before = await messages(running)
+    path = _path(field)
+    payload = _changed(build(account, user, reply.message_id), path, value)
+    with caplog.at_level(logging.WARNING, logger="carebot.adapters.meta"):
+        status, answer = await post(server, payload)
+    assert status == 400, answer
+    # The answer and the log name what is wrong: the field, or the object its parent lacks.
+    where, name = ".".join(str(part) for part in path), repr(path[-1])
+    assert where in answer or name in answer
+    [refused] = [r for r in caplog.records if "malformed Meta webhook" in r.getMessage()]
+    assert refused.levelno == logging.WARNING
+    assert where in refused.getMessage() or name in refused.getMessage()
+    assert ORDER not in refused.getMessage() and user not in refused.getMessage()
+    await paused_worker(running).deliver_due()
+    assert await messages(running) == before  # nothing stored, nothing answered
+    assert len(graph.calls) == 1
+    [row] = await outbox(running)
+    assert (row.delivery_status, row.status_at) == (None, None)
+
+
+async def test_a_message_with_an_empty_id_does_not_hide_the_next_one(
+    service: tuple[Service, TestServer], graph: GraphStandIn
+) -> None:
+    running, server = service
+    for words in (ORDER, "return item label"):  # once stored as "", the second was a "duplicate"
+        nameless = _changed(text_event("whatsapp", words), _path("message.id"), "")
+        assert (await post(server, nameless))[0] == 400
+    assert await post(server, text_event("whatsapp", ORDER)) == (200, "EVENT_RECEIVED")
+    [reply] = await graph.next_sent(1)
+    assert reply.body == text_body("whatsapp", TRACK)
+    assert await messages(running) == [("customer", ORDER), ("bot", TRACK)]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+async def test_fields_meta_adds_later_are_ignored(
+    service: tuple[Service, TestServer], graph: GraphStandIn, channel: str
+) -> None:
+    running, server = service
+    payload = text_event(channel, ORDER)
+    payload["new_top_level"] = {"x": 1}
+    entry = payload["entry"][0]
+    entry["new_in_entry"] = [1, 2]
+    item = entry["changes"][0]["value"] if channel == "whatsapp" else entry["messaging"][0]
+    item["new_in_item"] = "yes"
+    message = item["messages"][0] if channel == "whatsapp" else item["message"]
+    message["new_in_message"] = {"nested": True}
+    assert await post(server, payload) == (200, "EVENT_RECEIVED")
+    [reply] = await graph.next_sent(1)
+    assert reply.body == text_body(channel, TRACK)
+    assert await messages(running) == [("customer", ORDER), ("bot", TRACK)]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"object": "user", "entry": [{"id": "1", "changes": [{"field": "email"}]}]},
+        {"object": "page", "entry": [{"id": "2222", "changes": [{"field": "feed"}]}]},
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "w", "changes": [{"field": "account_update", "value": {"x": 1}}]}],
+        },
+    ],
+    ids=["other-object", "page-feed", "whatsapp-account-update"],
+)
+async def test_events_carebot_does_not_read_are_acknowledged_and_ignored(
+    service: tuple[Service, TestServer], graph: GraphStandIn, payload: Json
+) -> None:
+    running, server = service
+    assert await post(server, payload) == (200, "EVENT_RECEIVED")
     assert await messages(running) == []
     assert graph.calls == []
 

@@ -334,6 +334,98 @@ async def test_someone_who_is_not_an_agent_is_refused_and_nothing_changes(
         assert await count(running, Message.author == "agent") == 0
 
 
+# conversations.members failing: once with HTTP 500 (slack_sdk retries it twice), or refusing
+# for good (a scope missing from the app) until someone fixes it.
+MEMBERS_FAILING = {
+    "server-error": {"status": 500, "times": 3},
+    "missing-scope": {"status": 200, "body": {"ok": False, "error": "missing_scope"}},
+}
+
+
+def held_notice(slack: SlackStandIn) -> Any:
+    return slack.wait_for(
+        "chat.postEphemeral", lambda c: c.params["user"] == AGENT and "is held" in c.params["text"]
+    )
+
+
+@pytest.mark.parametrize("failure", list(MEMBERS_FAILING))
+async def test_a_reply_is_held_while_the_member_list_cannot_be_fetched_and_sent_when_it_can(
+    service: tuple[Service, TestServer], slack: SlackStandIn, failure: str
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        slack.fail_next("conversations.members", **MEMBERS_FAILING[failure])
+        assert (await reply_in_thread(server, ts, "It ships today.")).status == 200
+        [notice] = await held_notice(slack)
+        assert "Only care agents" not in notice.params["text"]
+        assert notice.params["thread_ts"] == ts
+        assert (await reply_in_thread(server, ts, "Tracking follows.")).status == 200
+        assert await count(running, Message.author == "agent") == 0  # held, not dropped
+        desk(running).people.retry_now()  # Slack answers again
+        replies = [await customer.next_of("message") for _ in range(2)]
+        assert [r["text"] for r in replies] == ["It ships today.", "Tracking follows."]
+        await slack.wait_for("reactions.add", count=2)
+    assert len(slack.successful("chat.postEphemeral")) == 1  # told once
+
+
+async def test_an_edited_reply_is_held_too(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        await card_ts(slack)
+        slack.fail_next("conversations.members", **MEMBERS_FAILING["missing-scope"])
+        assert (
+            await deliver(server, edited_reply("Track it at https://t.example/9"))
+        ).status == 200
+        await held_notice(slack)
+        desk(running).people.retry_now()
+        assert (await customer.next_of("message"))["text"] == "Track it at https://t.example/9"
+
+
+async def test_a_button_pressed_while_the_member_list_cannot_be_fetched_changes_nothing(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        ts = await card_ts(slack)
+        slack.fail_next("conversations.members", **MEMBERS_FAILING["missing-scope"])
+        await press(server, ts, cards.RESOLVE, response_url=slack.response_url)
+        [told] = await slack.wait_for("response_url")
+        assert "did not let carebot check" in told.params["text"]
+        assert (
+            "missing_scope" in told.params["text"] and "Nothing was changed" in told.params["text"]
+        )
+        assert await state(running) == "waiting_for_agent"
+        desk(running).people.retry_now()
+        await press(server, ts, cards.RESOLVE)  # pressed again once Slack answers
+        await card_updated(slack, "resolved by Ann")
+
+
+async def test_the_last_known_members_let_a_reply_through_while_the_list_cannot_be_fetched(
+    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+) -> None:
+    settings = slack_settings(tmp_path, slack, members_cache_seconds=0)  # asked every time
+    async with (
+        running_service(settings, database_url, clock, env=HTTP_ENV) as (_, server),
+        upset_customer(server) as customer,
+    ):
+        ts = await card_ts(slack)
+        await reply_in_thread(server, ts, "It ships today.")
+        assert (await customer.next_of("message"))["text"] == "It ships today."
+        slack.fail_next("conversations.members", 500, times=3)
+        await reply_in_thread(server, ts, "Tracking follows.")
+        assert (await customer.next_of("message"))["text"] == "Tracking follows."
+    assert [c.status for c in slack.calls if c.method == "conversations.members"] == [
+        200,
+        500,
+        500,
+        500,
+    ]
+    assert slack.successful("chat.postEphemeral") == []  # nobody was told anything
+
+
 async def test_slack_down_during_a_handoff_loses_nothing(
     service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
 ) -> None:

@@ -3,6 +3,7 @@ the local stand-in), who may act, and the card."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from carebot.desk.slack import card as cards
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.slack.mrkdwn import LIMIT, escape, plain, quote, shorten
-from carebot.desk.slack.people import REFRESH_UNKNOWN_AFTER, People
+from carebot.desk.slack.people import REFRESH_UNKNOWN_AFTER, RETRY_SECONDS, People
 from carebot.exceptions import ConfigError, SlackError
 from carebot.pacing import Pacer
 from carebot.store.queue import Case, MessageView
@@ -362,6 +363,75 @@ async def test_an_unknown_user_refreshes_the_members_early_but_not_too_often(
     time.now += 1
     assert await desk.may_act("UNEW") is True
     assert len(slack.statuses("conversations.members")) == 2
+
+
+async def test_the_last_known_members_still_count_while_the_list_cannot_be_fetched(
+    slack: Slack, time: FakeTime
+) -> None:
+    slack.members = {"UANN"}
+    desk = people(slack, time)
+    assert await desk.may_act("UANN") is True
+    time.now += 300  # the list is old: fetched again, and Slack fails
+    slack.fail_next("conversations.members", 500, times=3)
+    assert await desk.may_act("UANN") is True  # a stale list beats none
+    assert slack.statuses("conversations.members") == [200, 500, 500, 500]
+    time.now += RETRY_SECONDS - 1
+    assert await desk.may_act("UANN") is True  # not asked again before RETRY_SECONDS
+    assert len(slack.statuses("conversations.members")) == 4
+    slack.members = {"UBOB"}  # Ann left meanwhile
+    time.now += 1
+    assert await desk.may_act("UANN") is False  # asked again, and the new list counts
+    assert slack.statuses("conversations.members")[-1] == 200
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["never-fetched", "not-on-the-old-list"])
+async def test_whether_anyone_else_may_act_cannot_be_told_while_the_list_cannot_be_fetched(
+    slack: Slack, time: FakeTime, known: bool
+) -> None:
+    slack.members = {"UANN", "UNEW"}
+    desk = people(slack, time)
+    if known:
+        slack.members = {"UANN"}
+        assert await desk.may_act("UANN") is True
+        slack.members.add("UNEW")  # joined since
+        time.now += REFRESH_UNKNOWN_AFTER
+    slack.fail_next("conversations.members", 200, body={"ok": False, "error": "missing_scope"})
+    with pytest.raises(SlackError) as raised:
+        await desk.may_act("UNEW")  # not "no": a colleague may have just joined
+    assert raised.value.error == "missing_scope"
+    with pytest.raises(SlackError):
+        await desk.may_act("UNEW")  # Slack is not asked again at once...
+    assert len(slack.statuses("conversations.members")) == known + 1
+    desk.retry_now()  # ...unless told to
+    assert await desk.may_act("UNEW") is True
+
+
+async def test_callers_waiting_for_the_member_list_share_one_fetch(
+    slack: Slack, time: FakeTime
+) -> None:
+    slack.members = {"UANN"}
+    desk = people(slack, time)
+    answer = slack.hold("conversations.members")
+    asking = [asyncio.create_task(desk.may_act(user)) for user in ("UANN", "UANN", "UBOB")]
+    await slack.wait_for("conversations.members")
+    answer.set()
+    assert await asyncio.gather(*asking) == [True, True, False]
+    assert len(slack.statuses("conversations.members")) == 1
+
+
+async def test_a_waiter_for_the_next_try_is_woken_by_a_fetch_or_a_retry_asked_for(
+    slack: Slack, time: FakeTime
+) -> None:
+    slack.members = {"UANN"}
+    desk = People(slack.api, agents=(), cache_seconds=300, clock=time, retry_seconds=3600)
+    woken = desk.wakes
+    waiting = asyncio.create_task(desk.next_try(woken=woken))
+    assert await desk.may_act("UANN") is True  # the fetch wakes it
+    await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(desk.next_try(woken=woken), 5)  # woken since: returns at once
+    waiting = asyncio.create_task(desk.next_try(woken=desk.wakes))
+    desk.retry_now()
+    await asyncio.wait_for(waiting, 5)
 
 
 @pytest.mark.parametrize(

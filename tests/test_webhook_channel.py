@@ -9,6 +9,7 @@ the outbox worker and deliver what fell due themselves after moving the clock.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -70,9 +71,10 @@ async def post(
     return await post_inbound(str(server.make_url(INBOUND)), body, secret=secret, **how)
 
 
-async def post_raw(server: TestServer, raw: bytes, *, chunks: int = 0) -> int:
+async def post_raw(server: TestServer, raw: bytes, *, chunks: int = 0) -> tuple[int, Any]:
     """POST bytes as they are, correctly signed; in ``chunks`` pieces (chunked transfer
-    encoding, no Content-Length) when given."""
+    encoding, no Content-Length) when given. Returns the status and the JSON answer (None when
+    the answer is not JSON)."""
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_body(SECRET, raw)}
 
     async def pieces() -> AsyncIterator[bytes]:
@@ -85,7 +87,8 @@ async def post_raw(server: TestServer, raw: bytes, *, chunks: int = 0) -> int:
         aiohttp.ClientSession() as http,
         http.post(server.make_url(INBOUND), data=data, headers=headers) as response,
     ):
-        return response.status
+        is_json = response.content_type == "application/json"
+        return response.status, await response.json() if is_json else None
 
 
 def reply(row: OutboxRow, words: str, **fields: Any) -> Json:
@@ -202,26 +205,64 @@ async def test_a_bad_missing_or_stale_signature_is_refused_and_not_processed(
     assert await messages(running) == [("customer", ORDER), ("bot", TRACK)]
 
 
+MALFORMED = {
+    # Not an event at all.
+    "not-json": (b"not json", ""),
+    "a-list": (b"[1, 2]", ""),
+    # A required field left out.
+    "no-id": (json.dumps({"user": {"id": "42"}, "text": ORDER}).encode(), "id"),
+    "no-user": (json.dumps({"id": "e1", "text": ORDER}).encode(), "user"),
+    "no-user-id": (
+        json.dumps({"id": "e1", "user": {"name": "Ann"}, "text": ORDER}).encode(),
+        "user.id",
+    ),
+    "no-text": (json.dumps({"id": "e1", "user": {"id": "42"}}).encode(), "text"),
+    # Blank, or of the wrong type.
+    "blank-id": (json.dumps(event(ORDER, event_id=" ")).encode(), "id"),
+    "blank-user-id": (json.dumps(event(ORDER, user="")).encode(), "user.id"),
+    "blank-text": (json.dumps({"id": "e1", "user": {"id": "42"}, "text": "  "}).encode(), "text"),
+    "text-a-number": (json.dumps({"id": "e1", "user": {"id": "42"}, "text": 7}).encode(), "text"),
+    "id-a-bool": (json.dumps(event(ORDER) | {"id": True}).encode(), "id"),
+    "user-id-an-object": (json.dumps(event(ORDER, user={"id": {"n": "42"}})).encode(), "user.id"),
+    "sent-at-not-a-time": (json.dumps(event(ORDER, sent_at="yesterday")).encode(), "sent_at"),
+    # Longer than the database keeps.
+    "user-id-too-long": (json.dumps(event(ORDER, user="4" * 201)).encode(), "user.id"),
+    "id-too-long": (json.dumps(event(ORDER, event_id="e" * 201)).encode(), "id"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
 async def test_a_malformed_event_is_refused_with_400_and_not_stored(
+    service: tuple[Service, TestServer],
+    receiver: ReplyReceiver,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    running, server = service
+    raw, field = MALFORMED[case]
+    with caplog.at_level(logging.WARNING, logger="carebot.adapters.webhook"):
+        status, answer = await post_raw(server, raw)
+    assert status == 400, raw
+    assert answer["ok"] is False and answer["error"].startswith(field)  # names what is wrong
+    [refused] = [r for r in caplog.records if "malformed webhook call" in r.getMessage()]
+    assert refused.levelno == logging.WARNING and ORDER not in refused.getMessage()
+    assert await messages(running) == []
+    assert receiver.received == receiver.refused == []
+
+
+async def test_fields_the_format_does_not_know_are_ignored(
     service: tuple[Service, TestServer], receiver: ReplyReceiver
 ) -> None:
     running, server = service
-    bodies = [
-        b"not json",
-        b"[1, 2]",
-        json.dumps({"id": "e1", "user": {"name": "Ann"}, "text": ORDER}).encode(),
-        json.dumps({"user": {"id": "42"}, "text": ORDER}).encode(),
-        json.dumps({"id": "e1", "user": {"id": "42"}, "text": "  "}).encode(),
-        json.dumps({"id": "e1", "user": {"id": "42"}, "text": 7}).encode(),
-        json.dumps(event(ORDER, sent_at="yesterday")).encode(),
-        json.dumps(event(ORDER, user={"id": {"nested": "42"}})).encode(),
-        json.dumps(event(ORDER, user="4" * 201)).encode(),  # longer than the database keeps
-        json.dumps(event(ORDER, event_id="e" * 201)).encode(),
-    ]
-    for raw in bodies:
-        assert await post_raw(server, raw) == 400, raw
-    assert await messages(running) == []
-    assert receiver.received == receiver.refused == []
+    user = {"id": 42, "phone": 4930123456, "tier": "gold"}  # numbers are taken as their digits
+    body = event(f"  {ORDER} ", user=user, channel="sms", sent_at="2026-11-18T09:59:30")
+    assert await post(server, body) == (200, {"ok": True})
+    await receiver.next_received(1)
+    assert await messages(running) == [("customer", ORDER), ("bot", TRACK)]
+    async with running.runtime.db.session() as session:
+        identity = await session.scalar(select(Identity))
+    assert identity is not None and identity.external_user_id == "42"
+    assert identity.profile == {"phone": "4930123456"}
 
 
 async def test_a_large_event_is_read_whole_and_one_over_the_limit_refused(
@@ -229,11 +270,11 @@ async def test_a_large_event_is_read_whole_and_one_over_the_limit_refused(
 ) -> None:
     running, server = service
     long = "where is my order " * 11_000  # ~200 KB, within the limit
-    assert await post_raw(server, json.dumps(event(long)).encode()) == 200
-    assert await post_raw(server, json.dumps(event(long)).encode(), chunks=8) == 200
+    assert (await post_raw(server, json.dumps(event(long)).encode()))[0] == 200
+    assert (await post_raw(server, json.dumps(event(long)).encode(), chunks=8))[0] == 200
     too_long = json.dumps(event("x" * 300_000)).encode()
-    assert await post_raw(server, too_long) == 413
-    assert await post_raw(server, too_long, chunks=8) == 413
+    assert (await post_raw(server, too_long))[0] == 413
+    assert (await post_raw(server, too_long, chunks=8))[0] == 413
     stored = [words for author, words in await messages(running) if author == "customer"]
     assert stored == [long.strip(), long.strip()]
 

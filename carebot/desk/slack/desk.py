@@ -17,6 +17,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from carebot import library_logs
 from carebot.agents import AgentDesk
 from carebot.clock import Clock
 from carebot.config import Settings
@@ -66,7 +67,9 @@ class SlackDesk:
         client = make_client(credentials.bot_token, slack.api_url)
         self.api = SlackApi(client, channel=slack.channel, pacer=Pacer(slack.posts_per_second))
         threads = SlackThreadStore(db, clock=clock)
-        people = People(self.api, agents=slack.agents, cache_seconds=slack.members_cache_seconds)
+        self.people = People(
+            self.api, agents=slack.agents, cache_seconds=slack.members_cache_seconds
+        )
         self.sync = ThreadSync(
             api=self.api,
             threads=threads,
@@ -83,11 +86,12 @@ class SlackDesk:
             request_verification_enabled=credentials.signing_secret is not None,
             logger=BOLT_LOG,
         )
+        library_logs.protect(BOLT_LOG)  # bolt would log request bodies (customer text) at INFO
         listeners = Listeners(
             desk=desk,
             queue=queue,
             threads=threads,
-            people=people,
+            people=self.people,
             api=self.api,
             settled=self.sync.settled,
         )

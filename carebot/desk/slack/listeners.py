@@ -8,6 +8,16 @@
 Every handler acknowledges Slack first (Slack wants an answer within 3 seconds) and then
 works. Only agents may act (see :mod:`.people`); anyone else is told so, privately, and nothing
 changes. Retried deliveries of a thread reply are dropped by their ``event_id``.
+
+An agent's reply (in a thread, or from the edit modal) is never dropped because Slack cannot
+say who is in the care channel: it is held, the agent is told so privately, and it goes out as
+soon as the member list can be fetched (asked for again every few seconds), in the order the
+thread's replies came. Answering Slack with an error instead, so that it sends the event again,
+would not do: bolt has acknowledged the event before the listener runs, Slack tries again only
+three times within about five minutes (and turns an app's events off when most fail), and a
+modal's text is not sent again at all. A held reply lives as long as the process; one still
+held when carebot stops is logged as not sent. A button pressed meanwhile changes nothing and
+the agent is told to press it again.
 """
 
 from __future__ import annotations
@@ -35,6 +45,14 @@ NOT_ALLOWED = (
     "carebot's [slack] settings. Nothing was changed."
 )
 NOTE_PREFIX = "note:"
+HELD = (
+    "Slack did not let carebot check that you are a care agent ({reason}). Your reply is held, "
+    "not lost: it goes to the customer as soon as Slack answers."
+)
+CANNOT_CHECK = (
+    "Slack did not let carebot check that you are a care agent ({reason}). Nothing was "
+    "changed: try again in a moment."
+)
 ORPHANED = (
     "This thread's card was replaced by a newer one, so this reply was not sent. Reply in the "
     "thread of the conversation's newest card."
@@ -117,7 +135,7 @@ class Listeners:
         self, conversation_id: int, user: str, text: str, thread_ts: str, ts: str | None
     ) -> None:
         try:
-            if not await self._may_act(user):
+            if not await self._agent_or_held(user, conversation_id, thread_ts=thread_ts):
                 await self._tell(user, NOT_ALLOWED, thread_ts=thread_ts)
                 return
             reply = plain(text)
@@ -146,8 +164,7 @@ class Listeners:
         await ack()
         user, conversation_id = body["user"]["id"], int(action["value"])
         try:
-            if not await self._may_act(user):
-                await self._tell(user, NOT_ALLOWED, respond=respond)
+            if not await self._allowed(user, respond=respond):
                 return
             name = await self._people.name(user)
             try:
@@ -173,8 +190,7 @@ class Listeners:
         await ack()
         user, conversation_id = body["user"]["id"], int(action["value"])
         try:
-            if not await self._may_act(user):
-                await self._tell(user, NOT_ALLOWED, respond=respond)
+            if not await self._allowed(user, respond=respond):
                 return
             case = await self._queue.case(conversation_id)
             draft = str((case.handoff or {}).get("draft") or "")
@@ -196,7 +212,7 @@ class Listeners:
         await ack()
         conversation_id = int(view["private_metadata"])
         try:
-            if not await self._may_act(user):
+            if not await self._agent_or_held(user, conversation_id):
                 await self._tell(user, NOT_ALLOWED)
                 return
             name = await self._people.name(user)
@@ -222,9 +238,50 @@ class Listeners:
         else:
             await self._api.ephemeral(user, text, thread_ts=thread_ts)
 
-    async def _may_act(self, user: str) -> bool:
+    async def _allowed(self, user: str, *, respond: AsyncRespond | None) -> bool:
+        """Whether ``user`` may press a button now; if not, they are told why."""
         try:
-            return await self._people.may_act(user)
+            if await self._people.may_act(user):
+                return True
+            await self._tell(user, NOT_ALLOWED, respond=respond)
         except SlackError as exc:
-            log.warning("Cannot check whether %s may act (Slack: %s); refusing", user, exc)
-            return False
+            log.warning("Cannot check whether %s may act (%s); nothing changed", user, exc)
+            await self._tell(user, CANNOT_CHECK.format(reason=exc), respond=respond)
+        return False
+
+    async def _agent_or_held(
+        self, user: str, conversation_id: int, *, thread_ts: str | None = None
+    ) -> bool:
+        """Whether ``user`` may send a reply, waiting (the reply held) while Slack cannot say."""
+        told = False
+        try:
+            while True:
+                woken = self._people.wakes
+                try:
+                    return await self._people.may_act(user)
+                except SlackError as exc:
+                    if not told:
+                        log.warning(
+                            "Holding a reply by %s in conversation %s until Slack says who is in "
+                            "the care channel: %s",
+                            user,
+                            conversation_id,
+                            exc,
+                        )
+                        await self._tell_held(user, exc, thread_ts)
+                        told = True
+                await self._people.next_try(woken=woken)
+        except asyncio.CancelledError:
+            if told:
+                log.warning(
+                    "A held reply by %s in conversation %s was not sent: carebot stopped first",
+                    user,
+                    conversation_id,
+                )
+            raise
+
+    async def _tell_held(self, user: str, reason: SlackError, thread_ts: str | None) -> None:
+        try:
+            await self._tell(user, HELD.format(reason=reason), thread_ts=thread_ts)
+        except SlackError as exc:  # the reply stays held; the agent learns when it goes out
+            log.warning("Cannot tell %s that their reply is held: %s", user, exc)
