@@ -38,23 +38,39 @@ class FakeEncoder:
 
 
 class RecordingChannel:
-    """A channel stand-in: records replies; can be told to fail the next sends."""
+    """A channel stand-in: records replies and its lifecycle, can be told to fail the next
+    sends. It keeps the channel contract (tests/test_channel_contract.py): stopping only ends
+    receiving, and a closed channel refuses to send."""
 
     def __init__(self, name: str = "test") -> None:
         self.name = name
         self.sent: list[OutboundReply] = []
         self.failures: list[DeliveryError] = []
+        self.lifecycle: list[str] = []  # "start", "stop", "close", in the order called
+        self.receiving = False
+        self.closed = False
 
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
+        self.receiving = True
+        self.lifecycle.append("start")
 
     async def stop(self) -> None:
-        return None
+        self.receiving = False
+        self.lifecycle.append("stop")
 
-    async def send(self, reply: OutboundReply) -> None:
+    async def close(self) -> None:
+        await self.stop()
+        self.closed = True
+        self.lifecycle.append("close")
+
+    async def send(self, reply: OutboundReply) -> str | None:
+        if self.closed:
+            raise DeliveryError(f"the {self.name} channel is closed")
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(reply)
+        return f"{self.name}-{len(self.sent)}"
 
     def texts(self) -> list[str]:
         return [reply.text for reply in self.sent]

@@ -19,7 +19,7 @@ from carebot.runtime import build_runtime
 from carebot.server import Service, build_app
 from carebot.store.database import Database
 from carebot.store.tables import Message, OutboxRow
-from tests.conftest import Clock, make_settings
+from tests.conftest import EXACT_BACKOFF, Clock, make_settings
 from tests.fakes import FakeEncoder
 
 AGENT_PASSWORD = "correct horse battery"
@@ -52,6 +52,7 @@ async def running_service(
         settings,
         encoder=FakeEncoder(),
         database_url=database_url,
+        backoff=EXACT_BACKOFF,
         **({"clock": clock} if clock else {}),
     )
     service = build_app(settings, runtime, env=env or {})
