@@ -36,12 +36,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.web_app import CleanupError
 
 from carebot.exceptions import ShutdownError
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 log = logging.getLogger(__name__)
 Step = Callable[[], Awaitable[object]]
@@ -204,6 +204,7 @@ class Lifecycle:
 
     async def _tear_down(self, stage: Stage) -> None:
         parts = [part for part in self._parts[stage] if part.stop is not None]
+        log.info("Shutdown: %s (%s)", stage.value, ", ".join(p.name for p in parts) or "nothing")
         results = await asyncio.gather(
             *(self._stop(stage, part) for part in parts), return_exceptions=True
         )
@@ -227,3 +228,17 @@ class Lifecycle:
             log.error("Shutdown step %r failed", step, exc_info=True)
             raise ShutdownError([step]) from exc
         log.debug("Shutdown step %r done", step)
+
+
+async def clean_up(runner: web.AppRunner) -> None:
+    """aiohttp's shutdown and cleanup of ``runner`` (the stages' teardown among them), their
+    errors raised as one ShutdownError naming every failed step."""
+    try:
+        await runner.cleanup()
+    except CleanupError as exc:
+        steps = [
+            step
+            for error in exc.exceptions
+            for step in (error.steps if isinstance(error, ShutdownError) else [repr(error)])
+        ]
+        raise ShutdownError(steps) from exc

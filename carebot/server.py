@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from aiohttp import web
-from aiohttp.web_app import CleanupError
 
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
-from carebot.exceptions import ShutdownError, StoreError
+from carebot.exceptions import StoreError
+from carebot.lifecycle import clean_up
 from carebot.models import TranscriptLine
 from carebot.nlu.encoder import Encoder
 from carebot.platforms import build_platforms
@@ -217,21 +217,8 @@ async def run_service(
         await stop.wait()
         print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
     finally:
-        await _clean_up(runner)
+        await clean_up(runner)
     print("Stopped.", file=out, flush=True)
-
-
-async def _clean_up(runner: web.AppRunner) -> None:
-    """aiohttp's shutdown and cleanup, its errors as one ShutdownError naming the steps."""
-    try:
-        await runner.cleanup()
-    except CleanupError as exc:
-        steps = [
-            step
-            for error in exc.exceptions
-            for step in (error.steps if isinstance(error, ShutdownError) else [repr(error)])
-        ]
-        raise ShutdownError(steps) from exc
 
 
 def _announce(out: TextIO, base: str, demo_password: str | None, slack: SlackDesk | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +36,29 @@ class FakeEncoder:
             if norm:
                 out[row] /= norm
         return out
+
+
+class GatedEncoder(FakeEncoder):
+    """The fake encoder, told to hold the batch that holds a text until the test lets it go:
+    a customer's message stays in hand as long as the test wants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: str | None = None
+        self.holding = threading.Event()  # the held batch is being encoded (the model's thread)
+        self.gate = threading.Event()
+
+    def hold(self, text: str) -> None:
+        """Hold the next batch with a text containing ``text``, until :attr:`gate` is set."""
+        self._held, self.holding, self.gate = text, threading.Event(), threading.Event()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        held = self._held
+        if held is not None and any(held in text for text in texts):
+            self._held = None
+            self.holding.set()
+            self.gate.wait(timeout=30)
+        return super().encode(texts)
 
 
 class RecordingChannel:
