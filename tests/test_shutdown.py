@@ -111,8 +111,9 @@ async def meta_channel(kind: str) -> AsyncIterator[Platform]:
             assert await meta.post_webhook(url, event, app_secret=SECRET) == (200, "EVENT_RECEIVED")
 
         def delivered() -> list[str]:
-            bodies = [sent.body for sent in graph.sent]
-            return [b["text"]["body"] if kind == "whatsapp" else b["message"]["text"] for b in bodies]
+            if kind == "whatsapp":
+                return [sent.body["text"]["body"] for sent in graph.sent]
+            return [sent.body["message"]["text"] for sent in graph.sent]
 
         sections = {
             kind: {"enabled": True, "account_id": account},
