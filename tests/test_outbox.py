@@ -209,12 +209,18 @@ async def test_a_reply_leased_by_a_worker_that_died_is_sent_after_the_lease(
     assert (await row(runtime, outbox_id)).status == "sent"
 
 
-async def test_stop_flushes_due_replies(runtime: Runtime, channel: RecordingChannel) -> None:
+async def test_stop_flushes_due_replies_between_stopping_and_closing_the_channel(
+    runtime: Runtime, channel: RecordingChannel
+) -> None:
+    """The fake refuses to send once closed, as every channel does (test_channel_contract):
+    the reply gets out only because the flush comes after stop and before close."""
     await ask(runtime, ORDER)
     assert channel.sent == []
 
     await runtime.stop()
     assert channel.texts() == [TRACK]
+    assert channel.lifecycle == ["stop", "close"]
+    assert channel.closed
 
 
 async def test_a_new_runtime_delivers_what_the_last_one_left(

@@ -10,7 +10,9 @@ again only once a test moves the clock past its wait.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,11 +28,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
+from carebot.chat import run_chat
 from carebot.store.database import Database
 from carebot.store.tables import OutboxRow
 from tests import graph_standin as meta
-from tests.conftest import ROOT, TEST_INTENTS, Clock
-from tests.fakes import GatedEncoder
+from tests.conftest import ROOT, TEST_INTENTS, Clock, make_settings
+from tests.fakes import FakeEncoder, GatedEncoder
 from tests.graph_standin import GraphStandIn
 from tests.service import Visitor, logged, paused_worker, running_service, service_settings
 from tests.telegram_standin import TelegramStandIn, text_update
@@ -279,4 +282,26 @@ async def test_sigterm_to_a_real_process_finishes_the_reply_in_flight_and_stops_
         assert any(confirmed.items() <= c.params.items() for c in tg.calls_of("getUpdates"))
     steps = [next(i for i, line in enumerate(output) if f"Shutdown: {s}" in line) for s in TEARDOWN]
     assert steps == sorted(steps), "\n".join(output)
+    assert await outbox_rows(database_url) == [("sent", 1)]
+
+
+async def test_chat_answers_and_stops_in_the_same_order(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    migrated = Database(database_url)
+    await migrated.upgrade()
+    await migrated.close()
+    settings = make_settings(tmp_path, store={"url": database_url})
+    out = io.StringIO()
+    caplog.set_level(logging.INFO, logger="carebot.lifecycle")
+
+    await run_chat(
+        settings, explain=True, stdin=io.StringIO(ORDER + "\n"), stdout=out, encoder=FakeEncoder()
+    )
+
+    bot, decision = out.getvalue().splitlines()
+    assert bot == f"bot> {TRACK}"
+    assert decision.startswith("decision: answer intent=order_status")
+    begun = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Shutdown: ")]
+    assert [line.split(" (")[0].removeprefix("Shutdown: ") for line in begun] == TEARDOWN
     assert await outbox_rows(database_url) == [("sent", 1)]
