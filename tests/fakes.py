@@ -84,7 +84,8 @@ class RecordingChannel:
         self.lifecycle.append("stop")
 
     async def close(self) -> None:
-        await self.stop()
+        if self.receiving:
+            await self.stop()
         self.closed = True
         self.lifecycle.append("close")
 
