@@ -15,6 +15,7 @@ is logged with the step's name and the process exits with an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -30,7 +31,7 @@ from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
-from carebot.exceptions import StoreError
+from carebot.exceptions import ShutdownError, StoreError
 from carebot.lifecycle import clean_up
 from carebot.models import TranscriptLine
 from carebot.nlu.encoder import Encoder
@@ -215,9 +216,14 @@ async def run_service(
         await web.TCPSite(runner, host, port).start()
         _announce(out, f"http://{host}:{port}", service.demo_password, service.slack)
         await stop.wait()
-        print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
-    finally:
-        await clean_up(runner)
+    except BaseException:
+        # What was set up is torn down; a failure of that is logged, and the error that
+        # stopped the start (a wrong token, a port in use) is the one reported.
+        with contextlib.suppress(ShutdownError):
+            await clean_up(runner)
+        raise
+    print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
+    await clean_up(runner)
     print("Stopped.", file=out, flush=True)
 
 

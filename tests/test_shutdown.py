@@ -29,11 +29,14 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from carebot.chat import run_chat
+from carebot.exceptions import ShutdownError
+from carebot.runtime import build_runtime
+from carebot.server import build_app, run_service
 from carebot.store.database import Database
 from carebot.store.tables import OutboxRow
 from tests import graph_standin as meta
 from tests.conftest import ROOT, TEST_INTENTS, Clock, make_settings
-from tests.fakes import FakeEncoder, GatedEncoder
+from tests.fakes import FakeEncoder, GatedEncoder, RecordingChannel
 from tests.graph_standin import GraphStandIn
 from tests.service import Visitor, logged, paused_worker, running_service, service_settings
 from tests.telegram_standin import TelegramStandIn, text_update
@@ -305,3 +308,42 @@ async def test_chat_answers_and_stops_in_the_same_order(
     begun = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Shutdown: ")]
     assert [line.split(" (")[0].removeprefix("Shutdown: ") for line in begun] == TEARDOWN
     assert await outbox_rows(database_url) == [("sent", 1)]
+
+
+class HangsUpOnClose(RecordingChannel):
+    async def close(self) -> None:
+        await super().close()
+        raise ConnectionResetError("the platform hung up")
+
+
+async def test_a_failing_step_is_reported_by_name_and_the_rest_still_runs(
+    tmp_path: Path, database_url: str, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = service_settings(tmp_path)
+    migrated = Database(database_url)
+    await migrated.upgrade()
+    await migrated.close()
+    runtime = await build_runtime(
+        settings, encoder=FakeEncoder(), database_url=database_url, clock=clock
+    )
+    broken = HangsUpOnClose("broken")
+    runtime.add_channel(broken)
+    service = build_app(settings, runtime, env={})
+    stop, out = asyncio.Event(), io.StringIO()
+    stop.set()  # SIGTERM as soon as it serves
+    caplog.set_level(logging.INFO, logger="carebot.lifecycle")
+
+    with pytest.raises(ShutdownError) as raised:
+        await run_service(
+            service, host="127.0.0.1", port=free_port(), stop=stop, shutdown_timeout=5, out=out
+        )
+
+    assert raised.value.steps == ["close platform clients: channel broken"]
+    failure = next(r for r in caplog.records if r.levelno == logging.ERROR)
+    assert failure.getMessage() == "Shutdown step 'close platform clients: channel broken' failed"
+    assert "the platform hung up" in logging.Formatter().format(failure)  # with its traceback
+    begun = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Shutdown: ")]
+    assert begun[-1].startswith("Shutdown: close the database")  # the next step still ran
+    # stopped as aiohttp's shutdown began, and again (harmless) in the inbound cleanup context
+    assert broken.lifecycle == ["start", "stop", "stop", "close"]
+    assert "Stopping:" in out.getvalue() and "Stopped." not in out.getvalue()
