@@ -32,10 +32,12 @@ class GraphApi:
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
+        """Open the HTTP session (again, after :meth:`close`)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT)
 
     async def close(self) -> None:
+        """Close the HTTP session; calls raise DeliveryError until it is opened again."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -71,7 +73,7 @@ class GraphApi:
 
     def _opened(self) -> aiohttp.ClientSession:
         if self._session is None:
-            raise RuntimeError("GraphApi.open() was not called")
+            raise DeliveryError("the Graph API client is not open (channel not started, or closed)")
         return self._session
 
     def _auth(self) -> dict[str, str]:

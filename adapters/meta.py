@@ -10,7 +10,8 @@ Translation only. Meta sends every product's events to one webhook (``/meta/webh
   :class:`DeliveryStatus` (sent, delivered, read, failed) for the channel whose account it is
   addressed to. A body that is not a webhook payload is refused with 400 before any of it is
   stored. If the core could not store one, the answer is 500 and Meta sends the batch again
-  (what was stored is deduplicated by message id).
+  (what was stored is deduplicated by message id). Once the channels have stopped (shutdown),
+calls are answered 503 and nothing is taken: Meta delivers them again later.
 
 Replies go out through the Graph API (see :mod:`carebot.adapters.graph`), paced per recipient and
 overall. Clarification choices become reply buttons (WhatsApp: up to 3 buttons, else a list of
@@ -54,6 +55,9 @@ class MetaChannel(Protocol):
     name: str
     account_id: str
 
+    @property
+    def receiving(self) -> bool: ...
+
     def translate(self, item: Any) -> Iterator[ChannelEvent]: ...
 
 
@@ -82,6 +86,8 @@ class MetaWebhook:
         raise web.HTTPForbidden(text="wrong verify token")
 
     async def _on_event(self, request: web.Request) -> web.Response:
+        if not all(channel.receiving for channel in self._channels.values()):
+            raise web.HTTPServiceUnavailable(text="not receiving (shutting down); deliver again")
         raw = await request.read()
         given = request.headers.get("X-Hub-Signature-256")
         if not given:
@@ -139,6 +145,7 @@ class WhatsAppChannel:
     ) -> None:
         self.account_id = account_id
         self._api = api
+        self._lifecycle = _GraphLifecycle(api)
         self._pacer = pacer
         # A customer's file, fetched from WhatsApp when an agent opens its link.
         self._files = FileLinks(
@@ -152,11 +159,18 @@ class WhatsAppChannel:
     def mount(self, app: web.Application) -> None:
         self._files.mount(app)
 
+    @property
+    def receiving(self) -> bool:
+        return self._lifecycle.receiving
+
     async def start(self, deliver: Deliver) -> None:
-        await self._api.open()  # inbound comes through the shared MetaWebhook
+        await self._lifecycle.start()  # inbound comes through the shared MetaWebhook
 
     async def stop(self) -> None:
-        await self._api.close()
+        await self._lifecycle.stop()
+
+    async def close(self) -> None:
+        await self._lifecycle.close()
 
     async def send(self, reply: OutboundReply) -> str | None:
         await self._pacer.wait(reply.external_user_id)
@@ -226,13 +240,21 @@ class MessengerChannel:
         self.name = name
         self.account_id = account_id
         self._api = api
+        self._lifecycle = _GraphLifecycle(api)
         self._pacer = pacer
 
+    @property
+    def receiving(self) -> bool:
+        return self._lifecycle.receiving
+
     async def start(self, deliver: Deliver) -> None:
-        await self._api.open()
+        await self._lifecycle.start()
 
     async def stop(self) -> None:
-        await self._api.close()
+        await self._lifecycle.stop()
+
+    async def close(self) -> None:
+        await self._lifecycle.close()
 
     async def send(self, reply: OutboundReply) -> str | None:
         await self._pacer.wait(reply.external_user_id)
@@ -283,6 +305,26 @@ class MessengerChannel:
             raw=item.raw,
             attachments=attachments,
         )
+
+
+class _GraphLifecycle:
+    """A Meta channel's lifecycle: receiving (through the shared webhook) from start to stop,
+    its Graph API client open from start to close (a send after close raises DeliveryError)."""
+
+    def __init__(self, api: GraphApi) -> None:
+        self._api = api
+        self.receiving = False
+
+    async def start(self) -> None:
+        await self._api.open()
+        self.receiving = True
+
+    async def stop(self) -> None:
+        self.receiving = False
+
+    async def close(self) -> None:
+        self.receiving = False
+        await self._api.close()
 
 
 def _whatsapp_content(reply: OutboundReply) -> dict[str, Any]:

@@ -20,6 +20,13 @@ inline keyboard.
   handed to the outbox with its delay, network errors and 5xx are retried, and a chat that
   blocked the bot is refused for good. The typing action shows while the bot works.
 * Redelivered updates carry the same message id, which the core deduplicates.
+* **Stopping.** :meth:`TelegramChannel.stop` ends receiving: polling finishes the update in
+  hand, confirms it and polls no more; webhook calls that come after are answered 503 (Telegram
+  delivers them again, to whoever serves next). Sending still works until
+  :meth:`TelegramChannel.close` shuts the client down.
+* A failure to poll or to store an update is retried with the backoff of
+  :mod:`carebot.retry`; logs name the update by its id (its content, personal data, only at
+  DEBUG).
 """
 
 from __future__ import annotations
@@ -51,13 +58,14 @@ from carebot.models import (
     OutboundReply,
 )
 from carebot.pacing import Pacer
+from carebot.retry import Backoff, repeat, retry
 from carebot.signing import Signer
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 WEBHOOK_PATH = "/telegram/webhook"
 FILE_PATH = "/telegram/file/"
-MAX_BACKOFF = 60.0
+BACKOFF = Backoff(base=2.0, cap=60.0)  # polling, and storing an update, while they fail
 STOP_GRACE = 10.0  # seconds a stop waits for the update in hand
 MEDIA = ("photo", "voice", "audio", "video", "video_note", "animation", "sticker", "document")
 
@@ -93,6 +101,7 @@ class TelegramChannel:
         self._poller: asyncio.Task[None] | None = None
         self._offset: int | None = None
         self._stopping = False
+        self._closed = False
         self._handling = False  # an update is being handed to the core right now
         self._side_tasks: set[asyncio.Task[Any]] = set()
 
@@ -115,9 +124,10 @@ class TelegramChannel:
         log.info("Telegram channel started (%s) as @%s", self._settings.mode, self._bot.username)
 
     async def stop(self) -> None:
+        """Stop receiving: the update in hand is finished (and confirmed); a long poll is cut
+        short; webhook calls from now on are answered 503."""
+        self._stopping = True
         if self._poller is not None:
-            # The update in hand is finished (and confirmed); a long poll is just cut short.
-            self._stopping = True
             if not self._handling:
                 self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -128,12 +138,24 @@ class TelegramChannel:
                     await self._bot.get_updates(offset=self._offset, timeout=0)
                 except TelegramError as exc:
                     log.warning("Could not confirm the last Telegram updates: %s", exc)
-        for task in list(self._side_tasks):
+
+    async def close(self) -> None:
+        """Shut the client down (after :meth:`stop`); sending is refused from here on."""
+        await self.stop()
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._side_tasks):  # courtesy calls (typing, button acks) still going
             task.cancel()
-        with contextlib.suppress(TelegramError):
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        try:
             await self._bot.shutdown()
+        except TelegramError as exc:
+            log.warning("The Telegram client did not shut down cleanly: %s", exc)
 
     async def send(self, reply: OutboundReply) -> str | None:
+        if self._closed:
+            raise DeliveryError("the Telegram channel is closed")
         markup = None
         if reply.choices:
             markup = InlineKeyboardMarkup(
@@ -155,45 +177,48 @@ class TelegramChannel:
     # --- receiving -----------------------------------------------------------------------
 
     async def _poll(self) -> None:
-        failures = 0
-        while not self._stopping:
+        await repeat(
+            self._poll_once,
+            until=lambda: self._stopping,
+            what="Telegram getUpdates",
+            backoff=BACKOFF,
+            log=log,
+            expected=(TelegramError,),
+            hint=_retry_after,
+        )
+
+    async def _poll_once(self) -> None:
+        updates = await self._bot.get_updates(
+            offset=self._offset,
+            timeout=int(self._settings.poll_timeout),
+            allowed_updates=list(ALLOWED_UPDATES),
+        )
+        for update in updates:
+            self._handling = True
             try:
-                updates = await self._bot.get_updates(
-                    offset=self._offset,
-                    timeout=int(self._settings.poll_timeout),
-                    allowed_updates=list(ALLOWED_UPDATES),
-                )
-                failures = 0
-            except TelegramError as exc:
-                failures += 1
-                wait = _retry_after(exc) or min(MAX_BACKOFF, 2.0**failures)
-                log.warning("Telegram getUpdates failed (%s); again in %.0fs", exc, wait)
-                await asyncio.sleep(wait)
-                continue
-            for update in updates:
-                self._handling = True
-                try:
-                    await self._take_until_stored(update)
-                finally:
-                    self._handling = False
-                self._offset = update.update_id + 1
-                if self._stopping:
-                    return
+                await self._take_until_stored(update)
+            finally:
+                self._handling = False
+            self._offset = update.update_id + 1
+            if self._stopping:
+                return
 
     async def _take_until_stored(self, update: Update) -> None:
         """Polling confirms an update by asking for the next one: only once it is stored."""
-        failures = 0
-        while True:
+
+        async def take() -> None:
             try:
                 await self._take(update)
-                return
             except Exception:
-                failures += 1
-                wait = min(MAX_BACKOFF, 2.0**failures)
-                log.exception("Could not take Telegram update %s; again in %.0fs", update, wait)
-                await asyncio.sleep(wait)
+                log.debug("Telegram update %s not taken: %r", update.update_id, update)
+                raise
+
+        what = f"Taking Telegram update {update.update_id}"
+        await retry(take, what=what, backoff=BACKOFF, log=log)
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
+        if self._stopping:
+            raise web.HTTPServiceUnavailable(text="shutting down; deliver again")
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not self._secret or not hmac.compare_digest(given.encode(), self._secret.encode()):
             log.warning("Refused a Telegram webhook call without the right secret token")
@@ -335,7 +360,7 @@ def _chunks(text: str, limit: int) -> list[str]:
     return [text[i : i + limit] for i in range(0, len(text), limit)] or [text]
 
 
-def _retry_after(exc: TelegramError) -> float | None:
+def _retry_after(exc: Exception) -> float | None:
     if not isinstance(exc, RetryAfter):
         return None
     with warnings.catch_warnings():  # PTB 22 warns that the int form is deprecated

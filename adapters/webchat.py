@@ -22,11 +22,18 @@ Protocol (JSON text frames on ``/chat/ws``):
   "bad_token", "message", "id"}``: nothing was stored; the socket stays open except for
   ``bad_token``. ``"unavailable"``: the message may be stored but could not be handled now;
   sending it again with the same id gets the answer (it is handled once).
+
+Stopping (shutdown): new sockets are refused (503) and frames that arrive are not taken (nor
+acknowledged: the widget sends them again after it reconnects); the frames in hand are
+finished, their replies pushed, and then every socket is closed with 1001 (going away). The
+widget reconnects, to whoever serves next, and shows the history: a reply sent after the
+sockets closed is in it. Replies can be sent until :meth:`WebChatChannel.close`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -41,6 +48,7 @@ from aiohttp import WSMsgType, web
 from carebot.channel import Deliver
 from carebot.clock import utcnow
 from carebot.config import WebChatSettings
+from carebot.exceptions import DeliveryError
 from carebot.models import ContactDetails, InboundMessage, OutboundReply, TranscriptLine
 from carebot.signing import Signer
 
@@ -49,6 +57,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
 MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
+STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
 
 
 class FrameError(Exception):
@@ -70,6 +79,10 @@ class WebChatChannel:
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._receiving = False
+        self._closed = False
+        self._in_hand = 0  # frames being handled right now
+        self._handled = asyncio.Condition()
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
@@ -81,15 +94,28 @@ class WebChatChannel:
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        self._receiving = True
 
     async def stop(self) -> None:
+        """Take no new frame, finish those in hand, then close every socket (1001)."""
+        self._receiving = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE), self._handled:
+                await self._handled.wait_for(lambda: self._in_hand == 0)
         sockets = [ws for group in self._sockets.values() for ws in group]
         await asyncio.gather(
             *(ws.close(code=1001, message=b"server shutting down") for ws in sockets)
         )
 
+    async def close(self) -> None:
+        """Stop (if need be); sending is refused from here on."""
+        await self.stop()
+        self._closed = True
+
     async def send(self, reply: OutboundReply) -> None:
         """Push to every open tab of the visitor; offline visitors see it in their history."""
+        if self._closed:
+            raise DeliveryError("the web chat channel is closed")
         frame = {
             "type": "message",
             "author": reply.author,
@@ -115,28 +141,22 @@ class WebChatChannel:
         origin = request.headers.get("Origin")
         if self._settings.allowed_origins and origin not in self._settings.allowed_origins:
             raise web.HTTPForbidden(text=f"Origin {origin!r} may not use this chat")
+        if not self._receiving:
+            raise web.HTTPServiceUnavailable(text="the chat is restarting; connect again")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
         visitor: str | None = None
         try:
             async for message in ws:
-                if message.type is not WSMsgType.TEXT:
-                    continue
+                if message.type is not WSMsgType.TEXT or not self._receiving:
+                    continue  # after stop: the widget sends it again once it has reconnected
+                self._in_hand += 1
                 try:
-                    frame = _parse(message.data)
-                    if visitor is None:
-                        visitor = await self._hello(ws, frame)
-                    elif frame.get("type") == "contact":
-                        await self._contact(ws, visitor, frame)
-                    else:
-                        await self._message(ws, visitor, frame)
-                except FrameError as error:
-                    reply = {"type": "error", "code": error.code, "message": str(error)}
-                    if error.frame_id:
-                        reply["id"] = error.frame_id
-                    await ws.send_json(reply)
-                    if error.code == "bad_token":
-                        await ws.close(code=BAD_TOKEN_CLOSE, message=b"bad token")
+                    visitor = await self._frame(ws, visitor, message.data)
+                finally:
+                    self._in_hand -= 1
+                    async with self._handled:
+                        self._handled.notify_all()
         finally:
             if visitor is not None:
                 self._sockets[visitor].discard(ws)
@@ -146,6 +166,25 @@ class WebChatChannel:
                     if recent is not None and (not recent or time.monotonic() - recent[-1] > 60):
                         del self._recent[visitor]  # nothing left to limit: forget the visitor
         return ws
+
+    async def _frame(self, ws: web.WebSocketResponse, visitor: str | None, data: str) -> str | None:
+        """Handle one frame; the socket's visitor (known once it said hello)."""
+        try:
+            frame = _parse(data)
+            if visitor is None:
+                visitor = await self._hello(ws, frame)
+            elif frame.get("type") == "contact":
+                await self._contact(ws, visitor, frame)
+            else:
+                await self._message(ws, visitor, frame)
+        except FrameError as error:
+            reply = {"type": "error", "code": error.code, "message": str(error)}
+            if error.frame_id:
+                reply["id"] = error.frame_id
+            await ws.send_json(reply)
+            if error.code == "bad_token":
+                await ws.close(code=BAD_TOKEN_CLOSE, message=b"bad token")
+        return visitor
 
     async def _hello(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> str:
         if frame.get("type") != "hello":

@@ -22,6 +22,9 @@ body; 200 once stored; 500 when it could not be stored, so the sender retries)::
 ``{"ok": false, "error": "user.id: Field required"}``. The body is parsed into
 :class:`~carebot.adapters.webhook_payloads.WebhookEvent` first, so nothing is defaulted.
 
+Once the channel has stopped (shutdown), inbound POSTs are answered 503 and nothing is taken:
+send them again later.
+
 **Replies** (POST to ``reply_url``; any 2xx is success; 429 with ``Retry-After`` and 5xx are
 retried, with exponential backoff when no ``Retry-After`` is given)::
 
@@ -93,22 +96,34 @@ class WebhookChannel:
         self._tolerance = tolerance
         self._deliver: Deliver | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._receiving = False
+        self._closed = False
 
     def mount(self, app: web.Application) -> None:
         app.router.add_post(INBOUND_PATH, self._on_inbound)
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        self._receiving = True
 
     async def stop(self) -> None:
+        """Take no more inbound events (503: the sender retries); replies still go out."""
+        self._receiving = False
+
+    async def close(self) -> None:
+        """Close the HTTP session; a reply after this raises DeliveryError."""
+        self._receiving = False
+        self._closed = True
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            await session.close()
 
     async def send(self, reply: OutboundReply) -> str | None:
         if self._session is None:
-            raise DeliveryError("the webhook channel is not started")
+            state = "closed" if self._closed else "not started"
+            raise DeliveryError(f"the webhook channel is {state}")
         raw = json.dumps(_reply_body(reply), ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
@@ -127,6 +142,8 @@ class WebhookChannel:
             raise DeliveryError(f"{self._reply_url} unreachable: {exc!r}") from exc
 
     async def _on_inbound(self, request: web.Request) -> web.Response:
+        if not self._receiving:
+            raise web.HTTPServiceUnavailable(text="not receiving (shutting down); send it again")
         raw = await _read_body(request)
         problem = verify(
             self._secret,

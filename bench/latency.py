@@ -79,6 +79,8 @@ class Sink:
 
     async def stop(self) -> None: ...
 
+    async def close(self) -> None: ...
+
     async def send(self, reply: object) -> None:
         return None
 

@@ -9,6 +9,14 @@ and the outbox tries again later; ``permanent=True`` when the platform refused i
 
 ``deliver`` raises when the event could not be stored: a webhook adapter then answers 5xx so
 the platform delivers it again (duplicates are dropped by the core).
+
+Lifecycle, as python-telegram-bot splits its own: :meth:`Channel.start` opens the platform
+clients and begins receiving; :meth:`Channel.stop` stops receiving (nothing new is taken, the
+message in hand is finished) while sending still works, so the outbox can be flushed;
+:meth:`Channel.close` releases the platform clients, after which :meth:`Channel.send` raises
+:class:`DeliveryError`. Stopping or closing twice is harmless, and so is either on a channel
+that never started; closing a channel that is still receiving stops it first. The contract
+suite (tests/test_channel_contract.py) holds every adapter, and the tests' fake, to this.
 """
 
 from __future__ import annotations
@@ -26,8 +34,14 @@ class Channel(Protocol):
     def name(self) -> str: ...
 
     async def start(self, deliver: Deliver) -> None:
-        """Begin receiving; each inbound message is passed to ``deliver``."""
+        """Open the platform clients and begin receiving; each inbound message is passed to
+        ``deliver``."""
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop receiving: take nothing new, finish what is in hand. ``send`` still works."""
 
-    async def send(self, reply: OutboundReply) -> str | None: ...
+    async def close(self) -> None:
+        """Release the platform clients (stopping first if need be); ``send`` refuses after."""
+
+    async def send(self, reply: OutboundReply) -> str | None:
+        """Send one reply; the platform's id of the sent message (None when it has none)."""

@@ -258,7 +258,8 @@ def _chat(args: argparse.Namespace) -> int:
     from carebot.chat import run_chat
     from carebot.config import load_settings
 
-    asyncio.run(run_chat(load_settings(args.config), explain=args.explain, user=args.user))
+    settings = load_settings(args.config)
+    asyncio.run(run_chat(settings, explain=args.explain, user=args.user, encoder=args.encoder))
     return 0
 
 
@@ -266,7 +267,8 @@ def _serve(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
     from carebot.server import serve
 
-    asyncio.run(serve(load_settings(args.config), host=args.host, port=args.port))
+    settings = load_settings(args.config)
+    asyncio.run(serve(settings, host=args.host, port=args.port, encoder=args.encoder))
     return 0
 
 

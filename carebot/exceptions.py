@@ -57,3 +57,14 @@ class SlackError(CarebotError):
         super().__init__(message)
         self.error = error
         self.retryable = retryable
+
+
+class ShutdownError(CarebotError):
+    """One or more steps of the shutdown failed; each was logged with its name and traceback,
+    and every other step ran. ``steps`` names them (``"stage: part"``)."""
+
+    def __init__(self, steps: list[str]) -> None:
+        super().__init__(
+            f"The shutdown did not finish cleanly: {', '.join(steps)} failed (see the log)"
+        )
+        self.steps = steps

@@ -1,8 +1,11 @@
 """Delivering the outbox: claim due replies, hand them to their channel, retry failures.
 
 A platform outage delays replies and never drops them: a failed send is retried with
-exponential backoff (or after the platform's ``retry_after``), and rows still pending when the
-process stops are delivered after the next start.
+exponential backoff and jitter (:mod:`carebot.retry`), or after the platform's ``retry_after``.
+At shutdown the worker finishes its pass (:meth:`OutboxWorker.stop`), sends still going on in
+the background are awaited (:meth:`OutboxWorker.drain`) and what is due is delivered
+(:meth:`OutboxWorker.deliver_due`) before the channels close; rows still pending then (a
+platform that was down) are delivered after the next start.
 """
 
 from __future__ import annotations
@@ -10,30 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from carebot.channel import Channel
 from carebot.clock import Clock
 from carebot.events import Event, EventHub
 from carebot.exceptions import DeliveryError
 from carebot.models import OutboundReply
+from carebot.retry import Backoff, repeat
 from carebot.store.outbox import IMMEDIATE_LEASE, OutboxStore, Queued
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT = IMMEDIATE_LEASE / 2
 IMMEDIATE_WAIT = 2.0  # seconds a request waits for its reply's send before it goes on alone
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Seconds to wait before attempt ``n + 1`` after ``n`` failures: base * 2**(n-1), capped."""
-
-    base: float = 1.0
-    cap: float = 300.0
-
-    def delay(self, attempts: int) -> float:
-        return min(self.cap, self.base * 2 ** min(max(0, attempts - 1), 62))
+# A failed send waits up to 1 s, 2 s, 4 s... 5 min (at least half of it: jitter).
+OUTBOX_BACKOFF = Backoff(base=1.0, cap=300.0)
 
 
 class OutboxWorker:
@@ -43,7 +37,7 @@ class OutboxWorker:
         store: OutboxStore,
         channels: Mapping[str, Channel],
         clock: Clock,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = OUTBOX_BACKOFF,
         batch: int = 50,
         events: EventHub | None = None,
         immediate_wait: float = IMMEDIATE_WAIT,
@@ -209,17 +203,16 @@ class OutboxWorker:
             self.running = False
 
     async def _loop(self) -> None:
-        failures = 0
-        while not self._stopping:
-            try:
-                await self._pass()
-                failures = 0
-            except Exception:
-                # A database hiccup must not end delivery for good: log, back off, go on.
-                failures += 1
-                wait = self._backoff.delay(failures)
-                log.exception("Outbox pass failed (%d in a row); next try in %.1fs", failures, wait)
-                await self._wake.sleep(wait)
+        # A database hiccup must not end delivery for good: log, back off, go on; a wake-up
+        # call (new work, or stop) ends the backoff early.
+        await repeat(
+            self._pass,
+            until=lambda: self._stopping,
+            what="An outbox pass",
+            backoff=self._backoff,
+            log=log,
+            sleep=self._wake.sleep,
+        )
 
     async def _pass(self) -> None:
         """Deliver what is due, then sleep until woken or the next retry is due."""
@@ -230,5 +223,6 @@ class OutboxWorker:
         await self._wake.sleep(min(timeout, 5.0))
 
     def stop(self) -> None:
+        """Take no new pass: :meth:`run` returns once the pass in progress is done."""
         self._stopping = True
         self._wake.set()

@@ -53,9 +53,10 @@ class IntentReloader:
         self.reloads = 0  # successful reloads since start (tests and benches wait on it)
         self.changed = asyncio.Condition()
         self.watching = asyncio.Event()  # set once the folder is being watched
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Reload after every change to an intent file, until cancelled."""
+        """Reload after every change to an intent file, until :meth:`stop`."""
         from watchfiles import awatch
 
         log.info("Watching %s for intent changes", self.directory)
@@ -66,6 +67,7 @@ class IntentReloader:
             watch_filter=_intent_file,
             rust_timeout=IDLE_MS,
             yield_on_timeout=True,
+            stop_event=self._stopping,
         ):
             if not changes:  # idle: the watcher is up
                 if not self.watching.is_set():
@@ -75,6 +77,10 @@ class IntentReloader:
                 continue
             log.info("Intent files changed: %s", ", ".join(sorted({p for _, p in changes})))
             await self.reload()
+
+    def stop(self) -> None:
+        """Stop watching; a reload in progress is finished first."""
+        self._stopping.set()
 
     async def reload(self) -> bool:
         """Read the folder again; swap in a new matcher if it has no error. True if swapped."""

@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 import re
 import sys
@@ -15,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carebot.agents import AgentDesk
-from carebot.channel import Channel
+from carebot.channel import Channel, Deliver
 from carebot.clock import Clock, utcnow
 from carebot.config import Settings
 from carebot.events import Event, EventHub
 from carebot.inbox import Inbox
+from carebot.lifecycle import Lifecycle, Stage, Worker, Workers
 from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
 from carebot.nlu.batching import MatchQueue
 from carebot.nlu.embedding_cache import EmbeddingCache
@@ -28,9 +28,10 @@ from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import OnnxEncoder, available_cores, export_problem
-from carebot.outbox import OutboxWorker
+from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
+from carebot.retry import Backoff
 from carebot.store.conversations import ConversationStore
 from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
@@ -132,8 +133,10 @@ class Runtime:
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _watching: list[asyncio.Task[None]] = field(default_factory=list)
+    # The periodic workers: started after recovery, stopped together once inbound has stopped
+    # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
+    workers: list[Worker] = field(default_factory=list)
+    _life: Lifecycle | None = None
 
     def add_channel(self, channel: Channel) -> None:
         """Register a channel before :meth:`start`; its replies are delivered by the outbox."""
@@ -153,29 +156,40 @@ class Runtime:
         else:
             await self.customers.update_contact(event)
 
-    async def start(self) -> None:
-        """Start the channels, handle what the last run left undecided, deliver the outbox."""
+    def lifecycle(self, *, deliver: Deliver | None = None) -> Lifecycle:
+        """This runtime's parts in the service's stages (:mod:`carebot.lifecycle`): the
+        channels (started with ``deliver``, by default :meth:`deliver`), the recovery of what
+        the last run left undecided, the workers, the outbox and the database. The server adds
+        the Slack desk's parts before it starts."""
+        life = Lifecycle()
+        life.add(Stage.DATABASE, "database", stop=self.db.close)
         for channel in self.channels.values():
-            await channel.start(self.deliver)
-        await self.inbox.recover()
-        self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
-        if self.reloader is not None:
-            watching = asyncio.create_task(self.reloader.run(), name="intent-reload")
-            self._watching.append(watching)
+            start = functools.partial(channel.start, deliver or self.deliver)
+            life.add(Stage.CLIENTS, f"channel {channel.name}", start=start, stop=channel.close)
+            life.add(Stage.INBOUND, f"channel {channel.name}", stop=channel.stop)
+        life.add(Stage.FLUSH, "outbox", stop=self._flush)
+        workers = Workers(self.workers)
+        life.add(Stage.IN_FLIGHT, "recovery", start=self.inbox.recover)
+        life.add(Stage.IN_FLIGHT, "workers", start=workers.start, stop=workers.stop)
+        life.add(Stage.IN_FLIGHT, "background sends", stop=self.outbox.drain)
+        return life
+
+    async def start(self, *, deliver: Deliver | None = None) -> None:
+        """Start on its own (``carebot chat``, tests): every stage of :meth:`lifecycle` set
+        up. The server runs the stages through aiohttp instead."""
+        self._life = self.lifecycle(deliver=deliver)
+        await self._life.start()
 
     async def stop(self) -> None:
-        """Stop the channels, deliver what is due, stop the outbox and close the database."""
-        for channel in self.channels.values():
-            await channel.stop()
-        self.outbox.stop()
-        for task in self._watching:
-            task.cancel()
-        for task in self._tasks + self._watching:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.outbox.drain()
-        await self.outbox.deliver_due()
-        await self.db.close()
+        """Stop inbound, finish in-flight work, flush the outbox, close the channels and the
+        database, in that order. A runtime that never started is torn down all the same."""
+        life, self._life = self._life or self.lifecycle(), None
+        await life.stop()
+
+    async def _flush(self) -> None:
+        sent = await self.outbox.deliver_due()
+        left = await self.outbox_store.pending()
+        log.info("Outbox flushed: %d replies delivered, %d still pending", sent, left)
 
 
 def reply_windows(settings: Settings) -> ReplyWindows:
@@ -224,11 +238,13 @@ async def build_runtime(
     clock: Clock = utcnow,
     database_url: str | None = None,
     send_immediately: bool = True,
+    backoff: Backoff = OUTBOX_BACKOFF,
 ) -> Runtime:
     """Open the database (migrating SQLite automatically) and wire the pipeline together.
 
     ``send_immediately``: a reply is sent by whoever wrote it, right after the transaction (the
-    worker retries failures). False leaves every reply to the outbox worker.
+    worker retries failures). False leaves every reply to the outbox worker. ``backoff``: the
+    outbox's wait between attempts at a failed send.
     """
     db = Database(database_url or settings.database_url())
     if db.is_sqlite:
@@ -244,7 +260,9 @@ async def build_runtime(
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     events = EventHub()
-    worker = OutboxWorker(store=outbox_store, channels=channel_map, clock=clock, events=events)
+    worker = OutboxWorker(
+        store=outbox_store, channels=channel_map, clock=clock, events=events, backoff=backoff
+    )
     windows = reply_windows(settings)
     customers = CustomerStore(db, clock=clock, link_by=link_by)
     handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately, windows=windows)
@@ -276,4 +294,5 @@ async def build_runtime(
         windows=windows,
         channels=channel_map,
         reloader=reloader,
+        workers=[worker, *([reloader] if reloader else [])],
     )

@@ -2,13 +2,20 @@
 agent inbox and health checks.
 
 ``/healthz`` answers while the process is up; ``/readyz`` when the model is loaded, the
-database is reachable and migrated, and the outbox is being delivered. SIGTERM (or Ctrl-C)
-stops accepting connections, lets in-flight requests finish, flushes the outbox and exits.
+database is reachable and migrated, and the outbox is being delivered.
+
+SIGTERM (or Ctrl-C) shuts down in one order (:mod:`carebot.lifecycle`): no new connections;
+the channels and Slack stop receiving, each finishing what it has in hand; the requests in
+flight finish (``[server] shutdown_timeout``); the workers finish their pass and the replies
+being sent finish; what is due in the outbox (and Slack's due posts) is delivered; the platform
+clients close; the database closes. Every step runs even if one before it failed; each failure
+is logged with the step's name and the process exits with an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -25,8 +32,10 @@ from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
-from carebot.exceptions import StoreError
+from carebot.exceptions import ShutdownError, StoreError
+from carebot.lifecycle import clean_up
 from carebot.models import TranscriptLine
+from carebot.nlu.encoder import Encoder
 from carebot.platforms import build_platforms
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
@@ -49,7 +58,8 @@ class Service:
 def build_app(
     settings: Settings, runtime: Runtime, *, env: Mapping[str, str] | None = None
 ) -> Service:
-    """The web application around a built runtime (starts and stops it with the app).
+    """The web application around a built runtime, which starts and stops with it (its
+    stages run as the app's cleanup contexts).
 
     ``env`` holds the Slack tokens and the channels' secrets (default: the process
     environment)."""
@@ -67,11 +77,13 @@ def build_app(
     slack = _slack_desk(settings, runtime, env)
     if slack is not None:
         slack.mount(app)
+        runtime.workers.append(slack.sync)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.on_startup.append(lambda _app: _start(runtime, slack))
-    app.on_shutdown.append(lambda _app: _stop_desks_and_channels(runtime, slack))
-    app.on_cleanup.append(lambda _app: runtime.stop())
+    life = runtime.lifecycle()
+    if slack is not None:
+        slack.join(life)
+    life.mount(app)
     return Service(app, runtime, demo_password, slack)
 
 
@@ -131,19 +143,6 @@ def _slack_desk(
     )
 
 
-async def _start(runtime: Runtime, slack: SlackDesk | None) -> None:
-    await runtime.start()
-    if slack is not None:
-        await slack.start()
-
-
-async def _stop_desks_and_channels(runtime: Runtime, slack: SlackDesk | None) -> None:
-    if slack is not None:
-        await slack.stop()
-    for channel in runtime.channels.values():
-        await channel.stop()
-
-
 async def _healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "up"})
 
@@ -168,15 +167,15 @@ async def serve(
     host: str | None = None,
     port: int | None = None,
     out: TextIO = sys.stdout,
+    encoder: Encoder | None = None,
 ) -> None:
-    """Load the model, serve until SIGTERM or SIGINT, then shut down cleanly."""
-    host = host or settings.server.host
-    port = port or settings.server.port
+    """Load the model, serve until SIGTERM or SIGINT, then shut down cleanly. ``encoder``
+    replaces the configured model (tests)."""
     SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
     build_platforms(settings, b"check only")  # and so does a channel's
     print("Loading the model and intents...", file=out, flush=True)
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
-    encoder = load_encoder(settings, export_if_missing=True, say=say)
+    encoder = encoder or load_encoder(settings, export_if_missing=True, say=say)
     runtime = await build_runtime(settings, encoder=encoder)
     service = build_app(settings, runtime)
     # The model and its libraries leave ~500,000 long-lived objects; a full garbage collection
@@ -184,21 +183,49 @@ async def serve(
     # them after start-up moves them out of the collector's way (measured: 305 ms -> 0 ms).
     gc.collect()
     gc.freeze()
-    runner = web.AppRunner(
-        service.app, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout
-    )
-    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
+        await run_service(
+            service,
+            host=host or settings.server.host,
+            port=port or settings.server.port,
+            stop=stop,
+            shutdown_timeout=settings.server.shutdown_timeout,
+            out=out,
+        )
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def run_service(
+    service: Service,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    shutdown_timeout: float,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Serve until ``stop`` is set (``serve`` sets it on SIGTERM and SIGINT), then shut down
+    in the lifecycle's order. Raises ShutdownError when a step of the shutdown failed."""
+    runner = web.AppRunner(service.app, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    try:
+        await runner.setup()
         await web.TCPSite(runner, host, port).start()
         _announce(out, f"http://{host}:{port}", service.demo_password, service.slack)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
-    finally:
-        await runner.cleanup()
+    except BaseException:
+        # What was set up is torn down; a failure of that is logged, and the error that
+        # stopped the start (a wrong token, a port in use) is the one reported.
+        with contextlib.suppress(ShutdownError):
+            await clean_up(runner)
+        raise
+    print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
+    await clean_up(runner)
     print("Stopped.", file=out, flush=True)
 
 

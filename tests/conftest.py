@@ -3,6 +3,7 @@ CAREBOT_TEST_DATABASE_URL is set: each run creates and drops its own database), 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from carebot.config import Settings
+from carebot.outbox import OUTBOX_BACKOFF
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.database import Database
 from tests.fakes import FakeEncoder, RecordingChannel
@@ -20,6 +22,9 @@ from tests.fakes import FakeEncoder, RecordingChannel
 ROOT = Path(__file__).resolve().parent.parent
 TEST_INTENTS = Path(__file__).resolve().parent / "data" / "intents"
 PG_ENV = "CAREBOT_TEST_DATABASE_URL"
+# The outbox's backoff without its jitter, so that tests know the exact wait of a retry (the
+# jitter itself is tested in test_retry and test_outbox).
+EXACT_BACKOFF = dataclasses.replace(OUTBOX_BACKOFF, jitter=0.0)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -164,6 +169,7 @@ async def runtime(
         clock=clock,
         database_url=database_url,
         send_immediately=send_immediately,
+        backoff=EXACT_BACKOFF,
     )
     yield rt
     await rt.db.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -14,12 +16,13 @@ from sqlalchemy import func, select
 
 from carebot.config import Settings
 from carebot.desk.auth import hash_password
+from carebot.nlu.encoder import Encoder
 from carebot.outbox import OutboxWorker
 from carebot.runtime import build_runtime
 from carebot.server import Service, build_app
 from carebot.store.database import Database
 from carebot.store.tables import Message, OutboxRow
-from tests.conftest import Clock, make_settings
+from tests.conftest import EXACT_BACKOFF, Clock, make_settings
 from tests.fakes import FakeEncoder
 
 AGENT_PASSWORD = "correct horse battery"
@@ -43,15 +46,18 @@ async def running_service(
     database_url: str,
     clock: Clock | None = None,
     env: Mapping[str, str] | None = None,
+    encoder: Encoder | None = None,
 ) -> AsyncIterator[tuple[Service, TestServer]]:
-    """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk)."""
+    """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk).
+    Closing the server runs the service's whole shutdown (aiohttp's cleanup)."""
     db = Database(database_url)
     await db.upgrade()
     await db.close()
     runtime = await build_runtime(
         settings,
-        encoder=FakeEncoder(),
+        encoder=encoder or FakeEncoder(),
         database_url=database_url,
+        backoff=EXACT_BACKOFF,
         **({"clock": clock} if clock else {}),
     )
     service = build_app(settings, runtime, env=env or {})
@@ -128,3 +134,26 @@ def paused_worker(service: Service) -> OutboxWorker:
     """The outbox, its worker stopped: from here the test delivers due replies itself."""
     service.runtime.outbox.stop()
     return service.runtime.outbox
+
+
+@asynccontextmanager
+async def logged(logger: str, text: str) -> AsyncIterator[asyncio.Event]:
+    """An event set once ``logger`` (or a child) logs a message containing ``text`` at INFO or
+    above: a test waits on what the code says it is doing, instead of sleeping."""
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    target = logging.getLogger(logger)
+    handler, level = Watch(logging.INFO), target.level
+    target.addHandler(handler)
+    if target.getEffectiveLevel() > logging.INFO:
+        target.setLevel(logging.INFO)
+    try:
+        yield seen
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)

@@ -161,6 +161,18 @@ class SlackStandIn(LoopbackServer):
             lambda: f"{count} successful {method} call(s), got {len(matching())}",
         )
 
+    async def wait_for_failures(self, method: str, count: int, timeout: float = 10.0) -> None:
+        """At least `count` calls of `method` answered with a failure."""
+
+        def failed() -> int:
+            return sum(1 for call in self.calls if call.method == method and not call.ok)
+
+        await self._wait(
+            lambda: True if failed() >= count else None,
+            timeout,
+            lambda: f"{count} failed {method} call(s), got {failed()}",
+        )
+
     async def wait_connected(self, timeout: float = 10.0, *, connections: int = 1) -> None:
         """A Socket Mode client is connected, after at least `connections` connects in all."""
 

@@ -73,6 +73,8 @@ class TelegramStandIn(StandIn):
         self._updates: list[Json] = []
         self._failures: dict[str, list[ApiError]] = {}
         self.waiting_polls = 0  # getUpdates calls waiting for an update right now
+        self.holding: list[str] = []  # methods whose call is held right now (see hold_next)
+        self._holds: dict[str, asyncio.Event] = {}
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -118,6 +120,13 @@ class TelegramStandIn(StandIn):
                 description = f"Too Many Requests: retry after {retry_after}"
         error = ApiError(status, description, retry_after)
         self._failures.setdefault(method, []).extend([error] * times)
+
+    def hold_next(self, method: str) -> asyncio.Event:
+        """The next call of `method` waits, listed in `holding`, until the returned event is
+        set (a platform slow to answer: the call is in flight meanwhile)."""
+        gate = asyncio.Event()
+        self._holds[method] = gate
+        return gate
 
     def add_file(self, file_id: str, content: bytes, path: str = "photos/file_1.jpg") -> None:
         """Make `file_id` known to getFile, its bytes served at `/file/bot{token}/{path}`."""
@@ -174,6 +183,8 @@ class TelegramStandIn(StandIn):
             raise ApiError(404, "Not Found")
         if self._failures.get(method):
             raise self._failures[method].pop(0)
+        if method in self._holds:
+            await self._held(method, self._holds.pop(method))
         if method == "getUpdates":
             return await self._get_updates(params)
         return handler(params)
@@ -234,6 +245,14 @@ class TelegramStandIn(StandIn):
         if not ready() and timeout > 0:
             await self._long_poll(lambda: bool(ready()) or self._closing, timeout)
         return [] if self._closing else ready()
+
+    async def _held(self, method: str, gate: asyncio.Event) -> None:
+        self.holding.append(method)
+        await self._notify()
+        try:
+            await gate.wait()
+        finally:
+            self.holding.remove(method)
 
     async def _long_poll(self, done: Callable[[], bool], timeout: float) -> None:
         self.waiting_polls += 1

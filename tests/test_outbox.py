@@ -13,7 +13,8 @@ from carebot.clock import as_utc
 from carebot.config import Settings
 from carebot.exceptions import DeliveryError
 from carebot.models import InboundMessage, OutboundReply
-from carebot.outbox import Backoff, OutboxWorker
+from carebot.outbox import OutboxWorker
+from carebot.retry import Backoff
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.outbox import Queued
 from carebot.store.tables import OutboxRow
@@ -116,17 +117,23 @@ async def test_the_platform_retry_after_wins_over_the_backoff(
     assert (await row(runtime, outbox_id)).attempts == 2
 
 
-@pytest.mark.parametrize(
-    ("attempts", "seconds"),
-    [(0, 1), (1, 1), (2, 2), (3, 4), (6, 32), (9, 256), (10, 300), (40, 300), (5000, 300)],
-)
-def test_backoff_doubles_and_is_capped(attempts: int, seconds: float) -> None:
-    assert Backoff().delay(attempts) == seconds
+async def test_the_workers_wait_is_jittered(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    """Workers that fail together do not come back together: the wait is shortened by a
+    random share (here fixed at 0.5 of the jitter: 1 s * (1 - 0.5 * 0.5))."""
+    worker = OutboxWorker(
+        store=runtime.outbox_store,
+        channels={"test": channel},
+        clock=clock,
+        backoff=Backoff(base=1.0, cap=300.0, rng=lambda: 0.5),
+    )
+    channel.failures.append(DeliveryError("down"))
+    outbox_id = await ask(runtime, ORDER)
 
-
-def test_backoff_honours_its_base_and_cap() -> None:
-    backoff = Backoff(base=0.5, cap=3)
-    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1, 2, 3, 3]
+    assert await worker.deliver_due() == 0
+    failed = await row(runtime, outbox_id)
+    assert as_utc(failed.next_attempt_at) == clock.now + timedelta(seconds=0.75)
 
 
 async def test_a_reply_on_an_unknown_channel_stays_pending(
@@ -202,12 +209,18 @@ async def test_a_reply_leased_by_a_worker_that_died_is_sent_after_the_lease(
     assert (await row(runtime, outbox_id)).status == "sent"
 
 
-async def test_stop_flushes_due_replies(runtime: Runtime, channel: RecordingChannel) -> None:
+async def test_stop_flushes_due_replies_between_stopping_and_closing_the_channel(
+    runtime: Runtime, channel: RecordingChannel
+) -> None:
+    """The fake refuses to send once closed, as every channel does (test_channel_contract):
+    the reply gets out only because the flush comes after stop and before close."""
     await ask(runtime, ORDER)
     assert channel.sent == []
 
     await runtime.stop()
     assert channel.texts() == [TRACK]
+    assert channel.lifecycle == ["stop", "close"]
+    assert channel.closed
 
 
 async def test_a_new_runtime_delivers_what_the_last_one_left(
@@ -283,9 +296,9 @@ class GatedChannel(RecordingChannel):
         super().__init__("test")
         self.gate = asyncio.Event()
 
-    async def send(self, reply: OutboundReply) -> None:
+    async def send(self, reply: OutboundReply) -> str | None:
         await self.gate.wait()
-        await super().send(reply)
+        return await super().send(reply)
 
 
 async def test_a_slow_platform_does_not_hold_up_the_request(clock: Clock) -> None:

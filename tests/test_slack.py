@@ -3,6 +3,7 @@ slack-bolt / slack_sdk talking to the Slack stand-in on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,14 @@ from carebot.desk.slack.desk import SlackDesk
 from carebot.server import Service
 from carebot.store.tables import Conversation, Message
 from tests.conftest import Clock
-from tests.service import UPSET, Visitor, running_service, service_settings, upset_customer
+from tests.service import (
+    UPSET,
+    Visitor,
+    logged,
+    running_service,
+    service_settings,
+    upset_customer,
+)
 from tests.slack_standin import (
     FORM,
     SlackStandIn,
@@ -31,11 +39,13 @@ from tests.slack_standin import (
     thread_reply,
     view_submission,
 )
+from tests.webhook_standin import ReplyReceiver, post_inbound
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0CARE"
 AGENT, STRANGER = "UANN", "UEVE"
 HTTP_ENV = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET}
+WEBHOOK_SECRET = "whsec-slack-test"
 DRAFT = "Track it at https://track.example."
 
 
@@ -588,3 +598,52 @@ async def test_two_processes_on_one_database_post_one_card_and_mirror_once(
         assert len([m for m in slack.messages[CHANNEL] if "thread_ts" not in m]) == 1
         mirrored = [m for m in slack.thread(CHANNEL, ts) if "still there" in m["text"]]
         assert len(mirrored) == 1
+
+
+async def test_slack_posts_due_at_shutdown_get_out_before_its_client_closes(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    """Slack failed to take the customer's latest message, and the sync is backing off when
+    SIGTERM arrives: the shutdown's flush posts it, once, before the Slack client closes."""
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        slack.fail_next("chat.postMessage", 500, times=3)  # slack_sdk tries 5xx three times
+        await customer.say("hello? anyone there?")
+        await slack.wait_for_failures("chat.postMessage", 3)  # the sync backs off now
+        await server.close()  # SIGTERM: aiohttp's shutdown and cleanup, as serve runs them
+    mirrored = [m for m in slack.thread(CHANNEL, ts) if "anyone there" in m["text"]]
+    assert len(mirrored) == 1
+    assert desk(running).api.client.session is None  # closed, after the flush
+
+
+async def test_an_agents_reply_in_hand_at_shutdown_reaches_the_customer(
+    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+) -> None:
+    """Bolt acknowledges Slack first and relays the reply after (Slack will not send it again):
+    a reply being relayed when SIGTERM arrives is finished before anything closes."""
+    async with ReplyReceiver(WEBHOOK_SECRET) as receiver:
+        section = {"channel": CHANNEL, "api_url": slack.base_url, "posts_per_second": 1000.0}
+        webhook = {"enabled": True, "reply_url": receiver.url}
+        settings = service_settings(tmp_path, slack=section, webhook=webhook)
+        env = HTTP_ENV | {"CAREBOT_WEBHOOK_SECRET": WEBHOOK_SECRET}
+        async with running_service(settings, database_url, clock, env=env) as (_, server):
+            upset = {"id": "evt_1", "user": {"id": "42"}, "text": UPSET}
+            url = str(server.make_url("/webhook"))
+            assert await post_inbound(url, upset, secret=WEBHOOK_SECRET) == (200, {"ok": True})
+            ts = await card_ts(slack)
+            answer = slack.hold("users.info")  # the agent's name, looked up while relaying
+            assert (await reply_in_thread(server, ts, "Your parcel arrives tomorrow")).status == 200
+            await slack.wait_for("users.info")  # the reply is in hand
+            async with (
+                logged("carebot.lifecycle", "Shutdown: stop inbound") as stopping,
+                logged("carebot.lifecycle", "Shutdown: finish in-flight work") as next_step,
+            ):
+                closing = asyncio.create_task(server.close())
+                await stopping.wait()
+                answer.set()
+                await receiver.next_received(2)  # the holding message, and the agent's reply
+                assert not next_step.is_set()  # relayed while inbound was stopping
+            await closing
+        relayed = [b for b in receiver.received if b["text"] == "Your parcel arrives tomorrow"]
+        assert len(relayed) == 1 and relayed[0]["author"] == "agent"

@@ -4,6 +4,7 @@ local Bot API stand-in, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.server import Service
 from carebot.store.tables import Message, OutboxRow
-from tests.service import UPSET, count_rows, running_service, service_settings
+from tests.service import UPSET, count_rows, logged, running_service, service_settings
 from tests.telegram_standin import (
     TelegramStandIn,
     callback_update,
@@ -28,6 +29,7 @@ from tests.telegram_standin import (
     sticker_update,
     text_update,
 )
+from tests.test_meta import refusing_to_store
 
 T = TypeVar("T")
 SECRET = "hook-secret_123"
@@ -258,3 +260,27 @@ async def test_group_chats_are_ignored_unless_enabled(
         [reply] = await tg.next_sent(1)
         assert reply["chat_id"] == str(CHAT)
         assert await count_rows(service.runtime.db, Message) == 2
+
+
+async def test_a_database_outage_logs_the_update_id_and_no_customer_data(
+    tmp_path: Path, database_url: str, tg: TelegramStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An update that cannot be stored is tried again (and confirmed only once stored); the
+    logs above DEBUG name it by its id: its repr holds the customer's text and name."""
+    caplog.set_level(logging.DEBUG, logger="carebot.adapters.telegram")
+    async with telegram_service(tmp_path, database_url, tg) as (service, _server):
+        update_id = tg.push(text_update(CHAT, "where is my order, kaputt", first_name="Tomasz"))
+        failed = f"Taking Telegram update {update_id} failed (1 in a row)"
+        async with (
+            refusing_to_store(service.runtime.db, "kaputt"),
+            logged("carebot.adapters.telegram", failed) as logged_failure,
+        ):
+            await logged_failure.wait()
+        [reply] = await tg.next_sent(1)  # stored on a later try, and answered
+        assert reply["text"] == "Track it at https://track.example."
+    formatter = logging.Formatter()
+    above_debug = [formatter.format(r) for r in caplog.records if r.levelno > logging.DEBUG]
+    assert any(failed in line for line in above_debug)
+    assert not [line for line in above_debug if "kaputt" in line or "Tomasz" in line]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("kaputt" in line for line in debug)  # the update itself, for debugging

@@ -5,13 +5,23 @@ app-level token is set), and the thread sync running beside them.
 Slack is optional and never in the customers' way: when it is unreachable, customers still get
 their replies and handoff notices, the built-in inbox shows every conversation, and the sync
 posts what Slack missed as soon as it is back.
+
+Its parts take their places in the service's lifecycle (:meth:`SlackDesk.join`): its web client
+opens with the platform clients and closes with them; the thread sync is one of the periodic
+workers; Slack's due posts are flushed with the outbox; Socket Mode connects last and
+disconnects first. Stopping finishes the agents' actions in hand (bolt runs them after it has
+acknowledged Slack, which will not send them again), and events that come after are answered
+503 (Slack retries them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -23,13 +33,15 @@ from carebot.clock import Clock
 from carebot.config import Settings
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
-from carebot.desk.slack.listeners import Listeners
+from carebot.desk.slack.listeners import Listener, Listeners
 from carebot.desk.slack.people import People
 from carebot.desk.slack.sync import ThreadSync
 from carebot.events import EventHub
 from carebot.hours import BusinessHours
+from carebot.lifecycle import Lifecycle, Stage
 from carebot.pacing import Pacer
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
+from carebot.retry import Backoff, retry
 from carebot.store.database import Database
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
@@ -37,6 +49,8 @@ from carebot.store.slack_threads import SlackThreadStore
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 BOLT_LOG = logging.getLogger(f"{__name__}.bolt")
+CONNECT_BACKOFF = Backoff(base=1.0, cap=60.0)  # Socket Mode, while Slack is unreachable
+STOP_GRACE = 10.0  # seconds a stop waits for the agents' actions in hand
 
 
 def _not_the_token_notice(record: logging.LogRecord) -> bool:
@@ -95,55 +109,100 @@ class SlackDesk:
             api=self.api,
             settled=self.sync.settled,
         )
-        listeners.register(self.app)
+        self._in_hand: set[asyncio.Future[None]] = set()
+        listeners.register(self.app, track=self._tracked)
         self._socket: AsyncSocketModeHandler | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._connecting: asyncio.Task[None] | None = None
+        self._receiving = False
 
     def mount(self, app: web.Application) -> None:
         """Events API and interactivity requests at /slack/events (signature checked by bolt)."""
         if self._credentials.signing_secret is not None:
             app.router.add_post(EVENTS_PATH, self._handle)
 
+    def join(self, life: Lifecycle) -> None:
+        """Take the desk's places in the service's lifecycle (its thread sync, a periodic
+        worker, is added to the runtime's workers by whoever builds the service)."""
+        life.add(Stage.CLIENTS, "Slack web client", start=self.open, stop=self.close)
+        life.add(Stage.FLUSH, "Slack posts", stop=self.flush)
+        life.add(Stage.INBOUND, "Slack", start=self.start, stop=self.stop)
+
     async def _handle(self, request: web.Request) -> web.Response:
+        if not self._receiving:
+            raise web.HTTPServiceUnavailable(text="not receiving (shutting down); retry")
         answer = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(answer)
 
+    def _tracked(self, handler: Listener) -> Listener:
+        """``handler`` as a listener whose runs are awaited by :meth:`stop`."""
+
+        @functools.wraps(handler)
+        async def tracked(*args: Any, **kwargs: Any) -> Any:
+            running = asyncio.get_running_loop().create_future()
+            self._in_hand.add(running)
+            try:
+                return await handler(*args, **kwargs)
+            finally:
+                self._in_hand.discard(running)
+                running.set_result(None)
+
+        return tracked
+
+    async def open(self) -> None:
+        """One HTTP session for the desk's Web API calls (bolt's and the sync's)."""
+        client = self.api.client
+        if client.session is None or client.session.closed:
+            client.session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        """Close the Web API client's session (after :meth:`stop`)."""
+        await self.stop()
+        session, self.api.client.session = self.api.client.session, None
+        if session is not None:
+            await session.close()
+
     async def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self.sync.run(), name="slack-sync"))
+        """Take events: over HTTP (mounted), and over Socket Mode when an app token is set."""
+        self._receiving = True
         if self._credentials.app_token is not None:
             self._socket = AsyncSocketModeHandler(self.app, self._credentials.app_token)
-            self._tasks.append(
-                asyncio.create_task(self._connect(self._socket), name="slack-socket")
+            self._connecting = asyncio.create_task(
+                self._connect(self._socket), name="slack-socket"
             )
         log.info("Slack desk started: channel %s, %s", self.api.channel, self.describe(""))
 
     async def _connect(self, socket: AsyncSocketModeHandler) -> None:
         """Connect Socket Mode, trying again while Slack is unreachable (once connected, the
         client reconnects by itself)."""
-        delay = 1.0
-        while True:
-            try:
-                await socket.connect_async()
-                log.info("Slack Socket Mode connected")
-                return
-            except Exception as exc:  # any failure to connect: log it and keep trying
-                log.warning(
-                    "Slack Socket Mode cannot connect (%s); trying again in %gs", exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        await retry(
+            socket.connect_async,
+            what="Connecting Slack Socket Mode",
+            backoff=CONNECT_BACKOFF,
+            log=log,
+            expected=(Exception,),  # any failure to connect: logged in a line, tried again
+        )
+        log.info("Slack Socket Mode connected")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # it died earlier: say so, and let the rest of the shutdown run
-                log.exception("The Slack desk's %s task had failed", task.get_name())
-        if self._socket is not None:
-            await self._socket.close_async()
+        """Stop taking events: Socket Mode disconnects, HTTP events are answered 503, and
+        the agents' actions in hand are finished."""
+        self._receiving = False
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()  # it retries until connected: only a cancellation ends it
+            await asyncio.wait([connecting])
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            await socket.close_async()
+        if self._in_hand:
+            _done, late = await asyncio.wait(set(self._in_hand), timeout=STOP_GRACE)
+            if late:
+                log.error("%d Slack actions did not finish within %gs", len(late), STOP_GRACE)
+
+    async def flush(self) -> None:
+        """Post what Slack is behind on (at shutdown, once the sync has stopped)."""
+        if not await self.sync.flush_due():
+            log.warning("Slack is behind on some threads; they are brought up to date later")
 
     def describe(self, base: str) -> str:
         """How Slack reaches this desk, for the start-up banner."""

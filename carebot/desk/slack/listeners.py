@@ -59,6 +59,12 @@ ORPHANED = (
 )
 RELAYED = "white_check_mark"  # the reaction on a thread reply queued for the customer
 RELAYED_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+Listener = Callable[..., Awaitable[Any]]
+Track = Callable[[Listener], Listener]
+
+
+def _untracked(listener: Listener) -> Listener:
+    return listener
 
 
 class Listeners:
@@ -80,12 +86,14 @@ class Listeners:
         self._people = people
         self._api = api
 
-    def register(self, app: AsyncApp) -> None:
-        app.event("message")(self.on_message)
+    def register(self, app: AsyncApp, *, track: Track = _untracked) -> None:
+        """Listen on ``app``; ``track`` wraps each listener (the desk awaits the runs in hand
+        when it stops)."""
+        app.event("message")(track(self.on_message))
         for action in (cards.SEND_DRAFT, cards.TAKE_OVER, cards.RESOLVE):
-            app.action(action)(self.on_button)
-        app.action(cards.EDIT_DRAFT)(self.on_edit)
-        app.view(cards.EDIT_VIEW)(self.on_edit_submitted)
+            app.action(action)(track(self.on_button))
+        app.action(cards.EDIT_DRAFT)(track(self.on_edit))
+        app.view(cards.EDIT_VIEW)(track(self.on_edit_submitted))
 
     async def on_message(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext

@@ -8,7 +8,10 @@ customer's channel is about to stop accepting replies (WhatsApp's 24-hour window
 
 The store is the source of truth and the thread record says how far Slack has been told, so
 the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
-It wakes on live events, and every ``tick`` looks for conversations Slack is behind on.
+It wakes on live events, and every ``tick`` looks for conversations Slack is behind on. While
+Slack or the store fails it backs off (:mod:`carebot.retry`). It is one of the service's
+periodic workers: :meth:`ThreadSync.stop` lets the pass in progress finish, and at shutdown
+:meth:`ThreadSync.flush_due` posts what is due before the Slack client closes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from carebot.exceptions import SlackError
 from carebot.hours import BusinessHours
 from carebot.models import ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
+from carebot.retry import Backoff, repeat
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore, Snapshot
 from carebot.store.tables import Handoff, SlackThread
@@ -37,7 +41,7 @@ from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action"})
-MAX_BACKOFF = 60.0
+BACKOFF = Backoff(base=2.0, cap=60.0)  # while Slack or the store fails
 LOCK_SECONDS = 300.0  # one pass over one conversation holds its thread at most this long
 BUSY_RETRY = 1.0  # seconds before trying a thread another process was syncing
 EVENTS_KEPT = timedelta(days=2)  # handled Slack event ids are remembered this long
@@ -68,6 +72,8 @@ class ThreadSync:
         self._tick = tick
         self._pending: set[int] = set()
         self._wake = Wakeup()
+        self._halt = Wakeup()  # set by stop: ends a backoff
+        self._stopping = False
         self._lock = asyncio.Lock()
         self._busy = False  # some conversation was being synced by another process
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -78,36 +84,49 @@ class ThreadSync:
         self._wake.set()
 
     async def run(self) -> None:
-        """Follow live events, look for what is due every tick, back off while Slack fails."""
+        """Follow live events, look for what is due every tick, back off while Slack fails;
+        until :meth:`stop`."""
         async with self._events.subscribe(size=10_000) as events:
             listener = asyncio.create_task(self._follow(events), name="slack-events")
             try:
-                await self._loop()
+                await repeat(
+                    self._pass,
+                    until=lambda: self._stopping,
+                    what="The Slack thread sync",
+                    backoff=BACKOFF,
+                    log=log,
+                    expected=(SlackError,),
+                    sleep=self._halt.sleep,
+                )
             finally:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
 
-    async def _loop(self) -> None:
-        failures = 0
-        while True:
-            try:
-                self._pending.update(await self._threads.due())
-                await self._threads.forget_events(self._clock() - EVENTS_KEPT)
-            except Exception:  # the database is down: log, back off, keep the desk alive
-                failures += 1
-                log.exception("Cannot look for conversations Slack is behind on")
-                await asyncio.sleep(min(MAX_BACKOFF, 2.0**failures))
-                continue
-            deadline = asyncio.get_running_loop().time() + self._tick
-            while (left := deadline - asyncio.get_running_loop().time()) > 0:
-                self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
-                if await self.flush():
-                    failures = 0
-                    await self._wake.sleep(min(left, BUSY_RETRY) if self._busy else left)
-                else:
-                    failures += 1
-                    await asyncio.sleep(min(MAX_BACKOFF, 2.0**failures, left))
+    def stop(self) -> None:
+        """Take no new pass: :meth:`run` returns once the pass in progress is done."""
+        self._stopping = True
+        self._halt.set()
+        self._wake.set()
+
+    async def _pass(self) -> None:
+        """Look for the conversations Slack is behind on, then keep their threads up to date
+        until the next tick. Raises when the store or Slack fails (what is left stays due)."""
+        self._pending.update(await self._threads.due())
+        await self._threads.forget_events(self._clock() - EVENTS_KEPT)
+        deadline = asyncio.get_running_loop().time() + self._tick
+        while not self._stopping and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
+            if not await self.flush():
+                raise SlackError("some threads are behind; they stay pending", retryable=True)
+            await self._wake.sleep(min(left, BUSY_RETRY) if self._busy else left)
+
+    async def flush_due(self) -> bool:
+        """Bring every conversation Slack is behind on up to date, once: at shutdown, before
+        the client closes. False if Slack or the store failed (the rest waits for the next
+        start)."""
+        self._pending.update(await self._threads.due())
+        return await self.flush()
 
     async def _follow(self, events: asyncio.Queue[Event]) -> None:
         while True:

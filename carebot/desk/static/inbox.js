@@ -427,7 +427,9 @@
 
   function retry() {
     clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, delay);
+    // Shortened at random by up to half (the server's retry policy, carebot/retry.py), so the
+    // inboxes of every agent do not all reconnect in the same instant after a restart.
+    retryTimer = setTimeout(connect, Math.round(delay * (1 - 0.5 * Math.random())));
     delay = Math.min(delay * 2, BACKOFF_MAX);
   }
 
