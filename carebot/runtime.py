@@ -17,6 +17,7 @@ from pathlib import Path
 from carebot.agents import AgentDesk
 from carebot.channel import Channel
 from carebot.clock import Clock, utcnow
+from carebot.closing import ConversationCloser
 from carebot.config import Settings
 from carebot.events import Event, EventHub
 from carebot.inbox import Inbox
@@ -31,6 +32,7 @@ from carebot.nlu.onnx_encoder import OnnxEncoder, available_cores, export_proble
 from carebot.outbox import OutboxWorker
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
+from carebot.store.closing import ClosingStore
 from carebot.store.conversations import ConversationStore
 from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
@@ -129,6 +131,7 @@ class Runtime:
     queue: AgentQueue
     clock: Clock
     customers: CustomerStore
+    closer: ConversationCloser
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
@@ -159,6 +162,7 @@ class Runtime:
             await channel.start(self.deliver)
         await self.inbox.recover()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self._tasks.append(asyncio.create_task(self.closer.run(), name="closing"))
         if self.reloader is not None:
             watching = asyncio.create_task(self.reloader.run(), name="intent-reload")
             self._watching.append(watching)
@@ -168,6 +172,7 @@ class Runtime:
         for channel in self.channels.values():
             await channel.stop()
         self.outbox.stop()
+        self.closer.stop()
         for task in self._watching:
             task.cancel()
         for task in self._tasks + self._watching:
@@ -273,6 +278,13 @@ async def build_runtime(
         queue=AgentQueue(db, clock=clock, windows=windows),
         clock=clock,
         customers=customers,
+        closer=ConversationCloser(
+            store=ClosingStore(db, clock=clock),
+            events=events,
+            clock=clock,
+            idle_hours=settings.conversations.idle_close_hours,
+            interval=settings.conversations.sweep_seconds,
+        ),
         windows=windows,
         channels=channel_map,
         reloader=reloader,

@@ -171,7 +171,13 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
         assert DRAFT in shown and "order_status" in shown  # the draft, the top intents
         assert "I will call my lawyer" in shown  # the history
         assert "*Past conversations*\\n0" in shown
-        assert buttons(card) == [cards.SEND_DRAFT, cards.EDIT_DRAFT, cards.TAKE_OVER, cards.RESOLVE]
+        assert buttons(card) == [
+            cards.SEND_DRAFT,
+            cards.EDIT_DRAFT,
+            cards.TAKE_OVER,
+            cards.RESOLVE,
+            cards.CLOSE,
+        ]
 
         text = "Hi, Ann here &amp; <https://track.example/1|your parcel> is on its way"
         assert (await reply_in_thread(server, ts, text)).status == 200
@@ -196,7 +202,7 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
 
         assert (await press(server, ts, cards.RESOLVE)).status == 200
         card = await card_updated(slack, "resolved by Ann")
-        assert buttons(card) == [cards.TAKE_OVER]  # an agent may still step in again
+        assert buttons(card) == [cards.TAKE_OVER, cards.CLOSE]  # an agent may still step in
         assert await state(running) == "bot"
         await customer.say("where is my order")
         answer = await customer.next_of("message")
