@@ -25,7 +25,9 @@ from carebot.runtime import Runtime
 from carebot.store.closing import ClosingStore
 from carebot.store.database import Database
 from carebot.store.tables import Conversation, Handoff, Message
+from carebot.triage import TriageContext
 from tests.conftest import ROOT, Clock, make_settings
+from tests.fakes import RecordingChannel
 
 _ids = itertools.count(1)
 HOUR = 3600.0
@@ -225,6 +227,37 @@ async def test_an_agent_closes_a_conversation_in_any_state(
     assert case.closed is not None and case.closed["words"] == "Closed by Bob"
     assert (case.handoff is not None) == (state != "bot")  # the handoff it ended with
     assert await say(runtime, FAQ) != conversation_id
+
+
+async def test_a_message_stored_before_an_agents_close_is_kept_but_not_answered(
+    runtime: Runtime, channel: RecordingChannel
+) -> None:
+    """The agent closed the conversation between the message being stored and the bot deciding:
+    the agent's close wins, the message stays in the closed conversation for agents to read."""
+    conversation_id = await say(runtime, FAQ)
+    sent = len(channel.sent)
+    received = await runtime.conversations.receive(inbound(SENSITIVE))
+    await runtime.desk.close(conversation_id, "Ann")
+
+    assert await runtime.inbox.recover() == 1
+    assert await runtime.conversations.is_handled(received.message_id)
+    assert len(channel.sent) == sent
+    assert (await conversation(runtime, conversation_id)).state == "closed"
+    async with runtime.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Handoff)) == 0
+
+
+async def test_a_decision_for_a_conversation_closed_meanwhile_sends_nothing(
+    runtime: Runtime, clock: Clock
+) -> None:
+    received = await runtime.conversations.receive(inbound(SENSITIVE))
+    decision = runtime.triage.decide(SENSITIVE, TriageContext(now=clock.now))  # a handoff
+    assert decision.hands_off and decision.reply
+    await runtime.desk.close(received.conversation_id, "Ann")
+
+    assert await runtime.conversations.record_decision(received, decision, {}) is None
+    assert (await conversation(runtime, received.conversation_id)).state == "closed"
+    assert await runtime.handoffs.open_handoff(received.conversation_id) is None
 
 
 async def test_messages_arriving_at_once_after_a_close_share_one_new_conversation(
