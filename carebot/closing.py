@@ -46,13 +46,16 @@ class ConversationCloser:
         self._stopping = False
 
     async def sweep(self) -> list[int]:
-        """One pass: close every conversation idle now; returns their ids."""
+        """One pass: close every conversation idle now (stopping early after :meth:`stop`,
+        between batches); returns their ids."""
         if self._idle is None:
             return []
         cutoff = self._clock() - self._idle
         closed: list[int] = []
         after = 0
-        while ids := await self._store.idle(cutoff, after=after, limit=self._batch):
+        while not self._stopping and (
+            ids := await self._store.idle(cutoff, after=after, limit=self._batch)
+        ):
             after = ids[-1]
             for conversation_id in await self._store.close_idle(ids, cutoff):
                 self._events.publish(Event("closed", conversation_id))

@@ -455,6 +455,42 @@ async def test_the_service_sweeps_at_start_and_stops_with_the_runtime(
     assert (await conversation(runtime, conversation_id)).state == "closed"
 
 
+class OutageOnce(ClosingStore):
+    """The database fails the first sweep, then is back."""
+
+    failed = False
+
+    async def idle(self, cutoff: datetime, *, after: int = 0, limit: int = 100) -> list[int]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("database restarting")
+        return await super().idle(cutoff, after=after, limit=limit)
+
+
+async def test_a_failed_sweep_is_logged_and_the_next_one_closes(
+    runtime: Runtime, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation_id = await say(runtime, FAQ)
+    clock.advance((IDLE_HOURS + 1) * HOUR)
+    events = EventHub()
+    worker = ConversationCloser(
+        store=OutageOnce(runtime.db, clock=clock),
+        events=events,
+        clock=clock,
+        idle_hours=IDLE_HOURS,
+        interval=0.01,
+    )
+    async with events.subscribe() as heard:
+        running = asyncio.create_task(worker.run())
+        event = await heard.get()
+        worker.stop()
+        await running
+
+    assert (event.kind, event.conversation_id) == ("closed", conversation_id)
+    [failure] = [r for r in caplog.records if r.name == "carebot.closing" and r.exc_info]
+    assert "Closing idle conversations failed" in failure.getMessage()
+
+
 def test_the_sweep_settings_come_from_the_config(tmp_path: Path) -> None:
     settings: Settings = make_settings(
         tmp_path, conversations={"idle_close_hours": 2.5, "sweep_seconds": 5}
