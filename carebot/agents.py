@@ -1,5 +1,6 @@
 """What a care agent does with a conversation, whatever desk they use (the built-in inbox,
-Slack): take it over, reply, send the bot's draft, resolve it, merge two customers into one.
+Slack): take it over, reply, send the bot's draft, resolve it, close it, merge two customers
+into one.
 
 Each action is stored (see :class:`carebot.store.handoffs.HandoffStore`), wakes the outbox when
 it queued a reply, and is published as a live event.
@@ -55,6 +56,11 @@ class AgentDesk:
         """Hand the conversation back to the bot."""
         await self._handoffs.resolve(conversation_id, agent)
         self._events.publish(Event("agent_action", conversation_id))
+
+    async def close(self, conversation_id: int, agent: str) -> None:
+        """End the conversation now; the customer's next message starts a new one."""
+        await self._handoffs.close(conversation_id, agent)
+        self._events.publish(Event("closed", conversation_id))
 
     async def merge(self, conversation_id: int, agent: str, other: str) -> int:
         """The agent knows the customer of this conversation is also the one ``other`` names

@@ -246,6 +246,14 @@ class WebhookSettings(_Section):
     tolerance_seconds: Annotated[float, Field(ge=1, le=3600)] = 300.0
 
 
+class ConversationSettings(_Section):
+    """When a conversation ends by itself, and how often that is looked for."""
+
+    # 0: never by idleness (only an agent closes a conversation)
+    idle_close_hours: Annotated[float, Field(ge=0, le=24 * 365)] = 24.0
+    sweep_seconds: Annotated[float, Field(ge=1, le=24 * 3600)] = 60.0
+
+
 class CustomerSettings(_Section):
     link_by: tuple[Literal["phone", "email"], ...] = ("phone", "email")
 
@@ -270,6 +278,7 @@ class Settings(_Section):
     instagram: InstagramSettings = InstagramSettings()
     webhook: WebhookSettings = WebhookSettings()
     customers: CustomerSettings = CustomerSettings()
+    conversations: ConversationSettings = ConversationSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
 

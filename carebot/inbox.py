@@ -1,7 +1,8 @@
 """The inbox: every inbound message goes through here, from any channel.
 
 1. Store it first (deduplicated by channel and external message id; a redelivery stops here).
-2. While a human owns the conversation, the bot stays silent: the message is only recorded.
+2. While a human owns the conversation, the bot stays silent: the message is only recorded
+   (also when an agent closed the conversation since the message was stored).
 3. A greeting (``/start``) or files without text get their standing answer, without triage.
 4. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
    stored in one transaction. If triage fails, the customer still gets a fallback reply and
@@ -108,7 +109,9 @@ class Inbox:
             if received.duplicate and await self._conversations.is_handled(received.message_id):
                 return Outcome(Status.DUPLICATE, received)  # the first delivery finished it
             conversation = await self._conversations.conversation(received.conversation_id)
-            if ConversationState(conversation.state).human_owned:
+            state = ConversationState(conversation.state)
+            if state.human_owned or state is ConversationState.CLOSED:
+                # A human has it, or an agent closed it since the message was stored.
                 await self._conversations.mark_handled(received.message_id)
                 log.debug(
                     "Conversation %s is %s: recorded %r for the agent",

@@ -203,6 +203,13 @@ _TRANSITIONS: Mapping[ConversationState, frozenset[ConversationState]] = {
 }
 
 
+class CloseReason(StrEnum):
+    """Why a conversation ended (stored with it, beside when and by whom)."""
+
+    IDLE = "idle"  # nobody owed the customer an answer and nobody wrote for a while
+    CLOSED_BY_AGENT = "closed_by_agent"  # an agent closed it
+
+
 @dataclass(frozen=True, slots=True)
 class IntentScore:
     intent: str

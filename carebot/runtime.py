@@ -16,6 +16,7 @@ from pathlib import Path
 from carebot.agents import AgentDesk
 from carebot.channel import Channel, Deliver
 from carebot.clock import Clock, utcnow
+from carebot.closing import ConversationCloser
 from carebot.config import Settings
 from carebot.events import Event, EventHub
 from carebot.inbox import Inbox
@@ -32,6 +33,7 @@ from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
+from carebot.store.closing import ClosingStore
 from carebot.store.conversations import ConversationStore
 from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
@@ -130,6 +132,7 @@ class Runtime:
     queue: AgentQueue
     clock: Clock
     customers: CustomerStore
+    closer: ConversationCloser
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
@@ -263,6 +266,13 @@ async def build_runtime(
     worker = OutboxWorker(
         store=outbox_store, channels=channel_map, clock=clock, events=events, backoff=backoff
     )
+    closer = ConversationCloser(
+        store=ClosingStore(db, clock=clock),
+        events=events,
+        clock=clock,
+        idle_hours=settings.conversations.idle_close_hours,
+        interval=settings.conversations.sweep_seconds,
+    )
     windows = reply_windows(settings)
     customers = CustomerStore(db, clock=clock, link_by=link_by)
     handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately, windows=windows)
@@ -291,8 +301,9 @@ async def build_runtime(
         queue=AgentQueue(db, clock=clock, windows=windows),
         clock=clock,
         customers=customers,
+        closer=closer,
         windows=windows,
         channels=channel_map,
         reloader=reloader,
-        workers=[worker, *([reloader] if reloader else [])],
+        workers=[worker, closer, *([reloader] if reloader else [])],
     )

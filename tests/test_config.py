@@ -21,6 +21,7 @@ def test_shipped_config_loads_and_matches_the_defaults() -> None:
     assert shipped.source == ROOT / "config.toml"
     assert shipped.matcher.model == Settings().matcher.model
     assert shipped.placeholders["support_email"]
+    assert shipped.conversations == Settings().conversations  # documented with its defaults
 
 
 def test_settings_are_frozen() -> None:
@@ -47,6 +48,18 @@ def test_settings_are_frozen() -> None:
         ("[whatsapp]\nenabled = true\n", ["'whatsapp'", "account_id is required"]),
         ("[telegram]\nmode = 'push'\n", ["config.toml:2", "'polling' or 'webhook'"]),
         ("[server]\npublic_url = 'care.example'\n", ["config.toml:2", "public_url"]),
+        (
+            "[conversations]\nidle_close_hours = -1\n",
+            ["config.toml:2", "[conversations] 'idle_close_hours'", "greater than or equal to 0"],
+        ),
+        (
+            "[conversations]\nsweep_seconds = 0\n",
+            ["config.toml:2", "[conversations] 'sweep_seconds'", "greater than or equal to 1"],
+        ),
+        (
+            "[conversations]\nidle_close_hour = 12\n",
+            ["unknown key [conversations] 'idle_close_hour'", "idle_close_hours"],
+        ),
     ],
 )
 def test_a_wrong_key_or_value_names_key_file_and_what_is_allowed(

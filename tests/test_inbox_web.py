@@ -146,6 +146,62 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
         assert (await customer.next_of("message"))["author"] == "bot"
 
 
+async def test_an_agent_closes_a_conversation_and_the_customer_starts_a_new_one(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        await log_in(browser, server)
+        _, html, csrf = await page(browser, server, "/inbox/c/1")
+        assert 'id="close-button"' in html
+        response = await post(browser, server, "/inbox/c/1/close", {"csrf": csrf})
+        assert response.status == 303 and response.headers["Location"] == "/inbox"
+        assert await states(running) == ["closed"]
+
+        _, queue, _ = await page(browser, server, "/inbox")
+        assert 'id="waiting-list"' not in queue
+        closed = queue.split('id="queue-closed"')[1]
+        assert 'data-conversation-id="1"' in closed and "Closed by Ann" in closed
+        status, html, _ = await page(browser, server, "/inbox/c/1")  # still readable
+        assert status == 200 and "Closed by Ann" in html and "I will call my lawyer" in html
+        assert 'id="reply-form"' not in html and 'id="close-button"' not in html
+        async with browser.post(
+            server.make_url("/inbox/c/1/reply"), data={"text": "hello?", "csrf": csrf}
+        ) as refused:
+            assert refused.status == 409
+            assert "Conversation 1 is closed; the customer&#39;s next message" in (
+                await refused.text()
+            )
+
+        await customer.say("where is my order")
+        assert (await customer.next_of("message"))["author"] == "bot"
+        assert sorted(await states(running)) == ["bot", "closed"]
+        _, html, _ = await page(browser, server, "/inbox/c/2")
+        history = html.split('id="history"')[1]
+        assert 'data-conversation-id="1"' in history and "Closed by Ann" in history
+
+
+async def test_an_idle_close_reaches_the_inbox_live(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession, clock: Clock
+) -> None:
+    running, server = service
+    await log_in(browser, server)
+    async with upset_customer(server) as customer:
+        _, _, csrf = await page(browser, server, "/inbox/c/1")
+        await post(browser, server, "/inbox/c/1/reply", {"text": "It ships today.", "csrf": csrf})
+        await customer.next_of("message")
+    live = await browser.ws_connect(server.make_url("/inbox/events"))
+    try:
+        clock.advance(25 * 3600)  # the agent wrote last: nobody owes the customer an answer
+        assert await running.runtime.closer.sweep() == [1]
+        event = await live.receive_json(timeout=5)
+        assert (event["kind"], event["conversation_id"]) == ("closed", 1)
+    finally:
+        await live.close()
+    _, html, _ = await page(browser, server, "/inbox/c/1")
+    assert "Closed automatically after 25 h without a message" in html
+
+
 async def test_sending_the_draft(
     service: tuple[Service, TestServer], browser: aiohttp.ClientSession
 ) -> None:
@@ -167,7 +223,7 @@ async def test_a_post_without_the_right_csrf_token_changes_nothing(
         await log_in(browser, server)
         async with running.runtime.db.session() as session:
             before = await session.scalar(select(func.count()).select_from(Message))
-        for action in ("reply", "take-over", "resolve", "send-draft"):
+        for action in ("reply", "take-over", "resolve", "send-draft", "close"):
             response = await post(
                 browser, server, f"/inbox/c/1/{action}", {"text": "hi", "csrf": csrf}
             )

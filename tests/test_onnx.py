@@ -184,7 +184,7 @@ def test_serving_with_the_onnx_backend_never_imports_torch(
         f"""
         import asyncio, json, sys, uuid
         from datetime import datetime, timezone
-        import carebot.cli, carebot.chat, carebot.server, carebot.platforms
+        import carebot.cli, carebot.cli.chat, carebot.server, carebot.platforms
         import carebot.adapters.telegram, carebot.adapters.meta, carebot.adapters.webhook
         from carebot.config import load_settings
         from carebot.models import InboundMessage

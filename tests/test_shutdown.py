@@ -28,7 +28,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from carebot.chat import run_chat
+from carebot.cli.chat import run_chat
 from carebot.exceptions import ShutdownError
 from carebot.runtime import build_runtime
 from carebot.server import build_app, run_service

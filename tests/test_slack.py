@@ -181,7 +181,13 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
         assert DRAFT in shown and "order_status" in shown  # the draft, the top intents
         assert "I will call my lawyer" in shown  # the history
         assert "*Past conversations*\\n0" in shown
-        assert buttons(card) == [cards.SEND_DRAFT, cards.EDIT_DRAFT, cards.TAKE_OVER, cards.RESOLVE]
+        assert buttons(card) == [
+            cards.SEND_DRAFT,
+            cards.EDIT_DRAFT,
+            cards.TAKE_OVER,
+            cards.RESOLVE,
+            cards.CLOSE,
+        ]
 
         text = "Hi, Ann here &amp; <https://track.example/1|your parcel> is on its way"
         assert (await reply_in_thread(server, ts, text)).status == 200
@@ -206,12 +212,52 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
 
         assert (await press(server, ts, cards.RESOLVE)).status == 200
         card = await card_updated(slack, "resolved by Ann")
-        assert buttons(card) == [cards.TAKE_OVER]  # an agent may still step in again
+        assert buttons(card) == [cards.TAKE_OVER, cards.CLOSE]  # an agent may still step in
         assert await state(running) == "bot"
         await customer.say("where is my order")
         answer = await customer.next_of("message")
         assert (answer["author"], answer["text"]) == ("bot", DRAFT)
     assert await count(running, Message.author == "agent") == 2  # the note never left Slack
+
+
+async def test_an_agent_closes_the_conversation_from_the_card(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        card = slack.message(CHANNEL, ts)
+        close = [e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]][-1]
+        assert close["action_id"] == cards.CLOSE and "confirm" in close  # asks first
+
+        assert (await press(server, ts, cards.CLOSE)).status == 200
+        card = await card_updated(slack, "closed by Ann")
+        assert buttons(card) == []
+        assert "*Closed*" in card_text(card)
+        assert await state(running) == "closed"
+
+        await customer.say("where is my order")  # a new conversation, answered by the bot
+        assert (await customer.next_of("message"))["author"] == "bot"
+    async with running.runtime.db.session() as session:
+        found = await session.scalars(select(Conversation.state).order_by(Conversation.id))
+        assert list(found) == ["closed", "bot"]
+
+
+async def test_an_idle_close_updates_the_card(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        await reply_in_thread(server, ts, "It arrives tomorrow.")
+        await customer.next_of("message")
+        await card_updated(slack, "with Ann")
+    clock.advance(25 * 3600)  # the agent wrote last
+
+    assert await running.runtime.closer.sweep() == [1]
+
+    card = await card_updated(slack, "closed automatically after 25 h without a message")
+    assert buttons(card) == []
 
 
 async def test_the_draft_is_sent_with_one_click(

@@ -457,7 +457,14 @@ async def test_an_agents_name_is_the_id_while_slack_fails(slack: Slack, time: Fa
 # The card
 
 AT = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
-WAITING, WITH_AGENT, BOT = "waiting_for_agent", "with_agent", "bot"
+WAITING, WITH_AGENT, BOT, CLOSED = "waiting_for_agent", "with_agent", "bot", "closed"
+BY_ANN = {"reason": "closed_by_agent", "by": "Ann", "at": AT.isoformat(), "words": "Closed by Ann"}
+IDLE = {
+    "reason": "idle",
+    "by": None,
+    "at": AT.isoformat(),
+    "words": "Closed automatically after 24 h without a message",
+}
 
 
 def message(n: int, text: str | None = None) -> MessageView:
@@ -471,8 +478,10 @@ def card_data(
     draft: str | None = "Your parcel ships tomorrow.",
     history: list[MessageView] | None = None,
     closed_note: str | None = None,
+    closed: dict[str, Any] | None = None,
 ) -> cards.CardData:
-    """Conversation 7 of Jo Doe on Telegram; Ann has it when it is with an agent or resolved."""
+    """Conversation 7 of Jo Doe on Telegram; Ann has it when it is with an agent or resolved.
+    ``closed`` is how a closed conversation ended."""
     open_handoff = (
         {"draft": draft, "draft_sent": False, "reasons": ["emotional"]} if state != BOT else None
     )
@@ -482,7 +491,9 @@ def card_data(
     ]
     agent = "Ann" if state == WITH_AGENT else None
     top = [{"intent": "shipping", "score": 0.61}]
-    case = Case(7, state, agent, "telegram", customer, open_handoff, top, messages=[])
+    case = Case(
+        7, state, agent, "telegram", customer, open_handoff, top, messages=[], closed=closed
+    )
     handoff = Handoff(
         id=5, conversation_id=7, reason="emotional", reasons="emotional,asked_for_human",
         draft=draft, created_at=AT, resolved_by="Ann" if state == BOT else None,
@@ -499,13 +510,20 @@ def history_section(data: cards.CardData) -> str:
     return next(text for text in sections if "History*" in text or "*Last " in text)
 
 
-STATUS = {WAITING: "waiting for an agent", WITH_AGENT: "with Ann"}
-STATUS[BOT] = "resolved by Ann, back with the bot"
+STATUS = [
+    (WAITING, None, "waiting for an agent"),
+    (WITH_AGENT, None, "with Ann"),
+    (BOT, None, "resolved by Ann, back with the bot"),
+    (CLOSED, BY_ANN, "closed by Ann"),
+    (CLOSED, IDLE, "closed automatically after 24 h without a message"),
+]
 
 
-@pytest.mark.parametrize(("state", "status"), STATUS.items())
-def test_the_card_header_names_the_customer_and_the_state(state: str, status: str) -> None:
-    text, blocks = cards.card(card_data(state))
+@pytest.mark.parametrize(("state", "closed", "status"), STATUS)
+def test_the_card_header_names_the_customer_and_the_state(
+    state: str, closed: dict[str, Any] | None, status: str
+) -> None:
+    text, blocks = cards.card(card_data(state, closed=closed))
     assert blocks[0]["text"]["text"] == f"Jo Doe: {status}"
     assert text == f"Jo Doe (telegram): {status}"
 
@@ -513,20 +531,30 @@ def test_the_card_header_names_the_customer_and_the_state(state: str, status: st
 @pytest.mark.parametrize(
     ("state", "draft", "labels"),
     [
-        (WAITING, "Hi!", ["Send draft", "Edit and send", "Take over", "Resolve"]),
-        (WAITING, None, ["Take over", "Resolve"]),
-        (WITH_AGENT, "Hi!", ["Send draft", "Edit and send", "Resolve"]),
-        (BOT, "Hi!", ["Take over"]),  # resolved: an agent may still step in again
+        (WAITING, "Hi!", ["Send draft", "Edit and send", "Take over", "Resolve", "Close"]),
+        (WAITING, None, ["Take over", "Resolve", "Close"]),
+        (WITH_AGENT, "Hi!", ["Send draft", "Edit and send", "Resolve", "Close"]),
+        (BOT, "Hi!", ["Take over", "Close"]),  # resolved: an agent may still step in again
+        (CLOSED, "Hi!", []),  # read only
     ],
 )
 def test_the_card_offers_the_buttons_the_state_allows(
     state: str, draft: str | None, labels: list[str]
 ) -> None:
-    actions = [b for b in cards.card(card_data(state, draft=draft))[1] if b["type"] == "actions"]
+    closed = BY_ANN if state == CLOSED else None
+    data = card_data(state, draft=draft, closed=closed)
+    actions = [b for b in cards.card(data)[1] if b["type"] == "actions"]
     buttons = actions[0]["elements"] if actions else []
     assert [b["text"]["text"] for b in buttons] == labels
     assert all(b["value"] == "7" for b in buttons)
     assert len(actions) == (1 if labels else 0)
+    confirmations = [b["confirm"]["confirm"]["text"] for b in buttons if "confirm" in b]
+    assert confirmations == (["Close"] if labels else [])  # closing asks first
+
+
+def test_a_closed_card_says_when_it_closed() -> None:
+    shown = dumped(card_data(CLOSED, closed=IDLE))
+    assert f"*Closed*\\n<!date^{int(AT.timestamp())}^" in shown
 
 
 def test_the_card_shows_the_draft_the_reason_and_the_emotion() -> None:

@@ -11,7 +11,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from carebot.clock import as_utc
 from carebot.exceptions import StoreError
@@ -262,3 +264,59 @@ async def test_the_migrations_build_exactly_the_tables_the_code_declares(
             lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
         )
     assert differences == []
+
+
+def _migrate(connection: Connection, target: str, *, down: bool = False) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(config, target)
+
+
+async def test_migration_0004_keeps_conversations_and_allows_one_open_per_identity(
+    database_url: str,
+) -> None:
+    at = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    stamps = {"created_at": at, "updated_at": at}
+    db = Database(database_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0003")
+            customer = await conn.scalar(
+                insert(Customer).values(created_at=at).returning(Customer.id)
+            )
+            identity = await conn.scalar(
+                insert(Identity).values(
+                    customer_id=customer, channel="test", external_user_id="u1", profile={},
+                    created_at=at,
+                ).returning(Identity.id)
+            )  # fmt: skip
+            await conn.execute(
+                insert(Conversation).values(
+                    customer_id=customer, identity_id=identity, state="bot", **stamps
+                )
+            )
+            await conn.run_sync(_migrate, "head")
+        ids = {"customer_id": customer, "identity_id": identity}
+        [kept] = await rows(db, Conversation)
+        assert (kept.state, kept.closed_at, kept.closed_reason, kept.closed_by) == (
+            "bot", None, None, None,
+        )  # fmt: skip
+
+        async with db.transaction() as session:  # closed ones do not count
+            session.add(Conversation(state="closed", **ids, **stamps))
+        with pytest.raises(IntegrityError):
+            async with db.transaction() as session:
+                session.add(Conversation(state="bot", **ids, **stamps))
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0003", down=True)
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("conversations")}
+            )
+        assert "closed_reason" not in columns and "closed_at" in columns
+    finally:
+        await db.close()

@@ -83,7 +83,12 @@ class AgentInbox:
     async def _queue_page(self, request: web.Request, session: Session) -> web.StreamResponse:
         waiting, with_agent = await self._queue.rows()
         return self._render(
-            "queue.html", session, title="Inbox", waiting=waiting, with_agent=with_agent
+            "queue.html",
+            session,
+            title="Inbox",
+            waiting=waiting,
+            with_agent=with_agent,
+            closed=await self._queue.recently_closed(),
         )
 
     async def _case_page(
@@ -202,6 +207,8 @@ class AgentInbox:
                 await self._desk.take_over(conversation_id, agent)
             elif action == "resolve":
                 await self._desk.resolve(conversation_id, agent)
+            elif action == "close":
+                await self._desk.close(conversation_id, agent)
             elif action == "merge":
                 await self._desk.merge(conversation_id, agent, str(form.get("other", "")))
             else:
@@ -210,7 +217,7 @@ class AgentInbox:
             return await self._case_page(
                 request, session, error=str(exc), reply_text=str(form.get("text", ""))
             )
-        target = "/inbox" if action == "resolve" else f"/inbox/c/{conversation_id}"
+        target = "/inbox" if action in ("resolve", "close") else f"/inbox/c/{conversation_id}"
         raise web.HTTPSeeOther(target)
 
     # --- live updates --------------------------------------------------------------------

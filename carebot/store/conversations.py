@@ -145,6 +145,9 @@ class ConversationStore:
             )
 
     async def _open_conversation(self, session: AsyncSession, identity: Identity) -> Conversation:
+        """The identity's open conversation, locked until the message is stored (PostgreSQL),
+        or a new one. The lock is what keeps a message out of a conversation being closed: a
+        close that got the row first leaves it closed, and the query then finds none."""
         conversation = await session.scalar(
             select(Conversation)
             .where(
@@ -153,6 +156,7 @@ class ConversationStore:
             )
             .order_by(Conversation.id.desc())
             .limit(1)
+            .with_for_update()
         )
         if conversation is None:
             now = self._clock()
@@ -185,8 +189,8 @@ class ConversationStore:
     ) -> Queued | None:
         """Store the decision, its reply in the outbox and any handoff, in one transaction.
 
-        Returns the queued reply, or None when an agent took the conversation over while the
-        bot was thinking (the decision is kept, the reply is not sent).
+        Returns the queued reply, or None when an agent took the conversation over or closed
+        it while the bot was thinking (the decision is kept, the reply is not sent).
         """
         now = self._clock()
         async with self._db.transaction() as session:
@@ -200,7 +204,7 @@ class ConversationStore:
             await session.flush()
             inbound = await session.get_one(Message, received.message_id)
             inbound.handled_at = now
-            if ConversationState(conversation.state).human_owned or not decision.reply:
+            if _bot_silent(conversation) or not decision.reply:
                 return None
             outgoing = Outgoing(
                 decision.reply,
@@ -224,7 +228,8 @@ class ConversationStore:
 
     async def record_notice(self, received: Received, text: str) -> Queued | None:
         """Answer a message triage does not read (a greeting, files without text) with ``text``
-        and mark it handled; nothing is sent while a human owns the conversation."""
+        and mark it handled; nothing is sent while a human owns the conversation, or after it
+        was closed."""
         now = self._clock()
         async with self._db.transaction() as session:
             conversation = await session.get_one(
@@ -232,7 +237,7 @@ class ConversationStore:
             )
             inbound = await session.get_one(Message, received.message_id)
             inbound.handled_at = now
-            if ConversationState(conversation.state).human_owned:
+            if _bot_silent(conversation):
                 return None
             identity = await session.get_one(Identity, conversation.identity_id)
             return await add_reply(
@@ -310,6 +315,12 @@ class ConversationStore:
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
+
+
+def _bot_silent(conversation: Conversation) -> bool:
+    """A human owns the conversation, or an agent closed it while the bot was deciding."""
+    state = ConversationState(conversation.state)
+    return state.human_owned or state is ConversationState.CLOSED
 
 
 def _decision_row(

@@ -1,7 +1,7 @@
-"""What agents do with a handed-off conversation: take it over, reply, resolve it.
+"""What agents do with a handed-off conversation: take it over, reply, resolve it, close it.
 
 The Slack desk and the built-in inbox both act through these methods, so the state machine
-(bot -> waiting_for_agent -> with_agent -> bot) lives in one place.
+(bot -> waiting_for_agent -> with_agent -> bot, and any of them -> closed) lives in one place.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
-from carebot.models import ConversationState
+from carebot.models import CloseReason, ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
@@ -95,6 +95,20 @@ class HandoffStore:
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
 
+    async def close(self, conversation_id: int, agent: str) -> None:
+        """End the conversation now (whatever its state): its open handoff is resolved by
+        ``agent``, and the customer's next message starts a new conversation."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            conversation = await self._get(session, conversation_id)
+            self._move(conversation, ConversationState.CLOSED)
+            conversation.closed_at = now
+            conversation.closed_reason = CloseReason.CLOSED_BY_AGENT.value
+            conversation.closed_by = agent
+            handoff = await self._open_handoff(session, conversation_id)
+            if handoff is not None:
+                handoff.resolved_by, handoff.resolved_at = agent, now
+
     async def open_handoff(self, conversation_id: int) -> Handoff | None:
         async with self._db.session() as session:
             return await self._open_handoff(session, conversation_id)
@@ -120,6 +134,11 @@ class HandoffStore:
 
     def _move(self, conversation: Conversation, target: ConversationState) -> None:
         current = ConversationState(conversation.state)
+        if current is ConversationState.CLOSED:
+            raise StoreError(
+                f"Conversation {conversation.id} is closed; the customer's next message starts "
+                "a new one"
+            )
         if not current.can_become(target):
             raise StoreError(
                 f"Conversation {conversation.id} is {current.value}; it cannot become "

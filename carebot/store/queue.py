@@ -1,5 +1,6 @@
-"""The agents' queue: conversations waiting for or with an agent, and everything an agent sees
-about one (the customer, their channels, their history, why the bot handed over, its draft)."""
+"""The agents' queue: conversations waiting for or with an agent, those recently closed, and
+everything an agent sees about one (the customer, their channels, their history, why the bot
+handed over, its draft, how it ended)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import REASON_WORDS, ConversationState, Reason
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
+from carebot.store.closing import closed_view
 from carebot.store.database import Database
 from carebot.store.handoffs import last_customer_message
 from carebot.store.outbox import FAILED, PENDING
@@ -47,6 +49,18 @@ class QueueRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedRow:
+    """A recently closed conversation an agent had a part in, for the queue page."""
+
+    id: int
+    customer_name: str
+    channel: str
+    agent: str | None
+    closed: dict[str, Any]  # see closed_view
+    last_text: str
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     id: int
     author: str
@@ -72,6 +86,7 @@ class Case:
     messages: list[MessageView]
     past: list[dict[str, Any]] = field(default_factory=list)
     window: dict[str, Any] | None = None  # the channel's reply window: text, closing, closed
+    closed: dict[str, Any] | None = None  # how the conversation ended (see closed_view)
 
     @property
     def can_take_over(self) -> bool:
@@ -89,6 +104,10 @@ class Case:
     @property
     def can_resolve(self) -> bool:
         return ConversationState(self.state).human_owned
+
+    @property
+    def can_close(self) -> bool:
+        return self.state != ConversationState.CLOSED
 
 
 def describe_reasons(codes: list[str]) -> str:
@@ -151,12 +170,7 @@ class AgentQueue:
         handoff: Handoff,
         decision: DecisionRow | None,
     ) -> QueueRow:
-        last = await session.scalar(
-            select(Message.text)
-            .where(Message.conversation_id == conversation.id, Message.direction == "in")
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
+        last = await _last_customer_text(session, conversation.id)
         reasons = handoff.reasons.split(",") if handoff.reasons else []
         return QueueRow(
             id=conversation.id,
@@ -168,9 +182,42 @@ class AgentQueue:
             reasons=reasons,
             waiting_since=handoff.created_at.isoformat(),
             waiting_for=waiting_text(handoff.created_at, self._clock()),
-            last_text=last or "",
+            last_text=last,
             emotion=decision.emotion if decision else 0.0,
         )
+
+    async def recently_closed(
+        self, *, within: timedelta = timedelta(days=1), limit: int = 20
+    ) -> list[ClosedRow]:
+        """Conversations closed ``within`` the last while that had been handed to a person,
+        the most recently closed first."""
+        handed = select(Handoff.id).where(Handoff.conversation_id == Conversation.id).exists()
+        async with self._db.session() as session:
+            result = (
+                await session.execute(
+                    select(Conversation, Customer, Identity)
+                    .join(Customer, Customer.id == Conversation.customer_id)
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .where(
+                        Conversation.closed_at >= self._clock() - within,
+                        Conversation.state == ConversationState.CLOSED,
+                        handed,
+                    )
+                    .order_by(Conversation.closed_at.desc(), Conversation.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+            return [
+                ClosedRow(
+                    id=c.id,
+                    customer_name=_name(customer, identity),
+                    channel=identity.channel,
+                    agent=c.agent,
+                    closed=await closed_view(session, c) or {},
+                    last_text=await _last_customer_text(session, c.id),
+                )
+                for c, customer, identity in result
+            ]
 
     async def history(self, customer_id: int, *, limit: int = 50) -> list[MessageView]:
         """The customer's latest messages across all their conversations, oldest first."""
@@ -197,7 +244,11 @@ class AgentQueue:
                 await session.scalars(select(Identity).where(Identity.customer_id == customer.id))
             ).all()
             past = await _past(session, conversation, {i.id: i.channel for i in identities})
-            handoff, decision = await self._latest_handoff(session, conversation_id)
+            closed = conversation.state == ConversationState.CLOSED
+            # A closed conversation shows the handoff it ended with, resolved or not.
+            handoff, decision = await self._latest_handoff(
+                session, conversation_id, resolved_too=closed
+            )
             latest = decision or await session.scalar(
                 select(DecisionRow)
                 .where(DecisionRow.conversation_id == conversation_id)
@@ -214,7 +265,8 @@ class AgentQueue:
                 top_intents=list(latest.details.get("top", [])) if latest else [],
                 messages=await _messages(session, conversation.id),
                 past=past,
-                window=await self._window(session, identity),
+                window=None if closed else await self._window(session, identity),
+                closed=await closed_view(session, conversation),
             )
 
     async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:
@@ -231,14 +283,12 @@ class AgentQueue:
         }
 
     async def _latest_handoff(
-        self, session: AsyncSession, conversation_id: int
+        self, session: AsyncSession, conversation_id: int, *, resolved_too: bool = False
     ) -> tuple[Handoff | None, DecisionRow | None]:
-        handoff = await session.scalar(
-            select(Handoff)
-            .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-            .order_by(Handoff.id.desc())
-            .limit(1)
-        )
+        query = select(Handoff).where(Handoff.conversation_id == conversation_id)
+        if not resolved_too:
+            query = query.where(Handoff.resolved_at.is_(None))
+        handoff = await session.scalar(query.order_by(Handoff.id.desc()).limit(1))
         if handoff is None or handoff.decision_id is None:
             return handoff, None
         return handoff, await session.get(DecisionRow, handoff.decision_id)
@@ -282,9 +332,20 @@ async def _past(
             "state": other.state,
             "started_at": other.created_at.isoformat(),
             "messages": await _messages(session, other.id),
+            "closed": await closed_view(session, other),
         }
         for other in others
     ]
+
+
+async def _last_customer_text(session: AsyncSession, conversation_id: int) -> str:
+    last = await session.scalar(
+        select(Message.text)
+        .where(Message.conversation_id == conversation_id, Message.direction == "in")
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    return last or ""
 
 
 def _customer_view(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,10 +86,24 @@ class ContactPoint(Base):
     created_at: Mapped[Timestamp]
 
 
+OPEN = text("state != 'closed'")
+
+
 class Conversation(Base):
-    """A conversation with one channel identity: bot, waiting_for_agent, with_agent or closed."""
+    """A conversation with one channel identity: bot, waiting_for_agent, with_agent or closed.
+
+    An identity has at most one conversation that is not closed (a unique partial index)."""
 
     __tablename__ = "conversations"
+    __table_args__ = (
+        Index(
+            "uq_conversations_open_identity",
+            "identity_id",
+            unique=True,
+            sqlite_where=OPEN,
+            postgresql_where=OPEN,
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
@@ -96,7 +111,9 @@ class Conversation(Base):
     agent: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
-    closed_at: Mapped[Timestamp | None]
+    closed_at: Mapped[Timestamp | None] = mapped_column(UTCDateTime(), index=True)
+    closed_reason: Mapped[str | None] = mapped_column(String(40))  # a CloseReason
+    closed_by: Mapped[str | None] = mapped_column(String(200))  # the agent, for an agent's close
 
 
 class Message(Base):

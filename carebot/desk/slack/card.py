@@ -19,11 +19,12 @@ from carebot.store.queue import Case, MessageView, describe_reasons
 from carebot.store.slack_threads import Mirrored
 from carebot.store.tables import Handoff
 
-SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE = (
+SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE, CLOSE = (
     "carebot_send_draft",
     "carebot_edit_draft",
     "carebot_take_over",
     "carebot_resolve",
+    "carebot_close",
 )
 EDIT_VIEW = "carebot_edit_reply"  # the modal's callback id
 REPLY_BLOCK, REPLY_INPUT = "reply", "text"
@@ -165,7 +166,8 @@ def _status(data: CardData) -> str:
     if state is ConversationState.WITH_AGENT:
         return f"with {case.agent}"
     if state is ConversationState.CLOSED:
-        return "closed"
+        closed = case.closed
+        return _lower_first(closed["words"]) if closed else "closed"
     if handoff is not None and handoff.resolved_by:
         return f"resolved by {handoff.resolved_by}, back with the bot"
     return "with the bot"
@@ -188,6 +190,10 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
     ]
     if case.agent:
         facts.append(("Agent", escape(case.agent)))
+    if case.closed:
+        at = datetime.fromisoformat(case.closed["at"])
+        fallback = at.strftime("%Y-%m-%d %H:%M UTC")
+        facts.append(("Closed", when(at.timestamp(), fallback)))
     if case.window:
         closes = datetime.fromisoformat(case.window["closes_at"])
         label = "closed" if case.window["closed"] else "open until"
@@ -218,6 +224,15 @@ def _buttons(case: Case) -> list[dict[str, Any]]:
         buttons.append(_button("Take over", TAKE_OVER, value))
     if case.can_resolve:
         buttons.append(_button("Resolve", RESOLVE, value))
+    if case.can_close:
+        close = _button("Close", CLOSE, value)
+        close["confirm"] = {
+            "title": _plain("Close the conversation?"),
+            "text": _plain("It ends now; the customer's next message starts a new conversation."),
+            "confirm": _plain("Close"),
+            "deny": _plain("Cancel"),
+        }
+        buttons.append(close)
     return buttons
 
 
@@ -243,6 +258,10 @@ def _line(
     stamp = when(moment.timestamp(), moment.strftime("%Y-%m-%d %H:%M UTC"))
     head = f"*{who}* · {channel} · {stamp}"
     return f"{head}\n{quote(text, limit)}" if text else head
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _plain(text: str) -> dict[str, Any]:

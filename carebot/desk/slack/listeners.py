@@ -2,8 +2,8 @@
 
 * a reply in a card's thread goes to the customer on their own channel (``note:`` stays
   internal); it gets a check mark once it is queued for the customer;
-* the card's buttons send the draft, open the edit modal, take the conversation over or
-  resolve it; the modal's submission sends the edited reply.
+* the card's buttons send the draft, open the edit modal, take the conversation over,
+  resolve it (back to the bot) or close it; the modal's submission sends the edited reply.
 
 Every handler acknowledges Slack first (Slack wants an answer within 3 seconds) and then
 works. Only agents may act (see :mod:`.people`); anyone else is told so, privately, and nothing
@@ -90,7 +90,7 @@ class Listeners:
         """Listen on ``app``; ``track`` wraps each listener (the desk awaits the runs in hand
         when it stops)."""
         app.event("message")(track(self.on_message))
-        for action in (cards.SEND_DRAFT, cards.TAKE_OVER, cards.RESOLVE):
+        for action in (cards.SEND_DRAFT, cards.TAKE_OVER, cards.RESOLVE, cards.CLOSE):
             app.action(action)(track(self.on_button))
         app.action(cards.EDIT_DRAFT)(track(self.on_edit))
         app.view(cards.EDIT_VIEW)(track(self.on_edit_submitted))
@@ -180,6 +180,8 @@ class Listeners:
                     await self._desk.send_draft(conversation_id, name, via="slack-card")
                 elif action["action_id"] == cards.TAKE_OVER:
                     await self._desk.take_over(conversation_id, name)
+                elif action["action_id"] == cards.CLOSE:
+                    await self._desk.close(conversation_id, name)
                 else:
                     await self._desk.resolve(conversation_id, name)
             except StoreError as exc:

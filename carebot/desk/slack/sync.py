@@ -40,7 +40,7 @@ from carebot.store.tables import Handoff, SlackThread
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
-WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action"})
+WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action", "closed"})
 BACKOFF = Backoff(base=2.0, cap=60.0)  # while Slack or the store fails
 LOCK_SECONDS = 300.0  # one pass over one conversation holds its thread at most this long
 BUSY_RETRY = 1.0  # seconds before trying a thread another process was syncing

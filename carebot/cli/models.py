@@ -1,0 +1,91 @@
+"""The models' commands: ``model export`` (ONNX) and ``emotion train`` (the emotion head)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from carebot.cli.commands import Commands, group
+
+
+def add_model(commands: Commands) -> None:
+    export = group(commands, "model", "the sentence model").add_parser(
+        "export",
+        help="export [matcher] model to ONNX (checked against sentence-transformers first)",
+    )
+    export.add_argument(
+        "--out", type=Path, help="folder to write (default: [matcher] onnx_dir or .carebot/onnx/)"
+    )
+    export.set_defaults(command=_model_export)
+
+
+def add_emotion(commands: Commands) -> None:
+    train = group(commands, "emotion", "the emotion signal").add_parser(
+        "train",
+        help="train the emotion head on GoEmotions (minutes: it encodes 54,000 texts)",
+        description="Train the emotion head for a sentence model on GoEmotions and write its "
+        "weights (.npz) with a provenance note (.md) beside them; prints the steps, what dev "
+        "chose, and the F1 on dev and test. The texts are encoded with [matcher] backend "
+        "(the model's ONNX export when there is one) and cached, so a rerun skips the model.",
+    )
+    train.add_argument(
+        "data_dir",
+        metavar="DATA_DIR",
+        type=Path,
+        help="GoEmotions: a folder holding goemotions/ (or that folder itself) with "
+        "original/labels.txt, original/train.tsv, dev.tsv, test.tsv, sentiment_dict.json "
+        "and ekman_mapping.json, as google-research publishes them",
+    )
+    train.add_argument(
+        "--out", type=Path, help="the .npz to write (default: the packaged emotion_head.npz)"
+    )
+    train.add_argument("--model", help="the sentence model (default: [matcher] model)")
+    train.add_argument(
+        "--cache",
+        type=Path,
+        help="folder for the splits' embeddings (default: .carebot/bench-cache)",
+    )
+    train.add_argument(
+        "--compare", action="store_true", help="also print the dev F1 of the alternatives"
+    )
+    train.set_defaults(command=_emotion_train)
+
+
+def _emotion_train(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.nlu.dataset_embeddings import DatasetEmbeddings, progress_bars
+    from carebot.nlu.emotion_head import PACKAGED_HEAD
+    from carebot.nlu.emotion_head_file import check_writable
+    from carebot.nlu.emotion_training import train_emotion_head
+    from carebot.nlu.goemotions import load_goemotions
+    from carebot.runtime import load_encoder
+
+    settings = load_settings(args.config)
+    model = args.model or settings.matcher.model
+    out = args.out or PACKAGED_HEAD
+    check_writable(out)
+    data = load_goemotions(args.data_dir)
+    if model != settings.matcher.model:  # its export, if any, is in .carebot/onnx/<model>
+        matcher = settings.matcher.model_copy(update={"model": model, "onnx_dir": ""})
+        settings = settings.model_copy(update={"matcher": matcher})
+    encoder = args.encoder or load_encoder(settings)
+    cache = args.cache or settings.path(".carebot/bench-cache")
+    embeddings = DatasetEmbeddings.of_encoder(cache, model, encoder, progress_bars())
+    train_emotion_head(data, embeddings, out, model=model, compare=args.compare, say=print)
+    weights = settings.emotion.head_weights
+    if out.resolve() != (settings.path(weights) if weights else PACKAGED_HEAD).resolve():
+        print(f'To use it, set in config.toml:\n  [emotion]\n  head_weights = "{out.resolve()}"')
+    return 0
+
+
+def _model_export(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.nlu.model_export import export_model
+    from carebot.runtime import onnx_folder
+
+    settings = load_settings(args.config)
+    out = args.out or onnx_folder(settings)
+    export_model(settings.matcher.model, out, base_dir=settings.base_dir, say=print)
+    if args.out and args.out.resolve() != onnx_folder(settings).resolve():
+        print(f'To serve with it, set [matcher] onnx_dir = "{out}" in config.toml.')
+    return 0
