@@ -131,6 +131,7 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self._parts: dict[Stage, list[_Part]] = {stage: [] for stage in Stage}
+        self._torn_down: set[Stage] = set()  # said once at INFO; a repeat (inbound) at DEBUG
 
     def add(
         self, stage: Stage, name: str, *, start: Step | None = None, stop: Step | None = None
@@ -204,7 +205,10 @@ class Lifecycle:
 
     async def _tear_down(self, stage: Stage) -> None:
         parts = [part for part in self._parts[stage] if part.stop is not None]
-        log.info("Shutdown: %s (%s)", stage.value, ", ".join(p.name for p in parts) or "nothing")
+        level = logging.DEBUG if stage in self._torn_down else logging.INFO
+        self._torn_down.add(stage)
+        names = ", ".join(p.name for p in parts) or "nothing"
+        log.log(level, "Shutdown: %s (%s)", stage.value, names)
         results = await asyncio.gather(
             *(self._stop(stage, part) for part in parts), return_exceptions=True
         )
