@@ -62,8 +62,9 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
-    data: dict[str, object] = {
+def settings_data(tmp_path: Path, **sections: dict[str, object]) -> dict[str, dict[str, object]]:
+    """The test settings as config sections (``sections`` override keys), for a config file."""
+    data: dict[str, dict[str, object]] = {
         "matcher": {
             # The pipeline tests reason in cosine similarities of the bag-of-words fake
             # encoder; the classifier is tested on its own (test_matcher, test_real_model).
@@ -80,8 +81,12 @@ def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
         "business_hours": {"timezone": "UTC"},
     }
     for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}  # type: ignore[dict-item]
-    return Settings.model_validate(data)
+        data[name] = {**data.get(name, {}), **values}
+    return data
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
+    return Settings.model_validate(settings_data(tmp_path, **sections))
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from carebot.server import build_app, run_service
 from carebot.store.database import Database
 from carebot.store.tables import OutboxRow
 from tests import graph_standin as meta
-from tests.conftest import ROOT, TEST_INTENTS, Clock, make_settings
+from tests.conftest import ROOT, Clock, make_settings, settings_data
 from tests.fakes import FakeEncoder, GatedEncoder, RecordingChannel
 from tests.graph_standin import GraphStandIn
 from tests.service import Visitor, logged, paused_worker, running_service, service_settings
@@ -207,21 +207,12 @@ SERVE = (
 
 
 def config_file(tmp_path: Path, database_url: str, tg: TelegramStandIn) -> Path:
-    sections: dict[str, dict[str, Any]] = {
-        "store": {"url": database_url},
-        "matcher": {
-            "method": "nearest",
-            "intents_dir": str(TEST_INTENTS),
-            "cache_dir": str(tmp_path / "cache"),
-            "answer_threshold": 0.7,
-            "draft_threshold": 0.45,
-        },
-        "emotion": {"head": False},
-        "placeholders": {"tracking_url": "https://track.example"},
-        "business_hours": {"timezone": "UTC"},
-        "server": {"secret_file": str(tmp_path / "secret_key")},
-        "telegram": {"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
-    }
+    sections = settings_data(
+        tmp_path,
+        store={"url": database_url},
+        server={"secret_file": str(tmp_path / "secret_key")},
+        telegram={"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
+    )
     lines = []
     for name, values in sections.items():
         lines += [f"[{name}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
