@@ -1,0 +1,86 @@
+"""The care upset set: customer messages labelled calm, mild or upset (``data/care/``).
+
+Its rubric and provenance are in ``data/care/README.md``. Each split is a JSONL file of objects
+with ``id``, ``text``, ``label`` (one of :data:`LABELS`), ``style`` and ``kind``. The emotion
+signal is trained on ``train`` (:mod:`carebot.nlu.care_training`) and measured on ``test``
+(``bench/upset.py``); two targets are read from the labels:
+
+* ``upset``: the label is ``upset`` (a person should take over);
+* ``frustrated``: the label is ``mild`` or ``upset`` (a kind word helps).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from carebot.exceptions import ModelError
+
+LABELS = ("calm", "mild", "upset")
+TARGETS = {"upset": ("upset",), "frustrated": ("mild", "upset")}
+FIELDS = ("id", "text", "label")
+# The repository's copy, when carebot runs from a checkout (not installed as a wheel).
+REPOSITORY_SET = Path(__file__).resolve().parents[2] / "data" / "care"
+
+
+class CareSetError(ModelError):
+    """A care set file is missing or malformed."""
+
+
+@dataclass(frozen=True, eq=False)
+class CareSplit:
+    """One split: ids, texts and labels, in file order."""
+
+    name: str  # e.g. "care/train"; names its cached embeddings
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+
+    def target(self, name: str) -> np.ndarray:
+        """``(rows,)`` bool: which messages count as ``name`` (a key of :data:`TARGETS`)."""
+        wanted = TARGETS[name]
+        return np.array([label in wanted for label in self.labels], dtype=bool)
+
+    def counts(self) -> dict[str, int]:
+        return {label: self.labels.count(label) for label in LABELS}
+
+
+def load_split(folder: Path, split: str) -> CareSplit:
+    """``folder/<split>.jsonl``, checked line by line (errors name the file and the line)."""
+    path = folder / f"{split}.jsonl"
+    if not path.is_file():
+        raise CareSetError(
+            f"The care set file {path} is missing. Point at the folder that holds "
+            "train.jsonl and test.jsonl (the repository's data/care)."
+        )
+    ids: list[str] = []
+    texts: list[str] = []
+    labels: list[str] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CareSetError(f"{where}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise CareSetError(f"{where}: expected a JSON object")
+        missing = [name for name in FIELDS if not isinstance(row.get(name), str)]
+        if missing:
+            raise CareSetError(f"{where}: no text value for {', '.join(missing)}")
+        if row["label"] not in LABELS:
+            raise CareSetError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)}")
+        if row["id"] in seen:
+            raise CareSetError(f"{where}: id {row['id']!r} is already on line {seen[row['id']]}")
+        seen[row["id"]] = number
+        ids.append(row["id"])
+        texts.append(row["text"])
+        labels.append(row["label"])
+    if not ids:
+        raise CareSetError(f"The care set file {path} has no messages")
+    return CareSplit(f"care/{split}", ids, texts, labels)
