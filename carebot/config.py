@@ -52,13 +52,19 @@ class MatcherSettings(_Section):
 
 class EmotionSettings(_Section):
     threshold: Unit = 0.5
-    head: bool = True  # the emotion head over the message embedding (trained on GoEmotions)
+    head: bool = True  # the emotion head over the message embedding (trained on data/care)
     # its weights file; empty: the packaged carebot/nlu/data/emotion_head.npz
     head_weights: str = ""
-    target: Literal["negative", "anger"] = "negative"
-    shouting: Unit = 0.5
-    exclamations: Unit = 0.2
-    escalation_words: tuple[str, ...] = ("lawyer", "sue", "court", "police", "fraud", "scam")
+    # the head's output that is the signal ("upset" for the packaged care head; a head trained
+    # on GoEmotions has "negative" and "anger"); checked against the head at start
+    target: str = "upset"
+    # the head's output for "frustrated but still asking" (mild or upset); at or above
+    # mild_threshold (and below threshold) an answer gets [messages] frustrated_answer; 0: off
+    mild_target: str = "frustrated"
+    mild_threshold: Unit = 0.5
+    shouting: Unit = 0.0
+    exclamations: Unit = 0.0
+    escalation_words: tuple[str, ...] = ("lawyer", "attorney", "sue", "court", "chargeback", "scam")
 
 
 class TriageSettings(_Section):
@@ -127,6 +133,18 @@ class MessageSettings(_Section):
     media_only: str = (
         "Sorry, I can only read text here. Please type your question, or ask for a person."
     )
+    # an intent answer to a customer who sounds frustrated ([emotion] mild_threshold)
+    frustrated_answer: str = (
+        "I'm sorry for the trouble. {answer}\n\nIf this doesn't solve it, just ask for a "
+        "person and a colleague will take over."
+    )
+
+    @field_validator("frustrated_answer")
+    @classmethod
+    def _keeps_answer(cls, value: str) -> str:
+        if "{answer}" not in value:
+            raise ValueError("must contain {answer}, where the intent's answer goes")
+        return value
 
 
 class ServerSettings(_Section):

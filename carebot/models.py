@@ -148,6 +148,7 @@ class Reason(StrEnum):
     REPEATED_FAILURE = "repeated_failure"
     AMBIGUOUS = "ambiguous"
     BELOW_THRESHOLD = "below_threshold"
+    FRUSTRATED = "frustrated"
     CLARIFIED = "clarified"
     CONFIDENT = "confident"
 
@@ -165,6 +166,7 @@ REASON_WORDS: Mapping[Reason, str] = {
     Reason.REPEATED_FAILURE: "the bot failed to understand twice in a row",
     Reason.AMBIGUOUS: "the question matched several topics equally well",
     Reason.BELOW_THRESHOLD: "the bot was not sure enough to answer",
+    Reason.FRUSTRATED: "the customer sounds frustrated (answered with an offer of a person)",
     Reason.CLARIFIED: "the customer picked one of the offered topics",
     Reason.CONFIDENT: "the bot recognised the question",
 }

@@ -13,7 +13,9 @@ The rules, in order of importance:
   ``rephrase_first``);
 * between the draft and the answer threshold -> a draft for an agent to approve (reason
   ``below_threshold``: below the answer threshold);
-* otherwise the answer is sent.
+* otherwise the answer is sent; to a customer who sounds frustrated but not upset (the emotion
+  head's mild output at or above ``[emotion] mild_threshold``) with an empathetic line and an
+  offer of a person around it (``[messages] frustrated_answer``, reason ``frustrated``).
 
 Every reason that applied is kept, most important first. Thresholds are global in config and
 overridable per intent (``answer_threshold`` / ``draft_threshold`` in the intent file).
@@ -81,6 +83,8 @@ class Triage:
         reasons: set[Reason] = set()
         if signal.value >= cfg.emotion.threshold:
             reasons.add(Reason.EMOTIONAL)
+        elif self._frustrated(signal):
+            reasons.add(Reason.FRUSTRATED)
         recognised = best is not None and score >= draft_t
         if (self._asks_for_human and self._asks_for_human.search(text)) or (
             recognised and best is not None and best.id == cfg.triage.human_intent
@@ -111,7 +115,7 @@ class Triage:
             score=score,
             margin=margin,
             emotion=signal.value,
-            reply=self._reply(kind, best, options, context),
+            reply=self._reply(kind, best, options, context, Reason.FRUSTRATED in reasons),
             draft=draft,
             choices=options if kind is DecisionKind.CLARIFY else (),
             top=match.top,
@@ -141,6 +145,9 @@ class Triage:
         scores = {s.intent: s.score for s in match.top}
         reasons: tuple[Reason, ...] = (Reason.CLARIFIED,)
         kind = DecisionKind.ANSWER
+        frustrated = self._frustrated(signal)
+        if frustrated:
+            reasons = (Reason.FRUSTRATED, Reason.CLARIFIED)
         if signal.value >= self._settings.emotion.threshold:
             reasons, kind = (Reason.EMOTIONAL, Reason.CLARIFIED), DecisionKind.HANDOFF
         elif intent.handoff:
@@ -154,10 +161,14 @@ class Triage:
             score=scores.get(intent.id, match.score),
             margin=match.margin,
             emotion=signal.value,
-            reply=self._reply(kind, intent, (), context),
+            reply=self._reply(kind, intent, (), context, frustrated),
             draft=self._draft(intent),
             top=match.top,
         )
+
+    def _frustrated(self, signal: EmotionSignal) -> bool:
+        mild = self._settings.emotion.mild_threshold
+        return 0 < mild <= signal.frustration and signal.value < self._settings.emotion.threshold
 
     def thresholds(self, intent: Intent | None) -> tuple[float, float]:
         """The answer and draft thresholds that apply to ``intent`` (its own, else [matcher]'s)."""
@@ -197,10 +208,12 @@ class Triage:
         intent: Intent | None,
         options: tuple[Choice, ...],
         context: TriageContext,
+        frustrated: bool = False,
     ) -> str:
         messages = self._settings.messages
         if kind is DecisionKind.ANSWER and intent is not None:
-            return intent.render_answer(self._settings.placeholders)
+            answer = intent.render_answer(self._settings.placeholders)
+            return messages.frustrated_answer.replace("{answer}", answer) if frustrated else answer
         if kind is DecisionKind.CLARIFY:
             if len(options) > 1:
                 return messages.clarify.format(options=_either(o.label for o in options))

@@ -5,7 +5,10 @@ import pytest
 from carebot.config import EmotionSettings
 from carebot.nlu.emotion import EmotionScorer
 
-scorer = EmotionScorer(EmotionSettings(escalation_words=("lawyer", "chargeback")))
+# The rules' weights are set here (the defaults are 0: the packaged head reads capitals and "!!").
+scorer = EmotionScorer(
+    EmotionSettings(escalation_words=("lawyer", "chargeback"), shouting=0.5, exclamations=0.2)
+)
 
 
 @pytest.mark.parametrize(

@@ -180,3 +180,37 @@ def test_comparing_two_numerical_paths_tolerates_only_what_it_states(
         "test", ["text"], [_decision(*first)], [_decision(*second)], triage, settings
     )
     assert (len(result.borderline), len(result.mismatches)) == (borderline, mismatched)
+
+
+@pytest.mark.parametrize(
+    ("mild_threshold", "text", "kind", "reasons", "empathetic"),
+    [
+        # VADER alone (the tests' settings have no head): "sadly ... late" is 0.42 upset.
+        (0.2, "where is my order, sadly it is late", DecisionKind.ANSWER, ["frustrated"], True),
+        (0.0, "where is my order, sadly it is late", DecisionKind.ANSWER, [], False),
+        (0.2, "where is my order", DecisionKind.ANSWER, [], False),
+        (0.2, "where is my order, so disappointed", DecisionKind.HANDOFF, ["emotional"], False),
+    ],
+)
+def test_a_frustrated_customer_gets_the_answer_with_an_offer_of_a_person(
+    tmp_path: Path,
+    mild_threshold: float,
+    text: str,
+    kind: DecisionKind,
+    reasons: list[str],
+    empathetic: bool,
+) -> None:
+    settings = make_settings(tmp_path, emotion={"head": False, "mild_threshold": mild_threshold})
+    decision = build(settings).decide(text, TriageContext(now=OPEN))
+    assert decision.kind is kind
+    assert [r.value for r in decision.reasons] == [*reasons, "confident"]
+    answer = "Track it at https://track.example."
+    expected = settings.messages.frustrated_answer.replace("{answer}", answer)
+    assert (decision.reply == expected) is empathetic
+    if kind is DecisionKind.ANSWER and not empathetic:
+        assert decision.reply == answer
+
+
+def test_the_frustrated_answer_must_keep_the_answer(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"frustrated_answer[\s\S]*must contain \{answer\}"):
+        make_settings(tmp_path, messages={"frustrated_answer": "Sorry about that!"})

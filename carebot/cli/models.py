@@ -20,7 +20,8 @@ def add_model(commands: Commands) -> None:
 
 
 def add_emotion(commands: Commands) -> None:
-    train = group(commands, "emotion", "the emotion signal").add_parser(
+    emotion = group(commands, "emotion", "the emotion signal")
+    train = emotion.add_parser(
         "train",
         help="train the emotion head on GoEmotions (minutes: it encodes 54,000 texts)",
         description="Train the emotion head for a sentence model on GoEmotions and write its "
@@ -37,7 +38,10 @@ def add_emotion(commands: Commands) -> None:
         "and ekman_mapping.json, as google-research publishes them",
     )
     train.add_argument(
-        "--out", type=Path, help="the .npz to write (default: the packaged emotion_head.npz)"
+        "--out",
+        type=Path,
+        help="the .npz to write (default: .carebot/emotion_head_goemotions.npz; the packaged "
+        "head is the care head, see train-care)",
     )
     train.add_argument("--model", help="the sentence model (default: [matcher] model)")
     train.add_argument(
@@ -49,6 +53,35 @@ def add_emotion(commands: Commands) -> None:
         "--compare", action="store_true", help="also print the dev F1 of the alternatives"
     )
     train.set_defaults(command=_emotion_train)
+    care = emotion.add_parser(
+        "train-care",
+        help="train the emotion head on the care upset set (what ships; a few minutes)",
+        description="Train the care emotion head (outputs upset and frustrated) on the care "
+        "upset set's train split and calm questions from BANKING77 and CLINC150 train, choose "
+        "its settings by cross-validation, and write its weights (.npz) with a provenance "
+        "note (.md). The care set's test split is not read (bench/upset.py reports on it).",
+    )
+    care.add_argument(
+        "data_dir",
+        metavar="DATA_DIR",
+        type=Path,
+        help="holds banking77/train.csv and clinc150/data_full.json",
+    )
+    care.add_argument(
+        "--care",
+        type=Path,
+        help="the care upset set's folder (default: the repository's data/care)",
+    )
+    care.add_argument(
+        "--out", type=Path, help="the .npz to write (default: the packaged emotion_head.npz)"
+    )
+    care.add_argument("--model", help="the sentence model (default: [matcher] model)")
+    care.add_argument(
+        "--cache",
+        type=Path,
+        help="folder for the texts' embeddings (default: .carebot/bench-cache)",
+    )
+    care.set_defaults(command=_emotion_train_care)
 
 
 def _emotion_train(args: argparse.Namespace) -> int:
@@ -62,7 +95,7 @@ def _emotion_train(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     model = args.model or settings.matcher.model
-    out = args.out or PACKAGED_HEAD
+    out = args.out or settings.path(".carebot/emotion_head_goemotions.npz")
     check_writable(out)
     data = load_goemotions(args.data_dir)
     if model != settings.matcher.model:  # its export, if any, is in .carebot/onnx/<model>
@@ -74,7 +107,34 @@ def _emotion_train(args: argparse.Namespace) -> int:
     train_emotion_head(data, embeddings, out, model=model, compare=args.compare, say=print)
     weights = settings.emotion.head_weights
     if out.resolve() != (settings.path(weights) if weights else PACKAGED_HEAD).resolve():
-        print(f'To use it, set in config.toml:\n  [emotion]\n  head_weights = "{out.resolve()}"')
+        print(
+            "To use it, set in config.toml:\n  [emotion]\n"
+            f'  head_weights = "{out.resolve()}"\n  target = "negative"  # or "anger"'
+        )
+    return 0
+
+
+def _emotion_train_care(args: argparse.Namespace) -> int:
+    from carebot.config import load_settings
+    from carebot.nlu.care_set import REPOSITORY_SET
+    from carebot.nlu.care_training import train_care_head
+    from carebot.nlu.dataset_embeddings import DatasetEmbeddings, progress_bars
+    from carebot.nlu.emotion_head import PACKAGED_HEAD
+    from carebot.nlu.emotion_head_file import check_writable
+    from carebot.runtime import load_encoder
+
+    settings = load_settings(args.config)
+    model = args.model or settings.matcher.model
+    out = args.out or PACKAGED_HEAD
+    check_writable(out)
+    if model != settings.matcher.model:
+        matcher = settings.matcher.model_copy(update={"model": model, "onnx_dir": ""})
+        settings = settings.model_copy(update={"matcher": matcher})
+    encoder = args.encoder or load_encoder(settings)
+    cache = args.cache or settings.path(".carebot/bench-cache")
+    embeddings = DatasetEmbeddings.of_encoder(cache, model, encoder, progress_bars())
+    care = args.care or REPOSITORY_SET
+    train_care_head(care, args.data_dir, embeddings, out, model=model, say=print)
     return 0
 
 

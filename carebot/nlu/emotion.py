@@ -15,6 +15,7 @@ words ("lawyer", "fraud", ...), any one of which is enough to escalate on its ow
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +29,23 @@ from carebot.nlu.emotion_head import EmotionHead
 
 ESCALATION_FLOOR = 0.9
 # The head's cue for each of its targets, when its calibrated probability reaches 0.5.
-HEAD_CUES = {"negative": "upset_tone", "anger": "angry_tone"}
+HEAD_CUES = {
+    "negative": "upset_tone",
+    "anger": "angry_tone",
+    "upset": "upset_tone",
+    "frustrated": "frustrated_tone",
+}
+log = logging.getLogger(__name__)
 _WORD = re.compile(r"[^\W\d_]+")
 _EXCLAMATIONS = re.compile(r"[!?]*![!?]*!+")
 
 
 @dataclass(frozen=True, slots=True)
 class EmotionSignal:
-    value: float
+    value: float  # how upset: at or above [emotion] threshold, a person takes over
     cues: tuple[str, ...]
+    # how likely frustrated or upset (the head's mild target; 0.0 without one)
+    frustration: float = 0.0
 
 
 class EmotionScorer:
@@ -74,6 +83,16 @@ class EmotionScorer:
                 f"{self.head.path} has {', '.join(self.head.targets)}"
             )
         self._target = target
+        mild = settings.mild_target
+        self._mild_target = mild if self.head is not None and mild in self.head.targets else None
+        if self.head is not None and self._mild_target is None and settings.mild_threshold > 0:
+            log.warning(
+                "The emotion head %s has no %r output ([emotion] mild_target): frustrated "
+                "customers get plain answers. Outputs: %s.",
+                self.head.path,
+                mild,
+                ", ".join(self.head.targets),
+            )
 
     def score(self, text: str, embedding: np.ndarray | None = None) -> EmotionSignal:
         """The signal for ``text``; ``embedding``: its L2-normalised sentence embedding, if known.
@@ -87,17 +106,22 @@ class EmotionScorer:
         if compound < 0:
             cues.append("negative_sentiment")
         bonuses, floor, rule_cues = self.rules(text)
+        frustration = 0.0
         if embedding is not None and self.head is not None:
-            inputs = self._inputs(polarity, rule_cues)
+            inputs = self._inputs(text, polarity)
             probabilities = self.head.probabilities(embedding, inputs, text)
             value = probabilities[self._target]
+            if self._mild_target is not None:
+                frustration = probabilities[self._mild_target]
             cues += [HEAD_CUES.get(t, f"{t}_tone") for t, p in probabilities.items() if p >= 0.5]
         else:
             value = max(0.0, -compound)
         for bonus in bonuses:
             value += bonus
-        value = max(value, floor)
-        return EmotionSignal(round(min(value, 1.0), 4), tuple(cues + rule_cues))
+        value = min(max(value, floor), 1.0)
+        return EmotionSignal(
+            round(value, 4), tuple(cues + rule_cues), round(max(frustration, value), 4)
+        )
 
     def rules(self, text: str) -> tuple[list[float], float, list[str]]:
         """The intensity rules: what they add to the signal, the floor they set, their cues."""
@@ -114,13 +138,24 @@ class EmotionScorer:
             cues.append(f"escalation_word:{found.group(1).casefold()}")
         return bonuses, floor, cues
 
-    def _inputs(self, polarity: dict[str, float], rule_cues: list[str]) -> np.ndarray:
-        """The head's text features, in its order (VADER's scores; the rules' cues as 0/1)."""
+    def _inputs(self, text: str, polarity: dict[str, float]) -> np.ndarray:
+        """The head's text features, in its order."""
         assert self.head is not None
-        values = {f"vader_{key}": value for key, value in polarity.items()}
-        values["shouting"] = float("shouting" in rule_cues)
-        values["exclamations"] = float("exclamations" in rule_cues)
+        values = text_features(text, self._vader, polarity)
         return np.array([values[name] for name in self.head.features], dtype=np.float32)
+
+
+def text_features(
+    text: str, vader: SentimentIntensityAnalyzer, polarity: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The cheap features an emotion head may take beside the embedding (names as in
+    :data:`carebot.nlu.emotion_head.FEATURES`): VADER's four scores, and shouting in capitals
+    and runs of exclamation marks as 0/1. ``polarity``: VADER's scores, if already computed."""
+    scores = vader.polarity_scores(text) if polarity is None else polarity
+    values = {f"vader_{key}": float(value) for key, value in scores.items()}
+    values["shouting"] = float(_is_shouting(text))
+    values["exclamations"] = float(bool(_EXCLAMATIONS.search(text)))
+    return values
 
 
 def _is_shouting(text: str) -> bool:
