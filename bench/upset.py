@@ -8,9 +8,12 @@ DATA_DIR holds ``banking77/test.csv`` and ``clinc150/data_full.json`` (see their
 is measured; ``train.jsonl``, when there, only chooses VADER's best threshold. One row per
 scorer, side by side from one run, each at its own threshold (flagged: signal >= threshold):
 
-* current head: ``EmotionScorer`` as it ships, with ``[emotion]`` of ``--config`` (default: the
-  repo's config.toml): the packaged head, target ``negative``, threshold 0.5, and the cues;
-* VADER + cues: the same scorer with ``head = false``, at the same threshold, and at the
+* shipped head: ``EmotionScorer`` as it ships, with ``[emotion]`` of ``--config`` (default: the
+  repo's config.toml): the packaged care head, target ``upset``, threshold 0.5, and the rules;
+  its mild + upset column counts the mild band too (``frustrated`` at ``mild_threshold``);
+* the GoEmotions head that shipped before (``bench/baselines/emotion_head_goemotions.npz``,
+  target ``negative``, threshold 0.5) with ``[emotion]`` as it shipped then (:data:`BEFORE`);
+* VADER + cues: the scorer with ``head = false`` and those settings of then, at 0.5, and at the
   threshold with the best upset F1 on care train (when ``train.jsonl`` is there);
 * each ``--head PATH[:TARGET[:THRESHOLD]]``: a candidate head's weights (TARGET: its output that
   is the signal; THRESHOLD: default the config's), run by :func:`candidate_scorer`.
@@ -70,11 +73,24 @@ NOT_CALM = ROOT / "bench" / "upset_not_calm.jsonl"
 NOT_SHIPPED_CALM = ("complaint", "talk_to_human")  # the intents whose examples are not calm
 CHECKED = ("banking77", "clinc150")  # the datasets with hand-checked exclusions
 GOAL_F1, GOAL_RECALL, GOAL_FLAGGED = 0.80, 0.85, 0.02
+# [emotion] as it shipped with the GoEmotions head (config.toml before issue 13)
+BEFORE = EmotionSettings(
+    target="negative",
+    mild_threshold=0.0,
+    shouting=0.5,
+    exclamations=0.2,
+    escalation_words=(
+        "lawyer", "attorney", "sue", "court", "police", "ombudsman", "chargeback", "fraud",
+        "scam", "unacceptable", "useless", "ridiculous", "furious", "disgusting", "outrageous",
+        "pathetic",
+    ),
+)  # fmt: skip
 GOALS = (
     "goals: upset F1 >= 0.80 with recall >= 0.85 on care test; <= 2% flagged on BANKING77, "
     "CLINC150 (checked calm) and shipped calm examples"
 )
 
+GOEMOTIONS_HEAD = ROOT / "bench" / "baselines" / "emotion_head_goemotions.npz"
 Signal = Callable[[str, np.ndarray], float]  # (text, its embedding) -> signal in [0, 1]
 
 
@@ -104,6 +120,10 @@ class Scorer:
     name: str
     threshold: float
     signal: Signal
+    # the "frustrated" signal and its threshold, for the mild + upset column (when the scorer has
+    # one: carebot's mild band); without, that column uses the upset signal at `threshold`
+    mild: Signal | None = None
+    mild_threshold: float = 0.5
 
 
 # ---- reading
@@ -237,6 +257,10 @@ def emotion_signal(scorer: EmotionScorer) -> Signal:
     return lambda text, embedding: scorer.score(text, embedding).value
 
 
+def frustration_signal(scorer: EmotionScorer) -> Signal:
+    return lambda text, embedding: scorer.score(text, embedding).frustration
+
+
 def candidate_scorer(spec: HeadSpec, settings: EmotionSettings, dim: int) -> Scorer:
     """A candidate head as carebot would run it: ``EmotionScorer`` with these weights.
 
@@ -250,32 +274,44 @@ def candidate_scorer(spec: HeadSpec, settings: EmotionSettings, dim: int) -> Sco
 
 
 def baseline_scorers(settings: Settings, dim: int) -> list[Scorer]:
-    """What ships today ([emotion] as configured, its head_weights from the config's folder as
-    ``carebot.runtime.emotion_scorer`` reads them), and VADER + cues at the same threshold."""
+    """What ships ([emotion] as configured, its head_weights from the config's folder as
+    ``carebot.runtime.emotion_scorer`` reads them; with its mild band when it has one), the
+    GoEmotions head that shipped before it, and VADER + cues, both with the settings of then."""
     cfg = settings.emotion
     weights = settings.path(cfg.head_weights) if cfg.head_weights else None
     ships = EmotionScorer(cfg, head_weights=weights, dim=dim)
-    name = f"current head ({cfg.target})" if ships.head is not None else "config: head = false"
-    vader = EmotionScorer(cfg, use_head=False)
+    name = f"shipped head ({cfg.target})" if ships.head is not None else "config: head = false"
+    mild = frustration_signal(ships) if cfg.mild_threshold > 0 else None
+    before = EmotionScorer(BEFORE, head_weights=GOEMOTIONS_HEAD, dim=dim)
+    vader = EmotionScorer(BEFORE, use_head=False)
     return [
-        Scorer(name, cfg.threshold, emotion_signal(ships)),
-        Scorer("VADER + cues (head = false)", cfg.threshold, emotion_signal(vader)),
+        Scorer(name, cfg.threshold, emotion_signal(ships), mild, cfg.mild_threshold),
+        Scorer("GoEmotions head (negative), as shipped before", 0.5, emotion_signal(before)),
+        Scorer("VADER + cues (head = false), as before", 0.5, emotion_signal(vader)),
     ]
 
 
 # ---- figures
 
 
-def care_figures(signals: np.ndarray, split: CareSplit, threshold: float) -> dict[str, float]:
-    """Upset P / R / F1 (upset vs calm + mild), F1 of mild + upset vs calm, calm rows flagged."""
+def care_figures(
+    signals: np.ndarray,
+    split: CareSplit,
+    threshold: float,
+    mild: np.ndarray | None = None,
+    mild_threshold: float = 0.5,
+) -> dict[str, float]:
+    """Upset P / R / F1 (upset vs calm + mild), F1 of mild + upset vs calm (flagged upset, or
+    with ``mild`` signals, at or above ``mild_threshold`` as well), calm rows flagged upset."""
     flagged = np.asarray(signals) >= threshold
     f1, precision, recall = f1_precision_recall(flagged, split.target("upset"))
     calm = ~split.target("frustrated")
+    not_calm = flagged if mild is None else flagged | (np.asarray(mild) >= mild_threshold)
     return {
         "upset_precision": precision,
         "upset_recall": recall,
         "upset_f1": f1,
-        "not_calm_f1": f1_precision_recall(flagged, ~calm)[0],
+        "not_calm_f1": f1_precision_recall(not_calm, ~calm)[0],
         "care_calm_flagged": float(flagged[calm].mean()) if calm.any() else float("nan"),
     }
 
@@ -398,8 +434,11 @@ def figures(
 ) -> dict[str, float]:
     """Every column of one scorer's row."""
     care_signals = signals(scorer, care.texts, care_vectors)
+    mild = None
+    if scorer.mild is not None:
+        mild = np.array([scorer.mild(t, v) for t, v in zip(care.texts, care_vectors, strict=True)])
     out = {"threshold": scorer.threshold}
-    out |= care_figures(care_signals, care, scorer.threshold)
+    out |= care_figures(care_signals, care, scorer.threshold, mild, scorer.mild_threshold)
     for s in sets:
         assert s.vectors is not None
         texts = [t for t, keep in zip(s.texts, s.kept, strict=True) if keep]
@@ -441,7 +480,7 @@ def run(args: argparse.Namespace) -> None:
     dim = care_vectors.shape[1]
     scorers = baseline_scorers(settings, dim)
     if train is not None:
-        scorers.append(vader_best(scorers[1], train, encode(train.name, train.texts)))
+        scorers.append(vader_best(scorers[2], train, encode(train.name, train.texts)))
     scorers += [candidate_scorer(spec, settings.emotion, dim) for spec in specs]
     rows = [(scorer.name, figures(scorer, care, care_vectors, sets)) for scorer in scorers]
     seconds = time.perf_counter() - started
