@@ -200,3 +200,31 @@ def test_batched_and_single_encoding_agree(triage: Triage) -> None:
     result = compare_decisions(name, texts, batched, single, triage, shipped)
     record(result)
     assert not result.mismatches, "\n".join([result.summary(), *result.mismatches])
+
+
+# Calm messages the GoEmotions head handed to people as upset (issue 13), and what must still go.
+CALM = [
+    "can I pay with klarna?",
+    "can I cancel my order",
+    "how do I return shoes that don't fit",
+    "the vase arrived broken",
+    "I was charged twice for my order",
+    "I want to delete my account",
+]
+
+
+@pytest.mark.parametrize("text", CALM)
+def test_a_calm_question_or_problem_report_is_not_emotional(triage: Triage, text: str) -> None:
+    decision = triage.decide(text, TriageContext(now=NOW))
+    assert Reason.EMOTIONAL not in decision.reasons, decision.explain()
+
+
+def test_the_shipped_calm_examples_stay_with_the_bot(triage: Triage) -> None:
+    """Under 3% of the shipped intents' examples (calm questions; not complaint or
+    talk_to_human) are flagged emotional (bench/upset.py reports the share; its goal is 2%)."""
+    intents = triage.matcher.intents.intents
+    texts = [e for i in intents if i.id not in ("complaint", "talk_to_human") for e in i.examples]
+    context = TriageContext(now=NOW)
+    flagged = [t for t in texts if Reason.EMOTIONAL in triage.decide(t, context).reasons]
+    assert len(texts) > 400
+    assert len(flagged) < 0.03 * len(texts), flagged
