@@ -6,8 +6,9 @@ set's labels (:mod:`carebot.nlu.care_set`): ``upset`` (a person should take over
 
 1. takes the care set's ``train`` split, plus calm customer questions: :data:`CALM_ROWS`
    drawn from each of BANKING77 train and CLINC150 train (a care team's questions are mostly
-   calm, and these teach the head that a plain question is not upset), and holds out another
-   :data:`CALM_ROWS` of each to measure how many calm questions a choice would flag;
+   calm, and these teach the head that a plain question, a greeting or a goodbye is not
+   upset), and holds out another :data:`HELD_OUT` of each to measure how many calm questions a
+   choice would flag;
 2. per output, for every setting in :data:`GRID`: 5-fold cross-validation over the care rows
    (the calm questions always train, at a lower weight) of a logistic regression over
    [sentence embedding, standardised VADER scores and the capitals / "!!" cues] and one over
@@ -48,11 +49,12 @@ from carebot.nlu.evaluation import f1_precision_recall
 
 SEED = 0
 FOLDS = 5
-CALM_ROWS = 2000  # calm questions drawn from each corpus for training, and as many held out
+CALM_ROWS = 6000  # calm questions drawn from each corpus for training
+HELD_OUT = 2000  # and held out from each, to measure how many calm questions a choice flags
 # (C of the embedding model, weight of a calm question against a care row, share of the words)
 GRID = tuple(itertools.product((3.0, 10.0), (0.1, 0.3), (0.5, 0.7)))
 WORDS_C = 10.0
-UPSET_RECALL = 0.9
+UPSET_RECALL = 0.88
 MAX_CALM_FLAGGED = 0.01
 OUTPUTS = ("upset", "frustrated")
 TOLERANCE = 1e-3  # largest |logit difference| between the reloaded file and training
@@ -148,7 +150,7 @@ def _calm_rows(
     for name, texts in corpora.items():
         order = rng.permutation(len(texts))
         vectors = embeddings.of(name, texts)[0]
-        for part, picked in ((train, order[:CALM_ROWS]), (held, order[-CALM_ROWS:])):
+        for part, picked in ((train, order[:CALM_ROWS]), (held, order[-HELD_OUT:])):
             chosen = [texts[i] for i in picked]
             part.append((chosen, vectors[picked]))
     vader = SentimentIntensityAnalyzer()
