@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from carebot.exceptions import ConfigError
 
@@ -138,13 +146,68 @@ class ServerSettings(_Section):
     public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
 
 
+_PLACEHOLDER = re.compile(r"\{(\w*)\}")
+# The placeholders each web chat text may use.
+WEBCHAT_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "online": frozenset(),
+    "offline": frozenset({"next_open"}),
+    "agent_typing": frozenset({"agent"}),
+    "too_long": frozenset({"length", "limit"}),
+    "empty": frozenset(),
+    "rate_limited": frozenset(),
+    "unavailable": frozenset(),
+    "not_sent": frozenset(),
+    "retry": frozenset(),
+}
+
+
+def fill(template: str, **values: object) -> str:
+    """``template`` with each ``{name}`` replaced by ``values[name]``; anything else is kept as
+    written (the web chat widget fills the same templates the same way)."""
+    return _PLACEHOLDER.sub(
+        lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template
+    )
+
+
+class WebChatTexts(_Section):
+    """What the web chat widget tells the customer besides the conversation itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
+
+    online: str = "Online \u2013 we usually reply within minutes"
+    offline: str = "Offline \u2013 back {next_open}"
+    agent_typing: str = "{agent} is typing\u2026"
+    too_long: str = "Your message is {length} characters; the limit is {limit}. Please shorten it."
+    empty: str = "Your message is empty."
+    rate_limited: str = (
+        "You are sending messages faster than we can take them. "
+        "Please wait a moment, then tap Retry."
+    )
+    unavailable: str = "We could not take your message right now. Please try again in a moment."
+    not_sent: str = "Not sent"
+    retry: str = "Retry"
+
+    @field_validator(*WEBCHAT_PLACEHOLDERS)
+    @classmethod
+    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        allowed = WEBCHAT_PLACEHOLDERS[str(info.field_name)]
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - allowed)
+        if unknown:
+            names = ", ".join(f"{{{name}}}" for name in sorted(allowed)) or "none"
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (allowed here: {names})")
+        return value
+
+
 class WebChatSettings(_Section):
     enabled: bool = True
+    # The widget's header says whether the care team is at work ([business_hours]).
+    show_status: bool = True
     max_message_chars: Annotated[int, Field(ge=1, le=20000)] = 2000
     token_days: Annotated[int, Field(ge=1, le=3650)] = 30
     history_limit: Annotated[int, Field(ge=0, le=1000)] = 100
     messages_per_minute: Annotated[int, Field(ge=1, le=10000)] = 30
     allowed_origins: tuple[str, ...] = ()
+    texts: WebChatTexts = WebChatTexts()
 
 
 class AgentSettings(_Section):

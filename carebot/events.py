@@ -1,8 +1,9 @@
 """Live events inside one process: what changed, for screens that show it as it happens.
 
-The pipeline and the agent desk publish; the agent inbox's live view subscribes. Events carry
-ids only; subscribers read what they need from the store. A slow subscriber loses the oldest
-events of its own queue, never blocks a publisher.
+The pipeline and the agent desk publish; the agent inbox's live view, the Slack desk and the web
+chat subscribe. Events carry ids only (subscribers read what they need from the store), except
+``agent_typing``, which names the agent who is typing (it is stored nowhere). A slow subscriber
+loses the oldest events of its own queue, never blocks a publisher.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # customer_message, decision, handoff, agent_action, delivery, closed
+    kind: str  # customer_message, decision, handoff, agent_action, delivery, closed, agent_typing
     conversation_id: int
+    agent: str = ""  # agent_typing: the agent's display name
 
 
 class EventHub:

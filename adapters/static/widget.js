@@ -18,6 +18,17 @@
  * An optional contact form (name, phone, e-mail) under the input: a phone number or e-mail
  * address lets the care team link the visitor to the same customer on other channels.
  *
+ * The header says whether the care team is online (the server's business hours), asked again
+ * whenever the panel opens and every few minutes while it is open. Every message shows its time
+ * in the visitor's time zone (with the date when it is not today). "Ann is typing…" shows while
+ * an agent types a reply. The texts come from the server ([webchat.texts] in config.toml).
+ *
+ * Messages the server refuses: a message over the length limit is never sent; it stays in the
+ * box with a notice and the counter turns red. Any other refused message (too fast,
+ * unavailable) stays in the conversation marked "Not sent" with a Retry button; nothing is
+ * pasted back into the box (where the visitor may have typed something else since). Notices
+ * about messages share one place above the box: a new one replaces the last.
+ *
  * Page API: window.carebot.open(), .close(), .send(text).
  */
 (() => {
@@ -29,6 +40,9 @@
   const OPEN_KEY = "carebot.open"; // sessionStorage: keep the panel open across page navigations
   const CONTACT_KEY = "carebot.contact"; // localStorage: "1" once the visitor saved contact details
   const TYPING_TIMEOUT_MS = 15000;
+  const AGENT_TYPING_TIMEOUT_MS = 6000; // agents' typing notices come every 2-3 s while they type
+  const STATUS_REFRESH_MS = 2 * 60 * 1000; // while the panel is open
+  const COUNT_FROM = 0.8; // the counter shows from this share of the length limit
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
   const CONNECTING_NOTICE_MS = 800;
@@ -37,12 +51,18 @@
   // Errors the server sends, before its ack, about the message frame it is reading.
   const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited"]);
   const ERROR_TEXTS = {
-    too_long: "Your message is too long. Please shorten it.",
-    empty: "Your message is empty.",
     bad_frame: "Something went wrong sending your message. Please try again.",
-    rate_limited: "You are sending messages very fast. Please wait a moment.",
-    unavailable: "We could not take your message right now. Please try again in a moment.",
     bad_token: "Your chat session has expired. Please reload the page.",
+  };
+  // The server sends its configured texts with its welcome; until then, the defaults.
+  const DEFAULT_TEXTS = {
+    agent_typing: "{agent} is typing\u2026",
+    too_long: "Your message is {length} characters; the limit is {limit}. Please shorten it.",
+    empty: "Your message is empty.",
+    rate_limited: "You are sending messages faster than we can take them. Please wait a moment, then tap Retry.",
+    unavailable: "We could not take your message right now. Please try again in a moment.",
+    not_sent: "Not sent",
+    retry: "Retry",
   };
   const CONTACT_FIELDS = ["name", "phone", "email"];
   const CONTACT_MAX_CHARS = 200;
@@ -230,10 +250,39 @@
     return out;
   }
 
-  function formatTime(iso) {
+  /** "{agent} is typing" + {agent: "Ann"}: each known {name} replaced, the rest kept. */
+  function fill(template, values) {
+    return String(template).replace(/\{(\w*)\}/g, (match, name) =>
+      Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : match,
+    );
+  }
+
+  /** Characters as the server counts them (code points, so an emoji is one). */
+  function charCount(text) {
+    return Array.from(text.trim()).length;
+  }
+
+  function parseTime(iso) {
     if (typeof iso !== "string" || !iso) return null;
-    const date = new Date(iso);
-    return Number.isNaN(date.getTime()) ? null : date.toLocaleString();
+    const date = new Date(iso.replace(/(\.\d{3})\d+/, "$1")); // microseconds: not everywhere
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+
+  const timeFormats = {};
+  function formatter(name, options) {
+    if (!timeFormats[name]) timeFormats[name] = new Intl.DateTimeFormat(undefined, options);
+    return timeFormats[name];
+  }
+
+  /** 14:05 today; "18 Nov, 14:05" another day this year; with the year before that. */
+  function formatTime(date) {
+    const now = new Date();
+    const clock = { hour: "2-digit", minute: "2-digit" };
+    if (date.toDateString() === now.toDateString()) return formatter("time", clock).format(date);
+    if (date.getFullYear() === now.getFullYear()) {
+      return formatter("day", { day: "numeric", month: "short", ...clock }).format(date);
+    }
+    return formatter("date", { day: "numeric", month: "short", year: "numeric", ...clock }).format(date);
   }
 
   // ---------------------------------------------------------------- state
@@ -257,8 +306,12 @@
    */
   const pending = new Map();
   let lastAcked = null; // the last acknowledged message, for an "unavailable" error after the ack
+  /** Messages the server refused (too fast, unavailable), shown "Not sent": id -> entry. */
+  const failed = new Map();
   let maxChars = DEFAULT_MAX_CHARS;
+  let texts = { ...DEFAULT_TEXTS };
   let typingTimer = null;
+  let statusTimer = null;
   let isOpen = false;
   let unread = 0;
   /** The contact frame waiting for its contact_saved: {frame, sent}; one at a time. */
@@ -306,16 +359,13 @@
       title: "Close",
     });
     closeButton.append(icon("close"));
+    // Whether the team is online: filled in from the server's status.
+    const subtitle = el("p", { id: "carebot-subtitle", class: "carebot-subtitle", hidden: true });
     const header = el(
       "header",
       { class: "carebot-header" },
       el("div", { class: "carebot-avatar", "aria-hidden": "true" }, icon("chat")),
-      el(
-        "div",
-        { class: "carebot-heading" },
-        title,
-        el("p", { class: "carebot-subtitle", text: "We're here to help" }),
-      ),
+      el("div", { class: "carebot-heading" }, title, subtitle),
       closeButton,
     );
 
@@ -329,6 +379,8 @@
       tabindex: "0",
     });
 
+    const typingSr = el("span", { class: "carebot-sr-only", text: "Typing…" });
+    const typingText = el("span", { id: "carebot-typing-text", class: "carebot-typing-text", hidden: true });
     const typing = el(
       "div",
       { id: "carebot-typing", class: "carebot-typing", hidden: true },
@@ -339,21 +391,30 @@
         el("span", { class: "carebot-dot" }),
         el("span", { class: "carebot-dot" }),
       ),
-      el("span", { class: "carebot-sr-only", text: "Typing…" }),
+      typingSr,
+      typingText,
     );
 
     const status = el("div", { id: "carebot-status", class: "carebot-status", role: "status", hidden: true });
+    // The one notice about the messages (too long, too fast, not taken): each replaces the last.
+    const alertText = el("span", { class: "carebot-error-text" });
+    const alert = el(
+      "div",
+      { id: "carebot-alert", class: "carebot-error carebot-alert", role: "alert", hidden: true },
+      icon("alert", "carebot-error-icon"),
+      alertText,
+    );
 
     const input = el("textarea", {
       id: "carebot-input",
       class: "carebot-input",
       rows: "1",
-      maxlength: String(maxChars),
       placeholder: "Type your message...",
+      "aria-describedby": "carebot-count carebot-alert",
       autocomplete: "off",
       enterkeyhint: "send",
     });
-    const count = el("span", { class: "carebot-count", hidden: true, "aria-live": "polite" });
+    const count = el("span", { id: "carebot-count", class: "carebot-count", hidden: true });
     const sendButton = el("button", {
       type: "submit",
       id: "carebot-send",
@@ -462,6 +523,7 @@
       messages,
       typing,
       status,
+      alert,
       contactForm,
       form,
       footer,
@@ -479,9 +541,14 @@
       launcherBadge,
       panel,
       closeButton,
+      subtitle,
       messages,
       typing,
+      typingSr,
+      typingText,
       status,
+      alert,
+      alertText,
       form,
       input,
       count,
@@ -584,19 +651,20 @@
       "data-author": author,
       "data-id": options.id || null,
       "data-pending": options.pending ? "true" : null,
-      title: formatTime(message.at),
     });
     const pieces = author === "customer" ? [text] : linkify(text);
+    const meta = el("div", { class: "carebot-meta" });
+    setTime(meta, message.at);
 
     if (message.handoff) {
-      node.append(icon("info", "carebot-notice-icon"), el("span", { class: "carebot-text" }, ...pieces));
+      node.append(icon("info", "carebot-notice-icon"), el("span", { class: "carebot-text" }, ...pieces), meta);
     } else {
       if (author === "agent") {
         const name = typeof message.agent === "string" ? message.agent.trim() : "";
         const label = !name ? "Care team" : name.includes("·") ? name : `${name} · Care team`;
         node.append(el("div", { class: "carebot-label", text: label }));
       }
-      node.append(el("div", { class: "carebot-text" }, ...pieces));
+      node.append(el("div", { class: "carebot-text" }, ...pieces), meta);
     }
 
     const choices = Array.isArray(message.choices) ? message.choices : [];
@@ -619,6 +687,42 @@
     return node;
   }
 
+  /** The message's time under it (nothing for a line without one, like the local welcome). */
+  function setTime(meta, iso) {
+    const date = parseTime(iso);
+    let time = meta.querySelector(".carebot-time");
+    if (!date) {
+      if (time) time.remove();
+      meta.hidden = !meta.firstChild;
+      return;
+    }
+    if (!time) {
+      time = el("time", { class: "carebot-time" });
+      meta.prepend(time);
+    }
+    time.dateTime = date.toISOString();
+    time.textContent = formatTime(date);
+    time.title = date.toLocaleString();
+    meta.hidden = false;
+  }
+
+  /** "Not sent · Retry" under a refused message (or nothing, once it is sent again). */
+  function setNotSent(entry, notSent) {
+    const node = entry.node;
+    if (!node) return;
+    const meta = node.querySelector(":scope > .carebot-meta");
+    for (const old of meta.querySelectorAll(".carebot-not-sent, .carebot-retry")) old.remove();
+    if (!notSent) {
+      node.removeAttribute("data-failed");
+      return;
+    }
+    node.setAttribute("data-failed", "true");
+    node.removeAttribute("data-pending");
+    const retryButton = el("button", { type: "button", class: "carebot-retry", text: texts.retry });
+    retryButton.addEventListener("click", () => retry(entry.frame.id));
+    meta.append(el("span", { class: "carebot-not-sent", text: texts.not_sent }), retryButton);
+  }
+
   function setChoicesDisabled(group, disabled) {
     for (const button of group.querySelectorAll(".carebot-choice")) {
       button.disabled = disabled;
@@ -637,15 +741,38 @@
     }
   }
 
-  function showError(text) {
-    const node = el(
-      "div",
-      { class: "carebot-error", role: "alert" },
-      icon("alert", "carebot-error-icon"),
-      el("span", { class: "carebot-error-text", text }),
-    );
-    appendToList(node, true);
-    return node;
+  /** The one notice above the box; ``kind`` says what it is about (a code, or "too_long"). */
+  function showAlert(kind, text) {
+    const again = !ui.alert.hidden && ui.alert.getAttribute("data-kind") === kind;
+    ui.alert.setAttribute("data-kind", kind);
+    ui.alert.setAttribute("data-repeat", again ? String(Number(ui.alert.getAttribute("data-repeat") || "1") + 1) : "1");
+    ui.alertText.textContent = text;
+    ui.alert.hidden = false;
+  }
+
+  /** Hides the notice if it is about one of ``kinds`` (any notice without them). */
+  function clearAlert(...kinds) {
+    if (ui.alert.hidden) return;
+    if (kinds.length && !kinds.includes(ui.alert.getAttribute("data-kind"))) return;
+    ui.alert.hidden = true;
+    ui.alertText.textContent = "";
+    ui.alert.removeAttribute("data-kind");
+    ui.alert.removeAttribute("data-repeat");
+  }
+
+  function applyStatus(status) {
+    if (!status || typeof status !== "object" || typeof status.text !== "string" || !status.text.trim()) {
+      ui.subtitle.hidden = true;
+      return;
+    }
+    ui.subtitle.textContent = status.text;
+    ui.subtitle.setAttribute("data-online", status.online ? "true" : "false");
+    ui.subtitle.hidden = false;
+  }
+
+  /** Asks the server whether the team is online; the answer comes as a status frame. */
+  function refreshStatus() {
+    if (welcomed) rawSend({ type: "status" });
   }
 
   function setStatus(text) {
@@ -653,12 +780,17 @@
     ui.status.hidden = !text;
   }
 
-  function showTyping() {
+  /** The typing dots; with an agent's name, "Ann is typing…" beside them. */
+  function showTyping(agent) {
     const stick = nearBottom();
+    const name = typeof agent === "string" ? agent.trim() : "";
+    ui.typingText.textContent = name ? fill(texts.agent_typing, { agent: name }) : "";
+    ui.typingText.hidden = !name;
+    ui.typingSr.hidden = Boolean(name);
     ui.typing.hidden = false;
     if (stick) scrollToBottom();
     clearTimeout(typingTimer);
-    typingTimer = setTimeout(hideTyping, TYPING_TIMEOUT_MS);
+    typingTimer = setTimeout(hideTyping, name ? AGENT_TYPING_TIMEOUT_MS : TYPING_TIMEOUT_MS);
   }
 
   function hideTyping() {
@@ -681,19 +813,33 @@
 
   function inputChanged() {
     autosize();
-    const length = ui.input.value.length;
+    const length = charCount(ui.input.value);
+    const over = length > maxChars;
     ui.form.setAttribute("data-empty", ui.input.value.trim() ? "false" : "true");
-    const near = length >= Math.floor(maxChars * 0.8);
+    const near = length >= Math.floor(maxChars * COUNT_FROM);
     ui.count.hidden = !near;
-    ui.count.textContent = near ? `${length}/${maxChars}` : "";
+    ui.count.textContent = near ? `${length.toLocaleString()} / ${maxChars.toLocaleString()}` : "";
+    ui.count.setAttribute("data-over", over ? "true" : "false");
+    if (over) ui.input.setAttribute("aria-invalid", "true");
+    else ui.input.removeAttribute("aria-invalid");
+    // A notice about the length follows the text: updated while too long, gone once it fits.
+    if (ui.alert.getAttribute("data-kind") === "too_long" && !ui.alert.hidden) {
+      if (over) showAlert("too_long", tooLongText(length));
+      else clearAlert("too_long");
+    }
   }
 
-  /** Puts text the server refused back into the input, so the customer loses nothing. */
-  function restoreInput(text) {
-    const current = ui.input.value;
-    if (current === text || current.startsWith(text + "\n")) return;
-    ui.input.value = current.trim() ? `${text}\n${current}` : text;
+  function tooLongText(length) {
+    return fill(texts.too_long, { length: length.toLocaleString(), limit: maxChars.toLocaleString() });
+  }
+
+  /** Puts a refused text back into the box, but only into an empty box: never over what the
+   * visitor typed since. Returns whether it did. */
+  function putBack(text) {
+    if (ui.input.value.trim()) return false;
+    ui.input.value = text;
     inputChanged();
+    return true;
   }
 
   // ---------------------------------------------------------------- open / close
@@ -711,6 +857,9 @@
         session.set(OPEN_KEY, "1");
         scrollToBottom();
         autosize();
+        refreshStatus(); // (a connection that is not welcomed yet gets it with the welcome)
+        clearInterval(statusTimer);
+        statusTimer = setInterval(refreshStatus, STATUS_REFRESH_MS);
       }
       connect();
       if (options.focus) ui.input.focus({ preventScroll: true });
@@ -722,6 +871,8 @@
       if (!isOpen) return;
       const hadFocus = ui.shadow.activeElement != null;
       isOpen = false;
+      clearInterval(statusTimer);
+      statusTimer = null;
       ui.panel.hidden = true;
       ui.launcher.hidden = false;
       ui.launcher.setAttribute("aria-expanded", "false");
@@ -740,7 +891,7 @@
       ui.input.value = "";
       inputChanged();
     }
-    ui.input.focus({ preventScroll: true });
+    ui.input.focus({ preventScroll: true }); // a text that was too long stays here to edit
   }
 
   function choose(group, button, label) {
@@ -749,13 +900,15 @@
     if (!sendText(label, "choice", group)) setChoicesDisabled(group, false);
   }
 
-  /** Renders the customer's bubble at once and sends (or queues) the frame. Returns the id. */
+  /** Renders the customer's bubble at once and sends (or queues) the frame. Returns the id, or
+   * null when the text is too long (a notice says so; the text is not sent). */
   function sendText(raw, source, group) {
     const text = String(raw ?? "").trim();
     if (!text) return null;
-    if (text.length > maxChars) {
-      showError(`Your message is ${text.length} characters long; the limit is ${maxChars}. Please shorten it.`);
-      if (source === "api") restoreInput(text);
+    const length = charCount(text);
+    if (length > maxChars) {
+      if (source === "api") putBack(text);
+      showAlert("too_long", tooLongText(length));
       return null;
     }
     const id = uuid();
@@ -764,9 +917,46 @@
     const entry = { frame, node, source, group: group || null, sent: false, wasSent: false, createdAt: Date.now() };
     pending.set(id, entry);
     appendToList(node, true);
+    send(entry);
+    return id;
+  }
+
+  function send(entry) {
     if (welcomed && ws && ws.readyState === WebSocket.OPEN) transmit(entry);
     else connect(); // queued: sent after the next welcome, with the same id
-    return id;
+  }
+
+  /** Sends a message the server refused again, with the same id (it is handled once). */
+  function retry(id) {
+    const entry = failed.get(id);
+    if (!entry) return;
+    const length = charCount(entry.frame.text);
+    if (length > maxChars) {
+      // Cannot go as it is (the limit changed): to the box to shorten, if the box is free.
+      showAlert("too_long", tooLongText(length));
+      if (putBack(entry.frame.text)) {
+        failed.delete(id);
+        entry.node.remove();
+      }
+      return;
+    }
+    failed.delete(id);
+    setNotSent(entry, false);
+    entry.node.setAttribute("data-pending", "true");
+    setTime(entry.node.querySelector(":scope > .carebot-meta"), new Date().toISOString());
+    appendToList(entry.node, true); // to the end: where it is sent now
+    entry.createdAt = Date.now();
+    pending.set(id, entry);
+    send(entry);
+    ui.input.focus({ preventScroll: true });
+  }
+
+  /** The server refused it: it stays in the conversation, "Not sent", with a Retry button. */
+  function markNotSent(entry) {
+    pending.delete(entry.frame.id);
+    entry.sent = false;
+    failed.set(entry.frame.id, entry);
+    setNotSent(entry, true);
   }
 
   function transmit(entry) {
@@ -974,14 +1164,17 @@
         onWelcome(frame);
         break;
       case "ack":
-        onAck(frame.id);
+        onAck(frame.id, frame.at);
         break;
       case "message":
         onServerMessage(frame);
         break;
       case "typing":
-        if (frame.on) showTyping();
+        if (frame.on) showTyping(frame.agent);
         else hideTyping();
+        break;
+      case "status":
+        applyStatus(frame.status);
         break;
       case "contact_saved":
         onContactSaved();
@@ -1002,11 +1195,15 @@
     connectingTimer = null;
     setStatus("");
     if (typeof frame.token === "string" && frame.token) local.set(TOKEN_KEY, frame.token);
-    if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) {
-      maxChars = frame.max_chars;
-      ui.input.maxLength = maxChars;
-      inputChanged();
+    if (frame.texts && typeof frame.texts === "object") {
+      for (const key of Object.keys(DEFAULT_TEXTS)) {
+        const value = frame.texts[key];
+        if (typeof value === "string" && value.trim()) texts[key] = value;
+      }
     }
+    if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) maxChars = frame.max_chars;
+    inputChanged();
+    applyStatus(frame.status);
 
     // The server's history is the conversation: render it afresh (a reload or reconnect shows
     // the same thing), then the messages still waiting for an ack.
@@ -1019,7 +1216,20 @@
       if (message && typeof message === "object") list.append(renderMessage(message));
     }
     disableAnsweredChoices();
+    for (const [id, entry] of [...failed]) {
+      if (storedAlready(entry, history)) {
+        // Refused as unavailable but stored: the history shows it; sent again below, so that
+        // it is answered (the server handles it once).
+        failed.delete(id);
+        entry.node = null;
+        pending.set(id, entry);
+      } else {
+        setNotSent(entry, true); // in this welcome's texts
+        list.append(entry.node);
+      }
+    }
     for (const entry of pending.values()) {
+      if (entry.node === null) continue;
       if (entry.wasSent && storedAlready(entry, history)) {
         // Sent before the connection dropped and the server has it: keep the history's copy.
         // The frame is still resent below; the server deduplicates it by id.
@@ -1055,12 +1265,16 @@
     });
   }
 
-  function onAck(id) {
+  function onAck(id, at) {
     const entry = pending.get(id);
     if (!entry) return;
     pending.delete(id);
-    if (entry.node) entry.node.removeAttribute("data-pending");
+    if (entry.node) {
+      entry.node.removeAttribute("data-pending");
+      if (at) setTime(entry.node.querySelector(":scope > .carebot-meta"), at); // the server's time
+    }
     lastAcked = entry;
+    clearAlert("rate_limited", "unavailable", "bad_frame", "empty"); // sending works again
   }
 
   function onServerMessage(frame) {
@@ -1087,7 +1301,10 @@
       return;
     }
     hideTyping();
-    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : ERROR_TEXTS[code] || "Something went wrong.";
+    const text =
+      typeof frame.message === "string" && frame.message.trim()
+        ? frame.message
+        : texts[code] || ERROR_TEXTS[code] || ERROR_TEXTS.bad_frame;
 
     if (code === "bad_token") {
       // The stored token is forged, altered or expired: start a fresh conversation, once.
@@ -1101,32 +1318,46 @@
         else connect();
         return;
       }
-      showError(text);
+      showAlert(code, text);
       return;
     }
 
     // Which of our messages the error is about: by id if the server says, else the oldest one
     // on the wire (the server reads frames in order and answers each with an ack or an error).
-    let failed = null;
-    if (frame.id != null && pending.has(frame.id)) failed = pending.get(frame.id);
-    else if (REJECTED_MESSAGE_CODES.has(code)) failed = [...pending.values()].find((entry) => entry.sent) || null;
+    let refused = null;
+    if (frame.id != null && pending.has(frame.id)) refused = pending.get(frame.id);
+    else if (REJECTED_MESSAGE_CODES.has(code)) refused = [...pending.values()].find((entry) => entry.sent) || null;
 
-    if (failed) {
-      pending.delete(failed.frame.id);
-      if (failed.node) failed.node.remove();
-      giveBack(failed);
+    if (code === "too_long" && Number.isInteger(frame.max_chars) && frame.max_chars > 0) {
+      maxChars = frame.max_chars; // the limit changed since the welcome
+    }
+    if (refused) {
+      giveBack(refused, code);
     } else if (code === "unavailable" && lastAcked && lastAcked.node && lastAcked.node.isConnected) {
-      // Acknowledged, then the server could not take it: mark it and give the text back.
-      lastAcked.node.setAttribute("data-failed", "true");
-      giveBack(lastAcked);
+      // Acknowledged, then the server could not take it: "Not sent", to retry.
+      markNotSent(lastAcked);
       lastAcked = null;
     }
-    showError(text);
+    if (code === "too_long" && refused) showAlert(code, tooLongText(charCount(refused.frame.text)));
+    else showAlert(code || "error", text);
   }
 
-  function giveBack(entry) {
-    if (entry.source === "choice" && entry.group) setChoicesDisabled(entry.group, false);
-    else restoreInput(entry.frame.text);
+  /** A refused message: choices can be tapped again; a text that cannot be sent as it is (too
+   * long, empty) goes back into the box if the box is empty; any other stays "Not sent". */
+  function giveBack(entry, code) {
+    if (entry.source === "choice" && entry.group) {
+      pending.delete(entry.frame.id);
+      if (entry.node) entry.node.remove();
+      setChoicesDisabled(entry.group, false);
+    } else if ((code === "too_long" || code === "empty") && !ui.input.value.trim()) {
+      pending.delete(entry.frame.id);
+      if (entry.node) entry.node.remove();
+      putBack(entry.frame.text);
+    } else if (entry.node) {
+      markNotSent(entry);
+    } else {
+      pending.delete(entry.frame.id); // its history copy is on screen: nothing to retry from
+    }
   }
 
   // ---------------------------------------------------------------- API
