@@ -277,7 +277,7 @@
   /** 14:05 today; "18 Nov, 14:05" another day this year; with the year before that. */
   function formatTime(date) {
     const now = new Date();
-    const clock = { hour: "2-digit", minute: "2-digit" };
+    const clock = { hour: "numeric", minute: "2-digit" };
     if (date.toDateString() === now.toDateString()) return formatter("time", clock).format(date);
     if (date.getFullYear() === now.getFullYear()) {
       return formatter("day", { day: "numeric", month: "short", ...clock }).format(date);
