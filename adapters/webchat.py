@@ -5,12 +5,11 @@ Translation only: WebSocket frames -> :class:`InboundMessage`; :class:`OutboundR
 Protocol (JSON text frames on ``/chat/ws``):
 
 * client ``{"type": "hello", "token": <token or null>}`` first. The server answers
-  ``{"type": "welcome", "token", "history": [message...], "max_chars", "status", "texts"}``;
-  the token is a signed visitor id kept by the browser, so a reload or reconnect resumes the
-  same conversation. A forged, altered or expired token gets ``{"type": "error", "code":
+  ``{"type": "welcome", "token", "history": [message...], "max_chars", "status"}``; the token
+  is a signed visitor id kept by the browser, so a reload or reconnect resumes the same
+  conversation. A forged, altered or expired token gets ``{"type": "error", "code":
   "bad_token"}`` and the socket is closed (4401): nobody reads or writes another visitor's
-  conversation. ``texts`` are the widget's configurable texts (``[webchat.texts]``, with their
-  ``{placeholders}`` for the widget to fill).
+  conversation.
 * ``status`` is whether the care team is at work now (``[business_hours]``):
   ``{"online": bool, "text", "next_open": <ISO time or null>}``, or null when
   ``[webchat] show_status`` is off. The client asks again with ``{"type": "status"}`` (on
@@ -37,6 +36,10 @@ Protocol (JSON text frames on ``/chat/ws``):
   stored but could not be handled now; sending it again with the same id gets the answer (it is
   handled once). Refused messages may be sent again with the same id.
 
+The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill)
+are written into ``/chat/widget.js`` as it is served, so the widget has them from its first
+paint.
+
 Stopping (shutdown): new sockets are refused (503) and frames that arrive are not taken (nor
 acknowledged: the widget sends them again after it reconnects); the frames in hand are
 finished, their replies pushed, and then every socket is closed with 1001 (going away). The
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
@@ -76,6 +80,9 @@ VisitorOf = Callable[[int], Awaitable[str | None]]
 MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
+CONTACT_MAX_CHARS = 200
+# The line of widget.js that the configured texts replace as it is served.
+TEXTS_LINE = "const TEXTS = {}; // [webchat.texts], written in by the server"
 
 
 class FrameError(Exception):
@@ -110,6 +117,8 @@ class WebChatChannel:
         self._visitor_of = visitor_of
         self._clock = clock
         self._relay: asyncio.Task[None] | None = None
+        self._script = _widget_script(settings)
+        self._script_tag = f'"{hashlib.sha256(self._script).hexdigest()[:32]}"'
         self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
@@ -121,7 +130,7 @@ class WebChatChannel:
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
-        app.router.add_get("/chat/widget.js", self._file("widget.js"))
+        app.router.add_get("/chat/widget.js", self._widget)
         app.router.add_get("/chat/widget.css", self._file("widget.css"))
 
     def demo_page(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -184,6 +193,14 @@ class WebChatChannel:
     @property
     def connected(self) -> int:
         return sum(len(group) for group in self._sockets.values())
+
+    async def _widget(self, request: web.Request) -> web.StreamResponse:
+        headers = {"Cache-Control": "no-cache", "ETag": self._script_tag}
+        if request.headers.get("If-None-Match") == self._script_tag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(
+            body=self._script, content_type="text/javascript", charset="utf-8", headers=headers
+        )
 
     def _file(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(_request: web.Request) -> web.StreamResponse:
@@ -264,7 +281,6 @@ class WebChatChannel:
                 "history": [_line_frame(line, visitor) for line in history],
                 "max_chars": self._settings.max_message_chars,
                 "status": self.status(),
-                "texts": self._settings.texts.model_dump(),
             }
         )
         return visitor
@@ -312,24 +328,25 @@ class WebChatChannel:
     ) -> None:
         """The optional contact form: kept with the visitor, so agents know who they are and
         the same person on other channels (same phone or e-mail) is recognised."""
-        profile = {}
+        profile, texts = {}, self._settings.texts
         for key in ("name", "phone", "email"):
             value = frame.get(key)
             if value is not None and not isinstance(value, str):
                 raise FrameError("bad_frame", f"{key} must be a string.")
             if value and value.strip():
-                if len(value) > 200:
-                    raise FrameError("too_long", f"The {key} is too long.")
+                if len(value) > CONTACT_MAX_CHARS:
+                    words = fill(texts.contact_too_long, limit=CONTACT_MAX_CHARS)
+                    raise FrameError("too_long", words)
                 profile[key] = value.strip()
         if not profile:
-            raise FrameError("empty", "Give a name, a phone number or an e-mail address.")
+            raise FrameError("empty", texts.contact_missing)
         if self._deliver is None:
             raise RuntimeError("WebChatChannel.start() was not called before serving")
         try:
             await self._deliver(ContactDetails(self.name, visitor, profile))
         except Exception as exc:
             log.exception("Could not keep the contact details of %s", visitor)
-            raise FrameError("unavailable", "We could not save that right now.") from exc
+            raise FrameError("unavailable", texts.contact_failed) from exc
         await ws.send_json({"type": "contact_saved"})
 
     def _validate(self, visitor: str, frame: dict[str, Any]) -> tuple[str, str]:
@@ -407,6 +424,15 @@ def _line_frame(line: TranscriptLine, visitor: str) -> dict[str, Any]:
         "handoff": line.handoff,
         "at": _iso(line.at),
     }
+
+
+def _widget_script(settings: WebChatSettings) -> bytes:
+    """widget.js with the configured texts written in."""
+    source = (STATIC / "widget.js").read_text(encoding="utf-8")
+    if source.count(TEXTS_LINE) != 1:
+        raise RuntimeError(f"widget.js must hold the line {TEXTS_LINE!r} once")
+    texts = json.dumps(settings.texts.model_dump(), ensure_ascii=True)
+    return source.replace(TEXTS_LINE, f"const TEXTS = {texts};").encode("utf-8")
 
 
 def _iso(when: datetime) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # customer_message, decision, handoff, agent_action, delivery, closed, agent_typing
+    kind: str  # customer_message, decision, handoff, agent_action, delivery, closed
     conversation_id: int
-    agent: str = ""  # agent_typing: the agent's display name
+    agent: str = ""  # kind agent_typing (an agent types a reply): the agent's display name
 
 
 class EventHub:

@@ -297,11 +297,35 @@ async def test_the_contact_form_explains_what_is_missing_or_refused(
     await name.evaluate("(input) => { input.value = 'x'.repeat(201); }")
     await customer.get_by_label("Phone", exact=True).fill(PHONE)  # type: ignore[attr-defined]
     await customer.get_by_label("Phone", exact=True).press("Enter")  # type: ignore[attr-defined]
-    await error.filter(has_text="The name is too long.").wait_for()
+    await error.filter(has_text="That is too long: 200 characters at most.").wait_for()
     assert await customer.get_by_label("Phone", exact=True).input_value() == PHONE  # type: ignore[attr-defined]
     assert await name.input_value() == "x" * 201
     assert await customer.locator("#carebot-contact-note").inner_text() == ""  # type: ignore[attr-defined]
     assert await contact_points(running) == []
+
+
+GERMAN = {
+    "online": "Online \u2013 wir antworten meist in wenigen Minuten",
+    "placeholder": "Ihre Nachricht\u2026",
+    "contact_leave": "Kontaktdaten hinterlassen",
+    "open_chat": "Chat \u00f6ffnen",
+    "close_chat": "Chat schlie\u00dfen",
+}
+
+
+@pytest.mark.parametrize("webchat", [{"texts": GERMAN}])
+async def test_the_widget_speaks_the_configured_texts(
+    service: tuple[Service, TestServer], browser: object
+) -> None:
+    _, server = service
+    customer = await open_chat(browser, server)
+    await customer.locator("#carebot-subtitle").filter(has_text=GERMAN["online"]).wait_for()  # type: ignore[attr-defined]
+    box = customer.locator("#carebot-input")  # type: ignore[attr-defined]
+    assert await box.get_attribute("placeholder") == GERMAN["placeholder"]
+    toggle = customer.locator("#carebot-contact-toggle")  # type: ignore[attr-defined]
+    assert await toggle.inner_text() == GERMAN["contact_leave"]
+    await customer.get_by_role("button", name=GERMAN["close_chat"]).click()  # type: ignore[attr-defined]
+    await customer.get_by_role("button", name=GERMAN["open_chat"]).wait_for()  # type: ignore[attr-defined]
 
 
 EVENING = datetime(2026, 11, 18, 20, 0, tzinfo=UTC)  # Wednesday, after hours (09:00-18:00 UTC)

@@ -72,7 +72,7 @@ def test_settings_are_frozen() -> None:
         ("[webchat.texts]\nonline = ''\n", ["[webchat.texts] 'online'", "at least 1 character"]),
         (
             "[webchat.texts]\nofline = 'x'\n",
-            ["unknown key [webchat.texts] 'ofline'", "Allowed here: online, offline"],
+            ["unknown key [webchat.texts] 'ofline'", "Allowed here: title, online, offline"],
         ),
     ],
 )

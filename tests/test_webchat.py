@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
+from carebot.config import WebChatTexts
 from carebot.desk.auth import hash_password
 from carebot.server import Service
 from carebot.signing import Signer
@@ -389,17 +391,29 @@ async def test_the_status_is_asked_again_and_follows_the_clock(
     assert answer["status"]["text"] == "Offline \u2013 back tomorrow at 09:00 (UTC)"
 
 
-async def test_the_texts_come_from_the_config(
+async def test_the_widget_is_served_with_the_configured_texts(
     tmp_path: Path, database_url: str, http: aiohttp.ClientSession
 ) -> None:
-    texts = {"online": "Here for you", "agent_typing": "{agent} writes", "retry": "Again"}
+    texts = {"online": "Here for you", "agent_typing": "{agent} schreibt", "retry": "Nochmal"}
     settings = service_settings(tmp_path, webchat={"texts": texts})
     async with running_service(settings, database_url, Clock()) as (_, server):
+        async with http.get(server.make_url("/chat/widget.js")) as response:
+            script = await response.text()
+            tag = response.headers["ETag"]
+        assert response.content_type == "text/javascript"
+        found = re.search(r"^  const TEXTS = (\{.*\});$", script, re.MULTILINE)
+        assert found is not None
+        served = json.loads(found.group(1))
+        assert {key: served[key] for key in texts} == texts
+        assert served["not_sent"] == "Not sent"  # the default of what was not set
+        assert set(served) == set(WebChatTexts.model_fields)
+        # Unchanged since: the browser keeps its copy.
+        async with http.get(
+            server.make_url("/chat/widget.js"), headers={"If-None-Match": tag}
+        ) as again:
+            assert again.status == 304
         customer = await visitor(http, server)
-        welcome = await customer.hello()
-    assert welcome["status"]["text"] == "Here for you"
-    assert {key: welcome["texts"][key] for key in texts} == texts
-    assert welcome["texts"]["not_sent"] == "Not sent"  # the default of what was not set
+        assert (await customer.hello())["status"]["text"] == "Here for you"
 
 
 async def test_no_status_when_it_is_switched_off(

@@ -21,7 +21,7 @@
  * The header says whether the care team is online (the server's business hours), asked again
  * whenever the panel opens and every few minutes while it is open. Every message shows its time
  * in the visitor's time zone (with the date when it is not today). "Ann is typing…" shows while
- * an agent types a reply. The texts come from the server ([webchat.texts] in config.toml).
+ * an agent types a reply. Every text comes from the server ([webchat.texts] in config.toml).
  *
  * Messages the server refuses: a message over the length limit is never sent; it stays in the
  * box with a notice and the counter turns red. Any other refused message (too fast,
@@ -50,30 +50,21 @@
   const AUTHORS = new Set(["customer", "bot", "agent"]);
   // Errors the server sends, before its ack, about the message frame it is reading.
   const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited"]);
+  // Every text the visitor sees, from [webchat.texts] in carebot's config.toml: the server
+  // writes them into this line as it serves the file.
+  const TEXTS = {}; // [webchat.texts], written in by the server
+  const texts = TEXTS;
+  // The text for an error code the server sent without a message.
   const ERROR_TEXTS = {
-    bad_frame: "Something went wrong sending your message. Please try again.",
-    bad_token: "Your chat session has expired. Please reload the page.",
-  };
-  // The server sends its configured texts with its welcome; until then, the defaults.
-  const DEFAULT_TEXTS = {
-    agent_typing: "{agent} is typing\u2026",
-    too_long: "Your message is {length} characters; the limit is {limit}. Please shorten it.",
-    empty: "Your message is empty.",
-    rate_limited: "You are sending messages faster than we can take them. Please wait a moment, then tap Retry.",
-    unavailable: "We could not take your message right now. Please try again in a moment.",
-    not_sent: "Not sent",
-    retry: "Retry",
+    too_long: "too_long",
+    empty: "empty",
+    rate_limited: "rate_limited",
+    unavailable: "unavailable",
+    bad_frame: "failed",
+    bad_token: "expired",
   };
   const CONTACT_FIELDS = ["name", "phone", "email"];
   const CONTACT_MAX_CHARS = 200;
-  const CONTACT_TEXTS = {
-    leave: "Leave your contact details",
-    update: "Update your contact details",
-    saved: "Thanks, we saved your details.",
-    missing: "Please fill in at least one field.",
-    email: "Please check the e-mail address (like name@example.com).",
-    failed: "We could not save your details. Please try again.",
-  };
 
   // ---------------------------------------------------------------- configuration
 
@@ -82,7 +73,7 @@
   const wsUrl = socketUrl(base);
   const attr = (name) => (script && script.getAttribute(name)) || "";
   const cfg = {
-    title: attr("data-title").trim() || "Chat with us",
+    title: attr("data-title").trim() || texts.title,
     open: attr("data-open").trim().toLowerCase() === "true",
     welcome: attr("data-welcome").trim(),
     accent: attr("data-accent").trim(),
@@ -309,7 +300,6 @@
   /** Messages the server refused (too fast, unavailable), shown "Not sent": id -> entry. */
   const failed = new Map();
   let maxChars = DEFAULT_MAX_CHARS;
-  let texts = { ...DEFAULT_TEXTS };
   let typingTimer = null;
   let statusTimer = null;
   let isOpen = false;
@@ -342,7 +332,7 @@
         type: "button",
         id: "carebot-launcher",
         class: "carebot-launcher",
-        "aria-label": "Open chat",
+        "aria-label": texts.open_chat,
         "aria-controls": "carebot-panel",
         "aria-expanded": "false",
       },
@@ -355,8 +345,8 @@
       type: "button",
       id: "carebot-close",
       class: "carebot-close",
-      "aria-label": "Close chat",
-      title: "Close",
+      "aria-label": texts.close_chat,
+      title: texts.close_chat,
     });
     closeButton.append(icon("close"));
     // Whether the team is online: filled in from the server's status.
@@ -375,11 +365,11 @@
       role: "log",
       "aria-live": "polite",
       "aria-relevant": "additions",
-      "aria-label": "Conversation",
+      "aria-label": texts.conversation,
       tabindex: "0",
     });
 
-    const typingSr = el("span", { class: "carebot-sr-only", text: "Typing…" });
+    const typingSr = el("span", { class: "carebot-sr-only", text: texts.typing });
     const typingText = el("span", { id: "carebot-typing-text", class: "carebot-typing-text", hidden: true });
     const typing = el(
       "div",
@@ -409,7 +399,7 @@
       id: "carebot-input",
       class: "carebot-input",
       rows: "1",
-      placeholder: "Type your message...",
+      placeholder: texts.placeholder,
       "aria-describedby": "carebot-count carebot-alert",
       autocomplete: "off",
       enterkeyhint: "send",
@@ -419,14 +409,14 @@
       type: "submit",
       id: "carebot-send",
       class: "carebot-send",
-      "aria-label": "Send message",
-      title: "Send",
+      "aria-label": texts.send,
+      title: texts.send,
     });
     sendButton.append(icon("send"));
     const form = el(
       "form",
       { id: "carebot-form", class: "carebot-form", novalidate: true, "data-empty": "true" },
-      el("label", { for: "carebot-input", class: "carebot-sr-only", text: "Your message" }),
+      el("label", { for: "carebot-input", class: "carebot-sr-only", text: texts.your_message }),
       el("div", { class: "carebot-field" }, input, count),
       sendButton,
     );
@@ -449,7 +439,7 @@
         name: "phone",
         autocomplete: "tel",
         maxlength: String(CONTACT_MAX_CHARS),
-        placeholder: "+44 20 7946 0958",
+        placeholder: texts.contact_phone_example,
       }),
       email: el("input", {
         id: "carebot-contact-email",
@@ -458,7 +448,7 @@
         name: "email",
         autocomplete: "email",
         maxlength: String(CONTACT_MAX_CHARS),
-        placeholder: "name@example.com",
+        placeholder: texts.contact_email_example,
         spellcheck: "false",
         autocapitalize: "off",
       }),
@@ -475,13 +465,13 @@
       type: "button",
       id: "carebot-contact-cancel",
       class: "carebot-contact-cancel",
-      text: "Cancel",
+      text: texts.contact_cancel,
     });
     const contactSave = el("button", {
       type: "submit",
       id: "carebot-contact-save",
       class: "carebot-contact-save",
-      text: "Save",
+      text: texts.contact_save,
     });
     const contactForm = el(
       "form",
@@ -493,15 +483,15 @@
         "aria-labelledby": "carebot-contact-title",
         "aria-describedby": "carebot-contact-intro",
       },
-      el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: "Your contact details" }),
+      el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: texts.contact_title }),
       el("p", {
         id: "carebot-contact-intro",
         class: "carebot-contact-intro",
-        text: "Optional: lets our team recognise you on WhatsApp, Telegram or e-mail too.",
+        text: texts.contact_intro,
       }),
-      contactField("name", "Name"),
-      contactField("phone", "Phone"),
-      contactField("email", "E-mail"),
+      contactField("name", texts.contact_name),
+      contactField("phone", texts.contact_phone),
+      contactField("email", texts.contact_email),
       contactError,
       el("div", { class: "carebot-contact-actions" }, contactCancel, contactSave),
     );
@@ -512,7 +502,7 @@
       class: "carebot-contact-toggle",
       "aria-controls": "carebot-contact",
       "aria-expanded": "false",
-      text: local.get(CONTACT_KEY) === "1" ? CONTACT_TEXTS.update : CONTACT_TEXTS.leave,
+      text: local.get(CONTACT_KEY) === "1" ? texts.contact_update : texts.contact_leave,
     });
     const footer = el("div", { class: "carebot-footer" }, contactNote, contactToggle);
 
@@ -661,7 +651,7 @@
     } else {
       if (author === "agent") {
         const name = typeof message.agent === "string" ? message.agent.trim() : "";
-        const label = !name ? "Care team" : name.includes("·") ? name : `${name} · Care team`;
+        const label = !name ? texts.care_team : name.includes("·") ? name : `${name} · ${texts.care_team}`;
         node.append(el("div", { class: "carebot-label", text: label }));
       }
       node.append(el("div", { class: "carebot-text" }, ...pieces), meta);
@@ -670,7 +660,7 @@
     const choices = Array.isArray(message.choices) ? message.choices : [];
     const usable = choices.filter((c) => c && c.label != null && String(c.label).trim());
     if (usable.length) {
-      const group = el("div", { class: "carebot-choices", role: "group", "aria-label": "Suggested replies" });
+      const group = el("div", { class: "carebot-choices", role: "group", "aria-label": texts.suggested_replies });
       for (const choice of usable) {
         const label = String(choice.label);
         const button = el("button", {
@@ -802,7 +792,8 @@
   function updateBadge() {
     ui.launcherBadge.hidden = unread === 0;
     ui.launcherBadge.textContent = unread > 9 ? "9+" : String(unread);
-    ui.launcher.setAttribute("aria-label", unread ? `Open chat, ${unread} new message${unread > 1 ? "s" : ""}` : "Open chat");
+    const label = unread === 0 ? texts.open_chat : unread === 1 ? texts.unread_one : fill(texts.unread_many, { count: unread });
+    ui.launcher.setAttribute("aria-label", label);
   }
 
   function autosize() {
@@ -1017,7 +1008,7 @@
   function setContactBusy(busy) {
     // aria-disabled rather than disabled: the button keeps the focus (Escape still works).
     ui.contactSave.setAttribute("aria-disabled", busy ? "true" : "false");
-    ui.contactSave.textContent = busy ? "Saving..." : "Save";
+    ui.contactSave.textContent = busy ? texts.contact_saving : texts.contact_save;
     if (busy) ui.contactForm.setAttribute("aria-busy", "true");
     else ui.contactForm.removeAttribute("aria-busy");
   }
@@ -1031,11 +1022,11 @@
       if (value) values[key] = value;
     }
     if (!Object.keys(values).length) {
-      setContactError(CONTACT_TEXTS.missing, ui.contactInputs.name);
+      setContactError(texts.contact_missing, ui.contactInputs.name);
       return;
     }
     if (values.email && !ui.contactInputs.email.validity.valid) {
-      setContactError(CONTACT_TEXTS.email, ui.contactInputs.email);
+      setContactError(texts.contact_bad_email, ui.contactInputs.email);
       return;
     }
     setContactError("");
@@ -1056,10 +1047,10 @@
     savedContact = { ...savedContact, ...values }; // the server keeps what was not given again
     setContactBusy(false);
     local.set(CONTACT_KEY, "1");
-    ui.contactToggle.textContent = CONTACT_TEXTS.update;
+    ui.contactToggle.textContent = texts.contact_update;
     cancelContact();
     fillContact(savedContact);
-    ui.contactNote.textContent = CONTACT_TEXTS.saved;
+    ui.contactNote.textContent = texts.contact_saved;
   }
 
   /** The server refused the details: show why, with what was typed still in the form. */
@@ -1073,7 +1064,7 @@
       ui.contactToggle.setAttribute("aria-expanded", "true");
       ui.contactNote.textContent = "";
     }
-    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : CONTACT_TEXTS.failed;
+    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : texts.contact_failed;
     setContactError(text);
   }
 
@@ -1088,7 +1079,7 @@
     if (!connectingTimer && !welcomed && ui.status.hidden) {
       connectingTimer = setTimeout(() => {
         connectingTimer = null;
-        if (!welcomed && ui.status.hidden) setStatus("Connecting...");
+        if (!welcomed && ui.status.hidden) setStatus(texts.connecting);
       }, CONNECTING_NOTICE_MS);
     }
     let socket;
@@ -1126,7 +1117,7 @@
     }
     clearTimeout(connectingTimer);
     connectingTimer = null;
-    setStatus("Reconnecting...");
+    setStatus(texts.reconnecting);
     scheduleReconnect();
   }
 
@@ -1195,12 +1186,6 @@
     connectingTimer = null;
     setStatus("");
     if (typeof frame.token === "string" && frame.token) local.set(TOKEN_KEY, frame.token);
-    if (frame.texts && typeof frame.texts === "object") {
-      for (const key of Object.keys(DEFAULT_TEXTS)) {
-        const value = frame.texts[key];
-        if (typeof value === "string" && value.trim()) texts[key] = value;
-      }
-    }
     if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) maxChars = frame.max_chars;
     inputChanged();
     applyStatus(frame.status);
@@ -1224,7 +1209,7 @@
         entry.node = null;
         pending.set(id, entry);
       } else {
-        setNotSent(entry, true); // in this welcome's texts
+        setNotSent(entry, true);
         list.append(entry.node);
       }
     }
@@ -1304,13 +1289,13 @@
     const text =
       typeof frame.message === "string" && frame.message.trim()
         ? frame.message
-        : texts[code] || ERROR_TEXTS[code] || ERROR_TEXTS.bad_frame;
+        : texts[ERROR_TEXTS[code] || "failed"];
 
     if (code === "bad_token") {
       // The stored token is forged, altered or expired: start a fresh conversation, once.
       local.remove(TOKEN_KEY);
       local.remove(CONTACT_KEY); // a new visitor: the details went with the old one
-      ui.contactToggle.textContent = CONTACT_TEXTS.leave;
+      ui.contactToggle.textContent = texts.contact_leave;
       if (!badTokenRetried) {
         badTokenRetried = true;
         reconnectNow = true;
