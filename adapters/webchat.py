@@ -37,8 +37,7 @@ Protocol (JSON text frames on ``/chat/ws``):
   handled once). Refused messages may be sent again with the same id.
 
 The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill)
-are written into ``/chat/widget.js`` as it is served, so the widget has them from its first
-paint.
+are written into ``/chat/widget.js`` as it is served (:mod:`carebot.adapters.webchat_files`).
 
 Stopping (shutdown): new sockets are refused (503) and frames that arrive are not taken (nor
 acknowledged: the widget sends them again after it reconnects); the frames in hand are
@@ -51,18 +50,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from carebot.adapters.webchat_files import WidgetFiles, file
 from carebot.channel import Deliver
 from carebot.clock import Clock, utcnow
 from carebot.config import WebChatSettings, fill
@@ -73,7 +71,6 @@ from carebot.models import ContactDetails, InboundMessage, OutboundReply, Transc
 from carebot.signing import Signer
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parent / "static"
 Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
 # A conversation's web chat visitor, or None when the conversation is on another channel.
 VisitorOf = Callable[[int], Awaitable[str | None]]
@@ -81,8 +78,6 @@ MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
 CONTACT_MAX_CHARS = 200
-# The line of widget.js that the configured texts replace as it is served.
-TEXTS_LINE = "const TEXTS = {}; // [webchat.texts], written in by the server"
 
 
 class FrameError(Exception):
@@ -117,8 +112,7 @@ class WebChatChannel:
         self._visitor_of = visitor_of
         self._clock = clock
         self._relay: asyncio.Task[None] | None = None
-        self._script = _widget_script(settings)
-        self._script_tag = f'"{hashlib.sha256(self._script).hexdigest()[:32]}"'
+        self._files = WidgetFiles(settings.texts)
         self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
@@ -130,11 +124,10 @@ class WebChatChannel:
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
-        app.router.add_get("/chat/widget.js", self._widget)
-        app.router.add_get("/chat/widget.css", self._file("widget.css"))
+        self._files.mount(app)
 
     def demo_page(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        return self._file("demo.html")
+        return file("demo.html")
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -193,20 +186,6 @@ class WebChatChannel:
     @property
     def connected(self) -> int:
         return sum(len(group) for group in self._sockets.values())
-
-    async def _widget(self, request: web.Request) -> web.StreamResponse:
-        headers = {"Cache-Control": "no-cache", "ETag": self._script_tag}
-        if request.headers.get("If-None-Match") == self._script_tag:
-            return web.Response(status=304, headers=headers)
-        return web.Response(
-            body=self._script, content_type="text/javascript", charset="utf-8", headers=headers
-        )
-
-    def _file(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(_request: web.Request) -> web.StreamResponse:
-            return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
-
-        return handler
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
@@ -424,15 +403,6 @@ def _line_frame(line: TranscriptLine, visitor: str) -> dict[str, Any]:
         "handoff": line.handoff,
         "at": _iso(line.at),
     }
-
-
-def _widget_script(settings: WebChatSettings) -> bytes:
-    """widget.js with the configured texts written in."""
-    source = (STATIC / "widget.js").read_text(encoding="utf-8")
-    if source.count(TEXTS_LINE) != 1:
-        raise RuntimeError(f"widget.js must hold the line {TEXTS_LINE!r} once")
-    texts = json.dumps(settings.texts.model_dump(), ensure_ascii=True)
-    return source.replace(TEXTS_LINE, f"const TEXTS = {texts};").encode("utf-8")
 
 
 def _iso(when: datetime) -> str:
