@@ -5,23 +5,39 @@ Translation only: WebSocket frames -> :class:`InboundMessage`; :class:`OutboundR
 Protocol (JSON text frames on ``/chat/ws``):
 
 * client ``{"type": "hello", "token": <token or null>}`` first. The server answers
-  ``{"type": "welcome", "token", "history": [message...], "max_chars"}``; the token is a signed
-  visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
-  forged, altered or expired token gets ``{"type": "error", "code": "bad_token"}`` and the
-  socket is closed (4401): nobody reads or writes another visitor's conversation.
+  ``{"type": "welcome", "token", "history": [message...], "max_chars", "status"}``; the token
+  is a signed visitor id kept by the browser, so a reload or reconnect resumes the same
+  conversation. A forged, altered or expired token gets ``{"type": "error", "code":
+  "bad_token"}`` and the socket is closed (4401): nobody reads or writes another visitor's
+  conversation.
+* ``status`` is whether the care team is at work now (``[business_hours]``):
+  ``{"online": bool, "text", "next_open": <ISO time or null>}``, or null when
+  ``[webchat] show_status`` is off. The client asks again with ``{"type": "status"}`` (on
+  opening the panel, and every few minutes while it is open); the answer is
+  ``{"type": "status", "status"}``.
 * client ``{"type": "contact", "name", "phone", "email"}`` (each optional, at least one): the
   contact form. The server answers ``{"type": "contact_saved"}``; a phone number or e-mail
   address the customer also uses on another channel links the two.
 * client ``{"type": "message", "id": <client uuid>, "text": ...}``; the id makes a resend after
-  a reconnect harmless (the core deduplicates it). The server answers ``{"type": "ack", "id"}``,
-  then ``{"type": "typing", "on": true}`` while the bot works.
+  a reconnect harmless (the core deduplicates it). The server answers ``{"type": "ack", "id",
+  "at"}``, then ``{"type": "typing", "on": true}`` while the bot works.
+* server ``{"type": "typing", "on": true, "agent": "Ann"}``: an agent is typing a reply in the
+  built-in inbox (sent again every few seconds while they type; the widget hides it when the
+  news stop or a message arrives). Relayed from the ``agent_typing`` events of the process's
+  :class:`~carebot.events.EventHub`: the visitor's socket must be on the process the agent
+  types to (one process today; cross-process events are a later step).
 * server ``{"type": "message", "author": "bot"|"agent"|"customer", "agent", "text", "choices":
   [{"id", "label"}], "handoff": bool, "at"}`` for every reply (and for the customer's own
-  message in the visitor's other tabs).
+  message in the visitor's other tabs). Every ``at`` (here, in acks and in the history) is
+  ISO 8601 UTC, e.g. ``2026-11-18T10:00:00.000Z``.
 * server ``{"type": "error", "code": "bad_frame"|"empty"|"too_long"|"rate_limited"|
   "bad_token", "message", "id"}``: nothing was stored; the socket stays open except for
-  ``bad_token``. ``"unavailable"``: the message may be stored but could not be handled now;
-  sending it again with the same id gets the answer (it is handled once).
+  ``bad_token``; ``too_long`` also carries ``max_chars``. ``"unavailable"``: the message may be
+  stored but could not be handled now; sending it again with the same id gets the answer (it is
+  handled once). Refused messages may be sent again with the same id.
+
+The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill)
+are written into ``/chat/widget.js`` as it is served (:mod:`carebot.adapters.webchat_files`).
 
 Stopping (shutdown): new sockets are refused (503) and frames that arrive are not taken (nor
 acknowledged: the widget sends them again after it reconnects); the frames in hand are
@@ -36,28 +52,32 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from carebot.adapters.webchat_files import WidgetFiles, file
 from carebot.channel import Deliver
-from carebot.clock import utcnow
-from carebot.config import WebChatSettings
+from carebot.clock import Clock, utcnow
+from carebot.config import WebChatSettings, fill
+from carebot.events import Event, EventHub
 from carebot.exceptions import DeliveryError
+from carebot.hours import BusinessHours
 from carebot.models import ContactDetails, InboundMessage, OutboundReply, TranscriptLine
 from carebot.signing import Signer
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parent / "static"
 Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
+# A conversation's web chat visitor, or None when the conversation is on another channel.
+VisitorOf = Callable[[int], Awaitable[str | None]]
 MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
+CONTACT_MAX_CHARS = 200
 
 
 class FrameError(Exception):
@@ -71,11 +91,29 @@ class WebChatChannel:
     name = "webchat"
 
     def __init__(
-        self, *, settings: WebChatSettings, signer: Signer, transcript: Transcript
+        self,
+        *,
+        settings: WebChatSettings,
+        signer: Signer,
+        transcript: Transcript,
+        hours: BusinessHours | None = None,
+        events: EventHub | None = None,
+        visitor_of: VisitorOf | None = None,
+        clock: Clock = utcnow,
     ) -> None:
+        """``hours``: the widget's header says whether the team is at work (none: it says
+        nothing). ``events`` and ``visitor_of``: agents typing in the inbox are shown to the
+        visitor of the conversation."""
         self._settings = settings
         self._signer = signer
         self._transcript = transcript
+        self._hours = hours
+        self._events = events
+        self._visitor_of = visitor_of
+        self._clock = clock
+        self._relay: asyncio.Task[None] | None = None
+        self._files = WidgetFiles(settings.texts)
+        self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
@@ -86,19 +124,26 @@ class WebChatChannel:
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
-        app.router.add_get("/chat/widget.js", self._file("widget.js"))
-        app.router.add_get("/chat/widget.css", self._file("widget.css"))
+        self._files.mount(app)
 
     def demo_page(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        return self._file("demo.html")
+        return file("demo.html")
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._receiving = True
+        if self._events is not None and self._visitor_of is not None and self._relay is None:
+            queue = await self._subscription.enter_async_context(self._events.subscribe())
+            self._relay = asyncio.create_task(self._relay_agents(queue), name="webchat-agents")
 
     async def stop(self) -> None:
         """Take no new frame, finish those in hand, then close every socket (1001)."""
         self._receiving = False
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+            await self._subscription.aclose()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE), self._handled:
                 await self._handled.wait_for(lambda: self._in_hand == 0)
@@ -123,19 +168,24 @@ class WebChatChannel:
             "text": reply.text,
             "choices": [{"id": c.id, "label": c.label} for c in reply.choices],
             "handoff": reply.handoff,
-            "at": (reply.created_at or utcnow()).isoformat(),
+            "at": _iso(reply.created_at or self._clock()),
         }
         await self._broadcast(reply.external_user_id, frame)
+
+    def status(self) -> dict[str, Any] | None:
+        """Whether the care team is at work now, as the widget's header shows it."""
+        if self._hours is None or not self._settings.show_status:
+            return None
+        now, texts = self._clock(), self._settings.texts
+        if self._hours.is_open(now):
+            return {"online": True, "text": texts.online, "next_open": None}
+        start = self._hours.next_open(now)
+        text = fill(texts.offline, next_open=self._hours.describe_next_open(now))
+        return {"online": False, "text": text, "next_open": _iso(start) if start else None}
 
     @property
     def connected(self) -> int:
         return sum(len(group) for group in self._sockets.values())
-
-    def _file(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(_request: web.Request) -> web.StreamResponse:
-            return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
-
-        return handler
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
@@ -163,7 +213,7 @@ class WebChatChannel:
                 if not self._sockets[visitor]:
                     del self._sockets[visitor]
                     recent = self._recent.get(visitor)
-                    if recent is not None and (not recent or time.monotonic() - recent[-1] > 60):
+                    if recent is not None and (not recent or self._seconds() - recent[-1] > 60):
                         del self._recent[visitor]  # nothing left to limit: forget the visitor
         return ws
 
@@ -175,12 +225,16 @@ class WebChatChannel:
                 visitor = await self._hello(ws, frame)
             elif frame.get("type") == "contact":
                 await self._contact(ws, visitor, frame)
+            elif frame.get("type") == "status":
+                await ws.send_json({"type": "status", "status": self.status()})
             else:
                 await self._message(ws, visitor, frame)
         except FrameError as error:
-            reply = {"type": "error", "code": error.code, "message": str(error)}
+            reply: dict[str, Any] = {"type": "error", "code": error.code, "message": str(error)}
             if error.frame_id:
                 reply["id"] = error.frame_id
+            if error.code == "too_long":
+                reply["max_chars"] = self._settings.max_message_chars
             await ws.send_json(reply)
             if error.code == "bad_token":
                 await ws.close(code=BAD_TOKEN_CLOSE, message=b"bad token")
@@ -205,6 +259,7 @@ class WebChatChannel:
                 "token": self._signer.sign(visitor, ttl=ttl),
                 "history": [_line_frame(line, visitor) for line in history],
                 "max_chars": self._settings.max_message_chars,
+                "status": self.status(),
             }
         )
         return visitor
@@ -213,17 +268,17 @@ class WebChatChannel:
         self, ws: web.WebSocketResponse, visitor: str, frame: dict[str, Any]
     ) -> None:
         text, message_id = self._validate(visitor, frame)
-        await ws.send_json({"type": "ack", "id": message_id})
-        await self._broadcast(visitor, {"type": "typing", "on": True})
         inbound = InboundMessage(
             channel=self.name,
             external_user_id=visitor,
             # Ids come from the browser: unique per visitor, so namespaced by the visitor.
             external_message_id=f"{visitor}:{message_id}",
             text=text,
-            sent_at=utcnow(),
+            sent_at=self._clock(),
             raw=frame,
         )
+        await ws.send_json({"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)})
+        await self._broadcast(visitor, {"type": "typing", "on": True})
         echo: dict[str, Any] = {
             "type": "message",
             "id": message_id,
@@ -232,7 +287,7 @@ class WebChatChannel:
             "text": text,
             "choices": [],
             "handoff": False,
-            "at": inbound.sent_at.isoformat(),
+            "at": _iso(inbound.sent_at),
         }
         await self._broadcast(visitor, echo, skip=ws)
         if self._deliver is None:
@@ -242,9 +297,7 @@ class WebChatChannel:
         except Exception as exc:
             log.exception("Could not take web chat message %s", message_id)
             raise FrameError(
-                "unavailable",
-                "We could not take your message right now. Please try again in a moment.",
-                frame_id=message_id,
+                "unavailable", self._settings.texts.unavailable, frame_id=message_id
             ) from exc
         finally:
             await self._broadcast(visitor, {"type": "typing", "on": False})
@@ -254,24 +307,25 @@ class WebChatChannel:
     ) -> None:
         """The optional contact form: kept with the visitor, so agents know who they are and
         the same person on other channels (same phone or e-mail) is recognised."""
-        profile = {}
+        profile, texts = {}, self._settings.texts
         for key in ("name", "phone", "email"):
             value = frame.get(key)
             if value is not None and not isinstance(value, str):
                 raise FrameError("bad_frame", f"{key} must be a string.")
             if value and value.strip():
-                if len(value) > 200:
-                    raise FrameError("too_long", f"The {key} is too long.")
+                if len(value) > CONTACT_MAX_CHARS:
+                    words = fill(texts.contact_too_long, limit=CONTACT_MAX_CHARS)
+                    raise FrameError("too_long", words)
                 profile[key] = value.strip()
         if not profile:
-            raise FrameError("empty", "Give a name, a phone number or an e-mail address.")
+            raise FrameError("empty", texts.contact_missing)
         if self._deliver is None:
             raise RuntimeError("WebChatChannel.start() was not called before serving")
         try:
             await self._deliver(ContactDetails(self.name, visitor, profile))
         except Exception as exc:
             log.exception("Could not keep the contact details of %s", visitor)
-            raise FrameError("unavailable", "We could not save that right now.") from exc
+            raise FrameError("unavailable", texts.contact_failed) from exc
         await ws.send_json({"type": "contact_saved"})
 
     def _validate(self, visitor: str, frame: dict[str, Any]) -> tuple[str, str]:
@@ -282,29 +336,40 @@ class WebChatChannel:
             raise FrameError("bad_frame", "A message needs a text and an id.")
         if len(message_id) > 100:
             raise FrameError("bad_frame", "The message id is too long.")
-        text = text.strip()
+        text, texts = text.strip(), self._settings.texts
         if not text:
-            raise FrameError("empty", "Your message is empty.", frame_id=message_id)
+            raise FrameError("empty", texts.empty, frame_id=message_id)
         limit = self._settings.max_message_chars
         if len(text) > limit:
-            raise FrameError(
-                "too_long",
-                f"Your message is {len(text)} characters long; "
-                f"the limit is {limit}. Please shorten it.",
-                frame_id=message_id,
-            )
+            words = fill(texts.too_long, length=f"{len(text):,}", limit=f"{limit:,}")
+            raise FrameError("too_long", words, frame_id=message_id)
         recent = self._recent[visitor]
-        now = time.monotonic()
+        now = self._seconds()
         while recent and now - recent[0] > 60:
             recent.popleft()
         if len(recent) >= self._settings.messages_per_minute:
-            raise FrameError(
-                "rate_limited",
-                "You are sending messages very fast. Please wait a moment.",
-                frame_id=message_id,
-            )
+            raise FrameError("rate_limited", texts.rate_limited, frame_id=message_id)
         recent.append(now)
         return text, message_id
+
+    def _seconds(self) -> float:
+        return self._clock().timestamp()
+
+    async def _relay_agents(self, events: asyncio.Queue[Event]) -> None:
+        """Agents typing in the inbox: shown in their conversation's visitor's open tabs."""
+        assert self._visitor_of is not None
+        while True:
+            event = await events.get()
+            if event.kind != "agent_typing" or not self._sockets:
+                continue
+            try:
+                visitor = await self._visitor_of(event.conversation_id)
+            except Exception:
+                log.warning("Cannot tell who is in conversation %s", event.conversation_id)
+                continue
+            if visitor is not None:
+                frame = {"type": "typing", "on": True, "agent": event.agent or None}
+                await self._broadcast(visitor, frame)
 
     async def _broadcast(
         self, visitor: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
@@ -336,5 +401,10 @@ def _line_frame(line: TranscriptLine, visitor: str) -> dict[str, Any]:
         "text": line.text,
         "choices": [{"id": c.id, "label": c.label} for c in line.choices],
         "handoff": line.handoff,
-        "at": line.at.isoformat(),
+        "at": _iso(line.at),
     }
+
+
+def _iso(when: datetime) -> str:
+    """ISO 8601 in UTC, to the millisecond (what browsers parse everywhere)."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from carebot.exceptions import ConfigError
 
@@ -156,13 +164,100 @@ class ServerSettings(_Section):
     public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
 
 
+_PLACEHOLDER = re.compile(r"\{(\w*)\}")
+# The web chat texts that have {placeholders}, and which; the others have none.
+WEBCHAT_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "offline": frozenset({"next_open"}),
+    "agent_typing": frozenset({"agent"}),
+    "too_long": frozenset({"length", "limit"}),
+    "unread_many": frozenset({"count"}),
+    "contact_too_long": frozenset({"limit"}),
+}
+
+
+def fill(template: str, **values: object) -> str:
+    """``template`` with each ``{name}`` replaced by ``values[name]``; anything else is kept as
+    written (the web chat widget fills the same templates the same way)."""
+    return _PLACEHOLDER.sub(
+        lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template
+    )
+
+
+class WebChatTexts(_Section):
+    """Every text of the web chat widget but the conversation itself (config.toml says where
+    each one shows)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
+
+    title: str = "Chat with us"
+    online: str = "Online \u2013 we usually reply within minutes"
+    offline: str = "Offline \u2013 back {next_open}"
+    open_chat: str = "Open chat"
+    unread_one: str = "Open chat, 1 new message"
+    unread_many: str = "Open chat, {count} new messages"
+    close_chat: str = "Close chat"
+    conversation: str = "Conversation"
+    care_team: str = "Care team"
+    suggested_replies: str = "Suggested replies"
+    typing: str = "Typing\u2026"
+    agent_typing: str = "{agent} is typing\u2026"
+    your_message: str = "Your message"
+    placeholder: str = "Type your message..."
+    send: str = "Send message"
+    connecting: str = "Connecting..."
+    reconnecting: str = "Reconnecting..."
+    too_long: str = "Your message is {length} characters; the limit is {limit}. Please shorten it."
+    empty: str = "Your message is empty."
+    rate_limited: str = (
+        "You are sending messages faster than we can take them. "
+        "Please wait a moment, then tap Retry."
+    )
+    unavailable: str = "We could not take your message right now. Please try again in a moment."
+    failed: str = "Something went wrong sending your message. Please try again."
+    expired: str = "Your chat session has expired. Please reload the page."
+    not_sent: str = "Not sent"
+    retry: str = "Retry"
+    contact_leave: str = "Leave your contact details"
+    contact_update: str = "Update your contact details"
+    contact_title: str = "Your contact details"
+    contact_intro: str = (
+        "Optional: lets our team recognise you on WhatsApp, Telegram or e-mail too."
+    )
+    contact_name: str = "Name"
+    contact_phone: str = "Phone"
+    contact_phone_example: str = "+44 20 7946 0958"
+    contact_email: str = "E-mail"
+    contact_email_example: str = "name@example.com"
+    contact_cancel: str = "Cancel"
+    contact_save: str = "Save"
+    contact_saving: str = "Saving..."
+    contact_saved: str = "Thanks, we saved your details."
+    contact_missing: str = "Please fill in at least one field."
+    contact_bad_email: str = "Please check the e-mail address (like name@example.com)."
+    contact_too_long: str = "That is too long: {limit} characters at most."
+    contact_failed: str = "We could not save your details. Please try again."
+
+    @field_validator("*")
+    @classmethod
+    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        allowed = WEBCHAT_PLACEHOLDERS.get(str(info.field_name), frozenset())
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - allowed)
+        if unknown:
+            names = ", ".join(f"{{{name}}}" for name in sorted(allowed)) or "none"
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (allowed here: {names})")
+        return value
+
+
 class WebChatSettings(_Section):
     enabled: bool = True
+    # The widget's header says whether the care team is at work ([business_hours]).
+    show_status: bool = True
     max_message_chars: Annotated[int, Field(ge=1, le=20000)] = 2000
     token_days: Annotated[int, Field(ge=1, le=3650)] = 30
     history_limit: Annotated[int, Field(ge=0, le=1000)] = 100
     messages_per_minute: Annotated[int, Field(ge=1, le=10000)] = 30
     allowed_origins: tuple[str, ...] = ()
+    texts: WebChatTexts = WebChatTexts()
 
 
 class AgentSettings(_Section):

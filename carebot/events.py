@@ -1,8 +1,9 @@
 """Live events inside one process: what changed, for screens that show it as it happens.
 
-The pipeline and the agent desk publish; the agent inbox's live view subscribes. Events carry
-ids only; subscribers read what they need from the store. A slow subscriber loses the oldest
-events of its own queue, never blocks a publisher.
+The pipeline and the agent desk publish; the agent inbox's live view, the Slack desk and the web
+chat subscribe. Events carry ids only (subscribers read what they need from the store), except
+``agent_typing``, which names the agent who is typing (it is stored nowhere). A slow subscriber
+loses the oldest events of its own queue, never blocks a publisher.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 class Event:
     kind: str  # customer_message, decision, handoff, agent_action, delivery, closed
     conversation_id: int
+    agent: str = ""  # kind agent_typing (an agent types a reply): the agent's display name
 
 
 class EventHub:

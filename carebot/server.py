@@ -33,6 +33,7 @@ from carebot.desk.auth import Agents, Sessions
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import ShutdownError, StoreError
+from carebot.hours import BusinessHours
 from carebot.lifecycle import clean_up
 from carebot.models import TranscriptLine
 from carebot.nlu.encoder import Encoder
@@ -95,8 +96,18 @@ def _mount_webchat(
     async def transcript(visitor: str) -> list[TranscriptLine]:
         return await runtime.conversations.transcript("webchat", visitor, limit=limit)
 
+    async def visitor_of(conversation_id: int) -> str | None:
+        channel, user = await runtime.conversations.party(conversation_id)
+        return user if channel == WebChatChannel.name else None
+
     webchat = WebChatChannel(
-        settings=settings.webchat, signer=Signer(secret, "webchat-visitor"), transcript=transcript
+        settings=settings.webchat,
+        signer=Signer(secret, "webchat-visitor"),
+        transcript=transcript,
+        hours=BusinessHours(settings.business_hours),
+        events=runtime.events,  # agents typing in the inbox (this process's only)
+        visitor_of=visitor_of,
+        clock=runtime.clock,
     )
     webchat.mount(app)
     app.router.add_get("/", webchat.demo_page())

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -14,6 +16,7 @@ from sqlalchemy import select
 
 from carebot.server import Service
 from carebot.store.tables import ContactPoint, Identity
+from tests.conftest import Clock
 from tests.service import AGENT_PASSWORD, running_service, service_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,9 +34,19 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[Service, TestServer]]:
-    settings = service_settings(tmp_path)
-    async with running_service(settings, f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as s:
+def webchat() -> dict[str, Any]:
+    """The [webchat] settings of the service (a test may override this fixture's values)."""
+    return {}
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, clock: Clock, webchat: dict[str, Any]
+) -> AsyncIterator[tuple[Service, TestServer]]:
+    """The service on the test's clock (Wednesday 10:00 UTC: business hours)."""
+    settings = service_settings(tmp_path, webchat=webchat)
+    database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    async with running_service(settings, database, clock) as s:
         yield s
 
 
@@ -53,9 +66,16 @@ async def shot(page: object, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), animations="disabled")  # type: ignore[attr-defined]
 
 
-async def open_chat(browser: object, server: TestServer) -> object:
-    context = await browser.new_context()  # type: ignore[attr-defined]
+async def open_chat(
+    browser: object, server: TestServer, *, clock: datetime | None = None, **options: Any
+) -> object:
+    """A customer's page with the open chat. ``clock``: the page's time is faked from there on
+    (Playwright's clock: it flows, and the test can move it); ``options`` go to the browser
+    context (locale, timezone_id...)."""
+    context = await browser.new_context(**options)  # type: ignore[attr-defined]
     page = await context.new_page()
+    if clock is not None:
+        await page.clock.install(time=clock)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     page.dialogs = dialogs
@@ -141,7 +161,7 @@ async def test_a_script_message_is_shown_as_text(
     await say(customer, payload)
     bubble = bubbles(customer, "customer").filter(has_text="<script>")
     await bubble.wait_for()
-    assert (await bubble.inner_text()).strip() == payload
+    assert (await bubble.locator(".carebot-text").inner_text()).strip() == payload
     await bubbles(customer, "bot").first.wait_for()
     assert customer.dialogs == []  # type: ignore[attr-defined]
     agent = await agent_login(browser, server)
@@ -169,7 +189,7 @@ async def test_a_reload_resumes_and_a_second_visitor_sees_nothing_of_it(
     await shot(second, "8-second-visitor")
 
 
-async def test_an_oversized_message_gets_a_clear_error(
+async def test_an_oversized_message_from_the_page_api_gets_a_clear_error(
     service: tuple[Service, TestServer], browser: object
 ) -> None:
     _, server = service
@@ -177,7 +197,12 @@ async def test_an_oversized_message_gets_a_clear_error(
     await customer.evaluate("window.carebot.send('x'.repeat(2500))")  # type: ignore[attr-defined]
     error = customer.locator(".carebot-error")  # type: ignore[attr-defined]
     await error.wait_for()
-    assert "2000" in await error.inner_text()
+    assert await error.inner_text() == (
+        "Your message is 2,500 characters; the limit is 2,000. Please shorten it."
+    )
+    # Into the empty box, to shorten; nothing was sent.
+    assert await customer.locator("#carebot-input").input_value() == "x" * 2500  # type: ignore[attr-defined]
+    assert [f["type"] for f in customer.sent_frames] == ["hello"]  # type: ignore[attr-defined]
 
 
 async def contact_points(service: Service) -> list[tuple[str, str, str]]:
@@ -272,8 +297,206 @@ async def test_the_contact_form_explains_what_is_missing_or_refused(
     await name.evaluate("(input) => { input.value = 'x'.repeat(201); }")
     await customer.get_by_label("Phone", exact=True).fill(PHONE)  # type: ignore[attr-defined]
     await customer.get_by_label("Phone", exact=True).press("Enter")  # type: ignore[attr-defined]
-    await error.filter(has_text="The name is too long.").wait_for()
+    await error.filter(has_text="That is too long: 200 characters at most.").wait_for()
     assert await customer.get_by_label("Phone", exact=True).input_value() == PHONE  # type: ignore[attr-defined]
     assert await name.input_value() == "x" * 201
     assert await customer.locator("#carebot-contact-note").inner_text() == ""  # type: ignore[attr-defined]
     assert await contact_points(running) == []
+
+
+GERMAN = {
+    "online": "Online \u2013 wir antworten meist in wenigen Minuten",
+    "placeholder": "Ihre Nachricht\u2026",
+    "contact_leave": "Kontaktdaten hinterlassen",
+    "open_chat": "Chat \u00f6ffnen",
+    "close_chat": "Chat schlie\u00dfen",
+}
+
+
+@pytest.mark.parametrize("webchat", [{"texts": GERMAN}])
+async def test_the_widget_speaks_the_configured_texts(
+    service: tuple[Service, TestServer], browser: object
+) -> None:
+    _, server = service
+    customer = await open_chat(browser, server)
+    await customer.locator("#carebot-subtitle").filter(has_text=GERMAN["online"]).wait_for()  # type: ignore[attr-defined]
+    box = customer.locator("#carebot-input")  # type: ignore[attr-defined]
+    assert await box.get_attribute("placeholder") == GERMAN["placeholder"]
+    toggle = customer.locator("#carebot-contact-toggle")  # type: ignore[attr-defined]
+    assert await toggle.inner_text() == GERMAN["contact_leave"]
+    await customer.get_by_role("button", name=GERMAN["close_chat"]).click()  # type: ignore[attr-defined]
+    await customer.get_by_role("button", name=GERMAN["open_chat"]).wait_for()  # type: ignore[attr-defined]
+
+
+EVENING = datetime(2026, 11, 18, 20, 0, tzinfo=UTC)  # Wednesday, after hours (09:00-18:00 UTC)
+
+
+async def test_the_header_says_whether_the_team_is_online(
+    service: tuple[Service, TestServer], browser: object, clock: Clock
+) -> None:
+    _, server = service
+    customer = await open_chat(browser, server, clock=clock.now)
+    status = customer.locator("#carebot-subtitle")  # type: ignore[attr-defined]
+    await status.filter(has_text="Online \u2013 we usually reply within minutes").wait_for()
+    assert await status.get_attribute("data-online") == "true"
+    await shot(customer, "12-header-online")
+
+    # The panel stays open past closing time: asked again every few minutes.
+    clock.now = EVENING
+    await customer.clock.run_for("02:00")  # type: ignore[attr-defined]
+    await status.filter(has_text="Offline \u2013 back tomorrow at 09:00 (UTC)").wait_for()
+    assert await status.get_attribute("data-online") == "false"
+    await shot(customer, "13-header-offline")
+
+    # Opening the panel asks at once.
+    await customer.locator("#carebot-close").click()  # type: ignore[attr-defined]
+    clock.now = EVENING + timedelta(hours=14)  # Thursday 10:00
+    await customer.locator("#carebot-launcher").click()  # type: ignore[attr-defined]
+    await status.filter(has_text="Online").wait_for()
+
+
+async def test_message_times_show_in_the_customers_time_zone(
+    service: tuple[Service, TestServer], browser: object, clock: Clock
+) -> None:
+    _, server = service
+    # Tokyo is UTC+9: the service's 10:00 UTC is 19:00 there, on the same day.
+    customer = await open_chat(
+        browser,
+        server,
+        clock=clock.now + timedelta(hours=2),
+        locale="en-GB",
+        timezone_id="Asia/Tokyo",
+    )
+    await say(customer, FAQ)
+    answer = bubbles(customer, "bot").filter(has_text=ANSWER)
+    await answer.wait_for()
+    for author in ("customer", "bot"):
+        time = bubbles(customer, author).last.locator("time")
+        assert await time.inner_text() == "19:00"
+        assert await time.get_attribute("datetime") == "2026-11-18T10:00:00.000Z"
+    await shot(customer, "14-message-times")
+
+    # Two days later, the history shows the date as well.
+    await customer.clock.set_system_time(clock.now + timedelta(days=2))  # type: ignore[attr-defined]
+    await customer.reload()  # type: ignore[attr-defined]
+    await answer.wait_for()
+    times = customer.locator(".carebot-msg time")  # type: ignore[attr-defined]
+    assert await times.all_inner_texts() == ["18 Nov, 19:00", "18 Nov, 19:00"]
+
+
+async def test_a_message_over_the_limit_stays_in_the_box_with_a_clear_notice(
+    service: tuple[Service, TestServer], browser: object
+) -> None:
+    _, server = service
+    customer = await open_chat(browser, server, locale="en-GB")
+    box = customer.locator("#carebot-input")  # type: ignore[attr-defined]
+    counter = customer.locator("#carebot-count")  # type: ignore[attr-defined]
+    notice = customer.locator("#carebot-alert")  # type: ignore[attr-defined]
+    await box.fill("y" * 1700)  # near the limit: the counter shows
+    assert await counter.inner_text() == "1,700 / 2,000"
+    assert await counter.get_attribute("data-over") == "false"
+
+    await box.fill("y" * 2340)  # pasted in whole: nothing cut off
+    assert await box.input_value() == "y" * 2340
+    assert await counter.inner_text() == "2,340 / 2,000"
+    assert await counter.get_attribute("data-over") == "true"
+    await box.press("Enter")
+    await notice.wait_for()
+    assert await notice.inner_text() == (
+        "Your message is 2,340 characters; the limit is 2,000. Please shorten it."
+    )
+    assert await box.input_value() == "y" * 2340  # still there, to edit
+    await shot(customer, "15-over-the-limit")
+
+    await box.press("Backspace")  # the notice follows the text...
+    await notice.filter(has_text="Your message is 2,339 characters").wait_for()
+    await box.fill("y" * 2000)  # ...and goes once it fits
+    await notice.wait_for(state="hidden")
+    assert await box.get_attribute("aria-invalid") is None
+    await box.fill(FAQ)
+    await box.press("Enter")
+    await bubbles(customer, "bot").filter(has_text=ANSWER).wait_for()
+    assert [f["type"] for f in customer.sent_frames] == ["hello", "message"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("webchat", [{"messages_per_minute": 2}])
+async def test_messages_sent_too_fast_get_one_notice_and_a_retry(
+    service: tuple[Service, TestServer], browser: object, clock: Clock
+) -> None:
+    _, server = service
+    customer = await open_chat(browser, server)
+    for n in range(5):
+        await say(customer, f"{FAQ} {n}")
+    refused = customer.locator('.carebot-msg[data-failed="true"]')  # type: ignore[attr-defined]
+    notice = customer.locator(".carebot-error")  # type: ignore[attr-defined]
+    await notice.filter(has_text="faster than we can take them").wait_for()
+    await customer.locator('.carebot-alert[data-repeat="3"]').wait_for()  # type: ignore[attr-defined]
+    assert await notice.count() == 1  # one notice, updated by each refusal
+    assert await refused.count() == 3
+    assert await refused.locator(".carebot-not-sent").all_inner_texts() == ["Not sent"] * 3
+    # Nothing is pasted back into the box: what the customer types next is theirs alone.
+    box = customer.locator("#carebot-input")  # type: ignore[attr-defined]
+    await box.fill("and one more thing")
+    assert await box.input_value() == "and one more thing"
+    await shot(customer, "16-rate-limited")
+
+    # Retried while still too fast: still one notice, still not sent.
+    await refused.first.get_by_role("button", name="Retry").click()
+    await customer.locator('.carebot-alert[data-repeat="4"]').wait_for()  # type: ignore[attr-defined]
+    assert (await notice.count(), await refused.count()) == (1, 3)
+
+    # A minute later it goes through: taken, answered, and the notice is gone.
+    clock.advance(61)
+    await refused.first.get_by_role("button", name="Retry").click()
+    await notice.wait_for(state="hidden")
+    assert await refused.count() == 2
+    await bubbles(customer, "bot").filter(has_text=ANSWER).nth(2).wait_for()
+    assert await box.input_value() == "and one more thing"
+
+
+async def test_an_agent_typing_in_the_inbox_shows_in_the_widget(
+    service: tuple[Service, TestServer], browser: object, clock: Clock
+) -> None:
+    _, server = service
+    customer = await open_chat(browser, server, clock=clock.now)
+    await customer.clock.pause_at(clock.now + timedelta(seconds=1))  # type: ignore[attr-defined]
+    await say(customer, UPSET)
+    await customer.locator(".carebot-notice").wait_for()  # type: ignore[attr-defined]
+
+    agent = await agent_login(browser, server)
+    await agent.clock.install(time=clock.now)  # type: ignore[attr-defined]
+    await agent.clock.pause_at(clock.now + timedelta(seconds=1))  # type: ignore[attr-defined]
+    await agent.add_init_script(COUNT_TYPING_POSTS)  # type: ignore[attr-defined]
+    await agent.goto(str(server.make_url("/inbox/c/1")))  # type: ignore[attr-defined]
+    reply = agent.locator("#reply-text")  # type: ignore[attr-defined]
+    await reply.press_sequentially("Hi, Ann")
+
+    typing = customer.locator("#carebot-typing-text")  # type: ignore[attr-defined]
+    await typing.filter(has_text="Ann is typing\u2026").wait_for()
+    await shot(customer, "17-agent-typing")
+    # Seven keys pressed within the same instant: one notice sent.
+    assert await agent.evaluate("window.typingPosts") == 1  # type: ignore[attr-defined]
+
+    # No news from the agent for a while: the customer's widget stops saying it.
+    await customer.clock.run_for(6500)  # type: ignore[attr-defined]
+    await typing.wait_for(state="hidden")
+
+    # Typing on, three seconds later: a second notice; the reply itself ends it.
+    await agent.clock.run_for(3000)  # type: ignore[attr-defined]
+    await reply.press_sequentially(" here.")
+    await typing.wait_for()
+    assert await agent.evaluate("window.typingPosts") == 2  # type: ignore[attr-defined]
+    await agent.locator("#reply-button").click()
+    await bubbles(customer, "agent").filter(has_text="Hi, Ann here.").wait_for()
+    assert await typing.is_hidden()
+
+
+# Counts the inbox page's typing notices (the page's own fetch calls).
+COUNT_TYPING_POSTS = """
+window.typingPosts = 0;
+const realFetch = window.fetch;
+window.fetch = (url, options) => {
+  if (String(url).endsWith("/typing")) window.typingPosts += 1;
+  return realFetch(url, options);
+};
+"""

@@ -22,6 +22,7 @@ def test_shipped_config_loads_and_matches_the_defaults() -> None:
     assert shipped.matcher.model == Settings().matcher.model
     assert shipped.placeholders["support_email"]
     assert shipped.conversations == Settings().conversations  # documented with its defaults
+    assert shipped.webchat == Settings().webchat
 
 
 def test_settings_are_frozen() -> None:
@@ -59,6 +60,19 @@ def test_settings_are_frozen() -> None:
         (
             "[conversations]\nidle_close_hour = 12\n",
             ["unknown key [conversations] 'idle_close_hour'", "idle_close_hours"],
+        ),
+        (
+            "[webchat.texts]\noffline = 'Back {when}'\n",
+            ["config.toml:2", "[webchat.texts] 'offline'", "{when}", "allowed here: {next_open}"],
+        ),
+        (
+            "[webchat.texts]\nretry = 'Retry {agent}'\n",
+            ["config.toml:2", "[webchat.texts] 'retry'", "{agent}", "allowed here: none"],
+        ),
+        ("[webchat.texts]\nonline = ''\n", ["[webchat.texts] 'online'", "at least 1 character"]),
+        (
+            "[webchat.texts]\nofline = 'x'\n",
+            ["unknown key [webchat.texts] 'ofline'", "Allowed here: title, online, offline"],
         ),
     ],
 )

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
+from carebot.config import WebChatTexts
+from carebot.desk.auth import hash_password
 from carebot.server import Service
 from carebot.signing import Signer
 from carebot.store.tables import Message, OutboxRow
 from tests.conftest import Clock
-from tests.service import Visitor, running_service, service_settings
+from tests.service import AGENT_PASSWORD, UPSET, Visitor, running_service, service_settings
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @pytest.fixture
@@ -76,17 +84,36 @@ async def test_a_question_gets_an_answer_and_a_reload_resumes_the_conversation(
     welcome = await first.hello()
     assert welcome["history"] == [] and welcome["max_chars"] == 50
     message_id = await first.say("where is my order")
-    assert await first.next_of("ack") == {"type": "ack", "id": message_id}
+    now = "2026-11-18T10:00:00.000Z"  # the service's clock
+    assert await first.next_of("ack") == {"type": "ack", "id": message_id, "at": now}
     reply = await first.next_of("message")
     assert reply["author"] == "bot" and reply["text"] == "Track it at https://track.example."
+    assert reply["at"] == now
     await first.ws.close()
 
     again = await visitor(http, server)
     await again.hello(first.token)
-    assert [(m["author"], m["text"]) for m in again.history] == [
-        ("customer", "where is my order"),
-        ("bot", "Track it at https://track.example."),
+    # Every message of the history comes with its time, ISO 8601 in UTC.
+    assert [(m["author"], m["text"], m["at"]) for m in again.history] == [
+        ("customer", "where is my order", now),
+        ("bot", "Track it at https://track.example.", now),
     ]
+
+
+async def test_every_time_sent_is_iso_8601_utc(
+    service: tuple[Service, TestServer], http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    _, server = service
+    clock.now = datetime(2026, 11, 18, 10, 5, 7, 123456, tzinfo=UTC)
+    first = await visitor(http, server)
+    await first.hello()
+    await first.say("where is my order")
+    frames = [await first.next_of("ack"), await first.next_of("message")]
+    again = await visitor(http, server)
+    await again.hello(first.token)
+    times = [frame["at"] for frame in [*frames, *again.history]]
+    assert times == ["2026-11-18T10:05:07.123Z"] * 4
+    assert all(ISO_UTC.match(t) for t in times)
 
 
 async def test_a_handoff_is_flagged_as_a_notice(
@@ -191,6 +218,14 @@ async def test_a_resent_message_is_answered_once(
     assert await count(running, OutboxRow) == 1
 
 
+async def outcome(customer: Visitor) -> dict[str, Any]:
+    """The ack or error that answers the message just sent."""
+    frame = await customer.receive()
+    while frame["type"] not in ("ack", "error"):
+        frame = await customer.receive()
+    return frame
+
+
 async def test_sending_too_fast_is_rate_limited(
     service: tuple[Service, TestServer], http: aiohttp.ClientSession
 ) -> None:
@@ -200,11 +235,40 @@ async def test_sending_too_fast_is_rate_limited(
     outcomes = []
     for i in range(9):
         await customer.say(f"hello {i}")
-        frame = await customer.receive()
-        while frame["type"] not in ("ack", "error"):
-            frame = await customer.receive()
+        frame = await outcome(customer)
         outcomes.append(frame.get("code", frame["type"]))
     assert outcomes == ["ack"] * 8 + ["rate_limited"]
+
+
+async def test_a_rate_limited_message_is_taken_when_sent_again_after_a_minute(
+    service: tuple[Service, TestServer], http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    running, server = service
+    customer = await visitor(http, server)
+    await customer.hello()
+    for _ in range(8):
+        await customer.say("where is my order")
+        assert (await outcome(customer))["type"] == "ack"
+    refused = await customer.say("where is my order")
+    error = await outcome(customer)
+    assert (error["code"], error["id"]) == ("rate_limited", refused)
+    assert error["message"] == (
+        "You are sending messages faster than we can take them. "
+        "Please wait a moment, then tap Retry."
+    )
+    async with running.runtime.db.session() as session:
+        kept = await session.scalar(
+            select(func.count()).where(Message.external_id.like(f"%{refused}"))
+        )
+    assert kept == 0
+    clock.advance(61)
+    await customer.say("where is my order", message_id=refused)  # the widget's Retry
+    assert (await outcome(customer))["id"] == refused
+    reply = await customer.next_of("message")
+    assert (reply["text"], reply["at"]) == (
+        "Track it at https://track.example.",
+        "2026-11-18T10:01:01.000Z",  # answered now, not an answer to one of the eight
+    )
 
 
 async def test_other_tabs_of_the_same_visitor_see_the_whole_conversation(
@@ -251,6 +315,185 @@ async def test_two_visitors_may_use_the_same_message_id(
     again = await visitor(http, server)
     await again.hello(first.token)
     assert [m["id"] for m in again.history if m["author"] == "customer"] == ["1"]
+
+
+async def test_a_message_over_the_limit_is_explained_with_both_numbers(
+    tmp_path: Path, database_url: str, http: aiohttp.ClientSession
+) -> None:
+    settings = service_settings(tmp_path, webchat={"max_message_chars": 2000})
+    async with running_service(settings, database_url) as (running, server):
+        customer = await visitor(http, server)
+        await customer.hello()
+        refused = await customer.say("x" * 2340)
+        error = await customer.next_of("error")
+        assert error == {
+            "type": "error",
+            "code": "too_long",
+            "id": refused,
+            "message": "Your message is 2,340 characters; the limit is 2,000. Please shorten it.",
+            "max_chars": 2000,
+        }
+        assert await count(running, Message) == 0
+
+
+OPEN, CLOSED_EVENING, WEEKEND = (
+    datetime(2026, 11, 18, 10, 0, tzinfo=UTC),  # a Wednesday
+    datetime(2026, 11, 18, 20, 0, tzinfo=UTC),
+    datetime(2026, 11, 21, 12, 0, tzinfo=UTC),  # a Saturday
+)
+
+
+@pytest.mark.parametrize(
+    ("now", "status"),
+    [
+        (OPEN, {"online": True, "text": "Online \u2013 we usually reply within minutes"}),
+        (
+            CLOSED_EVENING,
+            {
+                "online": False,
+                "text": "Offline \u2013 back tomorrow at 09:00 (UTC)",
+                "next_open": "2026-11-19T09:00:00.000Z",
+            },
+        ),
+        (
+            WEEKEND,
+            {
+                "online": False,
+                "text": "Offline \u2013 back Monday at 09:00 (UTC)",
+                "next_open": "2026-11-23T09:00:00.000Z",
+            },
+        ),
+    ],
+)
+async def test_the_welcome_says_whether_the_team_is_online(
+    service: tuple[Service, TestServer],
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    now: datetime,
+    status: dict[str, Any],
+) -> None:
+    _, server = service
+    clock.now = now
+    customer = await visitor(http, server)
+    welcome = await customer.hello()
+    assert welcome["status"] == {"next_open": None, **status}
+
+
+async def test_the_status_is_asked_again_and_follows_the_clock(
+    service: tuple[Service, TestServer], http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    _, server = service
+    customer = await visitor(http, server)
+    assert (await customer.hello())["status"]["online"] is True
+    clock.now = CLOSED_EVENING
+    await customer.ws.send_json({"type": "status"})
+    answer = await customer.next_of("status")
+    assert answer["status"]["text"] == "Offline \u2013 back tomorrow at 09:00 (UTC)"
+
+
+async def test_the_widget_is_served_with_the_configured_texts(
+    tmp_path: Path, database_url: str, http: aiohttp.ClientSession
+) -> None:
+    texts = {"online": "Here for you", "agent_typing": "{agent} schreibt", "retry": "Nochmal"}
+    settings = service_settings(tmp_path, webchat={"texts": texts})
+    async with running_service(settings, database_url, Clock()) as (_, server):
+        async with http.get(server.make_url("/chat/widget.js")) as response:
+            script = await response.text()
+            tag = response.headers["ETag"]
+        assert response.content_type == "text/javascript"
+        found = re.search(r"^  const TEXTS = (\{.*\});$", script, re.MULTILINE)
+        assert found is not None
+        served = json.loads(found.group(1))
+        assert {key: served[key] for key in texts} == texts
+        assert served["not_sent"] == "Not sent"  # the default of what was not set
+        assert set(served) == set(WebChatTexts.model_fields)
+        # Unchanged since: the browser keeps its copy.
+        async with http.get(
+            server.make_url("/chat/widget.js"), headers={"If-None-Match": tag}
+        ) as again:
+            assert again.status == 304
+        customer = await visitor(http, server)
+        assert (await customer.hello())["status"]["text"] == "Here for you"
+
+
+async def test_no_status_when_it_is_switched_off(
+    tmp_path: Path, database_url: str, http: aiohttp.ClientSession
+) -> None:
+    settings = service_settings(tmp_path, webchat={"show_status": False})
+    async with running_service(settings, database_url) as (_, server):
+        customer = await visitor(http, server)
+        assert (await customer.hello())["status"] is None
+        await customer.ws.send_json({"type": "status"})
+        assert await customer.next_of("status") == {"type": "status", "status": None}
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def agent(server: TestServer, name: str) -> tuple[aiohttp.ClientSession, str]:
+    """A logged-in agent's browser (cookies kept) and its CSRF token."""
+    browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with browser.get(server.make_url("/inbox/login")) as response:
+        csrf = CSRF.search(await response.text()).group(1)  # type: ignore[union-attr]
+    form = {"name": name, "password": AGENT_PASSWORD, "csrf": csrf, "next": "/inbox"}
+    async with browser.post(server.make_url("/inbox/login"), data=form) as response:
+        csrf = CSRF.search(await response.text()).group(1)  # type: ignore[union-attr]
+    return browser, csrf
+
+
+async def typing_of(customer: Visitor) -> str:
+    """The name in the next "agent is typing" frame (the bot's typing frames have none)."""
+    while True:
+        frame = await customer.next_of("typing")
+        if frame.get("agent"):
+            assert frame["on"] is True
+            return str(frame["agent"])
+
+
+async def test_an_agent_typing_in_the_inbox_is_shown_to_that_conversations_visitor_only(
+    tmp_path: Path, database_url: str, http: aiohttp.ClientSession
+) -> None:
+    digest = hash_password(AGENT_PASSWORD)
+    people = [
+        {"name": n, "display_name": n.title(), "password_hash": digest} for n in ("ann", "bob")
+    ]
+    settings = service_settings(tmp_path, inbox={"agents": people})
+    async with running_service(settings, database_url) as (_, server):
+        first, second = await visitor(http, server), await visitor(http, server)
+        for customer, text in ((first, UPSET), (second, "where is my order")):
+            await customer.hello()
+            await customer.say(text)  # conversations 1 and 2
+            await customer.next_of("message")
+        (ann, ann_csrf), (bob, bob_csrf) = await agent(server, "ann"), await agent(server, "bob")
+        try:
+            async with ann.get(server.make_url("/inbox/c/1")) as response:
+                page = await response.text()
+            assert 'data-typing="/inbox/c/1/typing"' in page and "/typing.js" in page
+            live = await ann.ws_connect(server.make_url("/inbox/events"))
+
+            async def typing(browser: aiohttp.ClientSession, conversation: int, csrf: str) -> int:
+                url = server.make_url(f"/inbox/c/{conversation}/typing")
+                async with browser.post(url, data={"csrf": csrf}) as response:
+                    return response.status
+
+            assert await typing(http, 1, "") == 401  # no session
+            assert await typing(bob, 1, "forged") == 403  # no event either
+            assert await typing(bob, 2, bob_csrf) == 204
+            assert await typing(ann, 1, ann_csrf) == 204
+            # Each visitor hears of the agent typing in their own conversation, nothing else.
+            assert await typing_of(first) == "Ann"
+            assert await typing_of(second) == "Bob"
+
+            # The inbox pages are not refreshed for it: they hear of real changes only.
+            await second.say("thanks")
+            heard = [await live.receive_json(timeout=10)]
+            while heard[-1]["kind"] != "customer_message":
+                heard.append(await live.receive_json(timeout=10))
+            assert "agent_typing" not in [change["kind"] for change in heard]
+            await live.close()
+        finally:
+            await ann.close()
+            await bob.close()
 
 
 async def test_a_non_ascii_token_is_refused_not_a_crash(

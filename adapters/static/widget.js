@@ -18,6 +18,17 @@
  * An optional contact form (name, phone, e-mail) under the input: a phone number or e-mail
  * address lets the care team link the visitor to the same customer on other channels.
  *
+ * The header says whether the care team is online (the server's business hours), asked again
+ * whenever the panel opens and every few minutes while it is open. Every message shows its time
+ * in the visitor's time zone (with the date when it is not today). "Ann is typing…" shows while
+ * an agent types a reply. Every text comes from the server ([webchat.texts] in config.toml).
+ *
+ * Messages the server refuses: a message over the length limit is never sent; it stays in the
+ * box with a notice and the counter turns red. Any other refused message (too fast,
+ * unavailable) stays in the conversation marked "Not sent" with a Retry button; nothing is
+ * pasted back into the box (where the visitor may have typed something else since). Notices
+ * about messages share one place above the box: a new one replaces the last.
+ *
  * Page API: window.carebot.open(), .close(), .send(text).
  */
 (() => {
@@ -29,6 +40,9 @@
   const OPEN_KEY = "carebot.open"; // sessionStorage: keep the panel open across page navigations
   const CONTACT_KEY = "carebot.contact"; // localStorage: "1" once the visitor saved contact details
   const TYPING_TIMEOUT_MS = 15000;
+  const AGENT_TYPING_TIMEOUT_MS = 6000; // agents' typing notices come every 2-3 s while they type
+  const STATUS_REFRESH_MS = 2 * 60 * 1000; // while the panel is open
+  const COUNT_FROM = 0.8; // the counter shows from this share of the length limit
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
   const CONNECTING_NOTICE_MS = 800;
@@ -36,24 +50,21 @@
   const AUTHORS = new Set(["customer", "bot", "agent"]);
   // Errors the server sends, before its ack, about the message frame it is reading.
   const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited"]);
+  // Every text the visitor sees, from [webchat.texts] in carebot's config.toml: the server
+  // writes them into this line as it serves the file.
+  const TEXTS = {}; // [webchat.texts], written in by the server
+  const texts = TEXTS;
+  // The text for an error code the server sent without a message.
   const ERROR_TEXTS = {
-    too_long: "Your message is too long. Please shorten it.",
-    empty: "Your message is empty.",
-    bad_frame: "Something went wrong sending your message. Please try again.",
-    rate_limited: "You are sending messages very fast. Please wait a moment.",
-    unavailable: "We could not take your message right now. Please try again in a moment.",
-    bad_token: "Your chat session has expired. Please reload the page.",
+    too_long: "too_long",
+    empty: "empty",
+    rate_limited: "rate_limited",
+    unavailable: "unavailable",
+    bad_frame: "failed",
+    bad_token: "expired",
   };
   const CONTACT_FIELDS = ["name", "phone", "email"];
   const CONTACT_MAX_CHARS = 200;
-  const CONTACT_TEXTS = {
-    leave: "Leave your contact details",
-    update: "Update your contact details",
-    saved: "Thanks, we saved your details.",
-    missing: "Please fill in at least one field.",
-    email: "Please check the e-mail address (like name@example.com).",
-    failed: "We could not save your details. Please try again.",
-  };
 
   // ---------------------------------------------------------------- configuration
 
@@ -62,7 +73,7 @@
   const wsUrl = socketUrl(base);
   const attr = (name) => (script && script.getAttribute(name)) || "";
   const cfg = {
-    title: attr("data-title").trim() || "Chat with us",
+    title: attr("data-title").trim() || texts.title,
     open: attr("data-open").trim().toLowerCase() === "true",
     welcome: attr("data-welcome").trim(),
     accent: attr("data-accent").trim(),
@@ -230,10 +241,39 @@
     return out;
   }
 
-  function formatTime(iso) {
+  /** "{agent} is typing" + {agent: "Ann"}: each known {name} replaced, the rest kept. */
+  function fill(template, values) {
+    return String(template).replace(/\{(\w*)\}/g, (match, name) =>
+      Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : match,
+    );
+  }
+
+  /** Characters as the server counts them (code points, so an emoji is one). */
+  function charCount(text) {
+    return Array.from(text.trim()).length;
+  }
+
+  function parseTime(iso) {
     if (typeof iso !== "string" || !iso) return null;
-    const date = new Date(iso);
-    return Number.isNaN(date.getTime()) ? null : date.toLocaleString();
+    const date = new Date(iso.replace(/(\.\d{3})\d+/, "$1")); // microseconds: not everywhere
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+
+  const timeFormats = {};
+  function formatter(name, options) {
+    if (!timeFormats[name]) timeFormats[name] = new Intl.DateTimeFormat(undefined, options);
+    return timeFormats[name];
+  }
+
+  /** 14:05 today; "18 Nov, 14:05" another day this year; with the year before that. */
+  function formatTime(date) {
+    const now = new Date();
+    const clock = { hour: "numeric", minute: "2-digit" };
+    if (date.toDateString() === now.toDateString()) return formatter("time", clock).format(date);
+    if (date.getFullYear() === now.getFullYear()) {
+      return formatter("day", { day: "numeric", month: "short", ...clock }).format(date);
+    }
+    return formatter("date", { day: "numeric", month: "short", year: "numeric", ...clock }).format(date);
   }
 
   // ---------------------------------------------------------------- state
@@ -257,8 +297,11 @@
    */
   const pending = new Map();
   let lastAcked = null; // the last acknowledged message, for an "unavailable" error after the ack
+  /** Messages the server refused (too fast, unavailable), shown "Not sent": id -> entry. */
+  const failed = new Map();
   let maxChars = DEFAULT_MAX_CHARS;
   let typingTimer = null;
+  let statusTimer = null;
   let isOpen = false;
   let unread = 0;
   /** The contact frame waiting for its contact_saved: {frame, sent}; one at a time. */
@@ -289,7 +332,7 @@
         type: "button",
         id: "carebot-launcher",
         class: "carebot-launcher",
-        "aria-label": "Open chat",
+        "aria-label": texts.open_chat,
         "aria-controls": "carebot-panel",
         "aria-expanded": "false",
       },
@@ -302,20 +345,17 @@
       type: "button",
       id: "carebot-close",
       class: "carebot-close",
-      "aria-label": "Close chat",
-      title: "Close",
+      "aria-label": texts.close_chat,
+      title: texts.close_chat,
     });
     closeButton.append(icon("close"));
+    // Whether the team is online: filled in from the server's status.
+    const subtitle = el("p", { id: "carebot-subtitle", class: "carebot-subtitle", hidden: true });
     const header = el(
       "header",
       { class: "carebot-header" },
       el("div", { class: "carebot-avatar", "aria-hidden": "true" }, icon("chat")),
-      el(
-        "div",
-        { class: "carebot-heading" },
-        title,
-        el("p", { class: "carebot-subtitle", text: "We're here to help" }),
-      ),
+      el("div", { class: "carebot-heading" }, title, subtitle),
       closeButton,
     );
 
@@ -325,10 +365,12 @@
       role: "log",
       "aria-live": "polite",
       "aria-relevant": "additions",
-      "aria-label": "Conversation",
+      "aria-label": texts.conversation,
       tabindex: "0",
     });
 
+    const typingSr = el("span", { class: "carebot-sr-only", text: texts.typing });
+    const typingText = el("span", { id: "carebot-typing-text", class: "carebot-typing-text", hidden: true });
     const typing = el(
       "div",
       { id: "carebot-typing", class: "carebot-typing", hidden: true },
@@ -339,33 +381,42 @@
         el("span", { class: "carebot-dot" }),
         el("span", { class: "carebot-dot" }),
       ),
-      el("span", { class: "carebot-sr-only", text: "Typing…" }),
+      typingSr,
+      typingText,
     );
 
     const status = el("div", { id: "carebot-status", class: "carebot-status", role: "status", hidden: true });
+    // The one notice about the messages (too long, too fast, not taken): each replaces the last.
+    const alertText = el("span", { class: "carebot-error-text" });
+    const alert = el(
+      "div",
+      { id: "carebot-alert", class: "carebot-error carebot-alert", role: "alert", hidden: true },
+      icon("alert", "carebot-error-icon"),
+      alertText,
+    );
 
     const input = el("textarea", {
       id: "carebot-input",
       class: "carebot-input",
       rows: "1",
-      maxlength: String(maxChars),
-      placeholder: "Type your message...",
+      placeholder: texts.placeholder,
+      "aria-describedby": "carebot-count carebot-alert",
       autocomplete: "off",
       enterkeyhint: "send",
     });
-    const count = el("span", { class: "carebot-count", hidden: true, "aria-live": "polite" });
+    const count = el("span", { id: "carebot-count", class: "carebot-count", hidden: true });
     const sendButton = el("button", {
       type: "submit",
       id: "carebot-send",
       class: "carebot-send",
-      "aria-label": "Send message",
-      title: "Send",
+      "aria-label": texts.send,
+      title: texts.send,
     });
     sendButton.append(icon("send"));
     const form = el(
       "form",
       { id: "carebot-form", class: "carebot-form", novalidate: true, "data-empty": "true" },
-      el("label", { for: "carebot-input", class: "carebot-sr-only", text: "Your message" }),
+      el("label", { for: "carebot-input", class: "carebot-sr-only", text: texts.your_message }),
       el("div", { class: "carebot-field" }, input, count),
       sendButton,
     );
@@ -388,7 +439,7 @@
         name: "phone",
         autocomplete: "tel",
         maxlength: String(CONTACT_MAX_CHARS),
-        placeholder: "+44 20 7946 0958",
+        placeholder: texts.contact_phone_example,
       }),
       email: el("input", {
         id: "carebot-contact-email",
@@ -397,7 +448,7 @@
         name: "email",
         autocomplete: "email",
         maxlength: String(CONTACT_MAX_CHARS),
-        placeholder: "name@example.com",
+        placeholder: texts.contact_email_example,
         spellcheck: "false",
         autocapitalize: "off",
       }),
@@ -414,13 +465,13 @@
       type: "button",
       id: "carebot-contact-cancel",
       class: "carebot-contact-cancel",
-      text: "Cancel",
+      text: texts.contact_cancel,
     });
     const contactSave = el("button", {
       type: "submit",
       id: "carebot-contact-save",
       class: "carebot-contact-save",
-      text: "Save",
+      text: texts.contact_save,
     });
     const contactForm = el(
       "form",
@@ -432,15 +483,15 @@
         "aria-labelledby": "carebot-contact-title",
         "aria-describedby": "carebot-contact-intro",
       },
-      el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: "Your contact details" }),
+      el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: texts.contact_title }),
       el("p", {
         id: "carebot-contact-intro",
         class: "carebot-contact-intro",
-        text: "Optional: lets our team recognise you on WhatsApp, Telegram or e-mail too.",
+        text: texts.contact_intro,
       }),
-      contactField("name", "Name"),
-      contactField("phone", "Phone"),
-      contactField("email", "E-mail"),
+      contactField("name", texts.contact_name),
+      contactField("phone", texts.contact_phone),
+      contactField("email", texts.contact_email),
       contactError,
       el("div", { class: "carebot-contact-actions" }, contactCancel, contactSave),
     );
@@ -451,7 +502,7 @@
       class: "carebot-contact-toggle",
       "aria-controls": "carebot-contact",
       "aria-expanded": "false",
-      text: local.get(CONTACT_KEY) === "1" ? CONTACT_TEXTS.update : CONTACT_TEXTS.leave,
+      text: local.get(CONTACT_KEY) === "1" ? texts.contact_update : texts.contact_leave,
     });
     const footer = el("div", { class: "carebot-footer" }, contactNote, contactToggle);
 
@@ -462,6 +513,7 @@
       messages,
       typing,
       status,
+      alert,
       contactForm,
       form,
       footer,
@@ -479,9 +531,14 @@
       launcherBadge,
       panel,
       closeButton,
+      subtitle,
       messages,
       typing,
+      typingSr,
+      typingText,
       status,
+      alert,
+      alertText,
       form,
       input,
       count,
@@ -584,25 +641,26 @@
       "data-author": author,
       "data-id": options.id || null,
       "data-pending": options.pending ? "true" : null,
-      title: formatTime(message.at),
     });
     const pieces = author === "customer" ? [text] : linkify(text);
+    const meta = el("div", { class: "carebot-meta" });
+    setTime(meta, message.at);
 
     if (message.handoff) {
-      node.append(icon("info", "carebot-notice-icon"), el("span", { class: "carebot-text" }, ...pieces));
+      node.append(icon("info", "carebot-notice-icon"), el("span", { class: "carebot-text" }, ...pieces), meta);
     } else {
       if (author === "agent") {
         const name = typeof message.agent === "string" ? message.agent.trim() : "";
-        const label = !name ? "Care team" : name.includes("·") ? name : `${name} · Care team`;
+        const label = !name ? texts.care_team : name.includes("·") ? name : `${name} · ${texts.care_team}`;
         node.append(el("div", { class: "carebot-label", text: label }));
       }
-      node.append(el("div", { class: "carebot-text" }, ...pieces));
+      node.append(el("div", { class: "carebot-text" }, ...pieces), meta);
     }
 
     const choices = Array.isArray(message.choices) ? message.choices : [];
     const usable = choices.filter((c) => c && c.label != null && String(c.label).trim());
     if (usable.length) {
-      const group = el("div", { class: "carebot-choices", role: "group", "aria-label": "Suggested replies" });
+      const group = el("div", { class: "carebot-choices", role: "group", "aria-label": texts.suggested_replies });
       for (const choice of usable) {
         const label = String(choice.label);
         const button = el("button", {
@@ -617,6 +675,42 @@
       node.append(group);
     }
     return node;
+  }
+
+  /** The message's time under it (nothing for a line without one, like the local welcome). */
+  function setTime(meta, iso) {
+    const date = parseTime(iso);
+    let time = meta.querySelector(".carebot-time");
+    if (!date) {
+      if (time) time.remove();
+      meta.hidden = !meta.firstChild;
+      return;
+    }
+    if (!time) {
+      time = el("time", { class: "carebot-time" });
+      meta.prepend(time);
+    }
+    time.dateTime = date.toISOString();
+    time.textContent = formatTime(date);
+    time.title = date.toLocaleString();
+    meta.hidden = false;
+  }
+
+  /** "Not sent · Retry" under a refused message (or nothing, once it is sent again). */
+  function setNotSent(entry, notSent) {
+    const node = entry.node;
+    if (!node) return;
+    const meta = node.querySelector(":scope > .carebot-meta");
+    for (const old of meta.querySelectorAll(".carebot-not-sent, .carebot-retry")) old.remove();
+    if (!notSent) {
+      node.removeAttribute("data-failed");
+      return;
+    }
+    node.setAttribute("data-failed", "true");
+    node.removeAttribute("data-pending");
+    const retryButton = el("button", { type: "button", class: "carebot-retry", text: texts.retry });
+    retryButton.addEventListener("click", () => retry(entry.frame.id));
+    meta.append(el("span", { class: "carebot-not-sent", text: texts.not_sent }), retryButton);
   }
 
   function setChoicesDisabled(group, disabled) {
@@ -637,15 +731,38 @@
     }
   }
 
-  function showError(text) {
-    const node = el(
-      "div",
-      { class: "carebot-error", role: "alert" },
-      icon("alert", "carebot-error-icon"),
-      el("span", { class: "carebot-error-text", text }),
-    );
-    appendToList(node, true);
-    return node;
+  /** The one notice above the box; ``kind`` says what it is about (a code, or "too_long"). */
+  function showAlert(kind, text) {
+    const again = !ui.alert.hidden && ui.alert.getAttribute("data-kind") === kind;
+    ui.alert.setAttribute("data-kind", kind);
+    ui.alert.setAttribute("data-repeat", again ? String(Number(ui.alert.getAttribute("data-repeat") || "1") + 1) : "1");
+    ui.alertText.textContent = text;
+    ui.alert.hidden = false;
+  }
+
+  /** Hides the notice if it is about one of ``kinds`` (any notice without them). */
+  function clearAlert(...kinds) {
+    if (ui.alert.hidden) return;
+    if (kinds.length && !kinds.includes(ui.alert.getAttribute("data-kind"))) return;
+    ui.alert.hidden = true;
+    ui.alertText.textContent = "";
+    ui.alert.removeAttribute("data-kind");
+    ui.alert.removeAttribute("data-repeat");
+  }
+
+  function applyStatus(status) {
+    if (!status || typeof status !== "object" || typeof status.text !== "string" || !status.text.trim()) {
+      ui.subtitle.hidden = true;
+      return;
+    }
+    ui.subtitle.textContent = status.text;
+    ui.subtitle.setAttribute("data-online", status.online ? "true" : "false");
+    ui.subtitle.hidden = false;
+  }
+
+  /** Asks the server whether the team is online; the answer comes as a status frame. */
+  function refreshStatus() {
+    if (welcomed) rawSend({ type: "status" });
   }
 
   function setStatus(text) {
@@ -653,12 +770,17 @@
     ui.status.hidden = !text;
   }
 
-  function showTyping() {
+  /** The typing dots; with an agent's name, "Ann is typing…" beside them. */
+  function showTyping(agent) {
     const stick = nearBottom();
+    const name = typeof agent === "string" ? agent.trim() : "";
+    ui.typingText.textContent = name ? fill(texts.agent_typing, { agent: name }) : "";
+    ui.typingText.hidden = !name;
+    ui.typingSr.hidden = Boolean(name);
     ui.typing.hidden = false;
     if (stick) scrollToBottom();
     clearTimeout(typingTimer);
-    typingTimer = setTimeout(hideTyping, TYPING_TIMEOUT_MS);
+    typingTimer = setTimeout(hideTyping, name ? AGENT_TYPING_TIMEOUT_MS : TYPING_TIMEOUT_MS);
   }
 
   function hideTyping() {
@@ -670,7 +792,8 @@
   function updateBadge() {
     ui.launcherBadge.hidden = unread === 0;
     ui.launcherBadge.textContent = unread > 9 ? "9+" : String(unread);
-    ui.launcher.setAttribute("aria-label", unread ? `Open chat, ${unread} new message${unread > 1 ? "s" : ""}` : "Open chat");
+    const label = unread === 0 ? texts.open_chat : unread === 1 ? texts.unread_one : fill(texts.unread_many, { count: unread });
+    ui.launcher.setAttribute("aria-label", label);
   }
 
   function autosize() {
@@ -681,19 +804,33 @@
 
   function inputChanged() {
     autosize();
-    const length = ui.input.value.length;
+    const length = charCount(ui.input.value);
+    const over = length > maxChars;
     ui.form.setAttribute("data-empty", ui.input.value.trim() ? "false" : "true");
-    const near = length >= Math.floor(maxChars * 0.8);
+    const near = length >= Math.floor(maxChars * COUNT_FROM);
     ui.count.hidden = !near;
-    ui.count.textContent = near ? `${length}/${maxChars}` : "";
+    ui.count.textContent = near ? `${length.toLocaleString()} / ${maxChars.toLocaleString()}` : "";
+    ui.count.setAttribute("data-over", over ? "true" : "false");
+    if (over) ui.input.setAttribute("aria-invalid", "true");
+    else ui.input.removeAttribute("aria-invalid");
+    // A notice about the length follows the text: updated while too long, gone once it fits.
+    if (ui.alert.getAttribute("data-kind") === "too_long" && !ui.alert.hidden) {
+      if (over) showAlert("too_long", tooLongText(length));
+      else clearAlert("too_long");
+    }
   }
 
-  /** Puts text the server refused back into the input, so the customer loses nothing. */
-  function restoreInput(text) {
-    const current = ui.input.value;
-    if (current === text || current.startsWith(text + "\n")) return;
-    ui.input.value = current.trim() ? `${text}\n${current}` : text;
+  function tooLongText(length) {
+    return fill(texts.too_long, { length: length.toLocaleString(), limit: maxChars.toLocaleString() });
+  }
+
+  /** Puts a refused text back into the box, but only into an empty box: never over what the
+   * visitor typed since. Returns whether it did. */
+  function putBack(text) {
+    if (ui.input.value.trim()) return false;
+    ui.input.value = text;
     inputChanged();
+    return true;
   }
 
   // ---------------------------------------------------------------- open / close
@@ -711,6 +848,9 @@
         session.set(OPEN_KEY, "1");
         scrollToBottom();
         autosize();
+        refreshStatus(); // (a connection that is not welcomed yet gets it with the welcome)
+        clearInterval(statusTimer);
+        statusTimer = setInterval(refreshStatus, STATUS_REFRESH_MS);
       }
       connect();
       if (options.focus) ui.input.focus({ preventScroll: true });
@@ -722,6 +862,8 @@
       if (!isOpen) return;
       const hadFocus = ui.shadow.activeElement != null;
       isOpen = false;
+      clearInterval(statusTimer);
+      statusTimer = null;
       ui.panel.hidden = true;
       ui.launcher.hidden = false;
       ui.launcher.setAttribute("aria-expanded", "false");
@@ -740,7 +882,7 @@
       ui.input.value = "";
       inputChanged();
     }
-    ui.input.focus({ preventScroll: true });
+    ui.input.focus({ preventScroll: true }); // a text that was too long stays here to edit
   }
 
   function choose(group, button, label) {
@@ -749,13 +891,15 @@
     if (!sendText(label, "choice", group)) setChoicesDisabled(group, false);
   }
 
-  /** Renders the customer's bubble at once and sends (or queues) the frame. Returns the id. */
+  /** Renders the customer's bubble at once and sends (or queues) the frame. Returns the id, or
+   * null when the text is too long (a notice says so; the text is not sent). */
   function sendText(raw, source, group) {
     const text = String(raw ?? "").trim();
     if (!text) return null;
-    if (text.length > maxChars) {
-      showError(`Your message is ${text.length} characters long; the limit is ${maxChars}. Please shorten it.`);
-      if (source === "api") restoreInput(text);
+    const length = charCount(text);
+    if (length > maxChars) {
+      if (source === "api") putBack(text);
+      showAlert("too_long", tooLongText(length));
       return null;
     }
     const id = uuid();
@@ -764,9 +908,46 @@
     const entry = { frame, node, source, group: group || null, sent: false, wasSent: false, createdAt: Date.now() };
     pending.set(id, entry);
     appendToList(node, true);
+    send(entry);
+    return id;
+  }
+
+  function send(entry) {
     if (welcomed && ws && ws.readyState === WebSocket.OPEN) transmit(entry);
     else connect(); // queued: sent after the next welcome, with the same id
-    return id;
+  }
+
+  /** Sends a message the server refused again, with the same id (it is handled once). */
+  function retry(id) {
+    const entry = failed.get(id);
+    if (!entry) return;
+    const length = charCount(entry.frame.text);
+    if (length > maxChars) {
+      // Cannot go as it is (the limit changed): to the box to shorten, if the box is free.
+      showAlert("too_long", tooLongText(length));
+      if (putBack(entry.frame.text)) {
+        failed.delete(id);
+        entry.node.remove();
+      }
+      return;
+    }
+    failed.delete(id);
+    setNotSent(entry, false);
+    entry.node.setAttribute("data-pending", "true");
+    setTime(entry.node.querySelector(":scope > .carebot-meta"), new Date().toISOString());
+    appendToList(entry.node, true); // to the end: where it is sent now
+    entry.createdAt = Date.now();
+    pending.set(id, entry);
+    send(entry);
+    ui.input.focus({ preventScroll: true });
+  }
+
+  /** The server refused it: it stays in the conversation, "Not sent", with a Retry button. */
+  function markNotSent(entry) {
+    pending.delete(entry.frame.id);
+    entry.sent = false;
+    failed.set(entry.frame.id, entry);
+    setNotSent(entry, true);
   }
 
   function transmit(entry) {
@@ -827,7 +1008,7 @@
   function setContactBusy(busy) {
     // aria-disabled rather than disabled: the button keeps the focus (Escape still works).
     ui.contactSave.setAttribute("aria-disabled", busy ? "true" : "false");
-    ui.contactSave.textContent = busy ? "Saving..." : "Save";
+    ui.contactSave.textContent = busy ? texts.contact_saving : texts.contact_save;
     if (busy) ui.contactForm.setAttribute("aria-busy", "true");
     else ui.contactForm.removeAttribute("aria-busy");
   }
@@ -841,11 +1022,11 @@
       if (value) values[key] = value;
     }
     if (!Object.keys(values).length) {
-      setContactError(CONTACT_TEXTS.missing, ui.contactInputs.name);
+      setContactError(texts.contact_missing, ui.contactInputs.name);
       return;
     }
     if (values.email && !ui.contactInputs.email.validity.valid) {
-      setContactError(CONTACT_TEXTS.email, ui.contactInputs.email);
+      setContactError(texts.contact_bad_email, ui.contactInputs.email);
       return;
     }
     setContactError("");
@@ -866,10 +1047,10 @@
     savedContact = { ...savedContact, ...values }; // the server keeps what was not given again
     setContactBusy(false);
     local.set(CONTACT_KEY, "1");
-    ui.contactToggle.textContent = CONTACT_TEXTS.update;
+    ui.contactToggle.textContent = texts.contact_update;
     cancelContact();
     fillContact(savedContact);
-    ui.contactNote.textContent = CONTACT_TEXTS.saved;
+    ui.contactNote.textContent = texts.contact_saved;
   }
 
   /** The server refused the details: show why, with what was typed still in the form. */
@@ -883,7 +1064,7 @@
       ui.contactToggle.setAttribute("aria-expanded", "true");
       ui.contactNote.textContent = "";
     }
-    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : CONTACT_TEXTS.failed;
+    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : texts.contact_failed;
     setContactError(text);
   }
 
@@ -898,7 +1079,7 @@
     if (!connectingTimer && !welcomed && ui.status.hidden) {
       connectingTimer = setTimeout(() => {
         connectingTimer = null;
-        if (!welcomed && ui.status.hidden) setStatus("Connecting...");
+        if (!welcomed && ui.status.hidden) setStatus(texts.connecting);
       }, CONNECTING_NOTICE_MS);
     }
     let socket;
@@ -936,7 +1117,7 @@
     }
     clearTimeout(connectingTimer);
     connectingTimer = null;
-    setStatus("Reconnecting...");
+    setStatus(texts.reconnecting);
     scheduleReconnect();
   }
 
@@ -974,14 +1155,17 @@
         onWelcome(frame);
         break;
       case "ack":
-        onAck(frame.id);
+        onAck(frame.id, frame.at);
         break;
       case "message":
         onServerMessage(frame);
         break;
       case "typing":
-        if (frame.on) showTyping();
+        if (frame.on) showTyping(frame.agent);
         else hideTyping();
+        break;
+      case "status":
+        applyStatus(frame.status);
         break;
       case "contact_saved":
         onContactSaved();
@@ -1002,11 +1186,9 @@
     connectingTimer = null;
     setStatus("");
     if (typeof frame.token === "string" && frame.token) local.set(TOKEN_KEY, frame.token);
-    if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) {
-      maxChars = frame.max_chars;
-      ui.input.maxLength = maxChars;
-      inputChanged();
-    }
+    if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) maxChars = frame.max_chars;
+    inputChanged();
+    applyStatus(frame.status);
 
     // The server's history is the conversation: render it afresh (a reload or reconnect shows
     // the same thing), then the messages still waiting for an ack.
@@ -1019,7 +1201,20 @@
       if (message && typeof message === "object") list.append(renderMessage(message));
     }
     disableAnsweredChoices();
+    for (const [id, entry] of [...failed]) {
+      if (storedAlready(entry, history)) {
+        // Refused as unavailable but stored: the history shows it; sent again below, so that
+        // it is answered (the server handles it once).
+        failed.delete(id);
+        entry.node = null;
+        pending.set(id, entry);
+      } else {
+        setNotSent(entry, true);
+        list.append(entry.node);
+      }
+    }
     for (const entry of pending.values()) {
+      if (entry.node === null) continue;
       if (entry.wasSent && storedAlready(entry, history)) {
         // Sent before the connection dropped and the server has it: keep the history's copy.
         // The frame is still resent below; the server deduplicates it by id.
@@ -1055,12 +1250,16 @@
     });
   }
 
-  function onAck(id) {
+  function onAck(id, at) {
     const entry = pending.get(id);
     if (!entry) return;
     pending.delete(id);
-    if (entry.node) entry.node.removeAttribute("data-pending");
+    if (entry.node) {
+      entry.node.removeAttribute("data-pending");
+      if (at) setTime(entry.node.querySelector(":scope > .carebot-meta"), at); // the server's time
+    }
     lastAcked = entry;
+    clearAlert("rate_limited", "unavailable", "bad_frame", "empty"); // sending works again
   }
 
   function onServerMessage(frame) {
@@ -1087,13 +1286,16 @@
       return;
     }
     hideTyping();
-    const text = typeof frame.message === "string" && frame.message.trim() ? frame.message : ERROR_TEXTS[code] || "Something went wrong.";
+    const text =
+      typeof frame.message === "string" && frame.message.trim()
+        ? frame.message
+        : texts[ERROR_TEXTS[code] || "failed"];
 
     if (code === "bad_token") {
       // The stored token is forged, altered or expired: start a fresh conversation, once.
       local.remove(TOKEN_KEY);
       local.remove(CONTACT_KEY); // a new visitor: the details went with the old one
-      ui.contactToggle.textContent = CONTACT_TEXTS.leave;
+      ui.contactToggle.textContent = texts.contact_leave;
       if (!badTokenRetried) {
         badTokenRetried = true;
         reconnectNow = true;
@@ -1101,32 +1303,46 @@
         else connect();
         return;
       }
-      showError(text);
+      showAlert(code, text);
       return;
     }
 
     // Which of our messages the error is about: by id if the server says, else the oldest one
     // on the wire (the server reads frames in order and answers each with an ack or an error).
-    let failed = null;
-    if (frame.id != null && pending.has(frame.id)) failed = pending.get(frame.id);
-    else if (REJECTED_MESSAGE_CODES.has(code)) failed = [...pending.values()].find((entry) => entry.sent) || null;
+    let refused = null;
+    if (frame.id != null && pending.has(frame.id)) refused = pending.get(frame.id);
+    else if (REJECTED_MESSAGE_CODES.has(code)) refused = [...pending.values()].find((entry) => entry.sent) || null;
 
-    if (failed) {
-      pending.delete(failed.frame.id);
-      if (failed.node) failed.node.remove();
-      giveBack(failed);
+    if (code === "too_long" && Number.isInteger(frame.max_chars) && frame.max_chars > 0) {
+      maxChars = frame.max_chars; // the limit changed since the welcome
+    }
+    if (refused) {
+      giveBack(refused, code);
     } else if (code === "unavailable" && lastAcked && lastAcked.node && lastAcked.node.isConnected) {
-      // Acknowledged, then the server could not take it: mark it and give the text back.
-      lastAcked.node.setAttribute("data-failed", "true");
-      giveBack(lastAcked);
+      // Acknowledged, then the server could not take it: "Not sent", to retry.
+      markNotSent(lastAcked);
       lastAcked = null;
     }
-    showError(text);
+    if (code === "too_long" && refused) showAlert(code, tooLongText(charCount(refused.frame.text)));
+    else showAlert(code || "error", text);
   }
 
-  function giveBack(entry) {
-    if (entry.source === "choice" && entry.group) setChoicesDisabled(entry.group, false);
-    else restoreInput(entry.frame.text);
+  /** A refused message: choices can be tapped again; a text that cannot be sent as it is (too
+   * long, empty) goes back into the box if the box is empty; any other stays "Not sent". */
+  function giveBack(entry, code) {
+    if (entry.source === "choice" && entry.group) {
+      pending.delete(entry.frame.id);
+      if (entry.node) entry.node.remove();
+      setChoicesDisabled(entry.group, false);
+    } else if ((code === "too_long" || code === "empty") && !ui.input.value.trim()) {
+      pending.delete(entry.frame.id);
+      if (entry.node) entry.node.remove();
+      putBack(entry.frame.text);
+    } else if (entry.node) {
+      markNotSent(entry);
+    } else {
+      pending.delete(entry.frame.id); // its history copy is on screen: nothing to retry from
+    }
   }
 
   // ---------------------------------------------------------------- API

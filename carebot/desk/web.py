@@ -2,7 +2,9 @@
 
 Every POST carries the session's CSRF token; every page but the login needs a session. Live
 updates go over the ``/inbox/events`` WebSocket as ``{"type": "changed", "conversation_id"}``;
-the page script then re-fetches the parts that changed.
+the page script then re-fetches the parts that changed. While an agent types a reply, the page
+posts to ``/inbox/c/{id}/typing`` (every few seconds at most): an ``agent_typing`` event that
+the web chat shows its customer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from carebot.agents import AgentDesk
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf
-from carebot.events import EventHub
+from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.nlu.intents import IntentSet
 from carebot.store.queue import AgentQueue
@@ -198,6 +200,9 @@ class AgentInbox:
         conversation_id = int(request.match_info["id"])
         agent = session.agent.display_name
         action = request.match_info["action"]
+        if action == "typing":
+            self._events.publish(Event("agent_typing", conversation_id, agent=agent))
+            return web.Response(status=204)
         try:
             if action == "reply":
                 await self._desk.reply(conversation_id, agent, str(form.get("text", "")))
@@ -244,6 +249,8 @@ class AgentInbox:
     async def _pump(self, ws: web.WebSocketResponse, queue: asyncio.Queue[Any]) -> None:
         while not ws.closed:
             event = await queue.get()
+            if event.kind == "agent_typing":
+                continue  # for the customer's web chat; nothing on these pages changed
             await ws.send_json(
                 {"type": "changed", "kind": event.kind, "conversation_id": event.conversation_id}
             )

@@ -316,6 +316,20 @@ class ConversationStore:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
 
+    async def party(self, conversation_id: int) -> tuple[str, str]:
+        """The channel and the channel's user id of the customer in a conversation."""
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(Identity.channel, Identity.external_user_id)
+                    .join(Conversation, Conversation.identity_id == Identity.id)
+                    .where(Conversation.id == conversation_id)
+                )
+            ).first()
+        if row is None:
+            raise StoreError(f"No conversation with id {conversation_id}")
+        return row[0], row[1]
+
 
 def _bot_silent(conversation: Conversation) -> bool:
     """A human owns the conversation, or an agent closed it while the bot was deciding."""
