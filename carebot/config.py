@@ -74,8 +74,10 @@ class TriageSettings(_Section):
     human_intent: str = "talk_to_human"
     human_phrases: tuple[str, ...] = ("human", "real person", "agent", "operator")
     rephrase_first: bool = True
-    # While a customer waits for a person: confident FAQ answers are still sent.
+    # While a customer waits for a person: confident FAQ answers are still sent...
     answer_while_waiting: bool = True
+    # ...except for intents with one of these tags (they get the acknowledgement instead).
+    not_answered_while_waiting: tuple[str, ...] = ("smalltalk",)
     # Phrases with which a waiting customer says they no longer need a person.
     withdraw_phrases: tuple[str, ...] = (
         "never mind",

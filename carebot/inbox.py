@@ -41,9 +41,10 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
-from carebot.store.conversations import ConversationStore, Received, WaitingReply
+from carebot.store.conversations import ConversationStore, Received
 from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
+from carebot.store.waiting import WaitingReply, WaitingStore
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Outcome:
     waiting: WaitingAction | None = None  # what the bot did for a waiting customer
 
 
-ESTIMATE_SECONDS = 60.0  # the expected wait is worked out again at most this often
+CACHED = timedelta(minutes=1)  # the typical wait is worked out again at most this often
 
 
 class Acknowledgement:
@@ -79,7 +80,7 @@ class Acknowledgement:
         self._hours = BusinessHours(settings.business_hours)
         self._messages = settings.messages
         self._waiting = settings.waiting
-        self._estimate: tuple[float, timedelta | None] | None = None  # (when, typical wait)
+        self._estimate: tuple[datetime, timedelta | None] | None = None  # (when, typical wait)
 
     @property
     def every(self) -> timedelta:
@@ -90,14 +91,13 @@ class Acknowledgement:
             return self._messages.waiting_ack_closed.format(
                 next_open=self._hours.describe_next_open(now)
             )
-        wait = await self._typical_wait()
+        wait = await self._typical_wait(now)
         if wait is None:
             return self._messages.waiting_ack_unknown
         return self._messages.waiting_ack.format(wait=describe_wait(wait))
 
-    async def _typical_wait(self) -> timedelta | None:
-        started = time.monotonic()
-        if self._estimate is None or started - self._estimate[0] >= ESTIMATE_SECONDS:
+    async def _typical_wait(self, now: datetime) -> timedelta | None:
+        if self._estimate is None or not timedelta() <= now - self._estimate[0] < CACHED:
             cfg = self._waiting
             wait = await self._times.typical_wait(
                 self._hours,
@@ -105,7 +105,7 @@ class Acknowledgement:
                 handoffs=cfg.estimate_handoffs,
                 min_samples=cfg.estimate_min_samples,
             )
-            self._estimate = (started, wait)
+            self._estimate = (now, wait)
         return self._estimate[1]
 
 
@@ -118,16 +118,16 @@ class Inbox:
         matches: MatchQueue,
         messages: MessageSettings,
         clock: Clock,
+        waiting: WaitingStore,
         acknowledgement: Acknowledgement,
-        answer_while_waiting: bool = True,
         on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
     ) -> None:
         self._conversations = conversations
         self._triage = triage
         self._messages = messages
+        self._waiting = waiting
         self._ack = acknowledgement
-        self._answer_while_waiting = answer_while_waiting
         self._clock = clock
         self._on_outbox = on_outbox
         self._events = events or EventHub()
@@ -210,7 +210,7 @@ class Inbox:
             decision = await self._decide(received, inbound, timings, fresh)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
         reply = await self._waiting_reply(inbound, decision)
-        waited = await self._conversations.record_waiting(received, decision, timings, reply)
+        waited = await self._waiting.record(received, decision, timings, reply)
         self._events.publish(Event("handoff", received.conversation_id))  # it may have changed
         if waited.queued is not None and self._on_outbox is not None:
             await self._on_outbox(waited.queued)
@@ -225,11 +225,7 @@ class Inbox:
     ) -> WaitingReply:
         if decision is not None and self._triage.withdraws(inbound.text, decision):
             return WaitingReply(withdraw=self._messages.withdrawn)
-        if (
-            self._answer_while_waiting
-            and decision is not None
-            and decision.kind is DecisionKind.ANSWER
-        ):
+        if decision is not None and self._triage.answers_while_waiting(decision):
             suffix = self._messages.waiting_answer_suffix
             return WaitingReply(answer=f"{decision.reply}\n\n{suffix}")
         ack = await self._ack.text(self._clock())

@@ -41,6 +41,7 @@ from carebot.store.handoffs import HandoffStore
 from carebot.store.outbox import OutboxStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
+from carebot.store.waiting import WaitingStore
 from carebot.triage import Priority, Triage
 
 log = logging.getLogger(__name__)
@@ -258,12 +259,9 @@ async def build_runtime(
         await db.check_migrated()
     triage, matches, reloader = build_matching(settings, encoder)
     link_by = settings.customers.link_by
+    priority = Priority(settings.priority)
     conversations = ConversationStore(
-        db,
-        clock=clock,
-        lease_replies=send_immediately,
-        link_by=link_by,
-        priority=Priority(settings.priority),
+        db, clock=clock, lease_replies=send_immediately, link_by=link_by, priority=priority
     )
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
@@ -287,8 +285,8 @@ async def build_runtime(
         matches=matches,
         messages=settings.messages,
         clock=clock,
+        waiting=WaitingStore(db, clock=clock, priority=priority, lease_replies=send_immediately),
         acknowledgement=Acknowledgement(times=ResponseTimes(db, clock=clock), settings=settings),
-        answer_while_waiting=settings.triage.answer_while_waiting,
         on_outbox=worker.dispatch,
         events=events,
     )

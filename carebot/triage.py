@@ -157,6 +157,18 @@ class Triage:
             cues=signal.cues,
         )
 
+    def answers_while_waiting(self, decision: Decision) -> bool:
+        """Whether a customer waiting for a person gets this decision's answer: a confident
+        answer (``[triage] answer_while_waiting``), unless its intent has a tag from
+        ``not_answered_while_waiting`` (small talk: the acknowledgement fits better)."""
+        cfg = self._settings.triage
+        if not cfg.answer_while_waiting or decision.kind is not DecisionKind.ANSWER:
+            return False
+        intents = self.matcher.intents
+        if decision.intent is None or decision.intent not in intents:
+            return True  # reloaded meanwhile: its tags are unknown, the answer is not
+        return not set(intents[decision.intent].tags) & set(cfg.not_answered_while_waiting)
+
     def withdraws(self, text: str, decision: Decision) -> bool:
         """Whether a waiting customer's message says they no longer need a person ("never
         mind, found it"), judged conservatively: a phrase from ``[triage] withdraw_phrases``

@@ -25,7 +25,8 @@ def test_shipped_config_loads_and_matches_the_defaults() -> None:
     assert shipped.conversations == Settings().conversations  # documented with its defaults
     for section in ("waiting", "priority"):
         assert getattr(shipped, section) == getattr(Settings(), section)
-    for key in ("answer_while_waiting", "withdraw_phrases", "withdraw_max_words"):
+    waiting_keys = ("answer_while_waiting", "not_answered_while_waiting", "withdraw_phrases")
+    for key in (*waiting_keys, "withdraw_max_words"):
         assert getattr(shipped.triage, key) == getattr(Settings().triage, key)
 
 

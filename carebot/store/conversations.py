@@ -1,20 +1,15 @@
 """Customers, their channel identities, conversations, messages, decisions and handoffs.
 
 Every method is one transaction. The store knows nothing of channels beyond their names.
-
-While a customer waits for a person (:meth:`ConversationStore.record_waiting`), each of their
-messages updates the open handoff: reasons that hand off on their own are added, the emotion
-shown is the highest since the handoff (with the cues behind it), the priority follows, and
-``last_change`` says what changed. The bot's reply then is a FAQ answer, an acknowledgement
-(once per handoff, again after a while), nothing, or, when the customer withdraws the
-request, a confirmation, with the conversation back to the bot.
+A customer's messages while they wait for a person are recorded by
+:class:`carebot.store.waiting.WaitingStore`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -24,16 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import (
-    HANDOFF_REASONS,
-    WITHDRAWN_BY_CUSTOMER,
     Choice,
     ConversationState,
     Decision,
     DecisionKind,
     InboundMessage,
-    Reason,
     TranscriptLine,
-    WaitingAction,
 )
 from carebot.store.customers import find_or_create_identity
 from carebot.store.database import Database
@@ -62,33 +53,6 @@ class Received:
 
 # How urgent a handoff is, from its reason codes and emotion (carebot.triage.Priority).
 PriorityRule = Callable[[Sequence[str], float], float]
-EMOTION_STEP = 0.1  # a rise of the emotion shown this large is worth a line on the handoff
-
-
-@dataclass(frozen=True, slots=True)
-class WaitingReply:
-    """What the bot would say to a customer waiting for a person: a FAQ ``answer`` (with the
-    line that a colleague still follows up), the confirmation that they ``withdraw`` the
-    request, or else the acknowledgement ``ack``, sent when none was in ``ack_every``."""
-
-    answer: str | None = None
-    withdraw: str | None = None
-    ack: str | None = None
-    ack_every: timedelta = timedelta(minutes=30)
-
-
-@dataclass(frozen=True, slots=True)
-class Waited:
-    """What :meth:`ConversationStore.record_waiting` did. ``action`` is None when the customer
-    was no longer waiting (an agent took over or closed the conversation meanwhile)."""
-
-    action: WaitingAction | None
-    queued: Queued | None = None
-    changed: bool = False  # the handoff's reasons, emotion or priority changed
-
-
-def _no_priority(reasons: Sequence[str], emotion: float) -> float:
-    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +63,10 @@ class LastTurn:
     offered: tuple[Choice, ...]
 
 
+def _no_priority(reasons: Sequence[str], emotion: float) -> float:
+    return 0.0
+
+
 class ConversationStore:
     def __init__(
         self,
@@ -107,7 +75,7 @@ class ConversationStore:
         clock: Clock,
         lease_replies: bool = True,
         link_by: Sequence[str] = ("phone", "email"),
-        priority: PriorityRule = _no_priority,
+        priority: PriorityRule = _no_priority,  # of the handoffs it opens
     ) -> None:
         self._db = db
         self._clock = clock
@@ -243,7 +211,7 @@ class ConversationStore:
                 Conversation, received.conversation_id, with_for_update=True
             )
             identity = await session.get_one(Identity, conversation.identity_id)
-            row = _decision_row(received, decision, timings, now)
+            row = decision_row(received, decision, timings, now)
             session.add(row)
             await session.flush()
             inbound = await session.get_one(Message, received.message_id)
@@ -269,94 +237,6 @@ class ConversationStore:
                 conversation.updated_at = now
                 session.add(self._handoff_row(conversation.id, row, decision))
             return queued
-
-    async def record_waiting(
-        self,
-        received: Received,
-        decision: Decision | None,
-        timings: dict[str, float],
-        reply: WaitingReply,
-    ) -> Waited:
-        """A message from a customer waiting for a person: store the decision (None for files
-        without text or a greeting, which triage does not read), update the open handoff, and
-        queue what ``reply`` says, in one transaction. If the customer is no longer waiting
-        (an agent took over, resolved or closed it meanwhile), nothing is sent."""
-        now = self._clock()
-        async with self._db.transaction() as session:
-            conversation = await session.get_one(
-                Conversation, received.conversation_id, with_for_update=True
-            )
-            inbound = await session.get_one(Message, received.message_id)
-            inbound.handled_at = now
-            row = None
-            if decision is not None:
-                row = _decision_row(received, decision, timings, now)
-                session.add(row)
-                await session.flush()
-            handoff = await _open_handoff(session, conversation.id)
-            if conversation.state != ConversationState.WAITING_FOR_AGENT or handoff is None:
-                return Waited(None)
-            action, text, changed = self._answer_waiting(handoff, decision, reply, now)
-            if action is WaitingAction.WITHDRAWN:
-                conversation.state = ConversationState.BOT.value
-            if changed or action is WaitingAction.WITHDRAWN:
-                conversation.updated_at = now
-            if row is not None:
-                row.details = {**row.details, "waiting": action.value}
-            queued = None
-            if text is not None:
-                identity = await session.get_one(Identity, conversation.identity_id)
-                outgoing = Outgoing(text, decision_id=row.id if row is not None else None)
-                queued = await add_reply(
-                    session,
-                    conversation=conversation,
-                    identity=identity,
-                    outgoing=outgoing,
-                    now=now,
-                    lease=self._lease,
-                )
-            return Waited(action, queued, changed)
-
-    def _answer_waiting(
-        self, handoff: Handoff, decision: Decision | None, reply: WaitingReply, now: datetime
-    ) -> tuple[WaitingAction, str | None, bool]:
-        """What to do (and say) with the open handoff, which it changes accordingly."""
-        if reply.withdraw is not None:
-            handoff.resolved_at, handoff.resolution = now, WITHDRAWN_BY_CUSTOMER
-            return WaitingAction.WITHDRAWN, reply.withdraw, False
-        changed = decision is not None and self._update_handoff(handoff, decision, now)
-        if reply.answer is not None:
-            return WaitingAction.ANSWERED, reply.answer, changed
-        last = handoff.acked_at
-        if reply.ack is not None and (last is None or now - last >= reply.ack_every):
-            handoff.acked_at = now
-            return WaitingAction.ACKNOWLEDGED, reply.ack, changed
-        return WaitingAction.SILENT, None, changed
-
-    def _update_handoff(self, handoff: Handoff, decision: Decision, now: datetime) -> bool:
-        """Add the decision's handing-off reasons to the handoff, raise its emotion to the
-        decision's if higher (with its cues), recompute the priority. True if it changed."""
-        reasons = handoff.reasons.split(",") if handoff.reasons else []
-        added = [r.value for r in decision.reasons if r in HANDOFF_REASONS and r not in reasons]
-        before = handoff.emotion or 0.0
-        rose = decision.emotion > before
-        if added:
-            reasons = sorted([*reasons, *added], key=_rank)
-            handoff.reasons, handoff.reason = ",".join(reasons), reasons[0]
-        if rose:
-            handoff.emotion, handoff.emotion_cues = decision.emotion, list(decision.cues)
-        priority = self._priority(reasons, handoff.emotion)
-        if not added and not rose and priority == handoff.priority:
-            return False
-        handoff.priority, handoff.updated_at = priority, now
-        if added or decision.emotion - before >= EMOTION_STEP:
-            handoff.last_change = {
-                "at": now.isoformat(),
-                "reasons": added,
-                "emotion": [before, decision.emotion] if rose else None,
-                "cues": list(decision.cues) if rose else [],
-            }
-        return True
 
     def _handoff_row(self, conversation_id: int, row: DecisionRow, decision: Decision) -> Handoff:
         reasons = [r.value for r in decision.reasons]
@@ -469,7 +349,7 @@ def _bot_silent(conversation: Conversation) -> bool:
     return state.human_owned or state is ConversationState.CLOSED
 
 
-def _decision_row(
+def decision_row(
     received: Received, decision: Decision, timings: dict[str, float], now: datetime
 ) -> DecisionRow:
     return DecisionRow(
@@ -485,25 +365,6 @@ def _decision_row(
         details=_details(decision, timings),
         created_at=now,
     )
-
-
-async def _open_handoff(session: AsyncSession, conversation_id: int) -> Handoff | None:
-    """The conversation's open handoff, locked (PostgreSQL)."""
-    return await session.scalar(
-        select(Handoff)
-        .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-        .order_by(Handoff.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
-
-
-def _rank(code: str) -> int:
-    """Reason codes most important first; codes that are no triage reason go last."""
-    try:
-        return Reason(code).rank
-    except ValueError:
-        return len(Reason)
 
 
 def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:
