@@ -70,8 +70,9 @@ class BusinessHours:
 
 
 def describe_wait(wait: timedelta) -> str:
-    """A wait in words a customer reads at a glance, rounded up to what is worth saying:
-    "about a minute", "about 5 minutes", "about 15 minutes", "about an hour", "about 2 hours"."""
+    """A wait in words a customer reads at a glance: minutes rounded up (to the minute under
+    10, else to five), hours to the nearest, halves up: "about a minute", "about 5 minutes",
+    "about 15 minutes", "about an hour", "about 2 hours"."""
     minutes = max(1.0, wait / timedelta(minutes=1))
     if minutes < 10:
         whole = math.ceil(minutes)

@@ -430,6 +430,17 @@ async def test_each_message_updates_the_reasons_emotion_and_priority(
     )
 
 
+async def test_a_small_rise_of_the_emotion_counts_without_a_line(runtime: Runtime) -> None:
+    conversation_id = await handed_over(runtime, SENSITIVE)
+    await say(runtime, "meh")  # VADER: slightly negative (0.0772)
+    slight = await handoff(runtime, conversation_id)
+    assert (slight.emotion, slight.emotion_cues) == (0.0772, ["negative_sentiment"])
+    assert slight.priority == pytest.approx(4.0 + 4.0 * 0.0772)
+    assert slight.last_change is None  # under 0.1: not worth telling the agents
+    await say(runtime, UPSET)
+    assert (await handoff(runtime, conversation_id)).last_change["emotion"] == [0.0772, 0.9]
+
+
 async def test_the_priority_weights_are_configured(make_runtime: Any) -> None:
     runtime = await make_runtime(priority={"sensitive_intent": 9.0, "emotion_weight": 1.0})
     conversation_id = await handed_over(runtime, SENSITIVE)

@@ -156,12 +156,13 @@ class WaitingStore:
         if not added and not rose and priority == handoff.priority:
             return False
         handoff.priority, handoff.updated_at = priority, now
-        if added or decision.emotion - before >= EMOTION_STEP:
+        risen = decision.emotion - before >= EMOTION_STEP  # worth a line
+        if added or risen:
             handoff.last_change = {
                 "at": now.isoformat(),
                 "reasons": added,
-                "emotion": [before, decision.emotion] if rose else None,
-                "cues": list(decision.cues) if rose else [],
+                "emotion": [before, decision.emotion] if risen else None,
+                "cues": list(decision.cues) if risen else [],
             }
         return True
 
