@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from datetime import time
@@ -79,6 +80,68 @@ class TriageSettings(_Section):
     human_intent: str = "talk_to_human"
     human_phrases: tuple[str, ...] = ("human", "real person", "agent", "operator")
     rephrase_first: bool = True
+    # While a customer waits for a person: confident FAQ answers are still sent...
+    answer_while_waiting: bool = True
+    # ...except for intents with one of these tags (they get the acknowledgement instead).
+    not_answered_while_waiting: tuple[str, ...] = ("smalltalk",)
+    # Phrases with which a waiting customer says they no longer need a person.
+    withdraw_phrases: tuple[str, ...] = (
+        "never mind",
+        "nevermind",
+        "forget it",
+        "no need anymore",
+        "not needed anymore",
+        "no longer need",
+        "don't need help anymore",
+        "figured it out",
+        "sorted it",
+        "all sorted",
+        "problem solved",
+    )
+    # A longer message says more than "never mind": it does not withdraw.
+    withdraw_max_words: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class WaitingSettings(_Section):
+    """What a customer waiting for a person is told, and how the expected wait is estimated."""
+
+    # A waiting customer's message gets an acknowledgement once per handoff, and again when
+    # they write this many minutes after the last one.
+    ack_repeat_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
+    # The expected wait: the median business-hours time to the first agent reply of the
+    # latest `estimate_handoffs` handoffs of the last `estimate_days` days...
+    estimate_days: Annotated[float, Field(gt=0, le=365)] = 14.0
+    estimate_handoffs: Annotated[int, Field(ge=1, le=10000)] = 200
+    # ...when at least this many were answered (else no number is given).
+    estimate_min_samples: Annotated[int, Field(ge=1, le=10000)] = 5
+
+
+Weight = Annotated[float, Field(ge=0, le=1000)]
+
+
+class PrioritySettings(_Section):
+    """How urgent a handoff is: the largest weight of its reasons, plus ``emotion_weight``
+    times its emotion signal (0..1). The queue shows the highest priority first."""
+
+    bot_error: Weight = 6.0
+    emotional: Weight = 6.0
+    asked_for_human: Weight = 5.0
+    sensitive_intent: Weight = 4.0
+    repeated_failure: Weight = 4.0
+    no_answer: Weight = 3.0
+    ambiguous: Weight = 2.0
+    below_threshold: Weight = 2.0
+    frustrated: Weight = 2.0
+    clarified: Weight = 1.0
+    confident: Weight = 1.0
+    emotion_weight: Weight = 4.0
+
+    def weight(self, reason: str) -> float:
+        """The weight of a reason code (0 for one that is not a triage reason, such as an
+        agent's own take-over)."""
+        if reason == "emotion_weight" or reason not in type(self).model_fields:
+            return 0.0
+        return float(getattr(self, reason))
 
 
 class BusinessHoursSettings(_Section):
@@ -122,6 +185,16 @@ class BusinessHoursSettings(_Section):
         return time.fromisoformat(start), close
 
 
+# The messages that are filled in, and the placeholders each may use.
+PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
+    "handoff_closed": ("next_open",),
+    "clarify": ("options",),
+    "waiting_ack": ("wait",),
+    "waiting_ack_closed": ("next_open",),
+    "frustrated_answer": ("answer",),
+}
+
+
 class MessageSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
 
@@ -146,12 +219,42 @@ class MessageSettings(_Section):
         "I'm sorry for the trouble. {answer}\n\nIf this doesn't solve it, just ask for a "
         "person and a colleague will take over."
     )
+    waiting_ack: str = (
+        "Thanks, a colleague has your conversation and will reply here. "
+        "Our team usually answers within {wait}."
+    )
+    waiting_ack_unknown: str = (
+        "Thanks, a colleague has your conversation and will reply here as soon as they can."
+    )
+    waiting_ack_closed: str = (
+        "Thanks, a colleague has your conversation. Our team is offline right now and will "
+        "reply here from {next_open}."
+    )
+    waiting_answer_suffix: str = "A colleague will still follow up here."
+    withdrawn: str = (
+        "Alright, I've told my colleagues you no longer need them. "
+        "If you still want a person, just say so."
+    )
 
     @field_validator("frustrated_answer")
     @classmethod
     def _keeps_answer(cls, value: str) -> str:
         if "{answer}" not in value:
             raise ValueError("must contain {answer}, where the intent's answer goes")
+        return value
+
+    @field_validator(*PLACEHOLDERS)
+    @classmethod
+    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        allowed = PLACEHOLDERS[str(info.field_name)]
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"{exc} (write a literal brace as {{{{ or }}}})") from exc
+        unknown = sorted(used - set(allowed))
+        if unknown:
+            shown = ", ".join(f"{{{name}}}" for name in allowed)
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; this text may use {shown}")
         return value
 
 
@@ -392,6 +495,8 @@ class Settings(_Section):
     webhook: WebhookSettings = WebhookSettings()
     customers: CustomerSettings = CustomerSettings()
     conversations: ConversationSettings = ConversationSettings()
+    waiting: WaitingSettings = WaitingSettings()
+    priority: PrioritySettings = PrioritySettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
 

@@ -1,8 +1,10 @@
-"""Business hours: is the care team at work now, and if not, when does it come back?"""
+"""Business hours: is the care team at work now, and if not, when does it come back? How much
+working time lies between two moments, and a wait in words for customers."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, date, datetime, time, timedelta
 
 from carebot.config import DAYS, BusinessHoursSettings
 
@@ -38,3 +40,44 @@ class BusinessHours:
         days = (start.date() - when.astimezone(self._zone).date()).days
         day = {0: "today", 1: "tomorrow"}.get(days, DAYS[start.weekday()].capitalize())
         return f"{day} at {start:%H:%M} ({self._settings.timezone})"
+
+    def open_between(self, start: datetime, end: datetime) -> timedelta:
+        """The working time between ``start`` and ``end``: only the hours the team is open
+        count (a handoff at 19:50 answered at 08:10 the next working day waited 20 minutes of
+        a team that works 08:00-20:00)."""
+        if end <= start:
+            return timedelta()
+        first = start.astimezone(self._zone).date()
+        last = end.astimezone(self._zone).date()
+        total = timedelta()
+        for offset in range((last - first).days + 1):
+            opened = self._opening_on(first + timedelta(days=offset))
+            if opened is None:
+                continue
+            begin, finish = max(opened[0], start), min(opened[1], end)
+            if finish > begin:
+                total += finish.astimezone(UTC) - begin.astimezone(UTC)
+        return total
+
+    def _opening_on(self, day: date) -> tuple[datetime, datetime] | None:
+        hours = self._settings.opening(day.weekday())
+        if hours is None:
+            return None
+        start = datetime.combine(day, hours[0], tzinfo=self._zone)
+        if hours[1] == time.max:  # open until midnight ("24:00")
+            return start, datetime.combine(day + timedelta(days=1), time(), tzinfo=self._zone)
+        return start, datetime.combine(day, hours[1], tzinfo=self._zone)
+
+
+def describe_wait(wait: timedelta) -> str:
+    """A wait in words a customer reads at a glance: minutes rounded up (to the minute under
+    10, else to five), hours to the nearest, halves up: "about a minute", "about 5 minutes",
+    "about 15 minutes", "about an hour", "about 2 hours"."""
+    minutes = max(1.0, wait / timedelta(minutes=1))
+    if minutes < 10:
+        whole = math.ceil(minutes)
+        return "about a minute" if whole == 1 else f"about {whole} minutes"
+    if minutes < 55:
+        return f"about {math.ceil(minutes / 5) * 5} minutes"
+    hours = math.floor(minutes / 60 + 0.5)  # halves up: better early than late
+    return "about an hour" if hours <= 1 else f"about {hours} hours"

@@ -1,10 +1,17 @@
 """The inbox: every inbound message goes through here, from any channel.
 
 1. Store it first (deduplicated by channel and external message id; a redelivery stops here).
-2. While a human owns the conversation, the bot stays silent: the message is only recorded
+2. While an agent has the conversation, the bot stays silent: the message is only recorded
    (also when an agent closed the conversation since the message was stored).
-3. A greeting (``/start``) or files without text get their standing answer, without triage.
-4. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
+3. While the customer waits for a person (handoff open, no agent has taken over), triage still
+   reads the message, and it updates the open handoff (reasons, emotion, priority). The bot
+   answers a confident FAQ question (saying that a colleague still follows up), hands the
+   conversation back to the bot when the customer no longer needs a person ("never mind,
+   found it"), and otherwise acknowledges: once per handoff, and again when the customer
+   writes ``[waiting] ack_repeat_minutes`` later, with the expected wait (or when the team is
+   back, outside business hours). It never repeats the handoff text.
+4. A greeting (``/start``) or files without text get their standing answer, without triage.
+5. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
    stored in one transaction. If triage fails, the customer still gets a fallback reply and
    the conversation goes to a human.
 """
@@ -17,11 +24,13 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from carebot.clock import Clock
-from carebot.config import MessageSettings
+from carebot.config import MessageSettings, Settings
 from carebot.events import Event, EventHub
+from carebot.hours import BusinessHours, describe_wait
 from carebot.models import (
     ConversationState,
     Decision,
@@ -29,10 +38,13 @@ from carebot.models import (
     InboundKind,
     InboundMessage,
     Reason,
+    WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
 from carebot.store.conversations import ConversationStore, Received
 from carebot.store.outbox import Queued
+from carebot.store.response_times import ResponseTimes
+from carebot.store.waiting import WaitingReply, WaitingStore
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,7 @@ class Status(StrEnum):
     RECORDED = "recorded"  # a human owns the conversation: stored for the agent, bot silent
     DECIDED = "decided"  # triage decided; the reply (if any) is in the outbox
     NOTICED = "noticed"  # a greeting or files without text: answered without triage
+    WAITING = "waiting"  # the customer waits for a person: see Outcome.waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,49 @@ class Outcome:
     received: Received
     decision: Decision | None = None
     outbox_id: int | None = None
+    waiting: WaitingAction | None = None  # what the bot did for a waiting customer
+
+
+CACHED = timedelta(minutes=1)  # the typical wait is worked out again at most this often
+
+
+class Acknowledgement:
+    """What a customer waiting for a person is told: a colleague has the conversation, and
+    the typical wait (the median working time to a first agent reply, see
+    :mod:`carebot.store.response_times`), or, outside business hours, when the team is back."""
+
+    def __init__(self, *, times: ResponseTimes, settings: Settings) -> None:
+        self._times = times
+        self._hours = BusinessHours(settings.business_hours)
+        self._messages = settings.messages
+        self._waiting = settings.waiting
+        self._estimate: tuple[datetime, timedelta | None] | None = None  # (when, typical wait)
+
+    @property
+    def every(self) -> timedelta:
+        return timedelta(minutes=self._waiting.ack_repeat_minutes)
+
+    async def text(self, now: datetime) -> str:
+        if not self._hours.is_open(now):
+            return self._messages.waiting_ack_closed.format(
+                next_open=self._hours.describe_next_open(now)
+            )
+        wait = await self._typical_wait(now)
+        if wait is None:
+            return self._messages.waiting_ack_unknown
+        return self._messages.waiting_ack.format(wait=describe_wait(wait))
+
+    async def _typical_wait(self, now: datetime) -> timedelta | None:
+        if self._estimate is None or not timedelta() <= now - self._estimate[0] < CACHED:
+            cfg = self._waiting
+            wait = await self._times.typical_wait(
+                self._hours,
+                days=cfg.estimate_days,
+                handoffs=cfg.estimate_handoffs,
+                min_samples=cfg.estimate_min_samples,
+            )
+            self._estimate = (now, wait)
+        return self._estimate[1]
 
 
 class Inbox:
@@ -62,12 +118,16 @@ class Inbox:
         matches: MatchQueue,
         messages: MessageSettings,
         clock: Clock,
+        waiting: WaitingStore,
+        acknowledgement: Acknowledgement,
         on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
     ) -> None:
         self._conversations = conversations
         self._triage = triage
         self._messages = messages
+        self._waiting = waiting
+        self._ack = acknowledgement
         self._clock = clock
         self._on_outbox = on_outbox
         self._events = events or EventHub()
@@ -110,8 +170,10 @@ class Inbox:
                 return Outcome(Status.DUPLICATE, received)  # the first delivery finished it
             conversation = await self._conversations.conversation(received.conversation_id)
             state = ConversationState(conversation.state)
+            if state is ConversationState.WAITING_FOR_AGENT:
+                return await self._while_waiting(received, inbound)
             if state.human_owned or state is ConversationState.CLOSED:
-                # A human has it, or an agent closed it since the message was stored.
+                # An agent has it, or an agent closed it since the message was stored.
                 await self._conversations.mark_handled(received.message_id)
                 log.debug(
                     "Conversation %s is %s: recorded %r for the agent",
@@ -138,6 +200,37 @@ class Inbox:
         outbox_id = queued.reply.outbox_id if queued else None
         return Outcome(Status.DECIDED, received, decision, outbox_id)
 
+    async def _while_waiting(self, received: Received, inbound: InboundMessage) -> Outcome:
+        """A message from a customer waiting for a person (see the module's docstring)."""
+        timings: dict[str, float] = {}
+        decision = None
+        if self._notice(inbound) is None:  # files without text or a greeting: not triaged
+            started = time.perf_counter()
+            fresh = TriageContext(now=self._clock())  # the bot's last word was the handoff
+            decision = await self._decide(received, inbound, timings, fresh)
+            timings["triage_ms"] = (time.perf_counter() - started) * 1000
+        reply = await self._waiting_reply(inbound, decision)
+        waited = await self._waiting.record(received, decision, timings, reply)
+        self._events.publish(Event("handoff", received.conversation_id))  # it may have changed
+        if waited.queued is not None and self._on_outbox is not None:
+            await self._on_outbox(waited.queued)
+        if waited.action is None:
+            log.debug("Conversation %s was taken over meanwhile", received.conversation_id)
+            return Outcome(Status.RECORDED, received, decision)
+        outbox_id = waited.queued.reply.outbox_id if waited.queued else None
+        return Outcome(Status.WAITING, received, decision, outbox_id, waited.action)
+
+    async def _waiting_reply(
+        self, inbound: InboundMessage, decision: Decision | None
+    ) -> WaitingReply:
+        if decision is not None and self._triage.withdraws(inbound.text, decision):
+            return WaitingReply(withdraw=self._messages.withdrawn)
+        if decision is not None and self._triage.answers_while_waiting(decision):
+            suffix = self._messages.waiting_answer_suffix
+            return WaitingReply(answer=f"{decision.reply}\n\n{suffix}")
+        ack = await self._ack.text(self._clock())
+        return WaitingReply(ack=ack, ack_every=self._ack.every)
+
     def _notice(self, inbound: InboundMessage) -> str | None:
         """The answer to a message triage does not read: a greeting, or files without text."""
         if inbound.kind is InboundKind.START:
@@ -147,14 +240,20 @@ class Inbox:
         return None
 
     async def _decide(
-        self, received: Received, inbound: InboundMessage, timings: dict[str, float]
+        self,
+        received: Received,
+        inbound: InboundMessage,
+        timings: dict[str, float],
+        context: TriageContext | None = None,
     ) -> Decision:
         """Match (micro-batched with messages arriving at the same time), then apply the rules.
 
         ``timings`` gets the wait for the model, the model's time and the batch size.
+        ``context``: the conversation so far (default: from the bot's last decision).
         """
-        last = await self._conversations.last_turn(received.conversation_id)
-        context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
+        if context is None:
+            last = await self._conversations.last_turn(received.conversation_id)
+            context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
         try:
             batched = await self._matches.match(inbound.text)
             timings.update(wait_ms=batched.wait_ms, model_ms=batched.model_ms, batch=batched.batch)

@@ -157,6 +157,19 @@ class Reason(StrEnum):
         return list(Reason).index(self)
 
 
+# The reasons that hand a conversation to a person on their own; while a customer waits, a
+# later message with one of them adds it to the open handoff.
+HANDOFF_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.BOT_ERROR,
+        Reason.EMOTIONAL,
+        Reason.ASKED_FOR_HUMAN,
+        Reason.SENSITIVE_INTENT,
+        Reason.NO_ANSWER,
+        Reason.REPEATED_FAILURE,
+    }
+)
+
 REASON_WORDS: Mapping[Reason, str] = {
     Reason.BOT_ERROR: "the bot failed while handling the message",
     Reason.EMOTIONAL: "the customer sounds upset",
@@ -205,6 +218,19 @@ _TRANSITIONS: Mapping[ConversationState, frozenset[ConversationState]] = {
 }
 
 
+class WaitingAction(StrEnum):
+    """What the bot did with a message from a customer waiting for a person (stored with the
+    decision as ``details["waiting"]``)."""
+
+    ANSWERED = "answered"  # a confident FAQ answer, with the line that a colleague follows up
+    ACKNOWLEDGED = "acknowledged"  # told that a person has it, and the expected wait
+    SILENT = "silent"  # acknowledged recently: recorded for the agent only
+    WITHDRAWN = "withdrawn"  # the customer no longer needs a person: back to the bot
+
+
+WITHDRAWN_BY_CUSTOMER = "withdrawn_by_customer"  # how a handoff ended (``Handoff.resolution``)
+
+
 class CloseReason(StrEnum):
     """Why a conversation ended (stored with it, beside when and by whom)."""
 
@@ -232,6 +258,7 @@ class Decision:
     draft: str | None = None
     choices: tuple[Choice, ...] = ()
     top: tuple[IntentScore, ...] = ()
+    cues: tuple[str, ...] = ()  # what the emotion signal rests on (EmotionSignal.cues)
 
     @property
     def reason(self) -> Reason:

@@ -19,7 +19,7 @@ from carebot.clock import Clock, utcnow
 from carebot.closing import ConversationCloser
 from carebot.config import Settings
 from carebot.events import Event, EventHub
-from carebot.inbox import Inbox
+from carebot.inbox import Acknowledgement, Inbox
 from carebot.lifecycle import Lifecycle, Stage, Worker, Workers
 from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
 from carebot.nlu.batching import MatchQueue
@@ -40,7 +40,9 @@ from carebot.store.database import Database
 from carebot.store.handoffs import HandoffStore
 from carebot.store.outbox import OutboxStore
 from carebot.store.queue import AgentQueue
-from carebot.triage import Triage
+from carebot.store.response_times import ResponseTimes
+from carebot.store.waiting import WaitingStore
+from carebot.triage import Priority, Triage
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +259,9 @@ async def build_runtime(
         await db.check_migrated()
     triage, matches, reloader = build_matching(settings, encoder)
     link_by = settings.customers.link_by
+    priority = Priority(settings.priority)
     conversations = ConversationStore(
-        db, clock=clock, lease_replies=send_immediately, link_by=link_by
+        db, clock=clock, lease_replies=send_immediately, link_by=link_by, priority=priority
     )
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
@@ -282,6 +285,8 @@ async def build_runtime(
         matches=matches,
         messages=settings.messages,
         clock=clock,
+        waiting=WaitingStore(db, clock=clock, priority=priority, lease_replies=send_immediately),
+        acknowledgement=Acknowledgement(times=ResponseTimes(db, clock=clock), settings=settings),
         on_outbox=worker.dispatch,
         events=events,
     )

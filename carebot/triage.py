@@ -19,18 +19,21 @@ The rules, in order of importance:
 
 Every reason that applied is kept, most important first. Thresholds are global in config and
 overridable per intent (``answer_threshold`` / ``draft_threshold`` in the intent file).
+
+Two more judgements serve a customer waiting for a person: whether a message withdraws the
+request (:meth:`Triage.withdraws`), and how urgent a handoff is (:class:`Priority`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from carebot.config import Settings
+from carebot.config import PrioritySettings, Settings
 from carebot.hours import BusinessHours
-from carebot.models import Choice, Decision, DecisionKind, Reason
+from carebot.models import HANDOFF_REASONS, Choice, Decision, DecisionKind, Reason
 from carebot.nlu.emotion import EmotionScorer, EmotionSignal
 from carebot.nlu.intents import Intent
 from carebot.nlu.matcher import Match, Matcher
@@ -53,8 +56,8 @@ class Triage:
         self._emotion = emotion
         self._settings = settings
         self._hours = BusinessHours(settings.business_hours)
-        phrases = "|".join(re.escape(p.strip()) for p in settings.triage.human_phrases if p.strip())
-        self._asks_for_human = re.compile(rf"\b({phrases})\b", re.IGNORECASE) if phrases else None
+        self._asks_for_human = _phrases(settings.triage.human_phrases)
+        self._withdraws = _phrases(settings.triage.withdraw_phrases)
 
     def use(self, matcher: Matcher) -> None:
         """Match against another intent set from now on (a live reload). A match made with the
@@ -86,7 +89,7 @@ class Triage:
         elif self._frustrated(signal):
             reasons.add(Reason.FRUSTRATED)
         recognised = best is not None and score >= draft_t
-        if (self._asks_for_human and self._asks_for_human.search(text)) or (
+        if (self._asks_for_human and self._asks_for_human.search(_plain_quotes(text))) or (
             recognised and best is not None and best.id == cfg.triage.human_intent
         ):
             reasons.add(Reason.ASKED_FOR_HUMAN)
@@ -119,17 +122,11 @@ class Triage:
             draft=draft,
             choices=options if kind is DecisionKind.CLARIFY else (),
             top=match.top,
+            cues=signal.cues,
         )
 
     def _kind(self, reasons: set[Reason], recognised: bool, confident: bool) -> DecisionKind:
-        human = {
-            Reason.EMOTIONAL,
-            Reason.ASKED_FOR_HUMAN,
-            Reason.SENSITIVE_INTENT,
-            Reason.NO_ANSWER,
-            Reason.REPEATED_FAILURE,
-        }
-        if reasons & human:
+        if reasons & HANDOFF_REASONS:
             return DecisionKind.HANDOFF
         if Reason.AMBIGUOUS in reasons:
             return DecisionKind.CLARIFY
@@ -164,11 +161,38 @@ class Triage:
             reply=self._reply(kind, intent, (), context, frustrated),
             draft=self._draft(intent),
             top=match.top,
+            cues=signal.cues,
         )
 
     def _frustrated(self, signal: EmotionSignal) -> bool:
         mild = self._settings.emotion.mild_threshold
         return 0 < mild <= signal.frustration and signal.value < self._settings.emotion.threshold
+
+    def answers_while_waiting(self, decision: Decision) -> bool:
+        """Whether a customer waiting for a person gets this decision's answer: a confident
+        answer (``[triage] answer_while_waiting``), unless its intent has a tag from
+        ``not_answered_while_waiting`` (small talk: the acknowledgement fits better)."""
+        cfg = self._settings.triage
+        if not cfg.answer_while_waiting or decision.kind is not DecisionKind.ANSWER:
+            return False
+        intents = self.matcher.intents
+        if decision.intent is None or decision.intent not in intents:
+            return True  # reloaded meanwhile: its tags are unknown, the answer is not
+        return not set(intents[decision.intent].tags) & set(cfg.not_answered_while_waiting)
+
+    def withdraws(self, text: str, decision: Decision) -> bool:
+        """Whether a waiting customer's message says they no longer need a person ("never
+        mind, found it"), judged conservatively: a phrase from ``[triage] withdraw_phrases``
+        in a short message (``withdraw_max_words``) that asks nothing ("?"), and no reason
+        that hands off on its own (upset, asks for a person, a sensitive topic...), and not a
+        question the bot can answer."""
+        if self._withdraws is None or not self._withdraws.search(_plain_quotes(text)):
+            return False
+        if "?" in text or len(text.split()) > self._settings.triage.withdraw_max_words:
+            return False
+        if HANDOFF_REASONS & set(decision.reasons):
+            return False
+        return decision.kind is not DecisionKind.ANSWER
 
     def thresholds(self, intent: Intent | None) -> tuple[float, float]:
         """The answer and draft thresholds that apply to ``intent`` (its own, else [matcher]'s)."""
@@ -213,7 +237,7 @@ class Triage:
         messages = self._settings.messages
         if kind is DecisionKind.ANSWER and intent is not None:
             answer = intent.render_answer(self._settings.placeholders)
-            return messages.frustrated_answer.replace("{answer}", answer) if frustrated else answer
+            return messages.frustrated_answer.format(answer=answer) if frustrated else answer
         if kind is DecisionKind.CLARIFY:
             if len(options) > 1:
                 return messages.clarify.format(options=_either(o.label for o in options))
@@ -221,6 +245,31 @@ class Triage:
         if self._hours.is_open(context.now):
             return messages.holding if kind is DecisionKind.DRAFT else messages.handoff
         return messages.handoff_closed.format(next_open=self._hours.describe_next_open(context.now))
+
+
+class Priority:
+    """How urgent a handoff is: the largest ``[priority]`` weight of its reasons, plus
+    ``emotion_weight`` times its emotion signal. The largest weight, not the sum: several weak
+    reasons do not outrank one strong one, while an upset customer always outranks the same
+    handoff from a calm one."""
+
+    def __init__(self, settings: PrioritySettings) -> None:
+        self._settings = settings
+
+    def __call__(self, reasons: Sequence[str], emotion: float) -> float:
+        strongest = max((self._settings.weight(r) for r in reasons), default=0.0)
+        return round(strongest + self._settings.emotion_weight * emotion, 4)
+
+
+def _phrases(phrases: Iterable[str]) -> re.Pattern[str] | None:
+    """A case-insensitive pattern that finds any of ``phrases`` as whole words."""
+    found = "|".join(re.escape(_plain_quotes(p.strip())) for p in phrases if p.strip())
+    return re.compile(rf"\b({found})\b", re.IGNORECASE) if found else None
+
+
+def _plain_quotes(text: str) -> str:
+    """Typographic apostrophes (U+2019, U+2018) as typed ones, so that phrases match."""
+    return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
 def _either(labels: Iterable[str]) -> str:

@@ -142,9 +142,11 @@ def test_chat_reads_piped_input_and_explains_each_turn(tmp_path: Path) -> None:
     assert decisions[0].endswith("reason=confident")
     assert decisions[1].startswith("decision: handoff ")
     assert "reason=emotional" in decisions[1]
-    # After the handoff the bot stays silent: the third message is only recorded.
-    assert decisions[2].startswith("decision: - state=waiting_for_agent")
-    assert sum(line.startswith("bot> ") for line in lines) == 2
+    # While the customer waits for a person, small talk gets the acknowledgement that a
+    # colleague has the conversation, not the welcome (tests/test_waiting.py: the rest).
+    assert decisions[2].startswith("decision: answer intent=greeting ")
+    said = [line for line in lines if line.startswith("bot> ")]
+    assert len(said) == 3 and "a colleague has your conversation" in said[2]
     assert (tmp_path / ".carebot" / "carebot.db").exists()
 
 

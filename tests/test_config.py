@@ -6,6 +6,7 @@ import pytest
 
 from carebot.config import Settings, load_settings
 from carebot.exceptions import ConfigError
+from carebot.models import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +24,11 @@ def test_shipped_config_loads_and_matches_the_defaults() -> None:
     assert shipped.placeholders["support_email"]
     assert shipped.conversations == Settings().conversations  # documented with its defaults
     assert shipped.webchat == Settings().webchat
+    for section in ("waiting", "priority"):
+        assert getattr(shipped, section) == getattr(Settings(), section)
+    waiting_keys = ("answer_while_waiting", "not_answered_while_waiting", "withdraw_phrases")
+    for key in (*waiting_keys, "withdraw_max_words"):
+        assert getattr(shipped.triage, key) == getattr(Settings().triage, key)
 
 
 def test_settings_are_frozen() -> None:
@@ -74,6 +80,31 @@ def test_settings_are_frozen() -> None:
             "[webchat.texts]\nofline = 'x'\n",
             ["unknown key [webchat.texts] 'ofline'", "Allowed here: title, online, offline"],
         ),
+        (
+            "[messages]\nwaiting_ack = 'Back in {minutes} minutes'\n",
+            [
+                "config.toml:2",
+                "[messages] 'waiting_ack'",
+                "unknown placeholder {minutes}",
+                "{wait}",
+            ],
+        ),
+        (
+            "[messages]\nwaiting_ack_closed = 'Back {next_open'\n",
+            ["config.toml:2", "[messages] 'waiting_ack_closed'", "literal brace"],
+        ),
+        (
+            "[priority]\nupset = 3\n",
+            ["unknown key [priority] 'upset'", "emotional", "emotion_weight"],
+        ),
+        (
+            "[priority]\nemotion_weight = -1\n",
+            ["config.toml:2", "[priority] 'emotion_weight'", "greater than or equal to 0"],
+        ),
+        (
+            "[waiting]\nack_repeat_minutes = 0\n",
+            ["config.toml:2", "[waiting] 'ack_repeat_minutes'", "greater than 0"],
+        ),
     ],
 )
 def test_a_wrong_key_or_value_names_key_file_and_what_is_allowed(
@@ -83,6 +114,12 @@ def test_a_wrong_key_or_value_names_key_file_and_what_is_allowed(
         load_settings(write(tmp_path, text))
     for fragment in expected:
         assert fragment in str(error.value)
+
+
+def test_every_triage_reason_has_a_priority_weight() -> None:
+    weights = Settings().priority
+    assert {r.value for r in Reason} | {"emotion_weight"} == set(type(weights).model_fields)
+    assert weights.weight("agent_initiated") == 0.0  # an agent's own take-over: nobody waits
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -492,14 +492,18 @@ async def test_slack_down_during_a_handoff_loses_nothing(
         assert [row.id for row in waiting] == [1]  # the inbox shows it meanwhile
         clock.advance(30)
         await customer.say("hello? anyone there?")
-        await customer.next_of("ack")
+        acknowledged = await customer.next_of("message")  # a person has it: the bot says so
+        assert acknowledged["text"] == running.runtime.settings.messages.waiting_ack_unknown
         assert await desk(running).sync.flush() is False  # Slack unreachable: still pending
 
         await slack.restart()
         assert await desk(running).sync.flush() is True
         ts = await card_ts(slack)
-        later = slack.thread(CHANNEL, ts)  # what the customer wrote meanwhile
-        assert [("anyone there" in m["text"]) for m in later] == [True]
+        later = slack.thread(CHANNEL, ts)  # what the customer wrote meanwhile, and the answer
+        assert [("anyone there" in m["text"], "Bot" in m["text"]) for m in later] == [
+            (True, False),
+            (False, True),
+        ]
         assert "I will call my lawyer" in card_text(slack.message(CHANNEL, ts))
     cards_posted = [m for m in slack.messages[CHANNEL] if "thread_ts" not in m]
     assert len(cards_posted) == 1

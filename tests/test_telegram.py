@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.server import Service
 from carebot.store.tables import Message, OutboxRow
+from tests.conftest import Clock
 from tests.service import UPSET, count_rows, logged, running_service, service_settings
 from tests.telegram_standin import (
     TelegramStandIn,
@@ -38,7 +39,11 @@ CHAT = 4242
 
 @asynccontextmanager
 async def telegram_service(
-    tmp_path: Path, database_url: str, tg: TelegramStandIn, **telegram: Any
+    tmp_path: Path,
+    database_url: str,
+    tg: TelegramStandIn,
+    clock: Clock | None = None,
+    **telegram: Any,
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     settings = service_settings(
         tmp_path,
@@ -52,7 +57,7 @@ async def telegram_service(
         server={"public_url": "https://care.example", "secret_file": str(tmp_path / "key")},
     )
     env = {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_WEBHOOK_SECRET": SECRET}
-    async with running_service(settings, database_url, env=env) as running:
+    async with running_service(settings, database_url, clock, env=env) as running:
         yield running
 
 
@@ -209,10 +214,10 @@ async def test_a_clarification_offers_buttons_and_a_tap_picks_one(
 
 
 async def test_files_get_a_polite_answer_and_reach_the_agent_as_a_link(
-    tmp_path: Path, database_url: str, tg: TelegramStandIn
+    tmp_path: Path, database_url: str, tg: TelegramStandIn, clock: Clock
 ) -> None:
     tg.add_file("photo-1", b"\x89PNG fake", path="photos/file_1.png")
-    async with telegram_service(tmp_path, database_url, tg) as (service, server):
+    async with telegram_service(tmp_path, database_url, tg, clock) as (service, server):
         tg.push(sticker_update(CHAT))
         [polite] = await tg.next_sent(1)
         assert polite["text"] == service.runtime.settings.messages.media_only
@@ -234,7 +239,9 @@ async def test_files_get_a_polite_answer_and_reach_the_agent_as_a_link(
                 assert response.status == 200 and await response.read() == b"\x89PNG fake"
             async with http.get(server.make_url(path + "x")) as response:
                 assert response.status == 404
-        assert len(tg.sent) == 2  # the bot stays silent while a person has the conversation
+        # While the customer waits for a person, the bot only says that one has it.
+        acknowledged = (await tg.next_sent(3))[2]
+        assert acknowledged["text"] == service.runtime.settings.messages.waiting_ack_unknown
 
 
 async def test_an_edited_message_is_handled_as_a_new_one(

@@ -146,7 +146,8 @@ def _calm_rows(
     corpora: dict[str, list[str]], embeddings: DatasetEmbeddings, rows: Callable[..., Rows]
 ) -> tuple[Rows, Rows]:
     rng = np.random.default_rng(SEED)
-    train, held = [], []
+    train: list[tuple[list[str], np.ndarray]] = []
+    held: list[tuple[list[str], np.ndarray]] = []
     for name, texts in corpora.items():
         order = rng.permutation(len(texts))
         vectors = embeddings.of(name, texts)[0]

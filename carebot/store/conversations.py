@@ -1,11 +1,13 @@
 """Customers, their channel identities, conversations, messages, decisions and handoffs.
 
 Every method is one transaction. The store knows nothing of channels beyond their names.
+A customer's messages while they wait for a person are recorded by
+:class:`carebot.store.waiting.WaitingStore`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,12 +51,20 @@ class Received:
     handled: bool = False  # for a duplicate: already decided on, or recorded for an agent
 
 
+# How urgent a handoff is, from its reason codes and emotion (carebot.triage.Priority).
+PriorityRule = Callable[[Sequence[str], float], float]
+
+
 @dataclass(frozen=True, slots=True)
 class LastTurn:
     """The bot's previous decision in a conversation (triage reads it for its context)."""
 
     kind: DecisionKind | None
     offered: tuple[Choice, ...]
+
+
+def _no_priority(reasons: Sequence[str], emotion: float) -> float:
+    return 0.0
 
 
 class ConversationStore:
@@ -65,11 +75,13 @@ class ConversationStore:
         clock: Clock,
         lease_replies: bool = True,
         link_by: Sequence[str] = ("phone", "email"),
+        priority: PriorityRule = _no_priority,  # of the handoffs it opens
     ) -> None:
         self._db = db
         self._clock = clock
         self._lease = lease_replies
         self._link_by = tuple(link_by)
+        self._priority = priority
 
     async def receive(self, inbound: InboundMessage) -> Received:
         """Store an inbound message first; a redelivered one comes back with ``duplicate``."""
@@ -179,8 +191,8 @@ class ConversationStore:
                 .order_by(DecisionRow.id.desc())
                 .limit(1)
             )
-        if row is None:
-            return LastTurn(None, ())
+        if row is None or row.details.get("waiting"):
+            return LastTurn(None, ())  # while waiting, the bot's last word was the handoff
         offered = tuple(Choice(c["id"], c["label"]) for c in row.details.get("choices", []))
         return LastTurn(DecisionKind(row.kind), offered)
 
@@ -199,7 +211,7 @@ class ConversationStore:
                 Conversation, received.conversation_id, with_for_update=True
             )
             identity = await session.get_one(Identity, conversation.identity_id)
-            row = _decision_row(received, decision, timings, now)
+            row = decision_row(received, decision, timings, now)
             session.add(row)
             await session.flush()
             inbound = await session.get_one(Message, received.message_id)
@@ -223,8 +235,22 @@ class ConversationStore:
             if decision.hands_off:
                 conversation.state = ConversationState.WAITING_FOR_AGENT.value
                 conversation.updated_at = now
-                session.add(_handoff_row(conversation.id, row, decision))
+                session.add(self._handoff_row(conversation.id, row, decision))
             return queued
+
+    def _handoff_row(self, conversation_id: int, row: DecisionRow, decision: Decision) -> Handoff:
+        reasons = [r.value for r in decision.reasons]
+        return Handoff(
+            conversation_id=conversation_id,
+            decision_id=row.id,
+            reason=decision.reason.value,
+            reasons=row.reasons,
+            draft=decision.draft,
+            created_at=row.created_at,
+            emotion=decision.emotion,
+            emotion_cues=list(decision.cues),
+            priority=self._priority(reasons, decision.emotion),
+        )
 
     async def record_notice(self, received: Received, text: str) -> Queued | None:
         """Answer a message triage does not read (a greeting, files without text) with ``text``
@@ -337,7 +363,7 @@ def _bot_silent(conversation: Conversation) -> bool:
     return state.human_owned or state is ConversationState.CLOSED
 
 
-def _decision_row(
+def decision_row(
     received: Received, decision: Decision, timings: dict[str, float], now: datetime
 ) -> DecisionRow:
     return DecisionRow(
@@ -352,17 +378,6 @@ def _decision_row(
         draft=decision.draft,
         details=_details(decision, timings),
         created_at=now,
-    )
-
-
-def _handoff_row(conversation_id: int, row: DecisionRow, decision: Decision) -> Handoff:
-    return Handoff(
-        conversation_id=conversation_id,
-        decision_id=row.id,
-        reason=decision.reason.value,
-        reasons=row.reasons,
-        draft=decision.draft,
-        created_at=row.created_at,
     )
 
 
@@ -383,5 +398,6 @@ def _details(decision: Decision, timings: dict[str, float]) -> dict[str, Any]:
     return {
         "top": [{"intent": s.intent, "score": round(s.score, 4)} for s in decision.top],
         "choices": [{"id": c.id, "label": c.label} for c in decision.choices],
+        "cues": list(decision.cues),
         "timings_ms": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -1,6 +1,7 @@
-"""The agents' queue: conversations waiting for or with an agent, those recently closed, and
-everything an agent sees about one (the customer, their channels, their history, why the bot
-handed over, its draft, how it ended)."""
+"""The agents' queue: conversations waiting for or with an agent (the most urgent first, then
+the longest waiting), those recently closed, and everything an agent sees about one (the
+customer, their channels, their history, why the bot handed over and what changed since, its
+draft, how it ended)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
-from carebot.models import REASON_WORDS, ConversationState, Reason
+from carebot.models import REASON_WORDS, WITHDRAWN_BY_CUSTOMER, ConversationState, Reason
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.closing import closed_view
 from carebot.store.database import Database
@@ -46,6 +47,8 @@ class QueueRow:
     waiting_for: str
     last_text: str
     emotion: float
+    priority: float = 0.0
+    cues: list[str] = field(default_factory=list)  # what the emotion shown rests on
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class Case:
     past: list[dict[str, Any]] = field(default_factory=list)
     window: dict[str, Any] | None = None  # the channel's reply window: text, closing, closed
     closed: dict[str, Any] | None = None  # how the conversation ended (see closed_view)
+    withdrawn: dict[str, Any] | None = None  # the customer withdrew the latest handoff: at
 
     @property
     def can_take_over(self) -> bool:
@@ -120,6 +124,22 @@ def describe_reasons(codes: list[str]) -> str:
         return AGENT_INITIATED_WORDS if codes[0] == "agent_initiated" else codes[0]
 
 
+def describe_change(change: dict[str, Any] | None) -> str:
+    """What a waiting customer's latest message changed on the handoff, in words for agents:
+    "Now also: the customer asked for a person. Emotion rose 0.31 -> 0.82 (cues: ...)."."""
+    if not change:
+        return ""
+    parts = []
+    if change.get("reasons"):
+        parts.append("Now also: " + "; ".join(describe_reasons([c]) for c in change["reasons"]))
+    if change.get("emotion"):
+        before, after = change["emotion"]
+        cues = change.get("cues") or []
+        rose = f"Emotion rose {before:.2f} -> {after:.2f}"
+        parts.append(rose + (f" (cues: {', '.join(cues)})" if cues else ""))
+    return ". ".join(parts) + "." if parts else ""
+
+
 def waiting_text(since: datetime, now: datetime) -> str:
     minutes = int((now - since) / timedelta(minutes=1))
     if minutes < 1:
@@ -138,25 +158,25 @@ class AgentQueue:
         self._windows = windows
 
     async def rows(self) -> tuple[list[QueueRow], list[QueueRow]]:
-        """(waiting for an agent, oldest first; with an agent, most recently active first)."""
+        """(waiting for an agent, with an agent): each the highest priority first, then the
+        longest waiting."""
         async with self._db.session() as session:
             result = (
                 await session.execute(
-                    select(Conversation, Customer, Identity, Handoff, DecisionRow)
+                    select(Conversation, Customer, Identity, Handoff)
                     .join(Customer, Customer.id == Conversation.customer_id)
                     .join(Identity, Identity.id == Conversation.identity_id)
                     .join(Handoff, Handoff.conversation_id == Conversation.id)
-                    .outerjoin(DecisionRow, DecisionRow.id == Handoff.decision_id)
                     .where(
                         Conversation.state.in_(
                             [ConversationState.WAITING_FOR_AGENT, ConversationState.WITH_AGENT]
                         ),
                         Handoff.resolved_at.is_(None),
                     )
-                    .order_by(Handoff.created_at, Handoff.id)
+                    .order_by(Handoff.priority.desc(), Handoff.created_at, Handoff.id)
                 )
             ).all()
-            rows = [await self._row(session, c, cu, i, h, d) for c, cu, i, h, d in result]
+            rows = [await self._row(session, c, cu, i, h) for c, cu, i, h in result]
         waiting = [r for r in rows if r.state == ConversationState.WAITING_FOR_AGENT]
         with_agent = [r for r in rows if r.state == ConversationState.WITH_AGENT]
         return waiting, with_agent
@@ -168,7 +188,6 @@ class AgentQueue:
         customer: Customer,
         identity: Identity,
         handoff: Handoff,
-        decision: DecisionRow | None,
     ) -> QueueRow:
         last = await _last_customer_text(session, conversation.id)
         reasons = handoff.reasons.split(",") if handoff.reasons else []
@@ -183,7 +202,9 @@ class AgentQueue:
             waiting_since=handoff.created_at.isoformat(),
             waiting_for=waiting_text(handoff.created_at, self._clock()),
             last_text=last,
-            emotion=decision.emotion if decision else 0.0,
+            emotion=handoff.emotion or 0.0,
+            priority=handoff.priority or 0.0,
+            cues=list(handoff.emotion_cues or []),
         )
 
     async def recently_closed(
@@ -249,6 +270,7 @@ class AgentQueue:
             handoff, decision = await self._latest_handoff(
                 session, conversation_id, resolved_too=closed
             )
+            withdrawn = None if handoff or closed else await _withdrawn(session, conversation_id)
             latest = decision or await session.scalar(
                 select(DecisionRow)
                 .where(DecisionRow.conversation_id == conversation_id)
@@ -261,12 +283,13 @@ class AgentQueue:
                 agent=conversation.agent,
                 channel=identity.channel,
                 customer=_customer_view(customer, identity, identities, len(past) + 1),
-                handoff=self._handoff_view(handoff, decision),
+                handoff=self._handoff_view(handoff),
                 top_intents=list(latest.details.get("top", [])) if latest else [],
                 messages=await _messages(session, conversation.id),
                 past=past,
                 window=None if closed else await self._window(session, identity),
                 closed=await closed_view(session, conversation),
+                withdrawn=withdrawn,
             )
 
     async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:
@@ -293,22 +316,39 @@ class AgentQueue:
             return handoff, None
         return handoff, await session.get(DecisionRow, handoff.decision_id)
 
-    def _handoff_view(
-        self, handoff: Handoff | None, decision: DecisionRow | None
-    ) -> dict[str, Any] | None:
+    def _handoff_view(self, handoff: Handoff | None) -> dict[str, Any] | None:
         if handoff is None:
             return None
         reasons = handoff.reasons.split(",") if handoff.reasons else []
+        change = handoff.last_change or None
         return {
             "reason_words": describe_reasons(reasons),
             "reasons": reasons,
-            "emotion": decision.emotion if decision else 0.0,
+            "emotion": handoff.emotion or 0.0,
+            "cues": list(handoff.emotion_cues or []),
+            "priority": handoff.priority or 0.0,
+            "change": {"words": describe_change(change), "at": change["at"]} if change else None,
+            "withdrawn": handoff.resolution == WITHDRAWN_BY_CUSTOMER,
             "draft": handoff.draft,
             "draft_sent": handoff.draft_sent_at is not None,
             "created_at": handoff.created_at.isoformat(),
             "waiting_for": waiting_text(handoff.created_at, self._clock()),
             "claimed_by": handoff.claimed_by,
         }
+
+
+async def _withdrawn(session: AsyncSession, conversation_id: int) -> dict[str, Any] | None:
+    """When the customer withdrew the conversation's latest handoff, if that is how it ended."""
+    latest = await session.scalar(
+        select(Handoff)
+        .where(Handoff.conversation_id == conversation_id)
+        .order_by(Handoff.id.desc())
+        .limit(1)
+    )
+    if latest is None or latest.resolution != WITHDRAWN_BY_CUSTOMER or latest.resolved_at is None:
+        return None
+    reasons = latest.reasons.split(",") if latest.reasons else []
+    return {"at": latest.resolved_at.isoformat(), "reason_words": describe_reasons(reasons)}
 
 
 async def _past(

@@ -48,7 +48,7 @@ class Mirrored:
 @dataclass(frozen=True, slots=True)
 class Latest:
     handoff: Handoff
-    emotion: float
+    emotion: float  # the highest since the handoff (the customer's later messages count)
     top: list[dict[str, Any]]  # the top intents of the decision that handed over
 
 
@@ -175,7 +175,7 @@ class SlackThreadStore:
         async with self._db.session() as session:
             row = (
                 await session.execute(
-                    select(Handoff, DecisionRow.emotion, DecisionRow.details)
+                    select(Handoff, DecisionRow.details)
                     .outerjoin(DecisionRow, DecisionRow.id == Handoff.decision_id)
                     .where(Handoff.conversation_id == conversation_id)
                     .order_by(Handoff.id.desc())
@@ -184,8 +184,8 @@ class SlackThreadStore:
             ).first()
         if row is None:
             return None
-        handoff, emotion, details = row
-        return Latest(handoff, emotion or 0.0, list((details or {}).get("top", [])))
+        handoff, details = row
+        return Latest(handoff, handoff.emotion or 0.0, list((details or {}).get("top", [])))
 
     async def snapshot(self, conversation_id: int, *, windowed: Collection[str] = ()) -> Snapshot:
         """What decides whether a thread is behind, in one read. For a conversation on one of

@@ -157,7 +157,12 @@ class DecisionRow(Base):
 
 
 class Handoff(Base):
-    """A conversation handed to a human, until an agent resolves it."""
+    """A conversation handed to a human, until an agent resolves it (or the customer withdraws
+    it, or the conversation closes).
+
+    While the customer waits, each of their messages may add reasons, raise the emotion (the
+    highest signal since the handoff, with the cues behind it) and so the priority;
+    ``last_change`` says what the latest such message changed."""
 
     __tablename__ = "handoffs"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -172,6 +177,15 @@ class Handoff(Base):
     claimed_at: Mapped[Timestamp | None]
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[Timestamp | None]
+    # how it ended when no agent did: WITHDRAWN_BY_CUSTOMER (carebot.models)
+    resolution: Mapped[str | None] = mapped_column(String(40))
+    priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    emotion: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    emotion_cues: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    # {"at", "reasons" (codes added), "emotion" ([before, after] or None), "cues"}
+    last_change: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[Timestamp | None]  # when a later customer message last changed it
+    acked_at: Mapped[Timestamp | None]  # the waiting customer's latest acknowledgement
 
 
 class OutboxRow(Base):

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from carebot.desk.slack.mrkdwn import LIMIT, escape, quote, shorten, when
-from carebot.models import ConversationState
-from carebot.store.queue import Case, MessageView, describe_reasons
+from carebot.models import HANDOFF_REASONS, WITHDRAWN_BY_CUSTOMER, ConversationState
+from carebot.store.queue import Case, MessageView, describe_change, describe_reasons
 from carebot.store.slack_threads import Mirrored
 from carebot.store.tables import Handoff
 
@@ -51,6 +51,9 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
         {"type": "header", "text": _plain(shorten(f"{name}: {status}", 150))},
         {"type": "section", "fields": _facts(data)},
     ]
+    change = _change(data)
+    if change:
+        blocks.append(_context(change))
     if data.closed_note:
         blocks.append(_context(f":crescent_moon: {escape(data.closed_note)}"))
     if data.handoff is not None and data.handoff.draft:
@@ -168,9 +171,22 @@ def _status(data: CardData) -> str:
     if state is ConversationState.CLOSED:
         closed = case.closed
         return _lower_first(closed["words"]) if closed else "closed"
+    if handoff is not None and handoff.resolution == WITHDRAWN_BY_CUSTOMER:
+        return "withdrawn by the customer, back with the bot"
     if handoff is not None and handoff.resolved_by:
         return f"resolved by {handoff.resolved_by}, back with the bot"
     return "with the bot"
+
+
+def _change(data: CardData) -> str:
+    """What the waiting customer's latest message changed, while the handoff is open."""
+    handoff = data.handoff
+    if handoff is None or handoff.resolved_at is not None or not handoff.last_change:
+        return ""
+    words = describe_change(handoff.last_change)
+    at = datetime.fromisoformat(handoff.last_change["at"])
+    stamp = when(at.timestamp(), at.strftime("%Y-%m-%d %H:%M UTC"))
+    return f":arrow_up: {escape(words)} ({stamp})" if words else ""
 
 
 def _facts(data: CardData) -> list[dict[str, Any]]:
@@ -179,15 +195,19 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
     handle = _handle(here[0]) if here else ""
     channels = sorted({i["channel"] for i in customer["identities"]})
     since = datetime.fromisoformat(customer["since"])
-    reasons = data.handoff.reasons.split(",") if data.handoff and data.handoff.reasons else []
+    handoff = data.handoff
+    cues = list(handoff.emotion_cues or []) if handoff is not None else []
+    emotion = f"{data.emotion:.2f} ({_mood(data.emotion)})"
     facts = [
         ("Customer", f"{escape(customer['name'])}\n{escape(handle)}"),
         ("Channel", ", ".join(channels) if len(channels) > 1 else case.channel),
         ("Customer since", when(since.timestamp(), since.date().isoformat())),
         ("Past conversations", str(customer["conversations"] - 1)),
-        ("Why", escape(describe_reasons(reasons)) or "-"),
-        ("Emotion", f"{data.emotion:.2f} ({_mood(data.emotion)})"),
+        ("Why", _why(handoff) or "-"),
+        ("Emotion", emotion + (f"\ncues: {escape(', '.join(cues))}" if cues else "")),
     ]
+    if handoff is not None:
+        facts.append(("Priority", f"{handoff.priority or 0.0:.1f}"))
     if case.agent:
         facts.append(("Agent", escape(case.agent)))
     if case.closed:
@@ -200,6 +220,13 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
         fallback = closes.strftime("%Y-%m-%d %H:%M UTC")
         facts.append(("Reply window", f"{label} {when(closes.timestamp(), fallback)}"))
     return [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in facts]
+
+
+def _why(handoff: Handoff | None) -> str:
+    """The most important reason in words, then any other that hands off on its own."""
+    codes = handoff.reasons.split(",") if handoff is not None and handoff.reasons else []
+    shown = codes[:1] + [c for c in codes[1:] if c in HANDOFF_REASONS]
+    return "\n".join(escape(describe_reasons([code])) for code in shown)
 
 
 def _handle(identity: dict[str, Any]) -> str:
