@@ -29,7 +29,7 @@ from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import OnnxEncoder, available_cores, export_problem
-from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker
+from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -212,6 +212,19 @@ def reply_windows(settings: Settings) -> ReplyWindows:
     )
 
 
+def enabled_channels(settings: Settings) -> frozenset[str]:
+    """The channels config.toml enables: the service runs each of them (see :class:`Routes`)."""
+    sections = {
+        "webchat": settings.webchat.enabled,
+        "telegram": settings.telegram.enabled,
+        "whatsapp": settings.whatsapp.enabled,
+        "messenger": settings.messenger.enabled,
+        "instagram": settings.instagram.enabled,
+        "webhook": settings.webhook.enabled,
+    }
+    return frozenset(name for name, enabled in sections.items() if enabled)
+
+
 def build_matching(
     settings: Settings, encoder: Encoder
 ) -> tuple[Triage, MatchQueue, IntentReloader | None]:
@@ -263,8 +276,13 @@ async def build_runtime(
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     events = EventHub()
+    routes = Routes(
+        channel_map,
+        enabled=enabled_channels(settings),
+        config_file=settings.source.name if settings.source else "config.toml",
+    )
     worker = OutboxWorker(
-        store=outbox_store, channels=channel_map, clock=clock, events=events, backoff=backoff
+        store=outbox_store, channels=routes, clock=clock, events=events, backoff=backoff
     )
     closer = ConversationCloser(
         store=ClosingStore(db, clock=clock),
@@ -275,7 +293,13 @@ async def build_runtime(
     )
     windows = reply_windows(settings)
     customers = CustomerStore(db, clock=clock, link_by=link_by)
-    handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately, windows=windows)
+    handoffs = HandoffStore(
+        db,
+        clock=clock,
+        lease_replies=send_immediately,
+        windows=windows,
+        reachable=routes.check,
+    )
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
