@@ -28,7 +28,7 @@ from carebot.nlu.emotion import EmotionScorer
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
-from carebot.nlu.onnx_encoder import OnnxEncoder, available_cores, export_problem
+from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
@@ -43,6 +43,7 @@ from carebot.store.queue import AgentQueue
 from carebot.triage import Triage
 
 log = logging.getLogger(__name__)
+EXPORT_NOTICE = "Exporting the model for fast start, once (about 20 s)..."
 
 
 def onnx_folder(settings: Settings) -> Path:
@@ -59,8 +60,9 @@ def load_encoder(
 ) -> Encoder:
     """The configured encoder. With ``backend = "onnx"`` (the default) the model's ONNX export,
     without torch; when it is missing or stale, ``export_if_missing`` exports it first, in a
-    child process (``say`` tells the user), else the torch model is used and ``say`` explains
-    why."""
+    child process (``say`` tells the user in one line), else the torch model is used and
+    ``say`` explains why. Every command that encodes (serve, chat, eval, intents check, emotion
+    train) exports when missing, so each is fast from its first run."""
     cfg = settings.matcher
     threads = cfg.threads or available_cores()
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -70,7 +72,10 @@ def load_encoder(
         if problem is None:
             return OnnxEncoder(folder, threads=threads)
         if export_if_missing:
-            say(f"{problem} Exporting it now, once (about 20 s)...")
+            if (folder / MANIFEST).exists():  # stale or damaged: say why it is made again
+                say(f"{problem} Exporting the model again for fast start (about 20 s)...")
+            else:
+                say(EXPORT_NOTICE)
             from carebot.nlu.model_export import export_in_child
 
             export_in_child(cfg.model, folder, base_dir=settings.base_dir)
