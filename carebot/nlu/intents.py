@@ -48,7 +48,7 @@ from carebot.exceptions import IntentError
 from carebot.nlu.yaml_syntax import explain
 
 log = logging.getLogger(__name__)
-PARSED_FORMAT = 1  # bump when what ParsedFiles keeps on disk changes shape
+PARSED_FORMAT = 2  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
 
 REQUIRED = ("id", "examples")
 OPTIONAL = ("answer", "title", "answer_threshold", "draft_threshold", "handoff", "tags")
