@@ -108,8 +108,10 @@ class TerminalChannel:
     async def send(self, reply: OutboundReply) -> None:
         if self._closed:
             raise DeliveryError("the terminal channel is closed")
-        if reply.external_user_id != self.user:
-            raise DeliveryError(f"the terminal session of {reply.external_user_id} has ended")
+        if reply.external_user_id != self.user:  # an earlier `carebot chat --store` session
+            raise DeliveryError(
+                f"the terminal session of {reply.external_user_id} has ended", permanent=True
+            )
         self.write(f"bot> {reply.text}")
         for number, choice in enumerate(reply.choices, start=1):
             self.write(f"     {number}) {choice.label}")

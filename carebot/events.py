@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # customer_message, decision, handoff, agent_action, delivery, closed
+    kind: str  # customer_message, decision, handoff, agent_action, delivery, undelivered, closed
     conversation_id: int
     agent: str = ""  # kind agent_typing (an agent types a reply): the agent's display name
 

@@ -46,6 +46,12 @@ class ReplyWindowClosed(StoreError):
     customer-service window (WhatsApp, Messenger, Instagram: 24 hours)."""
 
 
+class ChannelNotRunning(StoreError):
+    """No process of this service delivers on the conversation's channel (it is not enabled in
+    config.toml, or it was a ``carebot chat`` conversation): an agent's reply is refused up
+    front, with the reason, and nothing is queued."""
+
+
 class SlackError(CarebotError):
     """A Slack Web API call failed after its retries (Slack down, rate limited, or refused).
 

@@ -6,18 +6,22 @@ At shutdown the worker finishes its pass (:meth:`OutboxWorker.stop`), sends stil
 the background are awaited (:meth:`OutboxWorker.drain`) and what is due is delivered
 (:meth:`OutboxWorker.deliver_due`) before the channels close; rows still pending then (a
 platform that was down) are delivered after the next start.
+
+A reply whose channel does not run in this process follows the rule of :class:`Routes`: left
+to the process that runs it when the channel is enabled in config.toml, else refused for good
+with the reason (never retried forever).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from carebot.channel import Channel
 from carebot.clock import Clock
 from carebot.events import Event, EventHub
-from carebot.exceptions import DeliveryError
+from carebot.exceptions import ChannelNotRunning, DeliveryError
 from carebot.models import OutboundReply
 from carebot.retry import Backoff, repeat
 from carebot.store.outbox import IMMEDIATE_LEASE, OutboxStore, Queued
@@ -30,21 +34,83 @@ IMMEDIATE_WAIT = 2.0  # seconds a request waits for its reply's send before it g
 OUTBOX_BACKOFF = Backoff(base=1.0, cap=300.0)
 
 
+TERMINAL = "terminal"  # the channel of `carebot chat`: it runs in that command only
+
+
+class Routes:
+    """Which channels this process delivers replies on, and what becomes of the others.
+
+    A reply's channel is, for this process, one of:
+
+    - **running here**: the reply is delivered here.
+    - **enabled in config.toml but not running here**: another process of the service runs it
+      (several workers share a database; or this is a ``carebot chat --store`` beside
+      ``carebot serve``). This process leaves the reply to them: it neither claims nor fails
+      it, and an agent's reply to such a conversation is queued as usual.
+    - **neither** (the channel is not enabled in config.toml, or it is ``terminal``, which runs
+      only inside the ``carebot chat`` that started the conversation): nothing of this service
+      will deliver it. An agent's reply is refused up front with the reason, and nothing is
+      queued (:meth:`check`); a reply already queued is failed for good with the reason, which
+      the inbox shows beside the message and the Slack thread is told.
+
+    ``channels`` is the runtime's live mapping: channels added before the start count.
+    """
+
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        *,
+        enabled: Collection[str] = (),
+        config_file: str = "config.toml",
+    ) -> None:
+        self._channels = channels
+        self._enabled = frozenset(enabled)
+        self._config_file = config_file
+
+    def channel(self, name: str) -> Channel | None:
+        """The channel when it runs in this process."""
+        return self._channels.get(name)
+
+    def elsewhere(self) -> frozenset[str]:
+        """Channels enabled in config.toml that this process does not run: their replies are
+        left to the processes that run them."""
+        return frozenset(name for name in self._enabled if name not in self._channels)
+
+    def refusal(self, name: str) -> str | None:
+        """Why no process of this service delivers on ``name``; None when one does."""
+        if name in self._channels or name in self._enabled:
+            return None
+        if name == TERMINAL:
+            return (
+                "the terminal channel is not running in this service: it was a `carebot chat` "
+                "conversation"
+            )
+        return f"channel {name} is not enabled in {self._config_file}"
+
+    def check(self, name: str) -> None:
+        """Raise :class:`ChannelNotRunning` with the reason when nothing delivers on ``name``."""
+        reason = self.refusal(name)
+        if reason is not None:
+            raise ChannelNotRunning(f"{reason[0].upper()}{reason[1:]}, so no reply can reach it.")
+
+
 class OutboxWorker:
     def __init__(
         self,
         *,
         store: OutboxStore,
-        channels: Mapping[str, Channel],
+        channels: Mapping[str, Channel] | Routes,
         clock: Clock,
         backoff: Backoff = OUTBOX_BACKOFF,
         batch: int = 50,
         events: EventHub | None = None,
         immediate_wait: float = IMMEDIATE_WAIT,
     ) -> None:
+        """``channels``: the channels running here, or :class:`Routes` that also know which
+        run elsewhere (a bare mapping means no channel runs in another process)."""
         self._store = store
         self._events = events or EventHub()
-        self._channels = channels
+        self.routes = channels if isinstance(channels, Routes) else Routes(channels)
         self._clock = clock
         self._backoff = backoff
         self._batch = batch
@@ -100,7 +166,9 @@ class OutboxWorker:
         """One pass: send every reply that is due now. Returns how many replies were delivered
         since the previous pass, counting those :meth:`dispatch` sent right away."""
         sent, self._sent_right_away = self._sent_right_away, 0
-        while replies := await self._store.claim_due(limit=self._batch):
+        while replies := await self._store.claim_due(
+            limit=self._batch, skip=self.routes.elsewhere()
+        ):
             results = await asyncio.gather(*(self._send(r) for r in replies))
             sent += sum(results)
             if not any(results):
@@ -108,10 +176,11 @@ class OutboxWorker:
         return sent
 
     async def _send(self, reply: OutboundReply) -> bool:
-        channel = self._channels.get(reply.channel)
+        channel = self.routes.channel(reply.channel)
+        if channel is None:
+            await self._not_here(reply)
+            return False
         try:
-            if channel is None:
-                raise DeliveryError(f"channel {reply.channel!r} is not running")
             # Well within the lease, so nobody else starts sending the same reply meanwhile.
             async with asyncio.timeout(SEND_TIMEOUT):
                 external_id = await channel.send(reply)
@@ -126,7 +195,7 @@ class OutboxWorker:
         except DeliveryError as exc:
             if exc.permanent:
                 await self._store.mark_undeliverable(reply.outbox_id, str(exc))
-                self._announce(reply)
+                self._announce(reply, "undelivered")
                 log.error(
                     "Reply %s on %s was refused for good: %s", reply.outbox_id, reply.channel, exc
                 )
@@ -163,10 +232,26 @@ class OutboxWorker:
         self._announce(reply)
         return True
 
-    def _announce(self, reply: OutboundReply) -> None:
-        """A reply was delivered or refused for good: live views show its delivery."""
+    async def _not_here(self, reply: OutboundReply) -> None:
+        """The reply's channel does not run in this process (see :class:`Routes`)."""
+        reason = self.routes.refusal(reply.channel)
+        if reason is None:  # another process runs it: let it have the reply now
+            await self._store.release(reply.outbox_id)
+            log.info(
+                "Reply %s is left to the process that runs channel %s",
+                reply.outbox_id,
+                reply.channel,
+            )
+            return
+        await self._store.mark_undeliverable(reply.outbox_id, reason)
+        self._announce(reply, "undelivered")
+        log.warning("Reply %s was not delivered: %s", reply.outbox_id, reason)
+
+    def _announce(self, reply: OutboundReply, kind: str = "delivery") -> None:
+        """A reply was delivered (``delivery``) or refused for good (``undelivered``): live
+        views show it, and the Slack thread is told of a refusal."""
         if reply.conversation_id is not None:
-            self._events.publish(Event("delivery", reply.conversation_id))
+            self._events.publish(Event(kind, reply.conversation_id))
 
     async def _mark_sent(self, outbox_id: int, external_id: str | None) -> None:
         """Group commit: replies delivered while a mark is being written share the next one."""
@@ -218,7 +303,7 @@ class OutboxWorker:
         """Deliver what is due, then sleep until woken or the next retry is due."""
         self._wake.clear()
         await self.deliver_due()
-        due = await self._store.next_due()
+        due = await self._store.next_due(skip=self.routes.elsewhere())
         timeout = 5.0 if due is None else max(0.05, (due - self._clock()).total_seconds())
         await self._wake.sleep(min(timeout, 5.0))
 

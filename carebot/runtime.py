@@ -28,8 +28,8 @@ from carebot.nlu.emotion import EmotionScorer
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
-from carebot.nlu.onnx_encoder import OnnxEncoder, available_cores, export_problem
-from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker
+from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
+from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -45,6 +45,7 @@ from carebot.store.waiting import WaitingStore
 from carebot.triage import Priority, Triage
 
 log = logging.getLogger(__name__)
+EXPORT_NOTICE = "Exporting the model for fast start, once (about 20 s)..."
 
 
 def onnx_folder(settings: Settings) -> Path:
@@ -61,8 +62,9 @@ def load_encoder(
 ) -> Encoder:
     """The configured encoder. With ``backend = "onnx"`` (the default) the model's ONNX export,
     without torch; when it is missing or stale, ``export_if_missing`` exports it first, in a
-    child process (``say`` tells the user), else the torch model is used and ``say`` explains
-    why."""
+    child process (``say`` tells the user in one line), else the torch model is used and
+    ``say`` explains why. Every command that encodes (serve, chat, eval, intents check, emotion
+    train) exports when missing, so each is fast from its first run."""
     cfg = settings.matcher
     threads = cfg.threads or available_cores()
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -72,7 +74,10 @@ def load_encoder(
         if problem is None:
             return OnnxEncoder(folder, threads=threads)
         if export_if_missing:
-            say(f"{problem} Exporting it now, once (about 20 s)...")
+            if (folder / MANIFEST).exists():  # stale or damaged: say why it is made again
+                say(f"{problem} Exporting the model again for fast start (about 20 s)...")
+            else:
+                say(EXPORT_NOTICE)
             from carebot.nlu.model_export import export_in_child
 
             export_in_child(cfg.model, folder, base_dir=settings.base_dir)
@@ -214,6 +219,19 @@ def reply_windows(settings: Settings) -> ReplyWindows:
     )
 
 
+def enabled_channels(settings: Settings) -> frozenset[str]:
+    """The channels config.toml enables: the service runs each of them (see :class:`Routes`)."""
+    sections = {
+        "webchat": settings.webchat.enabled,
+        "telegram": settings.telegram.enabled,
+        "whatsapp": settings.whatsapp.enabled,
+        "messenger": settings.messenger.enabled,
+        "instagram": settings.instagram.enabled,
+        "webhook": settings.webhook.enabled,
+    }
+    return frozenset(name for name, enabled in sections.items() if enabled)
+
+
 def build_matching(
     settings: Settings, encoder: Encoder
 ) -> tuple[Triage, MatchQueue, IntentReloader | None]:
@@ -266,8 +284,13 @@ async def build_runtime(
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     events = EventHub()
+    routes = Routes(
+        channel_map,
+        enabled=enabled_channels(settings),
+        config_file=settings.source.name if settings.source else "config.toml",
+    )
     worker = OutboxWorker(
-        store=outbox_store, channels=channel_map, clock=clock, events=events, backoff=backoff
+        store=outbox_store, channels=routes, clock=clock, events=events, backoff=backoff
     )
     closer = ConversationCloser(
         store=ClosingStore(db, clock=clock),
@@ -278,7 +301,13 @@ async def build_runtime(
     )
     windows = reply_windows(settings)
     customers = CustomerStore(db, clock=clock, link_by=link_by)
-    handoffs = HandoffStore(db, clock=clock, lease_replies=send_immediately, windows=windows)
+    handoffs = HandoffStore(
+        db,
+        clock=clock,
+        lease_replies=send_immediately,
+        windows=windows,
+        reachable=routes.check,
+    )
     inbox = Inbox(
         conversations=conversations,
         triage=triage,

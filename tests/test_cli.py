@@ -1,17 +1,27 @@
-"""The ``carebot`` command, run as a subprocess the way people run it."""
+"""The ``carebot`` command, run as a subprocess the way people run it (and ``carebot chat``'s
+store in-process, with the fake encoder)."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import func, select
 
-from carebot.store.database import MIGRATIONS
-from tests.conftest import ROOT, TEST_INTENTS
+from carebot.adapters.terminal import TerminalChannel
+from carebot.cli.chat import run_chat
+from carebot.exceptions import DeliveryError
+from carebot.models import OutboundReply
+from carebot.store.database import MIGRATIONS, Database
+from carebot.store.tables import Message
+from tests.conftest import ROOT, TEST_INTENTS, make_settings
+from tests.fakes import FakeEncoder
 
 PROBE = """
 import sys
@@ -70,6 +80,14 @@ def test_help_does_not_import_torch(args: list[str]) -> None:
     assert "HEAVY:\n" in result.stdout
 
 
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    result = carebot("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"carebot {version('carebot')}"
+
+
 def test_intents_check_without_conflicts_is_fast_and_clean(tmp_path: Path) -> None:
     result = carebot("-c", str(config(tmp_path)), "intents", "check", "--no-conflicts")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -84,6 +102,29 @@ def test_intents_check_exits_1_on_errors_with_file_and_line(tmp_path: Path) -> N
     result = carebot("-c", str(config(tmp_path)), "intents", "check", str(bad), "--no-conflicts")
     assert result.returncode == 1
     assert f"{bad / 'x.yaml'}:2: error: x: missing required field 'examples'" in result.stdout
+
+
+def test_intents_check_with_errors_does_not_load_the_model(tmp_path: Path) -> None:
+    """The conflict analysis compares the examples with the model: it waits until the errors
+    are fixed, so a typo is reported in a second, not after the model's first export."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text("intents:\n  - id: x\n    examples:\n\t- hi\n")
+    result = carebot("-c", str(config(tmp_path)), "intents", "check", str(bad))
+    assert result.returncode == 1
+    assert f"{bad / 'x.yaml'}:4: error: YAML syntax: line 4 is indented with a tab" in result.stdout
+    assert "The conflict analysis (which loads the model) runs once the errors are fixed." in (
+        result.stdout
+    )
+    assert "HEAVY:\n" in result.stdout
+    assert "Exporting" not in result.stderr
+
+
+def test_chat_reports_broken_intents_before_loading_the_model(tmp_path: Path) -> None:
+    result = carebot("-c", str(config(tmp_path, tmp_path / "none")), "chat", stdin="hi\n")
+    assert result.returncode == 2
+    assert "intents folder not found: create it" in result.stderr
+    assert "HEAVY:\n" in result.stdout and "Exporting" not in result.stderr
 
 
 def test_intents_import_does_not_load_the_model(tmp_path: Path) -> None:
@@ -121,13 +162,32 @@ def test_a_bad_config_is_reported_without_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.model
-def test_chat_reads_piped_input_and_explains_each_turn(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def real_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged model's ONNX export, made once for the tests that run the real model as
+    people do (their own first-run export is tested with a tiny model in test_onnx)."""
+    from carebot.nlu.model_export import export_model
+
+    out = tmp_path_factory.mktemp("real-onnx") / "all-MiniLM-L6-v2"
+    export_model("all-MiniLM-L6-v2", out)
+    return out
+
+
+def shipped_config(tmp_path: Path, onnx: Path) -> Path:
+    """The shipped config.toml with the repository's intents and ``onnx`` as the export."""
     shipped = (ROOT / "config.toml").read_text()
     path = tmp_path / "config.toml"
     path.write_text(
-        shipped.replace('intents_dir = "intents"', f'intents_dir = "{ROOT / "intents"}"')
+        shipped.replace('intents_dir = "intents"', f'intents_dir = "{ROOT / "intents"}"').replace(
+            'onnx_dir = ""', f'onnx_dir = "{onnx}"'
+        )
     )
+    return path
+
+
+@pytest.mark.model
+def test_chat_reads_piped_input_and_explains_each_turn(tmp_path: Path, real_export: Path) -> None:
+    path = shipped_config(tmp_path, real_export)
     result = carebot(
         "-c",
         str(path),
@@ -147,11 +207,57 @@ def test_chat_reads_piped_input_and_explains_each_turn(tmp_path: Path) -> None:
     assert decisions[2].startswith("decision: answer intent=greeting ")
     said = [line for line in lines if line.startswith("bot> ")]
     assert len(said) == 3 and "a colleague has your conversation" in said[2]
-    assert (tmp_path / ".carebot" / "carebot.db").exists()
+    assert not (tmp_path / ".carebot" / "carebot.db").exists()  # a throwaway store by default
+    assert "HEAVY:\n" in result.stdout  # the ONNX export: torch never loaded
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["throwaway", "store"])
+async def test_chat_keeps_the_conversation_only_with_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: bool
+) -> None:
+    """By default `carebot chat` talks into a temporary database deleted at exit, whatever
+    [store] or CAREBOT_DATABASE_URL say: the live inbox never sees it. --store keeps it."""
+    live = tmp_path / "live.db"
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", f"sqlite+aiosqlite:///{live}")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = io.StringIO()
+
+    await run_chat(
+        make_settings(tmp_path),
+        store=store,
+        stdin=io.StringIO("where is my order\n"),
+        stdout=out,
+        encoder=FakeEncoder(),
+    )
+
+    assert out.getvalue() == "bot> Track it at https://track.example.\n"
+    assert list(scratch.iterdir()) == []  # the throwaway database is gone
+    assert live.exists() is store
+    if store:
+        db = Database(f"sqlite+aiosqlite:///{live}")
+        try:
+            async with db.session() as session:
+                assert await session.scalar(select(func.count()).select_from(Message)) == 2
+        finally:
+            await db.close()
+
+
+async def test_a_reply_to_an_ended_terminal_session_is_refused_for_good() -> None:
+    """With --store, replies left for an earlier `carebot chat` session fail once, with the
+    reason, instead of being retried by every later chat."""
+    channel = TerminalChannel(user="tess", stdin=io.StringIO(""), stdout=io.StringIO())
+    earlier = OutboundReply(outbox_id=1, channel="terminal", external_user_id="tom", text="hi")
+    with pytest.raises(DeliveryError, match="the terminal session of tom has ended") as refused:
+        await channel.send(earlier)
+    assert refused.value.permanent
 
 
 @pytest.mark.model
-def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, real_export: Path
+) -> None:
     import json
     import signal
     import socket
@@ -161,11 +267,7 @@ def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path: Path
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    shipped = (ROOT / "config.toml").read_text()
-    path = tmp_path / "config.toml"
-    path.write_text(
-        shipped.replace('intents_dir = "intents"', f'intents_dir = "{ROOT / "intents"}"')
-    )
+    path = shipped_config(tmp_path, real_export)
     process = subprocess.Popen(
         [sys.executable, "-m", "carebot.cli", "-c", str(path), "serve", "--port", str(port)],
         cwd=ROOT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from html import escape
 from pathlib import Path
 
 import aiohttp
@@ -11,10 +12,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
+from carebot.models import InboundMessage
 from carebot.server import Service
 from carebot.store.tables import Conversation, Message
 from tests.conftest import Clock
-from tests.service import AGENT_PASSWORD, running_service, service_settings, upset_customer
+from tests.service import (
+    AGENT_PASSWORD,
+    UPSET,
+    running_service,
+    service_settings,
+    upset_customer,
+)
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -246,6 +254,35 @@ async def test_an_impossible_action_is_explained(
         ) as response:
             assert response.status == 409
             assert "it cannot become bot" in await response.text()
+
+
+async def test_a_reply_to_a_carebot_chat_conversation_is_refused_with_the_reason(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """A `carebot chat --store` conversation is in the live store, but its terminal channel
+    runs only in that command: the inbox shows why the bot's message did not arrive, and an
+    agent's reply is refused at once, nothing queued, the text kept in the form."""
+    running, server = service
+    await running.runtime.inbox.receive(InboundMessage("terminal", "tess", "t1", UPSET, clock.now))
+    reason = (
+        "the terminal channel is not running in this service: it was a `carebot chat` conversation"
+    )
+    await log_in(browser, server)
+    _, html, csrf = await page(browser, server, "/inbox/c/1")
+    assert f"not delivered: {escape(reason)}" in html  # the bot's handoff message
+    async with running.runtime.db.session() as session:
+        before = await session.scalar(select(func.count()).select_from(Message))
+
+    async with browser.post(
+        server.make_url("/inbox/c/1/reply"), data={"text": "Hello Tess", "csrf": csrf}
+    ) as refused:
+        assert refused.status == 409
+        html = await refused.text()
+    assert escape(f"T{reason[1:]}, so no reply can reach it.") in html
+    assert ">Hello Tess</textarea>" in html
+    async with running.runtime.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == before
+    assert await states(running) == ["waiting_for_agent"]
 
 
 async def test_live_events_reach_the_inbox(

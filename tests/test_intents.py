@@ -48,8 +48,8 @@ def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
     [
         (
             "intents:\n  - id: a\n    examples: [x, y\n",
-            "a.yaml:4: error: YAML syntax: expected ',' or ']', but got '<stream end>' (while "
-            "parsing a flow sequence started on line 3)",
+            "a.yaml:3: error: YAML syntax: a '[' opened on line 3 is never closed with ']' "
+            "(YAML: expected ',' or ']', but got '<stream end>')",
         ),
         (
             "intents:\n  - id: a\n    answer: hi\n",
@@ -63,7 +63,16 @@ def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
             "intents: []\nout_of_scope:\n  - fine\n  - [not, text]\n",
             "a.yaml:4: error: out_of_scope entries must be non-empty texts",
         ),
-        ("out_of_scope: nope\n", "a.yaml:1: error: expected a 'out_of_scope:' list"),
+        ("out_of_scope: nope\n", "a.yaml:1: error: 'out_of_scope:' must be a list (got 'nope')"),
+        (
+            "intents: []\nout_of_scpe: [x]\n",
+            "a.yaml:2: error: unknown top-level key 'out_of_scpe' (the keys are: intents, "
+            "out_of_scope)",
+        ),
+        (
+            "intents:\n  - id: a\n    examples: where is my order\n",
+            "a.yaml:3: error: a: examples must be a list: put each example on its own line",
+        ),
         (
             "intents:\n  - id: a\n    exmaples: [x]\n    examples: [x, y, z]\n    answer: hi\n",
             "a.yaml:3: error: unknown field 'exmaples'",
@@ -84,6 +93,124 @@ def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
 def test_errors_name_the_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
     found = messages(folder(tmp_path, **{"a.yaml": text}))
     assert any(expected in line for line in found), found
+
+
+HOURS = "intents:\n  - id: hours\n    examples:\n"
+INDENTATION = "list items under `examples:` start with '- ' indented the same"
+NOT_CLOSED = "is never closed: end the text with the same quote, or leave the quotes out"
+
+
+# The YAML mistakes people make, each in a small broken file: the line to look at and the hint.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            HOURS + "      - when are you open\n     - opening hours\n    answer: 9-5\n",
+            [f"a.yaml:5: error: YAML syntax: check the indentation of line 5: {INDENTATION}"],
+            id="item-indented-less",
+        ),
+        pytest.param(
+            HOURS + "      - when are you open\n    - opening hours\n    answer: 9-5\n",
+            [f"a.yaml:5: error: YAML syntax: check the indentation of line 5: {INDENTATION}"],
+            id="item-at-the-fields-level",
+        ),
+        pytest.param(
+            HOURS + "      - when are you open\n      answer: 9-5\n",
+            [f"a.yaml:5: error: YAML syntax: check the indentation of line 5: {INDENTATION}"],
+            id="field-indented-as-an-item",
+        ),
+        pytest.param(
+            HOURS + "      - when are you open\n    answer 9-5\n  - id: b\n",
+            ["a.yaml:5: error: YAML syntax: line 5 needs ':' after its field name"],
+            id="colon-missing",
+        ),
+        pytest.param(
+            HOURS + "      - when are you open\n    answer: Open: 9 to 5\n",
+            [
+                "a.yaml:5: error: YAML syntax: the text on line 5 holds ': ', which YAML reads "
+                'as a new field: put the whole text in quotes, like answer: "Open: 9 to 5" '
+                "(YAML: mapping values are not allowed here)"
+            ],
+            id="colon-in-a-text",
+        ),
+        pytest.param(
+            HOURS + '      - "when are you open\n      - opening hours\n    answer: 9-5\n',
+            [f"a.yaml:4: error: YAML syntax: a quote opened on line 4 {NOT_CLOSED}"],
+            id="quote-open-to-the-end",
+        ),
+        pytest.param(
+            HOURS + '      - "when are you open\n      - "opening hours"\n    answer: 9-5\n',
+            [f"a.yaml:4: error: YAML syntax: a quote opened on line 4 {NOT_CLOSED}"],
+            id="quote-open-to-the-next-quote",
+        ),
+        pytest.param(
+            HOURS + "      - when are you open\n    answer: 'Nine to five\n",
+            [f"a.yaml:5: error: YAML syntax: a quote opened on line 5 {NOT_CLOSED}"],
+            id="single-quote",
+        ),
+        pytest.param(
+            HOURS + "\t- when are you open\n\t- opening hours\n    answer: 9-5\n",
+            [
+                f"a.yaml:{n}: error: YAML syntax: line {n} is indented with a tab; YAML allows "
+                "only spaces there: replace the tab with spaces"
+                for n in (4, 5)
+            ],
+            id="tabs-every-line",
+        ),
+        pytest.param(
+            HOURS + "      - when are you open\n    answer: one\n    answer: two\n",
+            ["a.yaml:6: error: YAML syntax: 'answer' is given twice (lines 5 and 6): keep one"],
+            id="field-twice",
+        ),
+    ],
+)
+def test_yaml_mistakes_get_the_line_and_a_hint(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    found = messages(folder(tmp_path, **{"a.yaml": text}))
+    shown = [line.removeprefix(f"{tmp_path}/") for line in found]
+    assert len(shown) == len(expected), shown
+    assert [line[: len(e)] for line, e in zip(shown, expected, strict=True)] == expected, shown
+
+
+def test_every_error_of_every_file_is_reported_in_one_run(tmp_path: Path) -> None:
+    """A file with a syntax error stops there; every other file is read to the end, each of
+    its errors with its line, in the order of the file."""
+    broken = HOURS + '      - "when are you open\n    answer: 9-5\n'
+    wrong = (
+        "intents:\n"
+        "  - id: a\n"
+        "    examples: where is my order\n"
+        "  - id: b b\n"
+        "    exmaples: [hi]\n"
+        "  - id: c\n"
+        "    examples: [x, y, z]\n"
+        "    answer_threshold: 2\n"
+        "    handoff: maybe\n"
+        "out_of_scope: nope\n"
+    )
+    directory = folder(tmp_path, **{"a.yaml": broken, "b.yaml": wrong, "c.yaml": GOOD})
+    problems = check_intents(directory, placeholders={"hours": "9-5"}, encoder=_no_model)
+    expected = [
+        ("a.yaml", 4, "YAML syntax: a quote opened on line 4 is never closed"),
+        ("b.yaml", 3, "a: examples must be a list"),
+        ("b.yaml", 4, "b b: missing required field 'examples'"),
+        ("b.yaml", 4, "id 'b b' must be a word"),
+        ("b.yaml", 5, "unknown field 'exmaples'"),
+        ("b.yaml", 8, "answer_threshold must be a number from 0 to 1 (got 2)"),
+        ("b.yaml", 9, "handoff must be true or false (got 'maybe')"),
+        ("b.yaml", 10, "'out_of_scope:' must be a list (got 'nope')"),
+    ]
+    assert len(problems) == len(expected), problems
+    found = [
+        (p.file.name, p.line, p.message[: len(e[2])])
+        for p, e in zip(problems, expected, strict=True)
+    ]
+    assert found == expected, problems
+
+
+def _no_model() -> FakeEncoder:
+    raise AssertionError("the conflict analysis waits until the errors are fixed")
 
 
 def test_duplicate_ids_and_shared_examples_across_files(tmp_path: Path) -> None:

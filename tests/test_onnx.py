@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carebot.config import Settings
+from carebot.config import Settings, load_settings
 from carebot.exceptions import ModelError
 from carebot.nlu.encoder import SentenceTransformerEncoder, resolve_model
 from carebot.nlu.model_export import VERIFY_SENTENCES, export_model
 from carebot.nlu.onnx_encoder import MANIFEST, Manifest, OnnxEncoder, export_problem
-from carebot.runtime import load_encoder, onnx_folder
+from carebot.runtime import EXPORT_NOTICE, load_encoder, onnx_folder
 from tests.conftest import TEST_INTENTS, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +215,73 @@ def test_serving_with_the_onnx_backend_never_imports_torch(
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [] and result["kind"] in ("answer", "draft", "clarify", "handoff")
+
+
+def fresh_folder(tmp_path: Path, model: Path, **matcher: str) -> Path:
+    """A new user's folder: a config.toml with the intents, and no .carebot/ yet."""
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    extra = "".join(f'{key} = "{value}"\n' for key, value in matcher.items())
+    (folder / "config.toml").write_text(
+        f'[matcher]\nmodel = "{model}"\nintents_dir = "{TEST_INTENTS}"\n{extra}'
+        "[emotion]\nhead = false\n"  # the packaged head reads the real model's embeddings
+        '[placeholders]\ntracking_url = "https://track.example"\n'
+    )
+    (folder / "test.csv").write_text(
+        "text,intent\nwhere is my order,order_status\nhow do I return this,returns\n"
+    )
+    return folder
+
+
+# Each command that encodes, as a new user runs it first: (arguments, input, what it prints).
+FIRST_RUNS = {
+    "chat": (["chat", "--explain"], "where is my order\n", "decision: "),
+    "eval": (["eval", "--test", "test.csv"], "", "accuracy"),
+    "intents-check": (["intents", "check"], "", " 0 error(s)"),
+}
+
+
+@pytest.mark.parametrize("command", FIRST_RUNS)
+def test_a_command_in_a_fresh_folder_exports_the_model_once_and_never_loads_torch(
+    models: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    """The first run exports the model in a child process (one line says so), then works on
+    the ONNX export: torch is never imported by the command itself; the next run just starts."""
+    from tests.test_cli import carebot
+
+    args, stdin, shows = FIRST_RUNS[command]
+    folder = fresh_folder(tmp_path, models["mean"])
+    first = carebot(*args, cwd=folder, stdin=stdin)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stderr.splitlines() == [EXPORT_NOTICE], first.stderr  # the child's talk is kept
+    assert shows in first.stdout and "HEAVY:\n" in first.stdout
+    assert (onnx_folder(load_settings(folder / "config.toml")) / MANIFEST).exists()
+    again = carebot(*args, cwd=folder, stdin=stdin)
+    assert again.returncode == 0, again.stderr
+    assert EXPORT_NOTICE not in again.stderr and "HEAVY:\n" in again.stdout
+
+
+def test_the_torch_backend_of_the_config_still_chats_without_an_export(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.test_cli import carebot
+
+    folder = fresh_folder(tmp_path, models["mean"], backend="torch")
+    result = carebot("chat", "--explain", cwd=folder, stdin="where is my order\n")
+    assert result.returncode == 0, result.stderr
+    assert "decision: " in result.stdout and "torch" in result.stdout.split("HEAVY:")[1]
+    assert "Exporting" not in result.stderr and not (folder / ".carebot" / "onnx").exists()
+
+
+def test_a_failed_first_export_says_why_and_writes_nothing(tmp_path: Path) -> None:
+    model = tiny_model(tmp_path, "mean", dense=True)  # a layer the export does not handle
+    folder = fresh_folder(tmp_path, model)
+    settings = load_settings(folder / "config.toml")
+    with pytest.raises(ModelError) as failed:
+        load_encoder(settings, export_if_missing=True, say=lambda _: None)
+    assert "failed; nothing was written. The export said:" in str(failed.value)
+    assert "only Transformer + Pooling" in str(failed.value)
+    assert not onnx_folder(settings).exists()
 
 
 def test_the_verification_sentences_cover_what_customers_write() -> None:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from carebot.clock import as_utc
 from carebot.config import Settings
-from carebot.exceptions import DeliveryError
+from carebot.events import Event
+from carebot.exceptions import ChannelNotRunning, DeliveryError
 from carebot.models import InboundMessage, OutboundReply
 from carebot.outbox import OutboxWorker
 from carebot.retry import Backoff
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.outbox import Queued
-from carebot.store.tables import OutboxRow
+from carebot.store.tables import Message, OutboxRow
 from tests.conftest import Clock
 from tests.fakes import FakeEncoder, RecordingChannel
 
@@ -136,19 +138,102 @@ async def test_the_workers_wait_is_jittered(
     assert as_utc(failed.next_attempt_at) == clock.now + timedelta(seconds=0.75)
 
 
-async def test_a_reply_on_an_unknown_channel_stays_pending(
-    runtime: Runtime, channel: RecordingChannel, clock: Clock
+# A channel that nothing of this service runs, and why its replies are refused (Routes).
+NOWHERE = [
+    ("gone", "channel gone is not enabled in config.toml"),
+    ("telegram", "channel telegram is not enabled in config.toml"),
+    (
+        "terminal",
+        "the terminal channel is not running in this service: it was a `carebot chat` conversation",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), NOWHERE)
+async def test_a_reply_on_a_channel_nothing_runs_fails_for_good_with_the_reason(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock, name: str, reason: str
 ) -> None:
-    outbox_id = await ask(runtime, ORDER, channel="gone")
+    refused = await ask(runtime, ORDER, channel=name)
+    answered = await ask(runtime, REFUNDS, user="u2")  # on the test channel, running here
+
+    async with runtime.events.subscribe() as events:
+        assert await runtime.outbox.deliver_due() == 1
+        announced = [events.get_nowait() for _ in range(events.qsize())]
+    failed = await row(runtime, refused)
+    assert (failed.status, failed.attempts, failed.delivery_error) == ("failed", 1, reason)
+    assert Event("undelivered", failed.conversation_id) in announced  # shown live, Slack told
+    assert (await row(runtime, answered)).status == "sent"
+    assert channel.texts() == [FIVE_DAYS]
+    case = await runtime.queue.case(failed.conversation_id)
+    assert case.messages[-1].delivery == f"not delivered: {reason}"  # what agents read
+    clock.advance(3600)
+    assert await runtime.outbox.deliver_due() == 0  # never retried
+    assert (await row(runtime, refused)).attempts == 1
+    assert await runtime.outbox_store.pending() == 0
+
+
+@pytest.mark.parametrize(("name", "reason"), NOWHERE)
+async def test_an_agents_reply_to_a_channel_nothing_runs_is_refused_up_front(
+    runtime: Runtime, name: str, reason: str
+) -> None:
+    received = await runtime.conversations.receive(
+        InboundMessage(name, "u1", "m1", "hello?", datetime(2026, 11, 18, 10, tzinfo=UTC))
+    )
+    said = f"{reason[0].upper()}{reason[1:]}, so no reply can reach it."
+
+    with pytest.raises(ChannelNotRunning) as refused:
+        await runtime.desk.reply(received.conversation_id, "ann", "How can I help?")
+
+    assert str(refused.value) == said
+    async with runtime.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+        kinds = (await session.scalars(select(Message.direction))).all()
+    assert list(kinds) == ["in"]  # nothing queued, nothing recorded as sent
+    assert (await runtime.conversations.conversation(received.conversation_id)).state == "bot"
+
+
+async def test_an_agents_reply_to_a_channel_another_process_runs_is_queued(
+    runtime: Runtime,
+) -> None:
+    received = await runtime.conversations.receive(
+        InboundMessage("webchat", "u1", "m1", "hello?", datetime(2026, 11, 18, 10, tzinfo=UTC))
+    )
+    outbox_id = await runtime.desk.reply(received.conversation_id, "ann", "How can I help?")
+    assert (await row(runtime, outbox_id)).status == "pending"
+
+
+@pytest.mark.parametrize("send_immediately", [False, True], ids=["worker", "writer"])
+async def test_a_reply_on_a_channel_another_process_runs_is_left_to_it(
+    runtime: Runtime,
+    clock: Clock,
+    settings: Settings,
+    encoder: FakeEncoder,
+    database_url: str,
+    send_immediately: bool,
+) -> None:
+    """The web chat is enabled in the settings but does not run in this runtime (as in
+    `carebot chat --store` beside the service, or a worker without it): this process neither
+    claims nor fails its reply, and does not spin on it; the process that runs it sends it."""
+    left = await ask(runtime, ORDER, channel="webchat")
 
     assert await runtime.outbox.deliver_due() == 0
-    clock.advance(3600)
-    assert await runtime.outbox.deliver_due() == 0
-    kept = await row(runtime, outbox_id)
-    assert (kept.status, kept.attempts, kept.channel) == ("pending", 2, "gone")
-    assert kept.last_error == "channel 'gone' is not running"
-    assert channel.sent == []
-    assert await runtime.outbox_store.pending() == 1
+    kept = await row(runtime, left)
+    assert (kept.status, kept.attempts, kept.locked_until) == ("pending", 0, None)
+    assert await runtime.outbox_store.next_due(skip={"webchat"}) is None  # nothing to wait for
+    webchat = RecordingChannel("webchat")
+    other = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"webchat": webchat},
+        clock=clock,
+        database_url=database_url,
+    )
+    try:
+        assert await other.outbox.deliver_due() == 1  # at once: no lease, no backoff to wait
+    finally:
+        await other.db.close()
+    assert webchat.texts() == [TRACK]
+    assert (await row(runtime, left)).status == "sent"
 
 
 async def test_replies_keep_their_order_within_a_conversation(
@@ -327,10 +412,12 @@ class FlakyStore:
     def __init__(self) -> None:
         self.looks = 0
 
-    async def claim_due(self, *, limit: int = 50, lease: float = 60.0) -> list[OutboundReply]:
+    async def claim_due(
+        self, *, limit: int = 50, lease: float = 60.0, skip: Collection[str] = ()
+    ) -> list[OutboundReply]:
         return []
 
-    async def next_due(self) -> None:
+    async def next_due(self, *, skip: Collection[str] = ()) -> None:
         self.looks += 1
         if self.looks == 1:
             raise ConnectionError("connection reset")

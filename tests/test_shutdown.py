@@ -290,7 +290,12 @@ async def test_chat_answers_and_stops_in_the_same_order(
     caplog.set_level(logging.INFO, logger="carebot.lifecycle")
 
     await run_chat(
-        settings, explain=True, stdin=io.StringIO(ORDER + "\n"), stdout=out, encoder=FakeEncoder()
+        settings,
+        explain=True,
+        store=True,  # the database under test, not a throwaway one
+        stdin=io.StringIO(ORDER + "\n"),
+        stdout=out,
+        encoder=FakeEncoder(),
     )
 
     bot, decision = out.getvalue().splitlines()

@@ -18,9 +18,12 @@ from sqlalchemy import func, select
 
 from carebot.desk.slack import card as cards
 from carebot.desk.slack.desk import SlackDesk
+from carebot.exceptions import DeliveryError
+from carebot.models import InboundMessage
 from carebot.server import Service
 from carebot.store.tables import Conversation, Message
 from tests.conftest import Clock
+from tests.fakes import RecordingChannel
 from tests.service import (
     UPSET,
     Visitor,
@@ -697,3 +700,58 @@ async def test_an_agents_reply_in_hand_at_shutdown_reaches_the_customer(
             await closing
         relayed = [b for b in receiver.received if b["text"] == "Your parcel arrives tomorrow"]
         assert len(relayed) == 1 and relayed[0]["author"] == "agent"
+
+
+TERMINAL_REASON = (
+    "the terminal channel is not running in this service: it was a `carebot chat` conversation"
+)
+
+
+async def test_a_carebot_chat_conversation_cannot_be_answered_from_slack_and_the_thread_says_why(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    """A `carebot chat --store` conversation handed over: its terminal channel runs only in
+    that command. The thread says the bot's holding message never arrived, and an agent's
+    reply is refused at once, with the reason, and nothing is stored."""
+    running, server = service
+    await running.runtime.inbox.receive(InboundMessage("terminal", "tess", "t1", UPSET, clock.now))
+    ts = await card_ts(slack)
+    [told] = await slack.wait_for("chat.postMessage", lambda c: "not delivered" in c.params["text"])
+    assert told.params["thread_ts"] == ts
+    assert told.params["text"].startswith(
+        f":warning: *Bot's reply was not delivered to the customer*: {TERMINAL_REASON}\n&gt; "
+    )
+    before = await count(running)
+
+    await reply_in_thread(server, ts, "Hello Tess")
+
+    [refused] = await slack.wait_for("chat.postEphemeral")
+    assert refused.params["text"] == (
+        f"Not sent to the customer: T{TERMINAL_REASON[1:]}, so no reply can reach it."
+    )
+    assert await count(running) == before
+    assert await state(running) == "waiting_for_agent"
+
+
+async def test_a_reply_the_platform_refuses_for_good_is_told_in_the_thread_once(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    running, _ = service
+    blocked = RecordingChannel("sms")  # a channel of this process whose platform says no
+    running.runtime.add_channel(blocked)
+    await running.runtime.inbox.receive(InboundMessage("sms", "+4930", "s1", UPSET, clock.now))
+    ts = await card_ts(slack)
+    blocked.failures.append(DeliveryError("the customer blocked this number", permanent=True))
+    await running.runtime.desk.reply(1, "Ann", "We are on it.")  # from the inbox
+
+    [told] = await slack.wait_for("chat.postMessage", lambda c: "not delivered" in c.params["text"])
+    assert told.params["text"] == (
+        ":warning: *Agent Ann's reply was not delivered to the customer*: the customer "
+        "blocked this number\n&gt; We are on it."
+    )
+    posts = [m["text"] for m in slack.thread(CHANNEL, ts)]
+    assert posts.index(told.params["text"]) > next(  # after the mirrored reply itself
+        i for i, text in enumerate(posts) if "We are on it." in text and "inbox" in text
+    )
+    await desk(running).sync.flush_due()  # a later pass tells it no second time
+    assert sum("not delivered" in m["text"] for m in slack.thread(CHANNEL, ts)) == 1

@@ -1,10 +1,11 @@
 """``carebot chat``: talk to the bot as a customer, in a terminal or from a script.
 
-It runs the real pipeline (the configured model, store and intents) through the terminal
-channel. With ``--explain`` each bot turn is followed by the decision line. It starts and stops
-like the service (:mod:`carebot.lifecycle`): at the end of the input, or on SIGTERM or Ctrl-C,
-reading stops, in-flight work finishes, the outbox is flushed, then the channel and the
-database close.
+It runs the real pipeline (the configured model and intents) through the terminal channel.
+The conversation goes to a throwaway SQLite database, deleted at exit, so trying the bot never
+fills the live inbox; ``--store`` uses the configured ``[store]`` instead. With ``--explain``
+each bot turn is followed by the decision line. It starts and stops like the service
+(:mod:`carebot.lifecycle`): at the end of the input, or on SIGTERM or Ctrl-C, reading stops,
+in-flight work finishes, the outbox is flushed, then the channel and the database close.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import asyncio
 import contextlib
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TextIO
 
 from carebot.adapters.terminal import TerminalChannel
@@ -29,20 +32,42 @@ async def run_chat(
     *,
     explain: bool = False,
     user: str | None = None,
+    store: bool = False,
     stdin: TextIO = sys.stdin,
     stdout: TextIO = sys.stdout,
     encoder: Encoder | None = None,
 ) -> None:
-    """Chat until the end of the input; ``encoder`` replaces the configured model (tests)."""
+    """Chat until the end of the input, in a throwaway database unless ``store`` (the
+    configured one); ``encoder`` replaces the configured model (tests)."""
+    with contextlib.ExitStack() as stack:
+        database_url = None  # the configured one
+        if not store:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="carebot-chat-")))
+            database_url = f"sqlite+aiosqlite:///{scratch / 'chat.db'}"
+        await _chat(settings, explain, user, database_url, stdin, stdout, encoder)
+
+
+async def _chat(
+    settings: Settings,
+    explain: bool,
+    user: str | None,
+    database_url: str | None,
+    stdin: TextIO,
+    stdout: TextIO,
+    encoder: Encoder | None,
+) -> None:
     channel = TerminalChannel(user=user, stdin=stdin, stdout=stdout)
     if channel.interactive:
         print("Loading the model and intents...", file=sys.stderr, flush=True)
+    encoder = encoder or load_encoder(settings, export_if_missing=True)
     runtime = await build_runtime(
-        settings, encoder=encoder or load_encoder(settings), channels={channel.name: channel}
+        settings, encoder=encoder, channels={channel.name: channel}, database_url=database_url
     )
     if channel.interactive:
+        kept = "kept in [store]" if database_url is None else "not kept (--store keeps it)"
         print(
-            f"Chatting as {channel.user}. Type your message; Ctrl-D to leave.",
+            f"Chatting as {channel.user}; the conversation is {kept}. "
+            "Type your message; Ctrl-D to leave.",
             file=sys.stderr,
             flush=True,
         )

@@ -6,9 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carebot.cli.commands import Commands, group
 from carebot.exceptions import CarebotError
+
+if TYPE_CHECKING:
+    from carebot.config import Settings
+    from carebot.nlu.encoder import Encoder
 
 
 def add_intents(commands: Commands) -> None:
@@ -20,7 +25,8 @@ def add_intents(commands: Commands) -> None:
     check.add_argument(
         "--no-conflicts",
         action="store_true",
-        help="skip the conflict analysis (does not load the model)",
+        help="skip the conflict analysis, which compares the examples with the model "
+        "(the model is not loaded)",
     )
     check.set_defaults(command=_intents_check)
     load = intents.add_parser(
@@ -78,17 +84,24 @@ def _intents_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     directory = args.directory or settings.path(settings.matcher.intents_dir)
     encoder = None
-    if not args.no_conflicts:
-        from carebot.runtime import load_encoder
-
-        encoder = lambda: load_encoder(settings)  # noqa: E731
+    if not args.no_conflicts:  # the conflict analysis compares the examples' embeddings
+        encoder = lambda: args.encoder or _load_encoder(settings)  # noqa: E731
     problems = check_intents(directory, placeholders=dict(settings.placeholders), encoder=encoder)
     for problem in problems:
         print(problem)
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors
     print(f"{directory}: {errors} error(s), {warnings} warning(s)")
+    if errors and encoder is not None:
+        print("The conflict analysis (which loads the model) runs once the errors are fixed.")
     return 1 if errors else 0
+
+
+def _load_encoder(settings: Settings) -> Encoder:
+    """The configured encoder; its ONNX export is made first when missing (one line says so)."""
+    from carebot.runtime import load_encoder
+
+    return load_encoder(settings, export_if_missing=True)
 
 
 def _intents_tune(args: argparse.Namespace) -> int:
@@ -158,11 +171,7 @@ def _eval(args: argparse.Namespace) -> int:
     if not 0 <= args.oos_share < 1:
         raise CarebotError(f"--oos-share must be in [0, 1) (got {args.oos_share})")
     settings = load_settings(args.config)
-    encoder = args.encoder
-    if encoder is None:
-        from carebot.runtime import load_encoder
-
-        encoder = load_encoder(settings)
+    encoder = args.encoder or _load_encoder(settings)
     evaluation = evaluate(
         settings,
         intents_dir=args.intents or settings.path(settings.matcher.intents_dir),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from carebot import library_logs
 from carebot.cli import intents, models
-from carebot.cli.commands import Commands, group
+from carebot.cli.commands import Commands, check_intents_first, group
 from carebot.exceptions import CarebotError
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="config file (default: ./config.toml if present, else built-in defaults)",
     )
+    parser.add_argument("--version", action="version", version=f"carebot {_version()}")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -73,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """This installation's version, from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("carebot")
+    except PackageNotFoundError:
+        return "(not installed: run from a source folder)"
+
+
 def _add_serve(commands: Commands) -> None:
     serve = commands.add_parser(
         "serve", help="run the service: web chat, agent inbox, health checks"
@@ -83,11 +94,24 @@ def _add_serve(commands: Commands) -> None:
 
 
 def _add_chat(commands: Commands) -> None:
-    chat = commands.add_parser("chat", help="talk to the bot as a customer (reads piped input too)")
+    chat = commands.add_parser(
+        "chat",
+        help="talk to the bot as a customer (reads piped input too)",
+        description="Talk to the bot as a customer, through the real model, intents and triage. "
+        "The conversation goes to a throwaway database deleted at exit, so it never shows in "
+        "the agent inbox; --store keeps it in the configured [store] database.",
+    )
     chat.add_argument(
         "--explain", action="store_true", help="print the decision line after each bot turn"
     )
     chat.add_argument("--user", help="customer id to chat as (default: a new visitor each run)")
+    chat.add_argument(
+        "--store",
+        action="store_true",
+        help="keep the conversation in the configured [store] database (default: a throwaway "
+        "SQLite database, deleted at exit). Agents cannot answer it from the service: its "
+        "terminal channel runs only in this command",
+    )
     chat.set_defaults(command=_chat)
 
 
@@ -108,7 +132,16 @@ def _chat(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
 
     settings = load_settings(args.config)
-    asyncio.run(run_chat(settings, explain=args.explain, user=args.user, encoder=args.encoder))
+    check_intents_first(settings)
+    asyncio.run(
+        run_chat(
+            settings,
+            explain=args.explain,
+            user=args.user,
+            store=args.store,
+            encoder=args.encoder,
+        )
+    )
     return 0
 
 

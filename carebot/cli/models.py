@@ -101,7 +101,7 @@ def _emotion_train(args: argparse.Namespace) -> int:
     if model != settings.matcher.model:  # its export, if any, is in .carebot/onnx/<model>
         matcher = settings.matcher.model_copy(update={"model": model, "onnx_dir": ""})
         settings = settings.model_copy(update={"matcher": matcher})
-    encoder = args.encoder or load_encoder(settings)
+    encoder = args.encoder or load_encoder(settings, export_if_missing=True)
     cache = args.cache or settings.path(".carebot/bench-cache")
     embeddings = DatasetEmbeddings.of_encoder(cache, model, encoder, progress_bars())
     train_emotion_head(data, embeddings, out, model=model, compare=args.compare, say=print)

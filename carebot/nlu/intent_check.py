@@ -4,7 +4,7 @@ Errors (exit 1): YAML syntax, missing or mistyped fields, duplicate ids, one exa
 intents, unknown answer placeholders. Warnings (exit 0): intents with fewer than
 ``MIN_EXAMPLES`` examples, intents without an answer yet, out-of-scope texts that are also
 examples, and examples that the model puts closer to another intent than to
-their own (the conflict analysis, which loads the model).
+their own (the conflict analysis, which loads the model: it runs once there are no errors).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def check_intents(
     placeholders: dict[str, str],
     encoder: Callable[[], Encoder] | None = None,
 ) -> list[Problem]:
-    """All problems in ``directory``; with ``encoder``, also the conflict analysis."""
+    """All problems in ``directory``, every file read however broken the others are; with
+    ``encoder``, also the conflict analysis, once there are no errors (it loads the model, and
+    compares only the intents that could be read)."""
     intents, problems = read_intents(directory, placeholders)
     for intent in intents.intents:
         if len(intent.examples) < MIN_EXAMPLES:
@@ -49,7 +51,8 @@ def check_intents(
                     Severity.WARNING,
                 )
             )
-    if encoder is not None and len(intents) > 1:
+    errors = any(p.severity is Severity.ERROR for p in problems)
+    if encoder is not None and len(intents) > 1 and not errors:
         problems.extend(conflicts(intents, encoder()))
     return problems
 

@@ -45,9 +45,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from carebot.exceptions import IntentError
+from carebot.nlu.yaml_syntax import explain
 
 log = logging.getLogger(__name__)
-PARSED_FORMAT = 1  # bump when what ParsedFiles keeps on disk changes shape
+PARSED_FORMAT = 2  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
 
 REQUIRED = ("id", "examples")
 OPTIONAL = ("answer", "title", "answer_threshold", "draft_threshold", "handoff", "tags")
@@ -188,6 +189,7 @@ class ParsedFiles:
         if doc is not None and _has_shape(doc, file, problems):
             intents = _read_intents(doc, file, problems)
             out_of_scope = _read_out_of_scope(doc, file, problems)
+        problems.sort(key=lambda p: p.line or 0)  # a file's problems in reading order
         return _FileContent(stamp, intents, out_of_scope, problems)
 
     def stale(self, directory: Path) -> bool:
@@ -213,7 +215,11 @@ def read_intents(
     ``parsed`` keeps files between calls, so only files changed since are parsed again."""
     problems: list[Problem] = []
     if not directory.is_dir():
-        return IntentSet(()), [Problem(directory, None, "intents folder not found")]
+        missing = (
+            "intents folder not found: create it (one YAML file per topic), or point "
+            "[matcher] intents_dir in config.toml at yours"
+        )
+        return IntentSet(()), [Problem(directory, None, missing)]
     files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
     if not files:
         problems.append(Problem(directory, None, "no intent files (*.yaml) in this folder"))
@@ -258,36 +264,52 @@ class _Located:
 
 
 def _load_yaml(file: Path, problems: list[Problem]) -> Any:
+    """The file's YAML document; None (with the problem) when it cannot be read. A syntax error
+    stops the file there: it is explained (:mod:`carebot.nlu.yaml_syntax`), and the other files
+    are read all the same."""
     try:
-        doc = YAML(typ="rt").load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+        return YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        detail = exc.problem or exc.context
-        if exc.context and exc.context_mark and exc.problem:
-            detail = f"{exc.problem} ({exc.context} started on line {exc.context_mark.line + 1})"
-        problems.append(Problem(file, line, f"YAML syntax: {detail}"))
-        return None
+        problems.extend(Problem(file, line, message) for line, message in explain(exc, text))
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(file, None, f"cannot read file: {exc}"))
-        return None
-    return doc
+    return None
+
+
+TOP_LEVEL = ("intents", "out_of_scope")
 
 
 def _has_shape(doc: Any, file: Path, problems: list[Problem]) -> bool:
-    """A mapping with an ``intents:`` list, an ``out_of_scope:`` list, or both."""
-    if not isinstance(doc, dict) or not ("intents" in doc or "out_of_scope" in doc):
+    """A mapping with an ``intents:`` list, an ``out_of_scope:`` list, or both; every key that
+    is not one of them, or not a list, is reported (what is right is still read)."""
+    if not isinstance(doc, dict) or not any(key in doc for key in TOP_LEVEL):
         problems.append(Problem(file, 1, "expected a top-level 'intents:' list"))
         return False
-    for key in ("intents", "out_of_scope"):
-        if key in doc and not isinstance(doc[key], list):
-            problems.append(Problem(file, _key_line(doc, key, 1), f"expected a '{key}:' list"))
-            return False
+    for key in doc:
+        if key not in TOP_LEVEL:
+            problems.append(
+                Problem(
+                    file,
+                    _key_line(doc, key, 1),
+                    f"unknown top-level key {key!r} (the keys are: {', '.join(TOP_LEVEL)})",
+                )
+            )
+        elif not isinstance(doc[key], list):
+            problems.append(
+                Problem(file, _key_line(doc, key, 1), f"'{key}:' must be a list (got {doc[key]!r})")
+            )
     return True
 
 
+def _listed(doc: dict[str, Any], key: str) -> Any:
+    """The list under ``key``; empty when it is missing or not a list (reported by the shape)."""
+    value = doc.get(key)
+    return value if isinstance(value, list) else []
+
+
 def _read_out_of_scope(doc: dict[str, Any], file: Path, problems: list[Problem]) -> list[_Located]:
-    items = doc.get("out_of_scope", [])
+    items = _listed(doc, "out_of_scope")
     found = []
     for index, item in enumerate(items):
         line = items.lc.item(index)[0] + 1
@@ -301,11 +323,10 @@ def _read_out_of_scope(doc: dict[str, Any], file: Path, problems: list[Problem])
 
 
 def _read_intents(doc: dict[str, Any], file: Path, problems: list[Problem]) -> list[Intent]:
-    if "intents" not in doc:
-        return []
+    nodes = _listed(doc, "intents")
     intents = []
-    for index, node in enumerate(doc["intents"]):
-        line = doc["intents"].lc.item(index)[0] + 1
+    for index, node in enumerate(nodes):
+        line = nodes.lc.item(index)[0] + 1
         intent = _parse_intent(node, file, line, problems)
         if intent is not None:
             intents.append(intent)
@@ -335,7 +356,16 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
     examples: Any = node.get("examples")
     if intent_id is not None and (not isinstance(intent_id, str) or not intent_id.isidentifier()):
         problems.append(Problem(file, line, f"id {intent_id!r} must be a word like 'order_status'"))
-    if examples is not None and (
+    if isinstance(examples, str):
+        problems.append(
+            Problem(
+                file,
+                _key_line(node, "examples", line),
+                f"{intent_id}: examples must be a list: put each example on its own line under "
+                "`examples:`, starting with '- '",
+            )
+        )
+    elif examples is not None and (
         not isinstance(examples, list)
         or not all(isinstance(e, str) and e.strip() for e in examples)
     ):
@@ -343,7 +373,8 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
             Problem(
                 file,
                 _key_line(node, "examples", line),
-                "examples must be a list of non-empty strings",
+                f"{intent_id}: examples must be a list of non-empty texts (an example holding "
+                "': ' must be in quotes)",
             )
         )
     _check_types(node, file, line, problems)

@@ -189,16 +189,22 @@ def _replace(out: Path, folder: Path) -> None:
 
 def export_in_child(model: str, out: Path, *, base_dir: Path | None) -> None:
     """Export in a child process, so the calling process (a server about to serve with the
-    ONNX encoder) never loads torch. Its progress goes to this process's stderr."""
+    ONNX encoder) never loads torch. The child's progress is kept quiet (the caller has said
+    what is going on in one line); when it fails, its output is in the error."""
     import subprocess
     import sys
 
     command = [sys.executable, "-m", "carebot.nlu.model_export", model, str(out)]
     if base_dir is not None:
         command += ["--base-dir", str(base_dir)]
-    done = subprocess.run(command, stdout=sys.stderr, check=False)
+    done = subprocess.run(
+        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
-        raise ModelError(f"Exporting {model} to ONNX failed (see above); nothing was written.")
+        said = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise ModelError(
+            f"Exporting {model} to ONNX failed; nothing was written. The export said:\n{said}"
+        )
 
 
 def _main() -> int:

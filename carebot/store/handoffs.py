@@ -6,6 +6,7 @@ The Slack desk and the built-in inbox both act through these methods, so the sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -30,11 +31,15 @@ class HandoffStore:
         clock: Clock,
         lease_replies: bool = True,
         windows: ReplyWindows = NO_WINDOWS,
+        reachable: Callable[[str], None] = lambda _channel: None,
     ) -> None:
+        """``reachable(channel)`` raises a StoreError with the reason when no reply can be
+        delivered on that channel (:meth:`carebot.outbox.Routes.check`)."""
         self._db = db
         self._clock = clock
         self._lease = lease_replies
         self._windows = windows
+        self._reachable = reachable
 
     async def take_over(self, conversation_id: int, agent: str) -> None:
         """``agent`` owns the conversation from now on; the bot stays silent."""
@@ -71,6 +76,7 @@ class HandoffStore:
         self, session: AsyncSession, conversation: Conversation, agent: str, text: str, via: str
     ) -> Queued:
         identity = await session.get_one(Identity, conversation.identity_id)
+        self._reachable(identity.channel)  # refused with the reason, before anything is stored
         last = await last_customer_message(session, identity.id)
         window = self._windows.window(identity.channel, last)
         if window is not None:

@@ -7,12 +7,13 @@ rows are picked up again and two workers never send the same row at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply
@@ -114,8 +115,11 @@ class OutboxStore:
         self._db = db
         self._clock = clock
 
-    async def claim_due(self, *, limit: int = 50, lease: float = 60.0) -> list[OutboundReply]:
-        """Lease up to ``limit`` due rows: the oldest pending row of each conversation, if due."""
+    async def claim_due(
+        self, *, limit: int = 50, lease: float = 60.0, skip: Collection[str] = ()
+    ) -> list[OutboundReply]:
+        """Lease up to ``limit`` due rows: the oldest pending row of each conversation, if due.
+        Rows on the ``skip`` channels are left alone (another process delivers them)."""
         now = self._clock()
         free = or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now)
         heads = (
@@ -128,6 +132,7 @@ class OutboxStore:
                 await session.scalars(
                     select(OutboxRow)
                     .where(OutboxRow.id.in_(heads), OutboxRow.next_attempt_at <= now, free)
+                    .where(*_not_on(skip))
                     .order_by(OutboxRow.id)
                     .limit(limit)
                 )
@@ -209,11 +214,22 @@ class OutboxStore:
             row.locked_until = None
             return row.attempts, wait
 
-    async def next_due(self) -> datetime | None:
-        """When the earliest pending row is due, or None when nothing is pending."""
+    async def release(self, outbox_id: int) -> None:
+        """Give up the lease on a reply this process does not deliver (its channel runs in
+        another process), so that one claims it now; no attempt is counted."""
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(OutboxRow).where(OutboxRow.id == outbox_id).values(locked_until=None)
+            )
+
+    async def next_due(self, *, skip: Collection[str] = ()) -> datetime | None:
+        """When the earliest pending row (not on the ``skip`` channels) is due, or None when
+        nothing is pending."""
         async with self._db.session() as session:
             due = await session.scalar(
-                select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.status == PENDING)
+                select(func.min(OutboxRow.next_attempt_at)).where(
+                    OutboxRow.status == PENDING, *_not_on(skip)
+                )
             )
             return as_utc(due) if due else None
 
@@ -225,6 +241,10 @@ class OutboxStore:
                 )
                 or 0
             )
+
+
+def _not_on(channels: Collection[str]) -> list[ColumnElement[bool]]:
+    return [OutboxRow.channel.not_in(sorted(channels))] if channels else []
 
 
 def to_reply(row: OutboxRow) -> OutboundReply:

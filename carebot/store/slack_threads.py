@@ -20,6 +20,7 @@ from carebot.clock import Clock
 from carebot.models import ConversationState
 from carebot.store.database import Database
 from carebot.store.handoffs import last_customer_message
+from carebot.store.outbox import FAILED
 from carebot.store.tables import (
     Conversation,
     DecisionRow,
@@ -46,6 +47,18 @@ class Mirrored:
 
 
 @dataclass(frozen=True, slots=True)
+class Undelivered:
+    """A reply of the conversation that was refused for good, and why."""
+
+    outbox_id: int
+    author: str
+    agent: str | None
+    text: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Latest:
     handoff: Handoff
     emotion: float  # the highest since the handoff (the customer's later messages count)
@@ -60,6 +73,7 @@ class Snapshot:
     handoff: Handoff | None
     channel: str = ""  # the conversation's channel, and when the customer last wrote on it
     last_customer_message: datetime | None = None
+    last_failed_id: int = 0  # the conversation's last reply refused for good (outbox id)
 
 
 class SlackThreadStore:
@@ -165,6 +179,7 @@ class SlackThreadStore:
                         SlackThread.ts.is_(None),
                         SlackThread.synced_at.is_(None),
                         Conversation.updated_at >= SlackThread.synced_at,
+                        SlackThread.failures_told_id < _last_failed(SlackThread.conversation_id),
                     )
                 )
             )
@@ -209,9 +224,37 @@ class SlackThreadStore:
             wrote = (
                 await last_customer_message(session, identity_id) if channel in windowed else None
             )
+            failed = await session.scalar(select(_last_failed(conversation_id)))
         latest = await self.latest_handoff(conversation_id)
         handoff = latest.handoff if latest else None
-        return Snapshot(updated_at, state, last or 0, handoff, channel, wrote)
+        return Snapshot(updated_at, state, last or 0, handoff, channel, wrote, failed or 0)
+
+    async def undelivered_after(self, conversation_id: int, after_id: int) -> list[Undelivered]:
+        """The conversation's replies refused for good after outbox id ``after_id``."""
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(OutboxRow, Message)
+                    .join(Message, Message.id == OutboxRow.message_id)
+                    .where(
+                        OutboxRow.conversation_id == conversation_id,
+                        OutboxRow.status == FAILED,
+                        OutboxRow.id > after_id,
+                    )
+                    .order_by(OutboxRow.id)
+                )
+            ).all()
+        return [
+            Undelivered(
+                row.id,
+                message.author,
+                message.agent,
+                message.text,
+                row.delivery_error or row.last_error or "refused",
+                message.created_at,
+            )
+            for row, message in rows
+        ]
 
     async def messages_after(self, conversation_id: int, after_id: int) -> list[Mirrored]:
         async with self._db.session() as session:
@@ -232,3 +275,12 @@ class SlackThreadStore:
 
     def _insert(self, table: Any) -> Any:
         return sqlite_insert(table) if self._db.is_sqlite else pg_insert(table)
+
+
+def _last_failed(conversation_id: Any) -> Any:
+    """The id of the conversation's last reply refused for good (NULL when none was)."""
+    return (
+        select(func.max(OutboxRow.id))
+        .where(OutboxRow.conversation_id == conversation_id, OutboxRow.status == FAILED)
+        .scalar_subquery()
+    )

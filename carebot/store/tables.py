@@ -230,6 +230,8 @@ class SlackThread(Base):
     mirrored_message_id: Mapped[int] = mapped_column(Integer, default=0)
     reminded_handoff_id: Mapped[int | None] = mapped_column(Integer)
     window_warned_for: Mapped[Timestamp | None]  # the customer message whose window it warned of
+    # The last reply of the conversation refused for good (outbox id) the thread was told of.
+    failures_told_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[Timestamp]
     synced_at: Mapped[Timestamp | None]
     locked_by: Mapped[str | None] = mapped_column(String(100))  # the process syncing it now

@@ -16,7 +16,7 @@ from typing import Any
 from carebot.desk.slack.mrkdwn import LIMIT, escape, quote, shorten, when
 from carebot.models import HANDOFF_REASONS, WITHDRAWN_BY_CUSTOMER, ConversationState
 from carebot.store.queue import Case, MessageView, describe_change, describe_reasons
-from carebot.store.slack_threads import Mirrored
+from carebot.store.slack_threads import Mirrored, Undelivered
 from carebot.store.tables import Handoff
 
 SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE, CLOSE = (
@@ -115,6 +115,17 @@ def mirror_text(message: Mirrored) -> str:
     via = f" ({VIA[message.via]})" if message.via in VIA else ""
     head = _line(message.author, message.agent, message.channel, message.created_at, "", 0)
     return head.rstrip() + via + "\n" + quote(message.text, 2500)
+
+
+def undelivered(failed: Undelivered) -> str:
+    """A reply refused for good: the customer never got it, and why."""
+    who = AUTHORS.get(failed.author, failed.author)
+    if failed.agent:
+        who += f" {escape(failed.agent)}"
+    return (
+        f":warning: *{who}'s reply was not delivered to the customer*: {escape(failed.reason)}\n"
+        f"{quote(failed.text, 1000)}"
+    )
 
 
 def handed_over_again(data: CardData) -> str:

@@ -2,9 +2,10 @@
 
 For a conversation handed to a human, the sync posts the card (and the full history as the
 first thread reply when it is longer than the card shows), copies later messages into the
-thread, updates the card whenever what it shows changes, announces a new handoff in an
-existing thread, reminds the channel when a handoff waits too long, and warns it when the
-customer's channel is about to stop accepting replies (WhatsApp's 24-hour window).
+thread, says there when a reply was refused for good (with the reason: the customer never got
+it), updates the card whenever what it shows changes, announces a new handoff in an existing
+thread, reminds the channel when a handoff waits too long, and warns it when the customer's
+channel is about to stop accepting replies (WhatsApp's 24-hour window).
 
 The store is the source of truth and the thread record says how far Slack has been told, so
 the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
@@ -40,7 +41,7 @@ from carebot.store.tables import Handoff, SlackThread
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
-WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action", "closed"})
+WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action", "closed", "undelivered"})
 BACKOFF = Backoff(base=2.0, cap=60.0)  # while Slack or the store fails
 LOCK_SECONDS = 300.0  # one pass over one conversation holds its thread at most this long
 BUSY_RETRY = 1.0  # seconds before trying a thread another process was syncing
@@ -201,6 +202,7 @@ class ThreadSync:
         elif data.handoff is not None and data.handoff.id != thread.handoff_id:
             thread = await self._announce_again(data, thread)
         thread = await self._mirror(data, thread)
+        thread = await self._tell_undelivered(data, thread)
         await self._update_card(data, thread)
         await self._remind(data, thread)
         await self._warn_of_window(thread)
@@ -215,6 +217,7 @@ class ThreadSync:
             and snapshot.updated_at < thread.synced_at  # equal: cannot tell, so not
             and snapshot.last_message_id <= thread.mirrored_message_id
             and (handoff.id if handoff else None) == thread.handoff_id
+            and snapshot.last_failed_id <= thread.failures_told_id
             and not self._reminder_due(snapshot.state, handoff, thread)
             and not self._window_warning_due(snapshot, thread)
         )
@@ -299,6 +302,19 @@ class ThreadSync:
             if relevant and message.via != "slack":
                 await self._api.post(cards.mirror_text(message), thread_ts=thread.ts)
             await self._threads.save(data.case.id, mirrored_message_id=message.id)
+        return await self._reload(data.case.id) if later else thread
+
+    async def _tell_undelivered(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
+        """Say in the thread which replies never reached the customer, and why (the platform
+        refused them for good, or their channel does not run in this service); nothing after
+        the handoff was resolved, like the mirror."""
+        assert thread.ts is not None
+        resolved_at = data.handoff.resolved_at if data.handoff else None
+        later = await self._threads.undelivered_after(data.case.id, thread.failures_told_id)
+        for failed in later:
+            if resolved_at is None or failed.created_at <= resolved_at:
+                await self._api.post(cards.undelivered(failed), thread_ts=thread.ts)
+            await self._threads.save(data.case.id, failures_told_id=failed.outbox_id)
         return await self._reload(data.case.id) if later else thread
 
     async def _update_card(self, data: cards.CardData, thread: SlackThread) -> None:
