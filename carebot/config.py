@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -108,6 +109,9 @@ class BusinessHoursSettings(_Section):
         return time.fromisoformat(start), close
 
 
+Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off (empty)
+
+
 class MessageSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
 
@@ -127,6 +131,30 @@ class MessageSettings(_Section):
     media_only: str = (
         "Sorry, I can only read text here. Please type your question, or ask for a person."
     )
+    # What the customer is told when an agent takes the conversation, when another agent takes
+    # it from them, and when an agent hands it back to the bot. Empty: nothing is said.
+    agent_joined: Notice = "{agent} from our team has joined the conversation."
+    agent_transferred: Notice = "{agent} has joined the conversation."
+    resolved: Notice = (
+        "{agent} has marked this conversation as resolved. I'm the assistant again: ask me "
+        "anything, or ask for a person."
+    )
+
+    @field_validator("agent_joined", "agent_transferred", "resolved")
+    @classmethod
+    def _only_the_agent(cls, value: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid message template ({exc})") from exc
+        unknown = fields - {"agent"}
+        if unknown:
+            found = ", ".join("{" + name + "}" for name in sorted(unknown))
+            raise ValueError(
+                f"{value!r} uses {found}; the only placeholder here is {{agent}} (the agent's "
+                "display name). Write {{ and }} for literal braces."
+            )
+        return value
 
 
 class ServerSettings(_Section):

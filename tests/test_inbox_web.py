@@ -128,6 +128,13 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
             {"text": "Hi, Ann here. Let me check.", "csrf": csrf},
         )
         assert response.status == 303
+        # Replying took the conversation over: the customer is told Ann joined, first.
+        joined = await customer.next_of("message")
+        assert (joined["author"], joined["agent"], joined["text"]) == (
+            "bot",
+            None,
+            "Ann from our team has joined the conversation.",
+        )
         reply = await customer.next_of("message")
         assert (reply["author"], reply["agent"], reply["text"]) == (
             "agent",
@@ -142,8 +149,14 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
             browser, server, f"/inbox/c/{conversation_id}/resolve", {"csrf": csrf}
         )
         assert response.status == 303 and await states(running) == ["bot"]
+        resolved = await customer.next_of("message")
+        assert (resolved["author"], resolved["text"]) == (
+            "bot",
+            "Ann has marked this conversation as resolved. I'm the assistant again: ask me "
+            "anything, or ask for a person.",
+        )
         await customer.say("where is my order")
-        assert (await customer.next_of("message"))["author"] == "bot"
+        assert (await customer.next_of("message"))["author"] == "bot"  # the bot answers again
 
 
 async def test_an_agent_closes_a_conversation_and_the_customer_starts_a_new_one(
@@ -189,7 +202,8 @@ async def test_an_idle_close_reaches_the_inbox_live(
     async with upset_customer(server) as customer:
         _, _, csrf = await page(browser, server, "/inbox/c/1")
         await post(browser, server, "/inbox/c/1/reply", {"text": "It ships today.", "csrf": csrf})
-        await customer.next_of("message")
+        await customer.next_of("message")  # Ann joined
+        await customer.next_of("message")  # her reply
     live = await browser.ws_connect(server.make_url("/inbox/events"))
     try:
         clock.advance(25 * 3600)  # the agent wrote last: nobody owes the customer an answer
@@ -210,6 +224,8 @@ async def test_sending_the_draft(
         await log_in(browser, server)
         _, _, csrf = await page(browser, server, "/inbox/c/1")
         await post(browser, server, "/inbox/c/1/send-draft", {"csrf": csrf})
+        joined = await customer.next_of("message")
+        assert joined["text"] == "Ann from our team has joined the conversation."
         reply = await customer.next_of("message")
         assert (reply["author"], reply["text"]) == ("agent", "Track it at https://track.example.")
 

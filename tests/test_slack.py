@@ -24,6 +24,7 @@ from tests.conftest import Clock
 from tests.service import (
     UPSET,
     Visitor,
+    after_joining,
     logged,
     running_service,
     service_settings,
@@ -112,8 +113,9 @@ def card_text(message: dict[str, Any]) -> str:
     return json.dumps(message["blocks"], ensure_ascii=False)
 
 
-def buttons(message: dict[str, Any]) -> list[str]:
-    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+def buttons(message: dict[str, Any], block: str = "carebot_actions") -> list[str]:
+    """The action ids of the card's buttons (``block``: the emotion label's, carebot_emotion)."""
+    actions = [b for b in message["blocks"] if b["type"] == "actions" and b["block_id"] == block]
     return [e["action_id"] for a in actions for e in a["elements"]]
 
 
@@ -191,7 +193,7 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
 
         text = "Hi, Ann here &amp; <https://track.example/1|your parcel> is on its way"
         assert (await reply_in_thread(server, ts, text)).status == 200
-        reply = await customer.next_of("message")
+        reply = await after_joining(customer)
         assert (reply["author"], reply["agent"], reply["text"]) == (
             "agent",
             "Ann",
@@ -214,6 +216,12 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
         card = await card_updated(slack, "resolved by Ann")
         assert buttons(card) == [cards.TAKE_OVER, cards.CLOSE]  # an agent may still step in
         assert await state(running) == "bot"
+        resolved = await customer.next_of("message")  # the customer is told, in their chat
+        assert (resolved["author"], resolved["text"]) == (
+            "bot",
+            "Ann has marked this conversation as resolved. I'm the assistant again: ask me "
+            "anything, or ask for a person.",
+        )
         await customer.say("where is my order")
         answer = await customer.next_of("message")
         assert (answer["author"], answer["text"]) == ("bot", DRAFT)
@@ -270,12 +278,14 @@ async def test_the_draft_is_sent_with_one_click(
         await press(server, ts, cards.SEND_DRAFT)  # a double click
         refused = await slack.wait_for("chat.postEphemeral")
         assert "already sent" in refused[0].params["text"]
-        reply = await customer.next_of("message")
+        reply = await after_joining(customer)
         assert (reply["author"], reply["agent"], reply["text"]) == ("agent", "Ann", DRAFT)
+        # The thread shows what left, in order: the notice that Ann joined, then the draft.
         mirrored = await slack.wait_for(
-            "chat.postMessage", lambda c: c.params.get("thread_ts") == ts
+            "chat.postMessage", lambda c: c.params.get("thread_ts") == ts, count=2
         )
-        assert "sent from the card" in mirrored[0].params["text"]  # the thread shows what left
+        assert "Ann from our team has joined" in mirrored[0].params["text"]
+        assert "sent from the card" in mirrored[1].params["text"]
         card = await card_updated(slack, "with Ann")
         assert cards.SEND_DRAFT not in buttons(card)
     assert await count(running, Message.author == "agent") == 1
@@ -294,7 +304,7 @@ async def test_the_draft_is_edited_in_the_modal_and_sent(
         assert (view["private_metadata"], field["initial_value"]) == ("1", DRAFT)
         edited = await deliver(server, edited_reply("Track it at https://track.example/42 :)"))
         assert edited.status == 200
-        reply = await customer.next_of("message")
+        reply = await after_joining(customer)
         assert reply["text"] == "Track it at https://track.example/42 :)"
         card = await card_updated(slack, "with Ann")
         assert cards.SEND_DRAFT not in buttons(card)  # the edited draft was the draft's answer
@@ -322,7 +332,7 @@ async def test_a_redelivered_event_is_relayed_once(
         body = event_callback(event, event_id="EvTWICE")
         assert (await deliver(server, body)).status == 200
         assert (await deliver(server, body, headers=retry)).status == 200
-        assert (await customer.next_of("message"))["text"] == "Once."
+        assert (await after_joining(customer))["text"] == "Once."
         await slack.wait_for("reactions.add")
         await reply_in_thread(server, ts, "Twice?")
         assert (await customer.next_of("message"))["text"] == "Twice?"
@@ -419,7 +429,7 @@ async def test_a_reply_is_held_while_the_member_list_cannot_be_fetched_and_sent_
         assert (await reply_in_thread(server, ts, "Tracking follows.")).status == 200
         assert await count(running, Message.author == "agent") == 0  # held, not dropped
         desk(running).people.retry_now()  # Slack answers again
-        replies = [await customer.next_of("message") for _ in range(2)]
+        replies = [await after_joining(customer), await customer.next_of("message")]
         assert [r["text"] for r in replies] == ["It ships today.", "Tracking follows."]
         await slack.wait_for("reactions.add", count=2)
     assert len(slack.successful("chat.postEphemeral")) == 1  # told once
@@ -437,7 +447,7 @@ async def test_an_edited_reply_is_held_too(
         ).status == 200
         await held_notice(slack)
         desk(running).people.retry_now()
-        assert (await customer.next_of("message"))["text"] == "Track it at https://t.example/9"
+        assert (await after_joining(customer))["text"] == "Track it at https://t.example/9"
 
 
 async def test_a_button_pressed_while_the_member_list_cannot_be_fetched_changes_nothing(
@@ -469,7 +479,7 @@ async def test_the_last_known_members_let_a_reply_through_while_the_list_cannot_
     ):
         ts = await card_ts(slack)
         await reply_in_thread(server, ts, "It ships today.")
-        assert (await customer.next_of("message"))["text"] == "It ships today."
+        assert (await after_joining(customer))["text"] == "It ships today."
         slack.fail_next("conversations.members", 500, times=3)
         await reply_in_thread(server, ts, "Tracking follows.")
         assert (await customer.next_of("message"))["text"] == "Tracking follows."
@@ -593,7 +603,7 @@ async def test_socket_mode_relays_replies_and_buttons(
             event = thread_reply(channel=CHANNEL, thread_ts=ts, user=AGENT, text="Hi!", ts="9.3")
             ack = await slack.push("events_api", event_callback(event, event_id="EvSOCK"))
             assert "envelope_id" in ack
-            assert (await customer.next_of("message"))["text"] == "Hi!"
+            assert (await after_joining(customer))["text"] == "Hi!"
             action = block_action(
                 user=AGENT, channel=CHANNEL, message_ts=ts, action_id=cards.RESOLVE, value="1"
             )
@@ -615,7 +625,7 @@ async def test_slack_is_answered_before_the_work_is_done(
         slack.slow("users.info", 1.5)  # looking up the agent's name is slow today
         assert (await reply_in_thread(server, ts, "Looking into it.")).status == 200
         assert slack.successful("users.info") == []  # acknowledged while the work goes on
-        assert (await customer.next_of("message"))["text"] == "Looking into it."
+        assert (await after_joining(customer))["text"] == "Looking into it."
 
 
 async def test_two_processes_on_one_database_post_one_card_and_mirror_once(

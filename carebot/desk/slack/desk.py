@@ -43,6 +43,7 @@ from carebot.pacing import Pacer
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff, retry
 from carebot.store.database import Database
+from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
 
@@ -92,6 +93,7 @@ class SlackDesk:
             settings=slack,
             events=events,
             clock=clock,
+            labels=EmotionLabelStore(db, clock=clock),
             windows=windows,
         )
         self.app = AsyncApp(
