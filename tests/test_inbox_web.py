@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
 from carebot.server import Service
-from carebot.store.tables import Conversation, Message
+from carebot.store.tables import Conversation, EmotionLabelRow, Message
 from tests.conftest import Clock
 from tests.service import AGENT_PASSWORD, running_service, service_settings, upset_customer
 
@@ -230,6 +230,70 @@ async def test_sending_the_draft(
         assert (reply["author"], reply["text"]) == ("agent", "Track it at https://track.example.")
 
 
+async def test_taking_over_from_the_inbox_tells_the_customer(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        await log_in(browser, server)
+        _, html, csrf = await page(browser, server, "/inbox/c/1")
+        assert 'id="take-over-button"' in html
+        response = await post(browser, server, "/inbox/c/1/take-over", {"csrf": csrf})
+        assert response.status == 303 and await states(running) == ["with_agent"]
+        joined = await customer.next_of("message")
+        assert (joined["author"], joined["agent"], joined["text"]) == (
+            "bot",
+            None,
+            "Ann from our team has joined the conversation.",
+        )
+        _, html, _ = await page(browser, server, "/inbox/c/1")  # the agent sees it too
+        assert "Ann from our team has joined the conversation." in html
+
+
+LABEL_PRESSED = re.compile(r'name="label" value="(\w+)" class="label-button" aria-pressed="true"')
+
+
+async def test_an_agent_labels_a_customer_message_upset_or_not(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        await log_in(browser, server)
+        _, html, csrf = await page(browser, server, "/inbox/c/1")
+        case = await running.runtime.queue.case(1)
+        [upset] = [m.id for m in case.messages if m.author == "customer"]
+        reply = next(m.id for m in case.messages if m.author == "bot")
+        # Only the customer's message has the actions; nothing is labelled yet.
+        assert re.findall(r'class="msg-label"[^>]*data-message-id="(\d+)"', html) == [str(upset)]
+        assert 'aria-label="Mark this message not upset"' in html
+        assert LABEL_PRESSED.findall(html) == [] and "marked " not in html
+
+        form = {"csrf": csrf, "message_id": str(upset)}
+        response = await post(browser, server, "/inbox/c/1/label", form | {"label": "not_upset"})
+        assert response.status == 303 and response.headers["Location"] == f"/inbox/c/1#m{upset}"
+        _, html, _ = await page(browser, server, "/inbox/c/1")
+        assert "marked not upset by Ann" in html and LABEL_PRESSED.findall(html) == ["not_upset"]
+
+        await post(browser, server, "/inbox/c/1/label", form | {"label": "upset"})  # changed
+        _, html, _ = await page(browser, server, "/inbox/c/1")
+        assert "marked upset by Ann" in html and "marked not upset" not in html
+        assert LABEL_PRESSED.findall(html) == ["upset"]
+
+        refused = [
+            ({"label": "angry"}, 409, "Unknown emotion label &#39;angry&#39;: use upset or"),
+            ({"message_id": str(reply)}, 409, f"Message {reply} is a reply; only customer"),
+            ({"message_id": "x1"}, 400, "message_id must be a message number, not 'x1'"),
+        ]
+        for change, status, words in refused:
+            data = form | {"label": "upset"} | change
+            async with browser.post(server.make_url("/inbox/c/1/label"), data=data) as answer:
+                assert answer.status == status
+                assert words in await answer.text()
+    async with running.runtime.db.session() as session:
+        found = (await session.scalars(select(EmotionLabelRow))).all()
+        assert [(r.message_id, r.agent, r.label) for r in found] == [(upset, "Ann", "upset")]
+
+
 @pytest.mark.parametrize("csrf", ["", "forged-token"])
 async def test_a_post_without_the_right_csrf_token_changes_nothing(
     service: tuple[Service, TestServer], browser: aiohttp.ClientSession, csrf: str
@@ -239,7 +303,7 @@ async def test_a_post_without_the_right_csrf_token_changes_nothing(
         await log_in(browser, server)
         async with running.runtime.db.session() as session:
             before = await session.scalar(select(func.count()).select_from(Message))
-        for action in ("reply", "take-over", "resolve", "send-draft", "close"):
+        for action in ("reply", "take-over", "resolve", "send-draft", "close", "label"):
             response = await post(
                 browser, server, f"/inbox/c/1/{action}", {"text": "hi", "csrf": csrf}
             )

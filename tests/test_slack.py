@@ -19,13 +19,14 @@ from sqlalchemy import func, select
 from carebot.desk.slack import card as cards
 from carebot.desk.slack.desk import SlackDesk
 from carebot.server import Service
-from carebot.store.tables import Conversation, Message
+from carebot.store.tables import Conversation, EmotionLabelRow, Message
 from tests.conftest import Clock
 from tests.service import (
     UPSET,
     Visitor,
     after_joining,
     logged,
+    outbox,
     running_service,
     service_settings,
     upset_customer,
@@ -140,14 +141,18 @@ async def press(
     user: str = AGENT,
     conversation: int = 1,
     response_url: str = "",
+    value: str = "",
+    block_id: str = "card",
 ) -> aiohttp.ClientResponse:
+    """Press a button on the message ``ts``; its value is the conversation id unless given."""
     body = block_action(
         user=user,
         channel=CHANNEL,
         message_ts=ts,
         action_id=action_id,
-        value=str(conversation),
+        value=value or str(conversation),
         response_url=response_url,
+        block_id=block_id,
     )
     return await deliver(server, body)
 
@@ -703,3 +708,127 @@ async def test_an_agents_reply_in_hand_at_shutdown_reaches_the_customer(
             await closing
         relayed = [b for b in receiver.received if b["text"] == "Your parcel arrives tomorrow"]
         assert len(relayed) == 1 and relayed[0]["author"] == "agent"
+
+
+BEN = "UBEN"
+RESOLVED_BY_BEN = (
+    "Ben has marked this conversation as resolved. I'm the assistant again: ask me anything, "
+    "or ask for a person."
+)
+
+
+async def test_slack_actions_tell_the_customer_who_has_the_conversation_in_order(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    slack.add_user(BEN, name="ben", real_name="Ben Agent", display_name="Ben")
+    slack.members.add(BEN)
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        assert (await press(server, ts, cards.TAKE_OVER)).status == 200
+        joined = await customer.next_of("message")
+        assert (joined["author"], joined["agent"], joined["text"]) == (
+            "bot",
+            None,
+            "Ann from our team has joined the conversation.",
+        )
+        await card_updated(slack, "with Ann")
+
+        await reply_in_thread(server, ts, "Ben here, I know this order.", user=BEN)  # a transfer
+        moved, reply = await customer.next_of("message"), await customer.next_of("message")
+        assert (moved["author"], moved["text"]) == ("bot", "Ben has joined the conversation.")
+        assert (reply["author"], reply["agent"]) == ("agent", "Ben")
+        await card_updated(slack, "with Ben")
+
+        assert (await press(server, ts, cards.RESOLVE, user=BEN)).status == 200
+        resolved = await customer.next_of("message")
+        assert (resolved["author"], resolved["text"]) == ("bot", RESOLVED_BY_BEN)
+        await card_updated(slack, "resolved by Ben")
+        # The thread shows what the customer was told (Ben's own reply is there already).
+        posts = await slack.wait_for(
+            "chat.postMessage",
+            lambda c: c.params.get("thread_ts") == ts and "*Bot*" in c.params["text"],
+            count=3,
+        )
+        told = [p.params["text"] for p in posts]
+        assert "Ann from our team has joined" in told[0] and "Ben has joined" in told[1]
+        assert "Ben has marked this conversation as resolved" in told[2]
+
+        await customer.say("I will call my lawyer")  # handed over again
+        await customer.next_of("message")
+        assert (await press(server, ts, cards.CLOSE, user=BEN)).status == 200
+        await card_updated(slack, "closed by Ben")
+    rows = await outbox(running)
+    assert [r.meta["notice"] for r in rows] == [
+        None,  # passing you to a colleague
+        "agent_joined",
+        "agent_transferred",
+        None,  # Ben's reply
+        "resolved",
+        None,  # passing you to a colleague, again; and nothing for the close
+    ]
+    assert all(r.status == "sent" for r in rows)
+
+
+async def labels_of(service: Service) -> list[tuple[int, str, str, float | None]]:
+    async with service.runtime.db.session() as session:
+        found = await session.scalars(select(EmotionLabelRow).order_by(EmotionLabelRow.id))
+        return [(r.message_id, r.agent, r.label, r.emotion) for r in found.all()]
+
+
+async def test_agents_label_the_handed_over_message_upset_or_not_on_the_card(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        ts = await card_ts(slack)
+        card = slack.message(CHANNEL, ts)
+        assert buttons(card, cards.CARD_LABEL_BLOCK) == [cards.LABEL_UPSET, cards.LABEL_NOT_UPSET]
+        assert "Does the customer sound upset?" in card_text(card)
+        block = next(b for b in card["blocks"] if b.get("block_id") == cards.CARD_LABEL_BLOCK)
+        value = block["elements"][0]["value"]
+        case = await running.runtime.queue.case(1)
+        [upset] = [m for m in case.messages if m.author == "customer"]
+        assert value == str(upset.id)
+        shown = case.handoff["emotion"] if case.handoff else None
+        assert shown is not None and shown >= 0.5
+
+        await press(server, ts, cards.LABEL_NOT_UPSET, value=value)
+        await slack.wait_for("chat.update", lambda c: "Marked not upset by Ann" in str(c.params))
+        assert await labels_of(running) == [(upset.id, "Ann", "not_upset", shown)]
+        await press(server, ts, cards.LABEL_UPSET, value=value)  # changed her mind
+        await slack.wait_for("chat.update", lambda c: "Marked upset by Ann" in str(c.params))
+        assert await labels_of(running) == [(upset.id, "Ann", "upset", shown)]
+
+        await press(server, ts, cards.LABEL_NOT_UPSET, value=value, user=STRANGER)
+        await slack.wait_for("chat.postEphemeral", lambda c: c.params["user"] == STRANGER)
+        assert await labels_of(running) == [(upset.id, "Ann", "upset", shown)]
+        assert await state(running) == "waiting_for_agent"  # labelling changes no state
+
+
+async def test_a_customer_message_in_the_thread_is_labelled_from_its_own_buttons(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        await customer.say("hello?? anyone??")
+        [post] = await slack.wait_for(
+            "chat.postMessage",
+            lambda c: c.params.get("thread_ts") == ts and "anyone" in c.params["text"],
+        )
+        [actions] = [b for b in post.params["blocks"] if b["type"] == "actions"]
+        assert actions["block_id"] == cards.THREAD_LABEL_BLOCK
+        value = actions["elements"][0]["value"]
+        await press(
+            server,
+            ts,
+            cards.LABEL_UPSET,
+            value=value,
+            block_id=cards.THREAD_LABEL_BLOCK,
+            response_url=slack.response_url,
+        )
+        [told] = await slack.wait_for("response_url")
+        assert "You marked this message upset" in told.params["text"]
+        # Recorded while the conversation waited for a person: the bot never scored it.
+        assert await labels_of(running) == [(int(value), "Ann", "upset", None)]
