@@ -30,8 +30,12 @@ retried, with exponential backoff when no ``Retry-After`` is given)::
 
     {"id": "reply_7", "type": "reply", "user": {"id": "42"}, "text": "...",
      "author": "bot" | "agent", "agent": "Ann" | null, "handoff": false,
+     "notice": null | "agent_joined" | "agent_transferred" | "resolved",
      "choices": [{"id": "order_status", "label": "Order status"}],
      "created_at": "2026-11-22T10:00:01+00:00"}
+
+``notice`` marks the bot's message that the conversation changed hands (an agent joined, another
+agent took over, the agent handed it back to the bot), for a receiver that shows those apart.
 
 The receiver should treat ``id`` as an idempotency key: a reply is retried until a 2xx, so it can
 arrive twice if the first 2xx was lost.
@@ -208,6 +212,7 @@ def _reply_body(reply: OutboundReply) -> dict[str, Any]:
         "author": reply.author,
         "agent": reply.agent,
         "handoff": reply.handoff,
+        "notice": reply.notice,
         "choices": [{"id": c.id, "label": c.label} for c in reply.choices],
         "created_at": (reply.created_at or datetime.now(UTC)).isoformat(),
     }

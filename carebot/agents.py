@@ -1,18 +1,20 @@
 """What a care agent does with a conversation, whatever desk they use (the built-in inbox,
 Slack): take it over, reply, send the bot's draft, resolve it, close it, merge two customers
-into one.
+into one, label a customer message upset or not (for retraining the emotion signal).
 
-Each action is stored (see :class:`carebot.store.handoffs.HandoffStore`), wakes the outbox when
-it queued a reply, and is published as a live event.
+Each action is stored (see :class:`carebot.store.handoffs.HandoffStore`), hands what it queued
+for the customer (a reply, a notice that the conversation changed hands) to the outbox in order,
+and is published as a live event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from carebot.events import Event, EventHub
 from carebot.store.customers import CustomerStore
-from carebot.store.handoffs import HandoffStore
+from carebot.store.emotion_labels import EmotionLabel, EmotionLabelStore
+from carebot.store.handoffs import HandoffStore, Sent
 from carebot.store.outbox import Queued
 
 
@@ -22,17 +24,19 @@ class AgentDesk:
         *,
         handoffs: HandoffStore,
         customers: CustomerStore,
+        labels: EmotionLabelStore,
         events: EventHub,
-        on_outbox: Callable[[Queued], Awaitable[None]],
+        on_outbox: Callable[[Sequence[Queued]], Awaitable[None]],
     ) -> None:
         self._handoffs = handoffs
         self._customers = customers
+        self._labels = labels
         self._events = events
         self._on_outbox = on_outbox
 
     async def take_over(self, conversation_id: int, agent: str) -> None:
-        await self._handoffs.take_over(conversation_id, agent)
-        self._events.publish(Event("agent_action", conversation_id))
+        """The agent owns the conversation; the customer is told they joined."""
+        await self._sent(conversation_id, await self._handoffs.take_over(conversation_id, agent))
 
     async def reply(
         self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
@@ -40,8 +44,9 @@ class AgentDesk:
         """Send ``text`` to the customer on their channel; returns the outbox id.
 
         ``via`` names the desk the agent wrote from (the other desks mirror the reply)."""
-        queued = await self._handoffs.reply(conversation_id, agent, text.strip(), via=via)
-        return await self._sent(conversation_id, queued)
+        sent = await self._handoffs.reply(conversation_id, agent, text.strip(), via=via)
+        await self._sent(conversation_id, sent)
+        return sent[-1].reply.outbox_id
 
     async def send_draft(
         self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
@@ -49,13 +54,13 @@ class AgentDesk:
         """Send the bot's draft of the open handoff (or ``text``, the agent's edit of it) as the
         agent's reply. A draft is sent once: asking again raises StoreError."""
         edited = text.strip() if text is not None else None
-        queued = await self._handoffs.send_draft(conversation_id, agent, text=edited, via=via)
-        return await self._sent(conversation_id, queued)
+        sent = await self._handoffs.send_draft(conversation_id, agent, text=edited, via=via)
+        await self._sent(conversation_id, sent)
+        return sent[-1].reply.outbox_id
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
-        """Hand the conversation back to the bot."""
-        await self._handoffs.resolve(conversation_id, agent)
-        self._events.publish(Event("agent_action", conversation_id))
+        """Hand the conversation back to the bot; the customer is told so."""
+        await self._sent(conversation_id, await self._handoffs.resolve(conversation_id, agent))
 
     async def close(self, conversation_id: int, agent: str) -> None:
         """End the conversation now; the customer's next message starts a new one."""
@@ -70,8 +75,23 @@ class AgentDesk:
         self._events.publish(Event("agent_action", conversation_id))
         return customer_id
 
-    async def _sent(self, conversation_id: int, queued: Queued) -> int:
-        """Announce a queued agent reply and hand it to the outbox; returns the outbox id."""
+    async def label_emotion(
+        self,
+        message_id: int,
+        agent: str,
+        label: EmotionLabel | str,
+        *,
+        conversation_id: int | None = None,
+    ) -> int:
+        """The agent says a customer message sounds upset or not (``upset`` / ``not_upset``;
+        again: their label changes). Returns the conversation id."""
+        found = await self._labels.label(message_id, agent, label, conversation_id=conversation_id)
+        self._events.publish(Event("agent_action", found))
+        return found
+
+    async def _sent(self, conversation_id: int, sent: Sent) -> None:
+        """Announce an agent's action and hand what it queued to the outbox, to be delivered
+        in order."""
         self._events.publish(Event("agent_action", conversation_id))
-        await self._on_outbox(queued)
-        return queued.reply.outbox_id
+        if sent:
+            await self._on_outbox(sent)

@@ -192,7 +192,11 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "waiting_ack": ("wait",),
     "waiting_ack_closed": ("next_open",),
     "frustrated_answer": ("answer",),
+    "agent_joined": ("agent",),
+    "agent_transferred": ("agent",),
+    "resolved": ("agent",),
 }
+Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off (empty)
 
 
 class MessageSettings(_Section):
@@ -234,6 +238,14 @@ class MessageSettings(_Section):
     withdrawn: str = (
         "Alright, I've told my colleagues you no longer need them. "
         "If you still want a person, just say so."
+    )
+    # What the customer is told when an agent takes the conversation, when another agent takes
+    # it from them, and when an agent hands it back to the bot. Empty: nothing is said.
+    agent_joined: Notice = "{agent} from our team has joined the conversation."
+    agent_transferred: Notice = "{agent} has joined the conversation."
+    resolved: Notice = (
+        "{agent} has marked this conversation as resolved. I'm the assistant again: ask me "
+        "anything, or ask for a person."
     )
 
     @field_validator("frustrated_answer")

@@ -175,9 +175,7 @@ class Lifecycle:
             app.cleanup_ctx.append(self._context(stage))
         app.on_shutdown.append(self._stop_inbound_early)
 
-    def _context(
-        self, stage: Stage
-    ) -> Callable[[web.Application], AsyncIterator[None]]:
+    def _context(self, stage: Stage) -> Callable[[web.Application], AsyncIterator[None]]:
         async def context(_app: web.Application) -> AsyncIterator[None]:
             await self._set_up(stage)
             yield

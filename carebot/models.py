@@ -109,6 +109,9 @@ class OutboundReply:
     author: str = "bot"  # bot / agent
     agent: str | None = None  # the agent's display name, for agent replies
     handoff: bool = False  # this reply tells the customer that a person takes over
+    # this reply tells the customer that the conversation changed hands: agent_joined,
+    # agent_transferred or resolved (it comes from the bot, so it is never signed)
+    notice: str | None = None
     created_at: datetime | None = None
     conversation_id: int | None = None
 

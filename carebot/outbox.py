@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from carebot.channel import Channel
 from carebot.clock import Clock
@@ -137,20 +137,40 @@ class OutboxWorker:
         if not queued.immediate:
             self.wake()
             return
-        task = asyncio.create_task(self._send(queued.reply))
+        await self._send_now(queued.reply)
+
+    async def dispatch_in_order(self, sent: Sequence[Queued]) -> None:
+        """Deliver the replies one action just wrote (e.g. "Ann has joined", then Ann's reply),
+        in order: the first at once when it is leased to us; each later one at once too when the
+        one before it was delivered and nothing else of the conversation is pending (it is
+        claimed then). Otherwise the worker delivers what is left, in turn."""
+        delivered = False
+        for queued in sent:
+            if queued.immediate:
+                delivered = await self._send_now(queued.reply)
+                continue
+            claimed = await self._store.claim(queued.reply.outbox_id) if delivered else None
+            if claimed is None:
+                self.wake()
+                return
+            delivered = await self._send_now(claimed)
+
+    async def _send_now(self, reply: OutboundReply) -> bool:
+        """Send a reply leased to us, waiting ``immediate_wait`` seconds at most; whether it
+        was delivered within them."""
+        task = asyncio.create_task(self._send(reply))
         try:
-            self._sent_right_away += await asyncio.wait_for(
-                asyncio.shield(task), self._immediate_wait
-            )
+            delivered = await asyncio.wait_for(asyncio.shield(task), self._immediate_wait)
         except (TimeoutError, asyncio.CancelledError):
             self._background.add(task)
             task.add_done_callback(self._finished_in_background)
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # the caller was cancelled (e.g. its connection closed): the send goes on
-            log.info(
-                "Reply %s is slow to send; it goes on in the background", queued.reply.outbox_id
-            )
+            log.info("Reply %s is slow to send; it goes on in the background", reply.outbox_id)
+            return False
+        self._sent_right_away += delivered
+        return delivered
 
     def _finished_in_background(self, task: asyncio.Task[bool]) -> None:
         self._background.discard(task)

@@ -37,7 +37,8 @@ from carebot.store.closing import ClosingStore
 from carebot.store.conversations import ConversationStore
 from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
-from carebot.store.handoffs import HandoffStore
+from carebot.store.emotion_labels import EmotionLabelStore
+from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
@@ -140,6 +141,7 @@ class Runtime:
     clock: Clock
     customers: CustomerStore
     closer: ConversationCloser
+    labels: EmotionLabelStore  # agents' emotion labels (the desk writes, the inbox reads)
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
@@ -301,12 +303,19 @@ async def build_runtime(
     )
     windows = reply_windows(settings)
     customers = CustomerStore(db, clock=clock, link_by=link_by)
+    labels = EmotionLabelStore(db, clock=clock)
+    notices = Notices(
+        joined=settings.messages.agent_joined,
+        transferred=settings.messages.agent_transferred,
+        resolved=settings.messages.resolved,
+    )
     handoffs = HandoffStore(
         db,
         clock=clock,
         lease_replies=send_immediately,
         windows=windows,
         reachable=routes.check,
+        notices=notices,
     )
     inbox = Inbox(
         conversations=conversations,
@@ -330,12 +339,17 @@ async def build_runtime(
         outbox_store=outbox_store,
         events=events,
         desk=AgentDesk(
-            handoffs=handoffs, customers=customers, events=events, on_outbox=worker.dispatch
+            handoffs=handoffs,
+            customers=customers,
+            labels=labels,
+            events=events,
+            on_outbox=worker.dispatch_in_order,
         ),
         queue=AgentQueue(db, clock=clock, windows=windows),
         clock=clock,
         customers=customers,
         closer=closer,
+        labels=labels,
         windows=windows,
         channels=channel_map,
         reloader=reloader,

@@ -128,6 +128,7 @@ def _mount_inbox(
         sessions=sessions,
         desk=runtime.desk,
         queue=runtime.queue,
+        labels=runtime.labels,
         events=runtime.events,
         intents=lambda: runtime.triage.matcher.intents,
     ).mount(app)

@@ -101,6 +101,17 @@ class Visitor:
                 return frame
 
 
+async def after_joining(customer: Visitor, agent: str = "Ann") -> dict[str, Any]:
+    """The customer's next message after the notice that ``agent`` joined, which an agent's
+    first action in a conversation (a take-over, a reply, the draft) sends first."""
+    joined = await customer.next_of("message")
+    assert (joined["author"], joined["text"]) == (
+        "bot",
+        f"{agent} from our team has joined the conversation.",
+    )
+    return await customer.next_of("message")
+
+
 @asynccontextmanager
 async def upset_customer(server: TestServer) -> AsyncIterator[Visitor]:
     """A web chat customer whose upset message has just been handed off."""

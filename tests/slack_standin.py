@@ -410,11 +410,12 @@ def block_action(
     value: str,
     trigger_id: str = "T-trigger",
     response_url: str = "",
+    block_id: str = "card",
 ) -> Json:
     """A button click on a bot message (a block_actions payload)."""
     container = {"type": "message", "message_ts": message_ts, "channel_id": channel}
     message = {"type": "message", "ts": message_ts, "user": BOT_USER_ID, "bot_id": BOT_ID}
-    button = {"type": "button", "action_id": action_id, "block_id": "card", "value": value}
+    button = {"type": "button", "action_id": action_id, "block_id": block_id, "value": value}
     body = _interaction("block_actions", user, trigger_id) | {"response_url": response_url}
     body |= {"container": {**container, "is_ephemeral": False}, "message": message}
     button["action_ts"] = f"{time.time():.6f}"

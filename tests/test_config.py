@@ -146,6 +146,18 @@ def test_an_empty_customer_message_is_refused(tmp_path: Path) -> None:
         load_settings(write(tmp_path, '[messages]\nhandoff = ""\n'))
 
 
+def test_a_change_of_hands_notice_may_be_empty_and_names_its_one_placeholder(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(write(tmp_path, '[messages]\nagent_joined = ""\nresolved = ""\n'))
+    assert (settings.messages.agent_joined, settings.messages.resolved) == ("", "")
+    assert "{agent}" in settings.messages.agent_transferred  # the others keep their default
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, "[messages]\nresolved = '{name} is done'\n"))
+    for fragment in ["config.toml:2", "[messages] 'resolved'", "uses {name}", "{agent}"]:
+        assert fragment in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("text", "env", "expected"),
     [

@@ -115,7 +115,7 @@ async def test_the_bot_is_silent_while_an_agent_has_the_conversation(
     handoff = await runtime.inbox.receive(inbound("delete my account"))
     conversation_id = handoff.received.conversation_id
     assert handoff.decision is not None and handoff.decision.kind is DecisionKind.HANDOFF
-    await runtime.handoffs.take_over(conversation_id, "ann")
+    await runtime.desk.take_over(conversation_id, "ann")
 
     later = [await runtime.inbox.receive(inbound(t)) for t in ("where is my order", "hello?")]
     assert [o.status for o in later] == [Status.RECORDED, Status.RECORDED]
@@ -125,14 +125,18 @@ async def test_the_bot_is_silent_while_an_agent_has_the_conversation(
         ("where is my order", True),
         ("hello?", True),
     ]
-    assert len(await rows(runtime, OutboxRow)) == 1  # only "passing you to a colleague"
+    # "passing you to a colleague", and "ann has joined" once taken over: nothing from the bot
+    joined = ["ann from our team has joined the conversation."]
+    queued = await rows(runtime, OutboxRow)
+    assert [row.text for row in queued] == [runtime.settings.messages.handoff, *joined]
     assert len(await rows(runtime, DecisionRow)) == 1
 
-    await runtime.handoffs.resolve(conversation_id, "ann")
+    await runtime.desk.resolve(conversation_id, "ann")
     answered = await runtime.inbox.receive(inbound("where is my order"))
     assert answered.status is Status.DECIDED and answered.outbox_id is not None
-    assert await runtime.outbox.deliver_due() == 2
-    assert channel.texts() == [runtime.settings.messages.handoff, TRACK]
+    assert await runtime.outbox.deliver_due() == 3 + len(joined)
+    resolved = runtime.settings.messages.resolved.format(agent="ann")
+    assert channel.texts() == [runtime.settings.messages.handoff, *joined, resolved, TRACK]
 
 
 async def test_a_takeover_during_triage_silences_the_bot(runtime: Runtime) -> None:
@@ -150,7 +154,8 @@ async def test_a_takeover_during_triage_silences_the_bot(runtime: Runtime) -> No
 
     result = await runtime.conversations.record_decision(received, decision, {"triage_ms": 1.0})
     assert result is None
-    assert await rows(runtime, OutboxRow) == []
+    [joined] = await rows(runtime, OutboxRow)  # the customer is told ann joined; no bot answer
+    assert joined.text == "ann from our team has joined the conversation."
     [kept] = await rows(runtime, DecisionRow)
     assert (kept.kind, kept.intent, kept.inbound_message_id) == (
         "answer",

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from carebot.models import InboundMessage
 from carebot.server import Service
-from carebot.store.tables import Conversation, Message
+from carebot.store.tables import Conversation, EmotionLabelRow, Message
 from tests.conftest import Clock
 from tests.service import (
     AGENT_PASSWORD,
@@ -136,6 +136,13 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
             {"text": "Hi, Ann here. Let me check.", "csrf": csrf},
         )
         assert response.status == 303
+        # Replying took the conversation over: the customer is told Ann joined, first.
+        joined = await customer.next_of("message")
+        assert (joined["author"], joined["agent"], joined["text"]) == (
+            "bot",
+            None,
+            "Ann from our team has joined the conversation.",
+        )
         reply = await customer.next_of("message")
         assert (reply["author"], reply["agent"], reply["text"]) == (
             "agent",
@@ -150,8 +157,14 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
             browser, server, f"/inbox/c/{conversation_id}/resolve", {"csrf": csrf}
         )
         assert response.status == 303 and await states(running) == ["bot"]
+        resolved = await customer.next_of("message")
+        assert (resolved["author"], resolved["text"]) == (
+            "bot",
+            "Ann has marked this conversation as resolved. I'm the assistant again: ask me "
+            "anything, or ask for a person.",
+        )
         await customer.say("where is my order")
-        assert (await customer.next_of("message"))["author"] == "bot"
+        assert (await customer.next_of("message"))["author"] == "bot"  # the bot answers again
 
 
 async def test_an_agent_closes_a_conversation_and_the_customer_starts_a_new_one(
@@ -197,7 +210,8 @@ async def test_an_idle_close_reaches_the_inbox_live(
     async with upset_customer(server) as customer:
         _, _, csrf = await page(browser, server, "/inbox/c/1")
         await post(browser, server, "/inbox/c/1/reply", {"text": "It ships today.", "csrf": csrf})
-        await customer.next_of("message")
+        await customer.next_of("message")  # Ann joined
+        await customer.next_of("message")  # her reply
     live = await browser.ws_connect(server.make_url("/inbox/events"))
     try:
         clock.advance(25 * 3600)  # the agent wrote last: nobody owes the customer an answer
@@ -218,8 +232,74 @@ async def test_sending_the_draft(
         await log_in(browser, server)
         _, _, csrf = await page(browser, server, "/inbox/c/1")
         await post(browser, server, "/inbox/c/1/send-draft", {"csrf": csrf})
+        joined = await customer.next_of("message")
+        assert joined["text"] == "Ann from our team has joined the conversation."
         reply = await customer.next_of("message")
         assert (reply["author"], reply["text"]) == ("agent", "Track it at https://track.example.")
+
+
+async def test_taking_over_from_the_inbox_tells_the_customer(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        await log_in(browser, server)
+        _, html, csrf = await page(browser, server, "/inbox/c/1")
+        assert 'id="take-over-button"' in html
+        response = await post(browser, server, "/inbox/c/1/take-over", {"csrf": csrf})
+        assert response.status == 303 and await states(running) == ["with_agent"]
+        joined = await customer.next_of("message")
+        assert (joined["author"], joined["agent"], joined["text"]) == (
+            "bot",
+            None,
+            "Ann from our team has joined the conversation.",
+        )
+        _, html, _ = await page(browser, server, "/inbox/c/1")  # the agent sees it too
+        assert "Ann from our team has joined the conversation." in html
+
+
+LABEL_PRESSED = re.compile(r'name="label" value="(\w+)" class="label-button" aria-pressed="true"')
+
+
+async def test_an_agent_labels_a_customer_message_upset_or_not(
+    service: tuple[Service, TestServer], browser: aiohttp.ClientSession
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        await log_in(browser, server)
+        _, html, csrf = await page(browser, server, "/inbox/c/1")
+        case = await running.runtime.queue.case(1)
+        [upset] = [m.id for m in case.messages if m.author == "customer"]
+        reply = next(m.id for m in case.messages if m.author == "bot")
+        # Only the customer's message has the actions; nothing is labelled yet.
+        assert re.findall(r'class="msg-label"[^>]*data-message-id="(\d+)"', html) == [str(upset)]
+        assert 'aria-label="Mark this message not upset"' in html
+        assert LABEL_PRESSED.findall(html) == [] and "marked " not in html
+
+        form = {"csrf": csrf, "message_id": str(upset)}
+        response = await post(browser, server, "/inbox/c/1/label", form | {"label": "not_upset"})
+        assert response.status == 303 and response.headers["Location"] == f"/inbox/c/1#m{upset}"
+        _, html, _ = await page(browser, server, "/inbox/c/1")
+        assert "marked not upset by Ann" in html and LABEL_PRESSED.findall(html) == ["not_upset"]
+
+        await post(browser, server, "/inbox/c/1/label", form | {"label": "upset"})  # changed
+        _, html, _ = await page(browser, server, "/inbox/c/1")
+        assert "marked upset by Ann" in html and "marked not upset" not in html
+        assert LABEL_PRESSED.findall(html) == ["upset"]
+
+        refused = [
+            ({"label": "angry"}, 409, "Unknown emotion label &#39;angry&#39;: use upset or"),
+            ({"message_id": str(reply)}, 409, f"Message {reply} is a reply; only customer"),
+            ({"message_id": "x1"}, 400, "message_id must be a message number, not 'x1'"),
+        ]
+        for change, status, words in refused:
+            data = form | {"label": "upset"} | change
+            async with browser.post(server.make_url("/inbox/c/1/label"), data=data) as answer:
+                assert answer.status == status
+                assert words in await answer.text()
+    async with running.runtime.db.session() as session:
+        found = (await session.scalars(select(EmotionLabelRow))).all()
+        assert [(r.message_id, r.agent, r.label) for r in found] == [(upset, "Ann", "upset")]
 
 
 @pytest.mark.parametrize("csrf", ["", "forged-token"])
@@ -231,7 +311,7 @@ async def test_a_post_without_the_right_csrf_token_changes_nothing(
         await log_in(browser, server)
         async with running.runtime.db.session() as session:
             before = await session.scalar(select(func.count()).select_from(Message))
-        for action in ("reply", "take-over", "resolve", "send-draft", "close"):
+        for action in ("reply", "take-over", "resolve", "send-draft", "close", "label"):
             response = await post(
                 browser, server, f"/inbox/c/1/{action}", {"text": "hi", "csrf": csrf}
             )

@@ -572,13 +572,19 @@ async def test_an_agents_reply_is_signed_and_refused_once_the_window_closed(
         conversation = await session.scalar(select(Conversation.id))
     assert conversation is not None
     await running.runtime.desk.reply(conversation, "Ann", "It ships today.")
-    reply = (await graph.next_sent(2))[1]
-    assert reply.body == text_body(channel, "Ann: It ships today.")  # no author shown otherwise
+    joined, reply = (await graph.next_sent(3))[1:]
+    # The bot says who joined; the agent's own reply is signed (no author shown otherwise).
+    assert joined.body == text_body(channel, "Ann from our team has joined the conversation.")
+    assert reply.body == text_body(channel, "Ann: It ships today.")
 
     clock.advance(24 * 3600 + 1)
     with pytest.raises(ReplyWindowClosed):
         await running.runtime.desk.reply(conversation, "Ann", "Are you still there?")
-    assert len(graph.calls) == 2
+    with pytest.raises(ReplyWindowClosed):  # nor does Ben take it over by replying
+        await running.runtime.desk.reply(conversation, "Ben", "Ben here, can I help?")
+    assert (await running.runtime.queue.case(conversation)).agent == "Ann"
+    await running.runtime.desk.resolve(conversation, "Ann")  # nothing said: it cannot arrive
+    assert len(graph.calls) == 3
 
 
 # Failed sends.

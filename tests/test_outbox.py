@@ -282,6 +282,28 @@ async def test_a_claimed_reply_is_leased_until_the_lease_expires(
     assert [r.outbox_id for r in await store.claim_due(lease=60)] == [outbox_id]
 
 
+async def test_one_reply_is_claimed_only_when_nothing_is_in_its_way(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """What an agent's request claims to send right after its earlier reply (the notice that
+    the agent joined, then the agent's reply)."""
+    first, second = await ask(runtime, ORDER), await ask(runtime, RETURNS)
+    store = runtime.outbox_store
+
+    assert await store.claim(second) is None  # the first is still pending
+    [head] = await store.claim_due(limit=1)
+    assert head.outbox_id == first
+    assert await store.claim(first) is None  # leased to the worker
+    await store.mark_sent([(first, None)])
+    claimed = await store.claim(second, lease=30)
+    assert claimed is not None and (claimed.outbox_id, claimed.text) == (second, FREE)
+    leased = await row(runtime, second)
+    assert leased.locked_until is not None
+    assert as_utc(leased.locked_until) == clock.now + timedelta(seconds=30)
+    assert await store.claim(second) is None  # once
+    assert await store.claim_due() == []
+
+
 async def test_a_reply_leased_by_a_worker_that_died_is_sent_after_the_lease(
     runtime: Runtime, channel: RecordingChannel, clock: Clock
 ) -> None:

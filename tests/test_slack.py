@@ -21,13 +21,15 @@ from carebot.desk.slack.desk import SlackDesk
 from carebot.exceptions import DeliveryError
 from carebot.models import InboundMessage
 from carebot.server import Service
-from carebot.store.tables import Conversation, Message
+from carebot.store.tables import Conversation, EmotionLabelRow, Message
 from tests.conftest import Clock
 from tests.fakes import RecordingChannel
 from tests.service import (
     UPSET,
     Visitor,
+    after_joining,
     logged,
+    outbox,
     running_service,
     service_settings,
     upset_customer,
@@ -115,8 +117,9 @@ def card_text(message: dict[str, Any]) -> str:
     return json.dumps(message["blocks"], ensure_ascii=False)
 
 
-def buttons(message: dict[str, Any]) -> list[str]:
-    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+def buttons(message: dict[str, Any], block: str = "carebot_actions") -> list[str]:
+    """The action ids of the card's buttons (``block``: the emotion label's, carebot_emotion)."""
+    actions = [b for b in message["blocks"] if b["type"] == "actions" and b["block_id"] == block]
     return [e["action_id"] for a in actions for e in a["elements"]]
 
 
@@ -141,14 +144,18 @@ async def press(
     user: str = AGENT,
     conversation: int = 1,
     response_url: str = "",
+    value: str = "",
+    block_id: str = "card",
 ) -> aiohttp.ClientResponse:
+    """Press a button on the message ``ts``; its value is the conversation id unless given."""
     body = block_action(
         user=user,
         channel=CHANNEL,
         message_ts=ts,
         action_id=action_id,
-        value=str(conversation),
+        value=value or str(conversation),
         response_url=response_url,
+        block_id=block_id,
     )
     return await deliver(server, body)
 
@@ -194,7 +201,7 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
 
         text = "Hi, Ann here &amp; <https://track.example/1|your parcel> is on its way"
         assert (await reply_in_thread(server, ts, text)).status == 200
-        reply = await customer.next_of("message")
+        reply = await after_joining(customer)
         assert (reply["author"], reply["agent"], reply["text"]) == (
             "agent",
             "Ann",
@@ -217,6 +224,12 @@ async def test_the_full_cycle_from_an_upset_customer_to_the_bot_answering_again(
         card = await card_updated(slack, "resolved by Ann")
         assert buttons(card) == [cards.TAKE_OVER, cards.CLOSE]  # an agent may still step in
         assert await state(running) == "bot"
+        resolved = await customer.next_of("message")  # the customer is told, in their chat
+        assert (resolved["author"], resolved["text"]) == (
+            "bot",
+            "Ann has marked this conversation as resolved. I'm the assistant again: ask me "
+            "anything, or ask for a person.",
+        )
         await customer.say("where is my order")
         answer = await customer.next_of("message")
         assert (answer["author"], answer["text"]) == ("bot", DRAFT)
@@ -273,12 +286,14 @@ async def test_the_draft_is_sent_with_one_click(
         await press(server, ts, cards.SEND_DRAFT)  # a double click
         refused = await slack.wait_for("chat.postEphemeral")
         assert "already sent" in refused[0].params["text"]
-        reply = await customer.next_of("message")
+        reply = await after_joining(customer)
         assert (reply["author"], reply["agent"], reply["text"]) == ("agent", "Ann", DRAFT)
+        # The thread shows what left, in order: the notice that Ann joined, then the draft.
         mirrored = await slack.wait_for(
-            "chat.postMessage", lambda c: c.params.get("thread_ts") == ts
+            "chat.postMessage", lambda c: c.params.get("thread_ts") == ts, count=2
         )
-        assert "sent from the card" in mirrored[0].params["text"]  # the thread shows what left
+        assert "Ann from our team has joined" in mirrored[0].params["text"]
+        assert "sent from the card" in mirrored[1].params["text"]
         card = await card_updated(slack, "with Ann")
         assert cards.SEND_DRAFT not in buttons(card)
     assert await count(running, Message.author == "agent") == 1
@@ -297,7 +312,7 @@ async def test_the_draft_is_edited_in_the_modal_and_sent(
         assert (view["private_metadata"], field["initial_value"]) == ("1", DRAFT)
         edited = await deliver(server, edited_reply("Track it at https://track.example/42 :)"))
         assert edited.status == 200
-        reply = await customer.next_of("message")
+        reply = await after_joining(customer)
         assert reply["text"] == "Track it at https://track.example/42 :)"
         card = await card_updated(slack, "with Ann")
         assert cards.SEND_DRAFT not in buttons(card)  # the edited draft was the draft's answer
@@ -325,7 +340,7 @@ async def test_a_redelivered_event_is_relayed_once(
         body = event_callback(event, event_id="EvTWICE")
         assert (await deliver(server, body)).status == 200
         assert (await deliver(server, body, headers=retry)).status == 200
-        assert (await customer.next_of("message"))["text"] == "Once."
+        assert (await after_joining(customer))["text"] == "Once."
         await slack.wait_for("reactions.add")
         await reply_in_thread(server, ts, "Twice?")
         assert (await customer.next_of("message"))["text"] == "Twice?"
@@ -422,7 +437,7 @@ async def test_a_reply_is_held_while_the_member_list_cannot_be_fetched_and_sent_
         assert (await reply_in_thread(server, ts, "Tracking follows.")).status == 200
         assert await count(running, Message.author == "agent") == 0  # held, not dropped
         desk(running).people.retry_now()  # Slack answers again
-        replies = [await customer.next_of("message") for _ in range(2)]
+        replies = [await after_joining(customer), await customer.next_of("message")]
         assert [r["text"] for r in replies] == ["It ships today.", "Tracking follows."]
         await slack.wait_for("reactions.add", count=2)
     assert len(slack.successful("chat.postEphemeral")) == 1  # told once
@@ -440,7 +455,7 @@ async def test_an_edited_reply_is_held_too(
         ).status == 200
         await held_notice(slack)
         desk(running).people.retry_now()
-        assert (await customer.next_of("message"))["text"] == "Track it at https://t.example/9"
+        assert (await after_joining(customer))["text"] == "Track it at https://t.example/9"
 
 
 async def test_a_button_pressed_while_the_member_list_cannot_be_fetched_changes_nothing(
@@ -472,7 +487,7 @@ async def test_the_last_known_members_let_a_reply_through_while_the_list_cannot_
     ):
         ts = await card_ts(slack)
         await reply_in_thread(server, ts, "It ships today.")
-        assert (await customer.next_of("message"))["text"] == "It ships today."
+        assert (await after_joining(customer))["text"] == "It ships today."
         slack.fail_next("conversations.members", 500, times=3)
         await reply_in_thread(server, ts, "Tracking follows.")
         assert (await customer.next_of("message"))["text"] == "Tracking follows."
@@ -600,7 +615,7 @@ async def test_socket_mode_relays_replies_and_buttons(
             event = thread_reply(channel=CHANNEL, thread_ts=ts, user=AGENT, text="Hi!", ts="9.3")
             ack = await slack.push("events_api", event_callback(event, event_id="EvSOCK"))
             assert "envelope_id" in ack
-            assert (await customer.next_of("message"))["text"] == "Hi!"
+            assert (await after_joining(customer))["text"] == "Hi!"
             action = block_action(
                 user=AGENT, channel=CHANNEL, message_ts=ts, action_id=cards.RESOLVE, value="1"
             )
@@ -622,7 +637,7 @@ async def test_slack_is_answered_before_the_work_is_done(
         slack.slow("users.info", 1.5)  # looking up the agent's name is slow today
         assert (await reply_in_thread(server, ts, "Looking into it.")).status == 200
         assert slack.successful("users.info") == []  # acknowledged while the work goes on
-        assert (await customer.next_of("message"))["text"] == "Looking into it."
+        assert (await after_joining(customer))["text"] == "Looking into it."
 
 
 async def test_two_processes_on_one_database_post_one_card_and_mirror_once(
@@ -755,3 +770,127 @@ async def test_a_reply_the_platform_refuses_for_good_is_told_in_the_thread_once(
     )
     await desk(running).sync.flush_due()  # a later pass tells it no second time
     assert sum("not delivered" in m["text"] for m in slack.thread(CHANNEL, ts)) == 1
+
+
+BEN = "UBEN"
+RESOLVED_BY_BEN = (
+    "Ben has marked this conversation as resolved. I'm the assistant again: ask me anything, "
+    "or ask for a person."
+)
+
+
+async def test_slack_actions_tell_the_customer_who_has_the_conversation_in_order(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    slack.add_user(BEN, name="ben", real_name="Ben Agent", display_name="Ben")
+    slack.members.add(BEN)
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        assert (await press(server, ts, cards.TAKE_OVER)).status == 200
+        joined = await customer.next_of("message")
+        assert (joined["author"], joined["agent"], joined["text"]) == (
+            "bot",
+            None,
+            "Ann from our team has joined the conversation.",
+        )
+        await card_updated(slack, "with Ann")
+
+        await reply_in_thread(server, ts, "Ben here, I know this order.", user=BEN)  # a transfer
+        moved, reply = await customer.next_of("message"), await customer.next_of("message")
+        assert (moved["author"], moved["text"]) == ("bot", "Ben has joined the conversation.")
+        assert (reply["author"], reply["agent"]) == ("agent", "Ben")
+        await card_updated(slack, "with Ben")
+
+        assert (await press(server, ts, cards.RESOLVE, user=BEN)).status == 200
+        resolved = await customer.next_of("message")
+        assert (resolved["author"], resolved["text"]) == ("bot", RESOLVED_BY_BEN)
+        await card_updated(slack, "resolved by Ben")
+        # The thread shows what the customer was told (Ben's own reply is there already).
+        posts = await slack.wait_for(
+            "chat.postMessage",
+            lambda c: c.params.get("thread_ts") == ts and "*Bot*" in c.params["text"],
+            count=3,
+        )
+        told = [p.params["text"] for p in posts]
+        assert "Ann from our team has joined" in told[0] and "Ben has joined" in told[1]
+        assert "Ben has marked this conversation as resolved" in told[2]
+
+        await customer.say("I will call my lawyer")  # handed over again
+        await customer.next_of("message")
+        assert (await press(server, ts, cards.CLOSE, user=BEN)).status == 200
+        await card_updated(slack, "closed by Ben")
+    rows = await outbox(running)
+    assert [r.meta["notice"] for r in rows] == [
+        None,  # passing you to a colleague
+        "agent_joined",
+        "agent_transferred",
+        None,  # Ben's reply
+        "resolved",
+        None,  # passing you to a colleague, again; and nothing for the close
+    ]
+    assert all(r.status == "sent" for r in rows)
+
+
+async def labels_of(service: Service) -> list[tuple[int, str, str, float | None]]:
+    async with service.runtime.db.session() as session:
+        found = await session.scalars(select(EmotionLabelRow).order_by(EmotionLabelRow.id))
+        return [(r.message_id, r.agent, r.label, r.emotion) for r in found.all()]
+
+
+async def test_agents_label_the_handed_over_message_upset_or_not_on_the_card(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server):
+        ts = await card_ts(slack)
+        card = slack.message(CHANNEL, ts)
+        assert buttons(card, cards.CARD_LABEL_BLOCK) == [cards.LABEL_UPSET, cards.LABEL_NOT_UPSET]
+        assert "Does the customer sound upset?" in card_text(card)
+        block = next(b for b in card["blocks"] if b.get("block_id") == cards.CARD_LABEL_BLOCK)
+        value = block["elements"][0]["value"]
+        case = await running.runtime.queue.case(1)
+        [upset] = [m for m in case.messages if m.author == "customer"]
+        assert value == str(upset.id)
+        shown = case.handoff["emotion"] if case.handoff else None
+        assert shown is not None and shown >= 0.5
+
+        await press(server, ts, cards.LABEL_NOT_UPSET, value=value)
+        await slack.wait_for("chat.update", lambda c: "Marked not upset by Ann" in str(c.params))
+        assert await labels_of(running) == [(upset.id, "Ann", "not_upset", shown)]
+        await press(server, ts, cards.LABEL_UPSET, value=value)  # changed her mind
+        await slack.wait_for("chat.update", lambda c: "Marked upset by Ann" in str(c.params))
+        assert await labels_of(running) == [(upset.id, "Ann", "upset", shown)]
+
+        await press(server, ts, cards.LABEL_NOT_UPSET, value=value, user=STRANGER)
+        await slack.wait_for("chat.postEphemeral", lambda c: c.params["user"] == STRANGER)
+        assert await labels_of(running) == [(upset.id, "Ann", "upset", shown)]
+        assert await state(running) == "waiting_for_agent"  # labelling changes no state
+
+
+async def test_a_customer_message_in_the_thread_is_labelled_from_its_own_buttons(
+    service: tuple[Service, TestServer], slack: SlackStandIn
+) -> None:
+    running, server = service
+    async with upset_customer(server) as customer:
+        ts = await card_ts(slack)
+        await customer.say("hello?? anyone??")
+        [post] = await slack.wait_for(
+            "chat.postMessage",
+            lambda c: c.params.get("thread_ts") == ts and "anyone" in c.params["text"],
+        )
+        [actions] = [b for b in post.params["blocks"] if b["type"] == "actions"]
+        assert actions["block_id"] == cards.THREAD_LABEL_BLOCK
+        value = actions["elements"][0]["value"]
+        await press(
+            server,
+            ts,
+            cards.LABEL_UPSET,
+            value=value,
+            block_id=cards.THREAD_LABEL_BLOCK,
+            response_url=slack.response_url,
+        )
+        [told] = await slack.wait_for("response_url")
+        assert "You marked this message upset" in told.params["text"]
+        # Recorded while the conversation waited for a person: the bot never scored it.
+        assert await labels_of(running) == [(int(value), "Ann", "upset", None)]

@@ -4,6 +4,7 @@ the local stand-in), who may act, and the card."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -24,7 +25,9 @@ from carebot.desk.slack.mrkdwn import LIMIT, escape, plain, quote, shorten
 from carebot.desk.slack.people import REFRESH_UNKNOWN_AFTER, RETRY_SECONDS, People
 from carebot.exceptions import ConfigError, SlackError
 from carebot.pacing import Pacer
+from carebot.store.emotion_labels import EmotionLabel, LabelView
 from carebot.store.queue import Case, MessageView
+from carebot.store.slack_threads import Mirrored
 from carebot.store.tables import Handoff
 from tests.conftest import ROOT, make_settings
 from tests.slack_standin import SlackStandIn
@@ -550,6 +553,44 @@ def test_the_card_offers_the_buttons_the_state_allows(
     assert len(actions) == (1 if labels else 0)
     confirmations = [b["confirm"]["confirm"]["text"] for b in buttons if "confirm" in b]
     assert confirmations == (["Close"] if labels else [])  # closing asks first
+
+
+def test_the_card_shows_the_emotion_labels_with_buttons_to_give_one() -> None:
+    marks = [
+        LabelView(3, EmotionLabel.UPSET, "Ann", AT.isoformat()),
+        LabelView(3, EmotionLabel.NOT_UPSET, "<!here> Ben & co", AT.isoformat()),
+    ]
+    for state, closed in ((WAITING, None), (CLOSED, BY_ANN)):  # closed: still labelled
+        data = dataclasses.replace(card_data(state, closed=closed), labelled=(3, marks))
+        blocks = cards.card(data)[1]
+        [label] = [b for b in blocks if b.get("block_id") == cards.CARD_LABEL_BLOCK]
+        assert [(e["text"]["text"], e["action_id"], e["value"]) for e in label["elements"]] == [
+            ("Upset", cards.LABEL_UPSET, "3"),
+            ("Not upset", cards.LABEL_NOT_UPSET, "3"),
+        ]
+        words = blocks[blocks.index(label) - 1]["elements"][0]["text"]
+        assert words == (
+            "Marked upset by Ann · marked not upset by &lt;!here&gt; Ben &amp; co "
+            "(kept for retraining the emotion signal)"
+        )
+    unlabelled = dataclasses.replace(card_data(), labelled=(3, []))
+    assert "Does the customer sound upset?" in dumped(unlabelled)
+    assert cards.CARD_LABEL_BLOCK not in dumped(card_data())  # no message: an agent's own
+
+
+@pytest.mark.parametrize(
+    ("author", "buttons"), [("customer", True), ("bot", False), ("agent", False)]
+)
+def test_only_a_customer_message_in_the_thread_gets_the_label_buttons(
+    author: str, buttons: bool
+) -> None:
+    mirrored = Mirrored(9, author, None, "hello?", "telegram", AT, None)
+    blocks = cards.mirror_blocks(mirrored)
+    assert (blocks is not None) is buttons
+    if blocks is not None:
+        assert blocks[0]["text"]["text"] == cards.mirror_text(mirrored)
+        assert [e["value"] for e in blocks[1]["elements"]] == ["9", "9"]
+        assert blocks[1]["block_id"] == cards.THREAD_LABEL_BLOCK
 
 
 def test_a_closed_card_says_when_it_closed() -> None:

@@ -156,14 +156,19 @@ async def test_handoff_state_machine(runtime: Runtime, clock: Clock) -> None:
     assert handoff.draft == "I can delete your account for you."
 
     clock.advance(60)
-    await runtime.handoffs.take_over(conversation_id, "ann")
+    [joined] = await runtime.handoffs.take_over(conversation_id, "ann")
+    assert (joined.reply.text, joined.reply.author, joined.reply.notice) == (
+        "ann from our team has joined the conversation.",
+        "bot",
+        "agent_joined",
+    )
     conversation = await runtime.conversations.conversation(conversation_id)
     assert (conversation.state, conversation.agent) == ("with_agent", "ann")
     [handoff] = await rows(runtime.db, Handoff)
     assert handoff.claimed_by == "ann"
     assert handoff.claimed_at is not None and as_utc(handoff.claimed_at) == clock.now
 
-    queued = await runtime.handoffs.reply(conversation_id, "ann", "Done, it is deleted.")
+    [queued] = await runtime.handoffs.reply(conversation_id, "ann", "Done, it is deleted.")
     outbox_id = queued.reply.outbox_id
     [row] = await rows(runtime.db, OutboxRow, OutboxRow.id == outbox_id)
     assert (row.text, row.status, row.channel, row.external_user_id) == (
@@ -176,7 +181,10 @@ async def test_handoff_state_machine(runtime: Runtime, clock: Clock) -> None:
     assert (message.direction, message.author, message.agent) == ("out", "agent", "ann")
 
     clock.advance(60)
-    await runtime.handoffs.resolve(conversation_id, "ann")
+    [resolved] = await runtime.handoffs.resolve(conversation_id, "ann")
+    assert resolved.reply.notice == "resolved" and resolved.reply.text.startswith(
+        "ann has marked this conversation as resolved."
+    )
     conversation = await runtime.conversations.conversation(conversation_id)
     assert (conversation.state, conversation.agent) == ("bot", None)
     [handoff] = await rows(runtime.db, Handoff)
@@ -242,11 +250,12 @@ async def test_history_is_oldest_first_across_conversations(runtime: Runtime, cl
     assert [(line.author, line.agent, line.text) for line in lines] == [
         ("customer", None, "first"),
         ("customer", None, "second"),
+        ("bot", None, "ann from our team has joined the conversation."),  # before the reply
         ("agent", "ann", "agent answer"),
     ]
     assert len({line.conversation_id for line in lines}) == 2
     latest = await runtime.queue.history(customer_id, limit=2)
-    assert [line.text for line in latest] == ["second", "agent answer"]
+    assert [line.text for line in latest] == [lines[-2].text, "agent answer"]
 
 
 async def test_history_times_are_utc_on_every_backend(runtime: Runtime, clock: Clock) -> None:

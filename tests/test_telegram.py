@@ -291,3 +291,36 @@ async def test_a_database_outage_logs_the_update_id_and_no_customer_data(
     assert not [line for line in above_debug if "kaputt" in line or "Tomasz" in line]
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("kaputt" in line for line in debug)  # the update itself, for debugging
+
+
+async def test_the_customer_is_told_who_joined_and_when_the_bot_is_back(
+    tmp_path: Path, database_url: str, tg: TelegramStandIn
+) -> None:
+    async with telegram_service(tmp_path, database_url, tg, per_chat_per_second=1000) as (
+        service,
+        _,
+    ):
+        tg.push(text_update(CHAT, UPSET, first_name="Tom"))
+        [handoff] = await tg.next_sent(1)
+        assert "passing you to a colleague" in handoff["text"]  # in business hours or not
+        conversation_id = await until(
+            service, lambda session: session.scalar(select(Message.conversation_id))
+        )
+        await service.runtime.desk.reply(conversation_id, "Ann", "Hi Tom, it ships today.")
+        await service.runtime.desk.resolve(conversation_id, "Ann")
+        sent = await tg.next_sent(4)
+        # Telegram shows no author: the agent's reply is signed, the bot's notices are not.
+        assert [m["text"] for m in sent[1:]] == [
+            "Ann from our team has joined the conversation.",
+            "Ann: Hi Tom, it ships today.",
+            "Ann has marked this conversation as resolved. I'm the assistant again: ask me "
+            "anything, or ask for a person.",
+        ]
+        assert {m["chat_id"] for m in sent} == {str(CHAT)}
+        rows = await until(service, _all_sent)
+        assert [r.meta["notice"] for r in rows] == [None, "agent_joined", None, "resolved"]
+
+
+async def _all_sent(session: AsyncSession) -> list[OutboxRow] | None:
+    rows = list((await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all())
+    return rows if len(rows) == 4 and all(r.status == "sent" for r in rows) else None

@@ -101,6 +101,7 @@ def reply(row: OutboxRow, words: str, **fields: Any) -> Json:
         "author": "bot",
         "agent": None,
         "handoff": False,
+        "notice": None,
         "choices": [],
         "created_at": row.created_at.isoformat(),
     }
@@ -171,9 +172,13 @@ async def test_a_handoff_and_the_agents_reply_say_who_wrote_them(
         conversation = await session.scalar(select(Conversation.id))
     assert conversation is not None
     await running.runtime.desk.reply(conversation, "Ann", "It ships today.")
-    answer = (await receiver.next_received(2))[1]
-    row = (await outbox(running))[1]
-    assert answer == reply(row, "It ships today.", author="agent", agent="Ann")
+    joined, answer = (await receiver.next_received(3))[1:]
+    rows = await outbox(running)
+    # Replying took the conversation over: the receiver can tell the notice from the reply.
+    assert joined == reply(
+        rows[1], "Ann from our team has joined the conversation.", notice="agent_joined"
+    )
+    assert answer == reply(rows[2], "It ships today.", author="agent", agent="Ann")
 
 
 async def test_a_bad_missing_or_stale_signature_is_refused_and_not_processed(

@@ -1,4 +1,5 @@
-"""The models' commands: ``model export`` (ONNX) and ``emotion train`` (the emotion head)."""
+"""The models' commands: ``model export`` (ONNX), ``emotion train`` (the emotion head) and
+``emotion labels`` (the agents' labels, for retraining)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,57 @@ def add_emotion(commands: Commands) -> None:
         help="folder for the texts' embeddings (default: .carebot/bench-cache)",
     )
     care.set_defaults(command=_emotion_train_care)
+    _add_labels(emotion)
+
+
+def _add_labels(emotion: Commands) -> None:
+    labels = emotion.add_parser(
+        "labels",
+        help="export the agents' upset / not upset labels as JSONL, for retraining",
+        description="Write every label agents gave a customer message (in the inbox or in "
+        "Slack) as one JSON object a line, in the care data set's shape (data/care/README.md): "
+        "id, text, label (upset, or calm for not upset), style (chat), kind (agent_label), "
+        "and what it was given on: emotion (the bot's value then, null if it never scored the "
+        "message), agent, labelled_at, channel, message_id. Reads the configured database.",
+    )
+    labels.add_argument(
+        "--out", type=Path, required=True, help="the .jsonl file to write ('-': standard output)"
+    )
+    labels.set_defaults(command=_emotion_labels)
+
+
+def _emotion_labels(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import sys
+
+    from carebot.clock import utcnow
+    from carebot.config import load_settings
+    from carebot.exceptions import DataError
+    from carebot.store.database import Database
+    from carebot.store.emotion_labels import EmotionLabelStore
+
+    async def read() -> list[dict[str, object]]:
+        db = Database(load_settings(args.config).database_url())
+        try:
+            await db.check_migrated()
+            return await EmotionLabelStore(db, clock=utcnow).export()
+        finally:
+            await db.close()
+
+    rows = asyncio.run(read())
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if str(args.out) == "-":
+        sys.stdout.write(lines)
+        return 0
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(lines, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"Cannot write the labels to {args.out}: {exc}") from exc
+    upset = sum(row["label"] == "upset" for row in rows)
+    print(f"Wrote {len(rows)} labels to {args.out} ({upset} upset, {len(rows) - upset} calm)")
+    return 0
 
 
 def _emotion_train(args: argparse.Namespace) -> int:

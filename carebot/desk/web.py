@@ -26,6 +26,7 @@ from carebot.desk.auth import Agents, Session, Sessions, login_csrf
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.nlu.intents import IntentSet
+from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class AgentInbox:
         sessions: Sessions,
         desk: AgentDesk,
         queue: AgentQueue,
+        labels: EmotionLabelStore,
         events: EventHub,
         intents: Callable[[], IntentSet],
     ) -> None:
@@ -49,6 +51,7 @@ class AgentInbox:
         self._sessions = sessions
         self._desk = desk
         self._queue = queue
+        self._labels = labels
         self._events = events
         self._intents = intents
         self._templates = jinja2.Environment(
@@ -115,6 +118,7 @@ class AgentInbox:
             session,
             title=case.customer["name"],
             c=case,
+            labels=await self._labels.of_conversation(case.id),
             error=error,
             reply_text=reply_text,  # an agent's reply that could not be sent is not lost
             status=409 if error else 200,
@@ -216,6 +220,12 @@ class AgentInbox:
                 await self._desk.close(conversation_id, agent)
             elif action == "merge":
                 await self._desk.merge(conversation_id, agent, str(form.get("other", "")))
+            elif action == "label":
+                message_id = _message_id(form)
+                await self._desk.label_emotion(
+                    message_id, agent, str(form.get("label", "")), conversation_id=conversation_id
+                )
+                raise web.HTTPSeeOther(f"/inbox/c/{conversation_id}#m{message_id}")
             else:
                 raise web.HTTPNotFound(text=f"Unknown action {action!r}")
         except StoreError as exc:
@@ -258,6 +268,15 @@ class AgentInbox:
     async def _close_sockets(self, _app: web.Application) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"server shutting down")
+
+
+def _message_id(form: Any) -> int:
+    value = str(form.get("message_id", ""))
+    if not value.isdigit():
+        raise web.HTTPBadRequest(
+            text=f"message_id must be a message number, not {value!r}: reload the page."
+        )
+    return int(value)
 
 
 def _same(given: str, expected: str) -> bool:

@@ -2,11 +2,18 @@
 
 The Slack desk and the built-in inbox both act through these methods, so the state machine
 (bot -> waiting_for_agent -> with_agent -> bot, and any of them -> closed) lives in one place.
+
+The customer is told when the conversation changes hands (:class:`Notices`): an agent joins
+(taking it over, or replying or sending the draft without taking it over first), another agent
+takes it from them, or an agent hands it back to the bot. The notice is queued in the outbox in
+the same transaction as the change, before the agent's reply, so it is delivered first and
+retried like every reply. Closing says nothing to the customer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -20,7 +27,24 @@ from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.tables import Conversation, Handoff, Identity, Message
 
+Sent = list[Queued]  # what an agent's action queued for the customer, in delivery order
 AGENT_INITIATED = "agent_initiated"
+JOINED, TRANSFERRED, RESOLVED = "agent_joined", "agent_transferred", "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Notices:
+    """What the customer is told when their conversation changes hands; ``{agent}`` becomes
+    the agent's display name, and an empty text says nothing (``[messages]`` agent_joined,
+    agent_transferred, resolved)."""
+
+    joined: str = ""
+    transferred: str = ""
+    resolved: str = ""
+
+    def text(self, kind: str, agent: str) -> str:
+        template = {JOINED: self.joined, TRANSFERRED: self.transferred, RESOLVED: self.resolved}
+        return template[kind].format(agent=agent)
 
 
 class HandoffStore:
@@ -32,6 +56,7 @@ class HandoffStore:
         lease_replies: bool = True,
         windows: ReplyWindows = NO_WINDOWS,
         reachable: Callable[[str], None] = lambda _channel: None,
+        notices: Notices = Notices(),
     ) -> None:
         """``reachable(channel)`` raises a StoreError with the reason when no reply can be
         delivered on that channel (:meth:`carebot.outbox.Routes.check`)."""
@@ -40,37 +65,44 @@ class HandoffStore:
         self._lease = lease_replies
         self._windows = windows
         self._reachable = reachable
+        self._notices = notices
 
-    async def take_over(self, conversation_id: int, agent: str) -> None:
-        """``agent`` owns the conversation from now on; the bot stays silent."""
+    async def take_over(self, conversation_id: int, agent: str) -> Sent:
+        """``agent`` owns the conversation from now on; the bot stays silent. Returns what was
+        queued for the customer (the notice that the agent joined, if any)."""
         async with self._db.transaction() as session:
-            await self._claim(session, conversation_id, agent)
+            _, sent = await self._claim(session, conversation_id, agent)
+            return sent
 
     async def reply(
         self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
-    ) -> Queued:
-        """Queue an agent's reply to the customer (taking the conversation over if needed)."""
+    ) -> Sent:
+        """Queue an agent's reply to the customer (taking the conversation over if needed:
+        then the notice that the agent joined goes first). The reply is the last of the
+        returned list."""
         _not_empty(text)
         async with self._db.transaction() as session:
-            conversation = await self._claim(session, conversation_id, agent)
-            return await self._add_reply(session, conversation, agent, text, via)
+            conversation, sent = await self._claim(session, conversation_id, agent)
+            return [*sent, await self._add_reply(session, conversation, agent, text, via)]
 
     async def send_draft(
         self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
-    ) -> Queued:
+    ) -> Sent:
         """Queue the open handoff's draft (or the agent's edit of it, ``text``) as the agent's
-        reply: once, however often it is asked (a double click, or two agents at once)."""
+        reply: once, however often it is asked (a double click, or two agents at once). Like
+        :meth:`reply`, the reply is the last of the returned list."""
         if text is not None:
             _not_empty(text)
         async with self._db.transaction() as session:
-            conversation = await self._claim(session, conversation_id, agent)
+            conversation, sent = await self._claim(session, conversation_id, agent)
             handoff = await self._open_handoff(session, conversation_id, lock=True)
             if handoff is None or not handoff.draft:
                 raise StoreError(f"Conversation {conversation_id} has no draft to send")
             if handoff.draft_sent_at is not None:
                 raise StoreError(f"The draft of conversation {conversation_id} was already sent")
             handoff.draft_sent_at = self._clock()
-            return await self._add_reply(session, conversation, agent, text or handoff.draft, via)
+            draft = text or handoff.draft
+            return [*sent, await self._add_reply(session, conversation, agent, draft, via)]
 
     async def _add_reply(
         self, session: AsyncSession, conversation: Conversation, agent: str, text: str, via: str
@@ -90,8 +122,9 @@ class HandoffStore:
             lease=self._lease,
         )
 
-    async def resolve(self, conversation_id: int, agent: str) -> None:
-        """Hand the conversation back to the bot and close its open handoff."""
+    async def resolve(self, conversation_id: int, agent: str) -> Sent:
+        """Hand the conversation back to the bot and close its open handoff. Returns what was
+        queued for the customer (the notice that the bot has it again, if any)."""
         now = self._clock()
         async with self._db.transaction() as session:
             conversation = await self._get(session, conversation_id)
@@ -100,6 +133,7 @@ class HandoffStore:
             handoff = await self._open_handoff(session, conversation_id)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
+            return await self._notice(session, conversation, RESOLVED, agent)
 
     async def close(self, conversation_id: int, agent: str) -> None:
         """End the conversation now (whatever its state): its open handoff is resolved by
@@ -119,11 +153,17 @@ class HandoffStore:
         async with self._db.session() as session:
             return await self._open_handoff(session, conversation_id)
 
-    async def _claim(self, session: AsyncSession, conversation_id: int, agent: str) -> Conversation:
+    async def _claim(
+        self, session: AsyncSession, conversation_id: int, agent: str
+    ) -> tuple[Conversation, Sent]:
+        """``agent`` owns the conversation (if not already), with the notice of it queued."""
         now = self._clock()
         conversation = await self._get(session, conversation_id)
-        if conversation.state == ConversationState.WITH_AGENT.value and conversation.agent == agent:
-            return conversation
+        previous = (
+            conversation.agent if conversation.state == ConversationState.WITH_AGENT else None
+        )
+        if previous == agent:
+            return conversation, []
         self._move(conversation, ConversationState.WITH_AGENT)
         conversation.agent = agent
         handoff = await self._open_handoff(session, conversation_id)
@@ -136,7 +176,32 @@ class HandoffStore:
             )
             session.add(handoff)
         handoff.claimed_by, handoff.claimed_at = agent, now
-        return conversation
+        kind = TRANSFERRED if previous else JOINED
+        return conversation, await self._notice(session, conversation, kind, agent)
+
+    async def _notice(
+        self, session: AsyncSession, conversation: Conversation, kind: str, agent: str
+    ) -> Sent:
+        """Queue the customer's notice of ``kind`` (none when its text is empty, or when the
+        channel's reply window has closed: the platform would refuse it)."""
+        text = self._notices.text(kind, agent)
+        if not text.strip():
+            return []
+        identity = await session.get_one(Identity, conversation.identity_id)
+        last = await last_customer_message(session, identity.id)
+        window = self._windows.window(identity.channel, last)
+        if window is not None and not window.is_open(self._clock()):
+            return []
+        outgoing = Outgoing(text, author="bot", notice=kind)
+        queued = await add_reply(
+            session,
+            conversation=conversation,
+            identity=identity,
+            outgoing=outgoing,
+            now=self._clock(),
+            lease=self._lease,
+        )
+        return [queued]
 
     def _move(self, conversation: Conversation, target: ConversationState) -> None:
         current = ConversationState(conversation.state)

@@ -11,8 +11,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from carebot.clock import Clock, as_utc
@@ -46,6 +47,7 @@ class Outgoing:
     choices: tuple[Choice, ...] = ()
     handoff: bool = False
     via: str | None = None  # the desk an agent's reply came from: inbox / slack
+    notice: str | None = None  # tells the customer of a change of hands (store/handoffs.py)
 
 
 async def add_reply(
@@ -101,6 +103,7 @@ def _outbox_row(
             "author": outgoing.author,
             "agent": outgoing.agent,
             "via": outgoing.via,
+            "notice": outgoing.notice,
         },
         status=PENDING,
         attempts=0,
@@ -148,6 +151,36 @@ class OutboxStore:
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     claimed.append(to_reply(row))
             return claimed
+
+    async def claim(
+        self, outbox_id: int, *, lease: float = IMMEDIATE_LEASE
+    ) -> OutboundReply | None:
+        """Lease one pending row to send it now, if nothing is in its way: nobody holds it and
+        no earlier row of its conversation is pending. None otherwise (the worker sends it in
+        turn)."""
+        now = self._clock()
+        earlier = aliased(OutboxRow)
+        in_the_way = exists().where(
+            earlier.conversation_id == OutboxRow.conversation_id,
+            earlier.status == PENDING,
+            earlier.id < OutboxRow.id,
+        )
+        async with self._db.transaction() as session:
+            claimed = await session.scalar(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == outbox_id,
+                    OutboxRow.status == PENDING,
+                    or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now),
+                    ~in_the_way,
+                )
+                .values(locked_until=now + timedelta(seconds=lease))
+                .returning(OutboxRow.id)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed is None:
+                return None
+            return to_reply(await session.get_one(OutboxRow, outbox_id))
 
     async def mark_sent(self, sent: Sequence[tuple[int, str | None]]) -> None:
         """Mark delivered replies as sent, several in one transaction. Each is (outbox id, the
@@ -258,6 +291,7 @@ def to_reply(row: OutboxRow) -> OutboundReply:
         author=meta.get("author", "bot"),
         agent=meta.get("agent"),
         handoff=bool(meta.get("handoff", False)),
+        notice=meta.get("notice"),
         created_at=row.created_at,
         conversation_id=row.conversation_id,
     )

@@ -244,3 +244,17 @@ class SlackEvent(Base):
     __tablename__ = "slack_events"
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     received_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
+
+
+class EmotionLabelRow(Base):
+    """An agent's word on whether a customer message sounds upset, kept for retraining the
+    emotion signal: one per message and agent (changed by labelling it again)."""
+
+    __tablename__ = "emotion_labels"
+    __table_args__ = (UniqueConstraint("message_id", "agent", name="uq_emotion_labels_message"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    agent: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(10))  # upset / not_upset
+    emotion: Mapped[float | None] = mapped_column(Float)  # what the bot had shown, if it scored it
+    labelled_at: Mapped[Timestamp]

@@ -15,6 +15,7 @@ from typing import Any
 
 from carebot.desk.slack.mrkdwn import LIMIT, escape, quote, shorten, when
 from carebot.models import HANDOFF_REASONS, WITHDRAWN_BY_CUSTOMER, ConversationState
+from carebot.store.emotion_labels import LabelView
 from carebot.store.queue import Case, MessageView, describe_change, describe_reasons
 from carebot.store.slack_threads import Mirrored, Undelivered
 from carebot.store.tables import Handoff
@@ -27,6 +28,8 @@ SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE, CLOSE = (
     "carebot_close",
 )
 EDIT_VIEW = "carebot_edit_reply"  # the modal's callback id
+LABEL_UPSET, LABEL_NOT_UPSET = "carebot_label_upset", "carebot_label_not_upset"
+CARD_LABEL_BLOCK, THREAD_LABEL_BLOCK = "carebot_emotion", "carebot_emotion_thread"
 REPLY_BLOCK, REPLY_INPUT = "reply", "text"
 CARD_MESSAGES = 10  # the card shows the last ten; the full history goes into the thread
 AUTHORS = {"customer": "Customer", "bot": "Bot", "agent": "Agent"}
@@ -41,6 +44,8 @@ class CardData:
     history: list[MessageView]  # the customer's messages on every channel, up to the handoff
     closed_note: str | None  # set when the handoff came outside business hours
     top: list[dict[str, Any]] = field(default_factory=list)  # of the decision that handed over
+    # the customer message the handoff was made for, with the agents' emotion labels on it
+    labelled: tuple[int, list[LabelView]] | None = None
 
 
 def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
@@ -56,6 +61,8 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(_context(change))
     if data.closed_note:
         blocks.append(_context(f":crescent_moon: {escape(data.closed_note)}"))
+    if data.labelled is not None:
+        blocks.extend(_emotion_label(*data.labelled))
     if data.handoff is not None and data.handoff.draft:
         draft = quote(data.handoff.draft, 2000)
         blocks.append(_section(f"*The bot's draft*\n{draft}"))
@@ -126,6 +133,14 @@ def undelivered(failed: Undelivered) -> str:
         f":warning: *{who}'s reply was not delivered to the customer*: {escape(failed.reason)}\n"
         f"{quote(failed.text, 1000)}"
     )
+
+
+def mirror_blocks(message: Mirrored) -> list[dict[str, Any]] | None:
+    """A customer's message in the thread gets the emotion label buttons too."""
+    if message.author != "customer":
+        return None
+    buttons = _label_buttons(message.id, THREAD_LABEL_BLOCK)
+    return [_section(mirror_text(message)), buttons]
 
 
 def handed_over_again(data: CardData) -> str:
@@ -272,6 +287,26 @@ def _buttons(case: Case) -> list[dict[str, Any]]:
         }
         buttons.append(close)
     return buttons
+
+
+def _emotion_label(message_id: int, marks: list[LabelView]) -> list[dict[str, Any]]:
+    """Whether the customer sounds upset, in the agents' words, with buttons to say so."""
+    said = " · ".join(escape(mark.words) for mark in marks)
+    words = said[:1].upper() + said[1:] if said else "Does the customer sound upset?"
+    note = f"{words} (kept for retraining the emotion signal)"
+    return [_context(note), _label_buttons(message_id, CARD_LABEL_BLOCK)]
+
+
+def _label_buttons(message_id: int, block_id: str) -> dict[str, Any]:
+    value = str(message_id)
+    return {
+        "type": "actions",
+        "block_id": block_id,
+        "elements": [
+            _button("Upset", LABEL_UPSET, value),
+            _button("Not upset", LABEL_NOT_UPSET, value),
+        ],
+    }
 
 
 def _button(label: str, action_id: str, value: str, *, style: str = "") -> dict[str, Any]:

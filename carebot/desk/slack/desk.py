@@ -43,6 +43,7 @@ from carebot.pacing import Pacer
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff, retry
 from carebot.store.database import Database
+from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
 
@@ -92,6 +93,7 @@ class SlackDesk:
             settings=slack,
             events=events,
             clock=clock,
+            labels=EmotionLabelStore(db, clock=clock),
             windows=windows,
         )
         self.app = AsyncApp(
@@ -166,9 +168,7 @@ class SlackDesk:
         self._receiving = True
         if self._credentials.app_token is not None:
             self._socket = AsyncSocketModeHandler(self.app, self._credentials.app_token)
-            self._connecting = asyncio.create_task(
-                self._connect(self._socket), name="slack-socket"
-            )
+            self._connecting = asyncio.create_task(self._connect(self._socket), name="slack-socket")
         log.info("Slack desk started: channel %s, %s", self.api.channel, self.describe(""))
 
     async def _connect(self, socket: AsyncSocketModeHandler) -> None:

@@ -3,7 +3,9 @@
 * a reply in a card's thread goes to the customer on their own channel (``note:`` stays
   internal); it gets a check mark once it is queued for the customer;
 * the card's buttons send the draft, open the edit modal, take the conversation over,
-  resolve it (back to the bot) or close it; the modal's submission sends the edited reply.
+  resolve it (back to the bot) or close it; the modal's submission sends the edited reply;
+* "Upset" / "Not upset" label the customer message the card was made for (or, under a customer
+  message mirrored into the thread, that message) for retraining the emotion signal.
 
 Every handler acknowledges Slack first (Slack wants an answer within 3 seconds) and then
 works. Only agents may act (see :mod:`.people`); anyone else is told so, privately, and nothing
@@ -36,6 +38,7 @@ from carebot.desk.slack.api import SlackApi
 from carebot.desk.slack.mrkdwn import plain
 from carebot.desk.slack.people import People
 from carebot.exceptions import SlackError, StoreError
+from carebot.store.emotion_labels import EmotionLabel
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
 
@@ -93,6 +96,8 @@ class Listeners:
         for action in (cards.SEND_DRAFT, cards.TAKE_OVER, cards.RESOLVE, cards.CLOSE):
             app.action(action)(track(self.on_button))
         app.action(cards.EDIT_DRAFT)(track(self.on_edit))
+        for action in (cards.LABEL_UPSET, cards.LABEL_NOT_UPSET):
+            app.action(action)(track(self.on_label))
         app.view(cards.EDIT_VIEW)(track(self.on_edit_submitted))
 
     async def on_message(
@@ -188,6 +193,37 @@ class Listeners:
                 await self._tell(user, f"Nothing changed: {exc}", respond=respond)
         except SlackError as exc:
             log.warning("Slack failed on %s in %s: %s", action["action_id"], conversation_id, exc)
+
+    async def on_label(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None = None,
+    ) -> None:
+        """Label a customer message upset or not. The card shows the labels on its message;
+        under a thread message, the agent is told privately."""
+        await ack()
+        user, message_id = body["user"]["id"], int(action["value"])
+        label = (
+            EmotionLabel.UPSET
+            if action["action_id"] == cards.LABEL_UPSET
+            else (EmotionLabel.NOT_UPSET)
+        )
+        try:
+            if not await self._allowed(user, respond=respond):
+                return
+            name = await self._people.name(user)
+            try:
+                await self._desk.label_emotion(message_id, name, label)
+            except StoreError as exc:
+                await self._tell(user, f"Nothing changed: {exc}", respond=respond)
+                return
+            if action.get("block_id") == cards.THREAD_LABEL_BLOCK:
+                said = f"You marked this message {label.words}; it is kept for retraining."
+                await self._tell(user, said, respond=respond)
+        except SlackError as exc:
+            log.warning("Slack failed while labelling message %s: %s", message_id, exc)
 
     async def on_edit(
         self,

@@ -35,6 +35,7 @@ from carebot.hours import BusinessHours
 from carebot.models import ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff, repeat
+from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore, Snapshot
 from carebot.store.tables import Handoff, SlackThread
@@ -59,10 +60,12 @@ class ThreadSync:
         settings: SlackSettings,
         events: EventHub,
         clock: Clock,
+        labels: EmotionLabelStore,
         tick: float = 30.0,
         windows: ReplyWindows = NO_WINDOWS,
     ) -> None:
         self._api = api
+        self._labels = labels
         self._windows = windows
         self._threads = threads
         self._queue = queue
@@ -259,7 +262,8 @@ class ThreadSync:
                     f"replies from {self._hours.describe_next_open(handed)}."
                 )
         emotion, top = (latest.emotion, latest.top) if latest else (0.0, [])
-        return cards.CardData(case, handoff, emotion, history, note, top)
+        labelled = await self._labels.of_decision(handoff.decision_id) if handoff else None
+        return cards.CardData(case, handoff, emotion, history, note, top, labelled)
 
     async def _post_card(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
         text, blocks = cards.card(data)
@@ -300,7 +304,8 @@ class ThreadSync:
         for message in later:
             relevant = resolved_at is None or message.created_at <= resolved_at
             if relevant and message.via != "slack":
-                await self._api.post(cards.mirror_text(message), thread_ts=thread.ts)
+                text, blocks = cards.mirror_text(message), cards.mirror_blocks(message)
+                await self._api.post(text, blocks, thread_ts=thread.ts)
             await self._threads.save(data.case.id, mirrored_message_id=message.id)
         return await self._reload(data.case.id) if later else thread
 
