@@ -6,9 +6,9 @@ set's labels (:mod:`carebot.nlu.care_set`): ``upset`` (a person should take over
 
 1. takes the care set's ``train`` split, plus calm customer questions: :data:`CALM_ROWS`
    drawn from each of BANKING77 train and CLINC150 train (a care team's questions are mostly
-   calm, and these teach the head that a plain question, a greeting or a goodbye is not
-   upset), and holds out another :data:`HELD_OUT` of each to measure how many calm questions a
-   choice would flag;
+   calm, and these teach the head that a plain question is not upset), and holds out another
+   :data:`HELD_OUT` of each to measure how many calm questions a choice would flag; and all of
+   CLINC150's small talk (:data:`SOCIAL`: a greeting, a thanks or a goodbye is not upset);
 2. per output, for every setting in :data:`GRID`: 5-fold cross-validation over the care rows
    (the calm questions always train, at a lower weight) of a logistic regression over
    [sentence embedding, standardised VADER scores and the capitals / "!!" cues] and one over
@@ -51,6 +51,9 @@ SEED = 0
 FOLDS = 5
 CALM_ROWS = 6000  # calm questions drawn from each corpus for training
 HELD_OUT = 2000  # and held out from each, to measure how many calm questions a choice flags
+# CLINC150's small talk (greetings, thanks, goodbyes, "are you a bot?"): all of it learns, at the
+# weight of a care row, so that "thanks, bye" is as calm as it reads
+SOCIAL = "clinc150/small_talk"
 # (C of the embedding model, weight of a calm question against a care row, share of the words)
 GRID = tuple(itertools.product((3.0, 10.0), (0.1, 0.3), (0.5, 0.7)))
 WORDS_C = 10.0
@@ -69,6 +72,7 @@ class Rows:
     texts: list[str]
     vectors: np.ndarray
     features: np.ndarray  # raw, in FEATURES order
+    social: np.ndarray | None = None  # (rows,) bool: small talk, weighed as a care row
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,9 @@ class Chosen:
 
 def calm_questions(data_dir: Path) -> dict[str, list[str]]:
     """The training questions of BANKING77 (``banking77/train.csv``) and CLINC150
-    (``clinc150/data_full.json``, in-scope ``train``) under ``data_dir``."""
+    (``clinc150/data_full.json``, in-scope ``train``) under ``data_dir``; CLINC150's small talk
+    (the ``small_talk`` intents of ``clinc150/domains.json``: greetings, thanks, goodbyes...)
+    apart, as :data:`SOCIAL`."""
     banking = data_dir / "banking77" / "train.csv"
     clinc = data_dir / "clinc150" / "data_full.json"
     for path in (banking, clinc):
@@ -99,8 +105,16 @@ def calm_questions(data_dir: Path) -> dict[str, list[str]]:
             )
     with banking.open(encoding="utf-8", newline="") as handle:
         banking_texts = [row["text"] for row in csv.DictReader(handle)]
-    clinc_texts = [text for text, _ in json.loads(clinc.read_text(encoding="utf-8"))["train"]]
-    return {"banking77/train": banking_texts, "clinc150/train": clinc_texts}
+    clinc_rows = json.loads(clinc.read_text(encoding="utf-8"))["train"]
+    domains = clinc.parent / "domains.json"
+    social = set(json.loads(domains.read_text(encoding="utf-8")).get("small_talk", []))
+    if not social:
+        raise EmotionHeadError(f"{domains} lists no small_talk intents")
+    return {
+        "banking77/train": banking_texts,
+        "clinc150/train": [text for text, intent in clinc_rows if intent not in social],
+        SOCIAL: [text for text, intent in clinc_rows if intent in social],
+    }
 
 
 def train_care_head(
@@ -148,20 +162,28 @@ def _calm_rows(
     rng = np.random.default_rng(SEED)
     train: list[tuple[list[str], np.ndarray]] = []
     held: list[tuple[list[str], np.ndarray]] = []
+    social: list[bool] = []
     for name, texts in corpora.items():
         order = rng.permutation(len(texts))
         vectors = embeddings.of(name, texts)[0]
+        if name == SOCIAL:  # all of it learns; too short a list to hold any out
+            train.append((list(texts), vectors))
+            social += [True] * len(texts)
+            continue
         for part, picked in ((train, order[:CALM_ROWS]), (held, order[-HELD_OUT:])):
             chosen = [texts[i] for i in picked]
             part.append((chosen, vectors[picked]))
+        social += [False] * CALM_ROWS
     vader = SentimentIntensityAnalyzer()
 
-    def join(parts: list[tuple[list[str], np.ndarray]]) -> Rows:
+    def join(parts: list[tuple[list[str], np.ndarray]], mask: list[bool] | None) -> Rows:
         texts = [t for chosen, _ in parts for t in chosen]
         features = np.array([_features(t, vader) for t in texts])
-        return Rows(texts, np.vstack([v for _, v in parts]), features.astype(np.float32))
+        vectors = np.vstack([v for _, v in parts])
+        flags = None if mask is None else np.array(mask, dtype=bool)
+        return Rows(texts, vectors, features.astype(np.float32), flags)
 
-    return join(train), join(held)
+    return join(train, social), join(held, None)
 
 
 def _folds(labels: list[str]) -> list[np.ndarray]:
@@ -262,7 +284,9 @@ def _fit(
     care = _subset(care_rows, picked)
     texts = care.texts + calm.texts
     target = np.concatenate([truth[picked], np.zeros(len(calm.texts), dtype=bool)])
-    weight = np.concatenate([np.ones(len(picked)), np.full(len(calm.texts), setting.calm_weight)])
+    social = calm.social if calm.social is not None else np.zeros(len(calm.texts), dtype=bool)
+    calm_weight = np.where(social, 1.0, setting.calm_weight)
+    weight = np.concatenate([np.ones(len(picked)), calm_weight])
     inputs = np.vstack([_inputs(care, scaling), _inputs(calm, scaling)])
     dense = LogisticRegression(C=setting.c, max_iter=5000).fit(inputs, target, weight)
     vectorizer = TfidfVectorizer(sublinear_tf=True).fit(texts)
