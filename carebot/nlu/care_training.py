@@ -51,9 +51,11 @@ SEED = 0
 FOLDS = 5
 CALM_ROWS = 6000  # calm questions drawn from each corpus for training
 HELD_OUT = 2000  # and held out from each, to measure how many calm questions a choice flags
-# CLINC150's small talk (greetings, thanks, goodbyes, "are you a bot?"): all of it learns, at the
-# weight of a care row, so that "thanks, bye" is as calm as it reads
+# CLINC150's small talk (greetings, thanks, goodbyes, "are you a bot?"): all of it learns, at
+# SOCIAL_WEIGHT (a care row weighs 1), so that "thanks, bye" is as calm as it reads (the care set
+# has few such lines, and its upset ones often end in "bye")
 SOCIAL = "clinc150/small_talk"
+SOCIAL_WEIGHT = 0.5
 # (C of the embedding model, weight of a calm question against a care row, share of the words)
 GRID = tuple(itertools.product((3.0, 10.0), (0.1, 0.3), (0.5, 0.7)))
 WORDS_C = 10.0
@@ -285,7 +287,7 @@ def _fit(
     texts = care.texts + calm.texts
     target = np.concatenate([truth[picked], np.zeros(len(calm.texts), dtype=bool)])
     social = calm.social if calm.social is not None else np.zeros(len(calm.texts), dtype=bool)
-    calm_weight = np.where(social, 1.0, setting.calm_weight)
+    calm_weight = np.where(social, SOCIAL_WEIGHT, setting.calm_weight)
     weight = np.concatenate([np.ones(len(picked)), calm_weight])
     inputs = np.vstack([_inputs(care, scaling), _inputs(calm, scaling)])
     dense = LogisticRegression(C=setting.c, max_iter=5000).fit(inputs, target, weight)
@@ -391,9 +393,11 @@ message's sentence embedding: format {FORMAT}, read by `carebot/nlu/emotion_head
 - **Trained by:** `carebot emotion train-care DATA_DIR --model {model}` on
   {datetime.date.today().isoformat()} (`carebot/nlu/care_training.py`); deterministic (seed {SEED}).
 - **Data:** the care upset set's train split (`data/care/train.jsonl`, written for carebot:
-  {counts}), and {calm} calm customer questions drawn from BANKING77 train and CLINC150 train
-  (half each; as many again held out to measure how many calm questions are flagged). The care
-  set's test split is never read by training.
+  {counts}), {CALM_ROWS} calm customer questions drawn from each of BANKING77 train and
+  CLINC150 train ({HELD_OUT} more of each held out to measure how many calm questions are
+  flagged), and all {calm - 2 * CALM_ROWS} of CLINC150's small-talk training lines (greetings,
+  thanks, goodbyes; weight {SOCIAL_WEIGHT} against a care row's 1). The care set's test split is
+  never read by training.
 - **Outputs:** `upset` (label upset) and `frustrated` (label mild or upset).
 - **Design per output:** logit = (1 - words) x logistic regression over [embedding, standardised
   VADER neg/neu/pos/compound, capitals, "!!"] + words x logistic regression over TF-IDF words
