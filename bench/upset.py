@@ -63,7 +63,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from carebot.config import EmotionSettings, Settings, load_settings  # noqa: E402
 from carebot.exceptions import CarebotError  # noqa: E402
-from carebot.nlu.care_set import REPOSITORY_SET, CareSplit, load_split  # noqa: E402
+from carebot.nlu.care_set import REPOSITORY_SET, CareSplit, json_lines, load_split  # noqa: E402
 from carebot.nlu.emotion import EmotionScorer  # noqa: E402
 from carebot.nlu.emotion_head import EmotionHead  # noqa: E402
 from carebot.nlu.evaluation import best_f1_threshold, f1_precision_recall  # noqa: E402
@@ -131,20 +131,7 @@ class Scorer:
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, object]]]:
     """(line number, object) for every non-blank line of a JSON Lines file."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BenchError(f"Cannot read {path}: {exc.strerror}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(value, dict):
-            raise BenchError(f"{path}:{number}: expected one JSON object per line")
-        yield number, value
+    return json_lines(path)
 
 
 def _text(path: Path, number: int, item: dict[str, object], key: str) -> str:

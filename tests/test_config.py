@@ -154,7 +154,8 @@ def test_a_change_of_hands_notice_may_be_empty_and_names_its_one_placeholder(
     assert "{agent}" in settings.messages.agent_transferred  # the others keep their default
     with pytest.raises(ConfigError) as error:
         load_settings(write(tmp_path, "[messages]\nresolved = '{name} is done'\n"))
-    for fragment in ["config.toml:2", "[messages] 'resolved'", "unknown placeholder {name}", "{agent}"]:
+    fragments = ["config.toml:2", "[messages] 'resolved'", "unknown placeholder {name}", "{agent}"]
+    for fragment in fragments:
         assert fragment in str(error.value)
 
 

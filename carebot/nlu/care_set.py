@@ -12,6 +12,7 @@ signal is trained on ``train`` (:mod:`carebot.nlu.care_training`) and measured o
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,25 @@ class CareSplit:
         return {label: self.labels.count(label) for label in LABELS}
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """(line number, object) for every non-blank line of a JSON Lines file; a line that is not
+    a JSON object is a :class:`CareSetError` naming the file and the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CareSetError(f"Cannot read {path}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CareSetError(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise CareSetError(f"{path}, line {number}: expected a JSON object")
+        yield number, row
+
+
 def load_split(folder: Path, split: str) -> CareSplit:
     """``folder/<split>.jsonl``, checked line by line (errors name the file and the line)."""
     path = folder / f"{split}.jsonl"
@@ -60,16 +80,8 @@ def load_split(folder: Path, split: str) -> CareSplit:
     texts: list[str] = []
     labels: list[str] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row in json_lines(path):
         where = f"{path}, line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CareSetError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise CareSetError(f"{where}: expected a JSON object")
         missing = [name for name in FIELDS if not isinstance(row.get(name), str)]
         if missing:
             raise CareSetError(f"{where}: no text value for {', '.join(missing)}")
