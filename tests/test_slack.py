@@ -765,6 +765,11 @@ async def test_a_reply_the_platform_refuses_for_good_is_told_in_the_thread_once(
         ":warning: *Agent Ann's reply was not delivered to the customer*: the customer "
         "blocked this number\n&gt; We are on it."
     )
+    await slack.wait_for(
+        "chat.postMessage",
+        lambda c: c.params.get("thread_ts") == ts and "We are on it." in c.params["text"],
+        count=2,  # the mirrored reply, and the notice quoting it
+    )
     posts = [m["text"] for m in slack.thread(CHANNEL, ts)]
     assert posts.index(told.params["text"]) > next(  # after the mirrored reply itself
         i for i, text in enumerate(posts) if "We are on it." in text and "inbox" in text

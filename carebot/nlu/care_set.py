@@ -82,17 +82,19 @@ def load_split(folder: Path, split: str) -> CareSplit:
     seen: dict[str, int] = {}
     for number, row in json_lines(path):
         where = f"{path}, line {number}"
-        missing = [name for name in FIELDS if not isinstance(row.get(name), str)]
+        values = {name: row.get(name) for name in FIELDS}
+        missing = [name for name, value in values.items() if not isinstance(value, str)]
         if missing:
             raise CareSetError(f"{where}: no text value for {', '.join(missing)}")
-        if row["label"] not in LABELS:
-            raise CareSetError(f"{where}: label {row['label']!r} is not one of {', '.join(LABELS)}")
-        if row["id"] in seen:
-            raise CareSetError(f"{where}: id {row['id']!r} is already on line {seen[row['id']]}")
-        seen[row["id"]] = number
-        ids.append(row["id"])
-        texts.append(row["text"])
-        labels.append(row["label"])
+        id_, text, label = (str(values[name]) for name in FIELDS)
+        if label not in LABELS:
+            raise CareSetError(f"{where}: label {label!r} is not one of {', '.join(LABELS)}")
+        if id_ in seen:
+            raise CareSetError(f"{where}: id {id_!r} is already on line {seen[id_]}")
+        seen[id_] = number
+        ids.append(id_)
+        texts.append(text)
+        labels.append(label)
     if not ids:
         raise CareSetError(f"The care set file {path} has no messages")
     return CareSplit(f"care/{split}", ids, texts, labels)

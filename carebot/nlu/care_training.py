@@ -154,7 +154,9 @@ def train_care_head(
     np.savez_compressed(out, **arrays)
     say(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     _verify(out, care, care_rows, fitted, chosen, (mean, scale), say)
-    write_note(out, model, care, chosen, len(calm_train.texts))
+    social = int(calm_train.social.sum()) if calm_train.social is not None else 0
+    counts = (len(calm_train.texts) - social, len(calm_held.texts), social)
+    write_note(out, model, care, chosen, counts)
     return chosen
 
 
@@ -175,7 +177,7 @@ def _calm_rows(
         for part, picked in ((train, order[:CALM_ROWS]), (held, order[-HELD_OUT:])):
             chosen = [texts[i] for i in picked]
             part.append((chosen, vectors[picked]))
-        social += [False] * CALM_ROWS
+        social += [False] * len(order[:CALM_ROWS])
     vader = SentimentIntensityAnalyzer()
 
     def join(parts: list[tuple[list[str], np.ndarray]], mask: list[bool] | None) -> Rows:
@@ -375,8 +377,11 @@ def _verify(
             )
 
 
-def write_note(out: Path, model: str, care: CareSplit, chosen: list[Chosen], calm: int) -> Path:
-    """The provenance note beside the weights; returns its path."""
+def write_note(
+    out: Path, model: str, care: CareSplit, chosen: list[Chosen], calm: tuple[int, int, int]
+) -> Path:
+    """The provenance note beside the weights; returns its path. ``calm``: how many calm
+    questions it learnt from, how many were held out, and how many small-talk lines."""
     size, digest = out.stat().st_size, hashlib.sha256(out.read_bytes()).hexdigest()
     rows = "\n".join(
         f"| {c.output} | C={c.c}, calm weight {c.calm_weight}, words {c.words} | {c.f1:.3f} | "
@@ -393,9 +398,9 @@ message's sentence embedding: format {FORMAT}, read by `carebot/nlu/emotion_head
 - **Trained by:** `carebot emotion train-care DATA_DIR --model {model}` on
   {datetime.date.today().isoformat()} (`carebot/nlu/care_training.py`); deterministic (seed {SEED}).
 - **Data:** the care upset set's train split (`data/care/train.jsonl`, written for carebot:
-  {counts}), {CALM_ROWS} calm customer questions drawn from each of BANKING77 train and
-  CLINC150 train ({HELD_OUT} more of each held out to measure how many calm questions are
-  flagged), and all {calm - 2 * CALM_ROWS} of CLINC150's small-talk training lines (greetings,
+  {counts}), {calm[0]} calm customer questions drawn from BANKING77 train and CLINC150 train
+  (at most {CALM_ROWS} of each; {calm[1]} more held out to measure how many calm questions are
+  flagged), and all {calm[2]} of CLINC150's small-talk training lines (greetings,
   thanks, goodbyes; weight {SOCIAL_WEIGHT} against a care row's 1). The care set's test split is
   never read by training.
 - **Outputs:** `upset` (label upset) and `frustrated` (label mild or upset).

@@ -193,7 +193,8 @@ class EmotionHead:
     ) -> dict[str, float]:
         """``{target: calibrated probability}`` for one message (arguments as :meth:`logits`)."""
         z = self.logits(embedding, features, text)
-        return {t: float(p) for t, p in zip(self.targets, 1.0 / (1.0 + np.exp(-z)), strict=True)}
+        p = np.exp(-np.logaddexp(0.0, -z))  # 1 / (1 + e^-z), without overflow for a large -z
+        return {t: float(value) for t, value in zip(self.targets, p, strict=True)}
 
 
 def _lexicon(

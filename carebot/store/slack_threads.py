@@ -51,6 +51,7 @@ class Undelivered:
     """A reply of the conversation that was refused for good, and why."""
 
     outbox_id: int
+    message_id: int  # the reply's message, which the thread mirrors first
     author: str
     agent: str | None
     text: str
@@ -247,6 +248,7 @@ class SlackThreadStore:
         return [
             Undelivered(
                 row.id,
+                message.id,
                 message.author,
                 message.agent,
                 message.text,

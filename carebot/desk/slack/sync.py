@@ -317,6 +317,8 @@ class ThreadSync:
         resolved_at = data.handoff.resolved_at if data.handoff else None
         later = await self._threads.undelivered_after(data.case.id, thread.failures_told_id)
         for failed in later:
+            if failed.message_id > thread.mirrored_message_id:
+                break  # stored after this pass mirrored: told after its mirror, next pass
             if resolved_at is None or failed.created_at <= resolved_at:
                 await self._api.post(cards.undelivered(failed), thread_ts=thread.ts)
             await self._threads.save(data.case.id, failures_told_id=failed.outbox_id)
