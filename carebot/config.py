@@ -220,8 +220,8 @@ class MessageSettings(_Section):
     )
     # an intent answer to a customer who sounds frustrated ([emotion] mild_threshold)
     frustrated_answer: str = (
-        "I'm sorry for the trouble. {answer}\n\nIf this doesn't solve it, just ask for a "
-        "person and a colleague will take over."
+        "{answer}\n\nI'm sorry this has been frustrating. If this doesn't solve it, just ask "
+        "for a person and a colleague will take over."
     )
     waiting_ack: str = (
         "Thanks, a colleague has your conversation and will reply here. "
