@@ -172,7 +172,9 @@ def main() -> None:
     today, micros = scorer_scores(scorer(EmotionSettings(), use_head=False), data, None)
     rows.append(evaluate("carebot today: VADER + rules, no embedding", today, data, micros))
     rows.append(embeddings_lr(data, vectors))
-    then = EmotionSettings(head_weights=str(GOEMOTIONS_HEAD), shouting=0.5, exclamations=0.2)
+    then = EmotionSettings(
+        head_weights=str(GOEMOTIONS_HEAD), mild_threshold=0.0, shouting=0.5, exclamations=0.2
+    )
     ours, micros = scorer_scores(scorer(then), data, vectors)
     rows.append(evaluate("GoEmotions head + rules (embedding)", ours, data, micros))
     rows.append(evaluate("GoEmotions head at its threshold 0.5", ours, data, micros, 0.5))
