@@ -46,7 +46,6 @@ export when there is a current one, else torch) and are cached per set under ``-
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -68,6 +67,7 @@ from carebot.nlu.emotion import EmotionScorer  # noqa: E402
 from carebot.nlu.emotion_head import EmotionHead  # noqa: E402
 from carebot.nlu.evaluation import best_f1_threshold, f1_precision_recall  # noqa: E402
 from carebot.nlu.intents import IntentSet, load_intents  # noqa: E402
+from carebot.nlu.question_sets import banking77, clinc150  # noqa: E402
 
 NOT_CALM = ROOT / "bench" / "upset_not_calm.jsonl"
 NOT_SHIPPED_CALM = ("complaint", "talk_to_human")  # the intents whose examples are not calm
@@ -205,19 +205,12 @@ def shipped_calm(intents: IntentSet, excluded: Sequence[str] = NOT_SHIPPED_CALM)
 
 def read_banking77(data_dir: Path) -> list[str]:
     """BANKING77 test texts, in file order."""
-    path = data_dir / "banking77" / "test.csv"
-    if not path.is_file():
-        raise BenchError(f"{path} is missing: DATA_DIR must hold banking77/ (shared data)")
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [row["text"] for row in csv.DictReader(handle)]
+    return banking77(data_dir, "test")
 
 
 def read_clinc150(data_dir: Path) -> list[str]:
     """CLINC150 in-scope test texts (the ``test`` key; ``oos_test`` is left out)."""
-    path = data_dir / "clinc150" / "data_full.json"
-    if not path.is_file():
-        raise BenchError(f"{path} is missing: DATA_DIR must hold clinc150/ (shared data)")
-    return [text for text, _ in json.loads(path.read_text(encoding="utf-8"))["test"]]
+    return [text for text, _ in clinc150(data_dir, "test")]
 
 
 # ---- scorers

@@ -27,11 +27,9 @@ The care set's ``test`` split is never read here: ``bench/upset.py`` reports on 
 
 from __future__ import annotations
 
-import csv
 import datetime
 import hashlib
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +44,7 @@ from carebot.nlu.dataset_embeddings import DatasetEmbeddings
 from carebot.nlu.emotion import EmotionScorer, text_features
 from carebot.nlu.emotion_head import FEATURES, FORMAT, EmotionHeadError
 from carebot.nlu.evaluation import f1_precision_recall
+from carebot.nlu.question_sets import banking77, clinc150, clinc150_domain
 
 SEED = 0
 FOLDS = 5
@@ -97,23 +96,10 @@ def calm_questions(data_dir: Path) -> dict[str, list[str]]:
     (``clinc150/data_full.json``, in-scope ``train``) under ``data_dir``; CLINC150's small talk
     (the ``small_talk`` intents of ``clinc150/domains.json``: greetings, thanks, goodbyes...)
     apart, as :data:`SOCIAL`."""
-    banking = data_dir / "banking77" / "train.csv"
-    clinc = data_dir / "clinc150" / "data_full.json"
-    for path in (banking, clinc):
-        if not path.is_file():
-            raise EmotionHeadError(
-                f"{path} is missing: DATA_DIR must hold banking77/train.csv and "
-                "clinc150/data_full.json (the calm questions the head learns from)"
-            )
-    with banking.open(encoding="utf-8", newline="") as handle:
-        banking_texts = [row["text"] for row in csv.DictReader(handle)]
-    clinc_rows = json.loads(clinc.read_text(encoding="utf-8"))["train"]
-    domains = clinc.parent / "domains.json"
-    social = set(json.loads(domains.read_text(encoding="utf-8")).get("small_talk", []))
-    if not social:
-        raise EmotionHeadError(f"{domains} lists no small_talk intents")
+    clinc_rows = clinc150(data_dir, "train")
+    social = clinc150_domain(data_dir, "small_talk")
     return {
-        "banking77/train": banking_texts,
+        "banking77/train": banking77(data_dir, "train"),
         "clinc150/train": [text for text, intent in clinc_rows if intent not in social],
         SOCIAL: [text for text, intent in clinc_rows if intent in social],
     }
