@@ -100,6 +100,45 @@ class TriageSettings(_Section):
     )
     # A longer message says more than "never mind": it does not withdraw.
     withdraw_max_words: Annotated[int, Field(ge=1, le=100)] = 10
+    # Intents with one of these tags are small talk (greetings, thanks): answering them does
+    # not answer a question (no "did that answer?", and no bot resolution on its own).
+    small_talk_tags: tuple[str, ...] = ("smalltalk",)
+
+
+class SurveySettings(_Section):
+    """What customers are asked: "did that answer your question?" after a bot answer, and a
+    1-5 rating once a conversation is resolved."""
+
+    # always / low_margin (only when the answer's margin is below `low_margin`) / never
+    helpful: Literal["always", "low_margin", "never"] = "always"
+    low_margin: Unit = 0.3
+    rating: bool = True  # ask for a rating after a resolution (once per conversation)
+    # A reply counts as the answer to a question only within this many hours of it.
+    reply_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    # Typed replies to "did that answer?" (a short message starting with one of these words).
+    yes_words: tuple[str, ...] = ("yes", "yeah", "yep", "yup", "y", "sure", "correct", "it did")
+    no_words: tuple[str, ...] = ("no", "nope", "nah", "n", "not really", "it didn't")
+    max_words: Annotated[int, Field(ge=1, le=50)] = 6  # a longer message is a new question
+
+
+class InsightSettings(_Section):
+    """How care leads' numbers are worked out (README, "Insight")."""
+
+    # a bot answer followed by this many hours without a request counts as resolved
+    assume_resolved_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    # what a contact handled by a person costs (the README explains the default)
+    cost_per_contact: Annotated[float, Field(ge=0, le=1_000_000)] = 8.0
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class MetricsSettings(_Section):
+    """``/metrics`` in the Prometheus text format."""
+
+    enabled: bool = False
+    # the environment variable holding a bearer token scrapers must send; empty: no token
+    token_env: Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")] = ""
+    # the headline gauges are over conversations started in the last this many days
+    window_days: Annotated[float, Field(gt=0, le=366)] = 7.0
 
 
 class WaitingSettings(_Section):
@@ -131,6 +170,7 @@ class PrioritySettings(_Section):
     no_answer: Weight = 3.0
     ambiguous: Weight = 2.0
     below_threshold: Weight = 2.0
+    not_helpful: Weight = 3.0
     frustrated: Weight = 2.0
     clarified: Weight = 1.0
     confident: Weight = 1.0
@@ -247,6 +287,18 @@ class MessageSettings(_Section):
         "{agent} has marked this conversation as resolved. I'm the assistant again: ask me "
         "anything, or ask for a person."
     )
+
+    # After a bot answer ([survey] helpful), with Yes / No buttons where the channel has them.
+    helpful_question: str = "Did that answer your question?"
+    helpful_yes: str = "Great, glad I could help!"
+    # "No": a person is asked to take over (reason not_helpful).
+    helpful_no: str = "Sorry that didn't help. I'm passing you to a colleague who will reply here."
+    # After a resolution ([survey] rating), with buttons 1-5 where the channel has them.
+    rating_request: str = (
+        "How would you rate this conversation? Reply with a number from 1 (poor) to 5 (great); "
+        "you can add a comment after it."
+    )
+    rating_thanks: str = "Thank you for your rating!"
 
     @field_validator("frustrated_answer")
     @classmethod
@@ -380,6 +432,8 @@ class AgentSettings(_Section):
     display_name: str = ""
     password_hash: str = ""
     password_hash_env: str = ""
+    # agent: the inbox; lead: /insights and the conversation export; ops: the intents
+    roles: tuple[Literal["agent", "lead", "ops"], ...] = ("agent",)
 
     @model_validator(mode="after")
     def _one_password_source(self) -> AgentSettings:
@@ -509,6 +563,9 @@ class Settings(_Section):
     conversations: ConversationSettings = ConversationSettings()
     waiting: WaitingSettings = WaitingSettings()
     priority: PrioritySettings = PrioritySettings()
+    survey: SurveySettings = SurveySettings()
+    insight: InsightSettings = InsightSettings()
+    metrics: MetricsSettings = MetricsSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
 

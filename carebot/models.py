@@ -151,6 +151,7 @@ class Reason(StrEnum):
     REPEATED_FAILURE = "repeated_failure"
     AMBIGUOUS = "ambiguous"
     BELOW_THRESHOLD = "below_threshold"
+    NOT_HELPFUL = "not_helpful"
     FRUSTRATED = "frustrated"
     CLARIFIED = "clarified"
     CONFIDENT = "confident"
@@ -170,6 +171,7 @@ HANDOFF_REASONS: frozenset[Reason] = frozenset(
         Reason.SENSITIVE_INTENT,
         Reason.NO_ANSWER,
         Reason.REPEATED_FAILURE,
+        Reason.NOT_HELPFUL,
     }
 )
 
@@ -182,6 +184,7 @@ REASON_WORDS: Mapping[Reason, str] = {
     Reason.REPEATED_FAILURE: "the bot failed to understand twice in a row",
     Reason.AMBIGUOUS: "the question matched several topics equally well",
     Reason.BELOW_THRESHOLD: "the bot was not sure enough to answer",
+    Reason.NOT_HELPFUL: 'the customer said the answer did not help ("did that answer?": no)',
     Reason.FRUSTRATED: "the customer sounds frustrated (answered with an offer of a person)",
     Reason.CLARIFIED: "the customer picked one of the offered topics",
     Reason.CONFIDENT: "the bot recognised the question",

@@ -109,7 +109,8 @@ class Conversation(Base):
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
     state: Mapped[str] = mapped_column(String(20), index=True)
     agent: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[Timestamp]
+    # when its first customer message came (the insight population is by this)
+    created_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[Timestamp]
     closed_at: Mapped[Timestamp | None] = mapped_column(UTCDateTime(), index=True)
     closed_reason: Mapped[str | None] = mapped_column(String(40))  # a CloseReason
@@ -258,3 +259,40 @@ class EmotionLabelRow(Base):
     label: Mapped[str] = mapped_column(String(10))  # upset / not_upset
     emotion: Mapped[float | None] = mapped_column(Float)  # what the bot had shown, if it scored it
     labelled_at: Mapped[Timestamp]
+
+
+RATING = text("kind = 'rating'")
+
+
+class Survey(Base):
+    """A question put to a customer and their reply: "did that answer your question?" after a
+    bot answer (kind ``helpful``, about ``decision_id``; answer ``yes``/``no``), or a 1-5 rating
+    after a resolution (kind ``rating``, at most one per conversation; ``resolver`` says who
+    resolved it: ``bot`` or ``human``; answer ``1``..``5``, with an optional comment).
+
+    ``message_id`` is the outgoing message that asked; ``answer_message_id`` the customer's
+    reply, which may have opened a new conversation if the asked one had ended meanwhile."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        Index(
+            "uq_surveys_rating",
+            "conversation_id",
+            unique=True,
+            sqlite_where=RATING,
+            postgresql_where=RATING,
+        ),
+        Index("ix_surveys_identity_asked", "identity_id", "asked_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    kind: Mapped[str] = mapped_column(String(10))  # helpful / rating
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
+    resolver: Mapped[str | None] = mapped_column(String(10))  # rating: bot / human
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    asked_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
+    answer: Mapped[str | None] = mapped_column(String(10))
+    answered_at: Mapped[Timestamp | None]
+    answer_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    comment: Mapped[str | None] = mapped_column(Text)

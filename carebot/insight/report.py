@@ -1,0 +1,163 @@
+"""The numbers a care lead sees, as data: one :class:`Report` per period, the same for the
+dashboard (``/insights``), the terminal (``carebot report``) and Prometheus (``/metrics``).
+
+Each figure is defined once, in :mod:`carebot.insight.metrics` and in the README ("Insight"),
+in the same words. Every rate says what it is over: a :class:`Share` keeps its count and its
+total, and the conversations behind the count, so that every number can link to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Conversations whose first customer message is in ``[since, until)``, on every channel
+    or on one."""
+
+    since: datetime
+    until: datetime
+    channel: str | None = None
+
+    def previous(self) -> Period:
+        """The period of the same length just before this one (for the change shown)."""
+        length = self.until - self.since
+        return Period(self.since - length, self.since, self.channel)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """``count`` of ``total`` (conversations, customers, messages or ratings: the metric's
+    definition says which). ``ids``: the conversations behind ``count``."""
+
+    count: int
+    total: int
+    ids: tuple[int, ...] = ()
+
+    @property
+    def value(self) -> float | None:
+        """count / total; None (shown as "-") when there is nothing to count, never 0."""
+        return self.count / self.total if self.total else None
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """The median and 90th percentile of some durations; None when there are no samples
+    (shown as "-", never as 0). ``ids``: the conversations sampled."""
+
+    samples: int
+    p50: timedelta | None
+    p90: timedelta | None
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """What durable bot resolutions saved. ``amount`` is None while ``pending``: some bot
+    resolutions of the period are younger than the 7 days durability takes to know."""
+
+    amount: float | None
+    currency: str
+    resolutions: int  # the durable bot resolutions counted
+    cost_per_contact: float
+    pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRow:
+    """One intent's conversations (a conversation counts for every intent it was about) and
+    how they went."""
+
+    intent: str
+    conversations: Share  # of all conversations of the period
+    automation: Share  # bot resolutions / this intent's conversations
+    handoffs: Share  # handed over / this intent's conversations
+    emotional: Share  # customer messages flagged emotional / this intent's customer messages
+
+
+@dataclass(frozen=True, slots=True)
+class WeekRow:
+    """One week (Monday to Sunday in the business time zone) of the period."""
+
+    start: date
+    conversations: Share
+    automation: Share
+    handoffs: Share
+    handoff_reasons: Mapping[str, Share]  # by main reason
+    first_response: Spread
+    emotional: Share  # customer messages
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """One conversation, for the export a lead joins to other data (``carebot report
+    conversations --format csv``)."""
+
+    id: int
+    customer_id: int
+    channel: str
+    started: datetime
+    resolver: str | None  # bot / human / None (not resolved)
+    first_handoff_reason: str | None
+    resolved_at: datetime | None
+    first_human_response: timedelta | None
+    csat: int | None
+    intents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The figures of one period; see the README's "Insight" section for each definition."""
+
+    period: Period
+    generated_at: datetime
+    conversations: Share  # count = total = the conversations of the period
+    involvement: Share  # the bot sent at least one intent answer / conversations
+    confirmed: Share  # bot resolutions, confirmed ("yes") / conversations
+    assumed: Share  # bot resolutions, assumed / conversations
+    automation: Share  # bot resolutions / conversations
+    resolution_rate: Share  # bot resolutions / involved conversations
+    durable: Share  # durable / bot resolutions at least 7 days old
+    handoffs: Share  # handed over / conversations
+    handoff_main_reason: Mapping[str, Share]  # by the first handoff's reason / conversations
+    handoff_any_reason: Mapping[str, Share]  # by every reason of any handoff / conversations
+    not_helpful: Share  # "no" / answers to "did that answer your question?"
+    repeat_contact: Share  # customers who came back within 7 days / customers with a resolution
+    first_response: Spread  # first agent reply - the handoff it answers, clock time
+    first_response_business: Spread | None  # the same in business hours; None: no hours set
+    resolution_time_bot: Spread  # resolved - first customer message
+    resolution_time_human: Spread
+    csat_bot: Share  # ratings 4-5 / ratings, of bot-resolved conversations
+    csat_human: Share
+    rating_response_bot: Share  # ratings / rating requests sent
+    rating_response_human: Share
+    cost_saved: Money
+    emotional: Share  # customer messages flagged emotional / customer messages decided on
+    top_intents: tuple[IntentRow, ...]
+    weeks: tuple[WeekRow, ...]
+    notes: tuple[str, ...] = field(default=())  # what a reader should know (e.g. pending)
+
+    def lookup(self, key: str) -> Share | Spread | None:
+        """A figure by its key: a field name (``automation``), or a breakdown's
+        ``handoff_main_reason.emotional`` / ``handoff_any_reason.emotional`` /
+        ``intent.<id>.automation`` (also ``conversations``, ``handoffs``, ``emotional``).
+        None for an unknown key."""
+        head, _, rest = key.partition(".")
+        if head in ("handoff_main_reason", "handoff_any_reason") and rest:
+            found = getattr(self, head).get(rest)
+            return found if isinstance(found, Share) else None
+        if head == "intent" and rest:
+            intent, _, part = rest.rpartition(".")
+            for row in self.top_intents:
+                if row.intent == intent and part in ("conversations", "automation", "handoffs"):
+                    return getattr(row, part)
+                if row.intent == intent and part == "emotional":
+                    return row.emotional
+            return None
+        if rest or head not in self.__dataclass_fields__:
+            return None
+        value = getattr(self, head)
+        return value if isinstance(value, Share | Spread) else None
