@@ -161,3 +161,21 @@ class Report:
             return None
         value = getattr(self, head)
         return value if isinstance(value, Share | Spread) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A group of customer messages the bot did not answer, about the same thing.
+
+    ``near_intent`` is the verdict: the existing intent its messages score close to ("add these
+    as examples of it"), or None: a new topic ("no intent covers this")."""
+
+    keywords: tuple[str, ...]  # c-TF-IDF over its messages, most telling first
+    examples: tuple[str, ...]  # up to three of its messages
+    messages: int
+    customers: int
+    last_seen: datetime
+    near_intent: str | None
+    near_score: float | None  # how close its messages score to near_intent (median)
+    message_ids: tuple[int, ...] = ()
+    conversation_ids: tuple[int, ...] = ()
