@@ -44,7 +44,9 @@ from carebot.nlu.batching import MatchQueue
 from carebot.store.conversations import ConversationStore, Received
 from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
+from carebot.store.surveys import Question, Reply
 from carebot.store.waiting import WaitingReply, WaitingStore
+from carebot.survey import NO, YES, Surveys
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Status(StrEnum):
     RECORDED = "recorded"  # a human owns the conversation: stored for the agent, bot silent
     DECIDED = "decided"  # triage decided; the reply (if any) is in the outbox
     NOTICED = "noticed"  # a greeting or files without text: answered without triage
+    SURVEYED = "surveyed"  # the answer to a survey question (yes, or a rating): not triaged
     WAITING = "waiting"  # the customer waits for a person: see Outcome.waiting
 
 
@@ -120,6 +123,7 @@ class Inbox:
         clock: Clock,
         waiting: WaitingStore,
         acknowledgement: Acknowledgement,
+        surveys: Surveys,
         on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
     ) -> None:
@@ -128,6 +132,7 @@ class Inbox:
         self._messages = messages
         self._waiting = waiting
         self._ack = acknowledgement
+        self._surveys = surveys
         self._clock = clock
         self._on_outbox = on_outbox
         self._events = events or EventHub()
@@ -182,6 +187,9 @@ class Inbox:
                     inbound.text,
                 )
                 return Outcome(Status.RECORDED, received)
+            survey_reply = await self._survey_reply(received, inbound)
+            if survey_reply is not None:
+                return await self._answer_survey(received, survey_reply)
             notice = self._notice(inbound)
             if notice is not None:
                 queued = await self._conversations.record_notice(received, notice)
@@ -192,13 +200,54 @@ class Inbox:
             started = time.perf_counter()
             decision = await self._decide(received, inbound, timings)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
-            queued = await self._conversations.record_decision(received, decision, timings)
-            kind = "handoff" if decision.hands_off else "decision"
-            self._events.publish(Event(kind, received.conversation_id))  # before its delivery
-            if queued is not None and self._on_outbox is not None:
-                await self._on_outbox(queued)
+            ask = self._surveys.helpful_question(decision)
+            return await self._record(received, decision, timings, ask=ask)
+
+    async def _record(
+        self,
+        received: Received,
+        decision: Decision,
+        timings: dict[str, float],
+        *,
+        ask: Question | None = None,
+        answers: Reply | None = None,
+    ) -> Outcome:
+        queued = await self._conversations.record_decision(
+            received, decision, timings, ask=ask, answers=answers
+        )
+        kind = "handoff" if decision.hands_off else "decision"
+        self._events.publish(Event(kind, received.conversation_id))  # before its delivery
+        if queued is not None and self._on_outbox is not None:
+            await self._on_outbox(queued)
         outbox_id = queued.reply.outbox_id if queued else None
         return Outcome(Status.DECIDED, received, decision, outbox_id)
+
+    async def _survey_reply(self, received: Received, inbound: InboundMessage) -> Reply | None:
+        if inbound.kind is not InboundKind.TEXT or inbound.media_only:
+            return None
+        return await self._surveys.reply(received, inbound.text)
+
+    async def _answer_survey(self, received: Received, reply: Reply) -> Outcome:
+        """A reply to "did that answer your question?" or to the rating request."""
+        messages = self._messages
+        if reply.answer == NO:  # a person takes over, as for any handoff
+            now = self._clock()
+            hours = self._surveys.hours
+            decision = self._surveys.not_helpful(
+                reply, hours.is_open(now), hours.describe_next_open(now)
+            )
+            return await self._record(received, decision, {}, answers=reply)
+        if reply.answer == YES:
+            text, then = messages.helpful_yes, self._surveys.rating_question()
+        else:
+            text, then = messages.rating_thanks, None
+        sent = await self._surveys.store.record(received, reply, text=text, then=then)
+        self._events.publish(Event("decision", received.conversation_id))
+        for queued in sent:
+            if self._on_outbox is not None:
+                await self._on_outbox(queued)
+        outbox_id = sent[0].reply.outbox_id if sent else None
+        return Outcome(Status.SURVEYED, received, None, outbox_id)
 
     async def _while_waiting(self, received: Received, inbound: InboundMessage) -> Outcome:
         """A message from a customer waiting for a person (see the module's docstring)."""

@@ -265,6 +265,7 @@ class Decision:
     choices: tuple[Choice, ...] = ()
     top: tuple[IntentScore, ...] = ()
     cues: tuple[str, ...] = ()  # what the emotion signal rests on (EmotionSignal.cues)
+    small_talk: bool = False  # the intent is small talk ([triage] small_talk_tags)
 
     @property
     def reason(self) -> Reason:

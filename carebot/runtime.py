@@ -42,7 +42,9 @@ from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
+from carebot.store.surveys import SurveyStore
 from carebot.store.waiting import WaitingStore
+from carebot.survey import Surveys
 from carebot.triage import Priority, Triage
 
 log = logging.getLogger(__name__)
@@ -302,6 +304,10 @@ async def build_runtime(
         interval=settings.conversations.sweep_seconds,
     )
     windows = reply_windows(settings)
+    surveys = Surveys(
+        store=SurveyStore(db, clock=clock, reply_hours=settings.survey.reply_hours),
+        settings=settings,
+    )
     customers = CustomerStore(db, clock=clock, link_by=link_by)
     labels = EmotionLabelStore(db, clock=clock)
     notices = Notices(
@@ -316,6 +322,7 @@ async def build_runtime(
         windows=windows,
         reachable=routes.check,
         notices=notices,
+        rating=surveys.rating_question(),
     )
     inbox = Inbox(
         conversations=conversations,
@@ -325,6 +332,7 @@ async def build_runtime(
         clock=clock,
         waiting=WaitingStore(db, clock=clock, priority=priority, lease_replies=send_immediately),
         acknowledgement=Acknowledgement(times=ResponseTimes(db, clock=clock), settings=settings),
+        surveys=surveys,
         on_outbox=worker.dispatch,
         events=events,
     )

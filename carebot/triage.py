@@ -123,7 +123,12 @@ class Triage:
             choices=options if kind is DecisionKind.CLARIFY else (),
             top=match.top,
             cues=signal.cues,
+            small_talk=self._small_talk(best) if recognised else False,
         )
+
+    def _small_talk(self, intent: Intent | None) -> bool:
+        tags = self._settings.triage.small_talk_tags
+        return intent is not None and bool(set(intent.tags) & set(tags))
 
     def _kind(self, reasons: set[Reason], recognised: bool, confident: bool) -> DecisionKind:
         if reasons & HANDOFF_REASONS:
@@ -162,6 +167,7 @@ class Triage:
             draft=self._draft(intent),
             top=match.top,
             cues=signal.cues,
+            small_talk=self._small_talk(intent),
         )
 
     def _frustrated(self, signal: EmotionSignal) -> bool:

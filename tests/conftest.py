@@ -79,6 +79,9 @@ def settings_data(tmp_path: Path, **sections: dict[str, object]) -> dict[str, di
         "emotion": {"head": False},
         "placeholders": {"tracking_url": "https://track.example"},
         "business_hours": {"timezone": "UTC"},
+        # The pipeline tests read the bot's answers as the intents give them; the survey's
+        # questions are tested with the survey on (test_survey.py, and the channels' tests).
+        "survey": {"helpful": "never", "rating": False},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}

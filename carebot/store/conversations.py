@@ -29,6 +29,7 @@ from carebot.models import (
 from carebot.store.customers import find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
     DecisionRow,
@@ -36,6 +37,7 @@ from carebot.store.tables import (
     Identity,
     Message,
     OutboxRow,
+    Survey,
 )
 
 
@@ -197,9 +199,19 @@ class ConversationStore:
         return LastTurn(DecisionKind(row.kind), offered)
 
     async def record_decision(
-        self, received: Received, decision: Decision, timings: dict[str, float]
+        self,
+        received: Received,
+        decision: Decision,
+        timings: dict[str, float],
+        *,
+        ask: Question | None = None,
+        answers: Reply | None = None,
     ) -> Queued | None:
         """Store the decision, its reply in the outbox and any handoff, in one transaction.
+
+        ``ask``: a question asked with the reply ("did that answer your question?", with its
+        buttons), recorded as asked. ``answers``: the question this message answered (a "no"
+        that hands over), recorded as answered.
 
         Returns the queued reply, or None when an agent took the conversation over or closed
         it while the bot was thinking (the decision is kept, the reply is not sent).
@@ -216,12 +228,17 @@ class ConversationStore:
             await session.flush()
             inbound = await session.get_one(Message, received.message_id)
             inbound.handled_at = now
+            if answers is not None:
+                survey = await session.get_one(Survey, answers.pending.survey_id)
+                if survey.answer is None:
+                    answered(survey, answers, received.message_id, now)
             if _bot_silent(conversation) or not decision.reply:
                 return None
+            ask = ask if ask is not None and not decision.hands_off else None
             outgoing = Outgoing(
-                decision.reply,
+                f"{decision.reply}\n\n{ask.text}" if ask else decision.reply,
                 decision_id=row.id,
-                choices=decision.choices,
+                choices=ask.choices if ask else decision.choices,
                 handoff=decision.hands_off,
             )
             queued = await add_reply(
@@ -232,6 +249,8 @@ class ConversationStore:
                 now=now,
                 lease=self._lease,
             )
+            if ask is not None:
+                session.add(asked(conversation, ask.kind, queued, now, decision_id=row.id))
             if decision.hands_off:
                 conversation.state = ConversationState.WAITING_FOR_AGENT.value
                 conversation.updated_at = now
@@ -395,7 +414,9 @@ def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:
 
 
 def _details(decision: Decision, timings: dict[str, float]) -> dict[str, Any]:
+    small_talk = {"small_talk": True} if decision.small_talk else {}
     return {
+        **small_talk,
         "top": [{"intent": s.intent, "score": round(s.score, 4)} for s in decision.top],
         "choices": [{"id": c.id, "label": c.label} for c in decision.choices],
         "cues": list(decision.cues),

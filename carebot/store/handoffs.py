@@ -8,6 +8,9 @@ The customer is told when the conversation changes hands (:class:`Notices`): an 
 takes it from them, or an agent hands it back to the bot. The notice is queued in the outbox in
 the same transaction as the change, before the agent's reply, so it is delivered first and
 retried like every reply. Closing says nothing to the customer.
+
+Resolving also asks the customer for their rating (``rating``, :mod:`carebot.survey`), once
+per conversation, after the notice.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from carebot.models import CloseReason, ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.surveys import Question, ask, has_rating
 from carebot.store.tables import Conversation, Handoff, Identity, Message
 
 Sent = list[Queued]  # what an agent's action queued for the customer, in delivery order
@@ -57,6 +61,7 @@ class HandoffStore:
         windows: ReplyWindows = NO_WINDOWS,
         reachable: Callable[[str], None] = lambda _channel: None,
         notices: Notices = Notices(),
+        rating: Question | None = None,
     ) -> None:
         """``reachable(channel)`` raises a StoreError with the reason when no reply can be
         delivered on that channel (:meth:`carebot.outbox.Routes.check`)."""
@@ -66,6 +71,7 @@ class HandoffStore:
         self._windows = windows
         self._reachable = reachable
         self._notices = notices
+        self._rating = rating
 
     async def take_over(self, conversation_id: int, agent: str) -> Sent:
         """``agent`` owns the conversation from now on; the bot stays silent. Returns what was
@@ -133,7 +139,10 @@ class HandoffStore:
             handoff = await self._open_handoff(session, conversation_id)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
-            return await self._notice(session, conversation, RESOLVED, agent)
+            sent = await self._notice(session, conversation, RESOLVED, agent)
+            if handoff is not None:
+                sent += await self._ask_rating(session, conversation)
+            return sent
 
     async def close(self, conversation_id: int, agent: str) -> None:
         """End the conversation now (whatever its state): its open handoff is resolved by
@@ -187,10 +196,8 @@ class HandoffStore:
         text = self._notices.text(kind, agent)
         if not text.strip():
             return []
-        identity = await session.get_one(Identity, conversation.identity_id)
-        last = await last_customer_message(session, identity.id)
-        window = self._windows.window(identity.channel, last)
-        if window is not None and not window.is_open(self._clock()):
+        identity = await self._reachable_now(session, conversation)
+        if identity is None:
             return []
         outgoing = Outgoing(text, author="bot", notice=kind)
         queued = await add_reply(
@@ -202,6 +209,36 @@ class HandoffStore:
             lease=self._lease,
         )
         return [queued]
+
+    async def _ask_rating(self, session: AsyncSession, conversation: Conversation) -> Sent:
+        """The rating request after an agent's resolution, once per conversation."""
+        if self._rating is None or await has_rating(session, conversation.id):
+            return []
+        identity = await self._reachable_now(session, conversation)
+        if identity is None:
+            return []
+        queued = await ask(
+            session,
+            conversation=conversation,
+            identity=identity,
+            question=self._rating,
+            now=self._clock(),
+            lease=self._lease,
+            resolver="human",
+        )
+        return [queued]
+
+    async def _reachable_now(
+        self, session: AsyncSession, conversation: Conversation
+    ) -> Identity | None:
+        """The conversation's identity, or None when its channel's reply window has closed
+        (the platform would refuse a message)."""
+        identity = await session.get_one(Identity, conversation.identity_id)
+        last = await last_customer_message(session, identity.id)
+        window = self._windows.window(identity.channel, last)
+        if window is not None and not window.is_open(self._clock()):
+            return None
+        return identity
 
     def _move(self, conversation: Conversation, target: ConversationState) -> None:
         current = ConversationState(conversation.state)

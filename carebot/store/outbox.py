@@ -34,6 +34,7 @@ class Queued:
 
     reply: OutboundReply
     immediate: bool
+    message_id: int = 0  # the stored outgoing message
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ async def add_reply(
     row = _outbox_row(message, identity, outgoing, now, immediate=immediate)
     session.add(row)
     await session.flush()
-    return Queued(to_reply(row), immediate=immediate)
+    return Queued(to_reply(row), immediate=immediate, message_id=message.id)
 
 
 def _outbox_row(

@@ -1,0 +1,205 @@
+"""Surveys in the store: the questions put to customers and their replies (table ``surveys``).
+
+Two questions: "did that answer your question?" after a bot answer (kind ``helpful``, asked
+with the answer itself, see :meth:`carebot.store.conversations.ConversationStore.record_decision`)
+and a 1-5 rating once a conversation is resolved (kind ``rating``, at most one per
+conversation). A customer's message is read as a reply only when it is their next message on
+that channel identity after the question, within ``reply_hours`` of it
+(:meth:`SurveyStore.pending`); the reply may come in a new conversation when the asked one
+ended meanwhile, and it is stored on the question it answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.clock import Clock
+from carebot.models import Choice
+from carebot.store.database import Database
+from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.tables import Conversation, DecisionRow, Identity, Message, Survey
+
+if TYPE_CHECKING:
+    from carebot.store.conversations import Received
+
+HELPFUL = "helpful"
+RATING = "rating"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What to ask: the text, its buttons, and which survey it is."""
+
+    kind: str  # helpful / rating
+    text: str
+    choices: tuple[Choice, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A question the customer's message may be answering."""
+
+    survey_id: int
+    kind: str
+    conversation_id: int
+    asked_at: datetime
+    intent: str | None = None  # helpful: the intent of the answer asked about
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The customer's answer to a pending question (``yes``/``no`` or ``1``..``5``)."""
+
+    pending: Pending
+    answer: str
+    comment: str | None = None
+
+
+async def ask(
+    session: AsyncSession,
+    *,
+    conversation: Conversation,
+    identity: Identity,
+    question: Question,
+    now: datetime,
+    lease: bool,
+    resolver: str | None = None,
+) -> Queued:
+    """Queue ``question`` as a message of its own and record that it was asked, inside the
+    caller's transaction."""
+    queued = await add_reply(
+        session,
+        conversation=conversation,
+        identity=identity,
+        outgoing=Outgoing(question.text, choices=question.choices),
+        now=now,
+        lease=lease,
+    )
+    session.add(asked(conversation, question.kind, queued, now, resolver=resolver))
+    return queued
+
+
+def asked(
+    conversation: Conversation,
+    kind: str,
+    queued: Queued,
+    now: datetime,
+    *,
+    decision_id: int | None = None,
+    resolver: str | None = None,
+) -> Survey:
+    """The row recording that ``queued`` asked a question of ``kind``."""
+    return Survey(
+        conversation_id=conversation.id,
+        identity_id=conversation.identity_id,
+        kind=kind,
+        decision_id=decision_id,
+        resolver=resolver,
+        message_id=queued.message_id,
+        asked_at=now,
+    )
+
+
+async def has_rating(session: AsyncSession, conversation_id: int) -> bool:
+    """Whether the conversation was asked for its rating already (once per conversation)."""
+    found = await session.scalar(
+        select(Survey.id).where(Survey.conversation_id == conversation_id, Survey.kind == RATING)
+    )
+    return found is not None
+
+
+def answered(survey: Survey, reply: Reply, message_id: int, now: datetime) -> None:
+    survey.answer = reply.answer
+    survey.comment = reply.comment
+    survey.answered_at = now
+    survey.answer_message_id = message_id
+
+
+class SurveyStore:
+    def __init__(self, db: Database, *, clock: Clock, reply_hours: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._within = timedelta(hours=reply_hours)
+
+    async def pending(self, received: Received) -> Pending | None:
+        """The question ``received`` may answer: the latest one asked on its channel identity,
+        unanswered, asked within ``reply_hours``, with no customer message in between."""
+        async with self._db.session() as session:
+            conversation = await session.get_one(Conversation, received.conversation_id)
+            survey = await session.scalar(
+                select(Survey)
+                .where(Survey.identity_id == conversation.identity_id)
+                .order_by(Survey.id.desc())
+                .limit(1)
+            )
+            if survey is None or survey.answer is not None or survey.message_id is None:
+                return None
+            if self._clock() - survey.asked_at > self._within:
+                return None
+            between = await session.scalar(
+                select(Message.id)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(
+                    Conversation.identity_id == conversation.identity_id,
+                    Message.author == "customer",
+                    Message.id > survey.message_id,
+                    Message.id < received.message_id,
+                )
+                .limit(1)
+            )
+            if between is not None:
+                return None
+            intent = None
+            if survey.decision_id is not None:
+                intent = await session.scalar(
+                    select(DecisionRow.intent).where(DecisionRow.id == survey.decision_id)
+                )
+            return Pending(survey.id, survey.kind, survey.conversation_id, survey.asked_at, intent)
+
+    async def record(
+        self,
+        received: Received,
+        reply: Reply,
+        *,
+        text: str | None,
+        then: Question | None = None,
+        lease: bool = True,
+    ) -> list[Queued]:
+        """Store the customer's reply, mark their message handled and queue ``text`` (the
+        thanks) and ``then`` (the rating request, once per conversation), in one transaction.
+        Nothing is queued when a person took the conversation meanwhile."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            conversation = await session.get_one(
+                Conversation, received.conversation_id, with_for_update=True
+            )
+            survey = await session.get_one(Survey, reply.pending.survey_id, with_for_update=True)
+            message = await session.get_one(Message, received.message_id)
+            message.handled_at = now
+            if survey.answer is not None:
+                return []  # answered meanwhile (the same reply delivered twice)
+            answered(survey, reply, received.message_id, now)
+            if conversation.state != "bot" or not text:
+                return []
+            identity = await session.get_one(Identity, conversation.identity_id)
+            asked_about = await session.get_one(Conversation, survey.conversation_id)
+            if then is not None and not await has_rating(session, asked_about.id):
+                text = f"{text}\n\n{then.text}"
+            else:
+                then = None
+            queued = await add_reply(
+                session,
+                conversation=conversation,
+                identity=identity,
+                outgoing=Outgoing(text, choices=then.choices if then else ()),
+                now=now,
+                lease=lease,
+            )
+            if then is not None:
+                session.add(asked(asked_about, then.kind, queued, now, resolver="bot"))
+            return [queued]
