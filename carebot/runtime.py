@@ -30,6 +30,7 @@ from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
+from carebot.rating_requests import RatingRequests
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -42,7 +43,7 @@ from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
-from carebot.store.surveys import SurveyStore
+from carebot.store.surveys import QuietAnswers, SurveyStore
 from carebot.store.waiting import WaitingStore
 from carebot.survey import Surveys
 from carebot.triage import Priority, Triage
@@ -143,6 +144,7 @@ class Runtime:
     clock: Clock
     customers: CustomerStore
     closer: ConversationCloser
+    ratings: RatingRequests
     labels: EmotionLabelStore  # agents' emotion labels (the desk writes, the inbox reads)
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
@@ -324,6 +326,16 @@ async def build_runtime(
         notices=notices,
         rating=surveys.rating_question(),
     )
+    ratings = RatingRequests(
+        store=QuietAnswers(db, clock=clock, lease_replies=send_immediately),
+        question=surveys.rating_question(),
+        windows=windows,
+        clock=clock,
+        quiet_hours=settings.insight.assume_resolved_hours,
+        lookback_hours=settings.survey.reply_hours,
+        on_outbox=worker.dispatch,
+        interval=settings.conversations.sweep_seconds,
+    )
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
@@ -361,5 +373,6 @@ async def build_runtime(
         windows=windows,
         channels=channel_map,
         reloader=reloader,
-        workers=[worker, closer, *([reloader] if reloader else [])],
+        ratings=ratings,
+        workers=[worker, closer, ratings, *([reloader] if reloader else [])],
     )

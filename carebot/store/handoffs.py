@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -27,9 +26,9 @@ from carebot.exceptions import StoreError
 from carebot.models import CloseReason, ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
-from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.surveys import Question, ask, has_rating
-from carebot.store.tables import Conversation, Handoff, Identity, Message
+from carebot.store.tables import Conversation, Handoff, Identity
 
 Sent = list[Queued]  # what an agent's action queued for the customer, in delivery order
 AGENT_INITIATED = "agent_initiated"
@@ -271,15 +270,6 @@ class HandoffStore:
             .limit(1)
         )
         return await session.scalar(query.with_for_update() if lock else query)
-
-
-async def last_customer_message(session: AsyncSession, identity_id: int) -> datetime | None:
-    """When the customer last wrote from this channel identity (what reply windows count from)."""
-    return await session.scalar(
-        select(func.max(Message.created_at))
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.identity_id == identity_id, Message.direction == "in")
-    )
 
 
 def _not_empty(text: str) -> None:

@@ -296,3 +296,12 @@ def to_reply(row: OutboxRow) -> OutboundReply:
         created_at=row.created_at,
         conversation_id=row.conversation_id,
     )
+
+
+async def last_customer_message(session: AsyncSession, identity_id: int) -> datetime | None:
+    """When the customer last wrote from this channel identity (what reply windows count from)."""
+    return await session.scalar(
+        select(func.max(Message.created_at))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.identity_id == identity_id, Message.direction == "in")
+    )

@@ -19,8 +19,7 @@ from carebot.models import REASON_WORDS, WITHDRAWN_BY_CUSTOMER, ConversationStat
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.closing import closed_view
 from carebot.store.database import Database
-from carebot.store.handoffs import last_customer_message
-from carebot.store.outbox import FAILED, PENDING
+from carebot.store.outbox import FAILED, PENDING, last_customer_message
 from carebot.store.tables import (
     Conversation,
     Customer,

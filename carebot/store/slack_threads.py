@@ -19,8 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from carebot.clock import Clock
 from carebot.models import ConversationState
 from carebot.store.database import Database
-from carebot.store.handoffs import last_customer_message
-from carebot.store.outbox import FAILED
+from carebot.store.outbox import FAILED, last_customer_message
 from carebot.store.tables import (
     Conversation,
     DecisionRow,

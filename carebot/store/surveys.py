@@ -11,6 +11,7 @@ ended meanwhile, and it is stored on the question it answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carebot.clock import Clock
 from carebot.models import Choice
 from carebot.store.database import Database
-from carebot.store.outbox import Outgoing, Queued, add_reply
-from carebot.store.tables import Conversation, DecisionRow, Identity, Message, Survey
+from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
+from carebot.store.tables import Conversation, DecisionRow, Handoff, Identity, Message, Survey
 
 if TYPE_CHECKING:
     from carebot.store.conversations import Received
@@ -203,3 +204,97 @@ class SurveyStore:
             if then is not None:
                 session.add(asked(asked_about, then.kind, queued, now, resolver="bot"))
             return [queued]
+
+
+class QuietAnswers:
+    """Bot answers followed by quiet: the conversations whose rating request is due after an
+    assumed bot resolution (see :mod:`carebot.rating_requests`)."""
+
+    def __init__(self, db: Database, *, clock: Clock, lease_replies: bool = True) -> None:
+        self._db = db
+        self._clock = clock
+        self._lease = lease_replies
+
+    async def due(self, *, quiet: timedelta, lookback: timedelta) -> list[int]:
+        """Conversations whose last bot answer (not small talk) came between ``quiet`` +
+        ``lookback`` and ``quiet`` ago, with no request from the customer since, never handed
+        over, and not asked for a rating yet."""
+        newest = self._clock() - quiet
+        handed_over = select(Handoff.id).where(
+            Handoff.conversation_id == DecisionRow.conversation_id
+        )
+        rated = select(Survey.id).where(
+            Survey.conversation_id == DecisionRow.conversation_id, Survey.kind == RATING
+        )
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(DecisionRow.conversation_id, DecisionRow.inbound_message_id)
+                    .where(
+                        DecisionRow.kind == "answer",
+                        DecisionRow.created_at <= newest,
+                        DecisionRow.created_at > newest - lookback,
+                        ~handed_over.exists(),
+                        ~rated.exists(),
+                    )
+                    .order_by(DecisionRow.id)
+                )
+            ).all()
+            found = []
+            for conversation_id in dict.fromkeys(row[0] for row in rows):
+                if await _quiet_since_answer(session, conversation_id):
+                    found.append(conversation_id)
+            return found
+
+    async def request(
+        self, conversation_id: int, question: Question, *, windows: Windows
+    ) -> Queued | None:
+        """Queue the rating request of a bot-resolved conversation (None: asked already, or the
+        channel's reply window has closed)."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            conversation = await session.get_one(
+                Conversation, conversation_id, with_for_update=True
+            )
+            if await has_rating(session, conversation_id):
+                return None
+            identity = await session.get_one(Identity, conversation.identity_id)
+            if not windows(identity.channel, await last_customer_message(session, identity.id)):
+                return None
+            return await ask(
+                session,
+                conversation=conversation,
+                identity=identity,
+                question=question,
+                now=now,
+                lease=self._lease,
+                resolver="bot",
+            )
+
+
+# Whether a reply can reach the customer now: (channel, their last message) -> open?
+Windows = Callable[[str, datetime | None], bool]
+
+
+async def _quiet_since_answer(session: AsyncSession, conversation_id: int) -> bool:
+    """The conversation's last decision is an intent answer (not small talk), and the customer
+    wrote nothing since but small talk and survey replies."""
+    decisions = (
+        await session.execute(
+            select(DecisionRow.kind, DecisionRow.details, DecisionRow.inbound_message_id)
+            .where(DecisionRow.conversation_id == conversation_id)
+            .order_by(DecisionRow.id.desc())
+        )
+    ).all()
+    answer = next((d for d in decisions if not d.details.get("small_talk")), None)
+    if answer is None or answer.kind != "answer":
+        return False
+    later = select(Message.id).where(
+        Message.conversation_id == conversation_id,
+        Message.author == "customer",
+        Message.id > answer.inbound_message_id,
+    )
+    small_talk = {d.inbound_message_id for d in decisions if d.details.get("small_talk")}
+    replies = select(Survey.answer_message_id).where(Survey.conversation_id == conversation_id)
+    replied = set((await session.scalars(replies)).all())
+    return all(m in small_talk or m in replied for m in (await session.scalars(later)).all())
