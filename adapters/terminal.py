@@ -113,8 +113,12 @@ class TerminalChannel:
                 f"the terminal session of {reply.external_user_id} has ended", permanent=True
             )
         self.write(f"bot> {reply.text}")
-        for number, choice in enumerate(reply.choices, start=1):
-            self.write(f"     {number}) {choice.label}")
+        labels = [choice.label for choice in reply.choices]
+        if labels and labels == [str(n) for n in range(1, len(labels) + 1)]:
+            self.write("     " + "  ".join(f"[{label}]" for label in labels))  # a scale
+            return
+        for number, label in enumerate(labels, start=1):
+            self.write(f"     {number}) {label}")
 
     def write(self, line: str) -> None:
         self._stdout.write(line + "\n")

@@ -235,6 +235,7 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "agent_joined": ("agent",),
     "agent_transferred": ("agent",),
     "resolved": ("agent",),
+    "helpful_no_closed": ("next_open",),
 }
 Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off (empty)
 
@@ -293,6 +294,10 @@ class MessageSettings(_Section):
     helpful_yes: str = "Great, glad I could help!"
     # "No": a person is asked to take over (reason not_helpful).
     helpful_no: str = "Sorry that didn't help. I'm passing you to a colleague who will reply here."
+    helpful_no_closed: str = (
+        "Sorry that didn't help. I'm passing you to a colleague; our team is offline right now "
+        "and will reply here from {next_open}."
+    )
     # After a resolution ([survey] rating), with buttons 1-5 where the channel has them.
     rating_request: str = (
         "How would you rate this conversation? Reply with a number from 1 (poor) to 5 (great); "

@@ -7,9 +7,10 @@ once their conversation is resolved ([survey] in config, texts in [messages]).
   never get it.
 * The customer's next message, within ``reply_hours``, is read as the reply when it is one: a
   button, or a short typed yes / no without a "?" (``yes_words``, ``no_words``,
-  ``max_words``); a rating is a digit 1-5 alone ("4", "4/5", "4 stars"), or followed by a
-  separator and a comment ("4 - quick, thanks"), or 1-5 stars. Anything else is a new
-  question and goes to triage; the question then lapses.
+  ``max_words``; or the option's number, 1 or 2, as channels without buttons show them); a
+  rating is a digit 1-5 alone ("4", "4/5", "4 stars"), or followed by a separator and a
+  comment ("4 - quick, thanks"), or 1-5 stars. Anything else is a new question and goes to
+  triage; the question then lapses.
 * "Yes" is a confirmed bot resolution: thanks, and the rating request. "No" hands the
   conversation to a person (reason ``not_helpful``). A rating is stored with its comment and
   thanked for; it is never triaged as a question.
@@ -85,9 +86,9 @@ class Surveys:
         plain = " ".join(text.replace("\u2019", "'").casefold().split()).strip(_EDGES)
         if not plain or "?" in plain or len(plain.split()) > self._survey.max_words:
             return None
-        if self._no.match(plain):  # first: "no" must not read as "n..." of a yes word
+        if self._no.match(plain) or plain == "2":  # "2": the second option, as numbered
             return Reply(pending, NO)
-        if self._yes.match(plain):
+        if self._yes.match(plain) or plain == "1":
             return Reply(pending, YES)
         return None
 
@@ -95,7 +96,7 @@ class Surveys:
         """The handoff after a "no": to a person, with reason ``not_helpful``."""
         text = self._messages.helpful_no
         if not now_open:
-            text = self._messages.handoff_closed.format(next_open=next_open)
+            text = self._messages.helpful_no_closed.format(next_open=next_open)
         return Decision(
             kind=DecisionKind.HANDOFF,
             reasons=(Reason.NOT_HELPFUL,),
