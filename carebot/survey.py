@@ -85,9 +85,11 @@ class Surveys:
         plain = " ".join(text.replace("\u2019", "'").casefold().split()).strip(_EDGES)
         if not plain or "?" in plain or len(plain.split()) > self._survey.max_words:
             return None
-        if self._no.match(plain):  # first: "no" must not read as "n..." of a yes word
+        # A tapped button sends its id or label ("yes", "Yes"), whatever words are configured
+        # for typing. "no" first: it must not read as "n..." of a yes word.
+        if plain == NO or self._no.match(plain):
             return Reply(pending, NO)
-        if self._yes.match(plain):
+        if plain == YES or self._yes.match(plain):
             return Reply(pending, YES)
         return None
 
