@@ -86,9 +86,12 @@ class Surveys:
         plain = " ".join(text.replace("\u2019", "'").casefold().split()).strip(_EDGES)
         if not plain or "?" in plain or len(plain.split()) > self._survey.max_words:
             return None
-        if self._no.match(plain) or plain == "2":  # "2": the second option, as numbered
+        # A tapped button sends its id or label ("yes", "Yes"), whatever words are configured
+        # for typing; "1" / "2" are the options' numbers, as channels without buttons show
+        # them. "no" first: it must not read as "n..." of a yes word.
+        if plain in (NO, "2") or self._no.match(plain):
             return Reply(pending, NO)
-        if self._yes.match(plain) or plain == "1":
+        if plain in (YES, "1") or self._yes.match(plain):
             return Reply(pending, YES)
         return None
 
