@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from carebot.desk.insights import InsightSources
+from carebot.exceptions import CarebotError
 from carebot.insight.report import (
     ConversationRow,
     IntentRow,
@@ -282,6 +283,7 @@ class FixtureInsight:
         self.current = current
         self.rows = rows
         self.asked: list[Period] = []
+        self.topics_fail: CarebotError | None = None  # what topics() raises, if anything
 
     async def report(self, period: Period) -> Report:
         self.asked.append(period)
@@ -295,6 +297,8 @@ class FixtureInsight:
         return list(self.rows) if period == self.current else []
 
     async def topics(self, period: Period) -> list[Topic]:
+        if self.topics_fail is not None:
+            raise self.topics_fail
         return list(TOPICS) if period == self.current else []
 
     def sources(self) -> InsightSources:

@@ -27,6 +27,7 @@ from carebot.config import InboxSettings
 from carebot.desk import insight_format as fmt
 from carebot.desk.auth import Agents, hash_password
 from carebot.desk.insight_filters import Filters
+from carebot.exceptions import ModelError
 from carebot.insight.report import Period, Share
 from carebot.runtime import build_runtime
 from carebot.server import build_app
@@ -298,6 +299,29 @@ async def test_a_topic_lists_its_conversations(server: TestServer) -> None:
     assert f'href="{escape(listing)}"' in page
     assert status == 200 and "Unanswered topic: gift, card, balance" in html
     assert re.findall(r'<a href="/inbox/c/(\d+)">', html) == ["14", "438", "703"]
+
+
+async def test_conversations_counted_but_not_among_the_rows_are_still_linked(
+    server: TestServer, insight: FixtureInsight
+) -> None:
+    del insight.rows[800:]  # the rows stop at 800; CSAT human counts 701..840
+    async with await logged_in(server, "ann") as http:
+        status, html = await get(http, server, "/insights/conversations?metric=csat_human")
+    assert status == 200 and 'id="list-count">140<' in html
+    listed = re.findall(r'<th scope="row"><a href="/inbox/c/(\d+)">', html)
+    assert listed == [str(i) for i in range(701, 801)]
+    elsewhere = html[html.index('id="elsewhere"') :]
+    assert re.findall(r'<a href="/inbox/c/(\d+)">', elsewhere) == [str(i) for i in range(801, 841)]
+
+
+async def test_topics_that_cannot_be_grouped_leave_the_numbers_standing(
+    server: TestServer, insight: FixtureInsight
+) -> None:
+    insight.topics_fail = ModelError("the stored embeddings are of another model: re-embed")
+    async with await logged_in(server, "ann") as http:
+        status, html = await get(http, server, "/insights")
+    assert status == 200 and 'data-metric="automation"' in html
+    assert "The topics could not be grouped: the stored embeddings are of another model" in html
 
 
 @pytest.mark.parametrize(
