@@ -30,6 +30,7 @@ from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
+from carebot.desk.insights import InsightPages, InsightSources
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import ShutdownError, StoreError
@@ -57,13 +58,17 @@ class Service:
 
 
 def build_app(
-    settings: Settings, runtime: Runtime, *, env: Mapping[str, str] | None = None
+    settings: Settings,
+    runtime: Runtime,
+    *,
+    env: Mapping[str, str] | None = None,
+    insight: InsightSources | None = None,
 ) -> Service:
     """The web application around a built runtime, which starts and stops with it (its
     stages run as the app's cleanup contexts).
 
     ``env`` holds the Slack tokens and the channels' secrets (default: the process
-    environment)."""
+    environment); ``insight``, where the numbers of ``/insights`` come from."""
     library_logs.protect()  # aiohttp, Telegram, httpx: no customer data above DEBUG
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
@@ -74,7 +79,7 @@ def build_app(
     for channel in platforms.channels:
         runtime.add_channel(channel)
     platforms.mount(app, runtime.deliver)
-    demo_password = _mount_inbox(app, settings, runtime, secret)
+    demo_password = _mount_inbox(app, settings, runtime, secret, insight)
     slack = _slack_desk(settings, runtime, env)
     if slack is not None:
         slack.mount(app)
@@ -115,9 +120,14 @@ def _mount_webchat(
 
 
 def _mount_inbox(
-    app: web.Application, settings: Settings, runtime: Runtime, secret: bytes
+    app: web.Application,
+    settings: Settings,
+    runtime: Runtime,
+    secret: bytes,
+    insight: InsightSources | None,
 ) -> str | None:
-    """The built-in agent inbox at /inbox; returns the demo agent's password if one was made."""
+    """The built-in agent inbox at /inbox, and the leads' /insights beside it; returns the demo
+    agent's password if one was made."""
     demo_password = None
     agents = Agents.from_settings(settings.inbox)
     if not len(agents):
@@ -132,7 +142,21 @@ def _mount_inbox(
         events=runtime.events,
         intents=lambda: runtime.triage.matcher.intents,
     ).mount(app)
+    if insight is not None:
+        InsightPages(
+            sessions=sessions,
+            sources=insight,
+            zone=settings.business_hours.zone(),
+            clock=runtime.clock,
+            channels=lambda: runtime.channels,
+            intent_title=lambda intent: _intent_title(runtime, intent),
+        ).mount(app)
     return demo_password
+
+
+def _intent_title(runtime: Runtime, intent: str) -> str:
+    intents = runtime.triage.matcher.intents
+    return intents[intent].label if intent in intents else intent
 
 
 def _slack_desk(

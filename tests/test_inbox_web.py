@@ -113,7 +113,7 @@ async def test_the_session_cookie_is_httponly_and_samesite(
     response = await log_in(browser, server)
     assert response.status == 303 and response.headers["Location"] == "/inbox"
     cookie = response.cookies["carebot_session"]
-    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/inbox"
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
 
 
 async def test_an_agent_sees_the_handoff_replies_and_resolves(

@@ -1,5 +1,7 @@
 """Agent logins for the inbox: argon2 password hashes from config or the environment, signed
-session cookies (HttpOnly, SameSite=Strict) and a CSRF token on every form."""
+session cookies (HttpOnly, SameSite=Strict) and a CSRF token on every form. An agent's roles
+say what else they may open: ``lead`` the numbers at ``/insights`` and the conversation export,
+``ops`` the intents."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from carebot.signing import Signer
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "carebot_session"
+# The session serves /inbox and /insights; the login form's own cookie stays under /inbox.
+SESSION_PATH = "/"
+ROLES = ("agent", "lead", "ops")
 LOGIN_COOKIE = "carebot_login"
 _hasher = PasswordHasher()
 
@@ -32,6 +37,11 @@ def hash_password(password: str) -> str:
 class Agent:
     name: str
     display_name: str
+    roles: frozenset[str] = frozenset({"agent"})
+
+    def can(self, role: str) -> bool:
+        """Whether the agent has ``role`` (``agent``, ``lead`` or ``ops``)."""
+        return role in self.roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +68,16 @@ class Agents:
                     f"[inbox] agent {agent.name!r}: {where} must hold an argon2 hash "
                     "(make one with 'carebot inbox hash-password')"
                 )
-            hashes[agent.name] = (Agent(agent.name, agent.label), digest)
+            hashes[agent.name] = (Agent(agent.name, agent.label, frozenset(agent.roles)), digest)
         return cls(hashes)
 
     @classmethod
     def demo(cls) -> tuple[Agents, str]:
-        """One agent 'agent' with a random password, for a first run with no agents configured."""
+        """One agent 'agent' with every role and a random password, for a first run with no
+        agents configured."""
         password = secrets.token_urlsafe(9)
-        return cls({"agent": (Agent("agent", "Demo agent"), hash_password(password))}), password
+        agent = Agent("agent", "Demo agent", frozenset(ROLES))
+        return cls({"agent": (agent, hash_password(password))}), password
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -100,11 +112,12 @@ class Sessions:
 
     def start(self, response: web.StreamResponse, agent: Agent, *, secure: bool) -> None:
         token = self._signer.sign(f"{agent.name}|{secrets.token_urlsafe(24)}", ttl=self._ttl)
-        _cookie(response, SESSION_COOKIE, token, max_age=int(self._ttl), secure=secure)
+        ttl = int(self._ttl)
+        _cookie(response, SESSION_COOKIE, token, max_age=ttl, secure=secure, path=SESSION_PATH)
         response.del_cookie(LOGIN_COOKIE, path="/inbox")
 
     def end(self, response: web.StreamResponse) -> None:
-        response.del_cookie(SESSION_COOKIE, path="/inbox")
+        response.del_cookie(SESSION_COOKIE, path=SESSION_PATH)
 
 
 def login_csrf(request: web.Request, response: web.StreamResponse) -> str:
@@ -115,8 +128,14 @@ def login_csrf(request: web.Request, response: web.StreamResponse) -> str:
 
 
 def _cookie(
-    response: web.StreamResponse, name: str, value: str, *, max_age: int, secure: bool
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    secure: bool,
+    path: str = "/inbox",
 ) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, path="/inbox", httponly=True, samesite="Strict", secure=secure
+        name, value, max_age=max_age, path=path, httponly=True, samesite="Strict", secure=secure
     )

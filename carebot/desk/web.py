@@ -147,7 +147,11 @@ class AgentInbox:
     ) -> web.Response:
         context.setdefault("error", None)
         html = self._template(name).render(
-            agent={"name": session.agent.name, "display_name": session.agent.display_name},
+            agent={
+                "name": session.agent.name,
+                "display_name": session.agent.display_name,
+                "roles": session.agent.roles,
+            },
             csrf=session.csrf,
             static=STATIC_PREFIX,
             **context,
@@ -285,5 +289,6 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _safe_next(target: str) -> str:
-    """Only local inbox paths: never redirect a login to another site."""
-    return target if target.startswith("/inbox") and not target.startswith("//") else "/inbox"
+    """Only the inbox's and the insights' own paths: never redirect a login to another site."""
+    local = target.startswith(("/inbox", "/insights")) and not target.startswith("//")
+    return target if local else "/inbox"
