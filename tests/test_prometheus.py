@@ -224,21 +224,22 @@ async def test_a_scrape_reads_only_the_rows_since_the_last_one(
     counters = StoreCounters(db=runtime.db, clock=clock, reply_hours=24)
     await fill(runtime, clock)
     first = await counters.refresh()
-    # 11 messages, 3 decisions, 3 handoffs, 3 helpful surveys, 1 first agent reply
-    assert counters.rows_read == 21
-    clock.advance(26 * 3600)  # older than every grace (surveys: reply_hours + 1 h)
-    assert await counters.refresh() == first  # settled now: the same totals
-    # read again to settle them, the rows still younger than their grace at the first scrape
-    # (5 min; surveys 25 h): the 5 messages and the handoff of the agents' turn 300 and 360 s
-    # in, the first agent reply, the 3 helpful surveys
+    # Read one by one: the rows still younger than their grace (5 min; surveys 25 h): the 5
+    # messages and the handoff of the agents' turn 300 and 360 s in, the first agent reply, the
+    # 3 helpful surveys. The older rows were summed by the database.
     assert counters.rows_read == 10
+    clock.advance(26 * 3600)  # older than every grace
+    assert await counters.refresh() == first  # all settled now: the same totals
+    assert counters.rows_read == 1  # the first reply, the one source not summed by the database
     assert await counters.refresh() == first
     assert counters.rows_read == 0  # nothing new: nothing read
 
     answer = decision(DecisionKind.ANSWER, Reason.CONFIDENT, 0.97, "order_status")
     await decide(runtime, "u9", "where is my order", answer, 3.0)
     after = await counters.refresh()
-    assert counters.rows_read == 3  # the message in, the answer out, the decision
+    # the message in, the answer out, the decision (thrice: for the decisions' kinds and
+    # reasons, their scores, their times)
+    assert counters.rows_read == 5
     assert after.messages - first.messages == {
         ("in", "customer", "test"): 1,
         ("out", "bot", "test"): 1,
@@ -248,6 +249,25 @@ async def test_a_scrape_reads_only_the_rows_since_the_last_one(
     assert after.match_score.count == first.match_score.count + 1
     assert after.match_score.total == pytest.approx(first.match_score.total + 0.97, abs=1e-12)
     assert after.decision_seconds.counts[0] == first.decision_seconds.counts[0] + 1  # 3 ms
+
+
+async def test_totals_summed_by_the_database_equal_those_added_row_by_row(
+    runtime: Runtime, clock: Clock
+) -> None:
+    start = clock()
+    await fill(runtime, clock)
+    row_by_row = await StoreCounters(db=runtime.db, clock=lambda: start).refresh()  # all young
+    later = start + timedelta(days=2)
+    summed = await StoreCounters(db=runtime.db, clock=lambda: later).refresh()  # all settled
+    assert row_by_row.messages == summed.messages
+    assert (row_by_row.decisions, row_by_row.handoffs) == (summed.decisions, summed.handoffs)
+    assert row_by_row.confirmed == summed.confirmed == 1
+    for name in ("decision_seconds", "match_score", "first_response"):
+        one, other = getattr(row_by_row, name), getattr(summed, name)
+        assert one.counts == other.counts, name
+        # sums of floats in another order: equal within rounding
+        assert one.total == pytest.approx(other.total, rel=1e-12), name
+    assert sum(row_by_row.messages.values()) == 11
 
 
 async def test_a_survey_answered_after_a_scrape_counts_at_the_next(

@@ -37,8 +37,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from carebot.clock import Clock
 from carebot.config import MetricsSettings, Settings
 from carebot.exceptions import ConfigError, StoreError
-from carebot.insight.counters import Histogram, StoreCounters, Totals
+from carebot.insight.counters import StoreCounters
 from carebot.insight.report import Period, Report, Share, Spread
+from carebot.insight.totals import Histogram, Totals
 
 if TYPE_CHECKING:
     from carebot.store.database import Database
@@ -124,7 +125,9 @@ def headline_samples(report: Report) -> list[Sample]:
         for quantile in ("p50", "p90"):
             value = getattr(spread, quantile) if spread is not None else None
             seconds = value.total_seconds() if value is not None else None
-            out.append(Sample(f"{name}_{quantile}_seconds", labels, seconds, f"{key}.{quantile}"))
+            out.append(
+                Sample(f"{name}_{quantile}_seconds", labels, seconds, f"{key}.{quantile}_seconds")
+            )
     money = report.cost_saved
     out.append(Sample("cost_saved", {"currency": money.currency}, money.amount, "cost_saved"))
     out.append(Sample("cost_saved_pending", {}, float(money.pending), "cost_saved.pending"))
