@@ -102,7 +102,9 @@ def add_report(commands: Commands) -> None:
     report.add_argument(
         "--since", type=moment, default=moment("7d"), help=f"start of the period (7d): {FORMS}"
     )
-    report.add_argument("--until", type=moment, default=moment("now"), help="end (now)")
+    report.add_argument(
+        "--until", type=moment, default=moment("now"), help="end of the period (now): as --since"
+    )
     report.add_argument("--channel", help="only conversations on this channel (default: all)")
     report.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
     report.add_argument(

@@ -58,10 +58,7 @@ def duration(value: timedelta | None) -> str:
 
 def money(figure: Money) -> str:
     if figure.pending or figure.amount is None:
-        return (
-            "pending (bot resolutions of this period are not yet 7 days old: whether they "
-            "lasted is not known)"
-        )
+        return "pending (whether this period's bot resolutions lasted 7 days is not known yet)"
     return (
         f"{figure.currency} {figure.amount:,.2f} ({count(figure.resolutions)} durable bot "
         f"resolutions x {figure.currency} {figure.cost_per_contact:,.2f})"
