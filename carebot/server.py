@@ -35,6 +35,7 @@ from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import ShutdownError, StoreError
 from carebot.hours import BusinessHours
+from carebot.insight.prometheus import mount_metrics
 from carebot.lifecycle import clean_up
 from carebot.models import TranscriptLine
 from carebot.nlu.encoder import Encoder
@@ -86,6 +87,7 @@ def build_app(
         runtime.workers.append(slack.sync)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    mount_metrics(app, settings, db=runtime.db, clock=runtime.clock, env=env)
     life = runtime.lifecycle()
     if slack is not None:
         slack.join(life)
