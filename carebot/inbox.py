@@ -46,7 +46,7 @@ from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import Question, Reply
 from carebot.store.waiting import WaitingReply, WaitingStore
-from carebot.survey import NO, YES, Surveys
+from carebot.survey.questions import NO, YES, Surveys
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
-from carebot.rating_requests import RatingRequests
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -45,7 +44,8 @@ from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import QuietAnswers, SurveyStore
 from carebot.store.waiting import WaitingStore
-from carebot.survey import Surveys
+from carebot.survey.questions import Surveys
+from carebot.survey.ratings import RatingRequests
 from carebot.triage import Priority, Triage
 
 log = logging.getLogger(__name__)

@@ -208,7 +208,7 @@ class SurveyStore:
 
 class QuietAnswers:
     """Bot answers followed by quiet: the conversations whose rating request is due after an
-    assumed bot resolution (see :mod:`carebot.rating_requests`)."""
+    assumed bot resolution (see :mod:`carebot.survey.ratings`)."""
 
     def __init__(self, db: Database, *, clock: Clock, lease_replies: bool = True) -> None:
         self._db = db

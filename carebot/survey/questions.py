@@ -17,7 +17,7 @@ once their conversation is resolved ([survey] in config, texts in [messages]).
 
 The rating request after an agent resolves a conversation is queued by the handoff store
 (:meth:`carebot.store.handoffs.HandoffStore.resolve`), and after an assumed bot resolution by
-:mod:`carebot.rating_requests`.
+:mod:`carebot.survey.ratings`.
 """
 
 from __future__ import annotations
