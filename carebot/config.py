@@ -291,6 +291,8 @@ class MessageSettings(_Section):
 
     # After a bot answer ([survey] helpful), with Yes / No buttons where the channel has them.
     helpful_question: str = "Did that answer your question?"
+    helpful_yes_button: str = "Yes"
+    helpful_no_button: str = "No"
     helpful_yes: str = "Great, glad I could help!"
     # "No": a person is asked to take over (reason not_helpful).
     helpful_no: str = "Sorry that didn't help. I'm passing you to a colleague who will reply here."

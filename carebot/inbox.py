@@ -46,7 +46,7 @@ from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import Question, Reply
 from carebot.store.waiting import WaitingReply, WaitingStore
-from carebot.survey.questions import NO, YES, Surveys
+from carebot.survey.questions import NO, REPEATED, YES, Surveys
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,9 @@ class Inbox:
     async def _answer_survey(self, received: Received, reply: Reply) -> Outcome:
         """A reply to "did that answer your question?" or to the rating request."""
         messages = self._messages
+        if reply.answer == REPEATED:
+            await self._conversations.mark_handled(received.message_id)
+            return Outcome(Status.SURVEYED, received)
         if reply.answer == NO:  # a person takes over, as for any handoff
             now = self._clock()
             hours = self._surveys.hours

@@ -298,3 +298,21 @@ async def test_a_rating_answered_in_the_sweep_is_stored(
     assert [(s.answer, s.comment, s.resolver) for s in ratings] == [("3", "slow delivery", "bot")]
     sent = await rows(runtime, OutboxRow)
     assert sent[-1].text == "Thank you for your rating!"
+
+
+@pytest.mark.parametrize("taps", [["yes", "Yes"], ["yes", "no"], ["yes", "4", "4"]])
+async def test_a_second_tap_on_a_survey_button_is_recorded_and_not_answered(
+    runtime: Runtime, channel: RecordingChannel, taps: list[str]
+) -> None:
+    await runtime.inbox.receive(inbound("where is my order"))
+    for text in taps[:-1]:
+        await runtime.inbox.receive(inbound(text))
+    sent = len(channel.sent)
+
+    outcome = await runtime.inbox.receive(inbound(taps[-1]))
+
+    assert outcome.status is Status.SURVEYED
+    assert len(channel.sent) == sent  # nothing said, and nothing triaged
+    assert len(await rows(runtime, DecisionRow)) == 1
+    answers = [s.answer for s in await rows(runtime, Survey)]
+    assert answers == ["yes", "4" if "4" in taps else None]

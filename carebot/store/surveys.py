@@ -50,6 +50,7 @@ class Pending:
     conversation_id: int
     asked_at: datetime
     intent: str | None = None  # helpful: the intent of the answer asked about
+    answered: bool = False  # answered already: the message can only repeat a button
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,8 @@ class SurveyStore:
 
     async def pending(self, received: Received) -> Pending | None:
         """The question ``received`` may answer: the latest one asked on its channel identity,
-        unanswered, asked within ``reply_hours``, with no customer message in between."""
+        asked within ``reply_hours``, with no customer message in between (``answered``: the
+        customer's last message answered it, and this one may be a second tap on a button)."""
         async with self._db.session() as session:
             conversation = await session.get_one(Conversation, received.conversation_id)
             survey = await session.scalar(
@@ -138,17 +140,18 @@ class SurveyStore:
                 .order_by(Survey.id.desc())
                 .limit(1)
             )
-            if survey is None or survey.answer is not None or survey.message_id is None:
+            if survey is None or survey.message_id is None:
                 return None
             if self._clock() - survey.asked_at > self._within:
                 return None
+            since = survey.answer_message_id or survey.message_id
             between = await session.scalar(
                 select(Message.id)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(
                     Conversation.identity_id == conversation.identity_id,
                     Message.author == "customer",
-                    Message.id > survey.message_id,
+                    Message.id > since,
                     Message.id < received.message_id,
                 )
                 .limit(1)
@@ -160,7 +163,14 @@ class SurveyStore:
                 intent = await session.scalar(
                     select(DecisionRow.intent).where(DecisionRow.id == survey.decision_id)
                 )
-            return Pending(survey.id, survey.kind, survey.conversation_id, survey.asked_at, intent)
+            return Pending(
+                survey.id,
+                survey.kind,
+                survey.conversation_id,
+                survey.asked_at,
+                intent,
+                answered=survey.answer is not None,
+            )
 
     async def record(
         self,

@@ -32,6 +32,8 @@ from carebot.store.conversations import Received
 from carebot.store.surveys import HELPFUL, RATING, Pending, Question, Reply, SurveyStore
 
 YES, NO = "yes", "no"
+REPEATED = "repeated"  # a second tap on a survey's button: not an answer
+_BUTTONS = frozenset({YES, NO, "1", "2", "3", "4", "5"})
 _STARS = re.compile(r"^\s*([\u2b50\u2605]\ufe0f?){1,5}\s*$")
 _SEPARATOR = r"[-\u2013\u2014,.;:!)]"
 # "4", "4!", "4 - quick", "4/5", "4 stars great": a digit alone, with a unit, or a separator
@@ -63,7 +65,8 @@ class Surveys:
             return None
         if mode == "low_margin" and decision.margin >= self._survey.low_margin:
             return None
-        choices = (Choice(YES, "Yes"), Choice(NO, "No"))
+        labels = self._messages
+        choices = (Choice(YES, labels.helpful_yes_button), Choice(NO, labels.helpful_no_button))
         return Question(HELPFUL, self._messages.helpful_question, choices)
 
     def rating_question(self) -> Question | None:
@@ -81,9 +84,13 @@ class Surveys:
         return self.read(pending, text)
 
     def read(self, pending: Pending, text: str) -> Reply | None:
+        plain = " ".join(text.replace("\u2019", "'").casefold().split()).strip(_EDGES)
+        if pending.answered or (pending.kind == RATING and plain in (YES, NO)):
+            # A second tap on a button already answered (Telegram and WhatsApp keep old
+            # buttons tappable): recorded, and nothing said.
+            return Reply(pending, REPEATED) if plain in _BUTTONS else None
         if pending.kind == RATING:
             return _rating(pending, text)
-        plain = " ".join(text.replace("\u2019", "'").casefold().split()).strip(_EDGES)
         if not plain or "?" in plain or len(plain.split()) > self._survey.max_words:
             return None
         # A tapped button sends its id or label ("yes", "Yes"), whatever words are configured
