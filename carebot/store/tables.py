@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -296,3 +297,16 @@ class Survey(Base):
     answered_at: Mapped[Timestamp | None]
     answer_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class MessageEmbedding(Base):
+    """A customer message's sentence embedding, kept for insight (the unanswered topics) so that
+    it is not encoded again: float16 bytes (carebot.store.embeddings) and the fingerprint of the
+    model that made it (the encoder's ``model_id``), so that vectors of two models are never
+    mixed."""
+
+    __tablename__ = "message_embeddings"
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    dims: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
