@@ -41,7 +41,7 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
-from carebot.store.conversations import ConversationStore, Received
+from carebot.store.conversations import ConversationStore, Embedding, Received
 from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import Question, Reply
@@ -198,10 +198,13 @@ class Inbox:
                 return Outcome(Status.NOTICED, received)
             timings: dict[str, float] = {}
             started = time.perf_counter()
-            decision = await self._decide(received, inbound, timings)
+            embedding: list[Embedding] = []
+            decision = await self._decide(received, inbound, timings, keep=embedding)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
             ask = self._surveys.helpful_question(decision)
-            return await self._record(received, decision, timings, ask=ask)
+            return await self._record(
+                received, decision, timings, ask=ask, embedding=embedding[0] if embedding else None
+            )
 
     async def _record(
         self,
@@ -211,9 +214,10 @@ class Inbox:
         *,
         ask: Question | None = None,
         answers: Reply | None = None,
+        embedding: Embedding | None = None,
     ) -> Outcome:
         queued = await self._conversations.record_decision(
-            received, decision, timings, ask=ask, answers=answers
+            received, decision, timings, ask=ask, answers=answers, embedding=embedding
         )
         kind = "handoff" if decision.hands_off else "decision"
         self._events.publish(Event(kind, received.conversation_id))  # before its delivery
@@ -297,11 +301,15 @@ class Inbox:
         inbound: InboundMessage,
         timings: dict[str, float],
         context: TriageContext | None = None,
+        *,
+        keep: list[Embedding] | None = None,
     ) -> Decision:
         """Match (micro-batched with messages arriving at the same time), then apply the rules.
 
         ``timings`` gets the wait for the model, the model's time and the batch size.
         ``context``: the conversation so far (default: from the bot's last decision).
+        ``keep`` gets the message's embedding, kept with its decision (insight groups the
+        messages the bot did not answer by it).
         """
         if context is None:
             last = await self._conversations.last_turn(received.conversation_id)
@@ -309,6 +317,9 @@ class Inbox:
         try:
             batched = await self._matches.match(inbound.text)
             timings.update(wait_ms=batched.wait_ms, model_ms=batched.model_ms, batch=batched.batch)
+            if keep is not None and batched.match.vector is not None:
+                model = self._triage.matcher.encoder.model_id
+                keep.append(Embedding(batched.match.vector, model))
             return self._triage.decide_matched(inbound.text, batched.match, context)
         except Exception:
             log.exception(

@@ -4,6 +4,7 @@ within float16's rounding, never mixed across models. On SQLite and PostgreSQL."
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from carebot.exceptions import StoreError
 from carebot.models import InboundMessage
+from carebot.runtime import Runtime
 from carebot.store.conversations import ConversationStore
 from carebot.store.database import Database
 from carebot.store.embeddings import (
@@ -150,3 +152,17 @@ async def test_many_messages_load_across_query_chunks(database: Database, clock:
     loaded = await store.load(asked, "m")
     assert loaded.ids == tuple(ids)
     assert len(loaded.missing) == 2500
+
+
+async def test_the_pipeline_keeps_each_decided_message_embedding_with_its_decision(
+    runtime: Runtime, encoder: FakeEncoder
+) -> None:
+    when = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    outcome = await runtime.inbox.receive(
+        InboundMessage("test", "u9", "e1", "where is my order", when)
+    )
+    async with runtime.db.session() as session:
+        [row] = (await session.scalars(select(MessageEmbedding))).all()
+    assert (row.message_id, row.model) == (outcome.received.message_id, encoder.model_id)
+    expected = encoder.encode(["where is my order"])[0]
+    assert within_rounding(unpack(row.vector, row.dims), expected)

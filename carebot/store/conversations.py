@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from carebot.models import (
 )
 from carebot.store.customers import find_or_create_identity
 from carebot.store.database import Database
+from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
@@ -55,6 +57,14 @@ class Received:
 
 # How urgent a handoff is, from its reason codes and emotion (carebot.triage.Priority).
 PriorityRule = Callable[[Sequence[str], float], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """A message's embedding and the model that made it (the encoder's ``model_id``)."""
+
+    vector: np.ndarray
+    model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +216,13 @@ class ConversationStore:
         *,
         ask: Question | None = None,
         answers: Reply | None = None,
+        embedding: Embedding | None = None,
     ) -> Queued | None:
         """Store the decision, its reply in the outbox and any handoff, in one transaction.
 
         ``ask``: a question asked with the reply ("did that answer your question?", with its
         buttons), recorded as asked. ``answers``: the question this message answered (a "no"
-        that hands over), recorded as answered.
+        that hands over), recorded as answered. ``embedding``: the message's, kept with it.
 
         Returns the queued reply, or None when an agent took the conversation over or closed
         it while the bot was thinking (the decision is kept, the reply is not sent).
@@ -225,6 +236,8 @@ class ConversationStore:
             identity = await session.get_one(Identity, conversation.identity_id)
             row = decision_row(received, decision, timings, now)
             session.add(row)
+            if embedding is not None:
+                session.add(embedding_row(received.message_id, embedding.vector, embedding.model))
             await session.flush()
             inbound = await session.get_one(Message, received.message_id)
             inbound.handled_at = now
