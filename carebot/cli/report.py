@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from carebot.cli.commands import Commands
 from carebot.cli.report_tables import conversation_table, report_table
 from carebot.exceptions import CarebotError, DataError, StoreError
+from carebot.insight.export import conversation_csv, conversation_data, seconds
 from carebot.insight.report import ConversationRow, Money, Period, Report, Share, Spread
 
 if TYPE_CHECKING:
@@ -133,9 +134,9 @@ async def write_report(
     if args.view == "conversations":
         rows = await insight.conversations(period)
         if args.format == "csv":
-            write_conversations_csv(rows, out)
+            out.write(conversation_csv(rows))
         elif args.format == "json":
-            json.dump([conversation_json(row) for row in rows], out, indent=2)
+            json.dump([conversation_data(row) for row in rows], out, indent=2)
             out.write("\n")
         else:
             out.write(conversation_table(rows, period, zone))
@@ -157,8 +158,8 @@ def jsonable(value: Any, *, ids: bool) -> Any:
         out: dict[str, Any] = {"count": value.count, "total": value.total, "value": value.value}
         return out | ({"ids": list(value.ids)} if ids else {})
     if isinstance(value, Spread):
-        out = {"samples": value.samples, "p50_seconds": _seconds(value.p50)}
-        out["p90_seconds"] = _seconds(value.p90)
+        out = {"samples": value.samples, "p50_seconds": seconds(value.p50)}
+        out["p90_seconds"] = seconds(value.p90)
         return out | ({"ids": list(value.ids)} if ids else {})
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -171,10 +172,6 @@ def jsonable(value: Any, *, ids: bool) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v, ids=ids) for v in value]
     return value
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
 
 
 def headline_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, float | str]]:
@@ -190,8 +187,8 @@ def headline_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, f
                 yield _share_row(f"{f.name}.{reason}", share)
         elif isinstance(figure, Spread):
             for quantile in ("p50", "p90"):
-                seconds = _seconds(getattr(figure, quantile))
-                yield (f"{f.name}.{quantile}_seconds", figure.samples, "", _blank(seconds))
+                wait = seconds(getattr(figure, quantile))
+                yield (f"{f.name}.{quantile}_seconds", figure.samples, "", _blank(wait))
         elif isinstance(figure, Money):
             yield ("cost_saved", figure.resolutions, "", _blank(figure.amount))
             yield ("cost_saved.pending", "", "", int(figure.pending))
@@ -209,47 +206,6 @@ def write_headline_csv(report: Report, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["key", "count", "total", "value"])
     writer.writerows(headline_rows(report))
-
-
-CONVERSATION_COLUMNS = (
-    "id",
-    "customer_id",
-    "channel",
-    "started",
-    "resolver",
-    "first_handoff_reason",
-    "resolved_at",
-    "first_human_response_seconds",
-    "csat",
-    "intents",
-)
-
-
-def conversation_json(row: ConversationRow) -> dict[str, Any]:
-    """One conversation as JSON data (times in ISO 8601 UTC, the response time in seconds)."""
-    return {
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "channel": row.channel,
-        "started": row.started.isoformat(),
-        "resolver": row.resolver,
-        "first_handoff_reason": row.first_handoff_reason,
-        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
-        "first_human_response_seconds": _seconds(row.first_human_response),
-        "csat": row.csat,
-        "intents": list(row.intents),
-    }
-
-
-def write_conversations_csv(rows: list[ConversationRow], out: TextIO) -> None:
-    """One CSV row per conversation; empty cells for what is not known, intents joined
-    with ";"."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CONVERSATION_COLUMNS)
-    for row in rows:
-        data = conversation_json(row)
-        data["intents"] = ";".join(row.intents)
-        writer.writerow("" if data[c] is None else data[c] for c in CONVERSATION_COLUMNS)
 
 
 async def open_store(settings: Settings) -> Database:

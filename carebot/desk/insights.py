@@ -18,8 +18,6 @@ MIT, ``static/chart.js.LICENSE.md``): no CDN, no build step.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,24 +37,13 @@ from carebot.desk.insight_charts import WeeklyCharts
 from carebot.desk.insight_filters import FilterError, Filters
 from carebot.desk.insight_view import Dashboard, describe, lookup, topic_ref, topic_view
 from carebot.exceptions import CarebotError
+from carebot.insight.export import conversation_csv
 from carebot.insight.report import ConversationRow, Period, Report, Topic
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC_PREFIX = "/inbox/static"
 LISTED = 500  # conversations listed on a page (the export has them all)
-CSV_COLUMNS = (
-    "id",
-    "customer_id",
-    "channel",
-    "started",
-    "resolver",
-    "first_handoff_reason",
-    "resolved_at",
-    "first_human_response_seconds",
-    "csat",
-    "intents",
-)
 View = Callable[[web.Request, Session, Filters], Awaitable[web.StreamResponse]]
 
 
@@ -295,30 +282,6 @@ def _linker(filters: Filters) -> Callable[[str], str]:
 def link_topic(filters: Filters, topic: Topic) -> str:
     """The conversations of a topic, named by its keywords."""
     return f"/insights/conversations?{filters.query(topic=topic_ref(topic))}"
-
-
-def conversation_csv(rows: Iterable[ConversationRow]) -> str:
-    """One line per conversation: times in ISO 8601 UTC, the first human response in seconds,
-    the intents joined with ";"; empty where there is nothing (not resolved, not rated)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            (
-                row.id,
-                row.customer_id,
-                row.channel,
-                row.started.isoformat(),
-                row.resolver or "",
-                row.first_handoff_reason or "",
-                row.resolved_at.isoformat() if row.resolved_at else "",
-                _seconds(row.first_human_response),
-                "" if row.csat is None else row.csat,
-                ";".join(row.intents),
-            )
-        )
-    return out.getvalue()
 
 
 def _seconds(value: timedelta | None) -> str:
