@@ -412,6 +412,18 @@ async def test_one_channel(
     assert report.repeat_contact == Share(0, 4)
 
 
+async def test_one_channel_still_follows_its_customers_on_every_channel(
+    golden: Golden, database: Database, clock: Clock, tmp_path: Path
+) -> None:
+    webchat = Period(PERIOD.since, PERIOD.until, "webchat")
+    report = await insight_for(database, clock, tmp_path).report(webchat)
+    assert report.conversations.count == 14
+    # Lea's Telegram conversation is not in the web chat figures, yet it is her request within
+    # 7 days of her web chat resolution, and her repeat contact.
+    assert report.durable == share(golden, 4, "at_since", "kim_again")
+    assert report.repeat_contact == share(golden, 9, "kim_again", "lea_telegram")
+
+
 async def test_an_empty_period_has_no_figures_rather_than_zeros(
     golden: Golden, database: Database, clock: Clock, tmp_path: Path
 ) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from carebot.insight.figures import emotional_share, first_response, main_reasons, share
+from carebot.insight.figures import (
+    emotional_by_intent,
+    emotional_share,
+    first_response,
+    main_reasons,
+    share,
+)
 from carebot.insight.outcomes import Outcome
 from carebot.insight.report import IntentRow, Period, Share, WeekRow
 
@@ -18,17 +24,20 @@ def intent_rows(outcomes: list[Outcome]) -> tuple[IntentRow, ...]:
         for intent in o.intents:
             about.setdefault(intent, []).append(o)
     order = sorted(about, key=lambda intent: (-len(about[intent]), intent))
-    return tuple(_intent_row(intent, about[intent], outcomes) for intent in order)
+    emotional = emotional_by_intent(outcomes)
+    return tuple(
+        _intent_row(intent, about[intent], len(outcomes), emotional.get(intent, Share(0, 0)))
+        for intent in order
+    )
 
 
-def _intent_row(intent: str, mine: list[Outcome], outcomes: list[Outcome]) -> IntentRow:
-    ids = tuple(o.facts.id for o in mine)
+def _intent_row(intent: str, mine: list[Outcome], total: int, emotional: Share) -> IntentRow:
     return IntentRow(
         intent=intent,
-        conversations=Share(len(mine), len(outcomes), ids),
+        conversations=Share(len(mine), total, tuple(o.facts.id for o in mine)),
         automation=share(mine, lambda o: o.bot_resolved_at is not None),
         handoffs=share(mine, lambda o: o.handed_over),
-        emotional=emotional_share(outcomes, intent),
+        emotional=emotional,
     )
 
 

@@ -9,13 +9,14 @@ The definitions that turn these facts into figures live in :mod:`carebot.insight
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carebot.insight.report import Period
 from carebot.models import DecisionKind
@@ -119,12 +120,12 @@ class Followups:
 async def load_conversations(db: Database, period: Period) -> list[ConversationFacts]:
     """The conversations of ``period`` that are contacts, by start (then id)."""
     ids = _population(period, select(Conversation.id)).scalar_subquery()
-    async with db.session() as session:
-        heads = (await session.execute(_population(period, _head_columns()))).all()
-        messages = await _customer_messages(session, Message.conversation_id.in_(ids))
-        handoffs = await _handoffs(session, ids)
-        replies = await _agent_replies(session, ids)
-        surveys = await _surveys(session, ids)
+    async with db.engine.connect() as conn:
+        heads = (await conn.execute(_population(period, _head_columns()))).all()
+        messages = await _customer_messages(conn, Message.conversation_id.in_(ids))
+        handoffs = await _handoffs(conn, ids)
+        replies = await _agent_replies(conn, ids)
+        surveys = await _surveys(conn, ids)
     found = [
         ConversationFacts(
             id=cid,
@@ -142,24 +143,37 @@ async def load_conversations(db: Database, period: Period) -> list[ConversationF
 
 
 async def load_followups(
-    db: Database, period: Period, after: datetime, until: datetime
+    db: Database,
+    period: Period,
+    conversations: list[ConversationFacts],
+    after: datetime,
+    until: datetime,
 ) -> Followups:
-    """What the customers of ``period``'s conversations did in ``(after, until]``, on every
-    channel: their requests, and the contacts (conversations not survey-only) they started."""
-    customers = _population(period, select(Conversation.customer_id)).scalar_subquery()
+    """What the customers of ``period``'s ``conversations`` did in ``(after, until]``, on
+    every channel: their requests, and the contacts (conversations not survey-only) they
+    started. The period's conversations are read from ``conversations``, the others from the
+    store."""
     requests: dict[int, list[datetime]] = defaultdict(list)
     started: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-    async with db.session() as session:
-        for customer_id, at, chat in await session.execute(_requests(customers, after, until)):
+    for facts in conversations:
+        if after < facts.started <= until:
+            started[facts.customer_id].append((facts.started, facts.id))
+        requests[facts.customer_id].extend(
+            m.at for m in facts.messages if m.request and after < m.at <= until
+        )
+    customers = _population(period, select(Conversation.customer_id)).scalar_subquery()
+    others = (
+        Conversation.customer_id.in_(customers),
+        Conversation.id.not_in(_population(period, select(Conversation.id)).scalar_subquery()),
+    )
+    async with db.engine.connect() as conn:
+        for customer_id, at, chat in await conn.execute(_requests(others, after, until)):
             if not chat:
                 requests[customer_id].append(at)
         query = select(Conversation.customer_id, Conversation.created_at, Conversation.id).where(
-            Conversation.customer_id.in_(customers),
-            Conversation.created_at > after,
-            Conversation.created_at <= until,
-            _a_contact(),
+            *others, Conversation.created_at > after, Conversation.created_at <= until, _a_contact()
         )
-        for customer_id, at, cid in await session.execute(query):
+        for customer_id, at, cid in await conn.execute(query):
             started[customer_id].append((at, cid))
     for times in requests.values():
         times.sort()
@@ -168,15 +182,18 @@ async def load_followups(
     return Followups(requests, started)
 
 
-def _requests(customers: Any, after: datetime, until: datetime) -> Select[int, datetime, bool]:
-    """Customer messages that are not survey replies, with their decision's small_talk flag."""
+def _requests(
+    conversations: tuple[ColumnElement[bool], ...], after: datetime, until: datetime
+) -> Select[int, datetime, bool]:
+    """Customer messages of ``conversations`` in (after, until] that are not survey replies,
+    with their decision's small_talk flag."""
     survey_reply = exists().where(Survey.answer_message_id == Message.id)
     return (
         select(Conversation.customer_id, Message.created_at, _small_talk())
         .join(Conversation, Conversation.id == Message.conversation_id)
         .outerjoin(DecisionRow, DecisionRow.inbound_message_id == Message.id)
         .where(
-            Conversation.customer_id.in_(customers),
+            *conversations,
             Message.author == "customer",
             Message.created_at > after,
             Message.created_at <= until,
@@ -192,16 +209,19 @@ def _small_talk() -> ColumnElement[bool]:
 def _head_columns() -> Select[int, int, str, datetime]:
     return select(
         Conversation.id, Conversation.customer_id, Identity.channel, Conversation.created_at
-    )
+    ).join(Identity, Identity.id == Conversation.identity_id)
 
 
 def _population(period: Period, query: Select[*Row]) -> Select[*Row]:
     """Conversations whose first customer message is in [since, until) (Conversation.created_at),
     on the period's channel if it names one (the channel of the conversation's identity)."""
-    query = query.join(Identity, Identity.id == Conversation.identity_id).where(
+    query = query.where(
         Conversation.created_at >= period.since, Conversation.created_at < period.until
     )
-    return query.where(Identity.channel == period.channel) if period.channel else query
+    if period.channel is None:
+        return query
+    on_channel = select(Identity.id).where(Identity.channel == period.channel)
+    return query.where(Conversation.identity_id.in_(on_channel))
 
 
 def _a_contact() -> ColumnElement[bool]:
@@ -212,7 +232,7 @@ def _a_contact() -> ColumnElement[bool]:
 
 
 async def _customer_messages(
-    session: AsyncSession, which: ColumnElement[bool]
+    conn: AsyncConnection, which: ColumnElement[bool]
 ) -> dict[int, list[CustomerMessage]]:
     survey_reply = exists().where(Survey.answer_message_id == Message.id)
     query = (
@@ -231,7 +251,7 @@ async def _customer_messages(
         .where(which, Message.author == "customer")
     )
     found: dict[int, list[CustomerMessage]] = defaultdict(list)
-    for cid, mid, at, reply, decided, kind, reasons, intent, chat in await session.execute(query):
+    for cid, mid, at, reply, decided, kind, reasons, intent, chat in await conn.execute(query):
         decision = None
         if decided is not None:
             decision = DecisionFact(decided, kind, _split(reasons), intent, bool(chat))
@@ -239,7 +259,7 @@ async def _customer_messages(
     return found
 
 
-async def _handoffs(session: AsyncSession, ids: Any) -> dict[int, list[HandoffFact]]:
+async def _handoffs(conn: AsyncConnection, ids: Any) -> dict[int, list[HandoffFact]]:
     query = (
         select(
             Handoff.conversation_id,
@@ -255,24 +275,24 @@ async def _handoffs(session: AsyncSession, ids: Any) -> dict[int, list[HandoffFa
         .order_by(Handoff.created_at, Handoff.id)
     )
     found: dict[int, list[HandoffFact]] = defaultdict(list)
-    for cid, at, reason, reasons, by_bot, by, resolved, resolution in await session.execute(query):
+    for cid, at, reason, reasons, by_bot, by, resolved, resolution in await conn.execute(query):
         found[cid].append(
             HandoffFact(at, reason, _split(reasons), bool(by_bot), by, resolved, resolution)
         )
     return found
 
 
-async def _agent_replies(session: AsyncSession, ids: Any) -> dict[int, list[datetime]]:
+async def _agent_replies(conn: AsyncConnection, ids: Any) -> dict[int, list[datetime]]:
     query = select(Message.conversation_id, Message.created_at).where(
         Message.conversation_id.in_(ids), Message.author == "agent"
     )
     found: dict[int, list[datetime]] = defaultdict(list)
-    for cid, at in await session.execute(query):
+    for cid, at in await conn.execute(query):
         found[cid].append(at)
     return found
 
 
-async def _surveys(session: AsyncSession, ids: Any) -> dict[int, list[SurveyFact]]:
+async def _surveys(conn: AsyncConnection, ids: Any) -> dict[int, list[SurveyFact]]:
     query = (
         select(
             Survey.conversation_id,
@@ -286,10 +306,12 @@ async def _surveys(session: AsyncSession, ids: Any) -> dict[int, list[SurveyFact
         .order_by(Survey.asked_at, Survey.id)
     )
     found: dict[int, list[SurveyFact]] = defaultdict(list)
-    for cid, kind, asked, answer, answered, resolver in await session.execute(query):
+    for cid, kind, asked, answer, answered, resolver in await conn.execute(query):
         found[cid].append(SurveyFact(kind, asked, answer, answered, resolver))
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def _split(reasons: str | None) -> tuple[str, ...]:
+    """The reason codes of a comma-separated list (the same few lists repeat: cached)."""
     return tuple(r for r in (reasons or "").split(",") if r)

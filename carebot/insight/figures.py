@@ -133,19 +133,30 @@ def rating_response(outcomes: list[Outcome], resolver: str) -> Share:
     return Share(len(answered), sent, tuple(dict.fromkeys(answered)))
 
 
-def emotional_share(outcomes: Iterable[Outcome], intent: str | None = None) -> Share:
+def emotional_share(outcomes: Iterable[Outcome]) -> Share:
     """emotional share: customer messages whose decision has reason "emotional" / customer
-    messages with a decision (of one intent, if given: the decision's intent)."""
-    flagged: list[int] = []
-    total = 0
+    messages with a decision, in the period's conversations."""
+    return emotional_by_intent(outcomes, by_intent=False).get(None, Share(0, 0))
+
+
+def emotional_by_intent(
+    outcomes: Iterable[Outcome], *, by_intent: bool = True
+) -> dict[str | None, Share]:
+    """The emotional share per intent (decision.intent), or of all (key None)."""
+    flagged: dict[str | None, list[int]] = {}
+    totals: dict[str | None, int] = {}
     for o in outcomes:
         for m in o.facts.messages:
-            if m.decision is None or (intent is not None and m.decision.intent != intent):
+            if m.decision is None:
                 continue
-            total += 1
+            key = m.decision.intent if by_intent else None
+            totals[key] = totals.get(key, 0) + 1
             if EMOTIONAL in m.decision.reasons:
-                flagged.append(o.facts.id)
-    return Share(len(flagged), total, tuple(dict.fromkeys(flagged)))
+                flagged.setdefault(key, []).append(o.facts.id)
+    return {
+        key: Share(len(flagged.get(key, ())), total, tuple(dict.fromkeys(flagged.get(key, ()))))
+        for key, total in totals.items()
+    }
 
 
 def spread(samples: Iterable[tuple[timedelta, int]]) -> Spread:

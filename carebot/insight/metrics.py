@@ -31,9 +31,10 @@ a :class:`~carebot.insight.report.Report`, the same for the dashboard, ``carebot
   reason of any of its handoffs, each conversation once per reason.
 - **not helpful**: helpful surveys answered "no" / helpful surveys answered, of the period's
   conversations.
-- **human resolution**: a handoff of the conversation resolved by an agent (not withdrawn by
-  the customer); resolved_at = the latest such. The **resolver** of a conversation is "bot" if
-  bot-resolved, else "human" if human-resolved, else none.
+- **human resolution**: a handoff of the conversation resolved by an agent (resolved_by set,
+  and not ended otherwise, e.g. withdrawn by the customer; an agent who closes the
+  conversation resolves its handoff too); resolved_at = the latest such. The **resolver** of
+  a conversation is "bot" if bot-resolved, else "human" if human-resolved, else none.
 - **repeat contact**: customers with a resolved (bot or human) conversation in the period who
   start another conversation (any channel; a contact, not survey-only) within 7 days after that
   resolution (the resolver's resolved_at), over customers with a resolved conversation in the
@@ -130,7 +131,8 @@ class Insight:
         if not resolved:
             return Followups({}, {})
         span = max(DURABLE_DAYS, REPEAT_DAYS)
-        return await load_followups(self._db, period, min(resolved), max(resolved) + span)
+        known = [o.facts for o in outcomes]
+        return await load_followups(self._db, period, known, min(resolved), max(resolved) + span)
 
     def _report(
         self, period: Period, now: datetime, outcomes: list[Outcome], followups: Followups
