@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import statistics
 import sys
@@ -150,7 +151,7 @@ class Turn:
     def __init__(self, gen: Generator, cid: int, channel: str, start: datetime) -> None:
         self.gen, self.r, self.rows = gen, gen.random, gen.rows
         self.cid, self.channel, self.at = cid, channel, start
-        self.handoff: dict[str, Any] | None = None
+        self.handoff: int | None = None  # the open handoff's id
         self.answer: int | None = None
         self.resolved: datetime | None = None
 
@@ -322,8 +323,8 @@ async def timings(db: Database, runs: int) -> dict[str, tuple[float, float]]:
     found = {}
     for name, period in (("report, 7 days", week), ("report, 30 days", month)):
         found[name] = (
-            await median_seconds(lambda p=period: insight.report(p), runs),
-            await median_seconds(lambda p=period: reading(db, p), runs),
+            await median_seconds(functools.partial(insight.report, period), runs),
+            await median_seconds(functools.partial(reading, db, period), runs),
         )
     found["conversations, 7 days"] = (
         await median_seconds(lambda: insight.conversations(week), runs),

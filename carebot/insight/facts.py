@@ -9,8 +9,10 @@ The definitions that turn these facts into figures live in :mod:`carebot.insight
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVarTuple
@@ -120,7 +122,7 @@ class Followups:
 async def load_conversations(db: Database, period: Period) -> list[ConversationFacts]:
     """The conversations of ``period`` that are contacts, by start (then id)."""
     ids = _population(period, select(Conversation.id)).scalar_subquery()
-    async with db.engine.connect() as conn:
+    async with _reading(db) as conn:
         heads = (await conn.execute(_population(period, _head_columns()))).all()
         messages = await _customer_messages(conn, Message.conversation_id.in_(ids))
         handoffs = await _handoffs(conn, ids)
@@ -166,7 +168,7 @@ async def load_followups(
         Conversation.customer_id.in_(customers),
         Conversation.id.not_in(_population(period, select(Conversation.id)).scalar_subquery()),
     )
-    async with db.engine.connect() as conn:
+    async with _reading(db) as conn:
         for customer_id, at, chat in await conn.execute(_requests(others, after, until)):
             if not chat:
                 requests[customer_id].append(at)
@@ -180,6 +182,16 @@ async def load_followups(
     for starts in started.values():
         starts.sort()
     return Followups(requests, started)
+
+
+@contextlib.asynccontextmanager
+async def _reading(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection for some queries that must agree with each other: on PostgreSQL they read
+    one snapshot (REPEATABLE READ), even while messages keep coming."""
+    async with db.engine.connect() as conn:
+        if not db.is_sqlite:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
 
 
 def _requests(
