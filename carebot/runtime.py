@@ -134,6 +134,7 @@ class Runtime:
     db: Database
     triage: Triage
     inbox: Inbox
+    matches: MatchQueue  # the model's queue and thread, in front of triage's matcher
     conversations: ConversationStore
     handoffs: HandoffStore
     outbox: OutboxWorker
@@ -353,6 +354,7 @@ async def build_runtime(
         db=db,
         triage=triage,
         inbox=inbox,
+        matches=matches,
         conversations=conversations,
         handoffs=handoffs,
         outbox=worker,

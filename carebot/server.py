@@ -20,10 +20,11 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+import numpy as np
 from aiohttp import web
 
 from carebot import library_logs
@@ -35,7 +36,10 @@ from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import ShutdownError, StoreError
 from carebot.hours import BusinessHours
+from carebot.insight.metrics import Insight
 from carebot.insight.prometheus import mount_metrics
+from carebot.insight.report import Period, Topic
+from carebot.insight.unanswered import unanswered_topics
 from carebot.lifecycle import clean_up
 from carebot.models import TranscriptLine
 from carebot.nlu.encoder import Encoder
@@ -69,7 +73,8 @@ def build_app(
     stages run as the app's cleanup contexts).
 
     ``env`` holds the Slack tokens and the channels' secrets (default: the process
-    environment); ``insight``, where the numbers of ``/insights`` come from."""
+    environment); ``insight``, where the numbers of ``/insights`` and ``/metrics`` come from
+    (default: :func:`live_insight`)."""
     library_logs.protect()  # aiohttp, Telegram, httpx: no customer data above DEBUG
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
@@ -80,6 +85,7 @@ def build_app(
     for channel in platforms.channels:
         runtime.add_channel(channel)
     platforms.mount(app, runtime.deliver)
+    insight = insight or live_insight(settings, runtime)
     demo_password = _mount_inbox(app, settings, runtime, secret, insight)
     slack = _slack_desk(settings, runtime, env)
     if slack is not None:
@@ -87,12 +93,34 @@ def build_app(
         runtime.workers.append(slack.sync)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    mount_metrics(app, settings, db=runtime.db, clock=runtime.clock, env=env)
+    mount_metrics(app, settings, db=runtime.db, clock=runtime.clock, env=env, insight=insight)
     life = runtime.lifecycle()
     if slack is not None:
         slack.join(life)
     life.mount(app)
     return Service(app, runtime, demo_password, slack)
+
+
+def live_insight(settings: Settings, runtime: Runtime) -> InsightSources:
+    """The care lead's numbers from the store (one :class:`Insight` for the dashboard and
+    ``/metrics``), and the unanswered topics, re-encoding in the model's thread what has no
+    embedding of the live model."""
+    insight = Insight(db=runtime.db, settings=settings, clock=runtime.clock)
+
+    async def encode(texts: Sequence[str]) -> np.ndarray:
+        encoder = runtime.triage.matcher.encoder
+        return await runtime.matches.in_model_thread(lambda: encoder.encode(list(texts)))
+
+    async def topics(period: Period) -> list[Topic]:
+        return await unanswered_topics(
+            db=runtime.db,
+            matcher=runtime.triage.matcher,
+            period=period,
+            now=runtime.clock(),
+            encode=encode,
+        )
+
+    return InsightSources(report=insight.report, conversations=insight.conversations, topics=topics)
 
 
 def _mount_webchat(

@@ -261,7 +261,6 @@ async def test_the_store_is_opened_as_the_service_opens_it(
 
 def test_the_report_runs_on_a_store_without_loading_the_model(tmp_path: Path) -> None:
     """The command end to end, with the real insight (``carebot.insight.metrics``)."""
-    pytest.importorskip("carebot.insight.metrics")
     cfg = config(tmp_path)
     assert carebot("-c", str(cfg), "db", "upgrade").returncode == 0
     out = tmp_path / "report.json"

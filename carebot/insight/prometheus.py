@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -38,6 +38,7 @@ from carebot.clock import Clock
 from carebot.config import MetricsSettings, Settings
 from carebot.exceptions import ConfigError, StoreError
 from carebot.insight.counters import StoreCounters
+from carebot.insight.metrics import Insight
 from carebot.insight.report import Period, Report, Share, Spread
 from carebot.insight.totals import Histogram, Totals
 
@@ -50,9 +51,11 @@ HEADLINE_TTL = timedelta(seconds=30)
 
 
 class Reports(Protocol):
-    """What computes a lead's figures (:class:`carebot.insight.metrics.Insight`)."""
+    """What computes a lead's figures (:class:`carebot.insight.metrics.Insight`, or the
+    dashboard's sources: the same function)."""
 
-    async def report(self, period: Period) -> Report: ...
+    @property
+    def report(self) -> Callable[[Period], Awaitable[Report]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +293,6 @@ def mount_metrics(
         return
     token = bearer_token(cfg, env)
     if insight is None:
-        from carebot.insight.metrics import Insight
-
         insight = Insight(db=db, settings=settings, clock=clock)
     counters = StoreCounters(db=db, clock=clock, reply_hours=settings.survey.reply_hours)
     headline = Headline(insight=insight, clock=clock, window_days=cfg.window_days)
