@@ -282,7 +282,8 @@ async def run_service(
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
-        _announce(out, f"http://{host}:{port}", service.demo_password, service.slack)
+        metrics = service.runtime.settings.metrics.enabled
+        _announce(out, f"http://{host}:{port}", service.demo_password, service.slack, metrics)
         await stop.wait()
     except BaseException:
         # What was set up is torn down; a failure of that is logged, and the error that
@@ -295,13 +296,18 @@ async def run_service(
     print("Stopped.", file=out, flush=True)
 
 
-def _announce(out: TextIO, base: str, demo_password: str | None, slack: SlackDesk | None) -> None:
+def _announce(
+    out: TextIO, base: str, demo_password: str | None, slack: SlackDesk | None, metrics: bool
+) -> None:
     lines = [
         f"carebot is serving on {base}",
         f"  web chat demo:  {base}/",
         f"  agent inbox:    {base}/inbox",
+        f"  insights:       {base}/insights   (for agents with the lead role)",
         f"  health:         {base}/healthz   {base}/readyz",
     ]
+    if metrics:
+        lines.append(f"  metrics:        {base}/metrics   (Prometheus)")
     if demo_password:
         lines.append(
             f"  inbox login:    agent / {demo_password}   (a one-time demo agent: "

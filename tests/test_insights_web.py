@@ -596,6 +596,9 @@ async def test_a_lead_sees_the_fixture_numbers_in_cards_charts_and_tables(
     if os.environ.get("CAREBOT_DOCS_SCREENSHOT"):
         target = ROOT / "docs" / "insights.png"
         target.parent.mkdir(exist_ok=True)
+        # A full-page capture repeats a sticky header where the viewport was: pin it on top.
+        await page.add_style_tag(content=".app-header { position: static !important; }")
+        await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(target), full_page=True, animations="disabled")
         print(f"README screenshot: {target}")
 
