@@ -25,7 +25,7 @@ from tests.test_insights_web import browser as browser  # the fixture
 
 QUERY = "since=2026-11-30&until=2026-12-14"  # PERIOD, in Berlin days
 # Each card's figures, big ones then details, in the page's order: the figure's key and what a
-# share is out of (None: a duration's median or 90th percentile).
+# share is out of, or "p50"/"p90" for a duration's median or 90th percentile.
 CARDS: dict[str, list[tuple[str, str]]] = {
     "involvement": [("involvement", "conversations")],
     "automation": [
