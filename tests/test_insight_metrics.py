@@ -13,6 +13,7 @@ import pytest
 
 from carebot.insight.metrics import Insight
 from carebot.insight.report import ConversationRow, Period, Report, Share, Spread
+from carebot.models import Reason
 from carebot.store.database import Database
 from tests.conftest import Clock, make_settings
 from tests.insight_fixture import (
@@ -27,6 +28,7 @@ from tests.insight_fixture import (
     answer,
     at,
     build_golden_store,
+    handoff,
 )
 
 # The population of PERIOD, by start (before_window, survey_only and at_until are not in it).
@@ -434,3 +436,19 @@ async def test_an_empty_period_has_no_figures_rather_than_zeros(
     assert report.cost_saved.amount == 0.0 and not report.cost_saved.pending
     assert [w.start for w in report.weeks] == [date(2026, 9, 28), date(2026, 10, 5)]
     assert report.top_intents == () and report.handoff_main_reason == {}
+
+
+async def test_how_the_bot_read_a_message_is_no_reason_to_hand_over(
+    database: Database, clock: Clock, tmp_path: Path
+) -> None:
+    # "asked_for_human,confident": the talk-to-a-person intent was recognised with confidence;
+    # the conversation counts under asked_for_human, not under "confident".
+    script = Script(database, clock)
+    when = PERIOD.since + timedelta(hours=10)
+    decision = handoff(Reason.ASKED_FOR_HUMAN, Reason.CONFIDENT, intent="talk_to_human")
+    received = await script.says(Person("webchat", "v1"), when, "a person please", decision)
+    clock.now = when + timedelta(hours=1)
+    report = await insight_for(database, clock, tmp_path).report(PERIOD)
+    only = Share(1, 1, (received.conversation_id,))
+    assert report.handoff_any_reason == {"asked_for_human": only}
+    assert report.handoff_main_reason == {"asked_for_human": only}

@@ -50,12 +50,19 @@ def main_reasons(outcomes: list[Outcome], total: int) -> dict[str, Share]:
     return _by_reason(found, total)
 
 
+# Codes triage also records that say how the bot read the message, not why it handed over
+# ("asked_for_human,confident": the talk-to-a-person intent was recognised with confidence).
+NOT_HANDOFF_REASONS = frozenset({"confident", "clarified"})
+
+
 def any_reasons(outcomes: list[Outcome]) -> dict[str, Share]:
-    """handoff rate by any reason: every reason in any handoff's reasons, each conversation
-    once per reason / conversations."""
+    """handoff rate by any reason: every reason in any handoff's reasons (but "confident" and
+    "clarified", which are no reasons to hand over), each conversation once per reason /
+    conversations."""
     found: dict[str, list[int]] = {}
     for o in outcomes:
         reasons = {r for h in o.facts.handoffs for r in (h.reasons or (h.reason,))}
+        reasons -= NOT_HANDOFF_REASONS
         for reason in reasons:
             found.setdefault(reason, []).append(o.facts.id)
     return _by_reason(found, len(outcomes))
