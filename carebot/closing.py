@@ -17,9 +17,8 @@ from datetime import timedelta
 
 from carebot.clock import Clock
 from carebot.events import Event, EventHub
-from carebot.retry import Backoff, repeat
+from carebot.periodic import Periodic
 from carebot.store.closing import ClosingStore
-from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,10 @@ class ConversationCloser:
         self._events = events
         self._clock = clock
         self._idle = timedelta(hours=idle_hours) if idle_hours > 0 else None
-        self._interval = interval
         self._batch = batch
-        self._wake = Wakeup()
-        self._stopping = False
+        self._periodic = Periodic(
+            self.sweep, interval=interval, what="Closing idle conversations", log=log
+        )
 
     async def sweep(self) -> list[int]:
         """One pass: close every conversation idle now (stopping early after :meth:`stop`,
@@ -54,7 +53,7 @@ class ConversationCloser:
         cutoff = self._clock() - self._idle
         closed: list[int] = []
         after = 0
-        while not self._stopping and (
+        while not self._periodic.stopping and (
             ids := await self._store.idle(cutoff, after=after, limit=self._batch)
         ):
             after = ids[-1]
@@ -71,20 +70,7 @@ class ConversationCloser:
         if self._idle is None:
             log.info("Idle conversations are not closed ([conversations] idle_close_hours = 0)")
             return
-        # A database hiccup must not end closing for good: log, back off, go on.
-        await repeat(
-            self._pass,
-            until=lambda: self._stopping,
-            what="Closing idle conversations",
-            backoff=Backoff(base=self._interval, cap=self._interval),
-            log=log,
-            sleep=self._wake.sleep,
-        )
-
-    async def _pass(self) -> None:
-        await self.sweep()
-        await self._wake.sleep(self._interval)
+        await self._periodic.run()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._periodic.stop()

@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from carebot.clock import Clock
+from carebot.periodic import Periodic
 from carebot.reply_window import ReplyWindows
-from carebot.retry import Backoff, repeat
 from carebot.store.outbox import Queued
 from carebot.store.surveys import Question, QuietAnswers
-from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,12 @@ class RatingRequests:
         self._quiet = timedelta(hours=quiet_hours)
         self._lookback = timedelta(hours=lookback_hours)
         self._on_outbox = on_outbox
-        self._interval = interval
-        self._wake = Wakeup()
-        self._stopping = False
+        self._periodic = Periodic(
+            self.sweep,
+            interval=interval,
+            what="Asking bot-resolved conversations for a rating",
+            log=log,
+        )
 
     async def sweep(self) -> list[int]:
         """One pass: ask every conversation whose rating request is due; returns their ids."""
@@ -57,7 +59,7 @@ class RatingRequests:
             return []
         asked = []
         for conversation_id in await self._store.due(quiet=self._quiet, lookback=self._lookback):
-            if self._stopping:
+            if self._periodic.stopping:
                 break
             queued = await self._store.request(
                 conversation_id, self._question, windows=self._reachable
@@ -81,19 +83,7 @@ class RatingRequests:
         if self._question is None:
             log.info("No rating requests are sent ([survey] rating = false)")
             return
-        await repeat(
-            self._pass,
-            until=lambda: self._stopping,
-            what="Asking bot-resolved conversations for a rating",
-            backoff=Backoff(base=self._interval, cap=self._interval),
-            log=log,
-            sleep=self._wake.sleep,
-        )
-
-    async def _pass(self) -> None:
-        await self.sweep()
-        await self._wake.sleep(self._interval)
+        await self._periodic.run()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._periodic.stop()
