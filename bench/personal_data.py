@@ -12,11 +12,24 @@ Printed: the seed; per kind, how many seeded details a finding of that kind over
 the precision of all findings (a finding is right when it overlaps a seeded detail of its
 kind); how many clean replies had any finding; the time per reply.
 
-The patterns were adjusted on seed 1 (the tuning set); the figures to report are seed 2's (the
-default), which was not looked at while tuning. Some templates hold what the detector is
+The patterns were adjusted on seed 1 (the tuning set) only. Seed 2 was then measured once: one
+wrong finding (``+4917621084665``'s digits passed Luhn and were taken for a card); after that
+fix (no card right after ``+``), seed 3 (the default), never looked at before, was measured. Some templates hold what the detector is
 documented not to find (a name only in running text after a plain "Hello,", "Am Markt 3"
 without a street word), so recall below 1 is expected. The set is written by the same hands as
 the patterns: its figures are an upper bound for real replies, not a promise.
+
+Measured (2,000 replies each, this machine)::
+
+    seed 2 (before the "+" fix): recall email 1.000, phone 0.998, order 1.000, payment 1.000,
+        address 0.989, name 0.918, overall 0.958; precision 0.9997 (3208/3209); 0/1000 clean
+        replies flagged; 153 µs per reply
+    seed 3 (reported):           recall email 1.000, phone 1.000, order 1.000, payment 1.000,
+        address 0.988, name 0.932, overall 0.965; precision 1.000 (3291/3291); 0/1000 clean
+        replies flagged; 155 µs per reply
+
+The names missed are those only in running text after a plain "Hello," (not detected by
+design without ``known_names``); the addresses missed are the "Am Markt N" ones.
 """
 
 from __future__ import annotations
@@ -249,7 +262,7 @@ def measure(replies: list[Reply]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=2, help="2 = the reported set; 1 = tuning")
+    parser.add_argument("--seed", type=int, default=3, help="3 = the reported set; 1 = tuning")
     parser.add_argument("--replies", type=int, default=2000, help="half personal, half clean")
     parser.add_argument("--show-misses", action="store_true", help="print what was missed")
     args = parser.parse_args()
