@@ -14,10 +14,11 @@ kind); how many clean replies had any finding; the time per reply.
 
 The patterns were adjusted on seed 1 (the tuning set) only. Seed 2 was then measured once: one
 wrong finding (``+4917621084665``'s digits passed Luhn and were taken for a card); after that
-fix (no card right after ``+``), seed 3 (the default), never looked at before, was measured. Some templates hold what the detector is
-documented not to find (a name only in running text after a plain "Hello,", "Am Markt 3"
-without a street word), so recall below 1 is expected. The set is written by the same hands as
-the patterns: its figures are an upper bound for real replies, not a promise.
+fix (no card right after ``+``), seed 3 (the default), never looked at before, was measured.
+Some templates hold what the detector is documented not to find (a name only in running text
+after a plain "Hello,", "Am Markt 3" without a street word), so recall below 1 is expected.
+The set is written by the same hands as the patterns: its figures are an upper bound for real
+replies, not a promise.
 
 Measured (2,000 replies each, this machine)::
 
