@@ -1,0 +1,1 @@
+"""The ops console: editing intents in place, previews, proposals."""
