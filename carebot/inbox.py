@@ -198,13 +198,10 @@ class Inbox:
                 return Outcome(Status.NOTICED, received)
             timings: dict[str, float] = {}
             started = time.perf_counter()
-            embedding: list[Embedding] = []
-            decision = await self._decide(received, inbound, timings, keep=embedding)
+            decision, embedding = await self._decide(received, inbound, timings)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
             ask = self._surveys.helpful_question(decision)
-            return await self._record(
-                received, decision, timings, ask=ask, embedding=embedding[0] if embedding else None
-            )
+            return await self._record(received, decision, timings, ask=ask, embedding=embedding)
 
     async def _record(
         self,
@@ -238,11 +235,7 @@ class Inbox:
             await self._conversations.mark_handled(received.message_id)
             return Outcome(Status.SURVEYED, received)
         if reply.answer == NO:  # a person takes over, as for any handoff
-            now = self._clock()
-            hours = self._surveys.hours
-            decision = self._surveys.not_helpful(
-                reply, hours.is_open(now), hours.describe_next_open(now)
-            )
+            decision = self._surveys.not_helpful(reply, self._clock())
             return await self._record(received, decision, {}, answers=reply)
         if reply.answer == YES:
             text, then = messages.helpful_yes, self._surveys.rating_question()
@@ -263,7 +256,7 @@ class Inbox:
         if self._notice(inbound) is None:  # files without text or a greeting: not triaged
             started = time.perf_counter()
             fresh = TriageContext(now=self._clock())  # the bot's last word was the handoff
-            decision = await self._decide(received, inbound, timings, fresh)
+            decision, _ = await self._decide(received, inbound, timings, fresh)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
         reply = await self._waiting_reply(inbound, decision)
         waited = await self._waiting.record(received, decision, timings, reply)
@@ -301,15 +294,13 @@ class Inbox:
         inbound: InboundMessage,
         timings: dict[str, float],
         context: TriageContext | None = None,
-        *,
-        keep: list[Embedding] | None = None,
-    ) -> Decision:
+    ) -> tuple[Decision, Embedding | None]:
         """Match (micro-batched with messages arriving at the same time), then apply the rules.
 
         ``timings`` gets the wait for the model, the model's time and the batch size.
         ``context``: the conversation so far (default: from the bot's last decision).
-        ``keep`` gets the message's embedding, kept with its decision (insight groups the
-        messages the bot did not answer by it).
+        Returns the decision and the message's embedding, which is kept with the decision
+        (insight groups the messages the bot did not answer by it).
         """
         if context is None:
             last = await self._conversations.last_turn(received.conversation_id)
@@ -317,20 +308,24 @@ class Inbox:
         try:
             batched = await self._matches.match(inbound.text)
             timings.update(wait_ms=batched.wait_ms, model_ms=batched.model_ms, batch=batched.batch)
-            if keep is not None and batched.match.vector is not None:
-                model = self._triage.matcher.encoder.model_id
-                keep.append(Embedding(batched.match.vector, model))
-            return self._triage.decide_matched(inbound.text, batched.match, context)
+            decision = self._triage.decide_matched(inbound.text, batched.match, context)
         except Exception:
             log.exception(
                 "Triage failed for message %s; handing over to a human", received.message_id
             )
-            return Decision(
-                kind=DecisionKind.HANDOFF,
-                reasons=(Reason.BOT_ERROR,),
-                intent=None,
-                score=0.0,
-                margin=0.0,
-                emotion=0.0,
-                reply=self._messages.fallback,
-            )
+            return self._fallback(), None
+        vector = batched.match.vector
+        model = self._triage.matcher.encoder.model_id
+        return decision, Embedding(vector, model) if vector is not None else None
+
+    def _fallback(self) -> Decision:
+        """A customer never gets silence: when triage fails, a person takes over."""
+        return Decision(
+            kind=DecisionKind.HANDOFF,
+            reasons=(Reason.BOT_ERROR,),
+            intent=None,
+            score=0.0,
+            margin=0.0,
+            emotion=0.0,
+            reply=self._messages.fallback,
+        )

@@ -277,11 +277,7 @@ async def build_runtime(
     outbox's wait between attempts at a failed send.
     """
     db = Database(database_url or settings.database_url())
-    if db.is_sqlite:
-        await db.upgrade()
-    else:
-        await db.ping()
-        await db.check_migrated()
+    await db.prepare()
     triage, matches, reloader = build_matching(settings, encoder)
     link_by = settings.customers.link_by
     priority = Priority(settings.priority)

@@ -162,6 +162,18 @@ async def test_no_hands_the_conversation_to_a_person(
     assert conversation.state == "waiting_for_agent"
 
 
+async def test_no_outside_business_hours_says_when_the_team_is_back(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    clock.now = clock.now.replace(hour=20)  # Wednesday evening; the team is back at 09:00
+    await runtime.inbox.receive(inbound("where is my order"))
+    await runtime.inbox.receive(inbound("no"))
+    assert channel.sent[-1].text == (
+        "Sorry that didn't help. I'm passing you to a colleague; our team is offline right now "
+        "and will reply here from tomorrow at 09:00 (UTC)."
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "rating", "comment"),
     [("4", "4", None), ("5 - quick and kind", "5", "quick and kind"), ("2/5", "2", None)],
@@ -316,3 +328,14 @@ async def test_a_second_tap_on_a_survey_button_is_recorded_and_not_answered(
     assert len(await rows(runtime, DecisionRow)) == 1
     answers = [s.answer for s in await rows(runtime, Survey)]
     assert answers == ["yes", "4" if "4" in taps else None]
+
+
+async def test_an_answer_not_yet_due_at_one_sweep_is_asked_at_a_later_one(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
+) -> None:
+    outcome = await runtime.inbox.receive(inbound("where is my order"))
+    clock.advance(23 * 3600)
+    assert await runtime.ratings.sweep() == []
+    clock.advance(2 * 3600)
+    assert await runtime.ratings.sweep() == [outcome.received.conversation_id]
+    assert channel.sent[-1].text == RATING

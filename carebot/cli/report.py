@@ -223,11 +223,7 @@ async def open_store(settings: Settings) -> Database:
             f"(or {settings.store.url_env}) in the config file carebot serve uses."
         )
     try:
-        if db.is_sqlite:
-            await db.upgrade()
-        else:
-            await db.ping()
-            await db.check_migrated()
+        await db.prepare()
     except BaseException:
         await db.close()
         raise

@@ -22,12 +22,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import jinja2
 from aiohttp import web
 
 from carebot.clock import Clock
@@ -36,13 +33,12 @@ from carebot.desk.auth import Session, Sessions
 from carebot.desk.insight_charts import WeeklyCharts
 from carebot.desk.insight_filters import FilterError, Filters
 from carebot.desk.insight_view import Dashboard, describe, lookup, topic_ref, topic_view
+from carebot.desk.pages import Pages
 from carebot.exceptions import CarebotError
 from carebot.insight.export import conversation_csv
 from carebot.insight.report import ConversationRow, Period, Report, Topic
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).resolve().parent
-STATIC_PREFIX = "/inbox/static"
 LISTED = 500  # conversations listed on a page (the export has them all)
 View = Callable[[web.Request, Session, Filters], Awaitable[web.StreamResponse]]
 
@@ -76,11 +72,7 @@ class InsightPages:
         self._clock = clock
         self._channels = channels
         self._intent_title = intent_title
-        self._templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        self._pages = Pages()
 
     def mount(self, app: web.Application) -> None:
         """Add the routes (the inbox serves the static files)."""
@@ -126,7 +118,7 @@ class InsightPages:
         link = _linker(filters)
         dashboard = Dashboard(report, previous, link, self._intent_title)
         today = self._clock().astimezone(self._zone).date()
-        return self._render(
+        return self._pages.render(
             "insights.html",
             session,
             title="Insights",
@@ -169,7 +161,7 @@ class InsightPages:
             return self._problem(session, 404, "Nothing to list", str(exc))
         found = {row.id: row for row in await self._sources.conversations(period)}
         rows = sorted((found[i] for i in set(ids) if i in found), key=lambda r: (r.started, r.id))
-        return self._render(
+        return self._pages.render(
             "insight_conversations.html",
             session,
             title=what,
@@ -242,28 +234,8 @@ class InsightPages:
 
     # --- rendering -----------------------------------------------------------------------
 
-    def _render(
-        self, name: str, session: Session, *, status: int = 200, **context: Any
-    ) -> web.Response:
-        html = self._templates.get_template(name).render(
-            agent={
-                "name": session.agent.name,
-                "display_name": session.agent.display_name,
-                "roles": session.agent.roles,
-            },
-            csrf=session.csrf,
-            static=STATIC_PREFIX,
-            **context,
-        )
-        return web.Response(
-            text=html,
-            content_type="text/html",
-            status=status,
-            headers={"Cache-Control": "no-store"},
-        )
-
     def _problem(self, session: Session, status: int, title: str, message: str) -> web.Response:
-        return self._render(
+        return self._pages.render(
             "insight_problem.html", session, status=status, title=title, message=message
         )
 

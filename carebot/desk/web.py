@@ -14,15 +14,14 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
 from aiohttp import WSMsgType, web
 
 from carebot.agents import AgentDesk
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf
+from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.nlu.intents import IntentSet
@@ -30,8 +29,6 @@ from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).resolve().parent
-STATIC_PREFIX = "/inbox/static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -54,11 +51,7 @@ class AgentInbox:
         self._labels = labels
         self._events = events
         self._intents = intents
-        self._templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        self._pages = Pages()
         self._sockets: set[web.WebSocketResponse] = set()
 
     def mount(self, app: web.Application) -> None:
@@ -87,7 +80,7 @@ class AgentInbox:
 
     async def _queue_page(self, request: web.Request, session: Session) -> web.StreamResponse:
         waiting, with_agent = await self._queue.rows()
-        return self._render(
+        return self._pages.render(
             "queue.html",
             session,
             title="Inbox",
@@ -113,7 +106,7 @@ class AgentInbox:
             item["title"] = (
                 intents[item["intent"]].label if item["intent"] in intents else (item["intent"])
             )
-        return self._render(
+        return self._pages.render(
             "conversation.html",
             session,
             title=case.customer["name"],
@@ -132,7 +125,7 @@ class AgentInbox:
     ) -> web.StreamResponse:
         response = web.Response(status=status, content_type="text/html")
         csrf = login_csrf(request, response)
-        response.text = self._template("login.html").render(
+        response.text = self._pages.template("login.html").render(
             agent=None,
             csrf=csrf,
             static=STATIC_PREFIX,
@@ -141,30 +134,6 @@ class AgentInbox:
             next=_safe_next(request.query.get("next", "/inbox")),
         )
         return response
-
-    def _render(
-        self, name: str, session: Session, *, status: int = 200, **context: Any
-    ) -> web.Response:
-        context.setdefault("error", None)
-        html = self._template(name).render(
-            agent={
-                "name": session.agent.name,
-                "display_name": session.agent.display_name,
-                "roles": session.agent.roles,
-            },
-            csrf=session.csrf,
-            static=STATIC_PREFIX,
-            **context,
-        )
-        return web.Response(
-            text=html,
-            content_type="text/html",
-            status=status,
-            headers={"Cache-Control": "no-store"},
-        )
-
-    def _template(self, name: str) -> jinja2.Template:
-        return self._templates.get_template(name)
 
     # --- forms ---------------------------------------------------------------------------
 

@@ -81,6 +81,15 @@ class Database:
                 f"this carebot needs {head}. Run 'carebot db upgrade'."
             )
 
+    async def prepare(self) -> None:
+        """Ready for the service: SQLite is migrated on the spot; PostgreSQL must be reachable
+        and migrated already (``carebot db upgrade``), never implicitly."""
+        if self.is_sqlite:
+            await self.upgrade()
+        else:
+            await self.ping()
+            await self.check_migrated()
+
     async def ping(self) -> None:
         try:
             async with self.engine.connect() as conn:

@@ -225,11 +225,10 @@ class QuietAnswers:
         self._clock = clock
         self._lease = lease_replies
 
-    async def due(self, *, quiet: timedelta, lookback: timedelta) -> list[int]:
-        """Conversations whose last bot answer (not small talk) came between ``quiet`` +
-        ``lookback`` and ``quiet`` ago, with no request from the customer since, never handed
-        over, and not asked for a rating yet."""
-        newest = self._clock() - quiet
+    async def due(self, *, after: datetime, until: datetime) -> list[int]:
+        """Conversations with a bot answer in (``after``, ``until``] that is their last one (not
+        small talk), with no request from the customer since, never handed over, and not asked
+        for a rating yet."""
         handed_over = select(Handoff.id).where(
             Handoff.conversation_id == DecisionRow.conversation_id
         )
@@ -242,8 +241,8 @@ class QuietAnswers:
                     select(DecisionRow.conversation_id, DecisionRow.inbound_message_id)
                     .where(
                         DecisionRow.kind == "answer",
-                        DecisionRow.created_at <= newest,
-                        DecisionRow.created_at > newest - lookback,
+                        DecisionRow.created_at <= until,
+                        DecisionRow.created_at > after,
                         ~handed_over.exists(),
                         ~rated.exists(),
                     )

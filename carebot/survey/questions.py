@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 
 from carebot.config import Settings
 from carebot.hours import BusinessHours
@@ -102,10 +103,11 @@ class Surveys:
             return Reply(pending, YES)
         return None
 
-    def not_helpful(self, reply: Reply, now_open: bool, next_open: str) -> Decision:
+    def not_helpful(self, reply: Reply, now: datetime) -> Decision:
         """The handoff after a "no": to a person, with reason ``not_helpful``."""
         text = self._messages.helpful_no
-        if not now_open:
+        if not self._hours.is_open(now):
+            next_open = self._hours.describe_next_open(now)
             text = self._messages.helpful_no_closed.format(next_open=next_open)
         return Decision(
             kind=DecisionKind.HANDOFF,
@@ -116,10 +118,6 @@ class Surveys:
             emotion=0.0,
             reply=text,
         )
-
-    @property
-    def hours(self) -> BusinessHours:
-        return self._hours
 
 
 def _rating(pending: Pending, text: str) -> Reply | None:

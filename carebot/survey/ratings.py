@@ -46,6 +46,7 @@ class RatingRequests:
         self._quiet = timedelta(hours=quiet_hours)
         self._lookback = timedelta(hours=lookback_hours)
         self._on_outbox = on_outbox
+        self._looked_until: datetime | None = None  # answers up to here were looked at
         self._periodic = Periodic(
             self.sweep,
             interval=interval,
@@ -58,7 +59,12 @@ class RatingRequests:
         if self._question is None:
             return []
         asked = []
-        for conversation_id in await self._store.due(quiet=self._quiet, lookback=self._lookback):
+        until = self._clock() - self._quiet
+        # Each answer is looked at once: by the time it is due, what followed it is known.
+        after = until - self._lookback
+        if self._looked_until is not None:
+            after = max(after, self._looked_until)
+        for conversation_id in await self._store.due(after=after, until=until):
             if self._periodic.stopping:
                 break
             queued = await self._store.request(
@@ -69,6 +75,8 @@ class RatingRequests:
             asked.append(conversation_id)
             if self._on_outbox is not None:
                 await self._on_outbox(queued)
+        if not self._periodic.stopping:
+            self._looked_until = until
         if asked:
             log.info("Asked %d bot-resolved conversation(s) for a rating", len(asked))
         return asked
