@@ -90,13 +90,15 @@ class IntentFile:
 
 @dataclass(frozen=True)
 class Edit:
-    """A checked edit, not yet written: the file's new text, the check's warnings and the
-    comments of the edited intent that had no place left."""
+    """A checked edit, not yet written: the file's new text, the check's warnings, the
+    comments of the edited intent that had no place left, and the whole folder's intents as
+    they will read once it is written (to preview and try before publishing)."""
 
     base: IntentFile
     text: str
     warnings: tuple[Problem, ...]
     dropped_comments: tuple[str, ...]
+    intents: IntentSet = dataclasses.field(default=IntentSet(()), compare=False, repr=False)
 
 
 class IntentFiles:
@@ -112,6 +114,14 @@ class IntentFiles:
         self._directory = directory
         self._placeholders = dict(placeholders)
         self._encoder = encoder
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def name_of(self, path: Path) -> str:
+        """``path`` relative to the folder, as revisions and the console name files."""
+        return path.resolve().relative_to(self._directory.resolve()).as_posix()
 
     def read(self, name: str) -> IntentFile:
         """The file ``name`` (relative to the folder) as it is now."""
@@ -162,6 +172,29 @@ class IntentFiles:
         new = "".join(found.lines[:start]) + "".join(found.lines[end:])
         return self._checked(base, new, start, end, [], None, intent_id)
 
+    def plan_restore(self, base: IntentFile, text: str) -> Edit:
+        """``base``'s file put back to ``text`` as a whole (a rollback to an earlier version,
+        which was itself checked when it was published; ``""``: the file did not exist then,
+        and is removed). The check runs on the folder as it would be; no error may remain."""
+        self._ensure_current(base)
+        with _folder_as_if(self._directory, base.path, text if text else None) as (folder, real):
+            after, _ = read_intents(folder, self._placeholders)
+            problems = [
+                dataclasses.replace(p, file=real(p.file))
+                for p in check_intents(
+                    folder, placeholders=self._placeholders, encoder=self._encoder
+                )
+            ]
+            intents = [dataclasses.replace(i, file=real(i.file)) for i in after.intents]
+        errors = tuple(p for p in problems if p.severity is Severity.ERROR)
+        if errors:
+            listing = "\n  ".join(str(p) for p in errors)
+            raise IntentEditError(
+                f"not restored: the folder would not load as it would be:\n  {listing}", errors
+            )
+        warnings = tuple(p for p in problems if p.severity is Severity.WARNING)
+        return Edit(base, text, warnings, (), IntentSet(tuple(intents), after.out_of_scope))
+
     def save(self, base: IntentFile, intent: Intent, *, replaces: str | None) -> Edit:
         """:meth:`plan_save`, then written; returns the edit (``read`` gives the new stamp)."""
         return self.write(self.plan_save(base, intent, replaces=replaces))
@@ -171,9 +204,13 @@ class IntentFiles:
         return self.write(self.plan_delete(base, intent_id))
 
     def write(self, edit: Edit) -> Edit:
-        """Write a planned edit atomically, if its file is still as it was read."""
+        """Write a planned edit atomically, if its file is still as it was read (an empty text
+        removes the file: a restore to before it existed)."""
         self._ensure_current(edit.base)
-        write_atomically(edit.base.path, edit.text.encode("utf-8"))
+        if edit.text:
+            write_atomically(edit.base.path, edit.text.encode("utf-8"))
+        else:
+            edit.base.path.unlink(missing_ok=True)
         log.info("Saved %s (%d warning(s))", edit.base.path, len(edit.warnings))
         return edit
 
@@ -264,7 +301,9 @@ class IntentFiles:
                 "cannot hold as given?); not saved. Edit this intent by hand."
             )
         warnings = tuple(p for p in problems if p.severity is Severity.WARNING)
-        return Edit(base, new, warnings, tuple(dropped))
+        return Edit(
+            base, new, warnings, tuple(dropped), IntentSet(tuple(after_intents), after.out_of_scope)
+        )
 
 
 def _clean(intent: Intent) -> Intent:
@@ -300,10 +339,10 @@ def _expected(
 
 @contextmanager
 def _folder_as_if(
-    directory: Path, path: Path, text: str
+    directory: Path, path: Path, text: str | None
 ) -> Iterator[tuple[Path, Callable[[Path | None], Path]]]:
-    """A temporary folder mirroring ``directory`` (links), with ``path`` holding ``text``, and
-    the function taking its paths back to the real ones."""
+    """A temporary folder mirroring ``directory`` (links), with ``path`` holding ``text`` (None:
+    without ``path``), and the function taking its paths back to the real ones."""
     directory, path = directory.resolve(), path.resolve()
     with tempfile.TemporaryDirectory(prefix="carebot-intents-") as tmp:
         root = Path(tmp)
@@ -312,7 +351,8 @@ def _folder_as_if(
             mirror = root / file.relative_to(directory)
             mirror.parent.mkdir(parents=True, exist_ok=True)
             if file == path:
-                mirror.write_text(text, encoding="utf-8")
+                if text is not None:
+                    mirror.write_text(text, encoding="utf-8")
             else:
                 mirror.symlink_to(file)
 

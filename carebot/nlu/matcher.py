@@ -137,9 +137,25 @@ class Matcher:
             matches.append(Match(top, self.intents, vector))
         return matches
 
+    @property
+    def intent_ids(self) -> list[str]:
+        """The intents' ids in column order (of :meth:`scores` and :meth:`similarities`)."""
+        return list(self._ids)
+
+    def similarities(self, vectors: np.ndarray) -> np.ndarray:
+        """Every intent's cosine similarity to its closest example, for every vector."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return np.maximum.reduceat(vectors @ self._examples.T, self._starts, axis=1)
+
+    @property
+    def min_similarity(self) -> float:
+        """The similarity at which an intent's evidence is halved: from there on a message
+        looks like that intent's examples."""
+        return self._min_similarity
+
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """Every intent's score for every vector, columns in intent order."""
-        similarity = np.maximum.reduceat(vectors @ self._examples.T, self._starts, axis=1)
+        similarity = self.similarities(vectors)
         if self.method == "nearest":
             return similarity
         evidence = 1.0 / (1.0 + np.exp(-(similarity - self._min_similarity) / EVIDENCE_WIDTH))

@@ -310,3 +310,48 @@ class MessageEmbedding(Base):
     model: Mapped[str] = mapped_column(String(200))
     dims: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IntentRevision(Base):
+    """One change to the intent files published from the ops console (or a rollback of one):
+    who, when, which intent, and the file's text before and after, so that the change can be
+    shown as a diff and rolled back. The files stay the source the service loads."""
+
+    __tablename__ = "intent_revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file: Mapped[str] = mapped_column(String(300))  # relative to the intents folder
+    # The intent's id after the change (None: deleted) and before it (None: created); they
+    # differ for a rename.
+    intent_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    previous_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # create / edit / rename / delete / rollback
+    author: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[str] = mapped_column(Text)  # "" when the file did not exist
+    after: Mapped[str] = mapped_column(Text)
+    reverts_id: Mapped[int | None] = mapped_column(ForeignKey("intent_revisions.id"))
+    created_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
+
+
+class IntentProposal(Base):
+    """A suggested change to the intents, waiting for an ops person: add examples to an intent,
+    or a new intent, from an agent's reply, an unanswered topic or an agent's own idea."""
+
+    __tablename__ = "intent_proposals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # add_examples / new_intent
+    intent_id: Mapped[str] = mapped_column(String(200))  # the target, or the suggested new id
+    title: Mapped[str] = mapped_column(String(200), default="")
+    examples: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(20))  # agent_reply / topic / agent
+    author: Mapped[str] = mapped_column(String(200))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    message_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    flags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(10), index=True)  # open / published / rejected
+    created_at: Mapped[Timestamp]
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[Timestamp | None]
+    revision_id: Mapped[int | None] = mapped_column(ForeignKey("intent_revisions.id"))
+    note: Mapped[str | None] = mapped_column(Text)
