@@ -59,6 +59,15 @@ class Triage:
         self._asks_for_human = _phrases(settings.triage.human_phrases)
         self._withdraws = _phrases(settings.triage.withdraw_phrases)
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def with_matcher(self, matcher: Matcher) -> Triage:
+        """The same rules and emotion signal over another matcher (to try an edited intent set
+        before it is published)."""
+        return Triage(matcher=matcher, emotion=self._emotion, settings=self._settings)
+
     def use(self, matcher: Matcher) -> None:
         """Match against another intent set from now on (a live reload). A match made with the
         previous one is still decided on correctly: it carries the intents it was made with."""

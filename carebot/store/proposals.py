@@ -10,6 +10,7 @@ and publishes it through the console, or rejects it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -173,6 +174,20 @@ class ProposalStore:
             customer_name=customer or "",
             agent_name=reply.agent or "",
         )
+
+    async def texts_of(self, message_ids: Sequence[int]) -> list[str]:
+        """The texts of some messages, in the order of ``message_ids`` (those gone left out)."""
+        found: dict[int, str] = {}
+        ids = list(message_ids)
+        async with self._db.session() as session:
+            for start in range(0, len(ids), 1000):
+                rows = await session.execute(
+                    select(Message.id, Message.text).where(
+                        Message.id.in_(ids[start : start + 1000])
+                    )
+                )
+                found.update({row.id: row.text for row in rows})
+        return [found[i] for i in ids if i in found]
 
     async def get(self, proposal_id: int) -> Proposal:
         async with self._db.session() as session:

@@ -1,0 +1,168 @@
+"""The console's intent form: the fields an ops person edits, read into an :class:`Intent` with
+an error next to each field that cannot be read, and the check's findings placed next to the
+field they concern.
+
+Examples are one per line; tags are separated by commas; a threshold is a number from 0 to 1,
+or empty for the global one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from carebot.nlu.intents import Intent, Problem
+
+FIELDS = ("id", "title", "file", "examples", "answer", "tags", "thresholds", "handoff")
+ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+@dataclass
+class IntentForm:
+    """What the form holds, as typed."""
+
+    id: str = ""
+    title: str = ""
+    file: str = ""
+    examples: str = ""
+    answer: str = ""
+    tags: str = ""
+    answer_threshold: str = ""
+    draft_threshold: str = ""
+    handoff: bool = False
+    original_id: str = ""  # the intent as it is in the file (empty: a new intent)
+    stamp: str = ""  # the file's version stamp when the form was opened
+    proposal: str = ""  # the proposal this edit comes from, if any
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, intent: Intent, *, file: str, stamp: str) -> IntentForm:
+        return cls(
+            id=intent.id,
+            title=intent.title,
+            file=file,
+            examples="\n".join(intent.examples),
+            answer=intent.answer,
+            tags=", ".join(intent.tags),
+            answer_threshold=_number(intent.answer_threshold),
+            draft_threshold=_number(intent.draft_threshold),
+            handoff=intent.handoff,
+            original_id=intent.id,
+            stamp=stamp,
+        )
+
+    @classmethod
+    def posted(cls, data: Mapping[str, str]) -> IntentForm:
+        """The form as posted (missing fields empty)."""
+
+        def text(name: str) -> str:
+            return str(data.get(name, "")).replace("\r\n", "\n")
+
+        return cls(
+            id=text("id").strip(),
+            title=text("title").strip(),
+            file=text("file").strip(),
+            examples=text("examples"),
+            answer=text("answer").strip(),
+            tags=text("tags"),
+            answer_threshold=text("answer_threshold").strip(),
+            draft_threshold=text("draft_threshold").strip(),
+            handoff=text("handoff") in ("on", "true", "1", "yes"),
+            original_id=text("original_id").strip(),
+            stamp=text("stamp").strip(),
+            proposal=text("proposal").strip(),
+        )
+
+    @property
+    def is_new(self) -> bool:
+        return not self.original_id
+
+    @property
+    def example_list(self) -> list[str]:
+        return [line.strip() for line in self.examples.splitlines() if line.strip()]
+
+    def intent(self) -> Intent | None:
+        """The intent the form describes, or None with :attr:`errors` filled in."""
+        self.errors = {}
+        if not ID.match(self.id):
+            self._error(
+                "id", "An id is lower-case letters, digits and _ (e.g. order_status), not empty"
+            )
+        if not self.file:
+            self._error("file", "Name the file the intent goes in (e.g. orders.yaml)")
+        examples = self.example_list
+        if not examples:
+            self._error("examples", "Give at least one example, one per line")
+        thresholds = {
+            name: self._threshold(name, getattr(self, name))
+            for name in ("answer_threshold", "draft_threshold")
+        }
+        if self.errors:
+            return None
+        return Intent(
+            id=self.id,
+            examples=tuple(examples),
+            answer=self.answer,
+            title=self.title,
+            answer_threshold=thresholds["answer_threshold"],
+            draft_threshold=thresholds["draft_threshold"],
+            handoff=self.handoff,
+            tags=tuple(t.strip() for t in self.tags.split(",") if t.strip()),
+        )
+
+    def place(self, problems: Iterable[Problem]) -> list[str]:
+        """Put each finding next to the field it concerns; returns those that concern no field
+        of this intent (other intents of the folder), as text."""
+        elsewhere = []
+        for problem in problems:
+            name = _field_of(problem.message, self.id)
+            text = f"{problem.severity.value}: {problem.message}"
+            if name is None:
+                where = f"{problem.file.name}:{problem.line}" if problem.line else problem.file.name
+                elsewhere.append(f"{where}: {text}")
+            else:
+                self._error(name, text)
+        return elsewhere
+
+    def _threshold(self, name: str, value: str) -> float | None:
+        if not value:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0.0 <= number <= 1.0:
+            self._error("thresholds", f"{name} is a number from 0 to 1 (or empty), not {value!r}")
+            return None
+        return number
+
+    def _error(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+
+def _field_of(message: str, intent_id: str) -> str | None:
+    """The field a check message is about, if it is about this intent."""
+    text = message.casefold()
+    mine = intent_id and (
+        text.startswith(f"{intent_id}:") or f"'{intent_id}'" in text or f" {intent_id} " in text
+    )
+    if not mine:
+        return None
+    if "threshold" in text:
+        return "thresholds"
+    if "example" in text:
+        return "examples"
+    if "answer" in text or "placeholder" in text:
+        return "answer"
+    if "tag" in text:
+        return "tags"
+    if "handoff" in text:
+        return "handoff"
+    if "title" in text:
+        return "title"
+    return "id"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"

@@ -1,0 +1,457 @@
+"""The ops console at ``/console``, beside the inbox and behind the same login: the intents with
+how each has done lately, an editor with a "try it" box and a change preview, publishing, the
+history with one-click rollback, and the proposal queue. Agents with the ``ops`` role use it;
+any agent may propose (from a reply in the inbox, or an unanswered topic on /insights), and the
+proposal waits in the queue.
+
+- ``GET /console``: intents, proposals waiting, latest changes.
+- ``GET /console/intents/new`` and ``/console/intents/{id}``: the editor.
+- ``POST /console/intents``: the editor's form, with ``action`` = ``check`` (check and preview),
+  ``publish`` or ``delete``.
+- ``POST /console/try``: a customer message decided by the live and the edited intents (JSON).
+- ``GET /console/history``, ``GET /console/history/{n}``, ``POST /console/history/{n}/rollback``.
+- ``GET /console/proposals/{n}`` (opens it in the editor), ``POST /console/proposals/{n}/reject``.
+- ``POST /console/propose/reply`` (an agent's reply in the inbox) and
+  ``POST /console/propose/topic`` (an unanswered topic on /insights).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from carebot.clock import Clock
+from carebot.console.editor import Checked, Editor
+from carebot.console.intent_files import IntentEditError
+from carebot.console.intent_form import IntentForm
+from carebot.console.preview import Preview
+from carebot.console.proposals import ProposalMaker
+from carebot.desk.auth import Session, Sessions
+from carebot.desk.insight_view import topic_ref
+from carebot.desk.insights import InsightSources
+from carebot.desk.pages import Pages
+from carebot.exceptions import CarebotError, StoreError
+from carebot.insight.report import IntentRow, Period
+from carebot.models import Decision
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+View = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+Action = Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
+LATELY = timedelta(days=28)
+SHOWN_CHANGES = 200  # preview rows per group on the page (the counts cover all)
+
+
+class ConsolePages:
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        editor: Editor,
+        maker: ProposalMaker,
+        sources: InsightSources,
+        clock: Clock,
+        preview_limit: int = 2000,
+    ) -> None:
+        self._sessions = sessions
+        self._editor = editor
+        self._maker = maker
+        self._sources = sources
+        self._clock = clock
+        self._preview_limit = preview_limit
+        self._pages = Pages()
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_get("/console", self._ops(self._home))
+        app.router.add_get("/console/intents/new", self._ops(self._new))
+        app.router.add_get("/console/intents/{id}", self._ops(self._open))
+        app.router.add_post("/console/intents", self._post(self._save, ops=True))
+        app.router.add_post("/console/try", self._post(self._try, ops=True))
+        app.router.add_get("/console/history", self._ops(self._history))
+        app.router.add_get(r"/console/history/{id:\d+}", self._ops(self._revision))
+        app.router.add_post(
+            r"/console/history/{id:\d+}/rollback", self._post(self._rollback, ops=True)
+        )
+        app.router.add_get(r"/console/proposals/{id:\d+}", self._ops(self._proposal))
+        app.router.add_post(
+            r"/console/proposals/{id:\d+}/reject", self._post(self._reject, ops=True)
+        )
+        app.router.add_post("/console/propose/reply", self._post(self._propose_reply))
+        app.router.add_post("/console/propose/topic", self._post(self._propose_topic))
+
+    # --- guards ----------------------------------------------------------------------------
+
+    def _ops(self, view: View) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            session = self._sessions.read(request)
+            if session is None:
+                raise web.HTTPSeeOther(f"/inbox/login?next={quote(request.path_qs)}")
+            if not session.agent.can("ops"):
+                return self._not_ops(session)
+            return await view(request, session)
+
+        return handler
+
+    def _post(self, action: Action, *, ops: bool = False) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            session = self._sessions.read(request)
+            if session is None:
+                raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
+            form = await request.post()
+            token = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+                raise web.HTTPForbidden(text="Missing or wrong CSRF token: reload the page.")
+            if ops and not session.agent.can("ops"):
+                return self._not_ops(session)
+            return await action(request, session, form)
+
+        return handler
+
+    def _not_ops(self, session: Session) -> web.Response:
+        return self._problem(
+            session,
+            403,
+            "The console is for ops staff",
+            f"You are signed in as {session.agent.name}, who does not have the ops role. "
+            "Agents propose answers from a reply in the inbox (Add to FAQ); ops staff edit and "
+            'publish them. Ask an admin to add "ops" to your roles ([[inbox.agents]] roles in '
+            "config.toml).",
+        )
+
+    # --- pages -----------------------------------------------------------------------------
+
+    async def _home(self, request: web.Request, session: Session) -> web.StreamResponse:
+        now = self._clock()
+        try:
+            report = await self._sources.report(Period(now - LATELY, now))
+            lately: dict[str, IntentRow] = {row.intent: row for row in report.top_intents}
+            stats_error = None
+        except CarebotError as exc:
+            lately, stats_error = {}, str(exc)
+        names = {
+            i.id: self._editor.files.name_of(i.file) if i.file else ""
+            for i in self._editor.live.intents
+        }
+        return self._pages.render(
+            "console.html",
+            session,
+            title="Console",
+            intents=[
+                _intent_row(intent, names[intent.id], lately.get(intent.id))
+                for intent in sorted(self._editor.live.intents, key=lambda i: i.id)
+            ],
+            stats_error=stats_error,
+            waiting=await self._editor.proposals.waiting(),
+            decided=await self._editor.proposals.decided(limit=10),
+            changes=await self._editor.revisions.recent(limit=10),
+            notice=request.query.get("notice", ""),
+        )
+
+    async def _new(self, request: web.Request, session: Session) -> web.StreamResponse:
+        form = self._editor.blank(request.query.get("file", ""))
+        return self._editor_page(session, Checked(form, None))
+
+    async def _open(self, request: web.Request, session: Session) -> web.StreamResponse:
+        try:
+            form = self._editor.open(request.match_info["id"])
+        except CarebotError as exc:
+            return self._problem(session, 404, "No such intent", str(exc))
+        return self._editor_page(session, Checked(form, None))
+
+    async def _proposal(self, request: web.Request, session: Session) -> web.StreamResponse:
+        try:
+            proposal = await self._editor.proposals.get(int(request.match_info["id"]))
+            form = self._editor.of_proposal(proposal)
+        except CarebotError as exc:
+            return self._problem(session, 404, "This proposal cannot be opened", str(exc))
+        return self._editor_page(session, Checked(form, None), proposal=proposal)
+
+    async def _history(self, request: web.Request, session: Session) -> web.StreamResponse:
+        intent = request.query.get("intent") or None
+        return self._pages.render(
+            "console_history.html",
+            session,
+            title="History",
+            intent=intent,
+            revisions=await self._editor.revisions.recent(limit=200, intent_id=intent),
+        )
+
+    async def _revision(self, request: web.Request, session: Session) -> web.StreamResponse:
+        try:
+            revision = await self._editor.revisions.get(int(request.match_info["id"]))
+        except StoreError as exc:
+            return self._problem(session, 404, "No such revision", str(exc))
+        return self._pages.render(
+            "console_revision.html",
+            session,
+            title=f"Revision {revision.id}",
+            r=revision,
+            diff=_diff_lines(revision.diff),
+            reverted=await self._editor.revisions.reverted(revision.id),
+            error=request.query.get("error"),
+        )
+
+    # --- actions ---------------------------------------------------------------------------
+
+    async def _save(self, request: web.Request, session: Session, data: Any) -> web.StreamResponse:
+        form = IntentForm.posted(data)
+        action = str(data.get("action", "check"))
+        if action not in ("check", "publish", "check_delete", "delete"):
+            raise web.HTTPBadRequest(text=f"Unknown action {action!r}")
+        deleting = action in ("check_delete", "delete")
+        checked = await self._editor.check(form, deleting=deleting)
+        if action in ("publish", "delete") and checked.ok:
+            author = session.agent.name
+            try:
+                if deleting:
+                    revision = await self._editor.delete(checked, author=author)
+                else:
+                    revision = await self._editor.publish(checked, author=author)
+            except CarebotError as exc:
+                form.errors.setdefault("file", []).append(str(exc))
+                return self._editor_page(session, Checked(form, None), status=409)
+            notice = f"Published: {revision.summary} (revision {revision.id}); live in a moment."
+            raise web.HTTPSeeOther(f"/console?notice={quote(notice)}")
+        preview = None
+        if checked.edit is not None:
+            preview = await self._editor.preview(checked.edit, limit=self._preview_limit)
+        status = 200
+        if checked.stale_diff is not None:
+            status = 409
+        elif action in ("publish", "delete") and not checked.ok:
+            status = 422
+        return self._editor_page(
+            session, checked, preview=preview, status=status, deleting=deleting
+        )
+
+    async def _try(self, request: web.Request, session: Session, data: Any) -> web.StreamResponse:
+        text = str(data.get("text", "")).strip()
+        if not text:
+            return web.json_response({"error": "Type a customer message to try."}, status=400)
+        edited_error = None
+        edit = None
+        if str(data.get("with_edit", "")) == "1":
+            checked = await self._editor.check(IntentForm.posted(data))
+            edit = checked.edit
+            if edit is None:
+                edited_error = "; ".join(m for ms in checked.form.errors.values() for m in ms)
+        tried = await self._editor.try_text(text, edit)
+        return web.json_response(
+            {
+                "text": tried.text,
+                "live": _decision(tried.live),
+                "edited": _decision(tried.edited) if tried.edited else None,
+                "edited_error": edited_error,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _rollback(
+        self, request: web.Request, session: Session, data: Any
+    ) -> web.StreamResponse:
+        revision_id = int(request.match_info["id"])
+        try:
+            done = await self._editor.rollback(revision_id, author=session.agent.name)
+        except (IntentEditError, StoreError) as exc:
+            raise web.HTTPSeeOther(
+                f"/console/history/{revision_id}?error={quote(str(exc))}"
+            ) from None
+        notice = f"Rolled back: {done.summary} (revision {done.id}); live in a moment."
+        raise web.HTTPSeeOther(f"/console?notice={quote(notice)}")
+
+    async def _reject(
+        self, request: web.Request, session: Session, data: Any
+    ) -> web.StreamResponse:
+        try:
+            proposal = await self._editor.proposals.reject(
+                int(request.match_info["id"]),
+                by=session.agent.name,
+                note=str(data.get("note", "")),
+            )
+        except StoreError as exc:
+            return self._problem(session, 409, "Not rejected", str(exc))
+        notice = f"Proposal {proposal.id} rejected."
+        raise web.HTTPSeeOther(f"/console?notice={quote(notice)}")
+
+    async def _propose_reply(
+        self, request: web.Request, session: Session, data: Any
+    ) -> web.StreamResponse:
+        value = str(data.get("message_id", ""))
+        if not value.isdigit():
+            raise web.HTTPBadRequest(text=f"message_id must be a message number, not {value!r}")
+        try:
+            proposal = await self._maker.from_reply(int(value), author=session.agent.name)
+        except StoreError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        target = f"/inbox/c/{proposal.conversation_id}?proposed={proposal.id}#m{value}"
+        raise web.HTTPSeeOther(target)
+
+    async def _propose_topic(
+        self, request: web.Request, session: Session, data: Any
+    ) -> web.StreamResponse:
+        if not (session.agent.can("lead") or session.agent.can("ops")):
+            return self._not_ops(session)
+        try:
+            period = Period(
+                since=_instant(str(data.get("since", ""))),
+                until=_instant(str(data.get("until", ""))),
+                channel=str(data.get("channel", "")) or None,
+            )
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"since/until: {exc}") from None
+        ref = str(data.get("topic", ""))
+        topic = next((t for t in await self._sources.topics(period) if topic_ref(t) == ref), None)
+        if topic is None:
+            return self._problem(
+                session,
+                404,
+                "This topic is gone",
+                "No unanswered topic of this period has these keywords any more (topics are "
+                "regrouped as messages come in): open the insights page again.",
+            )
+        texts = await self._editor.proposals.texts_of(topic.message_ids)
+        try:
+            proposal = await self._maker.from_topic(
+                topic, texts, author=session.agent.name, name=str(data.get("name", ""))
+            )
+        except ValueError as exc:
+            return self._problem(session, 400, "Nothing to propose", str(exc))
+        if session.agent.can("ops"):
+            raise web.HTTPSeeOther(f"/console/proposals/{proposal.id}")
+        notice = f"Proposal {proposal.id} is waiting for ops staff."
+        raise web.HTTPSeeOther(f"/insights?notice={quote(notice)}")
+
+    # --- rendering -------------------------------------------------------------------------
+
+    def _editor_page(
+        self,
+        session: Session,
+        checked: Checked,
+        *,
+        preview: Preview | None = None,
+        proposal: Any = None,
+        status: int = 200,
+        deleting: bool = False,
+    ) -> web.Response:
+        form = checked.form
+        return self._pages.render(
+            "console_edit.html",
+            session,
+            status=status,
+            title=f"Intent {form.id}" if form.id else "New intent",
+            f=form,
+            checked=checked,
+            files=self._editor.names(),
+            preview=preview and _preview_view(preview, self._title),
+            proposal=proposal,
+            stale_diff=_diff_lines(checked.stale_diff) if checked.stale_diff else None,
+            preview_limit=self._preview_limit,
+            deleting=deleting,
+        )
+
+    def _title(self, intent_id: str) -> str:
+        live = self._editor.live
+        return live[intent_id].label if intent_id in live else intent_id
+
+    def _problem(self, session: Session, status: int, title: str, message: str) -> web.Response:
+        return self._pages.render(
+            "insight_problem.html", session, status=status, title=title, message=message
+        )
+
+
+def _intent_row(intent: Any, file: str, row: IntentRow | None) -> dict[str, Any]:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    return {
+        "id": intent.id,
+        "title": intent.label,
+        "file": file,
+        "examples": len(intent.examples),
+        "answer": intent.answer,
+        "tags": intent.tags,
+        "answer_threshold": intent.answer_threshold,
+        "draft_threshold": intent.draft_threshold,
+        "handoff": intent.handoff,
+        "conversations": row.conversations.count if row else 0,
+        "automation": pct(row.automation.value) if row else "-",
+        "handoffs": row.handoffs.count if row else 0,
+    }
+
+
+def _decision(decision: Decision) -> dict[str, Any]:
+    return {
+        "kind": decision.kind.value,
+        "intent": decision.intent,
+        "score": round(decision.score, 4),
+        "margin": round(decision.margin, 4),
+        "emotion": round(decision.emotion, 4),
+        "reasons": [r.value for r in decision.reasons],
+        "reply": decision.reply,
+        "explain": decision.explain(),
+    }
+
+
+def _preview_view(preview: Preview, title: Callable[[str], str]) -> dict[str, Any]:
+    groups = preview.by_group()
+    return {
+        "messages": preview.messages,
+        "reencoded": preview.reencoded,
+        "seconds": f"{preview.seconds:.2f}",
+        "total": len(preview.changes),
+        "counts": [(g, n) for g, n in preview.counts().items()],
+        "groups": [
+            (
+                group,
+                len(changes),
+                [
+                    {
+                        "id": c.message_id,
+                        "conversation": c.conversation_id,
+                        "at": c.at.strftime("%Y-%m-%d %H:%M"),
+                        "text": c.text,
+                        "old": _outcome(c.old, title),
+                        "new": _outcome(c.new, title),
+                    }
+                    for c in changes[:SHOWN_CHANGES]
+                ],
+            )
+            for group, changes in groups.items()
+            if changes
+        ],
+    }
+
+
+def _outcome(outcome: Any, title: Callable[[str], str]) -> str:
+    intent = f" {title(outcome.intent)}" if outcome.intent else ""
+    return f"{outcome.kind.value}{intent} ({outcome.score:.2f})"
+
+
+def _diff_lines(diff: str) -> list[tuple[str, str]]:
+    """Each line of a unified diff with its kind, for colouring."""
+    kinds = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            kinds.append(("file", line))
+        elif line.startswith("@@"):
+            kinds.append(("hunk", line))
+        elif line.startswith("+"):
+            kinds.append(("add", line))
+        elif line.startswith("-"):
+            kinds.append(("del", line))
+        else:
+            kinds.append(("same", line))
+    return kinds
+
+
+def _instant(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return moment
