@@ -150,6 +150,7 @@ class Runtime:
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
+    cache: EmbeddingCache | None = None  # the example embeddings the matcher was built from
     # The periodic workers: started after recovery, stopped together once inbound has stopped
     # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
     workers: list[Worker] = field(default_factory=list)
@@ -240,11 +241,12 @@ def enabled_channels(settings: Settings) -> frozenset[str]:
 
 
 def build_matching(
-    settings: Settings, encoder: Encoder
+    settings: Settings, encoder: Encoder, cache: EmbeddingCache | None = None
 ) -> tuple[Triage, MatchQueue, IntentReloader | None]:
     """Triage, the micro-batching queue in front of the model, and (``[matcher] reload``) the
-    reloader that swaps edited intents in; all three share the matcher and its caches."""
-    cache = embedding_cache(settings, encoder)
+    reloader that swaps edited intents in; all three share the matcher and its caches
+    (``cache``: the example embeddings, made here if not given)."""
+    cache = cache or embedding_cache(settings, encoder)
     parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
     triage = build_triage(settings, encoder, cache, parsed)
     matches = MatchQueue(lambda: triage.matcher)
@@ -278,7 +280,8 @@ async def build_runtime(
     """
     db = Database(database_url or settings.database_url())
     await db.prepare()
-    triage, matches, reloader = build_matching(settings, encoder)
+    cache = embedding_cache(settings, encoder)
+    triage, matches, reloader = build_matching(settings, encoder, cache)
     link_by = settings.customers.link_by
     priority = Priority(settings.priority)
     conversations = ConversationStore(
@@ -371,6 +374,7 @@ async def build_runtime(
         windows=windows,
         channels=channel_map,
         reloader=reloader,
+        cache=cache,
         ratings=ratings,
         workers=[worker, closer, ratings, *([reloader] if reloader else [])],
     )

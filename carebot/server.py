@@ -31,6 +31,7 @@ from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
 from carebot.desk.auth import Agents, Sessions
+from carebot.desk.console import build_console
 from carebot.desk.insights import InsightPages, InsightSources
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
@@ -173,6 +174,7 @@ def _mount_inbox(
         intents=lambda: runtime.triage.matcher.intents,
     ).mount(app)
     if insight is not None:
+        build_console(settings, runtime, sessions, insight).mount(app)
         InsightPages(
             sessions=sessions,
             sources=insight,
@@ -304,6 +306,7 @@ def _announce(
         f"  web chat demo:  {base}/",
         f"  agent inbox:    {base}/inbox",
         f"  insights:       {base}/insights   (for agents with the lead role)",
+        f"  ops console:    {base}/console    (for agents with the ops role)",
         f"  health:         {base}/healthz   {base}/readyz",
     ]
     if metrics:

@@ -63,6 +63,10 @@ class Triage:
     def settings(self) -> Settings:
         return self._settings
 
+    @property
+    def emotion(self) -> EmotionScorer:
+        return self._emotion
+
     def with_matcher(self, matcher: Matcher) -> Triage:
         """The same rules and emotion signal over another matcher (to try an edited intent set
         before it is published)."""

@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 from aiohttp import web
 
 from carebot.clock import Clock
+from carebot.config import Settings
 from carebot.console.editor import Checked, Editor
-from carebot.console.intent_files import IntentEditError
+from carebot.console.intent_files import IntentEditError, IntentFiles
 from carebot.console.intent_form import IntentForm
-from carebot.console.preview import Preview
+from carebot.console.preview import ChangePreview, Preview
 from carebot.console.proposals import ProposalMaker
+from carebot.console.publishing import Publisher
 from carebot.desk.auth import Session, Sessions
 from carebot.desk.insight_view import topic_ref
 from carebot.desk.insights import InsightSources
@@ -39,6 +42,11 @@ from carebot.desk.pages import Pages
 from carebot.exceptions import CarebotError, StoreError
 from carebot.insight.report import IntentRow, Period
 from carebot.models import Decision
+from carebot.nlu.embedding_cache import EmbeddingCache
+from carebot.nlu.encoder import Encoder
+from carebot.runtime import Runtime
+from carebot.store.intent_history import RevisionStore
+from carebot.store.proposals import ProposalStore
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -455,3 +463,60 @@ def _instant(value: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone")
     return moment
+
+
+def build_console(
+    settings: Settings, runtime: Runtime, sessions: Sessions, insight: InsightSources
+) -> ConsolePages:
+    """The console over the running service: its intents folder, store, triage and model
+    thread."""
+    in_model_thread = runtime.matches.in_model_thread
+    triage = runtime.triage
+    files = IntentFiles(
+        directory=settings.path(settings.matcher.intents_dir),
+        placeholders=settings.placeholders,
+        encoder=lambda: _CachedEncoder(triage.matcher.encoder, runtime.cache),
+    )
+    revisions = RevisionStore(runtime.db, clock=runtime.clock)
+    proposals = ProposalStore(runtime.db, clock=runtime.clock)
+    editor = Editor(
+        files=files,
+        publisher=Publisher(files=files, revisions=revisions, in_thread=in_model_thread),
+        revisions=revisions,
+        proposals=proposals,
+        triage=triage,
+        preview=ChangePreview(
+            db=runtime.db,
+            settings=settings,
+            emotion=triage.emotion,
+            cache=runtime.cache,
+            in_model_thread=in_model_thread,
+        ),
+        cache=runtime.cache,
+        in_model_thread=in_model_thread,
+        now=runtime.clock,
+    )
+    maker = ProposalMaker(
+        store=proposals, triage=triage, settings=settings, in_model_thread=in_model_thread
+    )
+    return ConsolePages(
+        sessions=sessions, editor=editor, maker=maker, sources=insight, clock=runtime.clock
+    )
+
+
+class _CachedEncoder:
+    """The live encoder behind the example cache: the check's conflict analysis encodes only
+    examples never seen before."""
+
+    def __init__(self, encoder: Encoder, cache: EmbeddingCache | None) -> None:
+        self._encoder = encoder
+        self._cache = cache
+
+    @property
+    def model_id(self) -> str:
+        return self._encoder.model_id
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._cache is None:
+            return self._encoder.encode(texts)
+        return self._cache.encode(texts, self._encoder)

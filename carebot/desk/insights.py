@@ -139,6 +139,9 @@ class InsightPages:
             ],
             topics_error=topics_error,
             export=f"/insights/export.csv?{filters.query()}",
+            period_since=period.since.isoformat(),
+            period_until=period.until.isoformat(),
+            notice=request.query.get("notice", ""),
         )
 
     async def _topics(self, period: Period) -> tuple[list[Topic], str | None]:

@@ -258,6 +258,6 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _safe_next(target: str) -> str:
-    """Only the inbox's and the insights' own paths: never redirect a login to another site."""
-    local = target.startswith(("/inbox", "/insights")) and not target.startswith("//")
+    """Only the inbox's, insights' and console's own paths: never redirect a login elsewhere."""
+    local = target.startswith(("/inbox", "/insights", "/console")) and not target.startswith("//")
     return target if local else "/inbox"
