@@ -83,6 +83,14 @@ class Triage:
 
     def decide_matched(self, text: str, match: Match, context: TriageContext) -> Decision:
         signal = self._emotion.score(text, match.vector)  # the head reuses the embedding
+        return self.decide_scored(text, match, signal, context)
+
+    def decide_scored(
+        self, text: str, match: Match, signal: EmotionSignal, context: TriageContext
+    ) -> Decision:
+        """Apply the rules to a message already matched and scored for emotion: one signal
+        serves several matches of the same message (the change preview decides each message
+        against the live and the edited intents)."""
         chosen = _chosen_option(text, context.offered)
         if chosen is not None and chosen.id in match.intents:  # gone if intents were reloaded
             return self._answer_choice(chosen, match, signal, context)

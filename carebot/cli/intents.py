@@ -1,5 +1,5 @@
-"""The ops staff's commands: ``intents check``, ``intents import``, ``intents tune`` and
-``eval``."""
+"""The ops staff's commands: ``intents check``, ``intents import``, ``intents tune``,
+``intents preview`` and ``eval``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def add_intents(commands: Commands) -> None:
     )
     tune.add_argument("--epochs", type=int, default=2, help="passes over the examples (2)")
     tune.set_defaults(command=_intents_tune)
+    preview = intents.add_parser(
+        "preview",
+        help="show which stored customer messages an edited intents folder would decide "
+        "differently",
+        description="Replay the last customer messages in the configured [store] against the "
+        "live intents ([matcher] intents_dir) and against DIRECTORY, through the real triage, "
+        "and list every message whose decision would change, grouped, with the counts on top.",
+    )
+    preview.add_argument("directory", type=Path, help="the edited intents folder")
+    preview.add_argument(
+        "--limit", type=int, default=2000, help="how many of the last messages (2000)"
+    )
+    preview.set_defaults(command=_intents_preview)
 
 
 def add_eval(commands: Commands) -> None:
@@ -95,6 +108,52 @@ def _intents_check(args: argparse.Namespace) -> int:
     if errors and encoder is not None:
         print("The conflict analysis (which loads the model) runs once the errors are fixed.")
     return 1 if errors else 0
+
+
+def _intents_preview(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from carebot.cli.commands import check_intents_first
+    from carebot.cli.report import open_store
+    from carebot.config import load_settings
+    from carebot.console.preview import ChangePreview, preview_table
+    from carebot.nlu.intents import ParsedFiles, Severity, load_intents, read_intents
+    from carebot.nlu.matcher import Matcher
+    from carebot.runtime import embedding_cache, emotion_scorer
+
+    if args.limit < 1:
+        raise CarebotError(f"--limit must be at least 1 (got {args.limit})")
+    settings = load_settings(args.config)
+    edited, problems = read_intents(args.directory, settings.placeholders)
+    errors = [p for p in problems if p.severity is Severity.ERROR]
+    if errors:
+        for problem in errors:
+            print(problem)
+        print(
+            f"{args.directory}: {len(errors)} error(s); fix them ('carebot intents check "
+            f"{args.directory}' lists the warnings too) and preview again."
+        )
+        return 1
+    check_intents_first(settings)  # the live folder: its errors before the model loads
+    encoder = args.encoder or _load_encoder(settings)
+    cache = embedding_cache(settings, encoder)
+    parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
+    live_intents = load_intents(
+        settings.path(settings.matcher.intents_dir), settings.placeholders, parsed
+    )
+    live = Matcher.configured(settings.matcher, encoder=encoder, intents=live_intents, cache=cache)
+    emotion = emotion_scorer(settings, encoder)
+
+    async def run() -> str:
+        db = await open_store(settings)
+        try:
+            preview = ChangePreview(db=db, settings=settings, emotion=emotion, cache=cache)
+            return preview_table(await preview.run(live, edited, limit=args.limit))
+        finally:
+            await db.close()
+
+    sys.stdout.write(asyncio.run(run()))
+    return 0
 
 
 def _load_encoder(settings: Settings) -> Encoder:
