@@ -252,14 +252,16 @@ class Inbox:
     async def _while_waiting(self, received: Received, inbound: InboundMessage) -> Outcome:
         """A message from a customer waiting for a person (see the module's docstring)."""
         timings: dict[str, float] = {}
-        decision = None
+        decision, embedding = None, None
         if self._notice(inbound) is None:  # files without text or a greeting: not triaged
             started = time.perf_counter()
             fresh = TriageContext(now=self._clock())  # the bot's last word was the handoff
-            decision, _ = await self._decide(received, inbound, timings, fresh)
+            decision, embedding = await self._decide(received, inbound, timings, fresh)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
         reply = await self._waiting_reply(inbound, decision)
-        waited = await self._waiting.record(received, decision, timings, reply)
+        waited = await self._waiting.record(
+            received, decision, timings, reply, embedding=embedding
+        )
         self._events.publish(Event("handoff", received.conversation_id))  # it may have changed
         if waited.queued is not None and self._on_outbox is not None:
             await self._on_outbox(waited.queued)

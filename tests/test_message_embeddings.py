@@ -4,7 +4,7 @@ within float16's rounding, never mixed across models. On SQLite and PostgreSQL."
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from carebot.exceptions import StoreError
 from carebot.models import InboundMessage
+from carebot.inbox import Status
 from carebot.runtime import Runtime
 from carebot.store.conversations import ConversationStore
 from carebot.store.database import Database
@@ -166,3 +167,22 @@ async def test_the_pipeline_keeps_each_decided_message_embedding_with_its_decisi
     assert (row.message_id, row.model) == (outcome.received.message_id, encoder.model_id)
     expected = encoder.encode(["where is my order"])[0]
     assert within_rounding(unpack(row.vector, row.dims), expected)
+
+
+async def test_a_message_decided_while_the_customer_waits_keeps_its_embedding(
+    runtime: Runtime, encoder: FakeEncoder
+) -> None:
+    """Messages triaged while the customer waits for a person are decided too: their vectors
+    are kept with their decisions (the change preview and the topics read them)."""
+    when = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    first = await runtime.inbox.receive(
+        InboundMessage("test", "u9", "e1", "I want to talk to a human", when)
+    )
+    assert first.decision is not None and first.decision.hands_off
+    later = await runtime.inbox.receive(
+        InboundMessage("test", "u9", "e2", "where is my order", when + timedelta(minutes=1))
+    )
+    assert later.status is Status.WAITING and later.decision is not None
+    async with runtime.db.session() as session:
+        kept = set((await session.scalars(select(MessageEmbedding.message_id))).all())
+    assert kept == {first.received.message_id, later.received.message_id}

@@ -173,9 +173,10 @@ class Editor:
         return self.files.plan_save(base, intent, replaces=form.original_id or None)
 
     def _base(self, form: IntentForm) -> IntentFile:
-        """The file as the form read it: refused (with the diff) when it changed since."""
+        """The file as the form read it: refused (with the diff) when it changed since. A new
+        intent is appended to the file as it is now (nothing in it is overwritten)."""
         now = self._read(form.file)
-        if now.stamp == form.stamp:
+        if now.stamp == form.stamp or form.is_new:
             return now
         then = self._texts.get(form.stamp)
         diff = (

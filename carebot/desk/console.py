@@ -356,16 +356,23 @@ class ConsolePages:
             f=form,
             checked=checked,
             files=self._editor.names(),
-            preview=preview and _preview_view(preview, self._title),
+            preview=preview and _preview_view(preview, self._titles(checked)),
             proposal=proposal,
             stale_diff=_diff_lines(checked.stale_diff) if checked.stale_diff else None,
             preview_limit=self._preview_limit,
             deleting=deleting,
         )
 
-    def _title(self, intent_id: str) -> str:
-        live = self._editor.live
-        return live[intent_id].label if intent_id in live else intent_id
+    def _titles(self, checked: Checked) -> Callable[[str], str]:
+        """Intents' titles, as edited where the edit has them, else as live."""
+        sets = [checked.edit.intents] if checked.edit else []
+        sets.append(self._editor.live)
+
+        def title(intent_id: str) -> str:
+            found = next((s[intent_id] for s in sets if intent_id in s), None)
+            return found.label if found else intent_id
+
+        return title
 
     def _problem(self, session: Session, status: int, title: str, message: str) -> web.Response:
         return self._pages.render(

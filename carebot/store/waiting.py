@@ -28,8 +28,9 @@ from carebot.models import (
     Reason,
     WaitingAction,
 )
-from carebot.store.conversations import PriorityRule, Received, decision_row
+from carebot.store.conversations import Embedding, PriorityRule, Received, decision_row
 from carebot.store.database import Database
+from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.tables import Conversation, Handoff, Identity, Message
 
@@ -73,11 +74,14 @@ class WaitingStore:
         decision: Decision | None,
         timings: dict[str, float],
         reply: WaitingReply,
+        *,
+        embedding: Embedding | None = None,
     ) -> Waited:
         """A message from a customer waiting for a person: store the decision (None for files
-        without text or a greeting, which triage does not read), update the open handoff, and
-        queue what ``reply`` says, in one transaction. If the customer is no longer waiting
-        (an agent took over, resolved or closed it meanwhile), nothing is sent."""
+        without text or a greeting, which triage does not read) with the message's
+        ``embedding``, update the open handoff, and queue what ``reply`` says, in one
+        transaction. If the customer is no longer waiting (an agent took over, resolved or
+        closed it meanwhile), nothing is sent."""
         now = self._clock()
         async with self._db.transaction() as session:
             conversation = await session.get_one(
@@ -89,6 +93,10 @@ class WaitingStore:
             if decision is not None:
                 row = decision_row(received, decision, timings, now)
                 session.add(row)
+                if embedding is not None:
+                    session.add(
+                        embedding_row(received.message_id, embedding.vector, embedding.model)
+                    )
                 await session.flush()
             handoff = await _open_handoff(session, conversation.id)
             if conversation.state != ConversationState.WAITING_FOR_AGENT or handoff is None:
