@@ -30,6 +30,7 @@ from aiohttp import web
 from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
+from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.console import build_console
 from carebot.desk.insights import InsightPages, InsightSources
@@ -87,8 +88,11 @@ def build_app(
         runtime.add_channel(channel)
     platforms.mount(app, runtime.deliver)
     insight = insight or live_insight(settings, runtime)
-    demo_password = _mount_inbox(app, settings, runtime, secret, insight)
-    slack = _slack_desk(settings, runtime, env)
+    answers = AnswerSearch(
+        lambda: runtime.triage.matcher, settings, in_model_thread=runtime.matches.in_model_thread
+    )
+    demo_password = _mount_inbox(app, settings, runtime, secret, insight, answers)
+    slack = _slack_desk(settings, runtime, env, answers)
     if slack is not None:
         slack.mount(app)
         runtime.workers.append(slack.sync)
@@ -156,6 +160,7 @@ def _mount_inbox(
     runtime: Runtime,
     secret: bytes,
     insight: InsightSources | None,
+    answers: AnswerSearch,
 ) -> str | None:
     """The built-in agent inbox at /inbox, and the leads' /insights beside it; returns the demo
     agent's password if one was made."""
@@ -172,6 +177,7 @@ def _mount_inbox(
         labels=runtime.labels,
         events=runtime.events,
         intents=lambda: runtime.triage.matcher.intents,
+        answers=answers,
     ).mount(app)
     if insight is not None:
         build_console(settings, runtime, sessions, insight).mount(app)
@@ -192,7 +198,7 @@ def _intent_title(runtime: Runtime, intent: str) -> str:
 
 
 def _slack_desk(
-    settings: Settings, runtime: Runtime, env: Mapping[str, str] | None
+    settings: Settings, runtime: Runtime, env: Mapping[str, str] | None, answers: AnswerSearch
 ) -> SlackDesk | None:
     credentials = SlackCredentials.from_env(settings, env)
     if credentials is None:
@@ -208,6 +214,7 @@ def _slack_desk(
         events=runtime.events,
         clock=runtime.clock,
         windows=runtime.windows,
+        answers=answers,
     )
 
 

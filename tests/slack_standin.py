@@ -188,7 +188,8 @@ class SlackStandIn(LoopbackServer):
         await self.wait_connected(timeout)
         envelope_id = str(uuid.uuid4())
         envelope: Json = {"envelope_id": envelope_id, "type": kind, "payload": payload}
-        envelope |= {"accepts_response_payload": kind == "interactive", "retry_reason": ""}
+        accepts = kind in ("interactive", "slash_commands")
+        envelope |= {"accepts_response_payload": accepts, "retry_reason": ""}
         envelope["retry_attempt"] = retry_attempt
         await self._sockets[-1].send_json(envelope)
 
@@ -420,6 +421,23 @@ def block_action(
     body |= {"container": {**container, "is_ephemeral": False}, "message": message}
     button["action_ts"] = f"{time.time():.6f}"
     return body | {"channel": {"id": channel, "name": "care"}, "actions": [button]}
+
+
+def slash_command(
+    *,
+    user: str,
+    text: str,
+    command: str = "/care",
+    channel: str = "C0OTHER",
+    response_url: str = "",
+    trigger_id: str = "T-trigger",
+) -> Json:
+    """A slash command as Slack sends it: the fields of an HTTP request's form body (send it
+    with `urlencode` and FORM as content type), or a "slash_commands" envelope's payload."""
+    body = {"token": "verification-token", "team_id": TEAM_ID, "team_domain": "test"}
+    body |= {"channel_id": channel, "channel_name": "somewhere", "user_id": user}
+    body |= {"user_name": user.lower(), "command": command, "text": text, "api_app_id": APP_ID}
+    return body | {"response_url": response_url, "trigger_id": trigger_id}
 
 
 def view_submission(*, user: str, callback_id: str, private_metadata: str, values: Json) -> Json:

@@ -4,7 +4,8 @@ Every POST carries the session's CSRF token; every page but the login needs a se
 updates go over the ``/inbox/events`` WebSocket as ``{"type": "changed", "conversation_id"}``;
 the page script then re-fetches the parts that changed. While an agent types a reply, the page
 posts to ``/inbox/c/{id}/typing`` (every few seconds at most): an ``agent_typing`` event that
-the web chat shows its customer.
+the web chat shows its customer. ``GET /inbox/faq?q=words`` finds FAQ answers for the
+conversation page's search box (JSON; :mod:`carebot.console.answer_search`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import quote
 from aiohttp import WSMsgType, web
 
 from carebot.agents import AgentDesk
+from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
 from carebot.events import Event, EventHub
@@ -30,6 +32,7 @@ from carebot.store.queue import AgentQueue
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FAQ_LIMIT, FAQ_MAX_LIMIT = 5, 20  # answers the search box shows by default, and at most
 
 
 class AgentInbox:
@@ -43,6 +46,7 @@ class AgentInbox:
         labels: EmotionLabelStore,
         events: EventHub,
         intents: Callable[[], IntentSet],
+        answers: AnswerSearch | None = None,
     ) -> None:
         self._agents = agents
         self._sessions = sessions
@@ -51,6 +55,7 @@ class AgentInbox:
         self._labels = labels
         self._events = events
         self._intents = intents
+        self._answers = answers  # None: no FAQ search box (and no /inbox/faq)
         self._pages = Pages()
         self._sockets: set[web.WebSocketResponse] = set()
 
@@ -62,6 +67,8 @@ class AgentInbox:
         app.router.add_get(r"/inbox/c/{id:\d+}", self._page(self._case_page))
         app.router.add_post(r"/inbox/c/{id:\d+}/{action}", self._form(self._act))
         app.router.add_get("/inbox/events", self._live)
+        if self._answers is not None:
+            app.router.add_get("/inbox/faq", self._faq)
         app.router.add_static(STATIC_PREFIX, HERE / "static")
         app.on_shutdown.append(self._close_sockets)
 
@@ -114,6 +121,7 @@ class AgentInbox:
             labels=await self._labels.of_conversation(case.id),
             error=error,
             reply_text=reply_text,  # an agent's reply that could not be sent is not lost
+            faq_search=self._answers is not None,
             status=409 if error else 200,
         )
 
@@ -207,6 +215,25 @@ class AgentInbox:
             )
         target = "/inbox" if action in ("resolve", "close") else f"/inbox/c/{conversation_id}"
         raise web.HTTPSeeOther(target)
+
+    # --- FAQ answers for the reply ---------------------------------------------------------
+
+    async def _faq(self, request: web.Request) -> web.StreamResponse:
+        """The answers matching ``q`` (at most ``limit``, default 5), best first."""
+        if self._sessions.read(request) is None:
+            raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
+        assert self._answers is not None  # mounted only with a search
+        words = request.query.get("q", "")
+        limit = request.query.get("limit", str(FAQ_LIMIT))
+        if not limit.isdigit() or not 1 <= int(limit) <= FAQ_MAX_LIMIT:
+            raise web.HTTPBadRequest(
+                text=f"limit must be a whole number from 1 to {FAQ_MAX_LIMIT}, not {limit!r}"
+            )
+        hits = await self._answers.find(words, int(limit))
+        return web.json_response(
+            {"query": words, "hits": [hit.as_json() for hit in hits]},
+            headers={"Cache-Control": "no-store"},
+        )
 
     # --- live updates --------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 * :mod:`.card` - the handoff card (Block Kit) and the thread posts, as pure functions;
 * :mod:`.sync` - keeps each thread up to date with its conversation (store -> Slack);
 * :mod:`.listeners` - thread replies, buttons and the edit modal (Slack -> agent desk);
+* :mod:`.faq` - ``/care faq <words>``: FAQ answers for an agent to copy into a reply;
 * :mod:`.people` - who may act, and agents' names;
 * :mod:`.desk` - puts it together: HTTP at /slack/events and/or Socket Mode.
 """

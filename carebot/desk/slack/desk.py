@@ -31,8 +31,10 @@ from carebot import library_logs
 from carebot.agents import AgentDesk
 from carebot.clock import Clock
 from carebot.config import Settings
+from carebot.console.answer_search import AnswerSearch
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
+from carebot.desk.slack.faq import FaqCommand
 from carebot.desk.slack.listeners import Listener, Listeners
 from carebot.desk.slack.people import People
 from carebot.desk.slack.sync import ThreadSync
@@ -76,6 +78,7 @@ class SlackDesk:
         events: EventHub,
         clock: Clock,
         windows: ReplyWindows = NO_WINDOWS,
+        answers: AnswerSearch | None = None,
     ) -> None:
         slack = settings.slack
         self._credentials = credentials
@@ -113,6 +116,8 @@ class SlackDesk:
         )
         self._in_hand: set[asyncio.Future[None]] = set()
         listeners.register(self.app, track=self._tracked)
+        if answers is not None:  # /care faq <words>
+            FaqCommand(answers=answers, people=self.people).register(self.app, track=self._tracked)
         self._socket: AsyncSocketModeHandler | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._receiving = False

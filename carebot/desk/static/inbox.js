@@ -480,6 +480,8 @@
       const mod = $("[data-mod]", hint);
       if (mod && isMac) mod.textContent = "⌘";
     }
+    const faq = $("#faq-search");
+    if (faq) faq.hidden = false; // it needs this script: without it, it stays hidden
   }
 
   document.addEventListener("keydown", (event) => {
@@ -525,6 +527,132 @@
     text.value = text.value.trim() ? `${text.value.replace(/\s+$/, "")}\n\n${body}` : body;
     text.focus();
     text.setSelectionRange(text.value.length, text.value.length);
+  });
+
+  // ---------- FAQ answers for the reply ----------
+  // Type words in the search box, click an answer: it goes into the reply at the cursor,
+  // to be edited before sending. The answers come from GET /inbox/faq?q=words (JSON).
+
+  const FAQ_WAIT = 200; // ms of quiet typing before searching
+  let faqTimer = 0;
+  let faqSeq = 0;
+
+  function faqItem(hit) {
+    const li = document.createElement("li");
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "faq-hit";
+    btn.dataset.intent = hit.intent;
+    btn.dataset.answer = hit.answer;
+    btn.title = "Insert this answer into your reply";
+    const title = document.createElement("span");
+    title.className = "faq-title";
+    title.textContent = hit.title;
+    const answer = document.createElement("span");
+    answer.className = "faq-answer";
+    answer.textContent = hit.answer;
+    btn.append(title, answer);
+    li.append(btn);
+    return li;
+  }
+
+  async function faqSearch(words) {
+    const seq = ++faqSeq;
+    const results = $("#faq-results");
+    const status = $("#faq-status");
+    if (!results || !status) return;
+    if (!words.trim()) {
+      results.replaceChildren();
+      status.textContent = "";
+      return;
+    }
+    let text;
+    try {
+      const res = await fetch(`/inbox/faq?q=${encodeURIComponent(words)}`, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "application/json" },
+      });
+      if (seq !== faqSeq) return; // a newer search is under way
+      if (res.status === 401) text = "Signed out — reload the page to sign in again.";
+      else if (!res.ok) text = `The search failed (HTTP ${res.status}): try again.`;
+      else {
+        const data = await res.json();
+        if (seq !== faqSeq) return;
+        results.replaceChildren(...data.hits.map(faqItem));
+        const n = data.hits.length;
+        text = n ? `${n} answer${n === 1 ? "" : "s"}: click one to insert it into your reply.` : "No answer matches these words.";
+      }
+    } catch (err) {
+      if (seq !== faqSeq) return;
+      text = "The search failed (no connection): try again.";
+    }
+    status.textContent = text;
+  }
+
+  function insertIntoReply(answer) {
+    const box = $("#reply-text");
+    if (!box) return;
+    // Where the agent left the cursor; at the end if they have not been in the reply yet.
+    const touched = box.dataset.touched === "1";
+    const start = touched ? box.selectionStart : box.value.length;
+    const end = touched ? box.selectionEnd : box.value.length;
+    const before = box.value.slice(0, start);
+    const gap = before && !/\s$/.test(before) ? " " : "";
+    box.setRangeText(gap + answer, start, end, "end");
+    box.dataset.touched = "1";
+    box.focus();
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  document.addEventListener("focusin", (event) => {
+    if (event.target instanceof HTMLTextAreaElement && event.target.id === "reply-text") {
+      event.target.dataset.touched = "1";
+    }
+  });
+
+  document.addEventListener("input", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.id !== "faq-words") return;
+    clearTimeout(faqTimer);
+    faqTimer = setTimeout(() => faqSearch(box.value), FAQ_WAIT);
+  });
+
+  // Capture: before the page's submit handler, which would mark the form as submitting.
+  document.addEventListener(
+    "submit",
+    (event) => {
+      if (!(event.target instanceof HTMLFormElement) || event.target.id !== "faq-form") return;
+      event.preventDefault();
+      clearTimeout(faqTimer);
+      const box = $("#faq-words");
+      if (box) faqSearch(box.value);
+    },
+    true,
+  );
+
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (!(target instanceof HTMLElement) || !target.closest("#faq-search")) return;
+    const hits = $$(".faq-hit");
+    const at = hits.indexOf(target);
+    if (event.key === "Escape" && target.id === "faq-words" && target.value) {
+      event.preventDefault();
+      target.value = "";
+      faqSearch("");
+    } else if (event.key === "ArrowDown" && hits.length) {
+      event.preventDefault();
+      hits[Math.min(at + 1, hits.length - 1)].focus();
+    } else if (event.key === "ArrowUp" && at >= 0) {
+      event.preventDefault();
+      if (at === 0) $("#faq-words").focus();
+      else hits[at - 1].focus();
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    const hit = event.target instanceof Element ? event.target.closest(".faq-hit") : null;
+    if (hit) insertIntoReply(hit.dataset.answer || "");
   });
 
   // ---------- start ----------
