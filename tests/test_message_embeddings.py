@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from carebot.exceptions import StoreError
-from carebot.models import InboundMessage
 from carebot.inbox import Status
+from carebot.models import InboundMessage
 from carebot.runtime import Runtime
 from carebot.store.conversations import ConversationStore
 from carebot.store.database import Database
