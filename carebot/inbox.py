@@ -259,9 +259,7 @@ class Inbox:
             decision, embedding = await self._decide(received, inbound, timings, fresh)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
         reply = await self._waiting_reply(inbound, decision)
-        waited = await self._waiting.record(
-            received, decision, timings, reply, embedding=embedding
-        )
+        waited = await self._waiting.record(received, decision, timings, reply, embedding=embedding)
         self._events.publish(Event("handoff", received.conversation_id))  # it may have changed
         if waited.queued is not None and self._on_outbox is not None:
             await self._on_outbox(waited.queued)
