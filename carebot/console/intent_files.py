@@ -207,10 +207,18 @@ class IntentFiles:
         """Write a planned edit atomically, if its file is still as it was read (an empty text
         removes the file: a restore to before it existed)."""
         self._ensure_current(edit.base)
+        path = edit.base.path
         if edit.text:
-            write_atomically(edit.base.path, edit.text.encode("utf-8"))
+            path.parent.mkdir(parents=True, exist_ok=True)  # a new file in a new subfolder
+            write_atomically(path, edit.text.encode("utf-8"))
         else:
-            edit.base.path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            # The subfolders it leaves empty go too (as they were before it was created).
+            top = self._directory.resolve()
+            folder = path.resolve().parent
+            while folder != top and folder.is_relative_to(top) and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
         log.info("Saved %s (%d warning(s))", edit.base.path, len(edit.warnings))
         return edit
 

@@ -20,6 +20,7 @@ for examples of X, another intent scores within ``clarify_margin`` of X or above
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -29,7 +30,7 @@ from carebot.config import Settings
 from carebot.insight.report import Topic
 from carebot.insight.topics import STOP_WORDS
 from carebot.nlu.matcher import Matcher
-from carebot.nlu.personal_data import find_personal_data
+from carebot.nlu.personal_data import Finding, find_personal_data, redacted
 from carebot.store.proposals import (
     Draft,
     Flag,
@@ -72,8 +73,8 @@ class ProposalMaker:
     async def from_reply(self, reply_message_id: int, *, author: str) -> Proposal:
         """A proposal from the agent's reply ``reply_message_id`` and the question before it."""
         context = await self._store.reply_context(reply_message_id)
-        question = " ".join(m.text.strip() for m in context.question[-QUESTION_MESSAGES:])
-        question = " ".join(question.split())
+        asked = context.question[-QUESTION_MESSAGES:]
+        question = " ".join(" ".join(m.text.split()) for m in asked)
         matcher = self._triage.matcher
         vector = (await self._encode(matcher, [question]))[0]
         match = matcher.match_vectors(vector[None, :])[0]
@@ -82,8 +83,12 @@ class ProposalMaker:
         if best is not None and match.score >= self._triage.thresholds(best)[1]:
             kind, intent_id, title, answer = ProposalKind.ADD_EXAMPLES, best.id, best.label, ""
         else:
-            kind, intent_id = ProposalKind.NEW_INTENT, _new_id(question, matcher)
-            title, answer = _title(question), context.reply.text.strip()
+            # The id and title are made without the customer's personal data (an id stays in
+            # the decisions made under it; the example and answer are flagged for the editor).
+            found = find_personal_data(question, known_names=known)
+            kind = ProposalKind.NEW_INTENT
+            intent_id = _new_id(_blanked(question, found), matcher)
+            title, answer = _title(redacted(question, found)), context.reply.text.strip()
         flags = [
             *_personal("answer", answer, known),
             *_personal("example", question, known),
@@ -99,7 +104,7 @@ class ProposalMaker:
                 source=Source.AGENT_REPLY,
                 author=author,
                 conversation_id=context.reply.conversation_id,
-                message_ids=(*(m.id for m in context.question), context.reply.id),
+                message_ids=(*(m.id for m in asked), context.reply.id),
                 flags=tuple(flags),
             )
         )
@@ -118,7 +123,10 @@ class ProposalMaker:
             title = matcher.intents[intent_id].label
         else:
             kind = ProposalKind.NEW_INTENT
-            intent_id = _slug(name) if name.strip() else _new_id(" ".join(topic.keywords), matcher)
+            if name.strip():
+                intent_id = _unique(_slug(name), matcher)
+            else:
+                intent_id = _new_id(" ".join(topic.keywords), matcher)
             title = name.strip() or " ".join(topic.keywords[:3]).capitalize()
         vectors = await self._encode(matcher, examples)
         flags = [f for e in examples for f in _personal("example", e, ())]
@@ -195,6 +203,13 @@ def _personal(field: str, text: str, known: Sequence[str]) -> list[Flag]:
     ]
 
 
+def _blanked(text: str, findings: Sequence[Finding]) -> str:
+    """``text`` with a blank in place of each finding."""
+    for finding in sorted(findings, key=lambda f: f.start, reverse=True):
+        text = text[: finding.start] + " " + text[finding.end :]
+    return text
+
+
 def _deduplicated(texts: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     kept = []
@@ -207,17 +222,26 @@ def _deduplicated(texts: Sequence[str]) -> list[str]:
     return kept
 
 
+def _words(text: str) -> list[str]:
+    """The words of ``text`` in lower-case ASCII (accents dropped: "Rückgabe" is "ruckgabe")."""
+    plain = unicodedata.normalize("NFKD", text.casefold())
+    return re.findall(r"[a-z0-9]+", "".join(c for c in plain if not unicodedata.combining(c)))
+
+
 def _slug(text: str) -> str:
-    words = re.findall(r"[a-z0-9]+", text.casefold())
-    return "_".join(words)[:60].strip("_") or "new_intent"
+    """An intent id (a Python identifier) made of the words of ``text``."""
+    slug = "_".join(_words(text))[:60].strip("_") or "new_intent"
+    return f"intent_{slug}" if slug[0].isdigit() else slug
 
 
 def _new_id(text: str, matcher: Matcher) -> str:
     """An id for a new intent from the telling words of ``text``, not taken yet."""
-    words = [
-        w for w in re.findall(r"[a-z0-9]+", text.casefold()) if w not in STOP_WORDS and len(w) > 1
-    ]
-    base = _slug(" ".join(words[:ID_WORDS])) if words else "new_intent"
+    words = [w for w in _words(text) if w not in STOP_WORDS and len(w) > 1]
+    return _unique(_slug(" ".join(words[:ID_WORDS])) if words else "new_intent", matcher)
+
+
+def _unique(base: str, matcher: Matcher) -> str:
+    """``base``, or ``base_2``, ``base_3``...: the first that is no intent's id yet."""
     candidate, n = base, 2
     while candidate in matcher.intents:
         candidate, n = f"{base}_{n}", n + 1

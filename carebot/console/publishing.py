@@ -66,21 +66,21 @@ class Publisher:
     async def rollback(self, revision_id: int, *, author: str) -> Revision:
         """Put the file of revision ``revision_id`` back as it was before it."""
         revision = await self.revisions.get(revision_id)
-        undone = await self.revisions.reverted(revision_id)
-        if undone is not None:
-            raise RollbackError(
-                f"Revision {revision_id} was already rolled back by {undone.author} "
-                f"(revision {undone.id})"
-            )
-        async with self._lock:
+        async with self._lock:  # two rollbacks of one revision at once: the second is refused
+            undone = await self.revisions.reverted(revision_id)
+            if undone is not None:
+                raise RollbackError(
+                    f"Revision {revision_id} was already rolled back by {undone.author} "
+                    f"(revision {undone.id})"
+                )
             base = self.files.read(revision.file)
             if base.text != revision.after:
                 latest = await self.revisions.latest_for_file(revision.file)
-                newer = (
-                    f"revision {latest.id} by {latest.author}"
-                    if latest is not None and latest.id != revision_id
-                    else "an edit outside the console"
-                )
+                newer = "an edit outside the console"
+                if latest is not None and latest.id != revision_id:
+                    newer = f"revision {latest.id} by {latest.author}"
+                    if base.text != latest.after:  # and by hand after it
+                        newer += ", and an edit outside the console after it"
                 raise RollbackError(
                     f"{revision.file} has changed since revision {revision_id} ({newer}); "
                     "roll back the newest change first, so that no later edit is lost"

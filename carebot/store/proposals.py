@@ -142,8 +142,13 @@ class ProposalStore:
         """The agent's reply ``message_id`` with the customer's question before it."""
         async with self._db.session() as session:
             reply = await session.get(Message, message_id)
-            if reply is None or reply.author != "agent" or reply.direction != "out":
-                raise StoreError(f"Message {message_id} is not an agent's reply")
+            if reply is None:
+                raise StoreError(f"No message {message_id}")
+            if reply.author != "agent" or reply.direction != "out":
+                raise StoreError(
+                    f"Message {message_id} is not an agent's reply (it is the {reply.author}'s): "
+                    "propose from a message an agent wrote to the customer"
+                )
             before = (
                 await session.scalars(
                     select(Message)
@@ -198,16 +203,23 @@ class ProposalStore:
 
     async def waiting(self) -> list[Proposal]:
         """The open proposals, oldest first (the queue)."""
-        return await self._list(IntentProposal.status == Status.OPEN.value, newest_first=False)
+        return await self._list(
+            IntentProposal.status == Status.OPEN.value, order=(IntentProposal.id,)
+        )
 
     async def decided(self, *, limit: int = 50) -> list[Proposal]:
         """The latest published or rejected proposals, newest decision first."""
         return await self._list(
-            IntentProposal.status != Status.OPEN.value, newest_first=True, limit=limit
+            IntentProposal.status != Status.OPEN.value,
+            order=(IntentProposal.decided_at.desc(), IntentProposal.id.desc()),
+            limit=limit,
         )
 
     async def of_conversation(self, conversation_id: int) -> list[Proposal]:
-        return await self._list(IntentProposal.conversation_id == conversation_id)
+        """The proposals made from the conversation ``conversation_id``, newest first."""
+        return await self._list(
+            IntentProposal.conversation_id == conversation_id, order=(IntentProposal.id.desc(),)
+        )
 
     async def publish(self, proposal_id: int, *, by: str, revision_id: int) -> Proposal:
         """Mark an open proposal published by ``by`` as ``revision_id``."""
@@ -249,10 +261,9 @@ class ProposalStore:
         return await self.get(proposal_id)
 
     async def _list(
-        self, where: Any, *, newest_first: bool = True, limit: int | None = None
+        self, where: Any, *, order: tuple[Any, ...], limit: int | None = None
     ) -> list[Proposal]:
-        order = IntentProposal.id.desc() if newest_first else IntentProposal.id
-        query = select(IntentProposal).where(where).order_by(order)
+        query = select(IntentProposal).where(where).order_by(*order)
         if limit is not None:
             query = query.limit(limit)
         async with self._db.session() as session:
