@@ -5,6 +5,7 @@ intent's id, and the flags for personal data and for examples near another inten
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from carebot.config import Settings
 from carebot.console.proposals import TOPIC_EXAMPLES, ProposalMaker
 from carebot.exceptions import StoreError
 from carebot.insight.report import Topic
-from carebot.models import InboundMessage
+from carebot.models import Decision, InboundMessage, Reason
 from carebot.nlu.personal_data import find_personal_data
 from carebot.store.conversations import ConversationStore
 from carebot.store.database import Database
@@ -31,7 +32,7 @@ from carebot.store.proposals import (
     Status,
 )
 from tests.conftest import Clock, make_settings
-from tests.insight_fixture import answer
+from tests.insight_fixture import answer, clarify, handoff
 from tests.test_triage import build
 
 ORDER = "my order has not arrived yet where is it"  # near order_status (similarity 0.67)
@@ -52,17 +53,20 @@ class Chat:
         self.name = name
         self.conversation_id = 0
 
-    async def customer(self, text: str, *, bot: bool = False) -> int:
-        """The customer's message (answered by the bot with "A." when ``bot``); its id."""
+    async def customer(
+        self, text: str, *, bot: bool = False, decided: Decision | None = None
+    ) -> int:
+        """The customer's message (answered by the bot with "A." when ``bot``, or decided as
+        ``decided``); its id."""
         self.clock.advance(30)
         profile = {"name": self.name} if self.name else {}
         received = await self.conversations.receive(
             InboundMessage("test", self.user, f"m{next(_ids)}", text, self.clock.now, profile)
         )
         self.conversation_id = received.conversation_id
-        if bot:
+        if bot or decided is not None:
             queued = await self.conversations.record_decision(
-                received, answer("order_status"), {"total": 5.0}
+                received, decided or answer("order_status"), {"total": 5.0}
             )
             assert queued is not None
             self.bot_message = queued.message_id
@@ -271,10 +275,23 @@ SCRIPTS = {
         [("c+bot", "hi"), ("c", "q1"), ("other", "elsewhere"), ("c", "q2"), ("a", "reply")],
         ["q1", "q2"],
     ),
-    "every message when nobody wrote before": (
+    "the last three when nobody wrote before": (
         [("c", "q1"), ("c", "q2"), ("c", "q3"), ("c", "q4"), ("a", "reply")],
-        ["q1", "q2", "q3", "q4"],
+        ["q2", "q3", "q4"],
     ),
+    "asking for a person is no question": (
+        [("c+bot", "hi"), ("c+clarify", "q1"), ("c+human", "a person please"), ("a", "reply")],
+        ["q1"],
+    ),
+    "small talk is no question": (
+        [("c+bot", "q0"), ("c+clarify", "q1"), ("c+smalltalk", "thanks!"), ("a", "reply")],
+        ["q1"],
+    ),
+}
+DECIDED = {
+    "c+clarify": clarify(Reason.BELOW_THRESHOLD),
+    "c+human": handoff(Reason.ASKED_FOR_HUMAN),
+    "c+smalltalk": dataclasses.replace(answer("thanks"), small_talk=True),
 }
 
 
@@ -291,7 +308,7 @@ async def play(
         elif who == "other":
             ids[text] = await other.customer(text)
         else:
-            ids[text] = await chat.customer(text, bot=who == "c+bot")
+            ids[text] = await chat.customer(text, bot=who == "c+bot", decided=DECIDED.get(who))
     return chat, ids
 
 

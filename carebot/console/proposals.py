@@ -1,10 +1,11 @@
 """Proposals from what agents answer and from what the bot did not answer.
 
 - From an agent's reply (:meth:`ProposalMaker.from_reply`): the customer's question (their
-  messages since the bot or an agent last wrote, at most the last three, joined) and the agent's
-  reply. When the question already scores near an intent X (at or above X's draft threshold),
-  the proposal adds it as an example of X; otherwise it is a new intent with the question as
-  its first example and the reply as its draft answer.
+  messages since the last thing the bot answered or an agent wrote, leaving out asking for a
+  person and small talk; at most the last three, joined) and the agent's reply. When the
+  question already scores near an intent X (at or above X's draft threshold), the proposal adds
+  it as an example of X; otherwise it is a new intent with the question as its first example
+  and the reply as its draft answer.
 - From an unanswered topic (:meth:`ProposalMaker.from_topic`): the topic's messages as examples
   (deduplicated, case and blanks ignored), added to the intent the topic is near, or as a new
   intent.
@@ -43,7 +44,6 @@ from carebot.triage import Triage
 
 T = TypeVar("T")
 InModelThread = Callable[[Callable[[], T]], Awaitable[T]]
-QUESTION_MESSAGES = 3  # customer messages joined into one question, at most
 TOPIC_EXAMPLES = 25  # examples taken from a topic, at most
 ID_WORDS = 4
 PERSONAL = {
@@ -73,7 +73,7 @@ class ProposalMaker:
     async def from_reply(self, reply_message_id: int, *, author: str) -> Proposal:
         """A proposal from the agent's reply ``reply_message_id`` and the question before it."""
         context = await self._store.reply_context(reply_message_id)
-        asked = context.question[-QUESTION_MESSAGES:]
+        asked = context.question  # at most QUESTION_MESSAGES of them
         question = " ".join(" ".join(m.text.split()) for m in asked)
         matcher = self._triage.matcher
         vector = (await self._encode(matcher, [question]))[0]

@@ -270,7 +270,7 @@ class ConsolePages:
             raise web.HTTPSeeOther(
                 f"/console/history/{revision_id}?error={quote(str(exc))}"
             ) from None
-        notice = f"Rolled back: {done.summary} (revision {done.id}); live in a moment."
+        notice = f"Done: {done.summary}, kept as revision {done.id}; live in a moment."
         raise web.HTTPSeeOther(f"/console?notice={quote(notice)}")
 
     async def _reject(

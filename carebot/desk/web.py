@@ -121,6 +121,7 @@ class AgentInbox:
             labels=await self._labels.of_conversation(case.id),
             error=error,
             reply_text=reply_text,  # an agent's reply that could not be sent is not lost
+            proposed=request.query.get("proposed", "") if request.method == "GET" else "",
             faq_search=self._answers is not None,
             status=409 if error else 200,
         )

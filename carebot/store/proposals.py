@@ -17,16 +17,20 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import aliased
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, Customer, IntentProposal, Message
+from carebot.store.tables import Conversation, Customer, DecisionRow, IntentProposal, Message
 
 
 class ProposalKind(StrEnum):
     ADD_EXAMPLES = "add_examples"
     NEW_INTENT = "new_intent"
+
+
+QUESTION_MESSAGES = 3  # customer messages taken as the question before a reply, at most
 
 
 class Source(StrEnum):
@@ -102,13 +106,21 @@ class Said:
 
 @dataclass(frozen=True, slots=True)
 class ReplyContext:
-    """An agent's reply, the customer's messages it answered (oldest first: those since the
-    bot or an agent last wrote before it) and the names the text may mention."""
+    """An agent's reply, the customer's question it answered (oldest first: at most
+    ``QUESTION_MESSAGES`` of their messages since the bot last answered or an agent last wrote,
+    leaving out asking for a person and small talk) and the names the text may mention."""
 
     reply: Said
     question: tuple[Said, ...]
     customer_name: str
     agent_name: str
+
+
+def _asks_nothing(reasons: str | None, details: dict[str, Any] | None) -> bool:
+    """A customer message that is no question for the FAQ: asking for a person, or small
+    talk (a greeting, thanks)."""
+    asked_for_human = "asked_for_human" in (reasons or "").split(",")
+    return asked_for_human or bool((details or {}).get("small_talk"))
 
 
 class ProposalStore:
@@ -149,9 +161,12 @@ class ProposalStore:
                     f"Message {message_id} is not an agent's reply (it is the {reply.author}'s): "
                     "propose from a message an agent wrote to the customer"
                 )
+            asked, said = aliased(DecisionRow), aliased(DecisionRow)
             before = (
-                await session.scalars(
-                    select(Message)
+                await session.execute(
+                    select(Message, asked.reasons, asked.details, said.kind)
+                    .outerjoin(asked, asked.inbound_message_id == Message.id)
+                    .outerjoin(said, said.id == Message.decision_id)
                     .where(
                         Message.conversation_id == reply.conversation_id,
                         Message.id < reply.id,
@@ -166,13 +181,19 @@ class ProposalStore:
                 .where(Conversation.id == reply.conversation_id)
             )
         question: list[Said] = []
-        for message in before:  # newest first
+        for message, reasons, details, kind in before:  # newest first
             if message.author == "customer":
-                question.append(Said(message.id, message.conversation_id, message.text))
-            elif question:  # the bot or an agent wrote before the question
+                if not _asks_nothing(reasons, details):
+                    question.append(Said(message.id, message.conversation_id, message.text))
+            elif question and (message.author == "agent" or kind == "answer"):
+                break  # what came before was answered already
+            if len(question) == QUESTION_MESSAGES:
                 break
         if not question:
-            raise StoreError(f"No customer message comes before the reply {message_id}")
+            raise StoreError(
+                f"No customer question comes before the reply {message_id} (only greetings, "
+                "thanks or asking for a person): propose from a reply that answers a question"
+            )
         return ReplyContext(
             reply=Said(reply.id, reply.conversation_id, reply.text),
             question=tuple(reversed(question)),
