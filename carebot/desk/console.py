@@ -32,7 +32,7 @@ from carebot.config import Settings
 from carebot.console.editor import Checked, Editor
 from carebot.console.intent_files import IntentEditError, IntentFiles
 from carebot.console.intent_form import IntentForm
-from carebot.console.preview import ChangePreview, Preview
+from carebot.console.preview import Change, ChangePreview, Preview
 from carebot.console.proposals import ProposalMaker
 from carebot.console.publishing import Publisher
 from carebot.desk.auth import Session, Sessions
@@ -234,8 +234,11 @@ class ConsolePages:
             status = 409
         elif action in ("publish", "delete") and not checked.ok:
             status = 422
+        proposal = None
+        if form.proposal.isdigit():
+            proposal = await self._editor.proposals.get(int(form.proposal))
         return self._editor_page(
-            session, checked, preview=preview, status=status, deleting=deleting
+            session, checked, preview=preview, status=status, deleting=deleting, proposal=proposal
         )
 
     async def _try(self, request: web.Request, session: Session, data: Any) -> web.StreamResponse:
@@ -425,22 +428,34 @@ def _preview_view(preview: Preview, title: Callable[[str], str]) -> dict[str, An
             (
                 group,
                 len(changes),
-                [
-                    {
-                        "id": c.message_id,
-                        "conversation": c.conversation_id,
-                        "at": c.at.strftime("%Y-%m-%d %H:%M"),
-                        "text": c.text,
-                        "old": _outcome(c.old, title),
-                        "new": _outcome(c.new, title),
-                    }
-                    for c in changes[:SHOWN_CHANGES]
-                ],
+                _rows(changes, title)[:SHOWN_CHANGES],
             )
             for group, changes in groups.items()
             if changes
         ],
     }
+
+
+def _rows(changes: list[Change], title: Callable[[str], str]) -> list[dict[str, Any]]:
+    """The changes of a group as rows, the same message text changing the same way once with
+    how many times (customers ask alike), newest first."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for c in changes:
+        old, new = _outcome(c.old, title), _outcome(c.new, title)
+        key = (" ".join(c.text.casefold().split()), old, new)
+        if key in rows:
+            rows[key]["times"] += 1
+            continue
+        rows[key] = {
+            "id": c.message_id,
+            "conversation": c.conversation_id,
+            "at": c.at.strftime("%Y-%m-%d %H:%M"),
+            "text": c.text,
+            "old": old,
+            "new": new,
+            "times": 1,
+        }
+    return list(rows.values())
 
 
 def _outcome(outcome: Any, title: Callable[[str], str]) -> str:
