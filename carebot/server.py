@@ -169,6 +169,7 @@ def _mount_inbox(
     if not len(agents):
         agents, demo_password = Agents.demo()
     sessions = Sessions(Signer(secret, "inbox-session"), agents, hours=settings.inbox.session_hours)
+    console = build_console(settings, runtime, sessions, insight or live_insight(settings, runtime))
     AgentInbox(
         agents=agents,
         sessions=sessions,
@@ -176,25 +177,20 @@ def _mount_inbox(
         queue=runtime.queue,
         labels=runtime.labels,
         events=runtime.events,
-        intents=lambda: runtime.triage.matcher.intents,
+        intent_title=console.editor.title,
         answers=answers,
     ).mount(app)
+    console.mount(app)
     if insight is not None:
-        build_console(settings, runtime, sessions, insight).mount(app)
         InsightPages(
             sessions=sessions,
             sources=insight,
             zone=settings.business_hours.zone(),
             clock=runtime.clock,
             channels=lambda: runtime.channels,
-            intent_title=lambda intent: _intent_title(runtime, intent),
+            intent_title=console.editor.title,
         ).mount(app)
     return demo_password
-
-
-def _intent_title(runtime: Runtime, intent: str) -> str:
-    intents = runtime.triage.matcher.intents
-    return intents[intent].label if intent in intents else intent
 
 
 def _slack_desk(

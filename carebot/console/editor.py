@@ -35,7 +35,7 @@ from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.intents import Intent, IntentSet, ParsedFiles
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.personal_data import find_personal_data
-from carebot.store.intent_history import Action, Revision, RevisionStore
+from carebot.store.intent_history import Action, Fate, Revision, RevisionStore
 from carebot.store.proposals import Proposal, ProposalKind, ProposalStore
 from carebot.triage import Triage, TriageContext
 
@@ -93,10 +93,26 @@ class Editor:
         self._now = now
         self._texts: OrderedDict[str, str] = OrderedDict()
         self._edited: tuple[str, Triage] | None = None  # the last edited set's triage
+        self._fates: dict[str, Fate] = {}  # ids past decisions name that are gone now
 
     @property
     def live(self) -> IntentSet:
         return self._triage.matcher.intents
+
+    def title(self, intent_id: str) -> str:
+        """An intent's title for people, also for ids past decisions name that were renamed
+        ("old_id (now new_id)") or deleted since."""
+        live = self.live
+        if intent_id in live:
+            return live[intent_id].label
+        fate = self._fates.get(intent_id)
+        return fate.describe(intent_id) if fate else intent_id
+
+    async def refresh_fates(self, current: IntentSet | None = None) -> None:
+        """Read again what became of renamed and deleted ids (``current``: the intents as
+        they are now, when a publish has just changed them)."""
+        ids = {i.id for i in (current or self.live).intents}
+        self._fates = await self.revisions.fates(ids)
 
     # --- opening -------------------------------------------------------------------------
 
@@ -267,13 +283,14 @@ class Editor:
         )
         if form.proposal:
             await self.proposals.publish(int(form.proposal), by=author, revision_id=revision.id)
+        await self.refresh_fates(checked.edit.intents)
         return revision
 
     async def delete(self, checked: Checked, *, author: str) -> Revision:
         if checked.edit is None:
             raise IntentEditError("The intent cannot be deleted: " + _why(checked))
         form = checked.form
-        return await self._publisher.publish(
+        revision = await self._publisher.publish(
             checked.edit,
             author=author,
             action=Action.DELETE,
@@ -281,9 +298,13 @@ class Editor:
             previous_id=form.original_id,
             summary=f"deleted {form.original_id}",
         )
+        await self.refresh_fates(checked.edit.intents)
+        return revision
 
     async def rollback(self, revision_id: int, *, author: str) -> Revision:
-        return await self._publisher.rollback(revision_id, author=author)
+        revision = await self._publisher.rollback(revision_id, author=author)
+        await self.refresh_fates(await asyncio.to_thread(self.files.intents_now))
+        return revision
 
 
 def _personal_data(intent: Intent, before: Intent | None, form: IntentForm) -> list[str]:

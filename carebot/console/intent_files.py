@@ -123,6 +123,10 @@ class IntentFiles:
         """``path`` relative to the folder, as revisions and the console name files."""
         return path.resolve().relative_to(self._directory.resolve()).as_posix()
 
+    def intents_now(self) -> IntentSet:
+        """The folder's intents as the files hold them now."""
+        return read_intents(self._directory, self._placeholders)[0]
+
     def read(self, name: str) -> IntentFile:
         """The file ``name`` (relative to the folder) as it is now."""
         return IntentFile.read(self._file(name))

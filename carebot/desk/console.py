@@ -75,7 +75,12 @@ class ConsolePages:
         self._preview_limit = preview_limit
         self._pages = Pages()
 
+    @property
+    def editor(self) -> Editor:
+        return self._editor
+
     def mount(self, app: web.Application) -> None:
+        app.on_startup.append(self._load_fates)
         app.router.add_get("/console", self._ops(self._home))
         app.router.add_get("/console/intents/new", self._ops(self._new))
         app.router.add_get("/console/intents/{id}", self._ops(self._open))
@@ -92,6 +97,12 @@ class ConsolePages:
         )
         app.router.add_post("/console/propose/reply", self._post(self._propose_reply))
         app.router.add_post("/console/propose/topic", self._post(self._propose_topic))
+
+    async def _load_fates(self, _app: web.Application) -> None:
+        try:
+            await self._editor.refresh_fates()
+        except CarebotError as exc:  # past decisions then show their old ids as they are
+            log.warning("Renamed and deleted intents could not be read: %s", exc)
 
     # --- guards ----------------------------------------------------------------------------
 

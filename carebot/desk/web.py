@@ -26,7 +26,6 @@ from carebot.desk.auth import Agents, Session, Sessions, login_csrf
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
-from carebot.nlu.intents import IntentSet
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 
@@ -45,7 +44,7 @@ class AgentInbox:
         queue: AgentQueue,
         labels: EmotionLabelStore,
         events: EventHub,
-        intents: Callable[[], IntentSet],
+        intent_title: Callable[[str], str] = str,
         answers: AnswerSearch | None = None,
     ) -> None:
         self._agents = agents
@@ -54,7 +53,7 @@ class AgentInbox:
         self._queue = queue
         self._labels = labels
         self._events = events
-        self._intents = intents
+        self._intent_title = intent_title
         self._answers = answers  # None: no FAQ search box (and no /inbox/faq)
         self._pages = Pages()
         self._sockets: set[web.WebSocketResponse] = set()
@@ -108,11 +107,8 @@ class AgentInbox:
             case = await self._queue.case(int(request.match_info["id"]))
         except StoreError as exc:
             raise web.HTTPNotFound(text=str(exc)) from exc
-        intents = self._intents()
         for item in case.top_intents:
-            item["title"] = (
-                intents[item["intent"]].label if item["intent"] in intents else (item["intent"])
-            )
+            item["title"] = self._intent_title(item["intent"])
         return self._pages.render(
             "conversation.html",
             session,
