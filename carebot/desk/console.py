@@ -53,6 +53,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 View = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 Action = Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
 LATELY = timedelta(days=28)
+STATS_FOR = timedelta(minutes=1)
 SHOWN_CHANGES = 200  # preview rows per group on the page (the counts cover all)
 
 
@@ -74,6 +75,7 @@ class ConsolePages:
         self._clock = clock
         self._preview_limit = preview_limit
         self._pages = Pages()
+        self._stats: tuple[datetime, dict[str, IntentRow]] | None = None
 
     @property
     def editor(self) -> Editor:
@@ -146,11 +148,8 @@ class ConsolePages:
     # --- pages -----------------------------------------------------------------------------
 
     async def _home(self, request: web.Request, session: Session) -> web.StreamResponse:
-        now = self._clock()
         try:
-            report = await self._sources.report(Period(now - LATELY, now))
-            lately: dict[str, IntentRow] = {row.intent: row for row in report.top_intents}
-            stats_error = None
+            lately, stats_error = await self._lately(), None
         except CarebotError as exc:
             lately, stats_error = {}, str(exc)
         names = {
@@ -171,6 +170,17 @@ class ConsolePages:
             changes=await self._editor.revisions.recent(limit=10),
             notice=request.query.get("notice", ""),
         )
+
+    async def _lately(self) -> dict[str, IntentRow]:
+        """Each intent's numbers over the last 28 days, computed at most once a minute (the
+        report reads every conversation of the period)."""
+        now = self._clock()
+        if self._stats is not None and now - self._stats[0] < STATS_FOR:
+            return self._stats[1]
+        report = await self._sources.report(Period(now - LATELY, now))
+        rows = {row.intent: row for row in report.top_intents}
+        self._stats = (now, rows)
+        return rows
 
     async def _new(self, request: web.Request, session: Session) -> web.StreamResponse:
         form = self._editor.blank(request.query.get("file", ""))
