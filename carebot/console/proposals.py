@@ -110,15 +110,23 @@ class ProposalMaker:
         )
 
     async def from_topic(
-        self, topic: Topic, texts: Sequence[str], *, author: str, name: str = ""
+        self,
+        topic: Topic,
+        texts: Sequence[str],
+        *,
+        author: str,
+        name: str = "",
+        new_intent: bool = False,
     ) -> Proposal:
         """A proposal from an unanswered topic whose messages are ``texts``: examples of the
-        intent it is near, or a new intent (``name``, else made from the keywords)."""
+        intent it is near, or (when it is near none, or ``new_intent``) a new intent
+        (``name``, else made from the keywords)."""
         examples = _deduplicated(texts)[:TOPIC_EXAMPLES]
         if not examples:
             raise ValueError("The topic has no messages left to propose")
         matcher = self._triage.matcher
-        if topic.near_intent is not None and topic.near_intent in matcher.intents:
+        near = topic.near_intent
+        if near is not None and near in matcher.intents and not new_intent:
             kind, intent_id = ProposalKind.ADD_EXAMPLES, topic.near_intent
             title = matcher.intents[intent_id].label
         else:

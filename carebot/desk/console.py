@@ -350,7 +350,11 @@ class ConsolePages:
         texts = await self._editor.proposals.texts_of(topic.message_ids)
         try:
             proposal = await self._maker.from_topic(
-                topic, texts, author=session.agent.name, name=str(data.get("name", ""))
+                topic,
+                texts,
+                author=session.agent.name,
+                name=str(data.get("name", "")),
+                new_intent=str(data.get("as", "")) == "new" or bool(str(data.get("name", ""))),
             )
         except ValueError as exc:
             return self._problem(session, 400, "Nothing to propose", str(exc))
