@@ -127,7 +127,7 @@ class ProposalMaker:
         matcher = self._triage.matcher
         near = topic.near_intent
         if near is not None and near in matcher.intents and not new_intent:
-            kind, intent_id = ProposalKind.ADD_EXAMPLES, topic.near_intent
+            kind, intent_id = ProposalKind.ADD_EXAMPLES, near
             title = matcher.intents[intent_id].label
         else:
             kind = ProposalKind.NEW_INTENT
