@@ -633,6 +633,22 @@ async def test_a_topic_proposes_examples_of_its_near_intent_or_a_new_intent(
     assert proposal.flags == ()
 
 
+async def test_a_topic_near_an_intent_can_still_become_a_new_intent(maker: ProposalMaker) -> None:
+    """The verdict can be wrong (gift wrapping put near returns): ops may make a new intent."""
+    proposal = await maker.from_topic(
+        topic(("gift", "wrap"), "returns"),
+        ["purple elephants dance"],
+        author="ann",
+        name="Gift wrap",
+        new_intent=True,
+    )
+    assert (proposal.kind, proposal.intent_id, proposal.title) == (
+        ProposalKind.NEW_INTENT,
+        "gift_wrap",
+        "Gift wrap",
+    )
+
+
 async def test_a_topics_examples_are_flagged_for_personal_data_and_other_intents(
     maker: ProposalMaker,
 ) -> None:
