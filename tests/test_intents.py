@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from carebot.exceptions import IntentError
-from carebot.nlu.intent_check import check_intents
+from carebot.nlu.intent_check import check_intents, conflicts
 from carebot.nlu.intents import Intent, IntentSet, Severity, load_intents, read_intents
 from tests.conftest import TEST_INTENTS
 from tests.fakes import FakeEncoder
@@ -295,3 +295,23 @@ def test_an_intent_set_is_still_built_from_intents_alone() -> None:
     intents = IntentSet((Intent("a", ("x",), "hi"), Intent("b", ("y",))))
     assert intents.out_of_scope == ()
     assert intents["b"].answer == ""
+
+
+@pytest.mark.parametrize("edited", ["order_status", "opening_hours", "returns", "greeting"])
+def test_the_conflicts_of_one_intent_are_those_of_the_whole_check_that_concern_it(
+    edited: str,
+) -> None:
+    """An edit checks one intent's conflicts (its examples against all, and the examples that
+    come closer to it than to their own) without the folder's square matrix: exactly what the
+    whole analysis says about them."""
+    intents, _ = read_intents(Path(__file__).parent.parent / "intents", {})
+    encoder = FakeEncoder()
+    whole = {p.message for p in conflicts(intents, encoder)}
+    some = {p.message for p in conflicts(intents, encoder, only={edited})}
+
+    def concerns(message: str) -> bool:
+        return f" of {edited!r} " in message or f"closer to {edited!r}" in message
+
+    assert some <= whole
+    assert {m for m in whole if concerns(m)} <= some
+    assert any(concerns(m) for m in whole) or edited == "greeting"

@@ -14,7 +14,9 @@ A save is refused (:class:`IntentEditError`, the file untouched) when:
   carebot's own loader) as the old intents with only this one changed;
 - the checks of ``carebot intents check`` (:func:`carebot.nlu.intent_check.check_intents`),
   run on the folder as it would be, find an error; anywhere in the folder, since the service
-  would not load it. Their warnings come back with the result, to show next to the fields.
+  would not load it. Their warnings come back with the result, to show next to the fields; the
+  conflict analysis (with an encoder) looks at the edited intent's conflicts only, so that its
+  cost grows with the folder, not with its square.
 
 Files are written atomically: a temporary file in the same folder, fsync, ``os.replace``.
 Between the last stamp check and the replace there is a window of microseconds in which
@@ -183,11 +185,9 @@ class IntentFiles:
         self._ensure_current(base)
         with _folder_as_if(self._directory, base.path, text if text else None) as (folder, real):
             after, _ = read_intents(folder, self._placeholders)
-            problems = [
+            problems = [  # a version published before: its conflicts were shown then
                 dataclasses.replace(p, file=real(p.file))
-                for p in check_intents(
-                    folder, placeholders=self._placeholders, encoder=self._encoder
-                )
+                for p in check_intents(folder, placeholders=self._placeholders)
             ]
             intents = [dataclasses.replace(i, file=real(i.file)) for i in after.intents]
         errors = tuple(p for p in problems if p.severity is Severity.ERROR)
@@ -295,10 +295,13 @@ class IntentFiles:
         before, _ = read_intents(self._directory, self._placeholders)
         with _folder_as_if(self._directory, base.path, new) as (folder, real):
             after, _ = read_intents(folder, self._placeholders)
-            problems = [
+            problems = [  # conflicts: only those of the edited intent (none for a deletion)
                 dataclasses.replace(p, file=real(p.file))
                 for p in check_intents(
-                    folder, placeholders=self._placeholders, encoder=self._encoder
+                    folder,
+                    placeholders=self._placeholders,
+                    encoder=self._encoder if intent is not None else None,
+                    only={intent.id} if intent is not None else None,
                 )
             ]
             after_intents = [dataclasses.replace(i, file=real(i.file)) for i in after.intents]

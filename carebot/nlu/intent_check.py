@@ -9,7 +9,7 @@ their own (the conflict analysis, which loads the model: it runs once there are 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,13 @@ def check_intents(
     *,
     placeholders: dict[str, str],
     encoder: Callable[[], Encoder] | None = None,
+    only: Collection[str] | None = None,
 ) -> list[Problem]:
     """All problems in ``directory``, every file read however broken the others are; with
     ``encoder``, also the conflict analysis, once there are no errors (it loads the model, and
-    compares only the intents that could be read)."""
+    compares only the intents that could be read). ``only``: the conflict analysis looks only
+    at these intents' examples and at the examples they come closer to than their own (an
+    edit of one intent: its cost grows with the folder's size, not with its square)."""
     intents, problems = read_intents(directory, placeholders)
     for intent in intents.intents:
         if len(intent.examples) < MIN_EXAMPLES:
@@ -53,34 +56,62 @@ def check_intents(
             )
     errors = any(p.severity is Severity.ERROR for p in problems)
     if encoder is not None and len(intents) > 1 and not errors:
-        problems.extend(conflicts(intents, encoder()))
+        problems.extend(conflicts(intents, encoder(), only=only))
     return problems
 
 
-def conflicts(intents: IntentSet, encoder: Encoder) -> list[Problem]:
-    """Examples more similar to another intent's example than to any other of their own."""
+def conflicts(
+    intents: IntentSet, encoder: Encoder, *, only: Collection[str] | None = None
+) -> list[Problem]:
+    """Examples more similar to another intent's example than to any other of their own. With
+    ``only``: the examples of those intents (against every example), and the other examples
+    whose closest example is one of theirs; memory and time grow with the folder's size times
+    the size of those intents, not with the folder's size squared."""
     texts, labels = intents.examples()
     vectors = encoder.encode(texts)
-    sims = vectors @ vectors.T
-    np.fill_diagonal(sims, -np.inf)
     label_ids = np.array(labels)
+    if only is None:
+        rows = np.arange(len(texts))
+    else:
+        mine = np.isin(label_ids, list(only))
+        closer = _closer_to(vectors, label_ids, mine)
+        rows = np.flatnonzero(mine | closer)
+    sims = vectors[rows] @ vectors.T
+    sims[np.arange(len(rows)), rows] = -np.inf
     lines = [line for intent in intents.intents for line in intent.example_lines]
     files = [intent.file for intent in intents.intents for _ in intent.examples]
     found = []
-    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+    for row, i in enumerate(rows):
+        text, label = texts[i], labels[i]
         own = label_ids == label
-        own_best = float(np.max(sims[i][own])) if own.sum() > 1 else float("-inf")
-        others = np.where(~own, sims[i], -np.inf)
+        own_best = float(np.max(sims[row][own])) if own.sum() > 1 else float("-inf")
+        others = np.where(~own, sims[row], -np.inf)
         j = int(np.argmax(others))
-        if sims[i][j] > own_best:
+        if sims[row][j] > own_best:
             own_text = f"{own_best:.2f}" if own_best > -1 else "n/a"
             found.append(
                 Problem(
                     files[i] or Path("?"),
                     lines[i],
                     f"example {text!r} of {label!r} is closer to {labels[j]!r} "
-                    f"({texts[j]!r}: {sims[i][j]:.2f}) than to its own intent ({own_text})",
+                    f"({texts[j]!r}: {sims[row][j]:.2f}) than to its own intent ({own_text})",
                     Severity.WARNING,
                 )
             )
     return found
+
+
+def _closer_to(vectors: np.ndarray, labels: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """The other intents' examples that are more similar to one of ``mine`` than to any other
+    example of their own intent (computed one intent at a time: no square matrix)."""
+    closer = np.zeros(len(labels), dtype=bool)
+    if not mine.any():
+        return closer
+    best_mine = np.max(vectors @ vectors[mine].T, axis=1)
+    for label in np.unique(labels[~mine]):
+        own = np.flatnonzero(labels == label)
+        block = vectors[own] @ vectors[own].T
+        np.fill_diagonal(block, -np.inf)
+        own_best = block.max(axis=1) if len(own) > 1 else np.full(len(own), -np.inf)
+        closer[own] = best_mine[own] > own_best
+    return closer
