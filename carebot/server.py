@@ -31,6 +31,7 @@ from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
+from carebot.console.proposals import ProposalMaker
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.console import build_console
 from carebot.desk.insights import InsightPages, InsightSources
@@ -48,6 +49,7 @@ from carebot.nlu.encoder import Encoder
 from carebot.platforms import build_platforms
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
+from carebot.store.proposals import ProposalStore
 
 if TYPE_CHECKING:
     from carebot.desk.slack.desk import SlackDesk
@@ -211,6 +213,12 @@ def _slack_desk(
         clock=runtime.clock,
         windows=runtime.windows,
         answers=answers,
+        proposals=ProposalMaker(
+            store=ProposalStore(runtime.db, clock=runtime.clock),
+            triage=runtime.triage,
+            settings=settings,
+            in_model_thread=runtime.matches.in_model_thread,
+        ),
     )
 
 

@@ -32,9 +32,11 @@ from carebot.agents import AgentDesk
 from carebot.clock import Clock
 from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
+from carebot.console.proposals import ProposalMaker
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.slack.faq import FaqCommand
+from carebot.desk.slack.faq_proposals import AddToFaq
 from carebot.desk.slack.listeners import Listener, Listeners
 from carebot.desk.slack.people import People
 from carebot.desk.slack.sync import ThreadSync
@@ -79,6 +81,7 @@ class SlackDesk:
         clock: Clock,
         windows: ReplyWindows = NO_WINDOWS,
         answers: AnswerSearch | None = None,
+        proposals: ProposalMaker | None = None,
     ) -> None:
         slack = settings.slack
         self._credentials = credentials
@@ -118,6 +121,14 @@ class SlackDesk:
         listeners.register(self.app, track=self._tracked)
         if answers is not None:  # /care faq <words>
             FaqCommand(answers=answers, people=self.people).register(self.app, track=self._tracked)
+        if proposals is not None:  # the "Add to FAQ" message shortcut
+            AddToFaq(
+                maker=proposals,
+                threads=threads,
+                people=self.people,
+                api=self.api,
+                public_url=settings.server.public_url,
+            ).register(self.app, track=self._tracked)
         self._socket: AsyncSocketModeHandler | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._receiving = False
