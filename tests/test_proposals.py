@@ -676,3 +676,13 @@ async def test_examples_for_an_intent_scoring_near_another_are_flagged(
         ("print the label for my return", "near_intent"),
     }
     assert all("'returns_label'" in f.message for f in proposal.flags)
+
+
+async def test_proposing_the_same_reply_twice_gives_one_proposal(
+    maker: ProposalMaker, store: ProposalStore, database: Database, clock: Clock
+) -> None:
+    _, ids = await play(database, clock, [("c+bot", "hi"), ("c", "q1"), ("a", "reply")])
+    first = await maker.from_reply(ids["reply"], author="ann")
+    again = await maker.from_reply(ids["reply"], author="ben")
+    assert again == first
+    assert [p.id for p in await store.waiting()] == [first.id]

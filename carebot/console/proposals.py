@@ -39,6 +39,7 @@ from carebot.store.proposals import (
     ProposalKind,
     ProposalStore,
     Source,
+    Status,
 )
 from carebot.triage import Triage
 
@@ -73,6 +74,9 @@ class ProposalMaker:
     async def from_reply(self, reply_message_id: int, *, author: str) -> Proposal:
         """A proposal from the agent's reply ``reply_message_id`` and the question before it."""
         context = await self._store.reply_context(reply_message_id)
+        for proposal in await self._store.of_conversation(context.reply.conversation_id):
+            if proposal.status is Status.OPEN and context.reply.id in proposal.message_ids:
+                return proposal  # proposed already (a second click): one proposal
         asked = context.question  # at most QUESTION_MESSAGES of them
         question = " ".join(" ".join(m.text.split()) for m in asked)
         matcher = self._triage.matcher
