@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
+import aiohttp
 from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
@@ -373,6 +374,20 @@ def signed_headers(
     assert signature is not None
     headers = {"X-Slack-Signature": signature, "X-Slack-Request-Timestamp": ts}
     return headers | {"Content-Type": content_type}
+
+
+async def private_answer(url: Any, slack: SlackStandIn, raw: bytes, secret: str) -> dict[str, Any]:
+    """POST a signed form (a slash command or a shortcut) to carebot's Slack endpoint ``url``,
+    check it is acknowledged at once with nothing in the body, and return the answer carebot
+    then sends to the request's ``response_url`` (the stand-in's)."""
+    before = len(slack.responses)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=raw, headers=signed_headers(secret, raw, content_type=FORM)) as r,
+    ):
+        assert r.status == 200 and await r.text() == ""  # acknowledged, the answer comes after
+    await slack.wait_for("response_url", count=before + 1)
+    return slack.responses[before]
 
 
 def form_body(payload: Json) -> bytes:

@@ -283,6 +283,14 @@ SCRIPTS = {
         [("c+bot", "hi"), ("c+clarify", "q1"), ("c+human", "a person please"), ("a", "reply")],
         ["q1"],
     ),
+    "what the bot handed over for was said to already": (
+        [("c+upset", "q0"), ("c", "q1"), ("a", "reply")],
+        ["q1"],
+    ),
+    "a rephrasing after 'say it in other words'": (
+        [("c+clarify", "q0"), ("c", "q1"), ("a", "reply")],
+        ["q1"],
+    ),
     "small talk is no question": (
         [("c+bot", "q0"), ("c+clarify", "q1"), ("c+smalltalk", "thanks!"), ("a", "reply")],
         ["q1"],
@@ -291,6 +299,7 @@ SCRIPTS = {
 DECIDED = {
     "c+clarify": clarify(Reason.BELOW_THRESHOLD),
     "c+human": handoff(Reason.ASKED_FOR_HUMAN),
+    "c+upset": handoff(Reason.EMOTIONAL),
     "c+smalltalk": dataclasses.replace(answer("thanks"), small_talk=True),
 }
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from ruamel.yaml import YAML
@@ -19,7 +18,7 @@ from carebot.desk.slack.mrkdwn import LIMIT
 from carebot.server import Service
 from tests.conftest import ROOT, Clock
 from tests.service import running_service
-from tests.slack_standin import FORM, SlackStandIn, signed_headers, slash_command
+from tests.slack_standin import SlackStandIn, private_answer, slash_command
 from tests.test_slack import AGENT, CHANNEL, HTTP_ENV, SECRET, STRANGER, slack_settings
 
 
@@ -45,20 +44,9 @@ async def care(
     server: TestServer, slack: SlackStandIn, text: str, *, user: str = AGENT
 ) -> dict[str, Any]:
     """Send ``/care <text>`` as ``user`` (signed, over HTTP); return carebot's private answer."""
-    before = len(slack.responses)
     command = slash_command(user=user, text=text, response_url=slack.response_url)
     raw = urlencode(command).encode()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            server.make_url("/slack/events"),
-            data=raw,
-            headers=signed_headers(SECRET, raw, content_type=FORM),
-        ) as r,
-    ):
-        assert r.status == 200 and await r.text() == ""  # acknowledged, the answer comes after
-    await slack.wait_for("response_url", count=before + 1)
-    return slack.responses[before]
+    return await private_answer(server.make_url("/slack/events"), slack, raw, SECRET)
 
 
 def sections(answer: dict[str, Any]) -> list[str]:

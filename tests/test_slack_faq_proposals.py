@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from ruamel.yaml import YAML
@@ -29,12 +28,11 @@ from tests.slack_standin import (
     APP_ID,
     BOT_ID,
     BOT_USER_ID,
-    FORM,
     TEAM_ID,
     SlackStandIn,
     event_callback,
     form_body,
-    signed_headers,
+    private_answer,
     thread_reply,
 )
 from tests.test_slack import (
@@ -105,23 +103,12 @@ async def add_to_faq(
 ) -> str:
     """Use the shortcut on ``message`` as ``user`` (signed, over HTTP); return carebot's private
     answer."""
-    before = len(slack.responses)
     raw = form_body(
         message_shortcut(
             user=user, channel=channel, message=message, response_url=slack.response_url
         )
     )
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            server.make_url("/slack/events"),
-            data=raw,
-            headers=signed_headers(SECRET, raw, content_type=FORM),
-        ) as r,
-    ):
-        assert r.status == 200 and await r.text() == ""  # acknowledged, the answer comes after
-    await slack.wait_for("response_url", count=before + 1)
-    answer = slack.responses[before]
+    answer = await private_answer(server.make_url("/slack/events"), slack, raw, SECRET)
     assert answer["response_type"] == "ephemeral"
     return str(answer["text"])
 

@@ -1,8 +1,9 @@
 """Proposals from what agents answer and from what the bot did not answer.
 
 - From an agent's reply (:meth:`ProposalMaker.from_reply`): the customer's question (their
-  messages since the last thing the bot answered or an agent wrote, leaving out asking for a
-  person and small talk; at most the last three, joined) and the agent's reply. When the
+  messages since the bot or an agent last wrote after one of them, leaving out asking for a
+  person and small talk and what the bot said to those; at most the last three, joined) and
+  the agent's reply. When the
   question already scores near an intent X (at or above X's draft threshold), the proposal adds
   it as an example of X; otherwise it is a new intent with the question as its first example
   and the reply as its draft answer.

@@ -17,7 +17,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import aliased
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
@@ -107,8 +106,9 @@ class Said:
 @dataclass(frozen=True, slots=True)
 class ReplyContext:
     """An agent's reply, the customer's question it answered (oldest first: at most
-    ``QUESTION_MESSAGES`` of their messages since the bot last answered or an agent last wrote,
-    leaving out asking for a person and small talk) and the names the text may mention."""
+    ``QUESTION_MESSAGES`` of their messages since the bot or an agent last wrote after one of
+    them; messages that ask nothing, asking for a person or small talk, are left out, and so is
+    what the bot said to them) and the names the text may mention."""
 
     reply: Said
     question: tuple[Said, ...]
@@ -161,12 +161,10 @@ class ProposalStore:
                     f"Message {message_id} is not an agent's reply (it is the {reply.author}'s): "
                     "propose from a message an agent wrote to the customer"
                 )
-            asked, said = aliased(DecisionRow), aliased(DecisionRow)
             before = (
                 await session.execute(
-                    select(Message, asked.reasons, asked.details, said.kind)
-                    .outerjoin(asked, asked.inbound_message_id == Message.id)
-                    .outerjoin(said, said.id == Message.decision_id)
+                    select(Message, DecisionRow.reasons, DecisionRow.details)
+                    .outerjoin(DecisionRow, DecisionRow.inbound_message_id == Message.id)
                     .where(
                         Message.conversation_id == reply.conversation_id,
                         Message.id < reply.id,
@@ -181,12 +179,19 @@ class ProposalStore:
                 .where(Conversation.id == reply.conversation_id)
             )
         question: list[Said] = []
-        for message, reasons, details, kind in before:  # newest first
+        answered = False  # the bot wrote after the customer message looked at next
+        for message, reasons, details in before:  # newest first
             if message.author == "customer":
-                if not _asks_nothing(reasons, details):
-                    question.append(Said(message.id, message.conversation_id, message.text))
-            elif question and (message.author == "agent" or kind == "answer"):
-                break  # what came before was answered already
+                if _asks_nothing(reasons, details):
+                    answered = False  # the bot's words after it were about that: go on
+                    continue
+                if answered:
+                    break  # the bot had its say on this one already
+                question.append(Said(message.id, message.conversation_id, message.text))
+            elif message.author == "agent" and question:
+                break  # what came before was an agent's already
+            elif question:
+                answered = True
             if len(question) == QUESTION_MESSAGES:
                 break
         if not question:
