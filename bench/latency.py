@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from measure import percentile  # noqa: E402  (bench/measure.py)
+from measure import Sink, percentile  # noqa: E402  (bench/measure.py)
 
 from carebot.clock import utcnow  # noqa: E402
 from carebot.config import load_settings  # noqa: E402
@@ -68,21 +68,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
-
-
-class Sink:
-    """A channel that takes every reply at once (the outbox's send is part of the inbox path)."""
-
-    name = "bench"
-
-    async def start(self, deliver: object) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def send(self, reply: object) -> None:
-        return None
 
 
 async def main() -> None:

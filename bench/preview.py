@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from measure import Sink  # noqa: E402  (bench/measure.py)
+
 from carebot.config import Settings, load_settings  # noqa: E402
 from carebot.console.preview import ChangePreview, Group, Preview  # noqa: E402
 from carebot.models import InboundMessage  # noqa: E402
@@ -60,21 +62,6 @@ from carebot.store.database import Database  # noqa: E402
 
 SEED = 15
 CONCURRENT = 64  # messages in flight while filling the store (the match queue's batch)
-
-
-class Sink:
-    """A channel that takes every reply at once."""
-
-    name = "bench"
-
-    async def start(self, deliver: object) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def send(self, reply: object) -> None:
-        return None
 
 
 class Renamed:
