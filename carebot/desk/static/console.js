@@ -36,7 +36,10 @@
     var text = document.getElementById("try-text").value.trim();
     if (!text) return;
     var data = new FormData(intentForm);
-    var edited = new URLSearchParams(data).toString() !== initial || !data.get("original_id");
+    // An edit: changed since the page was shown, a new intent, or a form that came back from
+    // a check (it holds what was typed, not what is live).
+    var edited = new URLSearchParams(data).toString() !== initial || !data.get("original_id") ||
+      intentForm.dataset.edited === "1";
     data.set("text", text);
     data.set("with_edit", edited ? "1" : "0");
     result.textContent = "Deciding…";
