@@ -3,6 +3,7 @@
     HF_HUB_OFFLINE=1 python bench/learning.py [DATA_DIR] [--config FILE] [--cache DIR]
                                               [--seed N] [--rounds 5] [--messages 600]
                                               [--examples 100] [--top 10] [--min-size 3]
+                                              [--says-no-wrong 0.30] [--says-no-right 0.05]
 
 DATA_DIR (default ``../shared/data`` beside the project) holds ``clinc150/data_full.json``.
 
@@ -15,10 +16,17 @@ DATA_DIR (default ``../shared/data`` beside the project) holds ``clinc150/data_f
   read from that folder.
 * **Each round**: ``--messages`` fresh messages (never sent before, none of them an example)
   from CLINC's ``train``, ``val``, ``oos_train`` and ``oos_val`` rows (all 150 intents and out of
-  scope; shuffled once with the seed), each decided by triage as a new conversation. What it did
-  not answer (decision kind other than answer) is grouped by the insight page's
-  :func:`carebot.insight.topics.group`. Its ``--top`` largest topics of at least
-  ``--min-size`` messages are reviewed as an ops person would, with the messages' true labels:
+  scope; shuffled once with the seed), each decided by triage as a new conversation. Each
+  answer gets the helpful survey ("Did that answer your question?", ``[survey] helpful``, asked
+  after every bot answer by default) and its customer answers "No" with probability
+  ``--says-no-wrong`` when the answer was wrong (an intent other than the message's label; any
+  answer to an out-of-scope message) and ``--says-no-right`` when it was right (drawn with the
+  seed: one number per message, whatever the rates). What triage did not answer (decision kind
+  other than answer) and the answers said "No" to are the round's *unanswered* messages, as the
+  insight page counts them (:mod:`carebot.insight.unanswered`: a "no" to the helpful survey is
+  part of its definition), and are grouped by its :func:`carebot.insight.topics.group`. Their
+  ``--top`` largest topics of at least ``--min-size`` messages are reviewed as an ops person
+  would, with the messages' true labels:
   a topic whose majority label is out of scope is rejected; one whose majority label is an
   intent of the bot adds its messages (those not yet an example anywhere) as examples of it;
   otherwise it becomes a new intent named by the majority label, its messages as examples and a
@@ -33,6 +41,14 @@ DATA_DIR (default ``../shared/data`` beside the project) holds ``clinc150/data_f
   precision stays >= 0.97 in every round.
 
 ``--top`` and ``--min-size`` were chosen on the train/val traffic, never on test figures.
+
+The survey's rates are stated assumptions, not measured, fixed before any result with them was
+seen: that 30% of the customers who got a wrong answer say so (an assumption about how many
+answer the survey at all, and answer it truthfully), and that 5% of those who got the right
+answer say "No" anyway (they wanted something else, a person, or tapped the wrong button). A
+wrongly answered message is otherwise invisible to the loop: it is answered, confidently, as a
+neighbouring intent. ``--says-no-wrong 0 --says-no-right 0`` leaves the survey out (the loop as
+first measured).
 """
 
 from __future__ import annotations
@@ -57,7 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from carebot.config import Settings, load_settings  # noqa: E402
+from carebot.config import Settings, SurveySettings, load_settings  # noqa: E402
 from carebot.console.intent_files import IntentFiles  # noqa: E402
 from carebot.exceptions import CarebotError, DataError  # noqa: E402
 from carebot.insight.topics import Asked, group  # noqa: E402
@@ -71,6 +87,7 @@ from carebot.runtime import build_triage, embedding_cache, load_encoder  # noqa:
 from carebot.triage import Triage, TriageContext  # noqa: E402
 
 SEED, KNOWN, ROUNDS, MESSAGES, EXAMPLES, TOP, MIN_SIZE = 15, 120, 5, 600, 100, 10, 3
+SAYS_NO_WRONG, SAYS_NO_RIGHT = 0.30, 0.05  # assumed (module docstring); never tuned
 TRAFFIC_SPLITS = ("train", "val", "oos_train", "oos_val")
 TEST_SPLITS = ("test", "oos_test")
 GOAL_COVERAGE, GOAL_PRECISION = 0.5, 0.97
@@ -89,6 +106,8 @@ class Options:
     examples: int = EXAMPLES
     top: int = TOP
     min_size: int = MIN_SIZE
+    says_no_wrong: float = SAYS_NO_WRONG  # chance a customer says "No" to a wrong answer
+    says_no_right: float = SAYS_NO_RIGHT  # ... to a right one
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,9 @@ class Round:
 
     number: int
     sent: int = 0
-    unanswered: int = 0
+    unanswered: int = 0  # not answered by triage
+    said_no: int = 0  # answered, and the customer said "No" to "did that answer?"
+    said_no_wrong: int = 0  # ... of them to a wrong answer
     new_intents: int = 0
     added_to: int = 0  # topics whose messages became examples of an intent the bot had
     rejected: int = 0  # out-of-scope topics
@@ -344,18 +365,26 @@ def learn(
         f"clarify margin {cfg.clarify_margin} ({cfg.method}); per round the top {options.top} "
         f"topics of >= {options.min_size} messages are reviewed"
     )
+    say(
+        f"helpful survey ([survey] helpful = {settings.survey.helpful!r}): a customer says No to "
+        f"a wrong answer with p {options.says_no_wrong:.2f}, to a right one with p "
+        f"{options.says_no_right:.2f} (assumed, not measured; drawn with seed {options.seed} + 2);"
+        " the answers said No to are grouped with the unanswered messages"
+    )
+    survey = np.random.default_rng(options.seed + 2)
     rounds = [Round(0)]
     measure(bot, test, test_vectors, held, rounds[0])
     for number in range(1, options.rounds + 1):
         started = time.perf_counter()
         batch = pool[(number - 1) * options.messages : number * options.messages]
-        figures = one_round(bot, files, batch, options, Round(number))
+        figures = one_round(bot, files, batch, options, Round(number), survey)
         measure(bot, test, test_vectors, held, figures)
         rounds.append(figures)
         say(
             f"\nround {number} ({time.perf_counter() - started:.0f} s): {figures.unanswered} "
             f"of {figures.sent} unanswered, {figures.traffic[0]} answered right, "
-            f"{figures.traffic[1]} wrong; the topics reviewed:"
+            f"{figures.traffic[1]} wrong; said No to {figures.said_no} answers "
+            f"({figures.said_no_wrong} of them wrong); the topics reviewed:"
         )
         for proposal, action in figures.proposals:
             verdict = f"near {proposal.near}" if proposal.near else "new topic"
@@ -404,19 +433,43 @@ def with_intents(settings: Settings, folder: Path) -> Settings:
     return settings.model_copy(update={"matcher": matcher})
 
 
+def asks_helpful(decision: Decision, survey: SurveySettings) -> bool:
+    """Whether the customer is asked "did that answer your question?" after ``decision``: the
+    policy of :meth:`carebot.survey.questions.Surveys.helpful_question`."""
+    if survey.helpful == "never" or decision.kind is not DecisionKind.ANSWER:
+        return False
+    if decision.small_talk:
+        return False
+    return survey.helpful == "always" or decision.margin < survey.low_margin
+
+
 def one_round(
-    bot: Bot, files: IntentFiles, batch: Sequence[Row], options: Options, figures: Round
+    bot: Bot,
+    files: IntentFiles,
+    batch: Sequence[Row],
+    options: Options,
+    figures: Round,
+    survey: np.random.Generator,
 ) -> Round:
-    """Send ``batch``, review the topics of what was not answered, save them and reload."""
+    """Send ``batch``; its customers answer the helpful survey (``survey`` draws whether they say
+    "No"); review the topics of what was not answered or said "No" to, save them and reload."""
     vectors = bot.vectors([text for text, _ in batch])
     decisions = bot.decide([text for text, _ in batch], vectors)
-    missed = [i for i, d in enumerate(decisions) if d.kind is not DecisionKind.ANSWER]
-    figures.sent, figures.unanswered = len(batch), len(missed)
-    answers = [
-        d.intent == label
-        for d, (_, label) in zip(decisions, batch, strict=True)
-        if d.kind is DecisionKind.ANSWER
-    ]
+    draws = survey.random(len(batch))  # one per message, whatever the rates and decisions
+    missed, answers = [], []
+    for i, (decision, (_, label)) in enumerate(zip(decisions, batch, strict=True)):
+        if decision.kind is not DecisionKind.ANSWER:
+            figures.unanswered += 1
+            missed.append(i)
+            continue
+        right = decision.intent == label
+        answers.append(right)
+        rate = options.says_no_right if right else options.says_no_wrong
+        if asks_helpful(decision, bot.settings.survey) and draws[i] < rate:
+            figures.said_no += 1
+            figures.said_no_wrong += not right
+            missed.append(i)
+    figures.sent = len(batch)
     figures.traffic = (sum(answers), len(answers) - sum(answers))
     for proposal in proposals(bot, [batch[i] for i in missed], vectors[missed], options):
         intents = load_intents(bot.folder, bot.settings.placeholders, bot.parsed)
@@ -434,6 +487,7 @@ COLUMNS = (
     ("round", 5),
     ("sent", 5),
     ("unans", 6),
+    ("said no", 8),
     ("new", 4),
     ("to old", 7),
     ("oos rej", 8),
@@ -455,17 +509,19 @@ def report(rounds: Sequence[Round], ceiling: Round, held: int, say: Callable[[st
     for r in [*rounds, ceiling]:
         wrong = "/".join(str(r.wrong[p]) for p in ("known", "held", "oos"))
         cells = (
-            ("all" if r.number < 0 else r.number, r.sent, r.unanswered, r.new_intents),
-            (r.added_to, r.rejected, r.examples_added, f"{r.held_right:.3f}"),
+            ("all" if r.number < 0 else r.number, r.sent, r.unanswered, r.said_no),
+            (r.new_intents, r.added_to, r.rejected, r.examples_added, f"{r.held_right:.3f}"),
             (f"{r.held_answered:.3f}", f"{r.known_right:.3f}", f"{r.precision:.3f}", r.answers),
             (wrong, r.intents, f"{r.held_learned}/{held}"),
         )
         flat = [c for part in cells for c in part]
         say(" ".join(f"{c!s:>{width}}" for c, (_, width) in zip(flat, COLUMNS, strict=True)))
     say(
-        "(held right / answ: share of the held-out intents' test messages answered with the right "
-        "intent / at all; precision: right answers / answers over all test messages; wrong k/h/o: "
-        "wrong answers to messages of the known intents / held-out intents / out of scope; "
+        "(unans: not answered by triage; said no: answers the customer said No to (both are "
+        "grouped); held right / answ: share of the held-out intents' test messages answered "
+        "with the right intent / at all; precision: right answers / answers over all test "
+        "messages; wrong k/h/o: wrong answers to messages of the known intents / held-out "
+        "intents / out of scope; "
         "all: a reference, every intent with its train rows from the start)"
     )
     covered = next((r.number for r in rounds if r.held_right >= GOAL_COVERAGE), None)
@@ -508,9 +564,35 @@ def main() -> None:
     )
     parser.add_argument("--top", type=int, default=TOP, help="topics reviewed per round")
     parser.add_argument("--min-size", type=int, default=MIN_SIZE, help="smallest topic reviewed")
+    parser.add_argument(
+        "--says-no-wrong",
+        type=float,
+        default=SAYS_NO_WRONG,
+        help='chance a customer says "No" to a wrong answer (assumed)',
+    )
+    parser.add_argument(
+        "--says-no-right",
+        type=float,
+        default=SAYS_NO_RIGHT,
+        help='chance a customer says "No" to a right answer (assumed)',
+    )
     args = parser.parse_args()
+    for name in ("says_no_wrong", "says_no_right"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(
+                f"--{name.replace('_', '-')} is a probability: give a number between 0 and 1, "
+                f"not {getattr(args, name)}"
+            )
     options = Options(
-        args.seed, KNOWN, args.rounds, args.messages, args.examples, args.top, args.min_size
+        seed=args.seed,
+        known=KNOWN,
+        rounds=args.rounds,
+        messages=args.messages,
+        examples=args.examples,
+        top=args.top,
+        min_size=args.min_size,
+        says_no_wrong=args.says_no_wrong,
+        says_no_right=args.says_no_right,
     )
     started = time.perf_counter()
     try:

@@ -1,7 +1,8 @@
 """bench/learning.py's loop on a tiny CLINC-shaped dataset with the fake encoder: the held-out
 intent is learned from the unanswered traffic through the console's file editor, out-of-scope
-topics are rejected, and the figures are measured on the test rows. The bench itself (the real
-model on CLINC150) is run by hand."""
+topics are rejected, the figures are measured on the test rows, and answers the customer said
+"No" to are grouped with the unanswered messages. The bench itself (the real model on CLINC150)
+is run by hand."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
+import pytest
 
 from carebot.nlu.intents import load_intents
 from tests.conftest import make_settings
@@ -84,3 +88,49 @@ def test_the_loop_learns_the_held_out_intent_and_rejects_out_of_scope(tmp_path: 
     assert set(learned.examples) <= sent
     assert "oos" not in intents
     assert any(line.startswith("goal: held-out coverage >= 0.5") and "met" in line for line in said)
+
+
+@pytest.mark.parametrize(
+    ("helpful", "wanted", "says_no_wrong", "says_no_right", "said_no", "proposed"),
+    [
+        ("always", "refund_status", 1.0, 0.0, 6, "new"),
+        ("always", "refund_status", 0.0, 1.0, 0, None),
+        ("always", "refund_status", 0.0, 0.0, 0, None),
+        ("never", "refund_status", 1.0, 1.0, 0, None),  # not asked: nobody can say "No"
+        ("always", "refund", 0.0, 1.0, 6, "examples"),  # right answers said "No" to
+        ("always", "refund", 1.0, 0.0, 0, None),
+    ],
+)
+def test_answers_said_no_to_are_grouped(
+    tmp_path: Path,
+    helpful: str,
+    wanted: str,
+    says_no_wrong: float,
+    says_no_right: float,
+    said_no: int,
+    proposed: str | None,
+) -> None:
+    # the refund texts of the test rows, asked by customers who wanted ``wanted``: all answered
+    # as refund, which is wrong for a "refund_status" the bot has no intent for
+    data = {name: [(text, label) for text, label in rows] for name, rows in _data().items()}
+    options = learning.Options(
+        known=4, examples=14, says_no_wrong=says_no_wrong, says_no_right=says_no_right
+    )
+    folder = learning.write_start(data, list(TEMPLATES), options, tmp_path / "work")
+    settings = learning.with_intents(make_settings(tmp_path, survey={"helpful": helpful}), folder)
+    bot = learning.Bot(settings, FakeEncoder(), folder)
+    files = learning.IntentFiles(directory=folder, placeholders=settings.placeholders)
+    batch = [(text, wanted) for text, label in data["test"] if label == "refund"]
+    right = wanted == "refund"
+
+    figures = learning.one_round(
+        bot, files, batch, options, learning.Round(1), np.random.default_rng(0)
+    )
+
+    assert (figures.sent, figures.unanswered) == (6, 0)
+    assert figures.traffic == ((6, 0) if right else (0, 6))
+    assert (figures.said_no, figures.said_no_wrong) == (said_no, 0 if right else said_no)
+    assert [action for _, action in figures.proposals] == ([proposed] if proposed else [])
+    texts = {text for text, _ in batch}
+    examples = set(bot.intents[wanted].examples) if wanted in bot.intents else set()
+    assert (texts <= examples) is (proposed is not None)
