@@ -256,7 +256,7 @@ def proposals(
     asked = [Asked(i, i, i, text, NOW) for i, (text, _) in enumerate(rows)]
     ids = [intent.id for intent in bot.intents.intents]
     grouping = group(asked, vectors, bot.triage.matcher.scores(vectors), ids, now=NOW)
-    found = []
+    found: list[Proposal] = []
     for topic in grouping.topics:
         if topic.messages < options.min_size or len(found) == options.top:
             break  # ranked by size (every message was asked at the same time)
