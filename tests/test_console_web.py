@@ -24,7 +24,7 @@ from carebot.desk.auth import hash_password
 from carebot.runtime import Runtime
 from carebot.server import Service
 from carebot.store.intent_history import Action, RevisionStore
-from carebot.store.proposals import ProposalStore, Status
+from carebot.store.proposals import Draft, ProposalKind, ProposalStore, Source, Status
 from carebot.store.tables import Message
 from tests.conftest import TEST_INTENTS, Clock
 from tests.service import AGENT_PASSWORD, Visitor, running_service, service_settings
@@ -721,3 +721,30 @@ async def test_a_lead_or_ops_propose_an_intent_from_an_unanswered_topic(
     assert status == 403 and NOT_OPS in html  # an agent without lead or ops
     status, html, _ = await person.post("/console/propose/topic", {**fields, "topic": "gone"})
     assert status == 404 and "This topic is gone" in html
+
+
+@pytest.mark.parametrize("as_new", [False, True], ids=["as proposed", "as a new intent"])
+async def test_examples_proposed_for_an_intent_open_in_it_or_start_a_new_one(
+    logins: Logins, runtime: Runtime, as_new: bool
+) -> None:
+    """The matcher's guess of the intent can be wrong: ops may make a new intent of them."""
+    store = ProposalStore(runtime.db, clock=runtime.clock)
+    proposal = await store.add(
+        Draft(
+            kind=ProposalKind.ADD_EXAMPLES,
+            intent_id="order_status",
+            examples=("can you wrap my parcel as a gift",),
+            source=Source.AGENT,
+            author="ann",
+        )
+    )
+    olga = await logins.of("olga")
+    form = await olga.form(f"/console/proposals/{proposal.id}" + ("?as=new" if as_new else ""))
+    examples = form["examples"].splitlines()
+    assert examples[-1] == "can you wrap my parcel as a gift"
+    assert form["proposal"] == str(proposal.id)
+    if as_new:
+        assert (form["id"], form["original_id"], examples) == ("", "", examples[-1:])
+    else:
+        assert (form["id"], form["original_id"]) == ("order_status", "order_status")
+        assert len(examples) > 1

@@ -137,9 +137,14 @@ class Editor:
             file = names[0] if names else "intents.yaml"
         return IntentForm(file=file, stamp=self._read(file).stamp)
 
-    def of_proposal(self, proposal: Proposal) -> IntentForm:
-        """The form a proposal opens: its intent with the examples added, or a new intent."""
-        if proposal.kind is ProposalKind.ADD_EXAMPLES and proposal.intent_id in self.live:
+    def of_proposal(self, proposal: Proposal, *, as_new: bool = False) -> IntentForm:
+        """The form a proposal opens: its intent with the examples added, or a new intent
+        (also for examples proposed for an intent, with ``as_new``: the matcher's guess of the
+        intent can be wrong; the id, title and answer are then the editor's to write)."""
+        if as_new and proposal.kind is ProposalKind.ADD_EXAMPLES:
+            form = self.blank()
+            form.examples = "\n".join(proposal.examples)
+        elif proposal.kind is ProposalKind.ADD_EXAMPLES and proposal.intent_id in self.live:
             form = self.open(proposal.intent_id)
             have = {e.casefold() for e in form.example_list}
             added = [e for e in proposal.examples if e.casefold() not in have]

@@ -196,7 +196,7 @@ class ConsolePages:
     async def _proposal(self, request: web.Request, session: Session) -> web.StreamResponse:
         try:
             proposal = await self._editor.proposals.get(int(request.match_info["id"]))
-            form = self._editor.of_proposal(proposal)
+            form = self._editor.of_proposal(proposal, as_new=request.query.get("as") == "new")
         except CarebotError as exc:
             return self._problem(session, 404, "This proposal cannot be opened", str(exc))
         return self._editor_page(session, Checked(form, None), proposal=proposal)
