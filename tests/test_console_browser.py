@@ -5,13 +5,12 @@ older form is refused with the diff; the change is rolled back. And the learning
 customer asks what no intent covers, an agent answers, "Add to FAQ" proposes it, ops remove the
 personal data and publish, and the next customer gets the answer from the bot.
 
-Screenshots go to tests/artifacts/console/. ``CAREBOT_DOCS_SCREENSHOT=1`` also writes the
-README's docs/console.png, docs/console-edit.png and docs/console-proposal.png."""
+Screenshots go to tests/artifacts/console/. (The README's docs/console*.png are taken from the
+service on the real model with the sample intents, not from these fake-encoder runs.)"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from carebot.models import InboundMessage
 from carebot.runtime import Runtime
 from carebot.server import Service
 from carebot.store.proposals import ProposalStore, Status
-from tests.conftest import ROOT, TEST_INTENTS, Clock
+from tests.conftest import TEST_INTENTS, Clock
 from tests.service import AGENT_PASSWORD, running_service, service_settings
 from tests.test_console_web import AGENTS, reloaded
 
@@ -132,19 +131,11 @@ async def ops_page(browser: Any, server: TestServer, path: str) -> Any:
     return page
 
 
-async def shot(page: Any, name: str, docs: str | None = None) -> None:
+async def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(
         path=str(ARTIFACTS / f"{name}.png"), full_page=True, animations="disabled"
     )
-    if docs and os.environ.get("CAREBOT_DOCS_SCREENSHOT"):
-        target = ROOT / "docs" / docs
-        target.parent.mkdir(exist_ok=True)
-        # A full-page capture repeats a sticky header where the viewport was: pin it on top.
-        await page.add_style_tag(content=".app-header { position: static !important; }")
-        await page.evaluate("window.scrollTo(0, 0)")
-        await page.screenshot(path=str(target), full_page=True, animations="disabled")
-        print(f"README screenshot: {target}")
 
 
 async def tried(page: Any, text: str) -> list[str]:
@@ -205,7 +196,7 @@ async def test_ops_edit_try_preview_publish_a_stale_save_and_roll_back(
     live, edited = await tried(page, "parcel never arrived")
     assert edited.startswith("answer · order_status")
     assert shop.read_text() == original  # nothing written yet
-    await shot(page, "1-editor-try-and-preview", "console-edit.png")
+    await shot(page, "1-editor-try-and-preview")
 
     await page.locator("#publish").click()
     notice = page.locator("#console-notice")
@@ -273,7 +264,7 @@ async def test_an_agents_reply_becomes_the_bots_answer(
     text = await waiting.inner_text()
     assert "New intent sell_gift_vouchers" in text and "olga · an agent's reply" in text
     assert "1 to check" in text
-    await shot(agent, "4-console-proposal-waiting", "console.png")
+    await shot(agent, "4-console-proposal-waiting")
 
     await waiting.locator("a", has_text="Review").click()
     await agent.locator("#proposal-box").wait_for()
@@ -283,7 +274,7 @@ async def test_an_agents_reply_becomes_the_bots_answer(
     assert await agent.locator("#f-examples").input_value() == GIFT_QUESTION
     live, edited = await tried(agent, GIFT_QUESTION)
     assert live.startswith("clarify · ") and edited.startswith("answer · sell_gift_vouchers")
-    await shot(agent, "5-proposal-review", "console-proposal.png")
+    await shot(agent, "5-proposal-review")
 
     before = shop.read_text()
     await agent.locator("#publish").click()  # the e-mail address is still in the answer

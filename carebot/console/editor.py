@@ -99,6 +99,10 @@ class Editor:
     def live(self) -> IntentSet:
         return self._triage.matcher.intents
 
+    def thresholds(self, intent: Intent) -> tuple[float, float]:
+        """The answer and draft thresholds that apply to ``intent`` (its own, else global)."""
+        return self._triage.thresholds(intent)
+
     def title(self, intent_id: str) -> str:
         """An intent's title for people, also for ids past decisions name that were renamed
         ("old_id (now new_id)") or deleted since."""

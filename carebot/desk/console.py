@@ -161,7 +161,12 @@ class ConsolePages:
             session,
             title="Console",
             intents=[
-                _intent_row(intent, names[intent.id], lately.get(intent.id))
+                _intent_row(
+                    intent,
+                    names[intent.id],
+                    lately.get(intent.id),
+                    self._editor.thresholds(intent),
+                )
                 for intent in sorted(self._editor.live.intents, key=lambda i: i.id)
             ],
             stats_error=stats_error,
@@ -408,7 +413,9 @@ class ConsolePages:
         )
 
 
-def _intent_row(intent: Any, file: str, row: IntentRow | None) -> dict[str, Any]:
+def _intent_row(
+    intent: Any, file: str, row: IntentRow | None, thresholds: tuple[float, float]
+) -> dict[str, Any]:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.0%}"
 
@@ -419,8 +426,8 @@ def _intent_row(intent: Any, file: str, row: IntentRow | None) -> dict[str, Any]
         "examples": len(intent.examples),
         "answer": intent.answer,
         "tags": intent.tags,
-        "answer_threshold": intent.answer_threshold,
-        "draft_threshold": intent.draft_threshold,
+        "thresholds": f"{thresholds[0]:g} / {thresholds[1]:g}",
+        "own_thresholds": intent.answer_threshold is not None or intent.draft_threshold is not None,
         "handoff": intent.handoff,
         "conversations": row.conversations.count if row else 0,
         "automation": pct(row.automation.value) if row else "-",
