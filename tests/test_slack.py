@@ -880,7 +880,12 @@ async def test_a_customer_message_in_the_thread_is_labelled_from_its_own_buttons
     running, server = service
     async with upset_customer(server) as customer:
         ts = await card_ts(slack)
-        await customer.say("hello?? anyone??")
+        async with running.runtime.events.subscribe() as events:
+            await customer.say("hello?? anyone??")
+            # Mirrored as soon as it is stored; labelled once decided (the event follows the
+            # decision), so that the label keeps what the bot showed, not "never scored".
+            while (await asyncio.wait_for(events.get(), 10)).kind != "handoff":
+                pass
         [post] = await slack.wait_for(
             "chat.postMessage",
             lambda c: c.params.get("thread_ts") == ts and "anyone" in c.params["text"],
