@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -112,6 +113,13 @@ def postgres_admin_url() -> str | None:
     return os.environ.get(PG_ENV)
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database, for tests of what does not depend on the database (pages,
+    searches); the store's queries under them are tested on both kinds."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'carebot.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database of each kind; PostgreSQL ones are dropped afterwards."""
@@ -181,3 +189,11 @@ async def runtime(
     )
     yield rt
     await rt.db.close()
+
+
+@pytest.fixture
+def intents_dir(tmp_path: Path) -> Path:
+    """A copy of the test intents that a test may edit (a module may define its own)."""
+    folder = tmp_path / "intents"
+    shutil.copytree(TEST_INTENTS, folder)
+    return folder

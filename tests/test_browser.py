@@ -4,7 +4,6 @@ service on loopback (fake encoder, test intents). Screenshots go to tests/artifa
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,21 +15,16 @@ from sqlalchemy import select
 
 from carebot.server import Service
 from carebot.store.tables import ContactPoint, Identity
+from tests.chromium import launched, needs_chromium
 from tests.conftest import Clock
 from tests.service import AGENT_PASSWORD, running_service, service_settings
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FAQ, ANSWER = "where is my order", "Track it at https://track.example."
 UPSET = "where is my order, I will call my lawyer"
 PHONE, EMAIL = "+49 30 123456", "Kim.Lee@Example.com"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
-
-playwright_api = pytest.importorskip("playwright.async_api")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -52,13 +46,8 @@ async def service(
 
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
-    async with playwright_api.async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    async with launched() as instance:
         yield instance
-        await instance.close()
 
 
 async def shot(page: object, name: str) -> None:

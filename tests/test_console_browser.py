@@ -11,7 +11,6 @@ service on the real model with the sample intents, not from these fake-encoder r
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from carebot.models import InboundMessage
 from carebot.runtime import Runtime
 from carebot.server import Service
 from carebot.store.proposals import ProposalStore, Status
-from tests.conftest import TEST_INTENTS, Clock
+from tests.chromium import launched, needs_chromium
+from tests.conftest import Clock
 from tests.service import AGENT_PASSWORD, running_service, service_settings
 from tests.test_console_web import AGENTS, reloaded
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "console"
 VIEWPORT = {"width": 1400, "height": 900}
 GIFT_QUESTION = "do you sell gift vouchers"
@@ -56,18 +55,7 @@ TRAFFIC = [
     "gift wrapping possible",
 ]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
-playwright_api = pytest.importorskip("playwright.async_api")
-
-
-@pytest.fixture
-def intents_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "intents"
-    shutil.copytree(TEST_INTENTS, folder)
-    return folder
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -103,13 +91,8 @@ async def customers_asked(runtime: Runtime, clock: Clock) -> None:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    async with launched() as instance:
         yield instance
-        await instance.close()
 
 
 async def new_page(browser: Any) -> Any:

@@ -1,5 +1,6 @@
 """The ops console at ``/console`` through the real service (fake encoder, a copy of the test
-intents, the live reload on; SQLite and PostgreSQL): who may open it, the CSRF token on every
+intents, the live reload on; SQLite: the store's queries under the pages run on PostgreSQL too in
+test_publishing, test_proposals and test_intent_history): who may open it, the CSRF token on every
 form, the editor's errors next to the fields, publishing (written, kept as a revision, live),
 rename, delete, rollback, a stale save, the "try it" JSON, and the proposals from an agent's reply
 and from an unanswered topic. The same story in Chromium: tests/test_console_browser.py."""
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator
 from html import unescape
 from pathlib import Path
@@ -26,7 +26,7 @@ from carebot.server import Service
 from carebot.store.intent_history import Action, RevisionStore
 from carebot.store.proposals import Draft, ProposalKind, ProposalStore, Source, Status
 from carebot.store.tables import Message
-from tests.conftest import TEST_INTENTS, Clock
+from tests.conftest import Clock
 from tests.service import AGENT_PASSWORD, Visitor, running_service, service_settings
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -48,22 +48,15 @@ GIFT_REPLY = "Yes, gift vouchers are sold in every shop."
 
 
 @pytest.fixture
-def intents_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "intents"
-    shutil.copytree(TEST_INTENTS, folder)
-    return folder
-
-
-@pytest.fixture
 async def service(
-    tmp_path: Path, database_url: str, clock: Clock, intents_dir: Path
+    tmp_path: Path, sqlite_url: str, clock: Clock, intents_dir: Path
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     settings = service_settings(
         tmp_path,
         matcher={"intents_dir": str(intents_dir), "reload": True},
         inbox={"agents": AGENTS},
     )
-    async with running_service(settings, database_url, clock) as running:
+    async with running_service(settings, sqlite_url, clock) as running:
         reloader = running[0].runtime.reloader
         assert reloader is not None, "the live reload is on in these tests"
         async with asyncio.timeout(10):

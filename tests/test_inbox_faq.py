@@ -3,7 +3,6 @@ encoder, test intents), and the conversation page's search box, in Chromium when
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,19 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from carebot.server import Service
+from tests.chromium import launched, needs_chromium
 from tests.conftest import Clock
 from tests.service import AGENT_PASSWORD, running_service, service_settings, upset_customer
 from tests.test_inbox_web import log_in, page
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, database_url: str, clock: Clock
+    tmp_path: Path, sqlite_url: str, clock: Clock
 ) -> AsyncIterator[tuple[Service, TestServer]]:
-    async with running_service(service_settings(tmp_path), database_url, clock) as running:
+    async with running_service(service_settings(tmp_path), sqlite_url, clock) as running:
         yield running
 
 
@@ -118,46 +117,38 @@ async def test_the_conversation_page_has_the_search_box_beside_the_reply(
 # --- in Chromium ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
+@needs_chromium
 async def test_an_agent_inserts_an_answer_at_the_cursor(tmp_path: Path, clock: Clock) -> None:
-    api = pytest.importorskip("playwright.async_api")
     database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     async with (
         running_service(service_settings(tmp_path), database, clock) as (_, server),
         upset_customer(server),
-        api.async_playwright() as p,
+        launched() as chromium,
     ):
-        chromium = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        agent = await (await chromium.new_context()).new_page()
+        await agent.goto(str(server.make_url("/inbox/login?next=/inbox/c/1")))
+        await agent.locator("#login-name").fill("ann")
+        await agent.locator("#login-password").fill(AGENT_PASSWORD)
+        await agent.locator("#login-button").click()
+        reply = agent.locator("#reply-text")
+        await reply.fill("Hi Kim, Sorry for the wait.")
+        await reply.evaluate("box => box.setSelectionRange(8, 8)")  # after "Hi Kim, "
+
+        await agent.locator("#faq-words").fill("refund")
+        hit = agent.locator(".faq-hit").filter(has_text="Refunds take 5 days.")
+        await hit.wait_for()
+        assert await agent.locator(".faq-hit .faq-title").all_inner_texts() == ["Refunds"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        await agent.screenshot(path=str(ARTIFACTS / "inbox-faq-search.png"))
+        await hit.click()
+        assert await reply.input_value() == "Hi Kim, Refunds take 5 days.Sorry for the wait."
+        assert await agent.evaluate("document.activeElement.id") == "reply-text"
+
+        await agent.locator("#faq-words").fill("staff member")  # the handoff intent: never
+        await agent.locator("#faq-status").filter(has_text="No answer matches").wait_for()
+        await agent.locator("#reply-button").click()  # the edited text goes as it is
+        await (
+            agent.locator('.msg[data-author="agent"]')
+            .filter(has_text="Refunds take 5 days.Sorry")
+            .wait_for()
         )
-        try:
-            agent = await (await chromium.new_context()).new_page()
-            await agent.goto(str(server.make_url("/inbox/login?next=/inbox/c/1")))
-            await agent.locator("#login-name").fill("ann")
-            await agent.locator("#login-password").fill(AGENT_PASSWORD)
-            await agent.locator("#login-button").click()
-            reply = agent.locator("#reply-text")
-            await reply.fill("Hi Kim, Sorry for the wait.")
-            await reply.evaluate("box => box.setSelectionRange(8, 8)")  # after "Hi Kim, "
-
-            await agent.locator("#faq-words").fill("refund")
-            hit = agent.locator(".faq-hit").filter(has_text="Refunds take 5 days.")
-            await hit.wait_for()
-            assert await agent.locator(".faq-hit .faq-title").all_inner_texts() == ["Refunds"]
-            ARTIFACTS.mkdir(exist_ok=True)
-            await agent.screenshot(path=str(ARTIFACTS / "inbox-faq-search.png"))
-            await hit.click()
-            assert await reply.input_value() == "Hi Kim, Refunds take 5 days.Sorry for the wait."
-            assert await agent.evaluate("document.activeElement.id") == "reply-text"
-
-            await agent.locator("#faq-words").fill("staff member")  # the handoff intent: never
-            await agent.locator("#faq-status").filter(has_text="No answer matches").wait_for()
-            await agent.locator("#reply-button").click()  # the edited text goes as it is
-            await (
-                agent.locator('.msg[data-author="agent"]')
-                .filter(has_text="Refunds take 5 days.Sorry")
-                .wait_for()
-            )
-        finally:
-            await chromium.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from html import escape, unescape
@@ -32,12 +31,12 @@ from carebot.insight.report import Period, Share
 from carebot.runtime import build_runtime
 from carebot.server import build_app
 from carebot.store.database import Database
+from tests.chromium import launched, needs_chromium
 from tests.conftest import EXACT_BACKOFF, ROOT, Clock
 from tests.fakes import FakeEncoder
 from tests.insight_reports import FixtureInsight, make_rows
 from tests.service import AGENT_PASSWORD, service_settings
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "insights"
 BERLIN = ZoneInfo("Europe/Berlin")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -384,22 +383,11 @@ async def test_the_export_of_a_number_holds_its_conversations_exactly(server: Te
 
 # --- in the browser --------------------------------------------------------------------------
 
-in_chromium = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
-
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    async with playwright_api.async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    async with launched() as instance:
         yield instance
-        await instance.close()
 
 
 async def lead_page(browser: Any, server: TestServer, **options: Any) -> Any:
@@ -550,7 +538,7 @@ EXPECTED_CHARTS: dict[str, tuple[list[tuple[str, list[float]]], list[list[str]]]
 }
 
 
-@in_chromium
+@needs_chromium
 async def test_a_lead_sees_the_fixture_numbers_in_cards_charts_and_tables(
     server: TestServer, browser: Any
 ) -> None:
@@ -603,7 +591,7 @@ async def test_a_lead_sees_the_fixture_numbers_in_cards_charts_and_tables(
         print(f"README screenshot: {target}")
 
 
-@in_chromium
+@needs_chromium
 async def test_a_number_links_to_its_conversations_in_the_inbox(
     server: TestServer, browser: Any
 ) -> None:
@@ -642,7 +630,7 @@ async def test_a_number_links_to_its_conversations_in_the_inbox(
     assert await page.locator("#list-count").inner_text() == "240"
 
 
-@in_chromium
+@needs_chromium
 async def test_without_scripts_the_tables_stand_in_for_the_charts(
     server: TestServer, browser: Any
 ) -> None:
@@ -654,7 +642,7 @@ async def test_without_scripts_the_tables_stand_in_for_the_charts(
     await shot(page, "3-insights-without-scripts")
 
 
-@in_chromium
+@needs_chromium
 async def test_an_agent_without_the_lead_role_sees_why(server: TestServer, browser: Any) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
     page = await context.new_page()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from carebot.config import Settings
 from carebot.models import InboundMessage
 from carebot.runtime import Runtime, build_matching
-from tests.conftest import TEST_INTENTS, Clock, make_settings
+from tests.conftest import Clock, make_settings
 from tests.fakes import FakeEncoder
 
 NEW_INTENT = """
@@ -25,13 +24,6 @@ NEW_INTENT = """
       - gift voucher present
     answer: Gift cards are sold in the shop.
 """
-
-
-@pytest.fixture
-def intents_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "intents"
-    shutil.copytree(TEST_INTENTS, folder)
-    return folder
 
 
 @pytest.fixture

@@ -33,10 +33,10 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+    tmp_path: Path, sqlite_url: str, clock: Clock, slack: SlackStandIn
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     settings = slack_settings(tmp_path, slack)
-    async with running_service(settings, database_url, clock, env=HTTP_ENV) as running:
+    async with running_service(settings, sqlite_url, clock, env=HTTP_ENV) as running:
         yield running
 
 
@@ -121,22 +121,22 @@ async def test_when_slack_cannot_say_who_is_an_agent_nothing_is_shown(
 
 
 async def test_configured_agents_only(
-    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+    tmp_path: Path, sqlite_url: str, clock: Clock, slack: SlackStandIn
 ) -> None:
     """With [slack] agents, a member of the care channel who is not listed is refused."""
     settings = slack_settings(tmp_path, slack, agents=[STRANGER])
-    async with running_service(settings, database_url, clock, env=HTTP_ENV) as (_, server):
+    async with running_service(settings, sqlite_url, clock, env=HTTP_ENV) as (_, server):
         assert (await care(server, slack, "faq refund"))["text"] == faq.NOT_ALLOWED
         answer = await care(server, slack, "faq refund", user=STRANGER)
         assert sections(answer)[1] == "*Refunds*  `refunds`\nRefunds take 5 days."
 
 
 async def test_over_socket_mode(
-    tmp_path: Path, database_url: str, clock: Clock, slack: SlackStandIn
+    tmp_path: Path, sqlite_url: str, clock: Clock, slack: SlackStandIn
 ) -> None:
     env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_APP_TOKEN": "xapp-test"}
     settings = slack_settings(tmp_path, slack)
-    async with running_service(settings, database_url, clock, env=env):
+    async with running_service(settings, sqlite_url, clock, env=env):
         command = slash_command(user=AGENT, text="faq refund", response_url=slack.response_url)
         ack = await slack.push("slash_commands", command)
         assert "envelope_id" in ack
