@@ -32,16 +32,16 @@ from carebot.config import Settings
 from carebot.console.editor import Checked, Editor
 from carebot.console.intent_files import IntentEditError, IntentFiles
 from carebot.console.intent_form import IntentForm
-from carebot.console.preview import Change, ChangePreview, Preview
+from carebot.console.preview import ChangePreview, Preview
 from carebot.console.proposals import ProposalMaker
 from carebot.console.publishing import Publisher
 from carebot.desk.auth import Session, Sessions
+from carebot.desk.console_view import decision_view, diff_lines, intent_row, preview_view
 from carebot.desk.insight_view import topic_ref
 from carebot.desk.insights import InsightSources
 from carebot.desk.pages import Pages
 from carebot.exceptions import CarebotError, StoreError
 from carebot.insight.report import IntentRow, Period
-from carebot.models import Decision
 from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.encoder import Encoder
 from carebot.runtime import Runtime
@@ -54,7 +54,6 @@ View = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 Action = Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
 LATELY = timedelta(days=28)
 STATS_FOR = timedelta(minutes=1)
-SHOWN_CHANGES = 200  # preview rows per group on the page (the counts cover all)
 
 
 class ConsolePages:
@@ -161,7 +160,7 @@ class ConsolePages:
             session,
             title="Console",
             intents=[
-                _intent_row(
+                intent_row(
                     intent,
                     names[intent.id],
                     lately.get(intent.id),
@@ -226,7 +225,7 @@ class ConsolePages:
             session,
             title=f"Revision {revision.id}",
             r=revision,
-            diff=_diff_lines(revision.diff),
+            diff=diff_lines(revision.diff),
             reverted=await self._editor.revisions.reverted(revision.id),
             error=request.query.get("error"),
         )
@@ -282,8 +281,8 @@ class ConsolePages:
         return web.json_response(
             {
                 "text": tried.text,
-                "live": _decision(tried.live),
-                "edited": _decision(tried.edited) if tried.edited else None,
+                "live": decision_view(tried.live),
+                "edited": decision_view(tried.edited) if tried.edited else None,
                 "edited_error": edited_error,
             },
             headers={"Cache-Control": "no-store"},
@@ -389,9 +388,9 @@ class ConsolePages:
             f=form,
             checked=checked,
             files=self._editor.names(),
-            preview=preview and _preview_view(preview, self._titles(checked)),
+            preview=preview and preview_view(preview, self._titles(checked)),
             proposal=proposal,
-            stale_diff=_diff_lines(checked.stale_diff) if checked.stale_diff else None,
+            stale_diff=diff_lines(checked.stale_diff) if checked.stale_diff else None,
             preview_limit=self._preview_limit,
             deleting=deleting,
         )
@@ -411,105 +410,6 @@ class ConsolePages:
         return self._pages.render(
             "insight_problem.html", session, status=status, title=title, message=message
         )
-
-
-def _intent_row(
-    intent: Any, file: str, row: IntentRow | None, thresholds: tuple[float, float]
-) -> dict[str, Any]:
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0%}"
-
-    return {
-        "id": intent.id,
-        "title": intent.label,
-        "file": file,
-        "examples": len(intent.examples),
-        "answer": intent.answer,
-        "tags": intent.tags,
-        "thresholds": f"{thresholds[0]:g} / {thresholds[1]:g}",
-        "own_thresholds": intent.answer_threshold is not None or intent.draft_threshold is not None,
-        "handoff": intent.handoff,
-        "conversations": row.conversations.count if row else 0,
-        "automation": pct(row.automation.value) if row else "-",
-        "handoffs": row.handoffs.count if row else 0,
-    }
-
-
-def _decision(decision: Decision) -> dict[str, Any]:
-    return {
-        "kind": decision.kind.value,
-        "intent": decision.intent,
-        "score": round(decision.score, 4),
-        "margin": round(decision.margin, 4),
-        "emotion": round(decision.emotion, 4),
-        "reasons": [r.value for r in decision.reasons],
-        "reply": decision.reply,
-        "explain": decision.explain(),
-    }
-
-
-def _preview_view(preview: Preview, title: Callable[[str], str]) -> dict[str, Any]:
-    groups = preview.by_group()
-    return {
-        "messages": preview.messages,
-        "reencoded": preview.reencoded,
-        "seconds": f"{preview.seconds:.2f}",
-        "total": len(preview.changes),
-        "counts": [(g, n) for g, n in preview.counts().items()],
-        "groups": [
-            (
-                group,
-                len(changes),
-                _rows(changes, title)[:SHOWN_CHANGES],
-            )
-            for group, changes in groups.items()
-            if changes
-        ],
-    }
-
-
-def _rows(changes: list[Change], title: Callable[[str], str]) -> list[dict[str, Any]]:
-    """The changes of a group as rows, the same message text changing the same way once with
-    how many times (customers ask alike), newest first."""
-    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for c in changes:
-        old, new = _outcome(c.old, title), _outcome(c.new, title)
-        key = (" ".join(c.text.casefold().split()), old, new)
-        if key in rows:
-            rows[key]["times"] += 1
-            continue
-        rows[key] = {
-            "id": c.message_id,
-            "conversation": c.conversation_id,
-            "at": c.at.strftime("%Y-%m-%d %H:%M"),
-            "text": c.text,
-            "old": old,
-            "new": new,
-            "times": 1,
-        }
-    return list(rows.values())
-
-
-def _outcome(outcome: Any, title: Callable[[str], str]) -> str:
-    intent = f" {title(outcome.intent)}" if outcome.intent else ""
-    return f"{outcome.kind.value}{intent} ({outcome.score:.2f})"
-
-
-def _diff_lines(diff: str) -> list[tuple[str, str]]:
-    """Each line of a unified diff with its kind, for colouring."""
-    kinds = []
-    for line in diff.splitlines():
-        if line.startswith(("+++", "---")):
-            kinds.append(("file", line))
-        elif line.startswith("@@"):
-            kinds.append(("hunk", line))
-        elif line.startswith("+"):
-            kinds.append(("add", line))
-        elif line.startswith("-"):
-            kinds.append(("del", line))
-        else:
-            kinds.append(("same", line))
-    return kinds
 
 
 def _instant(value: str) -> datetime:
