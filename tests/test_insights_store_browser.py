@@ -18,9 +18,10 @@ from carebot.desk import insight_format as fmt
 from carebot.insight.metrics import Insight
 from carebot.insight.report import Report, Share, Spread
 from carebot.store.database import Database
+from tests.chromium import needs_chromium
 from tests.test_insight_agreement import NOW, PASSWORD, PERIOD
 from tests.test_insight_agreement import served as served  # the fixture
-from tests.test_insights_web import CHARTS, in_chromium, shot
+from tests.test_insights_web import CHARTS, shot
 from tests.test_insights_web import browser as browser  # the fixture
 
 QUERY = "since=2026-11-30&until=2026-12-14"  # PERIOD, in Berlin days
@@ -119,7 +120,7 @@ async def lead_opens_insights(browser: Any, server: TestServer) -> tuple[Any, li
     return page, errors
 
 
-@in_chromium
+@needs_chromium
 async def test_a_lead_sees_the_golden_store_as_insight_computes_it(
     served: tuple[TestServer, Database, Any], browser: Any
 ) -> None:
