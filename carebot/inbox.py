@@ -14,6 +14,13 @@
 5. Otherwise triage decides, and the decision, its reply (into the outbox) and any handoff are
    stored in one transaction. If triage fails, the customer still gets a fallback reply and
    the conversation goes to a human.
+
+Several workers may share one database: whatever handles a message marks it handled with a
+conditional update in the transaction that queues the answer, so of two workers handling one
+message, one answers and the other's attempt is a no-op (:class:`AlreadyHandled`, logged and
+counted in :attr:`Inbox.handled_elsewhere`). At start, :meth:`Inbox.recover` takes only the
+messages stored more than :data:`RECOVERY_GRACE` ago and still unhandled: a younger one may be
+in a live worker's hands right now.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
-from carebot.store.conversations import ConversationStore, Embedding, Received
+from carebot.store.conversations import AlreadyHandled, ConversationStore, Embedding, Received
 from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import Question, Reply
@@ -70,6 +77,10 @@ class Outcome:
     waiting: WaitingAction | None = None  # what the bot did for a waiting customer
 
 
+# How old an unhandled message must be before recovery takes it: a worker decides a message
+# within a few seconds of storing it (triage, then one transaction), so one still unhandled
+# after this was left by a worker that stopped. It also absorbs clock skew between machines.
+RECOVERY_GRACE = timedelta(seconds=30)
 CACHED = timedelta(minutes=1)  # the typical wait is worked out again at most this often
 
 
@@ -126,8 +137,12 @@ class Inbox:
         surveys: Surveys,
         on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
+        recovery_grace: timedelta = RECOVERY_GRACE,
     ) -> None:
         self._conversations = conversations
+        self._grace = recovery_grace
+        # Messages another worker (or an earlier delivery) handled first, found by this one.
+        self.handled_elsewhere = 0
         self._triage = triage
         self._messages = messages
         self._waiting = waiting
@@ -160,48 +175,73 @@ class Inbox:
         return await self._handle(received, inbound)
 
     async def recover(self) -> int:
-        """Handle messages stored before a stop but never decided on. Returns how many."""
-        pending = await self._conversations.unhandled()
-        for received, inbound in pending:
-            await self._handle(received, inbound)
+        """Handle the messages stored more than :data:`RECOVERY_GRACE` ago but never decided
+        on (their worker stopped midway). One another worker handles meanwhile is left to it.
+        Returns how many this worker handled."""
+        pending = await self._conversations.unhandled(stored_before=self._clock() - self._grace)
+        outcomes = [await self._handle(r, inbound, recovered=True) for r, inbound in pending]
+        handled = sum(o.status is not Status.DUPLICATE for o in outcomes)
         if pending:
-            log.info("Recovered %d message(s) left undecided by the last run", len(pending))
-        return len(pending)
+            log.info(
+                "Recovered %d message(s) left undecided by a stopped worker (%d handled by "
+                "another worker meanwhile)",
+                handled,
+                len(pending) - handled,
+            )
+        return handled
 
-    async def _handle(self, received: Received, inbound: InboundMessage) -> Outcome:
+    async def _handle(
+        self, received: Received, inbound: InboundMessage, *, recovered: bool = False
+    ) -> Outcome:
         lock = self._locks.setdefault(received.conversation_id, asyncio.Lock())
         async with lock:  # one conversation's messages are decided in order
-            if received.duplicate and await self._conversations.is_handled(received.message_id):
-                return Outcome(Status.DUPLICATE, received)  # the first delivery finished it
-            conversation = await self._conversations.conversation(received.conversation_id)
-            state = ConversationState(conversation.state)
-            if state is ConversationState.WAITING_FOR_AGENT:
-                return await self._while_waiting(received, inbound)
-            if state.human_owned or state is ConversationState.CLOSED:
-                # An agent has it, or an agent closed it since the message was stored.
-                await self._conversations.mark_handled(received.message_id)
-                log.debug(
-                    "Conversation %s is %s: recorded %r for the agent",
-                    received.conversation_id,
-                    conversation.state,
-                    inbound.text,
+            try:
+                return await self._handle_in_order(received, inbound, recovered=recovered)
+            except AlreadyHandled:
+                self.handled_elsewhere += 1
+                log.info(
+                    "Message %s was handled by another worker meanwhile; its answer stands",
+                    received.message_id,
                 )
-                return Outcome(Status.RECORDED, received)
-            survey_reply = await self._survey_reply(received, inbound)
-            if survey_reply is not None:
-                return await self._answer_survey(received, survey_reply)
-            notice = self._notice(inbound)
-            if notice is not None:
-                queued = await self._conversations.record_notice(received, notice)
-                if queued is not None and self._on_outbox is not None:
-                    await self._on_outbox(queued)
-                return Outcome(Status.NOTICED, received)
-            timings: dict[str, float] = {}
-            started = time.perf_counter()
-            decision, embedding = await self._decide(received, inbound, timings)
-            timings["triage_ms"] = (time.perf_counter() - started) * 1000
-            ask = self._surveys.helpful_question(decision)
-            return await self._record(received, decision, timings, ask=ask, embedding=embedding)
+                return Outcome(Status.DUPLICATE, received)
+
+    async def _handle_in_order(
+        self, received: Received, inbound: InboundMessage, *, recovered: bool
+    ) -> Outcome:
+        if (received.duplicate or recovered) and await self._conversations.is_handled(
+            received.message_id
+        ):
+            self.handled_elsewhere += recovered  # a redelivery's first delivery is not counted
+            return Outcome(Status.DUPLICATE, received)  # whoever handled it first finished it
+        conversation = await self._conversations.conversation(received.conversation_id)
+        state = ConversationState(conversation.state)
+        if state is ConversationState.WAITING_FOR_AGENT:
+            return await self._while_waiting(received, inbound)
+        if state.human_owned or state is ConversationState.CLOSED:
+            # An agent has it, or an agent closed it since the message was stored.
+            await self._conversations.mark_handled(received.message_id)
+            log.debug(
+                "Conversation %s is %s: recorded %r for the agent",
+                received.conversation_id,
+                conversation.state,
+                inbound.text,
+            )
+            return Outcome(Status.RECORDED, received)
+        survey_reply = await self._survey_reply(received, inbound)
+        if survey_reply is not None:
+            return await self._answer_survey(received, survey_reply)
+        notice = self._notice(inbound)
+        if notice is not None:
+            queued = await self._conversations.record_notice(received, notice)
+            if queued is not None and self._on_outbox is not None:
+                await self._on_outbox(queued)
+            return Outcome(Status.NOTICED, received)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        decision, embedding = await self._decide(received, inbound, timings)
+        timings["triage_ms"] = (time.perf_counter() - started) * 1000
+        ask = self._surveys.helpful_question(decision)
+        return await self._record(received, decision, timings, ask=ask, embedding=embedding)
 
     async def _record(
         self,

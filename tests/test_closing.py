@@ -20,6 +20,7 @@ from carebot.closing import ConversationCloser
 from carebot.config import Settings
 from carebot.events import EventHub
 from carebot.exceptions import StoreError
+from carebot.inbox import RECOVERY_GRACE
 from carebot.models import InboundMessage
 from carebot.runtime import Runtime
 from carebot.store.closing import ClosingStore
@@ -230,7 +231,7 @@ async def test_an_agent_closes_a_conversation_in_any_state(
 
 
 async def test_a_message_stored_before_an_agents_close_is_kept_but_not_answered(
-    runtime: Runtime, channel: RecordingChannel
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
 ) -> None:
     """The agent closed the conversation between the message being stored and the bot deciding:
     the agent's close wins, the message stays in the closed conversation for agents to read."""
@@ -238,6 +239,7 @@ async def test_a_message_stored_before_an_agents_close_is_kept_but_not_answered(
     sent = len(channel.sent)
     received = await runtime.conversations.receive(inbound(SENSITIVE))
     await runtime.desk.close(conversation_id, "Ann")
+    clock.advance(RECOVERY_GRACE.total_seconds() + 1)  # its worker stopped
 
     assert await runtime.inbox.recover() == 1
     assert await runtime.conversations.is_handled(received.message_id)

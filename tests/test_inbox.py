@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Sequence
+import json
+import sys
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -12,18 +16,23 @@ import pytest
 from sqlalchemy import select
 
 from carebot.clock import as_utc
+from carebot.config import Settings
 from carebot.exceptions import DeliveryError
-from carebot.inbox import Status
-from carebot.models import Decision, DecisionKind, InboundMessage, Reason
-from carebot.runtime import Runtime
+from carebot.inbox import RECOVERY_GRACE, Status
+from carebot.models import Decision, DecisionKind, InboundKind, InboundMessage, Reason
+from carebot.runtime import Runtime, build_runtime
+from carebot.store.conversations import AlreadyHandled, decision_row
 from carebot.store.tables import Base, DecisionRow, Handoff, Message, OutboxRow
-from tests.conftest import Clock
+from carebot.triage import TriageContext
+from tests.conftest import EXACT_BACKOFF, ROOT, Clock
 from tests.fakes import FakeEncoder, RecordingChannel
 
 T = TypeVar("T", bound=Base)
 _ids = itertools.count(1)
 TRACK = "Track it at https://track.example."
 AMBIGUOUS = "return item label"  # equally close to "returns" and "returns_label"
+GRACE = RECOVERY_GRACE.total_seconds()
+FAQ = "where is my order"
 
 
 class BreakableEncoder(FakeEncoder):
@@ -42,13 +51,16 @@ def encoder() -> BreakableEncoder:
     return BreakableEncoder()
 
 
-def inbound(text: str, *, user: str = "u1", mid: str | None = None) -> InboundMessage:
+def inbound(
+    text: str, *, user: str = "u1", mid: str | None = None, kind: InboundKind = InboundKind.TEXT
+) -> InboundMessage:
     return InboundMessage(
         channel="test",
         external_user_id=user,
         external_message_id=mid or f"m{next(_ids)}",
         text=text,
         sent_at=datetime(2026, 11, 18, 10, tzinfo=UTC),
+        kind=kind,
     )
 
 
@@ -59,6 +71,28 @@ async def rows(runtime: Runtime, table: type[T], *where: Any) -> list[T]:
 
 async def state(runtime: Runtime, conversation_id: int) -> str:
     return (await runtime.conversations.conversation(conversation_id)).state
+
+
+@pytest.fixture
+async def peer(
+    runtime: Runtime,
+    settings: Settings,
+    encoder: FakeEncoder,
+    clock: Clock,
+    channel: RecordingChannel,
+) -> AsyncIterator[Runtime]:
+    """Another worker on the same database, with its own engine (its own connections)."""
+    url = runtime.db.url.render_as_string(hide_password=False)
+    other = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"test": channel},
+        clock=clock,
+        database_url=url,
+        backoff=EXACT_BACKOFF,
+    )
+    yield other
+    await other.db.close()
 
 
 async def test_an_faq_is_answered_and_its_decision_stored(
@@ -186,10 +220,11 @@ async def test_a_triage_failure_sends_the_fallback_and_hands_off(
 
 
 async def test_recover_decides_messages_left_undecided_once(
-    runtime: Runtime, channel: RecordingChannel
+    runtime: Runtime, channel: RecordingChannel, clock: Clock
 ) -> None:
     question = "where is my order"
     stored = [await runtime.conversations.receive(inbound(question, user=u)) for u in "ab"]
+    clock.advance(GRACE + 1)
 
     assert await runtime.inbox.recover() == 2
     assert await runtime.inbox.recover() == 0
@@ -199,6 +234,168 @@ async def test_recover_decides_messages_left_undecided_once(
         ("a", TRACK),
         ("b", TRACK),
     ]
+
+
+async def test_recover_leaves_a_message_younger_than_the_grace_to_its_worker(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """Another worker may be deciding a message it stored moments ago: recovery waits."""
+    received = await runtime.conversations.receive(inbound("where is my order"))
+    clock.advance(GRACE)
+
+    assert await runtime.inbox.recover() == 0
+    assert not await runtime.conversations.is_handled(received.message_id)
+    clock.advance(1)
+    assert await runtime.inbox.recover() == 1
+    [decision] = await rows(runtime, DecisionRow)
+    assert decision.inbound_message_id == received.message_id
+
+
+@pytest.mark.parametrize("when", ["after_listing", "while_deciding"])
+async def test_recover_leaves_a_message_a_peer_handled_meanwhile(
+    runtime: Runtime, peer: Runtime, clock: Clock, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A peer decides the message after recovery listed it, or while recovery runs the model:
+    its answer stands, recovery sends nothing and raises nothing."""
+    message = inbound("where is my order")
+    await runtime.conversations.receive(message)
+    clock.advance(GRACE + 1)
+    owner: object = runtime.conversations if when == "after_listing" else runtime.matches
+    name = "unhandled" if when == "after_listing" else "match"
+    original = getattr(owner, name)
+
+    async def then_the_peer_decides(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
+        assert (await peer.inbox.receive(message)).status is Status.DECIDED
+        return result
+
+    monkeypatch.setattr(owner, name, then_the_peer_decides)
+
+    assert await runtime.inbox.recover() == 0
+    assert (runtime.inbox.handled_elsewhere, peer.inbox.handled_elsewhere) == (1, 0)
+    assert len(await rows(runtime, DecisionRow)) == 1
+    assert [r.text for r in await rows(runtime, OutboxRow)] == [TRACK]
+
+
+async def test_workers_recovering_at_once_answer_each_message_once(
+    runtime: Runtime, peer: Runtime, clock: Clock
+) -> None:
+    stored = [await runtime.conversations.receive(inbound(FAQ, user=f"u{n}")) for n in range(6)]
+    clock.advance(GRACE + 1)
+
+    counts = await asyncio.gather(runtime.inbox.recover(), peer.inbox.recover())
+
+    assert sum(counts) == len(stored)  # a message both listed is handled by one of them
+    decisions = await rows(runtime, DecisionRow)
+    assert sorted(d.inbound_message_id for d in decisions) == [r.message_id for r in stored]
+    assert len(await rows(runtime, OutboxRow)) == len(stored)
+
+
+async def test_a_decision_a_peer_stored_is_not_stored_again(runtime: Runtime, clock: Clock) -> None:
+    """A decision stored for a message not marked handled (the unique decision per message
+    catches it): the second decision is refused as the peer's, not raised as a crash."""
+    received = await runtime.conversations.receive(inbound(FAQ))
+    decision = runtime.triage.decide(FAQ, TriageContext(now=clock.now))
+    async with runtime.db.transaction() as session:
+        session.add(decision_row(received, decision, {}, clock.now))
+
+    with pytest.raises(AlreadyHandled, match=f"Message {received.message_id} was already handled"):
+        await runtime.conversations.record_decision(received, decision, {})
+    assert await rows(runtime, OutboxRow) == []
+    clock.advance(GRACE + 1)
+    assert await runtime.inbox.recover() == 0  # no exception out of start
+    assert runtime.inbox.handled_elsewhere == 1
+
+
+@pytest.mark.parametrize("second", ["notice", "decision", "recorded"])
+async def test_a_message_noticed_once_gets_nothing_more(
+    runtime: Runtime, peer: Runtime, clock: Clock, second: str
+) -> None:
+    received = await runtime.conversations.receive(inbound("/start", kind=InboundKind.START))
+    assert await runtime.conversations.record_notice(received, "Welcome!") is not None
+    store = peer.conversations
+    decision = runtime.triage.decide(FAQ, TriageContext(now=clock.now))
+    again = {
+        "notice": lambda: store.record_notice(received, "Welcome!"),
+        "decision": lambda: store.record_decision(received, decision, {}),
+        "recorded": lambda: store.mark_handled(received.message_id),
+    }[second]
+
+    with pytest.raises(AlreadyHandled):
+        await again()
+    assert [r.text for r in await rows(runtime, OutboxRow)] == ["Welcome!"]
+    assert await rows(runtime, DecisionRow) == []
+
+
+async def test_two_workers_noticing_one_message_at_once_send_one_notice(
+    runtime: Runtime, peer: Runtime
+) -> None:
+    received = await runtime.conversations.receive(inbound("/start", kind=InboundKind.START))
+
+    results = await asyncio.gather(
+        runtime.conversations.record_notice(received, "Welcome!"),
+        peer.conversations.record_notice(received, "Welcome!"),
+        return_exceptions=True,
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["AlreadyHandled", "Queued"]
+    assert [r.text for r in await rows(runtime, OutboxRow)] == ["Welcome!"]
+
+
+RECOVER_PROCESS = """
+import asyncio, json, sys
+from datetime import datetime
+from pathlib import Path
+from carebot.runtime import build_runtime
+from tests.conftest import EXACT_BACKOFF, make_settings
+from tests.fakes import FakeEncoder, RecordingChannel
+
+async def main():
+    now = datetime.fromisoformat(sys.argv[2])
+    runtime = await build_runtime(
+        make_settings(Path(sys.argv[3])), encoder=FakeEncoder(),
+        channels={"test": RecordingChannel("test")}, clock=lambda: now,
+        database_url=sys.argv[1], backoff=EXACT_BACKOFF,
+    )
+    await runtime.db.ping()
+    print("ready", flush=True)
+    sys.stdin.readline()  # all start at once
+    handled = await runtime.inbox.recover()
+    print(json.dumps(handled))
+    await runtime.db.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_workers_in_several_processes_recover_each_message_once(
+    runtime: Runtime, clock: Clock, tmp_path: Path
+) -> None:
+    """Three real processes start at once on one PostgreSQL, each recovering what a stopped
+    worker left: every message is decided and answered once, and no process fails."""
+    stored = [await runtime.conversations.receive(inbound(FAQ, user=f"u{n}")) for n in range(30)]
+    clock.advance(GRACE + 1)
+    url = runtime.db.url.render_as_string(hide_password=False)
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", RECOVER_PROCESS, url, clock.now.isoformat(), str(tmp_path),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    for process in processes:
+        assert process.stdout is not None
+        assert await process.stdout.readline() == b"ready\n"
+    outputs = [out for out, _ in await asyncio.gather(*(p.communicate(b"go\n") for p in processes))]
+
+    assert [p.returncode for p in processes] == [0, 0, 0]
+    handled = [json.loads(out) for out in outputs]
+    assert sum(handled) == len(stored)
+    decisions = await rows(runtime, DecisionRow)
+    assert sorted(d.inbound_message_id for d in decisions) == [r.message_id for r in stored]
+    replies = await rows(runtime, OutboxRow)
+    assert sorted(r.external_user_id for r in replies) == sorted(f"u{n}" for n in range(30))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import sys
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -19,9 +21,10 @@ from carebot.clock import as_utc
 from carebot.exceptions import StoreError
 from carebot.models import InboundMessage
 from carebot.runtime import Runtime
+from carebot.store.conversations import ConversationStore
 from carebot.store.database import MIGRATIONS, Database
 from carebot.store.tables import Base, Conversation, Customer, Handoff, Identity, Message, OutboxRow
-from tests.conftest import Clock
+from tests.conftest import ROOT, Clock
 
 T = TypeVar("T", bound=Base)
 _ids = itertools.count(1)
@@ -133,6 +136,83 @@ async def test_first_messages_of_a_new_customer_arriving_at_once_are_both_stored
     assert [r.duplicate for r in results] == [False, False]
     assert results[0].conversation_id == results[1].conversation_id
     assert sorted(m.external_id for m in await rows(runtime.db, Message)) == ["a", "b"]
+    assert await count(runtime.db, Customer) == 1
+
+
+async def test_first_messages_to_two_workers_at_once_share_one_conversation(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """Two workers (each its own engine) store a new customer's first messages at once: the
+    database's one open conversation per identity (uq_conversations_open_identity) makes the
+    loser re-read the winner's conversation, so both messages end up in it."""
+    peer_db = Database(runtime.db.url.render_as_string(hide_password=False))
+    peer = ConversationStore(peer_db, clock=clock)
+    try:
+        results = await asyncio.gather(
+            runtime.conversations.receive(inbound("hello", mid="a")),
+            peer.receive(inbound("anyone?", mid="b")),
+        )
+    finally:
+        await peer_db.close()
+
+    assert [r.duplicate for r in results] == [False, False]
+    [conversation] = await rows(runtime.db, Conversation)
+    assert {r.conversation_id for r in results} == {conversation.id}
+    stored = await rows(runtime.db, Message, Message.conversation_id == conversation.id)
+    assert sorted(m.external_id for m in stored) == ["a", "b"]
+    assert await count(runtime.db, Customer) == 1
+
+
+RECEIVE_PROCESS = """
+import asyncio, json, sys
+from datetime import UTC, datetime
+from carebot.models import InboundMessage
+from carebot.store.conversations import ConversationStore
+from carebot.store.database import Database
+
+async def main():
+    db = Database(sys.argv[1])
+    now = datetime.fromisoformat(sys.argv[2])
+    store = ConversationStore(db, clock=lambda: now)
+    await db.ping()
+    print("ready", flush=True)
+    sys.stdin.readline()  # all start at once
+    received = await store.receive(InboundMessage(
+        channel="test", external_user_id="new", external_message_id=sys.argv[3],
+        text=f"first message {sys.argv[3]}", sent_at=now,
+    ))
+    print(json.dumps([received.conversation_id, received.duplicate]))
+    await db.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_first_messages_in_several_processes_share_one_conversation(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """Four real processes store a new customer's first messages at once on one PostgreSQL:
+    one customer, one open conversation, every message in it."""
+    url = runtime.db.url.render_as_string(hide_password=False)
+    ids = [f"p{n}" for n in range(4)]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", RECEIVE_PROCESS, url, clock.now.isoformat(), mid,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        )
+        for mid in ids
+    ]  # fmt: skip
+    for process in processes:
+        assert process.stdout is not None
+        assert await process.stdout.readline() == b"ready\n"
+    finished = await asyncio.gather(*(p.communicate(b"go\n") for p in processes))
+
+    assert [p.returncode for p in processes] == [0] * len(ids)
+    [conversation] = await rows(runtime.db, Conversation)
+    assert [json.loads(out) for out, _ in finished] == [[conversation.id, False]] * len(ids)
+    stored = await rows(runtime.db, Message, Message.conversation_id == conversation.id)
+    assert sorted(m.external_id for m in stored) == ids
     assert await count(runtime.db, Customer) == 1
 
 

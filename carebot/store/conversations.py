@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,6 +53,34 @@ class Received:
     state: ConversationState
     duplicate: bool
     handled: bool = False  # for a duplicate: already decided on, or recorded for an agent
+
+
+class AlreadyHandled(StoreError):
+    """An inbound message something else handled first (another worker deciding it, or an
+    earlier delivery): its outcome stands and nothing more is done with it."""
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(
+            f"Message {message_id} was already handled (by another worker or an earlier "
+            "delivery); its decision stands and nothing more is sent for it"
+        )
+        self.message_id = message_id
+
+
+async def claim_message(session: AsyncSession, message_id: int, now: datetime) -> None:
+    """Mark an inbound message handled in the caller's transaction, only if nothing handled it
+    yet: a conditional update (``WHERE handled_at IS NULL``), so that of two workers handling
+    one message, one answers and the other gets :class:`AlreadyHandled` (on PostgreSQL the
+    second waits for the first's commit, then finds the row handled)."""
+    claimed = await session.scalar(
+        update(Message)
+        .where(Message.id == message_id, Message.handled_at.is_(None))
+        .values(handled_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed is None:
+        raise AlreadyHandled(message_id)
 
 
 # How urgent a handoff is, from its reason codes and emotion (carebot.triage.Priority).
@@ -225,22 +253,40 @@ class ConversationStore:
         that hands over), recorded as answered. ``embedding``: the message's, kept with it.
 
         Returns the queued reply, or None when an agent took the conversation over or closed
-        it while the bot was thinking (the decision is kept, the reply is not sent).
+        it while the bot was thinking (the decision is kept, the reply is not sent). Raises
+        :class:`AlreadyHandled` when another worker handled the message first.
         """
+        try:
+            return await self._record_decision(received, decision, timings, ask, answers, embedding)
+        except IntegrityError:
+            # The message's decision is unique: a peer stored one without marking the message
+            # handled (an older version); its decision stands. Anything else is re-raised.
+            if await self._decided(received.message_id):
+                raise AlreadyHandled(received.message_id) from None
+            raise
+
+    async def _record_decision(
+        self,
+        received: Received,
+        decision: Decision,
+        timings: dict[str, float],
+        ask: Question | None,
+        answers: Reply | None,
+        embedding: Embedding | None,
+    ) -> Queued | None:
         now = self._clock()
         async with self._db.transaction() as session:
             # Locked (PostgreSQL), so an agent taking over meanwhile is not overwritten.
             conversation = await session.get_one(
                 Conversation, received.conversation_id, with_for_update=True
             )
+            await claim_message(session, received.message_id, now)
             identity = await session.get_one(Identity, conversation.identity_id)
             row = decision_row(received, decision, timings, now)
             session.add(row)
             if embedding is not None:
                 session.add(embedding_row(received.message_id, embedding.vector, embedding.model))
             await session.flush()
-            inbound = await session.get_one(Message, received.message_id)
-            inbound.handled_at = now
             if answers is not None:
                 survey = await session.get_one(Survey, answers.pending.survey_id)
                 if survey.answer is None:
@@ -287,14 +333,14 @@ class ConversationStore:
     async def record_notice(self, received: Received, text: str) -> Queued | None:
         """Answer a message triage does not read (a greeting, files without text) with ``text``
         and mark it handled; nothing is sent while a human owns the conversation, or after it
-        was closed."""
+        was closed. Raises :class:`AlreadyHandled`, sending nothing, when the message was
+        handled already (a second notice for it, or another worker's)."""
         now = self._clock()
         async with self._db.transaction() as session:
             conversation = await session.get_one(
                 Conversation, received.conversation_id, with_for_update=True
             )
-            inbound = await session.get_one(Message, received.message_id)
-            inbound.handled_at = now
+            await claim_message(session, received.message_id, now)
             if _bot_silent(conversation):
                 return None
             identity = await session.get_one(Identity, conversation.identity_id)
@@ -314,21 +360,34 @@ class ConversationStore:
             )
         return handled is not None
 
-    async def mark_handled(self, message_id: int) -> None:
-        """An inbound message recorded for the agent (the bot stays silent)."""
-        async with self._db.transaction() as session:
-            message = await session.get_one(Message, message_id)
-            message.handled_at = self._clock()
+    async def _decided(self, message_id: int) -> bool:
+        async with self._db.session() as session:
+            found = await session.scalar(
+                select(DecisionRow.id).where(DecisionRow.inbound_message_id == message_id)
+            )
+        return found is not None
 
-    async def unhandled(self) -> list[tuple[Received, InboundMessage]]:
-        """Inbound messages stored but never decided on (e.g. the process stopped midway)."""
+    async def mark_handled(self, message_id: int) -> None:
+        """An inbound message recorded for the agent (the bot stays silent). Raises
+        :class:`AlreadyHandled` when something handled it first."""
+        async with self._db.transaction() as session:
+            await claim_message(session, message_id, self._clock())
+
+    async def unhandled(self, *, stored_before: datetime) -> list[tuple[Received, InboundMessage]]:
+        """Inbound messages stored before ``stored_before`` but never decided on (the process
+        that stored them stopped midway). Younger ones are left out: another worker may be
+        deciding them right now (see :data:`carebot.inbox.RECOVERY_GRACE`)."""
         async with self._db.session() as session:
             rows = (
                 await session.execute(
                     select(Message, Conversation, Identity)
                     .join(Conversation, Conversation.id == Message.conversation_id)
                     .join(Identity, Identity.id == Conversation.identity_id)
-                    .where(Message.direction == "in", Message.handled_at.is_(None))
+                    .where(
+                        Message.direction == "in",
+                        Message.handled_at.is_(None),
+                        Message.created_at < stored_before,
+                    )
                     .order_by(Message.id)
                 )
             ).all()

@@ -28,11 +28,17 @@ from carebot.models import (
     Reason,
     WaitingAction,
 )
-from carebot.store.conversations import Embedding, PriorityRule, Received, decision_row
+from carebot.store.conversations import (
+    Embedding,
+    PriorityRule,
+    Received,
+    claim_message,
+    decision_row,
+)
 from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
-from carebot.store.tables import Conversation, Handoff, Identity, Message
+from carebot.store.tables import Conversation, Handoff, Identity
 
 EMOTION_STEP = 0.1  # a rise of the emotion shown this large is worth a line on the handoff
 
@@ -81,14 +87,15 @@ class WaitingStore:
         without text or a greeting, which triage does not read) with the message's
         ``embedding``, update the open handoff, and queue what ``reply`` says, in one
         transaction. If the customer is no longer waiting (an agent took over, resolved or
-        closed it meanwhile), nothing is sent."""
+        closed it meanwhile), nothing is sent. Raises
+        :class:`~carebot.store.conversations.AlreadyHandled` when another worker handled the
+        message first."""
         now = self._clock()
         async with self._db.transaction() as session:
             conversation = await session.get_one(
                 Conversation, received.conversation_id, with_for_update=True
             )
-            inbound = await session.get_one(Message, received.message_id)
-            inbound.handled_at = now
+            await claim_message(session, received.message_id, now)
             row = None
             if decision is not None:
                 row = decision_row(received, decision, timings, now)
