@@ -18,9 +18,10 @@
 Several workers may share one database: whatever handles a message marks it handled with a
 conditional update in the transaction that queues the answer, so of two workers handling one
 message, one answers and the other's attempt is a no-op (:class:`AlreadyHandled`, logged and
-counted in :attr:`Inbox.handled_elsewhere`). At start, :meth:`Inbox.recover` takes only the
-messages stored more than :data:`RECOVERY_GRACE` ago and still unhandled: a younger one may be
-in a live worker's hands right now.
+counted in :attr:`Inbox.handled_elsewhere`). At start, and then every :data:`RECOVERY_GRACE`
+(a periodic worker of the runtime), :meth:`Inbox.recover` takes the messages stored more than
+:data:`RECOVERY_GRACE` ago and still unhandled: a younger one may be in a live worker's hands
+right now, and a later pass takes it if it is not.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from carebot.clock import Clock, utcnow
 from carebot.closing import ConversationCloser
 from carebot.config import Settings
 from carebot.events import Event, EventHub
-from carebot.inbox import Acknowledgement, Inbox
+from carebot.inbox import RECOVERY_GRACE, Acknowledgement, Inbox
 from carebot.lifecycle import Lifecycle, Stage, Worker, Workers
 from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
 from carebot.nlu.batching import MatchQueue
@@ -30,6 +30,7 @@ from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
+from carebot.periodic import Periodic
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -348,6 +349,14 @@ async def build_runtime(
         on_outbox=worker.dispatch,
         events=events,
     )
+    # What a stopped worker left undecided, looked for again every grace period (not only at
+    # start: a message younger than the grace at start is taken by a later pass).
+    recovery = Periodic(
+        inbox.recover,
+        interval=RECOVERY_GRACE.total_seconds(),
+        what="recovering undecided messages",
+        log=log,
+    )
     return Runtime(
         settings=settings,
         db=db,
@@ -376,5 +385,5 @@ async def build_runtime(
         reloader=reloader,
         cache=cache,
         ratings=ratings,
-        workers=[worker, closer, ratings, *([reloader] if reloader else [])],
+        workers=[worker, closer, ratings, recovery, *([reloader] if reloader else [])],
     )
