@@ -114,6 +114,9 @@ class OutboundReply:
     notice: str | None = None
     created_at: datetime | None = None
     conversation_id: int | None = None
+    # the lease token of whoever claimed the row (carebot/store/outbox.py): every mark of the
+    # reply must show it, so a worker that lost its lease cannot overwrite the new holder's
+    lease: str | None = None
 
     def signed_text(self) -> str:
         """The text for channels that show no author: an agent's reply starts with their name."""

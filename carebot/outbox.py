@@ -118,7 +118,7 @@ class OutboxWorker:
         self._stopping = False
         self.running = False
         self._sent_right_away = 0
-        self._acks: list[tuple[int, str | None, asyncio.Future[None]]] = []
+        self._acks: list[tuple[OutboundReply, str | None, asyncio.Future[bool]]] = []
         self._acking = False
         self._ack_writer: asyncio.Task[None] | None = None
         self._immediate_wait = immediate_wait
@@ -205,27 +205,29 @@ class OutboxWorker:
             async with asyncio.timeout(SEND_TIMEOUT):
                 external_id = await channel.send(reply)
         except TimeoutError:
-            await self._store.mark_failed(
-                reply.outbox_id, "send timed out", delay=self._backoff.delay
-            )
-            log.warning(
-                "Reply %s on %s timed out; it will be retried", reply.outbox_id, reply.channel
-            )
+            if await self._store.mark_failed(reply, "send timed out", delay=self._backoff.delay):
+                log.warning(
+                    "Reply %s on %s timed out; it will be retried", reply.outbox_id, reply.channel
+                )
             return False
         except DeliveryError as exc:
             if exc.permanent:
-                await self._store.mark_undeliverable(reply.outbox_id, str(exc))
+                if not await self._store.mark_undeliverable(reply, str(exc)):
+                    return False  # another worker holds it now: its outcome stands
                 self._announce(reply, "undelivered")
                 log.error(
                     "Reply %s on %s was refused for good: %s", reply.outbox_id, reply.channel, exc
                 )
                 return False
             hint = exc.retry_after
-            attempts, wait = await self._store.mark_failed(
-                reply.outbox_id,
+            retry = await self._store.mark_failed(
+                reply,
                 str(exc),
                 delay=lambda n: hint if hint is not None else self._backoff.delay(n),
             )
+            if retry is None:
+                return False  # another worker holds it now: its outcome stands
+            attempts, wait = retry
             log.warning(
                 "Reply %s on %s failed (attempt %d), retrying in %.1fs: %s",
                 reply.outbox_id,
@@ -241,10 +243,13 @@ class OutboxWorker:
                 reply.outbox_id,
                 reply.channel,
             )
-            await self._store.mark_failed(reply.outbox_id, repr(exc), delay=self._backoff.delay)
+            await self._store.mark_failed(reply, repr(exc), delay=self._backoff.delay)
             return False
         try:
-            await self._mark_sent(reply.outbox_id, external_id)
+            # False: this worker stalled past its lease and another claimed the reply since;
+            # the store logged it, the other worker's outcome stands (the customer may get the
+            # reply twice: delivery is at least once, see carebot/store/outbox.py).
+            await self._mark_sent(reply, external_id)
         except Exception:
             # Delivered, but not recorded: it may be sent once more after its lease (at least
             # once beats never); the customer's request does not fail for it.
@@ -256,14 +261,16 @@ class OutboxWorker:
         """The reply's channel does not run in this process (see :class:`Routes`)."""
         reason = self.routes.refusal(reply.channel)
         if reason is None:  # another process runs it: let it have the reply now
-            await self._store.release(reply.outbox_id)
+            if not await self._store.release(reply):
+                return
             log.info(
                 "Reply %s is left to the process that runs channel %s",
                 reply.outbox_id,
                 reply.channel,
             )
             return
-        await self._store.mark_undeliverable(reply.outbox_id, reason)
+        if not await self._store.mark_undeliverable(reply, reason):
+            return
         self._announce(reply, "undelivered")
         log.warning("Reply %s was not delivered: %s", reply.outbox_id, reason)
 
@@ -273,29 +280,34 @@ class OutboxWorker:
         if reply.conversation_id is not None:
             self._events.publish(Event(kind, reply.conversation_id))
 
-    async def _mark_sent(self, outbox_id: int, external_id: str | None) -> None:
-        """Group commit: replies delivered while a mark is being written share the next one."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._acks.append((outbox_id, external_id, future))
+    async def _mark_sent(self, reply: OutboundReply, external_id: str | None) -> bool:
+        """Group commit: replies delivered while a mark is being written share the next one.
+        Whether the reply still held its lease (False: the mark changed nothing)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append((reply, external_id, future))
         if not self._acking:
             self._acking = True
             self._ack_writer = asyncio.create_task(self._write_acks())
-        await future
+        return await future
 
     async def _write_acks(self) -> None:
         try:
             while self._acks:
                 batch, self._acks = self._acks, []
                 try:
-                    await self._store.mark_sent([(o, external_id) for o, external_id, _ in batch])
+                    lost = set(
+                        await self._store.mark_sent(
+                            [(r, external_id) for r, external_id, _ in batch]
+                        )
+                    )
                 except Exception as exc:
                     for _, _, future in batch:
                         if not future.done():  # its sender may have been cancelled meanwhile
                             future.set_exception(exc)
                 else:
-                    for _, _, future in batch:
+                    for reply, _, future in batch:
                         if not future.done():
-                            future.set_result(None)
+                            future.set_result(reply.outbox_id not in lost)
         finally:
             self._acking = False
 

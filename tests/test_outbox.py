@@ -258,7 +258,7 @@ async def test_blocked_replies_do_not_starve_other_conversations(runtime: Runtim
     blocked = [await ask(runtime, ORDER, user="a") for _ in range(10)]
     [head] = await runtime.outbox_store.claim_due(limit=1)
     assert head.outbox_id == blocked[0]
-    await runtime.outbox_store.mark_failed(head.outbox_id, "down", delay=lambda _: 600)
+    await runtime.outbox_store.mark_failed(head, "down", delay=lambda _: 600)
     other = await ask(runtime, REFUNDS, user="b")
 
     claimed = await runtime.outbox_store.claim_due(limit=1)
@@ -294,7 +294,7 @@ async def test_one_reply_is_claimed_only_when_nothing_is_in_its_way(
     [head] = await store.claim_due(limit=1)
     assert head.outbox_id == first
     assert await store.claim(first) is None  # leased to the worker
-    await store.mark_sent([(first, None)])
+    assert await store.mark_sent([(head, None)]) == []
     claimed = await store.claim(second, lease=30)
     assert claimed is not None and (claimed.outbox_id, claimed.text) == (second, FREE)
     leased = await row(runtime, second)
@@ -374,9 +374,10 @@ class GatedStore:
         self.gate = asyncio.Event()
         self.marked: list[list[int]] = []
 
-    async def mark_sent(self, sent: list[tuple[int, str | None]]) -> None:
+    async def mark_sent(self, sent: list[tuple[OutboundReply, str | None]]) -> list[int]:
         await self.gate.wait()
-        self.marked.append([outbox_id for outbox_id, _ in sent])
+        self.marked.append([reply.outbox_id for reply, _ in sent])
+        return []
 
 
 async def test_a_cancelled_sender_does_not_stall_the_others(clock: Clock) -> None:

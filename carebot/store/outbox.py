@@ -3,18 +3,39 @@
 Rows are delivered in order per conversation: a later reply waits while an earlier one of the
 same conversation is still pending. A claimed row is leased for a while, so a crashed worker's
 rows are picked up again and two workers never send the same row at once.
+
+Several workers share one database. Claiming is one statement: on PostgreSQL it locks the rows
+it takes with ``FOR UPDATE SKIP LOCKED``, so claimers never wait for each other and never take
+the same row; on SQLite (one process) the database's single writer serialises claims. A claim
+writes a fresh lease token (a random uuid) beside ``locked_until``, and every mark (sent,
+failed with its retry time, undeliverable, released) applies only where ``id`` and token still
+match: a worker that stalled past its lease while another claimed the row after it (fencing)
+changes nothing with its late mark; the mark reports the lost lease, the worker logs it, and
+the new holder's outcome is the one kept. A worker whose lease ran out but that nobody took
+over still holds the token, and its mark applies.
+
+Delivery is at least once, never exactly once. A reply can still reach its customer twice in
+exactly one way: the platform accepted the send, and the sent-mark was not written before the
+lease ran out. That is a process killed (or its database connection lost) between the
+platform's answer and the commit of :meth:`OutboxStore.mark_sent`, or a worker stalled past
+its lease (``IMMEDIATE_LEASE``, or the ``lease`` of :meth:`OutboxStore.claim_due`) after
+sending: the row is still pending, and the next claimer sends it again. Nothing else sends a
+row twice: two claimers never hold one row at the same time.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Update
 
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply
@@ -24,6 +45,12 @@ from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 _STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 IMMEDIATE_LEASE = 60.0  # seconds the writer of a reply has to send it before the worker may
+log = logging.getLogger(__name__)
+
+
+def new_lease() -> str:
+    """A claim's token: whoever claims a row next gets another one."""
+    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +137,7 @@ def _outbox_row(
         attempts=0,
         next_attempt_at=now,
         locked_until=now + timedelta(seconds=IMMEDIATE_LEASE) if immediate else None,
+        lease=new_lease() if immediate else None,
         created_at=now,
     )
 
@@ -124,34 +152,10 @@ class OutboxStore:
     ) -> list[OutboundReply]:
         """Lease up to ``limit`` due rows: the oldest pending row of each conversation, if due.
         Rows on the ``skip`` channels are left alone (another process delivers them)."""
-        now = self._clock()
-        free = or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now)
-        heads = (
-            select(func.min(OutboxRow.id))
-            .where(OutboxRow.status == PENDING)
-            .group_by(OutboxRow.conversation_id)
-        )
         async with self._db.transaction() as session:
-            rows = (
-                await session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.id.in_(heads), OutboxRow.next_attempt_at <= now, free)
-                    .where(*_not_on(skip))
-                    .order_by(OutboxRow.id)
-                    .limit(limit)
-                )
-            ).all()
-            claimed: list[OutboundReply] = []
-            for row in rows:
-                result = await session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == row.id, free)
-                    .values(locked_until=now + timedelta(seconds=lease))
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(to_reply(row))
-            return claimed
+            return await claim_due_in(
+                session, now=self._clock(), limit=limit, lease=lease, skip=skip
+            )
 
     async def claim(
         self, outbox_id: int, *, lease: float = IMMEDIATE_LEASE
@@ -175,7 +179,7 @@ class OutboxStore:
                     or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now),
                     ~in_the_way,
                 )
-                .values(locked_until=now + timedelta(seconds=lease))
+                .values(locked_until=now + timedelta(seconds=lease), lease=new_lease())
                 .returning(OutboxRow.id)
                 .execution_options(synchronize_session=False)
             )
@@ -183,37 +187,36 @@ class OutboxStore:
                 return None
             return to_reply(await session.get_one(OutboxRow, outbox_id))
 
-    async def mark_sent(self, sent: Sequence[tuple[int, str | None]]) -> None:
-        """Mark delivered replies as sent, several in one transaction. Each is (outbox id, the
-        platform's id of the sent message or None)."""
+    async def mark_sent(self, sent: Sequence[tuple[OutboundReply, str | None]]) -> list[int]:
+        """Mark delivered replies as sent, several in one transaction. Each is (the claimed
+        reply, the platform's id of the sent message or None). Returns the outbox ids whose
+        lease was lost (another worker claimed them since): those are left as they are."""
         now = self._clock()
+        lost: list[int] = []
         async with self._db.transaction() as session:
-            plain = [outbox_id for outbox_id, external_id in sent if external_id is None]
-            named = [(outbox_id, external_id) for outbox_id, external_id in sent if external_id]
-            done = {"status": SENT, "sent_at": now, "locked_until": None, "last_error": None}
-            if plain:
-                await session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id.in_(plain))
-                    .values(attempts=OutboxRow.attempts + 1, **done)
-                )
-            for outbox_id, external_id in named:
-                await session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == outbox_id)
-                    .values(attempts=OutboxRow.attempts + 1, external_id=external_id, **done)
-                )
+            for reply, external_id in sent:
+                done = {"status": SENT, "sent_at": now, "last_error": None}
+                if external_id:
+                    done["external_id"] = external_id
+                marked = await _mark(session, reply, attempts=OutboxRow.attempts + 1, **done)
+                if not marked:
+                    lost.append(reply.outbox_id)
+        return lost
 
-    async def mark_undeliverable(self, outbox_id: int, error: str) -> None:
+    async def mark_undeliverable(self, reply: OutboundReply, error: str) -> bool:
         """The platform refused this reply for good (e.g. its reply window had closed): it is
-        kept as failed, with the reason, and the conversation's later replies go ahead."""
+        kept as failed, with the reason, and the conversation's later replies go ahead. False
+        when the lease was lost (another worker holds the row: nothing changed)."""
         async with self._db.transaction() as session:
-            row = await session.get_one(OutboxRow, outbox_id)
-            row.attempts += 1
-            row.status = FAILED
-            row.last_error = row.delivery_error = error[:2000]
-            row.locked_until = None
-            row.status_at = self._clock()
+            return await _mark(
+                session,
+                reply,
+                attempts=OutboxRow.attempts + 1,
+                status=FAILED,
+                last_error=error[:2000],
+                delivery_error=error[:2000],
+                status_at=self._clock(),
+            )
 
     async def record_status(
         self, channel: str, external_id: str, status: str, at: datetime, error: str | None
@@ -236,25 +239,36 @@ class OutboxStore:
             return row.conversation_id
 
     async def mark_failed(
-        self, outbox_id: int, error: str, *, delay: Callable[[int], float]
-    ) -> tuple[int, float]:
-        """Record a failed attempt; ``delay(attempts)`` says when to retry. Returns both."""
+        self, reply: OutboundReply, error: str, *, delay: Callable[[int], float]
+    ) -> tuple[int, float] | None:
+        """Record a failed attempt; ``delay(attempts)`` says when to retry. Returns both, or
+        None when the lease was lost (another worker holds the row: nothing changed)."""
         async with self._db.transaction() as session:
-            row = await session.get_one(OutboxRow, outbox_id)
-            row.attempts += 1
-            wait = delay(row.attempts)
-            row.last_error = error[:2000]
-            row.next_attempt_at = self._clock() + timedelta(seconds=wait)
-            row.locked_until = None
-            return row.attempts, wait
-
-    async def release(self, outbox_id: int) -> None:
-        """Give up the lease on a reply this process does not deliver (its channel runs in
-        another process), so that one claims it now; no attempt is counted."""
-        async with self._db.transaction() as session:
-            await session.execute(
-                update(OutboxRow).where(OutboxRow.id == outbox_id).values(locked_until=None)
+            attempts = await session.scalar(
+                select(OutboxRow.attempts)
+                .where(OutboxRow.id == reply.outbox_id, OutboxRow.lease == _token(reply))
+                .with_for_update()
             )
+            if attempts is None:
+                _lost(reply)
+                return None
+            attempts += 1
+            wait = delay(attempts)
+            marked = await _mark(
+                session,
+                reply,
+                attempts=attempts,
+                last_error=error[:2000],
+                next_attempt_at=self._clock() + timedelta(seconds=wait),
+            )
+            return (attempts, wait) if marked else None
+
+    async def release(self, reply: OutboundReply) -> bool:
+        """Give up the lease on a reply this process does not deliver (its channel runs in
+        another process), so that one claims it now; no attempt is counted. False when the
+        lease was already lost."""
+        async with self._db.transaction() as session:
+            return await _mark(session, reply)
 
     async def next_due(self, *, skip: Collection[str] = ()) -> datetime | None:
         """When the earliest pending row (not on the ``skip`` channels) is due, or None when
@@ -277,8 +291,80 @@ class OutboxStore:
             )
 
 
-def _not_on(channels: Collection[str]) -> list[ColumnElement[bool]]:
-    return [OutboxRow.channel.not_in(sorted(channels))] if channels else []
+async def claim_due_in(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int = 50,
+    lease: float = 60.0,
+    skip: Collection[str] = (),
+) -> list[OutboundReply]:
+    """:meth:`OutboxStore.claim_due` inside the caller's transaction, in one statement.
+
+    On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED``: a concurrent claimer
+    skips them instead of waiting, and takes others. SQLite has no row locks (the clause is
+    left out for it): its single writer serialises claims. The rows' locks last until the
+    caller commits; the lease (``locked_until``, and a fresh token) keeps them after."""
+    due, head = aliased(OutboxRow), aliased(OutboxRow)
+    heads = select(func.min(head.id)).where(head.status == PENDING).group_by(head.conversation_id)
+    free = or_(due.locked_until.is_(None), due.locked_until <= now)
+    chosen = (
+        select(due.id)
+        .where(due.id.in_(heads), due.status == PENDING, due.next_attempt_at <= now, free)
+        .where(*_not_on(skip, due.channel))
+        .order_by(due.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = (
+        await session.scalars(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(chosen))
+            .values(locked_until=now + timedelta(seconds=lease), lease=new_lease())
+            .returning(OutboxRow)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    return [to_reply(row) for row in sorted(rows, key=lambda row: row.id)]
+
+
+def _token(reply: OutboundReply) -> str:
+    if reply.lease is None:
+        raise ValueError(
+            f"Reply {reply.outbox_id} carries no lease token: only a reply returned by a claim "
+            "(OutboxStore.claim_due / claim, or add_reply's immediate one) can be marked"
+        )
+    return reply.lease
+
+
+async def _mark(session: AsyncSession, reply: OutboundReply, **values: object) -> bool:
+    """Update the reply's row and give up its lease, if the reply still holds it: whether it
+    did. A lost lease is logged here, once for every kind of mark."""
+    statement: Update = (
+        update(OutboxRow)
+        .where(OutboxRow.id == reply.outbox_id, OutboxRow.lease == _token(reply))
+        .values(locked_until=None, lease=None, **values)
+        .returning(OutboxRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    if await session.scalar(statement) is not None:
+        return True
+    _lost(reply)
+    return False
+
+
+def _lost(reply: OutboundReply) -> None:
+    log.warning(
+        "Reply %s: this worker's lease on it was lost (it stalled past the lease and another "
+        "worker claimed the reply since): its mark is dropped, the other worker's outcome stands",
+        reply.outbox_id,
+    )
+
+
+def _not_on(
+    channels: Collection[str], channel: InstrumentedAttribute[str] = OutboxRow.channel
+) -> list[ColumnElement[bool]]:
+    return [channel.not_in(sorted(channels))] if channels else []
 
 
 def to_reply(row: OutboxRow) -> OutboundReply:
@@ -295,6 +381,7 @@ def to_reply(row: OutboxRow) -> OutboundReply:
         notice=meta.get("notice"),
         created_at=row.created_at,
         conversation_id=row.conversation_id,
+        lease=row.lease,
     )
 
 

@@ -194,7 +194,15 @@ class OutboxRow(Base):
     """A reply waiting to be delivered; written in the same transaction as what caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        # Only pending rows are looked up by due time; sent ones pile up and stay out of it.
+        Index(
+            "ix_outbox_pending",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
@@ -206,6 +214,7 @@ class OutboxRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[Timestamp]
     locked_until: Mapped[Timestamp | None]
+    lease: Mapped[str | None] = mapped_column(String(36))  # the claim's token (fencing)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[Timestamp]
     sent_at: Mapped[Timestamp | None]
