@@ -245,12 +245,14 @@ async def test_messages_without_a_vector_of_the_live_model_are_encoded_again(
     await store.save(zip(ids[fresh:], unrelated, strict=True), "old-model@1")
     other.calls.clear()
     encoded: list[int] = []
+    one_at_a_time = asyncio.Lock()  # as the service's one model thread runs its work
 
     async def in_model_thread(work: Callable[[], object]) -> object:
-        before = sum(other.calls)
-        result = await asyncio.to_thread(work)
-        encoded.append(sum(other.calls) - before)
-        return result
+        async with one_at_a_time:
+            before = sum(other.calls)
+            result = await asyncio.to_thread(work)
+            encoded.append(sum(other.calls) - before)
+            return result
 
     cache = EmbeddingCache(tmp_path / "examples", other.model_id)
     edited = deleted(live.intents, "refunds")
