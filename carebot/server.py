@@ -33,7 +33,7 @@ from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
 from carebot.console.proposals import ProposalMaker
 from carebot.desk.auth import Agents, Sessions
-from carebot.desk.console import build_console
+from carebot.desk.console import ConsolePages, build_console
 from carebot.desk.insights import InsightPages, InsightSources
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.web import AgentInbox
@@ -49,7 +49,6 @@ from carebot.nlu.encoder import Encoder
 from carebot.platforms import build_platforms
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
-from carebot.store.proposals import ProposalStore
 
 if TYPE_CHECKING:
     from carebot.desk.slack.desk import SlackDesk
@@ -93,8 +92,8 @@ def build_app(
     answers = AnswerSearch(
         lambda: runtime.triage.matcher, settings, in_model_thread=runtime.matches.in_model_thread
     )
-    demo_password = _mount_inbox(app, settings, runtime, secret, insight, answers)
-    slack = _slack_desk(settings, runtime, env, answers)
+    demo_password, console = _mount_inbox(app, settings, runtime, secret, insight, answers)
+    slack = _slack_desk(settings, runtime, env, answers, console.maker)
     if slack is not None:
         slack.mount(app)
         runtime.workers.append(slack.sync)
@@ -161,17 +160,17 @@ def _mount_inbox(
     settings: Settings,
     runtime: Runtime,
     secret: bytes,
-    insight: InsightSources | None,
+    insight: InsightSources,
     answers: AnswerSearch,
-) -> str | None:
-    """The built-in agent inbox at /inbox, and the leads' /insights beside it; returns the demo
-    agent's password if one was made."""
+) -> tuple[str | None, ConsolePages]:
+    """The built-in agent inbox at /inbox, the leads' /insights and the ops console beside it;
+    returns the demo agent's password if one was made, and the console."""
     demo_password = None
     agents = Agents.from_settings(settings.inbox)
     if not len(agents):
         agents, demo_password = Agents.demo()
     sessions = Sessions(Signer(secret, "inbox-session"), agents, hours=settings.inbox.session_hours)
-    console = build_console(settings, runtime, sessions, insight or live_insight(settings, runtime))
+    console = build_console(settings, runtime, sessions, insight)
     AgentInbox(
         agents=agents,
         sessions=sessions,
@@ -183,20 +182,23 @@ def _mount_inbox(
         answers=answers,
     ).mount(app)
     console.mount(app)
-    if insight is not None:
-        InsightPages(
-            sessions=sessions,
-            sources=insight,
-            zone=settings.business_hours.zone(),
-            clock=runtime.clock,
-            channels=lambda: runtime.channels,
-            intent_title=console.editor.title,
-        ).mount(app)
-    return demo_password
+    InsightPages(
+        sessions=sessions,
+        sources=insight,
+        zone=settings.business_hours.zone(),
+        clock=runtime.clock,
+        channels=lambda: runtime.channels,
+        intent_title=console.editor.title,
+    ).mount(app)
+    return demo_password, console
 
 
 def _slack_desk(
-    settings: Settings, runtime: Runtime, env: Mapping[str, str] | None, answers: AnswerSearch
+    settings: Settings,
+    runtime: Runtime,
+    env: Mapping[str, str] | None,
+    answers: AnswerSearch,
+    proposals: ProposalMaker,
 ) -> SlackDesk | None:
     credentials = SlackCredentials.from_env(settings, env)
     if credentials is None:
@@ -213,12 +215,7 @@ def _slack_desk(
         clock=runtime.clock,
         windows=runtime.windows,
         answers=answers,
-        proposals=ProposalMaker(
-            store=ProposalStore(runtime.db, clock=runtime.clock),
-            triage=runtime.triage,
-            settings=settings,
-            in_model_thread=runtime.matches.in_model_thread,
-        ),
+        proposals=proposals,
     )
 
 

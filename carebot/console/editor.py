@@ -28,13 +28,12 @@ from carebot.console.intent_files import (
 )
 from carebot.console.intent_form import IntentForm
 from carebot.console.preview import ChangePreview, Preview
+from carebot.console.proposals import personal_data_flags
 from carebot.console.publishing import Publisher
 from carebot.exceptions import IntentError
 from carebot.models import Decision
 from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.intents import Intent, IntentSet, ParsedFiles
-from carebot.nlu.matcher import Matcher
-from carebot.nlu.personal_data import find_personal_data
 from carebot.store.intent_history import Action, Fate, Revision, RevisionStore
 from carebot.store.proposals import Proposal, ProposalKind, ProposalStore
 from carebot.triage import Triage, TriageContext
@@ -245,25 +244,17 @@ class Editor:
         return Tried(text, decided, edited)
 
     async def preview(self, edit: Edit, *, limit: int = 2000) -> Preview:
-        return await self._preview.run(self._triage.matcher, edit.intents, limit=limit)
+        """The change preview of ``edit``, with the matcher "try it" uses (built once)."""
+        edited = await self._edited_triage(edit)
+        return await self._preview.run(
+            self._triage.matcher, edit.intents, limit=limit, matcher=edited.matcher
+        )
 
     async def _edited_triage(self, edit: Edit) -> Triage:
         key = f"{edit.base.path}\0{edit.text}\0{id(self._triage.matcher)}"
         if self._edited is not None and self._edited[0] == key:
             return self._edited[1]
-        live = self._triage.matcher
-        texts, _ = edit.intents.examples()
-        if self._cache is not None:
-            cache = self._cache
-            await self._in_model_thread(lambda: cache.encode(texts, live.encoder))
-        matcher = await asyncio.to_thread(
-            Matcher.configured,
-            self._triage.settings.matcher,
-            encoder=live.encoder,
-            intents=edit.intents,
-            cache=self._cache,
-            previous=live,
-        )
+        matcher = await self._preview.edited_matcher(self._triage.matcher, edit.intents)
         triage = self._triage.with_matcher(matcher)
         self._edited = (key, triage)
         return triage
@@ -325,15 +316,11 @@ def _personal_data(intent: Intent, before: Intent | None, form: IntentForm) -> l
     answers = [intent.answer] if before is None or intent.answer != before.answer else []
     examples = [e for e in intent.examples if e not in old_examples]
     found = []
-    for name, texts in (("answer", answers), ("examples", examples)):
+    for name, kind, texts in (("answer", "answer", answers), ("examples", "example", examples)):
         for text in texts:
-            for finding in find_personal_data(text):
-                message = (
-                    f"{finding.text!r} looks like personal data ({finding.kind}): remove it, or "
-                    "write it as a {placeholder} from [placeholders] in config.toml"
-                )
-                form.errors.setdefault(name, []).append(message)
-                found.append(message)
+            for flag in personal_data_flags(kind, text):
+                form.errors.setdefault(name, []).append(flag.message)
+                found.append(flag.message)
     return found
 
 

@@ -176,14 +176,23 @@ class ChangePreview:
         self._embeddings = MessageEmbeddingStore(db)
         self._in_model_thread = in_model_thread
 
-    async def run(self, live: Matcher, edited: IntentSet, *, limit: int = DEFAULT_LIMIT) -> Preview:
+    async def run(
+        self,
+        live: Matcher,
+        edited: IntentSet,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        matcher: Matcher | None = None,
+    ) -> Preview:
         """The last ``limit`` customer messages decided against ``live`` and ``edited``; every
-        message whose decision would change."""
+        message whose decision would change. ``matcher``: ``edited``'s, if already built
+        (:meth:`edited_matcher`)."""
         if limit < 1:
             raise ValueError(f"The preview replays at least 1 message (limit {limit})")
         started = time.perf_counter()
         (messages, vectors, reencoded), matcher = await asyncio.gather(
-            self._messages(limit, live.encoder), self._edited_matcher(live, edited)
+            self._messages(limit, live.encoder),
+            _ready(matcher) if matcher is not None else self.edited_matcher(live, edited),
         )
         changes = await asyncio.to_thread(self._compare, messages, vectors, live, matcher)
         return Preview(
@@ -225,7 +234,7 @@ class ChangePreview:
         vectors = np.stack([found[m.id] for m in messages]).astype(np.float32, copy=False)
         return messages, vectors, len(stale)
 
-    async def _edited_matcher(self, live: Matcher, edited: IntentSet) -> Matcher:
+    async def edited_matcher(self, live: Matcher, edited: IntentSet) -> Matcher:
         """The edited set's matcher, as the live reload builds it (head warm-started)."""
         cfg, cache = self._settings.matcher, self._cache
 
@@ -283,6 +292,10 @@ class ChangePreview:
             if decision.score < draft_threshold:
                 intent = None  # the nearest intent, not recognised
         return Outcome(decision.kind, intent, decision.score, decision.reasons)
+
+
+async def _ready(matcher: Matcher) -> Matcher:
+    return matcher
 
 
 def preview_table(preview: Preview, title: Callable[[str], str] = str) -> str:

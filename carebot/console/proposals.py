@@ -95,8 +95,8 @@ class ProposalMaker:
             intent_id = _new_id(_blanked(question, found), matcher)
             title, answer = _title(redacted(question, found)), context.reply.text.strip()
         flags = [
-            *_personal("answer", answer, known),
-            *_personal("example", question, known),
+            *personal_data_flags("answer", answer, known),
+            *personal_data_flags("example", question, known),
             *self._near(matcher, [question], vector[None, :], kind, intent_id),
         ]
         return await self._store.add(
@@ -142,7 +142,7 @@ class ProposalMaker:
                 intent_id = _new_id(" ".join(topic.keywords), matcher)
             title = name.strip() or " ".join(topic.keywords[:3]).capitalize()
         vectors = await self._encode(matcher, examples)
-        flags = [f for e in examples for f in _personal("example", e, ())]
+        flags = [f for e in examples for f in personal_data_flags("example", e, ())]
         flags += self._near(matcher, examples, vectors, kind, intent_id)
         return await self._store.add(
             Draft(
@@ -203,7 +203,9 @@ def _near_flag(text: str, other: str, how: str) -> Flag:
     )
 
 
-def _personal(field: str, text: str, known: Sequence[str]) -> list[Flag]:
+def personal_data_flags(field: str, text: str, known: Sequence[str] = ()) -> list[Flag]:
+    """A flag for each piece of one customer's personal data in ``text`` (the proposal's
+    flags, and what the editor refuses to publish)."""
     return [
         Flag(
             field=field,

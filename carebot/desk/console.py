@@ -80,6 +80,11 @@ class ConsolePages:
     def editor(self) -> Editor:
         return self._editor
 
+    @property
+    def maker(self) -> ProposalMaker:
+        """Makes proposals (the inbox's and Slack's Add to FAQ)."""
+        return self._maker
+
     def mount(self, app: web.Application) -> None:
         app.on_startup.append(self._load_fates)
         app.router.add_get("/console", self._ops(self._home))
