@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -38,6 +37,7 @@ from tests import graph_standin as meta
 from tests.conftest import ROOT, Clock, make_settings, settings_data
 from tests.fakes import FakeEncoder, GatedEncoder, RecordingChannel
 from tests.graph_standin import GraphStandIn
+from tests.serve_process import SERVE, free_port, write_config
 from tests.service import Visitor, logged, paused_worker, running_service, service_settings
 from tests.telegram_standin import TelegramStandIn, text_update
 from tests.webhook_standin import ReplyReceiver, post_inbound
@@ -200,12 +200,6 @@ async def test_a_web_chat_message_in_hand_at_sigterm_is_answered_once(
     assert await outbox_rows(database_url) == [("sent", 1)]
 
 
-SERVE = (
-    "import sys; from carebot.cli import main; from tests.fakes import FakeEncoder; "
-    "sys.exit(main(sys.argv[1:], encoder=FakeEncoder()))"
-)
-
-
 def config_file(tmp_path: Path, database_url: str, tg: TelegramStandIn) -> Path:
     sections = settings_data(
         tmp_path,
@@ -213,18 +207,7 @@ def config_file(tmp_path: Path, database_url: str, tg: TelegramStandIn) -> Path:
         server={"secret_file": str(tmp_path / "secret_key")},
         telegram={"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
     )
-    lines = []
-    for name, values in sections.items():
-        lines += [f"[{name}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
-    path = tmp_path / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return write_config(tmp_path / "config.toml", sections)
 
 
 async def read_until(process: asyncio.subprocess.Process, text: str, lines: list[str]) -> None:
