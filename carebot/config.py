@@ -41,6 +41,9 @@ class _Section(BaseModel):
 class StoreSettings(_Section):
     url: str = "sqlite+aiosqlite:///.carebot/carebot.db"
     url_env: str = "CAREBOT_DATABASE_URL"
+    # PostgreSQL: the most connections one worker opens (its pool, plus one for cross-process
+    # events and one for the leader's lock).
+    max_connections: Annotated[int, Field(ge=3, le=500)] = 10
 
 
 class MatcherSettings(_Section):
@@ -336,6 +339,14 @@ class ServerSettings(_Section):
     secret_file: str = ".carebot/secret_key"
     shutdown_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
+    workers: Annotated[int, Field(ge=1, le=64)] = 1  # serve's processes on this machine
+    machines: Annotated[int, Field(ge=1, le=100)] = 1  # machines serving from this database
+    secure_cookies: bool = False  # cookies marked Secure even when the request came over HTTP
+
+    @property
+    def total_workers(self) -> int:
+        """The worker processes serving from one database, on every machine."""
+        return self.workers * self.machines
 
 
 _PLACEHOLDER = re.compile(r"\{(\w*)\}")
@@ -458,6 +469,9 @@ class AgentSettings(_Section):
 
 class InboxSettings(_Section):
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    # Failed logins (per agent name and per client address) before a temporary lock.
+    max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5
+    lockout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
     agents: tuple[AgentSettings, ...] = ()
 
 
