@@ -17,6 +17,7 @@ from carebot.agents import AgentDesk
 from carebot.channel import Channel, Deliver
 from carebot.clock import Clock, utcnow
 from carebot.closing import ConversationCloser
+from carebot.cluster.notify import Notifier
 from carebot.config import Settings
 from carebot.events import Event, EventHub
 from carebot.inbox import RECOVERY_GRACE, Acknowledgement, Inbox
@@ -152,6 +153,7 @@ class Runtime:
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     cache: EmbeddingCache | None = None  # the example embeddings the matcher was built from
+    notifier: Notifier | None = None  # PostgreSQL: events to and from the other workers
     # The periodic workers: started after recovery, stopped together once inbound has stopped
     # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
     workers: list[Worker] = field(default_factory=list)
@@ -182,6 +184,9 @@ class Runtime:
         the Slack desk's parts before it starts."""
         life = Lifecycle()
         life.add(Stage.DATABASE, "database", stop=self.db.close)
+        if self.notifier is not None:
+            relay = self.notifier
+            life.add(Stage.DATABASE, "events between workers", start=relay.start, stop=relay.stop)
         for channel in self.channels.values():
             start = functools.partial(channel.start, deliver or self.deliver)
             life.add(Stage.CLIENTS, f"channel {channel.name}", start=start, stop=channel.close)
@@ -291,6 +296,7 @@ async def build_runtime(
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
     events = EventHub()
+    notifier = None if db.is_sqlite else Notifier(db.asyncpg_dsn(), events)
     routes = Routes(
         channel_map,
         enabled=enabled_channels(settings),
@@ -384,6 +390,7 @@ async def build_runtime(
         channels=channel_map,
         reloader=reloader,
         cache=cache,
+        notifier=notifier,
         ratings=ratings,
         workers=[worker, closer, ratings, recovery, *([reloader] if reloader else [])],
     )
