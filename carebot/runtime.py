@@ -247,11 +247,15 @@ def enabled_channels(settings: Settings) -> frozenset[str]:
 
 
 def build_matching(
-    settings: Settings, encoder: Encoder, cache: EmbeddingCache | None = None
+    settings: Settings,
+    encoder: Encoder,
+    cache: EmbeddingCache | None = None,
+    events: EventHub | None = None,
 ) -> tuple[Triage, MatchQueue, IntentReloader | None]:
     """Triage, the micro-batching queue in front of the model, and (``[matcher] reload``) the
     reloader that swaps edited intents in; all three share the matcher and its caches
-    (``cache``: the example embeddings, made here if not given)."""
+    (``cache``: the example embeddings, made here if not given). ``events``: the reloader
+    tells the other workers of a reload, and hears theirs."""
     cache = cache or embedding_cache(settings, encoder)
     parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
     triage = build_triage(settings, encoder, cache, parsed)
@@ -264,6 +268,7 @@ def build_matching(
         cache=cache,
         in_model_thread=matches.in_model_thread,
         parsed=parsed,
+        events=events,
     )
     return triage, matches, reloader
 
@@ -287,7 +292,8 @@ async def build_runtime(
     db = Database(database_url or settings.database_url())
     await db.prepare()
     cache = embedding_cache(settings, encoder)
-    triage, matches, reloader = build_matching(settings, encoder, cache)
+    events = EventHub()
+    triage, matches, reloader = build_matching(settings, encoder, cache, events)
     link_by = settings.customers.link_by
     priority = Priority(settings.priority)
     conversations = ConversationStore(
@@ -295,7 +301,6 @@ async def build_runtime(
     )
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
-    events = EventHub()
     notifier = None if db.is_sqlite else Notifier(db.asyncpg_dsn(), events)
     routes = Routes(
         channel_map,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from carebot.desk.auth import hash_password
 from carebot.events import RESYNC, Event, EventHub
 from carebot.retry import Backoff
 from carebot.store.database import Database
-from tests.conftest import settings_data
+from tests.conftest import TEST_INTENTS, settings_data
 from tests.serve_process import ServeProcess, serving, write_config
 from tests.service import Visitor
 
@@ -308,3 +309,49 @@ async def test_replies_and_live_events_cross_workers(tmp_path: Path, database_ur
         await live.close()
         for ws in (tab1.ws, tab2.ws):
             await ws.close()
+
+
+GIFT_CARDS = """intents:
+  - id: gift_cards
+    title: Gift cards
+    examples:
+      - do you sell gift vouchers
+      - gift voucher balance
+    answer: Gift vouchers are sold at the till.
+"""
+
+
+@ON_POSTGRESQL
+async def test_an_intent_edit_is_live_on_every_worker(tmp_path: Path, database_url: str) -> None:
+    """A new intent file saved on the machine: the worker whose watcher reloads first tells
+    the other, which reads the folder again on that notice (as it must where a network folder
+    gives no change notices) and answers from the new intents."""
+    migrated = Database(database_url)
+    await migrated.upgrade()
+    await migrated.close()
+    intents = tmp_path / "intents"
+    shutil.copytree(TEST_INTENTS, intents)
+    sections = settings_data(tmp_path, store={"url": database_url})
+    sections["matcher"]["intents_dir"] = str(intents)
+    config = write_config(tmp_path / "config.toml", sections)
+    async with (
+        serving(config, 2, env={"CAREBOT_SECRET_KEY": SECRET}) as (one, two),
+        aiohttp.ClientSession() as http,
+    ):
+        for worker in (one, two):
+            await worker.wait_for_line("Watching")
+        customer = Visitor(await http.ws_connect(f"{two.url}/chat/ws"))
+        await customer.hello()
+        await customer.say("do you sell gift vouchers")
+        assert (await message_frame(customer, "bot"))[
+            "text"
+        ] != "Gift vouchers are sold at the till."
+
+        (intents / "gifts.yaml").write_text(GIFT_CARDS)
+        for worker in (one, two):  # each heard the other (its own watcher may have been first)
+            await worker.wait_for_line("Another worker reloaded the intents")
+        await customer.say("do you sell gift vouchers")
+        assert (await message_frame(customer, "bot"))[
+            "text"
+        ] == "Gift vouchers are sold at the till."
+        await customer.ws.close()
