@@ -22,14 +22,20 @@ counted in :attr:`Inbox.handled_elsewhere`). At start, and then every :data:`REC
 (a periodic worker of the runtime), :meth:`Inbox.recover` takes the messages stored more than
 :data:`RECOVERY_GRACE` ago and still unhandled: a younger one may be in a live worker's hands
 right now, and a later pass takes it if it is not.
+
+A conversation's messages are decided one at a time and in the order they were stored, also
+across workers: the deciding holds the conversation's lock
+(:class:`carebot.store.conversation_lock.ConversationLocks`, an advisory lock on PostgreSQL),
+and whoever holds it first decides every message of the conversation stored up to its own and
+not handled yet, oldest first; the worker that stored an earlier one then finds it handled.
+The order is the order in which the messages' transactions committed: one a peer is storing
+right now is not seen yet.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +55,7 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
+from carebot.store.conversation_lock import ConversationLocks
 from carebot.store.conversations import AlreadyHandled, ConversationStore, Embedding, Received
 from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
@@ -138,11 +145,13 @@ class Inbox:
         surveys: Surveys,
         on_outbox: Callable[[Queued], Awaitable[None]] | None = None,
         events: EventHub | None = None,
+        locks: ConversationLocks,
         recovery_grace: timedelta = RECOVERY_GRACE,
     ) -> None:
         self._conversations = conversations
         self._grace = recovery_grace
-        # Messages another worker (or an earlier delivery) handled first, found by this one.
+        # Messages something else handled first (another worker, this one deciding them as an
+        # earlier message of their conversation, or an earlier delivery), found by this one.
         self.handled_elsewhere = 0
         self._triage = triage
         self._messages = messages
@@ -153,7 +162,9 @@ class Inbox:
         self._on_outbox = on_outbox
         self._events = events or EventHub()
         self._matches = matches  # in front of triage's matcher: messages share model calls
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        # One decider per conversation at a time: in this process, and (PostgreSQL) across
+        # the workers on the database.
+        self._locks = locks
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         received = await self._conversations.receive(inbound)
@@ -194,26 +205,54 @@ class Inbox:
     async def _handle(
         self, received: Received, inbound: InboundMessage, *, recovered: bool = False
     ) -> Outcome:
-        lock = self._locks.setdefault(received.conversation_id, asyncio.Lock())
-        async with lock:  # one conversation's messages are decided in order
-            try:
-                return await self._handle_in_order(received, inbound, recovered=recovered)
-            except AlreadyHandled:
-                self.handled_elsewhere += 1
-                log.info(
-                    "Message %s was handled by another worker meanwhile; its answer stands",
-                    received.message_id,
-                )
+        """Decide a message holding its conversation's lock, after the conversation's earlier
+        messages nobody handled yet (oldest first): a peer that stored one of them first may
+        not have reached the lock yet, and then finds it handled."""
+        async with self._locks.hold(received.conversation_id):
+            pending = await self._conversations.unhandled_in(
+                received.conversation_id, up_to=received.message_id
+            )
+            for earlier, message in pending:
+                if earlier.message_id != received.message_id:
+                    await self._handle_earlier(earlier, message)
+            if all(r.message_id != received.message_id for r, _ in pending):
+                # Handled meanwhile: by a peer (as an earlier message of its own, or while
+                # recovery listed it), or a redelivery's first delivery, which is not counted.
+                self.handled_elsewhere += recovered or not received.duplicate
                 return Outcome(Status.DUPLICATE, received)
+            return await self._handle_locked(received, inbound)
 
-    async def _handle_in_order(
-        self, received: Received, inbound: InboundMessage, *, recovered: bool
-    ) -> Outcome:
-        if (received.duplicate or recovered) and await self._conversations.is_handled(
-            received.message_id
-        ):
-            self.handled_elsewhere += recovered  # a redelivery's first delivery is not counted
-            return Outcome(Status.DUPLICATE, received)  # whoever handled it first finished it
+    async def _handle_earlier(self, received: Received, inbound: InboundMessage) -> None:
+        """An earlier message of the conversation, stored (maybe by a peer) and not handled:
+        decided first, so that the conversation's answers follow its messages. One that fails
+        is logged and left to recovery; it does not hold the later ones back."""
+        log.info(
+            "Deciding message %s of conversation %s first: it was stored earlier and is not "
+            "handled yet",
+            received.message_id,
+            received.conversation_id,
+        )
+        try:
+            await self._handle_locked(received, inbound)
+        except Exception:
+            log.exception(
+                "Could not handle message %s before a later one of its conversation; recovery "
+                "takes it again",
+                received.message_id,
+            )
+
+    async def _handle_locked(self, received: Received, inbound: InboundMessage) -> Outcome:
+        try:
+            return await self._handle_in_order(received, inbound)
+        except AlreadyHandled:
+            self.handled_elsewhere += 1
+            log.info(
+                "Message %s was handled by another worker meanwhile; its answer stands",
+                received.message_id,
+            )
+            return Outcome(Status.DUPLICATE, received)
+
+    async def _handle_in_order(self, received: Received, inbound: InboundMessage) -> Outcome:
         conversation = await self._conversations.conversation(received.conversation_id)
         state = ConversationState(conversation.state)
         if state is ConversationState.WAITING_FOR_AGENT:

@@ -36,6 +36,7 @@ from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
 from carebot.store.closing import ClosingStore
+from carebot.store.conversation_lock import ConversationLocks
 from carebot.store.conversations import ConversationStore
 from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
@@ -216,6 +217,13 @@ class Runtime:
         log.info("Outbox flushed: %d replies delivered, %d still pending", sent, left)
 
 
+def conversation_locks(settings: Settings) -> int:
+    """How many conversations a worker decides at once on PostgreSQL: each holds a connection
+    of the pool ([store] max_connections less the two for events and the leader) for its
+    lock, and half the pool stays for the deciding and everything else."""
+    return max(1, (settings.store.max_connections - 2) // 2)
+
+
 def reply_windows(settings: Settings) -> ReplyWindows:
     """The reply windows of the enabled Meta channels (the others have none)."""
     meta = settings.meta
@@ -359,6 +367,7 @@ async def build_runtime(
         surveys=surveys,
         on_outbox=worker.dispatch,
         events=events,
+        locks=ConversationLocks(db, limit=conversation_locks(settings)),
     )
     # What a stopped worker left undecided, looked for again every grace period (not only at
     # start: a message younger than the grace at start is taken by a later pass).

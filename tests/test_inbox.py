@@ -19,7 +19,7 @@ from carebot.clock import as_utc
 from carebot.config import Settings
 from carebot.exceptions import DeliveryError
 from carebot.inbox import RECOVERY_GRACE, Status
-from carebot.models import Decision, DecisionKind, InboundKind, InboundMessage, Reason
+from carebot.models import Attachment, Decision, DecisionKind, InboundKind, InboundMessage, Reason
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.conversations import AlreadyHandled, decision_row
 from carebot.store.tables import Base, DecisionRow, Handoff, Message, OutboxRow
@@ -52,7 +52,12 @@ def encoder() -> BreakableEncoder:
 
 
 def inbound(
-    text: str, *, user: str = "u1", mid: str | None = None, kind: InboundKind = InboundKind.TEXT
+    text: str,
+    *,
+    user: str = "u1",
+    mid: str | None = None,
+    kind: InboundKind = InboundKind.TEXT,
+    attachments: tuple[Attachment, ...] = (),
 ) -> InboundMessage:
     return InboundMessage(
         channel="test",
@@ -61,6 +66,7 @@ def inbound(
         text=text,
         sent_at=datetime(2026, 11, 18, 10, tzinfo=UTC),
         kind=kind,
+        attachments=attachments,
     )
 
 
@@ -255,10 +261,11 @@ async def test_recover_leaves_a_message_younger_than_the_grace_to_its_worker(
 async def test_recover_leaves_a_message_a_peer_handled_meanwhile(
     runtime: Runtime, peer: Runtime, clock: Clock, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
-    """A peer decides the message after recovery listed it, or while recovery runs the model:
-    its answer stands, recovery sends nothing and raises nothing."""
+    """A peer decides the message after recovery listed it, or, not waiting for the
+    conversation's lock (a worker of an older version), while recovery runs the model: its
+    answer stands, recovery sends nothing and raises nothing."""
     message = inbound("where is my order")
-    await runtime.conversations.receive(message)
+    received = await runtime.conversations.receive(message)
     clock.advance(GRACE + 1)
     owner: object = runtime.conversations if when == "after_listing" else runtime.matches
     name = "unhandled" if when == "after_listing" else "match"
@@ -266,7 +273,11 @@ async def test_recover_leaves_a_message_a_peer_handled_meanwhile(
 
     async def then_the_peer_decides(*args: Any, **kwargs: Any) -> Any:
         result = await original(*args, **kwargs)
-        assert (await peer.inbox.receive(message)).status is Status.DECIDED
+        if when == "after_listing":
+            assert (await peer.inbox.receive(message)).status is Status.DECIDED
+        else:
+            decision = peer.triage.decide(FAQ, TriageContext(now=clock.now))
+            assert await peer.conversations.record_decision(received, decision, {}) is not None
         return result
 
     monkeypatch.setattr(owner, name, then_the_peer_decides)
@@ -396,6 +407,175 @@ async def test_workers_in_several_processes_recover_each_message_once(
     assert sorted(d.inbound_message_id for d in decisions) == [r.message_id for r in stored]
     replies = await rows(runtime, OutboxRow)
     assert sorted(r.external_user_id for r in replies) == sorted(f"u{n}" for n in range(30))
+
+
+REFUND = "Refunds take 5 days."
+PHOTO = Attachment("photo", "https://files.example/1", "receipt.jpg")
+
+
+@pytest.mark.parametrize(
+    ("first", "answer"),
+    [
+        (inbound(FAQ), TRACK),
+        (inbound("/start", kind=InboundKind.START), "welcome"),
+        (inbound("", attachments=(PHOTO,)), "media_only"),
+    ],
+    ids=["faq", "start", "files"],
+)
+async def test_the_worker_with_the_lock_decides_the_conversations_earlier_message_first(
+    runtime: Runtime,
+    peer: Runtime,
+    channel: RecordingChannel,
+    monkeypatch: pytest.MonkeyPatch,
+    first: InboundMessage,
+    answer: str,
+) -> None:
+    """A worker stored message 1 and has not reached the conversation's lock when a peer
+    stores message 2 and takes it: the peer decides message 1 first, rebuilt from the store
+    as the adapter gave it (a greeting, files without text), then its own; the first worker
+    then finds message 1 handled."""
+    second = inbound("when is my refund coming")
+    store_receive = runtime.conversations.receive
+
+    async def then_the_peer_receives(message: InboundMessage) -> Any:
+        received = await store_receive(message)
+        assert (await peer.inbox.receive(second)).status is Status.DECIDED
+        return received
+
+    monkeypatch.setattr(runtime.conversations, "receive", then_the_peer_receives)
+
+    assert (await runtime.inbox.receive(first)).status is Status.DUPLICATE
+    assert (runtime.inbox.handled_elsewhere, peer.inbox.handled_elsewhere) == (1, 0)
+    texts = {"welcome": runtime.settings.messages.welcome}
+    texts["media_only"] = runtime.settings.messages.media_only
+    assert channel.texts() == [texts.get(answer, answer), REFUND]
+    received = await rows(runtime, Message, Message.direction == "in")
+    assert [m.handled_at is not None for m in received] == [True, True]
+
+
+async def test_an_earlier_message_that_fails_does_not_hold_the_later_one_back(
+    runtime: Runtime, channel: RecordingChannel, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier unhandled message whose deciding fails is left to recovery; the message
+    at hand is still answered."""
+    await runtime.conversations.receive(inbound(FAQ))  # stored, never decided
+    record_decision = runtime.conversations.record_decision
+    calls = itertools.count()
+
+    async def fail_once(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == 0:
+            raise OSError("connection reset")
+        return await record_decision(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.conversations, "record_decision", fail_once)
+
+    assert (await runtime.inbox.receive(inbound("when is my refund coming"))).status is (
+        Status.DECIDED
+    )
+    assert channel.texts() == [REFUND]
+    clock.advance(GRACE + 1)
+    [(_, left)] = await runtime.conversations.unhandled(stored_before=clock.now)
+    assert left.text == FAQ
+    assert await runtime.inbox.recover() == 1
+    assert channel.texts() == [REFUND, TRACK]
+
+
+QUESTIONS = [FAQ, "when is my refund coming", "track my order status", "refund money back"]
+
+
+class Worker:
+    """A tests/conversation_worker.py process and the lines it printed so far."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self.lines.append(line.decode().rstrip("\n"))
+            self._changed.set()
+        self._changed.set()
+
+    async def wait_for(self, line: str) -> str:
+        """The first line printed that is ``line`` or starts with it and a space."""
+        while not (found := [seen for seen in self.lines if f"{seen} ".startswith(f"{line} ")]):
+            if self._reader.done():
+                raise AssertionError(f"the worker ended without printing {line!r}: {self.lines}")
+            self._changed.clear()
+            await self._changed.wait()
+        return found[0]
+
+    def tell(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+
+    async def finish(self) -> dict[str, int]:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        assert await self.process.wait() == 0
+        await self._reader
+        return dict(json.loads(self.lines[-1]))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_workers_in_several_processes_decide_one_conversation_in_order(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Three real processes receive one customer's messages in turn (each message stored
+    before the next is sent, so the stored order is known), deciding while the others store.
+    In each round the first message's worker stalls between storing it and deciding it, until
+    the others decided the rest: whoever takes the conversation's lock first decides it first.
+    Every message is decided once, and the decisions and replies follow the stored order."""
+    url = runtime.db.url.render_as_string(hide_password=False)
+    workers = [
+        Worker(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.conversation_worker", url, str(tmp_path),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+            )
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    for worker in workers:
+        await worker.wait_for("ready")
+    rounds, per_round = 8, 6
+    for r in range(rounds):
+        mids = [f"r{r}m{k}" for k in range(per_round)]
+        held = workers[r % 3]
+        for k, mid in enumerate(mids):
+            worker = workers[(r + k) % 3]
+            command = "hold" if k == 0 else "receive"
+            worker.tell(f"{command} {mid} customer {QUESTIONS[(r + k) % len(QUESTIONS)]}")
+            await worker.wait_for(f"stored {mid}")
+        for k, mid in enumerate(mids[1:], start=1):
+            await workers[(r + k) % 3].wait_for(f"done {mid}")
+        held.tell(f"release {mids[0]}")
+        assert await held.wait_for(f"done {mids[0]}") == f"done {mids[0]} duplicate"
+    counts = [await worker.finish() for worker in workers]
+
+    total = rounds * per_round
+    statuses = [line.split()[2] for w in workers for line in w.lines if line.startswith("done")]
+    # A worker that takes the lock before an earlier message's worker decides that one too.
+    duplicates = statuses.count("duplicate")
+    assert statuses.count("decided") + duplicates == total and duplicates >= rounds
+    assert sum(c["handled_elsewhere"] for c in counts) == duplicates
+    received = await rows(runtime, Message, Message.direction == "in")
+    assert len(received) == total and len({m.conversation_id for m in received}) == 1
+    decided = [d.inbound_message_id for d in await rows(runtime, DecisionRow)]
+    assert decided == [m.id for m in received]  # once each, in the stored order
+    async with runtime.db.session() as session:
+        replied = (
+            await session.scalars(
+                select(DecisionRow.inbound_message_id)
+                .join(Message, Message.decision_id == DecisionRow.id)
+                .join(OutboxRow, OutboxRow.message_id == Message.id)
+                .order_by(OutboxRow.id)
+            )
+        ).all()
+    assert list(replied) == [m.id for m in received]
 
 
 @pytest.mark.parametrize(

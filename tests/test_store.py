@@ -13,15 +13,16 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from carebot.clock import as_utc
 from carebot.exceptions import StoreError
-from carebot.models import InboundMessage
+from carebot.models import Attachment, InboundKind, InboundMessage
 from carebot.runtime import Runtime
-from carebot.store.conversations import ConversationStore
+from carebot.store.conversation_lock import CONVERSATION_LOCKS, ConversationLocks
+from carebot.store.conversations import ConversationStore, Pending
 from carebot.store.database import MIGRATIONS, Database
 from carebot.store.tables import Base, Conversation, Customer, Handoff, Identity, Message, OutboxRow
 from tests.conftest import ROOT, Clock
@@ -166,8 +167,9 @@ async def test_first_messages_to_two_workers_at_once_share_one_conversation(
 RECEIVE_PROCESS = """
 import asyncio, json, sys
 from datetime import UTC, datetime
-from carebot.models import InboundMessage
-from carebot.store.conversations import ConversationStore
+from carebot.models import Attachment, InboundKind, InboundMessage
+from carebot.store.conversation_lock import CONVERSATION_LOCKS, ConversationLocks
+from carebot.store.conversations import ConversationStore, Pending
 from carebot.store.database import Database
 
 async def main():
@@ -409,3 +411,135 @@ async def test_migration_0004_keeps_conversations_and_allows_one_open_per_identi
         assert "closed_reason" not in columns and "closed_at" in columns
     finally:
         await db.close()
+
+
+def message(text: str, *files: Attachment, kind: InboundKind = InboundKind.TEXT) -> InboundMessage:
+    return InboundMessage(
+        channel="test",
+        external_user_id="u1",
+        external_message_id=f"m{next(_ids)}",
+        text=text,
+        sent_at=datetime(2026, 11, 18, 10, tzinfo=UTC),
+        profile={"name": "Ada"},
+        kind=kind,
+        attachments=files,
+    )
+
+
+PHOTO = Attachment("photo", "https://files.example/1", "")
+DOCUMENT = Attachment("document", "https://files.example/2", "invoice march.pdf")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        message("where is my order"),
+        message("two lines\nof text"),
+        message("/start", kind=InboundKind.START),
+        message("/start promo-42", kind=InboundKind.START),
+        message("", PHOTO),
+        message("", PHOTO, DOCUMENT),
+        message("see the invoice\nplease", DOCUMENT),
+    ],
+    ids=["text", "lines", "start", "start-payload", "photo", "files", "text-and-file"],
+)
+async def test_an_unhandled_message_is_rebuilt_as_the_adapter_gave_it(
+    runtime: Runtime, clock: Clock, given: InboundMessage
+) -> None:
+    """Recovery and the conversation's lock holder decide stored messages: a greeting stays
+    a greeting, and files without text stay files without text."""
+    received = await runtime.conversations.receive(given)
+    clock.advance(1)
+    listed = await runtime.conversations.unhandled(stored_before=clock.now)
+    in_conversation = await runtime.conversations.unhandled_in(
+        received.conversation_id, up_to=received.message_id
+    )
+
+    for pending in (listed, in_conversation):
+        [(again, rebuilt)] = pending
+        assert (again.message_id, again.conversation_id) == (
+            received.message_id,
+            received.conversation_id,
+        )
+        assert (rebuilt.text, rebuilt.kind, rebuilt.attachments, rebuilt.media_only) == (
+            given.text,
+            given.kind,
+            given.attachments,
+            given.media_only,
+        )
+        assert (rebuilt.external_message_id, rebuilt.external_user_id) == (
+            given.external_message_id,
+            given.external_user_id,
+        )
+        assert rebuilt.profile == given.profile
+
+
+async def test_unhandled_in_lists_a_conversations_earlier_unhandled_messages_oldest_first(
+    runtime: Runtime,
+) -> None:
+    store = runtime.conversations
+    stored = [await store.receive(message(f"question {n}")) for n in range(4)]
+    other = await store.receive(InboundMessage("test", "u2", "other", "hi", datetime.now(UTC)))
+    await store.mark_handled(stored[1].message_id)
+    conversation = stored[0].conversation_id
+    assert other.conversation_id != conversation
+
+    def ids(pending: Pending) -> list[int]:
+        return [received.message_id for received, _ in pending]
+
+    assert ids(await store.unhandled_in(conversation, up_to=stored[2].message_id)) == [
+        stored[0].message_id,
+        stored[2].message_id,
+    ]
+    assert ids(await store.unhandled_in(conversation, up_to=other.message_id)) == [
+        stored[n].message_id for n in (0, 2, 3)
+    ]
+    assert ids(await store.unhandled_in(other.conversation_id, up_to=other.message_id)) == [
+        other.message_id
+    ]
+
+
+async def advisory_locks(db: Database) -> list[tuple[int, int, bool]]:
+    """The advisory locks on this database: (first key, second key, granted)."""
+    async with db.engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT classid::int, objid::int, granted FROM pg_locks WHERE locktype = "
+                "'advisory' AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()) ORDER BY granted"
+            )
+        )
+        return [(row[0], row[1], row[2]) for row in found]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_conversation_is_locked_for_every_process_on_the_database(
+    database_url: str,
+) -> None:
+    """Two workers (two engines): the second waits for the first's lock on the conversation,
+    not for its lock on another one; a lock is released when its holder fails too."""
+    first, second = Database(database_url), Database(database_url)
+    mine, theirs = ConversationLocks(first, limit=2), ConversationLocks(second, limit=2)
+    order: list[str] = []
+
+    async def then(locks: ConversationLocks, conversation_id: int, what: str) -> None:
+        async with locks.hold(conversation_id):
+            order.append(what)
+
+    try:
+        with pytest.raises(RuntimeError, match="triage crashed"):
+            async with mine.hold(7):
+                raise RuntimeError("triage crashed")
+        async with mine.hold(7):
+            order.append("first holds 7")
+            waiting = asyncio.create_task(then(theirs, 7, "second holds 7"))
+            while (CONVERSATION_LOCKS, 7, False) not in await advisory_locks(first):
+                await asyncio.sleep(0.01)  # until the second waits for the lock
+            await then(theirs, 8, "second holds 8")
+            order.append("first done")
+        await waiting
+        assert order == ["first holds 7", "second holds 8", "first done", "second holds 7"]
+        assert await advisory_locks(first) == []
+    finally:
+        await first.close()
+        await second.close()

@@ -7,23 +7,26 @@ A customer's messages while they wait for a person are recorded by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import (
+    Attachment,
     Choice,
     ConversationState,
     Decision,
     DecisionKind,
+    InboundKind,
     InboundMessage,
     TranscriptLine,
 )
@@ -82,6 +85,9 @@ async def claim_message(session: AsyncSession, message_id: int, now: datetime) -
     if claimed is None:
         raise AlreadyHandled(message_id)
 
+
+# Inbound messages to decide, oldest first, each rebuilt as the adapter gave it.
+Pending = list[tuple[Received, InboundMessage]]
 
 # How urgent a handoff is, from its reason codes and emotion (carebot.triage.Priority).
 PriorityRule = Callable[[Sequence[str], float], float]
@@ -373,35 +379,36 @@ class ConversationStore:
         async with self._db.transaction() as session:
             await claim_message(session, message_id, self._clock())
 
-    async def unhandled(self, *, stored_before: datetime) -> list[tuple[Received, InboundMessage]]:
+    async def unhandled(self, *, stored_before: datetime) -> Pending:
         """Inbound messages stored before ``stored_before`` but never decided on (the process
-        that stored them stopped midway). Younger ones are left out: another worker may be
-        deciding them right now (see :data:`carebot.inbox.RECOVERY_GRACE`)."""
+        that stored them stopped midway), oldest first. Younger ones are left out: another
+        worker may be deciding them right now (see :data:`carebot.inbox.RECOVERY_GRACE`)."""
+        return await self._unhandled(Message.created_at < stored_before)
+
+    async def unhandled_in(self, conversation_id: int, *, up_to: int) -> Pending:
+        """The conversation's inbound messages not handled yet, stored up to and including
+        message ``up_to``, oldest first (the inbox decides them in this order while it holds
+        the conversation's lock). A message a peer is storing right now is not seen until
+        its transaction commits."""
+        return await self._unhandled(
+            Message.conversation_id == conversation_id, Message.id <= up_to
+        )
+
+    async def _unhandled(self, *where: ColumnElement[bool]) -> Pending:
         async with self._db.session() as session:
             rows = (
                 await session.execute(
                     select(Message, Conversation, Identity)
                     .join(Conversation, Conversation.id == Message.conversation_id)
                     .join(Identity, Identity.id == Conversation.identity_id)
-                    .where(
-                        Message.direction == "in",
-                        Message.handled_at.is_(None),
-                        Message.created_at < stored_before,
-                    )
+                    .where(Message.direction == "in", Message.handled_at.is_(None), *where)
                     .order_by(Message.id)
                 )
             ).all()
         return [
             (
                 Received(m.id, c.id, c.customer_id, ConversationState(c.state), duplicate=False),
-                InboundMessage(
-                    channel=m.channel,
-                    external_user_id=i.external_user_id,
-                    external_message_id=m.external_id or str(m.id),
-                    text=m.text,
-                    sent_at=m.created_at,
-                    profile=i.profile,
-                ),
+                restored(m, i),
             )
             for m, c, i in rows
         ]
@@ -446,6 +453,36 @@ class ConversationStore:
         if row is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return row[0], row[1]
+
+
+# A line InboundMessage.stored_text writes for an attachment: "[kind name] url".
+_ATTACHMENT_LINE = re.compile(r"\[(?P<kind>[^\]\s]+)(?: (?P<name>[^\]]*))?\](?: (?P<url>\S+))?")
+_START = "/start"  # what opens a chat (Telegram's command): stored as the message's text
+
+
+def restored(message: Message, identity: Identity) -> InboundMessage:
+    """An inbound message rebuilt from its stored row, as the adapter gave it, for deciding it
+    later: its text and attachments (split from :meth:`InboundMessage.stored_text`'s lines, so
+    that files without text are still told apart) and its kind (a greeting is stored as the
+    command that opened the chat). A customer who typed an attachment's line or the command
+    themselves reads the same; the platform's raw event is not kept."""
+    lines = message.text.split("\n")
+    attachments: list[Attachment] = []
+    while lines and (found := _ATTACHMENT_LINE.fullmatch(lines[-1])):
+        lines.pop()
+        attachments.insert(0, Attachment(found["kind"], found["url"] or "", found["name"] or ""))
+    text = "\n".join(lines)
+    start = text == _START or text.startswith(f"{_START} ")
+    return InboundMessage(
+        channel=message.channel,
+        external_user_id=identity.external_user_id,
+        external_message_id=message.external_id or str(message.id),
+        text=text,
+        sent_at=message.created_at,
+        profile=identity.profile,
+        kind=InboundKind.START if start else InboundKind.TEXT,
+        attachments=tuple(attachments),
+    )
 
 
 def _bot_silent(conversation: Conversation) -> bool:

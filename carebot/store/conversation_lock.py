@@ -1,0 +1,88 @@
+"""One conversation decided by one worker at a time, across processes.
+
+The inbox decides a conversation's messages one after the other (reading the conversation,
+triage, then the transaction that records the decision). Within a process an asyncio lock per
+conversation does it; with several workers on one PostgreSQL database a transaction-scoped
+advisory lock on the conversation id does it across processes: it is taken on a connection of
+its own, in a transaction that spans the deciding, and released by that transaction's end
+(also when the worker dies: PostgreSQL ends its session). The deciding itself runs on other
+connections: the advisory lock only keeps the other deciders of that conversation waiting.
+
+The asyncio lock stays in front on PostgreSQL, so that one process never spends several
+connections waiting for the same conversation. Each conversation being decided costs one
+extra connection from the pool; at most ``limit`` are held at once, so the deciders holding
+them always find a connection for their own queries (with as many lock connections as the
+pool has, every decider would wait for a connection that never comes back).
+
+SQLite serves one process, so the asyncio lock is the whole story there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carebot.store.database import Database
+
+log = logging.getLogger(__name__)
+
+# The advisory lock's first key: the conversation locks' own key space, apart from any other
+# advisory lock of the application (the two-key form never meets the one-key form).
+CONVERSATION_LOCKS = 1
+
+
+class ConversationLocks:
+    def __init__(self, db: Database, *, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(
+                f"ConversationLocks needs a limit of at least 1 held lock, got {limit}: "
+                "raise [store] max_connections"
+            )
+        self._db = db
+        self._local: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._slots = asyncio.Semaphore(limit)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, conversation_id: int) -> AsyncIterator[None]:
+        """Held by one decider of the conversation at a time, in this process and (PostgreSQL)
+        in every process on the database."""
+        lock = self._local.setdefault(conversation_id, asyncio.Lock())
+        async with lock:
+            if self._db.is_sqlite:
+                yield
+                return
+            async with self._slots, self._held(conversation_id):
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _held(self, conversation_id: int) -> AsyncIterator[None]:
+        async with self._db.engine.connect() as conn:
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, :conversation_id)"),
+                {"space": CONVERSATION_LOCKS, "conversation_id": conversation_id},
+            )
+            try:
+                yield
+            finally:
+                await _release(conn, conversation_id)
+
+
+async def _release(conn: AsyncConnection, conversation_id: int) -> None:
+    """End the lock's transaction. When that fails the connection is gone, and PostgreSQL
+    released the lock with its session: what was decided under it stands."""
+    try:
+        await conn.rollback()
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning(
+            "Could not end the lock transaction of conversation %s (%s); the database "
+            "releases the lock with the lost connection",
+            conversation_id,
+            exc,
+        )
