@@ -43,7 +43,7 @@ class StoreSettings(_Section):
     url_env: str = "CAREBOT_DATABASE_URL"
     # PostgreSQL: the most connections one worker opens (its pool, plus one for cross-process
     # events and one for the leader's lock).
-    max_connections: Annotated[int, Field(ge=3, le=500)] = 10
+    max_connections: Annotated[int, Field(ge=4, le=500)] = 20
 
 
 class MatcherSettings(_Section):
