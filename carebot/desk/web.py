@@ -1,7 +1,9 @@
 """The inbox's pages and actions under ``/inbox``, rendered on the server (Jinja2, autoescaped).
 
-Every POST carries the session's CSRF token; every page but the login needs a session. Live
-updates go over the ``/inbox/events`` WebSocket as ``{"type": "changed", "conversation_id"}``;
+Every POST carries the session's CSRF token; every page but the login needs a session (kept
+in the database, :class:`carebot.desk.auth.Sessions`); failed logins are throttled
+(:mod:`carebot.desk.throttle`). Live updates go over the ``/inbox/events`` WebSocket (a
+foreign ``Origin`` is refused) as ``{"type": "changed", "conversation_id"}``;
 the page script then re-fetches the parts that changed. While an agent types a reply, the page
 posts to ``/inbox/c/{id}/typing`` (every few seconds at most): an ``agent_typing`` event that
 the web chat shows its customer. ``GET /inbox/faq?q=words`` finds FAQ answers for the
