@@ -5,9 +5,11 @@ the loopback, so a client bound to 127.0.0.2 is another address to the server.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from carebot.desk.auth import hash_password
 from carebot.server import Service
 from carebot.store.database import Database
+from carebot.store.logins import LoginFailures, name_key
 from carebot.store.tables import InboxSession, LoginFailure
 from tests.conftest import Clock, settings_data
 from tests.serve_process import ServeProcess, serving, write_config
@@ -340,3 +343,15 @@ async def session_crosses_workers(
         pass
     http.cookie_jar.update_cookies(cookies)  # the old cookie, kept
     assert [await inbox_status(http, w.url) for w in (one, two)] == [303, 303]
+
+
+async def test_concurrent_failures_each_count_once(database: Database, clock: Clock) -> None:
+    """The upsert is atomic: failures at the same moment (as on several workers) all count."""
+    failures = LoginFailures(database, clock, max_failures=5, lockout=timedelta(minutes=15))
+    counts = await asyncio.gather(*(failures.failed(name_key("ann")) for _ in range(8)))
+    assert sorted(f.count for f in counts) == list(range(1, 9))
+    assert sum(f.locked_until is not None for f in counts) == 4  # the 5th to the 8th
+    assert await failures.locked_until([name_key("ann")]) == clock() + timedelta(minutes=15)
+    clock.advance(15 * 60)
+    assert await failures.locked_until([name_key("ann")]) is None
+    assert (await failures.failed(name_key("ann"))).count == 1  # a new run
