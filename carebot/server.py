@@ -36,6 +36,7 @@ from carebot.desk.auth import Agents, Sessions
 from carebot.desk.console import ConsolePages, build_console
 from carebot.desk.insights import InsightPages, InsightSources
 from carebot.desk.slack.credentials import SlackCredentials
+from carebot.desk.throttle import LoginThrottle, Sleep
 from carebot.desk.web import AgentInbox
 from carebot.exceptions import ShutdownError, StoreError
 from carebot.hours import BusinessHours
@@ -49,6 +50,7 @@ from carebot.nlu.encoder import Encoder
 from carebot.platforms import build_platforms
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
+from carebot.store.logins import SessionRecords
 
 if TYPE_CHECKING:
     from carebot.desk.slack.desk import SlackDesk
@@ -71,13 +73,15 @@ def build_app(
     *,
     env: Mapping[str, str] | None = None,
     insight: InsightSources | None = None,
+    login_sleep: Sleep = asyncio.sleep,
 ) -> Service:
     """The web application around a built runtime, which starts and stops with it (its
     stages run as the app's cleanup contexts).
 
     ``env`` holds the Slack tokens and the channels' secrets (default: the process
     environment); ``insight``, where the numbers of ``/insights`` and ``/metrics`` come from
-    (default: :func:`live_insight`)."""
+    (default: :func:`live_insight`); ``login_sleep``, how the inbox waits out its growing
+    delay after a failed login (tests record it instead)."""
     library_logs.protect()  # aiohttp, Telegram, httpx: no customer data above DEBUG
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
@@ -92,7 +96,9 @@ def build_app(
     answers = AnswerSearch(
         lambda: runtime.triage.matcher, settings, in_model_thread=runtime.matches.in_model_thread
     )
-    demo_password, console = _mount_inbox(app, settings, runtime, secret, insight, answers)
+    demo_password, console = _mount_inbox(
+        app, settings, runtime, secret, insight, answers, login_sleep
+    )
     slack = _slack_desk(settings, runtime, env, answers, console.maker)
     if slack is not None:
         slack.mount(app)
@@ -162,6 +168,7 @@ def _mount_inbox(
     secret: bytes,
     insight: InsightSources,
     answers: AnswerSearch,
+    login_sleep: Sleep,
 ) -> tuple[str | None, ConsolePages]:
     """The built-in agent inbox at /inbox, the leads' /insights and the ops console beside it;
     returns the demo agent's password if one was made, and the console."""
@@ -169,17 +176,30 @@ def _mount_inbox(
     agents = Agents.from_settings(settings.inbox)
     if not len(agents):
         agents, demo_password = Agents.demo()
-    sessions = Sessions(Signer(secret, "inbox-session"), agents, hours=settings.inbox.session_hours)
+    sessions = Sessions(
+        Signer(secret, "inbox-session"),
+        agents,
+        SessionRecords(runtime.db, runtime.clock),
+        hours=settings.inbox.session_hours,
+        secure_cookies=settings.server.secure_cookies,
+    )
+
+    async def end_removed_agents(_app: web.Application) -> None:
+        await sessions.end_removed_agents()
+
+    app.on_startup.append(end_removed_agents)
     console = build_console(settings, runtime, sessions, insight)
     AgentInbox(
         agents=agents,
         sessions=sessions,
+        throttle=LoginThrottle(runtime.db, runtime.clock, settings.inbox, sleep=login_sleep),
         desk=runtime.desk,
         queue=runtime.queue,
         labels=runtime.labels,
         events=runtime.events,
         intent_title=console.editor.title,
         answers=answers,
+        public_url=settings.server.public_url,
     ).mount(app)
     console.mount(app)
     InsightPages(

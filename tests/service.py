@@ -47,9 +47,11 @@ async def running_service(
     clock: Clock | None = None,
     env: Mapping[str, str] | None = None,
     encoder: Encoder | None = None,
+    **app_options: Any,
 ) -> AsyncIterator[tuple[Service, TestServer]]:
-    """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk).
-    Closing the server runs the service's whole shutdown (aiohttp's cleanup)."""
+    """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk);
+    ``app_options`` go to :func:`build_app` (``login_sleep``). Closing the server runs the
+    service's whole shutdown (aiohttp's cleanup)."""
     db = Database(database_url)
     await db.upgrade()
     await db.close()
@@ -60,7 +62,7 @@ async def running_service(
         backoff=EXACT_BACKOFF,
         **({"clock": clock} if clock else {}),
     )
-    service = build_app(settings, runtime, env=env or {})
+    service = build_app(settings, runtime, env=env or {}, **app_options)
     server = TestServer(service.app)
     await server.start_server()
     try:

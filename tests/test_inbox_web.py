@@ -220,6 +220,7 @@ async def test_an_idle_close_reaches_the_inbox_live(
         assert (event["kind"], event["conversation_id"]) == ("closed", 1)
     finally:
         await live.close()
+    await log_in(browser, server)  # 25 h on, the 12 h session has expired
     _, html, _ = await page(browser, server, "/inbox/c/1")
     assert "Closed automatically after 25 h without a message" in html
 

@@ -1,5 +1,6 @@
-"""Agent logins for the inbox: argon2 password hashes from config or the environment, signed
-session cookies (HttpOnly, SameSite=Strict) and a CSRF token on every form. An agent's roles
+"""Agent logins for the inbox: argon2 password hashes from config or the environment,
+server-side sessions behind signed cookies (HttpOnly, SameSite=Strict, Secure over HTTPS or
+with ``[server] secure_cookies``) and a CSRF token on every form. An agent's roles
 say what else they may open: ``lead`` the numbers at ``/insights`` and the conversation export,
 ``ops`` the intents."""
 
@@ -11,6 +12,8 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -19,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from carebot.config import InboxSettings
 from carebot.exceptions import ConfigError
 from carebot.signing import Signer
+from carebot.store.logins import SessionRecords
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "carebot_session"
@@ -82,6 +86,9 @@ class Agents:
     def __len__(self) -> int:
         return len(self._hashes)
 
+    def names(self) -> list[str]:
+        return list(self._hashes)
+
     def get(self, name: str) -> Agent | None:
         entry = self._hashes.get(name)
         return entry[0] if entry else None
@@ -97,33 +104,74 @@ class Agents:
 
 
 class Sessions:
-    def __init__(self, signer: Signer, agents: Agents, *, hours: float) -> None:
+    """Agents' sessions, kept server-side (:class:`SessionRecords`) so that every worker sees a
+    logout at once. The cookie carries the session's random id, signed; each request reads the
+    row and checks that its agent is still configured."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        agents: Agents,
+        records: SessionRecords,
+        *,
+        hours: float,
+        secure_cookies: bool = False,
+    ) -> None:
         self._signer = signer
         self._agents = agents
+        self._records = records
         self._ttl = hours * 3600
+        self._secure_cookies = secure_cookies
 
-    def read(self, request: web.Request) -> Session | None:
-        value = self._signer.verify(request.cookies.get(SESSION_COOKIE, ""))
-        if value is None:
+    def secure(self, request: web.Request) -> bool:
+        """Whether cookies get the Secure flag: over HTTPS, or always with ``[server]
+        secure_cookies`` (behind a proxy that ends TLS, the request itself is plain HTTP)."""
+        return request.secure or self._secure_cookies
+
+    async def read(self, request: web.Request) -> Session | None:
+        session_id = self._session_id(request)
+        if session_id is None:
             return None
-        name, _, csrf = value.partition("|")
-        agent = self._agents.get(name)
-        return Session(agent, csrf) if agent and csrf else None
+        row = await self._records.find(session_id)
+        agent = self._agents.get(row.agent) if row else None
+        return Session(agent, row.csrf) if agent and row else None
 
-    def start(self, response: web.StreamResponse, agent: Agent, *, secure: bool) -> None:
-        token = self._signer.sign(f"{agent.name}|{secrets.token_urlsafe(24)}", ttl=self._ttl)
-        ttl = int(self._ttl)
-        _cookie(response, SESSION_COOKIE, token, max_age=ttl, secure=secure, path=SESSION_PATH)
+    async def start(self, response: web.StreamResponse, agent: Agent, request: web.Request) -> None:
+        session_id, _ = await self._records.start(agent.name, ttl=timedelta(seconds=self._ttl))
+        token = self._signer.sign(session_id, ttl=self._ttl)
+        secure = self.secure(request)
+        _cookie(
+            response,
+            SESSION_COOKIE,
+            token,
+            max_age=int(self._ttl),
+            secure=secure,
+            path=SESSION_PATH,
+        )
         response.del_cookie(LOGIN_COOKIE, path="/inbox")
 
-    def end(self, response: web.StreamResponse) -> None:
+    async def end(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Log out: the session's row ends now (the cookie then opens nothing on any worker)."""
+        session_id = self._session_id(request)
+        if session_id is not None:
+            await self._records.end(session_id)
         response.del_cookie(SESSION_COOKIE, path=SESSION_PATH)
 
+    async def end_removed_agents(self) -> int:
+        """At start: end the sessions of agents no longer in the config."""
+        ended = await self._records.end_all_but(self._agents.names())
+        if ended:
+            log.info("Ended %d inbox session(s) of agents no longer configured", ended)
+        return ended
 
-def login_csrf(request: web.Request, response: web.StreamResponse) -> str:
+    def _session_id(self, request: web.Request) -> str | None:
+        return self._signer.verify(request.cookies.get(SESSION_COOKIE, "")) or None
+
+
+def login_csrf(request: web.Request, response: web.StreamResponse, *, secure: bool) -> str:
     """The login form's CSRF token (double submit: the same value in a cookie and the form)."""
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
-    _cookie(response, LOGIN_COOKIE, token, max_age=3600, secure=request.secure)
+    _cookie(response, LOGIN_COOKIE, token, max_age=3600, secure=secure)
     return token
 
 
@@ -139,3 +187,17 @@ def _cookie(
     response.set_cookie(
         name, value, max_age=max_age, path=path, httponly=True, samesite="Strict", secure=secure
     )
+
+
+def same_origin(request: web.Request, public_url: str = "") -> bool:
+    """Whether the request's ``Origin`` (if it sent one) is this service: the scheme and host
+    the request came to, or those of ``[server] public_url`` (behind a proxy). A browser
+    always sends ``Origin`` on a cross-site WebSocket; without one the request is allowed."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    own = {f"{request.scheme}://{request.host}".lower()}
+    if public_url:
+        parts = urlsplit(public_url)
+        own.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return origin.strip().rstrip("/").lower() in own

@@ -114,7 +114,7 @@ class ConsolePages:
 
     def _ops(self, view: View) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            session = self._sessions.read(request)
+            session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPSeeOther(f"/inbox/login?next={quote(request.path_qs)}")
             if not session.agent.can("ops"):
@@ -125,7 +125,7 @@ class ConsolePages:
 
     def _post(self, action: Action, *, ops: bool = False) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            session = self._sessions.read(request)
+            session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
             form = await request.post()

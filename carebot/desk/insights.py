@@ -82,7 +82,7 @@ class InsightPages:
 
     def _lead(self, view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
-            session = self._sessions.read(request)
+            session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPSeeOther(f"/inbox/login?next={quote(request.path_qs)}")
             if not session.agent.can("lead"):

@@ -1,7 +1,9 @@
 """The inbox's pages and actions under ``/inbox``, rendered on the server (Jinja2, autoescaped).
 
-Every POST carries the session's CSRF token; every page but the login needs a session. Live
-updates go over the ``/inbox/events`` WebSocket as ``{"type": "changed", "conversation_id"}``;
+Every POST carries the session's CSRF token; every page but the login needs a session (kept
+in the database, :class:`carebot.desk.auth.Sessions`); failed logins are throttled
+(:mod:`carebot.desk.throttle`). Live updates go over the ``/inbox/events`` WebSocket (a
+foreign ``Origin`` is refused) as ``{"type": "changed", "conversation_id"}``;
 the page script then re-fetches the parts that changed. While an agent types a reply, the page
 posts to ``/inbox/c/{id}/typing`` (every few seconds at most): an ``agent_typing`` event that
 the web chat shows its customer. ``GET /inbox/faq?q=words`` finds FAQ answers for the
@@ -22,8 +24,9 @@ from aiohttp import WSMsgType, web
 
 from carebot.agents import AgentDesk
 from carebot.console.answer_search import AnswerSearch
-from carebot.desk.auth import Agents, Session, Sessions, login_csrf
+from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
+from carebot.desk.throttle import Locked, LoginThrottle
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.store.emotion_labels import EmotionLabelStore
@@ -40,15 +43,19 @@ class AgentInbox:
         *,
         agents: Agents,
         sessions: Sessions,
+        throttle: LoginThrottle,
         desk: AgentDesk,
         queue: AgentQueue,
         labels: EmotionLabelStore,
         events: EventHub,
         intent_title: Callable[[str], str] = str,
         answers: AnswerSearch | None = None,
+        public_url: str = "",
     ) -> None:
         self._agents = agents
         self._sessions = sessions
+        self._throttle = throttle
+        self._public_url = public_url  # an origin the live stream accepts besides the request's
         self._desk = desk
         self._queue = queue
         self._labels = labels
@@ -77,7 +84,7 @@ class AgentInbox:
         self, view: Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
     ) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            session = self._sessions.read(request)
+            session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPSeeOther(f"/inbox/login?next={quote(request.path_qs)}")
             return await view(request, session)
@@ -129,7 +136,7 @@ class AgentInbox:
         self, request: web.Request, *, error: str | None, status: int
     ) -> web.StreamResponse:
         response = web.Response(status=status, content_type="text/html")
-        csrf = login_csrf(request, response)
+        csrf = login_csrf(request, response, secure=self._sessions.secure(request))
         response.text = self._pages.template("login.html").render(
             agent=None,
             csrf=csrf,
@@ -150,18 +157,30 @@ class AgentInbox:
                 text="The login form expired or was not sent from this "
                 "site (missing CSRF token). Reload the page."
             )
-        agent = await self._agents.verify(str(form.get("name", "")), str(form.get("password", "")))
-        if agent is None:
-            return self._login_page(request, error="Wrong name or password.", status=401)
-        response = web.HTTPSeeOther(_safe_next(str(form.get("next", "/inbox"))))
-        self._sessions.start(response, agent, secure=request.secure)
-        raise response
+        name, address = str(form.get("name", "")), request.remote or "unknown"
+        locked = await self._throttle.check(name, address)
+        if locked is None:  # while locked, even the right password is not checked
+            agent = await self._agents.verify(name, str(form.get("password", "")))
+            if agent is not None:
+                await self._throttle.succeeded(name, address)
+                response = web.HTTPSeeOther(_safe_next(str(form.get("next", "/inbox"))))
+                await self._sessions.start(response, agent, request)
+                raise response
+            locked = await self._throttle.failed(name, address)
+            if locked is None:
+                return self._login_page(request, error="Wrong name or password.", status=401)
+        return self._locked_page(request, locked)
+
+    def _locked_page(self, request: web.Request, locked: Locked) -> web.StreamResponse:
+        response = self._login_page(request, error=locked.message, status=429)
+        response.headers["Retry-After"] = str(locked.minutes * 60)
+        return response
 
     def _form(
         self, action: Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
     ) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            session = self._sessions.read(request)
+            session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
             form = await request.post()
@@ -175,7 +194,7 @@ class AgentInbox:
         self, request: web.Request, session: Session, form: Any
     ) -> web.StreamResponse:
         response = web.HTTPSeeOther("/inbox/login")
-        self._sessions.end(response)
+        await self._sessions.end(request, response)
         raise response
 
     async def _act(self, request: web.Request, session: Session, form: Any) -> web.StreamResponse:
@@ -217,7 +236,7 @@ class AgentInbox:
 
     async def _faq(self, request: web.Request) -> web.StreamResponse:
         """The answers matching ``q`` (at most ``limit``, default 5), best first."""
-        if self._sessions.read(request) is None:
+        if await self._sessions.read(request) is None:
             raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
         assert self._answers is not None  # mounted only with a search
         words = request.query.get("q", "")
@@ -235,7 +254,13 @@ class AgentInbox:
     # --- live updates --------------------------------------------------------------------
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
-        if self._sessions.read(request) is None:
+        if not same_origin(request, self._public_url):
+            origin = request.headers.get("Origin")
+            raise web.HTTPForbidden(
+                text=f"The live inbox is only for pages of this site, not {origin!r}. Behind "
+                "a proxy, set [server] public_url to the address agents open."
+            )
+        if await self._sessions.read(request) is None:
             raise web.HTTPUnauthorized(text="Log in first.")
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)

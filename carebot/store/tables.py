@@ -364,3 +364,28 @@ class IntentProposal(Base):
     decided_at: Mapped[Timestamp | None]
     revision_id: Mapped[int | None] = mapped_column(ForeignKey("intent_revisions.id"))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class LoginFailure(Base):
+    """Failed inbox logins in a row for one agent name or one client address (``key`` is
+    ``name:<name>`` or ``address:<address>``), counted by every worker; ``locked_until`` is set
+    once there were ``[inbox] max_failed_logins`` of them (carebot.store.logins)."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failed_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
+    locked_until: Mapped[Timestamp | None]
+
+
+class InboxSession(Base):
+    """An agent's inbox session. The cookie carries the random session id (signed); only its
+    SHA-256 is stored, so a copy of the table opens no session. Logging out sets ``ended_at``."""
+
+    __tablename__ = "inbox_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(200), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[Timestamp | None]
