@@ -23,13 +23,14 @@ Protocol (JSON text frames on ``/chat/ws``):
   "at"}``, then ``{"type": "typing", "on": true}`` while the bot works.
 * server ``{"type": "typing", "on": true, "agent": "Ann"}``: an agent is typing a reply in the
   built-in inbox (sent again every few seconds while they type; the widget hides it when the
-  news stop or a message arrives). Relayed from the ``agent_typing`` events of the process's
-  :class:`~carebot.events.EventHub`: the visitor's socket must be on the process the agent
-  types to (one process today; cross-process events are a later step).
-* server ``{"type": "message", "author": "bot"|"agent"|"customer", "agent", "text", "choices":
-  [{"id", "label"}], "handoff": bool, "at"}`` for every reply (and for the customer's own
-  message in the visitor's other tabs). Every ``at`` (here, in acks and in the history) is
-  ISO 8601 UTC, e.g. ``2026-11-18T10:00:00.000Z``.
+  news stop or a message arrives). Relayed from the ``agent_typing`` events of the
+  :class:`~carebot.events.EventHub`, whichever worker the agent types to.
+* server ``{"type": "message", "id", "author": "bot"|"agent"|"customer", "agent", "text",
+  "choices": [{"id", "label"}], "handoff": bool, "at"}`` for every reply (and for the
+  customer's own message in the visitor's other tabs). ``id`` is ``r<n>`` for a reply, the
+  client's id for a customer's message: a tab shows a message once, however often it comes.
+  Every ``at`` (here, in acks and in the history) is ISO 8601 UTC, e.g.
+  ``2026-11-18T10:00:00.000Z``.
 * server ``{"type": "error", "code": "bad_frame"|"empty"|"too_long"|"rate_limited"|
   "bad_token", "message", "id"}``: nothing was stored; the socket stays open except for
   ``bad_token``; ``too_long`` also carries ``max_chars``. ``"unavailable"``: the message may be
@@ -38,6 +39,13 @@ Protocol (JSON text frames on ``/chat/ws``):
 
 The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill)
 are written into ``/chat/widget.js`` as it is served (:mod:`carebot.adapters.webchat_files`).
+
+Several workers: a visitor's tabs may be connected to any of them. A reply is stored, then
+sent: the worker that sends it pushes it to the tabs connected to it and publishes a
+``webchat_reply`` event; every other worker with a tab of that visitor reads the visitor's
+latest messages from the store and pushes the ones its tabs have not seen (so do they on a
+customer's message, for the visitor's other tabs, and on a ``resync``). Every
+:data:`BACKSTOP_SECONDS` they also look, in case an event was lost.
 
 Stopping (shutdown): new sockets are refused (503) and frames that arrive are not taken (nor
 acknowledged: the widget sends them again after it reconnects); the frames in hand are
@@ -64,7 +72,7 @@ from carebot.adapters.webchat_files import WidgetFiles, file
 from carebot.channel import Deliver
 from carebot.clock import Clock, utcnow
 from carebot.config import WebChatSettings, fill
-from carebot.events import Event, EventHub
+from carebot.events import RESYNC, Event, EventHub
 from carebot.exceptions import DeliveryError
 from carebot.hours import BusinessHours
 from carebot.models import ContactDetails, InboundMessage, OutboundReply, TranscriptLine
@@ -78,6 +86,10 @@ MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
 CONTACT_MAX_CHARS = 200
+BACKSTOP_SECONDS = 30.0  # several workers: how often the tabs' messages are checked anyway
+SHOWN_PER_VISITOR = 300  # the message ids remembered per visitor (more than the history shows)
+REFRESH_LINES = 50  # the latest messages a look at the store pushes from
+VISITORS_KNOWN = 10_000  # conversations whose visitor is remembered
 
 
 class FrameError(Exception):
@@ -116,6 +128,9 @@ class WebChatChannel:
         self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        # Per visitor with a tab here: the ids of the messages its tabs have (ordered, trimmed).
+        self._shown: dict[str, dict[str, None]] = defaultdict(dict)
+        self._visitors: dict[int, str | None] = {}  # conversation -> its visitor (or None)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._receiving = False
         self._closed = False
@@ -134,7 +149,7 @@ class WebChatChannel:
         self._receiving = True
         if self._events is not None and self._visitor_of is not None and self._relay is None:
             queue = await self._subscription.enter_async_context(self._events.subscribe())
-            self._relay = asyncio.create_task(self._relay_agents(queue), name="webchat-agents")
+            self._relay = asyncio.create_task(self._follow(queue), name="webchat-events")
 
     async def stop(self) -> None:
         """Take no new frame, finish those in hand, then close every socket (1001)."""
@@ -161,8 +176,10 @@ class WebChatChannel:
         """Push to every open tab of the visitor; offline visitors see it in their history."""
         if self._closed:
             raise DeliveryError("the web chat channel is closed")
+        reply_id = f"r{reply.outbox_id}"
         frame = {
             "type": "message",
+            "id": reply_id,
             "author": reply.author,
             "agent": reply.agent,
             "text": reply.text,
@@ -170,7 +187,12 @@ class WebChatChannel:
             "handoff": reply.handoff,
             "at": _iso(reply.created_at or self._clock()),
         }
+        self._mark_shown(reply.external_user_id, [reply_id])
         await self._broadcast(reply.external_user_id, frame)
+        if self._events is not None and reply.conversation_id is not None:
+            # For the visitor's tabs on other workers (published to the others only: the
+            # tabs here have it).
+            self._events.publish(Event("webchat_reply", reply.conversation_id, ref=reply.outbox_id))
 
     def status(self) -> dict[str, Any] | None:
         """Whether the care team is at work now, as the widget's header shows it."""
@@ -212,6 +234,7 @@ class WebChatChannel:
                 self._sockets[visitor].discard(ws)
                 if not self._sockets[visitor]:
                     del self._sockets[visitor]
+                    self._shown.pop(visitor, None)
                     recent = self._recent.get(visitor)
                     if recent is not None and (not recent or self._seconds() - recent[-1] > 60):
                         del self._recent[visitor]  # nothing left to limit: forget the visitor
@@ -251,13 +274,15 @@ class WebChatChannel:
         else:
             visitor = f"v-{uuid.uuid4().hex}"
         history = await self._transcript(visitor) if token else []
+        frames = [_line_frame(line, visitor) for line in history]
         self._sockets[visitor].add(ws)
+        self._mark_shown(visitor, [f["id"] for f in frames if f["id"]])
         ttl = self._settings.token_days * 86400
         await ws.send_json(
             {
                 "type": "welcome",
                 "token": self._signer.sign(visitor, ttl=ttl),
-                "history": [_line_frame(line, visitor) for line in history],
+                "history": frames,
                 "max_chars": self._settings.max_message_chars,
                 "status": self.status(),
             }
@@ -278,6 +303,7 @@ class WebChatChannel:
             raw=frame,
         )
         await ws.send_json({"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)})
+        self._mark_shown(visitor, [message_id])
         await self._broadcast(visitor, {"type": "typing", "on": True})
         echo: dict[str, Any] = {
             "type": "message",
@@ -355,21 +381,76 @@ class WebChatChannel:
     def _seconds(self) -> float:
         return self._clock().timestamp()
 
-    async def _relay_agents(self, events: asyncio.Queue[Event]) -> None:
-        """Agents typing in the inbox: shown in their conversation's visitor's open tabs."""
-        assert self._visitor_of is not None
+    async def _follow(self, events: asyncio.Queue[Event]) -> None:
+        """Agents typing in the inbox, shown in the visitor's tabs; with several workers, what
+        other workers stored for the visitors with a tab here (and a look every
+        :data:`BACKSTOP_SECONDS`, in case an event was lost)."""
+        loop = asyncio.get_running_loop()
+        backstop = loop.time() + BACKSTOP_SECONDS
         while True:
-            event = await events.get()
-            if event.kind != "agent_typing" or not self._sockets:
-                continue
             try:
-                visitor = await self._visitor_of(event.conversation_id)
-            except Exception:
-                log.warning("Cannot tell who is in conversation %s", event.conversation_id)
+                async with asyncio.timeout(max(0.0, backstop - loop.time())):
+                    event = await events.get()
+            except TimeoutError:
+                backstop = loop.time() + BACKSTOP_SECONDS
+                if self._events is not None and self._events.shared:
+                    await self._refresh_all()
                 continue
-            if visitor is not None:
-                frame = {"type": "typing", "on": True, "agent": event.agent or None}
+            if not self._sockets:
+                continue
+            if event.kind == RESYNC:
+                await self._refresh_all()
+            elif event.kind == "agent_typing":
+                visitor = await self._visitor(event.conversation_id)
+                if visitor is not None:
+                    frame = {"type": "typing", "on": True, "agent": event.agent or None}
+                    await self._broadcast(visitor, frame)
+            elif event.remote and event.kind in ("webchat_reply", "customer_message"):
+                visitor = await self._visitor(event.conversation_id)
+                if visitor is not None and visitor in self._sockets:
+                    await self._refresh(visitor)
+
+    async def _visitor(self, conversation_id: int) -> str | None:
+        """The conversation's web chat visitor (None: another channel's, or unknown now)."""
+        if conversation_id in self._visitors:
+            return self._visitors[conversation_id]
+        assert self._visitor_of is not None
+        try:
+            visitor = await self._visitor_of(conversation_id)
+        except Exception:
+            log.warning("Cannot tell who is in conversation %s", conversation_id)
+            return None
+        if len(self._visitors) >= VISITORS_KNOWN:
+            self._visitors.clear()
+        self._visitors[conversation_id] = visitor  # a conversation's customer never changes
+        return visitor
+
+    async def _refresh_all(self) -> None:
+        for visitor in list(self._sockets):
+            await self._refresh(visitor)
+
+    async def _refresh(self, visitor: str) -> None:
+        """Push the visitor's latest messages its tabs here have not seen, oldest first."""
+        try:
+            lines = await self._transcript(visitor)
+        except Exception:
+            log.warning("Cannot read visitor %s's messages; the next look retries", visitor)
+            return
+        shown = self._shown[visitor]
+        for line in lines[-REFRESH_LINES:]:
+            frame = _line_frame(line, visitor)
+            if frame["id"] and frame["id"] not in shown:
+                self._mark_shown(visitor, [frame["id"]])
                 await self._broadcast(visitor, frame)
+
+    def _mark_shown(self, visitor: str, ids: list[str]) -> None:
+        if visitor not in self._sockets:
+            return  # no tab here: nothing to remember
+        shown = self._shown[visitor]
+        for frame_id in ids:
+            shown[frame_id] = None
+        while len(shown) > SHOWN_PER_VISITOR:
+            del shown[next(iter(shown))]
 
     async def _broadcast(
         self, visitor: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
@@ -393,9 +474,13 @@ def _parse(data: str) -> dict[str, Any]:
 
 
 def _line_frame(line: TranscriptLine, visitor: str) -> dict[str, Any]:
+    if line.outbox_id is not None:
+        frame_id: str | None = f"r{line.outbox_id}"
+    else:
+        frame_id = (line.external_id or "").removeprefix(f"{visitor}:") or None
     return {
         "type": "message",
-        "id": (line.external_id or "").removeprefix(f"{visitor}:") or None,
+        "id": frame_id,
         "author": line.author,
         "agent": line.agent,
         "text": line.text,

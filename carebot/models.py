@@ -134,6 +134,7 @@ class TranscriptLine:
     choices: tuple[Choice, ...] = ()
     handoff: bool = False
     external_id: str | None = None  # the channel's id of a customer message
+    outbox_id: int | None = None  # a reply's row in the outbox
 
 
 class DecisionKind(StrEnum):

@@ -7,17 +7,24 @@ editing one intent of a 15,000-example set is live in about a second (bench/relo
 broken file is refused: its problems are logged with file and line, and the last good intents
 stay live. Messages being matched during the swap are decided with the intents they were
 matched against (a match carries its intent set).
+
+With several workers, a worker whose watcher saw the change and reloaded tells the others
+(an ``intents`` event, :mod:`carebot.events`), and each reloads its folder at once: every
+worker answers from the new intents within the same second or two, also where a shared network
+folder gives no change notices for other machines' writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from carebot.config import Settings
+from carebot.events import Event, EventHub
 from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.intents import ParsedFiles, Severity, read_intents
 from carebot.nlu.matcher import Matcher
@@ -40,9 +47,11 @@ class IntentReloader:
         cache: EmbeddingCache,
         in_model_thread: Callable[[Callable[[], object]], Awaitable[object]],
         parsed: ParsedFiles | None = None,
+        events: EventHub | None = None,
     ) -> None:
         """``parsed``: the files as the running intents were read (a reload parses only the
-        files changed since)."""
+        files changed since). ``events``: where a reload is announced to the other workers,
+        and theirs heard."""
         self._settings = settings
         self._triage = triage
         self._cache = cache
@@ -54,9 +63,39 @@ class IntentReloader:
         self.changed = asyncio.Condition()
         self.watching = asyncio.Event()  # set once the folder is being watched
         self._stopping = asyncio.Event()
+        self._events = events
 
     async def run(self) -> None:
-        """Reload after every change to an intent file, until :meth:`stop`."""
+        """Reload after every change to an intent file, and when another worker reloaded,
+        until :meth:`stop`."""
+        if self._events is None:
+            await self._watch()
+            return
+        async with self._events.subscribe() as events:
+            peers = asyncio.create_task(self._follow(events), name="intents-from-workers")
+            try:
+                await self._watch()
+            finally:
+                peers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await peers
+
+    async def _follow(self, events: asyncio.Queue[Event]) -> None:
+        while True:
+            await self.heard(await events.get())
+
+    async def heard(self, event: Event) -> bool:
+        """Another worker reloaded (an ``intents`` event): read the folder again unless this
+        worker's own watcher already did. True if a new matcher was swapped in."""
+        if event.kind != "intents" or not event.remote:
+            return False
+        if not self._parsed.stale(self.directory):
+            log.info("Another worker reloaded the intents; they are live here already")
+            return False
+        log.info("Another worker reloaded the intents; reading %s again", self.directory)
+        return await self.reload()
+
+    async def _watch(self) -> None:
         from watchfiles import awatch
 
         log.info("Watching %s for intent changes", self.directory)
@@ -76,7 +115,8 @@ class IntentReloader:
                         await self.reload()
                 continue
             log.info("Intent files changed: %s", ", ".join(sorted({p for _, p in changes})))
-            await self.reload()
+            if await self.reload() and self._events is not None:
+                self._events.publish(Event("intents", 0))  # the other workers read theirs
 
     def stop(self) -> None:
         """Stop watching; a reload in progress is finished first."""

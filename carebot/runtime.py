@@ -18,6 +18,7 @@ from carebot.channel import Channel, Deliver
 from carebot.clock import Clock, utcnow
 from carebot.closing import ConversationCloser
 from carebot.cluster.leader import Duty, Leadership, LeadingChannel, LeadWorker, Part
+from carebot.cluster.notify import Notifier
 from carebot.config import Settings
 from carebot.events import Event, EventHub
 from carebot.inbox import RECOVERY_GRACE, Acknowledgement, Inbox
@@ -153,6 +154,7 @@ class Runtime:
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     cache: EmbeddingCache | None = None  # the example embeddings the matcher was built from
+    notifier: Notifier | None = None  # PostgreSQL: events to and from the other workers
     # The periodic workers: started after recovery, stopped together once inbound has stopped
     # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
     workers: list[Worker] = field(default_factory=list)
@@ -187,6 +189,9 @@ class Runtime:
         the Slack desk's parts before it starts."""
         life = Lifecycle()
         life.add(Stage.DATABASE, "database", stop=self.db.close)
+        if self.notifier is not None:
+            relay = self.notifier
+            life.add(Stage.DATABASE, "events between workers", start=relay.start, stop=relay.stop)
         for channel in self.channels.values():
             start = functools.partial(channel.start, deliver or self.deliver)
             life.add(Stage.CLIENTS, f"channel {channel.name}", start=start, stop=channel.close)
@@ -260,11 +265,15 @@ def enabled_channels(settings: Settings) -> frozenset[str]:
 
 
 def build_matching(
-    settings: Settings, encoder: Encoder, cache: EmbeddingCache | None = None
+    settings: Settings,
+    encoder: Encoder,
+    cache: EmbeddingCache | None = None,
+    events: EventHub | None = None,
 ) -> tuple[Triage, MatchQueue, IntentReloader | None]:
     """Triage, the micro-batching queue in front of the model, and (``[matcher] reload``) the
     reloader that swaps edited intents in; all three share the matcher and its caches
-    (``cache``: the example embeddings, made here if not given)."""
+    (``cache``: the example embeddings, made here if not given). ``events``: the reloader
+    tells the other workers of a reload, and hears theirs."""
     cache = cache or embedding_cache(settings, encoder)
     parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
     triage = build_triage(settings, encoder, cache, parsed)
@@ -277,6 +286,7 @@ def build_matching(
         cache=cache,
         in_model_thread=matches.in_model_thread,
         parsed=parsed,
+        events=events,
     )
     return triage, matches, reloader
 
@@ -300,7 +310,8 @@ async def build_runtime(
     db = Database(database_url or settings.database_url())
     await db.prepare()
     cache = embedding_cache(settings, encoder)
-    triage, matches, reloader = build_matching(settings, encoder, cache)
+    events = EventHub()
+    triage, matches, reloader = build_matching(settings, encoder, cache, events)
     link_by = settings.customers.link_by
     priority = Priority(settings.priority)
     conversations = ConversationStore(
@@ -308,7 +319,7 @@ async def build_runtime(
     )
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
-    events = EventHub()
+    notifier = None if db.is_sqlite else Notifier(db.asyncpg_dsn(), events)
     routes = Routes(
         channel_map,
         enabled=enabled_channels(settings),
@@ -402,6 +413,7 @@ async def build_runtime(
         channels=channel_map,
         reloader=reloader,
         cache=cache,
+        notifier=notifier,
         ratings=ratings,
         workers=[worker, recovery, *([reloader] if reloader else [])],
         singletons=[

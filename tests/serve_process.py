@@ -29,12 +29,22 @@ START_TIMEOUT = 90.0  # seconds: several workers start at once on two busy cores
 
 
 def write_config(path: Path, sections: Mapping[str, Mapping[str, object]]) -> Path:
-    """``sections`` as a config.toml at ``path`` (values as JSON, which TOML reads for these)."""
+    """``sections`` as a config.toml at ``path``."""
     lines = []
     for name, values in sections.items():
-        lines += [f"[{name}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+        lines += [f"[{name}]", *(f"{key} = {toml_value(value)}" for key, value in values.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def toml_value(value: object) -> str:
+    """A TOML value: strings, numbers and booleans as JSON writes them (valid TOML), lists as
+    arrays and mappings as inline tables."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def free_port() -> int:

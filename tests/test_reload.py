@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from carebot.config import Settings
+from carebot.events import Event
 from carebot.models import InboundMessage
 from carebot.runtime import Runtime, build_matching
 from tests.conftest import Clock, make_settings
@@ -104,3 +105,29 @@ async def test_an_edit_made_before_the_watcher_was_up_is_picked_up(
         assert "gift_cards" in runtime.triage.matcher.intents
     finally:
         await runtime.stop()
+
+
+async def test_another_workers_reload_is_followed_only_when_the_folder_changed_here(
+    runtime: Runtime, intents_dir: Path
+) -> None:
+    """The notice of another worker's reload (not started: no watcher here, as on a network
+    folder that gives no change notices) reads the folder again when it changed, else not."""
+    reloader = runtime.reloader
+    assert reloader is not None
+    notice = Event("intents", 0, remote=True)
+    assert await reloader.heard(notice) is False  # nothing changed: nothing to do
+    add_intent(intents_dir)
+    assert await reloader.heard(Event("intents", 0)) is False  # this worker's own notice
+    assert await reloader.heard(notice) is True
+    assert "gift_cards" in runtime.triage.matcher.intents
+    assert await reloader.heard(notice) is False and reloader.reloads == 1
+
+
+async def test_a_reload_seen_by_the_watcher_is_announced_to_the_other_workers(
+    live: Runtime, intents_dir: Path
+) -> None:
+    async with live.events.subscribe() as events:
+        add_intent(intents_dir)
+        await reloaded(live, 1)
+        async with asyncio.timeout(10):
+            assert await events.get() == Event("intents", 0)

@@ -1198,7 +1198,9 @@
     list.replaceChildren();
     renderWelcomeLine();
     for (const message of history) {
-      if (message && typeof message === "object") list.append(renderMessage(message));
+      if (message && typeof message === "object") {
+        list.append(renderMessage(message, { id: message.id == null ? null : String(message.id) }));
+      }
     }
     disableAnsweredChoices();
     for (const [id, entry] of [...failed]) {
@@ -1270,7 +1272,9 @@
     if (frame.id != null && ui.messages.querySelector(`[data-id="${CSS.escape(String(frame.id))}"]`)) return;
     const author = AUTHORS.has(frame.author) ? frame.author : "bot";
     if (author !== "customer") hideTyping();
-    appendToList(renderMessage(frame), author === "customer");
+    // The id lets a message that reaches this tab twice (from two workers) show once.
+    const id = frame.id == null ? null : String(frame.id);
+    appendToList(renderMessage(frame, { id }), author === "customer");
     if (!isOpen && author !== "customer") {
       unread += 1;
       updateBadge();

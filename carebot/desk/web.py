@@ -256,7 +256,7 @@ class AgentInbox:
     async def _pump(self, ws: web.WebSocketResponse, queue: asyncio.Queue[Any]) -> None:
         while not ws.closed:
             event = await queue.get()
-            if event.kind == "agent_typing":
+            if event.kind in ("agent_typing", "webchat_reply", "intents"):
                 continue  # for the customer's web chat; nothing on these pages changed
             await ws.send_json(
                 {"type": "changed", "kind": event.kind, "conversation_id": event.conversation_id}

@@ -413,7 +413,7 @@ class ConversationStore:
         async with self._db.session() as session:
             rows = (
                 await session.execute(
-                    select(Message, OutboxRow.meta)
+                    select(Message, OutboxRow.meta, OutboxRow.id)
                     .join(Conversation, Conversation.id == Message.conversation_id)
                     .join(Identity, Identity.id == Conversation.identity_id)
                     .outerjoin(OutboxRow, OutboxRow.message_id == Message.id)
@@ -424,7 +424,7 @@ class ConversationStore:
                     .limit(limit)
                 )
             ).all()
-        return [_line(message, meta or {}) for message, meta in reversed(rows)]
+        return [_line(message, meta or {}, outbox) for message, meta, outbox in reversed(rows)]
 
     async def conversation(self, conversation_id: int) -> Conversation:
         async with self._db.session() as session:
@@ -472,7 +472,7 @@ def decision_row(
     )
 
 
-def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:
+def _line(message: Message, meta: dict[str, Any], outbox_id: int | None) -> TranscriptLine:
     choices = tuple(Choice(c["id"], c["label"]) for c in meta.get("choices", []))
     return TranscriptLine(
         author=message.author,
@@ -482,6 +482,7 @@ def _line(message: Message, meta: dict[str, Any]) -> TranscriptLine:
         choices=choices,
         handoff=bool(meta.get("handoff", False)),
         external_id=message.external_id,
+        outbox_id=outbox_id,
     )
 
 

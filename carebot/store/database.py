@@ -97,6 +97,11 @@ class Database:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"The database at {self.safe_url} is unreachable: {exc}") from exc
 
+    def asyncpg_dsn(self) -> str:
+        """PostgreSQL's URL as asyncpg's own ``connect`` takes it, for the few connections a
+        worker keeps outside the pool (events between workers, the leader's lock)."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)

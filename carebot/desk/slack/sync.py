@@ -25,12 +25,14 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from carebot.clock import Clock
 from carebot.config import SlackSettings
 from carebot.desk.slack import card as cards
 from carebot.desk.slack.api import SlackApi
-from carebot.events import Event, EventHub
-from carebot.exceptions import SlackError
+from carebot.events import RESYNC, Event, EventHub
+from carebot.exceptions import SlackError, StoreError
 from carebot.hours import BusinessHours
 from carebot.models import ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
@@ -142,6 +144,12 @@ class ThreadSync:
             event = await events.get()
             if event.kind in WAKING_EVENTS:
                 self.mark(event.conversation_id)
+            elif event.kind == RESYNC:  # events from other workers may have been missed
+                try:
+                    self._pending.update(await self._threads.due())
+                except (StoreError, SQLAlchemyError, OSError) as exc:
+                    log.warning("Cannot look for the threads Slack is behind on: %s", exc)
+                self._wake.set()
 
     async def settled(self) -> None:
         """Return once the pass in progress, if any, is done (a card just posted is saved)."""
