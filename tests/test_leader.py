@@ -20,7 +20,8 @@ from carebot.pacing import Pacer
 from carebot.store.database import Database
 from tests.conftest import settings_data
 from tests.serve_process import ServeProcess, start_serve, write_config
-from tests.telegram_standin import TelegramStandIn, text_update
+from tests.service import running_service, service_settings
+from tests.telegram_standin import TelegramStandIn, post_update, text_update
 
 ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 FAST = {"retry_interval": 0.05, "check_interval": 0.05}
@@ -336,3 +337,37 @@ async def test_three_workers_one_polls_and_another_takes_over_when_it_is_killed(
             assert tg.conflicts == 0
             assert len(tg.sent) == 10  # every message answered once, none twice
             assert [w.said(LEADS) for w in survivors].count(True) == 1
+
+
+@ON_POSTGRESQL
+async def test_only_the_leader_registers_the_telegram_webhook_and_every_worker_takes_its_calls(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two services on one database (in one process, each with its own connections): the
+    webhook is registered once; calls are taken by both; when the leader stops, the other
+    takes over and registers it again."""
+    async with TelegramStandIn() as tg:
+        settings = service_settings(
+            tmp_path,
+            telegram={"enabled": True, "api_url": f"{tg.url}/bot", "mode": "webhook"},
+            server={"public_url": "https://care.example"},
+        )
+        env = {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_WEBHOOK_SECRET": "hook-secret"}
+        async with contextlib.AsyncExitStack() as stack:
+            first, first_server = await stack.enter_async_context(
+                running_service(settings, database_url, env=env)
+            )
+            second, second_server = await stack.enter_async_context(
+                running_service(settings, database_url, env=env)
+            )
+            assert first.runtime.leadership and first.runtime.leadership.leading
+            assert second.runtime.leadership and not second.runtime.leadership.leading
+            assert len(tg.calls_of("setWebhook")) == 1
+            for chat, server in ((7101, first_server), (7102, second_server)):
+                url = str(server.make_url("/telegram/webhook"))
+                assert await post_update(url, text_update(chat, ORDER), secret="hook-secret") == 200
+            await tg.next_sent(2, timeout=30)
+            await first_server.close()  # the leader stops: the other takes over
+            await tg.wait_for(lambda s: len(s.calls_of("setWebhook")) == 2, timeout=30)
+            assert second.runtime.leadership.leading
+        assert sorted(int(m["chat_id"]) for m in tg.sent) == [7101, 7102]

@@ -43,6 +43,7 @@ CHECK_SECONDS = 5.0  # the leader checks its connection this often
 CONNECT_TIMEOUT = 10.0
 LEADS = "This worker leads"
 STEPS_DOWN = "This worker no longer leads"
+STOPPING = "this worker is stopping"
 
 
 class Singleton(Protocol):
@@ -177,7 +178,7 @@ class Leadership:
         self._retiring = True
         self._wake.set()
         await self._end_campaign()
-        await self._step_down("this worker is stopping")
+        await self._step_down(STOPPING)
 
     async def _end_campaign(self) -> None:
         task, self._task = self._task, None
@@ -197,7 +198,9 @@ class Leadership:
             except Exception as exc:  # the database unreachable, the connection lost...
                 self._decide()
                 log.warning(
-                    "Leader election: %s; connecting again in %gs", exc or repr(exc), self._retry
+                    "Leader election: %s; connecting again in %gs",
+                    str(exc) or repr(exc),
+                    self._retry,
                 )
             if not self._retiring:
                 self._wake.clear()
@@ -223,7 +226,9 @@ class Leadership:
                 await self._hold(conn, lost)
             clean = True
         finally:
-            reason = "stopping" if clean else "the connection to the database was lost"
+            reason = (
+                "this worker is stopping" if clean else "the connection to the database was lost"
+            )
             await self._step_down(reason)
             await _close(conn, clean=clean and not lost.is_set())
 
@@ -269,7 +274,6 @@ class Leadership:
         self._leading = True
         names = ", ".join(d.name for d in self._duties) or "nothing"
         log.info("%s (%s): %s", LEADS, why, names)
-        self._decide()
         for duty in self._duties:
             if duty.inbound and self._retiring:
                 continue
@@ -278,6 +282,7 @@ class Leadership:
                 await duty.part.start()
             except Exception:
                 log.error("The leader could not start %s", duty.name, exc_info=True)
+        self._decide()
 
     async def _step_down(self, reason: str) -> None:
         if not self._leading:
