@@ -276,13 +276,13 @@ class TelegramStandIn(StandIn):
         return [] if self._closing else ready()
 
     async def _terminate_open_polls(self) -> None:
-        """A getUpdates while another waits: the older is answered 409 if its client is still
-        there (one whose client went away, a killed process, is only dropped)."""
-        for request, terminated in list(self._open_polls.values()):
-            terminated[0] = True
+        """A getUpdates while another waits for a client still there: the older is answered
+        409 Conflict (one whose client went away, a killed process, is left to time out)."""
+        for key, (request, terminated) in list(self._open_polls.items()):
             if request.transport is not None and not request.transport.is_closing():
+                terminated[0] = True
                 self.conflicts += 1
-        self._open_polls.clear()
+                del self._open_polls[key]
         await self._notify()
 
     async def _held(self, method: str, gate: asyncio.Event) -> None:
