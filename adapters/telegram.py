@@ -7,9 +7,12 @@ inline keyboard.
 * **Receiving.** ``mode = "polling"`` (development: no public URL) long-polls ``getUpdates``;
   an update is confirmed (the next offset) only after the core stored it, so a failure delays it
   and never drops it. ``mode = "webhook"`` registers ``{public_url}/telegram/webhook`` with a
-  secret token; Telegram's POSTs without that ``X-Telegram-Bot-Api-Secret-Token``, or whose
-  ``Content-Type`` is not exactly ``application/json``, get 403 and are not processed, and an
-  update the core could not store gets 500, so Telegram delivers it again.
+  secret token. Polling and registering the webhook are done by one worker, the leader
+  (:meth:`TelegramChannel.start_leading`; the service decides when); every worker takes the
+  webhook's calls and sends. Telegram's POSTs without that
+  ``X-Telegram-Bot-Api-Secret-Token``, or whose ``Content-Type`` is not exactly
+  ``application/json``, get 403 and are not processed, and an update the core could not store
+  gets 500, so Telegram delivers it again.
 * **What the customer sends.** Text; ``/start`` (greeted by the core); a button of a
   clarification (its label is the message); photos, voice notes, stickers, files, with their
   caption as text and a link agents can open (``/telegram/file/<signed id>``; the bot's token
@@ -101,6 +104,8 @@ class TelegramChannel:
         self._poller: asyncio.Task[None] | None = None
         self._offset: int | None = None
         self._stopping = False
+        self._polling = False  # this worker polls (it leads)
+        self._webhook_cleared = False
         self._closed = False
         self._handling = False  # an update is being handed to the core right now
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -110,34 +115,52 @@ class TelegramChannel:
         self._files.mount(app)
 
     async def start(self, deliver: Deliver) -> None:
+        """Open the client (a wrong token fails here) and take webhook calls. Polling and
+        registering the webhook are the leader's (:meth:`start_leading`)."""
         self._deliver = deliver
         await self._bot.initialize()  # getMe: a wrong token fails here, at start
+        log.info("Telegram channel started (%s) as @%s", self._settings.mode, self._bot.username)
+
+    async def start_leading(self) -> None:
+        """What one worker does for all: poll ``getUpdates`` (two pollers conflict), or
+        register the webhook (every worker takes its calls)."""
+        if self._stopping:
+            return
         if self._settings.mode == "webhook":
             await self._bot.set_webhook(
                 f"{self._public_url}{WEBHOOK_PATH}",
                 secret_token=self._secret,
                 allowed_updates=list(ALLOWED_UPDATES),
             )
-        else:
-            await self._bot.delete_webhook()  # getUpdates refuses to run while one is set
+            log.info("Telegram webhook registered")
+        elif self._poller is None:
+            self._polling = True
             self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
-        log.info("Telegram channel started (%s) as @%s", self._settings.mode, self._bot.username)
+            log.info("Telegram polling started")
+
+    async def stop_leading(self) -> None:
+        """Stop polling: the update in hand is finished (and confirmed); a long poll is cut
+        short. Harmless when not polling."""
+        self._polling = False
+        if self._poller is None:
+            return
+        if not self._handling:
+            self._poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(self._poller, timeout=STOP_GRACE)
+        self._poller = None
+        if self._offset is not None and not self._closed:  # confirm what was handled
+            try:
+                await self._bot.get_updates(offset=self._offset, timeout=0)
+            except TelegramError as exc:
+                log.warning("Could not confirm the last Telegram updates: %s", exc)
+        log.info("Telegram polling stopped")
 
     async def stop(self) -> None:
-        """Stop receiving: the update in hand is finished (and confirmed); a long poll is cut
-        short; webhook calls from now on are answered 503."""
+        """Stop receiving: polling stops (:meth:`stop_leading`); webhook calls from now on are
+        answered 503."""
         self._stopping = True
-        if self._poller is not None:
-            if not self._handling:
-                self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._poller, timeout=STOP_GRACE)
-            self._poller = None
-            if self._offset is not None:  # confirm what was handled, so it is not sent again
-                try:
-                    await self._bot.get_updates(offset=self._offset, timeout=0)
-                except TelegramError as exc:
-                    log.warning("Could not confirm the last Telegram updates: %s", exc)
+        await self.stop_leading()
 
     async def close(self) -> None:
         """Shut the client down (after :meth:`stop`); sending is refused from here on."""
@@ -179,7 +202,7 @@ class TelegramChannel:
     async def _poll(self) -> None:
         await repeat(
             self._poll_once,
-            until=lambda: self._stopping,
+            until=lambda: not self._polling,
             what="Telegram getUpdates",
             backoff=BACKOFF,
             log=log,
@@ -188,6 +211,9 @@ class TelegramChannel:
         )
 
     async def _poll_once(self) -> None:
+        if not self._webhook_cleared:  # getUpdates refuses to run while a webhook is set
+            await self._bot.delete_webhook()
+            self._webhook_cleared = True
         updates = await self._bot.get_updates(
             offset=self._offset,
             timeout=int(self._settings.poll_timeout),
@@ -200,7 +226,7 @@ class TelegramChannel:
             finally:
                 self._handling = False
             self._offset = update.update_id + 1
-            if self._stopping:
+            if not self._polling:
                 return
 
     async def _take_until_stored(self, update: Update) -> None:

@@ -74,3 +74,7 @@ class ConversationCloser:
 
     def stop(self) -> None:
         self._periodic.stop()
+
+    def resume(self) -> None:
+        """Ready to run again after a stop (run by the leader: :mod:`carebot.cluster.leader`)."""
+        self._periodic.resume()

@@ -6,7 +6,9 @@ The teardown, each stage a step (DESIGN.md §8):
    Telegram update being stored, a web chat frame); the Slack desk disconnects Socket Mode;
 2. **finish in-flight work**: the periodic workers (the outbox worker, the Slack thread sync,
    the intent reloader...) finish their current pass and stop, and replies still being sent in
-   the background are awaited;
+   the background are awaited; the leader's singletons stop and it gives up its lead
+   (:mod:`carebot.cluster.leader`: the receiving ones, polling and Socket Mode, stopped with
+   inbound);
 3. **flush the outbox**: every reply that is due is delivered (and Slack's due posts posted),
    while the platform clients are still open;
 4. **close platform clients**: the channels and the Slack web client release their

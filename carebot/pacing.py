@@ -5,6 +5,10 @@ Each send reserves the next free slot before it waits, so concurrent senders que
 instead of all being refused with 429. Telegram allows about one message per second per chat
 and 30 per second overall; Slack about one post per second per channel; WhatsApp paces each
 recipient.
+
+Several workers send for one bot or app, and the platform counts them together: given
+``workers`` (``[server] workers`` x ``machines``), each process keeps to its share, every rate
+(and the burst) divided by that number, so that together they stay within the limit.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ class Pacer:
         *,
         burst: int = 3,
         overall_per_second: float | None = None,
+        workers: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._per_key = 1.0 / per_second
-        self._overall = 1.0 / overall_per_second if overall_per_second else None
-        self._burst = burst
+        if workers < 1:
+            raise ValueError(f"workers must be 1 or more, not {workers}")
+        self._per_key = workers / per_second
+        self._overall = workers / overall_per_second if overall_per_second else None
+        self._burst = max(1, burst // workers)
         self._clock = clock
         self._sleep = sleep
         self._next: dict[str, float] = {}  # per key: when the next send's slot starts

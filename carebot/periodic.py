@@ -46,3 +46,8 @@ class Periodic:
     def stop(self) -> None:
         self.stopping = True
         self._wake.set()
+
+    def resume(self) -> None:
+        """Be ready to :meth:`run` again after a stop (a worker that runs while it leads)."""
+        self.stopping = False
+        self._wake.clear()

@@ -109,6 +109,11 @@ def _telegram(
         links=Signer(secret, "telegram-file"),
         public_url=settings.server.public_url,
         webhook_secret=webhook_secret,
+        pacer=Pacer(
+            cfg.per_chat_per_second,
+            overall_per_second=cfg.overall_per_second,
+            workers=settings.server.total_workers,
+        ),
     )
     platforms.channels.append(channel)
     platforms.mounts.append(partial(_mount, channel))
@@ -134,7 +139,11 @@ def _meta(settings: Settings, secret: bytes, env: Mapping[str, str], platforms: 
             version=meta.api_version,
             token=_secret(env, settings, name, "token_env"),
         )
-        pacer = Pacer(meta.per_recipient_per_second, overall_per_second=meta.overall_per_second)
+        pacer = Pacer(
+            meta.per_recipient_per_second,
+            overall_per_second=meta.overall_per_second,
+            workers=settings.server.total_workers,
+        )
         if name == "whatsapp":
             whatsapp = WhatsAppChannel(
                 api=api,

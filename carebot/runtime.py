@@ -17,6 +17,7 @@ from carebot.agents import AgentDesk
 from carebot.channel import Channel, Deliver
 from carebot.clock import Clock, utcnow
 from carebot.closing import ConversationCloser
+from carebot.cluster.leader import Duty, Leadership, LeadingChannel, LeadWorker, Part
 from carebot.cluster.notify import Notifier
 from carebot.config import Settings
 from carebot.events import Event, EventHub
@@ -158,6 +159,10 @@ class Runtime:
     # The periodic workers: started after recovery, stopped together once inbound has stopped
     # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
     workers: list[Worker] = field(default_factory=list)
+    # What only one worker of the database runs, while it leads (:mod:`carebot.cluster.leader`):
+    # the sweeps here, Slack's parts (added by the server) and the channels' polling.
+    singletons: list[Duty] = field(default_factory=list)
+    leadership: Leadership | None = None  # set by lifecycle()
     _life: Lifecycle | None = None
 
     def add_channel(self, channel: Channel) -> None:
@@ -196,8 +201,21 @@ class Runtime:
         workers = Workers(self.workers)
         life.add(Stage.IN_FLIGHT, "recovery", start=self.inbox.recover)
         life.add(Stage.IN_FLIGHT, "workers", start=workers.start, stop=workers.stop)
+        leadership = self.leadership = self._leadership()
+        life.add(Stage.IN_FLIGHT, "leadership", start=leadership.start, stop=leadership.stop)
+        life.add(Stage.INBOUND, "the leader's receiving", stop=leadership.stop_inbound)
         life.add(Stage.IN_FLIGHT, "background sends", stop=self.outbox.drain)
         return life
+
+    def _leadership(self) -> Leadership:
+        leadership = Leadership.for_database(self.db.url)
+        for duty in self.singletons:
+            leadership.add(duty)
+        for channel in self.channels.values():
+            if isinstance(channel, LeadingChannel):
+                part = Part(channel.start_leading, channel.stop_leading)
+                leadership.add(Duty(f"channel {channel.name}", part, inbound=True))
+        return leadership
 
     async def start(self, *, deliver: Deliver | None = None) -> None:
         """Start on its own (``carebot chat``, tests): every stage of :meth:`lifecycle` set
@@ -406,5 +424,9 @@ async def build_runtime(
         cache=cache,
         notifier=notifier,
         ratings=ratings,
-        workers=[worker, closer, ratings, recovery, *([reloader] if reloader else [])],
+        workers=[worker, recovery, *([reloader] if reloader else [])],
+        singletons=[
+            Duty("the idle-conversation sweep", LeadWorker(closer)),
+            Duty("the rating requests", LeadWorker(ratings)),
+        ],
     )

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
+from carebot.cluster.leader import Duty, LeadWorker, Part
 from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
 from carebot.console.proposals import ProposalMaker
@@ -102,7 +103,10 @@ def build_app(
     slack = _slack_desk(settings, runtime, env, answers, console.maker)
     if slack is not None:
         slack.mount(app)
-        runtime.workers.append(slack.sync)
+        runtime.singletons.append(Duty("the Slack thread sync", LeadWorker(slack.sync)))
+        if slack.uses_socket_mode:
+            socket = Part(slack.connect_socket, slack.disconnect_socket)
+            runtime.singletons.append(Duty("Slack Socket Mode", socket, inbound=True))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     mount_metrics(app, settings, db=runtime.db, clock=runtime.clock, env=env, insight=insight)

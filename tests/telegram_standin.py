@@ -24,6 +24,10 @@ from tests.loopback import Json, StandIn
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 BLOCKED = "Forbidden: bot was blocked by the user"
+TERMINATED = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
+    "is running"
+)
 _update_ids = itertools.count(100_000)
 _message_ids = itertools.count(1)
 _file_ids = itertools.count(1)
@@ -50,6 +54,7 @@ class Call:
     method: str
     params: Json
     status: int
+    token: str = ""  # the token it came with (see TelegramStandIn.accept)
 
 
 class TelegramStandIn(StandIn):
@@ -73,6 +78,12 @@ class TelegramStandIn(StandIn):
         self._updates: list[Json] = []
         self._failures: dict[str, list[ApiError]] = {}
         self.waiting_polls = 0  # getUpdates calls waiting for an update right now
+        # Long polls cut short by a newer getUpdates while their client was still there (the
+        # real Bot API answers the older one 409 Conflict: two bot instances poll).
+        self.conflicts = 0
+        self._open_polls: dict[int, tuple[web.Request, list[bool]]] = {}
+        self.poll_tokens: list[str] = []  # the token of each getUpdates, as they arrive
+        self._tokens = {token}
         self.holding: list[str] = []  # methods whose call is held right now (see hold_next)
         self._holds: dict[str, asyncio.Event] = {}
         self._closing = False
@@ -87,6 +98,11 @@ class TelegramStandIn(StandIn):
     def token(self) -> str:
         """The one token the stand-in accepts (any other gets 401 Unauthorized)."""
         return self._token
+
+    def accept(self, token: str) -> None:
+        """Accept ``token`` too, for the same bot: several processes can be told apart by the
+        token each was given (``Call.token``)."""
+        self._tokens.add(token)
 
     @property
     def pending(self) -> list[Json]:
@@ -164,19 +180,22 @@ class TelegramStandIn(StandIn):
 
     async def _on_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        token = request.match_info["token"]
         params = await _read_params(request)
         try:
-            result = await self._dispatch(request.match_info["token"], method, params)
+            result = await self._dispatch(token, method, params, request)
         except ApiError as error:
-            self.calls.append(Call(method, params, error.status))
+            self.calls.append(Call(method, params, error.status, token))
             await self._notify()
             return web.json_response(error.body(), status=error.status)
-        self.calls.append(Call(method, params, 200))
+        self.calls.append(Call(method, params, 200, token))
         await self._notify()
         return web.json_response({"ok": True, "result": result})
 
-    async def _dispatch(self, token: str, method: str, params: Json) -> Any:
-        if token != self._token:
+    async def _dispatch(
+        self, token: str, method: str, params: Json, request: web.Request | None = None
+    ) -> Any:
+        if token not in self._tokens:
             raise ApiError(401, "Unauthorized")
         handler = self._methods().get(method)
         if handler is None:
@@ -186,7 +205,8 @@ class TelegramStandIn(StandIn):
         if method in self._holds:
             await self._held(method, self._holds.pop(method))
         if method == "getUpdates":
-            return await self._get_updates(params)
+            self.poll_tokens.append(token)
+            return await self._get_updates(params, request)
         return handler(params)
 
     def _methods(self) -> dict[str, Callable[[Json], Any]]:
@@ -228,9 +248,10 @@ class TelegramStandIn(StandIn):
             info["allowed_updates"] = hook["allowed_updates"]
         return info
 
-    async def _get_updates(self, params: Json) -> list[Json]:
+    async def _get_updates(self, params: Json, request: web.Request | None = None) -> list[Json]:
         if self.webhook is not None:
             raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active")
+        await self._terminate_open_polls()
         offset = int(params.get("offset") or 0)
         if offset > 0:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -242,9 +263,27 @@ class TelegramStandIn(StandIn):
             return kinds[:limit]
 
         timeout = float(params.get("timeout") or 0)
-        if not ready() and timeout > 0:
-            await self._long_poll(lambda: bool(ready()) or self._closing, timeout)
+        if not ready() and timeout > 0 and request is not None:
+            terminated = [False]
+            self._open_polls[id(terminated)] = (request, terminated)
+            try:
+                done = lambda: bool(ready()) or self._closing or terminated[0]  # noqa: E731
+                await self._long_poll(done, timeout)
+            finally:
+                self._open_polls.pop(id(terminated), None)
+            if terminated[0]:
+                raise ApiError(409, TERMINATED)
         return [] if self._closing else ready()
+
+    async def _terminate_open_polls(self) -> None:
+        """A getUpdates while another waits for a client still there: the older is answered
+        409 Conflict (one whose client went away, a killed process, is left to time out)."""
+        for key, (request, terminated) in list(self._open_polls.items()):
+            if request.transport is not None and not request.transport.is_closing():
+                terminated[0] = True
+                self.conflicts += 1
+                del self._open_polls[key]
+        await self._notify()
 
     async def _held(self, method: str, gate: asyncio.Event) -> None:
         self.holding.append(method)

@@ -9,7 +9,10 @@ posts what Slack missed as soon as it is back.
 Its parts take their places in the service's lifecycle (:meth:`SlackDesk.join`): its web client
 opens with the platform clients and closes with them; the thread sync is one of the periodic
 workers; Slack's due posts are flushed with the outbox; Socket Mode connects last and
-disconnects first. Stopping finishes the agents' actions in hand (bolt runs them after it has
+disconnects first. The thread sync and Socket Mode run on one worker, the leader
+(:mod:`carebot.cluster.leader`); every worker takes Events API requests.
+
+Stopping finishes the agents' actions in hand (bolt runs them after it has
 acknowledged Slack, which will not send them again), and events that come after are answered
 503 (Slack retries them).
 """
@@ -86,7 +89,8 @@ class SlackDesk:
         slack = settings.slack
         self._credentials = credentials
         client = make_client(credentials.bot_token, slack.api_url)
-        self.api = SlackApi(client, channel=slack.channel, pacer=Pacer(slack.posts_per_second))
+        pacer = Pacer(slack.posts_per_second, workers=settings.server.total_workers)
+        self.api = SlackApi(client, channel=slack.channel, pacer=pacer)
         threads = SlackThreadStore(db, clock=clock)
         self.people = People(
             self.api, agents=slack.agents, cache_seconds=slack.members_cache_seconds
@@ -180,12 +184,30 @@ class SlackDesk:
             await session.close()
 
     async def start(self) -> None:
-        """Take events: over HTTP (mounted), and over Socket Mode when an app token is set."""
+        """Take events over HTTP (mounted). Socket Mode is the leader's
+        (:meth:`connect_socket`): Slack allows few connections per app."""
         self._receiving = True
-        if self._credentials.app_token is not None:
+        log.info("Slack desk started: channel %s, %s", self.api.channel, self.describe(""))
+
+    @property
+    def uses_socket_mode(self) -> bool:
+        return self._credentials.app_token is not None
+
+    async def connect_socket(self) -> None:
+        """Connect Socket Mode (in the background, trying again while Slack is unreachable)."""
+        if self._credentials.app_token is not None and self._socket is None:
             self._socket = AsyncSocketModeHandler(self.app, self._credentials.app_token)
             self._connecting = asyncio.create_task(self._connect(self._socket), name="slack-socket")
-        log.info("Slack desk started: channel %s, %s", self.api.channel, self.describe(""))
+
+    async def disconnect_socket(self) -> None:
+        """Disconnect Socket Mode (harmless when not connected)."""
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()  # it retries until connected: only a cancellation ends it
+            await asyncio.wait([connecting])
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            await socket.close_async()
 
     async def _connect(self, socket: AsyncSocketModeHandler) -> None:
         """Connect Socket Mode, trying again while Slack is unreachable (once connected, the
@@ -203,13 +225,7 @@ class SlackDesk:
         """Stop taking events: Socket Mode disconnects, HTTP events are answered 503, and
         the agents' actions in hand are finished."""
         self._receiving = False
-        connecting, self._connecting = self._connecting, None
-        if connecting is not None:
-            connecting.cancel()  # it retries until connected: only a cancellation ends it
-            await asyncio.wait([connecting])
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            await socket.close_async()
+        await self.disconnect_socket()
         if self._in_hand:
             _done, late = await asyncio.wait(set(self._in_hand), timeout=STOP_GRACE)
             if late:

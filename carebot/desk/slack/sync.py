@@ -115,6 +115,11 @@ class ThreadSync:
         self._halt.set()
         self._wake.set()
 
+    def resume(self) -> None:
+        """Ready to run again after a stop (run by the leader: :mod:`carebot.cluster.leader`)."""
+        self._stopping = False
+        self._halt.clear()
+
     async def _pass(self) -> None:
         """Look for the conversations Slack is behind on, then keep their threads up to date
         until the next tick. Raises when the store or Slack fails (what is left stays due)."""
