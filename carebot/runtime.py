@@ -208,7 +208,7 @@ class Runtime:
         return life
 
     def _leadership(self) -> Leadership:
-        leadership = Leadership.for_database(self.db.url)
+        leadership = Leadership.for_database(self.db)
         for duty in self.singletons:
             leadership.add(duty)
         for channel in self.channels.values():

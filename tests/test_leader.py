@@ -13,7 +13,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from carebot.cluster.leader import LEADS, LOCK_KEY, STEPS_DOWN, Duty, Leadership
 from carebot.pacing import Pacer
@@ -64,7 +63,7 @@ class Recording:
 
 
 def leadership(url: str, duties: Duties, name: str = "") -> Leadership:
-    lead = Leadership.for_database(make_url(url), **FAST)
+    lead = Leadership.for_database(Database(url), **FAST)
     lead.add(Duty("sweep", duties.part(f"sweep{name}")))
     lead.add(Duty("polling", duties.part(f"polling{name}"), inbound=True))
     return lead
@@ -152,8 +151,7 @@ async def test_a_follower_that_loses_its_connection_reconnects_and_still_follows
 
 
 async def admin(database_url: str) -> asyncpg.Connection:
-    dsn = make_url(database_url).set(drivername="postgresql")
-    return await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    return await asyncpg.connect(Database(database_url).asyncpg_dsn())
 
 
 async def terminate_lock_holder(database_url: str) -> None:

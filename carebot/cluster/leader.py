@@ -31,9 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy.engine import URL
-
 from carebot.lifecycle import Worker, Workers
+from carebot.store.database import Database
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -133,15 +132,13 @@ class Leadership:
     @classmethod
     def for_database(
         cls,
-        url: URL,
+        db: Database,
         *,
         retry_interval: float = RETRY_SECONDS,
         check_interval: float = CHECK_SECONDS,
     ) -> Leadership:
-        """The leadership of the workers of the database at ``url`` (a SQLAlchemy URL)."""
-        dsn = None
-        if url.get_backend_name() != "sqlite":
-            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        """The leadership of the workers of ``db``."""
+        dsn = None if db.is_sqlite else db.asyncpg_dsn()
         return cls(dsn=dsn, retry_interval=retry_interval, check_interval=check_interval)
 
     @property
