@@ -342,6 +342,7 @@ class ServerSettings(_Section):
     workers: Annotated[int, Field(ge=1, le=64)] = 1  # serve's processes on this machine
     machines: Annotated[int, Field(ge=1, le=100)] = 1  # machines serving from this database
     secure_cookies: bool = False  # cookies marked Secure even when the request came over HTTP
+    forwarded_for: bool = False  # the client's address is the last X-Forwarded-For entry
 
     @property
     def total_workers(self) -> int:

@@ -196,7 +196,13 @@ def _mount_inbox(
     AgentInbox(
         agents=agents,
         sessions=sessions,
-        throttle=LoginThrottle(runtime.db, runtime.clock, settings.inbox, sleep=login_sleep),
+        throttle=LoginThrottle(
+            runtime.db,
+            runtime.clock,
+            settings.inbox,
+            sleep=login_sleep,
+            forwarded_for=settings.server.forwarded_for,
+        ),
         desk=runtime.desk,
         queue=runtime.queue,
         labels=runtime.labels,

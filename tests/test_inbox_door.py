@@ -355,3 +355,34 @@ async def test_concurrent_failures_each_count_once(database: Database, clock: Cl
     clock.advance(15 * 60)
     assert await failures.locked_until([name_key("ann")]) is None
     assert (await failures.failed(name_key("ann"))).count == 1  # a new run
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "headers", "address"),
+    [
+        (False, {"X-Forwarded-For": "203.0.113.9"}, "127.0.0.1"),  # not trusted: the peer's
+        (True, {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}, "203.0.113.9"),  # the proxy's
+        (True, {}, "127.0.0.1"),  # no header: the peer's
+    ],
+)
+async def test_behind_a_proxy_failures_count_by_the_forwarded_address(
+    tmp_path: Path,
+    database_url: str,
+    clock: Clock,
+    delays: Delays,
+    forwarded_for: bool,
+    headers: dict[str, str],
+    address: str,
+) -> None:
+    settings = service_settings(
+        tmp_path, inbox={"agents": AGENTS}, server={"forwarded_for": forwarded_for}
+    )
+    async with (
+        running_service(settings, database_url, clock, login_sleep=delays) as (running, server),
+        browser() as http,
+    ):
+        http.headers.update(headers)
+        assert (await log_in(http, base_of(server), "nobody", "wrong"))[0] == 401
+        async with running.runtime.db.session() as session:
+            keys = set((await session.scalars(select(LoginFailure.key))).all())
+    assert f"address:{address}" in keys

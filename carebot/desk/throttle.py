@@ -4,9 +4,10 @@ a name or address locked for ``[inbox] lockout_minutes`` after ``max_failed_logi
 in a row. While locked, the password is not even checked. A success clears the name's and the
 address's count. Each failure is logged (name and address, never the password).
 
-The address is the peer's (``request.remote``): behind a reverse proxy that is the proxy, so
-every client shares one address count there, and a run of failures from anyone locks the
-address for all (the name count still holds per agent).
+The address is the peer's (``request.remote``). Behind a reverse proxy that is the proxy's,
+so every client would share one address count (and a run of failures from anyone would lock
+the address for all): with ``[server] forwarded_for`` it is the last ``X-Forwarded-For``
+entry instead, the one the proxy added (:func:`client_address`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+
+from aiohttp import web
 
 from carebot.clock import Clock
 from carebot.config import InboxSettings
@@ -43,6 +46,17 @@ class Locked:
         )
 
 
+def client_address(request: web.Request, *, forwarded_for: bool) -> str:
+    """The client's address: the peer's, or behind one trusted proxy the address it added last
+    to ``X-Forwarded-For`` (the entries before it are the client's own to write)."""
+    if forwarded_for:
+        entries = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+        last = entries[-1].strip()
+        if last:
+            return last[:100]
+    return request.remote or "unknown"
+
+
 def delay_after(failures: int) -> float:
     """Seconds to wait before answering the ``failures``-th failure in a row."""
     return min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, failures - 1))
@@ -56,8 +70,10 @@ class LoginThrottle:
         settings: InboxSettings,
         *,
         sleep: Sleep = asyncio.sleep,
+        forwarded_for: bool = False,
     ) -> None:
         self._clock = clock
+        self.forwarded_for = forwarded_for  # see client_address
         self._failures = LoginFailures(
             db,
             clock,

@@ -26,7 +26,7 @@ from carebot.agents import AgentDesk
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
-from carebot.desk.throttle import Locked, LoginThrottle
+from carebot.desk.throttle import Locked, LoginThrottle, client_address
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.store.emotion_labels import EmotionLabelStore
@@ -157,7 +157,8 @@ class AgentInbox:
                 text="The login form expired or was not sent from this "
                 "site (missing CSRF token). Reload the page."
             )
-        name, address = str(form.get("name", "")), request.remote or "unknown"
+        name = str(form.get("name", ""))
+        address = client_address(request, forwarded_for=self._throttle.forwarded_for)
         locked = await self._throttle.check(name, address)
         if locked is None:  # while locked, even the right password is not checked
             agent = await self._agents.verify(name, str(form.get("password", "")))
