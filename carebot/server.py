@@ -1,8 +1,9 @@
 """``carebot serve``: one aiohttp process hosting the web chat, the social channels' webhooks, the
 agent inbox and health checks.
 
-``/healthz`` answers while the process is up; ``/readyz`` when the model is loaded, the
-database is reachable and migrated, and the outbox is being delivered.
+``/healthz`` answers while the process is up (with its pid: which worker answered);
+``/readyz`` when the model is loaded, the database is reachable and migrated, and the outbox is
+being delivered, and 503 from the moment the shutdown begins (the worker is draining).
 
 SIGTERM (or Ctrl-C) shuts down in one order (:mod:`carebot.lifecycle`): no new connections;
 the channels and Slack stop receiving, each finishing what it has in hand; the requests in
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,6 +31,7 @@ from aiohttp import web
 
 from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
+from carebot.cluster.safety import check_several_workers
 from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
 from carebot.console.proposals import ProposalMaker
@@ -51,10 +54,26 @@ from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
 
 if TYPE_CHECKING:
+    from carebot.cluster.supervisor import Slot
     from carebot.desk.slack.desk import SlackDesk
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
+
+
+class Draining:
+    """Set once the shutdown begins: ``/readyz`` answers 503 from then on."""
+
+    def __init__(self) -> None:
+        self.since = False
+
+    async def begin(self, _app: web.Application | None = None) -> None:
+        if not self.since:
+            log.info("Draining: /readyz answers 503 while the requests in flight finish")
+        self.since = True
+
+
+DRAINING = web.AppKey("draining", Draining)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +101,8 @@ def build_app(
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
+    app[DRAINING] = Draining()
+    app.on_shutdown.append(app[DRAINING].begin)
     if settings.webchat.enabled:
         _mount_webchat(app, settings, runtime, secret)
     platforms = build_platforms(settings, secret, env)
@@ -220,11 +241,14 @@ def _slack_desk(
 
 
 async def _healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "up"})
+    return web.json_response({"status": "up", "pid": os.getpid()})
 
 
 async def _readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    if request.app[DRAINING].since:
+        body = {"ready": False, "draining": True, "status": "draining: shutting down"}
+        return web.json_response(body, status=503)
     checks = {"model": len(runtime.triage.matcher.intents) > 0, "outbox": runtime.outbox.running}
     try:
         await runtime.db.ping()
@@ -244,9 +268,12 @@ async def serve(
     port: int | None = None,
     out: TextIO = sys.stdout,
     encoder: Encoder | None = None,
+    slot: Slot | None = None,
 ) -> None:
     """Load the model, serve until SIGTERM or SIGINT, then shut down cleanly. ``encoder``
-    replaces the configured model (tests)."""
+    replaces the configured model (tests); ``slot``: this process is one of ``serve --workers``
+    (it shares the port with the others)."""
+    check_several_workers(settings)
     SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
     build_platforms(settings, b"check only")  # and so does a channel's
     print("Loading the model and intents...", file=out, flush=True)
@@ -271,6 +298,7 @@ async def serve(
             stop=stop,
             shutdown_timeout=settings.server.shutdown_timeout,
             out=out,
+            slot=slot,
         )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -285,16 +313,20 @@ async def run_service(
     stop: asyncio.Event,
     shutdown_timeout: float,
     out: TextIO = sys.stdout,
+    slot: Slot | None = None,
 ) -> None:
     """Serve until ``stop`` is set (``serve`` sets it on SIGTERM and SIGINT), then shut down
-    in the lifecycle's order. Raises ShutdownError when a step of the shutdown failed."""
+    in the lifecycle's order. Raises ShutdownError when a step of the shutdown failed.
+    ``slot``: one of ``serve --workers``, listening with SO_REUSEPORT."""
     runner = web.AppRunner(service.app, handle_signals=False, shutdown_timeout=shutdown_timeout)
     try:
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=slot is not None).start()
         metrics = service.runtime.settings.metrics.enabled
-        _announce(out, f"http://{host}:{port}", service.demo_password, service.slack, metrics)
+        base = f"http://{host}:{port}"
+        _announce(out, base, service.demo_password, service.slack, metrics, _worker(slot))
         await stop.wait()
+        await service.app[DRAINING].begin()
     except BaseException:
         # What was set up is torn down; a failure of that is logged, and the error that
         # stopped the start (a wrong token, a port in use) is the one reported.
@@ -306,11 +338,20 @@ async def run_service(
     print("Stopped.", file=out, flush=True)
 
 
+def _worker(slot: Slot | None) -> str:
+    return "" if slot is None else f" (worker {slot}, pid {os.getpid()})"
+
+
 def _announce(
-    out: TextIO, base: str, demo_password: str | None, slack: SlackDesk | None, metrics: bool
+    out: TextIO,
+    base: str,
+    demo_password: str | None,
+    slack: SlackDesk | None,
+    metrics: bool,
+    worker: str = "",
 ) -> None:
     lines = [
-        f"carebot is serving on {base}",
+        f"carebot is serving on {base}{worker}",
         f"  web chat demo:  {base}/",
         f"  agent inbox:    {base}/inbox",
         f"  insights:       {base}/insights   (for agents with the lead role)",
