@@ -169,6 +169,23 @@ async def test_serve_with_two_workers_shares_the_port_restarts_a_dead_one_and_st
             os.kill(pid, 0)
 
 
+@ON_POSTGRESQL
+async def test_a_killed_supervisor_takes_its_workers_down_cleanly(
+    tmp_path: Path, database: Database, database_url: str
+) -> None:
+    """No worker is left holding the port: each gets SIGTERM and shuts down in order."""
+    config = config_file(tmp_path, database_url)
+    supervisor = await start_serve(config, args=["--workers", "2"], env=SECRET, name="supervisor")
+    try:
+        await supervisor.wait_for_lines(SERVING, 2)
+        supervisor.kill()
+        stopped = await supervisor.wait_for_lines("Stopped.", 2)
+    finally:
+        await supervisor.stop()  # its output ends once no worker holds it open
+    assert stopped == ["Stopped.", "Stopped."]
+    assert not supervisor.said("died unexpectedly")
+
+
 async def waiting_for_the_migration_lock(admin: Any) -> int:
     row = await admin.execute(
         text(

@@ -169,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
     if slot is None and settings.server.workers > 1:
         return _supervise(args, settings)
     if slot is not None:
+        slot.follow_supervisor()
         settings = for_worker(settings, slot.count)
     asyncio.run(serve(settings, host=args.host, port=args.port, encoder=args.encoder, slot=slot))
     return 0

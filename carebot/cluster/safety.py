@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from carebot.config import Settings
+from carebot.config import ServerSettings, Settings
 from carebot.exceptions import ConfigError
 
 
@@ -22,9 +23,11 @@ def with_workers(settings: Settings, workers: int | None) -> Settings:
     """``settings`` with ``[server] workers`` replaced by ``workers`` (``--workers``), if given."""
     if workers is None or workers == settings.server.workers:
         return settings
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1 (got {workers})")
-    server = settings.server.model_copy(update={"workers": workers})
+    try:
+        server = ServerSettings.model_validate({**settings.server.model_dump(), "workers": workers})
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].lower()
+        raise ConfigError(f"--workers {workers}: {reason}, as for [server] workers") from exc
     return settings.model_copy(update={"server": server})
 
 

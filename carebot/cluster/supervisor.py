@@ -1,7 +1,8 @@
 """``carebot serve --workers N``: N processes of this machine serving one port, supervised.
 
 The supervisor does not serve. It runs its own command line again N times, each child told
-by the ``CAREBOT_WORKER`` environment variable (``"index/N"``) that it is a worker: a child
+by the ``CAREBOT_WORKER`` environment variable (``"index/N:supervisor pid"``) that it is a
+worker: a child
 serves in process as ``carebot serve`` does, on the same host and port with ``SO_REUSEPORT``
 (the kernel spreads new connections over them), with its model threads set so that
 N x threads <= the cores. Running the same command line keeps everything the parent was
@@ -12,15 +13,19 @@ death (1 s up to a minute; a child that served for a minute starts the count ove
 that exits with code 2 refused to start (a configuration, intents or database problem that a
 restart does not fix): the supervisor stops the others and exits with 2. SIGTERM or SIGINT
 is passed to every child, each shutting down in the documented order, and the supervisor
-exits 0 once they all stopped cleanly (1 if one did not).
+exits 0 once they all stopped cleanly (1 if one did not). A supervisor that is killed takes
+its children with it: on Linux the kernel sends each SIGTERM (``PR_SET_PDEATHSIG``), so none
+is left holding the port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import re
 import signal
 import socket
 import time
@@ -28,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from carebot.config import Settings
-from carebot.exceptions import ConfigError
+from carebot.exceptions import CarebotError, ConfigError
 from carebot.nlu.onnx_encoder import available_cores, export_problem
 
 log = logging.getLogger(__name__)
@@ -37,26 +42,38 @@ REFUSED = 2  # a child's exit code when carebot refused to start (a CarebotError
 FIRST_BACKOFF = 1.0  # seconds before the first restart of a child that died
 MAX_BACKOFF = 60.0
 STEADY = 60.0  # seconds of serving after which a child's death is not a quick one
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """Which worker a child process is: ``index`` of ``count`` (from 1)."""
+    """Which worker a child process is: ``index`` of ``count`` (from 1), and whose."""
 
     index: int
     count: int
+    supervisor: int  # the supervisor's pid
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+    @property
+    def env_value(self) -> str:
+        return f"{self.index}/{self.count}:{self.supervisor}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Slot | None:
         """The slot the supervisor gave this process, or None when it runs on its own."""
         value = (os.environ if env is None else env).get(WORKER_ENV, "")
-        index, _, count = value.partition("/")
-        if not (index.isdigit() and count.isdigit()):
-            return None
-        return cls(int(index), int(count))
+        found = re.fullmatch(r"(\d+)/(\d+):(\d+)", value)
+        return cls(*map(int, found.groups())) if found else None
+
+    def follow_supervisor(self) -> None:
+        """End this worker with its supervisor: SIGTERM (a clean shutdown) when it dies, even
+        killed (Linux; elsewhere a killed supervisor leaves its workers running)."""
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != self.supervisor:
+            raise CarebotError(f"The supervisor (pid {self.supervisor}) is gone: not starting")
 
 
 def worker_threads(configured: int, workers: int, cores: int) -> tuple[int, str | None]:
@@ -163,9 +180,9 @@ class Supervisor:
         """Keep worker ``index`` running until the stop; its last exit code."""
         quick_deaths = 0
         while True:
-            slot = Slot(index, self._count)
+            slot = Slot(index, self._count, os.getpid())
             child = await asyncio.create_subprocess_exec(
-                *self._command, env={**self._env, WORKER_ENV: str(slot)}
+                *self._command, env={**self._env, WORKER_ENV: slot.env_value}
             )
             self._children[index] = child
             log.info("Worker %s started (pid %d)", slot, child.pid)
