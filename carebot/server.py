@@ -247,8 +247,7 @@ async def _healthz(_request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if request.app[DRAINING].since:
-        body = {"ready": False, "draining": True, "status": "draining: shutting down"}
-        return web.json_response(body, status=503)
+        return _draining()
     checks = {"model": len(runtime.triage.matcher.intents) > 0, "outbox": runtime.outbox.running}
     try:
         await runtime.db.ping()
@@ -257,8 +256,15 @@ async def _readyz(request: web.Request) -> web.Response:
     except StoreError as exc:
         log.warning("Not ready: %s", exc)
         checks["database"] = checks["migrations"] = False
+    if request.app[DRAINING].since:  # it began while the checks ran
+        return _draining()
     ready = all(checks.values())
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def _draining() -> web.Response:
+    body = {"ready": False, "draining": True, "status": "draining: shutting down"}
+    return web.json_response(body, status=503)
 
 
 async def serve(

@@ -170,6 +170,24 @@ async def test_serve_with_two_workers_shares_the_port_restarts_a_dead_one_and_st
 
 
 @ON_POSTGRESQL
+async def test_workers_refusing_an_unmigrated_database_stop_the_supervisor(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A refusal is not restarted (it would refuse again): the supervisor exits with 2."""
+    config = config_file(tmp_path, database_url)
+    supervisor = await start_serve(
+        config, args=["--workers", "2"], env=SECRET, name="supervisor", ready=None
+    )
+    async with asyncio.timeout(90):
+        code = await supervisor.process.wait()
+    await supervisor.stop()
+    assert code == 2, supervisor.output()
+    assert supervisor.said("Run 'carebot db upgrade'")
+    assert supervisor.said("refused to start (exit code 2, see its error above)")
+    assert not supervisor.said(SERVING) and not supervisor.said("restarting")
+
+
+@ON_POSTGRESQL
 async def test_a_killed_supervisor_takes_its_workers_down_cleanly(
     tmp_path: Path, database: Database, database_url: str
 ) -> None:
