@@ -86,6 +86,30 @@ def test_several_workers_refuse_an_unsafe_setup_with_the_fix(
     assert problem in err and not any(text in err for text in others), err
 
 
+@pytest.mark.parametrize(
+    ("workers", "refusal"),
+    [
+        ("0", "--workers 0: input should be greater than or equal to 1"),
+        ("65", "--workers 65: input should be less than or equal to 64"),
+        # main() called with other arguments than the process's: nothing to run again
+        ("2", "serve --workers runs its own command line once per worker"),
+    ],
+)
+def test_serve_refuses_workers_it_cannot_start(
+    workers: str,
+    refusal: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in SECRET.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CAREBOT_DATABASE_URL", raising=False)
+    config = config_file(tmp_path, POSTGRES)
+    assert main(["-c", str(config), "serve", "--workers", workers]) == 2
+    assert refusal in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("workers", "machines"), [(1, 1), (1, 3), (4, 1)])
 def test_the_check_counts_the_workers_of_every_machine(
     tmp_path: Path, workers: int, machines: int

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,7 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace, settings: Settings) -> int:
-    from carebot.cluster.supervisor import Supervisor, prepare
+    from carebot.cluster.supervisor import supervise
 
     if not args.own_command_line:
         raise CarebotError(
@@ -184,12 +183,9 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
             "(carebot serve --workers N), not through carebot.cli.main() with other arguments"
         )
     host, port = args.host or settings.server.host, args.port or settings.server.port
-    count = settings.server.workers
-    say = lambda text: print(text, file=sys.stdout, flush=True)  # noqa: E731
-    # an injected encoder (tests) needs no model export
-    prepare(settings, host, port, say, export=args.encoder is None)
-    say(f"Starting {count} workers on {host}:{port} (supervisor pid {os.getpid()})")
-    return asyncio.run(Supervisor([sys.executable, *sys.orig_argv[1:]], count).run())
+    # each worker runs this command line again; an injected encoder (tests) needs no export
+    command = [sys.executable, *sys.orig_argv[1:]]
+    return supervise(settings, command, host, port, export=args.encoder is None)
 
 
 def _hash_password(_args: argparse.Namespace) -> int:

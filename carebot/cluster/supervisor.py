@@ -97,6 +97,18 @@ def for_worker(settings: Settings, workers: int, cores: int | None = None) -> Se
     return settings.model_copy(update={"matcher": matcher})
 
 
+def supervise(
+    settings: Settings, command: Sequence[str], host: str, port: int, *, export: bool = True
+) -> int:
+    """Run ``command`` (this ``carebot serve``) as ``[server] workers`` supervised workers
+    on ``host:port`` until SIGTERM or SIGINT; the exit code."""
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    prepare(settings, host, port, say, export=export)
+    count = settings.server.workers
+    say(f"Starting {count} workers on {host}:{port} (supervisor pid {os.getpid()})")
+    return asyncio.run(Supervisor(command, count).run())
+
+
 def prepare(
     settings: Settings, host: str, port: int, say: Callable[[str], None], *, export: bool = True
 ) -> None:
