@@ -178,9 +178,10 @@ class Supervisor:
         log.error("Not every worker stopped cleanly (exit codes %s)", codes)
         return 1
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Stop supervising: every child gets SIGTERM and shuts down in its own order."""
-        if not self._stopping.is_set():
+    def stop(self, sig: signal.Signals | None = None) -> None:
+        """Stop supervising (on ``sig``, if a signal): every child gets SIGTERM and shuts
+        down in its own order."""
+        if sig is not None and not self._stopping.is_set():
             log.warning("%s: stopping the %d workers", sig.name, self._count)
         self._stopping.set()
         for child in self._children.values():
