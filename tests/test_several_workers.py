@@ -27,7 +27,7 @@ from carebot.exceptions import ConfigError
 from carebot.store.database import MIGRATION_LOCK, MIGRATIONS, Database
 from tests.conftest import ROOT, Clock, settings_data
 from tests.fakes import GatedEncoder
-from tests.serve_process import ServeProcess, start_serve, write_config
+from tests.serve_process import START_TIMEOUT, ServeProcess, start_serve, write_config
 from tests.service import _HASH, Visitor, logged, running_service, service_settings
 from tests.test_shutdown import ORDER
 
@@ -136,8 +136,10 @@ def test_each_worker_gets_its_share_of_the_cores(
     assert got * workers <= max(cores, workers)
 
 
-def worker_pids(supervisor: ServeProcess, lines: list[str]) -> dict[str, int]:
-    """Each worker's pid by its slot ("1/2"), from its announce line (the latest wins)."""
+async def worker_pids(supervisor: ServeProcess, started: int) -> dict[str, int]:
+    """Each worker's pid by its slot ("1/2"), once ``started`` workers said they serve, from
+    their announce lines (the latest of a slot wins)."""
+    lines = await supervisor.wait_for_lines(SERVING, started, timeout=START_TIMEOUT)
     found = (re.search(r"\(worker (\d+/\d+), pid (\d+)\)", line) for line in lines)
     return {m[1]: int(m[2]) for m in found if m}
 
@@ -170,7 +172,7 @@ async def test_serve_with_two_workers_shares_the_port_restarts_a_dead_one_and_st
     config = config_file(tmp_path, database_url)
     supervisor = await start_serve(config, args=["--workers", "2"], env=SECRET, name="supervisor")
     try:
-        first = worker_pids(supervisor, await supervisor.wait_for_lines(SERVING, 2))
+        first = await worker_pids(supervisor, 2)
         assert sorted(first) == ["1/2", "2/2"]
         assert {parent_of(pid) for pid in first.values()} == {supervisor.process.pid}
         assert await answering_pids(supervisor.url, set(first.values())) == set(first.values())
@@ -179,7 +181,7 @@ async def test_serve_with_two_workers_shares_the_port_restarts_a_dead_one_and_st
         await supervisor.wait_for_line(
             f"Worker 1/2 (pid {first['1/2']}) died unexpectedly (killed by SIGKILL); restarting"
         )
-        now = worker_pids(supervisor, await supervisor.wait_for_lines(SERVING, 3))
+        now = await worker_pids(supervisor, 3)
         assert now["2/2"] == first["2/2"] and now["1/2"] not in first.values()
         assert parent_of(now["1/2"]) == supervisor.process.pid
         assert now["1/2"] in await answering_pids(supervisor.url, {now["1/2"]})
@@ -202,7 +204,7 @@ async def test_workers_refusing_an_unmigrated_database_stop_the_supervisor(
     supervisor = await start_serve(
         config, args=["--workers", "2"], env=SECRET, name="supervisor", ready=None
     )
-    async with asyncio.timeout(90):
+    async with asyncio.timeout(START_TIMEOUT):
         code = await supervisor.process.wait()
     await supervisor.stop()
     assert code == 2, supervisor.output()
@@ -219,7 +221,7 @@ async def test_a_killed_supervisor_takes_its_workers_down_cleanly(
     config = config_file(tmp_path, database_url)
     supervisor = await start_serve(config, args=["--workers", "2"], env=SECRET, name="supervisor")
     try:
-        await supervisor.wait_for_lines(SERVING, 2)
+        await supervisor.wait_for_lines(SERVING, 2, timeout=START_TIMEOUT)
         supervisor.kill()
         stopped = await supervisor.wait_for_lines("Stopped.", 2)
     finally:
@@ -258,7 +260,7 @@ async def test_two_db_upgrades_at_once_migrate_the_database_once(
                         stderr=asyncio.subprocess.STDOUT,
                     )
                 )
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(START_TIMEOUT):
                 while await waiting_for_the_migration_lock(watch) < 2:
                     await asyncio.sleep(0.05)  # polling pg_locks: nothing tells us
                     await watch.rollback()
