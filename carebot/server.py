@@ -282,8 +282,8 @@ async def serve(
     check_several_workers(settings)
     SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
     build_platforms(settings, b"check only")  # and so does a channel's
-    print("Loading the model and intents...", file=out, flush=True)
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say = lambda text: _say(out, text)  # noqa: E731
+    say("Loading the model and intents...")
     encoder = encoder or load_encoder(settings, export_if_missing=True, say=say)
     runtime = await build_runtime(settings, encoder=encoder)
     service = build_app(settings, runtime)
@@ -339,9 +339,9 @@ async def run_service(
         with contextlib.suppress(ShutdownError):
             await clean_up(runner)
         raise
-    print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
+    _say(out, "Stopping: finishing in-flight work and flushing the outbox...")
     await clean_up(runner)
-    print("Stopped.", file=out, flush=True)
+    _say(out, "Stopped.")
 
 
 def _worker(slot: Slot | None) -> str:
@@ -373,4 +373,11 @@ def _announce(
         )
     if slack is not None:
         lines.append(f"  Slack desk:     channel {slack.api.channel}, {slack.describe(base)}")
-    print("\n".join(lines), file=out, flush=True)
+    _say(out, "\n".join(lines))
+
+
+def _say(out: TextIO, text: str) -> None:
+    """``text`` and its newline in one write: the workers of ``serve --workers`` share one
+    output, and an unbuffered one (PYTHONUNBUFFERED) would get print's two writes apart."""
+    out.write(text + "\n")
+    out.flush()

@@ -189,7 +189,8 @@ async def test_serve_with_two_workers_shares_the_port_restarts_a_dead_one_and_st
         code = await supervisor.stop()
     assert code == 0, supervisor.output()
     assert supervisor.said("All 2 workers stopped cleanly")
-    assert sum(line == "Stopped." for line in supervisor.lines) == 2  # each worker's own order
+    stopped = [line for line in supervisor.lines if line == "Stopped."]  # each worker's own order
+    assert len(stopped) == 2, supervisor.output()
     for pid in now.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None, *, encoder: Encoder | None = None) -> in
     try:
         return int(args.command(args) or 0)
     except CarebotError as exc:
-        print(f"carebot: {exc}", file=sys.stderr)
+        sys.stderr.write(f"carebot: {exc}\n")  # one write: serve --workers' share stderr
         return 2
     except KeyboardInterrupt:
         return 130

@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,7 +103,11 @@ def supervise(
 ) -> int:
     """Run ``command`` (this ``carebot serve``) as ``[server] workers`` supervised workers
     on ``host:port`` until SIGTERM or SIGINT; the exit code."""
-    say = lambda text: print(text, flush=True)  # noqa: E731
+
+    def say(text: str) -> None:
+        sys.stdout.write(text + "\n")  # one write: the workers share this output
+        sys.stdout.flush()
+
     prepare(settings, host, port, say, export=export)
     count = settings.server.workers
     say(f"Starting {count} workers on {host}:{port} (supervisor pid {os.getpid()})")
