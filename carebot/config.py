@@ -338,6 +338,7 @@ class ServerSettings(_Section):
     secret_env: str = "CAREBOT_SECRET_KEY"
     secret_file: str = ".carebot/secret_key"
     shutdown_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    drain_seconds: Annotated[float, Field(ge=0, le=300)] = 0.0  # /readyz 503 before closing
     public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
     workers: Annotated[int, Field(ge=1, le=64)] = 1  # serve's processes on this machine
     machines: Annotated[int, Field(ge=1, le=100)] = 1  # machines serving from this database

@@ -315,7 +315,9 @@ async def build_runtime(
     worker retries failures). False leaves every reply to the outbox worker. ``backoff``: the
     outbox's wait between attempts at a failed send.
     """
-    db = Database(database_url or settings.database_url())
+    db = Database(
+        database_url or settings.database_url(), max_connections=settings.store.max_connections
+    )
     await db.prepare()
     cache = embedding_cache(settings, encoder)
     events = EventHub()

@@ -1,8 +1,10 @@
 """``carebot serve``: one aiohttp process hosting the web chat, the social channels' webhooks, the
 agent inbox and health checks.
 
-``/healthz`` answers while the process is up; ``/readyz`` when the model is loaded, the
-database is reachable and migrated, and the outbox is being delivered.
+``/healthz`` answers while the process is up (with its pid: which worker answered);
+``/readyz`` when the model is loaded, the database is reachable and migrated, and the outbox is
+being delivered, and 503 from the moment the shutdown begins (the worker is draining; with
+``[server] drain_seconds`` it keeps serving that long first, so a load balancer sees it).
 
 SIGTERM (or Ctrl-C) shuts down in one order (:mod:`carebot.lifecycle`): no new connections;
 the channels and Slack stop receiving, each finishing what it has in hand; the requests in
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -30,6 +33,7 @@ from aiohttp import web
 from carebot import library_logs
 from carebot.adapters.webchat import WebChatChannel
 from carebot.cluster.leader import Duty, LeadWorker, Part
+from carebot.cluster.safety import check_several_workers
 from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
 from carebot.console.proposals import ProposalMaker
@@ -54,10 +58,26 @@ from carebot.signing import Signer, load_secret
 from carebot.store.logins import SessionRecords
 
 if TYPE_CHECKING:
+    from carebot.cluster.supervisor import Slot
     from carebot.desk.slack.desk import SlackDesk
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
+
+
+class Draining:
+    """Set once the shutdown begins: ``/readyz`` answers 503 from then on."""
+
+    def __init__(self) -> None:
+        self.since = False
+
+    async def begin(self, _app: web.Application | None = None) -> None:
+        if not self.since:
+            log.info("Draining: /readyz answers 503 while the requests in flight finish")
+        self.since = True
+
+
+DRAINING = web.AppKey("draining", Draining)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +107,8 @@ def build_app(
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
+    app[DRAINING] = Draining()
+    app.on_shutdown.append(app[DRAINING].begin)
     if settings.webchat.enabled:
         _mount_webchat(app, settings, runtime, secret)
     platforms = build_platforms(settings, secret, env)
@@ -250,11 +272,13 @@ def _slack_desk(
 
 
 async def _healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "up"})
+    return web.json_response({"status": "up", "pid": os.getpid()})
 
 
 async def _readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    if request.app[DRAINING].since:
+        return _draining()
     checks = {"model": len(runtime.triage.matcher.intents) > 0, "outbox": runtime.outbox.running}
     try:
         await runtime.db.ping()
@@ -263,8 +287,15 @@ async def _readyz(request: web.Request) -> web.Response:
     except StoreError as exc:
         log.warning("Not ready: %s", exc)
         checks["database"] = checks["migrations"] = False
+    if request.app[DRAINING].since:  # it began while the checks ran
+        return _draining()
     ready = all(checks.values())
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def _draining() -> web.Response:
+    body = {"ready": False, "draining": True, "status": "draining: shutting down"}
+    return web.json_response(body, status=503)
 
 
 async def serve(
@@ -274,13 +305,16 @@ async def serve(
     port: int | None = None,
     out: TextIO = sys.stdout,
     encoder: Encoder | None = None,
+    slot: Slot | None = None,
 ) -> None:
     """Load the model, serve until SIGTERM or SIGINT, then shut down cleanly. ``encoder``
-    replaces the configured model (tests)."""
+    replaces the configured model (tests); ``slot``: this process is one of ``serve --workers``
+    (it shares the port with the others)."""
+    check_several_workers(settings)
     SlackCredentials.from_env(settings)  # a Slack setting that is wrong stops us before the model
     build_platforms(settings, b"check only")  # and so does a channel's
-    print("Loading the model and intents...", file=out, flush=True)
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say = lambda text: _say(out, text)  # noqa: E731
+    say("Loading the model and intents...")
     encoder = encoder or load_encoder(settings, export_if_missing=True, say=say)
     runtime = await build_runtime(settings, encoder=encoder)
     service = build_app(settings, runtime)
@@ -300,7 +334,9 @@ async def serve(
             port=port or settings.server.port,
             stop=stop,
             shutdown_timeout=settings.server.shutdown_timeout,
+            drain_seconds=settings.server.drain_seconds,
             out=out,
+            slot=slot,
         )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -314,33 +350,54 @@ async def run_service(
     port: int,
     stop: asyncio.Event,
     shutdown_timeout: float,
+    drain_seconds: float = 0.0,
     out: TextIO = sys.stdout,
+    slot: Slot | None = None,
 ) -> None:
     """Serve until ``stop`` is set (``serve`` sets it on SIGTERM and SIGINT), then shut down
-    in the lifecycle's order. Raises ShutdownError when a step of the shutdown failed."""
+    in the lifecycle's order. Raises ShutdownError when a step of the shutdown failed.
+    ``drain_seconds``: first keep serving that long with /readyz unready (``stop`` set again
+    cuts it short). ``slot``: one of ``serve --workers``, listening with SO_REUSEPORT."""
     runner = web.AppRunner(service.app, handle_signals=False, shutdown_timeout=shutdown_timeout)
     try:
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=slot is not None).start()
         metrics = service.runtime.settings.metrics.enabled
-        _announce(out, f"http://{host}:{port}", service.demo_password, service.slack, metrics)
+        base = f"http://{host}:{port}"
+        _announce(out, base, service.demo_password, service.slack, metrics, _worker(slot))
         await stop.wait()
+        await service.app[DRAINING].begin()
+        if drain_seconds > 0:
+            _say(out, f"Draining: /readyz is unready; serving {drain_seconds:g} s more...")
+            stop.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_seconds):
+                    await stop.wait()  # a second signal: no more waiting
     except BaseException:
         # What was set up is torn down; a failure of that is logged, and the error that
         # stopped the start (a wrong token, a port in use) is the one reported.
         with contextlib.suppress(ShutdownError):
             await clean_up(runner)
         raise
-    print("Stopping: finishing in-flight work and flushing the outbox...", file=out, flush=True)
+    _say(out, "Stopping: finishing in-flight work and flushing the outbox...")
     await clean_up(runner)
-    print("Stopped.", file=out, flush=True)
+    _say(out, "Stopped.")
+
+
+def _worker(slot: Slot | None) -> str:
+    return "" if slot is None else f" (worker {slot}, pid {os.getpid()})"
 
 
 def _announce(
-    out: TextIO, base: str, demo_password: str | None, slack: SlackDesk | None, metrics: bool
+    out: TextIO,
+    base: str,
+    demo_password: str | None,
+    slack: SlackDesk | None,
+    metrics: bool,
+    worker: str = "",
 ) -> None:
     lines = [
-        f"carebot is serving on {base}",
+        f"carebot is serving on {base}{worker}",
         f"  web chat demo:  {base}/",
         f"  agent inbox:    {base}/inbox",
         f"  insights:       {base}/insights   (for agents with the lead role)",
@@ -356,4 +413,11 @@ def _announce(
         )
     if slack is not None:
         lines.append(f"  Slack desk:     channel {slack.api.channel}, {slack.describe(base)}")
-    print("\n".join(lines), file=out, flush=True)
+    _say(out, "\n".join(lines))
+
+
+def _say(out: TextIO, text: str) -> None:
+    """``text`` and its newline in one write: the workers of ``serve --workers`` share one
+    output, and an unbuffered one (PYTHONUNBUFFERED) would get print's two writes apart."""
+    out.write(text + "\n")
+    out.flush()

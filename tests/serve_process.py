@@ -95,6 +95,21 @@ class ServeProcess:
             pass
         raise AssertionError(f"{self.name}: {text!r} never came:\n" + self.output())
 
+    async def wait_for_lines(self, text: str, count: int, *, timeout: float = 60.0) -> list[str]:
+        """The output lines holding ``text``, once there are ``count`` of them."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                while True:
+                    found = [line for line in self.lines if text in line]
+                    if len(found) >= count:
+                        return found
+                    if self._reader.done():
+                        break
+                    await self._changed.wait()
+        except TimeoutError:
+            pass
+        raise AssertionError(f"{self.name}: {count} x {text!r} never came:\n" + self.output())
+
     def output(self) -> str:
         return "\n".join(self.lines)
 

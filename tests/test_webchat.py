@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -57,7 +58,8 @@ async def test_health_and_readiness(
 ) -> None:
     _, server = service
     async with http.get(server.make_url("/healthz")) as response:
-        assert response.status == 200 and (await response.json()) == {"status": "up"}
+        assert response.status == 200
+        assert await response.json() == {"status": "up", "pid": os.getpid()}  # which worker
     async with http.get(server.make_url("/readyz")) as response:
         body = await response.json()
     assert response.status == 200, body

@@ -15,6 +15,7 @@ from carebot.cli.commands import Commands, check_intents_first, group
 from carebot.exceptions import CarebotError
 
 if TYPE_CHECKING:
+    from carebot.config import Settings
     from carebot.nlu.encoder import Encoder
 
 
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None, *, encoder: Encoder | None = None) -> in
     """Run one command. ``encoder`` replaces the configured model (tests inject a fake one)."""
     args = _parser().parse_args(argv)
     args.encoder = encoder
+    # serve --workers re-runs this command line for each worker; it can when it is the process's
+    args.own_command_line = argv is None or list(argv) == sys.argv[1:]
     logging.basicConfig(
         level=logging.DEBUG
         if args.verbose > 1
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None, *, encoder: Encoder | None = None) -> in
     try:
         return int(args.command(args) or 0)
     except CarebotError as exc:
-        print(f"carebot: {exc}", file=sys.stderr)
+        sys.stderr.write(f"carebot: {exc}\n")  # one write: serve --workers' share stderr
         return 2
     except KeyboardInterrupt:
         return 130
@@ -91,6 +94,13 @@ def _add_serve(commands: Commands) -> None:
     )
     serve.add_argument("--host", help="address to listen on (default: [server] host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: [server] port)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes on this machine, sharing the port (default: [server] workers); "
+        "more than one needs PostgreSQL, a shared secret key and configured agents",
+    )
     serve.set_defaults(command=_serve)
 
 
@@ -147,12 +157,35 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from carebot.cluster.safety import check_several_workers, with_workers
+    from carebot.cluster.supervisor import Slot, for_worker
     from carebot.config import load_settings
     from carebot.server import serve
 
-    settings = load_settings(args.config)
-    asyncio.run(serve(settings, host=args.host, port=args.port, encoder=args.encoder))
+    settings = with_workers(load_settings(args.config), args.workers)
+    check_several_workers(settings)
+    slot = Slot.from_env()
+    if slot is None and settings.server.workers > 1:
+        return _supervise(args, settings)
+    if slot is not None:
+        slot.follow_supervisor()
+        settings = for_worker(settings, slot.count)
+    asyncio.run(serve(settings, host=args.host, port=args.port, encoder=args.encoder, slot=slot))
     return 0
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
+    from carebot.cluster.supervisor import supervise
+
+    if not args.own_command_line:
+        raise CarebotError(
+            "serve --workers runs its own command line once per worker: start it as a command "
+            "(carebot serve --workers N), not through carebot.cli.main() with other arguments"
+        )
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    # each worker runs this command line again; an injected encoder (tests) needs no export
+    command = [sys.executable, *sys.orig_argv[1:]]
+    return supervise(settings, command, host, port, export=args.encoder is None)
 
 
 def _hash_password(_args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -18,23 +19,65 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from carebot.exceptions import StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+KEPT_APART = 2  # of [store] max_connections: cross-process events, and the leader's lock
+POOL_TIMEOUT = 30.0  # seconds a session waits for a free connection of the pool
+MIGRATION_LOCK = 0x63617265626F74  # pg_advisory_xact_lock's key around 'db upgrade' ("carebot")
+
+
+class _BudgetPool(AsyncAdaptedQueuePool):
+    """The pool of a worker's connection budget: exhausting it says which setting to raise."""
+
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"  # its usual logger
+
+    def _do_get(self) -> Any:
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError as exc:
+            size = self.size()
+            raise sa_exc.TimeoutError(
+                f"All {size} pooled database connections of this worker stayed busy for "
+                f"{self._timeout:g} s ([store] max_connections = {size + KEPT_APART}: the pool, "
+                "plus one connection for cross-process events and one for the leader's lock). "
+                "Raise [store] max_connections (keeping workers x machines x max_connections "
+                "below PostgreSQL's max_connections), or look for slow queries."
+            ) from exc
 
 
 class Database:
-    """Owns the engine. SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """Owns the engine. SQLite gets WAL, a busy timeout and enforced foreign keys; PostgreSQL
+    a pool of ``max_connections`` - 2 connections and no overflow (``[store] max_connections``:
+    the other two are the cross-process events' and the leader's lock's)."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        max_connections: int = 10,
+        pool_timeout: float = POOL_TIMEOUT,
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        pool: dict[str, Any] = {}
+        if not self.is_sqlite:
+            pool = {
+                "poolclass": _BudgetPool,
+                "pool_size": max(1, max_connections - KEPT_APART),
+                "max_overflow": 0,
+                "pool_timeout": pool_timeout,
+            }
         # hide_parameters: SQL parameters (customer text) never appear in errors and logs.
-        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, hide_parameters=True)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, echo=echo, hide_parameters=True, **pool
+        )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -58,9 +101,14 @@ class Database:
             yield session
 
     async def upgrade(self) -> None:
-        """Apply every Alembic migration not yet applied (``carebot db upgrade``)."""
+        """Apply every Alembic migration not yet applied (``carebot db upgrade``). On
+        PostgreSQL a transaction-scoped advisory lock comes first: two upgrades at once take
+        turns, and the second finds the schema at head already."""
         try:
             async with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    lock = text("SELECT pg_advisory_xact_lock(:key)")
+                    await conn.execute(lock, {"key": MIGRATION_LOCK})
                 await conn.run_sync(_upgrade_head)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"Cannot migrate the database at {self.safe_url}: {exc}") from exc
