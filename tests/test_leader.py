@@ -19,7 +19,8 @@ from carebot.pacing import Pacer
 from carebot.store.database import Database
 from tests.conftest import settings_data
 from tests.serve_process import ServeProcess, start_serve, write_config
-from tests.service import running_service, service_settings
+from tests.service import running_service, service_settings, upset_customer
+from tests.slack_standin import SlackStandIn
 from tests.telegram_standin import TelegramStandIn, post_update, text_update
 
 ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -369,3 +370,36 @@ async def test_only_the_leader_registers_the_telegram_webhook_and_every_worker_t
             await tg.wait_for(lambda s: len(s.calls_of("setWebhook")) == 2, timeout=30)
             assert second.runtime.leadership.leading
         assert sorted(int(m["chat_id"]) for m in tg.sent) == [7101, 7102]
+
+
+@ON_POSTGRESQL
+async def test_only_the_leader_keeps_slacks_socket_mode_and_posts_cards(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two services on one database with Slack in Socket Mode: one connection, opened by the
+    leader; a handoff taken by the follower gets one card, posted by the leader's thread sync;
+    when the leader stops, the other connects."""
+    async with SlackStandIn() as slack:
+        slack.add_user("U0AGENT", name="ann", real_name="Ann Agent", display_name="Ann")
+        slack.members = {"U0AGENT", "UBOT"}
+        section = {"channel": "C0CARE", "api_url": slack.base_url, "posts_per_second": 1000.0}
+        settings = service_settings(tmp_path, slack=section)
+        env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_APP_TOKEN": "xapp-test"}
+        async with contextlib.AsyncExitStack() as stack:
+            first, first_server = await stack.enter_async_context(
+                running_service(settings, database_url, env=env)
+            )
+            second, second_server = await stack.enter_async_context(
+                running_service(settings, database_url, env=env)
+            )
+            assert first.runtime.leadership and first.runtime.leadership.leading
+            assert second.runtime.leadership and not second.runtime.leadership.leading
+            await slack.wait_connected()
+            async with upset_customer(second_server):  # received by the follower
+                await slack.wait_for("chat.postMessage", lambda c: "thread_ts" not in c.params)
+            assert slack.connections == 1
+            await first_server.close()  # the leader stops: the other connects
+            await slack.wait_connected(connections=2, timeout=30)
+            assert second.runtime.leadership.leading
+        cards = [m for m in slack.messages["C0CARE"] if "thread_ts" not in m]
+        assert len(cards) == 1
