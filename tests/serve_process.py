@@ -82,18 +82,7 @@ class ServeProcess:
 
     async def wait_for_line(self, text: str, *, timeout: float = 60.0) -> str:
         """The first output line holding ``text``, waiting for it; fails with the output."""
-        try:
-            async with asyncio.timeout(timeout), self._changed:
-                while True:
-                    found = next((line for line in self.lines if text in line), None)
-                    if found is not None:
-                        return found
-                    if self._reader.done():
-                        break
-                    await self._changed.wait()
-        except TimeoutError:
-            pass
-        raise AssertionError(f"{self.name}: {text!r} never came:\n" + self.output())
+        return (await self.wait_for_lines(text, 1, timeout=timeout))[0]
 
     async def wait_for_lines(self, text: str, count: int, *, timeout: float = 60.0) -> list[str]:
         """The output lines holding ``text``, once there are ``count`` of them."""
@@ -162,11 +151,25 @@ async def start_serve(
 
 @contextlib.asynccontextmanager
 async def serving(
-    config: Path, count: int, *, env: Mapping[str, str] = {}, args: Sequence[str] = ()
+    config: Path,
+    count: int,
+    *,
+    env: Mapping[str, str] = {},
+    args: Sequence[str] = (),
+    envs: Sequence[Mapping[str, str]] = (),
 ) -> AsyncIterator[list[ServeProcess]]:
-    """``count`` workers of ``config``, started together, all stopped at the end."""
+    """``count`` workers of ``config``, started together, all stopped at the end; worker i
+    gets ``env`` and ``envs[i]`` (when given) added to the environment."""
     started = await asyncio.gather(
-        *(start_serve(config, env=env, args=args, name=f"worker{i + 1}") for i in range(count)),
+        *(
+            start_serve(
+                config,
+                env={**env, **(envs[i] if i < len(envs) else {})},
+                args=args,
+                name=f"worker{i + 1}",
+            )
+            for i in range(count)
+        ),
         return_exceptions=True,
     )
     workers = [w for w in started if isinstance(w, ServeProcess)]

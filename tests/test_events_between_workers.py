@@ -166,30 +166,11 @@ async def test_events_published_while_the_connection_is_down_are_sent_after_it_i
     assert [p.split('"k":')[1].split(",")[0] for p in sent] == ['"decision"', '"handoff"']
 
 
-class SilentConnection:
-    """A connection whose network went quiet: the ping never returns... until it fails."""
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    def add_termination_listener(self, _callback: object) -> None: ...
-
-    async def add_listener(self, _channel: str, _callback: object) -> None: ...
-
-    async def execute(self, *_args: object) -> str:
-        return "SELECT 0"
+class SilentConnection(FakeConnection):
+    """A connection whose network went quiet: the ping never returns (its timeout notices)."""
 
     async def fetchval(self, _query: str) -> object:
-        await asyncio.Event().wait()  # no answer: the ping's own timeout notices
-
-    async def close(self) -> None:
-        self.closed = True
-
-    def is_closed(self) -> bool:
-        return self.closed
-
-    def terminate(self) -> None:
-        self.closed = True
+        await asyncio.Event().wait()
 
 
 async def test_a_silent_connection_is_noticed_by_the_ping_and_replaced() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +18,7 @@ from carebot.cluster.leader import LEADS, LOCK_KEY, STEPS_DOWN, Duty, Leadership
 from carebot.pacing import Pacer
 from carebot.store.database import Database
 from tests.conftest import settings_data
-from tests.serve_process import ServeProcess, start_serve, write_config
+from tests.serve_process import ServeProcess, serving, write_config
 from tests.service import running_service, service_settings, upset_customer
 from tests.slack_standin import SlackStandIn
 from tests.telegram_standin import TelegramStandIn, post_update, text_update
@@ -244,29 +244,6 @@ def test_a_pacer_for_no_workers_is_refused() -> None:
 # Three real workers on PostgreSQL
 
 
-@contextlib.asynccontextmanager
-async def workers_with_tokens(
-    config: Path, tokens: Sequence[str]
-) -> AsyncIterator[list[ServeProcess]]:
-    """One ``carebot serve`` per token (each polls with its own, so the stand-in can tell the
-    processes apart), started together, all stopped at the end."""
-    started = await asyncio.gather(
-        *(
-            start_serve(config, env={"TELEGRAM_BOT_TOKEN": token}, name=f"worker{i + 1}")
-            for i, token in enumerate(tokens)
-        ),
-        return_exceptions=True,
-    )
-    workers = [w for w in started if isinstance(w, ServeProcess)]
-    try:
-        for outcome in started:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        yield workers
-    finally:
-        await asyncio.gather(*(w.stop() for w in workers))
-
-
 async def decided(worker: ServeProcess) -> bool:
     """Whether ``worker`` leads, once it said whether it leads or stands by."""
     line = await worker.wait_for_line("leads", timeout=60)
@@ -314,7 +291,9 @@ async def test_three_workers_one_polls_and_another_takes_over_when_it_is_killed(
             telegram={"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
         )
         config = write_config(tmp_path / "config.toml", sections)
-        async with workers_with_tokens(config, tokens) as workers:
+        async with serving(
+            config, len(tokens), envs=[{"TELEGRAM_BOT_TOKEN": t} for t in tokens]
+        ) as workers:
             leads = [await decided(w) for w in workers]
             assert leads.count(True) == 1, "\n\n".join(w.output() for w in workers)
             first = workers[leads.index(True)]
