@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -88,15 +88,28 @@ async def test_on_sqlite_the_one_process_leads_at_once_and_stops_inbound_first(
     assert sum(LEADS in m for m in said) == 1 and sum(STEPS_DOWN in m for m in said) == 1
 
 
+@contextlib.asynccontextmanager
+async def two_leaderships(
+    database_url: str, duties: Duties
+) -> AsyncIterator[tuple[Leadership, Leadership]]:
+    """Two workers' leaderships of one database, started in turn (the first leads), both
+    stopped at the end."""
+    first, second = leadership(database_url, duties, "1"), leadership(database_url, duties, "2")
+    await first.start()
+    await second.start()
+    try:
+        yield first, second
+    finally:
+        await first.stop()
+        await second.stop()
+
+
 @ON_POSTGRESQL
 async def test_on_postgresql_one_of_two_leads_and_the_other_takes_over_when_it_stops(
     database_url: str,
 ) -> None:
     duties = Duties()
-    first, second = leadership(database_url, duties, "1"), leadership(database_url, duties, "2")
-    await first.start()
-    await second.start()
-    try:
+    async with two_leaderships(database_url, duties) as (first, second):
         assert (first.leading, second.leading) == (True, False)
         assert duties.log == ["start sweep1", "start polling1"]
         await first.stop_inbound()  # shutting down: inbound first, the lock is still held
@@ -105,9 +118,6 @@ async def test_on_postgresql_one_of_two_leads_and_the_other_takes_over_when_it_s
         await duties.until(lambda: duties.count("start polling2") == 1)
         assert duties.log[2:] == ["stop polling1", "stop sweep1", "start sweep2", "start polling2"]
         assert second.leading
-    finally:
-        await first.stop()
-        await second.stop()
     assert duties.log[-2:] == ["stop polling2", "stop sweep2"]
 
 
@@ -139,16 +149,10 @@ async def test_a_follower_that_loses_its_connection_reconnects_and_still_follows
     database_url: str,
 ) -> None:
     duties = Duties()
-    first, second = leadership(database_url, duties, "1"), leadership(database_url, duties, "2")
-    await first.start()
-    await second.start()
-    try:
+    async with two_leaderships(database_url, duties) as (first, _second):
         await terminate(database_url, "pg_try_advisory_lock", holder=False)
         await first.stop()  # the follower, connected again, takes over
         await duties.until(lambda: duties.count("start polling2") == 1)
-    finally:
-        await first.stop()
-        await second.stop()
 
 
 async def admin(database_url: str) -> asyncpg.Connection:
