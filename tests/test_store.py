@@ -278,7 +278,9 @@ async def test_handoff_state_machine(runtime: Runtime, clock: Clock) -> None:
 async def test_resolving_a_conversation_the_bot_owns_is_refused(runtime: Runtime) -> None:
     received = await runtime.conversations.receive(inbound("hello"))
 
-    with pytest.raises(StoreError, match="is bot; it cannot become bot"):
+    with pytest.raises(
+        StoreError, match="is already with the bot, so it cannot be handed back to the bot"
+    ):
         await runtime.handoffs.resolve(received.conversation_id, "ann")
     assert await count(runtime.db, Handoff) == 0
 

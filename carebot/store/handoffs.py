@@ -50,6 +50,21 @@ class Notices:
         return template[kind].format(agent=agent)
 
 
+# A refused move, as the agent who asked for it reads it (carebot.models.ConversationState).
+_WHERE = {
+    ConversationState.BOT: "with the bot",
+    ConversationState.WAITING_FOR_AGENT: "waiting for an agent",
+    ConversationState.WITH_AGENT: "with an agent",
+    ConversationState.CLOSED: "closed",
+}
+_MOVED = {
+    ConversationState.BOT: "handed back to the bot",
+    ConversationState.WAITING_FOR_AGENT: "handed over again",
+    ConversationState.WITH_AGENT: "taken over",
+    ConversationState.CLOSED: "closed",
+}
+
+
 class HandoffStore:
     def __init__(
         self,
@@ -246,10 +261,10 @@ class HandoffStore:
                 f"Conversation {conversation.id} is closed; the customer's next message starts "
                 "a new one"
             )
-        if not current.can_become(target):
+        if not current.can_become(target):  # said in the agent's words, not the states' names
             raise StoreError(
-                f"Conversation {conversation.id} is {current.value}; it cannot become "
-                f"{target.value}"
+                f"Conversation {conversation.id} is already {_WHERE[current]}, so it cannot be "
+                f"{_MOVED[target]}"
             )
         conversation.state = target.value
         conversation.updated_at = self._clock()
