@@ -59,7 +59,7 @@ class Database:
         url: str,
         *,
         echo: bool = False,
-        max_connections: int = 10,
+        max_connections: int = 20,  # [store] max_connections's default
         pool_timeout: float = POOL_TIMEOUT,
     ) -> None:
         self.url = make_url(url)
