@@ -239,6 +239,7 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "agent_transferred": ("agent",),
     "resolved": ("agent",),
     "helpful_no_closed": ("next_open",),
+    "bot_intro": ("bot_name",),
 }
 Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off (empty)
 
@@ -246,6 +247,11 @@ Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off
 class MessageSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
 
+    # Put before the bot's first message of every conversation; empty: never said.
+    bot_intro: Notice = (
+        "Hi, I'm {bot_name}, an automated assistant. A person from our team can take over "
+        "whenever you ask."
+    )
     handoff: str = "Thanks, I'm passing you to a colleague who will reply here shortly."
     handoff_closed: str = (
         "Thanks, I'm passing you to a colleague. Our team is offline right now; "
@@ -447,22 +453,42 @@ class WebChatSettings(_Section):
     texts: WebChatTexts = WebChatTexts()
 
 
+TeamName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+SlackUser = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]
+SlackChannel = Annotated[str, Field(pattern=r"^([CG][A-Z0-9]{2,})?$")]
+
+
 class AgentSettings(_Section):
+    """One agent: their inbox login, their Slack user and the teams they work in."""
+
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
     display_name: str = ""
     password_hash: str = ""
     password_hash_env: str = ""
     # agent: the inbox; lead: /insights and the conversation export; ops: the intents
     roles: tuple[Literal["agent", "lead", "ops"], ...] = ("agent",)
+    # the same person in Slack (their user id, e.g. U012AB3CD): one agent on both desks
+    slack_user_id: SlackUser | Literal[""] = ""
+    teams: tuple[TeamName, ...] = ()  # the [[teams]] they belong to, by name
 
     @model_validator(mode="after")
     def _one_password_source(self) -> AgentSettings:
-        if bool(self.password_hash) == bool(self.password_hash_env):
+        if self.password_hash and self.password_hash_env:
             raise ValueError(
-                f"agent {self.name!r} needs exactly one of password_hash (an argon2 hash from "
-                "'carebot inbox hash-password') or password_hash_env"
+                f"agent {self.name!r} has both password_hash and password_hash_env; keep one"
+            )
+        if not (self.password_hash or self.password_hash_env or self.slack_user_id):
+            raise ValueError(
+                f"agent {self.name!r} needs password_hash (an argon2 hash from "
+                "'carebot inbox hash-password') or password_hash_env to log in to the inbox, "
+                "or slack_user_id for an agent who works in Slack only"
             )
         return self
+
+    @property
+    def can_log_in(self) -> bool:
+        """Whether the agent has an inbox password (a Slack-only agent has none)."""
+        return bool(self.password_hash or self.password_hash_env)
 
     @property
     def label(self) -> str:
@@ -481,12 +507,73 @@ class SlackSettings(_Section):
     bot_token_env: str = "SLACK_BOT_TOKEN"
     signing_secret_env: str = "SLACK_SIGNING_SECRET"
     app_token_env: str = "SLACK_APP_TOKEN"
-    channel: Annotated[str, Field(pattern=r"^([CG][A-Z0-9]{2,})?$")] = ""
+    channel: SlackChannel = ""
     api_url: Annotated[str, Field(pattern=r"^https?://")] = "https://slack.com/api/"
-    agents: tuple[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")], ...] = ()
+    agents: tuple[SlackUser, ...] = ()
     reminder_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 10.0
     posts_per_second: Annotated[float, Field(gt=0, le=1000)] = 1.0
     members_cache_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+
+
+DEFAULT_TEAM = "care"  # the one team of a config without [[teams]]
+
+
+class TeamSettings(_Section):
+    """A team that takes handoffs: its Slack channel, its members, its hours and its
+    first-response target (README, "Teams")."""
+
+    name: TeamName
+    display_name: str = ""
+    # its Slack channel; empty: [slack] channel
+    slack_channel: SlackChannel = ""
+    # agent names ([[inbox.agents]] name); agents may also list the team in their own `teams`.
+    # A team with no members at all: the members of its Slack channel may act on its handoffs.
+    members: tuple[str, ...] = ()
+    # its own hours; absent: [business_hours]
+    business_hours: BusinessHoursSettings | None = None
+    # the first agent reply is due this many business-hours minutes after the handoff; 0: none
+    first_response_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60)] = 0.0
+    # Slack reminds the team's channel this many minutes before the target is breached
+    remind_before_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 5.0
+    # new handoffs are assigned in turn to the team's members who are available
+    round_robin: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+Visibility = Literal["any", "public", "private"]
+
+
+class RouteRule(_Section):
+    """One routing rule: a handoff matching every condition given goes to ``team`` (the first
+    matching rule wins). A list matches when any of its items does; an empty list is no
+    condition."""
+
+    team: TeamName
+    name: str = ""  # shown to agents ("which rule matched"); empty: "rule N"
+    intents: tuple[str, ...] = ()  # the handoff's best intent is one of these
+    intent_tags: tuple[str, ...] = ()  # ...or carries one of these tags
+    channels: tuple[str, ...] = ()  # telegram, whatsapp, messenger, instagram, webchat, webhook
+    reasons: tuple[str, ...] = ()  # handoff reason codes (emotional, asked_for_human, ...)
+    words: tuple[str, ...] = ()  # words or phrases anywhere in the customer's message
+    visibility: Visibility = "any"  # public comments vs private messages
+    customer_ids: tuple[int, ...] = ()  # customer numbers (a VIP list)
+    email_domains: tuple[str, ...] = ()  # a customer e-mail address at one of these domains
+
+
+class RoutingSettings(_Section):
+    """Which team gets a handoff: the first rule that matches, else ``default_team``."""
+
+    default_team: str = ""  # empty: the first of [[teams]]
+    rules: tuple[RouteRule, ...] = ()
+
+
+class BotSettings(_Section):
+    """Who the bot says it is ([messages] bot_intro's {bot_name})."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80)] = "the Northwind assistant"
 
 
 Rate = Annotated[float, Field(gt=0, le=1000)]
@@ -583,6 +670,9 @@ class Settings(_Section):
     instagram: InstagramSettings = InstagramSettings()
     webhook: WebhookSettings = WebhookSettings()
     customers: CustomerSettings = CustomerSettings()
+    bot: BotSettings = BotSettings()
+    teams: tuple[TeamSettings, ...] = ()
+    routing: RoutingSettings = RoutingSettings()
     conversations: ConversationSettings = ConversationSettings()
     waiting: WaitingSettings = WaitingSettings()
     priority: PrioritySettings = PrioritySettings()
@@ -591,6 +681,66 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
     source: Path | None = None
+
+    @model_validator(mode="after")
+    def _teams_fit_together(self) -> Settings:
+        teams = [team.name for team in self.teams]
+        known = set(teams) or {DEFAULT_TEAM}
+        repeated = sorted({name for name in teams if teams.count(name) > 1})
+        if repeated:
+            raise ValueError(f"[[teams]] name {repeated[0]!r} is used twice; names must differ")
+        agents = {agent.name for agent in self.inbox.agents}
+        for team in self.teams:
+            unknown = [m for m in team.members if m not in agents]
+            if unknown:
+                raise ValueError(
+                    f"team {team.name!r}: member {unknown[0]!r} is not an agent "
+                    "(add them to [[inbox.agents]])"
+                )
+        for agent in self.inbox.agents:
+            for name in agent.teams:
+                if name not in known:
+                    raise ValueError(f"agent {agent.name!r}: no team is named {name!r}")
+        wanted = self.routing.default_team
+        if wanted and wanted not in known:
+            raise ValueError(f"[routing] default_team: no team is named {wanted!r}")
+        for number, rule in enumerate(self.routing.rules, start=1):
+            if rule.team not in known:
+                raise ValueError(f"[[routing.rules]] rule {number}: no team is named {rule.team!r}")
+        return self
+
+    def teams_in_effect(self) -> tuple[TeamSettings, ...]:
+        """The configured teams; without [[teams]], one team that is today's care channel
+        (``[slack] channel``, reminded after ``[slack] reminder_minutes``, no target)."""
+        if self.teams:
+            return self.teams
+        return (TeamSettings(name=DEFAULT_TEAM, display_name="Care team"),)
+
+    def default_team(self) -> TeamSettings:
+        """The team of a handoff no rule matched."""
+        teams = self.teams_in_effect()
+        wanted = self.routing.default_team
+        return next((t for t in teams if t.name == wanted), teams[0])
+
+    def team(self, name: str | None) -> TeamSettings:
+        """The team called ``name``; the default team for None or a name no longer configured
+        (a handoff routed before the config changed)."""
+        return next((t for t in self.teams_in_effect() if t.name == name), self.default_team())
+
+    def team_members(self, name: str) -> frozenset[str]:
+        """The agent names of a team: its ``members`` and the agents that list it. Empty: the
+        team falls back to its Slack channel's members."""
+        team = self.team(name)
+        listed = {a.name for a in self.inbox.agents if team.name in a.teams}
+        return frozenset(team.members) | listed
+
+    def slack_channel(self, team: str | None) -> str:
+        """The Slack channel a team's handoffs go to."""
+        return self.team(team).slack_channel or self.slack.channel
+
+    def hours_of(self, team: str | None) -> BusinessHoursSettings:
+        """A team's business hours (its own, or [business_hours])."""
+        return self.team(team).business_hours or self.business_hours
 
     @property
     def base_dir(self) -> Path:
@@ -656,6 +806,8 @@ def _describe(exc: ValidationError, file: Path, text: str) -> str:
 
 
 def _key_name(loc: list[str]) -> str:
+    if not loc:
+        return "teams and routing"  # Settings' own checks, across sections
     if len(loc) == 1:
         return f"'{loc[0]}'"
     return f"[{'.'.join(loc[:-1])}] '{loc[-1]}'"
@@ -674,6 +826,8 @@ def _allowed_keys(section: list[str]) -> list[str]:
 
 def _line_of(text: str, loc: list[str]) -> int | None:
     """Best-effort line number of a key in the TOML text (for the error message)."""
+    if not loc:
+        return None
     section = ".".join(loc[:-1])
     in_section = not section
     for number, line in enumerate(text.splitlines(), start=1):

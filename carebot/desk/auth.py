@@ -65,6 +65,8 @@ class Agents:
     def from_settings(cls, settings: InboxSettings, env: Mapping[str, str] = os.environ) -> Agents:
         hashes = {}
         for agent in settings.agents:
+            if not agent.can_log_in:
+                continue  # a Slack-only agent
             digest = agent.password_hash or env.get(agent.password_hash_env, "")
             if not digest.startswith("$argon2"):
                 where = agent.password_hash_env or "password_hash"

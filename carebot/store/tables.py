@@ -188,6 +188,14 @@ class Handoff(Base):
     last_change: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[Timestamp | None]  # when a later customer message last changed it
     acked_at: Mapped[Timestamp | None]  # the waiting customer's latest acknowledgement
+    # The team it was routed (or transferred) to, and the routing rule that chose it ("rule 2:
+    # billing words", "default team"); None for handoffs from before teams existed.
+    team: Mapped[str | None] = mapped_column(String(64), index=True)
+    route: Mapped[str | None] = mapped_column(String(200))
+    # The agent expected to answer (assigned by a colleague or round-robin); the conversation
+    # still waits until they take it over or reply.
+    assigned_to: Mapped[str | None] = mapped_column(String(200), index=True)
+    assigned_at: Mapped[Timestamp | None]
 
 
 class OutboxRow(Base):
@@ -389,3 +397,62 @@ class InboxSession(Base):
     created_at: Mapped[Timestamp]
     expires_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
     ended_at: Mapped[Timestamp | None]
+
+
+class ConversationEvent(Base):
+    """The conversation's audit trail: who routed, assigned, transferred, took over, resolved
+    or closed it, and when (``detail``: the team, the rule, the note, the previous owner)."""
+
+    __tablename__ = "conversation_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # routed / assigned / transferred / ...
+    actor: Mapped[str] = mapped_column(String(200))  # an agent's name, or "carebot"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[Timestamp] = mapped_column(UTCDateTime(), index=True)
+
+
+class Note(Base):
+    """An internal note in a conversation: agents see it (inbox and Slack), the customer never
+    does. ``external_id`` is the Slack message's ts for a ``note:`` reply (one row per ts)."""
+
+    __tablename__ = "notes"
+    __table_args__ = (UniqueConstraint("via", "external_id", name="uq_notes_via_external"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    agent: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    via: Mapped[str] = mapped_column(String(20))  # inbox / slack
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[Timestamp]
+
+
+class ConversationLabel(Base):
+    """A label an agent put on a conversation (insight can filter by it)."""
+
+    __tablename__ = "conversation_labels"
+    __table_args__ = (UniqueConstraint("conversation_id", "label", name="uq_conversation_labels"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    label: Mapped[str] = mapped_column(String(64), index=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[Timestamp]
+
+
+class AgentPresence(Base):
+    """Whether an agent is available for new handoffs (set by the agent; absent: available)."""
+
+    __tablename__ = "agent_presence"
+    agent: Mapped[str] = mapped_column(String(200), primary_key=True)
+    available: Mapped[bool]
+    updated_at: Mapped[Timestamp]
+
+
+class TeamRotation(Base):
+    """Round-robin assignment: the member of a team who got its latest handoff."""
+
+    __tablename__ = "team_rotation"
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_agent: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[Timestamp]
