@@ -1,0 +1,1 @@
+"""Teams: who takes a handoff, and by when."""
