@@ -72,6 +72,7 @@ from datetime import datetime, timedelta
 
 from carebot.clock import Clock
 from carebot.config import Settings
+from carebot.exceptions import ConfigError
 from carebot.hours import BusinessHours
 from carebot.insight.breakdowns import intent_rows, week_rows
 from carebot.insight.facts import Followups, load_conversations, load_followups
@@ -93,6 +94,7 @@ from carebot.insight.figures import (
 )
 from carebot.insight.outcomes import Outcome, Rules
 from carebot.insight.report import ConversationRow, Money, Period, Report, Share, Spread
+from carebot.insight.teams import TeamFigures
 from carebot.store.database import Database
 
 
@@ -110,6 +112,7 @@ class Insight:
         )
         opened = any(settings.business_hours.opening(day) for day in range(7))
         self._hours = BusinessHours(settings.business_hours) if opened else None
+        self._teams = TeamFigures(settings)
 
     async def report(self, period: Period) -> Report:
         """Every figure of ``period``, as of now (the clock)."""
@@ -124,7 +127,19 @@ class Insight:
 
     async def _outcomes(self, period: Period, now: datetime) -> list[Outcome]:
         facts = await load_conversations(self._db, period)
+        if period.team is not None:
+            facts = self._teams.only(facts, self.known_team(period.team))
         return [self._rules.outcome(f, now) for f in facts]
+
+    def known_team(self, name: str) -> str:
+        """``name`` if it is a configured team; else an error naming the teams there are."""
+        names = [t.name for t in self._settings.teams_in_effect()]
+        if name not in names:
+            raise ConfigError(
+                f"There is no team {name!r}: the teams are {', '.join(names)} ([[teams]] name "
+                "in the config file)"
+            )
+        return name
 
     async def _followups(self, period: Period, outcomes: list[Outcome]) -> Followups:
         resolved = [o.resolved_at for o in outcomes if o.resolved_at is not None]
@@ -168,6 +183,12 @@ class Insight:
             top_intents=intent_rows(outcomes),
             weeks=week_rows(outcomes, period, self._rules.week_of),
             notes=_notes(period, now, bot, durable),
+            within_target=self._teams.within_target(outcomes, now),
+            teams=tuple(
+                row
+                for row in self._teams.rows(outcomes, now)
+                if period.team is None or row.team == period.team
+            ),
         )
 
     def _business_response(self, outcomes: list[Outcome]) -> Spread | None:
