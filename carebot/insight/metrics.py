@@ -43,6 +43,22 @@ a :class:`~carebot.insight.report.Report`, the same for the dashboard, ``carebot
   the first agent message in the conversation at or after the handoff (and not after its
   resolution) minus the handoff's time; p50/p90 in clock time and in business hours
   (``[business_hours]``; none when no day has hours). A handoff nobody answered is no sample.
+- **answered within target**: the handoffs the bot opened (as for first human response) whose
+  team has a first-response target (``[[teams]] first_response_minutes``, counted in the
+  team's business hours: :mod:`carebot.teams.targets`), answered at or before the due time /
+  those answered, plus those still unanswered when the due time passed while they were open
+  (not resolved or withdrawn before it). Handoffs of teams without a target are not counted;
+  one not yet due and unanswered, or ended unanswered before it was due, has no verdict. The
+  targets are today's config, applied to every handoff of the period.
+- **team**: a handoff's team is the one it was routed or transferred to; one without a team
+  (from before teams existed) or of a team no longer configured is the default team's. By
+  team: **handoffs** = conversations with a handoff of the team / conversations handed over
+  (a conversation handed to two teams counts for each); **first human response** of the
+  team's handoffs, in clock time and in the team's business hours (its own, else
+  ``[business_hours]``); **answered within target** of its handoffs; **time to resolution**
+  and **CSAT** (human) of the conversations whose human resolution (the latest handoff an
+  agent resolved) was the team's. **One team** (a filter): the conversations with a handoff of
+  the team, and only that team's handoffs count in every figure.
 - **time to resolution**: resolved_at - conversation start, for bot and human resolutions
   separately (a conversation resolved by the bot and later by a person is in both).
 - **CSAT**: rating surveys answered with 4 or 5 / rating surveys answered, split by the
