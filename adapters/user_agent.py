@@ -19,6 +19,7 @@ _BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("Edge", r"\bEdg(?:e|A|iOS)?/(\d+)"),
         ("Opera", r"\b(?:OPR|OPiOS)/(\d+)"),
         ("Samsung Internet", r"\bSamsungBrowser/(\d+)"),
+        ("Headless Chrome", r"\bHeadlessChrome/(\d+)"),  # automation (tests, crawlers)
         ("Firefox", r"\b(?:Firefox|FxiOS)/(\d+)"),
         ("Chrome", r"\b(?:Chrome|CriOS)/(\d+)"),
         ("Safari", r"\bVersion/(\d+)(?:\.\d+)*(?: Mobile/\S+)? Safari/"),

@@ -73,10 +73,12 @@ class Tab:
         return changed
 
     def profile(self) -> dict[str, str]:
-        """The page and browser, as the identity's profile keeps them."""
-        found = {"page_url": self.page_url, "page_title": self.page_title}
-        found["browser"] = self.browser
-        return {key: value for key, value in found.items() if value}
+        """The page and browser, as the identity's profile keeps them (with the page, its
+        title even when empty: a page without one must not show the last page's)."""
+        found = {"browser": self.browser}
+        if self.page_url:
+            found |= {"page_url": self.page_url, "page_title": self.page_title}
+        return {key: value for key, value in found.items() if value or key == "page_title"}
 
     def filled(self, fields: tuple[str, ...]) -> bool:
         """Whether the details given here hold every one of ``fields`` (an e-mail address

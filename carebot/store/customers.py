@@ -178,7 +178,7 @@ class CustomerStore:
         profile = {
             k: str(v)[: PAGE_URL_MAX_CHARS if k == "page_url" else PROFILE_MAX_CHARS]
             for k, v in details.profile.items()
-            if str(v).strip()
+            if str(v).strip() or k == "page_title"  # a page without a title: none shown
         }
         async with self._db.transaction() as session:
             identity = await find_or_create_identity(
