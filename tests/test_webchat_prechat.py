@@ -291,6 +291,8 @@ def test_visitor_details_hold_only_the_documented_keys() -> None:
         profile={"name": "Kim", "username": "kim", "page_url": "https://shop.example/", "x": ""},
     )
     assert visitor_details(identity) == {"name": "Kim", "page_url": "https://shop.example/"}
+    identity.profile = {"page_url": "javascript:alert(1)", "browser": "Chrome 131 on Windows"}
+    assert visitor_details(identity) == {"browser": "Chrome 131 on Windows"}  # never a link
 
 
 WIN = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"

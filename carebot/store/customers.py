@@ -51,9 +51,13 @@ def normalise(kind: str, value: str) -> str | None:
 
 
 def visitor_details(identity: Identity) -> dict[str, str]:
-    """The :data:`VISITOR_KEYS` the identity's profile holds (the others left out)."""
+    """The :data:`VISITOR_KEYS` the identity's profile holds (the others and empty ones left
+    out); ``page_url`` only when it is an http(s) address, safe to show as a link."""
     profile = identity.profile or {}
-    return {key: str(profile[key]) for key in VISITOR_KEYS if str(profile.get(key) or "").strip()}
+    found = {key: str(profile[key]) for key in VISITOR_KEYS if str(profile.get(key) or "").strip()}
+    if not found.get("page_url", "https://").lower().startswith(("http://", "https://")):
+        del found["page_url"]
+    return found
 
 
 def display_label(identity: Identity, display_name: str = "") -> str:
