@@ -566,13 +566,13 @@ def test_routes_check_passes_good_rules_and_lists_them(
             "[[routing.rules]]\nteam = 'care'\nname = 'refunds'\nintents = ['refunds']\n"
             "channels = ['webchat']\n",
             "",
-            "rule 2: refunds: (the whole rule): can never match: rule 1: money comes first",
+            "rule 2: refunds: can never match: rule 1: money comes first",
         ),
         (  # no condition at all: a catch-all, so every later rule is dead
             "[[routing.rules]]\nteam = 'care'\n"
             "[[routing.rules]]\nteam = 'billing'\nwords = ['invoice']\n",
             "",
-            "rule 2: (the whole rule): can never match: rule 1 comes first",
+            "rule 2: can never match: rule 1 comes first",
         ),
         (
             "[[routing.rules]]\nteam = 'press'\nwords = ['journalist']\n",
@@ -607,6 +607,19 @@ def test_routes_check_names_the_rule_and_key_at_fault(
 )
 def test_routes_check_keeps_rules_that_can_match(tmp_path: Path, rules: str) -> None:
     assert main(["routes", "check", "--config", str(check_config(tmp_path, rules))]) == 0
+
+
+def test_routes_check_needs_only_the_intents_ids_and_tags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An intent answer's unknown placeholder is for 'intents check'; the rules still check."""
+    path = check_config(tmp_path, "[[routing.rules]]\nteam = 'billing'\nintents = ['refunds']\n")
+    topics = tmp_path / "check-intents" / "topics.yaml"
+    topics.write_text(topics.read_text().replace("take 5 days", "take {refund_days} days"))
+    assert main(["routes", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "have 1 error(s) ('carebot intents check' lists them)" in out
+    assert out.endswith("0 problem(s)\n")
 
 
 def test_routes_check_reads_carebots_own_config_option(

@@ -4,8 +4,8 @@ and reason code a rule names exists, and every rule can match some handoff.
 A rule can never match when an earlier rule matches every handoff it would: each condition of
 the earlier rule is absent or at least as wide (its lists hold every item of the later rule's;
 for intents, every intent the later rule names or tags). A rule whose team has no members and
-no Slack channel sends its handoffs to nobody. The configuration itself (team names, members)
-is checked when it loads (:meth:`carebot.config.Settings._teams_fit_together`).
+no Slack channel sends its handoffs to no one in particular. The configuration itself (team
+names, members) is checked when it loads (:meth:`carebot.config.Settings._teams_fit_together`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class RouteProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"[[routing.rules]] {rule_label(self.number, self.rule)}: {self.key}: {self.message}"
+        key = f"{self.key}: " if self.key else ""  # no key: the rule as a whole
+        return f"[[routing.rules]] {rule_label(self.number, self.rule)}: {key}{self.message}"
 
 
 def check_routes(settings: Settings, intents: IntentTags) -> list[RouteProblem]:
@@ -89,7 +90,7 @@ def _shadowed(
     for earlier_number, earlier in enumerate(rules[: number - 1], start=1):
         if _covers(earlier, rule, intents):
             yield (
-                "(the whole rule)",
+                "",
                 f"can never match: {rule_label(earlier_number, earlier)} comes first and "
                 "matches every handoff this rule would (its conditions are this rule's, or "
                 "wider); move this rule above it, or narrow that one",
@@ -102,8 +103,9 @@ def _nobody(rule: RouteRule, settings: Settings) -> Found:
     if not settings.team_members(team.name) and not settings.slack_channel(team.name):
         yield (
             "team",
-            f"team {team.name!r} has no members and no Slack channel, so nobody would get its "
-            "handoffs: give it members (or agents the team in their teams), or a slack_channel",
+            f"team {team.name!r} has no members and no Slack channel, so no one is told of its "
+            "handoffs or answers for them: give it members (or list it in agents' teams), or "
+            "a slack_channel",
         )
 
 
