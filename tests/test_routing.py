@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from carebot.store.customers import CustomerStore
 from carebot.store.database import Database
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import HandoffStore
-from carebot.store.tables import Conversation, Handoff, OutboxRow
+from carebot.store.tables import Conversation, ConversationEvent, Handoff, OutboxRow
 from carebot.store.teamwork import TeamworkStore
 from carebot.teams.directory import TeamDirectory
 from carebot.teams.membership import Access, Membership, NotAMember
@@ -283,13 +284,69 @@ async def test_round_robin_assigns_in_turn_to_available_members(runtime: Runtime
 
 
 async def test_handoffs_opening_at_once_take_turns(runtime: Runtime) -> None:
-    """Two handoffs for one round-robin team decided at the same time (on PostgreSQL, two
-    transactions on two connections) go to two different members."""
+    """Two handoffs for one round-robin team received together go to two different members
+    (several processes at once: the test below)."""
     conversations = await asyncio.gather(
         hand_off(runtime, "delete my account", "u1"), hand_off(runtime, "delete my account", "u2")
     )
     assignees = {(await open_handoff(runtime, c)).assigned_to for c in conversations}
     assert assignees == {"ann", "bob"}
+
+
+HANDING_OFF_WORKER = """
+import asyncio, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from carebot.models import InboundMessage
+from carebot.runtime import build_runtime
+from tests.fakes import FakeEncoder, RecordingChannel
+from tests.test_routing import team_settings
+
+async def main(url, folder, intents, name, count):
+    settings = team_settings(Path(folder), Path(intents))
+    runtime = await build_runtime(
+        settings, encoder=FakeEncoder(), channels={"test": RecordingChannel("test")},
+        database_url=url,
+    )
+    await asyncio.gather(*(
+        runtime.inbox.receive(InboundMessage(
+            "test", f"{name}-{i}", f"{name}-m{i}", "delete my account", datetime.now(UTC)
+        ))
+        for i in range(count)
+    ))
+    await runtime.db.close()
+
+asyncio.run(main(*sys.argv[1:5], int(sys.argv[5])))
+"""
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_workers_in_several_processes_assign_in_turn(
+    runtime: Runtime, tmp_path: Path, settings: Settings
+) -> None:
+    """Three real processes open handoffs for the round-robin team at once: in the order the
+    assignments were made, the members alternate, each getting half."""
+    url = runtime.db.url.render_as_string(hide_password=False)
+    intents = str(settings.path(settings.matcher.intents_dir))
+    processes = []
+    for name in ("w1", "w2", "w3"):
+        folder = tmp_path / name
+        folder.mkdir()
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", HANDING_OFF_WORKER, url, str(folder), intents, name, "6",
+                cwd=ROOT,
+            )
+        )  # fmt: skip
+    assert [await p.wait() for p in processes] == [0, 0, 0]
+    async with runtime.db.session() as session:
+        rows = await session.scalars(
+            select(ConversationEvent)
+            .where(ConversationEvent.kind == "assigned")
+            .order_by(ConversationEvent.id)
+        )
+        assignees = [event.detail["agent"] for event in rows]
+    assert assignees == ["ann", "bob"] * 9
 
 
 async def test_a_team_without_round_robin_leaves_handoffs_unassigned(runtime: Runtime) -> None:
