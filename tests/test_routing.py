@@ -415,7 +415,9 @@ async def test_a_conversation_with_the_bot_cannot_be_transferred(runtime: Runtim
 # ----------------------------------------------------------------------------- membership
 
 
-@pytest.mark.parametrize("action", ["take_over", "reply", "send_draft", "resolve", "close"])
+@pytest.mark.parametrize(
+    "action", ["take_over", "reply", "send_draft", "resolve", "close", "transfer"]
+)
 async def test_only_the_teams_members_and_leads_act_on_its_handoffs(
     runtime: Runtime, action: str
 ) -> None:
@@ -427,6 +429,7 @@ async def test_only_the_teams_members_and_leads_act_on_its_handoffs(
         "send_draft": lambda who: runtime.desk.send_draft(conversation_id, who),
         "resolve": lambda who: runtime.desk.resolve(conversation_id, who),
         "close": lambda who: runtime.desk.close(conversation_id, who),
+        "transfer": lambda who: runtime.desk.transfer(conversation_id, who, "escalation"),
     }
     for outsider in ("eve", "Cat", "someone"):  # by name, display name, or nobody we know
         with pytest.raises(NotAMember) as refused:
