@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -19,9 +19,12 @@ from carebot.models import REASON_WORDS, WITHDRAWN_BY_CUSTOMER, ConversationStat
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.closing import closed_view
 from carebot.store.database import Database
+from carebot.store.labels import labels_of
+from carebot.store.notes import note_rows
 from carebot.store.outbox import FAILED, PENDING, last_customer_message
 from carebot.store.tables import (
     Conversation,
+    ConversationEvent,
     Customer,
     DecisionRow,
     Handoff,
@@ -90,6 +93,22 @@ class Case:
     window: dict[str, Any] | None = None  # the channel's reply window: text, closing, closed
     closed: dict[str, Any] | None = None  # how the conversation ended (see closed_view)
     withdrawn: dict[str, Any] | None = None  # the customer withdrew the latest handoff: at
+    notes: list[dict[str, Any]] = field(default_factory=list)  # internal notes, oldest first
+    trail: list[dict[str, Any]] = field(default_factory=list)  # the audit trail, oldest first
+    tags: list[str] = field(default_factory=list)  # the conversation's labels
+
+    @property
+    def timeline(self) -> list[dict[str, Any]]:
+        """Messages, internal notes and audit-trail lines in time order (at the same time, the
+        message first): ``{"type": "message" | "note" | "event", "item": ...}``."""
+        kinds = {"message": 0, "note": 1, "event": 2}
+        items = [{"type": "message", "item": m, "at": m.at, "n": m.id} for m in self.messages]
+        items += [{"type": "note", "item": n, "at": n["at"], "n": n["id"]} for n in self.notes]
+        items += [{"type": "event", "item": e, "at": e["at"], "n": e["id"]} for e in self.trail]
+        return sorted(
+            items,
+            key=lambda i: (datetime.fromisoformat(i["at"]), kinds[i["type"]], i["n"]),
+        )
 
     @property
     def can_take_over(self) -> bool:
@@ -289,6 +308,9 @@ class AgentQueue:
                 window=None if closed else await self._window(session, identity),
                 closed=await closed_view(session, conversation),
                 withdrawn=withdrawn,
+                notes=await note_rows(session, conversation_id),
+                trail=await _trail(session, conversation_id),
+                tags=await labels_of(session, conversation_id),
             )
 
     async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:
@@ -333,7 +355,36 @@ class AgentQueue:
             "created_at": handoff.created_at.isoformat(),
             "waiting_for": waiting_text(handoff.created_at, self._clock()),
             "claimed_by": handoff.claimed_by,
+            "team": handoff.team,
+            "route": handoff.route,
+            "assigned_to": handoff.assigned_to,
+            "assigned_at": handoff.assigned_at.isoformat() if handoff.assigned_at else None,
+            "open": handoff.resolved_at is None,
         }
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def new_handoff(self, conversation_id: int) -> dict[str, Any] | None:
+        """The conversation's open handoff, if no customer message came after the one that
+        caused it (a new handoff, for agents' notifications): ``{"id", "team"}``."""
+        async with self._db.session() as session:
+            handoff, decision = await self._latest_handoff(session, conversation_id)
+            if handoff is None or decision is None:
+                return None
+            latest = await session.scalar(
+                select(func.max(Message.id)).where(
+                    Message.conversation_id == conversation_id, Message.direction == "in"
+                )
+            )
+            if latest != decision.inbound_message_id:
+                return None
+            return {"id": handoff.id, "team": handoff.team}
 
 
 async def _withdrawn(session: AsyncSession, conversation_id: int) -> dict[str, Any] | None:
@@ -417,6 +468,24 @@ async def _messages(session: AsyncSession, conversation_id: int) -> list[Message
         )
     ).all()
     return [_view(m, _delivery(outbox)) for m, outbox in rows]
+
+
+async def _trail(session: AsyncSession, conversation_id: int) -> list[dict[str, Any]]:
+    events = await session.scalars(
+        select(ConversationEvent)
+        .where(ConversationEvent.conversation_id == conversation_id)
+        .order_by(ConversationEvent.id)
+    )
+    return [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "actor": e.actor,
+            "detail": dict(e.detail or {}),
+            "at": e.created_at.isoformat(),
+        }
+        for e in events
+    ]
 
 
 def _delivery(row: OutboxRow | None) -> str | None:
