@@ -5,14 +5,14 @@ number ("#12" or "12"), or words in its messages.
 Words in messages use PostgreSQL's full-text search where the database is PostgreSQL
 (``to_tsvector('simple', text) @@ plainto_tsquery('simple', words)``: every word must occur,
 in any order, whole words, no stemming so names and order numbers match as typed), and a plain
-case-insensitive substring match on SQLite. Names, contact details and user ids are substring
+case-insensitive match on SQLite (every word inside the text, in any order). Names, contact details and user ids are substring
 matches on both."""
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Select, false, func, literal_column, or_, select, union
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal_column, or_, select, union
 
 from carebot.store.customers import normalise
 from carebot.store.tables import ContactPoint, Conversation, Customer, Identity, Message
@@ -50,7 +50,9 @@ def matching_conversations(words: str, *, postgresql: bool) -> Select[int] | Non
             literal_column("'simple'::regconfig"), Message.text
         ).op("@@")(func.plainto_tsquery(literal_column("'simple'::regconfig"), words))
     else:
-        text_matches = func.lower(Message.text).like(like, escape="\\")
+        text_matches = and_(  # every word, anywhere, in any order
+            *(func.lower(Message.text).like(like_pattern(w), escape="\\") for w in words.split())
+        )
     by_text = select(Message.conversation_id).where(text_matches)
     found = union(by_customer, by_number, by_text).subquery()
     return select(found.c[0])
