@@ -5,8 +5,8 @@ number ("#12" or "12"), or words in its messages.
 Words in messages use PostgreSQL's full-text search where the database is PostgreSQL
 (``to_tsvector('simple', text) @@ plainto_tsquery('simple', words)``: every word must occur,
 in any order, whole words, no stemming so names and order numbers match as typed), and a plain
-case-insensitive match on SQLite (every word inside the text, in any order). Names, contact details and user ids are substring
-matches on both."""
+case-insensitive match on SQLite (every word inside the text, in any order). Names, contact
+details and user ids are substring matches on both."""
 
 from __future__ import annotations
 
