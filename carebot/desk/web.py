@@ -8,6 +8,11 @@ the page script then re-fetches the parts that changed. While an agent types a r
 posts to ``/inbox/c/{id}/typing`` (every few seconds at most): an ``agent_typing`` event that
 the web chat shows its customer. ``GET /inbox/faq?q=words`` finds FAQ answers for the
 conversation page's search box (JSON; :mod:`carebot.console.answer_search`).
+
+The queue page's views, search and label filter are :mod:`carebot.desk.queue_view`; assigning,
+internal notes and labels on a conversation are :mod:`carebot.desk.teamwork`. A ``handoff``
+event on the live stream also says whether it is a new handoff in the agent's teams (for the
+page's opt-in notification and chime).
 """
 
 from __future__ import annotations

@@ -23,7 +23,12 @@ from carebot.models import ConversationState
 from carebot.store.closing import closed_view
 from carebot.store.database import Database
 from carebot.store.labels import normalise_label
-from carebot.store.queue import _last_customer_text, _name, describe_reasons, waiting_text
+from carebot.store.queue import (
+    customer_label,
+    describe_reasons,
+    last_customer_text,
+    waiting_text,
+)
 from carebot.store.search import matching_conversations
 from carebot.store.tables import (
     Conversation,
@@ -209,11 +214,11 @@ class InboxViews:
     ) -> ViewRow:
         base: dict[str, Any] = {
             "id": conversation.id,
-            "customer_name": _name(customer, identity),
+            "customer_name": customer_label(customer, identity),
             "channel": identity.channel,
             "state": conversation.state,
             "agent": conversation.agent,
-            "last_text": await _last_customer_text(session, conversation.id),
+            "last_text": await last_customer_text(session, conversation.id),
             "updated_at": conversation.updated_at.isoformat(),
             "closed": await closed_view(session, conversation),
         }

@@ -1,7 +1,7 @@
 """The agents' queue: conversations waiting for or with an agent (the most urgent first, then
 the longest waiting), those recently closed, and everything an agent sees about one (the
 customer, their channels, their history, why the bot handed over and what changed since, its
-draft, how it ended)."""
+draft, how it ended, its internal notes, labels and audit trail)."""
 
 from __future__ import annotations
 
@@ -207,11 +207,11 @@ class AgentQueue:
         identity: Identity,
         handoff: Handoff,
     ) -> QueueRow:
-        last = await _last_customer_text(session, conversation.id)
+        last = await last_customer_text(session, conversation.id)
         reasons = handoff.reasons.split(",") if handoff.reasons else []
         return QueueRow(
             id=conversation.id,
-            customer_name=_name(customer, identity),
+            customer_name=customer_label(customer, identity),
             channel=identity.channel,
             state=conversation.state,
             agent=conversation.agent,
@@ -249,11 +249,11 @@ class AgentQueue:
             return [
                 ClosedRow(
                     id=c.id,
-                    customer_name=_name(customer, identity),
+                    customer_name=customer_label(customer, identity),
                     channel=identity.channel,
                     agent=c.agent,
                     closed=await closed_view(session, c) or {},
-                    last_text=await _last_customer_text(session, c.id),
+                    last_text=await last_customer_text(session, c.id),
                 )
                 for c, customer, identity in result
             ]
@@ -428,7 +428,7 @@ async def _past(
     ]
 
 
-async def _last_customer_text(session: AsyncSession, conversation_id: int) -> str:
+async def last_customer_text(session: AsyncSession, conversation_id: int) -> str:
     last = await session.scalar(
         select(Message.text)
         .where(Message.conversation_id == conversation_id, Message.direction == "in")
@@ -443,7 +443,7 @@ def _customer_view(
 ) -> dict[str, Any]:
     return {
         "id": customer.id,
-        "name": _name(customer, identity),
+        "name": customer_label(customer, identity),
         "since": customer.created_at.isoformat(),
         "conversations": conversations,
         "identities": [
@@ -514,5 +514,5 @@ def _view(m: Message, delivery: str | None = None) -> MessageView:
     )
 
 
-def _name(customer: Customer, identity: Identity) -> str:
+def customer_label(customer: Customer, identity: Identity) -> str:
     return customer.display_name or f"{identity.channel} {identity.external_user_id[:12]}"
