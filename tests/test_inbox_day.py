@@ -392,3 +392,36 @@ async def test_the_live_stream_says_whose_teams_a_new_handoff_is_for(
         "cem": True,
     }
     assert frames["ann"]["handoff"]["team_label"] == "Customer care"
+
+
+async def test_the_audit_trail_reads_as_sentences(service: tuple[Service, TestServer]) -> None:
+    """Routing and the rotation write their events (carebot/store/teamwork.py on main): they
+    read as plain lines between the messages."""
+    running, server = service
+    conversation = await say(running.runtime, UPSET, "u1")
+    now = running.runtime.clock()
+    events = [
+        ("routed", "carebot", {"team": "billing", "rule": "rule 1: billing words"}),
+        ("assigned", "carebot", {"agent": "bob", "team": "billing", "how": "round robin"}),
+        ("transferred", "Bob", {"from": "billing", "to": "care", "note": "not a bill"}),
+    ]
+    async with running.runtime.db.transaction() as session:
+        for kind, actor, detail in events:
+            session.add(
+                ConversationEvent(
+                    conversation_id=conversation,
+                    kind=kind,
+                    actor=actor,
+                    detail=detail,
+                    created_at=now,
+                )
+            )
+    http = await logged_in(server, "ann")
+    async with http:
+        _, html = await get(http, server, f"/inbox/c/{conversation}")
+    lines = re.findall(r'<span class="trail-words">\s*(.*?)\s*</span>', html, re.S)
+    assert [" ".join(line.split()) for line in lines] == [
+        "Routed to Billing (rule 1: billing words)",
+        "Assigned to Bob (round robin)",
+        "Bob transferred this from Billing to Customer care: “not a bill”",
+    ]

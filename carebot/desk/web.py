@@ -10,7 +10,7 @@ the web chat shows its customer. ``GET /inbox/faq?q=words`` finds FAQ answers fo
 conversation page's search box (JSON; :mod:`carebot.console.answer_search`).
 
 The queue page's views, search and label filter are :mod:`carebot.desk.queue_view`; assigning,
-internal notes and labels on a conversation are :mod:`carebot.desk.teamwork`. A ``handoff``
+internal notes and labels on a conversation are :mod:`carebot.desk.case_tools`. A ``handoff``
 event on the live stream also says whether it is a new handoff in the agent's teams (for the
 page's opt-in notification and chime).
 """
@@ -30,10 +30,10 @@ from aiohttp import WSMsgType, web
 from carebot.agents import AgentDesk
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
+from carebot.desk.case_tools import CaseTools
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
 from carebot.desk.queue_view import QueueView
 from carebot.desk.roster import Roster
-from carebot.desk.teamwork import Teamwork
 from carebot.desk.throttle import Locked, LoginThrottle, client_address
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
@@ -80,7 +80,7 @@ class AgentInbox:
         clock = queue.clock
         self._conversation_labels = ConversationLabels(queue.db, clock=clock)
         self._views = QueueView(queue, self._conversation_labels, self._roster)
-        self._teamwork = Teamwork(
+        self._tools = CaseTools(
             assignments=Assignments(queue.db, clock=clock),
             notes=Notes(queue.db, clock=clock),
             labels=self._conversation_labels,
@@ -95,7 +95,7 @@ class AgentInbox:
         app.router.add_post("/inbox/login", self._login)
         app.router.add_post("/inbox/logout", self._form(self._logout))
         app.router.add_get(r"/inbox/c/{id:\d+}", self._page(self._case_page))
-        for path, action in self._teamwork.actions().items():  # before the desk's actions
+        for path, action in self._tools.actions().items():  # before the desk's actions
             app.router.add_post(rf"/inbox/c/{{id:\d+}}/{path}", self._form(action))
         app.router.add_post(r"/inbox/c/{id:\d+}/{action}", self._form(self._act))
         app.router.add_get("/inbox/events", self._live)

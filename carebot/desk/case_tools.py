@@ -1,5 +1,6 @@
-"""The inbox's teamwork on a conversation: assigning it to a colleague, internal notes and
-labels (``POST /inbox/c/{id}/assign``, ``/note``, ``/labels``, ``/labels/remove``).
+"""What agents do on a conversation besides answering it: assigning it to a colleague,
+internal notes and labels (``POST /inbox/c/{id}/assign``, ``/note``, ``/labels``,
+``/labels/remove``).
 
 None of these messages the customer. Each is kept (the assignment and the labels in the audit
 trail too) and published as an ``agent_action`` event, so every open inbox page and the Slack
@@ -24,7 +25,7 @@ Action = Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
 ShowError = Callable[[web.Request, Session, str], Awaitable[web.StreamResponse]]
 
 
-class Teamwork:
+class CaseTools:
     def __init__(
         self,
         *,
