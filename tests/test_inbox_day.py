@@ -180,7 +180,7 @@ async def test_assigning_keeps_the_audit_trail_and_needs_an_open_handoff(
     await assignments.assign(waiting, "Bob", None)
     case = await runtime.queue.case(waiting)
     assert case.handoff is not None and case.handoff["assigned_to"] is None
-    assert [(e["kind"], e["actor"], e["detail"]) for e in case.trail] == [
+    assert [(e["kind"], e["actor"], e["detail"]) for e in case.trail if e["kind"] != "routed"] == [
         ("assigned", "Ann", {"to": "bob", "from": None}),
         ("assigned", "Bob", {"to": None, "from": "bob"}),
     ]
@@ -246,7 +246,7 @@ async def test_labels_on_conversations_and_who_has_one(runtime: Runtime, clock: 
     assert await labels.remove(first, "VIP", "Bob")
     assert not await labels.remove(first, "vip", "Bob")
     assert await labels.conversations_with_label("vip") == []
-    trail = (await runtime.queue.case(first)).trail
+    trail = [e for e in (await runtime.queue.case(first)).trail if e["kind"] != "routed"]
     assert [(e["kind"], e["actor"], e["detail"]["label"]) for e in trail] == [
         ("labelled", "Ann", "refund"),
         ("labelled", "Ann", "vip"),
@@ -258,8 +258,12 @@ async def test_a_handoff_is_new_until_the_customer_writes_again(
     runtime: Runtime, clock: Clock
 ) -> None:
     conversation = await say(runtime, UPSET, "u1")
+    async with runtime.db.session() as session:
+        opened = await session.scalar(
+            select(Handoff.id).where(Handoff.conversation_id == conversation)
+        )
     found = await runtime.queue.new_handoff(conversation)
-    assert found is not None and found["team"] is None
+    assert found is not None and found["id"] == opened
     await say(runtime, "hello?", "u1")  # the same handoff, changed
     assert await runtime.queue.new_handoff(conversation) is None
 
@@ -366,7 +370,11 @@ async def test_assign_note_and_label_from_the_conversation_page(
     async with running.runtime.db.session() as session:  # the customer was told nothing
         assert await session.scalar(select(func.count()).select_from(OutboxRow)) == sent_before
         assert await session.scalar(select(func.count()).select_from(Note)) == 1
-        kinds = await session.scalars(select(ConversationEvent.kind).order_by(ConversationEvent.id))
+        kinds = await session.scalars(
+            select(ConversationEvent.kind)
+            .where(ConversationEvent.kind != "routed")  # routing's own, where it runs
+            .order_by(ConversationEvent.id)
+        )
         assert list(kinds) == ["assigned", "labelled", "unlabelled"]
 
 
@@ -420,7 +428,7 @@ async def test_the_audit_trail_reads_as_sentences(service: tuple[Service, TestSe
     async with http:
         _, html = await get(http, server, f"/inbox/c/{conversation}")
     lines = re.findall(r'<span class="trail-words">\s*(.*?)\s*</span>', html, re.S)
-    assert [" ".join(line.split()) for line in lines] == [
+    assert [" ".join(line.split()) for line in lines][-3:] == [
         "Routed to Billing (rule 1: billing words)",
         "Assigned to Bob (round robin)",
         "Bob transferred this from Billing to Customer care: “not a bill”",

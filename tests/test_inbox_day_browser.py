@@ -170,7 +170,7 @@ async def test_a_working_day_in_the_inbox(
     await ann.locator("#assign-to").select_option("bob")
     await ann.locator("#assign-button").click()
     await ann.locator('#assigned-to[data-assigned-to="bob"]').wait_for()
-    trail = await ann.locator(".trail-line").all_inner_texts()
+    trail = await ann.locator(".trail-line:not([data-kind='routed'])").all_inner_texts()
     assert [line.split("\n")[0].strip() for line in trail] == [
         "Ann added the label “refund”",
         "Ann added the label “vip”",
