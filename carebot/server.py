@@ -40,6 +40,7 @@ from carebot.console.proposals import ProposalMaker
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.console import ConsolePages, build_console
 from carebot.desk.insights import InsightPages, InsightSources
+from carebot.desk.roster import Roster
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.throttle import LoginThrottle, Sleep
 from carebot.desk.web import AgentInbox
@@ -232,6 +233,7 @@ def _mount_inbox(
         intent_title=console.editor.title,
         answers=answers,
         public_url=settings.server.public_url,
+        roster=Roster.from_settings(settings, agents),
     ).mount(app)
     console.mount(app)
     InsightPages(

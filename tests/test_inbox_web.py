@@ -179,9 +179,10 @@ async def test_an_agent_closes_a_conversation_and_the_customer_starts_a_new_one(
         assert response.status == 303 and response.headers["Location"] == "/inbox"
         assert await states(running) == ["closed"]
 
-        _, queue, _ = await page(browser, server, "/inbox")
-        assert 'id="waiting-list"' not in queue
-        closed = queue.split('id="queue-closed"')[1]
+        _, queue, _ = await page(browser, server, "/inbox")  # waiting: nobody any more
+        assert 'data-conversation-id="1"' not in queue and "Nobody is waiting" in queue
+        _, closed, _ = await page(browser, server, "/inbox?view=resolved")  # it stays findable
+        closed = closed.split('id="view-list"')[1]
         assert 'data-conversation-id="1"' in closed and "Closed by Ann" in closed
         status, html, _ = await page(browser, server, "/inbox/c/1")  # still readable
         assert status == 200 and "Closed by Ann" in html and "I will call my lawyer" in html

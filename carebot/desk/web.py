@@ -8,6 +8,11 @@ the page script then re-fetches the parts that changed. While an agent types a r
 posts to ``/inbox/c/{id}/typing`` (every few seconds at most): an ``agent_typing`` event that
 the web chat shows its customer. ``GET /inbox/faq?q=words`` finds FAQ answers for the
 conversation page's search box (JSON; :mod:`carebot.console.answer_search`).
+
+The queue page's views, search and label filter are :mod:`carebot.desk.queue_view`; assigning,
+internal notes and labels on a conversation are :mod:`carebot.desk.case_tools`. A ``handoff``
+event on the live stream also says whether it is a new handoff in the agent's teams (for the
+page's opt-in notification and chime).
 """
 
 from __future__ import annotations
@@ -25,11 +30,17 @@ from aiohttp import WSMsgType, web
 from carebot.agents import AgentDesk
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
+from carebot.desk.case_tools import CaseTools
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
+from carebot.desk.queue_view import QueueView
+from carebot.desk.roster import Roster
 from carebot.desk.throttle import Locked, LoginThrottle, client_address
 from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
+from carebot.store.assignments import Assignments
 from carebot.store.emotion_labels import EmotionLabelStore
+from carebot.store.labels import ConversationLabels
+from carebot.store.notes import Notes
 from carebot.store.queue import AgentQueue
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,7 @@ class AgentInbox:
         intent_title: Callable[[str], str] = str,
         answers: AnswerSearch | None = None,
         public_url: str = "",
+        roster: Roster | None = None,
     ) -> None:
         self._agents = agents
         self._sessions = sessions
@@ -64,6 +76,18 @@ class AgentInbox:
         self._answers = answers  # None: no FAQ search box (and no /inbox/faq)
         self._pages = Pages()
         self._sockets: set[web.WebSocketResponse] = set()
+        self._roster = roster or Roster(agents={n: n for n in agents.names()})
+        clock = queue.clock
+        self._conversation_labels = ConversationLabels(queue.db, clock=clock)
+        self._views = QueueView(queue, self._conversation_labels, self._roster)
+        self._tools = CaseTools(
+            assignments=Assignments(queue.db, clock=clock),
+            notes=Notes(queue.db, clock=clock),
+            labels=self._conversation_labels,
+            roster=self._roster,
+            events=events,
+            show_error=self._error_page,
+        )
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/inbox", self._page(self._queue_page))
@@ -71,6 +95,8 @@ class AgentInbox:
         app.router.add_post("/inbox/login", self._login)
         app.router.add_post("/inbox/logout", self._form(self._logout))
         app.router.add_get(r"/inbox/c/{id:\d+}", self._page(self._case_page))
+        for path, action in self._tools.actions().items():  # before the desk's actions
+            app.router.add_post(rf"/inbox/c/{{id:\d+}}/{path}", self._form(action))
         app.router.add_post(r"/inbox/c/{id:\d+}/{action}", self._form(self._act))
         app.router.add_get("/inbox/events", self._live)
         if self._answers is not None:
@@ -92,15 +118,13 @@ class AgentInbox:
         return handler
 
     async def _queue_page(self, request: web.Request, session: Session) -> web.StreamResponse:
-        waiting, with_agent = await self._queue.rows()
-        return self._pages.render(
-            "queue.html",
-            session,
-            title="Inbox",
-            waiting=waiting,
-            with_agent=with_agent,
-            closed=await self._queue.recently_closed(),
-        )
+        context = await self._views.context(request, session.agent)
+        return self._pages.render("queue.html", session, title="Inbox", **context)
+
+    async def _error_page(
+        self, request: web.Request, session: Session, error: str
+    ) -> web.StreamResponse:
+        return await self._case_page(request, session, error=error)
 
     async def _case_page(
         self,
@@ -126,6 +150,7 @@ class AgentInbox:
             reply_text=reply_text,  # an agent's reply that could not be sent is not lost
             proposed=request.query.get("proposed", "") if request.method == "GET" else "",
             faq_search=self._answers is not None,
+            roster=self._roster,
             status=409 if error else 200,
         )
 
@@ -261,13 +286,14 @@ class AgentInbox:
                 text=f"The live inbox is only for pages of this site, not {origin!r}. Behind "
                 "a proxy, set [server] public_url to the address agents open."
             )
-        if await self._sessions.read(request) is None:
+        session = await self._sessions.read(request)
+        if session is None:
             raise web.HTTPUnauthorized(text="Log in first.")
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
         self._sockets.add(ws)
         async with self._events.subscribe() as queue:
-            pump = asyncio.create_task(self._pump(ws, queue))
+            pump = asyncio.create_task(self._pump(ws, queue, session.agent.name))
             try:
                 async for message in ws:
                     if message.type is WSMsgType.ERROR:
@@ -279,14 +305,19 @@ class AgentInbox:
                 self._sockets.discard(ws)
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, queue: asyncio.Queue[Any]) -> None:
+    async def _pump(self, ws: web.WebSocketResponse, queue: asyncio.Queue[Any], agent: str) -> None:
         while not ws.closed:
             event = await queue.get()
             if event.kind in ("agent_typing", "webchat_reply", "intents"):
                 continue  # for the customer's web chat; nothing on these pages changed
-            await ws.send_json(
-                {"type": "changed", "kind": event.kind, "conversation_id": event.conversation_id}
-            )
+            frame: dict[str, Any] = {
+                "type": "changed",
+                "kind": event.kind,
+                "conversation_id": event.conversation_id,
+            }
+            if event.kind == "handoff":  # a new one in the agent's teams: a notification
+                frame["handoff"] = await self._views.new_handoff(event.conversation_id, agent)
+            await ws.send_json(frame)
 
     async def _close_sockets(self, _app: web.Application) -> None:
         for ws in list(self._sockets):

@@ -1,7 +1,7 @@
 """The agents' queue: conversations waiting for or with an agent (the most urgent first, then
 the longest waiting), those recently closed, and everything an agent sees about one (the
 customer, their channels, their history, why the bot handed over and what changed since, its
-draft, how it ended)."""
+draft, how it ended, its internal notes, labels and audit trail)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -19,9 +19,12 @@ from carebot.models import REASON_WORDS, WITHDRAWN_BY_CUSTOMER, ConversationStat
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.closing import closed_view
 from carebot.store.database import Database
+from carebot.store.labels import labels_of
+from carebot.store.notes import note_rows
 from carebot.store.outbox import FAILED, PENDING, last_customer_message
 from carebot.store.tables import (
     Conversation,
+    ConversationEvent,
     Customer,
     DecisionRow,
     Handoff,
@@ -90,6 +93,22 @@ class Case:
     window: dict[str, Any] | None = None  # the channel's reply window: text, closing, closed
     closed: dict[str, Any] | None = None  # how the conversation ended (see closed_view)
     withdrawn: dict[str, Any] | None = None  # the customer withdrew the latest handoff: at
+    notes: list[dict[str, Any]] = field(default_factory=list)  # internal notes, oldest first
+    trail: list[dict[str, Any]] = field(default_factory=list)  # the audit trail, oldest first
+    tags: list[str] = field(default_factory=list)  # the conversation's labels
+
+    @property
+    def timeline(self) -> list[dict[str, Any]]:
+        """Messages, internal notes and audit-trail lines in time order (at the same time, the
+        message first): ``{"type": "message" | "note" | "event", "item": ...}``."""
+        kinds = {"message": 0, "note": 1, "event": 2}
+        items = [{"type": "message", "item": m, "at": m.at, "n": m.id} for m in self.messages]
+        items += [{"type": "note", "item": n, "at": n["at"], "n": n["id"]} for n in self.notes]
+        items += [{"type": "event", "item": e, "at": e["at"], "n": e["id"]} for e in self.trail]
+        return sorted(
+            items,
+            key=lambda i: (datetime.fromisoformat(i["at"]), kinds[i["type"]], i["n"]),
+        )
 
     @property
     def can_take_over(self) -> bool:
@@ -188,11 +207,11 @@ class AgentQueue:
         identity: Identity,
         handoff: Handoff,
     ) -> QueueRow:
-        last = await _last_customer_text(session, conversation.id)
+        last = await last_customer_text(session, conversation.id)
         reasons = handoff.reasons.split(",") if handoff.reasons else []
         return QueueRow(
             id=conversation.id,
-            customer_name=_name(customer, identity),
+            customer_name=customer_label(customer, identity),
             channel=identity.channel,
             state=conversation.state,
             agent=conversation.agent,
@@ -230,11 +249,11 @@ class AgentQueue:
             return [
                 ClosedRow(
                     id=c.id,
-                    customer_name=_name(customer, identity),
+                    customer_name=customer_label(customer, identity),
                     channel=identity.channel,
                     agent=c.agent,
                     closed=await closed_view(session, c) or {},
-                    last_text=await _last_customer_text(session, c.id),
+                    last_text=await last_customer_text(session, c.id),
                 )
                 for c, customer, identity in result
             ]
@@ -289,6 +308,9 @@ class AgentQueue:
                 window=None if closed else await self._window(session, identity),
                 closed=await closed_view(session, conversation),
                 withdrawn=withdrawn,
+                notes=await note_rows(session, conversation_id),
+                trail=await _trail(session, conversation_id),
+                tags=await labels_of(session, conversation_id),
             )
 
     async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:
@@ -333,7 +355,36 @@ class AgentQueue:
             "created_at": handoff.created_at.isoformat(),
             "waiting_for": waiting_text(handoff.created_at, self._clock()),
             "claimed_by": handoff.claimed_by,
+            "team": handoff.team,
+            "route": handoff.route,
+            "assigned_to": handoff.assigned_to,
+            "assigned_at": handoff.assigned_at.isoformat() if handoff.assigned_at else None,
+            "open": handoff.resolved_at is None,
         }
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def new_handoff(self, conversation_id: int) -> dict[str, Any] | None:
+        """The conversation's open handoff, if no customer message came after the one that
+        caused it (a new handoff, for agents' notifications): ``{"id", "team"}``."""
+        async with self._db.session() as session:
+            handoff, decision = await self._latest_handoff(session, conversation_id)
+            if handoff is None or decision is None:
+                return None
+            latest = await session.scalar(
+                select(func.max(Message.id)).where(
+                    Message.conversation_id == conversation_id, Message.direction == "in"
+                )
+            )
+            if latest != decision.inbound_message_id:
+                return None
+            return {"id": handoff.id, "team": handoff.team}
 
 
 async def _withdrawn(session: AsyncSession, conversation_id: int) -> dict[str, Any] | None:
@@ -377,7 +428,7 @@ async def _past(
     ]
 
 
-async def _last_customer_text(session: AsyncSession, conversation_id: int) -> str:
+async def last_customer_text(session: AsyncSession, conversation_id: int) -> str:
     last = await session.scalar(
         select(Message.text)
         .where(Message.conversation_id == conversation_id, Message.direction == "in")
@@ -392,7 +443,7 @@ def _customer_view(
 ) -> dict[str, Any]:
     return {
         "id": customer.id,
-        "name": _name(customer, identity),
+        "name": customer_label(customer, identity),
         "since": customer.created_at.isoformat(),
         "conversations": conversations,
         "identities": [
@@ -417,6 +468,24 @@ async def _messages(session: AsyncSession, conversation_id: int) -> list[Message
         )
     ).all()
     return [_view(m, _delivery(outbox)) for m, outbox in rows]
+
+
+async def _trail(session: AsyncSession, conversation_id: int) -> list[dict[str, Any]]:
+    events = await session.scalars(
+        select(ConversationEvent)
+        .where(ConversationEvent.conversation_id == conversation_id)
+        .order_by(ConversationEvent.id)
+    )
+    return [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "actor": e.actor,
+            "detail": dict(e.detail or {}),
+            "at": e.created_at.isoformat(),
+        }
+        for e in events
+    ]
 
 
 def _delivery(row: OutboxRow | None) -> str | None:
@@ -445,5 +514,5 @@ def _view(m: Message, delivery: str | None = None) -> MessageView:
     )
 
 
-def _name(customer: Customer, identity: Identity) -> str:
+def customer_label(customer: Customer, identity: Identity) -> str:
     return customer.display_name or f"{identity.channel} {identity.external_user_id[:12]}"

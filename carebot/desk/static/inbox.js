@@ -218,7 +218,8 @@
     const fresh = doc.getElementById("queue");
     if (!fresh) return signedOut();
     if (fresh.innerHTML === raw.queue) return;
-    const before = new Set($$("#waiting-list .queue-row", queueEl).map((a) => a.dataset.conversationId));
+    const waitingRows = () => $$('.queue-row[data-state="waiting_for_agent"]', queueEl);
+    const before = new Set(waitingRows().map((a) => a.dataset.conversationId));
     const focused = document.activeElement && document.activeElement.closest(".queue-row");
     const focusedId = focused && queueEl.contains(focused) ? focused.dataset.conversationId : null;
 
@@ -230,7 +231,7 @@
       const target = $$(".queue-row", queueEl).find((a) => a.dataset.conversationId === focusedId);
       if (target) target.focus({ preventScroll: true });
     }
-    const added = $$("#waiting-list .queue-row", queueEl).filter((a) => !before.has(a.dataset.conversationId));
+    const added = waitingRows().filter((a) => !before.has(a.dataset.conversationId));
     notify(added.length, added.length === 1 ? "New conversation waiting" : `${added.length} new conversations waiting`, false);
   }
 
@@ -262,6 +263,12 @@
       const next = document.importNode(freshCase, true);
       for (const d of $$("details[data-conversation-id]", next)) {
         if (open.has(d.dataset.conversationId)) d.open = true;
+      }
+      // What the agent was typing or choosing (a label, a colleague) survives the refresh.
+      for (const field of $$("input[id], select[id], textarea[id]", caseEl)) {
+        const typed = field instanceof HTMLSelectElement ? field.dataset.chosen : field.value !== field.defaultValue;
+        const fresh = next.querySelector(`#${CSS.escape(field.id)}`);
+        if (typed && fresh && fresh.type !== "hidden") fresh.value = field.value;
       }
       caseEl.replaceWith(next);
       raw.case = freshCase.innerHTML;
@@ -412,7 +419,10 @@
       } catch (err) {
         return;
       }
-      if (data && data.type === "changed") onChanged(data.conversation_id);
+      if (data && data.type === "changed") {
+        onChanged(data.conversation_id);
+        if (data.handoff) alertHandoff(data.conversation_id, data.handoff);
+      }
     });
     ws.addEventListener("close", () => {
       clearTimeout(stableTimer);
@@ -653,6 +663,119 @@
   document.addEventListener("click", (event) => {
     const hit = event.target instanceof Element ? event.target.closest(".faq-hit") : null;
     if (hit) insertIntoReply(hit.dataset.answer || "");
+  });
+
+  // ---------- notifications of new handoffs ----------
+  // Opt-in: "Turn on notifications" asks the browser's permission and remembers the choice in
+  // this browser. Then each new handoff in the agent's teams (every team for an agent in none;
+  // the server says which, as handoff.for_me) plays a short chime (WebAudio: no sound file)
+  // and, with permission, shows a system notification. Each handoff alerts once per tab.
+
+  const NOTIFY_KEY = "carebot-notify";
+  const notifyButton = $("#notify-button");
+  const alerted = new Set();
+  let audio = null;
+
+  function notifyOn() {
+    try {
+      return localStorage.getItem(NOTIFY_KEY) === "on";
+    } catch (err) {
+      return false;
+    }
+  }
+
+  function showNotifyState() {
+    if (!notifyButton) return;
+    const on = notifyOn();
+    notifyButton.hidden = false;
+    notifyButton.setAttribute("aria-pressed", on ? "true" : "false");
+    notifyButton.textContent = on ? "Notifications on" : "Turn on notifications";
+    const denied = "Notification" in window && Notification.permission === "denied";
+    notifyButton.title = on
+      ? `New handoffs in your teams chime${denied ? " (the browser blocks pop-ups for this site)" : " and pop up"}. Click to turn off.`
+      : "Chime and pop up for new handoffs in your teams";
+  }
+
+  function chime() {
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      if (audio.state === "suspended") audio.resume();
+      const now = audio.currentTime;
+      for (const [i, freq] of [880, 1318.5].entries()) {
+        const osc = audio.createOscillator();
+        const gain = audio.createGain();
+        osc.type = "sine";
+        osc.frequency.value = freq;
+        const start = now + i * 0.12;
+        gain.gain.setValueAtTime(0.0001, start);
+        gain.gain.exponentialRampToValueAtTime(0.2, start + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, start + 0.3);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(start);
+        osc.stop(start + 0.32);
+      }
+    } catch (err) {
+      return false; // no audio here: the pop-up (and the queue) still say it
+    }
+    return true;
+  }
+
+  function alertHandoff(conversationId, handoff) {
+    if (!notifyOn() || !handoff.for_me || alerted.has(handoff.id)) return;
+    alerted.add(handoff.id);
+    const played = chime();
+    let popped = false;
+    if ("Notification" in window && Notification.permission === "granted") {
+      const team = handoff.team_label ? ` for ${handoff.team_label}` : "";
+      const note = new Notification(`New conversation waiting${team}`, {
+        body: `Conversation #${conversationId}: click to open it.`,
+        tag: `carebot-handoff-${handoff.id}`,
+      });
+      note.addEventListener("click", () => {
+        window.focus();
+        location.href = `/inbox/c/${conversationId}`;
+      });
+      popped = true;
+    }
+    if (notifyButton) {
+      // For whoever checks what happened (tests, curious agents): the last alert's handoff.
+      notifyButton.dataset.alerts = String(Number(notifyButton.dataset.alerts || 0) + 1);
+      notifyButton.dataset.lastAlert = `${handoff.id}:${played ? "sound" : "silent"}${popped ? "+popup" : ""}`;
+    }
+  }
+
+  if (notifyButton && (queueEl || timelineEl)) {
+    showNotifyState();
+    notifyButton.addEventListener("click", async () => {
+      if (notifyOn()) {
+        localStorage.setItem(NOTIFY_KEY, "off");
+        return showNotifyState();
+      }
+      if ("Notification" in window && Notification.permission === "default") {
+        try {
+          await Notification.requestPermission();
+        } catch (err) {
+          // an old browser without the promise form: the chime alone still works
+        }
+      }
+      try {
+        localStorage.setItem(NOTIFY_KEY, "on");
+      } catch (err) {
+        notifyButton.title = "This browser keeps no settings for this site: notifications cannot be turned on.";
+        return;
+      }
+      chime(); // the click lets the page play sound from now on, and says what it sounds like
+      showNotifyState();
+    });
+  }
+
+  // The label filter applies as soon as it is chosen.
+  document.addEventListener("change", (event) => {
+    const target = event.target;
+    if (target instanceof HTMLSelectElement && target.id === "label-filter" && target.form) {
+      target.form.requestSubmit();
+    }
+    if (target instanceof HTMLSelectElement && target.closest("#case")) target.dataset.chosen = "1";
   });
 
   // ---------- start ----------
