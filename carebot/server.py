@@ -57,6 +57,7 @@ from carebot.platforms import build_platforms
 from carebot.runtime import Runtime, build_runtime, load_encoder
 from carebot.signing import Signer, load_secret
 from carebot.store.logins import SessionRecords
+from carebot.teams.targets import FirstResponseTargets
 
 if TYPE_CHECKING:
     from carebot.cluster.supervisor import Slot
@@ -234,6 +235,8 @@ def _mount_inbox(
         answers=answers,
         public_url=settings.server.public_url,
         roster=Roster.from_settings(settings, agents),
+        targets=FirstResponseTargets(settings),
+        teamwork=runtime.teamwork,
     ).mount(app)
     console.mount(app)
     InsightPages(

@@ -1,7 +1,9 @@
 """The queue page's view of the conversations (``GET /inbox?view=&q=&label=&page=``): the tabs
 with their counts ("my teams'" first for an agent in a team), the rows of the chosen view,
-narrowed by a search and a label, a page at a time; and what a live ``handoff`` event says to
-one agent (whether it is a new handoff in their teams, for a notification)."""
+narrowed by a search and a label, a page at a time (the waiting handoffs by their
+first-response target when teams have one: :mod:`carebot.store.inbox_views`); and what a live
+``handoff`` event says to one agent (whether it is a new handoff in their teams, for a
+notification)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from carebot.exceptions import StoreError
 from carebot.store.inbox_views import VIEWS, InboxViews, Viewer
 from carebot.store.labels import ConversationLabels, normalise_label
 from carebot.store.queue import AgentQueue
+from carebot.teams.targets import FirstResponseTargets
 
 log = logging.getLogger(__name__)
 VIEW_NAMES = {
@@ -32,9 +35,15 @@ MAX_PAGE = 10_000
 
 
 class QueueView:
-    def __init__(self, queue: AgentQueue, labels: ConversationLabels, roster: Roster) -> None:
+    def __init__(
+        self,
+        queue: AgentQueue,
+        labels: ConversationLabels,
+        roster: Roster,
+        targets: FirstResponseTargets | None = None,
+    ) -> None:
         self._queue = queue
-        self._views = InboxViews(queue.db, clock=queue.clock)
+        self._views = InboxViews(queue.db, clock=queue.clock, targets=targets)
         self._labels = labels
         self._roster = roster
 

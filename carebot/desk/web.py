@@ -13,6 +13,13 @@ The queue page's views, search and label filter are :mod:`carebot.desk.queue_vie
 internal notes and labels on a conversation are :mod:`carebot.desk.case_tools`. A ``handoff``
 event on the live stream also says whether it is a new handoff in the agent's teams (for the
 page's opt-in notification and chime).
+
+Teams (README "Teams"): each open handoff shows how it stands against its team's first-response
+target (:class:`carebot.teams.targets.FirstResponseTargets`), on the queue and the conversation
+page; ``POST /inbox/c/{id}/transfer`` (``team``, ``note``) moves a conversation to another
+team's queue (:meth:`carebot.agents.AgentDesk.transfer`: members of its team and leads only);
+``POST /inbox/availability`` (``available`` 1 or 0) is the header's Available / Away switch
+(round-robin assignment skips agents who are away).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import WSMsgType, web
 
@@ -42,6 +49,8 @@ from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.labels import ConversationLabels
 from carebot.store.notes import Notes
 from carebot.store.queue import AgentQueue
+from carebot.store.teamwork import TeamworkStore
+from carebot.teams.targets import FirstResponseTargets
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,6 +72,8 @@ class AgentInbox:
         answers: AnswerSearch | None = None,
         public_url: str = "",
         roster: Roster | None = None,
+        targets: FirstResponseTargets | None = None,  # None: no first-response targets shown
+        teamwork: TeamworkStore | None = None,  # None: no Available / Away switch
     ) -> None:
         self._agents = agents
         self._sessions = sessions
@@ -77,9 +88,11 @@ class AgentInbox:
         self._pages = Pages()
         self._sockets: set[web.WebSocketResponse] = set()
         self._roster = roster or Roster(agents={n: n for n in agents.names()})
+        self._targets = targets
+        self._teamwork = teamwork
         clock = queue.clock
         self._conversation_labels = ConversationLabels(queue.db, clock=clock)
-        self._views = QueueView(queue, self._conversation_labels, self._roster)
+        self._views = QueueView(queue, self._conversation_labels, self._roster, targets)
         self._tools = CaseTools(
             assignments=Assignments(queue.db, clock=clock),
             notes=Notes(queue.db, clock=clock),
@@ -95,6 +108,8 @@ class AgentInbox:
         app.router.add_post("/inbox/login", self._login)
         app.router.add_post("/inbox/logout", self._form(self._logout))
         app.router.add_get(r"/inbox/c/{id:\d+}", self._page(self._case_page))
+        app.router.add_post("/inbox/availability", self._form(self._availability))
+        app.router.add_post(r"/inbox/c/{id:\d+}/transfer", self._form(self._transfer))
         for path, action in self._tools.actions().items():  # before the desk's actions
             app.router.add_post(rf"/inbox/c/{{id:\d+}}/{path}", self._form(action))
         app.router.add_post(r"/inbox/c/{id:\d+}/{action}", self._form(self._act))
@@ -119,7 +134,18 @@ class AgentInbox:
 
     async def _queue_page(self, request: web.Request, session: Session) -> web.StreamResponse:
         context = await self._views.context(request, session.agent)
-        return self._pages.render("queue.html", session, title="Inbox", **context)
+        presence = await self._presence(session, request.path_qs)
+        return self._pages.render(
+            "queue.html", session, title="Inbox", presence=presence, **context
+        )
+
+    async def _presence(self, session: Session, here: str) -> dict[str, Any] | None:
+        """The header's Available / Away switch: whether the agent said they are available,
+        and the page to come back to (None: no teams store, no switch)."""
+        if self._teamwork is None:
+            return None
+        available = await self._teamwork.available(session.agent.name)
+        return {"available": available, "next": _safe_next(here)}
 
     async def _error_page(
         self, request: web.Request, session: Session, error: str
@@ -140,6 +166,13 @@ class AgentInbox:
             raise web.HTTPNotFound(text=str(exc)) from exc
         for item in case.top_intents:
             item["title"] = self._intent_title(item["intent"])
+        handoff, target = case.handoff, None
+        if self._targets is not None and handoff is not None and handoff["open"]:
+            target = self._targets.status(
+                handoff["team"], handoff["created"], handoff["first_reply_at"], self._queue.clock()
+            )
+        current = (handoff or {}).get("team") or self._roster.default_team
+        transferred = request.query.get("transferred", "") if request.method == "GET" else ""
         return self._pages.render(
             "conversation.html",
             session,
@@ -151,6 +184,10 @@ class AgentInbox:
             proposed=request.query.get("proposed", "") if request.method == "GET" else "",
             faq_search=self._answers is not None,
             roster=self._roster,
+            target=target,
+            transfer_to={n: t for n, t in self._roster.teams.items() if n != current},
+            transferred=self._roster.teams.get(transferred, ""),  # the team, after a transfer
+            presence=await self._presence(session, f"/inbox/c/{case.id}"),
             status=409 if error else 200,
         )
 
@@ -257,6 +294,38 @@ class AgentInbox:
             )
         target = "/inbox" if action in ("resolve", "close") else f"/inbox/c/{conversation_id}"
         raise web.HTTPSeeOther(target)
+
+    async def _transfer(
+        self, request: web.Request, session: Session, form: Any
+    ) -> web.StreamResponse:
+        """Move the conversation to another team's queue, with an optional note for them."""
+        conversation_id = int(request.match_info["id"])
+        team = str(form.get("team", "")).strip()
+        if not team:
+            return await self._error_page(
+                request, session, "Choose the team to transfer this conversation to."
+            )
+        note = str(form.get("note", ""))
+        try:
+            await self._desk.transfer(conversation_id, session.agent.display_name, team, note=note)
+        except StoreError as exc:
+            return await self._error_page(request, session, str(exc))
+        raise web.HTTPSeeOther(f"/inbox/c/{conversation_id}?{urlencode({'transferred': team})}")
+
+    async def _availability(
+        self, request: web.Request, session: Session, form: Any
+    ) -> web.StreamResponse:
+        """The agent says they are available for new handoffs (``available=1``) or away (0)."""
+        value = str(form.get("available", ""))
+        if value not in ("0", "1"):
+            raise web.HTTPBadRequest(
+                text=f"available must be 1 (available) or 0 (away), not {value!r}"
+            )
+        try:
+            await self._desk.set_available(session.agent.name, value == "1")
+        except StoreError as exc:
+            raise web.HTTPConflict(text=str(exc)) from exc
+        raise web.HTTPSeeOther(_safe_next(str(form.get("next", "/inbox"))))
 
     # --- FAQ answers for the reply ---------------------------------------------------------
 

@@ -4,6 +4,12 @@ label, a page at a time.
 
 The open views (waiting, mine, my teams', with an agent) list conversations whose latest
 handoff is open, the waiting ones first, then the highest priority, then the longest waiting.
+With first-response targets (:class:`carebot.teams.targets.FirstResponseTargets`) the waiting
+handoffs nobody has answered yet that have a target come first, by due time soonest (so the
+breached ones lead), then the others in that priority order; each open handoff's row says how
+it stands against its target ("12 min left", "breached 5 min ago", "met in 8 min"). Due times
+count business hours, so those views are ordered here rather than in SQL: they hold the open
+handoffs only, which a team works down.
 Resolved lists conversations that were handed to a person and are no longer (handed back to
 the bot, withdrawn, or closed), the most recently resolved first; all lists every conversation,
 the most recently active first."""
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, true
@@ -26,6 +33,7 @@ from carebot.store.labels import normalise_label
 from carebot.store.queue import (
     customer_label,
     describe_reasons,
+    first_replies,
     last_customer_text,
     waiting_text,
 )
@@ -37,9 +45,11 @@ from carebot.store.tables import (
     Handoff,
     Identity,
 )
+from carebot.teams.targets import FirstResponseTargets, TargetStatus
 
 _S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
 VIEWS = ("teams", "waiting", "mine", "with_agent", "resolved", "all")
+OPEN_VIEWS = ("teams", "waiting", "mine", "with_agent")  # ordered by first-response target
 PAGE_SIZE = 50
 
 
@@ -76,6 +86,9 @@ class ViewRow:
     waiting_for: str = ""
     closed: dict[str, Any] | None = None
     labels: list[str] = field(default_factory=list)
+    target: str = ""  # how an open handoff stands against its team's target: "12 min left"
+    target_state: str = ""  # running / met / breached ("": no target)
+    target_due: str | None = None  # when the first reply is (was) due
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +155,12 @@ def _order(view: str) -> list[Any]:
 
 
 class InboxViews:
-    def __init__(self, db: Database, *, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock, targets: FirstResponseTargets | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._targets = targets  # None: no first-response targets shown or ordered by
 
     async def page(
         self,
@@ -166,16 +182,30 @@ class InboxViews:
             self._base(select(Conversation, Customer, Identity, Handoff))
             .where(view_filter(view, viewer), *narrow)
             .order_by(*_order(view))
-            .offset((page - 1) * size)
-            .limit(size + 1)
         )
+        by_target = self._targets is not None and view in OPEN_VIEWS
+        if not by_target:  # ordered by the database: only the page is read
+            query = query.offset((page - 1) * size).limit(size + 1)
         async with self._db.session() as session:
-            found = (await session.execute(query)).all()
-            rows = [await self._row(session, *r) for r in found[:size]]
+            found = list((await session.execute(query)).all())
+            handoffs = [h.id for _, _, _, h in found if h is not None]
+            replied = await first_replies(session, handoffs)
+            statuses = {h.id: self._status(h, replied.get(h.id)) for _, _, _, h in found if h}
+            if by_target:
+                found.sort(key=lambda r: _target_order(r[0], r[3], statuses, replied))
+                found = found[(page - 1) * size :]
+            rows = [await self._row(session, *r, statuses) for r in found[:size]]
             counts = {v: await self._count(session, v, viewer, narrow) for v in views}
             labels = await _labels(session, [r.id for r in rows])
         rows = [_with_labels(r, labels.get(r.id, [])) for r in rows]
         return ViewPage(view, rows, counts, page, len(found) > size)
+
+    def _status(self, handoff: Handoff, first_reply: datetime | None) -> TargetStatus | None:
+        """How an open handoff stands against its team's first-response target (None: no
+        target, or the handoff is resolved)."""
+        if self._targets is None or handoff.resolved_at is not None:
+            return None
+        return self._targets.status(handoff.team, handoff.created_at, first_reply, self._clock())
 
     def _narrowing(self, words: str, label: str) -> list[ColumnElement[bool]]:
         narrow: list[ColumnElement[bool]] = []
@@ -211,6 +241,7 @@ class InboxViews:
         customer: Customer,
         identity: Identity,
         handoff: Handoff | None,
+        statuses: dict[int, TargetStatus | None],
     ) -> ViewRow:
         base: dict[str, Any] = {
             "id": conversation.id,
@@ -226,6 +257,10 @@ class InboxViews:
             return ViewRow(**base)
         reasons = handoff.reasons.split(",") if handoff.reasons else []
         is_open = handoff.resolved_at is None and conversation.state in _ACTIVE
+        status = statuses.get(handoff.id) if is_open else None
+        if status is not None:
+            base["target"], base["target_state"] = status.text, status.state
+            base["target_due"] = status.due.isoformat()
         return ViewRow(
             **base,
             handed_over=True,
@@ -241,6 +276,25 @@ class InboxViews:
             waiting_since=handoff.created_at.isoformat(),
             waiting_for=waiting_text(handoff.created_at, self._clock()),
         )
+
+
+def _target_order(
+    conversation: Conversation,
+    handoff: Handoff | None,
+    statuses: dict[int, TargetStatus | None],
+    replied: dict[int, datetime],
+) -> tuple[int, int, datetime]:
+    """The sort key of an open view's row (a stable sort on the database's priority order):
+    the waiting first; among them, those with a target and no reply yet by due time (the
+    breached ones are due earliest), then the others as they were."""
+    waiting = conversation.state == ConversationState.WAITING_FOR_AGENT.value
+    status = statuses.get(handoff.id) if handoff is not None else None
+    if waiting and status is not None and handoff is not None and handoff.id not in replied:
+        return (0, 0, status.due)
+    return (0 if waiting else 1, 1, _NO_DUE)
+
+
+_NO_DUE = datetime.min.replace(tzinfo=None)
 
 
 async def _labels(session: AsyncSession, ids: list[int]) -> dict[int, list[str]]:

@@ -1,7 +1,11 @@
 """The agents' queue: conversations waiting for or with an agent (the most urgent first, then
 the longest waiting), those recently closed, and everything an agent sees about one (the
 customer, their channels, their history, why the bot handed over and what changed since, its
-draft, how it ended, its internal notes, labels and audit trail)."""
+draft, how it ended, its internal notes, labels and audit trail).
+
+A customer shows by their display name, else the name, e-mail or phone their channel identity
+gave (a web chat visitor's pre-chat details), else its channel and user id
+(:func:`customer_label`; the Slack card reads the same name)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from carebot.exceptions import StoreError
 from carebot.models import REASON_WORDS, WITHDRAWN_BY_CUSTOMER, ConversationState, Reason
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.closing import closed_view
+from carebot.store.customers import display_label, visitor_details
 from carebot.store.database import Database
 from carebot.store.labels import labels_of
 from carebot.store.notes import note_rows
@@ -301,7 +306,12 @@ class AgentQueue:
                 agent=conversation.agent,
                 channel=identity.channel,
                 customer=_customer_view(customer, identity, identities, len(past) + 1),
-                handoff=self._handoff_view(handoff),
+                handoff=self._handoff_view(
+                    handoff,
+                    (await first_replies(session, [handoff.id])).get(handoff.id)
+                    if handoff
+                    else None,
+                ),
                 top_intents=list(latest.details.get("top", [])) if latest else [],
                 messages=await _messages(session, conversation.id),
                 past=past,
@@ -337,7 +347,9 @@ class AgentQueue:
             return handoff, None
         return handoff, await session.get(DecisionRow, handoff.decision_id)
 
-    def _handoff_view(self, handoff: Handoff | None) -> dict[str, Any] | None:
+    def _handoff_view(
+        self, handoff: Handoff | None, first_reply: datetime | None = None
+    ) -> dict[str, Any] | None:
         if handoff is None:
             return None
         reasons = handoff.reasons.split(",") if handoff.reasons else []
@@ -353,6 +365,8 @@ class AgentQueue:
             "draft": handoff.draft,
             "draft_sent": handoff.draft_sent_at is not None,
             "created_at": handoff.created_at.isoformat(),
+            "created": handoff.created_at,  # for the first-response target
+            "first_reply_at": first_reply,  # the first agent message since (None: not yet)
             "waiting_for": waiting_text(handoff.created_at, self._clock()),
             "claimed_by": handoff.claimed_by,
             "team": handoff.team,
@@ -444,6 +458,7 @@ def _customer_view(
     return {
         "id": customer.id,
         "name": customer_label(customer, identity),
+        "visitor": visitor_details(identity),  # what the identity told of itself (web chat)
         "since": customer.created_at.isoformat(),
         "conversations": conversations,
         "identities": [
@@ -515,4 +530,23 @@ def _view(m: Message, delivery: str | None = None) -> MessageView:
 
 
 def customer_label(customer: Customer, identity: Identity) -> str:
-    return customer.display_name or f"{identity.channel} {identity.external_user_id[:12]}"
+    """How agents see the customer of a conversation on ``identity``: see the module's notes."""
+    return display_label(identity, customer.display_name or "")
+
+
+async def first_replies(session: AsyncSession, handoff_ids: Sequence[int]) -> dict[int, datetime]:
+    """The first agent message at or after each handoff was made, by handoff id (handoffs
+    nobody has answered yet are left out): when the first-response target was met or missed."""
+    if not handoff_ids:
+        return {}
+    rows = await session.execute(
+        select(Handoff.id, func.min(Message.created_at))
+        .join(Message, Message.conversation_id == Handoff.conversation_id)
+        .where(
+            Handoff.id.in_(handoff_ids),
+            Message.author == "agent",
+            Message.created_at >= Handoff.created_at,
+        )
+        .group_by(Handoff.id)
+    )
+    return {handoff_id: at for handoff_id, at in rows.all() if at is not None}
