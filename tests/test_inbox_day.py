@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from carebot.store.inbox_views import InboxViews, Viewer
 from carebot.store.labels import ConversationLabels, normalise_label
 from carebot.store.notes import Notes
 from carebot.store.tables import ConversationEvent, Handoff, Note, OutboxRow
+from carebot.teams.targets import FirstResponseTargets
 from tests.conftest import Clock, settings_data
 from tests.service import _HASH, AGENT_PASSWORD, running_service
 
@@ -36,8 +38,8 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def team_settings(tmp_path: Path) -> Settings:
-    """Two teams: care (the default; Ann) and billing (Bob, who lists it himself); Cem is in
-    none."""
+    """Three teams: care (the default; Ann; first reply within 30 min), billing (Bob, who lists
+    it himself; within 10 min) and press (nobody; no target); Cem is in none."""
     agents = [
         {"name": "ann", "display_name": "Ann", "password_hash": _HASH},
         {"name": "bob", "display_name": "Bob", "password_hash": _HASH, "teams": ["billing"]},
@@ -49,8 +51,14 @@ def team_settings(tmp_path: Path) -> Settings:
         server={"secret_file": str(tmp_path / "secret_key")},
     )
     data["teams"] = [
-        {"name": "care", "display_name": "Customer care", "members": ["ann"]},
-        {"name": "billing", "display_name": "Billing"},
+        {
+            "name": "care",
+            "display_name": "Customer care",
+            "members": ["ann"],
+            "first_response_minutes": 30,
+        },
+        {"name": "billing", "display_name": "Billing", "first_response_minutes": 10},
+        {"name": "press", "display_name": "Press"},
     ]
     return Settings.model_validate(data)
 
@@ -136,6 +144,56 @@ async def test_each_view_lists_the_conversations_it_names(runtime: Runtime, cloc
     second = await views.page("all", ANN, size=4, page=2)
     assert (len(first.rows), first.more, len(second.rows), second.more) == (4, True, 2, False)
     assert [r.id for r in second.rows] == [legacy, billing]
+
+
+async def test_waiting_handoffs_go_by_their_first_response_target(
+    runtime: Runtime, clock: Clock, settings: Settings
+) -> None:
+    """Breached first, then the soonest due, then those without a target by priority; every
+    open handoff says how it stands. The clock starts on a Wednesday at 10:00, in hours."""
+    press = await say(runtime, UPSET, "u1")  # the highest priority, but no target
+    await route(runtime, press, "press", "rule 2: press words")
+    clock.advance(60)
+    care = await say(runtime, SENSITIVE, "u2")  # due 10:31
+    clock.advance(60)
+    billing = await say(runtime, SENSITIVE, "u3")  # due 10:12
+    await route(runtime, billing, "billing", "rule 1: billing words")
+    clock.advance(60)
+    later = await say(runtime, SENSITIVE, "u4")  # due 10:33
+    clock.advance(60)
+    answered = await say(runtime, SENSITIVE, "u5")  # 10:04, answered at 10:06
+    clock.advance(60)
+    await runtime.desk.take_over(answered, "Ann")
+    clock.advance(60)
+    await runtime.desk.reply(answered, "Ann", "Hello, I am looking into it.")
+    clock.advance(14 * 60)  # 10:20
+
+    timed = InboxViews(runtime.db, clock=clock, targets=FirstResponseTargets(settings))
+    assert await ids(timed, "waiting", ANN) == [billing, care, later, press]
+    assert await ids(timed, "teams", ANN) == [care, later, answered]  # waiting first
+    untimed = InboxViews(runtime.db, clock=clock)  # the priority order, as before targets
+    assert await ids(untimed, "waiting", ANN) == [press, care, billing, later]
+
+    page = await timed.page("all", ANN)
+    shown = {row.id: (row.target_state, row.target) for row in page.rows}
+    assert shown == {
+        billing: ("breached", "breached 8 min ago"),
+        care: ("running", "11 min left"),
+        later: ("running", "13 min left"),
+        answered: ("met", "met in 2 min"),
+        press: ("", ""),
+    }
+    first, second = (
+        await timed.page("waiting", ANN, size=3),
+        await timed.page("waiting", ANN, size=3, page=2),
+    )
+    assert ([r.id for r in first.rows], first.more) == ([billing, care, later], True)
+    assert ([r.id for r in second.rows], second.more) == ([press], False)
+
+    case = await runtime.queue.case(answered)
+    assert case.handoff is not None and case.handoff["first_reply_at"] == clock.now - timedelta(
+        minutes=14
+    )
 
 
 async def test_search_finds_by_name_contact_number_and_words(
@@ -433,3 +491,129 @@ async def test_the_audit_trail_reads_as_sentences(service: tuple[Service, TestSe
         "Assigned to Bob (round robin)",
         "Bob transferred this from Billing to Customer care: “not a bill”",
     ]
+
+
+async def test_the_pages_show_the_first_response_target_breached_ones_marked(
+    service: tuple[Service, TestServer], clock: Clock
+) -> None:
+    running, server = service
+    slow = await say(running.runtime, SENSITIVE, "u1")  # care: due in 30 min
+    clock.advance(25 * 60)
+    fresh = await say(running.runtime, SENSITIVE, "u2")
+    clock.advance(10 * 60)  # the first breached 5 min ago; the second has 20 min left
+    http = await logged_in(server, "ann")
+    async with http:
+        _, html = await get(http, server, "/inbox?view=waiting")
+        listed = html.split('id="view-list"')[1]
+        assert re.findall(r'data-conversation-id="(\d+)"', listed) == [str(slow), str(fresh)]
+        breached = re.search(r'<a class="queue-row([^"]*)" data-target="breached"', listed)
+        assert breached is not None and "is-breached" in breached.group(1)
+        texts = re.findall(r"First reply: </span>([^<]+)</span>", listed)
+        assert texts == ["breached 5 min ago", "20 min left"]
+        _, page = await get(http, server, f"/inbox/c/{slow}")
+        target = re.search(r'<dd id="first-response" class="([^"]+)"[^>]*>(.*?)</dd>', page, re.S)
+        assert target is not None and "is-breached" in target.group(1)
+        assert target.group(2).endswith("breached 5 min ago")
+
+
+async def test_transfer_to_another_team_from_the_conversation_page(
+    service: tuple[Service, TestServer],
+) -> None:
+    running, server = service
+    conversation = await say(running.runtime, UPSET, "u1")  # care's (the default team)
+    base = f"/inbox/c/{conversation}"
+    ann = await logged_in(server, "ann")
+    async with ann, running.runtime.events.subscribe() as events:
+        _, html = await get(ann, server, base)
+        options = re.findall(r'<option value="(\w+)">', html.split('id="transfer"')[1])
+        assert options[:2] == ["billing", "press"]  # the other teams, not care
+        status, _ = await post(ann, server, f"{base}/transfer", team="billing", note=" a bill ")
+        assert status == 303
+        assert (await events.get()).kind == "agent_action"
+        _, html = await get(ann, server, f"{base}?transferred=billing")
+        assert "Transferred to Billing: the conversation waits in their queue now" in html
+        assert 'id="team" data-team="billing"' in html
+        assert "Ann transferred this from Customer care to Billing: “a bill”" in html
+        # Ann is not in billing: she may no longer move it.
+        status, html = await post(ann, server, f"{base}/transfer", team="care")
+        assert status == 409 and "belongs to the Billing team; only its members" in html
+    bob = await logged_in(server, "bob")
+    async with bob:
+        for form, error in [
+            ({"team": "billing"}, "already with the Billing team"),
+            ({"team": "legal"}, "No team is named &#39;legal&#39;"),
+            ({"team": ""}, "Choose the team to transfer this conversation to."),
+        ]:
+            status, html = await post(bob, server, f"{base}/transfer", **form)
+            assert (status, error in html, 'role="alert"' in html) == (409, True, True), form
+        assert (await post(bob, server, f"{base}/close"))[0] == 303
+        status, html = await post(bob, server, f"{base}/transfer", team="care")
+        assert status == 409 and f"Conversation {conversation} is closed" in html
+        _, html = await get(bob, server, base)
+        assert 'id="transfer"' not in html  # nothing left to transfer
+    async with running.runtime.db.session() as session:
+        moves = list(
+            await session.scalars(
+                select(ConversationEvent.detail).where(ConversationEvent.kind == "transferred")
+            )
+        )
+    assert moves == [{"from": "care", "to": "billing", "note": "a bill"}]
+
+
+async def test_an_agent_says_they_are_available_or_away(
+    service: tuple[Service, TestServer],
+) -> None:
+    running, server = service
+    bob = await logged_in(server, "bob")
+    async with bob:
+        _, html = await get(bob, server, "/inbox")
+        assert 'data-available="true"' in html and 'id="presence-state"' in html
+        status, _ = await post(
+            bob, server, "/inbox/availability", available="0", next="/inbox?view=all"
+        )
+        assert status == 303
+        assert not await running.runtime.teamwork.available("bob")
+        assert await running.runtime.teamwork.available("ann")  # nobody else
+        _, html = await get(bob, server, "/inbox?view=all")
+        state = re.search(r'id="presence-state">.*?</span>(\w+)</span>', html, re.S)
+        assert 'data-available="false"' in html and state is not None and state.group(1) == "Away"
+        status, text = await post(bob, server, "/inbox/availability", available="maybe")
+        assert status == 400 and "available must be 1 (available) or 0 (away)" in text
+        form = {"available": "1", "csrf": "forged"}
+        async with bob.post(server.make_url("/inbox/availability"), data=form) as response:
+            assert response.status == 403
+        assert not await running.runtime.teamwork.available("bob")
+        status, _ = await post(
+            bob, server, "/inbox/availability", available="1", next="//evil.example"
+        )
+        assert status == 303 and await running.runtime.teamwork.available("bob")
+
+
+async def test_a_web_chat_visitor_shows_by_name_with_their_page_and_browser(
+    service: tuple[Service, TestServer],
+) -> None:
+    running, server = service
+    visitor = {
+        "email": "kim.lee@example.com",
+        "page_url": "https://shop.example/cart?step=2",
+        "page_title": "Your cart",
+        "browser": "Firefox 133 on Linux",
+    }
+    known = await say(running.runtime, UPSET, "v-3898b49a4c", **visitor)
+    sneaky = await say(running.runtime, UPSET, "v-0000", page_url="javascript:alert(1)")
+    http = await logged_in(server, "ann")
+    async with http:
+        _, html = await get(http, server, "/inbox?view=waiting")
+        names = re.findall(r'<span class="row-name">([^<]+)</span>', html)
+        assert names == ["kim.lee@example.com", "test v-0000"]
+        _, page = await get(http, server, f"/inbox/c/{known}")
+        assert '<dd id="visitor-email"><a href="mailto:kim.lee@example.com">' in page
+        assert (
+            '<dd id="visitor-page"><a href="https://shop.example/cart?step=2" target="_blank" '
+            'rel="noopener noreferrer"'
+        ) in page
+        assert ">Your cart</a>" in page and "Firefox 133 on Linux" in page
+        _, page = await get(http, server, f"/inbox/c/{sneaky}")
+        assert 'id="visitor-page"' not in page and 'href="javascript' not in page
+    case = await running.runtime.queue.case(known)
+    assert case.customer["name"] == "kim.lee@example.com"  # what the Slack card shows
