@@ -114,12 +114,22 @@ async def test_a_working_day_in_the_inbox(
     service: tuple[Service, TestServer], browser: Any, clock: Clock
 ) -> None:
     running, server = service
-    kim = await say(running, UPSET, "v-kim", name="Kim Lee", phone="+49 30 123456")
+    kim = await say(
+        running,
+        UPSET,
+        "v-kim",
+        name="Kim Lee",
+        phone="+49 30 123456",
+        page_url="https://shop.example/orders/1042",
+        page_title="Order 1042 · Example shop",
+        browser="Firefox 133 on Linux",
+    )
     await route(running.runtime, kim, "billing", "rule 1: billing words")
     clock.advance(120)
     olga = await say(running, SENSITIVE, "v-olga", name="Olga Berg")
     clock.advance(60)
     asked = await say(running, "where is my order", "v-uma", name="Uma")  # the bot answers
+    clock.advance(9 * 60)  # billing's 10 minutes for Kim have run out; care has 30 for Olga
 
     # Ann is in care: her teams' view comes first, with the handoff from before routing.
     ann = await log_in(browser, server, "ann", clock)
@@ -131,6 +141,12 @@ async def test_a_working_day_in_the_inbox(
     billing = ann.locator(f'.queue-row[data-conversation-id="{kim}"]')
     assert await billing.locator(".team-badge").inner_text() == "Billing"
     assert await billing.locator(".row-route").inner_text() == "via rule 1: billing words"
+    target = " ".join((await billing.locator(".row-target").text_content() or "").split())
+    assert target == "! First reply: breached 2 min ago"
+    assert "is-breached" in (await billing.get_attribute("class") or "")
+    olga_row = ann.locator(f'.queue-row[data-conversation-id="{olga}"]')
+    waiting = " ".join((await olga_row.locator(".row-target").text_content() or "").split())
+    assert waiting == "First reply: 20 min left"
 
     # Search by a contact detail as typed differently, by number, by words in the messages.
     assert await search(ann, "0049 30 123456") == [kim]
@@ -178,6 +194,10 @@ async def test_a_working_day_in_the_inbox(
     ]
     await ann.locator('.conv-label[data-label="vip"] .label-x').click()
     await ann.locator('#conv-labels .conv-label[data-label="vip"]').wait_for(state="detached")
+    assert await ann.locator("#first-response").inner_text() == "! breached 2 min ago"
+    page_link = ann.locator("#visitor-page a")
+    assert await page_link.inner_text() == "Order 1042 · Example shop"
+    assert await page_link.get_attribute("rel") == "noopener noreferrer"
     await ann.locator("#case").evaluate("(el) => { el.scrollTop = 0; }")
     await shot(ann, "conversation", docs="inbox-conversation.png")
     async with running.runtime.db.session() as session:  # nothing of it went to Kim
@@ -211,3 +231,20 @@ async def test_a_working_day_in_the_inbox(
     await ann.locator("#view-resolved").click()
     await ann.locator("#view-resolved[aria-current='page']").wait_for()
     assert await row_ids(ann) == [olga]
+
+    # Max's conversation goes to the press team, with a note; then Ann steps away.
+    await ann.goto(str(server.make_url(f"/inbox/c/{new}")))
+    await ann.locator("#transfer-team").select_option("press")
+    await ann.locator("#transfer-note").fill("A journalist, not a customer")
+    await ann.locator("#transfer-button").click()
+    await ann.locator("#transferred-note").wait_for()
+    assert await ann.locator("#team").get_attribute("data-team") == "press"
+    moved = ann.locator(".trail-line[data-kind='transferred'] .trail-words")
+    assert (await moved.inner_text()).strip() == (
+        "Ann transferred this from Customer care to Press: “A journalist, not a customer”"
+    )
+    await ann.locator("#presence-button").click()
+    await ann.locator("#presence-form[data-available='false']").wait_for()
+    assert await ann.locator("#presence-state").inner_text() == "Away"
+    assert ann.url.endswith(f"/inbox/c/{new}")
+    assert not await running.runtime.teamwork.available("ann")

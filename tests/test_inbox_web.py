@@ -128,6 +128,8 @@ async def test_an_agent_sees_the_handoff_replies_and_resolves(
         assert "the customer sounds upset" in html
         assert "where is my order, I will call my lawyer" in html
         assert "Track it at https://track.example." in html  # the bot's draft
+        # One team, no first-response target: no transfer form, no target shown.
+        assert 'id="transfer"' not in html and 'id="first-response"' not in html
 
         response = await post(
             browser,
