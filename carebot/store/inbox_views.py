@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, true
@@ -51,6 +51,7 @@ _S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
 VIEWS = ("teams", "waiting", "mine", "with_agent", "resolved", "all")
 OPEN_VIEWS = ("teams", "waiting", "mine", "with_agent")  # ordered by first-response target
 PAGE_SIZE = 50
+_NO_DUE = datetime.min.replace(tzinfo=UTC)  # the sort key's due time of rows without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +293,6 @@ def _target_order(
     if waiting and status is not None and handoff is not None and handoff.id not in replied:
         return (0, 0, status.due)
     return (0 if waiting else 1, 1, _NO_DUE)
-
-
-_NO_DUE = datetime.min.replace(tzinfo=None)
 
 
 async def _labels(session: AsyncSession, ids: list[int]) -> dict[int, list[str]]:
