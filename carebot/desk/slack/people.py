@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from carebot.desk.slack.api import SlackApi
+from carebot.desk.slack.mrkdwn import escape
 from carebot.exceptions import SlackError
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,12 @@ class People:
         """Ask Slack for the member list at the next chance, without waiting out the retry."""
         self._failure = None
         self._wake_waiters()
+
+    def mention(self, name: str) -> str:
+        """``name`` as a Slack mention (which notifies them) when it is the name of someone
+        this desk has seen act, else the name itself."""
+        found = [user for user, known in self._names.items() if known == name]
+        return f"<@{found[0]}>" if len(found) == 1 else escape(name)
 
     async def name(self, user_id: str) -> str:
         """The agent's Slack display name (real name, user name, or the id if Slack is down)."""
