@@ -196,7 +196,7 @@ async def test_each_notice_has_its_own_words_and_an_empty_one_is_not_sent(
 ) -> None:
     conversation_id = await handed_off(runtime)
     await runtime.desk.take_over(conversation_id, "Ann")
-    await runtime.desk.reply(conversation_id, "Ben", "Hi, Ben here.")
+    await runtime.desk.reply(conversation_id, "Ben", "Hi, Ben here.", from_colleague=True)
     await runtime.desk.resolve(conversation_id, "Ben")
 
     messages = runtime.settings.messages
