@@ -457,6 +457,21 @@ async def test_an_agents_name_is_the_id_while_slack_fails(slack: Slack, time: Fa
     assert await desk.name("UGHOST") == "ghost"  # the failure was not cached
 
 
+async def test_an_agent_is_mentioned_by_their_slack_id_when_it_is_known(
+    slack: Slack, time: FakeTime
+) -> None:
+    """Configured (slack_user_id), seen acting, or unknown (the name, escaped)."""
+    desk = People(slack.api, agents=(), cache_seconds=300, clock=time, slack_ids={"Bo": "UBO"})
+    slack.add_user("UANN", name="ann", display_name="Ann")
+    assert desk.mention("Ann") == "Ann"  # not seen yet
+    await desk.name("UANN")
+    assert [desk.mention("Ann"), desk.mention("Bo"), desk.mention("<Eve>")] == [
+        "<@UANN>",
+        "<@UBO>",
+        "&lt;Eve&gt;",
+    ]
+
+
 # The card
 
 AT = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from carebot.desk.slack.api import SlackApi
 from carebot.desk.slack.mrkdwn import escape
@@ -36,7 +36,11 @@ class People:
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         retry_seconds: float = RETRY_SECONDS,
+        slack_ids: Mapping[str, str] | None = None,
     ) -> None:
+        """``slack_ids``: the Slack user ids of agents by the name they act under (the inbox
+        agents' ``slack_user_id``), for mentioning them."""
+        self._slack_ids = dict(slack_ids or {})
         self._api = api
         self._agents = frozenset(agents)
         self._cache_seconds = cache_seconds
@@ -93,8 +97,10 @@ class People:
         self._wake_waiters()
 
     def mention(self, name: str) -> str:
-        """``name`` as a Slack mention (which notifies them) when it is the name of someone
-        this desk has seen act, else the name itself."""
+        """``name`` as a Slack mention (which notifies them) when it is the name of an agent
+        with a ``slack_user_id`` or of someone this desk has seen act, else the name itself."""
+        if name in self._slack_ids:
+            return f"<@{self._slack_ids[name]}>"
         found = [user for user, known in self._names.items() if known == name]
         return f"<@{found[0]}>" if len(found) == 1 else escape(name)
 
