@@ -721,3 +721,28 @@ def test_the_manifest_grants_every_scope_and_event_the_desk_uses() -> None:
         settings["interactivity"]["request_url"],
     ]
     assert all(url.endswith("/slack/events") for url in urls)
+
+
+@pytest.mark.parametrize(
+    ("text", "do", "says"),
+    [
+        ("Ben here, I know this order.", "reply", "Taking it over sends it."),
+        ("x" * 2100, "take_over", "send your reply again"),  # too long for a button's value
+    ],
+    ids=["kept", "too-long"],
+)
+def test_the_question_before_taking_over_keeps_the_reply_when_it_fits(
+    text: str, do: str, says: str
+) -> None:
+    asked = {"conversation": 7, "do": "reply", "text": text}
+    words, blocks = cards.ask_to_take_over("Ann <lead>", asked)
+    assert words.startswith("Ann &lt;lead&gt; has this conversation.") and says in words
+    [button] = blocks[-1]["elements"]
+    assert button["text"]["text"] == "Take it over from Ann <lead>"
+    value = json.loads(button["value"])
+    assert len(button["value"]) <= cards.BUTTON_VALUE_LIMIT
+    assert (value["conversation"], value["do"], value.get("text")) == (
+        7,
+        do,
+        text if do == "reply" else None,
+    )

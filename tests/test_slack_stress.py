@@ -327,6 +327,7 @@ async def test_two_agents_on_one_conversation_bob_is_asked_then_takes_it_over(
         assert note.params["thread_ts"] == ts
         assert "Ben took this conversation over from <@UANN>" in note.params["text"]  # told
         await card_updated(slack, "with Ben")
+        await slack.wait_for("reactions.add")  # Ben's reply is checked: it went out
         told = [r for r in slack.responses if "You have the conversation now" in r["text"]]
         assert told and told[-1]["replace_original"] is True
     assert await count(running, Message.author == "agent") == 1

@@ -164,7 +164,8 @@ def ask_to_take_over(owner: str, action: dict[str, Any]) -> tuple[str, list[dict
     held = HELD_ACTIONS[action["do"]]
     value = json.dumps(action, ensure_ascii=False)
     if len(value) > BUTTON_VALUE_LIMIT:  # too long to keep: taken over only, sent again
-        value = json.dumps({**action, "do": "take_over", "text": None}, ensure_ascii=False)
+        kept = {"conversation": action["conversation"], "do": "take_over"}
+        value = json.dumps(kept, ensure_ascii=False)
         after = " Once you have it, send your reply again."
     elif action["do"] == "take_over":
         after = ""

@@ -167,6 +167,8 @@ class Listeners:
                 await self._desk.reply(conversation_id, name, reply, via="slack")
             except OwnedByColleague as exc:
                 action = {"conversation": conversation_id, "do": "reply", "text": reply}
+                if ts:
+                    action["ts"] = ts  # checked once it is sent
                 await self._ask(user, exc.owner, action, thread_ts=thread_ts)
                 return
             except StoreError as exc:
@@ -331,6 +333,8 @@ class Listeners:
             )
             if previous and previous != name:
                 await self._note_taken_over(conversation_id, name, previous)
+            if do == "reply" and text and asked.get("ts"):
+                await self._api.react(RELAYED, str(asked["ts"]))
         except SlackError as exc:
             log.warning("Slack failed while %s took over %s: %s", user, conversation_id, exc)
 
