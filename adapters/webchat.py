@@ -4,20 +4,31 @@ Translation only: WebSocket frames -> :class:`InboundMessage`; :class:`OutboundR
 
 Protocol (JSON text frames on ``/chat/ws``):
 
-* client ``{"type": "hello", "token": <token or null>}`` first. The server answers
-  ``{"type": "welcome", "token", "history": [message...], "max_chars", "status"}``; the token
-  is a signed visitor id kept by the browser, so a reload or reconnect resumes the same
-  conversation. A forged, altered or expired token gets ``{"type": "error", "code":
-  "bad_token"}`` and the socket is closed (4401): nobody reads or writes another visitor's
-  conversation.
+* client ``{"type": "hello", "token": <token or null>, "prechat": <the site's data-prechat or
+  null>, "pass": <pre-chat pass or null>, "page": {"url", "title"}}`` first (all but ``type``
+  optional). The server answers ``{"type": "welcome", "token", "history": [message...],
+  "max_chars", "status", "prechat": {"mode", "fields", "done"}}``; the token is a signed
+  visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
+  forged, altered or expired token gets ``{"type": "error", "code": "bad_token"}`` and the
+  socket is closed (4401): nobody reads or writes another visitor's conversation.
+* ``prechat.mode`` is ``"off"``, ``"optional"`` or ``"required"``: ``[webchat] prechat``, or
+  the site's choice when that is "optional" (:meth:`WebChatSettings.prechat_for`).
+  ``fields`` are the fields it asks for, ``done`` whether this visitor has filled them in (a
+  valid ``pass``). While a required form is not done, messages are refused with
+  ``prechat_required`` (nothing stored).
+* client ``{"type": "page", "url", "title"}`` when the page changes (single-page sites): no
+  answer. The page (http(s) only, without fragment) and the browser (from the User-Agent) go
+  into the visitor's profile for agents (:mod:`carebot.adapters.webchat_visitor`).
 * ``status`` is whether the care team is at work now (``[business_hours]``):
   ``{"online": bool, "text", "next_open": <ISO time or null>}``, or null when
   ``[webchat] show_status`` is off. The client asks again with ``{"type": "status"}`` (on
   opening the panel, and every few minutes while it is open); the answer is
   ``{"type": "status", "status"}``.
 * client ``{"type": "contact", "name", "phone", "email"}`` (each optional, at least one): the
-  contact form. The server answers ``{"type": "contact_saved"}``; a phone number or e-mail
-  address the customer also uses on another channel links the two.
+  contact form, and the pre-chat form. The server answers ``{"type": "contact_saved"}``
+  (with ``"pass"`` once the details fill the pre-chat form's fields: a signed token the
+  widget sends with its next hellos); a phone number or e-mail address the customer also uses
+  on another channel links the two. A malformed e-mail address is refused (``bad_email``).
 * client ``{"type": "message", "id": <client uuid>, "text": ...}``; the id makes a resend after
   a reconnect harmless (the core deduplicates it). The server answers ``{"type": "ack", "id",
   "at"}``, then ``{"type": "typing", "on": true}`` while the bot works.
@@ -32,10 +43,11 @@ Protocol (JSON text frames on ``/chat/ws``):
   Every ``at`` (here, in acks and in the history) is ISO 8601 UTC, e.g.
   ``2026-11-18T10:00:00.000Z``.
 * server ``{"type": "error", "code": "bad_frame"|"empty"|"too_long"|"rate_limited"|
-  "bad_token", "message", "id"}``: nothing was stored; the socket stays open except for
-  ``bad_token``; ``too_long`` also carries ``max_chars``. ``"unavailable"``: the message may be
-  stored but could not be handled now; sending it again with the same id gets the answer (it is
-  handled once). Refused messages may be sent again with the same id.
+  "prechat_required"|"bad_email"|"bad_token", "message", "id"}``: nothing was stored; the
+  socket stays open except for ``bad_token``; ``too_long`` also carries ``max_chars``.
+  ``"unavailable"``: the message may be stored but could not be handled now; sending it again
+  with the same id gets the answer (it is handled once). Refused messages may be sent again
+  with the same id.
 
 The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill)
 are written into ``/chat/widget.js`` as it is served (:mod:`carebot.adapters.webchat_files`).
@@ -68,7 +80,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from carebot.adapters.user_agent import browser_label
 from carebot.adapters.webchat_files import WidgetFiles, file
+from carebot.adapters.webchat_visitor import EMAIL, Tab
 from carebot.channel import Deliver
 from carebot.clock import Clock, utcnow
 from carebot.config import WebChatSettings, fill
@@ -90,6 +104,7 @@ BACKSTOP_SECONDS = 30.0  # several workers: how often the tabs' messages are che
 SHOWN_PER_VISITOR = 300  # the message ids remembered per visitor (more than the history shows)
 REFRESH_LINES = 50  # the latest messages a look at the store pushes from
 VISITORS_KNOWN = 10_000  # conversations whose visitor is remembered
+PASS_SUFFIX = "\nprechat"  # a pre-chat pass signs "<visitor>\nprechat" (no visitor id has \n)
 
 
 class FrameError(Exception):
@@ -128,6 +143,7 @@ class WebChatChannel:
         self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self._tabs: dict[web.WebSocketResponse, Tab] = {}
         # Per visitor with a tab here: the ids of the messages its tabs have (ordered, trimmed).
         self._shown: dict[str, dict[str, None]] = defaultdict(dict)
         self._visitors: dict[int, str | None] = {}  # conversation -> its visitor (or None)
@@ -218,6 +234,7 @@ class WebChatChannel:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
         visitor: str | None = None
+        self._tabs[ws] = Tab(browser=browser_label(request.headers.get("User-Agent")))
         try:
             async for message in ws:
                 if message.type is not WSMsgType.TEXT or not self._receiving:
@@ -230,6 +247,7 @@ class WebChatChannel:
                     async with self._handled:
                         self._handled.notify_all()
         finally:
+            del self._tabs[ws]
             if visitor is not None:
                 self._sockets[visitor].discard(ws)
                 if not self._sockets[visitor]:
@@ -250,6 +268,9 @@ class WebChatChannel:
                 await self._contact(ws, visitor, frame)
             elif frame.get("type") == "status":
                 await ws.send_json({"type": "status", "status": self.status()})
+            elif frame.get("type") == "page":
+                if self._tabs[ws].see_page(frame):
+                    await self._record_page(visitor, ws)
             else:
                 await self._message(ws, visitor, frame)
         except FrameError as error:
@@ -269,30 +290,62 @@ class WebChatChannel:
         token = frame.get("token")
         if token:
             visitor = self._signer.verify(str(token))
-            if visitor is None:
+            if visitor is None or "\n" in visitor:  # ("\n": a pre-chat pass, not a token)
                 raise FrameError("bad_token", "This chat session is not valid any more.")
         else:
             visitor = f"v-{uuid.uuid4().hex}"
         history = await self._transcript(visitor) if token else []
         frames = [_line_frame(line, visitor) for line in history]
+        tab = self._tabs[ws]
+        tab.prechat = self._settings.prechat_for(frame.get("prechat"))
+        given = frame.get("pass")
+        tab.prechat_done = isinstance(given, str) and (
+            self._signer.verify(given) == visitor + PASS_SUFFIX
+        )
+        tab.known = bool(history) or any(t.known for t in self._tabs_of(visitor))
         self._sockets[visitor].add(ws)
         self._mark_shown(visitor, [f["id"] for f in frames if f["id"]])
-        ttl = self._settings.token_days * 86400
         await ws.send_json(
             {
                 "type": "welcome",
-                "token": self._signer.sign(visitor, ttl=ttl),
+                "token": self._signer.sign(visitor, ttl=self._ttl),
                 "history": frames,
                 "max_chars": self._settings.max_message_chars,
                 "status": self.status(),
+                "prechat": {
+                    "mode": tab.prechat,
+                    "fields": list(self._settings.prechat_fields),
+                    "done": tab.prechat_done,
+                },
             }
         )
+        if tab.see_page(frame.get("page")):
+            await self._record_page(visitor, ws)
         return visitor
+
+    @property
+    def _ttl(self) -> int:
+        return self._settings.token_days * 86400
+
+    def _tabs_of(self, visitor: str) -> list[Tab]:
+        return [self._tabs[ws] for ws in self._sockets.get(visitor, ()) if ws in self._tabs]
+
+    async def _record_page(self, visitor: str, ws: web.WebSocketResponse) -> None:
+        """Keep the tab's page and browser with a visitor the store knows (for the others,
+        they go with their first message or details)."""
+        tab = self._tabs[ws]
+        if not tab.known or self._deliver is None:
+            return
+        try:
+            await self._deliver(ContactDetails(self.name, visitor, tab.profile()))
+        except Exception:
+            log.warning("Could not keep the page of visitor %s; the next change retries", visitor)
 
     async def _message(
         self, ws: web.WebSocketResponse, visitor: str, frame: dict[str, Any]
     ) -> None:
-        text, message_id = self._validate(visitor, frame)
+        tab = self._tabs[ws]
+        text, message_id = self._validate(visitor, frame, tab)
         inbound = InboundMessage(
             channel=self.name,
             external_user_id=visitor,
@@ -300,6 +353,7 @@ class WebChatChannel:
             external_message_id=f"{visitor}:{message_id}",
             text=text,
             sent_at=self._clock(),
+            profile=tab.profile(),
             raw=frame,
         )
         await ws.send_json({"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)})
@@ -327,12 +381,18 @@ class WebChatChannel:
             ) from exc
         finally:
             await self._broadcast(visitor, {"type": "typing", "on": False})
+        self._mark_known(visitor)
+
+    def _mark_known(self, visitor: str) -> None:
+        for tab in self._tabs_of(visitor):
+            tab.known = True
 
     async def _contact(
         self, ws: web.WebSocketResponse, visitor: str, frame: dict[str, Any]
     ) -> None:
-        """The optional contact form: kept with the visitor, so agents know who they are and
-        the same person on other channels (same phone or e-mail) is recognised."""
+        """The optional contact form and the pre-chat form: kept with the visitor, so agents
+        know who they are and the same person on other channels (same phone or e-mail) is
+        recognised. Details that fill the pre-chat form's fields earn a pass."""
         profile, texts = {}, self._settings.texts
         for key in ("name", "phone", "email"):
             value = frame.get(key)
@@ -345,16 +405,26 @@ class WebChatChannel:
                 profile[key] = value.strip()
         if not profile:
             raise FrameError("empty", texts.contact_missing)
+        if "email" in profile and not EMAIL.match(profile["email"]):
+            raise FrameError("bad_email", texts.contact_bad_email)
         if self._deliver is None:
             raise RuntimeError("WebChatChannel.start() was not called before serving")
+        tab = self._tabs[ws]
         try:
-            await self._deliver(ContactDetails(self.name, visitor, profile))
+            await self._deliver(ContactDetails(self.name, visitor, {**tab.profile(), **profile}))
         except Exception as exc:
             log.exception("Could not keep the contact details of %s", visitor)
             raise FrameError("unavailable", texts.contact_failed) from exc
-        await ws.send_json({"type": "contact_saved"})
+        self._mark_known(visitor)
+        tab.details.update(profile)
+        saved: dict[str, Any] = {"type": "contact_saved"}
+        if tab.prechat != "off" and tab.filled(self._settings.prechat_fields):
+            for other in self._tabs_of(visitor):
+                other.prechat_done = True
+            saved["pass"] = self._signer.sign(visitor + PASS_SUFFIX, ttl=self._ttl)
+        await ws.send_json(saved)
 
-    def _validate(self, visitor: str, frame: dict[str, Any]) -> tuple[str, str]:
+    def _validate(self, visitor: str, frame: dict[str, Any], tab: Tab) -> tuple[str, str]:
         if frame.get("type") != "message":
             raise FrameError("bad_frame", f"Unknown frame type {frame.get('type')!r}.")
         text, message_id = frame.get("text"), frame.get("id")
@@ -369,6 +439,8 @@ class WebChatChannel:
         if len(text) > limit:
             words = fill(texts.too_long, length=f"{len(text):,}", limit=f"{limit:,}")
             raise FrameError("too_long", words, frame_id=message_id)
+        if tab.prechat == "required" and not tab.prechat_done:
+            raise FrameError("prechat_required", texts.prechat_required, frame_id=message_id)
         recent = self._recent[visitor]
         now = self._seconds()
         while recent and now - recent[0] > 60:

@@ -429,6 +429,14 @@ class WebChatTexts(_Section):
     contact_bad_email: str = "Please check the e-mail address (like name@example.com)."
     contact_too_long: str = "That is too long: {limit} characters at most."
     contact_failed: str = "We could not save your details. Please try again."
+    prechat_title: str = "Before we start"
+    prechat_intro: str = (
+        "Tell us who you are, so our team can reach you and recognise you on other channels."
+    )
+    prechat_start: str = "Start chat"
+    prechat_skip: str = "Skip"
+    prechat_missing: str = "Please fill in every field to start the chat."
+    prechat_required: str = "Please tell us who you are (the form below) before you write to us."
 
     @field_validator("*")
     @classmethod
@@ -441,6 +449,9 @@ class WebChatTexts(_Section):
         return value
 
 
+PrechatMode = Literal["off", "optional", "required"]
+
+
 class WebChatSettings(_Section):
     enabled: bool = True
     # The widget's header says whether the care team is at work ([business_hours]).
@@ -450,7 +461,28 @@ class WebChatSettings(_Section):
     history_limit: Annotated[int, Field(ge=0, le=1000)] = 100
     messages_per_minute: Annotated[int, Field(ge=1, le=10000)] = 30
     allowed_origins: tuple[str, ...] = ()
+    # A form before the first message (the visitor's name, e-mail...): "off", "optional" (the
+    # visitor may skip it; a site may switch it off or make it required with data-prechat on
+    # its script tag) or "required" (on every site: no message is taken before it is filled).
+    prechat: PrechatMode = "off"
+    prechat_fields: tuple[Literal["name", "email", "phone"], ...] = ("name", "email")
     texts: WebChatTexts = WebChatTexts()
+
+    @field_validator("prechat_fields")
+    @classmethod
+    def _some_fields_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('name at least one field, e.g. ["name", "email"]')
+        if len(set(value)) != len(value):
+            raise ValueError(f"each field once: {list(value)!r}")
+        return value
+
+    def prechat_for(self, asked: object) -> PrechatMode:
+        """The pre-chat mode on a site that asked for ``asked`` (its data-prechat attribute):
+        "optional" lets the site choose; "off" and "required" hold on every site."""
+        if self.prechat == "optional" and asked in get_args(PrechatMode):
+            return asked  # type: ignore[return-value]
+        return self.prechat
 
 
 TeamName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]

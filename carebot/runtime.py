@@ -47,9 +47,12 @@ from carebot.store.outbox import OutboxStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import QuietAnswers, SurveyStore
+from carebot.store.teamwork import TeamworkStore
 from carebot.store.waiting import WaitingStore
 from carebot.survey.questions import Surveys
 from carebot.survey.ratings import RatingRequests
+from carebot.teams.directory import TeamDirectory
+from carebot.teams.membership import Membership
 from carebot.triage import Priority, Triage
 
 log = logging.getLogger(__name__)
@@ -151,6 +154,7 @@ class Runtime:
     closer: ConversationCloser
     ratings: RatingRequests
     labels: EmotionLabelStore  # agents' emotion labels (the desk writes, the inbox reads)
+    teamwork: TeamworkStore  # transfers, availability, the audit trail (README, "Teams")
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
@@ -272,6 +276,17 @@ def enabled_channels(settings: Settings) -> frozenset[str]:
     return frozenset(name for name, enabled in sections.items() if enabled)
 
 
+def team_directory(settings: Settings, triage: Triage) -> TeamDirectory:
+    """The teams as the stores see them; an intent's tags are read from the live intents
+    (the ones in use now, after any reload)."""
+
+    def tags(intent: str) -> tuple[str, ...]:
+        intents = triage.matcher.intents
+        return intents[intent].tags if intent in intents else ()
+
+    return TeamDirectory(settings, tags=tags)
+
+
 def build_matching(
     settings: Settings,
     encoder: Encoder,
@@ -324,8 +339,14 @@ async def build_runtime(
     triage, matches, reloader = build_matching(settings, encoder, cache, events)
     link_by = settings.customers.link_by
     priority = Priority(settings.priority)
+    teams = team_directory(settings, triage)
     conversations = ConversationStore(
-        db, clock=clock, lease_replies=send_immediately, link_by=link_by, priority=priority
+        db,
+        clock=clock,
+        lease_replies=send_immediately,
+        link_by=link_by,
+        priority=priority,
+        teams=teams,
     )
     outbox_store = OutboxStore(db, clock=clock)
     channel_map = dict(channels)
@@ -365,7 +386,9 @@ async def build_runtime(
         reachable=routes.check,
         notices=notices,
         rating=surveys.rating_question(),
+        teams=teams,
     )
+    teamwork = TeamworkStore(db, clock=clock, teams=teams)
     ratings = RatingRequests(
         store=QuietAnswers(db, clock=clock, lease_replies=send_immediately),
         question=surveys.rating_question(),
@@ -414,12 +437,15 @@ async def build_runtime(
             labels=labels,
             events=events,
             on_outbox=worker.dispatch_in_order,
+            membership=Membership(settings),
+            teamwork=teamwork,
         ),
         queue=AgentQueue(db, clock=clock, windows=windows),
         clock=clock,
         customers=customers,
         closer=closer,
         labels=labels,
+        teamwork=teamwork,
         windows=windows,
         channels=channel_map,
         reloader=reloader,

@@ -241,6 +241,7 @@ def _mount_inbox(
         clock=runtime.clock,
         channels=lambda: runtime.channels,
         intent_title=console.editor.title,
+        teams=lambda: [(team.name, team.label) for team in settings.teams_in_effect()],
     ).mount(app)
     return demo_password, console
 

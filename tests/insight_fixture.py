@@ -1,7 +1,9 @@
 """The golden store of the insight figures: scripted conversations on a fake clock, written
 through the real store APIs (ConversationStore, HandoffStore, ClosingStore); only the surveys
 are inserted directly (:meth:`Script.ask`, :meth:`Script.answer`), with the semantics of the
-``surveys`` table. tests/test_insight_metrics.py asserts every figure of it exactly; the
+``surveys`` table, and the team of some handoffs is set as routing sets it (:meth:`Script.route`;
+the others have none, as handoffs from before teams existed: the default team's).
+tests/test_insight_metrics.py asserts every figure of it exactly; the
 dashboard's browser test and the test that the dashboard, ``carebot report`` and ``/metrics``
 agree reuse it:
 
@@ -43,6 +45,14 @@ The conversations, by start (the names are Golden's keys):
   ``answer_23h_ago``: 23 hours before NOW (not yet).
 - ``spans_end``: starts an hour before PERIOD.until, continues after it; handed over upset.
 - ``at_until`` (not in PERIOD): starts at exactly PERIOD.until.
+
+With TEAMS (:func:`team_settings`): ``care`` (the default team, 30-minute target, the global
+hours), ``billing`` (15 minutes, its own hours 08:00-20:00 Berlin) and ``escalation`` (no
+target). ``two_handoffs``' first handoff went to billing (met in 10 minutes), its second to
+escalation; ``weekend`` and ``lea_telegram`` to billing (both missed); ``spans_end`` to care
+(missed: 60 minutes); ``helpful_no`` and ``resolved_silently`` have no team (care's):
+``helpful_no`` was answered exactly at its due time (met), ``resolved_silently`` resolved
+unanswered exactly at its due time (no verdict). TEAM_FIGURES has what each team's row shows.
 """
 
 from __future__ import annotations
@@ -51,17 +61,19 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select, update
 
+from carebot.config import Settings
 from carebot.insight.report import Period
 from carebot.models import Decision, DecisionKind, InboundMessage, Reason
 from carebot.store.closing import ClosingStore
 from carebot.store.conversations import ConversationStore, Received
 from carebot.store.database import Database
 from carebot.store.handoffs import HandoffStore
-from carebot.store.tables import Conversation, DecisionRow, Survey
-from tests.conftest import Clock
+from carebot.store.tables import Conversation, DecisionRow, Handoff, Survey
+from tests.conftest import Clock, settings_data
 
 SINCE = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # Monday 30 November 00:00 in Berlin
 UNTIL = datetime(2026, 12, 13, 23, 0, tzinfo=UTC)  # Monday 14 December 00:00 in Berlin
@@ -69,6 +81,7 @@ PERIOD = Period(SINCE, UNTIL)
 WEEK_ONE = Period(SINCE, SINCE + timedelta(days=7))
 NOW = datetime(2026, 12, 14, 12, 0, tzinfo=UTC)
 WORKDAY = "09:00-18:00"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 SECTIONS: Mapping[str, dict[str, object]] = {
     "business_hours": {
         "timezone": "Europe/Berlin",
@@ -98,6 +111,59 @@ HEADLINE: Mapping[str, tuple[int, int]] = {
     "rating_response_human": (2, 3),
     "emotional": (2, 27),
 }
+
+TEAMS: tuple[dict[str, object], ...] = (
+    {"name": "care", "display_name": "Care team", "first_response_minutes": 30},
+    {
+        "name": "billing",
+        "display_name": "Billing",
+        "first_response_minutes": 15,
+        "business_hours": {
+            "timezone": "Europe/Berlin",
+            **{day: "08:00-20:00" for day in WEEKDAYS},
+            "saturday": "",
+            "sunday": "",
+        },
+    },
+    {"name": "escalation", "display_name": "Escalation"},
+)
+MINUTE = 60
+# Each team's row of PERIOD at NOW (TEAMS): handoffs (count, total), first response (samples,
+# p50 s, p90 s) in clock time and in the team's hours, within target (count, total; None: no
+# target), human resolution time (samples, p50 s, p90 s), human CSAT (count, total).
+TEAM_FIGURES: Mapping[str, Mapping[str, object]] = {
+    "care": {
+        "handoffs": (4, 7),
+        "first_response": (2, 30 * MINUTE, 60 * MINUTE),
+        "first_response_business": (2, 30 * MINUTE, 60 * MINUTE),
+        "within_target": (1, 2),
+        "resolution_time_human": (4, 30 * MINUTE, 13 * 60 * MINUTE),
+        "csat_human": (1, 2),
+    },
+    "billing": {
+        "handoffs": (3, 7),
+        "first_response": (3, 20 * MINUTE, int(63.5 * 60) * MINUTE),
+        "first_response_business": (3, 20 * MINUTE, 210 * MINUTE),
+        "within_target": (1, 3),
+        "resolution_time_human": (1, 60 * MINUTE, 60 * MINUTE),
+        "csat_human": (0, 0),
+    },
+    "escalation": {
+        "handoffs": (1, 7),
+        "first_response": (1, (14 * 60 + 45) * MINUTE, (14 * 60 + 45) * MINUTE),
+        "first_response_business": (1, 15 * MINUTE, 15 * MINUTE),
+        "within_target": None,
+        "resolution_time_human": (1, (16 * 60 + 30) * MINUTE, (16 * 60 + 30) * MINUTE),
+        "csat_human": (0, 0),
+    },
+}
+WITHIN_TARGET = (2, 5)  # met: helpful_no, two_handoffs (billing); of the 5 judged handoffs
+
+
+def team_settings(tmp_path: Path) -> Settings:
+    """The golden settings (SECTIONS) with TEAMS."""
+    data: dict[str, object] = {**settings_data(tmp_path, **SECTIONS), "teams": list(TEAMS)}
+    return Settings.model_validate(data)
 
 
 def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
@@ -189,6 +255,18 @@ class Script:
     async def take_over(self, conversation_id: int, when: datetime, agent: str = "Ann") -> None:
         self._at(when)
         await self.handoffs.take_over(conversation_id, agent)
+
+    async def route(self, conversation_id: int, team: str) -> None:
+        """Give the conversation's latest handoff a team, as routing does."""
+        async with self.db.transaction() as session:
+            latest = await session.scalar(
+                select(Handoff)
+                .where(Handoff.conversation_id == conversation_id)
+                .order_by(Handoff.id.desc())
+                .limit(1)
+            )
+            assert latest is not None
+            latest.team = team
 
     async def resolve(self, conversation_id: int, when: datetime, agent: str = "Ann") -> None:
         self._at(when)
@@ -325,10 +403,12 @@ async def _two_handoffs(s: Script, g: Golden) -> None:
     first = await s.says(fay, at(12, 2, 16, 30), "I was charged twice", sensitive)
     g.keep("two_handoffs", first)
     cid = first.conversation_id
+    await s.route(cid, "billing")
     await s.agent_replies(cid, at(12, 2, 16, 40))
     await s.resolve(cid, at(12, 2, 16, 50))
     upset = handoff(Reason.EMOTIONAL, Reason.NO_ANSWER, intent="damaged_item", emotion=0.9)
     await s.says(fay, at(12, 2, 17, 30), "my parcel came damaged, I am furious", upset)
+    await s.route(cid, "escalation")
     await s.agent_replies(cid, at(12, 3, 8, 15), agent="Bob")
     await s.resolve(cid, at(12, 3, 9), agent="Bob")
     await s.ask(cid, "rating", at(12, 3, 9), resolver="human")  # never answered
@@ -350,6 +430,7 @@ async def _week_one_rest(s: Script, g: Golden) -> None:
     gus = Person("webchat", "gus")
     friday = await s.says(gus, at(12, 4, 16, 50), "my contract", handoff(Reason.ASKED_FOR_HUMAN))
     g.keep("weekend", friday)
+    await s.route(friday.conversation_id, "billing")
     await s.agent_replies(friday.conversation_id, at(12, 7, 8, 20), agent="Bob")
 
 
@@ -367,6 +448,7 @@ async def _lea(s: Script, g: Golden) -> None:
         draft("refund_delay", Reason.BELOW_THRESHOLD),
     )
     g.keep("lea_telegram", again)
+    await s.route(again.conversation_id, "billing")
     await s.agent_replies(again.conversation_id, at(12, 10, 15, 20), agent="Bob")
     await s.resolve(again.conversation_id, at(12, 10, 16), agent="Bob")
 
@@ -418,6 +500,7 @@ async def _the_edges(s: Script, g: Golden) -> None:
     cid = first.conversation_id
     upset = handoff(Reason.EMOTIONAL, intent="refund", emotion=0.9)
     await s.says(carl, at(12, 14, 9), "still no refund, this is ridiculous", upset)
+    await s.route(cid, "care")
     await s.agent_replies(cid, at(12, 14, 10))
     await s.says(carl, at(12, 14, 10, 30), "ok thanks")  # recorded for the agent
     await s.resolve(cid, at(12, 14, 11))

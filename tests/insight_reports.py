@@ -19,6 +19,7 @@ from carebot.insight.report import (
     Report,
     Share,
     Spread,
+    TeamRow,
     Topic,
     WeekRow,
 )
@@ -130,6 +131,8 @@ def make_report(period: Period, zone: ZoneInfo, month: Month = Month()) -> Repor
         emotional=share(190, 2410, month.involved + 1),
         top_intents=_intents(n),
         weeks=_weeks(period, zone, month),
+        within_target=share(handed // 2, handed - 130, month.involved + 1),
+        teams=_teams(handed, month.involved + 1),
         notes=(
             (
                 "Cost saved is pending: some of the period's bot resolutions are younger than "
@@ -137,6 +140,35 @@ def make_report(period: Period, zone: ZoneInfo, month: Month = Month()) -> Repor
             )
             if month.pending
             else ()
+        ),
+    )
+
+
+def _teams(handed: int, first: int) -> tuple[TeamRow, ...]:
+    """Billing (60% of the handoffs, with a target) and escalation (the rest, without a target
+    and closed every day: no business-hours figure)."""
+    billing, escalation = handed * 3 // 5, handed - handed * 3 // 5
+    other = first + billing
+    return (
+        TeamRow(
+            team="billing",
+            label="Billing",
+            handoffs=share(billing, handed, first),
+            first_response=spread(billing - 10, 3 * MINUTE, 40 * MINUTE, first),
+            first_response_business=spread(billing - 10, 2 * MINUTE, 30 * MINUTE, first),
+            within_target=share(handed // 2, handed - 130, first),
+            resolution_time_human=spread(billing - 20, 2 * HOUR, 20 * HOUR, first),
+            csat_human=share(60, 80, first),
+        ),
+        TeamRow(
+            team="escalation",
+            label="Escalation",
+            handoffs=share(escalation, handed, other),
+            first_response=spread(escalation - 10, 6 * MINUTE, 95 * MINUTE, other),
+            first_response_business=None,
+            within_target=None,
+            resolution_time_human=spread(escalation - 20, 5 * HOUR, 30 * HOUR, other),
+            csat_human=share(28, 40, other),
         ),
     )
 

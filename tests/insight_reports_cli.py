@@ -16,6 +16,7 @@ from carebot.insight.report import (
     Report,
     Share,
     Spread,
+    TeamRow,
     WeekRow,
 )
 
@@ -91,6 +92,29 @@ def make_report(period: Period | None = None, **changes: Any) -> Report:
             ),
         ),
         notes=("cost saved: pending until the period's bot resolutions are 7 days old",),
+        within_target=Share(45, 60, (4,)),
+        teams=(
+            TeamRow(
+                team="billing",
+                label="Billing",
+                handoffs=Share(150, 250, (4,)),
+                first_response=spread(240, 3600, samples=140, ids=(4,)),
+                first_response_business=spread(180, 1800, samples=140, ids=(4,)),
+                within_target=Share(45, 60, (4,)),
+                resolution_time_human=EMPTY,
+                csat_human=Share(20, 25),
+            ),
+            TeamRow(
+                team="escalation",
+                label="escalation",
+                handoffs=Share(100, 250, (5,)),
+                first_response=spread(300, 4000, samples=100, ids=(5,)),
+                first_response_business=None,
+                within_target=None,  # no target
+                resolution_time_human=EMPTY,
+                csat_human=Share(10, 15),
+            ),
+        ),
     )
     return dataclasses.replace(report, **changes)
 

@@ -4,6 +4,7 @@ service on loopback (fake encoder, test intents). Screenshots go to tests/artifa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -244,7 +245,15 @@ async def test_a_visitor_leaves_contact_details_that_link_them(
     ]
     async with running.runtime.db.session() as session:
         [profile] = (await session.scalars(select(Identity.profile))).all()
-    assert profile == {"phone": PHONE, "email": EMAIL}
+    assert profile == {
+        "phone": PHONE,
+        "email": EMAIL,
+        # where the visitor was, and their browser, for the agent (the page before it)
+        "page_url": str(server.make_url("/")),
+        "page_title": "Northwind Goods \u00b7 Well-made things for everyday living",
+        "browser": profile["browser"],
+    }
+    assert re.fullmatch(r"Headless Chrome \d+ on Linux", profile["browser"]), profile
 
     # The widget remembers that the details were given.
     await customer.reload()  # type: ignore[attr-defined]

@@ -192,3 +192,75 @@ def test_an_enabled_channel_without_its_secret_or_address_is_a_clear_error(
         build_platforms(settings, b"secret", env)
     for fragment in [*expected, str(tmp_path / "config.toml")]:
         assert fragment in str(error.value)
+
+
+TEAM_AGENT = "[[inbox.agents]]\nname = 'ann'\nslack_user_id = 'UANN'\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[[teams]]\nname = 'billing'\n[[teams]]\nname = 'billing'\n",
+            "teams and routing: [[teams]] name 'billing' is used twice; names must differ",
+        ),
+        (
+            "[[teams]]\nname = 'billing'\nmembers = ['bob']\n",
+            "teams and routing: team 'billing': member 'bob' is not an agent (add them to "
+            "[[inbox.agents]])",
+        ),
+        (
+            TEAM_AGENT.replace("'UANN'\n", "'UANN'\nteams = ['legal']\n")
+            + "[[teams]]\nname = 'billing'\n",
+            "teams and routing: agent 'ann': no team is named 'legal'",
+        ),
+        (
+            "[[teams]]\nname = 'billing'\n[routing]\ndefault_team = 'care'\n",
+            "teams and routing: [routing] default_team: no team is named 'care'",
+        ),
+        (
+            "[[routing.rules]]\nteam = 'billing'\nwords = ['invoice']\n",
+            "teams and routing: [[routing.rules]] rule 1: no team is named 'billing'",
+        ),
+        ("[[teams]]\nname = 'Billing Team'\n", "'name': String should match pattern"),
+        ("[[teams]]\nname = 'billing'\nslack_channel = '#billing'\n", "(got '#billing')"),
+    ],
+)
+def test_teams_that_do_not_fit_together_are_refused(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(write(tmp_path, TEAM_AGENT + text))
+    assert expected in str(refused.value)
+
+
+def test_without_teams_one_default_team_is_todays_care_channel(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, TEAM_AGENT + "[slack]\nchannel = 'CCARE'\n[business_hours]\nfriday = ''\n")
+    )
+    (team,) = settings.teams_in_effect()
+    assert (team.name, team.label) == ("care", "Care team")
+    assert settings.default_team() == team
+    assert settings.team("gone") == team  # a handoff routed before the config changed
+    assert settings.team_members("care") == frozenset()
+    assert settings.slack_channel(None) == "CCARE"
+    assert settings.hours_of("care") == settings.business_hours
+
+
+def test_teams_have_their_own_channels_members_and_hours(tmp_path: Path) -> None:
+    text = (
+        TEAM_AGENT.replace("'UANN'\n", "'UANN'\nteams = ['billing']\n")
+        + "[[inbox.agents]]\nname = 'bob'\nslack_user_id = 'UBOB'\n"
+        + "[slack]\nchannel = 'CCARE'\n"
+        + "[[teams]]\nname = 'care'\n"
+        + "[[teams]]\nname = 'billing'\ndisplay_name = 'Billing'\nslack_channel = 'CBILL'\n"
+        + "members = ['bob']\n[teams.business_hours]\ntimezone = 'Europe/Berlin'\n"
+        + "[routing]\ndefault_team = 'billing'\n"
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.default_team().name == "billing"
+    assert settings.team_members("billing") == {"ann", "bob"}
+    assert settings.slack_channel("billing") == "CBILL"
+    assert settings.slack_channel("care") == "CCARE"  # no channel of its own: [slack] channel
+    assert settings.hours_of("billing").timezone == "Europe/Berlin"
+    assert settings.hours_of("care") == settings.business_hours

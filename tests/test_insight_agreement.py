@@ -95,7 +95,7 @@ async def dashboard(server: TestServer) -> dict[str, tuple[int, int]]:
 async def terminal(db: Database, settings: Any) -> dict[str, Any]:
     args = argparse.Namespace(
         view="summary", since=moment("2026-11-30"), until=moment("2026-12-15"), channel=None,
-        format="json", ids=False, out=None,
+        team=None, format="json", ids=False, out=None,
     )  # fmt: skip
     out = io.StringIO()
     insight = Insight(db=db, settings=settings, clock=lambda: NOW)

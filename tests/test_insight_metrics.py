@@ -5,14 +5,20 @@ figure is what it is."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from carebot.exceptions import ConfigError
+from carebot.insight.facts import ConversationFacts, HandoffFact
 from carebot.insight.metrics import Insight
+from carebot.insight.outcomes import Rules
 from carebot.insight.report import ConversationRow, Period, Report, Share, Spread
+from carebot.insight.teams import TeamFigures
 from carebot.models import Reason
 from carebot.store.database import Database
 from tests.conftest import Clock, make_settings
@@ -21,7 +27,9 @@ from tests.insight_fixture import (
     NOW,
     PERIOD,
     SECTIONS,
+    TEAM_FIGURES,
     WEEK_ONE,
+    WITHIN_TARGET,
     Golden,
     Person,
     Script,
@@ -29,6 +37,7 @@ from tests.insight_fixture import (
     at,
     build_golden_store,
     handoff,
+    team_settings,
 )
 
 # The population of PERIOD, by start (before_window, survey_only and at_until are not in it).
@@ -452,3 +461,131 @@ async def test_how_the_bot_read_a_message_is_no_reason_to_hand_over(
     only = Share(1, 1, (received.conversation_id,))
     assert report.handoff_any_reason == {"asked_for_human": only}
     assert report.handoff_main_reason == {"asked_for_human": only}
+
+
+# --- by team (issue 17): the human figures of each team, and the share answered in target ---
+
+
+@pytest.fixture
+async def team_report(golden: Golden, database: Database, clock: Clock, tmp_path: Path) -> Report:
+    settings = team_settings(tmp_path)
+    return await Insight(db=database, settings=settings, clock=clock).report(PERIOD)
+
+
+def _figure(found: Share | Spread | None) -> object:
+    """A figure as TEAM_FIGURES writes it."""
+    if isinstance(found, Share):
+        return (found.count, found.total)
+    if isinstance(found, Spread):
+        seconds = [None if d is None else int(d.total_seconds()) for d in (found.p50, found.p90)]
+        return (found.samples, *seconds)
+    return found
+
+
+async def test_every_human_figure_by_team(golden: Golden, team_report: Report) -> None:
+    # care has the handoffs without a team (helpful_no, agent_took, resolved_silently) and
+    # spans_end; billing two_handoffs' first, weekend and lea_telegram; escalation
+    # two_handoffs' second (resolved last, so two_handoffs' resolution is escalation's).
+    assert [(t.team, t.label) for t in team_report.teams] == [
+        ("care", "Care team"),
+        ("billing", "Billing"),
+        ("escalation", "Escalation"),
+    ]
+    for row in team_report.teams:
+        found = {
+            part: _figure(team_report.lookup(f"team.{row.team}.{part}"))
+            for part in TEAM_FIGURES[row.team]
+        }
+        assert found == TEAM_FIGURES[row.team], row.team
+    care, billing, escalation = team_report.teams
+    assert care.handoffs.ids == ids(
+        golden, "helpful_no", "agent_took", "resolved_silently", "spans_end"
+    )
+    assert billing.first_response.ids == ids(golden, "two_handoffs", "weekend", "lea_telegram")
+    assert escalation.resolution_time_human.ids == ids(golden, "two_handoffs")
+    assert care.csat_human.ids == ids(golden, "spans_end")
+
+
+async def test_answered_within_target(golden: Golden, team_report: Report) -> None:
+    # Met: helpful_no (at its due time, 10:35) and two_handoffs' first (billing, 10 of 15
+    # minutes). Missed: weekend (billing: due Friday 18:05 Berlin in billing's own hours),
+    # lea_telegram (20 of 15 minutes), spans_end (60 of 30). Not judged: escalation has no
+    # target, resolved_silently ended unanswered at its due time, agent_took was an agent's.
+    assert team_report.within_target == share(golden, 5, "helpful_no", "two_handoffs")
+    assert _figure(team_report.within_target) == WITHIN_TARGET
+    billing = team_report.teams[1]
+    assert billing.within_target == share(golden, 3, "two_handoffs")
+    assert team_report.teams[2].within_target is None
+    assert team_report.lookup("team.escalation.within_target") is None
+    assert team_report.lookup("team.nobody.handoffs") is None
+
+
+async def test_without_teams_nothing_has_a_target(report: Report) -> None:
+    assert report.within_target == Share(0, 0) and report.within_target.value is None
+    (default,) = report.teams
+    assert default.handoffs.count == report.handoffs.count
+    assert default.first_response == report.first_response
+    assert default.within_target is None
+
+
+async def test_one_team(golden: Golden, database: Database, clock: Clock, tmp_path: Path) -> None:
+    insight = Insight(db=database, settings=team_settings(tmp_path), clock=clock)
+    report = await insight.report(Period(PERIOD.since, PERIOD.until, team="billing"))
+    names = ("two_handoffs", "weekend", "lea_telegram")
+    assert report.conversations == share(golden, 3, *names)
+    assert report.handoffs == share(golden, 3, *names)
+    assert [t.team for t in report.teams] == ["billing"]
+    assert report.within_target == share(golden, 3, "two_handoffs")
+    # Only billing's handoffs: two_handoffs' escalation handoff is not, so its resolution is
+    # billing's first one (16:50, 20 minutes after it started).
+    assert report.first_response.samples == 3
+    assert report.resolution_time_human == Spread(
+        2, 20 * M, H, ids(golden, "two_handoffs", "lea_telegram")
+    )
+
+
+async def test_an_unknown_team_is_refused(
+    golden: Golden, database: Database, clock: Clock, tmp_path: Path
+) -> None:
+    insight = Insight(db=database, settings=team_settings(tmp_path), clock=clock)
+    with pytest.raises(ConfigError, match="no team 'legal': the teams are care, billing"):
+        await insight.report(Period(PERIOD.since, PERIOD.until, team="legal"))
+
+
+T0 = at(12, 2, 9)  # Wednesday 10:00 in Berlin: care is open (30-minute target)
+
+
+@pytest.mark.parametrize(
+    ("reply", "resolved", "now", "team", "verdict"),
+    [
+        (T0 + 10 * M, None, T0 + H, "care", (1, 1)),  # answered in time
+        (T0 + 30 * M, None, T0 + H, "care", (1, 1)),  # at the due time: met
+        (T0 + 31 * M, None, T0 + H, "care", (0, 1)),  # late
+        (None, None, T0 + 31 * M, "care", (0, 1)),  # unanswered, past due: missed
+        (None, None, T0 + 29 * M, "care", (0, 0)),  # unanswered, not yet due: no verdict
+        (None, T0 + 20 * M, T0 + H, "care", (0, 0)),  # ended unanswered before it was due
+        (None, T0 + 40 * M, T0 + H, "care", (0, 1)),  # still open at the due time: missed
+        (T0 + 50 * M, T0 + H, T0 + 2 * H, "care", (0, 1)),  # answered late, then resolved
+        (T0 + 10 * M, None, T0 + H, "escalation", (0, 0)),  # no target: not counted
+        (T0 + 10 * M, None, T0 + H, None, (1, 1)),  # no team: the default team's target
+    ],
+)
+def test_within_target_verdicts(
+    tmp_path: Path,
+    reply: datetime | None,
+    resolved: datetime | None,
+    now: datetime,
+    team: str | None,
+    verdict: tuple[int, int],
+) -> None:
+    handoff = HandoffFact(
+        T0, "asked_for_human", ("asked_for_human",), True, None, resolved, None, team
+    )
+    if resolved is not None:
+        handoff = replace(handoff, resolved_by="Ann")
+    facts = ConversationFacts(
+        1, 1, "webchat", T0, (), (handoff,), () if reply is None else (reply,), ()
+    )
+    rules = Rules(assume_resolved=24 * H, rating_window=24 * H, zone=ZoneInfo("Europe/Berlin"))
+    outcome = rules.outcome(facts, now)
+    assert _figure(TeamFigures(team_settings(tmp_path)).within_target([outcome], now)) == verdict

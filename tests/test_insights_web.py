@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from carebot.config import InboxSettings
+from carebot.config import InboxSettings, TeamSettings
 from carebot.desk import insight_format as fmt
 from carebot.desk.auth import Agents, hash_password
 from carebot.desk.insight_filters import Filters
@@ -68,6 +68,11 @@ async def server(
         },
         business_hours={"timezone": "Europe/Berlin"},
     )
+    teams = (
+        TeamSettings(name="billing", display_name="Billing", first_response_minutes=15),
+        TeamSettings(name="escalation", display_name="Escalation"),
+    )
+    settings = settings.model_copy(update={"teams": teams})
     database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     db = Database(database)
     await db.upgrade()
@@ -207,12 +212,48 @@ async def test_the_filters_come_from_the_url(server: TestServer, insight: Fixtur
     assert '<option value="webchat">webchat</option>' in html  # the service's channels
 
 
+async def test_one_team_from_the_url(server: TestServer, insight: FixtureInsight) -> None:
+    async with await logged_in(server, "ann") as http:
+        status, html = await get(http, server, "/insights?team=billing")
+    billing = Period(CURRENT.since, CURRENT.until, None, "billing")
+    assert status == 200 and insight.asked == [billing, billing.previous()]
+    assert "22 Oct to 18 Nov 2026 (28 days), all channels, team billing" in html
+    assert '<option value="billing" selected>Billing</option>' in html
+    assert '<option value="escalation">Escalation</option>' in html
+    assert "/insights?since=2026-11-12&amp;until=2026-11-18&amp;team=billing" in html  # presets
+
+
+async def test_the_human_figures_by_team(server: TestServer) -> None:
+    async with await logged_in(server, "ann") as http:
+        status, html = await get(http, server, "/insights")
+        rows = {
+            team: re.findall(r'data-metric="[^"]+"[^>]*>([^<]+)<|no target', row)
+            for team, row in re.findall(r'<tr data-team="(\w+)">(.*?)</tr>', html)
+        }
+        listed, behind = await get(
+            http, server, "/insights/conversations?metric=team.billing.within_target"
+        )
+    assert status == 200
+    # handoffs (count, share), within target, first response p50 / p90, the team's hours
+    # p50, resolution p50, CSAT
+    assert rows == {
+        "billing": ["180 (60.0%)", "88.2%", "3 min", "40 min", "2 min", "2 h", "75.0%"],
+        "escalation": ["120 (40.0%)", "", "6 min", "1 h 35 min", "-", "5 h", "70.0%"],
+    }
+    assert re.search(r'id="within-target">.*>88.2%</a>', html)
+    assert "150 of 170 handoffs judged" in html
+    assert "handoffs of teams without a target are not counted" in html
+    assert listed == 200 and "Team billing: answered within target" in behind
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
         ("since=01/11/2026", "since must be a day like 2026-11-01, not &#39;01/11/2026&#39;"),
         ("since=2026-11-10&until=2026-11-01", "until (2026-11-01) is before since (2026-11-10)"),
         ("channel=Web+Chat", "channel must be a channel&#39;s name such as"),
+        ("team=Team+A", "team must be a team&#39;s name such as &#39;billing&#39;"),
+        ("team=legal", "There is no team &#39;legal&#39;: the teams are billing, escalation"),
     ],
 )
 async def test_filters_that_cannot_be_used_are_explained(

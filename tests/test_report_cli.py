@@ -89,6 +89,43 @@ async def test_the_insight_is_asked_for_the_period_and_channel_given() -> None:
     assert insight.periods == [Period(midnight, midnight + timedelta(days=7), "telegram")]
 
 
+async def test_the_insight_is_asked_for_one_team() -> None:
+    insight = FakeInsight()
+    text = await run("--team", "billing", insight=insight)
+    assert insight.periods == [Period(NOW - timedelta(days=7), NOW, None, "billing")]
+    assert "all channels, handed to team billing" in text
+
+
+async def test_the_table_shows_the_human_figures_by_team() -> None:
+    text = await run()
+    lines = [line.strip() for line in text.splitlines()]
+    within = "45 of 60 handoffs of teams with a target, 75.0%"
+    assert _line(lines, "answered within target").endswith(within)
+    joined = [" ".join(line.split()) for line in lines]
+    assert "Billing (billing) 150/250 60.0% 45/60 75.0% 4m 00s 1h 00m 3m 00s - 20/25 80.0%" in (
+        joined
+    )
+    assert "escalation 100/250 40.0% no target 5m 00s 1h 06m - - 10/15 66.7%" in joined
+    assert "(teams without a target are not counted)" in text
+
+
+async def test_csv_and_json_have_the_figures_by_team() -> None:
+    rows = list(csv.reader(io.StringIO(await run("--format", "csv"))))
+    by_key = {row[0]: row[1:] for row in rows[1:]}
+    assert by_key["within_target"] == ["45", "60", "0.75"]
+    assert by_key["team.billing.within_target"] == ["45", "60", "0.75"]
+    assert by_key["team.billing.first_response_business.p50_seconds"] == ["140", "", "180.0"]
+    assert by_key["team.escalation.handoffs"] == ["100", "250", "0.4"]
+    assert "team.escalation.within_target" not in by_key  # no target: no row
+    assert "team.escalation.first_response_business.p50_seconds" not in by_key
+    data = json.loads(await run("--format", "json"))
+    assert data["within_target"] == {"count": 45, "total": 60, "value": 0.75}
+    assert [(t["team"], t["within_target"]) for t in data["teams"]] == [
+        ("billing", {"count": 45, "total": 60, "value": 0.75}),
+        ("escalation", None),
+    ]
+
+
 def test_a_period_that_ends_before_it_starts_is_refused() -> None:
     with pytest.raises(CarebotError, match=r"--since 2d .* is not before --until 3d"):
         period_of(parse("--since", "2d", "--until", "3d"), now=NOW, zone=ZoneInfo("UTC"))
@@ -143,6 +180,7 @@ async def test_json_has_every_figure_as_count_total_value_and_seconds() -> None:
         "since": "2026-11-11T10:00:00+00:00",
         "until": "2026-11-18T10:00:00+00:00",
         "channel": None,
+        "team": None,
     }
     assert data["involvement"] == {"count": 412, "total": 1020, "value": 412 / 1020}
     assert data["repeat_contact"] == {"count": 0, "total": 0, "value": None}

@@ -14,9 +14,18 @@
  *   data-welcome  a first bot line shown locally (never sent to the server)
  *   data-accent   a CSS colour for --carebot-accent (the host page may also set
  *                 --carebot-accent on #carebot-widget or :root)
+ *   data-prechat  "off" | "optional" | "required": this site's pre-chat form, when the server's
+ *                 [webchat] prechat is "optional" (its "off" and "required" hold everywhere)
  *
  * An optional contact form (name, phone, e-mail) under the input: a phone number or e-mail
- * address lets the care team link the visitor to the same customer on other channels.
+ * address lets the care team link the visitor to the same customer on other channels. The
+ * pre-chat form is the same form before the first message, with its own texts and the fields
+ * the server asks for: "optional" can be skipped; "required" must be filled in (the server
+ * refuses messages before it, and the widget sends them again once it is).
+ *
+ * The page the visitor is on (its address without the #fragment, and its title) goes with the
+ * hello and again whenever it changes (history.pushState, back/forward, a new title), so agents
+ * see where the visitor is.
  *
  * The header says whether the care team is online (the server's business hours), asked again
  * whenever the panel opens and every few minutes while it is open. Every message shows its time
@@ -39,6 +48,10 @@
   const TOKEN_KEY = "carebot.token";
   const OPEN_KEY = "carebot.open"; // sessionStorage: keep the panel open across page navigations
   const CONTACT_KEY = "carebot.contact"; // localStorage: "1" once the visitor saved contact details
+  const PASS_KEY = "carebot.prechat"; // localStorage: the server's pass for a filled pre-chat form
+  const SKIP_KEY = "carebot.prechat.skipped"; // localStorage: "1" once the visitor skipped it
+  const PAGE_URL_MAX_CHARS = 500;
+  const PAGE_TITLE_MAX_CHARS = 200;
   const TYPING_TIMEOUT_MS = 15000;
   const AGENT_TYPING_TIMEOUT_MS = 6000; // agents' typing notices come every 2-3 s while they type
   const STATUS_REFRESH_MS = 2 * 60 * 1000; // while the panel is open
@@ -49,7 +62,7 @@
   const DEFAULT_MAX_CHARS = 2000;
   const AUTHORS = new Set(["customer", "bot", "agent"]);
   // Errors the server sends, before its ack, about the message frame it is reading.
-  const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited"]);
+  const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited", "prechat_required"]);
   // Every text the visitor sees, from [webchat.texts] in carebot's config.toml: the server
   // writes them into this line as it serves the file.
   const TEXTS = {}; // [webchat.texts], written in by the server
@@ -60,6 +73,8 @@
     empty: "empty",
     rate_limited: "rate_limited",
     unavailable: "unavailable",
+    prechat_required: "prechat_required",
+    bad_email: "contact_bad_email",
     bad_frame: "failed",
     bad_token: "expired",
   };
@@ -77,6 +92,7 @@
     open: attr("data-open").trim().toLowerCase() === "true",
     welcome: attr("data-welcome").trim(),
     accent: attr("data-accent").trim(),
+    prechat: attr("data-prechat").trim().toLowerCase() || null,
   };
 
   function findScript() {
@@ -307,6 +323,10 @@
   /** The contact frame waiting for its contact_saved: {frame, sent}; one at a time. */
   let contact = null;
   let savedContact = {}; // what this page saved (the form shows it again; never put in storage)
+  /** The pre-chat form as the server says it is for this site and visitor. */
+  let prechat = { mode: "off", fields: [], done: false };
+  let prechatOpen = false; // the contact form is showing as the pre-chat form
+  let lastPage = null; // the page the server was last told of: {url, title}
 
   // ---------------------------------------------------------------- DOM
 
@@ -456,10 +476,21 @@
     const contactField = (key, label) =>
       el(
         "div",
-        { class: "carebot-contact-field" },
+        { class: "carebot-contact-field", "data-field": key },
         el("label", { for: `carebot-contact-${key}`, class: "carebot-contact-label", text: label }),
         contactInputs[key],
       );
+    const contactFields = {
+      name: contactField("name", texts.contact_name),
+      phone: contactField("phone", texts.contact_phone),
+      email: contactField("email", texts.contact_email),
+    };
+    const contactTitle = el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: texts.contact_title });
+    const contactIntro = el("p", {
+      id: "carebot-contact-intro",
+      class: "carebot-contact-intro",
+      text: texts.contact_intro,
+    });
     const contactError = el("p", { id: "carebot-contact-error", class: "carebot-contact-error", role: "alert" });
     const contactCancel = el("button", {
       type: "button",
@@ -483,15 +514,11 @@
         "aria-labelledby": "carebot-contact-title",
         "aria-describedby": "carebot-contact-intro",
       },
-      el("h3", { id: "carebot-contact-title", class: "carebot-contact-title", text: texts.contact_title }),
-      el("p", {
-        id: "carebot-contact-intro",
-        class: "carebot-contact-intro",
-        text: texts.contact_intro,
-      }),
-      contactField("name", texts.contact_name),
-      contactField("phone", texts.contact_phone),
-      contactField("email", texts.contact_email),
+      contactTitle,
+      contactIntro,
+      contactFields.name,
+      contactFields.phone,
+      contactFields.email,
       contactError,
       el("div", { class: "carebot-contact-actions" }, contactCancel, contactSave),
     );
@@ -544,10 +571,15 @@
       count,
       contactForm,
       contactInputs,
+      contactFields,
+      contactTitle,
+      contactIntro,
       contactError,
+      contactCancel,
       contactSave,
       contactNote,
       contactToggle,
+      footer,
     };
 
     launcher.addEventListener("click", () => open({ focus: true }));
@@ -575,13 +607,14 @@
       if (contactForm.hidden) openContact();
       else cancelContact();
     });
-    contactCancel.addEventListener("click", () => cancelContact());
+    contactCancel.addEventListener("click", () => (prechatOpen ? skipPrechat() : cancelContact()));
     contactForm.addEventListener("submit", (event) => {
       event.preventDefault();
       submitContact();
     });
     contactForm.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
+        if (prechatOpen) return; // the panel closes; the pre-chat form stays for next time
         event.stopPropagation(); // closes the form, not the panel
         cancelContact();
       }
@@ -590,6 +623,7 @@
       field.addEventListener("input", () => field.removeAttribute("aria-invalid"));
     }
 
+    watchPage();
     window.addEventListener("online", reconnectSoon);
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible") reconnectSoon();
@@ -853,8 +887,14 @@
         statusTimer = setInterval(refreshStatus, STATUS_REFRESH_MS);
       }
       connect();
-      if (options.focus) ui.input.focus({ preventScroll: true });
+      if (options.focus) focusComposer();
     });
+  }
+
+  /** The message box, or the pre-chat form's first field while it shows. */
+  function focusComposer() {
+    if (prechatOpen) firstPrechatInput().focus({ preventScroll: true });
+    else ui.input.focus({ preventScroll: true });
   }
 
   function close() {
@@ -1016,13 +1056,19 @@
   function submitContact() {
     if (contact) return; // the answer to the last one is on its way
     const values = {};
-    for (const key of CONTACT_FIELDS) {
+    const asked = prechatOpen ? prechat.fields : CONTACT_FIELDS;
+    for (const key of asked) {
       ui.contactInputs[key].removeAttribute("aria-invalid");
       const value = ui.contactInputs[key].value.trim();
       if (value) values[key] = value;
     }
+    const empty = asked.find((key) => !values[key]);
+    if (prechatOpen && prechat.mode === "required" && empty) {
+      setContactError(texts.prechat_missing, ui.contactInputs[empty]);
+      return;
+    }
     if (!Object.keys(values).length) {
-      setContactError(texts.contact_missing, ui.contactInputs.name);
+      setContactError(texts.contact_missing, ui.contactInputs[asked[0]]);
       return;
     }
     if (values.email && !ui.contactInputs.email.validity.valid) {
@@ -1040,7 +1086,7 @@
     if (contact && !contact.sent && rawSend(contact.frame)) contact.sent = true;
   }
 
-  function onContactSaved() {
+  function onContactSaved(frame) {
     if (!contact) return;
     const { type: _type, ...values } = contact.frame;
     contact = null;
@@ -1048,9 +1094,138 @@
     setContactBusy(false);
     local.set(CONTACT_KEY, "1");
     ui.contactToggle.textContent = texts.contact_update;
+    if (typeof frame.pass === "string" && frame.pass) {
+      local.set(PASS_KEY, frame.pass);
+      prechat.done = true;
+    }
+    const wasPrechat = prechatOpen;
+    if (wasPrechat) leavePrechat();
     cancelContact();
     fillContact(savedContact);
     ui.contactNote.textContent = texts.contact_saved;
+    if (prechat.done) retryAfterPrechat();
+    if (wasPrechat && isOpen) ui.input.focus({ preventScroll: true });
+  }
+
+  // ---------------------------------------------------------------- pre-chat form
+
+  /** Whether the pre-chat form shows now (after a welcome): required and not filled in; or
+   * optional, not filled in nor skipped, before the first message. */
+  function prechatWanted(history) {
+    if (prechat.done || prechat.mode === "off") return false;
+    if (prechat.mode === "required") return true;
+    return local.get(SKIP_KEY) !== "1" && !history.length && !pending.size && !failed.size;
+  }
+
+  function firstPrechatInput() {
+    return ui.contactInputs[prechat.fields[0]] || ui.contactInputs.name;
+  }
+
+  /** The contact form as the pre-chat form, in place of the message box. */
+  function enterPrechat() {
+    prechatOpen = true;
+    const form = ui.contactForm;
+    form.setAttribute("data-prechat", prechat.mode);
+    ui.contactTitle.textContent = texts.prechat_title;
+    ui.contactIntro.textContent = texts.prechat_intro;
+    ui.contactSave.textContent = texts.prechat_start;
+    ui.contactCancel.textContent = texts.prechat_skip;
+    ui.contactCancel.hidden = prechat.mode === "required";
+    for (const key of CONTACT_FIELDS) {
+      const asked = prechat.fields.includes(key);
+      ui.contactFields[key].hidden = !asked;
+      if (asked && prechat.mode === "required") ui.contactInputs[key].setAttribute("aria-required", "true");
+    }
+    fillContact(savedContact);
+    form.hidden = false;
+    ui.form.hidden = true;
+    ui.footer.hidden = true;
+  }
+
+  /** Back to the message box; the contact form is itself again (under the box, closed). */
+  function leavePrechat() {
+    if (!prechatOpen) return;
+    const hadFocus = ui.contactForm.contains(ui.shadow.activeElement);
+    prechatOpen = false;
+    const form = ui.contactForm;
+    form.removeAttribute("data-prechat");
+    form.hidden = true;
+    ui.contactTitle.textContent = texts.contact_title;
+    ui.contactIntro.textContent = texts.contact_intro;
+    ui.contactSave.textContent = texts.contact_save;
+    ui.contactCancel.textContent = texts.contact_cancel;
+    ui.contactCancel.hidden = false;
+    for (const key of CONTACT_FIELDS) {
+      ui.contactFields[key].hidden = false;
+      ui.contactInputs[key].removeAttribute("aria-required");
+    }
+    setContactError("");
+    ui.contactToggle.setAttribute("aria-expanded", "false");
+    ui.form.hidden = false;
+    ui.footer.hidden = false;
+    autosize();
+    if (hadFocus) ui.input.focus({ preventScroll: true });
+  }
+
+  function skipPrechat() {
+    if (prechat.mode === "required") return;
+    local.set(SKIP_KEY, "1");
+    leavePrechat();
+    ui.input.focus({ preventScroll: true });
+  }
+
+  /** Messages the server refused before the form was filled in go again now. */
+  function retryAfterPrechat() {
+    clearAlert("prechat_required");
+    for (const [id, entry] of [...failed]) {
+      if (!entry.awaitingPrechat) continue;
+      entry.awaitingPrechat = false;
+      retry(id);
+    }
+  }
+
+  // ---------------------------------------------------------------- the page
+
+  /** The page as agents see it: its address without the #fragment (without the query too when
+   * it is very long), and its title. */
+  function currentPage() {
+    let url = location.href.split("#")[0];
+    if (url.length > PAGE_URL_MAX_CHARS) url = url.split("?")[0];
+    const title = String(document.title || "").replace(/\s+/g, " ").trim();
+    return { url: url.slice(0, PAGE_URL_MAX_CHARS), title: title.slice(0, PAGE_TITLE_MAX_CHARS) };
+  }
+
+  /** Tells the server about a new page (a single-page site moved on, or the title changed). */
+  function pageChanged() {
+    if (!welcomed) return; // the next hello carries it
+    const page = currentPage();
+    if (lastPage && page.url === lastPage.url && page.title === lastPage.title) return;
+    if (rawSend({ type: "page", ...page })) lastPage = page;
+  }
+
+  function watchPage() {
+    let queued = false;
+    const soon = () => {
+      if (queued) return;
+      queued = true;
+      setTimeout(() => {
+        queued = false;
+        pageChanged();
+      }, 0);
+    };
+    for (const name of ["pushState", "replaceState"]) {
+      const original = history[name];
+      if (typeof original !== "function") continue;
+      history[name] = function (...args) {
+        const result = original.apply(this, args);
+        soon();
+        return result;
+      };
+    }
+    window.addEventListener("popstate", soon);
+    if (typeof MutationObserver === "function" && document.head) {
+      new MutationObserver(soon).observe(document.head, { childList: true, subtree: true, characterData: true });
+    }
   }
 
   /** The server refused the details: show why, with what was typed still in the form. */
@@ -1058,7 +1233,7 @@
     const { type: _type, ...values } = contact.frame;
     contact = null;
     setContactBusy(false);
-    if (ui.contactForm.hidden) {
+    if (ui.contactForm.hidden && !prechatOpen) {
       fillContact(values); // cancelled while saving: bring it back
       ui.contactForm.hidden = false;
       ui.contactToggle.setAttribute("aria-expanded", "true");
@@ -1093,7 +1268,15 @@
     ws = socket;
     welcomed = false;
     socket.addEventListener("open", () => {
-      if (ws === socket) rawSend({ type: "hello", token: local.get(TOKEN_KEY) || null });
+      if (ws !== socket) return;
+      lastPage = currentPage();
+      rawSend({
+        type: "hello",
+        token: local.get(TOKEN_KEY) || null,
+        prechat: cfg.prechat,
+        pass: local.get(PASS_KEY) || null,
+        page: lastPage,
+      });
     });
     socket.addEventListener("message", (event) => {
       if (ws === socket) onFrame(event.data);
@@ -1168,7 +1351,7 @@
         applyStatus(frame.status);
         break;
       case "contact_saved":
-        onContactSaved();
+        onContactSaved(frame);
         break;
       case "error":
         onError(frame);
@@ -1189,6 +1372,13 @@
     if (Number.isInteger(frame.max_chars) && frame.max_chars > 0) maxChars = frame.max_chars;
     inputChanged();
     applyStatus(frame.status);
+    const given = frame.prechat && typeof frame.prechat === "object" ? frame.prechat : {};
+    prechat = {
+      mode: ["optional", "required"].includes(given.mode) ? given.mode : "off",
+      fields: (Array.isArray(given.fields) ? given.fields : []).filter((f) => CONTACT_FIELDS.includes(f)),
+      done: given.done === true,
+    };
+    if (!prechat.fields.length) prechat.mode = "off";
 
     // The server's history is the conversation: render it afresh (a reload or reconnect shows
     // the same thing), then the messages still waiting for an ack.
@@ -1228,6 +1418,11 @@
     list.removeAttribute("aria-busy");
     scrollToBottom();
     hideTyping();
+    if (prechatWanted(history)) {
+      if (!prechatOpen) enterPrechat();
+    } else {
+      leavePrechat();
+    }
 
     for (const [id, entry] of [...pending]) {
       if (entry.node === null) {
@@ -1299,6 +1494,8 @@
       // The stored token is forged, altered or expired: start a fresh conversation, once.
       local.remove(TOKEN_KEY);
       local.remove(CONTACT_KEY); // a new visitor: the details went with the old one
+      local.remove(PASS_KEY);
+      local.remove(SKIP_KEY);
       ui.contactToggle.textContent = texts.contact_leave;
       if (!badTokenRetried) {
         badTokenRetried = true;
@@ -1320,7 +1517,13 @@
     if (code === "too_long" && Number.isInteger(frame.max_chars) && frame.max_chars > 0) {
       maxChars = frame.max_chars; // the limit changed since the welcome
     }
-    if (refused) {
+    if (refused && code === "prechat_required") {
+      markNotSent(refused);
+      refused.awaitingPrechat = true; // sent again once the form is filled in
+      prechat = { ...prechat, mode: "required", done: false };
+      if (!prechatOpen) enterPrechat();
+      focusComposer();
+    } else if (refused) {
       giveBack(refused, code);
     } else if (code === "unavailable" && lastAcked && lastAcked.node && lastAcked.node.isConnected) {
       // Acknowledged, then the server could not take it: "Not sent", to retry.

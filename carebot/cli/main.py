@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from carebot import library_logs
-from carebot.cli import intents, models, report
+from carebot.cli import intents, models, report, routes
 from carebot.cli.commands import Commands, check_intents_first, group
 from carebot.exceptions import CarebotError
 
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_model(commands)
     models.add_emotion(commands)
     report.add_report(commands)
+    routes.add_routes(commands)
     return parser
 
 

@@ -1,9 +1,11 @@
 """``carebot report``: a care lead's numbers in the terminal, as JSON or as CSV.
 
-``carebot report [--since 7d] [--until ...] [--channel ...] [--format table|json|csv]`` shows
-the figures of the conversations that started in the period (the same :class:`Report` as the
-dashboard and ``/metrics``); ``carebot report conversations`` lists those conversations, one
-row each, for joining to other data (it holds customer ids: mind where it goes).
+``carebot report [--since 7d] [--until ...] [--channel ...] [--team ...] [--format
+table|json|csv]`` shows the figures of the conversations that started in the period (the same
+:class:`Report` as the dashboard and ``/metrics``; with ``--team``, only the conversations
+handed to that team, and only its handoffs count); ``carebot report conversations`` lists
+those conversations, one row each, for joining to other data (it holds customer ids: mind where
+it goes).
 
 The store is opened as the service opens it (SQLite is migrated, PostgreSQL must be); the
 model is never loaded.
@@ -29,7 +31,15 @@ from carebot.cli.commands import Commands
 from carebot.cli.report_tables import conversation_table, report_table
 from carebot.exceptions import CarebotError, DataError, StoreError
 from carebot.insight.export import conversation_csv, conversation_data, seconds
-from carebot.insight.report import ConversationRow, Money, Period, Report, Share, Spread
+from carebot.insight.report import (
+    TEAM_FIGURES,
+    ConversationRow,
+    Money,
+    Period,
+    Report,
+    Share,
+    Spread,
+)
 
 if TYPE_CHECKING:
     from carebot.config import Settings
@@ -107,6 +117,10 @@ def add_report(commands: Commands) -> None:
         "--until", type=moment, default=moment("now"), help="end of the period (now): as --since"
     )
     report.add_argument("--channel", help="only conversations on this channel (default: all)")
+    report.add_argument(
+        "--team",
+        help="only conversations handed to this team, and only its handoffs (default: all)",
+    )
     report.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
     report.add_argument(
         "--ids", action="store_true", help="json: list the conversation ids behind each figure"
@@ -116,14 +130,15 @@ def add_report(commands: Commands) -> None:
 
 
 def period_of(args: argparse.Namespace, *, now: datetime, zone: ZoneInfo) -> Period:
-    """The period ``--since``/``--until``/``--channel`` ask for, relative to ``now``."""
+    """The period ``--since``/``--until``/``--channel``/``--team`` ask for, relative to
+    ``now``."""
     since, until = args.since.resolve(now, zone), args.until.resolve(now, zone)
     if since >= until:
         raise CarebotError(
             f"--since {args.since.text} ({since.isoformat()}) is not before --until "
             f"{args.until.text} ({until.isoformat()}): give a start before the end"
         )
-    return Period(since, until, args.channel or None)
+    return Period(since, until, args.channel or None, args.team or None)
 
 
 async def write_report(
@@ -192,6 +207,22 @@ def headline_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, f
         elif isinstance(figure, Money):
             yield ("cost_saved", figure.resolutions, "", _blank(figure.amount))
             yield ("cost_saved.pending", "", "", int(figure.pending))
+    yield from _team_rows(report)
+
+
+def _team_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, float | str]]:
+    """``team.<name>.<figure>`` rows, as the headline's (a team without a target has no
+    ``within_target`` row)."""
+    for row in report.teams:
+        for part in TEAM_FIGURES:
+            figure = row.figure(part)
+            key = f"team.{row.team}.{part}"
+            if isinstance(figure, Share):
+                yield _share_row(key, figure)
+            elif isinstance(figure, Spread):
+                for quantile in ("p50", "p90"):
+                    wait = seconds(getattr(figure, quantile))
+                    yield (f"{key}.{quantile}_seconds", figure.samples, "", _blank(wait))
 
 
 def _share_row(key: str, share: Share) -> tuple[str, int, int, float | str]:

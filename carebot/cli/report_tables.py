@@ -24,6 +24,7 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("not_helpful", '"did that answer?": no', "answers"),
     ("repeat_contact", "repeat contact within 7 days", "customers with a resolution"),
     ("emotional", "emotional messages", "customer messages"),
+    ("within_target", "answered within target", "handoffs of teams with a target"),
 )
 
 
@@ -99,6 +100,7 @@ def report_table(report: Report, zone: ZoneInfo) -> str:
         _reasons(report.handoff_main_reason, report.handoff_any_reason),
         _csat(report),
         _times(report),
+        _teams(report),
         _intents(report),
         _weeks(report),
     ]
@@ -109,6 +111,8 @@ def report_table(report: Report, zone: ZoneInfo) -> str:
 
 def _title(period: Period, generated: datetime, zone: ZoneInfo) -> str:
     channel = f"channel {period.channel}" if period.channel else "all channels"
+    if period.team:
+        channel += f", handed to team {period.team}"
     return (
         f"Conversations started {when(period.since, zone)} to {when(period.until, zone)} "
         f"({zone.key}), {channel}\n(generated {when(generated, zone)})\n"
@@ -170,6 +174,34 @@ def _times(report: Report) -> str:
         for label, spread in spreads
     ]
     return "Times\n" + table(["", "p50", "p90", "samples"], rows)
+
+
+def _teams(report: Report) -> str:
+    """The human figures by team: handoffs, answered within target, first response (clock
+    and the team's hours), time to a person's resolution and human CSAT."""
+    if not report.teams:
+        return "By team\n  (none)\n"
+    rows = [
+        [
+            f"{row.label} ({row.team})" if row.label != row.team else row.team,
+            _of(row.handoffs),
+            "no target" if row.within_target is None else _of(row.within_target),
+            duration(row.first_response.p50),
+            duration(row.first_response.p90),
+            NONE if row.first_response_business is None
+            else duration(row.first_response_business.p50),
+            duration(row.resolution_time_human.p50),
+            _of(row.csat_human),
+        ]
+        for row in report.teams
+    ]  # fmt: skip
+    headers = ["team", "handoffs", "within target", "first response p50", "p90",
+               "business p50", "resolution p50", "CSAT"]  # fmt: skip
+    note = (
+        "  handoffs: conversations handed to the team / handed over; within target: of its "
+        "handoffs judged (teams without a target are not counted)\n"
+    )
+    return "By team\n" + table(headers, rows) + note
 
 
 def _intents(report: Report) -> str:

@@ -1,5 +1,6 @@
 """The filters of ``/insights`` as they stand in its URL: ``since`` and ``until`` (days, both
-included, in the business time zone) and an optional ``channel``. Every page and link of the
+included, in the business time zone), an optional ``channel`` and an optional ``team`` (only the
+conversations handed to that team, and only its handoffs count). Every page and link of the
 insights carries them, so a view can be bookmarked and shared."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from carebot.insight.report import Period
 
 DEFAULT_DAYS = 28
 _CHANNEL = re.compile(r"^[a-z0-9_-]{1,32}$")
+_TEAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # [[teams]] name
 
 
 class FilterError(ValueError):
@@ -29,6 +31,7 @@ class Filters:
     since: date
     until: date
     channel: str | None = None
+    team: str | None = None
 
     @classmethod
     def parse(cls, query: Mapping[str, str], *, today: date) -> Filters:
@@ -45,7 +48,12 @@ class Filters:
             raise FilterError(
                 f"channel must be a channel's name such as 'webchat' or 'telegram', not {channel!r}"
             )
-        return cls(since, until, channel)
+        team = query.get("team", "").strip() or None
+        if team is not None and not _TEAM.match(team):
+            raise FilterError(
+                f"team must be a team's name such as 'billing' ([[teams]] name), not {team!r}"
+            )
+        return cls(since, until, channel, team)
 
     @property
     def days(self) -> int:
@@ -55,28 +63,38 @@ class Filters:
     def period(self, zone: ZoneInfo) -> Period:
         """The report's period: local midnight of ``since`` to local midnight after ``until``."""
         return Period(
-            _midnight(self.since, zone), _midnight(self.until + timedelta(1), zone), self.channel
+            _midnight(self.since, zone),
+            _midnight(self.until + timedelta(1), zone),
+            self.channel,
+            self.team,
         )
 
     def previous(self) -> Filters:
         """The same number of days just before (what the changes are against)."""
-        return Filters(self.since - timedelta(self.days), self.since - timedelta(1), self.channel)
+        return Filters(
+            self.since - timedelta(self.days), self.since - timedelta(1), self.channel, self.team
+        )
 
     def last(self, days: int, today: date) -> Filters:
-        """The last ``days`` days up to ``today``, on the same channel."""
-        return Filters(today - timedelta(days - 1), today, self.channel)
+        """The last ``days`` days up to ``today``, on the same channel and team."""
+        return Filters(today - timedelta(days - 1), today, self.channel, self.team)
 
     def query(self, **extra: str) -> str:
         """The URL query of these filters, with ``extra`` parameters after them."""
         values = {"since": self.since.isoformat(), "until": self.until.isoformat()}
         if self.channel:
             values["channel"] = self.channel
+        if self.team:
+            values["team"] = self.team
         return urlencode({**values, **extra})
 
     def words(self) -> str:
-        """``"1 Nov to 28 Nov 2026 (28 days), all channels"``."""
+        """``"1 Nov to 28 Nov 2026 (28 days), all channels"`` (``", team billing"`` after it
+        for one team)."""
         length = "1 day" if self.days == 1 else f"{self.days} days"
         where = f"channel {self.channel}" if self.channel else "all channels"
+        if self.team:
+            where += f", team {self.team}"
         return f"{fmt.days(self.since, self.until)} ({length}), {where}"
 
 

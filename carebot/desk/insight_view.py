@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from carebot.desk import insight_format as fmt
 from carebot.desk.insight_format import Change
-from carebot.insight.report import IntentRow, Report, Share, Spread, Topic
+from carebot.insight.report import IntentRow, Report, Share, Spread, TeamRow, Topic
 
 Link = Callable[[str], str]
 _WEEK_FIGURES = ("conversations", "automation", "handoffs", "emotional", "first_response")
@@ -60,6 +60,15 @@ _TITLES = {
     "rating_response_bot": "Bot-resolved, rated",
     "rating_response_human": "Human-resolved, rated",
     "emotional": "Customer messages flagged emotional",
+    "within_target": "Answered within the team's first-response target",
+}
+_TEAM_TITLES = {
+    "handoffs": "handed over",
+    "first_response": "first human response",
+    "first_response_business": "first human response, the team's business hours",
+    "within_target": "answered within target",
+    "resolution_time_human": "resolved by a person",
+    "csat_human": "human-resolved, rated 4 or 5",
 }
 
 
@@ -73,6 +82,9 @@ def describe(key: str, intent_title: Callable[[str], str] = str) -> str:
     if head == "intent":
         intent, _, part = rest.rpartition(".")
         return f"Intent “{intent_title(intent)}”: {_TITLES.get(part, part).lower()}"
+    if head == "team":
+        name, _, part = rest.partition(".")
+        return f"Team {name}: {_TEAM_TITLES.get(part, part)}"
     if head == "week":
         start, _, part = rest.partition(".")
         what = _TITLES.get(part) or describe(part.replace("handoff_reason", "handoff_main_reason"))
@@ -313,6 +325,48 @@ class Dashboard:
                 )
             )
         return tuple(rows)
+
+    def teams(self) -> tuple[tuple[TeamRow, tuple[Figure | None, ...]], ...]:
+        """The human figures by team: each team and its handoffs, answered within target
+        (None: the team has no target), first response (median and 90th percentile, and the
+        median in the team's hours), time to a person's resolution and human CSAT."""
+        return tuple((row, self._team_cells(row)) for row in self.report.teams)
+
+    def _team_cells(self, row: TeamRow) -> tuple[Figure | None, ...]:
+        base = f"team.{row.team}"
+        handoffs = self.figure(
+            "",
+            f"{base}.handoffs",
+            f"{fmt.count(row.handoffs.count)} ({fmt.percent(row.handoffs.value)})",
+            fmt.share_of(row.handoffs, "conversations handed over"),
+        )
+        within = None
+        if row.within_target is not None:
+            within = self._percent(f"{base}.within_target", row.within_target, "handoffs judged")
+        return (
+            handoffs,
+            within,
+            self._time(f"{base}.first_response", row.first_response, "p50"),
+            self._time(f"{base}.first_response", row.first_response, "p90"),
+            self._time(f"{base}.first_response_business", row.first_response_business, "p50"),
+            self._time(f"{base}.resolution_time_human", row.resolution_time_human, "p50"),
+            self._percent(f"{base}.csat_human", row.csat_human, "ratings"),
+        )
+
+    def within_target(self) -> Figure:
+        """Answered within target, over every team with a target."""
+        return self._percent("within_target", self.report.within_target, "handoffs judged")
+
+    def _percent(self, key: str, share: Share, unit: str) -> Figure:
+        return self.figure("", key, fmt.percent(share.value), fmt.share_of(share, unit))
+
+    def _time(self, key: str, spread: Spread | None, which: Literal["p50", "p90"]) -> Figure:
+        pick = fmt.spread_p50 if which == "p50" else fmt.spread_p90
+        if spread is None:
+            of = "no business hours configured"
+        else:
+            of = f"{fmt.count(spread.samples)} sampled"
+        return self.figure("", key, fmt.duration(pick(spread)), of)
 
     def _share_cell(self, key: str, share: Share | None) -> Figure | None:
         if share is None:

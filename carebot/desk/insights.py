@@ -3,7 +3,8 @@ headline figures against the previous period, weekly charts, CSAT bot vs human, 
 handoff reasons and the unanswered topics. Only agents with the ``lead`` role may open it (it
 lists customers' conversations); others get 403.
 
-- ``GET /insights?since=&until=&channel=``: the dashboard (default: the last 28 days).
+- ``GET /insights?since=&until=&channel=&team=``: the dashboard (default: the last 28 days,
+  every channel and team); the human figures by team, and the share answered within target.
 - ``GET /insights/conversations?metric=<key>`` (or ``topic=<keywords>``): the conversations
   behind a number, each linking to the inbox.
 - ``GET /insights/export.csv``: one row per conversation of the period (``metric``/``topic``
@@ -65,13 +66,17 @@ class InsightPages:
         clock: Clock,
         channels: Callable[[], Iterable[str]],
         intent_title: Callable[[str], str] = str,
+        teams: Callable[[], Iterable[tuple[str, str]]] | None = None,
     ) -> None:
+        """``teams``: the configured teams as (name, display name), for the team filter
+        (None: the teams of the report shown)."""
         self._sessions = sessions
         self._sources = sources
         self._zone = zone
         self._clock = clock
         self._channels = channels
         self._intent_title = intent_title
+        self._teams = teams
         self._pages = Pages()
 
     def mount(self, app: web.Application) -> None:
@@ -100,9 +105,33 @@ class InsightPages:
                 filters = Filters.parse(request.query, today=today)
             except FilterError as exc:
                 return self._problem(session, 400, "These filters cannot be used", f"{exc}.")
+            unknown = self._unknown_team(filters.team)
+            if unknown:
+                return self._problem(session, 400, "These filters cannot be used", unknown)
             return await view(request, session, filters)
 
         return handler
+
+    def _unknown_team(self, team: str | None) -> str | None:
+        """Why ``team`` cannot be shown (not a configured team), or None."""
+        if team is None or self._teams is None:
+            return None
+        names = [name for name, _ in self._teams()]
+        if team in names:
+            return None
+        return (
+            f"There is no team {team!r}: the teams are {', '.join(names)} ([[teams]] name in "
+            "the config file)."
+        )
+
+    def _team_options(self, report: Report, filters: Filters) -> list[tuple[str, str]]:
+        """The team filter's options: the configured teams (or the report's)."""
+        if self._teams is not None:
+            return list(self._teams())
+        found = [(row.team, row.label) for row in report.teams]
+        if filters.team and filters.team not in {name for name, _ in found}:
+            found.append((filters.team, filters.team))
+        return found
 
     # --- the dashboard -------------------------------------------------------------------
 
@@ -133,6 +162,9 @@ class InsightPages:
             charts=WeeklyCharts(report, link).charts(),
             intents=dashboard.intents(),
             reasons=dashboard.handoff_reasons(),
+            teams=dashboard.teams(),
+            team_options=self._team_options(report, filters),
+            within_target=dashboard.within_target(),
             topics=[
                 topic_view(t, link_topic(filters, t), self._intent_title, self._zone)
                 for t in topics
@@ -217,6 +249,8 @@ class InsightPages:
         name = f"carebot-conversations-{filters.since.isoformat()}-to-{filters.until.isoformat()}"
         if filters.channel:
             name += f"-{filters.channel}"
+        if filters.team:
+            name += f"-team-{filters.team}"
         if "metric" in request.query or "topic" in request.query:
             try:
                 _, ids, _ = await self._behind(request, period)

@@ -73,6 +73,7 @@ class HandoffFact:
     resolved_by: str | None
     resolved_at: datetime | None
     resolution: str | None  # how it ended when no agent resolved it (withdrawn_by_customer)
+    team: str | None = None  # the team it was routed to (None: from before teams existed)
 
     @property
     def resolved_by_agent(self) -> bool:
@@ -282,14 +283,17 @@ async def _handoffs(conn: AsyncConnection, ids: Any) -> dict[int, list[HandoffFa
             Handoff.resolved_by,
             Handoff.resolved_at,
             Handoff.resolution,
+            Handoff.team,
         )
         .where(Handoff.conversation_id.in_(ids))
         .order_by(Handoff.created_at, Handoff.id)
     )
     found: dict[int, list[HandoffFact]] = defaultdict(list)
-    for cid, at, reason, reasons, by_bot, by, resolved, resolution in await conn.execute(query):
+    for cid, at, reason, reasons, by_bot, by, resolved, resolution, team in await conn.execute(
+        query
+    ):
         found[cid].append(
-            HandoffFact(at, reason, _split(reasons), bool(by_bot), by, resolved, resolution)
+            HandoffFact(at, reason, _split(reasons), bool(by_bot), by, resolved, resolution, team)
         )
     return found
 

@@ -43,6 +43,22 @@ a :class:`~carebot.insight.report.Report`, the same for the dashboard, ``carebot
   the first agent message in the conversation at or after the handoff (and not after its
   resolution) minus the handoff's time; p50/p90 in clock time and in business hours
   (``[business_hours]``; none when no day has hours). A handoff nobody answered is no sample.
+- **answered within target**: the handoffs the bot opened (as for first human response) whose
+  team has a first-response target (``[[teams]] first_response_minutes``, counted in the
+  team's business hours: :mod:`carebot.teams.targets`), answered at or before the due time /
+  those answered, plus those still unanswered when the due time passed while they were open
+  (not resolved or withdrawn before it). Handoffs of teams without a target are not counted;
+  one not yet due and unanswered, or ended unanswered before it was due, has no verdict. The
+  targets are today's config, applied to every handoff of the period.
+- **team**: a handoff's team is the one it was routed or transferred to; one without a team
+  (from before teams existed) or of a team no longer configured is the default team's. By
+  team: **handoffs** = conversations with a handoff of the team / conversations handed over
+  (a conversation handed to two teams counts for each); **first human response** of the
+  team's handoffs, in clock time and in the team's business hours (its own, else
+  ``[business_hours]``); **answered within target** of its handoffs; **time to resolution**
+  and **CSAT** (human) of the conversations whose human resolution (the latest handoff an
+  agent resolved) was the team's. **One team** (a filter): the conversations with a handoff of
+  the team, and only that team's handoffs count in every figure.
 - **time to resolution**: resolved_at - conversation start, for bot and human resolutions
   separately (a conversation resolved by the bot and later by a person is in both).
 - **CSAT**: rating surveys answered with 4 or 5 / rating surveys answered, split by the
@@ -72,6 +88,7 @@ from datetime import datetime, timedelta
 
 from carebot.clock import Clock
 from carebot.config import Settings
+from carebot.exceptions import ConfigError
 from carebot.hours import BusinessHours
 from carebot.insight.breakdowns import intent_rows, week_rows
 from carebot.insight.facts import Followups, load_conversations, load_followups
@@ -93,6 +110,7 @@ from carebot.insight.figures import (
 )
 from carebot.insight.outcomes import Outcome, Rules
 from carebot.insight.report import ConversationRow, Money, Period, Report, Share, Spread
+from carebot.insight.teams import TeamFigures
 from carebot.store.database import Database
 
 
@@ -110,6 +128,7 @@ class Insight:
         )
         opened = any(settings.business_hours.opening(day) for day in range(7))
         self._hours = BusinessHours(settings.business_hours) if opened else None
+        self._teams = TeamFigures(settings)
 
     async def report(self, period: Period) -> Report:
         """Every figure of ``period``, as of now (the clock)."""
@@ -124,7 +143,19 @@ class Insight:
 
     async def _outcomes(self, period: Period, now: datetime) -> list[Outcome]:
         facts = await load_conversations(self._db, period)
+        if period.team is not None:
+            facts = self._teams.only(facts, self.known_team(period.team))
         return [self._rules.outcome(f, now) for f in facts]
+
+    def known_team(self, name: str) -> str:
+        """``name`` if it is a configured team; else an error naming the teams there are."""
+        names = [t.name for t in self._settings.teams_in_effect()]
+        if name not in names:
+            raise ConfigError(
+                f"There is no team {name!r}: the teams are {', '.join(names)} ([[teams]] name "
+                "in the config file)"
+            )
+        return name
 
     async def _followups(self, period: Period, outcomes: list[Outcome]) -> Followups:
         resolved = [o.resolved_at for o in outcomes if o.resolved_at is not None]
@@ -168,6 +199,12 @@ class Insight:
             top_intents=intent_rows(outcomes),
             weeks=week_rows(outcomes, period, self._rules.week_of),
             notes=_notes(period, now, bot, durable),
+            within_target=self._teams.within_target(outcomes, now),
+            teams=tuple(
+                row
+                for row in self._teams.rows(outcomes, now)
+                if period.team is None or row.team == period.team
+            ),
         )
 
     def _business_response(self, outcomes: list[Outcome]) -> Spread | None:

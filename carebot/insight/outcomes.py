@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from carebot.insight.facts import HELPFUL, RATING, ConversationFacts, SurveyFact
+from carebot.insight.facts import HELPFUL, RATING, ConversationFacts, HandoffFact, SurveyFact
 from carebot.models import DecisionKind, Reason
 
 RECOGNISED_BY_HANDOFF = frozenset({Reason.SENSITIVE_INTENT.value, Reason.NO_ANSWER.value})
@@ -20,6 +20,7 @@ class FirstResponse:
 
     handed_over_at: datetime
     answered_at: datetime
+    team: str | None = None  # the handoff's team (None: from before teams existed)
 
     @property
     def wait(self) -> timedelta:
@@ -149,14 +150,20 @@ def first_responses(facts: ConversationFacts) -> tuple[FirstResponse, ...]:
     for handoff in facts.handoffs:
         if not handoff.by_bot:
             continue
-        end = handoff.resolved_at
-        reply = next(
-            (at for at in facts.agent_replies if at >= handoff.at and (end is None or at <= end)),
-            None,
-        )
+        reply = first_reply(facts, handoff)
         if reply is not None:
-            found.append(FirstResponse(handoff.at, reply))
+            found.append(FirstResponse(handoff.at, reply, handoff.team))
     return tuple(found)
+
+
+def first_reply(facts: ConversationFacts, handoff: HandoffFact) -> datetime | None:
+    """The first agent message in the conversation at or after ``handoff`` and not after its
+    resolution; None: nobody answered it."""
+    end = handoff.resolved_at
+    return next(
+        (at for at in facts.agent_replies if at >= handoff.at and (end is None or at <= end)),
+        None,
+    )
 
 
 def intents(facts: ConversationFacts) -> tuple[str, ...]:

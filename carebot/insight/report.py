@@ -16,16 +16,18 @@ from datetime import date, datetime, timedelta
 @dataclass(frozen=True, slots=True)
 class Period:
     """Conversations whose first customer message is in ``[since, until)``, on every channel
-    or on one."""
+    or on one; with ``team``, only the conversations handed to that team, and only that
+    team's handoffs count (:mod:`carebot.insight.metrics`, "team")."""
 
     since: datetime
     until: datetime
     channel: str | None = None
+    team: str | None = None
 
     def previous(self) -> Period:
         """The period of the same length just before this one (for the change shown)."""
         length = self.until - self.since
-        return Period(self.since - length, self.since, self.channel)
+        return Period(self.since - length, self.since, self.channel, self.team)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,38 @@ class WeekRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamRow:
+    """One team's handoffs and how people answered them (a conversation handed to two teams
+    counts for each; handoffs from before teams existed are the default team's)."""
+
+    team: str  # the team's name
+    label: str  # its display name
+    handoffs: Share  # conversations handed to this team / conversations handed over
+    first_response: Spread  # first agent reply - the handoff it answers, clock time
+    first_response_business: Spread | None  # the same in the team's hours; None: no hours
+    within_target: Share | None  # answered within target / judged; None: the team has none
+    resolution_time_human: Spread  # resolved - first customer message, resolved by this team
+    csat_human: Share  # ratings 4-5 / ratings, of conversations this team resolved
+
+    def figure(self, part: str) -> Share | Spread | None:
+        """One of its figures by name (``handoffs``, ``within_target``...); None: unknown."""
+        if part not in TEAM_FIGURES:
+            return None
+        found = getattr(self, part)
+        return found if isinstance(found, Share | Spread) else None
+
+
+TEAM_FIGURES = (
+    "handoffs",
+    "first_response",
+    "first_response_business",
+    "within_target",
+    "resolution_time_human",
+    "csat_human",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationRow:
     """One conversation, for the export a lead joins to other data (``carebot report
     conversations --format csv``)."""
@@ -139,13 +173,22 @@ class Report:
     top_intents: tuple[IntentRow, ...]
     weeks: tuple[WeekRow, ...]
     notes: tuple[str, ...] = field(default=())  # what a reader should know (e.g. pending)
+    # handoffs answered within their team's first-response target / handoffs judged (of
+    # teams with a target only)
+    within_target: Share = Share(0, 0)
+    teams: tuple[TeamRow, ...] = ()  # the human figures by team, teams in config order
 
     def lookup(self, key: str) -> Share | Spread | None:
         """A figure by its key: a field name (``automation``), or a breakdown's
         ``handoff_main_reason.emotional`` / ``handoff_any_reason.emotional`` /
-        ``intent.<id>.automation`` (also ``conversations``, ``handoffs``, ``emotional``).
-        None for an unknown key."""
+        ``intent.<id>.automation`` (also ``conversations``, ``handoffs``, ``emotional``) /
+        ``team.<name>.within_target`` (any of :data:`TEAM_FIGURES`). None for an unknown
+        key."""
         head, _, rest = key.partition(".")
+        if head == "team" and rest:
+            name, _, part = rest.partition(".")
+            team = next((t for t in self.teams if t.team == name), None)
+            return None if team is None else team.figure(part)
         if head in ("handoff_main_reason", "handoff_any_reason") and rest:
             found = getattr(self, head).get(rest)
             return found if isinstance(found, Share) else None

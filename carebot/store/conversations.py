@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
+from carebot.config import Settings
 from carebot.exceptions import StoreError
 from carebot.models import (
     Attachment,
@@ -44,6 +45,8 @@ from carebot.store.tables import (
     OutboxRow,
     Survey,
 )
+from carebot.store.teamwork import handoff_facts, route_handoff
+from carebot.teams.directory import TeamDirectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +125,10 @@ class ConversationStore:
         lease_replies: bool = True,
         link_by: Sequence[str] = ("phone", "email"),
         priority: PriorityRule = _no_priority,  # of the handoffs it opens
+        teams: TeamDirectory | None = None,  # routes the handoffs it opens (None: one team)
     ) -> None:
         self._db = db
+        self._teams = teams or TeamDirectory(Settings())
         self._clock = clock
         self._lease = lease_replies
         self._link_by = tuple(link_by)
@@ -317,10 +322,32 @@ class ConversationStore:
             if ask is not None:
                 session.add(asked(conversation, ask.kind, queued, now, decision_id=row.id))
             if decision.hands_off:
-                conversation.state = ConversationState.WAITING_FOR_AGENT.value
-                conversation.updated_at = now
-                session.add(self._handoff_row(conversation.id, row, decision))
+                await self._hand_off(session, conversation, identity, row, decision)
             return queued
+
+    async def _hand_off(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        identity: Identity,
+        row: DecisionRow,
+        decision: Decision,
+    ) -> None:
+        """The conversation waits for a person: its handoff, routed to a team (the routing
+        rules read the message that handed over, :mod:`carebot.store.teamwork`)."""
+        conversation.state = ConversationState.WAITING_FOR_AGENT.value
+        conversation.updated_at = row.created_at
+        handoff = self._handoff_row(conversation.id, row, decision)
+        session.add(handoff)
+        facts = await handoff_facts(
+            session,
+            conversation,
+            identity,
+            intent=decision.intent,
+            reasons=tuple(r.value for r in decision.reasons),
+            text=(await session.get_one(Message, row.inbound_message_id)).text,
+        )
+        await route_handoff(session, handoff, self._teams.route(facts), self._teams, row.created_at)
 
     def _handoff_row(self, conversation_id: int, row: DecisionRow, decision: Decision) -> Handoff:
         reasons = [r.value for r in decision.reasons]

@@ -24,6 +24,13 @@ from carebot.store.database import Database
 from carebot.store.tables import ContactPoint, Conversation, Customer, Identity
 
 log = logging.getLogger(__name__)
+# What an identity's profile may tell agents about a visitor (all optional, all strings):
+# ``name``, ``email``, ``phone`` from the platform, a contact or pre-chat form; ``page_url`` and
+# ``page_title``, the page a web chat visitor is on now (http(s), no fragment); ``browser``, e.g.
+# "Chrome 131 on Windows". Channels add their own keys (``username``...).
+VISITOR_KEYS = ("name", "email", "phone", "page_url", "page_title", "browser")
+PROFILE_MAX_CHARS = 200
+PAGE_URL_MAX_CHARS = 500
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -41,6 +48,28 @@ def normalise(kind: str, value: str) -> str | None:
     if kind == "email":
         return value.lower() if _EMAIL.match(value) else None
     return None
+
+
+def visitor_details(identity: Identity) -> dict[str, str]:
+    """The :data:`VISITOR_KEYS` the identity's profile holds (the others and empty ones left
+    out); ``page_url`` only when it is an http(s) address, safe to show as a link."""
+    profile = identity.profile or {}
+    found = {key: str(profile[key]) for key in VISITOR_KEYS if str(profile.get(key) or "").strip()}
+    if not found.get("page_url", "https://").lower().startswith(("http://", "https://")):
+        del found["page_url"]
+    return found
+
+
+def display_label(identity: Identity, display_name: str = "") -> str:
+    """How agents see a customer: their display name, else the name, e-mail or phone the
+    identity gave, else its channel and user id ("webchat v-3898b49a4c")."""
+    if display_name.strip():
+        return display_name.strip()
+    details = visitor_details(identity)
+    for key in ("name", "email", "phone"):
+        if key in details:
+            return details[key].strip()
+    return f"{identity.channel} {identity.external_user_id[:12]}"
 
 
 async def find_or_create_identity(
@@ -150,7 +179,11 @@ class CustomerStore:
 
     async def update_contact(self, details: ContactDetails) -> int:
         """Keep contact details a customer gave; returns their customer id (after any link)."""
-        profile = {k: str(v)[:200] for k, v in details.profile.items() if str(v).strip()}
+        profile = {
+            k: str(v)[: PAGE_URL_MAX_CHARS if k == "page_url" else PROFILE_MAX_CHARS]
+            for k, v in details.profile.items()
+            if str(v).strip() or k == "page_title"  # a page without a title: none shown
+        }
         async with self._db.transaction() as session:
             identity = await find_or_create_identity(
                 session,

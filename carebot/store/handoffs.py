@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
+from carebot.config import Settings
 from carebot.exceptions import StoreError
 from carebot.models import CloseReason, ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
@@ -33,6 +34,8 @@ from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.surveys import Question, ask, has_rating
 from carebot.store.tables import Conversation, Handoff, Identity
+from carebot.store.teamwork import agent_handoff
+from carebot.teams.directory import TeamDirectory
 
 
 class OwnedByColleague(StoreError):
@@ -94,6 +97,7 @@ class HandoffStore:
         reachable: Callable[[str], None] = lambda _channel: None,
         notices: Notices = Notices(),
         rating: Question | None = None,
+        teams: TeamDirectory | None = None,  # the team of a handoff an agent starts
     ) -> None:
         """``reachable(channel)`` raises a StoreError with the reason when no reply can be
         delivered on that channel (:meth:`carebot.outbox.Routes.check`)."""
@@ -104,6 +108,7 @@ class HandoffStore:
         self._reachable = reachable
         self._notices = notices
         self._rating = rating
+        self._teams = teams or TeamDirectory(Settings())
 
     async def take_over(
         self, conversation_id: int, agent: str, *, from_colleague: bool = False
@@ -227,13 +232,9 @@ class HandoffStore:
         conversation.agent = agent
         handoff = await self._open_handoff(session, conversation_id)
         if handoff is None:
-            handoff = Handoff(
-                conversation_id=conversation_id,
-                reason=AGENT_INITIATED,
-                reasons=AGENT_INITIATED,
-                created_at=now,
+            handoff = await agent_handoff(
+                session, conversation_id, agent, reason=AGENT_INITIATED, teams=self._teams, now=now
             )
-            session.add(handoff)
         handoff.claimed_by, handoff.claimed_at = agent, now
         kind = TRANSFERRED if previous else JOINED
         return conversation, await self._notice(session, conversation, kind, agent)
