@@ -581,7 +581,9 @@ async def test_an_agents_reply_is_signed_and_refused_once_the_window_closed(
     with pytest.raises(ReplyWindowClosed):
         await running.runtime.desk.reply(conversation, "Ann", "Are you still there?")
     with pytest.raises(ReplyWindowClosed):  # nor does Ben take it over by replying
-        await running.runtime.desk.reply(conversation, "Ben", "Ben here, can I help?")
+        await running.runtime.desk.reply(
+            conversation, "Ben", "Ben here, can I help?", from_colleague=True
+        )
     assert (await running.runtime.queue.case(conversation)).agent == "Ann"
     await running.runtime.desk.resolve(conversation, "Ann")  # nothing said: it cannot arrive
     assert len(graph.calls) == 3
