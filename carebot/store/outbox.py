@@ -127,7 +127,9 @@ async def _introduced(
     session: AsyncSession, conversation: Conversation, outgoing: Outgoing
 ) -> Outgoing:
     """``outgoing`` with the bot's introduction before it, when it is the bot's first message
-    of the conversation (an agent's reply never carries it; an empty introduction is none)."""
+    of the conversation (an agent's reply never carries it; an empty introduction is none).
+    Every writer of a reply holds the conversation's row lock (``with_for_update``) by then, so
+    two bot messages of one conversation written at once are not both introduced."""
     intro = str(session.info.get(BOT_INTRO) or "").strip()
     if not intro or outgoing.author != "bot":
         return outgoing
