@@ -111,7 +111,7 @@ async def test_the_whole_cycle_from_faq_to_agent_and_back(
     await say(customer, UPSET)
     notice = customer.locator(".carebot-notice")  # type: ignore[attr-defined]
     await notice.wait_for()
-    assert "colleague" in await notice.inner_text()
+    assert "a person from our team" in await notice.inner_text()
     await shot(customer, "2-customer-handoff-notice")
 
     agent = await agent_login(browser, server)

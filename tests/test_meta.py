@@ -567,7 +567,7 @@ async def test_an_agents_reply_is_signed_and_refused_once_the_window_closed(
     running, server = service
     await post(server, text_event(channel, UPSET))
     [handoff] = await graph.next_sent(1)
-    assert "colleague" in words_of(channel, handoff)
+    assert "a person from our team" in words_of(channel, handoff)
     async with running.runtime.db.session() as session:
         conversation = await session.scalar(select(Conversation.id))
     assert conversation is not None

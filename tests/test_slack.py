@@ -831,12 +831,12 @@ async def test_slack_actions_tell_the_customer_who_has_the_conversation_in_order
         await card_updated(slack, "closed by Ben")
     rows = await outbox(running)
     assert [r.meta["notice"] for r in rows] == [
-        None,  # passing you to a colleague
+        None,  # passing you to a person
         "agent_joined",
         "agent_transferred",
         None,  # Ben's reply
         "resolved",
-        None,  # passing you to a colleague, again; and nothing for the close
+        None,  # passing you to a person, again; and nothing for the close
     ]
     assert all(r.status == "sent" for r in rows)
 
