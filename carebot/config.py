@@ -262,10 +262,7 @@ class MessageSettings(_Section):
     clarify: str = "Did you mean {options}?"
     rephrase: str = "Sorry, I'm not sure I understood. Could you say it in other words?"
     fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
-    welcome: str = (
-        "Hello! Ask me about orders, deliveries, returns or your account. "
-        "You can ask for a person at any time."
-    )
+    welcome: str = "Ask me about orders, deliveries, returns or your account."
     media_only: str = (
         "Sorry, I can only read text here. Please type your question, or ask for a person."
     )
