@@ -226,7 +226,7 @@ async def every_kind(
     ann, ben = AGENTS
     await runtime.desk.reply(conversation, ann, "It ships today.")
     await expect("agent_joined", "agent:Ann")
-    await runtime.desk.take_over(conversation, ben)
+    await runtime.desk.take_over(conversation, ben, from_colleague=True)  # asked, and confirmed
     await expect("agent_transferred")
     await runtime.desk.reply(conversation, ben, "Anything else?")
     await expect("agent:Ben")
