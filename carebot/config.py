@@ -609,7 +609,7 @@ class RoutingSettings(_Section):
 class BotSettings(_Section):
     """Who the bot says it is ([messages] bot_intro's {bot_name})."""
 
-    name: Annotated[str, Field(min_length=1, max_length=80)] = "the Northwind assistant"
+    name: Annotated[str, Field(min_length=1, max_length=80)] = "carebot"
 
 
 Rate = Annotated[float, Field(gt=0, le=1000)]
