@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -31,6 +30,7 @@ from carebot.exceptions import StoreError
 from carebot.models import CloseReason, ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
+from carebot.store.open_handoffs import open_handoff
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.surveys import Question, ask, has_rating
 from carebot.store.tables import Conversation, Handoff, Identity
@@ -153,7 +153,7 @@ class HandoffStore:
             _not_empty(text)
         async with self._db.transaction() as session:
             conversation, sent = await self._claim(session, conversation_id, agent, from_colleague)
-            handoff = await self._open_handoff(session, conversation_id, lock=True)
+            handoff = await open_handoff(session, conversation_id)
             if handoff is None or not handoff.draft:
                 raise StoreError(f"Conversation {conversation_id} has no draft to send")
             if handoff.draft_sent_at is not None:
@@ -188,7 +188,7 @@ class HandoffStore:
             conversation = await self._get(session, conversation_id)
             self._move(conversation, ConversationState.BOT)
             conversation.agent = None
-            handoff = await self._open_handoff(session, conversation_id)
+            handoff = await open_handoff(session, conversation_id, lock=False)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
             sent = await self._notice(session, conversation, RESOLVED, agent)
@@ -206,13 +206,13 @@ class HandoffStore:
             conversation.closed_at = now
             conversation.closed_reason = CloseReason.CLOSED_BY_AGENT.value
             conversation.closed_by = agent
-            handoff = await self._open_handoff(session, conversation_id)
+            handoff = await open_handoff(session, conversation_id, lock=False)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
 
     async def open_handoff(self, conversation_id: int) -> Handoff | None:
         async with self._db.session() as session:
-            return await self._open_handoff(session, conversation_id)
+            return await open_handoff(session, conversation_id, lock=False)
 
     async def _claim(
         self, session: AsyncSession, conversation_id: int, agent: str, from_colleague: bool
@@ -230,7 +230,7 @@ class HandoffStore:
             raise OwnedByColleague(conversation_id, previous)
         self._move(conversation, ConversationState.WITH_AGENT)
         conversation.agent = agent
-        handoff = await self._open_handoff(session, conversation_id)
+        handoff = await open_handoff(session, conversation_id, lock=False)
         if handoff is None:
             handoff = await agent_handoff(
                 session, conversation_id, agent, reason=AGENT_INITIATED, teams=self._teams, now=now
@@ -311,17 +311,6 @@ class HandoffStore:
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
-
-    async def _open_handoff(
-        self, session: AsyncSession, conversation_id: int, *, lock: bool = False
-    ) -> Handoff | None:
-        query = (
-            select(Handoff)
-            .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-            .order_by(Handoff.id.desc())
-            .limit(1)
-        )
-        return await session.scalar(query.with_for_update() if lock else query)
 
 
 def _not_empty(text: str) -> None:
