@@ -1,5 +1,6 @@
 """The terminal channel: a customer typing in a terminal (``carebot chat``), or a script piping
-lines in. One line in is one message; replies are printed as ``bot> ...``.
+lines in. One line in is one message; replies are printed as ``bot> ...``, an agent's as
+``Ann> ...`` (their display name: a person's reply is never shown as the bot's).
 
 Lines are read by a daemon thread (a blocked read never holds the process up at exit) and
 handed to ``deliver`` one at a time. :meth:`TerminalChannel.finished` returns at the end of the
@@ -112,7 +113,8 @@ class TerminalChannel:
             raise DeliveryError(
                 f"the terminal session of {reply.external_user_id} has ended", permanent=True
             )
-        self.write(f"bot> {reply.text}")
+        author = reply.agent if reply.author == "agent" and reply.agent else "bot"
+        self.write(f"{author}> {reply.text}")
         labels = [choice.label for choice in reply.choices]
         if labels and labels == [str(n) for n in range(1, len(labels) + 1)]:
             self.write("     " + "  ".join(f"[{label}]" for label in labels))  # a scale

@@ -29,10 +29,17 @@ send them again later.
 retried, with exponential backoff when no ``Retry-After`` is given)::
 
     {"id": "reply_7", "type": "reply", "user": {"id": "42"}, "text": "...",
+     "signed_text": "..." | "Ann: ...",
      "author": "bot" | "agent", "agent": "Ann" | null, "handoff": false,
      "notice": null | "agent_joined" | "agent_transferred" | "resolved",
      "choices": [{"id": "order_status", "label": "Order status"}],
      "created_at": "2026-11-22T10:00:01+00:00"}
+
+``author`` says who wrote the reply: the bot, or a person (``agent``: their display name). A
+receiver that shows no author beside a message sends ``signed_text`` instead of ``text``: an
+agent's reply starts with their name (``"Ann: ..."``), as on Telegram and Meta's platforms; the
+bot's messages are never signed with a person's name (its first message of a conversation
+introduces it as an automated assistant, ``[messages] bot_intro``).
 
 ``notice`` marks the bot's message that the conversation changed hands (an agent joined, another
 agent took over, the agent handed it back to the bot), for a receiver that shows those apart.
@@ -209,6 +216,7 @@ def _reply_body(reply: OutboundReply) -> dict[str, Any]:
         "type": "reply",
         "user": {"id": reply.external_user_id},
         "text": reply.text,
+        "signed_text": reply.signed_text(),
         "author": reply.author,
         "agent": reply.agent,
         "handoff": reply.handoff,

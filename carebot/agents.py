@@ -46,30 +46,51 @@ class AgentDesk:
         self._membership = membership
         self._teamwork = teamwork
 
-    async def take_over(self, conversation_id: int, agent: str) -> None:
-        """The agent owns the conversation; the customer is told they joined."""
+    async def take_over(
+        self, conversation_id: int, agent: str, *, from_colleague: bool = False
+    ) -> None:
+        """The agent owns the conversation; the customer is told they joined. Taking it from a
+        colleague raises OwnedByColleague unless confirmed (``from_colleague``)."""
         await self._may_act(conversation_id, agent)
-        await self._sent(conversation_id, await self._handoffs.take_over(conversation_id, agent))
+        sent = await self._handoffs.take_over(conversation_id, agent, from_colleague=from_colleague)
+        await self._sent(conversation_id, sent)
 
     async def reply(
-        self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
+        self,
+        conversation_id: int,
+        agent: str,
+        text: str,
+        *,
+        via: str = "inbox",
+        from_colleague: bool = False,
     ) -> int:
         """Send ``text`` to the customer on their channel; returns the outbox id.
 
-        ``via`` names the desk the agent wrote from (the other desks mirror the reply)."""
+        ``via`` names the desk the agent wrote from (the other desks mirror the reply);
+        ``from_colleague`` confirms taking the conversation from another agent."""
         await self._may_act(conversation_id, agent)
-        sent = await self._handoffs.reply(conversation_id, agent, text.strip(), via=via)
+        sent = await self._handoffs.reply(
+            conversation_id, agent, text.strip(), via=via, from_colleague=from_colleague
+        )
         await self._sent(conversation_id, sent)
         return sent[-1].reply.outbox_id
 
     async def send_draft(
-        self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
+        self,
+        conversation_id: int,
+        agent: str,
+        *,
+        text: str | None = None,
+        via: str = "inbox",
+        from_colleague: bool = False,
     ) -> int:
         """Send the bot's draft of the open handoff (or ``text``, the agent's edit of it) as the
         agent's reply. A draft is sent once: asking again raises StoreError."""
         await self._may_act(conversation_id, agent)
         edited = text.strip() if text is not None else None
-        sent = await self._handoffs.send_draft(conversation_id, agent, text=edited, via=via)
+        sent = await self._handoffs.send_draft(
+            conversation_id, agent, text=edited, via=via, from_colleague=from_colleague
+        )
         await self._sent(conversation_id, sent)
         return sent[-1].reply.outbox_id
 

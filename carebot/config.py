@@ -252,19 +252,17 @@ class MessageSettings(_Section):
         "Hi, I'm {bot_name}, an automated assistant. A person from our team can take over "
         "whenever you ask."
     )
-    handoff: str = "Thanks, I'm passing you to a colleague who will reply here shortly."
+    # The handoff messages say that a person takes over (the bot never passes for one).
+    handoff: str = "Thanks, I'm passing you to a person from our team, who will reply here shortly."
     handoff_closed: str = (
-        "Thanks, I'm passing you to a colleague. Our team is offline right now; "
-        "they will reply here from {next_open}."
+        "Thanks, I'm passing you to a person from our team. We're offline right now and will "
+        "reply here from {next_open}."
     )
     holding: str = "Let me check that with a colleague; you'll get an answer here shortly."
     clarify: str = "Did you mean {options}?"
     rephrase: str = "Sorry, I'm not sure I understood. Could you say it in other words?"
     fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
-    welcome: str = (
-        "Hello! Ask me about orders, deliveries, returns or your account. "
-        "You can ask for a person at any time."
-    )
+    welcome: str = "Ask me about orders, deliveries, returns or your account."
     media_only: str = (
         "Sorry, I can only read text here. Please type your question, or ask for a person."
     )
@@ -304,10 +302,12 @@ class MessageSettings(_Section):
     helpful_no_button: str = "No"
     helpful_yes: str = "Great, glad I could help!"
     # "No": a person is asked to take over (reason not_helpful).
-    helpful_no: str = "Sorry that didn't help. I'm passing you to a colleague who will reply here."
+    helpful_no: str = (
+        "Sorry that didn't help. I'm passing you to a person from our team, who will reply here."
+    )
     helpful_no_closed: str = (
-        "Sorry that didn't help. I'm passing you to a colleague; our team is offline right now "
-        "and will reply here from {next_open}."
+        "Sorry that didn't help. I'm passing you to a person from our team; we're offline right "
+        "now and will reply here from {next_open}."
     )
     # After a resolution ([survey] rating), with buttons 1-5 where the channel has them.
     rating_request: str = (
@@ -315,6 +315,10 @@ class MessageSettings(_Section):
         "you can add a comment after it."
     )
     rating_thanks: str = "Thank you for your rating!"
+
+    def intro(self, bot_name: str) -> str:
+        """``bot_intro`` filled in with the bot's name (``[bot] name``); empty when turned off."""
+        return self.bot_intro.format(bot_name=bot_name).strip()
 
     @field_validator("frustrated_answer")
     @classmethod
@@ -605,7 +609,7 @@ class RoutingSettings(_Section):
 class BotSettings(_Section):
     """Who the bot says it is ([messages] bot_intro's {bot_name})."""
 
-    name: Annotated[str, Field(min_length=1, max_length=80)] = "the Northwind assistant"
+    name: Annotated[str, Field(min_length=1, max_length=80)] = "carebot"
 
 
 Rate = Annotated[float, Field(gt=0, le=1000)]

@@ -331,7 +331,9 @@ async def build_runtime(
     outbox's wait between attempts at a failed send.
     """
     db = Database(
-        database_url or settings.database_url(), max_connections=settings.store.max_connections
+        database_url or settings.database_url(),
+        max_connections=settings.store.max_connections,
+        bot_intro=settings.messages.intro(settings.bot.name),
     )
     await db.prepare()
     cache = embedding_cache(settings, encoder)

@@ -83,6 +83,9 @@ def settings_data(tmp_path: Path, **sections: dict[str, object]) -> dict[str, di
         # The pipeline tests read the bot's answers as the intents give them; the survey's
         # questions are tested with the survey on (test_survey.py, and the channels' tests).
         "survey": {"helpful": "never", "rating": False},
+        # ...and without the bot's introduction before its first message of a conversation
+        # (test_bot_intro.py tests it, on every channel).
+        "messages": {"bot_intro": ""},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}

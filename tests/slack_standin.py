@@ -66,6 +66,7 @@ class SlackStandIn(LoopbackServer):
         self.add_user(BOT_USER_ID, name="carebot", is_bot=True)
         self._failures: dict[str, list[tuple[int, Json | str, dict[str, str]]]] = {}
         self._delays: dict[str, list[float]] = {}
+        self._outages: dict[str, tuple[int, Callable[[], bool], Callable[[Json], bool]]] = {}
         self._held: dict[str, list[asyncio.Event]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
@@ -105,6 +106,18 @@ class SlackStandIn(LoopbackServer):
         answer = body if body is not None else {"ok": False, "error": error}
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         self._failures.setdefault(method, []).extend([(status, answer, headers)] * times)
+
+    def down(
+        self,
+        method: str,
+        status: int = 500,
+        *,
+        until: Callable[[], bool],
+        only: Callable[[Json], bool] = lambda params: True,
+    ) -> None:
+        """An outage: every call of `method` (whose params pass `only`) fails with `status`
+        until `until()` is true (driven by the test's clock: no real waiting)."""
+        self._outages[method] = (status, until, only)
 
     def slow(self, method: str, seconds: float, *, times: int = 1) -> None:
         """The next calls of `method` are handled (and answered) after `seconds`."""
@@ -216,7 +229,13 @@ class SlackStandIn(LoopbackServer):
         if self._delays.get(method):
             await asyncio.sleep(self._delays[method].pop(0))
         status, headers = 200, dict[str, str]()
-        if self._failures.get(method):
+        outage = self._outages.get(method)
+        if outage is not None and outage[1]():
+            del self._outages[method]  # over
+            outage = None
+        if outage is not None and outage[2](params):
+            status, answer = outage[0], {"ok": False, "error": "internal_error"}
+        elif self._failures.get(method):
             status, answer, headers = self._failures[method].pop(0)
         else:
             answer = self._api(method, params, token)

@@ -63,6 +63,9 @@ class Rig:
     offer: Callable[[], Awaitable[bool]] | None = None  # one inbound event: was it taken?
     live_after_stop: bool = True  # the web chat closes its sockets when it stops
     received: list[ChannelEvent] = field(default_factory=list)
+    # what the platform (or the customer) got so far, as the platform has it: a Telegram
+    # sendMessage, a Graph API body, a web chat frame, a webhook body, a terminal line
+    payloads: Callable[[], list[Any]] = lambda: []
 
     async def deliver(self, event: ChannelEvent) -> None:
         self.received.append(event)
@@ -98,7 +101,9 @@ async def fake_rig() -> AsyncIterator[Rig]:
     async def offer() -> bool:  # no platform: it says whether it takes inbound
         return channel.receiving
 
-    yield Rig(channel, lambda: fixed("u1"), lambda: len(channel.sent), arrived, offer)
+    rig = Rig(channel, lambda: fixed("u1"), lambda: len(channel.sent), arrived, offer)
+    rig.payloads = lambda: list(channel.sent)
+    yield rig
 
 
 @asynccontextmanager
@@ -126,6 +131,7 @@ async def telegram_rig() -> AsyncIterator[Rig]:
                 return await post_update(url, text_update(CHAT, "hello"), secret=SECRET) == 200
 
             rig = Rig(channel, lambda: fixed(str(CHAT)), lambda: len(tg.sent), arrived, offer)
+            rig.payloads = lambda: list(tg.sent)
             yield rig
             await channel.close()  # a test that failed half-way leaves no client open
 
@@ -162,6 +168,7 @@ async def meta_rig(kind: str) -> AsyncIterator[Rig]:
         webhook = MetaWebhook(app_secret=SECRET, verify_token="verify", channels=[channel])
         app = web.Application()
         rig = Rig(channel, lambda: fixed(user), lambda: len(graph.sent), lambda n: _graph(graph, n))
+        rig.payloads = lambda: [sent.body for sent in graph.sent]
         webhook.mount(app, rig.deliver)
         async with serving(app) as server:
 
@@ -197,7 +204,9 @@ async def webhook_rig() -> AsyncIterator[Rig]:
                 status, _ = await post_inbound(url, body, secret=SECRET)
                 return status == 200
 
-            yield Rig(channel, lambda: fixed("42"), lambda: len(receiver.received), arrived, offer)
+            rig = Rig(channel, lambda: fixed("42"), lambda: len(receiver.received), arrived, offer)
+            rig.payloads = lambda: list(receiver.received)
+            yield rig
             await channel.close()
 
 
@@ -258,7 +267,9 @@ async def webchat_rig() -> AsyncIterator[Rig]:
             return True
 
         held = lambda: len(tabs[0].messages) if tabs else 0  # noqa: E731
-        yield Rig(channel, customer, held, arrived, offer, live_after_stop=False)
+        rig = Rig(channel, customer, held, arrived, offer, live_after_stop=False)
+        rig.payloads = lambda: list(tabs[0].messages) if tabs else []
+        yield rig
         await channel.close()
 
 
@@ -272,7 +283,9 @@ async def terminal_rig() -> AsyncIterator[Rig]:
         assert held() >= n  # printed by the time send returned
         return None
 
-    yield Rig(channel, lambda: fixed("tess"), held, arrived)
+    yield Rig(
+        channel, lambda: fixed("tess"), held, arrived, payloads=lambda: out.getvalue().splitlines()
+    )
 
 
 def rig(kind: str) -> AbstractAsyncContextManager[Rig]:

@@ -109,8 +109,8 @@ async def test_another_agent_taking_the_conversation_is_announced_as_a_transfer(
     conversation_id = await handed_off(runtime)
     await runtime.desk.take_over(conversation_id, "Ann")
     await runtime.desk.take_over(conversation_id, "Ann")  # hers already: nothing said
-    await runtime.desk.reply(conversation_id, "Ben", "Hi, Ben here.")
-    await runtime.desk.take_over(conversation_id, "Ann")  # and back
+    await runtime.desk.reply(conversation_id, "Ben", "Hi, Ben here.", from_colleague=True)
+    await runtime.desk.take_over(conversation_id, "Ann", from_colleague=True)  # and back
 
     assert channel.texts()[1:] == [
         joined("Ann"),
@@ -196,7 +196,7 @@ async def test_each_notice_has_its_own_words_and_an_empty_one_is_not_sent(
 ) -> None:
     conversation_id = await handed_off(runtime)
     await runtime.desk.take_over(conversation_id, "Ann")
-    await runtime.desk.reply(conversation_id, "Ben", "Hi, Ben here.")
+    await runtime.desk.reply(conversation_id, "Ben", "Hi, Ben here.", from_colleague=True)
     await runtime.desk.resolve(conversation_id, "Ben")
 
     messages = runtime.settings.messages

@@ -165,7 +165,7 @@ async def test_the_bot_is_silent_while_an_agent_has_the_conversation(
         ("where is my order", True),
         ("hello?", True),
     ]
-    # "passing you to a colleague", and "ann has joined" once taken over: nothing from the bot
+    # "passing you to a person", and "ann has joined" once taken over: nothing from the bot
     joined = ["ann from our team has joined the conversation."]
     queued = await rows(runtime, OutboxRow)
     assert [row.text for row in queued] == [runtime.settings.messages.handoff, *joined]

@@ -21,6 +21,7 @@ from carebot.insight.report import ConversationRow, Period, Report, Share, Sprea
 from carebot.insight.teams import TeamFigures
 from carebot.models import Reason
 from carebot.store.database import Database
+from carebot.store.labels import ConversationLabels
 from tests.conftest import Clock, make_settings
 from tests.insight_fixture import (
     HEADLINE,
@@ -542,6 +543,20 @@ async def test_one_team(golden: Golden, database: Database, clock: Clock, tmp_pa
     assert report.resolution_time_human == Spread(
         2, 20 * M, H, ids(golden, "two_handoffs", "lea_telegram")
     )
+
+
+async def test_one_label(golden: Golden, database: Database, clock: Clock, tmp_path: Path) -> None:
+    """Only the conversations agents labelled so (as typed: any case) are counted."""
+    labels = ConversationLabels(database, clock=clock)
+    for name in ("two_handoffs", "weekend"):
+        await labels.add(golden[name], "Damaged", "ann")
+    await labels.add(golden["lea_telegram"], "other", "ann")
+    insight = insight_for(database, clock, tmp_path)
+    report = await insight.report(Period(PERIOD.since, PERIOD.until, label="damaged"))
+    assert report.conversations == share(golden, 2, "two_handoffs", "weekend")
+    assert report.handoffs == share(golden, 2, "two_handoffs", "weekend")
+    nothing = await insight.report(Period(PERIOD.since, PERIOD.until, label="nobody-used-it"))
+    assert nothing.conversations.total == 0
 
 
 async def test_an_unknown_team_is_refused(

@@ -223,6 +223,16 @@ async def test_one_team_from_the_url(server: TestServer, insight: FixtureInsight
     assert "/insights?since=2026-11-12&amp;until=2026-11-18&amp;team=billing" in html  # presets
 
 
+async def test_one_label_from_the_url(server: TestServer, insight: FixtureInsight) -> None:
+    async with await logged_in(server, "ann") as http:
+        status, html = await get(http, server, "/insights?label=Damaged")
+    damaged = Period(CURRENT.since, CURRENT.until, None, None, "damaged")
+    assert status == 200 and insight.asked == [damaged, damaged.previous()]
+    assert "(28 days), all channels, label damaged" in html
+    assert 'name="label" value="damaged"' in html
+    assert "/insights?since=2026-11-12&amp;until=2026-11-18&amp;label=damaged" in html  # presets
+
+
 async def test_the_human_figures_by_team(server: TestServer) -> None:
     async with await logged_in(server, "ann") as http:
         status, html = await get(http, server, "/insights")

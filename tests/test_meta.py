@@ -567,7 +567,7 @@ async def test_an_agents_reply_is_signed_and_refused_once_the_window_closed(
     running, server = service
     await post(server, text_event(channel, UPSET))
     [handoff] = await graph.next_sent(1)
-    assert "colleague" in words_of(channel, handoff)
+    assert "a person from our team" in words_of(channel, handoff)
     async with running.runtime.db.session() as session:
         conversation = await session.scalar(select(Conversation.id))
     assert conversation is not None
@@ -581,7 +581,9 @@ async def test_an_agents_reply_is_signed_and_refused_once_the_window_closed(
     with pytest.raises(ReplyWindowClosed):
         await running.runtime.desk.reply(conversation, "Ann", "Are you still there?")
     with pytest.raises(ReplyWindowClosed):  # nor does Ben take it over by replying
-        await running.runtime.desk.reply(conversation, "Ben", "Ben here, can I help?")
+        await running.runtime.desk.reply(
+            conversation, "Ben", "Ben here, can I help?", from_colleague=True
+        )
     assert (await running.runtime.queue.case(conversation)).agent == "Ann"
     await running.runtime.desk.resolve(conversation, "Ann")  # nothing said: it cannot arrive
     assert len(graph.calls) == 3

@@ -96,6 +96,13 @@ async def test_the_insight_is_asked_for_one_team() -> None:
     assert "all channels, handed to team billing" in text
 
 
+async def test_the_insight_is_asked_for_one_label() -> None:
+    insight = FakeInsight()
+    text = await run("--label", "Damaged", insight=insight)
+    assert "all channels, labelled damaged" in text
+    assert insight.periods == [Period(NOW - timedelta(days=7), NOW, None, None, "damaged")]
+
+
 async def test_the_table_shows_the_human_figures_by_team() -> None:
     text = await run()
     lines = [line.strip() for line in text.splitlines()]

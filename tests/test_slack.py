@@ -803,6 +803,9 @@ async def test_slack_actions_tell_the_customer_who_has_the_conversation_in_order
         await card_updated(slack, "with Ann")
 
         await reply_in_thread(server, ts, "Ben here, I know this order.", user=BEN)  # a transfer
+        [asked] = await slack.wait_for("chat.postEphemeral", lambda c: c.params["user"] == BEN)
+        [confirm] = asked.params["blocks"][-1]["elements"]  # "Take it over from Ann"
+        await press(server, ts, confirm["action_id"], user=BEN, value=confirm["value"])
         moved, reply = await customer.next_of("message"), await customer.next_of("message")
         assert (moved["author"], moved["text"]) == ("bot", "Ben has joined the conversation.")
         assert (reply["author"], reply["agent"]) == ("agent", "Ben")
@@ -828,12 +831,12 @@ async def test_slack_actions_tell_the_customer_who_has_the_conversation_in_order
         await card_updated(slack, "closed by Ben")
     rows = await outbox(running)
     assert [r.meta["notice"] for r in rows] == [
-        None,  # passing you to a colleague
+        None,  # passing you to a person
         "agent_joined",
         "agent_transferred",
         None,  # Ben's reply
         "resolved",
-        None,  # passing you to a colleague, again; and nothing for the close
+        None,  # passing you to a person, again; and nothing for the close
     ]
     assert all(r.status == "sent" for r in rows)
 

@@ -457,6 +457,21 @@ async def test_an_agents_name_is_the_id_while_slack_fails(slack: Slack, time: Fa
     assert await desk.name("UGHOST") == "ghost"  # the failure was not cached
 
 
+async def test_an_agent_is_mentioned_by_their_slack_id_when_it_is_known(
+    slack: Slack, time: FakeTime
+) -> None:
+    """Configured (slack_user_id), seen acting, or unknown (the name, escaped)."""
+    desk = People(slack.api, agents=(), cache_seconds=300, clock=time, slack_ids={"Bo": "UBO"})
+    slack.add_user("UANN", name="ann", display_name="Ann")
+    assert desk.mention("Ann") == "Ann"  # not seen yet
+    await desk.name("UANN")
+    assert [desk.mention("Ann"), desk.mention("Bo"), desk.mention("<Eve>")] == [
+        "<@UANN>",
+        "<@UBO>",
+        "&lt;Eve&gt;",
+    ]
+
+
 # The card
 
 AT = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
@@ -706,3 +721,28 @@ def test_the_manifest_grants_every_scope_and_event_the_desk_uses() -> None:
         settings["interactivity"]["request_url"],
     ]
     assert all(url.endswith("/slack/events") for url in urls)
+
+
+@pytest.mark.parametrize(
+    ("text", "do", "says"),
+    [
+        ("Ben here, I know this order.", "reply", "Taking it over sends it."),
+        ("x" * 2100, "take_over", "send your reply again"),  # too long for a button's value
+    ],
+    ids=["kept", "too-long"],
+)
+def test_the_question_before_taking_over_keeps_the_reply_when_it_fits(
+    text: str, do: str, says: str
+) -> None:
+    asked = {"conversation": 7, "do": "reply", "text": text}
+    words, blocks = cards.ask_to_take_over("Ann <lead>", asked)
+    assert words.startswith("Ann &lt;lead&gt; has this conversation.") and says in words
+    [button] = blocks[-1]["elements"]
+    assert button["text"]["text"] == "Take it over from Ann <lead>"
+    value = json.loads(button["value"])
+    assert len(button["value"]) <= cards.BUTTON_VALUE_LIMIT
+    assert (value["conversation"], value["do"], value.get("text")) == (
+        7,
+        do,
+        text if do == "reply" else None,
+    )

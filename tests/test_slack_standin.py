@@ -68,6 +68,61 @@ async def test_rate_limited_post_is_retried(slack: SlackStandIn) -> None:
     assert len(slack.messages["C1"]) == 1
 
 
+MEMBERS_FAILURES = {
+    "server-error": (lambda slack: slack.fail_next("conversations.members", 500), 500, None),
+    "refused": (
+        lambda slack: slack.fail_next(
+            "conversations.members", 200, body={"ok": False, "error": "missing_scope"}
+        ),
+        200,
+        "missing_scope",
+    ),
+    "outage": (
+        lambda slack: slack.down("conversations.members", 503, until=lambda: False),
+        503,
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", list(MEMBERS_FAILURES))
+async def test_the_member_list_answers_and_its_failures_can_be_injected(
+    slack: SlackStandIn, failure: str
+) -> None:
+    """conversations.members (the desk asks it who may act) fails as told, then answers."""
+    web = client(slack, retry_handlers=[])
+    slack.members |= {"UANN"}
+    inject, status, error = MEMBERS_FAILURES[failure]
+    inject(slack)
+    with pytest.raises(SlackApiError) as caught:
+        await web.conversations_members(channel="C1")
+    assert caught.value.response.status_code == status
+    assert caught.value.response["error"] == (error or "internal_error")
+    if failure == "outage":
+        assert [c.status for c in slack.calls] == [503]
+        with pytest.raises(SlackApiError):
+            await web.conversations_members(channel="C1")  # still down
+        return
+    answer = await web.conversations_members(channel="C1")
+    assert answer["members"] == ["UANN"]
+
+
+async def test_an_outage_ends_when_the_test_says_so(slack: SlackStandIn) -> None:
+    web = client(slack, retry_handlers=[])
+    over = False
+    slack.down("chat.postMessage", 500, until=lambda: over, only=lambda p: p["channel"] == "C1")
+    with pytest.raises(SlackApiError):
+        await web.chat_postMessage(channel="C1", text="lost")
+    await web.chat_postMessage(channel="C2", text="another channel gets through")
+    over = True
+    await web.chat_postMessage(channel="C1", text="back")
+    assert [(c.params["channel"], c.status) for c in slack.calls] == [
+        ("C1", 500),
+        ("C2", 200),
+        ("C1", 200),
+    ]
+
+
 async def test_wrong_token_is_invalid_auth(slack: SlackStandIn) -> None:
     web = AsyncWebClient(token="xoxb-wrong", base_url=slack.base_url)
     with pytest.raises(SlackApiError) as caught:

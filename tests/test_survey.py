@@ -149,7 +149,7 @@ async def test_no_hands_the_conversation_to_a_person(
     assert outcome.decision is not None
     assert outcome.decision.kind is DecisionKind.HANDOFF
     assert channel.sent[-1].text == (
-        "Sorry that didn't help. I'm passing you to a colleague who will reply here."
+        "Sorry that didn't help. I'm passing you to a person from our team, who will reply here."
     )
     [handoff] = await rows(runtime, Handoff)
     assert (handoff.reason, handoff.conversation_id) == (
@@ -169,8 +169,8 @@ async def test_no_outside_business_hours_says_when_the_team_is_back(
     await runtime.inbox.receive(inbound("where is my order"))
     await runtime.inbox.receive(inbound("no"))
     assert channel.sent[-1].text == (
-        "Sorry that didn't help. I'm passing you to a colleague; our team is offline right now "
-        "and will reply here from tomorrow at 09:00 (UTC)."
+        "Sorry that didn't help. I'm passing you to a person from our team; we're offline right "
+        "now and will reply here from tomorrow at 09:00 (UTC)."
     )
 
 

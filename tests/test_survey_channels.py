@@ -43,7 +43,9 @@ RATING = (
 )
 GLAD = f"Great, glad I could help!\n\n{RATING}"
 THANKS = "Thank you for your rating!"
-NOT_HELPFUL = "Sorry that didn't help. I'm passing you to a colleague who will reply here."
+NOT_HELPFUL = (
+    "Sorry that didn't help. I'm passing you to a person from our team, who will reply here."
+)
 YES_NO = [("yes", "Yes"), ("no", "No")]
 ONE_TO_FIVE = [(str(n), str(n)) for n in range(1, 6)]
 CHANNELS = ["telegram", "whatsapp", "messenger", "webchat"]

@@ -98,6 +98,7 @@ def reply(row: OutboxRow, words: str, **fields: Any) -> Json:
         "type": "reply",
         "user": {"id": row.external_user_id},
         "text": words,
+        "signed_text": words,
         "author": "bot",
         "agent": None,
         "handoff": False,
@@ -178,7 +179,9 @@ async def test_a_handoff_and_the_agents_reply_say_who_wrote_them(
     assert joined == reply(
         rows[1], "Ann from our team has joined the conversation.", notice="agent_joined"
     )
-    assert answer == reply(rows[2], "It ships today.", author="agent", agent="Ann")
+    assert answer == reply(
+        rows[2], "It ships today.", signed_text="Ann: It ships today.", author="agent", agent="Ann"
+    )
 
 
 async def test_a_bad_missing_or_stale_signature_is_refused_and_not_processed(

@@ -11,7 +11,11 @@
  * Optional attributes on the script tag:
  *   data-title    header title (default "Chat with us")
  *   data-open     "true": start with the panel open
- *   data-welcome  a first bot line shown locally (never sent to the server)
+ *   data-welcome  a first bot line shown locally (never sent to the server, never stored).
+ *                 The bot's introduction ([messages] bot_intro, "Hi, I'm ..., an automated
+ *                 assistant") is not this line: the server puts it before the bot's first
+ *                 message of every conversation, so it is said once per conversation, kept in
+ *                 the history and seen by agents. Keep the welcome short and do not repeat it.
  *   data-accent   a CSS colour for --carebot-accent (the host page may also set
  *                 --carebot-accent on #carebot-widget or :root)
  *   data-prechat  "off" | "optional" | "required": this site's pre-chat form, when the server's

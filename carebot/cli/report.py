@@ -121,6 +121,9 @@ def add_report(commands: Commands) -> None:
         "--team",
         help="only conversations handed to this team, and only its handoffs (default: all)",
     )
+    report.add_argument(
+        "--label", help="only conversations agents put this label on in the inbox (default: all)"
+    )
     report.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
     report.add_argument(
         "--ids", action="store_true", help="json: list the conversation ids behind each figure"
@@ -130,7 +133,7 @@ def add_report(commands: Commands) -> None:
 
 
 def period_of(args: argparse.Namespace, *, now: datetime, zone: ZoneInfo) -> Period:
-    """The period ``--since``/``--until``/``--channel``/``--team`` ask for, relative to
+    """The period ``--since``/``--until``/``--channel``/``--team``/``--label`` ask for, relative to
     ``now``."""
     since, until = args.since.resolve(now, zone), args.until.resolve(now, zone)
     if since >= until:
@@ -138,7 +141,8 @@ def period_of(args: argparse.Namespace, *, now: datetime, zone: ZoneInfo) -> Per
             f"--since {args.since.text} ({since.isoformat()}) is not before --until "
             f"{args.until.text} ({until.isoformat()}): give a start before the end"
         )
-    return Period(since, until, args.channel or None, args.team or None)
+    label = (getattr(args, "label", None) or "").strip().lower() or None
+    return Period(since, until, args.channel or None, args.team or None, label)
 
 
 async def write_report(

@@ -113,6 +113,8 @@ def _title(period: Period, generated: datetime, zone: ZoneInfo) -> str:
     channel = f"channel {period.channel}" if period.channel else "all channels"
     if period.team:
         channel += f", handed to team {period.team}"
+    if period.label:
+        channel += f", labelled {period.label}"
     return (
         f"Conversations started {when(period.since, zone)} to {when(period.until, zone)} "
         f"({zone.key}), {channel}\n(generated {when(generated, zone)})\n"

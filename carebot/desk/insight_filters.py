@@ -1,6 +1,7 @@
 """The filters of ``/insights`` as they stand in its URL: ``since`` and ``until`` (days, both
-included, in the business time zone), an optional ``channel`` and an optional ``team`` (only the
-conversations handed to that team, and only its handoffs count). Every page and link of the
+included, in the business time zone), an optional ``channel``, an optional ``team`` (only the
+conversations handed to that team, and only its handoffs count) and an optional ``label`` (only
+the conversations agents labelled so). Every page and link of the
 insights carries them, so a view can be bookmarked and shared."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Filters:
     until: date
     channel: str | None = None
     team: str | None = None
+    label: str | None = None
 
     @classmethod
     def parse(cls, query: Mapping[str, str], *, today: date) -> Filters:
@@ -53,7 +55,10 @@ class Filters:
             raise FilterError(
                 f"team must be a team's name such as 'billing' ([[teams]] name), not {team!r}"
             )
-        return cls(since, until, channel, team)
+        label = query.get("label", "").strip().lower() or None
+        if label is not None and not 1 <= len(label) <= 64:
+            raise FilterError(f"label must be 1 to 64 characters, not {len(label)}")
+        return cls(since, until, channel, team, label)
 
     @property
     def days(self) -> int:
@@ -67,17 +72,22 @@ class Filters:
             _midnight(self.until + timedelta(1), zone),
             self.channel,
             self.team,
+            self.label,
         )
 
     def previous(self) -> Filters:
         """The same number of days just before (what the changes are against)."""
         return Filters(
-            self.since - timedelta(self.days), self.since - timedelta(1), self.channel, self.team
+            self.since - timedelta(self.days),
+            self.since - timedelta(1),
+            self.channel,
+            self.team,
+            self.label,
         )
 
     def last(self, days: int, today: date) -> Filters:
         """The last ``days`` days up to ``today``, on the same channel and team."""
-        return Filters(today - timedelta(days - 1), today, self.channel, self.team)
+        return Filters(today - timedelta(days - 1), today, self.channel, self.team, self.label)
 
     def query(self, **extra: str) -> str:
         """The URL query of these filters, with ``extra`` parameters after them."""
@@ -86,6 +96,8 @@ class Filters:
             values["channel"] = self.channel
         if self.team:
             values["team"] = self.team
+        if self.label:
+            values["label"] = self.label
         return urlencode({**values, **extra})
 
     def words(self) -> str:
@@ -95,6 +107,8 @@ class Filters:
         where = f"channel {self.channel}" if self.channel else "all channels"
         if self.team:
             where += f", team {self.team}"
+        if self.label:
+            where += f", label {self.label}"
         return f"{fmt.days(self.since, self.until)} ({length}), {where}"
 
 

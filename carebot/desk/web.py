@@ -46,6 +46,7 @@ from carebot.events import Event, EventHub
 from carebot.exceptions import StoreError
 from carebot.store.assignments import Assignments
 from carebot.store.emotion_labels import EmotionLabelStore
+from carebot.store.handoffs import OwnedByColleague
 from carebot.store.labels import ConversationLabels
 from carebot.store.notes import Notes
 from carebot.store.queue import AgentQueue
@@ -159,6 +160,7 @@ class AgentInbox:
         *,
         error: str | None = None,
         reply_text: str = "",
+        owned_by: dict[str, str] | None = None,
     ) -> web.StreamResponse:
         try:
             case = await self._queue.case(int(request.match_info["id"]))
@@ -181,6 +183,7 @@ class AgentInbox:
             labels=await self._labels.of_conversation(case.id),
             error=error,
             reply_text=reply_text,  # an agent's reply that could not be sent is not lost
+            owned_by=owned_by,  # a colleague has it: asked before taking it from them
             proposed=request.query.get("proposed", "") if request.method == "GET" else "",
             faq_search=self._answers is not None,
             roster=self._roster,
@@ -188,7 +191,7 @@ class AgentInbox:
             transfer_to={n: t for n, t in self._roster.teams.items() if n != current},
             transferred=self._roster.teams.get(transferred, ""),  # the team, after a transfer
             presence=await self._presence(session, f"/inbox/c/{case.id}"),
-            status=409 if error else 200,
+            status=409 if error or owned_by else 200,
         )
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
@@ -267,13 +270,15 @@ class AgentInbox:
         if action == "typing":
             self._events.publish(Event("agent_typing", conversation_id, agent=agent))
             return web.Response(status=204)
+        confirmed = form.get("from_colleague") == "1"  # "Take it over from Ann" was pressed
         try:
             if action == "reply":
-                await self._desk.reply(conversation_id, agent, str(form.get("text", "")))
+                text = str(form.get("text", ""))
+                await self._desk.reply(conversation_id, agent, text, from_colleague=confirmed)
             elif action == "send-draft":
-                await self._desk.send_draft(conversation_id, agent)
+                await self._desk.send_draft(conversation_id, agent, from_colleague=confirmed)
             elif action == "take-over":
-                await self._desk.take_over(conversation_id, agent)
+                await self._desk.take_over(conversation_id, agent, from_colleague=confirmed)
             elif action == "resolve":
                 await self._desk.resolve(conversation_id, agent)
             elif action == "close":
@@ -288,6 +293,13 @@ class AgentInbox:
                 raise web.HTTPSeeOther(f"/inbox/c/{conversation_id}#m{message_id}")
             else:
                 raise web.HTTPNotFound(text=f"Unknown action {action!r}")
+        except OwnedByColleague as exc:
+            return await self._case_page(
+                request,
+                session,
+                reply_text=str(form.get("text", "")),
+                owned_by={"owner": exc.owner, "action": action},
+            )
         except StoreError as exc:
             return await self._case_page(
                 request, session, error=str(exc), reply_text=str(form.get("text", ""))

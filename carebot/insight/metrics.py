@@ -112,6 +112,7 @@ from carebot.insight.outcomes import Outcome, Rules
 from carebot.insight.report import ConversationRow, Money, Period, Report, Share, Spread
 from carebot.insight.teams import TeamFigures
 from carebot.store.database import Database
+from carebot.store.labels import ConversationLabels
 
 
 class Insight:
@@ -129,6 +130,7 @@ class Insight:
         opened = any(settings.business_hours.opening(day) for day in range(7))
         self._hours = BusinessHours(settings.business_hours) if opened else None
         self._teams = TeamFigures(settings)
+        self._labels = ConversationLabels(db, clock=clock)
 
     async def report(self, period: Period) -> Report:
         """Every figure of ``period``, as of now (the clock)."""
@@ -143,6 +145,9 @@ class Insight:
 
     async def _outcomes(self, period: Period, now: datetime) -> list[Outcome]:
         facts = await load_conversations(self._db, period)
+        if period.label is not None:
+            labelled = set(await self._labels.conversations_with_label(period.label))
+            facts = [f for f in facts if f.id in labelled]
         if period.team is not None:
             facts = self._teams.only(facts, self.known_team(period.team))
         return [self._rules.outcome(f, now) for f in facts]

@@ -17,17 +17,19 @@ from datetime import date, datetime, timedelta
 class Period:
     """Conversations whose first customer message is in ``[since, until)``, on every channel
     or on one; with ``team``, only the conversations handed to that team, and only that
-    team's handoffs count (:mod:`carebot.insight.metrics`, "team")."""
+    team's handoffs count (:mod:`carebot.insight.metrics`, "team"); with ``label``, only the
+    conversations agents put that label on (in the inbox)."""
 
     since: datetime
     until: datetime
     channel: str | None = None
     team: str | None = None
+    label: str | None = None
 
     def previous(self) -> Period:
         """The period of the same length just before this one (for the change shown)."""
         length = self.until - self.since
-        return Period(self.since - length, self.since, self.channel, self.team)
+        return Period(self.since - length, self.since, self.channel, self.team, self.label)
 
 
 @dataclass(frozen=True, slots=True)

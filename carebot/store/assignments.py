@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, ConversationEvent, Handoff
+from carebot.store.open_handoffs import open_handoff
+from carebot.store.tables import Conversation, ConversationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +39,7 @@ class Assignments:
             conversation = await session.get(Conversation, conversation_id, with_for_update=True)
             if conversation is None:
                 raise StoreError(f"No conversation with id {conversation_id}")
-            handoff = await session.scalar(
-                select(Handoff)
-                .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-                .order_by(Handoff.id.desc())
-                .limit(1)
-            )
+            handoff = await open_handoff(session, conversation_id, lock=False)
             if handoff is None:
                 raise StoreError(
                     f"Conversation {conversation_id} is not waiting for or with an agent, so "

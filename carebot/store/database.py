@@ -28,6 +28,7 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 KEPT_APART = 2  # of [store] max_connections: cross-process events, and the leader's lock
 POOL_TIMEOUT = 30.0  # seconds a session waits for a free connection of the pool
 MIGRATION_LOCK = 0x63617265626F74  # pg_advisory_xact_lock's key around 'db upgrade' ("carebot")
+BOT_INTRO = "carebot.bot_intro"  # the key of Session.info that holds the bot's introduction
 
 
 class _BudgetPool(AsyncAdaptedQueuePool):
@@ -52,7 +53,12 @@ class _BudgetPool(AsyncAdaptedQueuePool):
 class Database:
     """Owns the engine. SQLite gets WAL, a busy timeout and enforced foreign keys; PostgreSQL
     a pool of ``max_connections`` - 2 connections and no overflow (``[store] max_connections``:
-    the other two are the cross-process events' and the leader's lock's)."""
+    the other two are the cross-process events' and the leader's lock's).
+
+    ``bot_intro``: the text put before the bot's first message of every conversation (``[messages]
+    bot_intro``, filled in; empty: none). Every session carries it (``session.info[BOT_INTRO]``),
+    so every outgoing message, whichever store writes it, meets it in
+    :func:`carebot.store.outbox.add_reply`."""
 
     def __init__(
         self,
@@ -61,6 +67,7 @@ class Database:
         echo: bool = False,
         max_connections: int = 20,  # [store] max_connections's default
         pool_timeout: float = POOL_TIMEOUT,
+        bot_intro: str = "",
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -80,7 +87,10 @@ class Database:
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.bot_intro = bot_intro
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={BOT_INTRO: bot_intro}
+        )
         self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
         )

@@ -9,6 +9,10 @@ takes it from them, or an agent hands it back to the bot. The notice is queued i
 the same transaction as the change, before the agent's reply, so it is delivered first and
 retried like every reply. Closing says nothing to the customer.
 
+An agent never takes a conversation from a colleague without saying so: taking it over,
+replying or sending the draft while another agent has it raises :class:`OwnedByColleague`
+(naming them) unless the caller passes ``from_colleague=True``, once the agent has confirmed.
+
 Resolving also asks the customer for their rating (``rating``, :mod:`carebot.survey`), once
 per conversation, after the notice.
 """
@@ -18,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -27,11 +30,26 @@ from carebot.exceptions import StoreError
 from carebot.models import CloseReason, ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
+from carebot.store.open_handoffs import open_handoff
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.surveys import Question, ask, has_rating
 from carebot.store.tables import Conversation, Handoff, Identity
 from carebot.store.teamwork import agent_handoff
 from carebot.teams.directory import TeamDirectory
+
+
+class OwnedByColleague(StoreError):
+    """Another agent has the conversation: taking it from them must be confirmed (the action
+    again with ``from_colleague=True``). ``owner`` is the agent who has it."""
+
+    def __init__(self, conversation_id: int, owner: str) -> None:
+        super().__init__(
+            f"{owner} has conversation {conversation_id}. Take it over from {owner} first "
+            "(they are told), or leave it to them."
+        )
+        self.conversation_id = conversation_id
+        self.owner = owner
+
 
 Sent = list[Queued]  # what an agent's action queued for the customer, in delivery order
 AGENT_INITIATED = "agent_initiated"
@@ -92,26 +110,41 @@ class HandoffStore:
         self._rating = rating
         self._teams = teams or TeamDirectory(Settings())
 
-    async def take_over(self, conversation_id: int, agent: str) -> Sent:
+    async def take_over(
+        self, conversation_id: int, agent: str, *, from_colleague: bool = False
+    ) -> Sent:
         """``agent`` owns the conversation from now on; the bot stays silent. Returns what was
-        queued for the customer (the notice that the agent joined, if any)."""
+        queued for the customer (the notice that the agent joined, if any). Raises
+        OwnedByColleague when another agent has it, unless ``from_colleague``."""
         async with self._db.transaction() as session:
-            _, sent = await self._claim(session, conversation_id, agent)
+            _, sent = await self._claim(session, conversation_id, agent, from_colleague)
             return sent
 
     async def reply(
-        self, conversation_id: int, agent: str, text: str, *, via: str = "inbox"
+        self,
+        conversation_id: int,
+        agent: str,
+        text: str,
+        *,
+        via: str = "inbox",
+        from_colleague: bool = False,
     ) -> Sent:
         """Queue an agent's reply to the customer (taking the conversation over if needed:
         then the notice that the agent joined goes first). The reply is the last of the
-        returned list."""
+        returned list. Raises OwnedByColleague like :meth:`take_over`."""
         _not_empty(text)
         async with self._db.transaction() as session:
-            conversation, sent = await self._claim(session, conversation_id, agent)
+            conversation, sent = await self._claim(session, conversation_id, agent, from_colleague)
             return [*sent, await self._add_reply(session, conversation, agent, text, via)]
 
     async def send_draft(
-        self, conversation_id: int, agent: str, *, text: str | None = None, via: str = "inbox"
+        self,
+        conversation_id: int,
+        agent: str,
+        *,
+        text: str | None = None,
+        via: str = "inbox",
+        from_colleague: bool = False,
     ) -> Sent:
         """Queue the open handoff's draft (or the agent's edit of it, ``text``) as the agent's
         reply: once, however often it is asked (a double click, or two agents at once). Like
@@ -119,8 +152,8 @@ class HandoffStore:
         if text is not None:
             _not_empty(text)
         async with self._db.transaction() as session:
-            conversation, sent = await self._claim(session, conversation_id, agent)
-            handoff = await self._open_handoff(session, conversation_id, lock=True)
+            conversation, sent = await self._claim(session, conversation_id, agent, from_colleague)
+            handoff = await open_handoff(session, conversation_id)
             if handoff is None or not handoff.draft:
                 raise StoreError(f"Conversation {conversation_id} has no draft to send")
             if handoff.draft_sent_at is not None:
@@ -155,7 +188,7 @@ class HandoffStore:
             conversation = await self._get(session, conversation_id)
             self._move(conversation, ConversationState.BOT)
             conversation.agent = None
-            handoff = await self._open_handoff(session, conversation_id)
+            handoff = await open_handoff(session, conversation_id, lock=False)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
             sent = await self._notice(session, conversation, RESOLVED, agent)
@@ -173,18 +206,19 @@ class HandoffStore:
             conversation.closed_at = now
             conversation.closed_reason = CloseReason.CLOSED_BY_AGENT.value
             conversation.closed_by = agent
-            handoff = await self._open_handoff(session, conversation_id)
+            handoff = await open_handoff(session, conversation_id, lock=False)
             if handoff is not None:
                 handoff.resolved_by, handoff.resolved_at = agent, now
 
     async def open_handoff(self, conversation_id: int) -> Handoff | None:
         async with self._db.session() as session:
-            return await self._open_handoff(session, conversation_id)
+            return await open_handoff(session, conversation_id, lock=False)
 
     async def _claim(
-        self, session: AsyncSession, conversation_id: int, agent: str
+        self, session: AsyncSession, conversation_id: int, agent: str, from_colleague: bool
     ) -> tuple[Conversation, Sent]:
-        """``agent`` owns the conversation (if not already), with the notice of it queued."""
+        """``agent`` owns the conversation (if not already), with the notice of it queued;
+        taken from a colleague only when ``from_colleague`` (else OwnedByColleague)."""
         now = self._clock()
         conversation = await self._get(session, conversation_id)
         previous = (
@@ -192,9 +226,11 @@ class HandoffStore:
         )
         if previous == agent:
             return conversation, []
+        if previous and not from_colleague:
+            raise OwnedByColleague(conversation_id, previous)
         self._move(conversation, ConversationState.WITH_AGENT)
         conversation.agent = agent
-        handoff = await self._open_handoff(session, conversation_id)
+        handoff = await open_handoff(session, conversation_id, lock=False)
         if handoff is None:
             handoff = await agent_handoff(
                 session, conversation_id, agent, reason=AGENT_INITIATED, teams=self._teams, now=now
@@ -275,17 +311,6 @@ class HandoffStore:
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
-
-    async def _open_handoff(
-        self, session: AsyncSession, conversation_id: int, *, lock: bool = False
-    ) -> Handoff | None:
-        query = (
-            select(Handoff)
-            .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-            .order_by(Handoff.id.desc())
-            .limit(1)
-        )
-        return await session.scalar(query.with_for_update() if lock else query)
 
 
 def _not_empty(text: str) -> None:

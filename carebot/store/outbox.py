@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, or_, select, update
@@ -39,7 +39,7 @@ from sqlalchemy.sql.expression import Update
 
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply
-from carebot.store.database import Database
+from carebot.store.database import BOT_INTRO, Database
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -91,7 +91,14 @@ async def add_reply(
 
     With ``lease`` the writer gets the row to send right away, unless an earlier reply of the
     conversation is still pending (order comes first); without, the worker delivers it.
+
+    The bot's first message of a conversation starts with the bot's introduction (the
+    session's ``BOT_INTRO``, see :class:`~carebot.store.database.Database`), whatever kind of
+    message it is: an answer, a handoff message, a survey question, a notice that an agent
+    joined. The stored message carries it as the outbox row does, so agents read what the
+    customer read.
     """
+    outgoing = await _introduced(session, conversation, outgoing)
     earlier = await session.scalar(
         select(OutboxRow.id)
         .where(OutboxRow.conversation_id == conversation.id, OutboxRow.status == PENDING)
@@ -114,6 +121,30 @@ async def add_reply(
     session.add(row)
     await session.flush()
     return Queued(to_reply(row), immediate=immediate, message_id=message.id)
+
+
+async def _introduced(
+    session: AsyncSession, conversation: Conversation, outgoing: Outgoing
+) -> Outgoing:
+    """``outgoing`` with the bot's introduction before it, when it is the bot's first message
+    of the conversation (an agent's reply never carries it; an empty introduction is none).
+    Every writer of a reply holds the conversation's row lock (``with_for_update``) by then, so
+    two bot messages of one conversation written at once are not both introduced."""
+    intro = str(session.info.get(BOT_INTRO) or "").strip()
+    if not intro or outgoing.author != "bot":
+        return outgoing
+    said = await session.scalar(
+        select(Message.id)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == "out",
+            Message.author == "bot",
+        )
+        .limit(1)
+    )
+    if said is not None:
+        return outgoing
+    return replace(outgoing, text=f"{intro}\n\n{outgoing.text}")
 
 
 def _outbox_row(

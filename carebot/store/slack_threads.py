@@ -105,6 +105,20 @@ class SlackThreadStore:
         assert thread is not None
         return thread
 
+    async def without_card(self, conversation_ids: Collection[int]) -> set[int]:
+        """Those of ``conversation_ids`` whose card is not posted yet (no thread record, or
+        one without a ts): new handoffs, which the desk posts before anything else."""
+        if not conversation_ids:
+            return set()
+        async with self._db.session() as session:
+            posted = await session.scalars(
+                select(SlackThread.conversation_id).where(
+                    SlackThread.conversation_id.in_(list(conversation_ids)),
+                    SlackThread.ts.is_not(None),
+                )
+            )
+            return set(conversation_ids) - set(posted)
+
     async def save(self, conversation_id: int, **values: Any) -> None:
         """Record what was posted (``ts``, ``card_hash``, ``mirrored_message_id``, ...)."""
         async with self._db.transaction() as session:
@@ -256,6 +270,19 @@ class SlackThreadStore:
             )
             for row, message in rows
         ]
+
+    async def before_last_customer_message(self, conversation_id: int, at: datetime) -> int:
+        """The id just before the conversation's last customer message at or before ``at``
+        (0 when there is none): mirroring after it starts with that message."""
+        async with self._db.session() as session:
+            found = await session.scalar(
+                select(func.max(Message.id)).where(
+                    Message.conversation_id == conversation_id,
+                    Message.author == "customer",
+                    Message.created_at <= at,
+                )
+            )
+        return found - 1 if found else 0
 
     async def messages_after(self, conversation_id: int, after_id: int) -> list[Mirrored]:
         async with self._db.session() as session:

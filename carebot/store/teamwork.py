@@ -32,6 +32,7 @@ from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import ConversationState
 from carebot.store.database import Database
+from carebot.store.open_handoffs import open_handoff
 from carebot.store.tables import (
     AgentPresence,
     ContactPoint,
@@ -190,16 +191,6 @@ def _event(
     )
 
 
-async def _open_handoff(session: AsyncSession, conversation_id: int) -> Handoff | None:
-    return await session.scalar(
-        select(Handoff)
-        .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-        .order_by(Handoff.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
-
-
 class TeamworkStore:
     def __init__(self, db: Database, *, clock: Clock, teams: TeamDirectory) -> None:
         self._db = db
@@ -237,7 +228,7 @@ class TeamworkStore:
             if not self._teams.has(to_team):
                 known = ", ".join(self._teams.names)
                 raise StoreError(f"No team is named {to_team!r} (the teams: {known})")
-            handoff = await _open_handoff(session, conversation_id)
+            handoff = await open_handoff(session, conversation_id)
             if handoff is None:
                 raise StoreError(
                     f"Conversation {conversation_id} is with the bot; only a conversation "

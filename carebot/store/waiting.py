@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -37,6 +36,7 @@ from carebot.store.conversations import (
 )
 from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
+from carebot.store.open_handoffs import open_handoff
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.tables import Conversation, Handoff, Identity
 
@@ -105,7 +105,7 @@ class WaitingStore:
                         embedding_row(received.message_id, embedding.vector, embedding.model)
                     )
                 await session.flush()
-            handoff = await _open_handoff(session, conversation.id)
+            handoff = await open_handoff(session, conversation.id)
             if conversation.state != ConversationState.WAITING_FOR_AGENT or handoff is None:
                 return Waited(None)
             action, text, changed = self._act(handoff, decision, reply, now)
@@ -180,17 +180,6 @@ class WaitingStore:
                 "cues": list(decision.cues) if risen else [],
             }
         return True
-
-
-async def _open_handoff(session: AsyncSession, conversation_id: int) -> Handoff | None:
-    """The conversation's open handoff, locked (PostgreSQL)."""
-    return await session.scalar(
-        select(Handoff)
-        .where(Handoff.conversation_id == conversation_id, Handoff.resolved_at.is_(None))
-        .order_by(Handoff.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
 
 
 def _rank(code: str) -> int:

@@ -100,9 +100,18 @@ class SlackApi:
     async def update(self, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         await self._call("chat_update", channel=self.channel, ts=ts, text=text, blocks=blocks)
 
-    async def ephemeral(self, user: str, text: str, *, thread_ts: str | None = None) -> None:
+    async def ephemeral(
+        self,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
         """A message only ``user`` sees, in the care channel (or its thread)."""
-        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+        if blocks:
+            extra["blocks"] = blocks
         await self._call("chat_postEphemeral", channel=self.channel, user=user, text=text, **extra)
 
     async def react(self, name: str, ts: str) -> None:

@@ -27,6 +27,7 @@ SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE, CLOSE = (
     "carebot_resolve",
     "carebot_close",
 )
+TAKE_FROM_COLLEAGUE = "carebot_take_from_colleague"  # the confirmation, asked privately
 EDIT_VIEW = "carebot_edit_reply"  # the modal's callback id
 LABEL_UPSET, LABEL_NOT_UPSET = "carebot_label_upset", "carebot_label_not_upset"
 CARD_LABEL_BLOCK, THREAD_LABEL_BLOCK = "carebot_emotion", "carebot_emotion_thread"
@@ -64,8 +65,7 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
     if data.labelled is not None:
         blocks.extend(_emotion_label(*data.labelled))
     if data.handoff is not None and data.handoff.draft:
-        draft = quote(data.handoff.draft, 2000)
-        blocks.append(_section(f"*The bot's draft*\n{draft}"))
+        blocks.append(_section(_draft(data.handoff)))
     if data.top:
         scores = " · ".join(f"`{t['intent']}` {float(t['score']):.2f}" for t in data.top)
         blocks.append(_context(f"Top intents: {scores}"))
@@ -148,6 +148,44 @@ def handed_over_again(data: CardData) -> str:
     return f":rotating_light: Needs an agent again: {describe_reasons(reasons) or 'asked for'}."
 
 
+# What a confirmed take-over then does, in the words of the question asking for it.
+HELD_ACTIONS = {
+    "take_over": "Nothing was changed",
+    "reply": "Your reply was not sent to the customer",
+    "send_draft": "The draft was not sent to the customer",
+}
+BUTTON_VALUE_LIMIT = 2000  # Slack's limit for a button's value
+
+
+def ask_to_take_over(owner: str, action: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The private question to an agent acting on a colleague's conversation: who has it, and
+    a button that takes it from them and then does ``action`` (kept in the button: the
+    conversation, what to do, and the reply's text when it fits)."""
+    held = HELD_ACTIONS[action["do"]]
+    value = json.dumps(action, ensure_ascii=False)
+    if len(value) > BUTTON_VALUE_LIMIT:  # too long to keep: taken over only, sent again
+        kept = {"conversation": action["conversation"], "do": "take_over"}
+        value = json.dumps(kept, ensure_ascii=False)
+        after = " Once you have it, send your reply again."
+    elif action["do"] == "take_over":
+        after = ""
+    else:
+        after = " Taking it over sends it."
+    text = f"{escape(owner)} has this conversation. {held}.{after}"
+    button = _button(shorten(f"Take it over from {owner}", 75), TAKE_FROM_COLLEAGUE, value)
+    button["style"] = "danger"
+    blocks = [
+        _section(text),
+        {"type": "actions", "block_id": "carebot_owner", "elements": [button]},
+    ]
+    return text, blocks
+
+
+def taken_over(agent: str, previous: str) -> str:
+    """The thread's note when a conversation changes hands (``previous`` may be a mention)."""
+    return f":arrows_counterclockwise: {escape(agent)} took this conversation over from {previous}."
+
+
 def reminder(minutes: float) -> str:
     return (
         f":alarm_clock: Nobody has answered for {minutes:g} minutes. Send the draft, reply in "
@@ -202,6 +240,16 @@ def _status(data: CardData) -> str:
     if handoff is not None and handoff.resolved_by:
         return f"resolved by {handoff.resolved_by}, back with the bot"
     return "with the bot"
+
+
+def _draft(handoff: Handoff) -> str:
+    """The bot's draft: waiting to be sent, or said to be sent already (and when)."""
+    draft = quote(handoff.draft or "", 2000)
+    sent = handoff.draft_sent_at
+    if sent is None:
+        return f"*The bot's draft*\n{draft}"
+    stamp = when(sent.timestamp(), sent.strftime("%Y-%m-%d %H:%M UTC"))
+    return f":white_check_mark: *The bot's draft was sent* ({stamp})\n{draft}"
 
 
 def _change(data: CardData) -> str:

@@ -93,7 +93,14 @@ class SlackDesk:
         self.api = SlackApi(client, channel=slack.channel, pacer=pacer)
         threads = SlackThreadStore(db, clock=clock)
         self.people = People(
-            self.api, agents=slack.agents, cache_seconds=slack.members_cache_seconds
+            self.api,
+            agents=slack.agents,
+            cache_seconds=slack.members_cache_seconds,
+            slack_ids={
+                agent.label: agent.slack_user_id
+                for agent in settings.inbox.agents
+                if agent.slack_user_id
+            },
         )
         self.sync = ThreadSync(
             api=self.api,

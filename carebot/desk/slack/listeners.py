@@ -4,6 +4,11 @@
   internal); it gets a check mark once it is queued for the customer;
 * the card's buttons send the draft, open the edit modal, take the conversation over,
   resolve it (back to the bot) or close it; the modal's submission sends the edited reply;
+* acting on a conversation a colleague has (replying in its thread, "Take over", "Send draft",
+  the edit modal) changes nothing at first: the agent is asked, privately, with a button
+  "Take it over from Ann". Their reply is kept in that button (when it fits Slack's 2,000
+  characters; else they are asked to send it again) and goes to the customer once they press
+  it. The thread then says who took it over from whom, mentioning the previous agent;
 * "Upset" / "Not upset" label the customer message the card was made for (or, under a customer
   message mirrored into the thread, that message) for retraining the emotion signal.
 
@@ -25,6 +30,7 @@ the agent is told to press it again.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -39,6 +45,7 @@ from carebot.desk.slack.mrkdwn import plain
 from carebot.desk.slack.people import People
 from carebot.exceptions import SlackError, StoreError
 from carebot.store.emotion_labels import EmotionLabel
+from carebot.store.handoffs import OwnedByColleague
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
 
@@ -96,6 +103,7 @@ class Listeners:
         for action in (cards.SEND_DRAFT, cards.TAKE_OVER, cards.RESOLVE, cards.CLOSE):
             app.action(action)(track(self.on_button))
         app.action(cards.EDIT_DRAFT)(track(self.on_edit))
+        app.action(cards.TAKE_FROM_COLLEAGUE)(track(self.on_take_from_colleague))
         for action in (cards.LABEL_UPSET, cards.LABEL_NOT_UPSET):
             app.action(action)(track(self.on_label))
         app.view(cards.EDIT_VIEW)(track(self.on_edit_submitted))
@@ -157,6 +165,12 @@ class Listeners:
             name = await self._people.name(user)
             try:
                 await self._desk.reply(conversation_id, name, reply, via="slack")
+            except OwnedByColleague as exc:
+                action = {"conversation": conversation_id, "do": "reply", "text": reply}
+                if ts:
+                    action["ts"] = ts  # checked once it is sent
+                await self._ask(user, exc.owner, action, thread_ts=thread_ts)
+                return
             except StoreError as exc:
                 await self._tell(user, f"Not sent to the customer: {exc}", thread_ts=thread_ts)
                 return
@@ -189,6 +203,10 @@ class Listeners:
                     await self._desk.close(conversation_id, name)
                 else:
                     await self._desk.resolve(conversation_id, name)
+            except OwnedByColleague as exc:
+                do = "send_draft" if action["action_id"] == cards.SEND_DRAFT else "take_over"
+                asked = {"conversation": conversation_id, "do": do}
+                await self._ask(user, exc.owner, asked, respond=respond)
             except StoreError as exc:
                 await self._tell(user, f"Nothing changed: {exc}", respond=respond)
         except SlackError as exc:
@@ -264,10 +282,83 @@ class Listeners:
             name = await self._people.name(user)
             try:
                 await self._desk.send_draft(conversation_id, name, text=text, via="slack-card")
+            except OwnedByColleague as exc:
+                action = {"conversation": conversation_id, "do": "send_draft", "text": text}
+                await self._ask(user, exc.owner, action)
             except StoreError as exc:
                 await self._tell(user, f"Not sent to the customer: {exc}")
         except SlackError as exc:
             log.warning("Slack failed after an edited reply in %s: %s", conversation_id, exc)
+
+    async def on_take_from_colleague(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None = None,
+    ) -> None:
+        """The agent confirmed: take the conversation from the colleague who has it, do what
+        they were asked about (send their reply, the draft), and say so in the thread."""
+        await ack()
+        user, asked = body["user"]["id"], json.loads(action["value"])
+        conversation_id, do, text = int(asked["conversation"]), asked["do"], asked.get("text")
+        try:
+            if not await self._allowed(user, respond=respond):
+                return
+            name = await self._people.name(user)
+            previous = (await self._queue.case(conversation_id)).agent
+            try:
+                if do == "reply" and text:
+                    await self._desk.reply(
+                        conversation_id, name, text, via="slack", from_colleague=True
+                    )
+                elif do == "send_draft":
+                    await self._desk.send_draft(
+                        conversation_id, name, text=text, via="slack-card", from_colleague=True
+                    )
+                else:
+                    await self._desk.take_over(conversation_id, name, from_colleague=True)
+            except StoreError as exc:
+                await self._tell(user, f"Nothing changed: {exc}", respond=respond)
+                return
+            done = {
+                "reply": "Your reply went to the customer.",
+                "send_draft": "The draft went to the customer.",
+            }.get(do, "")
+            await self._tell(
+                user,
+                f"You have the conversation now. {done}".strip(),
+                respond=respond,
+                replace=True,
+            )
+            if previous and previous != name:
+                await self._note_taken_over(conversation_id, name, previous)
+            if do == "reply" and text and asked.get("ts"):
+                await self._api.react(RELAYED, str(asked["ts"]))
+        except SlackError as exc:
+            log.warning("Slack failed while %s took over %s: %s", user, conversation_id, exc)
+
+    async def _note_taken_over(self, conversation_id: int, agent: str, previous: str) -> None:
+        """Say in the conversation's thread who took it over from whom; the previous agent
+        is mentioned, so Slack tells them."""
+        thread = await self._threads.get(conversation_id)
+        if thread is None or thread.ts is None:
+            return  # no card yet: the card shows who has it once posted
+        note = cards.taken_over(agent, self._people.mention(previous))
+        await self._api.post(note, thread_ts=thread.ts)
+
+    async def _ask(
+        self,
+        user: str,
+        owner: str,
+        action: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        respond: AsyncRespond | None = None,
+    ) -> None:
+        """Ask ``user``, privately, whether to take the conversation from ``owner``."""
+        text, blocks = cards.ask_to_take_over(owner, action)
+        await self._tell(user, text, thread_ts=thread_ts, respond=respond, blocks=blocks)
 
     async def _tell(
         self,
@@ -276,13 +367,21 @@ class Listeners:
         *,
         thread_ts: str | None = None,
         respond: AsyncRespond | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+        replace: bool = False,
     ) -> None:
         """A message only ``user`` sees: through the button's response URL when there is one
-        (it reaches people outside the channel too), else as an ephemeral message."""
+        (it reaches people outside the channel too; ``replace``: instead of the message the
+        button was on), else as an ephemeral message."""
         if respond is not None and respond.response_url:
-            await respond(text=text, response_type="ephemeral", replace_original=False)
+            await respond(
+                text=text,
+                blocks=blocks,
+                response_type="ephemeral",
+                replace_original=replace,
+            )
         else:
-            await self._api.ephemeral(user, text, thread_ts=thread_ts)
+            await self._api.ephemeral(user, text, thread_ts=thread_ts, blocks=blocks)
 
     async def _allowed(self, user: str, *, respond: AsyncRespond | None) -> bool:
         """Whether ``user`` may press a button now; if not, they are told why."""

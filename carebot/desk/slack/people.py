@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from carebot.desk.slack.api import SlackApi
+from carebot.desk.slack.mrkdwn import escape
 from carebot.exceptions import SlackError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,11 @@ class People:
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         retry_seconds: float = RETRY_SECONDS,
+        slack_ids: Mapping[str, str] | None = None,
     ) -> None:
+        """``slack_ids``: the Slack user ids of agents by the name they act under (the inbox
+        agents' ``slack_user_id``), for mentioning them."""
+        self._slack_ids = dict(slack_ids or {})
         self._api = api
         self._agents = frozenset(agents)
         self._cache_seconds = cache_seconds
@@ -90,6 +95,14 @@ class People:
         """Ask Slack for the member list at the next chance, without waiting out the retry."""
         self._failure = None
         self._wake_waiters()
+
+    def mention(self, name: str) -> str:
+        """``name`` as a Slack mention (which notifies them) when it is the name of an agent
+        with a ``slack_user_id`` or of someone this desk has seen act, else the name itself."""
+        if name in self._slack_ids:
+            return f"<@{self._slack_ids[name]}>"
+        found = [user for user, known in self._names.items() if known == name]
+        return f"<@{found[0]}>" if len(found) == 1 else escape(name)
 
     async def name(self, user_id: str) -> str:
         """The agent's Slack display name (real name, user name, or the id if Slack is down)."""

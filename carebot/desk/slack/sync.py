@@ -10,7 +10,13 @@ channel is about to stop accepting replies (WhatsApp's 24-hour window).
 The store is the source of truth and the thread record says how far Slack has been told, so
 the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
 It wakes on live events, and every ``tick`` looks for conversations Slack is behind on. While
-Slack or the store fails it backs off (:mod:`carebot.retry`). It is one of the service's
+Slack or the store fails it backs off (:mod:`carebot.retry`), briefly (at most ``BACKOFF.cap``
+seconds), so the backlog drains within seconds of Slack coming back.
+
+New handoffs come first: each flush posts the cards of conversations that have none before it
+mirrors anything into existing threads, so a customer who just asked for a person is not
+queued behind another thread's backlog after an outage. A thread that keeps failing while the
+others get through rests on its own backoff instead of holding them up. It is one of the service's
 periodic workers: :meth:`ThreadSync.stop` lets the pass in progress finish, and at shutdown
 :meth:`ThreadSync.flush_due` posts what is due before the Slack client closes.
 """
@@ -23,6 +29,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,7 +52,8 @@ from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 WAKING_EVENTS = frozenset({"customer_message", "handoff", "agent_action", "closed", "undelivered"})
-BACKOFF = Backoff(base=2.0, cap=60.0)  # while Slack or the store fails
+BACKOFF = Backoff(base=1.0, cap=8.0)  # while Slack or the store fails: tried again soon
+THREAD_BACKOFF = Backoff(base=2.0, cap=60.0)  # one thread failing while the others get through
 LOCK_SECONDS = 300.0  # one pass over one conversation holds its thread at most this long
 BUSY_RETRY = 1.0  # seconds before trying a thread another process was syncing
 EVENTS_KEPT = timedelta(days=2)  # handled Slack event ids are remembered this long
@@ -65,7 +73,10 @@ class ThreadSync:
         labels: EmotionLabelStore,
         tick: float = 30.0,
         windows: ReplyWindows = NO_WINDOWS,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
+        """``monotonic`` tells the seconds a failing thread rests (the event loop's time by
+        default; tests pass a fake)."""
         self._api = api
         self._labels = labels
         self._windows = windows
@@ -82,6 +93,10 @@ class ThreadSync:
         self._stopping = False
         self._lock = asyncio.Lock()
         self._busy = False  # some conversation was being synced by another process
+        self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
+        # conversation id -> (failures in a row, when it may be tried again): a thread that
+        # failed while others got through
+        self._resting: dict[int, tuple[int, float]] = {}
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def mark(self, conversation_id: int) -> None:
@@ -130,7 +145,15 @@ class ThreadSync:
             self._wake.clear()  # before flushing: a mark made meanwhile wakes the next wait
             if not await self.flush():
                 raise SlackError("some threads are behind; they stay pending", retryable=True)
-            await self._wake.sleep(min(left, BUSY_RETRY) if self._busy else left)
+            await self._wake.sleep(self._next_wait(left))
+
+    def _next_wait(self, left: float) -> float:
+        """Until the next tick, or sooner: a busy thread, or a resting one due again."""
+        waits = [left, BUSY_RETRY] if self._busy else [left]
+        if self._resting:
+            due = min(until for _, until in self._resting.values())
+            waits.append(max(0.0, due - self._monotonic()))
+        return min(waits)
 
     async def flush_due(self) -> bool:
         """Bring every conversation Slack is behind on up to date, once: at shutdown, before
@@ -157,7 +180,7 @@ class ThreadSync:
             return
 
     async def flush(self) -> bool:
-        """Sync every pending conversation, oldest first. False if Slack is unreachable or
+        """Sync every pending conversation, new cards first. False if Slack is unreachable or
         overloaded, or the store fails (what is left stays pending and is tried again)."""
         async with self._lock:
             busy: set[int] = set()  # being synced by another process: tried again shortly
@@ -168,27 +191,69 @@ class ThreadSync:
                 self._busy = bool(busy)
 
     async def _flush_pending(self, busy: set[int]) -> bool:
-        while self._pending:
-            conversation_id = min(self._pending)
-            self._pending.discard(conversation_id)  # a mark made meanwhile brings it back
-            try:
-                if not await self.sync(conversation_id):
-                    busy.add(conversation_id)
-            except SlackError as exc:
-                if exc.retryable:
+        """New cards first, then the other threads by id. A retryable failure on two
+        conversations in a row with none getting through means Slack is down: stop (False).
+        A thread that fails while another gets through rests on its own backoff."""
+        resting: set[int] = set()  # skipped this flush: not due again yet
+        failed: int | None = None  # failed, and nothing has got through since
+        through = False
+        try:
+            while candidates := self._pending - resting:
+                conversation_id = await self._next(candidates, resting)
+                if conversation_id is None:
+                    break
+                self._pending.discard(conversation_id)  # a mark made meanwhile brings it back
+                try:
+                    if not await self.sync(conversation_id):
+                        busy.add(conversation_id)
+                except SlackError as exc:
+                    if not exc.retryable:
+                        # Slack refused this conversation's post: the next tick tries it
+                        # again, and the others are not held up meanwhile.
+                        log.error("Slack refused conversation %s: %s", conversation_id, exc)
+                        continue
                     log.warning("Slack is behind on conversation %s: %s", conversation_id, exc)
                     self._pending.add(conversation_id)
+                    if through:  # the others get through: this thread rests on its own
+                        self._rest(conversation_id)
+                        resting.add(conversation_id)
+                    elif failed is None:
+                        failed = conversation_id
+                        resting.add(conversation_id)
+                    else:
+                        return False  # two in a row and nothing got through: Slack is down
+                    continue
+                except Exception:
+                    # A bug or a database failure: logged with its traceback and tried again
+                    # like a Slack failure, so the desk never silently stops.
+                    log.exception("Cannot bring conversation %s to Slack", conversation_id)
+                    self._pending.add(conversation_id)
                     return False
-                # Slack refused this conversation's post: the next tick tries it again,
-                # and the others are not held up meanwhile.
-                log.error("Slack refused conversation %s: %s", conversation_id, exc)
-            except Exception:
-                # A bug or a database failure: logged with its traceback and tried again
-                # like a Slack failure, so the desk never silently stops.
-                log.exception("Cannot bring conversation %s to Slack", conversation_id)
-                self._pending.add(conversation_id)
-                return False
-        return True
+                self._resting.pop(conversation_id, None)
+                if failed is not None:
+                    self._rest(failed)
+                    failed = None
+                through = True
+            return failed is None
+        finally:
+            self._pending.update(resting)
+
+    async def _next(self, candidates: set[int], resting: set[int]) -> int | None:
+        """The conversation to sync next: one without a card first (a new handoff), then the
+        lowest id, skipping threads that rest after failing (a new card never rests)."""
+        cardless = await self._threads.without_card(candidates)
+        now = self._monotonic()
+        for conversation_id in sorted(candidates, key=lambda c: (c not in cardless, c)):
+            rest = self._resting.get(conversation_id)
+            if conversation_id in cardless or rest is None or rest[1] <= now:
+                return conversation_id
+            resting.add(conversation_id)
+        return None
+
+    def _rest(self, conversation_id: int) -> None:
+        failures = self._resting.get(conversation_id, (0, 0.0))[0] + 1
+        until = self._monotonic() + THREAD_BACKOFF.delay(failures)
+        self._resting[conversation_id] = (failures, until)
 
     async def sync(self, conversation_id: int) -> bool:
         """Bring one conversation's thread up to date; False if another process is doing it.
@@ -304,7 +369,16 @@ class ThreadSync:
         """A new handoff in a conversation that has a thread: said in the channel too."""
         assert thread.ts is not None and data.handoff is not None
         await self._api.post(cards.handed_over_again(data), thread_ts=thread.ts, broadcast=True)
-        await self._threads.save(data.case.id, handoff_id=data.handoff.id)
+        # What the bot and the customer said between the handoffs is on the card's history;
+        # the thread goes on from the customer message that handed over again (so the bot's
+        # answer to it never appears without it).
+        skip_to = await self._threads.before_last_customer_message(
+            data.case.id, data.handoff.created_at
+        )
+        mirrored = max(thread.mirrored_message_id, skip_to)
+        await self._threads.save(
+            data.case.id, handoff_id=data.handoff.id, mirrored_message_id=mirrored
+        )
         return await self._reload(data.case.id)
 
     async def _mirror(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
@@ -315,8 +389,12 @@ class ThreadSync:
         resolved_at = handoff.resolved_at if handoff else None
         later = await self._threads.messages_after(data.case.id, thread.mirrored_message_id)
         for message in later:
-            relevant = resolved_at is None or message.created_at <= resolved_at
-            if relevant and message.via != "slack":
+            if resolved_at is not None and message.created_at > resolved_at:
+                # Back with the bot: not mirrored, and not passed over either. The customer's
+                # message may be handing over again this very moment (its handoff is stored
+                # after it); the next handoff's announcement decides what the thread shows.
+                break
+            if message.via != "slack":
                 text, blocks = cards.mirror_text(message), cards.mirror_blocks(message)
                 await self._api.post(text, blocks, thread_ts=thread.ts)
             await self._threads.save(data.case.id, mirrored_message_id=message.id)
