@@ -51,8 +51,10 @@ from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff, retry
 from carebot.store.database import Database
 from carebot.store.emotion_labels import EmotionLabelStore
+from carebot.store.notes import Notes
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
+from carebot.teams.membership import Membership
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -112,6 +114,8 @@ class SlackDesk:
             clock=clock,
             labels=EmotionLabelStore(db, clock=clock),
             windows=windows,
+            teams=settings,  # each team's channel and first-response target
+            mention=self.people.mention,
         )
         self.app = AsyncApp(
             client=client,
@@ -127,6 +131,9 @@ class SlackDesk:
             people=self.people,
             api=self.api,
             settled=self.sync.settled,
+            membership=Membership(settings),
+            notes=Notes(db, clock=clock),
+            events=events,
         )
         self._in_hand: set[asyncio.Future[None]] = set()
         listeners.register(self.app, track=self._tracked)
