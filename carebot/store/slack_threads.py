@@ -103,9 +103,7 @@ class SlackThreadStore:
                     mirrored_message_id=0,
                     created_at=self._clock(),
                 )
-                .on_conflict_do_nothing(
-                    index_elements=["conversation_id"], index_where=LIVE_THREAD
-                )
+                .on_conflict_do_nothing(index_elements=["conversation_id"], index_where=LIVE_THREAD)
             )
         thread = await self.get(conversation_id)
         assert thread is not None
@@ -242,7 +240,7 @@ class SlackThreadStore:
                         SlackThread.synced_at.is_(None),
                         Conversation.updated_at >= SlackThread.synced_at,
                         SlackThread.failures_told_id < _last_failed(SlackThread.conversation_id),
-                    )
+                    ),
                 )
             )
             return sorted({*waiting, *behind})

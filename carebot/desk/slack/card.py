@@ -69,7 +69,7 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(_context(change))
     if data.closed_note:
         blocks.append(_context(f":crescent_moon: {escape(data.closed_note)}"))
-    if data.labelled is not None:
+    if data.labelled is not None and not data.transferred:  # a transferred card: no buttons
         blocks.extend(_emotion_label(*data.labelled))
     if data.handoff is not None and data.handoff.draft:
         blocks.append(_section(_draft(data.handoff)))

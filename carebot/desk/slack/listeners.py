@@ -14,7 +14,8 @@
 * "Transfer" opens a modal (another team, an optional note) that moves the conversation to that
   team (:meth:`carebot.agents.AgentDesk.transfer`): the sync opens its new card there;
 * a thread reply starting with ``note:`` is an internal note, stored with the conversation
-  (:class:`carebot.store.notes.Notes`, once per Slack message) so the inbox shows it too.
+  (:class:`carebot.store.notes.Notes`, once per Slack message) so the inbox shows it too; it
+  gets a memo reaction once kept.
 
 With ``[[teams]]``, events and buttons come from every team's channel, and a thread is its
 conversation's by channel and ts. Only the members of the handoff's team (and leads) may act on
@@ -86,6 +87,7 @@ MOVED = (
     "in {team}'s channel."
 )
 RELAYED = "white_check_mark"  # the reaction on a thread reply queued for the customer
+NOTED = "memo"  # the reaction on a note: reply kept with the conversation
 RELAYED_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 Listener = Callable[..., Awaitable[Any]]
 Track = Callable[[Listener], Listener]
@@ -217,6 +219,7 @@ class Listeners:
                 return
             if self._events is not None:
                 self._events.publish(Event("agent_action", conversation_id))
+            await self._api.react(NOTED, ts, channel=channel)
         except SlackError as exc:
             log.warning("Slack failed on a note in conversation %s: %s", conversation_id, exc)
 
