@@ -11,19 +11,30 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from carebot.config import Settings
 from carebot.desk.slack import card as cards
 from carebot.desk.slack.listeners import MOVED, NOT_A_MEMBER, NOT_ALLOWED
 from carebot.server import Service
-from carebot.store.tables import Handoff, Message, Note, SlackThread
+from carebot.store.database import Database
+from carebot.store.tables import (
+    Conversation,
+    Customer,
+    Handoff,
+    Identity,
+    Message,
+    Note,
+    SlackThread,
+)
 from tests.conftest import Clock, settings_data
 from tests.service import _HASH, Visitor, running_service
 from tests.slack_standin import (
@@ -36,6 +47,7 @@ from tests.slack_standin import (
     thread_reply,
     view_submission,
 )
+from tests.test_store import _migrate, rows
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ENV = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET}
@@ -388,3 +400,80 @@ async def test_a_take_over_in_the_inbox_is_said_in_the_thread_once(
         assert await running.slack.sync.flush_due() is True
         texts = thread_texts(slack, BILLING, card["ts"])
         assert sum("took this conversation over" in t for t in texts) == 1
+
+
+async def test_the_targets_count_the_teams_business_hours(
+    service: tuple[Service, TestServer], slack: SlackStandIn, clock: Clock
+) -> None:
+    """Billing's 30-minute target for a handoff 15 minutes before closing (18:00) runs out 15
+    minutes after it opens the next morning: reminded at 09:05, breached at 09:15."""
+    running, server = service
+    assert running.slack is not None
+    sync = running.slack.sync
+    clock.now = datetime(2026, 11, 18, 17, 45, tzinfo=UTC)  # a Wednesday
+    async with customer_saying(server, BILLING_QUESTION):
+        card = await card_in(slack, BILLING)
+        for moment, expected in [
+            (datetime(2026, 11, 18, 23, 0, tzinfo=UTC), []),  # closed: the time stands still
+            (datetime(2026, 11, 19, 9, 4, tzinfo=UTC), []),
+            (datetime(2026, 11, 19, 9, 5, tzinfo=UTC), ["target left"]),
+            (datetime(2026, 11, 19, 9, 14, tzinfo=UTC), ["target left"]),
+            (datetime(2026, 11, 19, 9, 15, tzinfo=UTC), ["target left", "target breached"]),
+            (datetime(2026, 11, 19, 12, 0, tzinfo=UTC), ["target left", "target breached"]),
+        ]:
+            clock.now = moment
+            assert await sync.flush_due() is True
+            texts = thread_texts(slack, BILLING, card["ts"])
+            said = [w for t in texts for w in ("target left", "target breached") if w in t]
+            assert said == expected, moment
+        assert texts[-1].endswith("waiting 15 h 30 min (Billing's target is 30 min)")
+
+
+async def test_migration_0014_keeps_threads_and_allows_one_live_per_conversation(
+    database_url: str,
+) -> None:
+    at = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    db = Database(database_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0013")
+            customer = await conn.scalar(
+                insert(Customer).values(created_at=at).returning(Customer.id)
+            )
+            identity = await conn.scalar(
+                insert(Identity).values(
+                    customer_id=customer, channel="test", external_user_id="u1", profile={},
+                    created_at=at,
+                ).returning(Identity.id)
+            )  # fmt: skip
+            conversation = await conn.scalar(
+                insert(Conversation).values(
+                    customer_id=customer, identity_id=identity, state="bot", created_at=at,
+                    updated_at=at,
+                ).returning(Conversation.id)
+            )  # fmt: skip
+            thread = {"conversation_id": conversation, "card_hash": "", "created_at": at}
+            await conn.execute(
+                insert(SlackThread.__table__).values(
+                    channel=BILLING, ts="1.1", mirrored_message_id=4, **thread
+                )
+            )
+            await conn.run_sync(_migrate, "head")
+        [kept] = await rows(db, SlackThread)
+        assert (kept.channel, kept.ts, kept.mirrored_message_id, kept.superseded_at) == (
+            BILLING, "1.1", 4, None,
+        )  # fmt: skip
+        with pytest.raises(IntegrityError):  # a second live thread
+            async with db.transaction() as session:
+                session.add(SlackThread(channel=ESCALATION, ts="2.2", **thread))
+        async with db.transaction() as session:  # the old one superseded: the new one is live
+            old = await session.get(SlackThread, kept.id)
+            assert old is not None
+            old.superseded_at, old.transferred_to = at, "escalation"
+            session.add(SlackThread(channel=ESCALATION, ts="2.2", **thread))
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0013", down=True)
+            left = (await conn.execute(text("SELECT channel FROM slack_threads"))).all()
+        assert [row[0] for row in left] == [ESCALATION]  # the live one
+    finally:
+        await db.close()
