@@ -477,3 +477,28 @@ async def test_migration_0014_keeps_threads_and_allows_one_live_per_conversation
         assert [row[0] for row in left] == [ESCALATION]  # the live one
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "name"),
+    [(ANN, "Ann"), (LEE, "Lee"), (EVE, None), (CAT, None)],
+    ids=["member", "lead", "other-team", "not-an-agent"],
+)
+async def test_who_may_take_over_billings_handoff(
+    service: tuple[Service, TestServer], slack: SlackStandIn, user: str, name: str | None
+) -> None:
+    """Billing's members and leads may; an agent of another team, and a Slack user who is no
+    configured agent (though in billing's channel, as Cat is not), may not."""
+    running, server = service
+    slack.channel_members[BILLING].add(CAT)
+    async with customer_saying(server, BILLING_QUESTION):
+        card = await card_in(slack, BILLING)
+        conversation = int(_elements(card)[0]["value"])
+        await press(server, BILLING, card["ts"], cards.TAKE_OVER, user, conversation)
+        if name is None:
+            told = await refused(slack, user, "belongs to Billing")
+            assert told["text"] == NOT_A_MEMBER.format(team="Billing")
+            assert (await running.runtime.queue.case(conversation)).agent is None
+        else:
+            await slack.wait_for("chat.update", lambda c: f"with {name}" in c.params["text"])
+            assert (await running.runtime.queue.case(conversation)).agent == name

@@ -93,6 +93,8 @@ class SlackDesk:
         client = make_client(credentials.bot_token, slack.api_url)
         pacer = Pacer(slack.posts_per_second, workers=settings.server.total_workers)
         self.api = SlackApi(client, channel=slack.channel, pacer=pacer)
+        teams = settings.teams_in_effect()
+        self._channels = ", ".join(sorted({settings.slack_channel(t.name) for t in teams} - {""}))
         threads = SlackThreadStore(db, clock=clock)
         self.people = People(
             self.api,
@@ -201,7 +203,7 @@ class SlackDesk:
         """Take events over HTTP (mounted). Socket Mode is the leader's
         (:meth:`connect_socket`): Slack allows few connections per app."""
         self._receiving = True
-        log.info("Slack desk started: channel %s, %s", self.api.channel, self.describe(""))
+        log.info("Slack desk started: channel %s, %s", self._channels, self.describe(""))
 
     @property
     def uses_socket_mode(self) -> bool:
