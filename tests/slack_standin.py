@@ -55,7 +55,8 @@ class SlackStandIn(LoopbackServer):
         self.bot_token, self.app_token = bot_token, app_token
         self.channels: set[str] | None = None  # the channels that exist; None: any non-empty id
         self.calls: list[Call] = []
-        self.members: set[str] = set()
+        self.members: set[str] = set()  # of every channel not in channel_members
+        self.channel_members: dict[str, set[str]] = {}  # a channel's own members
         self.messages: dict[str, list[Json]] = {}
         self.ephemeral: list[Json] = []
         self.views: list[Json] = []
@@ -316,8 +317,9 @@ class SlackStandIn(LoopbackServer):
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
     def _members(self, p: Json) -> Json:
-        self._channel(p)
-        members, cursor = sorted(self.members), str(p.get("cursor") or "0")
+        channel = self._channel(p)
+        members = sorted(self.channel_members.get(channel, self.members))
+        cursor = str(p.get("cursor") or "0")
         if not cursor.isdigit() or int(cursor) > len(members):
             raise _Fail("invalid_cursor")
         start = int(cursor)

@@ -22,6 +22,7 @@ from carebot.store.database import Database
 from carebot.store.outbox import FAILED, last_customer_message
 from carebot.store.tables import (
     Conversation,
+    ConversationEvent,
     DecisionRow,
     Handoff,
     Identity,
@@ -82,28 +83,71 @@ class SlackThreadStore:
         self._clock = clock
 
     async def get(self, conversation_id: int) -> SlackThread | None:
+        """The conversation's live thread (not superseded by a newer card)."""
         async with self._db.session() as session:
-            return await session.scalar(
-                select(SlackThread).where(SlackThread.conversation_id == conversation_id)
-            )
+            return await session.scalar(select(SlackThread).where(*_live(conversation_id)))
 
-    async def claim(self, conversation_id: int, channel: str) -> SlackThread:
-        """The conversation's thread record, created (card not yet posted) if it has none."""
+    async def claim(
+        self, conversation_id: int, channel: str, *, team: str | None = None
+    ) -> SlackThread:
+        """The conversation's live thread record, created (card not yet posted) in ``channel``
+        for ``team`` if it has none."""
         async with self._db.transaction() as session:
             await session.execute(
                 self._insert(SlackThread)
                 .values(
                     conversation_id=conversation_id,
                     channel=channel,
+                    team=team,
                     card_hash="",
                     mirrored_message_id=0,
                     created_at=self._clock(),
                 )
-                .on_conflict_do_nothing(index_elements=["conversation_id"])
+                .on_conflict_do_nothing(index_elements=["conversation_id"], index_where=LIVE_THREAD)
             )
         thread = await self.get(conversation_id)
         assert thread is not None
         return thread
+
+    async def supersede(self, conversation_id: int, holder: str, transferred_to: str) -> None:
+        """The live thread (locked by ``holder``) is replaced by a new card for the team
+        ``transferred_to``: it stays for the listeners to recognise, and is no longer synced."""
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(SlackThread)
+                .where(*_live(conversation_id), SlackThread.locked_by == holder)
+                .values(
+                    superseded_at=self._clock(),
+                    transferred_to=transferred_to,
+                    locked_by=None,
+                    locked_until=None,
+                )
+            )
+
+    async def superseded(self, channel: str, ts: str) -> SlackThread | None:
+        """The superseded thread whose card is the message ``ts`` in ``channel``, if any."""
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(SlackThread).where(
+                    SlackThread.channel == channel,
+                    SlackThread.ts == ts,
+                    SlackThread.superseded_at.is_not(None),
+                )
+            )
+
+    async def transfer_of(self, conversation_id: int, handoff_id: int) -> ConversationEvent | None:
+        """The latest transfer of the handoff (who moved it, from which team, the note)."""
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(ConversationEvent)
+                .where(
+                    ConversationEvent.conversation_id == conversation_id,
+                    ConversationEvent.handoff_id == handoff_id,
+                    ConversationEvent.kind == "transferred",
+                )
+                .order_by(ConversationEvent.id.desc())
+                .limit(1)
+            )
 
     async def without_card(self, conversation_ids: Collection[int]) -> set[int]:
         """Those of ``conversation_ids`` whose card is not posted yet (no thread record, or
@@ -115,6 +159,7 @@ class SlackThreadStore:
                 select(SlackThread.conversation_id).where(
                     SlackThread.conversation_id.in_(list(conversation_ids)),
                     SlackThread.ts.is_not(None),
+                    LIVE_THREAD,
                 )
             )
             return set(conversation_ids) - set(posted)
@@ -124,7 +169,7 @@ class SlackThreadStore:
         async with self._db.transaction() as session:
             await session.execute(
                 update(SlackThread)
-                .where(SlackThread.conversation_id == conversation_id)
+                .where(*_live(conversation_id))
                 .values(**values, synced_at=self._clock())
             )
 
@@ -140,7 +185,7 @@ class SlackThreadStore:
         async with self._db.transaction() as session:
             result = await session.execute(
                 update(SlackThread)
-                .where(SlackThread.conversation_id == conversation_id, free)
+                .where(*_live(conversation_id), free)
                 .values(locked_by=holder, locked_until=now + timedelta(seconds=seconds))
             )
         return bool(getattr(result, "rowcount", 0))
@@ -149,17 +194,17 @@ class SlackThreadStore:
         async with self._db.transaction() as session:
             await session.execute(
                 update(SlackThread)
-                .where(SlackThread.conversation_id == conversation_id)
+                .where(*_live(conversation_id))
                 .where(SlackThread.locked_by == holder)
                 .values(locked_by=None, locked_until=None)
             )
 
     async def conversation_of(self, channel: str, ts: str) -> int | None:
-        """The conversation whose card is the message ``ts`` in ``channel``."""
+        """The conversation whose live card is the message ``ts`` in ``channel``."""
         async with self._db.session() as session:
             return await session.scalar(
                 select(SlackThread.conversation_id).where(
-                    SlackThread.channel == channel, SlackThread.ts == ts
+                    SlackThread.channel == channel, SlackThread.ts == ts, LIVE_THREAD
                 )
             )
 
@@ -189,12 +234,13 @@ class SlackThreadStore:
                 select(SlackThread.conversation_id)
                 .join(Conversation, Conversation.id == SlackThread.conversation_id)
                 .where(
+                    LIVE_THREAD,
                     or_(
                         SlackThread.ts.is_(None),
                         SlackThread.synced_at.is_(None),
                         Conversation.updated_at >= SlackThread.synced_at,
                         SlackThread.failures_told_id < _last_failed(SlackThread.conversation_id),
-                    )
+                    ),
                 )
             )
             return sorted({*waiting, *behind})
@@ -303,6 +349,14 @@ class SlackThreadStore:
 
     def _insert(self, table: Any) -> Any:
         return sqlite_insert(table) if self._db.is_sqlite else pg_insert(table)
+
+
+LIVE_THREAD = SlackThread.superseded_at.is_(None)
+
+
+def _live(conversation_id: int) -> tuple[Any, ...]:
+    """The conditions that pick a conversation's live thread."""
+    return (SlackThread.conversation_id == conversation_id, LIVE_THREAD)
 
 
 def _last_failed(conversation_id: Any) -> Any:

@@ -233,24 +233,41 @@ class OutboxRow(Base):
 
 
 class SlackThread(Base):
-    """A conversation's thread in the Slack care channel: its card and how far it is mirrored.
+    """A conversation's thread in a team's Slack channel: its card and how far it is mirrored.
 
-    ``ts`` is None until the card is posted (Slack was down, or the post is still due).
+    ``ts`` is None until the card is posted (Slack was down, or the post is still due). A
+    conversation has one live thread (``superseded_at`` None); a transfer to another team opens
+    a new one in that team's channel and supersedes the old (``transferred_to``).
     """
 
     __tablename__ = "slack_threads"
-    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_threads_channel_ts"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "ts", name="uq_slack_threads_channel_ts"),
+        Index(
+            "uq_slack_threads_live",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("superseded_at IS NULL"),
+            postgresql_where=text("superseded_at IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), unique=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
     channel: Mapped[str] = mapped_column(String(40))
+    team: Mapped[str | None] = mapped_column(String(64))  # None: before teams (the default one)
     ts: Mapped[str | None] = mapped_column(String(40))
     handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id"))
     card_hash: Mapped[str] = mapped_column(String(64), default="")
     mirrored_message_id: Mapped[int] = mapped_column(Integer, default=0)
     reminded_handoff_id: Mapped[int | None] = mapped_column(Integer)
+    # the handoff whose first-response breach the thread announced
+    breach_noted_handoff_id: Mapped[int | None] = mapped_column(Integer)
     window_warned_for: Mapped[Timestamp | None]  # the customer message whose window it warned of
     # The last reply of the conversation refused for good (outbox id) the thread was told of.
     failures_told_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    owner: Mapped[str | None] = mapped_column(String(200))  # the agent the thread last showed
+    superseded_at: Mapped[Timestamp | None]  # a newer card replaced this one (a transfer)
+    transferred_to: Mapped[str | None] = mapped_column(String(64))  # the team it went to
     created_at: Mapped[Timestamp]
     synced_at: Mapped[Timestamp | None]
     locked_by: Mapped[str | None] = mapped_column(String(100))  # the process syncing it now

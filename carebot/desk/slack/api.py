@@ -66,7 +66,8 @@ def make_client(token: str, base_url: str) -> AsyncWebClient:
 
 
 class SlackApi:
-    """Posts and updates in the care channel, ephemeral notes, modals, users and members."""
+    """Posts and updates in the care channel (or, given ``channel``, a team's channel),
+    ephemeral notes, modals, users and members."""
 
     def __init__(self, client: AsyncWebClient, *, channel: str, pacer: Pacer) -> None:
         self.client = client
@@ -80,15 +81,18 @@ class SlackApi:
         *,
         thread_ts: str | None = None,
         broadcast: bool = False,
+        channel: str | None = None,
     ) -> str:
-        """Post to the care channel (in a thread when ``thread_ts``); returns the message ts."""
-        await self._pacer.wait(self.channel)
+        """Post to the care channel or ``channel`` (in a thread when ``thread_ts``); returns the
+        message ts."""
+        channel = channel or self.channel
+        await self._pacer.wait(channel)
         extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
         if thread_ts and broadcast:
             extra["reply_broadcast"] = True
         answer = await self._call(
             "chat_postMessage",
-            channel=self.channel,
+            channel=channel,
             text=text,
             blocks=blocks,
             unfurl_links=False,
@@ -97,8 +101,12 @@ class SlackApi:
         )
         return str(answer["ts"])
 
-    async def update(self, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        await self._call("chat_update", channel=self.channel, ts=ts, text=text, blocks=blocks)
+    async def update(
+        self, ts: str, text: str, blocks: list[dict[str, Any]], *, channel: str | None = None
+    ) -> None:
+        await self._call(
+            "chat_update", channel=channel or self.channel, ts=ts, text=text, blocks=blocks
+        )
 
     async def ephemeral(
         self,
@@ -107,16 +115,19 @@ class SlackApi:
         *,
         thread_ts: str | None = None,
         blocks: list[dict[str, Any]] | None = None,
+        channel: str | None = None,
     ) -> None:
-        """A message only ``user`` sees, in the care channel (or its thread)."""
+        """A message only ``user`` sees, in the care channel or ``channel`` (or a thread)."""
         extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
         if blocks:
             extra["blocks"] = blocks
-        await self._call("chat_postEphemeral", channel=self.channel, user=user, text=text, **extra)
+        await self._call(
+            "chat_postEphemeral", channel=channel or self.channel, user=user, text=text, **extra
+        )
 
-    async def react(self, name: str, ts: str) -> None:
+    async def react(self, name: str, ts: str, *, channel: str | None = None) -> None:
         """Add the reaction ``name`` (e.g. ``white_check_mark``) to a message in the channel."""
-        await self._call("reactions_add", channel=self.channel, name=name, timestamp=ts)
+        await self._call("reactions_add", channel=channel or self.channel, name=name, timestamp=ts)
 
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
         await self._call("views_open", trigger_id=trigger_id, view=view)
@@ -125,13 +136,13 @@ class SlackApi:
         answer = await self._call("users_info", user=user_id)
         return dict(answer["user"])
 
-    async def members(self) -> set[str]:
-        """Everyone in the care channel (all pages)."""
+    async def members(self, channel: str | None = None) -> set[str]:
+        """Everyone in the care channel or ``channel`` (all pages)."""
         members: set[str] = set()
         cursor = None
         while True:
             answer = await self._call(
-                "conversations_members", channel=self.channel, limit=200, cursor=cursor
+                "conversations_members", channel=channel or self.channel, limit=200, cursor=cursor
             )
             members.update(answer.get("members", []))
             cursor = (answer.get("response_metadata") or {}).get("next_cursor")

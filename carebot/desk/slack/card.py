@@ -29,6 +29,8 @@ SEND_DRAFT, EDIT_DRAFT, TAKE_OVER, RESOLVE, CLOSE = (
 )
 TAKE_FROM_COLLEAGUE = "carebot_take_from_colleague"  # the confirmation, asked privately
 EDIT_VIEW = "carebot_edit_reply"  # the modal's callback id
+TRANSFER, TRANSFER_VIEW = "carebot_transfer", "carebot_transfer_view"  # the button, its modal
+TEAM_BLOCK, TEAM_INPUT, NOTE_BLOCK, NOTE_INPUT = "team", "team", "note", "note"
 LABEL_UPSET, LABEL_NOT_UPSET = "carebot_label_upset", "carebot_label_not_upset"
 CARD_LABEL_BLOCK, THREAD_LABEL_BLOCK = "carebot_emotion", "carebot_emotion_thread"
 REPLY_BLOCK, REPLY_INPUT = "reply", "text"
@@ -47,12 +49,17 @@ class CardData:
     top: list[dict[str, Any]] = field(default_factory=list)  # of the decision that handed over
     # the customer message the handoff was made for, with the agents' emotion labels on it
     labelled: tuple[int, list[LabelView]] | None = None
+    team: str = ""  # the display name of the handoff's team ("" before teams: not shown)
+    # the teams it may be transferred to (name, display name): the "Transfer" button
+    transfer_to: tuple[tuple[str, str], ...] = ()
+    # set on a card replaced by a newer one in another team's channel: "Transferred to ..."
+    transferred: str | None = None
 
 
 def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
     """The card's notification text and its blocks."""
     case, name = data.case, data.case.customer["name"]
-    status = _status(data)
+    status = _lower_first(data.transferred) if data.transferred else _status(data)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(shorten(f"{name}: {status}", 150))},
         {"type": "section", "fields": _facts(data)},
@@ -62,7 +69,7 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(_context(change))
     if data.closed_note:
         blocks.append(_context(f":crescent_moon: {escape(data.closed_note)}"))
-    if data.labelled is not None:
+    if data.labelled is not None and not data.transferred:  # a transferred card: no buttons
         blocks.extend(_emotion_label(*data.labelled))
     if data.handoff is not None and data.handoff.draft:
         blocks.append(_section(_draft(data.handoff)))
@@ -71,7 +78,13 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(_context(f"Top intents: {scores}"))
     blocks.append({"type": "divider"})
     blocks.append(_section(history_text(data.history[-CARD_MESSAGES:], len(data.history))))
-    buttons = _buttons(case)
+    buttons = [] if data.transferred else _buttons(case)
+    if buttons and data.transfer_to and data.handoff is not None and not data.handoff.resolved_at:
+        buttons.insert(
+            -1 if case.can_close else len(buttons), _button("Transfer", TRANSFER, str(case.id))
+        )
+    if data.transferred:
+        blocks.insert(1, _context(f":twisted_rightwards_arrows: {escape(data.transferred)}"))
     if buttons:
         blocks.append({"type": "actions", "block_id": "carebot_actions", "elements": buttons})
     return f"{escape(name)} ({case.channel}): {status}", blocks
@@ -186,6 +199,68 @@ def taken_over(agent: str, previous: str) -> str:
     return f":arrows_counterclockwise: {escape(agent)} took this conversation over from {previous}."
 
 
+def transferred(to_team: str, agent: str) -> str:
+    """What the old card says once the conversation went to another team's channel."""
+    return f"Transferred to {to_team} by {agent}"
+
+
+def transferred_here(from_team: str, agent: str, note: str) -> str:
+    """The new card's first thread post: where it came from, and the note for the team."""
+    said = f":twisted_rightwards_arrows: Transferred from {escape(from_team)} by {escape(agent)}."
+    return said + (f"\n{quote(note, 2000)}" if note else "")
+
+
+def target_reminder(team: str, target: str, left: str) -> str:
+    """The one reminder before a handoff breaches its team's first-response target."""
+    return (
+        f":alarm_clock: Nobody has answered yet: {left} of {escape(team)}'s {target} "
+        "first-response target left. Send the draft, reply in this thread, or take it over."
+    )
+
+
+def target_breached(team: str, target: str, waiting: str) -> str:
+    """The one notice when a handoff breaches its team's first-response target."""
+    return (
+        f":rotating_light: First-response target breached: waiting {waiting} "
+        f"({escape(team)}'s target is {target})"
+    )
+
+
+def transfer_modal(
+    conversation_id: int, customer: str, teams: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    """Choose the team to transfer to, with an optional note for them."""
+    options = [{"text": _plain(shorten(label, 75)), "value": name} for name, label in teams]
+    return {
+        "type": "modal",
+        "callback_id": TRANSFER_VIEW,
+        "private_metadata": str(conversation_id),
+        "title": _plain("Transfer"),
+        "submit": _plain("Transfer"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": TEAM_BLOCK,
+                "label": _plain(shorten(f"Move {customer}'s conversation to", 150)),
+                "element": {"type": "static_select", "action_id": TEAM_INPUT, "options": options},
+            },
+            {
+                "type": "input",
+                "block_id": NOTE_BLOCK,
+                "optional": True,
+                "label": _plain("Note for the team (the customer does not see it)"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": NOTE_INPUT,
+                    "multiline": True,
+                    "max_length": 2000,
+                },
+            },
+        ],
+    }
+
+
 def reminder(minutes: float) -> str:
     return (
         f":alarm_clock: Nobody has answered for {minutes:g} minutes. Send the draft, reply in "
@@ -282,6 +357,9 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
     ]
     if handoff is not None:
         facts.append(("Priority", f"{handoff.priority or 0.0:.1f}"))
+    if data.team:
+        route = f"\n{escape(handoff.route)}" if handoff is not None and handoff.route else ""
+        facts.append(("Team", escape(data.team) + route))
     if case.agent:
         facts.append(("Agent", escape(case.agent)))
     if case.closed:

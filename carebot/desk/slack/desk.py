@@ -51,8 +51,10 @@ from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff, retry
 from carebot.store.database import Database
 from carebot.store.emotion_labels import EmotionLabelStore
+from carebot.store.notes import Notes
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore
+from carebot.teams.membership import Membership
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -91,6 +93,8 @@ class SlackDesk:
         client = make_client(credentials.bot_token, slack.api_url)
         pacer = Pacer(slack.posts_per_second, workers=settings.server.total_workers)
         self.api = SlackApi(client, channel=slack.channel, pacer=pacer)
+        teams = settings.teams_in_effect()
+        self._channels = ", ".join(sorted({settings.slack_channel(t.name) for t in teams} - {""}))
         threads = SlackThreadStore(db, clock=clock)
         self.people = People(
             self.api,
@@ -112,6 +116,8 @@ class SlackDesk:
             clock=clock,
             labels=EmotionLabelStore(db, clock=clock),
             windows=windows,
+            teams=settings,  # each team's channel and first-response target
+            mention=self.people.mention,
         )
         self.app = AsyncApp(
             client=client,
@@ -127,6 +133,9 @@ class SlackDesk:
             people=self.people,
             api=self.api,
             settled=self.sync.settled,
+            membership=Membership(settings),
+            notes=Notes(db, clock=clock),
+            events=events,
         )
         self._in_hand: set[asyncio.Future[None]] = set()
         listeners.register(self.app, track=self._tracked)
@@ -194,7 +203,7 @@ class SlackDesk:
         """Take events over HTTP (mounted). Socket Mode is the leader's
         (:meth:`connect_socket`): Slack allows few connections per app."""
         self._receiving = True
-        log.info("Slack desk started: channel %s, %s", self.api.channel, self.describe(""))
+        log.info("Slack desk started: channel %s, %s", self._channels, self.describe(""))
 
     @property
     def uses_socket_mode(self) -> bool:

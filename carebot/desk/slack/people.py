@@ -9,6 +9,10 @@ When the member list cannot be fetched (Slack failing, a missing scope), the las
 still counts for the people on it: a stale list beats none. Whether anyone else may act cannot
 be told then, and :meth:`People.may_act` raises instead of answering no; the fetch is tried
 again ``retry_seconds`` later at the earliest, and :meth:`People.next_try` waits for that.
+
+Each team's channel has its own member list: :meth:`People.in_channel` gives the people of
+another channel (sharing the names and ``[slack] agents``), for the handoffs of a team without
+members of its own.
 """
 
 from __future__ import annotations
@@ -37,10 +41,15 @@ class People:
         clock: Callable[[], float] = time.monotonic,
         retry_seconds: float = RETRY_SECONDS,
         slack_ids: Mapping[str, str] | None = None,
+        channel: str | None = None,
+        names: dict[str, str] | None = None,
     ) -> None:
         """``slack_ids``: the Slack user ids of agents by the name they act under (the inbox
-        agents' ``slack_user_id``), for mentioning them."""
+        agents' ``slack_user_id``), for mentioning them. ``channel``: whose members may act
+        (None: the API's care channel)."""
         self._slack_ids = dict(slack_ids or {})
+        self._channel = channel
+        self._others: dict[str, People] = {}
         self._api = api
         self._agents = frozenset(agents)
         self._cache_seconds = cache_seconds
@@ -53,7 +62,25 @@ class People:
         self._attempts = 0  # fetches finished, failed or not: callers that queued share one
         self._retry = asyncio.Event()
         self._wakes = 0
-        self._names: dict[str, str] = {}
+        self._names: dict[str, str] = names if names is not None else {}
+
+    def in_channel(self, channel: str | None) -> People:
+        """The people of ``channel`` (a team's Slack channel): its own member list, the same
+        names and ``[slack] agents``. This desk's own channel (or None) gives itself."""
+        if not channel or channel == (self._channel or self._api.channel):
+            return self
+        if channel not in self._others:
+            self._others[channel] = People(
+                self._api,
+                agents=tuple(self._agents),
+                cache_seconds=self._cache_seconds,
+                clock=self._clock,
+                retry_seconds=self._retry_seconds,
+                slack_ids=self._slack_ids,
+                channel=channel,
+                names=self._names,
+            )
+        return self._others[channel]
 
     async def may_act(self, user_id: str) -> bool:
         """Whether ``user_id`` is a care agent. Raises SlackError when that cannot be told: the
@@ -142,7 +169,7 @@ class People:
             if self._failure is not None and self._clock() - self._failure[0] < self._retry_seconds:
                 raise _again(self._failure[1])
             try:
-                members = await self._api.members()
+                members = await self._api.members(self._channel)
             except SlackError as exc:
                 self._failure = (self._clock(), exc)
                 raise

@@ -7,6 +7,15 @@ it), updates the card whenever what it shows changes, announces a new handoff in
 thread, reminds the channel when a handoff waits too long, and warns it when the customer's
 channel is about to stop accepting replies (WhatsApp's 24-hour window).
 
+With ``[[teams]]``, a handoff's card goes to its team's channel and says which team and which
+routing rule; a transfer to another team opens a new card (with the history) in that team's
+channel and marks the old one "Transferred to ... by ..." (its buttons gone): the old thread is
+superseded and only the live one is synced. A waiting handoff of a team with a first-response
+target gets one reminder before the target and one notice when it is breached (in the team's
+business hours, :mod:`carebot.teams.targets`); without a target, the single ``[slack]
+reminder_minutes`` reminder. When the conversation changes hands (from any desk), the thread
+says who took it over from whom, once per change.
+
 The store is the source of truth and the thread record says how far Slack has been told, so
 the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
 It wakes on live events, and every ``tick`` looks for conversations Slack is behind on. While
@@ -25,19 +34,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from carebot.clock import Clock
-from carebot.config import SlackSettings
+from carebot.config import Settings, SlackSettings
 from carebot.desk.slack import card as cards
 from carebot.desk.slack.api import SlackApi
+from carebot.desk.slack.mrkdwn import escape
 from carebot.events import RESYNC, Event, EventHub
 from carebot.exceptions import SlackError, StoreError
 from carebot.hours import BusinessHours
@@ -48,6 +60,7 @@ from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore, Snapshot
 from carebot.store.tables import Handoff, SlackThread
+from carebot.teams.targets import FirstResponseTargets, duration_words
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -74,10 +87,18 @@ class ThreadSync:
         tick: float = 30.0,
         windows: ReplyWindows = NO_WINDOWS,
         monotonic: Callable[[], float] | None = None,
+        teams: Settings | None = None,
+        mention: Callable[[str], str] = escape,
     ) -> None:
         """``monotonic`` tells the seconds a failing thread rests (the event loop's time by
-        default; tests pass a fake)."""
+        default; tests pass a fake). ``teams``: the settings whose ``[[teams]]`` give each
+        handoff's channel and first-response target (None: everything in the API's channel,
+        reminded after ``reminder_minutes``). ``mention``: an agent's name as a Slack mention,
+        for the note of a take-over."""
         self._api = api
+        self._teams = teams
+        self._targets = FirstResponseTargets(teams) if teams is not None else None
+        self._mention = mention
         self._labels = labels
         self._windows = windows
         self._threads = threads
@@ -263,7 +284,8 @@ class ThreadSync:
         if thread is None:
             if snapshot.handoff is None or snapshot.handoff.resolved_at is not None:
                 return True  # never handed to a human: Slack has nothing to show
-            thread = await self._threads.claim(conversation_id, self._api.channel)
+            team = self._team_name(snapshot.handoff.team)
+            thread = await self._threads.claim(conversation_id, self._channel(team), team=team)
         elif self._up_to_date(thread, snapshot):
             return True
         if not await self._threads.lock(conversation_id, self._holder, LOCK_SECONDS):
@@ -276,17 +298,93 @@ class ThreadSync:
 
     async def _bring_up_to_date(self, thread: SlackThread) -> None:
         data = await self._card_data(thread.conversation_id)
+        if self._moved(thread, data.handoff):
+            found = await self._move(data, thread)
+            if found is None:
+                return  # another process has the new thread: it brings it up to date
+            thread = found
+        same_handoff = data.handoff is not None and data.handoff.id == thread.handoff_id
         if thread.ts is None:
             thread = await self._post_card(data, thread)
         if thread.mirrored_message_id == 0:
             thread = await self._post_history(data, thread)
         elif data.handoff is not None and data.handoff.id != thread.handoff_id:
             thread = await self._announce_again(data, thread)
+        thread = await self._note_owner(data, thread, same_handoff)
         thread = await self._mirror(data, thread)
         thread = await self._tell_undelivered(data, thread)
         await self._update_card(data, thread)
         await self._remind(data, thread)
         await self._warn_of_window(thread)
+
+    def _team_name(self, team: str | None) -> str | None:
+        """The configured team a handoff's ``team`` stands for (None without ``[[teams]]``)."""
+        return self._teams.team(team).name if self._teams is not None else None
+
+    def _channel(self, team: str | None) -> str:
+        """The Slack channel of ``team``'s handoffs."""
+        return self._teams.slack_channel(team) if self._teams is not None else self._api.channel
+
+    def _team_label(self, team: str | None) -> str:
+        return self._teams.team(team).label if self._teams is not None else ""
+
+    def _moved(self, thread: SlackThread, handoff: Handoff | None) -> bool:
+        """The open handoff is now another team's (a transfer): its card belongs elsewhere."""
+        return (
+            self._teams is not None
+            and handoff is not None
+            and handoff.resolved_at is None
+            and self._team_name(handoff.team) != self._team_name(thread.team)
+        )
+
+    async def _move(self, data: cards.CardData, thread: SlackThread) -> SlackThread | None:
+        """Slack cannot move a thread: mark the old card transferred (its buttons gone), open
+        a new one in the new team's channel with the history and the transfer's note. None
+        when another process holds the new thread."""
+        assert data.handoff is not None
+        conversation_id = data.case.id
+        to_team = self._team_name(data.handoff.team)
+        moved = await self._threads.transfer_of(conversation_id, data.handoff.id)
+        by = moved.actor if moved is not None else "carebot"
+        to_label, from_label = self._team_label(to_team), self._team_label(thread.team)
+        if thread.ts is not None:
+            old = dataclasses.replace(
+                data, team=from_label, transferred=cards.transferred(to_label, by)
+            )
+            text, blocks = cards.card(old)
+            try:
+                await self._api.update(thread.ts, text, blocks, channel=thread.channel)
+            except SlackError as exc:
+                if exc.error != "message_not_found":
+                    raise
+        await self._threads.supersede(conversation_id, self._holder, to_team or "")
+        log.info("Conversation %s moved to team %s in Slack", conversation_id, to_team)
+        new = await self._threads.claim(conversation_id, self._channel(to_team), team=to_team)
+        if not await self._threads.lock(conversation_id, self._holder, LOCK_SECONDS):
+            return None
+        new = await self._post_card(data, new)
+        new = await self._post_history(data, new)
+        note = str((moved.detail or {}).get("note") or "") if moved is not None else ""
+        assert new.ts is not None
+        said = cards.transferred_here(from_label, by, note)
+        await self._api.post(said, thread_ts=new.ts, channel=new.channel)
+        return new
+
+    async def _note_owner(
+        self, data: cards.CardData, thread: SlackThread, same_handoff: bool
+    ) -> SlackThread:
+        """Say in the thread when the conversation changed hands within one handoff (from
+        any desk), once per change; the previous agent is mentioned, so Slack tells them."""
+        state = ConversationState(data.case.state)
+        owner = data.case.agent if state.human_owned else None
+        if owner == thread.owner:
+            return thread
+        if owner and thread.owner and same_handoff:
+            assert thread.ts is not None
+            note = cards.taken_over(owner, self._mention(thread.owner))
+            await self._api.post(note, thread_ts=thread.ts, channel=thread.channel)
+        await self._threads.save(data.case.id, owner=owner)
+        return await self._reload(data.case.id)
 
     def _up_to_date(self, thread: SlackThread, snapshot: Snapshot) -> bool:
         """Nothing new since the last pass: no change of state, message, handoff or reminder."""
@@ -300,6 +398,8 @@ class ThreadSync:
             and (handoff.id if handoff else None) == thread.handoff_id
             and snapshot.last_failed_id <= thread.failures_told_id
             and not self._reminder_due(snapshot.state, handoff, thread)
+            and not self._breach_due(snapshot.state, handoff, thread)
+            and not self._moved(thread, handoff)
             and not self._window_warning_due(snapshot, thread)
         )
 
@@ -315,15 +415,26 @@ class ThreadSync:
         )
 
     def _reminder_due(self, state: str, handoff: Handoff | None, thread: SlackThread) -> bool:
-        """Once per handoff, when nobody has acted on it within ``reminder_minutes``."""
-        return (
-            handoff is not None
-            and state == ConversationState.WAITING_FOR_AGENT
-            and handoff.claimed_at is None
-            and thread.reminded_handoff_id != handoff.id
-            and self._clock() - handoff.created_at
-            >= timedelta(minutes=self._settings.reminder_minutes)
-        )
+        """Once per handoff nobody has acted on: before its team's first-response target, or
+        (a team without one) after ``reminder_minutes``."""
+        if not _unanswered(handoff, state) or thread.reminded_handoff_id == handoff.id:
+            return False
+        at = self._reminder_at(handoff)
+        return at is not None and self._clock() >= at
+
+    def _reminder_at(self, handoff: Handoff) -> datetime | None:
+        if self._targets is not None and self._targets.target(handoff.team) is not None:
+            return self._targets.reminder_at(handoff.team, handoff.created_at)
+        return handoff.created_at + timedelta(minutes=self._settings.reminder_minutes)
+
+    def _breach_due(self, state: str, handoff: Handoff | None, thread: SlackThread) -> bool:
+        """Once per handoff nobody has acted on, when its team's target has passed."""
+        if self._targets is None or not _unanswered(handoff, state):
+            return False
+        if thread.breach_noted_handoff_id == handoff.id:
+            return False
+        due = self._targets.due(handoff.team, handoff.created_at)
+        return due is not None and self._clock() >= due
 
     async def _card_data(self, conversation_id: int) -> cards.CardData:
         case = await self._queue.case(conversation_id)
@@ -341,11 +452,20 @@ class ThreadSync:
                 )
         emotion, top = (latest.emotion, latest.top) if latest else (0.0, [])
         labelled = await self._labels.of_decision(handoff.decision_id) if handoff else None
-        return cards.CardData(case, handoff, emotion, history, note, top, labelled)
+        team = ""
+        others: tuple[tuple[str, str], ...] = ()
+        if self._teams is not None and self._teams.teams:  # cards name the team with [[teams]]
+            own = self._teams.team(handoff.team if handoff else None)
+            team = own.label
+            teams = self._teams.teams_in_effect()
+            others = tuple((t.name, t.label) for t in teams if t.name != own.name)
+        return cards.CardData(
+            case, handoff, emotion, history, note, top, labelled, team=team, transfer_to=others
+        )
 
     async def _post_card(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
         text, blocks = cards.card(data)
-        ts = await self._api.post(text, blocks)
+        ts = await self._api.post(text, blocks, channel=thread.channel)
         handoff_id = data.handoff.id if data.handoff else None
         await self._threads.save(
             data.case.id, ts=ts, card_hash=cards.card_hash(text, blocks), handoff_id=handoff_id
@@ -358,7 +478,7 @@ class ThreadSync:
         assert thread.ts is not None
         if not cards.shows_all(data.history):
             for chunk in cards.full_history(data.history):
-                await self._api.post(chunk, thread_ts=thread.ts)
+                await self._api.post(chunk, thread_ts=thread.ts, channel=thread.channel)
         # What the card and the history showed counts as mirrored, by id: a message that
         # arrives while the card is on its way (even in the same instant) is mirrored later.
         shown = [m.id for m in data.history if m.conversation_id == data.case.id]
@@ -368,7 +488,12 @@ class ThreadSync:
     async def _announce_again(self, data: cards.CardData, thread: SlackThread) -> SlackThread:
         """A new handoff in a conversation that has a thread: said in the channel too."""
         assert thread.ts is not None and data.handoff is not None
-        await self._api.post(cards.handed_over_again(data), thread_ts=thread.ts, broadcast=True)
+        await self._api.post(
+            cards.handed_over_again(data),
+            thread_ts=thread.ts,
+            broadcast=True,
+            channel=thread.channel,
+        )
         # What the bot and the customer said between the handoffs is on the card's history;
         # the thread goes on from the customer message that handed over again (so the bot's
         # answer to it never appears without it).
@@ -396,7 +521,7 @@ class ThreadSync:
                 break
             if message.via != "slack":
                 text, blocks = cards.mirror_text(message), cards.mirror_blocks(message)
-                await self._api.post(text, blocks, thread_ts=thread.ts)
+                await self._api.post(text, blocks, thread_ts=thread.ts, channel=thread.channel)
             await self._threads.save(data.case.id, mirrored_message_id=message.id)
         return await self._reload(data.case.id) if later else thread
 
@@ -411,7 +536,9 @@ class ThreadSync:
             if failed.message_id > thread.mirrored_message_id:
                 break  # stored after this pass mirrored: told after its mirror, next pass
             if resolved_at is None or failed.created_at <= resolved_at:
-                await self._api.post(cards.undelivered(failed), thread_ts=thread.ts)
+                await self._api.post(
+                    cards.undelivered(failed), thread_ts=thread.ts, channel=thread.channel
+                )
             await self._threads.save(data.case.id, failures_told_id=failed.outbox_id)
         return await self._reload(data.case.id) if later else thread
 
@@ -421,7 +548,7 @@ class ThreadSync:
         digest = cards.card_hash(text, blocks)
         if digest != thread.card_hash:
             try:
-                await self._api.update(thread.ts, text, blocks)
+                await self._api.update(thread.ts, text, blocks, channel=thread.channel)
             except SlackError as exc:
                 if exc.error != "message_not_found":
                     raise
@@ -435,12 +562,43 @@ class ThreadSync:
         await self._threads.save(data.case.id, card_hash=digest)
 
     async def _remind(self, data: cards.CardData, thread: SlackThread) -> None:
-        handoff = data.handoff
-        if handoff is None or not self._reminder_due(data.case.state, handoff, thread):
-            return
-        minutes = self._settings.reminder_minutes
+        """The reminder, then the breach notice, each once per handoff (a breach found first
+        counts as reminded: a reminder after the breach would say less)."""
+        handoff, state = data.handoff, data.case.state
         assert thread.ts is not None
-        await self._api.post(cards.reminder(minutes), thread_ts=thread.ts, broadcast=True)
+        if handoff is None:
+            return
+        if self._targets is not None and self._breach_due(state, handoff, thread):
+            target = self._targets.target(handoff.team)
+            assert target is not None
+            text = cards.target_breached(
+                self._teams.team(handoff.team).label if self._teams else "",
+                duration_words(target),
+                duration_words(self._clock() - handoff.created_at),
+            )
+            await self._api.post(text, thread_ts=thread.ts, broadcast=True, channel=thread.channel)
+            await self._threads.save(
+                data.case.id, breach_noted_handoff_id=handoff.id, reminded_handoff_id=handoff.id
+            )
+            return
+        if not self._reminder_due(state, handoff, thread):
+            return
+        status = (
+            self._targets.status(handoff.team, handoff.created_at, None, self._clock())
+            if self._targets is not None
+            else None
+        )
+        if status is not None and self._teams is not None:
+            target = self._targets.target(handoff.team) if self._targets else None
+            assert target is not None
+            text = cards.target_reminder(
+                self._teams.team(handoff.team).label,
+                duration_words(target),
+                duration_words(status.left),
+            )
+        else:
+            text = cards.reminder(self._settings.reminder_minutes)
+        await self._api.post(text, thread_ts=thread.ts, broadcast=True, channel=thread.channel)
         await self._threads.save(data.case.id, reminded_handoff_id=handoff.id)
 
     async def _warn_of_window(self, thread: SlackThread) -> None:
@@ -452,12 +610,22 @@ class ThreadSync:
         window = self._windows.window(snapshot.channel, snapshot.last_customer_message)
         assert window is not None and thread.ts is not None
         text = cards.window_warning(window.describe(self._clock()))
-        await self._api.post(text, thread_ts=thread.ts, broadcast=True)
+        await self._api.post(text, thread_ts=thread.ts, broadcast=True, channel=thread.channel)
         await self._threads.save(
             thread.conversation_id, window_warned_for=snapshot.last_customer_message
         )
 
     async def _reload(self, conversation_id: int) -> SlackThread:
+        """The conversation's live thread, as stored now."""
         thread = await self._threads.get(conversation_id)
         assert thread is not None
         return thread
+
+
+def _unanswered(handoff: Handoff | None, state: str) -> TypeGuard[Handoff]:
+    """A handoff waiting for its first agent (nobody took it over or replied yet)."""
+    return (
+        handoff is not None
+        and state == ConversationState.WAITING_FOR_AGENT
+        and handoff.claimed_at is None
+    )
