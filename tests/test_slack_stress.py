@@ -193,6 +193,11 @@ async def test_a_thread_that_keeps_failing_rests_while_the_others_get_through(
     await sync.flush_due()
     assert [c.params.get("thread_ts") for c in posts(standin, since=before)] == [stuck_ts]
 
+    # It failed again and rests; the last flush at shutdown tries it all the same.
+    before = len(standin.calls)
+    await sync.flush_due(last=True)
+    assert stuck_ts in {c.params.get("thread_ts") for c in posts(standin, since=before)}
+
 
 async def test_after_a_second_handoff_the_thread_shows_the_question_before_the_bots_answer(
     runtime: Runtime, standin: SlackStandIn, clock: Clock

@@ -249,7 +249,7 @@ class SlackDesk:
 
     async def flush(self) -> None:
         """Post what Slack is behind on (at shutdown, once the sync has stopped)."""
-        if not await self.sync.flush_due():
+        if not await self.sync.flush_due(last=True):
             log.warning("Slack is behind on some threads; they are brought up to date later")
 
     def describe(self, base: str) -> str:

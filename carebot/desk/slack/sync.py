@@ -176,11 +176,14 @@ class ThreadSync:
             waits.append(max(0.0, due - self._monotonic()))
         return min(waits)
 
-    async def flush_due(self) -> bool:
-        """Bring every conversation Slack is behind on up to date, once: at shutdown, before
-        the client closes. False if Slack or the store failed (the rest waits for the next
-        start)."""
+    async def flush_due(self, *, last: bool = False) -> bool:
+        """Bring every conversation Slack is behind on up to date, once. False if Slack or the
+        store failed (the rest waits for the next pass, or the next start). ``last``: the flush
+        at shutdown, before the client closes: threads resting after a failure are tried too,
+        since there is no later pass in this process to try them."""
         self._pending.update(await self._threads.due())
+        if last:
+            self._resting.clear()
         return await self.flush()
 
     async def _follow(self, events: asyncio.Queue[Event]) -> None:
