@@ -1,5 +1,6 @@
 """Where the Slack desk keeps its state: each conversation's thread (card message, how far the
-conversation is mirrored into it, which reminder went out) and the Slack events already handled.
+conversation is mirrored into it, which reminder went out, which inbox notes it shows) and the
+Slack events already handled.
 
 The conversation itself stays the source of truth: the desk compares it with this record and
 posts what Slack has not seen yet, so nothing is lost while Slack is unreachable.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,6 +28,7 @@ from carebot.store.tables import (
     Handoff,
     Identity,
     Message,
+    Note,
     OutboxRow,
     SlackEvent,
     SlackThread,
@@ -75,6 +77,7 @@ class Snapshot:
     channel: str = ""  # the conversation's channel, and when the customer last wrote on it
     last_customer_message: datetime | None = None
     last_failed_id: int = 0  # the conversation's last reply refused for good (outbox id)
+    unposted_notes: bool = False  # an inbox note the thread does not show yet
 
 
 class SlackThreadStore:
@@ -224,7 +227,8 @@ class SlackThreadStore:
 
     async def due(self) -> list[int]:
         """Conversations Slack may be behind on: with a human or waiting for one, with a card
-        not yet posted, or changed since their thread was last brought up to date."""
+        not yet posted, changed since their thread was last brought up to date, or with an
+        inbox note their thread does not show yet."""
         owned = [ConversationState.WAITING_FOR_AGENT.value, ConversationState.WITH_AGENT.value]
         async with self._db.session() as session:
             waiting = await session.scalars(
@@ -240,6 +244,7 @@ class SlackThreadStore:
                         SlackThread.synced_at.is_(None),
                         Conversation.updated_at >= SlackThread.synced_at,
                         SlackThread.failures_told_id < _last_failed(SlackThread.conversation_id),
+                        _unposted_note(SlackThread.conversation_id),
                     ),
                 )
             )
@@ -285,9 +290,28 @@ class SlackThreadStore:
                 await last_customer_message(session, identity_id) if channel in windowed else None
             )
             failed = await session.scalar(select(_last_failed(conversation_id)))
+            unposted = bool(await session.scalar(select(_unposted_note(conversation_id))))
         latest = await self.latest_handoff(conversation_id)
         handoff = latest.handoff if latest else None
-        return Snapshot(updated_at, state, last or 0, handoff, channel, wrote, failed or 0)
+        return Snapshot(
+            updated_at, state, last or 0, handoff, channel, wrote, failed or 0, unposted
+        )
+
+    async def notes_to_post(self, conversation_id: int) -> list[Note]:
+        """The conversation's inbox notes its thread does not show yet, oldest first (notes
+        written in Slack are there already)."""
+        async with self._db.session() as session:
+            notes = await session.scalars(
+                select(Note)
+                .where(Note.conversation_id == conversation_id, *_UNPOSTED)
+                .order_by(Note.id)
+            )
+            return list(notes)
+
+    async def note_posted(self, note_id: int, ts: str) -> None:
+        """The note is in the thread, as the message ``ts``: never posted again."""
+        async with self._db.transaction() as session:
+            await session.execute(update(Note).where(Note.id == note_id).values(slack_ts=ts))
 
     async def undelivered_after(self, conversation_id: int, after_id: int) -> list[Undelivered]:
         """The conversation's replies refused for good after outbox id ``after_id``."""
@@ -357,6 +381,14 @@ LIVE_THREAD = SlackThread.superseded_at.is_(None)
 def _live(conversation_id: int) -> tuple[Any, ...]:
     """The conditions that pick a conversation's live thread."""
     return (SlackThread.conversation_id == conversation_id, LIVE_THREAD)
+
+
+_UNPOSTED = (Note.via == "inbox", Note.slack_ts.is_(None))
+
+
+def _unposted_note(conversation_id: Any) -> Any:
+    """Whether the conversation has an inbox note not yet posted in its thread."""
+    return exists().where(Note.conversation_id == conversation_id, *_UNPOSTED)
 
 
 def _last_failed(conversation_id: Any) -> Any:

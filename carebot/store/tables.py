@@ -432,7 +432,8 @@ class ConversationEvent(Base):
 
 class Note(Base):
     """An internal note in a conversation: agents see it (inbox and Slack), the customer never
-    does. ``external_id`` is the Slack message's ts for a ``note:`` reply (one row per ts)."""
+    does. ``external_id`` is the Slack message's ts for a ``note:`` reply (one row per ts);
+    ``slack_ts`` the thread post that showed an inbox note there (None: not posted yet)."""
 
     __tablename__ = "notes"
     __table_args__ = (UniqueConstraint("via", "external_id", name="uq_notes_via_external"),)
@@ -443,6 +444,7 @@ class Note(Base):
     via: Mapped[str] = mapped_column(String(20))  # inbox / slack
     external_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[Timestamp]
+    slack_ts: Mapped[str | None] = mapped_column(String(64))
 
 
 class ConversationLabel(Base):

@@ -14,7 +14,9 @@ superseded and only the live one is synced. A waiting handoff of a team with a f
 target gets one reminder before the target and one notice when it is breached (in the team's
 business hours, :mod:`carebot.teams.targets`); without a target, the single ``[slack]
 reminder_minutes`` reminder. When the conversation changes hands (from any desk), the thread
-says who took it over from whom, once per change.
+says who took it over from whom, once per change. An internal note written in the inbox is
+posted in the live thread, once, marked as never sent to the customer (a ``note:`` reply
+written in the thread is there already and is not posted back).
 
 The store is the source of truth and the thread record says how far Slack has been told, so
 the sync can stop anywhere (Slack down, 429s, a restart) and carry on later: nothing is lost.
@@ -49,7 +51,7 @@ from carebot.clock import Clock
 from carebot.config import Settings, SlackSettings
 from carebot.desk.slack import card as cards
 from carebot.desk.slack.api import SlackApi
-from carebot.desk.slack.mrkdwn import escape
+from carebot.desk.slack.mrkdwn import escape, quote
 from carebot.events import RESYNC, Event, EventHub
 from carebot.exceptions import SlackError, StoreError
 from carebot.hours import BusinessHours
@@ -57,9 +59,10 @@ from carebot.models import ConversationState
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff, repeat
 from carebot.store.emotion_labels import EmotionLabelStore
+from carebot.store.notes import MAX_NOTE
 from carebot.store.queue import AgentQueue
 from carebot.store.slack_threads import SlackThreadStore, Snapshot
-from carebot.store.tables import Handoff, SlackThread
+from carebot.store.tables import Handoff, Note, SlackThread
 from carebot.teams.targets import FirstResponseTargets, duration_words
 from carebot.wakeup import Wakeup
 
@@ -316,6 +319,7 @@ class ThreadSync:
         thread = await self._note_owner(data, thread, same_handoff)
         thread = await self._mirror(data, thread)
         thread = await self._tell_undelivered(data, thread)
+        await self._post_notes(thread)
         await self._update_card(data, thread)
         await self._remind(data, thread)
         await self._warn_of_window(thread)
@@ -400,6 +404,7 @@ class ThreadSync:
             and snapshot.last_message_id <= thread.mirrored_message_id
             and (handoff.id if handoff else None) == thread.handoff_id
             and snapshot.last_failed_id <= thread.failures_told_id
+            and not snapshot.unposted_notes
             and not self._reminder_due(snapshot.state, handoff, thread)
             and not self._breach_due(snapshot.state, handoff, thread)
             and not self._moved(thread, handoff)
@@ -545,6 +550,14 @@ class ThreadSync:
             await self._threads.save(data.case.id, failures_told_id=failed.outbox_id)
         return await self._reload(data.case.id) if later else thread
 
+    async def _post_notes(self, thread: SlackThread) -> None:
+        """The inbox notes the thread does not show yet, oldest first, each once: a note is
+        recorded as posted right after its post, so a failure leaves the rest for later."""
+        assert thread.ts is not None
+        for note in await self._threads.notes_to_post(thread.conversation_id):
+            ts = await self._api.post(note_text(note), thread_ts=thread.ts, channel=thread.channel)
+            await self._threads.note_posted(note.id, ts)
+
     async def _update_card(self, data: cards.CardData, thread: SlackThread) -> None:
         assert thread.ts is not None
         text, blocks = cards.card(data)
@@ -623,6 +636,12 @@ class ThreadSync:
         thread = await self._threads.get(conversation_id)
         assert thread is not None
         return thread
+
+
+def note_text(note: Note) -> str:
+    """An inbox note as a thread post: for the agents, never the customer."""
+    said = f":memo: *Internal note from {escape(note.agent)}* (not sent to the customer):"
+    return f"{said}\n{quote(note.text, MAX_NOTE)}"
 
 
 def _unanswered(handoff: Handoff | None, state: str) -> TypeGuard[Handoff]:
