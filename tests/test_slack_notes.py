@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 
 from carebot.desk.slack.sync import WAKING_EVENTS, note_text
 from carebot.runtime import Runtime
 from carebot.server import Service
+from carebot.store.database import Database
 from carebot.store.notes import Notes
-from carebot.store.tables import Note
+from carebot.store.tables import Conversation, Customer, Identity, Note
 from tests.conftest import Clock
 from tests.service import upset_customer
 from tests.slack_standin import SlackStandIn
@@ -40,6 +41,7 @@ from tests.test_slack_stress import (  # noqa: F401  (fixtures)
     standin,
     thread_sync,
 )
+from tests.test_store import _migrate, rows
 
 MEMO = ":memo: *Internal note from Ann* (not sent to the customer):"
 
@@ -170,3 +172,46 @@ def test_the_note_post_escapes_the_agents_name(agent: str) -> None:
     said = note_text(note)
     assert "<!channel>" not in said and said.endswith("\n&gt; a\n&gt; b")
     assert said.startswith(":memo: *Internal note from ")
+
+
+async def test_migration_0015_keeps_the_notes_as_not_yet_posted(database_url: str) -> None:
+    at = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    db = Database(database_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0014")
+            customer = await conn.scalar(
+                insert(Customer).values(created_at=at).returning(Customer.id)
+            )
+            identity = await conn.scalar(
+                insert(Identity).values(
+                    customer_id=customer, channel="test", external_user_id="u1", profile={},
+                    created_at=at,
+                ).returning(Identity.id)
+            )  # fmt: skip
+            conversation = await conn.scalar(
+                insert(Conversation).values(
+                    customer_id=customer, identity_id=identity, state="bot", created_at=at,
+                    updated_at=at,
+                ).returning(Conversation.id)
+            )  # fmt: skip
+            await conn.execute(
+                text(
+                    "INSERT INTO notes (conversation_id, agent, text, via, created_at) "
+                    "VALUES (:c, 'Ann', 'kept', 'inbox', :at)"
+                ),
+                {"c": conversation, "at": at},
+            )
+            await conn.run_sync(_migrate, "head")
+        [kept] = await rows(db, Note)
+        assert (kept.text, kept.via, kept.slack_ts) == ("kept", "inbox", None)
+        async with db.transaction() as session:
+            found = await session.get(Note, kept.id)
+            assert found is not None
+            found.slack_ts = "1700.0002"
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0014", down=True)
+            left = (await conn.execute(text("SELECT text, via FROM notes"))).all()
+        assert [tuple(row) for row in left] == [("kept", "inbox")]
+    finally:
+        await db.close()
