@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
 from carebot.desk.slack.sync import WAKING_EVENTS, note_text
 from carebot.runtime import Runtime
 from carebot.server import Service
 from carebot.store.database import Database
 from carebot.store.notes import Notes
-from carebot.store.tables import Conversation, Customer, Identity, Note
+from carebot.store.tables import Note
 from tests.conftest import Clock
 from tests.service import upset_customer
 from tests.slack_standin import SlackStandIn
@@ -41,7 +41,7 @@ from tests.test_slack_stress import (  # noqa: F401  (fixtures)
     standin,
     thread_sync,
 )
-from tests.test_store import _migrate, rows
+from tests.test_store import _migrate, a_conversation, rows
 
 MEMO = ":memo: *Internal note from Ann* (not sent to the customer):"
 
@@ -180,21 +180,7 @@ async def test_migration_0015_keeps_the_notes_as_not_yet_posted(database_url: st
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(_migrate, "0014")
-            customer = await conn.scalar(
-                insert(Customer).values(created_at=at).returning(Customer.id)
-            )
-            identity = await conn.scalar(
-                insert(Identity).values(
-                    customer_id=customer, channel="test", external_user_id="u1", profile={},
-                    created_at=at,
-                ).returning(Identity.id)
-            )  # fmt: skip
-            conversation = await conn.scalar(
-                insert(Conversation).values(
-                    customer_id=customer, identity_id=identity, state="bot", created_at=at,
-                    updated_at=at,
-                ).returning(Conversation.id)
-            )  # fmt: skip
+            conversation = await a_conversation(conn, at)
             await conn.execute(
                 text(
                     "INSERT INTO notes (conversation_id, agent, text, via, created_at) "

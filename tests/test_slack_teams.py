@@ -27,10 +27,7 @@ from carebot.desk.slack.listeners import MOVED, NOT_A_MEMBER, NOT_ALLOWED
 from carebot.server import Service
 from carebot.store.database import Database
 from carebot.store.tables import (
-    Conversation,
-    Customer,
     Handoff,
-    Identity,
     Message,
     Note,
     SlackThread,
@@ -47,7 +44,7 @@ from tests.slack_standin import (
     thread_reply,
     view_submission,
 )
-from tests.test_store import _migrate, rows
+from tests.test_store import _migrate, a_conversation, rows
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ENV = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET}
@@ -437,21 +434,7 @@ async def test_migration_0014_keeps_threads_and_allows_one_live_per_conversation
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(_migrate, "0013")
-            customer = await conn.scalar(
-                insert(Customer).values(created_at=at).returning(Customer.id)
-            )
-            identity = await conn.scalar(
-                insert(Identity).values(
-                    customer_id=customer, channel="test", external_user_id="u1", profile={},
-                    created_at=at,
-                ).returning(Identity.id)
-            )  # fmt: skip
-            conversation = await conn.scalar(
-                insert(Conversation).values(
-                    customer_id=customer, identity_id=identity, state="bot", created_at=at,
-                    updated_at=at,
-                ).returning(Conversation.id)
-            )  # fmt: skip
+            conversation = await a_conversation(conn, at)
             thread = {"conversation_id": conversation, "card_hash": "", "created_at": at}
             await conn.execute(
                 insert(SlackThread.__table__).values(

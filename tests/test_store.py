@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carebot.clock import as_utc
 from carebot.exceptions import StoreError
@@ -357,6 +358,25 @@ async def test_the_migrations_build_exactly_the_tables_the_code_declares(
             lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
         )
     assert differences == []
+
+
+async def a_conversation(conn: AsyncConnection, at: datetime) -> int:
+    """A customer, their identity and a conversation with the bot, inserted on a connection
+    (for migration tests, where the tables are those of some past revision); its id."""
+    customer = await conn.scalar(insert(Customer).values(created_at=at).returning(Customer.id))
+    identity = await conn.scalar(
+        insert(Identity).values(
+            customer_id=customer, channel="test", external_user_id="u1", profile={},
+            created_at=at,
+        ).returning(Identity.id)
+    )  # fmt: skip
+    conversation = await conn.scalar(
+        insert(Conversation).values(
+            customer_id=customer, identity_id=identity, state="bot", created_at=at,
+            updated_at=at,
+        ).returning(Conversation.id)
+    )  # fmt: skip
+    return int(conversation)
 
 
 def _migrate(connection: Connection, target: str, *, down: bool = False) -> None:
