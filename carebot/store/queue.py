@@ -29,7 +29,6 @@ from carebot.store.notes import note_rows
 from carebot.store.outbox import FAILED, PENDING, last_customer_message
 from carebot.store.tables import (
     Conversation,
-    ConversationEvent,
     Customer,
     DecisionRow,
     Handoff,
@@ -37,6 +36,7 @@ from carebot.store.tables import (
     Message,
     OutboxRow,
 )
+from carebot.store.teamwork import audit_trail
 
 AGENT_INITIATED_WORDS = "an agent took the conversation over"
 
@@ -486,11 +486,7 @@ async def _messages(session: AsyncSession, conversation_id: int) -> list[Message
 
 
 async def _trail(session: AsyncSession, conversation_id: int) -> list[dict[str, Any]]:
-    events = await session.scalars(
-        select(ConversationEvent)
-        .where(ConversationEvent.conversation_id == conversation_id)
-        .order_by(ConversationEvent.id)
-    )
+    events = await audit_trail(session, conversation_id)
     return [
         {
             "id": e.id,

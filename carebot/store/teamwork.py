@@ -290,12 +290,18 @@ class TeamworkStore:
     async def events(self, conversation_id: int) -> list[AuditEvent]:
         """The conversation's audit trail, oldest first."""
         async with self._db.session() as session:
-            rows = await session.scalars(
-                select(ConversationEvent)
-                .where(ConversationEvent.conversation_id == conversation_id)
-                .order_by(ConversationEvent.id)
-            )
             return [
                 AuditEvent(e.kind, e.actor, dict(e.detail), e.created_at, e.handoff_id)
-                for e in rows
+                for e in await audit_trail(session, conversation_id)
             ]
+
+
+async def audit_trail(session: AsyncSession, conversation_id: int) -> list[ConversationEvent]:
+    """The rows of a conversation's audit trail, oldest first (the inbox's case reads them in
+    its own session)."""
+    rows = await session.scalars(
+        select(ConversationEvent)
+        .where(ConversationEvent.conversation_id == conversation_id)
+        .order_by(ConversationEvent.id)
+    )
+    return list(rows)
