@@ -667,6 +667,79 @@ class InstagramSettings(MetaChannelSettings):
     token_env: EnvName = "INSTAGRAM_TOKEN"
 
 
+class XSettings(_Section):
+    """X (API v2): mentions, replies and direct messages of the brand's account ``user_id``."""
+
+    enabled: bool = False
+    user_id: Annotated[str, Field(pattern=r"^[0-9]*$")] = ""
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{0,15}$")] = ""
+    consumer_secret_env: EnvName = "X_CONSUMER_SECRET"
+    token_env: EnvName = "X_USER_TOKEN"
+    api_url: Annotated[str, Field(pattern=r"^https?://")] = "https://api.x.com"
+    monthly_call_cap: Annotated[int, Field(ge=0)] = 0  # 0: no cap
+    per_recipient_per_second: Rate = 1.0
+    overall_per_second: Rate = 5.0
+
+    @model_validator(mode="after")
+    def _account_when_enabled(self) -> XSettings:
+        if self.enabled and not self.user_id:
+            raise ValueError("user_id (the brand's X account id) is required when enabled")
+        return self
+
+
+PUBLIC_CHANNELS = ("messenger", "instagram", "x")
+PublicChannel = Literal["messenger", "instagram", "x"]
+
+
+class PublicSettings(_Section):
+    """Public comments and mentions: what carebot may post in public, and how."""
+
+    # Shadow mode everywhere else: carebot decides and shows agents what it would post, and
+    # posts, replies privately and hides nothing in public itself.
+    live: tuple[PublicChannel, ...] = ()
+    answer_threshold: Unit = 0.7  # an FAQ answer goes out in public only at this score or above
+    thanks: Annotated[str, Field(max_length=500)] = ""  # to praise; "" thanks nobody
+    hide_spam: bool = True  # hide spam and abuse (never delete; agents can unhide)
+    bot_tag: Annotated[str, Field(max_length=60)] = "(automated reply)"
+    agent_signature: Annotated[str, Field(max_length=60)] = "- {agent}"
+    moved_private: Annotated[str, Field(min_length=1, max_length=500)] = (
+        "We've sent you a private message so we can look into this with your details."
+    )
+    private_reply: Annotated[str, Field(min_length=1, max_length=1000)] = (
+        "Hi, thanks for your comment on our post. We need a few details to look into it: "
+        "could you reply here with your order number?"
+    )
+
+    @field_validator("agent_signature")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        unknown = {name for _, name, _, _ in string.Formatter().parse(value) if name} - {
+            "agent",
+            "first_name",
+        }
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{agent}} or {{first_name}}"
+            )
+        return value
+
+    def shadow(self, channel: str) -> bool:
+        """Whether carebot only shows agents what it would post on ``channel``."""
+        return channel not in self.live
+
+    def signed(self, text: str, agent: str) -> str:
+        """An agent's public reply with the brand's signature (none when it is empty)."""
+        if not self.agent_signature:
+            return text
+        first = agent.split()[0] if agent else ""
+        mark = self.agent_signature.format(agent=agent, first_name=first)
+        return f"{text} {mark}"
+
+    def tagged(self, text: str) -> str:
+        """The bot's public reply, marked as automated."""
+        return f"{text} {self.bot_tag}" if self.bot_tag else text
+
+
 class WebhookSettings(_Section):
     enabled: bool = False
     secret_env: EnvName = "CAREBOT_WEBHOOK_SECRET"
@@ -704,6 +777,8 @@ class Settings(_Section):
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     messenger: MessengerSettings = MessengerSettings()
     instagram: InstagramSettings = InstagramSettings()
+    x: XSettings = XSettings()
+    public: PublicSettings = PublicSettings()
     webhook: WebhookSettings = WebhookSettings()
     customers: CustomerSettings = CustomerSettings()
     bot: BotSettings = BotSettings()

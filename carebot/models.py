@@ -29,6 +29,56 @@ class Attachment:
     name: str = ""
 
 
+class Visibility(StrEnum):
+    """Where a conversation happens: in private messages, or in public (comments under a
+    brand's post, mentions and replies on X) where everyone reads it."""
+
+    PRIVATE = "private"
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicContext:
+    """Where a public message was posted, as its platform tells it.
+
+    ``thread`` is the post the comment is under (Facebook, Instagram) or the post that started
+    the conversation (X): a customer's comments under one post are one public conversation.
+    ``parent_id`` is the comment or post it answers directly (None, or the thread itself: a
+    top-level comment). ``addressed``: the message mentions or quotes the brand (X's API lets
+    a brand reply only then). ``reach``: the author's followers or the post's likes, where the
+    platform gives a figure."""
+
+    thread: str
+    kind: str = "comment"  # comment / mention / reply / quote / post
+    parent_id: str | None = None
+    post_text: str = ""
+    post_url: str = ""
+    reach: int | None = None
+    addressed: bool = True
+    hidden: bool = False
+
+    @property
+    def top_level(self) -> bool:
+        return self.parent_id is None or self.parent_id == self.thread
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "thread": self.thread,
+            "kind": self.kind,
+            "parent_id": self.parent_id,
+            "post_text": self.post_text,
+            "post_url": self.post_url,
+            "reach": self.reach,
+            "addressed": self.addressed,
+            "hidden": self.hidden,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PublicContext:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One customer message, as an adapter translated it from its platform event.
@@ -46,6 +96,11 @@ class InboundMessage:
     raw: Mapping[str, Any] = field(default_factory=dict)
     kind: InboundKind = InboundKind.TEXT
     attachments: tuple[Attachment, ...] = ()
+    public: PublicContext | None = None  # posted in public (a comment, a mention); None: private
+
+    @property
+    def visibility(self) -> Visibility:
+        return Visibility.PUBLIC if self.public is not None else Visibility.PRIVATE
 
     @property
     def media_only(self) -> bool:
@@ -86,7 +141,19 @@ class ContactDetails:
     profile: Mapping[str, str]
 
 
-ChannelEvent = InboundMessage | DeliveryStatus | ContactDetails
+@dataclass(frozen=True, slots=True)
+class PublicChange:
+    """A public message changed after it arrived: its author edited it (``edited``, with the new
+    ``text``) or it was removed from the platform (``removed``). Agents see both versions."""
+
+    channel: str
+    external_message_id: str
+    change: str  # edited / removed
+    at: datetime
+    text: str = ""
+
+
+ChannelEvent = InboundMessage | DeliveryStatus | ContactDetails | PublicChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +162,32 @@ class Choice:
 
     id: str
     label: str
+
+
+class PublicActionKind(StrEnum):
+    """What can be done about a public message (see :mod:`carebot.public.actions`)."""
+
+    REPLY = "reply"  # answer it in public, under it
+    PRIVATE_REPLY = "private_reply"  # answer its author privately (a private reply, an X DM)
+    HIDE = "hide"  # hide it from everyone but its author and their friends (never delete)
+    UNHIDE = "unhide"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicAction:
+    """A public action to carry out, carried by an :class:`OutboundReply`: ``target`` is the
+    platform's id of the comment or post it is about, ``thread`` the post it is under."""
+
+    kind: PublicActionKind
+    target: str
+    thread: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "target": self.target, "thread": self.thread}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PublicAction:
+        return cls(PublicActionKind(data["kind"]), str(data["target"]), str(data["thread"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +210,8 @@ class OutboundReply:
     # the lease token of whoever claimed the row (carebot/store/outbox.py): every mark of the
     # reply must show it, so a worker that lost its lease cannot overwrite the new holder's
     lease: str | None = None
+    # a public action (reply under a comment, private reply, hide, unhide) instead of a message
+    public: PublicAction | None = None
 
     def signed_text(self) -> str:
         """The text for channels that show no author: an agent's reply starts with their name."""

@@ -23,7 +23,7 @@ from carebot.config import Settings
 from carebot.events import Event, EventHub
 from carebot.inbox import RECOVERY_GRACE, Acknowledgement, Inbox
 from carebot.lifecycle import Lifecycle, Stage, Worker, Workers
-from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage
+from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage, PublicChange
 from carebot.nlu.batching import MatchQueue
 from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.emotion import EmotionScorer
@@ -44,6 +44,7 @@ from carebot.store.database import Database
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
+from carebot.store.public_items import PublicStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import QuietAnswers, SurveyStore
@@ -155,6 +156,7 @@ class Runtime:
     ratings: RatingRequests
     labels: EmotionLabelStore  # agents' emotion labels (the desk writes, the inbox reads)
     teamwork: TeamworkStore  # transfers, availability, the audit trail (README, "Teams")
+    public_items: PublicStore  # comments' edits, removals, hiding (README, "Public comments")
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
@@ -184,6 +186,10 @@ class Runtime:
             )
             if conversation_id is not None:
                 self.events.publish(Event("delivery", conversation_id))
+        elif isinstance(event, PublicChange):
+            changed = await self.public_items.apply_change(event)
+            if changed is not None:
+                self.events.publish(Event("customer_message", changed))
         else:
             await self.customers.update_contact(event)
 
@@ -271,6 +277,7 @@ def enabled_channels(settings: Settings) -> frozenset[str]:
         "whatsapp": settings.whatsapp.enabled,
         "messenger": settings.messenger.enabled,
         "instagram": settings.instagram.enabled,
+        "x": settings.x.enabled,
         "webhook": settings.webhook.enabled,
     }
     return frozenset(name for name, enabled in sections.items() if enabled)
@@ -448,6 +455,7 @@ async def build_runtime(
         closer=closer,
         labels=labels,
         teamwork=teamwork,
+        public_items=PublicStore(db, clock=clock),
         windows=windows,
         channels=channel_map,
         reloader=reloader,

@@ -145,7 +145,7 @@ async def test_first_messages_to_two_workers_at_once_share_one_conversation(
     runtime: Runtime, clock: Clock
 ) -> None:
     """Two workers (each its own engine) store a new customer's first messages at once: the
-    database's one open conversation per identity (uq_conversations_open_identity) makes the
+    database's one open conversation per identity (uq_conversations_open_identity_thread) makes the
     loser re-read the winner's conversation, so both messages end up in it."""
     peer_db = Database(runtime.db.url.render_as_string(hide_password=False))
     peer = ConversationStore(peer_db, clock=clock)

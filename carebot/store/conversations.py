@@ -29,12 +29,14 @@ from carebot.models import (
     DecisionKind,
     InboundKind,
     InboundMessage,
+    PublicContext,
     TranscriptLine,
 )
 from carebot.store.customers import find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.public_items import add_public_item, public_context, thread_columns
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -43,6 +45,7 @@ from carebot.store.tables import (
     Identity,
     Message,
     OutboxRow,
+    PublicItem,
     Survey,
 )
 from carebot.store.teamwork import handoff_facts, route_handoff
@@ -157,7 +160,7 @@ class ConversationStore:
                     now=self._clock(),
                     link_by=self._link_by,
                 )
-                conversation = await self._open_conversation(session, identity)
+                conversation = await self._open_conversation(session, identity, inbound)
                 message = Message(
                     conversation_id=conversation.id,
                     direction="in",
@@ -169,6 +172,8 @@ class ConversationStore:
                 )
                 session.add(message)
                 await session.flush()
+                if inbound.public is not None:
+                    add_public_item(session, message, conversation, inbound)
                 return Received(
                     message.id,
                     conversation.id,
@@ -207,14 +212,19 @@ class ConversationStore:
                 handled=message.handled_at is not None,
             )
 
-    async def _open_conversation(self, session: AsyncSession, identity: Identity) -> Conversation:
-        """The identity's open conversation, locked until the message is stored (PostgreSQL),
-        or a new one. The lock is what keeps a message out of a conversation being closed: a
-        close that got the row first leaves it closed, and the query then finds none."""
+    async def _open_conversation(
+        self, session: AsyncSession, identity: Identity, inbound: InboundMessage
+    ) -> Conversation:
+        """The identity's open conversation in the message's thread (private messages, or one
+        post's comments), locked until the message is stored (PostgreSQL), or a new one. The
+        lock is what keeps a message out of a conversation being closed: a close that got the
+        row first leaves it closed, and the query then finds none."""
+        thread = inbound.public.thread if inbound.public is not None else ""
         conversation = await session.scalar(
             select(Conversation)
             .where(
                 Conversation.identity_id == identity.id,
+                Conversation.thread == thread,
                 Conversation.state != ConversationState.CLOSED.value,
             )
             .order_by(Conversation.id.desc())
@@ -229,6 +239,7 @@ class ConversationStore:
                 state=ConversationState.BOT.value,
                 created_at=now,
                 updated_at=now,
+                **thread_columns(inbound.public),
             )
             session.add(conversation)
             await session.flush()
@@ -425,9 +436,10 @@ class ConversationStore:
         async with self._db.session() as session:
             rows = (
                 await session.execute(
-                    select(Message, Conversation, Identity)
+                    select(Message, Conversation, Identity, PublicItem)
                     .join(Conversation, Conversation.id == Message.conversation_id)
                     .join(Identity, Identity.id == Conversation.identity_id)
+                    .outerjoin(PublicItem, PublicItem.message_id == Message.id)
                     .where(Message.direction == "in", Message.handled_at.is_(None), *where)
                     .order_by(Message.id)
                 )
@@ -435,9 +447,9 @@ class ConversationStore:
         return [
             (
                 Received(m.id, c.id, c.customer_id, ConversationState(c.state), duplicate=False),
-                restored(m, i),
+                restored(m, i, public_context(c, p)),
             )
-            for m, c, i in rows
+            for m, c, i, p in rows
         ]
 
     async def transcript(
@@ -487,7 +499,9 @@ _ATTACHMENT_LINE = re.compile(r"\[(?P<kind>[^\]\s]+)(?: (?P<name>[^\]]*))?\](?: 
 _START = "/start"  # what opens a chat (Telegram's command): stored as the message's text
 
 
-def restored(message: Message, identity: Identity) -> InboundMessage:
+def restored(
+    message: Message, identity: Identity, public: PublicContext | None = None
+) -> InboundMessage:
     """An inbound message rebuilt from its stored row, as the adapter gave it, for deciding it
     later: its text and attachments (split from :meth:`InboundMessage.stored_text`'s lines, so
     that files without text are still told apart) and its kind (a greeting is stored as the
@@ -509,6 +523,7 @@ def restored(message: Message, identity: Identity) -> InboundMessage:
         profile=identity.profile,
         kind=InboundKind.START if start else InboundKind.TEXT,
         attachments=tuple(attachments),
+        public=public,
     )
 
 

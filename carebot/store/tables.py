@@ -93,13 +93,18 @@ OPEN = text("state != 'closed'")
 class Conversation(Base):
     """A conversation with one channel identity: bot, waiting_for_agent, with_agent or closed.
 
-    An identity has at most one conversation that is not closed (a unique partial index)."""
+    A private conversation has ``thread`` ""; a public one (``visibility`` public) is a
+    customer's comments under one post, ``thread`` the post's id, ``context`` the post (its
+    text, link, kind) as :class:`carebot.models.PublicContext` gives it. An identity has at
+    most one conversation that is not closed per thread (a unique partial index)."""
 
     __tablename__ = "conversations"
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads a dict)
     __table_args__ = (
         Index(
-            "uq_conversations_open_identity",
+            "uq_conversations_open_identity_thread",
             "identity_id",
+            "thread",
             unique=True,
             sqlite_where=OPEN,
             postgresql_where=OPEN,
@@ -116,6 +121,11 @@ class Conversation(Base):
     closed_at: Mapped[Timestamp | None] = mapped_column(UTCDateTime(), index=True)
     closed_reason: Mapped[str | None] = mapped_column(String(40))  # a CloseReason
     closed_by: Mapped[str | None] = mapped_column(String(200))  # the agent, for an agent's close
+    # Server defaults only (fetched on insert), so that migration tests writing rows of an
+    # older revision through this table do not name columns it did not have yet.
+    visibility: Mapped[str] = mapped_column(String(10), server_default="private", index=True)
+    thread: Mapped[str] = mapped_column(String(200), server_default="")
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Message(Base):
@@ -475,3 +485,41 @@ class TeamRotation(Base):
     team: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_agent: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[Timestamp]
+
+
+class PublicItem(Base):
+    """A customer's public message (a comment, a mention, a reply on X), beside its
+    :class:`Message`: where it sits in the thread, what the classifier made of it, and what
+    happened to it since (edited, removed, hidden, answered privately). ``edits`` keeps every
+    earlier text with when it was replaced, so agents see both versions. ``private_reply_at`` is
+    set once, when the one private reply the platforms allow per comment is queued."""
+
+    __tablename__ = "public_items"
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    thread: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # comment / mention / reply / quote / post
+    addressed: Mapped[bool] = mapped_column(default=True)
+    reach: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str | None] = mapped_column(String(20), index=True)  # the classifier's
+    sent_at: Mapped[Timestamp]  # when the customer posted it (the platform's time)
+    hidden: Mapped[bool] = mapped_column(default=False)
+    hidden_by: Mapped[str | None] = mapped_column(String(200))
+    hidden_reason: Mapped[str | None] = mapped_column(String(200))
+    hidden_at: Mapped[Timestamp | None]
+    removed_at: Mapped[Timestamp | None]
+    edits: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    private_reply_at: Mapped[Timestamp | None]
+    private_reply_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ApiUsage(Base):
+    """Calls made to a platform's API in one calendar month (UTC), for a billed API's cap
+    (X bills per call: ``[x] monthly_call_cap``)."""
+
+    __tablename__ = "api_usage"
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # 2026-12
+    calls: Mapped[int] = mapped_column(Integer, default=0)

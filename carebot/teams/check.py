@@ -19,7 +19,16 @@ from carebot.models import Reason
 from carebot.teams.routing import rule_label
 
 # The channels carebot has (adapters/; "terminal" is `carebot chat`'s).
-CHANNELS = ("telegram", "whatsapp", "messenger", "instagram", "webchat", "webhook", "terminal")
+CHANNELS = (
+    "telegram",
+    "whatsapp",
+    "messenger",
+    "instagram",
+    "x",
+    "webchat",
+    "webhook",
+    "terminal",
+)
 REASONS = tuple(reason.value for reason in Reason)
 
 IntentTags = Mapping[str, Sequence[str]]  # the loaded intents: id -> tags

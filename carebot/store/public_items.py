@@ -1,0 +1,124 @@
+"""Public items: a customer's comments and mentions, beside their messages.
+
+A public message is stored as every message is (:class:`~carebot.store.conversations.
+ConversationStore.receive`), in the public conversation of its thread, plus one
+:class:`~carebot.store.tables.PublicItem` row: where it sits (thread, parent, kind), whether it
+addressed the brand, its reach. What happens to it afterwards is written here too: an edit
+keeps the earlier text, a removal marks it removed, hiding says who and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from carebot.clock import Clock
+from carebot.models import InboundMessage, PublicChange, PublicContext, Visibility
+from carebot.store.database import Database
+from carebot.store.tables import Conversation, Message, PublicItem
+
+log = logging.getLogger(__name__)
+
+# What the conversation keeps of its thread; the rest is each item's own.
+THREAD_KEYS = ("thread", "post_text", "post_url")
+
+
+def thread_columns(public: PublicContext | None) -> dict[str, Any]:
+    """A new conversation's visibility, thread and context columns."""
+    if public is None:
+        return {"visibility": Visibility.PRIVATE.value, "thread": "", "context": None}
+    context = {key: value for key, value in public.as_dict().items() if key in THREAD_KEYS}
+    return {"visibility": Visibility.PUBLIC.value, "thread": public.thread, "context": context}
+
+
+def add_public_item(
+    session: Any, message: Message, conversation: Conversation, inbound: InboundMessage
+) -> PublicItem:
+    """The public item of a message just stored (in the caller's transaction)."""
+    public = inbound.public
+    assert public is not None
+    item = PublicItem(
+        message_id=message.id,
+        conversation_id=conversation.id,
+        channel=inbound.channel,
+        thread=public.thread,
+        parent_id=public.parent_id,
+        kind=public.kind,
+        addressed=public.addressed,
+        reach=public.reach,
+        sent_at=inbound.sent_at,
+        hidden=public.hidden,
+        edits=[],
+    )
+    session.add(item)
+    return item
+
+
+def public_context(conversation: Conversation, item: PublicItem | None) -> PublicContext | None:
+    """A stored public message's context, as the adapter gave it (None: a private message)."""
+    if item is None:
+        return None
+    thread = conversation.context or {}
+    return PublicContext(
+        thread=item.thread,
+        kind=item.kind,
+        parent_id=item.parent_id,
+        post_text=str(thread.get("post_text") or ""),
+        post_url=str(thread.get("post_url") or ""),
+        reach=item.reach,
+        addressed=item.addressed,
+        hidden=item.hidden,
+    )
+
+
+def edited(item: PublicItem, message: Message, text: str, at: datetime) -> bool:
+    """Record an edit: the earlier text joins ``edits``; False when the text is unchanged."""
+    if text == message.text:
+        return False
+    item.edits = [*item.edits, {"text": message.text, "replaced_at": at.isoformat()}]
+    message.text = text
+    return True
+
+
+class PublicStore:
+    """What happens to public items after they arrive (each method is one transaction)."""
+
+    def __init__(self, db: Database, *, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def apply_change(self, change: PublicChange) -> int | None:
+        """An edit or a removal the platform reported; the item's conversation (None: carebot
+        never had the message, or nothing changed). A change to a message carebot never
+        stored is logged and dropped: there is nothing of it to update."""
+        async with self._db.transaction() as session:
+            row = (
+                await session.execute(
+                    select(PublicItem, Message)
+                    .join(Message, Message.id == PublicItem.message_id)
+                    .where(
+                        Message.channel == change.channel,
+                        Message.external_id == change.external_message_id,
+                    )
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                log.info(
+                    "A %s public message %s was %s, but carebot never stored it",
+                    change.channel,
+                    change.external_message_id,
+                    change.change,
+                )
+                return None
+            item, message = row
+            if change.change == "removed":
+                if item.removed_at is not None:
+                    return None
+                item.removed_at = change.at
+            elif not edited(item, message, change.text, change.at):
+                return None
+            return item.conversation_id
