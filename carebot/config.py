@@ -167,6 +167,7 @@ class PrioritySettings(_Section):
 
     bot_error: Weight = 6.0
     emotional: Weight = 6.0
+    public_complaint: Weight = 5.0
     asked_for_human: Weight = 5.0
     sensitive_intent: Weight = 4.0
     repeated_failure: Weight = 4.0
@@ -177,6 +178,12 @@ class PrioritySettings(_Section):
     frustrated: Weight = 2.0
     clarified: Weight = 1.0
     confident: Weight = 1.0
+    not_public: Weight = 2.0
+    shadow: Weight = 1.0
+    moved_private: Weight = 1.0
+    praise: Weight = 0.0
+    chatter: Weight = 0.0
+    spam: Weight = 0.0
     emotion_weight: Weight = 4.0
 
     def weight(self, reason: str) -> float:

@@ -55,6 +55,7 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
+from carebot.public.handling import PublicHandling
 from carebot.store.conversation_lock import ConversationLocks
 from carebot.store.conversations import AlreadyHandled, ConversationStore, Embedding, Received
 from carebot.store.outbox import Queued
@@ -147,6 +148,7 @@ class Inbox:
         events: EventHub | None = None,
         locks: ConversationLocks,
         recovery_grace: timedelta = RECOVERY_GRACE,
+        public: PublicHandling | None = None,
     ) -> None:
         self._conversations = conversations
         self._grace = recovery_grace
@@ -165,6 +167,7 @@ class Inbox:
         # One decider per conversation at a time: in this process, and (PostgreSQL) across
         # the workers on the database.
         self._locks = locks
+        self._public = public  # None: public messages are recorded for agents, not decided
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         received = await self._conversations.receive(inbound)
@@ -255,6 +258,8 @@ class Inbox:
     async def _handle_in_order(self, received: Received, inbound: InboundMessage) -> Outcome:
         conversation = await self._conversations.conversation(received.conversation_id)
         state = ConversationState(conversation.state)
+        if inbound.public is not None:
+            return await self._public_message(received, inbound, state)
         if state is ConversationState.WAITING_FOR_AGENT:
             return await self._while_waiting(received, inbound)
         if state.human_owned or state is ConversationState.CLOSED:
@@ -282,6 +287,30 @@ class Inbox:
         timings["triage_ms"] = (time.perf_counter() - started) * 1000
         ask = self._surveys.helpful_question(decision)
         return await self._record(received, decision, timings, ask=ask, embedding=embedding)
+
+    async def _public_message(
+        self, received: Received, inbound: InboundMessage, state: ConversationState
+    ) -> Outcome:
+        """A comment or mention: while a person has (or is about to take) the thread, or
+        without public handling, recorded for them; otherwise classified, planned and recorded
+        with what it queues (:mod:`carebot.public.handling`). Nothing is ever said in public
+        to acknowledge a waiting customer."""
+        if self._public is None or state.human_owned or state is ConversationState.CLOSED:
+            await self._conversations.mark_handled(received.message_id)
+            self._events.publish(Event("handoff", received.conversation_id))
+            return Outcome(Status.RECORDED, received)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        decision, embedding = await self._decide(received, inbound, timings)
+        timings["triage_ms"] = (time.perf_counter() - started) * 1000
+        handled = await self._public.handle(received, inbound, decision, timings, embedding)
+        kind = "handoff" if handled.plan.hands_off else "decision"
+        self._events.publish(Event(kind, received.conversation_id))
+        for queued in handled.queued:
+            if self._on_outbox is not None:
+                await self._on_outbox(queued)
+        outbox_id = handled.queued[0].reply.outbox_id if handled.queued else None
+        return Outcome(Status.DECIDED, received, handled.plan.decision, outbox_id)
 
     async def _record(
         self,

@@ -37,6 +37,20 @@ class Visibility(StrEnum):
     PUBLIC = "public"
 
 
+class PublicCategory(StrEnum):
+    """What a public message is (the public-message classifier's classes)."""
+
+    CARE_REQUEST = "care_request"  # a question or a problem: worked
+    COMPLAINT = "complaint"  # dissatisfaction said in public: worked, by a person
+    PRAISE = "praise"  # thanks, compliments: a configurable thanks, or nothing
+    SPAM = "spam"  # spam and abuse: hidden if configured
+    CHATTER = "chatter"  # everything else: recorded and left
+
+    @property
+    def worked(self) -> bool:
+        return self in (PublicCategory.CARE_REQUEST, PublicCategory.COMPLAINT)
+
+
 @dataclass(frozen=True, slots=True)
 class PublicContext:
     """Where a public message was posted, as its platform tells it.
@@ -237,6 +251,7 @@ class DecisionKind(StrEnum):
     DRAFT = "draft"  # an agent approves it first
     CLARIFY = "clarify"  # ask the customer which of a few intents they meant, or to rephrase
     HANDOFF = "handoff"  # a human takes the conversation
+    LEAVE = "leave"  # a public message with nothing to answer (chatter, praise, spam): recorded
 
 
 class Reason(StrEnum):
@@ -244,6 +259,7 @@ class Reason(StrEnum):
 
     BOT_ERROR = "bot_error"
     EMOTIONAL = "emotional"
+    PUBLIC_COMPLAINT = "public_complaint"
     ASKED_FOR_HUMAN = "asked_for_human"
     SENSITIVE_INTENT = "sensitive_intent"
     NO_ANSWER = "no_answer"
@@ -253,7 +269,13 @@ class Reason(StrEnum):
     NOT_HELPFUL = "not_helpful"
     FRUSTRATED = "frustrated"
     CLARIFIED = "clarified"
+    NOT_PUBLIC = "not_public"
+    SHADOW = "shadow"
+    MOVED_PRIVATE = "moved_private"
     CONFIDENT = "confident"
+    PRAISE = "praise"
+    CHATTER = "chatter"
+    SPAM = "spam"
 
     @property
     def rank(self) -> int:
@@ -277,6 +299,7 @@ HANDOFF_REASONS: frozenset[Reason] = frozenset(
 REASON_WORDS: Mapping[Reason, str] = {
     Reason.BOT_ERROR: "the bot failed while handling the message",
     Reason.EMOTIONAL: "the customer sounds upset",
+    Reason.PUBLIC_COMPLAINT: "a complaint in public: a person answers it",
     Reason.ASKED_FOR_HUMAN: "the customer asked for a person",
     Reason.SENSITIVE_INTENT: "the topic always goes to a person",
     Reason.NO_ANSWER: "the topic has no answer written yet",
@@ -286,7 +309,14 @@ REASON_WORDS: Mapping[Reason, str] = {
     Reason.NOT_HELPFUL: 'the customer said the answer did not help ("did that answer?": no)',
     Reason.FRUSTRATED: "the customer sounds frustrated (answered with an offer of a person)",
     Reason.CLARIFIED: "the customer picked one of the offered topics",
+    Reason.NOT_PUBLIC: "the answer may not be posted in public (not marked public, not sure "
+    "enough, or it holds personal data)",
+    Reason.SHADOW: "shadow mode: carebot posts nothing in public itself; its draft is here",
+    Reason.MOVED_PRIVATE: "personal data is needed: answered privately, with a public note",
     Reason.CONFIDENT: "the bot recognised the question",
+    Reason.PRAISE: "praise or thanks in public",
+    Reason.CHATTER: "public chatter: nothing to answer",
+    Reason.SPAM: "spam or abuse in public",
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
 from carebot.channel import Channel
 from carebot.clock import Clock
@@ -32,6 +32,13 @@ SEND_TIMEOUT = IMMEDIATE_LEASE / 2
 IMMEDIATE_WAIT = 2.0  # seconds a request waits for its reply's send before it goes on alone
 # A failed send waits up to 1 s, 2 s, 4 s... 5 min (at least half of it: jitter).
 OUTBOX_BACKOFF = Backoff(base=1.0, cap=300.0)
+
+
+Deliver = Callable[[Channel, OutboundReply], Awaitable[str | None]]
+
+
+async def _plain_send(channel: Channel, reply: OutboundReply) -> str | None:
+    return await channel.send(reply)
 
 
 TERMINAL = "terminal"  # the channel of `carebot chat`: it runs in that command only
@@ -105,9 +112,13 @@ class OutboxWorker:
         batch: int = 50,
         events: EventHub | None = None,
         immediate_wait: float = IMMEDIATE_WAIT,
+        deliver: Deliver | None = None,
     ) -> None:
         """``channels``: the channels running here, or :class:`Routes` that also know which
-        run elsewhere (a bare mapping means no channel runs in another process)."""
+        run elsewhere (a bare mapping means no channel runs in another process).
+        ``deliver``: how a reply reaches its channel (default ``channel.send``; the service
+        passes :meth:`carebot.public.delivery.PublicDelivery.send` for public actions and
+        billed APIs)."""
         self._store = store
         self._events = events or EventHub()
         self.routes = channels if isinstance(channels, Routes) else Routes(channels)
@@ -123,6 +134,7 @@ class OutboxWorker:
         self._ack_writer: asyncio.Task[None] | None = None
         self._immediate_wait = immediate_wait
         self._background: set[asyncio.Task[bool]] = set()
+        self._deliver = deliver or _plain_send
 
     def wake(self) -> None:
         """Something new is in the outbox: deliver it now rather than at the next poll."""
@@ -203,7 +215,7 @@ class OutboxWorker:
         try:
             # Well within the lease, so nobody else starts sending the same reply meanwhile.
             async with asyncio.timeout(SEND_TIMEOUT):
-                external_id = await channel.send(reply)
+                external_id = await self._deliver(channel, reply)
         except TimeoutError:
             if await self._store.mark_failed(reply, "send timed out", delay=self._backoff.delay):
                 log.warning(

@@ -33,6 +33,7 @@ from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.periodic import Periodic
+from carebot.public.delivery import PublicDelivery
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -44,6 +45,7 @@ from carebot.store.database import Database
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
+from carebot.store.public_actions import PublicActionStore
 from carebot.store.public_items import PublicStore
 from carebot.store.queue import AgentQueue
 from carebot.store.response_times import ResponseTimes
@@ -365,8 +367,17 @@ async def build_runtime(
         enabled=enabled_channels(settings),
         config_file=settings.source.name if settings.source else "config.toml",
     )
+    public_actions = PublicActionStore(db, clock=clock, lease_replies=send_immediately)
+    delivery = PublicDelivery(
+        store=public_actions, clock=clock, caps={"x": settings.x.monthly_call_cap}
+    )
     worker = OutboxWorker(
-        store=outbox_store, channels=routes, clock=clock, events=events, backoff=backoff
+        store=outbox_store,
+        channels=routes,
+        clock=clock,
+        events=events,
+        backoff=backoff,
+        deliver=delivery.send,
     )
     closer = ConversationCloser(
         store=ClosingStore(db, clock=clock),

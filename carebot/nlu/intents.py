@@ -13,6 +13,9 @@ A file looks like::
         draft_threshold: 0.6
         handoff: false                 # true: always a human (legal threats, deletion, ...)
         tags: [orders]
+        public: true                   # the answer may be posted in public (default false)
+        personal_data: false           # answering needs the customer's details: in public,
+                                       # the conversation moves to private messages
 
 An intent without an ``answer`` is valid (imported data often has none yet): it can be
 evaluated, and ``carebot intents check`` warns about it. Any file may also hold a top-level
@@ -48,10 +51,20 @@ from carebot.exceptions import IntentError
 from carebot.nlu.yaml_syntax import explain
 
 log = logging.getLogger(__name__)
-PARSED_FORMAT = 2  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
+PARSED_FORMAT = 3  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
 
 REQUIRED = ("id", "examples")
-OPTIONAL = ("answer", "title", "answer_threshold", "draft_threshold", "handoff", "tags")
+OPTIONAL = (
+    "answer",
+    "title",
+    "answer_threshold",
+    "draft_threshold",
+    "handoff",
+    "tags",
+    "public",
+    "personal_data",
+)
+FLAGS = ("handoff", "public", "personal_data")  # true or false
 
 
 class Severity(StrEnum):
@@ -81,6 +94,8 @@ class Intent:
     draft_threshold: float | None = None
     handoff: bool = False
     tags: tuple[str, ...] = ()
+    public: bool = False  # its answer may be posted under a public comment
+    personal_data: bool = False  # answering needs the customer's details (private only)
     file: Path | None = None
     line: int | None = None
     example_lines: tuple[int, ...] = field(default=(), compare=False)
@@ -390,6 +405,8 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
         draft_threshold=node.get("draft_threshold"),
         handoff=bool(node.get("handoff", False)),
         tags=tuple(str(t) for t in node.get("tags", ())),
+        public=bool(node.get("public", False)),
+        personal_data=bool(node.get("personal_data", False)),
         file=file,
         line=line,
         example_lines=lines,
@@ -412,14 +429,15 @@ def _check_types(node: dict[str, Any], file: Path, line: int, problems: list[Pro
     answer = node.get("answer")
     if answer is not None and not isinstance(answer, str | int | float):
         problems.append(Problem(file, _key_line(node, "answer", line), "answer must be text"))
-    if "handoff" in node and not isinstance(node["handoff"], bool):
-        problems.append(
-            Problem(
-                file,
-                _key_line(node, "handoff", line),
-                f"handoff must be true or false (got {node['handoff']!r})",
+    for flag in FLAGS:
+        if flag in node and not isinstance(node[flag], bool):
+            problems.append(
+                Problem(
+                    file,
+                    _key_line(node, flag, line),
+                    f"{flag} must be true or false (got {node[flag]!r})",
+                )
             )
-        )
     if "tags" in node and not isinstance(node["tags"], list):
         problems.append(Problem(file, _key_line(node, "tags", line), "tags must be a list"))
 

@@ -137,6 +137,10 @@ class ConversationStore:
         self._link_by = tuple(link_by)
         self._priority = priority
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     async def receive(self, inbound: InboundMessage) -> Received:
         """Store an inbound message first; a redelivered one comes back with ``duplicate``."""
         try:
@@ -313,7 +317,7 @@ class ConversationStore:
                 survey = await session.get_one(Survey, answers.pending.survey_id)
                 if survey.answer is None:
                     answered(survey, answers, received.message_id, now)
-            if _bot_silent(conversation) or not decision.reply:
+            if bot_silent(conversation) or not decision.reply:
                 return None
             ask = ask if ask is not None and not decision.hands_off else None
             outgoing = Outgoing(
@@ -333,10 +337,10 @@ class ConversationStore:
             if ask is not None:
                 session.add(asked(conversation, ask.kind, queued, now, decision_id=row.id))
             if decision.hands_off:
-                await self._hand_off(session, conversation, identity, row, decision)
+                await self.hand_off(session, conversation, identity, row, decision)
             return queued
 
-    async def _hand_off(
+    async def hand_off(
         self,
         session: AsyncSession,
         conversation: Conversation,
@@ -385,7 +389,7 @@ class ConversationStore:
                 Conversation, received.conversation_id, with_for_update=True
             )
             await claim_message(session, received.message_id, now)
-            if _bot_silent(conversation):
+            if bot_silent(conversation):
                 return None
             identity = await session.get_one(Identity, conversation.identity_id)
             return await add_reply(
@@ -527,7 +531,7 @@ def restored(
     )
 
 
-def _bot_silent(conversation: Conversation) -> bool:
+def bot_silent(conversation: Conversation) -> bool:
     """A human owns the conversation, or an agent closed it while the bot was deciding."""
     state = ConversationState(conversation.state)
     return state.human_owned or state is ConversationState.CLOSED

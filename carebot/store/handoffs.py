@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
-from carebot.config import Settings
+from carebot.config import PublicSettings, Settings
 from carebot.exceptions import StoreError
-from carebot.models import CloseReason, ConversationState
+from carebot.models import CloseReason, ConversationState, PublicActionKind, Visibility
+from carebot.public.posting import PublicPosting
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
 from carebot.store.open_handoffs import open_handoff
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
+from carebot.store.public_actions import Step, queue_step, target_item
 from carebot.store.surveys import Question, ask, has_rating
 from carebot.store.tables import Conversation, Handoff, Identity
 from carebot.store.teamwork import agent_handoff
@@ -86,6 +88,10 @@ _MOVED = {
 }
 
 
+def _nothing_allowed(text: str) -> str | None:
+    return "no personal-data guard is configured for public posts"
+
+
 class HandoffStore:
     def __init__(
         self,
@@ -98,6 +104,7 @@ class HandoffStore:
         notices: Notices = Notices(),
         rating: Question | None = None,
         teams: TeamDirectory | None = None,  # the team of a handoff an agent starts
+        public: PublicPosting | None = None,  # agents' replies in public conversations
     ) -> None:
         """``reachable(channel)`` raises a StoreError with the reason when no reply can be
         delivered on that channel (:meth:`carebot.outbox.Routes.check`)."""
@@ -109,6 +116,7 @@ class HandoffStore:
         self._notices = notices
         self._rating = rating
         self._teams = teams or TeamDirectory(Settings())
+        self._public = public or PublicPosting(PublicSettings(), guard=_nothing_allowed)
 
     async def take_over(
         self, conversation_id: int, agent: str, *, from_colleague: bool = False
@@ -128,14 +136,22 @@ class HandoffStore:
         *,
         via: str = "inbox",
         from_colleague: bool = False,
+        private: bool = False,
     ) -> Sent:
         """Queue an agent's reply to the customer (taking the conversation over if needed:
         then the notice that the agent joined goes first). The reply is the last of the
-        returned list. Raises OwnedByColleague like :meth:`take_over`."""
+        returned list. Raises OwnedByColleague like :meth:`take_over`.
+
+        In a public conversation the reply is posted under the customer's latest comment,
+        signed and guarded (:class:`carebot.public.posting.PublicPosting`); ``private`` sends
+        it as the comment's private reply (a direct message on X) instead. Raises
+        :class:`~carebot.public.posting.PublicRefused` with the reason, storing nothing, when
+        the guard or the platform's rules refuse it."""
         _not_empty(text)
         async with self._db.transaction() as session:
             conversation, sent = await self._claim(session, conversation_id, agent, from_colleague)
-            return [*sent, await self._add_reply(session, conversation, agent, text, via)]
+            reply = await self._add_reply(session, conversation, agent, text, via, private)
+            return [*sent, reply]
 
     async def send_draft(
         self,
@@ -163,8 +179,16 @@ class HandoffStore:
             return [*sent, await self._add_reply(session, conversation, agent, draft, via)]
 
     async def _add_reply(
-        self, session: AsyncSession, conversation: Conversation, agent: str, text: str, via: str
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        agent: str,
+        text: str,
+        via: str,
+        private: bool = False,
     ) -> Queued:
+        if conversation.visibility == Visibility.PUBLIC.value:
+            return await self._public_reply(session, conversation, agent, text, via, private)
         identity = await session.get_one(Identity, conversation.identity_id)
         self._reachable(identity.channel)  # refused with the reason, before anything is stored
         last = await last_customer_message(session, identity.id)
@@ -279,11 +303,44 @@ class HandoffStore:
         )
         return [queued]
 
+    async def _public_reply(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        agent: str,
+        text: str,
+        via: str,
+        private: bool,
+    ) -> Queued:
+        """An agent's reply in a public conversation: under the latest comment, or privately."""
+        identity = await session.get_one(Identity, conversation.identity_id)
+        self._reachable(identity.channel)
+        item, message = await target_item(session, conversation.id)
+        kind = PublicActionKind.PRIVATE_REPLY if private else PublicActionKind.REPLY
+        posted = (
+            self._public.checked(text.strip()) if private else self._public.by_agent(text, agent)
+        )
+        return await queue_step(
+            session,
+            conversation=conversation,
+            item=item,
+            message=message,
+            step=Step(kind, posted),
+            actor=agent,
+            author="agent",
+            now=self._clock(),
+            lease=self._lease,
+            via=via,
+        )
+
     async def _reachable_now(
         self, session: AsyncSession, conversation: Conversation
     ) -> Identity | None:
         """The conversation's identity, or None when its channel's reply window has closed
-        (the platform would refuse a message)."""
+        (the platform would refuse a message), or when it is public: nothing about a change
+        of hands, and no rating request, is ever posted under a customer's comment."""
+        if conversation.visibility == Visibility.PUBLIC.value:
+            return None
         identity = await session.get_one(Identity, conversation.identity_id)
         last = await last_customer_message(session, identity.id)
         window = self._windows.window(identity.channel, last)

@@ -38,7 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Update
 
 from carebot.clock import Clock, as_utc
-from carebot.models import Choice, OutboundReply
+from carebot.models import Choice, OutboundReply, PublicAction
 from carebot.store.database import BOT_INTRO, Database
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
@@ -76,6 +76,7 @@ class Outgoing:
     handoff: bool = False
     via: str | None = None  # the desk an agent's reply came from: inbox / slack
     notice: str | None = None  # tells the customer of a change of hands (store/handoffs.py)
+    public: PublicAction | None = None  # a public action (store/public_actions.py)
 
 
 async def add_reply(
@@ -131,7 +132,8 @@ async def _introduced(
     Every writer of a reply holds the conversation's row lock (``with_for_update``) by then, so
     two bot messages of one conversation written at once are not both introduced."""
     intro = str(session.info.get(BOT_INTRO) or "").strip()
-    if not intro or outgoing.author != "bot":
+    # In public the bot's replies carry [public] bot_tag instead (carebot/public/decide.py).
+    if not intro or outgoing.author != "bot" or outgoing.public is not None:
         return outgoing
     said = await session.scalar(
         select(Message.id)
@@ -163,6 +165,7 @@ def _outbox_row(
             "agent": outgoing.agent,
             "via": outgoing.via,
             "notice": outgoing.notice,
+            **({"public": outgoing.public.as_dict()} if outgoing.public else {}),
         },
         status=PENDING,
         attempts=0,
@@ -413,6 +416,7 @@ def to_reply(row: OutboxRow) -> OutboundReply:
         created_at=row.created_at,
         conversation_id=row.conversation_id,
         lease=row.lease,
+        public=PublicAction.from_dict(meta["public"]) if meta.get("public") else None,
     )
 
 

@@ -1,0 +1,64 @@
+"""A public message through the pipeline: classified, planned and recorded.
+
+The inbox hands every public message here once triage has decided it as it decides any
+message (:meth:`carebot.inbox.Inbox`): the public-message classifier says what it is, the plan
+(:mod:`carebot.public.decide`) says what to do, and the plan is stored with what it queues in
+one transaction (:mod:`carebot.store.public_decisions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from carebot.clock import Clock
+from carebot.models import Decision, InboundMessage, PublicCategory
+from carebot.public.decide import PublicPlan, PublicTriage
+from carebot.store.conversations import Embedding, Received
+from carebot.store.outbox import Queued
+from carebot.store.public_decisions import PublicDecisions
+
+
+class PostClassifier(Protocol):
+    def classify(self, text: str, vector: np.ndarray | None) -> PublicCategory:
+        """What a public message is; ``vector`` is its embedding when the matcher made one
+        (the classifier reuses it instead of encoding the text again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    plan: PublicPlan
+    queued: Sequence[Queued]
+
+
+class PublicHandling:
+    def __init__(
+        self,
+        *,
+        classifier: PostClassifier,
+        triage: PublicTriage,
+        decisions: PublicDecisions,
+        clock: Clock,
+    ) -> None:
+        self._classifier = classifier
+        self._triage = triage
+        self._decisions = decisions
+        self._clock = clock
+
+    async def handle(
+        self,
+        received: Received,
+        inbound: InboundMessage,
+        decision: Decision,
+        timings: dict[str, float],
+        embedding: Embedding | None,
+    ) -> Handled:
+        """Classify, plan and record ``inbound`` (a public message triage decided)."""
+        vector = embedding.vector if embedding is not None else None
+        category = self._classifier.classify(inbound.text, vector)
+        plan = self._triage.plan(inbound, category, decision, self._clock())
+        queued = await self._decisions.record(received, plan, timings, embedding)
+        return Handled(plan, queued)

@@ -1,0 +1,38 @@
+"""What goes out in public, and how it is marked: the bot's tag, the agent's signature, and the
+personal-data guard that every public text passes first, the bot's and the agents' alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from carebot.config import PublicSettings
+from carebot.exceptions import CarebotError
+
+Guard = Callable[[str], str | None]  # why a text may not be posted in public (None: it may)
+
+
+class PublicRefused(CarebotError):
+    """A public action refused before anything was stored or posted: ``reason`` says why in
+    words the agent can act on (the personal-data guard, a platform's rule, shadow mode)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Not posted: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PublicPosting:
+    settings: PublicSettings
+    guard: Guard
+
+    def checked(self, text: str) -> str:
+        """``text`` when it may be posted in public; raises :class:`PublicRefused` otherwise."""
+        found = self.guard(text)
+        if found is not None:
+            raise PublicRefused(found)
+        return text
+
+    def by_agent(self, text: str, agent: str) -> str:
+        """An agent's public reply, guarded, then signed as the brand configured."""
+        return self.settings.signed(self.checked(text.strip()), agent)
