@@ -22,6 +22,7 @@ from carebot.store.customers import CustomerStore
 from carebot.store.emotion_labels import EmotionLabel, EmotionLabelStore
 from carebot.store.handoffs import HandoffStore, Sent
 from carebot.store.outbox import Queued
+from carebot.store.public_actions import PublicActionStore
 from carebot.store.teamwork import TeamworkStore, Transferred
 from carebot.teams.membership import Membership
 
@@ -37,6 +38,7 @@ class AgentDesk:
         on_outbox: Callable[[Sequence[Queued]], Awaitable[None]],
         membership: Membership | None = None,  # None: every agent may act on every handoff
         teamwork: TeamworkStore | None = None,  # transfers and availability
+        public: PublicActionStore | None = None,  # hiding and unhiding public messages
     ) -> None:
         self._handoffs = handoffs
         self._customers = customers
@@ -45,6 +47,7 @@ class AgentDesk:
         self._on_outbox = on_outbox
         self._membership = membership
         self._teamwork = teamwork
+        self._public = public
 
     async def take_over(
         self, conversation_id: int, agent: str, *, from_colleague: bool = False
@@ -63,14 +66,22 @@ class AgentDesk:
         *,
         via: str = "inbox",
         from_colleague: bool = False,
+        private: bool = False,
     ) -> int:
         """Send ``text`` to the customer on their channel; returns the outbox id.
 
         ``via`` names the desk the agent wrote from (the other desks mirror the reply);
-        ``from_colleague`` confirms taking the conversation from another agent."""
+        ``from_colleague`` confirms taking the conversation from another agent. In a public
+        conversation the reply goes under the customer's latest comment, or (``private``) as
+        its private reply; PublicRefused says why when it may not."""
         await self._may_act(conversation_id, agent)
         sent = await self._handoffs.reply(
-            conversation_id, agent, text.strip(), via=via, from_colleague=from_colleague
+            conversation_id,
+            agent,
+            text.strip(),
+            via=via,
+            from_colleague=from_colleague,
+            private=private,
         )
         await self._sent(conversation_id, sent)
         return sent[-1].reply.outbox_id
@@ -93,6 +104,19 @@ class AgentDesk:
         )
         await self._sent(conversation_id, sent)
         return sent[-1].reply.outbox_id
+
+    async def set_hidden(
+        self, conversation_id: int, agent: str, *, message_id: int, hidden: bool, why: str = ""
+    ) -> None:
+        """Hide (or unhide) one of the conversation's public messages on its platform; never
+        deleted. Raises PublicRefused when the platform's rules forbid it."""
+        await self._may_act(conversation_id, agent)
+        if self._public is None:
+            raise StoreError("public actions are not configured here")
+        queued = await self._public.set_hidden(
+            conversation_id, agent, message_id=message_id, hidden=hidden, why=why
+        )
+        await self._sent(conversation_id, [queued])
 
     async def resolve(self, conversation_id: int, agent: str) -> None:
         """Hand the conversation back to the bot; the customer is told so."""

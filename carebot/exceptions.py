@@ -46,6 +46,15 @@ class ReplyWindowClosed(StoreError):
     customer-service window (WhatsApp, Messenger, Instagram: 24 hours)."""
 
 
+class PublicRefused(StoreError):
+    """A public action refused before anything was stored or posted: ``reason`` says why in
+    words the agent can act on (the personal-data guard, a platform's rule)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not posted in public: {reason}")
+        self.reason = reason
+
+
 class ChannelNotRunning(StoreError):
     """No process of this service delivers on the conversation's channel (it is not enabled in
     config.toml, or it was a ``carebot chat`` conversation): an agent's reply is refused up

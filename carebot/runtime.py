@@ -34,6 +34,9 @@ from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, exp
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.periodic import Periodic
 from carebot.public.delivery import PublicDelivery
+from carebot.public.handling import PostClassifier
+from carebot.public.posting import Guard, refuse_all
+from carebot.public.service import public_parts
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -158,7 +161,8 @@ class Runtime:
     ratings: RatingRequests
     labels: EmotionLabelStore  # agents' emotion labels (the desk writes, the inbox reads)
     teamwork: TeamworkStore  # transfers, availability, the audit trail (README, "Teams")
-    public_items: PublicStore  # comments' edits, removals, hiding (README, "Public comments")
+    public_items: PublicStore  # comments' edits and removals (README, "Public comments")
+    public_actions: PublicActionStore  # agents' hiding and unhiding, X's call cap
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
@@ -332,12 +336,15 @@ async def build_runtime(
     database_url: str | None = None,
     send_immediately: bool = True,
     backoff: Backoff = OUTBOX_BACKOFF,
+    post_classifier: PostClassifier | None = None,
+    public_guard: Guard | None = None,
 ) -> Runtime:
     """Open the database (migrating SQLite automatically) and wire the pipeline together.
 
     ``send_immediately``: a reply is sent by whoever wrote it, right after the transaction (the
     worker retries failures). False leaves every reply to the outbox worker. ``backoff``: the
-    outbox's wait between attempts at a failed send.
+    outbox's wait between attempts at a failed send. ``post_classifier`` and ``public_guard``:
+    what public messages are, and what may be posted in public (tests pass fakes).
     """
     db = Database(
         database_url or settings.database_url(),
@@ -398,6 +405,16 @@ async def build_runtime(
         transferred=settings.messages.agent_transferred,
         resolved=settings.messages.resolved,
     )
+    public = public_parts(
+        settings,
+        db=db,
+        triage=triage,
+        conversations=conversations,
+        clock=clock,
+        lease_replies=send_immediately,
+        classifier=post_classifier,
+        guard=public_guard or refuse_all,
+    )
     handoffs = HandoffStore(
         db,
         clock=clock,
@@ -407,6 +424,7 @@ async def build_runtime(
         notices=notices,
         rating=surveys.rating_question(),
         teams=teams,
+        public=public.posting,
     )
     teamwork = TeamworkStore(db, clock=clock, teams=teams)
     ratings = RatingRequests(
@@ -431,6 +449,7 @@ async def build_runtime(
         on_outbox=worker.dispatch,
         events=events,
         locks=ConversationLocks(db, limit=conversation_locks(settings)),
+        public=public.handling,
     )
     # What a stopped worker left undecided, looked for again every grace period (not only at
     # start: a message younger than the grace at start is taken by a later pass).
@@ -459,6 +478,7 @@ async def build_runtime(
             on_outbox=worker.dispatch_in_order,
             membership=Membership(settings),
             teamwork=teamwork,
+            public=public_actions,
         ),
         queue=AgentQueue(db, clock=clock, windows=windows),
         clock=clock,
@@ -467,6 +487,7 @@ async def build_runtime(
         labels=labels,
         teamwork=teamwork,
         public_items=PublicStore(db, clock=clock),
+        public_actions=public_actions,
         windows=windows,
         channels=channel_map,
         reloader=reloader,

@@ -11,7 +11,8 @@ import numpy as np
 
 from carebot.channel import Deliver
 from carebot.exceptions import DeliveryError
-from carebot.models import OutboundReply
+from carebot.models import OutboundReply, PublicAction, PublicCategory
+from carebot.public.actions import PrivateReplySent
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -99,3 +100,46 @@ class RecordingChannel:
 
     def texts(self) -> list[str]:
         return [reply.text for reply in self.sent]
+
+
+class PublicRecordingChannel(RecordingChannel):
+    """A recording channel that also takes public actions (carebot.public.actions): each is
+    recorded as ``(kind, target, text)``; ``failures`` fail them as they fail sends."""
+
+    def __init__(self, name: str = "test") -> None:
+        super().__init__(name)
+        self.actions: list[tuple[str, str, str]] = []
+
+    async def _act(self, kind: str, target: str, text: str = "") -> str:
+        if self.closed:
+            raise DeliveryError(f"the {self.name} channel is closed")
+        if self.failures:
+            raise self.failures.pop(0)
+        self.actions.append((kind, target, text))
+        return f"{self.name}-{kind}-{len(self.actions)}"
+
+    async def reply_public(self, action: PublicAction, text: str) -> str | None:
+        return await self._act("reply", action.target, text)
+
+    async def reply_private(
+        self, action: PublicAction, text: str, *, user_id: str
+    ) -> PrivateReplySent:
+        return PrivateReplySent(await self._act("private_reply", action.target, text), user_id)
+
+    async def set_hidden(self, action: PublicAction, hidden: bool) -> None:
+        await self._act("hide" if hidden else "unhide", action.target)
+
+
+class FixedClassifier:
+    """The public-message classifier's stand-in: a category per text, else ``default``."""
+
+    def __init__(
+        self,
+        categories: dict[str, PublicCategory] | None = None,
+        default: PublicCategory = PublicCategory.CARE_REQUEST,
+    ) -> None:
+        self.categories = dict(categories or {})
+        self.default = default
+
+    def classify(self, text: str, vector: np.ndarray | None) -> PublicCategory:
+        return self.categories.get(text, self.default)

@@ -170,8 +170,9 @@ class PublicTriage:
             PublicStep(PublicActionKind.PRIVATE_REPLY, private or self._settings.private_reply)
         ]
         if self._refused(inbound, PublicActionKind.REPLY, now) is None:
+            # after the private reply, so that the note is true when it is read
             note = self._settings.tagged(self._settings.moved_private)
-            steps.insert(0, PublicStep(PublicActionKind.REPLY, note))
+            steps.append(PublicStep(PublicActionKind.REPLY, note))
         decision = _kind(base, DecisionKind.ANSWER, Reason.MOVED_PRIVATE)
         return PublicPlan(category, decision, tuple(steps))
 

@@ -7,18 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from carebot.config import PublicSettings
-from carebot.exceptions import CarebotError
+from carebot.exceptions import PublicRefused
 
 Guard = Callable[[str], str | None]  # why a text may not be posted in public (None: it may)
 
 
-class PublicRefused(CarebotError):
-    """A public action refused before anything was stored or posted: ``reason`` says why in
-    words the agent can act on (the personal-data guard, a platform's rule, shadow mode)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"Not posted: {reason}")
-        self.reason = reason
+def refuse_all(text: str) -> str | None:
+    """The guard when none is configured: when unsure, refuse."""
+    return "no personal-data guard is configured for public posts"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,12 @@ from carebot.store.customers import find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
-from carebot.store.public_items import add_public_item, public_context, thread_columns
+from carebot.store.public_items import (
+    add_public_item,
+    answered_thread,
+    public_context,
+    thread_columns,
+)
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -235,6 +240,8 @@ class ConversationStore:
             .limit(1)
             .with_for_update()
         )
+        if conversation is None and inbound.public is not None:
+            conversation = await answered_thread(session, identity, inbound)
         if conversation is None:
             now = self._clock()
             conversation = Conversation(

@@ -28,7 +28,7 @@ from carebot.clock import Clock
 from carebot.config import PublicSettings, Settings
 from carebot.exceptions import StoreError
 from carebot.models import CloseReason, ConversationState, PublicActionKind, Visibility
-from carebot.public.posting import PublicPosting
+from carebot.public.posting import PublicPosting, refuse_all
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.store.database import Database
 from carebot.store.open_handoffs import open_handoff
@@ -88,10 +88,6 @@ _MOVED = {
 }
 
 
-def _nothing_allowed(text: str) -> str | None:
-    return "no personal-data guard is configured for public posts"
-
-
 class HandoffStore:
     def __init__(
         self,
@@ -116,7 +112,7 @@ class HandoffStore:
         self._notices = notices
         self._rating = rating
         self._teams = teams or TeamDirectory(Settings())
-        self._public = public or PublicPosting(PublicSettings(), guard=_nothing_allowed)
+        self._public = public or PublicPosting(PublicSettings(), guard=refuse_all)
 
     async def take_over(
         self, conversation_id: int, agent: str, *, from_colleague: bool = False

@@ -23,8 +23,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
+from carebot.exceptions import PublicRefused
 from carebot.models import OutboundReply, PublicAction, PublicActionKind
-from carebot.public.posting import PublicRefused
 from carebot.public.rules import ItemFacts, refusal
 from carebot.store.customers import merge_customers
 from carebot.store.database import Database

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from carebot.exceptions import PublicRefused
 from carebot.models import PublicActionKind
 from carebot.public.decide import PublicPlan, PublicStep
-from carebot.public.posting import PublicRefused
 from carebot.store.conversations import (
     ConversationStore,
     Embedding,

@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.models import InboundMessage, PublicChange, PublicContext, Visibility
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, Message, PublicItem
+from carebot.store.tables import Conversation, Identity, Message, OutboxRow, PublicItem
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,36 @@ def add_public_item(
     )
     session.add(item)
     return item
+
+
+async def answered_thread(
+    session: AsyncSession, identity: Identity, inbound: InboundMessage
+) -> Conversation | None:
+    """The open public conversation of this customer that ``inbound`` answers: its parent is
+    one of the conversation's messages (the customer's own, or a reply carebot posted there),
+    though the platform names another thread (on X a reply's thread is the post it answers,
+    so a back-and-forth would otherwise split). Locked like any conversation it joins."""
+    public = inbound.public
+    if public is None or not public.parent_id:
+        return None
+    open_public = (
+        Conversation.identity_id == identity.id,
+        Conversation.visibility == Visibility.PUBLIC.value,
+        Conversation.state != "closed",
+    )
+    by_customer = select(Message.conversation_id).where(
+        Message.channel == inbound.channel, Message.external_id == public.parent_id
+    )
+    by_us = select(OutboxRow.conversation_id).where(
+        OutboxRow.channel == inbound.channel, OutboxRow.external_id == public.parent_id
+    )
+    return await session.scalar(
+        select(Conversation)
+        .where(*open_public, Conversation.id.in_(by_customer.union(by_us)))
+        .order_by(Conversation.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
 
 
 def public_context(conversation: Conversation, item: PublicItem | None) -> PublicContext | None:
