@@ -16,8 +16,17 @@ restricted to the guarded kinds, without the unsure rules). A seeded row counts 
 the text is refused (the guard) or has a finding of a guarded kind (the baseline), whatever the
 kind named; the false-refusal rate is the share of clean rows refused.
 
-The set was written before the guard's unsure rules were coded, but by the same hands and with
-the same shapes in mind: its figures are an upper bound for real replies, not a promise.
+Two splits (field ``split``). ``tuning`` (170 rows: 84 seeded, 86 clean) was written before
+the unsure rules were coded; its first run gave guard recall 1.00 (84/84) and 1 false refusal
+(``SPRING25`` read as a street ending in "ring"; fixed). ``holdout`` (65 rows: 33 seeded, 32
+clean) was written after the rules were frozen and measured once: guard recall 0.91 (30/33:
+email 6/7, order 6/7, payment 5/6; missed ``tobi{at}gmx.de``, ``Order #A1B2C3D4E5``, ``Karte
+mit Endziffern 3456``) and 1/32 false refusals (``2026/27``); baseline recall 0.73 (24/33).
+Those four were then fixed as general rules (any bracket around "at", a code after an order
+word, "Endziffern", season years), so the holdout is no longer unseen; the figures printed now
+(1.00 recall, 0 false refusals on both splits) are after that fix. Both splits were written by
+the same hands as the rules: the first holdout run (0.91) is the more honest estimate for real
+replies, and all figures are an upper bound, not a promise.
 """
 
 from __future__ import annotations
@@ -85,7 +94,11 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print the guard's misses")
     args = parser.parse_args()
     rows = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line]
-    measure(rows, args.show)
+    for split in ("tuning", "holdout"):
+        print(f"\n== {split} ==")
+        measure([row for row in rows if row["split"] == split], args.show)
+    print("\n== all ==")
+    measure(rows, show=False)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,22 @@ page instead.
 Refused as unsure (``Refusal.unsure``, one word per reason, see :data:`UNSURE`):
 
 * ``digits``: a run of 6 or more digits (blanks, ``-`` or ``/`` between groups allowed) that
-  is not a price, date, time, year, version number or thousands-grouped quantity, nor an
+  is not a price, date, time, year (``2025/2026``, ``2026/27``), version number or
+  thousands-grouped quantity, nor an
   article number after ``SKU``/``EAN``/``GTIN``/``ISBN``/``Artikelnummer``;
-* ``id``: a code of letters and digits with 6 or more digits or a run of 5 (``AB12345678``);
+* ``id``: a code of letters and digits with 6 or more digits or a run of 5 (``AB12345678``),
+  and any code with 4 or more digits after ``order``, ``ticket``, ``ref``, ``RMA``,
+  ``invoice``, ``Rechnung``, ``Kundennummer`` ... (``Order #A1B2C3D4E5``);
 * ``spelled-email``: an address written out (``jane dot doe at gmail dot com``,
-  ``anna(at)posteo.de``, ``chris @ hotmail.com``, ``jane.doe@gmail``);
+  ``anna(at)posteo.de``, ``tobi{at}gmx.de``, ``chris @ hotmail.com``, ``jane.doe@gmail``);
 * ``address-phrase``: ``my/your address is ...``, ``Ihre Adresse lautet ...``;
 * ``street``: a house number with a street word in any case (``12 oak road``, ``14 Elm
   Grove``), ``Am Markt 3``, ``Flat 4``, ``PO Box 4471``, ``Postfach 1234``;
 * ``postcode``: a postcode and town in running text (``nach 80331 München``), a UK postcode in
   lower case, a US state and ZIP (``Springfield IL 62704``);
 * ``iban``: an IBAN-shaped string in any case or failing its check (``de89 3704 ...``);
-* ``card``: ``card ending 4242``, ``last four digits``, ``letzten vier Ziffern``, masked card
+* ``card``: ``card ending 4242``, ``last four digits``, ``letzten vier Ziffern``,
+  ``Karte mit Endziffern``, masked card
   digits (``•••• 4242``), a CVV or security code;
 * ``link``: a URL carrying an e-mail address (``%40``), a token-like query parameter
   (``?token=``, ``?email=``, ``?order=`` ...) or an id after ``/orders/``, ``/account/`` ...;
@@ -101,9 +105,9 @@ class _Suspect:
 
 _TLD = r"(?:com|net|org|de|at|ch|uk|ie|fr|nl|es|it|eu|info|io|co|me|biz)"
 _MAIL_PROVIDER = r"(?:gmail|googlemail|gmx|web|yahoo|outlook|hotmail|icloud|posteo|t-online|aol)"
-_AT = r"(?:\s*[\[(]\s*at\s*[\])]\s*|\s+at\s+|\s+@\s*|\s*@\s+)"
-_DOT = r"(?:\s*[\[(]\s*(?:dot|punkt)\s*[\])]\s*|\s+(?:dot|punkt)\s+|\.)"
-_LOCAL = r"[\w%+-]+(?:(?:\s+(?:dot|punkt)\s+|\s*[\[(](?:dot|punkt)[\])]\s*|[.'])[\w%+-]+)*"
+_AT = r"(?:\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+|\s+@\s*|\s*@\s+)"
+_DOT = r"(?:\s*[\[({<]\s*(?:dot|punkt)\s*[\])}>]\s*|\s+(?:dot|punkt)\s+|\.)"
+_LOCAL = r"[\w%+-]+(?:(?:\s+(?:dot|punkt)\s+|\s*[\[({<](?:dot|punkt)[\])}>]\s*|[.'])[\w%+-]+)*"
 _IBAN_ANY_CASE = re.compile(r"(?i)\b[a-z]{2}\d{2}(?:\s?[a-z0-9]{4}){2,7}(?:\s?[a-z0-9]{1,3})?\b")
 _WORDS_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -171,10 +175,19 @@ _WORDS_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "card",
         re.compile(
             r"(?i)\b(?:card|karte|visa|mastercard|amex|konto|account)\b[^.\n]{0,30}?"
-            r"\b(?:ending|ends|endet|endend)\b|\bending\s+in\s+\d{4}\b|"
+            r"\b(?:ending|ends|endet|endend|endziffern?)\b|\bending\s+(?:in|with)\s+\d{4}\b|"
             r"\blast\s+(?:four|4)\b|\bletzten\s+(?:vier|4)\b|"
             r"(?:[x*•·]{4}[\s-]?){1,3}\d{4}\b|\b(?:cvv|cvc|cvv2|security code|"
             r"sicherheitscode|kartenprüfnummer|expiry date|ablaufdatum)\b"
+        ),
+    ),
+    (
+        "id",
+        re.compile(
+            r"(?i)\b(?:order|bestellung|bestellnummer|auftrag|ticket|case|ref|reference|"
+            r"referenz|rma|invoice|rechnung|kundennummer|customer)\b"
+            r"(?:\s*(?:no\.?|nr\.?|number|id|#|:))*\s*#?\s*"
+            r"(?=[\w-]*(?:\d[\w-]*){4})[A-Za-z0-9][\w-]*"
         ),
     ),
     (
@@ -206,7 +219,7 @@ _HARMLESS = re.compile(
     r"|\b\d[\d.,]*\s?(?:€|EUR\b|USD\b|GBP\b|CHF\b|euros?\b|dollars?\b|pounds?\b)"
     r"|\b\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})\b|\b\d{4}-\d{2}-\d{2}\b"
     r"|\b\d{1,2}[:.]\d{2}(?:\s?-\s?\d{1,2}[:.]\d{2})?\b"
-    r"|\b\d+(?:\.\d+){2,}\b"
+    r"|\b\d+(?:\.\d+){2,}\b|\b(?:19|20)\d\d/\d\d\b"
     r"|\b\d{1,3}(?:,\d{3}){1,2}(?:\.\d{1,2})?\b|\b\d{1,3}(?:\.\d{3}){1,2}(?:,\d{1,2})?\b"
     r"|\b(?:SKU|EAN|GTIN|ISBN|Artikelnummer|Art\.-Nr\.|article number|item number)"
     r"[\s:#.]*[\d -]+\d"
