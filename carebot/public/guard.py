@@ -119,16 +119,17 @@ _WORDS_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "address-phrase",
         re.compile(
             r"(?i)\b(?:my|your|his|her|their|our customer's)\s+(?:new\s+|postal\s+|home\s+|"
-            r"delivery\s+|shipping\s+|billing\s+)*address\s+(?:is|was|as|:)\s*"
-            r"(?!(?:correct|right|complete|valid|wrong|incorrect|missing|still|not|up to date|in |"
-            r"on |saved|changed|updated|verified)\b)(?=[^\n]{0,40}[\dA-ZÄÖÜ])"
+            r"delivery\s+|shipping\s+|billing\s+)*address\s*(?:(?:is|was|as)\b|:)"
+            r"(?!\s*(?:correct|right|complete|valid|wrong|incorrect|missing|still|not|up to date|"
+            r"in|on|saved|changed|updated|verified)\b)(?=[^\n]{0,40}(?-i:[\dA-ZÄÖÜ]))"
         ),
     ),
     (
         "address-phrase",
         re.compile(
             r"(?i)\b(?:meine|deine|ihre|seine|eure)\s+(?:neue\s+)?(?:Liefer|Rechnungs|Post)?"
-            r"adresse\s+(?:ist|lautet|:)(?!\s+(?:korrekt|richtig|falsch|vollständig|noch)\b)"
+            r"adresse\s*(?:(?:ist|lautet)\b|:)"
+            r"(?!\s*(?:korrekt|richtig|falsch|vollständig|noch|nicht)\b)"
         ),
     ),
     (
