@@ -34,7 +34,8 @@ Refused as unsure (``Refusal.unsure``, one word per reason, see :data:`UNSURE`):
   ``Karte mit Endziffern``, masked card
   digits (``•••• 4242``), a CVV or security code;
 * ``link``: a URL carrying an e-mail address (``%40``), a token-like query parameter
-  (``?token=``, ``?email=``, ``?order=`` ...) or an id after ``/orders/``, ``/account/`` ...;
+  (``?token=``, ``?email=``, ``?order=`` ...) or an id after ``/orders/``, ``/account/``,
+  ``/track/``, ``/parcel/`` ... (a customer's tracking link shows their parcel to everyone);
 * ``spoken-number``: six or more number words in a row (``zero seven seven ...``).
 
 **Names are not refused**: a public reply may greet the commenter by the name they post under
