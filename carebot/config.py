@@ -716,6 +716,21 @@ class PublicSettings(_Section):
         "Hi, thanks for your comment on our post. We need a few details to look into it: "
         "could you reply here with your order number?"
     )
+    # The brand's order number formats (regular expressions) for the personal-data guard;
+    # empty: the built-in ones (#12345, "order 123456", NW-2026-00123, Bestellnummer 48213).
+    order_patterns: tuple[str, ...] = ()
+
+    @field_validator("order_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"order pattern {pattern!r} is not a regular expression: {exc}"
+                ) from exc
+        return value
 
     @field_validator("agent_signature")
     @classmethod

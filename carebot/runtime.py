@@ -35,7 +35,8 @@ from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.periodic import Periodic
 from carebot.public.delivery import PublicDelivery
 from carebot.public.handling import PostClassifier
-from carebot.public.posting import Guard, refuse_all
+from carebot.public.posting import Guard
+from carebot.public.posting import public_guard as guard_for
 from carebot.public.service import public_parts
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
@@ -413,7 +414,7 @@ async def build_runtime(
         clock=clock,
         lease_replies=send_immediately,
         classifier=post_classifier,
-        guard=public_guard or refuse_all,
+        guard=public_guard or guard_for(settings.public),
     )
     handoffs = HandoffStore(
         db,

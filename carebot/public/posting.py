@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from carebot.config import PublicSettings
 from carebot.exceptions import PublicRefused
+from carebot.nlu.personal_data import DEFAULT_ORDER_PATTERNS
+from carebot.public.guard import check_public_text
 
 Guard = Callable[[str], str | None]  # why a text may not be posted in public (None: it may)
 
@@ -15,6 +17,18 @@ Guard = Callable[[str], str | None]  # why a text may not be posted in public (N
 def refuse_all(text: str) -> str | None:
     """The guard when none is configured: when unsure, refuse."""
     return "no personal-data guard is configured for public posts"
+
+
+def public_guard(settings: PublicSettings) -> Guard:
+    """The personal-data guard (:mod:`carebot.public.guard`) with the brand's order patterns:
+    the refusal's message for the agent, or None when the text may be posted."""
+    patterns = settings.order_patterns or DEFAULT_ORDER_PATTERNS
+
+    def guard(text: str) -> str | None:
+        refusal = check_public_text(text, order_patterns=patterns)
+        return refusal.message if refusal is not None else None
+
+    return guard
 
 
 @dataclass(frozen=True)
