@@ -388,3 +388,28 @@ async def test_a_private_reply_after_seven_days_is_refused(
     with pytest.raises(PublicRefused, match="7 days"):
         await runtime.desk.reply(outcome.received.conversation_id, "Ann", "hi", private=True)
     assert public_channel.actions == []
+
+
+async def test_the_desks_view_of_a_public_conversation(runtime: Runtime, clock: Clock) -> None:
+    outcome = await runtime.inbox.receive(comment(SPAM))
+    await runtime.deliver(PublicChange(CHANNEL, "c1", "edited", clock.now, text="edited spam"))
+    view = await runtime.public_items.view(outcome.received.conversation_id)
+
+    assert view is not None
+    assert (view.platform, view.post_url, view.post_text) == (
+        "Facebook",
+        "https://fb/p1",
+        "Autumn boots are here",
+    )
+    [seen] = view.items
+    assert (seen.text, seen.category, seen.hidden, seen.hidden_by) == (
+        "edited spam",
+        "spam",
+        True,
+        "carebot",
+    )
+    assert [e["text"] for e in seen.edits] == [SPAM]
+    assert seen.plan is not None and seen.plan["category"] == "spam"
+    assert view.latest == seen
+    private = await runtime.inbox.receive(InboundMessage(CHANNEL, "u9", "m9", "hi", clock.now))
+    assert await runtime.public_items.view(private.received.conversation_id) is None

@@ -10,6 +10,7 @@ keeps the earlier text, a removal marks it removed, hiding says who and why.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.models import InboundMessage, PublicChange, PublicContext, Visibility
+from carebot.public.rules import platform_name
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, Identity, Message, OutboxRow, PublicItem
+from carebot.store.tables import (
+    Conversation,
+    DecisionRow,
+    Identity,
+    Message,
+    OutboxRow,
+    PublicItem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +130,11 @@ class PublicStore:
         self._db = db
         self._clock = clock
 
+    async def view(self, conversation_id: int) -> PublicView | None:
+        """What the desks show of a public conversation (None: a private one)."""
+        async with self._db.session() as session:
+            return await public_view(session, conversation_id)
+
     async def apply_change(self, change: PublicChange) -> int | None:
         """An edit or a removal the platform reported; the item's conversation (None: carebot
         never had the message, or nothing changed). A change to a message carebot never
@@ -153,3 +167,90 @@ class PublicStore:
             elif not edited(item, message, change.text, change.at):
                 return None
             return item.conversation_id
+
+
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    """One public message as agents see it."""
+
+    message_id: int
+    external_id: str
+    text: str
+    kind: str
+    category: str | None
+    reach: int | None
+    top_level: bool
+    hidden: bool
+    hidden_by: str | None
+    hidden_reason: str | None
+    removed_at: datetime | None
+    edits: tuple[dict[str, Any], ...]
+    private_reply_at: datetime | None
+    private_reply_by: str | None
+    plan: dict[str, Any] | None  # the bot's plan (decision details "public"), when it decided
+
+
+@dataclass(frozen=True, slots=True)
+class PublicView:
+    """A public conversation for the desks: the platform, the post, and its public messages."""
+
+    conversation_id: int
+    channel: str
+    platform: str
+    thread: str
+    post_text: str
+    post_url: str
+    items: tuple[ItemView, ...]
+
+    @property
+    def latest(self) -> ItemView | None:
+        live = [item for item in self.items if item.removed_at is None]
+        return live[-1] if live else None
+
+
+async def public_view(session: AsyncSession, conversation_id: int) -> PublicView | None:
+    """What the inbox and the Slack card show of a public conversation (None: private)."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.visibility != Visibility.PUBLIC.value:
+        return None
+    rows = (
+        await session.execute(
+            select(PublicItem, Message, DecisionRow.details)
+            .join(Message, Message.id == PublicItem.message_id)
+            .outerjoin(DecisionRow, DecisionRow.inbound_message_id == Message.id)
+            .where(PublicItem.conversation_id == conversation_id)
+            .order_by(PublicItem.message_id)
+        )
+    ).all()
+    context = conversation.context or {}
+    items = tuple(_item_view(item, message, details) for item, message, details in rows)
+    channel = rows[0][1].channel if rows else ""
+    return PublicView(
+        conversation_id=conversation_id,
+        channel=channel,
+        platform=platform_name(channel),
+        thread=conversation.thread,
+        post_text=str(context.get("post_text") or ""),
+        post_url=str(context.get("post_url") or ""),
+        items=items,
+    )
+
+
+def _item_view(item: PublicItem, message: Message, details: dict[str, Any] | None) -> ItemView:
+    return ItemView(
+        message_id=item.message_id,
+        external_id=message.external_id or "",
+        text=message.text,
+        kind=item.kind,
+        category=item.category,
+        reach=item.reach,
+        top_level=item.parent_id is None or item.parent_id == item.thread,
+        hidden=item.hidden,
+        hidden_by=item.hidden_by,
+        hidden_reason=item.hidden_reason,
+        removed_at=item.removed_at,
+        edits=tuple(item.edits or ()),
+        private_reply_at=item.private_reply_at,
+        private_reply_by=item.private_reply_by,
+        plan=(details or {}).get("public"),
+    )
