@@ -41,7 +41,6 @@ import base64
 import hashlib
 import hmac
 import html
-import json
 import logging
 from collections.abc import Iterator, Mapping
 
@@ -168,7 +167,7 @@ class XChannel:
         except Exception as exc:
             log.exception("Could not take an X webhook delivery; X will send it again")
             raise web.HTTPInternalServerError(text="not stored; deliver again") from exc
-        return web.Response(text=json.dumps({"ok": True}), content_type="application/json")
+        return web.json_response({"ok": True})
 
     def events(self, payload: payloads.XPayload) -> Iterator[ChannelEvent]:
         """Every event of a delivery for the brand's account, translated."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -285,7 +284,8 @@ async def test_a_repeated_delivery_carries_the_same_ids(rig: Rig) -> None:
     payload = x.tweets(BRAND, x.tweet(ANN, "@acme_care hi", tweet_id="9300", mentions=(BRAND,)))
     for _ in range(2):
         assert (await rig.post(payload))[0] == 200
-    assert [e.external_message_id for e in rig.received] == ["9300", "9300"]  # core dedups
+    ids = [e.external_message_id for e in rig.received if isinstance(e, InboundMessage)]
+    assert ids == ["9300", "9300"]  # the same message twice: the core keeps one
 
 
 def without(payload: x.Json, *path: str | int) -> x.Json:
@@ -498,7 +498,7 @@ async def test_a_closed_channel_calls_nothing(rig: Rig) -> None:
 # Built from the settings
 
 
-def x_settings(tmp_path: Path, public_url: str = "https://care.example") -> Settings:
+def x_settings(public_url: str = "https://care.example") -> Settings:
     return Settings.model_validate(
         {
             "server": {"public_url": public_url},
@@ -510,14 +510,28 @@ def x_settings(tmp_path: Path, public_url: str = "https://care.example") -> Sett
 ENV = {"X_CONSUMER_SECRET": SECRET, "X_USER_TOKEN": TOKEN}
 
 
-def test_an_enabled_x_is_built_with_its_webhook(tmp_path: Path) -> None:
-    platforms = build_platforms(x_settings(tmp_path), b"secret", ENV)
+async def test_an_enabled_x_is_built_with_its_webhook_and_call_hook() -> None:
+    kinds: list[str] = []
+
+    async def capped(kind: str) -> None:
+        kinds.append(kind)
+        raise DeliveryError("the monthly X call cap is reached")
+
+    async def ignore(_event: ChannelEvent) -> None:
+        pass
+
+    platforms = build_platforms(x_settings(), b"secret", ENV, x_before_call=capped)
     (channel,) = platforms.channels
     assert isinstance(channel, XChannel) and channel.user_id == BRAND
     app = web.Application()
-    platforms.mount(app, lambda _event: None)  # type: ignore[arg-type,return-value]
+    platforms.mount(app, ignore)
     paths = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
     assert {("GET", WEBHOOK_PATH), ("POST", WEBHOOK_PATH)} <= paths
+    await channel.start(ignore)
+    with pytest.raises(DeliveryError, match="cap"):
+        await channel.send(reply("Hello"))
+    await channel.close()
+    assert kinds == ["dm"]
 
 
 @pytest.mark.parametrize(
@@ -529,7 +543,7 @@ def test_an_enabled_x_is_built_with_its_webhook(tmp_path: Path) -> None:
     ],
 )
 def test_an_enabled_x_without_its_address_or_secrets_is_a_clear_error(
-    tmp_path: Path, public_url: str, env: dict[str, str], named: str
+    public_url: str, env: dict[str, str], named: str
 ) -> None:
     with pytest.raises(ConfigError, match=named):
-        build_platforms(x_settings(tmp_path, public_url), b"secret", env)
+        build_platforms(x_settings(public_url), b"secret", env)
