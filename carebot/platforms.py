@@ -1,7 +1,7 @@
 """The social channels a deployment runs, built from ``config.toml`` and the environment.
 
 Each channel is enabled in its own section (``[telegram]``, ``[whatsapp]``, ``[messenger]``,
-``[instagram]``, ``[webhook]``) and takes its secrets from the environment variables the
+``[instagram]``, ``[webhook]``, ``[x]``) and takes its secrets from the environment variables the
 section names. A channel that is enabled without its secrets stops the start with the variable
 and the key that names it. Adapters are imported only when enabled.
 """
@@ -9,7 +9,7 @@ and the key that names it. Adapters are imported only when enabled.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -43,9 +43,17 @@ class Platforms:
 
 
 def build_platforms(
-    settings: Settings, secret: bytes, env: Mapping[str, str] | None = None
+    settings: Settings,
+    secret: bytes,
+    env: Mapping[str, str] | None = None,
+    *,
+    x_before_call: Callable[[str], Awaitable[None]] | None = None,
 ) -> Platforms:
-    """Every enabled channel; raises ConfigError naming what is missing."""
+    """Every enabled channel; raises ConfigError naming what is missing.
+
+    ``x_before_call`` is awaited before every X API call with its kind (``tweet``, ``dm``,
+    ``hide``) and may refuse it with DeliveryError: X bills per call (``[x] monthly_call_cap``).
+    """
     env = os.environ if env is None else env
     platforms = Platforms()
     if settings.telegram.enabled:
@@ -53,6 +61,8 @@ def build_platforms(
     _meta(settings, secret, env, platforms)
     if settings.webhook.enabled:
         _webhook(settings, env, platforms)
+    if settings.x.enabled:
+        _x(settings, env, platforms, x_before_call)
     return platforms
 
 
@@ -184,6 +194,36 @@ def _webhook(settings: Settings, env: Mapping[str, str], platforms: Platforms) -
         secret=_secret(env, settings, "webhook", "secret_env"),
         reply_url=cfg.reply_url,
         tolerance=cfg.tolerance_seconds,
+    )
+    platforms.channels.append(channel)
+    platforms.mounts.append(partial(_mount, channel))
+
+
+def _x(
+    settings: Settings,
+    env: Mapping[str, str],
+    platforms: Platforms,
+    before_call: Callable[[str], Awaitable[None]] | None,
+) -> None:
+    from carebot.adapters.x import WEBHOOK_PATH, XChannel
+    from carebot.adapters.x_api import XApi
+
+    cfg = settings.x
+    _public_url(settings, "x", f"X's Account Activity API delivers to {WEBHOOK_PATH} there")
+    api = XApi(
+        base_url=cfg.api_url,
+        token=_secret(env, settings, "x", "token_env"),
+        before_call=before_call,
+    )
+    channel = XChannel(
+        api=api,
+        user_id=cfg.user_id,
+        consumer_secret=_secret(env, settings, "x", "consumer_secret_env"),
+        pacer=Pacer(
+            cfg.per_recipient_per_second,
+            overall_per_second=cfg.overall_per_second,
+            workers=settings.server.total_workers,
+        ),
     )
     platforms.channels.append(channel)
     platforms.mounts.append(partial(_mount, channel))

@@ -31,6 +31,9 @@ from carebot.adapters.telegram import TelegramChannel
 from carebot.adapters.terminal import TerminalChannel
 from carebot.adapters.webchat import WebChatChannel
 from carebot.adapters.webhook import WebhookChannel
+from carebot.adapters.x import WEBHOOK_PATH as X_WEBHOOK
+from carebot.adapters.x import XChannel
+from carebot.adapters.x_api import XApi
 from carebot.channel import Channel
 from carebot.config import TelegramSettings, WebChatSettings
 from carebot.exceptions import DeliveryError
@@ -38,18 +41,31 @@ from carebot.models import ChannelEvent, OutboundReply, TranscriptLine
 from carebot.pacing import Pacer
 from carebot.signing import Signer
 from tests import graph_standin as meta
+from tests import x_standin as x
 from tests.fakes import RecordingChannel
 from tests.graph_standin import GraphStandIn
 from tests.telegram_standin import TelegramStandIn, post_update, text_update
 from tests.webhook_standin import ReplyReceiver, post_inbound
+from tests.x_standin import XStandIn
 
 KEY = b"contract-test-key-0123456789abcdef"
 SECRET = "contract-secret_1"
 TOKEN = "EAAcontract"
 CHAT = 5151
 ACCOUNTS = {"whatsapp": "1111", "messenger": "2222", "instagram": "3333"}
-KINDS = ["fake", "telegram", "whatsapp", "messenger", "instagram", "webhook", "webchat", "terminal"]
-WITH_IDS = {"fake", "telegram", "whatsapp", "messenger", "instagram"}  # platforms that give one
+X_BRAND = "1500000000000000001"
+KINDS = [
+    "fake",
+    "telegram",
+    "whatsapp",
+    "messenger",
+    "instagram",
+    "webhook",
+    "webchat",
+    "terminal",
+    "x",
+]
+WITH_IDS = {"fake", "telegram", "whatsapp", "messenger", "instagram", "x"}  # platforms give one
 
 
 @dataclass
@@ -210,6 +226,31 @@ async def webhook_rig() -> AsyncIterator[Rig]:
             await channel.close()
 
 
+@asynccontextmanager
+async def x_rig() -> AsyncIterator[Rig]:
+    async with XStandIn(TOKEN) as api:
+        client = XApi(base_url=api.url, token=TOKEN)
+        channel = XChannel(api=client, user_id=X_BRAND, consumer_secret=SECRET, pacer=Pacer(10.0))
+        app = web.Application()
+        channel.mount(app)
+        user = "2200000000000000002"
+        async with serving(app) as server:
+
+            async def arrived(n: int) -> str | None:
+                return (await api.next_accepted(n))[n - 1].id
+
+            async def offer() -> bool:
+                url = str(server.make_url(X_WEBHOOK))
+                dm = x.direct_message(X_BRAND, user, "hello")
+                status, _ = await x.post_webhook(url, dm, secret=SECRET)
+                return status == 200
+
+            rig = Rig(channel, lambda: fixed(user), lambda: len(api.accepted), arrived, offer)
+            rig.payloads = lambda: [call.body for call in api.accepted]
+            yield rig
+            await channel.close()
+
+
 class Tab:
     """A visitor's open web chat tab, reading every frame as it comes."""
 
@@ -297,6 +338,7 @@ def rig(kind: str) -> AbstractAsyncContextManager[Rig]:
         "webhook": webhook_rig,
         "webchat": webchat_rig,
         "terminal": terminal_rig,
+        "x": x_rig,
     }
     return makers[kind]()
 
