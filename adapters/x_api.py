@@ -1,9 +1,8 @@
 """A small client for the X API v2: post a reply, send a direct message, hide a reply.
 
 Every call goes to ``{api_url}/2/...`` with the brand's user access token (OAuth 2.0, Bearer), so
-tests point it at a local stand-in. X bills per call: before each one, the optional
-``before_call`` is awaited with the kind of call (:data:`TWEET`, :data:`DM`, :data:`HIDE`); it
-may raise :class:`DeliveryError` (a monthly cap reached) and then nothing is sent.
+tests point it at a local stand-in. X bills per call: the outbox counts each one against
+``[x] monthly_call_cap`` before it reaches this client (:mod:`carebot.public.delivery`).
 
 Failures become :class:`DeliveryError`: a rate limit (HTTP 429) waits until the
 ``x-rate-limit-reset`` time X gives (at least a second); server errors, an unreachable API and a
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,8 +27,6 @@ TWEET = "tweet"  # POST /2/tweets
 DM = "dm"  # POST /2/dm_conversations/with/{participant_id}/messages
 HIDE = "hide"  # PUT /2/tweets/{id}/hidden
 
-BeforeCall = Callable[[str], Awaitable[None]]
-
 
 class XApi:
     def __init__(
@@ -37,12 +34,10 @@ class XApi:
         *,
         base_url: str,
         token: str,
-        before_call: BeforeCall | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._base = f"{base_url.rstrip('/')}/2"
         self._token = token
-        self._before_call = before_call
         self._clock = clock  # epoch seconds, to read x-rate-limit-reset
         self._session: aiohttp.ClientSession | None = None
 
@@ -75,8 +70,6 @@ class XApi:
 
     async def _call(self, kind: str, method: str, path: str, body: dict[str, Any]) -> Any:
         session = self._opened()
-        if self._before_call is not None:
-            await self._before_call(kind)  # may raise DeliveryError: then nothing is sent
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
             async with session.request(

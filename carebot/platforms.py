@@ -9,7 +9,7 @@ and the key that names it. Adapters are imported only when enabled.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -46,14 +46,9 @@ def build_platforms(
     settings: Settings,
     secret: bytes,
     env: Mapping[str, str] | None = None,
-    *,
-    x_before_call: Callable[[str], Awaitable[None]] | None = None,
 ) -> Platforms:
-    """Every enabled channel; raises ConfigError naming what is missing.
-
-    ``x_before_call`` is awaited before every X API call with its kind (``tweet``, ``dm``,
-    ``hide``) and may refuse it with DeliveryError: X bills per call (``[x] monthly_call_cap``).
-    """
+    """Every enabled channel; raises ConfigError naming what is missing. (X's monthly call
+    cap is counted by the outbox: :mod:`carebot.public.delivery`.)"""
     env = os.environ if env is None else env
     platforms = Platforms()
     if settings.telegram.enabled:
@@ -62,7 +57,7 @@ def build_platforms(
     if settings.webhook.enabled:
         _webhook(settings, env, platforms)
     if settings.x.enabled:
-        _x(settings, env, platforms, x_before_call)
+        _x(settings, env, platforms)
     return platforms
 
 
@@ -203,7 +198,6 @@ def _x(
     settings: Settings,
     env: Mapping[str, str],
     platforms: Platforms,
-    before_call: Callable[[str], Awaitable[None]] | None,
 ) -> None:
     from carebot.adapters.x import WEBHOOK_PATH, XChannel
     from carebot.adapters.x_api import XApi
@@ -213,7 +207,6 @@ def _x(
     api = XApi(
         base_url=cfg.api_url,
         token=_secret(env, settings, "x", "token_env"),
-        before_call=before_call,
     )
     channel = XChannel(
         api=api,
