@@ -27,6 +27,7 @@ from carebot.store.database import Database
 from carebot.store.labels import labels_of
 from carebot.store.notes import note_rows
 from carebot.store.outbox import FAILED, PENDING, last_customer_message
+from carebot.store.public_items import PublicView, public_view
 from carebot.store.tables import (
     Conversation,
     Customer,
@@ -101,6 +102,7 @@ class Case:
     notes: list[dict[str, Any]] = field(default_factory=list)  # internal notes, oldest first
     trail: list[dict[str, Any]] = field(default_factory=list)  # the audit trail, oldest first
     tags: list[str] = field(default_factory=list)  # the conversation's labels
+    public: PublicView | None = None  # a public conversation: its post and comments
 
     @property
     def timeline(self) -> list[dict[str, Any]]:
@@ -294,6 +296,7 @@ class AgentQueue:
                 session, conversation_id, resolved_too=closed
             )
             withdrawn = None if handoff or closed else await _withdrawn(session, conversation_id)
+            public = await public_view(session, conversation_id)
             latest = decision or await session.scalar(
                 select(DecisionRow)
                 .where(DecisionRow.conversation_id == conversation_id)
@@ -315,12 +318,13 @@ class AgentQueue:
                 top_intents=list(latest.details.get("top", [])) if latest else [],
                 messages=await _messages(session, conversation.id),
                 past=past,
-                window=None if closed else await self._window(session, identity),
+                window=None if closed or public else await self._window(session, identity),
                 closed=await closed_view(session, conversation),
                 withdrawn=withdrawn,
                 notes=await note_rows(session, conversation_id),
                 trail=await _trail(session, conversation_id),
                 tags=await labels_of(session, conversation_id),
+                public=public,
             )
 
     async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:
