@@ -413,3 +413,39 @@ async def test_the_desks_view_of_a_public_conversation(runtime: Runtime, clock: 
     assert view.latest == seen
     private = await runtime.inbox.receive(InboundMessage(CHANNEL, "u9", "m9", "hi", clock.now))
     assert await runtime.public_items.view(private.received.conversation_id) is None
+
+
+async def test_no_rating_request_is_posted_under_a_comment_the_bot_answered(
+    tmp_path: Path,
+    intents: Path,
+    database_url: str,
+    encoder: FakeEncoder,
+    clock: Clock,
+    public_channel: PublicRecordingChannel,
+) -> None:
+    """The rating sweep asks bot-resolved conversations; a public one is never asked."""
+    settings = make_settings(
+        tmp_path,
+        matcher={"intents_dir": str(intents)},
+        public={"live": [CHANNEL]},
+        survey={"rating": True},
+    )
+    db = Database(database_url)
+    await db.upgrade()
+    await db.close()
+    rt = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={CHANNEL: public_channel},
+        clock=clock,
+        database_url=database_url,
+        post_classifier=FixedClassifier(),
+        public_guard=guard,
+    )
+    try:
+        await rt.inbox.receive(comment("how do I return an item"))
+        clock.advance(timedelta(hours=settings.insight.assume_resolved_hours + 1).total_seconds())
+        assert await rt.ratings.sweep() == []
+        assert [a[0] for a in public_channel.actions] == ["reply"] and public_channel.sent == []
+    finally:
+        await rt.db.close()

@@ -228,9 +228,13 @@ class QuietAnswers:
     async def due(self, *, after: datetime, until: datetime) -> list[int]:
         """Conversations with a bot answer in (``after``, ``until``] that is their last one (not
         small talk), with no request from the customer since, never handed over, and not asked
-        for a rating yet."""
+        for a rating yet. Public conversations are never asked: nothing of the kind is posted
+        under a customer's comment."""
         handed_over = select(Handoff.id).where(
             Handoff.conversation_id == DecisionRow.conversation_id
+        )
+        public = select(Conversation.id).where(
+            Conversation.id == DecisionRow.conversation_id, Conversation.visibility == "public"
         )
         rated = select(Survey.id).where(
             Survey.conversation_id == DecisionRow.conversation_id, Survey.kind == RATING
@@ -245,6 +249,7 @@ class QuietAnswers:
                         DecisionRow.created_at > after,
                         ~handed_over.exists(),
                         ~rated.exists(),
+                        ~public.exists(),
                     )
                     .order_by(DecisionRow.id)
                 )
