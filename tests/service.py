@@ -47,10 +47,12 @@ async def running_service(
     clock: Clock | None = None,
     env: Mapping[str, str] | None = None,
     encoder: Encoder | None = None,
+    runtime_options: Mapping[str, Any] | None = None,
     **app_options: Any,
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk);
-    ``app_options`` go to :func:`build_app` (``login_sleep``). Closing the server runs the
+    ``app_options`` go to :func:`build_app` (``login_sleep``), ``runtime_options`` to
+    :func:`build_runtime` (``post_classifier``...). Closing the server runs the
     service's whole shutdown (aiohttp's cleanup)."""
     db = Database(database_url)
     await db.upgrade()
@@ -61,6 +63,7 @@ async def running_service(
         database_url=database_url,
         backoff=EXACT_BACKOFF,
         **({"clock": clock} if clock else {}),
+        **(runtime_options or {}),
     )
     service = build_app(settings, runtime, env=env or {}, **app_options)
     server = TestServer(service.app)
