@@ -105,7 +105,7 @@ class MetaPublic:
         )
         author = value.from_
         return [
-            self._inbound(
+            self._message(
                 author.id, author.name, value.comment_id, value.message, at, where, value.raw
             )
         ]
@@ -124,7 +124,7 @@ class MetaPublic:
             raise DeliveryError(f"the Graph API gave no created_time for mention {target}")
         where = PublicContext(thread=mention.post_id, kind="mention", post_url=node.permalink_url)
         sender, raw = mention.sender_id, mention.raw | {"looked_up": answer}
-        return [self._inbound(sender, mention.sender_name, target, node.message, at, where, raw)]
+        return [self._message(sender, mention.sender_name, target, node.message, at, where, raw)]
 
     def _ig_comment(self, comment: public.IgComment, at: datetime) -> list[ChannelEvent]:
         author = comment.from_
@@ -133,7 +133,7 @@ class MetaPublic:
             return []
         where = PublicContext(thread=comment.media.id, kind="comment", parent_id=comment.parent_id)
         text, raw = comment.text, comment.raw
-        return [self._inbound(author.id, author.username, comment.id, text, at, where, raw)]
+        return [self._message(author.id, author.username, comment.id, text, at, where, raw)]
 
     async def _ig_mention(self, mention: public.IgMention) -> list[ChannelEvent]:
         if mention.comment_id is not None:
@@ -152,14 +152,14 @@ class MetaPublic:
             if author.id == self.account_id:
                 return []
             text, at = comment.text, comment.timestamp
-            return [self._inbound(author.id, author.username, comment.id, text, at, where, raw)]
+            return [self._message(author.id, author.username, comment.id, text, at, where, raw)]
         media = found.mentioned_media
         if media is None:
             raise DeliveryError(f"no mentioned_media {mention.media_id} in the answer")
         # A caption's author comes as a username only, not an Instagram-scoped id.
         where = PublicContext(thread=media.id, kind="mention", post_url=media.permalink)
         user, at = f"@{media.username}", media.timestamp
-        return [self._inbound(user, media.username, media.id, media.caption, at, where, raw)]
+        return [self._message(user, media.username, media.id, media.caption, at, where, raw)]
 
     async def _look_up(
         self, node: str, params: dict[str, str], model: type[P]
@@ -171,7 +171,7 @@ class MetaPublic:
         except ValidationError as exc:
             raise DeliveryError(f"unexpected Graph API answer for {node}: {problems(exc)}") from exc
 
-    def _inbound(
+    def _message(
         self,
         user: str,
         name: str,

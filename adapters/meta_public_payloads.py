@@ -10,9 +10,10 @@ A Messenger or Instagram entry (:class:`~.meta_payloads.MessagingEntry`) may car
 * Instagram (object ``instagram``): ``comments`` and ``live_comments`` -> :class:`IgComment`,
   ``mentions`` -> :class:`IgMention`.
 
-Other fields (and a change without a value) keep only their name. What the translation reads is required (a comment's id, its
-post, its author when it is added...), so a change without it is refused with 400 naming the
-field, e.g. ``entry.0.changes.0.feed.comment_id: Field required``.
+Other fields (and a change without a value) keep only their name. What the translation reads
+is required (a comment's id, its post and time, its author when it is added...), so a change
+without it is refused with 400 naming it, e.g. ``entry.0.changes.0.feed: Value error, a comment
+add needs 'from'``.
 """
 
 from __future__ import annotations
