@@ -84,7 +84,10 @@ class MetaPublic:
 
     def _feed(self, value: public.FeedValue) -> list[ChannelEvent]:
         if not value.is_comment_change:
-            log.info("Ignoring a Facebook feed change: %s %s", value.item, value.verb)
+            # A comment hidden or unhidden (by the page, or by carebot itself) is worth a line;
+            # statuses, photos, reactions and likes come by the hundred.
+            level = logging.INFO if value.item == "comment" else logging.DEBUG
+            log.log(level, "Ignoring a Facebook feed change: %s %s", value.item, value.verb)
             return []
         assert value.comment_id and value.post_id and value.created_time is not None
         if value.from_ is not None and value.from_.id == self.account_id:

@@ -156,7 +156,8 @@ class GraphStandIn(StandIn):
         headers: dict[str, str] | None = None,
         times: int = 1,
     ) -> None:
-        """The next `times` sends to `node` answer `status` with error `code` (and `headers`)."""
+        """The next `times` calls to `node` (sends, replies, hides, look-ups) answer `status` with
+        error `code` (and `headers`)."""
         text = message if message is not None else MESSAGES.get(code, f"(#{code}) Error")
         self._failures.setdefault(str(node), []).extend(
             [GraphError(status, code, text, headers)] * times
