@@ -13,6 +13,12 @@ Translation only. Meta sends every product's events to one webhook (``/meta/webh
   (what was stored is deduplicated by message id). Once the channels have stopped (shutdown),
 calls are answered 503 and nothing is taken: Meta delivers them again later.
 
+Facebook Page and Instagram comments and mentions (an entry's ``changes``) are translated by
+:mod:`carebot.adapters.meta_public`, which also gives the Messenger and Instagram channels their
+public actions. A mention carries ids only, so its text is looked up in the Graph API while the
+call is translated, before anything is stored: a failed look-up answers 500 (Meta sends the
+call again) and none of the call is taken.
+
 Replies go out through the Graph API (see :mod:`carebot.adapters.graph`), paced per recipient and
 overall. Clarification choices become reply buttons (WhatsApp: up to 3 buttons, else a list of
 up to 10; Messenger and Instagram: quick replies).
@@ -25,15 +31,18 @@ import hmac
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from carebot.adapters import meta_payloads as payloads
 from carebot.adapters.graph import GraphApi
+from carebot.adapters.meta_public import MetaPublic
+from carebot.adapters.meta_public_payloads import PublicEntry
 from carebot.adapters.payloads import at_milli, at_second, problems
 from carebot.channel import Deliver
+from carebot.exceptions import DeliveryError
 from carebot.file_links import FileLinks
 from carebot.models import Attachment, ChannelEvent, DeliveryStatus, InboundMessage, OutboundReply
 from carebot.pacing import Pacer
@@ -59,6 +68,13 @@ class MetaChannel(Protocol):
     def receiving(self) -> bool: ...
 
     def translate(self, item: Any) -> Iterator[ChannelEvent]: ...
+
+
+@runtime_checkable
+class PublicMetaChannel(Protocol):
+    """A channel that also reads an entry's comment and mention ``changes``."""
+
+    async def translate_changes(self, entry: PublicEntry) -> list[ChannelEvent]: ...
 
 
 class MetaWebhook:
@@ -99,11 +115,14 @@ class MetaWebhook:
         try:
             # Parsed and translated before anything is stored: a malformed batch is refused
             # with 400 and none of it is taken.
-            events = list(self.events(payloads.parse(raw)))
+            events = await self.events(payloads.parse(raw))
         except ValidationError as exc:
             log.warning("Refused a malformed Meta webhook call: %s", problems(exc))
             log.debug("The malformed Meta webhook call: %r", raw)
             raise web.HTTPBadRequest(text=f"not a webhook payload: {problems(exc)}") from exc
+        except DeliveryError as exc:
+            log.warning("Could not look up a comment or mention (%s); Meta will send it again", exc)
+            raise web.HTTPInternalServerError(text="look-up failed; deliver again") from exc
         assert self._deliver is not None
         try:
             for event in events:
@@ -113,21 +132,27 @@ class MetaWebhook:
             raise web.HTTPInternalServerError(text="not stored; deliver again") from exc
         return web.Response(text="EVENT_RECEIVED")
 
-    def events(self, payload: payloads.MetaPayload) -> Iterator[ChannelEvent]:
-        """Every event of a webhook payload, translated by the channel it is addressed to."""
+    async def events(self, payload: payloads.MetaPayload) -> list[ChannelEvent]:
+        """Every event of a webhook payload, translated by the channel it is addressed to;
+        comment and mention changes may be looked up in the Graph API (DeliveryError when a
+        look-up fails)."""
+        found: list[ChannelEvent] = []
         if isinstance(payload, payloads.WhatsAppPayload):
             for entry in payload.entry:
                 for change in entry.changes:
                     if change.value is not None:  # a "messages" change
                         account = change.value.metadata.phone_number_id
-                        yield from self._for("whatsapp", account, change.value)
+                        found.extend(self._for("whatsapp", account, change.value))
         elif isinstance(payload, payloads.MessagingPayload):
             kind = "messenger" if payload.object == "page" else "instagram"
             for messaging in payload.entry:
                 for item in messaging.messaging:
-                    yield from self._for(kind, messaging.id, item)
+                    found.extend(self._for(kind, messaging.id, item))
+                if messaging.changes:
+                    found.extend(await self._changes(kind, messaging))
         else:
             log.info("Ignoring a Meta webhook call about %r objects", payload.object)
+        return found
 
     def _for(self, kind: str, account: str, item: Any) -> Iterator[ChannelEvent]:
         channel = self._channels.get((kind, account))
@@ -135,6 +160,13 @@ class MetaWebhook:
             log.info("Ignoring a %s event for account %s, which is not configured", kind, account)
             return
         yield from channel.translate(item)
+
+    async def _changes(self, kind: str, entry: payloads.MessagingEntry) -> list[ChannelEvent]:
+        channel = self._channels.get((kind, entry.id))
+        if not isinstance(channel, PublicMetaChannel):
+            log.info("Ignoring %s changes for account %s, which is not configured", kind, entry.id)
+            return []
+        return await channel.translate_changes(entry)
 
 
 class WhatsAppChannel:
@@ -232,9 +264,10 @@ class WhatsAppChannel:
         return "", (Attachment(message.type, ""),)  # contacts, orders...: nothing to read
 
 
-class MessengerChannel:
+class MessengerChannel(MetaPublic):
     """Messenger (``name = "messenger"``, a Facebook page) or Instagram (``"instagram"``, a
-    professional account): the same messaging format and Send API."""
+    professional account): the same messaging format and Send API; their comments and mentions
+    and public actions come from :class:`~carebot.adapters.meta_public.MetaPublic`."""
 
     def __init__(self, *, name: str, api: GraphApi, account_id: str, pacer: Pacer) -> None:
         self.name = name

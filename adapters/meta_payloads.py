@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
+from carebot.adapters.meta_public_payloads import PublicEntry
 from carebot.adapters.payloads import Id, Millis, Payload, RawPayload, Seconds
 
 FILE_TYPES = ("image", "audio", "voice", "video", "document", "sticker")
@@ -217,7 +218,7 @@ class MessagingItem(RawPayload):
     delivery: Delivery | None = None
 
 
-class MessagingEntry(Payload):
+class MessagingEntry(PublicEntry):  # + time and changes: comments and mentions
     id: Id
     messaging: tuple[MessagingItem, ...] = ()  # absent in entries of other fields (feed...)
 

@@ -4,6 +4,9 @@
 with `whatsapp_number()` speaks the WhatsApp Cloud API, one registered with `page()` the
 Messenger / Instagram Send API. Errors have Meta's shape: `{"error": {"message", "type", "code",
 "fbtrace_id"}}`; throughput errors (130429, 131056) come as HTTP 400 without Retry-After.
+Comments, private replies, hiding and the look-ups of mentions are `self.public`
+(tests/graph_public_standin.py); `usage_header` is sent as `X-Business-Use-Case-Usage` on
+every answer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from tests.graph_public_standin import PublicError, PublicGraph
 from tests.loopback import Json, StandIn
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -70,11 +74,14 @@ class Sent:
 
 @dataclass(frozen=True)
 class Call:
-    """Any request to a messages endpoint and the HTTP status it got."""
+    """Any request to the Graph API and the HTTP status it got (`edge` "" for the node itself:
+    a hide, a look-up)."""
 
     node: str
     body: Json
     status: int
+    edge: str = "messages"
+    method: str = "POST"
 
 
 class GraphStandIn(StandIn):
@@ -89,6 +96,8 @@ class GraphStandIn(StandIn):
         self.read_receipts: list[Json] = []  # WhatsApp {"status": "read", "message_id"} bodies
         self._failures: dict[str, list[GraphError]] = {}
         self.media: dict[str, tuple[bytes, str]] = {}
+        self.public = PublicGraph()
+        self.usage_header: str | None = None  # X-Business-Use-Case-Usage on every answer
 
     @property
     def url(self) -> str:
@@ -97,6 +106,8 @@ class GraphStandIn(StandIn):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{node}/messages", self._on_messages)
+        app.router.add_post("/{version}/{node}/{edge:comments|replies}", self._on_public)
+        app.router.add_post("/{version}/{node}", self._on_public)
         app.router.add_get("/{version}/{media_id}", self._on_media_info)
         app.router.add_get("/download/{media_id}", self._on_media_download)
 
@@ -111,8 +122,10 @@ class GraphStandIn(StandIn):
             raise web.HTTPUnauthorized(text="Invalid OAuth access token.")
 
     async def _on_media_info(self, request: web.Request) -> web.Response:
-        self._check_token(request)
         media_id = request.match_info["media_id"]
+        if media_id not in self.media:  # a post, a comment, an account: a look-up
+            return await self._on_public(request)
+        self._check_token(request)
         if media_id not in self.media:
             return GraphError(400, 100, f"Media {media_id} does not exist").response()
         content, mime = self.media[media_id]
@@ -143,7 +156,8 @@ class GraphStandIn(StandIn):
         headers: dict[str, str] | None = None,
         times: int = 1,
     ) -> None:
-        """The next `times` sends to `node` answer `status` with error `code` (and `headers`)."""
+        """The next `times` calls to `node` (sends, replies, hides, look-ups) answer `status` with
+        error `code` (and `headers`)."""
         text = message if message is not None else MESSAGES.get(code, f"(#{code}) Error")
         self._failures.setdefault(str(node), []).extend(
             [GraphError(status, code, text, headers)] * times
@@ -163,23 +177,37 @@ class GraphStandIn(StandIn):
         return f"sent {len(self.sent)}; calls: {seen}"
 
     async def _on_messages(self, request: web.Request) -> web.Response:
-        node = request.match_info["node"]
+        return await self._handle(request, "messages", self._answer)
+
+    async def _on_public(self, request: web.Request) -> web.Response:
+        return await self._handle(request, request.match_info.get("edge", ""), self._public)
+
+    async def _handle(self, request: web.Request, edge: str, answer: Any) -> web.Response:
+        """Record the call, answer it (or its error), with the usage header if one is set."""
+        node = request.match_info.get("node") or request.match_info["media_id"]
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"raw": raw.decode(errors="replace")}
+        if request.method == "GET":
+            body = dict(request.query)
+        headers = {"X-Business-Use-Case-Usage": self.usage_header} if self.usage_header else {}
         try:
-            answer = self._answer(request, node, body)
+            result = answer(request, node, body)
+        except PublicError as refused:
+            result = GraphError(refused.status, refused.code, refused.message)
         except GraphError as error:
-            self.calls.append(Call(node, body, error.status))
-            await self._notify()
-            return error.response()
-        self.calls.append(Call(node, body, 200))
+            result = error
+        status = result.status if isinstance(result, GraphError) else 200
+        self.calls.append(Call(node, body, status, edge, request.method))
         await self._notify()
-        return web.json_response(answer)
+        if isinstance(result, GraphError):
+            result.headers |= headers
+            return result.response()
+        return web.json_response(result, headers=headers)
 
-    def _answer(self, request: web.Request, node: str, body: Json) -> Json:
+    def _checked(self, request: web.Request, node: str) -> None:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         if (token or request.query.get("access_token")) != self.access_token:
@@ -187,7 +215,21 @@ class GraphStandIn(StandIn):
         if request.match_info["version"] != self.version:
             version = request.match_info["version"]
             raise GraphError(400, 2635, f"Unsupported Graph API version {version}.")
+        if self._failures.get(node):
+            raise self._failures[node].pop(0)
+
+    def _public(self, request: web.Request, node: str, body: Json) -> Json:
+        self._checked(request, node)
+        edge = request.match_info.get("edge")
+        if request.method == "GET":
+            return self.public.look_up(node, request.query.get("fields", ""))
+        if edge:
+            return self.public.reply(node, edge, body)
+        return self.public.set_hidden(node, body)
+
+    def _answer(self, request: web.Request, node: str, body: Json) -> Json:
         if node not in self.nodes:
+            self._checked(request, "")
             raise GraphError(
                 400,
                 100,
@@ -195,10 +237,11 @@ class GraphStandIn(StandIn):
                 "does not exist, cannot be loaded due to missing permissions, "
                 "or does not support this operation.",
             )
-        if self._failures.get(node):
-            raise self._failures[node].pop(0)
+        self._checked(request, node)
         if self.nodes[node] == "whatsapp":
             return self._whatsapp(node, body)
+        if "comment_id" in (body.get("recipient") or {}):
+            return self.public.private_reply(node, body)
         return self._page(node, body)
 
     def _whatsapp(self, node: str, body: Json) -> Json:
