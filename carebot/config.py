@@ -719,6 +719,9 @@ class PublicSettings(_Section):
     # The brand's order number formats (regular expressions) for the personal-data guard;
     # empty: the built-in ones (#12345, "order 123456", NW-2026-00123, Bestellnummer 48213).
     order_patterns: tuple[str, ...] = ()
+    # The brand's own contact details (its support address, its hotline), written exactly as
+    # replies use them: the guard lets these through; every other address or number is refused.
+    own_contact_details: tuple[Annotated[str, Field(min_length=3)], ...] = ()
 
     @field_validator("order_patterns")
     @classmethod

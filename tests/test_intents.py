@@ -315,3 +315,42 @@ def test_the_conflicts_of_one_intent_are_those_of_the_whole_check_that_concern_i
     assert some <= whole
     assert {m for m in whole if concerns(m)} <= some
     assert any(concerns(m) for m in whole) or edited == "greeting"
+
+
+def test_check_warns_of_public_intents_that_could_never_be_answered_in_public(
+    tmp_path: Path,
+) -> None:
+    text = """intents:
+  - id: contact
+    public: true
+    examples: [how do I reach you, your email please, contact details]
+    answer: Write to {mail}.
+  - id: hours
+    public: true
+    examples: [when are you open, opening hours, are you open today]
+    answer: We are open 9-5.
+  - id: where
+    public: true
+    personal_data: true
+    examples: [where is my parcel, parcel not here, track parcel]
+    answer: Send us your order number.
+"""
+    from carebot.config import PublicSettings
+    from carebot.public.posting import public_guard
+
+    problems = check_intents(
+        folder(tmp_path, **{"a.yaml": text}),
+        placeholders={"mail": "care@shop.example"},
+        public_guard=public_guard(PublicSettings()),
+    )
+    found = [p.message for p in problems]
+    assert len(found) == 2 and all("marked public: true" in m for m in found)
+    assert "guard refuses" in found[0] and "e-mail address" in found[0]
+    assert "personal_data: true" in found[1]
+    allowed = public_guard(PublicSettings(own_contact_details=("care@shop.example",)))
+    problems = check_intents(
+        tmp_path,
+        placeholders={"mail": "care@shop.example"},
+        public_guard=allowed,
+    )
+    assert [p.message.split(":")[0] for p in problems] == ["where"]

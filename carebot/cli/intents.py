@@ -93,13 +93,19 @@ def _intents_check(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
     from carebot.nlu.intent_check import check_intents
     from carebot.nlu.intents import Severity
+    from carebot.public.posting import public_guard
 
     settings = load_settings(args.config)
     directory = args.directory or settings.path(settings.matcher.intents_dir)
     encoder = None
     if not args.no_conflicts:  # the conflict analysis compares the examples' embeddings
         encoder = lambda: args.encoder or _load_encoder(settings)  # noqa: E731
-    problems = check_intents(directory, placeholders=dict(settings.placeholders), encoder=encoder)
+    problems = check_intents(
+        directory,
+        placeholders=dict(settings.placeholders),
+        encoder=encoder,
+        public_guard=public_guard(settings.public),
+    )
     for problem in problems:
         print(problem)
     errors = sum(p.severity is Severity.ERROR for p in problems)

@@ -26,6 +26,7 @@ def check_intents(
     placeholders: dict[str, str],
     encoder: Callable[[], Encoder] | None = None,
     only: Collection[str] | None = None,
+    public_guard: Callable[[str], str | None] | None = None,
 ) -> list[Problem]:
     """All problems in ``directory``, every file read however broken the others are; with
     ``encoder``, also the conflict analysis, once there are no errors (it loads the model, and
@@ -54,10 +55,47 @@ def check_intents(
                     Severity.WARNING,
                 )
             )
+    if public_guard is not None:
+        problems.extend(_public_problems(intents, placeholders, public_guard, directory))
     errors = any(p.severity is Severity.ERROR for p in problems)
     if encoder is not None and len(intents) > 1 and not errors:
         problems.extend(conflicts(intents, encoder(), only=only))
     return problems
+
+
+def _public_problems(
+    intents: IntentSet,
+    placeholders: dict[str, str],
+    guard: Callable[[str], str | None],
+    directory: Path,
+) -> list[Problem]:
+    """Intents marked ``public: true`` whose answer could never be posted in public: the
+    personal-data guard refuses it (``guard``: its reason), or the intent needs the customer's
+    details (``personal_data: true`` wins: such questions move to private messages)."""
+    found = []
+    for intent in intents.intents:
+        if not intent.public or not intent.answer:
+            continue
+        why = None
+        if intent.personal_data:
+            why = "it is also marked personal_data: true, so public questions move to private"
+        else:
+            try:
+                refused = guard(intent.render_answer(placeholders))
+            except (KeyError, ValueError):
+                refused = None  # an unknown placeholder is reported on its own
+            if refused is not None:
+                why = f"the personal-data guard refuses its answer in public ({refused})"
+        if why is not None:
+            found.append(
+                Problem(
+                    intent.file or directory,
+                    intent.line,
+                    f"{intent.id}: marked public: true, but {why}",
+                    Severity.WARNING,
+                )
+            )
+    return found
 
 
 def conflicts(

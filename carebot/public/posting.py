@@ -19,12 +19,19 @@ def refuse_all(text: str) -> str | None:
     return "no personal-data guard is configured for public posts"
 
 
+OWN_DETAIL = "our contact page"  # what the guard reads in place of the brand's own details
+
+
 def public_guard(settings: PublicSettings) -> Guard:
-    """The personal-data guard (:mod:`carebot.public.guard`) with the brand's order patterns:
-    the refusal's message for the agent, or None when the text may be posted."""
+    """The personal-data guard (:mod:`carebot.public.guard`) with the brand's order patterns,
+    letting through the brand's own contact details exactly as configured: the refusal's
+    message for the agent, or None when the text may be posted."""
     patterns = settings.order_patterns or DEFAULT_ORDER_PATTERNS
+    own = sorted(settings.own_contact_details, key=len, reverse=True)
 
     def guard(text: str) -> str | None:
+        for detail in own:  # the brand's own address or hotline is not a customer's data
+            text = text.replace(detail, OWN_DETAIL)
         refusal = check_public_text(text, order_patterns=patterns)
         return refusal.message if refusal is not None else None
 
