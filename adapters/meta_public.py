@@ -198,7 +198,15 @@ class MetaPublic:
     # Public actions (carebot.public.actions.PublicActions).
 
     async def reply_public(self, action: PublicAction, text: str) -> str | None:
-        """Reply under ``action.target`` in public; the id of the new comment."""
+        """Reply under ``action.target`` in public; the id of the new comment. An Instagram
+        mention sits on another account's media: the reply goes through the brand's own
+        ``/mentions`` edge, naming the comment and the media."""
+        if not self._facebook and action.about == "mention":
+            body = {"media_id": action.thread, "message": text}
+            if action.target != action.thread:  # a comment's mention; else the caption's
+                body["comment_id"] = action.target
+            answer = await self._api.post(f"{self.account_id}/mentions", body)
+            return _text(answer.get("id"))
         edge = "comments" if self._facebook else "replies"
         answer = await self._api.post(f"{action.target}/{edge}", {"message": text})
         return _text(answer.get("id"))

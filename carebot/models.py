@@ -195,13 +195,24 @@ class PublicAction:
     kind: PublicActionKind
     target: str
     thread: str
+    about: str = "comment"  # what the target is (PublicContext.kind): comment, mention, ...
 
     def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind.value, "target": self.target, "thread": self.thread}
+        return {
+            "kind": self.kind.value,
+            "target": self.target,
+            "thread": self.thread,
+            "about": self.about,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PublicAction:
-        return cls(PublicActionKind(data["kind"]), str(data["target"]), str(data["thread"]))
+        return cls(
+            PublicActionKind(data["kind"]),
+            str(data["target"]),
+            str(data["thread"]),
+            str(data.get("about") or "comment"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,18 @@ class PublicGraph:
         self.replies.append(reply)
         return {"id": reply.id}
 
+    def mention_reply(self, account: str, body: Json) -> Json:
+        """``POST /{ig-user-id}/mentions``: a reply to a comment (``comment_id``) or caption
+        (``media_id`` alone) that mentions the account, on another account's media."""
+        target = str(body.get("comment_id") or body.get("media_id") or "")
+        if not target or not self.knows(target) or not body.get("media_id"):
+            raise PublicError(400, 100, "(#100) media_id (and comment_id) of a mention required")
+        if not str(body.get("message", "")).strip():
+            raise PublicError(400, 100, "(#100) The parameter message is required")
+        reply = Reply(target, "mentions", str(body["message"]), f"{account}_{next(_seq)}")
+        self.replies.append(reply)
+        return {"id": reply.id}
+
     def set_hidden(self, node: str, body: Json) -> Json:
         comment = self._comment(node)
         key = "is_hidden" if comment.platform == "facebook" else "hide"

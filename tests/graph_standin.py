@@ -106,7 +106,7 @@ class GraphStandIn(StandIn):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{node}/messages", self._on_messages)
-        app.router.add_post("/{version}/{node}/{edge:comments|replies}", self._on_public)
+        app.router.add_post("/{version}/{node}/{edge:comments|replies|mentions}", self._on_public)
         app.router.add_post("/{version}/{node}", self._on_public)
         app.router.add_get("/{version}/{media_id}", self._on_media_info)
         app.router.add_get("/download/{media_id}", self._on_media_download)
@@ -223,6 +223,8 @@ class GraphStandIn(StandIn):
         edge = request.match_info.get("edge")
         if request.method == "GET":
             return self.public.look_up(node, request.query.get("fields", ""))
+        if edge == "mentions":
+            return self.public.mention_reply(node, body)
         if edge:
             return self.public.reply(node, edge, body)
         return self.public.set_hidden(node, body)

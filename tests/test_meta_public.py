@@ -317,6 +317,27 @@ async def test_a_public_reply_goes_under_the_comment(rig: Rig, channel: str, edg
     assert reply_id == reply.id and reply.target == "c-10"
 
 
+@pytest.mark.parametrize(
+    ("target", "body"),
+    [
+        ("ig-m2", {"media_id": "other-media", "comment_id": "ig-m2"}),  # in a comment
+        ("other-media", {"media_id": "other-media"}),  # in the caption
+    ],
+    ids=["comment", "caption"],
+)
+async def test_an_instagram_mention_is_answered_through_the_accounts_mentions_edge(
+    rig: Rig, target: str, body: dict[str, str]
+) -> None:
+    """A mention sits on another account's media: the reply goes to /{ig-user-id}/mentions."""
+    rig.comment("instagram", "ig-m2", "@brand love it", post_id="other-media")
+    rig.graph.public.add_post(Post("other-media", "Unboxing @brand", "https://ig/p/1", "bo"))
+    mention = PublicAction(PublicActionKind.REPLY, target, "other-media", "mention")
+    reply_id = await rig.channels["instagram"].reply_public(mention, "Thanks!")
+    [call] = rig.graph.calls
+    assert (call.node, call.edge, call.body) == (IG, "mentions", {**body, "message": "Thanks!"})
+    assert reply_id == rig.graph.public.replies[-1].id
+
+
 @pytest.mark.parametrize("channel", CHANNELS)
 async def test_a_private_reply_reaches_the_commenter_once(rig: Rig, channel: str) -> None:
     rig.comment(channel, "c-11", "My order never came", created=int(time.time()))

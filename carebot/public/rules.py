@@ -6,7 +6,8 @@ agent can act on (the inbox and Slack show it). The platforms' own limits:
 * Facebook and Instagram allow **one private reply per comment**, within **7 days** of it.
 * Instagram allows public replies only to **top-level comments that are not hidden**.
 * X's API lets a brand reply in public only to posts that **mention or quote** it, and hide
-  only **replies** in its own conversations.
+  only **replies** in its own conversations; Instagram hides no mention on another account's
+  post.
 * Nothing can be posted under, or hidden, a comment that was **removed**; only a hidden one
   can be unhidden.
 
@@ -59,6 +60,8 @@ def refusal(action: PublicActionKind, item: ItemFacts, now: datetime) -> str | N
             return f"the {item.kind} is hidden already"
         if item.channel == "x" and item.kind != "reply":
             return "X lets a brand hide only replies in its own conversations, not mentions"
+        if item.channel == "instagram" and item.kind == "mention":
+            return "Instagram does not let a brand hide a comment on another account's post"
         return None
     return None if item.hidden else f"the {item.kind} is not hidden"
 

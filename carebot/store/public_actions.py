@@ -125,7 +125,7 @@ async def queue_step(
                 created_at=now,
             )
         )
-    action = PublicAction(step.kind, message.external_id or "", item.thread)
+    action = PublicAction(step.kind, message.external_id or "", item.thread, item.kind)
     outgoing = Outgoing(
         step.text,
         author=author,
