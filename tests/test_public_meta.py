@@ -20,7 +20,7 @@ from carebot.server import Service
 from carebot.store.tables import Conversation, Message, PublicItem
 from tests.fakes import FixedClassifier
 from tests.graph_public_standin import Comment, Post, fb_comment, ig_comment
-from tests.graph_standin import GraphStandIn, post_webhook
+from tests.graph_standin import GraphStandIn, messenger_text, post_webhook
 from tests.service import count_rows, running_service, service_settings
 from tests.test_public_x import public_intents
 
@@ -257,3 +257,28 @@ async def test_shadow_mode_posts_nothing(
     assert (
         handoff is not None and handoff.draft == "Send us your order number here and we track it."
     )
+
+
+async def test_the_private_replys_recipient_is_the_same_customer_in_messenger(
+    service: tuple[Service, TestServer], graph: GraphStandIn
+) -> None:
+    """Messenger answers a private reply with the person's Page-scoped id, which may differ
+    from the commenter's id: their answer in private messages joins the same customer."""
+    running, server = service
+    graph.public.psids["61000001"] = "psid-777"
+    await send(server, fb_comment(comment(graph, "messenger", "c8", "where is my order")))
+    await graph.wait_for(lambda g: len(public_calls(g)) == 2)
+    await send(server, messenger_text(ACCOUNTS["messenger"], "psid-777", "it's order 48213"))
+
+    public, private = await conversation_of(running, "c8"), None
+    async with running.runtime.db.session() as session:
+        private = await session.scalar(
+            select(Message.conversation_id).where(Message.text == "it's order 48213")
+        )
+        customers = (
+            await session.scalars(
+                select(Conversation.customer_id).where(Conversation.id.in_([public, private]))
+            )
+        ).all()
+    assert private is not None and private != public
+    assert len(set(customers)) == 1

@@ -19,7 +19,7 @@ from carebot.adapters.x import WEBHOOK_PATH
 from carebot.exceptions import PublicRefused
 from carebot.models import PublicCategory
 from carebot.server import Service
-from carebot.store.tables import Message, PublicItem
+from carebot.store.tables import Message, OutboxRow, PublicItem
 from tests import x_standin as x
 from tests.conftest import TEST_INTENTS
 from tests.fakes import FixedClassifier
@@ -56,6 +56,11 @@ def live() -> list[str]:
 
 
 @pytest.fixture
+def cap() -> int:
+    return 0
+
+
+@pytest.fixture
 async def x_api() -> AsyncIterator[XStandIn]:
     async with XStandIn(TOKEN) as api:
         yield api
@@ -63,13 +68,13 @@ async def x_api() -> AsyncIterator[XStandIn]:
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, database_url: str, x_api: XStandIn, live: list[str]
+    tmp_path: Path, database_url: str, x_api: XStandIn, live: list[str], cap: int
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     settings = service_settings(
         tmp_path,
         matcher={"intents_dir": str(public_intents(tmp_path))},
         server={"public_url": "https://care.example", "secret_file": str(tmp_path / "key")},
-        x={"enabled": True, "user_id": BRAND, "api_url": x_api.url},
+        x={"enabled": True, "user_id": BRAND, "api_url": x_api.url, "monthly_call_cap": cap},
         public={"live": live},
     )
     classifier = FixedClassifier({ABUSE: PublicCategory.SPAM})
@@ -208,3 +213,27 @@ async def test_shadow_mode_posts_nothing_on_x(
     assert x_api.calls == []
     handoff = await running.runtime.handoffs.open_handoff(await conversation_of(running, "707"))
     assert handoff is not None and handoff.draft == "Returns are free within 30 days."
+
+
+@pytest.mark.parametrize("cap", [1])
+async def test_the_monthly_call_cap_holds_replies_back_until_the_next_month(
+    service: tuple[Service, TestServer], x_api: XStandIn
+) -> None:
+    running, server = service
+    await deliver(server, mention("how do I return an item", "709"))
+    await deliver(server, mention("how do I return an item again", "710"))
+
+    assert [c.body["reply"]["in_reply_to_tweet_id"] for c in x_api.calls] == ["709"]
+    async with running.runtime.db.session() as session:
+        waiting = (
+            await session.execute(
+                select(OutboxRow.status, OutboxRow.last_error, OutboxRow.next_attempt_at).where(
+                    OutboxRow.status == "pending"
+                )
+            )
+        ).all()
+    [(status, error, retry_at)] = waiting
+    assert "monthly call cap (1 calls" in error
+    # tried again at the start of the next month (UTC), not before
+    assert (status, retry_at.day, retry_at.hour, retry_at.minute) == ("pending", 1, 0, 0)
+    assert await running.runtime.public_actions.calls("x") == 1
