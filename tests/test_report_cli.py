@@ -189,6 +189,7 @@ async def test_json_has_every_figure_as_count_total_value_and_seconds() -> None:
         "channel": None,
         "team": None,
         "label": None,
+        "visibility": None,
     }
     assert data["involvement"] == {"count": 412, "total": 1020, "value": 412 / 1020}
     assert data["repeat_contact"] == {"count": 0, "total": 0, "value": None}
