@@ -45,9 +45,9 @@ def visibility_section(report: Report) -> str:
                "1st response p50", "business p50", "resolved bot p50", "human p50",
                "CSAT bot", "CSAT human"]  # fmt: skip
     note = (
-        "  conversations: of all conversations; the rest over that visibility's conversations. "
-        "The bot resolves a public conversation only by answering its question in public "
-        "(thanks for praise, a move to private and what it leaves are no answers).\n"
+        "  conversations: of all conversations; the rest over that visibility's conversations.\n"
+        "  The bot resolves a public conversation only by answering its question in public\n"
+        "  (thanks for praise, a move to private and what it leaves are no answers).\n"
     )
     return "Public and private\n" + table(headers, rows) + note
 

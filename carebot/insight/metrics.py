@@ -206,11 +206,9 @@ class Insight:
     @staticmethod
     def known_visibility(name: str | None) -> None:
         """Raise a ConfigError naming the choices unless ``name`` is None, public or private."""
-        choices = [v.value for v in Visibility]
+        choices = (Visibility.PUBLIC.value, Visibility.PRIVATE.value)
         if name is not None and name not in choices:
-            raise ConfigError(
-                f"There is no visibility {name!r}: it is {' or '.join(choices)} (or all)"
-            )
+            raise ConfigError(f"There is no visibility {name!r}: it is public or private (or all)")
 
     def known_team(self, name: str) -> str:
         """``name`` if it is a configured team; else an error naming the teams there are."""
