@@ -44,7 +44,9 @@ from aiohttp.test_utils import TestServer
 from carebot.cli.report import add_report, write_report
 from carebot.config import Settings
 from carebot.desk.auth import hash_password
+from carebot.exceptions import ConfigError
 from carebot.insight.metrics import Insight
+from carebot.insight.prometheus import public_samples
 from carebot.insight.report import Period, PublicMessages, Report, Share, Spread
 from carebot.models import InboundMessage, PublicCategory, PublicContext
 from carebot.runtime import Runtime, build_runtime
@@ -328,8 +330,6 @@ async def test_one_visibility(
 
 
 async def test_an_unknown_visibility_is_refused(runtime: Runtime, clock: Clock) -> None:
-    from carebot.exceptions import ConfigError
-
     with pytest.raises(ConfigError, match="public or private"):
         await insight_of(runtime, clock).report(Period(START, NOW, visibility="secret"))
 
@@ -429,9 +429,11 @@ async def logged_in(server: TestServer) -> aiohttp.ClientSession:
 
 
 async def page(server: TestServer, path: str) -> tuple[int, str]:
-    async with await logged_in(server) as http:
-        async with http.get(server.make_url(path), allow_redirects=False) as response:
-            return response.status, await response.text()
+    async with (
+        await logged_in(server) as http,
+        http.get(server.make_url(path), allow_redirects=False) as response,
+    ):
+        return response.status, await response.text()
 
 
 DAY = "since=2026-12-01&until=2026-12-01"
@@ -482,12 +484,12 @@ async def test_a_bad_visibility_is_explained(server: TestServer) -> None:
 async def test_metrics_carry_the_same_figures_by_visibility(
     server: TestServer, runtime: Runtime, clock: Clock
 ) -> None:
-    from carebot.insight.prometheus import public_samples
-
     report: Report = await insight_of(runtime, clock).report(Period(NOW - timedelta(days=7), NOW))
-    async with aiohttp.ClientSession() as http:
-        async with http.get(server.make_url("/metrics")) as response:
-            text = await response.text()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/metrics")) as response,
+    ):
+        text = await response.text()
     for sample in public_samples(report):
         labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
         line = f"carebot_insight_{sample.name}{{{labels}}}"

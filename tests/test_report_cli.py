@@ -269,8 +269,8 @@ async def test_conversations_as_json_and_as_a_table() -> None:
     table = (await run("conversations", zone="Europe/Berlin")).splitlines()
     assert table[0] == "Times in Europe/Berlin"
     assert table[2].split() == [
-        "7", "3", "webchat", "private", "2026-11-17", "11:00", "bot", "-", "2026-11-18", "11:00", "-", "5",
-        "order_status,", "delivery_time",
+        "7", "3", "webchat", "private", "2026-11-17", "11:00", "bot", "-", "2026-11-18",
+        "11:00", "-", "5", "order_status,", "delivery_time",
     ]  # fmt: skip
     assert "4m 12s" in table[3]
 
