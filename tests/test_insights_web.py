@@ -392,7 +392,7 @@ async def test_an_unknown_number_is_explained(server: TestServer, query: str, me
 
 HEADER = (
     "id,customer_id,channel,started,resolver,first_handoff_reason,resolved_at,"
-    "first_human_response_seconds,csat,intents\r\n"
+    "first_human_response_seconds,csat,intents,visibility\r\n"
 )
 
 
@@ -410,7 +410,8 @@ async def test_the_export_holds_every_conversation_of_the_period(server: TestSer
     lines = body.split("\r\n")
     assert lines[0] + "\r\n" == HEADER and lines[-1] == "" and len(lines) == 1 + 1020 + 1
     assert lines[1] == (
-        "1,5001,webchat,2026-10-21T22:37:00+00:00,bot,,2026-10-22T00:37:00+00:00,,5,order_status"
+        "1,5001,webchat,2026-10-21T22:37:00+00:00,bot,,2026-10-22T00:37:00+00:00,,5,order_status,"
+        "private"
     )
 
 
@@ -425,10 +426,10 @@ async def test_the_export_of_a_number_holds_its_conversations_exactly(server: Te
     assert len(lines) == 1 + 120 + 1  # the first week's conversations
     assert body == HEADER + (
         "14,5014,webchat,2026-10-22T06:38:00+00:00,bot,,2026-10-22T08:38:00+00:00,,5,"
-        "order_status\r\n"
-        "438,5438,telegram,2026-11-02T04:06:00+00:00,,,,,,returns;refund\r\n"
+        "order_status,private\r\n"
+        "438,5438,telegram,2026-11-02T04:06:00+00:00,,,,,,returns;refund,private\r\n"
         "703,5703,webchat,2026-11-08T23:31:00+00:00,human,emotional,"
-        "2026-11-09T01:31:00+00:00,253.5,5,\r\n"
+        "2026-11-09T01:31:00+00:00,253.5,5,,private\r\n"
     )
 
 

@@ -189,6 +189,7 @@ async def test_json_has_every_figure_as_count_total_value_and_seconds() -> None:
         "channel": None,
         "team": None,
         "label": None,
+        "visibility": None,
     }
     assert data["involvement"] == {"count": 412, "total": 1020, "value": 412 / 1020}
     assert data["repeat_contact"] == {"count": 0, "total": 0, "value": None}
@@ -251,6 +252,7 @@ async def test_conversations_export_one_csv_row_each() -> None:
         "first_human_response_seconds": "",
         "csat": "5",
         "intents": "order_status;delivery_time",
+        "visibility": "private",
     }
     assert (rows[1]["first_handoff_reason"], rows[1]["first_human_response_seconds"]) == (
         "asked_for_human",
@@ -267,8 +269,8 @@ async def test_conversations_as_json_and_as_a_table() -> None:
     table = (await run("conversations", zone="Europe/Berlin")).splitlines()
     assert table[0] == "Times in Europe/Berlin"
     assert table[2].split() == [
-        "7", "3", "webchat", "2026-11-17", "11:00", "bot", "-", "2026-11-18", "11:00", "-", "5",
-        "order_status,", "delivery_time",
+        "7", "3", "webchat", "private", "2026-11-17", "11:00", "bot", "-", "2026-11-18",
+        "11:00", "-", "5", "order_status,", "delivery_time",
     ]  # fmt: skip
     assert "4m 12s" in table[3]
 

@@ -1,11 +1,12 @@
 """``carebot report``: a care lead's numbers in the terminal, as JSON or as CSV.
 
-``carebot report [--since 7d] [--until ...] [--channel ...] [--team ...] [--format
-table|json|csv]`` shows the figures of the conversations that started in the period (the same
-:class:`Report` as the dashboard and ``/metrics``; with ``--team``, only the conversations
-handed to that team, and only its handoffs count); ``carebot report conversations`` lists
-those conversations, one row each, for joining to other data (it holds customer ids: mind where
-it goes).
+``carebot report [--since 7d] [--until ...] [--channel ...] [--team ...] [--label ...]
+[--visibility all|public|private] [--format table|json|csv]`` shows the figures of the
+conversations that started in the period (the same :class:`Report` as the dashboard and
+``/metrics``; with ``--team``, only the conversations handed to that team, and only its
+handoffs count; with ``--visibility``, only the public or the private ones); ``carebot report
+conversations`` lists those conversations, one row each, for joining to other data (it holds
+customer ids: mind where it goes).
 
 The store is opened as the service opens it (SQLite is migrated, PostgreSQL must be); the
 model is never loaded.
@@ -32,7 +33,9 @@ from carebot.cli.report_tables import conversation_table, report_table
 from carebot.exceptions import CarebotError, DataError, StoreError
 from carebot.insight.export import conversation_csv, conversation_data, seconds
 from carebot.insight.report import (
+    PUBLIC_FIGURES,
     TEAM_FIGURES,
+    VISIBILITY_FIGURES,
     ConversationRow,
     Money,
     Period,
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from carebot.store.database import Database
 
 FORMATS = ("table", "json", "csv")
+VISIBILITIES = ("all", "public", "private")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 FORMS = (
@@ -124,6 +128,12 @@ def add_report(commands: Commands) -> None:
     report.add_argument(
         "--label", help="only conversations agents put this label on in the inbox (default: all)"
     )
+    report.add_argument(
+        "--visibility",
+        choices=VISIBILITIES,
+        default="all",
+        help="only public conversations (comments, mentions) or only private ones (all)",
+    )
     report.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
     report.add_argument(
         "--ids", action="store_true", help="json: list the conversation ids behind each figure"
@@ -133,8 +143,8 @@ def add_report(commands: Commands) -> None:
 
 
 def period_of(args: argparse.Namespace, *, now: datetime, zone: ZoneInfo) -> Period:
-    """The period ``--since``/``--until``/``--channel``/``--team``/``--label`` ask for, relative to
-    ``now``."""
+    """The period ``--since``/``--until``/``--channel``/``--team``/``--label``/``--visibility``
+    ask for, relative to ``now``."""
     since, until = args.since.resolve(now, zone), args.until.resolve(now, zone)
     if since >= until:
         raise CarebotError(
@@ -142,7 +152,15 @@ def period_of(args: argparse.Namespace, *, now: datetime, zone: ZoneInfo) -> Per
             f"{args.until.text} ({until.isoformat()}): give a start before the end"
         )
     label = (getattr(args, "label", None) or "").strip().lower() or None
-    return Period(since, until, args.channel or None, args.team or None, label)
+    visibility = getattr(args, "visibility", "all")
+    return Period(
+        since,
+        until,
+        args.channel or None,
+        args.team or None,
+        label,
+        None if visibility == "all" else visibility,
+    )
 
 
 async def write_report(
@@ -212,6 +230,31 @@ def headline_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, f
             yield ("cost_saved", figure.resolutions, "", _blank(figure.amount))
             yield ("cost_saved.pending", "", "", int(figure.pending))
     yield from _team_rows(report)
+    yield from _visibility_rows(report)
+    for part in PUBLIC_FIGURES:
+        yield _share_row(f"public.{part}", getattr(report.public, part))
+    for category, share in report.public.categories.items():
+        yield _share_row(f"public.category.{category}", share)
+    for kind, share in report.public.shadowed_actions.items():
+        yield _share_row(f"public.shadowed_action.{kind}", share)
+
+
+def _visibility_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, float | str]]:
+    """``visibility.<public|private>.<figure>`` rows, as the headline's."""
+    for row in report.visibilities:
+        for part in VISIBILITY_FIGURES:
+            yield from _figure_rows(f"visibility.{row.visibility}.{part}", row.figure(part))
+
+
+def _figure_rows(
+    key: str, figure: Share | Spread | None
+) -> Iterator[tuple[str, int | str, int | str, float | str]]:
+    if isinstance(figure, Share):
+        yield _share_row(key, figure)
+    elif isinstance(figure, Spread):
+        for quantile in ("p50", "p90"):
+            wait = seconds(getattr(figure, quantile))
+            yield (f"{key}.{quantile}_seconds", figure.samples, "", _blank(wait))
 
 
 def _team_rows(report: Report) -> Iterator[tuple[str, int | str, int | str, float | str]]:

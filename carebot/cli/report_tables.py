@@ -94,6 +94,8 @@ def table(
 
 def report_table(report: Report, zone: ZoneInfo) -> str:
     """The whole report as text sections."""
+    from carebot.cli.report_public import public_section, visibility_section
+
     sections = [
         _title(report.period, report.generated_at, zone),
         _headline(report),
@@ -101,6 +103,8 @@ def report_table(report: Report, zone: ZoneInfo) -> str:
         _csat(report),
         _times(report),
         _teams(report),
+        visibility_section(report),
+        public_section(report),
         _intents(report),
         _weeks(report),
     ]
@@ -115,6 +119,8 @@ def _title(period: Period, generated: datetime, zone: ZoneInfo) -> str:
         channel += f", handed to team {period.team}"
     if period.label:
         channel += f", labelled {period.label}"
+    if period.visibility:
+        channel += f", {period.visibility} conversations only"
     return (
         f"Conversations started {when(period.since, zone)} to {when(period.until, zone)} "
         f"({zone.key}), {channel}\n(generated {when(generated, zone)})\n"
@@ -259,13 +265,14 @@ def conversation_table(rows: Sequence[ConversationRow], period: Period, zone: Zo
     if not rows:
         since, until = when(period.since, zone), when(period.until, zone)
         return f"No conversations started {since} to {until}.\n"
-    headers = ["id", "customer", "channel", "started", "resolver", "first handoff",
-               "resolved", "1st response", "CSAT", "intents"]  # fmt: skip
+    headers = ["id", "customer", "channel", "visibility", "started", "resolver",
+               "first handoff", "resolved", "1st response", "CSAT", "intents"]  # fmt: skip
     lines = [
         [
             str(row.id),
             str(row.customer_id),
             row.channel,
+            row.visibility,
             when(row.started, zone),
             row.resolver or NONE,
             row.first_handoff_reason or NONE,
@@ -276,4 +283,4 @@ def conversation_table(rows: Sequence[ConversationRow], period: Period, zone: Zo
         ]
         for row in rows
     ]
-    return f"Times in {zone.key}\n" + table(headers, lines, indent="", right=(0, 1, 7, 8))
+    return f"Times in {zone.key}\n" + table(headers, lines, indent="", right=(0, 1, 8, 9))

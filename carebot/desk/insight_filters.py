@@ -1,8 +1,9 @@
 """The filters of ``/insights`` as they stand in its URL: ``since`` and ``until`` (days, both
 included, in the business time zone), an optional ``channel``, an optional ``team`` (only the
-conversations handed to that team, and only its handoffs count) and an optional ``label`` (only
-the conversations agents labelled so). Every page and link of the
-insights carries them, so a view can be bookmarked and shared."""
+conversations handed to that team, and only its handoffs count), an optional ``label`` (only
+the conversations agents labelled so) and an optional ``visibility`` (``public`` or
+``private``; absent or ``all``: both). Every page and link of the insights carries them, so a
+view can be bookmarked and shared."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from carebot.insight.report import Period
 DEFAULT_DAYS = 28
 _CHANNEL = re.compile(r"^[a-z0-9_-]{1,32}$")
 _TEAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # [[teams]] name
+VISIBILITIES = ("public", "private")
 
 
 class FilterError(ValueError):
@@ -34,6 +36,7 @@ class Filters:
     channel: str | None = None
     team: str | None = None
     label: str | None = None
+    visibility: str | None = None  # public / private; None: both
 
     @classmethod
     def parse(cls, query: Mapping[str, str], *, today: date) -> Filters:
@@ -58,7 +61,12 @@ class Filters:
         label = query.get("label", "").strip().lower() or None
         if label is not None and not 1 <= len(label) <= 64:
             raise FilterError(f"label must be 1 to 64 characters, not {len(label)}")
-        return cls(since, until, channel, team, label)
+        visibility = query.get("visibility", "").strip().lower() or None
+        if visibility == "all":
+            visibility = None
+        if visibility is not None and visibility not in VISIBILITIES:
+            raise FilterError(f"visibility must be all, public or private, not {visibility!r}")
+        return cls(since, until, channel, team, label, visibility)
 
     @property
     def days(self) -> int:
@@ -73,6 +81,7 @@ class Filters:
             self.channel,
             self.team,
             self.label,
+            self.visibility,
         )
 
     def previous(self) -> Filters:
@@ -83,11 +92,19 @@ class Filters:
             self.channel,
             self.team,
             self.label,
+            self.visibility,
         )
 
     def last(self, days: int, today: date) -> Filters:
         """The last ``days`` days up to ``today``, on the same channel and team."""
-        return Filters(today - timedelta(days - 1), today, self.channel, self.team, self.label)
+        return Filters(
+            today - timedelta(days - 1),
+            today,
+            self.channel,
+            self.team,
+            self.label,
+            self.visibility,
+        )
 
     def query(self, **extra: str) -> str:
         """The URL query of these filters, with ``extra`` parameters after them."""
@@ -98,6 +115,8 @@ class Filters:
             values["team"] = self.team
         if self.label:
             values["label"] = self.label
+        if self.visibility:
+            values["visibility"] = self.visibility
         return urlencode({**values, **extra})
 
     def words(self) -> str:
@@ -109,6 +128,8 @@ class Filters:
             where += f", team {self.team}"
         if self.label:
             where += f", label {self.label}"
+        if self.visibility:
+            where += f", {self.visibility} conversations"
         return f"{fmt.days(self.since, self.until)} ({length}), {where}"
 
 

@@ -3,8 +3,10 @@ headline figures against the previous period, weekly charts, CSAT bot vs human, 
 handoff reasons and the unanswered topics. Only agents with the ``lead`` role may open it (it
 lists customers' conversations); others get 403.
 
-- ``GET /insights?since=&until=&channel=&team=``: the dashboard (default: the last 28 days,
-  every channel and team); the human figures by team, and the share answered within target.
+- ``GET /insights?since=&until=&channel=&team=&label=&visibility=``: the dashboard (default:
+  the last 28 days, every channel and team, public and private); the human figures by team,
+  the share answered within target, the headline figures of the public and of the private
+  conversations, and what came in public and what was done with it.
 - ``GET /insights/conversations?metric=<key>`` (or ``topic=<keywords>``): the conversations
   behind a number, each linking to the inbox.
 - ``GET /insights/export.csv``: one row per conversation of the period (``metric``/``topic``
@@ -32,7 +34,8 @@ from carebot.clock import Clock
 from carebot.desk import insight_format as fmt
 from carebot.desk.auth import Session, Sessions
 from carebot.desk.insight_charts import WeeklyCharts
-from carebot.desk.insight_filters import FilterError, Filters
+from carebot.desk.insight_filters import VISIBILITIES, FilterError, Filters
+from carebot.desk.insight_public import public_rows, visibility_rows
 from carebot.desk.insight_view import Dashboard, describe, lookup, topic_ref, topic_view
 from carebot.desk.pages import Pages
 from carebot.exceptions import CarebotError
@@ -165,6 +168,9 @@ class InsightPages:
             teams=dashboard.teams(),
             team_options=self._team_options(report, filters),
             within_target=dashboard.within_target(),
+            visibilities=visibility_rows(dashboard),
+            visibility_options=VISIBILITIES,
+            public_rows=public_rows(dashboard),
             topics=[
                 topic_view(t, link_topic(filters, t), self._intent_title, self._zone)
                 for t in topics
@@ -251,6 +257,8 @@ class InsightPages:
             name += f"-{filters.channel}"
         if filters.team:
             name += f"-team-{filters.team}"
+        if filters.visibility:
+            name += f"-{filters.visibility}"
         if "metric" in request.query or "topic" in request.query:
             try:
                 _, ids, _ = await self._behind(request, period)
@@ -306,6 +314,7 @@ def _row_view(
     return {
         "id": row.id,
         "channel": row.channel,
+        "visibility": row.visibility,
         "started": fmt.moment(row.started, zone),
         "resolver": row.resolver or "not resolved",
         "reason": row.first_handoff_reason,

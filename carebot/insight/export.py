@@ -23,6 +23,7 @@ COLUMNS = (
     "first_human_response_seconds",
     "csat",
     "intents",
+    "visibility",
 )
 
 
@@ -40,6 +41,7 @@ def conversation_data(row: ConversationRow) -> dict[str, Any]:
         "first_human_response_seconds": seconds(row.first_human_response),
         "csat": row.csat,
         "intents": list(row.intents),
+        "visibility": row.visibility,
     }
 
 

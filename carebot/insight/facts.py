@@ -21,11 +21,26 @@ from sqlalchemy import ColumnElement, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carebot.insight.report import Period
-from carebot.models import DecisionKind
+from carebot.models import DecisionKind, PublicCategory, Reason
 from carebot.store.database import Database
-from carebot.store.tables import Conversation, DecisionRow, Handoff, Identity, Message, Survey
+from carebot.store.tables import (
+    Conversation,
+    DecisionRow,
+    Handoff,
+    Identity,
+    Message,
+    PublicItem,
+    Survey,
+)
 
 HELPFUL, RATING = "helpful", "rating"
+# The public messages that ask nothing of the brand (the classifier's classes): never requests.
+NOTHING_ASKED = frozenset(
+    {PublicCategory.PRAISE.value, PublicCategory.SPAM.value, PublicCategory.CHATTER.value}
+)
+# Decisions of kind answer that answer no question: a public thanks for praise, and the move of
+# a public question to private messages (it goes on, and is counted, in the private one).
+NOT_INTENT_ANSWERS = frozenset({Reason.PRAISE.value, Reason.MOVED_PRIVATE.value})
 Row = TypeVarTuple("Row")
 
 
@@ -41,8 +56,14 @@ class DecisionFact:
 
     @property
     def intent_answer(self) -> bool:
-        """An intent answer: a decision of kind answer that is not small talk."""
-        return self.kind == DecisionKind.ANSWER.value and not self.small_talk
+        """An intent answer: a decision of kind answer that is not small talk, nor a public
+        thanks (reason praise) or a move to private (reason moved_private). A decision of kind
+        leave is never one."""
+        return (
+            self.kind == DecisionKind.ANSWER.value
+            and not self.small_talk
+            and NOT_INTENT_ANSWERS.isdisjoint(self.reasons)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +75,25 @@ class CustomerMessage:
     at: datetime
     decision: DecisionFact | None
     survey_reply: bool  # it answered a survey (``surveys.answer_message_id``)
+    category: str | None = None  # a public message's class (public_items.category)
+
+    @property
+    def asked(self) -> bool:
+        """It asks something of the brand: it is not a public message classified praise,
+        spam or chatter (a public message not classified, e.g. recorded while an agent had
+        the conversation, asks)."""
+        return self.category not in NOTHING_ASKED
 
     @property
     def request(self) -> bool:
-        """A request: a customer message that is not a survey reply and was not answered as
-        small talk (its decision, if any, is not small_talk)."""
-        return not self.survey_reply and not (self.decision and self.decision.small_talk)
+        """A request: a customer message that is not a survey reply, asks something (see
+        :attr:`asked`) and was not answered as small talk (its decision, if any, is not
+        small_talk)."""
+        return (
+            not self.survey_reply
+            and self.asked
+            and not (self.decision and self.decision.small_talk)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +138,13 @@ class ConversationFacts:
     handoffs: tuple[HandoffFact, ...]
     agent_replies: tuple[datetime, ...]
     surveys: tuple[SurveyFact, ...]
+    visibility: str = "private"  # public (comments under one post) / private
 
     @property
     def contact(self) -> bool:
-        """False when its only customer messages are survey replies (not a contact)."""
-        return any(not m.survey_reply for m in self.messages)
+        """False when its only customer messages are survey replies or public messages that
+        ask nothing (praise, spam, chatter): not a contact."""
+        return any(not m.survey_reply and m.asked for m in self.messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +159,7 @@ class Followups:
 async def load_conversations(db: Database, period: Period) -> list[ConversationFacts]:
     """The conversations of ``period`` that are contacts, by start (then id)."""
     ids = _population(period, select(Conversation.id)).scalar_subquery()
-    async with _reading(db) as conn:
+    async with reading(db) as conn:
         heads = (await conn.execute(_population(period, _head_columns()))).all()
         messages = await _customer_messages(conn, Message.conversation_id.in_(ids))
         handoffs = await _handoffs(conn, ids)
@@ -139,8 +175,9 @@ async def load_conversations(db: Database, period: Period) -> list[ConversationF
             handoffs=tuple(handoffs[cid]),
             agent_replies=tuple(sorted(replies[cid])),
             surveys=tuple(surveys[cid]),
+            visibility=visibility,
         )
-        for cid, customer_id, channel, started in heads
+        for cid, customer_id, channel, started, visibility in heads
     ]
     return sorted((f for f in found if f.contact), key=lambda f: (f.started, f.id))
 
@@ -169,7 +206,7 @@ async def load_followups(
         Conversation.customer_id.in_(customers),
         Conversation.id.not_in(_population(period, select(Conversation.id)).scalar_subquery()),
     )
-    async with _reading(db) as conn:
+    async with reading(db) as conn:
         for customer_id, at, chat in await conn.execute(_requests(others, after, until)):
             if not chat:
                 requests[customer_id].append(at)
@@ -185,8 +222,18 @@ async def load_followups(
     return Followups(requests, started)
 
 
+def population_ids(period: Period) -> Any:
+    """The ids of ``period``'s conversations (contacts or not), as a subquery."""
+    return _population(period, select(Conversation.id)).scalar_subquery()
+
+
+def reason_codes(reasons: str | None) -> tuple[str, ...]:
+    """The reason codes of a decision's comma-separated ``reasons``."""
+    return _split(reasons)
+
+
 @contextlib.asynccontextmanager
-async def _reading(db: Database) -> AsyncIterator[AsyncConnection]:
+async def reading(db: Database) -> AsyncIterator[AsyncConnection]:
     """A connection for some queries that must agree with each other: on PostgreSQL they read
     one snapshot (REPEATABLE READ), even while messages keep coming."""
     async with db.engine.connect() as conn:
@@ -198,8 +245,9 @@ async def _reading(db: Database) -> AsyncIterator[AsyncConnection]:
 def _requests(
     conversations: tuple[ColumnElement[bool], ...], after: datetime, until: datetime
 ) -> Select[int, datetime, bool]:
-    """Customer messages of ``conversations`` in (after, until] that are not survey replies,
-    with their decision's small_talk flag."""
+    """Customer messages of ``conversations`` in (after, until] that are not survey replies
+    and ask something (not public praise, spam or chatter), with their decision's small_talk
+    flag."""
     survey_reply = exists().where(Survey.answer_message_id == Message.id)
     return (
         select(Conversation.customer_id, Message.created_at, _small_talk())
@@ -211,7 +259,15 @@ def _requests(
             Message.created_at > after,
             Message.created_at <= until,
             ~survey_reply,
+            ~_nothing_asked(Message.id),
         )
+    )
+
+
+def _nothing_asked(message_id: Any) -> ColumnElement[bool]:
+    """The message is a public one classified praise, spam or chatter."""
+    return exists().where(
+        PublicItem.message_id == message_id, PublicItem.category.in_(sorted(NOTHING_ASKED))
     )
 
 
@@ -219,18 +275,25 @@ def _small_talk() -> ColumnElement[bool]:
     return DecisionRow.details["small_talk"].as_boolean()
 
 
-def _head_columns() -> Select[int, int, str, datetime]:
+def _head_columns() -> Select[int, int, str, datetime, str]:
     return select(
-        Conversation.id, Conversation.customer_id, Identity.channel, Conversation.created_at
+        Conversation.id,
+        Conversation.customer_id,
+        Identity.channel,
+        Conversation.created_at,
+        Conversation.visibility,
     ).join(Identity, Identity.id == Conversation.identity_id)
 
 
 def _population(period: Period, query: Select[*Row]) -> Select[*Row]:
     """Conversations whose first customer message is in [since, until) (Conversation.created_at),
-    on the period's channel if it names one (the channel of the conversation's identity)."""
+    of the period's visibility if it names one, on the period's channel if it names one (the
+    channel of the conversation's identity)."""
     query = query.where(
         Conversation.created_at >= period.since, Conversation.created_at < period.until
     )
+    if period.visibility is not None:
+        query = query.where(Conversation.visibility == period.visibility)
     if period.channel is None:
         return query
     on_channel = select(Identity.id).where(Identity.channel == period.channel)
@@ -238,10 +301,16 @@ def _population(period: Period, query: Select[*Row]) -> Select[*Row]:
 
 
 def _a_contact() -> ColumnElement[bool]:
-    """The conversation has a customer message that is not a survey reply."""
+    """The conversation has a customer message that is not a survey reply and asks something
+    (not public praise, spam or chatter)."""
     m = Message.__table__.alias("contact_message")
     reply = exists().where(Survey.answer_message_id == m.c.id)
-    return exists().where(m.c.conversation_id == Conversation.id, m.c.author == "customer", ~reply)
+    return exists().where(
+        m.c.conversation_id == Conversation.id,
+        m.c.author == "customer",
+        ~reply,
+        ~_nothing_asked(m.c.id),
+    )
 
 
 async def _customer_messages(
@@ -259,16 +328,19 @@ async def _customer_messages(
             DecisionRow.reasons,
             DecisionRow.intent,
             _small_talk(),
+            PublicItem.category,
         )
         .outerjoin(DecisionRow, DecisionRow.inbound_message_id == Message.id)
+        .outerjoin(PublicItem, PublicItem.message_id == Message.id)
         .where(which, Message.author == "customer")
     )
     found: dict[int, list[CustomerMessage]] = defaultdict(list)
-    for cid, mid, at, reply, decided, kind, reasons, intent, chat in await conn.execute(query):
+    rows = await conn.execute(query)
+    for cid, mid, at, reply, decided, kind, reasons, intent, chat, category in rows:
         decision = None
         if decided is not None:
             decision = DecisionFact(decided, kind, _split(reasons), intent, bool(chat))
-        found[cid].append(CustomerMessage(mid, at, decision, bool(reply)))
+        found[cid].append(CustomerMessage(mid, at, decision, bool(reply), category))
     return found
 
 

@@ -4,15 +4,30 @@ a :class:`~carebot.insight.report.Report`, the same for the dashboard, ``carebot
 
 - **population**: conversations whose first customer message is in [since, until)
   (Conversation.created_at), optional channel filter (the channel of the conversation's
-  identity). A conversation whose only customer messages are survey replies is not a contact
-  and is not in the population (a rating typed after the asked conversation closed lands in a
-  new one). Every rate below is over this population or a named part of it.
+  identity), optional visibility filter (public or private: Conversation.visibility). A
+  conversation whose only customer messages are survey replies, or public messages that ask
+  nothing (see "asked"), is not a contact and is not in the population (a rating typed after
+  the asked conversation closed lands in a new one; a thread of chatter under a post is
+  counted only under "public messages"). Every rate below is over this population or a named
+  part of it.
+- **visibility**: a conversation is public (one customer's comments or mentions under one
+  post) or private (direct messages). With the visibility filter only that visibility's
+  conversations are in the population; what a customer did afterwards (durable, repeat
+  contact) is still looked for in every conversation, public or private.
+- **asked**: a customer message asks something of the brand, unless it is a public message
+  the classifier put in praise, spam or chatter (public_items.category; carebot records it
+  and leaves it, thanks it or hides it). A public message not classified (recorded while an
+  agent had the conversation) asks.
 - **intent answer**: a decision of kind answer that is not small talk (an intent tagged as in
-  ``[triage] small_talk_tags``: greetings, thanks). **involvement** = conversations with >= 1
+  ``[triage] small_talk_tags``: greetings, thanks), nor a public thanks (reason praise), nor
+  a move to private (reason moved_private: the question goes on in the private conversation
+  the private reply opens, and is counted there). A decision of kind leave (a public message
+  recorded with nothing to answer) is never one. So the bot resolves a public conversation
+  only by answering its question in public. **involvement** = conversations with >= 1
   intent answer / conversations.
-- **request**: a customer message that is not a survey reply and was not answered as small
-  talk (its decision, if any, is not small_talk). Messages with no decision (recorded while an
-  agent had the conversation) are requests.
+- **request**: a customer message that is not a survey reply, asks something, and was not
+  answered as small talk (its decision, if any, is not small_talk). Messages with no decision
+  (recorded while an agent had the conversation) are requests.
 - **bot resolution, confirmed**: the conversation has a helpful survey ("did that answer your
   question?") answered "yes" (resolved_at = answered_at, of the first such answer). It counts
   even if the conversation was later handed over (it also counts in the handoff rate).
@@ -75,6 +90,23 @@ a :class:`~carebot.insight.report.Report`, the same for the dashboard, ``carebot
   its decisions that recognised one: kind answer or draft, or a handoff whose reasons include
   sensitive_intent or no_answer; small talk excluded), with each intent's automation and
   handoff rate, most conversations first (then by intent).
+- **by visibility**: for the public and for the private conversations each: conversations
+  (of that visibility / all conversations), and over that visibility's conversations only:
+  involvement, automation, handoff rate, first human response (clock time and business
+  hours), time to resolution (bot, human) and CSAT (bot, human), each as defined above.
+- **public messages**: the public messages (public_items) of the period's public
+  conversations, those that ask nothing included, each counted once over all of them (the
+  conversations behind each are listed): **by category** (the classifier's: care_request,
+  complaint, praise, spam, chatter; "unclassified" when it never saw it); **answered in
+  public by the bot** (its decision is an intent answer); **thanked** (decision kind answer,
+  reason praise: ``[public] thanks`` posted); **left** (decision kind leave: recorded,
+  nothing to answer); **handed to people** (decision kind handoff); **moved to private** by
+  carebot or by an agent (the message's one private reply was queued, private_reply_by
+  carebot or an agent's name); **hidden by carebot** / **hidden by agents** (a "hidden"
+  event in the conversation's audit trail by that actor, whether unhidden since or not);
+  **unhidden by agents** (carebot hid it and an agent unhid it after); **shadowed** (shadow
+  mode held back what carebot would have done: its decision's plan has shadowed steps), and
+  by what it would have done (reply, private_reply, hide).
 - **weeks**: buckets starting on Monday in the ``[business_hours]`` time zone, by conversation
   start.
 - **p50 / p90**: the nearest-rank percentile: the smallest sample with at least p% of the
@@ -84,6 +116,7 @@ a :class:`~carebot.insight.report.Report`, the same for the dashboard, ``carebot
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from carebot.clock import Clock
@@ -109,8 +142,11 @@ from carebot.insight.figures import (
     spread,
 )
 from carebot.insight.outcomes import Outcome, Rules
+from carebot.insight.public import PublicItemFact, load_public_items, public_messages
 from carebot.insight.report import ConversationRow, Money, Period, Report, Share, Spread
 from carebot.insight.teams import TeamFigures
+from carebot.insight.visibility import visibility_rows
+from carebot.models import Visibility
 from carebot.store.database import Database
 from carebot.store.labels import ConversationLabels
 
@@ -135,22 +171,44 @@ class Insight:
     async def report(self, period: Period) -> Report:
         """Every figure of ``period``, as of now (the clock)."""
         now = self._clock()
-        outcomes = await self._outcomes(period, now)
+        outcomes, items = await self._outcomes(period, now, public=True)
         followups = await self._followups(period, outcomes)
-        return self._report(period, now, outcomes, followups)
+        report = self._report(period, now, outcomes, followups)
+        return replace(
+            report,
+            visibilities=visibility_rows(outcomes, period, self._business_response),
+            public=public_messages(items),
+        )
 
     async def conversations(self, period: Period) -> list[ConversationRow]:
         """One row per conversation of ``period``, by start (then id)."""
-        return [conversation_row(o) for o in await self._outcomes(period, self._clock())]
+        outcomes, _ = await self._outcomes(period, self._clock())
+        return [conversation_row(o) for o in outcomes]
 
-    async def _outcomes(self, period: Period, now: datetime) -> list[Outcome]:
+    async def _outcomes(
+        self, period: Period, now: datetime, *, public: bool = False
+    ) -> tuple[list[Outcome], list[PublicItemFact]]:
+        """The outcomes of the period's conversations (the filters applied) and, with
+        ``public``, the public messages of its public conversations (the same filters)."""
+        self.known_visibility(period.visibility)
         facts = await load_conversations(self._db, period)
+        items = await load_public_items(self._db, period) if public else []
         if period.label is not None:
             labelled = set(await self._labels.conversations_with_label(period.label))
             facts = [f for f in facts if f.id in labelled]
+            items = [i for i in items if i.conversation_id in labelled]
         if period.team is not None:
             facts = self._teams.only(facts, self.known_team(period.team))
-        return [self._rules.outcome(f, now) for f in facts]
+            handed = {f.id for f in facts}
+            items = [i for i in items if i.conversation_id in handed]
+        return [self._rules.outcome(f, now) for f in facts], items
+
+    @staticmethod
+    def known_visibility(name: str | None) -> None:
+        """Raise a ConfigError naming the choices unless ``name`` is None, public or private."""
+        choices = (Visibility.PUBLIC.value, Visibility.PRIVATE.value)
+        if name is not None and name not in choices:
+            raise ConfigError(f"There is no visibility {name!r}: it is public or private (or all)")
 
     def known_team(self, name: str) -> str:
         """``name`` if it is a configured team; else an error naming the teams there are."""
@@ -252,6 +310,7 @@ def conversation_row(o: Outcome) -> ConversationRow:
         first_human_response=o.first_responses[0].wait if o.first_responses else None,
         csat=int(rating) if rating and rating.isdigit() else None,
         intents=o.intents,
+        visibility=o.facts.visibility,
     )
 
 

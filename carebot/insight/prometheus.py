@@ -39,7 +39,7 @@ from carebot.config import MetricsSettings, Settings
 from carebot.exceptions import ConfigError, StoreError
 from carebot.insight.counters import StoreCounters
 from carebot.insight.metrics import Insight
-from carebot.insight.report import Period, Report, Share, Spread
+from carebot.insight.report import PUBLIC_FIGURES, Period, Report, Share, Spread
 from carebot.insight.totals import Histogram, Totals
 
 if TYPE_CHECKING:
@@ -101,7 +101,18 @@ HELP = {name: text for name, text, _, _ in SHARES if text} | {
     "cost_saved": "durable bot resolutions x cost per contact (absent while pending)",
     "cost_saved_pending": "1 while the window's durable resolutions are not yet known",
     "window_seconds": "the window the headline gauges are over",
+    "visibility_conversations": "conversations in the window, public or private",
+    "visibility_automation_ratio": "bot resolutions / conversations of that visibility",
+    "visibility_handoff_ratio": "handed over / conversations of that visibility",
+    "visibility_first_response_p50_seconds": "median first human response, by visibility",
+    "public_messages": "public messages of the window's public conversations, by category",
+    "public_handled": "public messages by what carebot or agents did with them",
 }
+# (gauge name, VisibilityRow figure): the by-visibility gauges, labelled visibility
+VISIBILITY_GAUGES = (
+    ("visibility_automation_ratio", "automation"),
+    ("visibility_handoff_ratio", "handoffs"),
+)
 
 
 def headline_samples(report: Report) -> list[Sample]:
@@ -136,6 +147,39 @@ def headline_samples(report: Report) -> list[Sample]:
     out.append(Sample("cost_saved_pending", {}, float(money.pending), "cost_saved.pending"))
     window = (report.period.until - report.period.since).total_seconds()
     out.append(Sample("window_seconds", {}, window, "period"))
+    return out + public_samples(report)
+
+
+def public_samples(report: Report) -> list[Sample]:
+    """The gauges of the public and the private conversations, and of the public messages."""
+    out = []
+    for row in report.visibilities:
+        labels, base = {"visibility": row.visibility}, f"visibility.{row.visibility}"
+        key = f"{base}.conversations"
+        out.append(Sample("visibility_conversations", labels, row.conversations.count, key))
+        out += [
+            Sample(name, labels, _share(row.figure(part)), f"{base}.{part}")
+            for name, part in VISIBILITY_GAUGES
+        ]
+        p50 = row.first_response.p50
+        out.append(
+            Sample(
+                "visibility_first_response_p50_seconds",
+                labels,
+                None if p50 is None else p50.total_seconds(),
+                f"{base}.first_response.p50_seconds",
+            )
+        )
+    public = report.public
+    out += [
+        Sample("public_messages", {"category": c}, s.count, f"public.category.{c}")
+        for c, s in public.categories.items()
+    ]
+    out += [
+        Sample("public_handled", {"what": part}, getattr(public, part).count, f"public.{part}")
+        for part in PUBLIC_FIGURES
+        if part != "messages"
+    ]
     return out
 
 

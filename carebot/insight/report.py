@@ -18,18 +18,27 @@ class Period:
     """Conversations whose first customer message is in ``[since, until)``, on every channel
     or on one; with ``team``, only the conversations handed to that team, and only that
     team's handoffs count (:mod:`carebot.insight.metrics`, "team"); with ``label``, only the
-    conversations agents put that label on (in the inbox)."""
+    conversations agents put that label on (in the inbox); with ``visibility`` ("public" or
+    "private"), only the conversations of that visibility (None: both)."""
 
     since: datetime
     until: datetime
     channel: str | None = None
     team: str | None = None
     label: str | None = None
+    visibility: str | None = None
 
     def previous(self) -> Period:
         """The period of the same length just before this one (for the change shown)."""
         length = self.until - self.since
-        return Period(self.since - length, self.since, self.channel, self.team, self.label)
+        return Period(
+            self.since - length,
+            self.since,
+            self.channel,
+            self.team,
+            self.label,
+            self.visibility,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,95 @@ TEAM_FIGURES = (
 
 
 @dataclass(frozen=True, slots=True)
+class VisibilityRow:
+    """The headline figures of the public or of the private conversations of the period (the
+    definitions of :mod:`carebot.insight.metrics`, "by visibility")."""
+
+    visibility: str  # public / private
+    conversations: Share  # of this visibility / all conversations of the period
+    involvement: Share  # the bot sent an intent answer / conversations of this visibility
+    automation: Share  # bot resolutions / conversations of this visibility
+    handoffs: Share  # handed over / conversations of this visibility
+    first_response: Spread  # first agent reply - the handoff it answers, clock time
+    first_response_business: Spread | None  # the same in business hours; None: no hours set
+    resolution_time_bot: Spread  # resolved - first customer message
+    resolution_time_human: Spread
+    csat_bot: Share  # ratings 4-5 / ratings, of bot-resolved conversations
+    csat_human: Share
+
+    def figure(self, part: str) -> Share | Spread | None:
+        """One of its figures by name (:data:`VISIBILITY_FIGURES`); None: unknown."""
+        if part not in VISIBILITY_FIGURES:
+            return None
+        found = getattr(self, part)
+        return found if isinstance(found, Share | Spread) else None
+
+
+VISIBILITY_FIGURES = (
+    "conversations",
+    "involvement",
+    "automation",
+    "handoffs",
+    "first_response",
+    "first_response_business",
+    "resolution_time_bot",
+    "resolution_time_human",
+    "csat_bot",
+    "csat_human",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicMessages:
+    """What came in public and what was done with it: the public messages (comments,
+    mentions) of the period's public conversations, those with nothing asked included
+    (:mod:`carebot.insight.metrics`, "public messages"). Every share counts messages over
+    ``messages.total``; its ids are the conversations they are in."""
+
+    messages: Share = Share(0, 0)  # every public message (count = total)
+    categories: Mapping[str, Share] = field(default_factory=dict)  # by the classifier's class
+    answered_public: Share = Share(0, 0)  # the bot posted an intent answer under it
+    thanked: Share = Share(0, 0)  # the bot posted [public] thanks under it (praise)
+    left: Share = Share(0, 0)  # recorded, nothing to answer (decision kind leave)
+    handed_over: Share = Share(0, 0)  # its decision handed it to a person
+    moved_private_bot: Share = Share(0, 0)  # carebot sent its private reply
+    moved_private_agents: Share = Share(0, 0)  # an agent sent its private reply
+    hidden_by_carebot: Share = Share(0, 0)  # carebot hid it (spam, [public] hide_spam)
+    hidden_by_agents: Share = Share(0, 0)  # an agent hid it
+    unhidden_by_agents: Share = Share(0, 0)  # carebot hid it and an agent unhid it since
+    shadowed: Share = Share(0, 0)  # shadow mode held back what carebot would have done
+    shadowed_actions: Mapping[str, Share] = field(default_factory=dict)  # by would-have kind
+
+    def figure(self, part: str) -> Share | None:
+        """``messages``, ``answered_public``..., ``category.<class>`` or
+        ``shadowed_action.<kind>``; None: unknown."""
+        head, _, rest = part.partition(".")
+        if head == "category" and rest:
+            return self.categories.get(rest)
+        if head == "shadowed_action" and rest:
+            return self.shadowed_actions.get(rest)
+        if rest or head not in PUBLIC_FIGURES:
+            return None
+        found = getattr(self, head)
+        return found if isinstance(found, Share) else None
+
+
+PUBLIC_FIGURES = (
+    "messages",
+    "answered_public",
+    "thanked",
+    "left",
+    "handed_over",
+    "moved_private_bot",
+    "moved_private_agents",
+    "hidden_by_carebot",
+    "hidden_by_agents",
+    "unhidden_by_agents",
+    "shadowed",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationRow:
     """One conversation, for the export a lead joins to other data (``carebot report
     conversations --format csv``)."""
@@ -142,6 +240,7 @@ class ConversationRow:
     first_human_response: timedelta | None
     csat: int | None
     intents: tuple[str, ...]
+    visibility: str = "private"  # public / private
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +278,26 @@ class Report:
     # teams with a target only)
     within_target: Share = Share(0, 0)
     teams: tuple[TeamRow, ...] = ()  # the human figures by team, teams in config order
+    # the headline figures of the public and of the private conversations (only the one asked
+    # for when the period names a visibility)
+    visibilities: tuple[VisibilityRow, ...] = ()
+    public: PublicMessages = PublicMessages()  # what came in public and what was done with it
 
     def lookup(self, key: str) -> Share | Spread | None:
         """A figure by its key: a field name (``automation``), or a breakdown's
         ``handoff_main_reason.emotional`` / ``handoff_any_reason.emotional`` /
         ``intent.<id>.automation`` (also ``conversations``, ``handoffs``, ``emotional``) /
-        ``team.<name>.within_target`` (any of :data:`TEAM_FIGURES`). None for an unknown
-        key."""
+        ``team.<name>.within_target`` (any of :data:`TEAM_FIGURES`) /
+        ``visibility.<public|private>.automation`` (any of :data:`VISIBILITY_FIGURES`) /
+        ``public.hidden_by_carebot``, ``public.category.<class>`` (:meth:`PublicMessages.figure`).
+        None for an unknown key."""
         head, _, rest = key.partition(".")
+        if head == "visibility" and rest:
+            name, _, part = rest.partition(".")
+            side = next((v for v in self.visibilities if v.visibility == name), None)
+            return None if side is None else side.figure(part)
+        if head == "public" and rest:
+            return self.public.figure(rest)
         if head == "team" and rest:
             name, _, part = rest.partition(".")
             team = next((t for t in self.teams if t.team == name), None)

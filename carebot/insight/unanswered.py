@@ -215,6 +215,8 @@ def _in_period(query: Select[Any], period: Period) -> Select[Any]:
     )
     if period.channel is not None:
         query = query.where(Message.channel == period.channel)
+    if period.visibility is not None:
+        query = query.where(Conversation.visibility == period.visibility)
     return query
 
 
