@@ -7,7 +7,8 @@ Trained on the packaged train split (``carebot/nlu/data/public_posts_train.jsonl
 One table from one run, side by side:
 
 * keywords + VADER: the cue lists of :data:`carebot.nlu.public_posts.CUES` (written once from
-  the rubric) and VADER's compound, by hand-written rules (:func:`keyword_label`), no training;
+  the rubric and a read of some train rows, never tuned) and VADER's compound, by hand-written
+  rules (:func:`keyword_label`), no training;
 * embeddings + LR: scikit-learn's ``LogisticRegression`` with its default settings (only
   ``max_iter`` raised so that it converges) on the sentence embeddings;
 * carebot: :class:`carebot.nlu.public_posts.PublicPostClassifier` as it ships.

@@ -67,7 +67,8 @@ CUE_WEIGHT = 0.5
 WORD_WEIGHT = 2.0
 TOKEN = r"(?u)\b\w+\b|[^\w\s]"  # words, and every other non-space character on its own
 
-# A few words and signs per class, written from the rubric of data/public/README.md.
+# A few words and signs per class, written once from the rubric of data/public/README.md and a
+# read of a dozen train rows per class (never test); not tuned afterwards.
 CUES: dict[PublicCategory, tuple[str, ...]] = {
     PublicCategory.CARE_REQUEST: (
         "where is", "when will", "when do", "how do i", "how can i", "how long", "can i",
