@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -31,13 +32,14 @@ from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
+from carebot.nlu.public_posts import post_classifier as trained_classifier
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.periodic import Periodic
 from carebot.public.delivery import PublicDelivery
 from carebot.public.handling import PostClassifier
 from carebot.public.posting import Guard
 from carebot.public.posting import public_guard as guard_for
-from carebot.public.service import public_parts
+from carebot.public.service import public_parts, takes_public_messages
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
@@ -344,8 +346,9 @@ async def build_runtime(
 
     ``send_immediately``: a reply is sent by whoever wrote it, right after the transaction (the
     worker retries failures). False leaves every reply to the outbox worker. ``backoff``: the
-    outbox's wait between attempts at a failed send. ``post_classifier`` and ``public_guard``:
-    what public messages are, and what may be posted in public (tests pass fakes).
+    outbox's wait between attempts at a failed send. ``post_classifier``: what public messages
+    are (default: trained on the packaged set when a channel brings public messages in);
+    ``public_guard``: what may be posted in public (default: carebot.public.guard).
     """
     db = Database(
         database_url or settings.database_url(),
@@ -406,6 +409,9 @@ async def build_runtime(
         transferred=settings.messages.agent_transferred,
         resolved=settings.messages.resolved,
     )
+    if post_classifier is None and takes_public_messages(settings):
+        # trained on the packaged set with the matcher's encoder (its vectors are reused)
+        post_classifier = await asyncio.to_thread(trained_classifier, encoder, cache)
     public = public_parts(
         settings,
         db=db,

@@ -17,6 +17,12 @@ from carebot.store.public_decisions import PublicDecisions
 from carebot.triage import Triage
 
 
+def takes_public_messages(settings: Settings) -> bool:
+    """Whether an enabled channel brings public messages in (Facebook and Instagram comments
+    come through the [messenger] and [instagram] channels; X mentions through [x])."""
+    return settings.messenger.enabled or settings.instagram.enabled or settings.x.enabled
+
+
 @dataclass(frozen=True)
 class PublicParts:
     handling: PublicHandling | None  # None: no classifier, public messages wait for agents
