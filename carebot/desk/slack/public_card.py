@@ -142,7 +142,9 @@ def refused_words(reason: str, *, private: bool = False) -> str:
     said = reason.strip().removeprefix(GUARD_HEAD).strip()
     guarded = said.endswith(GUARD_ADVICE)
     said = said.removesuffix(GUARD_ADVICE).strip().rstrip(".")
-    said = escape(said[:1].lower() + said[1:])
+    if said.startswith(("The ", "It ")):  # the guard's sentence; a platform's name stays
+        said = said[:1].lower() + said[1:]
+    said = escape(said)
     if private:
         return f"Not sent privately: {said}. Nothing reached the customer."
     if guarded:
