@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
 from carebot.desk.slack import public_card
+from carebot.desk.slack.card import TAKE_FROM_COLLEAGUE
 from carebot.desk.slack.public_actions import not_sent, private_reply
 from carebot.exceptions import PublicRefused, StoreError
 from carebot.models import InboundMessage, PublicCategory, PublicContext
@@ -45,6 +46,7 @@ from tests.test_slack import (  # noqa: F401  (fixtures)
     reply_in_thread,
     slack,
 )
+from tests.test_slack_stress import BEN, confirm_value, the_question
 
 PAGE = "messenger"  # a Facebook Page's comments come on its Messenger channel
 COMPLAINT = "worst service ever, my boots fell apart"
@@ -179,6 +181,30 @@ async def test_a_thread_reply_is_posted_in_public_signed_and_private_goes_privat
     await relayed(slack, count=2)
     assert page.actions[1] == ("private_reply", "c1", "Could you send us your order number?")
     assert page.sent == []  # nothing went as an ordinary message
+
+
+async def test_a_private_reply_on_a_colleagues_conversation_stays_private_once_confirmed(
+    service: tuple[Service, TestServer],
+    slack: SlackStandIn,  # noqa: F811
+    page: PublicRecordingChannel,
+    clock: Clock,
+) -> None:
+    running, server = service
+    ts = await handed_over(running, slack, COMPLAINT, clock)
+    slack.add_user(BEN, name="ben", real_name="Ben Agent", display_name="Ben")
+    slack.members.add(BEN)
+    await reply_in_thread(server, ts, "Looking into it")  # Ann has it now
+    await relayed(slack)
+
+    await reply_in_thread(server, ts, "private: Ben here, send us the order number", user=BEN)
+    await slack.wait_for("chat.postEphemeral", lambda c: c.params["user"] == BEN)
+    value = confirm_value(the_question(slack, BEN))
+    assert json.loads(value)["private"] is True
+    await press(
+        server, ts, TAKE_FROM_COLLEAGUE, user=BEN, value=value, response_url=slack.response_url
+    )
+    await slack.wait_for("response_url", lambda c: "You have the conversation" in c.params["text"])
+    assert page.actions[-1] == ("private_reply", "c1", "Ben here, send us the order number")
 
 
 async def test_a_public_reply_with_an_e_mail_address_is_refused_and_the_agent_told(
