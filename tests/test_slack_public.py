@@ -9,6 +9,7 @@ why; Hide and Unhide reach the platform; public actions are mirrored into the th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from carebot.server import Service, build_app
 from carebot.store.database import Database
 from carebot.store.public_items import ItemView, PublicView
 from carebot.store.queue import Case
+from carebot.store.slack_threads import Mirrored
 from carebot.store.tables import OutboxRow
 from tests.conftest import Clock
 from tests.fakes import FakeEncoder, FixedClassifier, PublicRecordingChannel
@@ -62,9 +64,30 @@ def live() -> tuple[str, ...]:
     return (PAGE,)
 
 
+class Page(PublicRecordingChannel):
+    """The page's channel, whose actions a test can wait for: the thread's mirror of an
+    action may come before the action itself (the sync hears of it first)."""
+
+    def __init__(self) -> None:
+        super().__init__(PAGE)
+        self._acted = asyncio.Condition()
+
+    async def _act(self, kind: str, target: str, text: str = "") -> str:
+        found = await super()._act(kind, target, text)
+        async with self._acted:
+            self._acted.notify_all()
+        return found
+
+    async def acted(self, count: int) -> list[tuple[str, str, str]]:
+        """The actions, once there are ``count`` of them."""
+        async with self._acted:
+            await asyncio.wait_for(self._acted.wait_for(lambda: len(self.actions) >= count), 10)
+        return self.actions
+
+
 @pytest.fixture
-def page() -> PublicRecordingChannel:
-    return PublicRecordingChannel(PAGE)
+def page() -> Page:
+    return Page()
 
 
 @pytest.fixture
@@ -73,7 +96,7 @@ async def service(
     database_url: str,
     clock: Clock,
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     live: tuple[str, ...],
 ) -> AsyncIterator[tuple[Service, TestServer]]:
     """The service with the Slack desk, the page's channel and the real personal-data guard."""
@@ -167,26 +190,31 @@ async def test_the_card_shows_the_public_comment_its_post_and_the_hide_button(
 async def test_a_thread_reply_is_posted_in_public_signed_and_private_goes_privately(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, server = service
     ts = await handed_over(running, slack, COMPLAINT, clock)
 
     await reply_in_thread(server, ts, "So sorry to hear that, we will make it right")
-    await relayed(slack)
-    assert page.actions == [("reply", "c1", "So sorry to hear that, we will make it right - Ann")]
+    assert await page.acted(1) == [
+        ("reply", "c1", "So sorry to hear that, we will make it right - Ann")
+    ]
+    await relayed(slack)  # checked in the thread
 
     await reply_in_thread(server, ts, "*private:* Could you send us your order number?")
-    await relayed(slack, count=2)
-    assert page.actions[1] == ("private_reply", "c1", "Could you send us your order number?")
+    assert (await page.acted(2))[1] == (
+        "private_reply",
+        "c1",
+        "Could you send us your order number?",
+    )
     assert page.sent == []  # nothing went as an ordinary message
 
 
 async def test_a_private_reply_on_a_colleagues_conversation_stays_private_once_confirmed(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, server = service
@@ -194,7 +222,7 @@ async def test_a_private_reply_on_a_colleagues_conversation_stays_private_once_c
     slack.add_user(BEN, name="ben", real_name="Ben Agent", display_name="Ben")
     slack.members.add(BEN)
     await reply_in_thread(server, ts, "Looking into it")  # Ann has it now
-    await relayed(slack)
+    await page.acted(1)
 
     await reply_in_thread(server, ts, "private: Ben here, send us the order number", user=BEN)
     await slack.wait_for("chat.postEphemeral", lambda c: c.params["user"] == BEN)
@@ -203,14 +231,17 @@ async def test_a_private_reply_on_a_colleagues_conversation_stays_private_once_c
     await press(
         server, ts, TAKE_FROM_COLLEAGUE, user=BEN, value=value, response_url=slack.response_url
     )
-    await slack.wait_for("response_url", lambda c: "You have the conversation" in c.params["text"])
-    assert page.actions[-1] == ("private_reply", "c1", "Ben here, send us the order number")
+    assert (await page.acted(2))[-1] == (
+        "private_reply",
+        "c1",
+        "Ben here, send us the order number",
+    )
 
 
 async def test_a_public_reply_with_an_e_mail_address_is_refused_and_the_agent_told(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, server = service
@@ -230,7 +261,7 @@ async def test_a_public_reply_with_an_e_mail_address_is_refused_and_the_agent_to
 async def test_hide_then_unhide_reach_the_platform_and_the_thread_says_who(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, server = service
@@ -239,10 +270,10 @@ async def test_hide_then_unhide_reach_the_platform_and_the_thread_says_who(
     assert "confirm" in hide  # asked first: everyone else stops seeing the comment
 
     await press(server, ts, public_card.HIDE, value=hide["value"])
+    assert await page.acted(1) == [("hide", "c1", "")]
     [said] = await slack.wait_for(
         "chat.postMessage", lambda c: "hid the comment" in str(c.params.get("text"))
     )
-    assert page.actions == [("hide", "c1", "")]
     assert said.params["thread_ts"] == ts
     assert "*Ann hid the comment*" in said.params["text"]
     assert "(hidden by an agent in Slack)" in said.params["text"]
@@ -252,16 +283,16 @@ async def test_hide_then_unhide_reach_the_platform_and_the_thread_says_who(
     [unhide] = [b for b in _buttons(card) if b["action_id"] == public_card.UNHIDE]
 
     await press(server, ts, public_card.UNHIDE, value=unhide["value"])
+    assert await page.acted(2) == [("hide", "c1", ""), ("unhide", "c1", "")]
     await slack.wait_for(
         "chat.postMessage", lambda c: "unhid the comment" in str(c.params.get("text"))
     )
-    assert page.actions == [("hide", "c1", ""), ("unhide", "c1", "")]
 
 
 async def test_a_refused_hide_is_told_and_changes_nothing(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, server = service
@@ -279,7 +310,7 @@ async def test_a_refused_hide_is_told_and_changes_nothing(
 async def test_an_inbox_reply_is_mirrored_into_the_thread_as_a_public_reply(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, _ = service
@@ -302,7 +333,7 @@ async def test_an_inbox_reply_is_mirrored_into_the_thread_as_a_public_reply(
 async def test_in_shadow_mode_the_card_says_what_carebot_would_have_posted(
     service: tuple[Service, TestServer],
     slack: SlackStandIn,  # noqa: F811
-    page: PublicRecordingChannel,
+    page: Page,
     clock: Clock,
 ) -> None:
     running, _ = service
@@ -449,6 +480,22 @@ def test_the_guards_refusal_is_said_once_with_the_slack_way_to_reply_privately()
 )
 def test_the_private_prefix(written: str, found: tuple[bool, str]) -> None:
     assert private_reply(written) == found
+
+
+@pytest.mark.parametrize(
+    ("author", "agent", "kind", "text", "head"),
+    [
+        ("bot", None, "reply", "Thank you! (automated reply)", "*carebot replied in public*"),
+        ("agent", "Ann", "private_reply", "Send us your order", "*Ann replied privately*"),
+        ("bot", None, "hide", "", ":see_no_evil: *carebot hid the comment*"),
+    ],
+)
+def test_a_public_action_is_mirrored_as_what_it_was(
+    author: str, agent: str | None, kind: str, text: str, head: str
+) -> None:
+    message = Mirrored(9, author, agent, text, PAGE, AT, "inbox" if agent else None, kind)
+    said = public_card.mirror_text(message)
+    assert said.startswith(head) and (not text or said.endswith(f"&gt; {text}"))
 
 
 def texts(blocks: list[dict[str, Any]]) -> str:
