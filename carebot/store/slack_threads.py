@@ -46,6 +46,7 @@ class Mirrored:
     channel: str
     created_at: datetime
     via: str | None
+    public: str | None = None  # a public action's kind (reply, private_reply, hide, unhide)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +367,14 @@ class SlackThreadStore:
             ).all()
         return [
             Mirrored(
-                m.id, m.author, m.agent, m.text, m.channel, m.created_at, (meta or {}).get("via")
+                m.id,
+                m.author,
+                m.agent,
+                m.text,
+                m.channel,
+                m.created_at,
+                (meta or {}).get("via"),
+                ((meta or {}).get("public") or {}).get("kind"),
             )
             for m, meta in rows
         ]

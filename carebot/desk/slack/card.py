@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from carebot.desk.slack import public_card
 from carebot.desk.slack.mrkdwn import LIMIT, escape, quote, shorten, when
 from carebot.models import HANDOFF_REASONS, WITHDRAWN_BY_CUSTOMER, ConversationState
 from carebot.store.emotion_labels import LabelView
@@ -63,6 +64,7 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(shorten(f"{name}: {status}", 150))},
         {"type": "section", "fields": _facts(data)},
+        *public_card.blocks(case),  # a comment or mention: the post, its state, the bot's plan
     ]
     change = _change(data)
     if change:
@@ -87,7 +89,8 @@ def card(data: CardData) -> tuple[str, list[dict[str, Any]]]:
         blocks.insert(1, _context(f":twisted_rightwards_arrows: {escape(data.transferred)}"))
     if buttons:
         blocks.append({"type": "actions", "block_id": "carebot_actions", "elements": buttons})
-    return f"{escape(name)} ({case.channel}): {status}", blocks
+    where = public_card.title(case.public).lower() if case.public else case.channel
+    return f"{escape(name)} ({where}): {status}", blocks
 
 
 def card_hash(text: str, blocks: list[dict[str, Any]]) -> str:
@@ -130,8 +133,11 @@ def full_history(messages: list[MessageView]) -> list[str]:
     return [*posts, current]
 
 
-def mirror_text(message: Mirrored) -> str:
-    """A later message of the conversation, as a thread post."""
+def mirror_text(message: Mirrored, case: Case | None = None) -> str:
+    """A later message of the conversation, as a thread post (a public action says what was
+    done: :func:`public_card.mirror_text`)."""
+    if message.public:
+        return public_card.mirror_text(message, case)
     via = f" ({VIA[message.via]})" if message.via in VIA else ""
     head = _line(message.author, message.agent, message.channel, message.created_at, "", 0)
     return head.rstrip() + via + "\n" + quote(message.text, 2500)
@@ -403,6 +409,7 @@ def _buttons(case: Case) -> list[dict[str, Any]]:
         buttons.append(_button("Take over", TAKE_OVER, value))
     if case.can_resolve:
         buttons.append(_button("Resolve", RESOLVE, value))
+    buttons.extend(public_card.buttons(case))  # hide or unhide the latest comment
     if case.can_close:
         close = _button("Close", CLOSE, value)
         close["confirm"] = {

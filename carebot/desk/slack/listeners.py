@@ -16,6 +16,8 @@
 * a thread reply starting with ``note:`` is an internal note, stored with the conversation
   (:class:`carebot.store.notes.Notes`, once per Slack message) so the inbox shows it too; it
   gets a memo reaction once kept.
+* in a public conversation (a comment, a mention): ``private:`` replies, Hide / Unhide and
+  refusals in plain words are :mod:`.public_actions`'s.
 
 With ``[[teams]]``, events and buttons come from every team's channel, and a thread is its
 conversation's by channel and ts. Only the members of the handoff's team (and leads) may act on
@@ -51,6 +53,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 
 from carebot.agents import AgentDesk
 from carebot.desk.slack import card as cards
+from carebot.desk.slack import public_actions as public
 from carebot.desk.slack.api import SlackApi
 from carebot.desk.slack.mrkdwn import plain
 from carebot.desk.slack.people import People
@@ -147,6 +150,8 @@ class Listeners:
         for action in (cards.LABEL_UPSET, cards.LABEL_NOT_UPSET):
             app.action(action)(track(self.on_label))
         app.view(cards.EDIT_VIEW)(track(self.on_edit_submitted))
+        buttons = public.PublicButtons(self._desk, self._allowed, self._agent_name, self._tell)
+        buttons.register(app, track=track)  # a public conversation's Hide / Unhide
 
     async def on_message(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
@@ -239,22 +244,22 @@ class Listeners:
             if refusal:
                 await self._tell(user, refusal, thread_ts=thread_ts, channel=channel)
                 return
-            reply = plain(text)
+            private, reply = public.private_reply(plain(text))  # "private:" in a public one
             if not reply:
                 return
             name = await self._agent_name(user)
             try:
-                await self._desk.reply(conversation_id, name, reply, via="slack")
+                await self._desk.reply(conversation_id, name, reply, via="slack", private=private)
             except OwnedByColleague as exc:
                 action = {"conversation": conversation_id, "do": "reply", "text": reply}
+                action |= {"private": True} if private else {}
                 if ts:
                     action["ts"] = ts  # checked once it is sent
                 await self._ask(user, exc.owner, action, thread_ts=thread_ts, channel=channel)
                 return
             except StoreError as exc:
-                await self._tell(
-                    user, f"Not sent to the customer: {exc}", thread_ts=thread_ts, channel=channel
-                )
+                said = public.not_sent(exc, private=private)
+                await self._tell(user, said, thread_ts=thread_ts, channel=channel)
                 return
             if ts:
                 await self._api.react(RELAYED, ts, channel=channel)
@@ -290,7 +295,7 @@ class Listeners:
                 asked = {"conversation": conversation_id, "do": do}
                 await self._ask(user, exc.owner, asked, respond=respond)
             except StoreError as exc:
-                await self._tell(user, f"Nothing changed: {exc}", respond=respond)
+                await self._tell(user, public.not_sent(exc, "Nothing changed"), respond=respond)
         except SlackError as exc:
             log.warning("Slack failed on %s in %s: %s", action["action_id"], conversation_id, exc)
 
@@ -318,7 +323,7 @@ class Listeners:
             try:
                 await self._desk.label_emotion(message_id, name, label)
             except StoreError as exc:
-                await self._tell(user, f"Nothing changed: {exc}", respond=respond)
+                await self._tell(user, public.not_sent(exc, "Nothing changed"), respond=respond)
                 return
             if action.get("block_id") == cards.THREAD_LABEL_BLOCK:
                 said = f"You marked this message {label.words}; it is kept for retraining."
@@ -371,7 +376,7 @@ class Listeners:
                 action = {"conversation": conversation_id, "do": "send_draft", "text": text}
                 await self._ask(user, exc.owner, action, channel=channel)
             except StoreError as exc:
-                await self._tell(user, f"Not sent to the customer: {exc}", channel=channel)
+                await self._tell(user, public.not_sent(exc), channel=channel)
         except SlackError as exc:
             log.warning("Slack failed after an edited reply in %s: %s", conversation_id, exc)
 
@@ -394,7 +399,12 @@ class Listeners:
             try:
                 if do == "reply" and text:
                     await self._desk.reply(
-                        conversation_id, name, text, via="slack", from_colleague=True
+                        conversation_id,
+                        name,
+                        text,
+                        via="slack",
+                        from_colleague=True,
+                        private=bool(asked.get("private")),  # a "private:" reply
                     )
                 elif do == "send_draft":
                     await self._desk.send_draft(
@@ -403,7 +413,7 @@ class Listeners:
                 else:
                     await self._desk.take_over(conversation_id, name, from_colleague=True)
             except StoreError as exc:
-                await self._tell(user, f"Nothing changed: {exc}", respond=respond)
+                await self._tell(user, public.not_sent(exc, "Nothing changed"), respond=respond)
                 return
             done = {
                 "reply": "Your reply went to the customer.",

@@ -528,7 +528,7 @@ class ThreadSync:
                 # after it); the next handoff's announcement decides what the thread shows.
                 break
             if message.via != "slack":
-                text, blocks = cards.mirror_text(message), cards.mirror_blocks(message)
+                text, blocks = cards.mirror_text(message, data.case), cards.mirror_blocks(message)
                 await self._api.post(text, blocks, thread_ts=thread.ts, channel=thread.channel)
             await self._threads.save(data.case.id, mirrored_message_id=message.id)
         return await self._reload(data.case.id) if later else thread
