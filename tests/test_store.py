@@ -565,3 +565,40 @@ async def test_a_conversation_is_locked_for_every_process_on_the_database(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_migration_0016_keeps_conversations_private_and_allows_one_open_per_thread(
+    database_url: str,
+) -> None:
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    db = Database(database_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0015")
+            kept = await a_conversation(conn, at)
+            await conn.execute(
+                insert(Message).values(
+                    conversation_id=kept, direction="in", author="customer", channel="test",
+                    external_id="m1", text="hi", created_at=at,
+                )
+            )  # fmt: skip
+            await conn.run_sync(_migrate, "head")
+        [before] = await rows(db, Conversation)
+        assert (before.visibility, before.thread, before.context) == ("private", "", None)
+        ids = {"customer_id": before.customer_id, "identity_id": before.identity_id}
+        stamps = {"created_at": at, "updated_at": at}
+        async with db.transaction() as session:  # the same customer's comments under a post
+            session.add(
+                Conversation(state="bot", visibility="public", thread="p1", **ids, **stamps)
+            )
+        with pytest.raises(IntegrityError):  # a second open private conversation
+            async with db.transaction() as session:
+                session.add(Conversation(state="bot", **ids, **stamps))
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate, "0015", down=True)
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("conversations")}
+            )
+        assert "visibility" not in columns and "state" in columns
+    finally:
+        await db.close()

@@ -22,15 +22,18 @@ OPEN = sa.text("state != 'closed'")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("conversations") as batch:
-        batch.add_column(
-            sa.Column("visibility", sa.String(length=10), nullable=False, server_default="private")
-        )
-        batch.add_column(
-            sa.Column("thread", sa.String(length=200), nullable=False, server_default="")
-        )
-        batch.add_column(sa.Column("context", sa.JSON(), nullable=True))
-        batch.create_index("ix_conversations_visibility", ["visibility"])
+    # Plain ADD COLUMN (SQLite does it in place): a batch copy of `conversations` would drop
+    # the table that messages, handoffs and notes point to, which SQLite refuses.
+    op.add_column(
+        "conversations",
+        sa.Column("visibility", sa.String(length=10), nullable=False, server_default="private"),
+    )
+    op.add_column(
+        "conversations",
+        sa.Column("thread", sa.String(length=200), nullable=False, server_default=""),
+    )
+    op.add_column("conversations", sa.Column("context", sa.JSON(), nullable=True))
+    op.create_index("ix_conversations_visibility", "conversations", ["visibility"])
     op.drop_index("uq_conversations_open_identity", table_name="conversations")
     op.create_index(
         "uq_conversations_open_identity_thread",
@@ -78,6 +81,11 @@ def downgrade() -> None:
     op.drop_index("ix_public_items_category", table_name="public_items")
     op.drop_index("ix_public_items_conversation_id", table_name="public_items")
     op.drop_table("public_items")
+    # Before 0016 an identity had one open conversation: its public ones are closed first.
+    op.execute(
+        "UPDATE conversations SET state = 'closed', closed_at = CURRENT_TIMESTAMP, "
+        "closed_reason = 'idle' WHERE visibility = 'public' AND state != 'closed'"
+    )
     op.drop_index("uq_conversations_open_identity_thread", table_name="conversations")
     op.create_index(
         "uq_conversations_open_identity",
@@ -87,8 +95,7 @@ def downgrade() -> None:
         sqlite_where=OPEN,
         postgresql_where=OPEN,
     )
-    with op.batch_alter_table("conversations") as batch:
-        batch.drop_index("ix_conversations_visibility")
-        batch.drop_column("context")
-        batch.drop_column("thread")
-        batch.drop_column("visibility")
+    op.drop_index("ix_conversations_visibility", table_name="conversations")
+    # Plain DROP COLUMN (SQLite 3.35+ does it in place), for the reason given in upgrade().
+    for column in ("context", "thread", "visibility"):
+        op.drop_column("conversations", column)
