@@ -106,15 +106,22 @@ class AgentDesk:
         return sent[-1].reply.outbox_id
 
     async def set_hidden(
-        self, conversation_id: int, agent: str, *, message_id: int, hidden: bool, why: str = ""
+        self,
+        conversation_id: int,
+        agent: str,
+        *,
+        message_id: int,
+        hidden: bool,
+        why: str = "",
+        via: str = "inbox",
     ) -> None:
         """Hide (or unhide) one of the conversation's public messages on its platform; never
-        deleted. Raises PublicRefused when the platform's rules forbid it."""
+        deleted. Raises PublicRefused when the platform's rules forbid it. ``via``: the desk."""
         await self._may_act(conversation_id, agent)
         if self._public is None:
             raise StoreError("public actions are not configured here")
         queued = await self._public.set_hidden(
-            conversation_id, agent, message_id=message_id, hidden=hidden, why=why
+            conversation_id, agent, message_id=message_id, hidden=hidden, why=why, via=via
         )
         await self._sent(conversation_id, [queued])
 

@@ -449,3 +449,18 @@ async def test_no_rating_request_is_posted_under_a_comment_the_bot_answered(
         assert [a[0] for a in public_channel.actions] == ["reply"] and public_channel.sent == []
     finally:
         await rt.db.close()
+
+
+@pytest.mark.parametrize("live", [()])
+async def test_in_shadow_mode_a_draft_meant_as_a_private_reply_is_sent_privately(
+    runtime: Runtime, public_channel: PublicRecordingChannel
+) -> None:
+    """carebot would have moved the question to private: its draft is the private reply's
+    text, and sending the draft sends it privately, never under the comment."""
+    outcome = await runtime.inbox.receive(comment("where is my order"))
+    assert outcome.decision is not None and outcome.decision.reason is Reason.SHADOW
+
+    await runtime.desk.send_draft(outcome.received.conversation_id, "Ann")
+    assert public_channel.actions == [
+        ("private_reply", "c1", "Send us your order number and we track it.")
+    ]

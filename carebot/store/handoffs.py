@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -35,7 +36,7 @@ from carebot.store.open_handoffs import open_handoff
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.public_actions import Step, queue_step, target_item
 from carebot.store.surveys import Question, ask, has_rating
-from carebot.store.tables import Conversation, Handoff, Identity
+from carebot.store.tables import Conversation, DecisionRow, Handoff, Identity
 from carebot.store.teamwork import agent_handoff
 from carebot.teams.directory import TeamDirectory
 
@@ -172,7 +173,9 @@ class HandoffStore:
                 raise StoreError(f"The draft of conversation {conversation_id} was already sent")
             handoff.draft_sent_at = self._clock()
             draft = text or handoff.draft
-            return [*sent, await self._add_reply(session, conversation, agent, draft, via)]
+            private = await _drafted_as_private(session, handoff)
+            reply = await self._add_reply(session, conversation, agent, draft, via, private)
+            return [*sent, reply]
 
     async def _add_reply(
         self,
@@ -364,6 +367,18 @@ class HandoffStore:
         if conversation is None:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
+
+
+async def _drafted_as_private(session: AsyncSession, handoff: Handoff) -> bool:
+    """Whether the handoff's draft was written as a private reply: in shadow mode, a public
+    question carebot would have moved to private messages (its plan, kept with the decision)."""
+    if handoff.decision_id is None:
+        return False
+    details = await session.scalar(
+        select(DecisionRow.details).where(DecisionRow.id == handoff.decision_id)
+    )
+    plan = (details or {}).get("public") or {}
+    return any(step.get("kind") == "private_reply" for step in plan.get("shadowed", []))
 
 
 def _not_empty(text: str) -> None:

@@ -153,7 +153,14 @@ class PublicActionStore:
         self._lease = lease_replies
 
     async def set_hidden(
-        self, conversation_id: int, agent: str, *, message_id: int, hidden: bool, why: str = ""
+        self,
+        conversation_id: int,
+        agent: str,
+        *,
+        message_id: int,
+        hidden: bool,
+        why: str = "",
+        via: str = "inbox",
     ) -> Queued:
         """An agent hides (or unhides) one public message; raises PublicRefused when the
         platform's rules forbid it."""
@@ -173,7 +180,7 @@ class PublicActionStore:
                 author="agent",
                 now=self._clock(),
                 lease=self._lease,
-                via="inbox",
+                via=via,
             )
 
     async def refusal_before_send(self, reply: OutboundReply) -> str | None:

@@ -100,6 +100,7 @@ class PublicButtons:
                     message_id=message_id,
                     hidden=hide,
                     why=HIDDEN_WHY if hide else "",
+                    via="slack",
                 )
             except StoreError as exc:
                 said = exc.reason if isinstance(exc, PublicRefused) else str(exc)

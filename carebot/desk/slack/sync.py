@@ -527,7 +527,8 @@ class ThreadSync:
                 # message may be handing over again this very moment (its handoff is stored
                 # after it); the next handoff's announcement decides what the thread shows.
                 break
-            if message.via != "slack":
+            # a reply typed in the thread is there already; a button's hide or unhide is not
+            if message.via != "slack" or message.public in ("hide", "unhide"):
                 text, blocks = cards.mirror_text(message, data.case), cards.mirror_blocks(message)
                 await self._api.post(text, blocks, thread_ts=thread.ts, channel=thread.channel)
             await self._threads.save(data.case.id, mirrored_message_id=message.id)
