@@ -249,11 +249,12 @@ async def test_the_queue_marks_public_rows_and_filters_by_visibility(
     assert f'data-conversation-id="{private_id}"' in html
 
     def ids(html: str) -> set[int]:
-        return {int(i) for i in re.findall(r'class="queue-row[^"]*"[^>]*data-conversation-id="(\d+)"', html)}
+        return {
+            int(i)
+            for i in re.findall(r'class="queue-row[^"]*"[^>]*data-conversation-id="(\d+)"', html)
+        }
 
-    assert ids((await page(browser, server, "/inbox?view=all&visibility=public"))[0]) == {
-        public_id
-    }
+    assert ids((await page(browser, server, "/inbox?view=all&visibility=public"))[0]) == {public_id}
     assert ids((await page(browser, server, "/inbox?view=all&visibility=private"))[0]) == {
         private_id
     }
@@ -322,11 +323,14 @@ async def test_an_email_address_in_a_public_reply_is_refused_and_the_text_is_kep
     )
 
     assert status == 409
-    assert escape(
-        "Not posted in public. The reply contains an e-mail address (an…@…example). "
-        "Reply privately instead, or remove it.",
-        quote=False,
-    ) in html
+    assert (
+        escape(
+            "Not posted in public. The reply contains an e-mail address (an…@…example). "
+            "Reply privately instead, or remove it.",
+            quote=False,
+        )
+        in html
+    )
     assert html.index('id="reply-error"') < html.index('id="reply-text"')  # above the box
     assert reply_box(html) == text
     assert channel.actions == []

@@ -1,9 +1,9 @@
 """The queue page's view of the conversations (``GET /inbox?view=&q=&label=&visibility=&page=``):
 the tabs with their counts ("my teams'" first for an agent in a team), the rows of the chosen
-view, narrowed by a search, a label and public or private, a page at a time (the waiting handoffs by their
-first-response target when teams have one: :mod:`carebot.store.inbox_views`); and what a live
-``handoff`` event says to one agent (whether it is a new handoff in their teams, for a
-notification)."""
+view, narrowed by a search, a label and public or private, a page at a time (the waiting
+handoffs by their first-response target when teams have one:
+:mod:`carebot.store.inbox_views`); and what a live ``handoff`` event says to one agent (whether
+it is a new handoff in their teams, for a notification)."""
 
 from __future__ import annotations
 

@@ -524,9 +524,7 @@ def _public_action(row: OutboxRow | None) -> str | None:
     return str(public["kind"]) if isinstance(public, dict) and public.get("kind") else None
 
 
-def _view(
-    m: Message, delivery: str | None = None, public_action: str | None = None
-) -> MessageView:
+def _view(m: Message, delivery: str | None = None, public_action: str | None = None) -> MessageView:
     return MessageView(
         m.id,
         m.author,
