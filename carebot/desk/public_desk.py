@@ -32,7 +32,8 @@ CATEGORY_WORDS = {
     "spam": "spam",
     "chatter": "chatter",
 }
-# How an outgoing public action reads in the transcript (MessageView.public_action).
+# How an outgoing public action reads in the transcript (MessageView.public_action); the
+# conversation template's message macro spells the same words.
 ACTION_LABELS = {
     "reply": "Replied in public",
     "private_reply": "Replied privately",
@@ -113,7 +114,6 @@ class PublicDesk:
             "signature": self.signature(agent),
             "plans": {item.message_id: plan_lines(item.plan) for item in view.items},
             "categories": CATEGORY_WORDS,
-            "actions": ACTION_LABELS,
         }
 
     async def _hide(self, request: web.Request, session: Session, form: Any) -> web.StreamResponse:
