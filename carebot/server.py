@@ -237,6 +237,7 @@ def _mount_inbox(
         roster=Roster.from_settings(settings, agents),
         targets=FirstResponseTargets(settings),
         teamwork=runtime.teamwork,
+        public=settings.public,
     ).mount(app)
     console.mount(app)
     InsightPages(

@@ -1,9 +1,9 @@
-"""The queue page's view of the conversations (``GET /inbox?view=&q=&label=&page=``): the tabs
-with their counts ("my teams'" first for an agent in a team), the rows of the chosen view,
-narrowed by a search and a label, a page at a time (the waiting handoffs by their
-first-response target when teams have one: :mod:`carebot.store.inbox_views`); and what a live
-``handoff`` event says to one agent (whether it is a new handoff in their teams, for a
-notification)."""
+"""The queue page's view of the conversations (``GET /inbox?view=&q=&label=&visibility=&page=``):
+the tabs with their counts ("my teams'" first for an agent in a team), the rows of the chosen
+view, narrowed by a search, a label and public or private, a page at a time (the waiting
+handoffs by their first-response target when teams have one:
+:mod:`carebot.store.inbox_views`); and what a live ``handoff`` event says to one agent (whether
+it is a new handoff in their teams, for a notification)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from carebot.desk.auth import Agent
 from carebot.desk.roster import Roster
 from carebot.exceptions import StoreError
-from carebot.store.inbox_views import VIEWS, InboxViews, Viewer
+from carebot.store.inbox_views import VIEWS, VISIBILITIES, InboxViews, Viewer
 from carebot.store.labels import ConversationLabels, normalise_label
 from carebot.store.queue import AgentQueue
 from carebot.teams.targets import FirstResponseTargets
@@ -69,12 +69,24 @@ class QueueView:
                 label = normalise_label(label)
             except StoreError as exc:
                 label, label_error = "", str(exc)
+        visibility = request.query.get("visibility", "")
+        if visibility not in VISIBILITIES:
+            raise web.HTTPBadRequest(
+                text=f"visibility must be public or private (or left out), not {visibility!r}"
+            )
         shown = await self._views.page(
-            view, viewer, words=words, label=label, page=int(page), views=tabs
+            view,
+            viewer,
+            words=words,
+            label=label,
+            page=int(page),
+            views=tabs,
+            visibility=visibility,
         )
 
         def url(**changes: Any) -> str:
-            params = {"view": view, "q": words, "label": label, **changes}
+            params = {"view": view, "q": words, "label": label, "visibility": visibility}
+            params.update(changes)
             return "/inbox?" + urlencode({k: v for k, v in params.items() if v not in ("", 1)})
 
         return {
@@ -89,6 +101,7 @@ class QueueView:
             "older_url": url(page=shown.page + 1) if shown.more else None,
             "q": words,
             "label": label,
+            "visibility": visibility,
             "labels_in_use": await self._labels.in_use(),
             "error": label_error,
             "roster": self._roster,

@@ -20,6 +20,12 @@ page; ``POST /inbox/c/{id}/transfer`` (``team``, ``note``) moves a conversation 
 team's queue (:meth:`carebot.agents.AgentDesk.transfer`: members of its team and leads only);
 ``POST /inbox/availability`` (``available`` 1 or 0) is the header's Available / Away switch
 (round-robin assignment skips agents who are away).
+
+Public conversations (comments and mentions, README "Public comments and mentions"): the page
+shows the post and each public message (:mod:`carebot.desk.public_desk`); ``POST
+/inbox/c/{id}/reply`` with ``private=1`` sends the reply as the comment's private reply instead
+of under it; a refusal (the personal-data guard, a platform's rule) is shown above the reply
+box with the agent's text kept; ``POST /inbox/c/{id}/hide`` hides or unhides a public message.
 """
 
 from __future__ import annotations
@@ -35,15 +41,17 @@ from urllib.parse import quote, urlencode
 from aiohttp import WSMsgType, web
 
 from carebot.agents import AgentDesk
+from carebot.config import PublicSettings
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
 from carebot.desk.case_tools import CaseTools
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
+from carebot.desk.public_desk import PublicDesk, refused_words
 from carebot.desk.queue_view import QueueView
 from carebot.desk.roster import Roster
 from carebot.desk.throttle import Locked, LoginThrottle, client_address
 from carebot.events import Event, EventHub
-from carebot.exceptions import StoreError
+from carebot.exceptions import PublicRefused, StoreError
 from carebot.store.assignments import Assignments
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import OwnedByColleague
@@ -75,6 +83,7 @@ class AgentInbox:
         roster: Roster | None = None,
         targets: FirstResponseTargets | None = None,  # None: no first-response targets shown
         teamwork: TeamworkStore | None = None,  # None: no Available / Away switch
+        public: PublicSettings | None = None,  # the agents' signature on public replies
     ) -> None:
         self._agents = agents
         self._sessions = sessions
@@ -102,6 +111,9 @@ class AgentInbox:
             events=events,
             show_error=self._error_page,
         )
+        self._public = PublicDesk(
+            desk=desk, settings=public or PublicSettings(), show_error=self._error_page
+        )
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/inbox", self._page(self._queue_page))
@@ -111,7 +123,8 @@ class AgentInbox:
         app.router.add_get(r"/inbox/c/{id:\d+}", self._page(self._case_page))
         app.router.add_post("/inbox/availability", self._form(self._availability))
         app.router.add_post(r"/inbox/c/{id:\d+}/transfer", self._form(self._transfer))
-        for path, action in self._tools.actions().items():  # before the desk's actions
+        tools = {**self._tools.actions(), **self._public.actions()}
+        for path, action in tools.items():  # before the desk's actions
             app.router.add_post(rf"/inbox/c/{{id:\d+}}/{path}", self._form(action))
         app.router.add_post(r"/inbox/c/{id:\d+}/{action}", self._form(self._act))
         app.router.add_get("/inbox/events", self._live)
@@ -160,6 +173,7 @@ class AgentInbox:
         *,
         error: str | None = None,
         reply_text: str = "",
+        reply_error: str | None = None,
         owned_by: dict[str, str] | None = None,
     ) -> web.StreamResponse:
         try:
@@ -183,6 +197,8 @@ class AgentInbox:
             labels=await self._labels.of_conversation(case.id),
             error=error,
             reply_text=reply_text,  # an agent's reply that could not be sent is not lost
+            reply_error=reply_error,  # why it was not posted (shown above the reply box)
+            public=self._public.context(case.public, session.agent.display_name),
             owned_by=owned_by,  # a colleague has it: asked before taking it from them
             proposed=request.query.get("proposed", "") if request.method == "GET" else "",
             faq_search=self._answers is not None,
@@ -191,7 +207,7 @@ class AgentInbox:
             transfer_to={n: t for n, t in self._roster.teams.items() if n != current},
             transferred=self._roster.teams.get(transferred, ""),  # the team, after a transfer
             presence=await self._presence(session, f"/inbox/c/{case.id}"),
-            status=409 if error or owned_by else 200,
+            status=409 if error or reply_error or owned_by else 200,
         )
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
@@ -271,10 +287,13 @@ class AgentInbox:
             self._events.publish(Event("agent_typing", conversation_id, agent=agent))
             return web.Response(status=204)
         confirmed = form.get("from_colleague") == "1"  # "Take it over from Ann" was pressed
+        private = form.get("private") == "1"  # "Reply privately" (a public conversation)
         try:
             if action == "reply":
                 text = str(form.get("text", ""))
-                await self._desk.reply(conversation_id, agent, text, from_colleague=confirmed)
+                await self._desk.reply(
+                    conversation_id, agent, text, from_colleague=confirmed, private=private
+                )
             elif action == "send-draft":
                 await self._desk.send_draft(conversation_id, agent, from_colleague=confirmed)
             elif action == "take-over":
@@ -298,7 +317,15 @@ class AgentInbox:
                 request,
                 session,
                 reply_text=str(form.get("text", "")),
-                owned_by={"owner": exc.owner, "action": action},
+                owned_by={"owner": exc.owner, "action": action, "private": "1" if private else ""},
+            )
+        except PublicRefused as refused:
+            kind = "private_reply" if private else "reply"
+            return await self._case_page(
+                request,
+                session,
+                reply_error=refused_words(kind, refused.reason),
+                reply_text=str(form.get("text", "")),
             )
         except StoreError as exc:
             return await self._case_page(

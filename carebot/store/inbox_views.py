@@ -12,7 +12,11 @@ count business hours, so those views are ordered here rather than in SQL: they h
 handoffs only, which a team works down.
 Resolved lists conversations that were handed to a person and are no longer (handed back to
 the bot, withdrawn, or closed), the most recently resolved first; all lists every conversation,
-the most recently active first."""
+the most recently active first.
+
+Every view can be narrowed to public conversations (comments and mentions) or private ones
+(``visibility``); a public row names its platform and the kind of its latest public message
+("Facebook comment", "X mention") and what the classifier made of it (its category)."""
 
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.exceptions import StoreError
-from carebot.models import ConversationState
+from carebot.models import ConversationState, Visibility
+from carebot.public.rules import platform_name
 from carebot.store.closing import closed_view
 from carebot.store.database import Database
 from carebot.store.labels import normalise_label
@@ -44,6 +49,7 @@ from carebot.store.tables import (
     Customer,
     Handoff,
     Identity,
+    PublicItem,
 )
 from carebot.teams.targets import FirstResponseTargets, TargetStatus
 
@@ -51,6 +57,7 @@ _S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
 VIEWS = ("teams", "waiting", "mine", "with_agent", "resolved", "all")
 OPEN_VIEWS = ("teams", "waiting", "mine", "with_agent")  # ordered by first-response target
 PAGE_SIZE = 50
+VISIBILITIES = ("", Visibility.PRIVATE.value, Visibility.PUBLIC.value)  # "": both
 _NO_DUE = datetime.min.replace(tzinfo=UTC)  # the sort key's due time of rows without one
 
 
@@ -90,6 +97,9 @@ class ViewRow:
     target: str = ""  # how an open handoff stands against its team's target: "12 min left"
     target_state: str = ""  # running / met / breached ("": no target)
     target_due: str | None = None  # when the first reply is (was) due
+    visibility: str = Visibility.PRIVATE.value
+    public_where: str = ""  # a public row's platform and kind: "Facebook comment", "X mention"
+    category: str | None = None  # a public row's latest message's classification: complaint
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +183,17 @@ class InboxViews:
         page: int = 1,
         size: int = PAGE_SIZE,
         views: Collection[str] = VIEWS,
+        visibility: str = "",
     ) -> ViewPage:
         """Page ``page`` (from 1) of ``view``, and the count of each of ``views``, all narrowed
-        by the search ``words`` and the ``label`` (when given)."""
+        by the search ``words``, the ``label`` and the ``visibility`` (when given)."""
         if page < 1:
             raise StoreError(f"page must be 1 or more, not {page}")
+        if visibility not in VISIBILITIES:
+            raise StoreError(f"visibility must be public or private, not {visibility!r}")
         narrow = self._narrowing(words, label)
+        if visibility:
+            narrow.append(Conversation.visibility == visibility)
         query = (
             self._base(select(Conversation, Customer, Identity, Handoff))
             .where(view_filter(view, viewer), *narrow)
@@ -198,7 +213,9 @@ class InboxViews:
             rows = [await self._row(session, *r, statuses) for r in found[:size]]
             counts = {v: await self._count(session, v, viewer, narrow) for v in views}
             labels = await _labels(session, [r.id for r in rows])
+            public = await _public_facts(session, [r.id for r in rows if r.visibility != "private"])
         rows = [_with_labels(r, labels.get(r.id, [])) for r in rows]
+        rows = [replace(r, **public[r.id]) if r.id in public else r for r in rows]
         return ViewPage(view, rows, counts, page, len(found) > size)
 
     def _status(self, handoff: Handoff, first_reply: datetime | None) -> TargetStatus | None:
@@ -253,6 +270,7 @@ class InboxViews:
             "last_text": await last_customer_text(session, conversation.id),
             "updated_at": conversation.updated_at.isoformat(),
             "closed": await closed_view(session, conversation),
+            "visibility": conversation.visibility,
         }
         if handoff is None:
             return ViewRow(**base)
@@ -306,6 +324,25 @@ async def _labels(session: AsyncSession, ids: list[int]) -> dict[int, list[str]]
     )
     for conversation_id, label in rows.all():
         found.setdefault(conversation_id, []).append(label)
+    return found
+
+
+async def _public_facts(session: AsyncSession, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each public conversation's platform and kind, and its category, from its latest public
+    message (a conversation whose message is still being stored has none yet)."""
+    if not ids:
+        return {}
+    found: dict[int, dict[str, Any]] = {}
+    rows = await session.execute(
+        select(PublicItem.conversation_id, PublicItem.channel, PublicItem.kind, PublicItem.category)
+        .where(PublicItem.conversation_id.in_(ids))
+        .order_by(PublicItem.message_id)
+    )
+    for conversation_id, channel, kind, category in rows.all():  # the latest wins
+        found[conversation_id] = {
+            "public_where": f"{platform_name(channel)} {kind}",
+            "category": category or found.get(conversation_id, {}).get("category"),
+        }
     return found
 
 

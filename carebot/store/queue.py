@@ -81,6 +81,8 @@ class MessageView:
     channel: str
     conversation_id: int
     delivery: str | None = None  # for replies: sending / sent / delivered / read / not delivered
+    # an outgoing public action (its outbox meta "public"): reply / private_reply / hide / unhide
+    public_action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,7 +488,7 @@ async def _messages(session: AsyncSession, conversation_id: int) -> list[Message
             .order_by(Message.id)
         )
     ).all()
-    return [_view(m, _delivery(outbox)) for m, outbox in rows]
+    return [_view(m, _delivery(outbox), _public_action(outbox)) for m, outbox in rows]
 
 
 async def _trail(session: AsyncSession, conversation_id: int) -> list[dict[str, Any]]:
@@ -516,7 +518,13 @@ def _delivery(row: OutboxRow | None) -> str | None:
     return "sent"
 
 
-def _view(m: Message, delivery: str | None = None) -> MessageView:
+def _public_action(row: OutboxRow | None) -> str | None:
+    """The public action an outgoing message carried out (None: an ordinary message)."""
+    public = (row.meta or {}).get("public") if row is not None else None
+    return str(public["kind"]) if isinstance(public, dict) and public.get("kind") else None
+
+
+def _view(m: Message, delivery: str | None = None, public_action: str | None = None) -> MessageView:
     return MessageView(
         m.id,
         m.author,
@@ -526,6 +534,7 @@ def _view(m: Message, delivery: str | None = None) -> MessageView:
         m.channel,
         m.conversation_id,
         delivery,
+        public_action,
     )
 
 

@@ -104,6 +104,7 @@
     messages: $("#messages") ? $("#messages").innerHTML : "",
     case: $("#case") ? $("#case").innerHTML : "",
     composer: $("#composer") ? $("#composer").innerHTML : "",
+    public: $("#public-panel") ? $("#public-panel").innerHTML : "",
   };
 
   function importChildren(from) {
@@ -274,6 +275,21 @@
       raw.case = freshCase.innerHTML;
       next.scrollTop = scrollTop;
       enhance(next);
+      if (focusId) {
+        const target = document.getElementById(focusId);
+        if (target) target.focus({ preventScroll: true });
+      }
+    }
+
+    // 2b. A public conversation's panel (the post, its comments, hidden, removed, edited).
+    const panel = $("#public-panel");
+    const freshPanel = doc.getElementById("public-panel");
+    if (panel && freshPanel && freshPanel.innerHTML !== raw.public) {
+      const active = document.activeElement;
+      const focusId = active && panel.contains(active) && active.id ? active.id : null;
+      panel.replaceChildren(...importChildren(freshPanel));
+      raw.public = freshPanel.innerHTML;
+      enhance(panel);
       if (focusId) {
         const target = document.getElementById(focusId);
         if (target) target.focus({ preventScroll: true });
@@ -500,7 +516,8 @@
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.isComposing) {
       event.preventDefault();
       const form = target.form;
-      if (form && !form.dataset.submitting) form.requestSubmit();
+      // In public the agent chooses: reply publicly or privately (no shortcut posts for them).
+      if (form && !form.dataset.submitting && !form.dataset.public) form.requestSubmit();
     }
   });
 
@@ -769,10 +786,11 @@
     });
   }
 
-  // The label filter applies as soon as it is chosen.
+  // The label and visibility filters apply as soon as they are chosen.
   document.addEventListener("change", (event) => {
     const target = event.target;
-    if (target instanceof HTMLSelectElement && target.id === "label-filter" && target.form) {
+    const filters = ["label-filter", "visibility-filter"];
+    if (target instanceof HTMLSelectElement && filters.includes(target.id) && target.form) {
       target.form.requestSubmit();
     }
     if (target instanceof HTMLSelectElement && target.closest("#case")) target.dataset.chosen = "1";
