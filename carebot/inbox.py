@@ -297,6 +297,8 @@ class Inbox:
         to acknowledge a waiting customer."""
         if self._public is None or state.human_owned or state is ConversationState.CLOSED:
             await self._conversations.mark_handled(received.message_id)
+            if self._public is not None:
+                await self._classify_for_agents(received, inbound)
             self._events.publish(Event("handoff", received.conversation_id))
             return Outcome(Status.RECORDED, received)
         timings: dict[str, float] = {}
@@ -311,6 +313,15 @@ class Inbox:
                 await self._on_outbox(queued)
         outbox_id = handled.queued[0].reply.outbox_id if handled.queued else None
         return Outcome(Status.DECIDED, received, handled.plan.decision, outbox_id)
+
+    async def _classify_for_agents(self, received: Received, inbound: InboundMessage) -> None:
+        """What a recorded public message is, shown to the agent; it is stored whatever
+        becomes of this (a failure is logged: the message itself is safe)."""
+        try:
+            batched = await self._matches.match(inbound.text)
+            await self._public.classify_only(received, inbound, batched.match.vector)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("Could not classify public message %s for agents", received.message_id)
 
     async def _record(
         self,

@@ -464,3 +464,25 @@ async def test_in_shadow_mode_a_draft_meant_as_a_private_reply_is_sent_privately
     assert public_channel.actions == [
         ("private_reply", "c1", "Send us your order number and we track it.")
     ]
+
+
+async def test_a_comment_while_an_agent_has_the_thread_is_classified_for_them_only(
+    runtime: Runtime, public_channel: PublicRecordingChannel
+) -> None:
+    first = await runtime.inbox.receive(comment(COMPLAINT, cid="c1"))
+    later = await runtime.inbox.receive(comment(SPAM, cid="c2"))
+
+    assert later.status is Status.RECORDED
+    assert first.received.conversation_id == later.received.conversation_id
+    assert (await item(runtime, "c2")).category == "spam"
+    assert public_channel.actions == []  # not hidden: a person has the thread
+
+
+async def test_a_private_reply_may_carry_personal_data(
+    runtime: Runtime, public_channel: PublicRecordingChannel
+) -> None:
+    outcome = await runtime.inbox.receive(comment(COMPLAINT))
+    await runtime.desk.reply(
+        outcome.received.conversation_id, "Ann", "Is ann@example.com your address?", private=True
+    )
+    assert public_channel.actions == [("private_reply", "c1", "Is ann@example.com your address?")]

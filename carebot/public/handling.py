@@ -48,6 +48,15 @@ class PublicHandling:
         self._decisions = decisions
         self._clock = clock
 
+    async def classify_only(
+        self, received: Received, inbound: InboundMessage, vector: np.ndarray | None
+    ) -> PublicCategory:
+        """Classify a public message that is only recorded (a person has the conversation),
+        so agents see what it is; nothing is planned or carried out."""
+        category = self._classifier.classify(inbound.text, vector)
+        await self._decisions.record_category(received.message_id, category)
+        return category
+
     async def handle(
         self,
         received: Received,

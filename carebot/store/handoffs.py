@@ -316,9 +316,8 @@ class HandoffStore:
         self._reachable(identity.channel)
         item, message = await target_item(session, conversation.id)
         kind = PublicActionKind.PRIVATE_REPLY if private else PublicActionKind.REPLY
-        posted = (
-            self._public.checked(text.strip()) if private else self._public.by_agent(text, agent)
-        )
+        # a private reply is not public: it is where personal data may be asked for and given
+        posted = text.strip() if private else self._public.by_agent(text, agent)
         return await queue_step(
             session,
             conversation=conversation,

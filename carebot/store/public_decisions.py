@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from carebot.exceptions import PublicRefused
-from carebot.models import PublicActionKind
+from carebot.models import PublicActionKind, PublicCategory
 from carebot.public.decide import PublicPlan, PublicStep
 from carebot.store.conversations import (
     ConversationStore,
@@ -21,7 +21,7 @@ from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Queued
 from carebot.store.public_actions import Step, queue_step, target_item
-from carebot.store.tables import Conversation, Identity
+from carebot.store.tables import Conversation, Identity, PublicItem
 from carebot.store.teamwork import CAREBOT
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,18 @@ class PublicDecisions:
                     session, conversation, identity, row, plan.decision
                 )
             return queued
+
+    async def record_category(self, message_id: int, category: PublicCategory) -> None:
+        await record_category(self._db, message_id, category)
+
+
+async def record_category(db: Database, message_id: int, category: PublicCategory) -> None:
+    """What a public message is, for agents, when it was only recorded (a person has the
+    conversation): no plan, nothing carried out."""
+    async with db.transaction() as session:
+        item = await session.get(PublicItem, message_id)
+        if item is not None and item.category is None:
+            item.category = category.value
 
 
 def described(steps: tuple[PublicStep, ...]) -> list[dict[str, str]]:
