@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -55,7 +55,7 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
-from carebot.public.handling import PublicHandling
+from carebot.public.handling import PublicHandling, matching_text
 from carebot.store.conversation_lock import ConversationLocks
 from carebot.store.conversations import AlreadyHandled, ConversationStore, Embedding, Received
 from carebot.store.outbox import Queued
@@ -303,9 +303,13 @@ class Inbox:
             return Outcome(Status.RECORDED, received)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        decision, embedding = await self._decide(received, inbound, timings)
+        words = matching_text(inbound.text)
+        decision, embedding = await self._decide(received, replace(inbound, text=words), timings)
         timings["triage_ms"] = (time.perf_counter() - started) * 1000
-        handled = await self._public.handle(received, inbound, decision, timings, embedding)
+        posted = None  # the classifier reads the message as posted, @handles and all
+        if words != inbound.text:
+            posted = (await self._matches.match(inbound.text)).match.vector
+        handled = await self._public.handle(received, inbound, decision, timings, embedding, posted)
         kind = "handoff" if handled.plan.hands_off else "decision"
         self._events.publish(Event(kind, received.conversation_id))
         for queued in handled.queued:

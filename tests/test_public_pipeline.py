@@ -5,6 +5,7 @@ shadow mode; the platforms' rules. The adapters' own tests drive real platform s
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -25,6 +26,7 @@ from carebot.models import (
     Reason,
     Visibility,
 )
+from carebot.public.handling import matching_text
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.database import Database
 from carebot.store.tables import (
@@ -46,8 +48,8 @@ COMPLAINT = "worst service, my refund never came"
 
 
 def guard(text: str) -> str | None:
-    """The guard's stand-in: anything with an @ or the word "order 4" is personal."""
-    if "@" in text:
+    """The guard's stand-in: an e-mail-like word (an @ inside it) or "order 4" is personal."""
+    if re.search(r"\w@\w", text):
         return "an e-mail address"
     return "an order number" if "order 4" in text else None
 
@@ -486,3 +488,28 @@ async def test_a_private_reply_may_carry_personal_data(
         outcome.received.conversation_id, "Ann", "Is ann@example.com your address?", private=True
     )
     assert public_channel.actions == [("private_reply", "c1", "Is ann@example.com your address?")]
+
+
+@pytest.mark.parametrize(
+    ("posted", "read"),
+    [
+        ("@northwind how do I return an item", "how do I return an item"),
+        ("@northwind @bob_k, how do I return an item", "how do I return an item"),
+        ("@northwind", "@northwind"),  # nothing but handles: read whole
+        ("how do I return an item @northwind", "how do I return an item @northwind"),
+    ],
+)
+def test_the_matcher_reads_a_public_message_without_its_leading_handles(
+    posted: str, read: str
+) -> None:
+    assert matching_text(posted) == read
+
+
+async def test_a_mention_is_matched_on_its_words_and_answered(
+    runtime: Runtime, public_channel: PublicRecordingChannel
+) -> None:
+    """The fake encoder scores by shared words: with the handle the match would fall short."""
+    handles = "@northwind @ann_k @bo_b @carla @dan @eve_x"  # six more words than the question
+    outcome = await runtime.inbox.receive(comment(f"{handles} how do I return an item"))
+    assert outcome.decision is not None and outcome.decision.kind is DecisionKind.ANSWER
+    assert [a[0] for a in public_channel.actions] == ["reply"]

@@ -8,6 +8,7 @@ one transaction (:mod:`carebot.store.public_decisions`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,17 @@ from carebot.public.decide import PublicPlan, PublicTriage
 from carebot.store.conversations import Embedding, Received
 from carebot.store.outbox import Queued
 from carebot.store.public_decisions import PublicDecisions
+
+LEADING_HANDLES = re.compile(r"^(?:\s*@[\w.]+[,:]?)+\s*")
+
+
+def matching_text(text: str) -> str:
+    """The words of a public message the FAQ matcher reads: without the run of @handles a
+    reply or mention starts with ("@northwind do you ship to Norway?" -> "do you ship to
+    Norway?"), which says whom it is addressed to, not what it asks. A message that is only
+    handles is read whole."""
+    stripped = LEADING_HANDLES.sub("", text, count=1)
+    return stripped if stripped.strip() else text
 
 
 class PostClassifier(Protocol):
@@ -64,9 +76,13 @@ class PublicHandling:
         decision: Decision,
         timings: dict[str, float],
         embedding: Embedding | None,
+        vector: np.ndarray | None = None,
     ) -> Handled:
-        """Classify, plan and record ``inbound`` (a public message triage decided)."""
-        vector = embedding.vector if embedding is not None else None
+        """Classify, plan and record ``inbound`` (a public message triage decided).
+        ``vector``: the embedding of the message as posted, for the classifier (default: the
+        matcher's, ``embedding``, when the matcher read the same text)."""
+        if vector is None and embedding is not None:
+            vector = embedding.vector
         category = self._classifier.classify(inbound.text, vector)
         plan = self._triage.plan(inbound, category, decision, self._clock())
         queued = await self._decisions.record(received, plan, timings, embedding)
