@@ -237,3 +237,18 @@ async def test_the_monthly_call_cap_holds_replies_back_until_the_next_month(
     # tried again at the start of the next month (UTC), not before
     assert (status, retry_at.day, retry_at.hour, retry_at.minute) == ("pending", 1, 0, 0)
     assert await running.runtime.public_actions.calls("x") == 1
+
+
+async def test_a_reply_longer_than_x_takes_is_refused_not_cut(
+    service: tuple[Service, TestServer], x_api: XStandIn
+) -> None:
+    running, server = service
+    await deliver(server, mention("when is my refund coming", "711"))
+    conversation = await conversation_of(running, "711")
+    with pytest.raises(PublicRefused, match="at most 280 characters"):
+        await running.runtime.desk.reply(conversation, "Ann", "Sorry! " * 45)
+    # a link counts as 23 characters, however long it is
+    long_link = "https://northwind.example/help/" + "a" * 300
+    await running.runtime.desk.reply(conversation, "Ann", f"See {long_link}")
+    [call] = x_api.calls
+    assert call.body["text"].startswith("See https://")

@@ -40,7 +40,7 @@ from carebot.models import (
     Reason,
 )
 from carebot.nlu.intents import Intent
-from carebot.public.rules import ItemFacts, refusal
+from carebot.public.rules import ItemFacts, refusal, text_refusal
 
 Guard = Callable[[str], str | None]  # a text's refusal for public posting (None: it may go)
 Lookup = Callable[[str], Intent | None]  # the live intent of an id
@@ -156,7 +156,8 @@ class PublicTriage:
         guarded = self._guard(base.draft)
         if guarded is not None:
             return f"the answer failed the personal-data guard: {guarded}"
-        return self._refused(inbound, PublicActionKind.REPLY, now)
+        too_long = text_refusal(inbound.channel, self._settings.tagged(base.draft))
+        return too_long or self._refused(inbound, PublicActionKind.REPLY, now)
 
     def _moved_private(
         self, inbound: InboundMessage, base: Decision, intent: Intent | None, now: datetime

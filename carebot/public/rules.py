@@ -17,12 +17,16 @@ clients, and the outbox: :mod:`carebot.store.public_items`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from carebot.models import PublicActionKind
 
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
+# The longest public reply each platform takes, in characters (X counts a link as 23).
+MAX_PUBLIC_TEXT = {"x": 280, "instagram": 2200, "messenger": 8000}
+_LINK = re.compile(r"https?://\S+")
 PLATFORMS = {"messenger": "Facebook", "instagram": "Instagram", "x": "X"}
 ONE_PRIVATE_REPLY = ("messenger", "instagram")
 
@@ -64,6 +68,21 @@ def refusal(action: PublicActionKind, item: ItemFacts, now: datetime) -> str | N
             return "Instagram does not let a brand hide a comment on another account's post"
         return None
     return None if item.hidden else f"the {item.kind} is not hidden"
+
+
+def text_refusal(channel: str, text: str) -> str | None:
+    """Why ``text`` cannot be posted as a public reply on ``channel`` (too long); None: it can.
+    A reply is never cut: a cut answer in public reads worse than a person's short one."""
+    limit = MAX_PUBLIC_TEXT.get(channel)
+    if limit is None:
+        return None
+    length = len(_LINK.sub("x" * 23, text)) if channel == "x" else len(text)
+    if length <= limit:
+        return None
+    return (
+        f"{platform_name(channel)} takes public replies of at most {limit} characters and this "
+        f"one has {length}; shorten it, or reply privately"
+    )
 
 
 def _reply_refusal(item: ItemFacts, where: str) -> str | None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carebot.clock import Clock
 from carebot.exceptions import PublicRefused
 from carebot.models import OutboundReply, PublicAction, PublicActionKind
-from carebot.public.rules import ItemFacts, refusal
+from carebot.public.rules import ItemFacts, refusal, text_refusal
 from carebot.store.customers import merge_customers
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
@@ -106,6 +106,8 @@ async def queue_step(
     """Queue ``step`` on ``item`` (locked by the caller), after the platform's rules; the
     item's row records it (a private reply, hidden or not) in the same transaction."""
     refused = refusal(step.kind, facts(item), now)
+    if refused is None and step.kind is PublicActionKind.REPLY:
+        refused = text_refusal(item.channel, step.text)
     if refused is not None:
         raise PublicRefused(refused)
     identity = await session.get_one(Identity, conversation.identity_id)
