@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from carebot.console.intent_files import IntentEditError, IntentFiles, StaleFileError
+from carebot.console.intent_form import IntentForm
 from carebot.nlu.intents import Intent, Severity, read_intents
 from tests.conftest import ROOT
 
@@ -116,6 +117,19 @@ def test_new_fields_take_their_place_and_unchanged_ones_keep_their_lines(folder:
         "  - id: gamma\n",
         "  - id: gamma\n    title: Gamma\n    tags: [g]\n    answer_threshold: 0.85\n",
     )
+
+
+def test_the_public_flags_are_written_and_read_back(folder: Path) -> None:
+    editor = files(folder)
+    gamma = dataclasses.replace(intents(folder)["gamma"], public=True, personal_data=True)
+    editor.save(editor.read("test.yaml"), gamma, replaces="gamma")
+    assert (folder / "test.yaml").read_text() == HEAD + BETA + TAIL.replace(
+        "  - id: gamma\n", "  - id: gamma\n    public: true\n    personal_data: true\n"
+    )
+    assert intents(folder)["gamma"] == dataclasses.replace(gamma, line=None)
+    form = IntentForm.posted({"id": "gamma", "file": "test.yaml", "examples": "hi", "public": "on"})
+    made = form.intent()
+    assert made is not None and (made.public, made.personal_data) == (True, False)
 
 
 def test_a_comment_of_a_removed_example_is_reported_as_dropped(folder: Path) -> None:

@@ -14,7 +14,19 @@ from dataclasses import dataclass, field
 
 from carebot.nlu.intents import Intent, Problem
 
-FIELDS = ("id", "title", "file", "examples", "answer", "tags", "thresholds", "handoff")
+FIELDS = (
+    "id",
+    "title",
+    "file",
+    "examples",
+    "answer",
+    "tags",
+    "thresholds",
+    "handoff",
+    "public",
+    "personal_data",
+)
+FLAG_ON = ("on", "true", "1", "yes")
 ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
@@ -31,6 +43,8 @@ class IntentForm:
     answer_threshold: str = ""
     draft_threshold: str = ""
     handoff: bool = False
+    public: bool = False  # may be answered under a public comment
+    personal_data: bool = False  # needs the customer's details: public questions go private
     original_id: str = ""  # the intent as it is in the file (empty: a new intent)
     stamp: str = ""  # the file's version stamp when the form was opened
     proposal: str = ""  # the proposal this edit comes from, if any
@@ -48,6 +62,8 @@ class IntentForm:
             answer_threshold=_number(intent.answer_threshold),
             draft_threshold=_number(intent.draft_threshold),
             handoff=intent.handoff,
+            public=intent.public,
+            personal_data=intent.personal_data,
             original_id=intent.id,
             stamp=stamp,
         )
@@ -68,7 +84,9 @@ class IntentForm:
             tags=text("tags"),
             answer_threshold=text("answer_threshold").strip(),
             draft_threshold=text("draft_threshold").strip(),
-            handoff=text("handoff") in ("on", "true", "1", "yes"),
+            handoff=text("handoff") in FLAG_ON,
+            public=text("public") in FLAG_ON,
+            personal_data=text("personal_data") in FLAG_ON,
             original_id=text("original_id").strip(),
             stamp=text("stamp").strip(),
             proposal=text("proposal").strip(),
@@ -109,6 +127,8 @@ class IntentForm:
             draft_threshold=thresholds["draft_threshold"],
             handoff=self.handoff,
             tags=tuple(t.strip() for t in self.tags.split(",") if t.strip()),
+            public=self.public,
+            personal_data=self.personal_data,
         )
 
     def place(self, problems: Iterable[Problem]) -> list[str]:
@@ -157,8 +177,9 @@ def _field_of(message: str, intent_id: str) -> str | None:
         return "answer"
     if "tag" in text:
         return "tags"
-    if "handoff" in text:
-        return "handoff"
+    for flag in ("personal_data", "public", "handoff"):
+        if f"{flag}:" in text or f"{flag} " in text:
+            return flag
     if "title" in text:
         return "title"
     return "id"

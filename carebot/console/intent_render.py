@@ -85,8 +85,9 @@ def _values(intent: Intent, keys: tuple[str, ...]) -> dict[str, object]:
         values["title"] = intent.title
     if intent.tags or "tags" in keys:
         values["tags"] = intent.tags
-    if intent.handoff or "handoff" in keys:
-        values["handoff"] = intent.handoff
+    for flag in ("handoff", "public", "personal_data"):
+        if getattr(intent, flag) or flag in keys:
+            values[flag] = getattr(intent, flag)
     for key in ("answer_threshold", "draft_threshold"):
         if getattr(intent, key) is not None:
             values[key] = getattr(intent, key)
@@ -103,8 +104,8 @@ def _field(key: str, value: object, intent: Intent, style: Style) -> list[str]:
         if style.flow_tags or not tags:
             return [f"{pad}tags: [{', '.join(scalar(t, style, flow=True) for t in tags)}]"]
         return [f"{pad}tags:"] + [f"{' ' * style.items}- {scalar(t, style)}" for t in tags]
-    if key == "handoff":
-        return [f"{pad}handoff: {'true' if value else 'false'}"]
+    if key in ("handoff", "public", "personal_data"):
+        return [f"{pad}{key}: {'true' if value else 'false'}"]
     if key in ("answer_threshold", "draft_threshold"):
         return [f"{pad}{key}: {value!r}"]
     if key == "examples":
