@@ -305,6 +305,12 @@ async def test_an_agent_replies_publicly_then_privately_and_a_second_private_rep
     assert reply_box(html) == "One more thing"
     assert len(channel.actions) == 2
 
+    # the customer answers the private reply: that conversation links back to the thread
+    dm = InboundMessage(CHANNEL, "u1", "m-1", "order 48213", clock.now)
+    private, _ = await received(running, dm)
+    html, _ = await page(browser, server, f"/inbox/c/{private}")
+    assert f'<a href="/inbox/c/{cid}">the public thread #{cid}</a>' in html
+
 
 async def test_an_email_address_in_a_public_reply_is_refused_and_the_text_is_kept(
     service: tuple[Service, TestServer],

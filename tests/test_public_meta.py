@@ -282,3 +282,6 @@ async def test_the_private_replys_recipient_is_the_same_customer_in_messenger(
         ).all()
     assert private is not None and private != public
     assert len(set(customers)) == 1
+    # the private conversation is linked to the public thread for the agent
+    case = await running.runtime.queue.case(private)
+    assert case.from_public == public

@@ -39,6 +39,7 @@ from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.public_items import (
     add_public_item,
     answered_thread,
+    private_reply_origin,
     public_context,
     thread_columns,
 )
@@ -252,6 +253,8 @@ class ConversationStore:
                 updated_at=now,
                 **thread_columns(inbound.public),
             )
+            if inbound.public is None:  # an answer to a private reply: linked to its thread
+                conversation.context = await private_reply_origin(session, identity, now)
             session.add(conversation)
             await session.flush()
         return conversation

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
 from carebot.models import InboundMessage, PublicChange, PublicContext, Visibility
-from carebot.public.rules import platform_name
+from carebot.public.rules import PRIVATE_REPLY_WINDOW, platform_name
 from carebot.store.database import Database
 from carebot.store.tables import (
     Conversation,
@@ -95,6 +95,32 @@ async def answered_thread(
         .limit(1)
         .with_for_update()
     )
+
+
+async def private_reply_origin(
+    session: AsyncSession, identity: Identity, now: datetime
+) -> dict[str, Any] | None:
+    """A new private conversation's link to the public thread it comes from: the customer's
+    latest comment on this channel answered privately within the last 7 days (the platforms'
+    window for a private reply), as ``{"from_public": conversation id, "comment": id}``."""
+    found = (
+        await session.execute(
+            select(PublicItem.conversation_id, Message.external_id)
+            .join(Message, Message.id == PublicItem.message_id)
+            .join(Conversation, Conversation.id == PublicItem.conversation_id)
+            .where(
+                Conversation.customer_id == identity.customer_id,
+                PublicItem.channel == identity.channel,
+                PublicItem.private_reply_at.is_not(None),
+                PublicItem.private_reply_at >= now - PRIVATE_REPLY_WINDOW,
+            )
+            .order_by(PublicItem.private_reply_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if found is None:
+        return None
+    return {"from_public": found[0], "comment": found[1]}
 
 
 def public_context(conversation: Conversation, item: PublicItem | None) -> PublicContext | None:

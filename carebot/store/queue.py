@@ -105,6 +105,8 @@ class Case:
     trail: list[dict[str, Any]] = field(default_factory=list)  # the audit trail, oldest first
     tags: list[str] = field(default_factory=list)  # the conversation's labels
     public: PublicView | None = None  # a public conversation: its post and comments
+    # a private conversation that answers a private reply to a comment: the public thread's id
+    from_public: int | None = None
 
     @property
     def timeline(self) -> list[dict[str, Any]]:
@@ -327,6 +329,7 @@ class AgentQueue:
                 trail=await _trail(session, conversation_id),
                 tags=await labels_of(session, conversation_id),
                 public=public,
+                from_public=(conversation.context or {}).get("from_public"),
             )
 
     async def _window(self, session: AsyncSession, identity: Identity) -> dict[str, Any] | None:

@@ -66,10 +66,17 @@ def shown_item(view: PublicView) -> ItemView | None:
 
 
 def blocks(case: Case) -> list[dict[str, Any]]:
-    """The card's public section (none for a private conversation)."""
+    """The card's public section; for a private conversation that answers a private reply
+    to a comment, the line that says so (none otherwise)."""
     view = case.public
     if view is None:
-        return []
+        if case.from_public is None:
+            return []
+        origin = (
+            f":speech_balloon: This conversation answers a private reply to the customer's "
+            f"public comment (conversation #{case.from_public} in the inbox)."
+        )
+        return [_context(origin)]
     found = [_section(_post(view))]
     item = shown_item(view)
     if item is not None:
