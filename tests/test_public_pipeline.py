@@ -513,3 +513,30 @@ async def test_a_mention_is_matched_on_its_words_and_answered(
     outcome = await runtime.inbox.receive(comment(f"{handles} how do I return an item"))
     assert outcome.decision is not None and outcome.decision.kind is DecisionKind.ANSWER
     assert [a[0] for a in public_channel.actions] == ["reply"]
+
+
+async def test_the_view_says_when_the_platform_will_not_hide_a_message(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """An Instagram mention on another account's post cannot be hidden: the desks say so
+    instead of offering the button."""
+    mention = InboundMessage(
+        channel="instagram",
+        external_user_id="ig-u1",
+        external_message_id="ig-m1",
+        text=CHATTER,
+        sent_at=clock.now,
+        public=PublicContext(thread="their-media", kind="mention"),
+    )
+    outcome = await runtime.inbox.receive(mention)
+    view = await runtime.public_items.view(outcome.received.conversation_id)
+    assert view is not None and view.items[0].hide_refusal is not None
+    assert "another account's post" in view.items[0].hide_refusal
+    [ours] = (
+        await runtime.public_items.view(
+            (
+                await runtime.inbox.receive(comment(CHATTER, cid="c9", user="u9"))
+            ).received.conversation_id
+        )
+    ).items  # type: ignore[union-attr]
+    assert ours.hide_refusal is None

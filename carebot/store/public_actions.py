@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carebot.clock import Clock
 from carebot.exceptions import PublicRefused
 from carebot.models import OutboundReply, PublicAction, PublicActionKind
-from carebot.public.rules import ItemFacts, refusal, text_refusal
+from carebot.public.rules import refusal, text_refusal
 from carebot.store.customers import merge_customers
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.public_items import item_facts
 from carebot.store.tables import (
     ApiUsage,
     Conversation,
@@ -54,19 +55,6 @@ class Step:
     kind: PublicActionKind
     text: str = ""
     why: str = ""
-
-
-def facts(item: PublicItem) -> ItemFacts:
-    return ItemFacts(
-        channel=item.channel,
-        kind=item.kind,
-        top_level=item.parent_id is None or item.parent_id == item.thread,
-        addressed=item.addressed,
-        hidden=item.hidden,
-        removed=item.removed_at is not None,
-        sent_at=item.sent_at,
-        private_reply_at=item.private_reply_at,
-    )
 
 
 async def target_item(
@@ -105,7 +93,7 @@ async def queue_step(
 ) -> Queued:
     """Queue ``step`` on ``item`` (locked by the caller), after the platform's rules; the
     item's row records it (a private reply, hidden or not) in the same transaction."""
-    refused = refusal(step.kind, facts(item), now)
+    refused = refusal(step.kind, item_facts(item), now)
     if refused is None and step.kind is PublicActionKind.REPLY:
         refused = text_refusal(item.channel, step.text)
     if refused is not None:

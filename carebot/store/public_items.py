@@ -18,8 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
-from carebot.models import InboundMessage, PublicChange, PublicContext, Visibility
-from carebot.public.rules import PRIVATE_REPLY_WINDOW, platform_name
+from carebot.models import (
+    InboundMessage,
+    PublicActionKind,
+    PublicChange,
+    PublicContext,
+    Visibility,
+)
+from carebot.public.rules import PRIVATE_REPLY_WINDOW, ItemFacts, platform_name, refusal
 from carebot.store.database import Database
 from carebot.store.tables import (
     Conversation,
@@ -214,6 +220,9 @@ class ItemView:
     private_reply_at: datetime | None
     private_reply_by: str | None
     plan: dict[str, Any] | None  # the bot's plan (decision details "public"), when it decided
+    # why the platform would refuse to hide it (an X mention, another account's Instagram
+    # post), None when it may be hidden; unhiding a hidden one is always allowed
+    hide_refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,4 +288,23 @@ def _item_view(item: PublicItem, message: Message, details: dict[str, Any] | Non
         private_reply_at=item.private_reply_at,
         private_reply_by=item.private_reply_by,
         plan=(details or {}).get("public"),
+        hide_refusal=None if item.hidden else _hide_refusal(item),
     )
+
+
+def item_facts(item: PublicItem) -> ItemFacts:
+    """What the platforms' rules read of a stored public message."""
+    return ItemFacts(
+        channel=item.channel,
+        kind=item.kind,
+        top_level=item.parent_id is None or item.parent_id == item.thread,
+        addressed=item.addressed,
+        hidden=item.hidden,
+        removed=item.removed_at is not None,
+        sent_at=item.sent_at,
+        private_reply_at=item.private_reply_at,
+    )
+
+
+def _hide_refusal(item: PublicItem) -> str | None:
+    return refusal(PublicActionKind.HIDE, item_facts(item), item.sent_at)
