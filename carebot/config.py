@@ -694,7 +694,6 @@ class XSettings(_Section):
         return self
 
 
-PUBLIC_CHANNELS = ("messenger", "instagram", "x")
 PublicChannel = Literal["messenger", "instagram", "x"]
 
 

@@ -20,6 +20,7 @@ from carebot.agents import AgentDesk
 from carebot.config import PublicSettings
 from carebot.desk.auth import Session
 from carebot.exceptions import PublicRefused, StoreError
+from carebot.public.actions import ACTION_WORDS
 from carebot.store.public_items import PublicView
 
 Action = Callable[[web.Request, Session, Any], Awaitable[web.StreamResponse]]
@@ -32,14 +33,8 @@ CATEGORY_WORDS = {
     "spam": "spam",
     "chatter": "chatter",
 }
-# How an outgoing public action reads in the transcript (MessageView.public_action); the
-# conversation template's message macro spells the same words.
-ACTION_LABELS = {
-    "reply": "Replied in public",
-    "private_reply": "Replied privately",
-    "hide": "Hid the comment",
-    "unhide": "Unhid the comment",
-}
+# How an outgoing public action reads in the transcript (MessageView.public_action).
+ACTION_LABELS = {kind.value: words.capitalize() for kind, words in ACTION_WORDS.items()}
 _WOULD = {
     "reply": "replied publicly",
     "private_reply": "replied privately",
@@ -114,6 +109,7 @@ class PublicDesk:
             "signature": self.signature(agent),
             "plans": {item.message_id: plan_lines(item.plan) for item in view.items},
             "categories": CATEGORY_WORDS,
+            "actions": ACTION_LABELS,
         }
 
     async def _hide(self, request: web.Request, session: Session, form: Any) -> web.StreamResponse:

@@ -120,10 +120,15 @@ class TeamRow:
 
     def figure(self, part: str) -> Share | Spread | None:
         """One of its figures by name (``handoffs``, ``within_target``...); None: unknown."""
-        if part not in TEAM_FIGURES:
-            return None
-        found = getattr(self, part)
-        return found if isinstance(found, Share | Spread) else None
+        return named_figure(self, part, TEAM_FIGURES)
+
+
+def named_figure(row: object, part: str, names: tuple[str, ...]) -> Share | Spread | None:
+    """A breakdown row's figure by name, when ``part`` is one of its ``names`` and set."""
+    if part not in names:
+        return None
+    found = getattr(row, part)
+    return found if isinstance(found, Share | Spread) else None
 
 
 TEAM_FIGURES = (
@@ -155,10 +160,7 @@ class VisibilityRow:
 
     def figure(self, part: str) -> Share | Spread | None:
         """One of its figures by name (:data:`VISIBILITY_FIGURES`); None: unknown."""
-        if part not in VISIBILITY_FIGURES:
-            return None
-        found = getattr(self, part)
-        return found if isinstance(found, Share | Spread) else None
+        return named_figure(self, part, VISIBILITY_FIGURES)
 
 
 VISIBILITY_FIGURES = (

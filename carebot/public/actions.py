@@ -19,6 +19,14 @@ from typing import Protocol, runtime_checkable
 from carebot.exceptions import DeliveryError
 from carebot.models import OutboundReply, PublicAction, PublicActionKind
 
+# What each action is called where people read it ("Ann hid the comment", "Replied in public").
+ACTION_WORDS = {
+    PublicActionKind.REPLY: "replied in public",
+    PublicActionKind.PRIVATE_REPLY: "replied privately",
+    PublicActionKind.HIDE: "hid the comment",
+    PublicActionKind.UNHIDE: "unhid the comment",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class PrivateReplySent:

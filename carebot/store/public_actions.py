@@ -40,12 +40,6 @@ from carebot.store.tables import (
 )
 
 log = logging.getLogger(__name__)
-ACTION_WORDS = {
-    PublicActionKind.REPLY: "replied in public",
-    PublicActionKind.PRIVATE_REPLY: "replied privately",
-    PublicActionKind.HIDE: "hid the comment",
-    PublicActionKind.UNHIDE: "unhid the comment",
-}
 
 
 @dataclass(frozen=True, slots=True)

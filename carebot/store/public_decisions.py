@@ -91,16 +91,12 @@ class PublicDecisions:
             return queued
 
     async def record_category(self, message_id: int, category: PublicCategory) -> None:
-        await record_category(self._db, message_id, category)
-
-
-async def record_category(db: Database, message_id: int, category: PublicCategory) -> None:
-    """What a public message is, for agents, when it was only recorded (a person has the
-    conversation): no plan, nothing carried out."""
-    async with db.transaction() as session:
-        item = await session.get(PublicItem, message_id)
-        if item is not None and item.category is None:
-            item.category = category.value
+        """What a public message is, for agents, when it was only recorded (a person has the
+        conversation): no plan, nothing carried out."""
+        async with self._db.transaction() as session:
+            item = await session.get(PublicItem, message_id)
+            if item is not None and item.category is None:
+                item.category = category.value
 
 
 def described(steps: tuple[PublicStep, ...]) -> list[dict[str, str]]:

@@ -22,8 +22,8 @@ from typing import Any
 
 from carebot.desk.slack.mrkdwn import escape, quote, shorten, when
 from carebot.models import PublicActionKind
+from carebot.public.actions import ACTION_WORDS
 from carebot.public.rules import ItemFacts, refusal
-from carebot.store.public_actions import ACTION_WORDS
 from carebot.store.public_items import ItemView, PublicView
 from carebot.store.queue import Case
 from carebot.store.slack_threads import Mirrored
