@@ -235,8 +235,9 @@ def reason_codes(reasons: str | None) -> tuple[str, ...]:
 @contextlib.asynccontextmanager
 async def reading(db: Database) -> AsyncIterator[AsyncConnection]:
     """A connection for some queries that must agree with each other: on PostgreSQL they read
-    one snapshot (REPEATABLE READ), even while messages keep coming."""
-    async with db.engine.connect() as conn:
+    one snapshot (REPEATABLE READ), even while messages keep coming. On SQLite they run off
+    the event loop (:attr:`Database.reports`)."""
+    async with db.reports.connect() as conn:
         if not db.is_sqlite:
             await conn.execution_options(isolation_level="REPEATABLE READ")
         yield conn

@@ -153,7 +153,7 @@ async def _encode(texts: list[str], encode: Encode) -> list[np.ndarray]:
 async def unanswered_messages(db: Database, period: Period) -> list[Asked]:
     """The period's unanswered customer messages (module docstring), oldest first."""
     found: dict[int, Asked] = {}
-    async with db.session() as session:
+    async with db.report_session() as session:
         decided = await session.execute(_in_period(_decided(), period))
         for row in decided:
             if is_unanswered(row.kind, row.reasons.split(","), row.details or {}):

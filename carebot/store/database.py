@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from carebot.exceptions import StoreError
+from carebot.store import sqlite_in_loop
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -83,10 +84,15 @@ class Database:
             }
         # hide_parameters: SQL parameters (customer text) never appear in errors and logs.
         self.engine: AsyncEngine = create_async_engine(
-            self.url, echo=echo, hide_parameters=True, **pool
+            self.url, echo=echo, hide_parameters=True, **pool, **_in_loop(self.url)
         )
+        # Long reads (the care leads' reports): on SQLite, off the event loop (aiosqlite's
+        # thread), so that a report over a year of messages does not hold up the service.
+        self.reports: AsyncEngine = self.engine
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas_in_loop)
+            self.reports = create_async_engine(self.url, echo=echo, hide_parameters=True)
+            event.listen(self.reports.sync_engine, "connect", _sqlite_pragmas)
         self.bot_intro = bot_intro
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, info={BOT_INTRO: bot_intro}
@@ -98,6 +104,11 @@ class Database:
     def session(self) -> AsyncSession:
         """A session for reads."""
         return self.sessions()
+
+    def report_session(self) -> AsyncSession:
+        """A session for long reads (reports over many messages): on SQLite off the event
+        loop, see :attr:`reports`."""
+        return AsyncSession(self.reports, expire_on_commit=False, info={BOT_INTRO: self.bot_intro})
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -166,15 +177,32 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.reports is not self.engine:
+            await self.reports.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _in_loop(url: URL) -> dict[str, Any]:
+    """The engine's arguments that run a SQLite file's statements on the event loop
+    (:mod:`carebot.store.sqlite_in_loop`); an in-memory database keeps aiosqlite."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return {}
+    uri = str(url.query.get("uri", "")).lower() in ("1", "true")
+    return {"async_creator": sqlite_in_loop.connector(url.database, uri=uri)}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int = 5000) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes, fewer fsyncs
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_pragmas_in_loop(dbapi_connection: Any, record: Any) -> None:
+    """As :func:`_sqlite_pragmas`, but a locked database fails at once: the in-loop driver then
+    waits with the loop free (:func:`carebot.store.sqlite_in_loop._patiently`)."""
+    _sqlite_pragmas(dbapi_connection, record, busy_ms=0)
 
 
 def _alembic_config(connection: Connection) -> Any:
