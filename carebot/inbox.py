@@ -215,15 +215,28 @@ class Inbox:
             pending = await self._conversations.unhandled_in(
                 received.conversation_id, up_to=received.message_id
             )
+            decided = False  # an earlier message decided here may change the state read
             for earlier, message in pending:
                 if earlier.message_id != received.message_id:
-                    await self._handle_earlier(earlier, message)
-            if all(r.message_id != received.message_id for r, _ in pending):
+                    await self._handle_earlier(await self._current(earlier, decided), message)
+                    decided = True
+            now = [r for r, _ in pending if r.message_id == received.message_id]
+            if not now:
                 # Handled meanwhile: by a peer (as an earlier message of its own, or while
                 # recovery listed it), or a redelivery's first delivery, which is not counted.
                 self.handled_elsewhere += recovered or not received.duplicate
                 return Outcome(Status.DUPLICATE, received)
-            return await self._handle_locked(received, inbound)
+            # As read under the lock (the state may have changed since the message was stored),
+            # with the redelivery mark of this delivery.
+            current = await self._current(replace(now[0], duplicate=received.duplicate), decided)
+            return await self._handle_locked(current, inbound)
+
+    async def _current(self, received: Received, stale: bool) -> Received:
+        """``received`` with its conversation's state read again if it may be ``stale``."""
+        if not stale:
+            return received
+        conversation = await self._conversations.conversation(received.conversation_id)
+        return replace(received, state=ConversationState(conversation.state))
 
     async def _handle_earlier(self, received: Received, inbound: InboundMessage) -> None:
         """An earlier message of the conversation, stored (maybe by a peer) and not handled:
@@ -256,8 +269,9 @@ class Inbox:
             return Outcome(Status.DUPLICATE, received)
 
     async def _handle_in_order(self, received: Received, inbound: InboundMessage) -> Outcome:
-        conversation = await self._conversations.conversation(received.conversation_id)
-        state = ConversationState(conversation.state)
+        """``received`` as read holding the conversation's lock: its state is current (an
+        earlier message decided first may have changed it: see :meth:`_handle_earlier`)."""
+        state = received.state
         if inbound.public is not None:
             return await self._public_message(received, inbound, state)
         if state is ConversationState.WAITING_FOR_AGENT:
@@ -268,7 +282,7 @@ class Inbox:
             log.debug(
                 "Conversation %s is %s: recorded %r for the agent",
                 received.conversation_id,
-                conversation.state,
+                state.value,
                 inbound.text,
             )
             return Outcome(Status.RECORDED, received)

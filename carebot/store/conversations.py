@@ -32,7 +32,7 @@ from carebot.models import (
     PublicContext,
     TranscriptLine,
 )
-from carebot.store.customers import find_or_create_identity
+from carebot.store.customers import created_identities, find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
@@ -65,6 +65,7 @@ class Received:
     message_id: int
     conversation_id: int
     customer_id: int
+    identity_id: int
     state: ConversationState
     duplicate: bool
     handled: bool = False  # for a duplicate: already decided on, or recorded for an agent
@@ -96,6 +97,22 @@ async def claim_message(session: AsyncSession, message_id: int, now: datetime) -
     )
     if claimed is None:
         raise AlreadyHandled(message_id)
+
+
+async def locked_party(
+    session: AsyncSession, conversation_id: int
+) -> tuple[Conversation, Identity]:
+    """A conversation, locked until the caller's transaction ends (PostgreSQL), and the
+    customer's identity in it, in one query."""
+    row = (
+        await session.execute(
+            select(Conversation, Identity)
+            .join(Identity, Identity.id == Conversation.identity_id)
+            .where(Conversation.id == conversation_id)
+            .with_for_update(of=Conversation)
+        )
+    ).one()
+    return row[0], row[1]
 
 
 # Inbound messages to decide, oldest first, each rebuilt as the adapter gave it.
@@ -188,6 +205,7 @@ class ConversationStore:
                     message.id,
                     conversation.id,
                     identity.customer_id,
+                    identity.id,
                     ConversationState(conversation.state),
                     duplicate=False,
                 )
@@ -217,6 +235,7 @@ class ConversationStore:
                 message.id,
                 conversation.id,
                 conversation.customer_id,
+                conversation.identity_id,
                 ConversationState(conversation.state),
                 duplicate=True,
                 handled=message.handled_at is not None,
@@ -230,6 +249,8 @@ class ConversationStore:
         lock is what keeps a message out of a conversation being closed: a close that got the
         row first leaves it closed, and the query then finds none."""
         thread = inbound.public.thread if inbound.public is not None else ""
+        if identity.id in created_identities(session):  # a new customer: nothing to look for
+            return await self._new_conversation(session, identity, inbound, origin=False)
         conversation = await session.scalar(
             select(Conversation)
             .where(
@@ -244,19 +265,27 @@ class ConversationStore:
         if conversation is None and inbound.public is not None:
             conversation = await answered_thread(session, identity, inbound)
         if conversation is None:
-            now = self._clock()
-            conversation = Conversation(
-                customer_id=identity.customer_id,
-                identity_id=identity.id,
-                state=ConversationState.BOT.value,
-                created_at=now,
-                updated_at=now,
-                **thread_columns(inbound.public),
-            )
-            if inbound.public is None:  # an answer to a private reply: linked to its thread
-                conversation.context = await private_reply_origin(session, identity, now)
-            session.add(conversation)
-            await session.flush()
+            conversation = await self._new_conversation(session, identity, inbound, origin=True)
+        return conversation
+
+    async def _new_conversation(
+        self, session: AsyncSession, identity: Identity, inbound: InboundMessage, *, origin: bool
+    ) -> Conversation:
+        """A new conversation for the message; with ``origin``, a private one that answers a
+        private reply to a comment is linked to its public thread (a new customer has none)."""
+        now = self._clock()
+        conversation = Conversation(
+            customer_id=identity.customer_id,
+            identity_id=identity.id,
+            state=ConversationState.BOT.value,
+            created_at=now,
+            updated_at=now,
+            **thread_columns(inbound.public),
+        )
+        if origin and inbound.public is None:
+            conversation.context = await private_reply_origin(session, identity, now)
+        session.add(conversation)
+        await session.flush()
         return conversation
 
     async def last_turn(self, conversation_id: int) -> LastTurn:
@@ -313,11 +342,8 @@ class ConversationStore:
         now = self._clock()
         async with self._db.transaction() as session:
             # Locked (PostgreSQL), so an agent taking over meanwhile is not overwritten.
-            conversation = await session.get_one(
-                Conversation, received.conversation_id, with_for_update=True
-            )
+            conversation, identity = await locked_party(session, received.conversation_id)
             await claim_message(session, received.message_id, now)
-            identity = await session.get_one(Identity, conversation.identity_id)
             row = decision_row(received, decision, timings, now)
             session.add(row)
             if embedding is not None:
@@ -460,7 +486,14 @@ class ConversationStore:
             ).all()
         return [
             (
-                Received(m.id, c.id, c.customer_id, ConversationState(c.state), duplicate=False),
+                Received(
+                    m.id,
+                    c.id,
+                    c.customer_id,
+                    c.identity_id,
+                    ConversationState(c.state),
+                    duplicate=False,
+                ),
                 restored(m, i, public_context(c, p)),
             )
             for m, c, i, p in rows

@@ -72,6 +72,9 @@ def display_label(identity: Identity, display_name: str = "") -> str:
     return f"{identity.channel} {identity.external_user_id[:12]}"
 
 
+CREATED_IDENTITIES = "carebot.created_identities"  # the key of Session.info
+
+
 async def find_or_create_identity(
     session: AsyncSession,
     channel: str,
@@ -82,7 +85,8 @@ async def find_or_create_identity(
     link_by: Sequence[str],
 ) -> Identity:
     """The channel identity (created with a new customer the first time); a changed profile is
-    merged in, and a phone or e-mail it shows links it to the customer who has it already."""
+    merged in, and a phone or e-mail it shows links it to the customer who has it already.
+    One created here is in :func:`created_identities` of the session."""
     identity = await session.scalar(
         select(Identity).where(
             Identity.channel == channel, Identity.external_user_id == external_user_id
@@ -101,6 +105,7 @@ async def find_or_create_identity(
         )
         session.add(identity)
         await session.flush()
+        created_identities(session).add(identity.id)
     elif profile and {**identity.profile, **profile} != identity.profile:
         identity.profile = {**identity.profile, **profile}
         customer = await session.get_one(Customer, identity.customer_id)
@@ -110,6 +115,13 @@ async def find_or_create_identity(
         return identity
     await _link(session, identity, link_by, now)
     return identity
+
+
+def created_identities(session: AsyncSession) -> set[int]:
+    """The ids of the identities created in this session (a new identity has no conversation
+    yet: the store need not look for one)."""
+    created: set[int] = session.info.setdefault(CREATED_IDENTITIES, set())
+    return created
 
 
 async def _link(

@@ -99,13 +99,22 @@ async def add_reply(
     joined. The stored message carries it as the outbox row does, so agents read what the
     customer read.
     """
-    outgoing = await _introduced(session, conversation, outgoing)
-    earlier = await session.scalar(
-        select(OutboxRow.id)
-        .where(OutboxRow.conversation_id == conversation.id, OutboxRow.status == PENDING)
-        .limit(1)
+    earlier = exists().where(
+        OutboxRow.conversation_id == conversation.id, OutboxRow.status == PENDING
     )
-    immediate = lease and earlier is None
+    intro = _introduction(session, outgoing)
+    if intro:  # one query for both: is a reply pending, has the bot said anything yet
+        said = exists().where(
+            Message.conversation_id == conversation.id,
+            Message.direction == "out",
+            Message.author == "bot",
+        )
+        waiting, introduced = (await session.execute(select(earlier, said))).one()
+        if not introduced:
+            outgoing = replace(outgoing, text=f"{intro}\n\n{outgoing.text}")
+    else:
+        waiting = bool(await session.scalar(select(earlier)))
+    immediate = lease and not waiting
     message = Message(
         conversation_id=conversation.id,
         direction="out",
@@ -124,29 +133,16 @@ async def add_reply(
     return Queued(to_reply(row), immediate=immediate, message_id=message.id)
 
 
-async def _introduced(
-    session: AsyncSession, conversation: Conversation, outgoing: Outgoing
-) -> Outgoing:
-    """``outgoing`` with the bot's introduction before it, when it is the bot's first message
-    of the conversation (an agent's reply never carries it; an empty introduction is none).
+def _introduction(session: AsyncSession, outgoing: Outgoing) -> str:
+    """The bot's introduction to put before ``outgoing`` if it is the bot's first message of
+    the conversation (an agent's reply never carries it; an empty introduction is none; in
+    public the bot's replies carry ``[public] bot_tag`` instead, see carebot/public/decide.py).
     Every writer of a reply holds the conversation's row lock (``with_for_update``) by then, so
     two bot messages of one conversation written at once are not both introduced."""
     intro = str(session.info.get(BOT_INTRO) or "").strip()
-    # In public the bot's replies carry [public] bot_tag instead (carebot/public/decide.py).
     if not intro or outgoing.author != "bot" or outgoing.public is not None:
-        return outgoing
-    said = await session.scalar(
-        select(Message.id)
-        .where(
-            Message.conversation_id == conversation.id,
-            Message.direction == "out",
-            Message.author == "bot",
-        )
-        .limit(1)
-    )
-    if said is not None:
-        return outgoing
-    return replace(outgoing, text=f"{intro}\n\n{outgoing.text}")
+        return ""
+    return intro
 
 
 def _outbox_row(

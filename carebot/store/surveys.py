@@ -133,10 +133,9 @@ class SurveyStore:
         asked within ``reply_hours``, with no customer message in between (``answered``: the
         customer's last message answered it, and this one may be a second tap on a button)."""
         async with self._db.session() as session:
-            conversation = await session.get_one(Conversation, received.conversation_id)
             survey = await session.scalar(
                 select(Survey)
-                .where(Survey.identity_id == conversation.identity_id)
+                .where(Survey.identity_id == received.identity_id)
                 .order_by(Survey.id.desc())
                 .limit(1)
             )
@@ -149,7 +148,7 @@ class SurveyStore:
                 select(Message.id)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(
-                    Conversation.identity_id == conversation.identity_id,
+                    Conversation.identity_id == received.identity_id,
                     Message.author == "customer",
                     Message.id > since,
                     Message.id < received.message_id,
