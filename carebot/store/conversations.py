@@ -43,6 +43,7 @@ from carebot.store.public_items import (
     public_context,
     thread_columns,
 )
+from carebot.store.rows import insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -174,9 +175,8 @@ class ConversationStore:
             return await self._receive_once(inbound)
 
     async def _receive_once(self, inbound: InboundMessage) -> Received:
-        existing = await self._find_inbound(inbound)
-        if existing is not None:
-            return existing
+        """Stored at the first try; a redelivery (rare) meets the unique index on the channel
+        and the message id, and is found then, instead of every message being looked for."""
         try:
             async with self._db.transaction() as session:
                 identity = await find_or_create_identity(
@@ -197,8 +197,7 @@ class ConversationStore:
                     text=inbound.stored_text(),
                     created_at=self._clock(),
                 )
-                session.add(message)
-                await session.flush()
+                await insert_row(session, message)
                 if inbound.public is not None:
                     add_public_item(session, message, conversation, inbound)
                 return Received(
@@ -210,7 +209,8 @@ class ConversationStore:
                     duplicate=False,
                 )
         except IntegrityError:
-            # Delivered twice at the same moment: the other delivery stored it first.
+            # Delivered before (or twice at the same moment: the other delivery stored it
+            # first); anything else (a customer created at the same moment) is tried again.
             again = await self._find_inbound(inbound)
             if again is None:
                 raise
@@ -345,10 +345,10 @@ class ConversationStore:
             conversation, identity = await locked_party(session, received.conversation_id)
             await claim_message(session, received.message_id, now)
             row = decision_row(received, decision, timings, now)
-            session.add(row)
+            await insert_row(session, row)
             if embedding is not None:
-                session.add(embedding_row(received.message_id, embedding.vector, embedding.model))
-            await session.flush()
+                vector = embedding_row(received.message_id, embedding.vector, embedding.model)
+                await insert_row(session, vector)
             if answers is not None:
                 survey = await session.get_one(Survey, answers.pending.survey_id)
                 if survey.answer is None:
@@ -371,7 +371,8 @@ class ConversationStore:
                 lease=self._lease,
             )
             if ask is not None:
-                session.add(asked(conversation, ask.kind, queued, now, decision_id=row.id))
+                survey = asked(conversation, ask.kind, queued, now, decision_id=row.id)
+                await insert_row(session, survey)
             if decision.hands_off:
                 await self.hand_off(session, conversation, identity, row, decision)
             return queued

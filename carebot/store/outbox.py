@@ -40,6 +40,7 @@ from sqlalchemy.sql.expression import Update
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply, PublicAction
 from carebot.store.database import BOT_INTRO, Database
+from carebot.store.rows import insert_row
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -125,11 +126,10 @@ async def add_reply(
         decision_id=outgoing.decision_id,
         created_at=now,
     )
-    session.add(message)
-    await session.flush()
-    row = _outbox_row(message, identity, outgoing, now, immediate=immediate)
-    session.add(row)
-    await session.flush()
+    await insert_row(session, message)
+    row = await insert_row(
+        session, _outbox_row(message, identity, outgoing, now, immediate=immediate)
+    )
     return Queued(to_reply(row), immediate=immediate, message_id=message.id)
 
 
