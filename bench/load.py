@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from measure import percentile  # bench/measure.py: this folder is on the path of a bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +69,7 @@ QUESTIONS_PER_CUSTOMER = 5  # then the customer leaves and a new one arrives
 REPLY_TIMEOUT = 30.0  # seconds: a reply later than this counts as lost
 READY = "carebot is serving on"
 WEBHOOK_SECRET = "bench-webhook-secret"  # the run's own, for a service on loopback
+WEBHOOK_ENV = "CAREBOT_WEBHOOK_SECRET"
 SECRET_KEY = "bench-secret-key-of-the-load-run-0123456789"  # >= 32 characters
 UNSET_ENV = "CAREBOT_BENCH_NO_SUCH_VARIABLE"  # url_env: no variable of the shell redirects a run
 
@@ -76,12 +78,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (nearest rank) of ``values``; 0.0 when there are none."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else 0.0
 
 
 # -- the model's own cost: the baseline printed beside the service -------------------------------
@@ -183,13 +179,14 @@ def service_config(
     *,
     database_url: str,
     threads: int,
-    reply_url: str,
-    agent_hash: str,
+    reply_url: str | None = None,
+    agent_hash: str | None = None,
 ) -> Path:
     """``shipped`` (a config.toml) as ``folder/config.toml`` for a load run: the store at
-    ``database_url``, the webhook channel on with its replies to ``reply_url``, ``threads``
-    model threads, no per-visitor rate limit on the web chat (the load's customers are fast),
-    one configured agent (``agent_hash``), the shipped model, intents and caches."""
+    ``database_url``, ``threads`` model threads, no per-visitor rate limit on the web chat (the
+    load's customers are fast), the shipped model, intents and caches; with ``reply_url`` the
+    webhook channel on, its replies going there; with ``agent_hash`` one configured agent (as
+    several workers need)."""
     from carebot.config import load_settings
     from carebot.runtime import onnx_folder
 
@@ -205,13 +202,11 @@ def service_config(
         },
         "server": {"secret_file": str(folder / "secret_key")},
         "webchat": {"messages_per_minute": 10_000},
-        "webhook": {
-            "enabled": True,
-            "reply_url": reply_url,
-            "secret_env": "CAREBOT_WEBHOOK_SECRET",
-        },
-        "inbox": {"agents": [{"name": "bench", "password_hash": agent_hash, "roles": ["agent"]}]},
     }
+    if reply_url is not None:
+        changes["webhook"] = {"enabled": True, "reply_url": reply_url, "secret_env": WEBHOOK_ENV}
+    if agent_hash is not None:
+        changes["inbox"] = {"agents": [{"name": "bench", "password_hash": agent_hash}]}
     for section, values in changes.items():
         data.setdefault(section, {}).update(values)
     text = toml_text(data)
@@ -228,7 +223,7 @@ def service_env() -> dict[str, str]:
     """The environment of a load run's ``carebot`` commands: the run's secrets."""
     return {
         **os.environ,
-        "CAREBOT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        WEBHOOK_ENV: WEBHOOK_SECRET,
         "CAREBOT_SECRET_KEY": SECRET_KEY,
     }
 
@@ -394,6 +389,17 @@ def postgres_processes(database: str, table: Mapping[int, ProcessCpu]) -> set[in
     return mine
 
 
+def main_thread(pid: int) -> float | None:
+    """The CPU seconds of ``pid``'s main thread (where a worker's asyncio loop runs; the model
+    and SQLite have threads of their own); None when it ended."""
+    try:
+        raw = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    except OSError:
+        return None
+    utime, stime = (int(v) for v in raw[raw.rindex(")") + 2 :].split()[11:13])
+    return (utime + stime) / TICK
+
+
 def machine_busy() -> float:
     """The seconds all CPUs spent on anything but idling and waiting for I/O (/proc/stat)."""
     with open("/proc/stat") as stat:
@@ -406,6 +412,7 @@ def machine_busy() -> float:
 class CpuSnapshot:
     at: float  # time.perf_counter()
     service: dict[int, float]  # pid -> own + reaped seconds of the carebot serve tree
+    loops: dict[int, float]  # pid -> seconds of its main thread (a worker's event loop)
     postgres: dict[int, float]
     load: float  # this process
     machine: float  # every CPU's busy seconds, whoever used them (/proc/stat)
@@ -414,6 +421,7 @@ class CpuSnapshot:
 @dataclass(frozen=True, slots=True)
 class CpuUsed:
     service: float  # seconds over the window
+    loops: float  # the part of ``service`` on the processes' main threads
     postgres: float
     load: float
     others: float  # the rest of the machine (other people's work): what makes a run noisy
@@ -436,6 +444,7 @@ class CpuMeter:
         return CpuSnapshot(
             at=time.perf_counter(),
             service={pid: table[pid].own + table[pid].reaped for pid in tree},
+            loops={pid: seconds for pid in tree if (seconds := main_thread(pid)) is not None},
             postgres={pid: table[pid].own for pid in pg},
             load=usage.ru_utime + usage.ru_stime,
             machine=machine_busy(),
@@ -449,10 +458,11 @@ class CpuMeter:
         ended = len(set(before.service) - set(after.service))
         ended += len(set(before.postgres) - set(after.postgres))
         service = delta(before.service, after.service)
+        loops = delta(before.loops, after.loops)
         postgres = delta(before.postgres, after.postgres)
         load = after.load - before.load
         others = after.machine - before.machine - service - postgres - load
-        return CpuUsed(service, postgres, load, max(0.0, others), ended)
+        return CpuUsed(service, loops, postgres, load, max(0.0, others), ended)
 
 
 # -- customers ------------------------------------------------------------------------------------
@@ -645,6 +655,11 @@ class Window:
     def rate(self) -> float:
         """Replies per second."""
         return self.replies / self.seconds if self.seconds else 0.0
+
+    @property
+    def others(self) -> float:
+        """Cores busy with other work on the machine during the window (the noise)."""
+        return self.cpu.others / self.seconds if self.cpu is not None and self.seconds else 0.0
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q)

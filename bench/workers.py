@@ -88,6 +88,7 @@ SETUPS = {
 }
 CHANNELS = ("webhook", "webchat")
 LOAD_SHARE = 0.8  # the open loop offers this share of the measured ceiling
+IDLE_SECONDS = 5.0  # the service's CPU with no load is measured this long after it started
 
 
 @dataclass
@@ -128,20 +129,26 @@ class Measured:
         return self.loaded.rate >= 0.95 * self.offered
 
     @property
-    def cpu_ms(self) -> tuple[float, float, float]:
-        """Per message over the closed-loop window: carebot, PostgreSQL, load generator (ms)."""
+    def cpu_ms(self) -> tuple[float, float, float, float]:
+        """Per message in the ceiling's window (ms): carebot, the part of it on the workers'
+        event loops, PostgreSQL, the load generator."""
         cpu, replies = self.ceiling.cpu, max(1, self.ceiling.replies)
         assert cpu is not None
-        return (
-            1000 * cpu.service / replies,
-            1000 * cpu.postgres / replies,
-            1000 * cpu.load / replies,
+        carebot, loops, postgres, load = (
+            1000 * seconds / replies for seconds in (cpu.service, cpu.loops, cpu.postgres, cpu.load)
         )
+        return carebot, loops, postgres, load
 
     @property
     def service_ms(self) -> float:
-        carebot, postgres, _ = self.cpu_ms
+        carebot, _, postgres, _ = self.cpu_ms
         return carebot + postgres
+
+    @property
+    def worker_limit(self) -> float:
+        """The replies/s one worker can give: its event loop (one thread) on a core of its own,
+        from the loop's CPU per message; a worker cannot go past it, whatever the cores."""
+        return 1000 / self.cpu_ms[1]
 
 
 async def create_database(admin: str, name: str) -> None:
@@ -209,6 +216,25 @@ async def measure_channel(
     return measured
 
 
+@dataclass
+class SetupRun:
+    """One configuration's run: its figures per channel, the CPU it used idle (before any
+    load), and what its output said that was a warning or an error (or an unclean exit)."""
+
+    setup: Setup
+    measured: list[Measured]
+    idle: Window
+    problems: list[str]
+
+
+async def idle(meter: CpuMeter, seconds: float) -> Window:
+    """The CPU the service uses with nothing to do (pollers, leases, pings)."""
+    before = meter.snapshot()
+    await asyncio.sleep(seconds)
+    after = meter.snapshot()
+    return Window(seconds=after.at - before.at, cpu=CpuMeter.used(before, after))
+
+
 async def run_setup(
     setup: Setup,
     args: argparse.Namespace,
@@ -216,9 +242,8 @@ async def run_setup(
     questions: list[str],
     agent_hash: str,
     folder: Path,
-) -> tuple[list[Measured], list[str]]:
-    """Start ``setup``, measure each channel, stop it; the figures and what the service's
-    output said that was a warning or an error (and an unclean exit)."""
+) -> SetupRun:
+    """Start ``setup``, measure it idle and under each channel's load, stop it."""
     work = folder / setup.name
     work.mkdir()
     database = None
@@ -239,6 +264,7 @@ async def run_setup(
     )
     service = Service(config, workers=setup.workers, log=work / "serve.log")
     results: list[Measured] = []
+    quiet = Window()
     try:
         if database is not None:
             subprocess.run(
@@ -251,6 +277,7 @@ async def run_setup(
         say(f"{setup.label}, {threads} model thread(s) per worker: starting")
         await service.start()
         meter = CpuMeter(service.pid, database)
+        quiet = await idle(meter, IDLE_SECONDS)
         for channel in args.channels:
             results.append(
                 await measure_channel(setup, channel, service, meter, receiver, questions, args)
@@ -259,7 +286,7 @@ async def run_setup(
         await service.stop()
         if database is not None:
             await drop_database(args.postgres, database)
-    return results, service.problems()
+    return SetupRun(setup, results, quiet, service.problems())
 
 
 def say(text: str) -> None:
@@ -271,13 +298,13 @@ def mark(ok: bool) -> str:
 
 
 def report(
-    results: list[Measured],
-    problems: dict[str, list[str]],
+    runs: list[SetupRun],
     baseline: MatcherCost,
     asked_of: int,
     args: argparse.Namespace,
     started: float,
 ) -> None:
+    results = [m for run in runs for m in run.measured]
     load1, load5, _ = os.getloadavg()
     print(
         f"{os.cpu_count()} CPUs, shared by the service (`carebot serve` processes), PostgreSQL "
@@ -298,7 +325,7 @@ def report(
     print("Throughput (replies/s) and reply latency at 80% of the ceiling")
     print(
         f"{'configuration':<24}{'channel':<9}{'N/2':>7}{'N':>7}{'ceiling':>9}{'offered':>9}"
-        f"{'achieved':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}"
+        f"{'achieved':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}{'others':>8}"
     )
     for m in results:
         achieved = f"{m.loaded.rate:.1f}" + (" " if m.keeps_up else "!")
@@ -306,6 +333,7 @@ def report(
             f"{m.setup.label:<24}{m.channel:<9}{m.half.rate:>7.1f}{m.full.rate:>7.1f}"
             f"{m.ceiling.rate:>8.1f}{' ' if m.saturated else '?'}{m.offered:>9.1f}"
             f"{achieved:>9}{m.loaded.p(50):>8.0f}{m.loaded.p(99):>8.0f}{m.errors:>7}"
+            f"{m.ceiling.others:>4.1f}/{m.loaded.others:.1f}"
         )
     print(
         "  N/2, N: closed loops with that many customers; ceiling: the higher of the two (? : N "
@@ -313,28 +341,33 @@ def report(
         "--customers). offered: 80% of the ceiling, in an open loop; achieved: its replies/s "
         "(! : below 95% of offered: the service fell behind, and the latency measures a queue); "
         "p50/p99 from each question's due time to its reply. errors: questions without a "
-        "reply or answered by a handoff, and unexpected replies, over all three loops."
+        "reply or answered by a handoff, and unexpected replies, over all three loops. others: "
+        "cores busy with other work on the machine in the ceiling's window / the open loop's "
+        "(on a quiet machine both are near 0)."
     )
     print()
     print("CPU time per message (ms, in the ceiling's window; service = carebot + PostgreSQL)")
     print(
-        f"{'configuration':<24}{'channel':<9}{'carebot':>8}{'postgres':>9}{'service':>8}"
-        f"{'/triage':>8}{'at 80%':>7}{'loadgen':>8}{'others':>8}"
+        f"{'configuration':<24}{'channel':<9}{'carebot':>8}{'(loop)':>7}{'postgres':>9}"
+        f"{'service':>8}{'/triage':>8}{'at 80%':>7}{'loadgen':>8}{'others':>8}"
     )
     for m in results:
-        carebot, postgres, loadgen = m.cpu_ms
+        carebot, loops, postgres, loadgen = m.cpu_ms
         cpu, at80 = m.ceiling.cpu, m.loaded.cpu
         assert cpu is not None and at80 is not None
         at80_ms = 1000 * (at80.service + at80.postgres) / max(1, m.loaded.replies)
         pg = f"{postgres:>9.2f}" if m.setup.store != "sqlite" else f"{'-':>9}"
         print(
-            f"{m.setup.label:<24}{m.channel:<9}{carebot:>8.2f}{pg}{m.service_ms:>8.2f}"
+            f"{m.setup.label:<24}{m.channel:<9}{carebot:>8.2f}{loops:>7.2f}{pg}"
+            f"{m.service_ms:>8.2f}"
             f"{m.service_ms / baseline.cpu_ms:>7.1f}x{at80_ms:>7.2f}{loadgen:>8.2f}"
-            f"{cpu.others / m.ceiling.seconds:>7.2f}c"
+            f"{m.ceiling.others:>7.2f}c"
         )
     print(
-        "  carebot: the `carebot serve` process tree (supervisor and workers); postgres: its "
-        "server processes for the run's database and its shared background processes. "
+        "  carebot: the `carebot serve` process tree (supervisor and workers); (loop): the part "
+        "of it on the processes' main threads, where each worker's asyncio loop runs (the model "
+        "and SQLite run on threads of their own); postgres: its server processes for the run's "
+        "database and its shared background processes. "
         "/triage: service over the matcher's triage CPU per message. at 80%: the service's CPU "
         "per message in the open loop. loadgen: this process (not counted). others: cores busy "
         "with other work on the machine meanwhile (noise)."
@@ -351,10 +384,20 @@ def report(
                     f"  {m.setup.label}, {m.channel}: {window.cpu.ended} process(es) ended during "
                     "a window; their CPU in it is not counted"
                 )
-    for name, lines in problems.items():
-        if lines:
-            print(f"  {SETUPS[name].label}: the service logged {len(lines)} warning(s)/error(s):")
-            for line in lines[:5]:
+    for run in runs:
+        cpu = run.idle.cpu
+        if cpu is not None and run.idle.seconds:
+            seconds = run.idle.seconds
+            pg = f", PostgreSQL {cpu.postgres / seconds:.3f}" if run.setup.store != "sqlite" else ""
+            print(
+                f"  {run.setup.label}, idle ({seconds:.0f} s after the start, no load): "
+                f"carebot {cpu.service / seconds:.3f} cores{pg}"
+            )
+        if run.problems:
+            print(
+                f"  {run.setup.label}: the service logged {len(run.problems)} warning(s)/error(s):"
+            )
+            for line in run.problems[:5]:
                 print(f"    {line[:160]}")
     goals(results)
     projection(results)
@@ -391,39 +434,42 @@ def goals(results: list[Measured]) -> None:
 
 
 def projection(results: list[Measured]) -> None:
-    """messages/s of N workers on M cores ~ min(M / CPU-seconds per message, N x one worker's
-    ceiling), one worker per core, PostgreSQL's CPU on the same cores."""
-    rows: list[tuple[str, float, float, str]] = []
+    """messages/s of N workers on M cores ~ min(M / CPU-seconds per message, N x what one
+    worker can give), one worker per core, PostgreSQL's CPU on the same cores."""
+    rows: list[tuple[str, Measured, Measured]] = []
     for channel in CHANNELS:
         one = find(results, "pg1", channel)
         cpu_from = find(results, "pg2", channel) or one
-        if one is None or cpu_from is None:
-            continue
-        rows.append((channel, one.ceiling.rate, cpu_from.service_ms, cpu_from.setup.label))
+        if one is not None and cpu_from is not None:
+            rows.append((channel, one, cpu_from))
     if not rows:
         return
     print()
     print(
-        "Projection on PostgreSQL, one worker per core: messages/s ~ min(M cores / CPU per "
-        "message, N workers x one worker's ceiling)"
+        "Projection on PostgreSQL: N workers on M cores give about min(M / service CPU per "
+        "message, N x one worker's limit) messages/s"
     )
-    for channel, ceiling, cpu_ms, label in rows:
+    for channel, one, cpu_from in rows:
         print(
-            f"  {channel}: CPU per message {cpu_ms:.2f} ms ({label}), one worker's ceiling "
-            f"{ceiling:.1f} msg/s"
+            f"  {channel}: service CPU {cpu_from.service_ms:.2f} ms per message and event loop "
+            f"{cpu_from.cpu_ms[1]:.2f} ms ({cpu_from.setup.label}): one worker's limit "
+            f"{cpu_from.worker_limit:.0f} msg/s (measured here with one worker: "
+            f"{one.ceiling.rate:.1f})"
         )
-    print(f"{'cores = workers':<17}" + "".join(f"{channel:>18}" for channel, *_ in rows))
-    for cores in (1, 2, 4, 8):
-        cells = []
-        for _channel, ceiling, cpu_ms, _label in rows:
-            by_cpu, by_workers = 1000 * cores / cpu_ms, cores * ceiling
-            bound = "cpu" if by_cpu <= by_workers else "workers"
-            cells.append(f"{min(by_cpu, by_workers):>10.0f} ({bound})")
-        print(f"{cores:<17}" + "".join(f"{cell:>18}" for cell in cells))
+    counts = (1, 2, 4, 8)
+    for channel, _one, cpu_from in rows:
+        print(f"  {channel}, msg/s:  " + "".join(f"{f'{n} worker(s)':>13}" for n in counts))
+        for cores in counts:
+            cells = [
+                min(1000 * cores / cpu_from.service_ms, workers * cpu_from.worker_limit)
+                for workers in counts
+            ]
+            print(f"  {f'{cores} core(s)':<17}" + "".join(f"{cell:>13.0f}" for cell in cells))
     print(
-        "  Assumes PostgreSQL's work per message stays the same with more workers (no lock "
-        "waits), the load generator elsewhere, and one worker's ceiling as measured here "
-        "(on 2 cores shared with PostgreSQL and the load generator: a low estimate)."
+        "  One worker's limit: its event loop is one thread, so a worker gives at most 1 / "
+        "(loop CPU per message) however many cores there are; below it, the cores bound. "
+        "Assumes PostgreSQL's work per message stays what it was here with more workers (no "
+        "lock waits), on the same cores, and the load generator elsewhere."
     )
 
 
@@ -470,18 +516,18 @@ async def main() -> None:
     agent_hash = hash_password("bench-agent-password")
     receiver = ReplyReceiver()
     await receiver.start()
-    results: list[Measured] = []
-    problems: dict[str, list[str]] = {}
+    runs: list[SetupRun] = []
     try:
         with tempfile.TemporaryDirectory(prefix="carebot-workers-") as tmp:
             for name in names:
-                measured, problems[name] = await run_setup(
-                    SETUPS[name], args, receiver, baseline.answered, agent_hash, Path(tmp)
+                runs.append(
+                    await run_setup(
+                        SETUPS[name], args, receiver, baseline.answered, agent_hash, Path(tmp)
+                    )
                 )
-                results += measured
     finally:
         await receiver.stop()
-    report(results, problems, baseline, len(QUESTIONS), args, started)
+    report(runs, baseline, len(QUESTIONS), args, started)
     if receiver.bad_signatures:
         print(f"  {receiver.bad_signatures} webhook replies had a bad signature (refused)")
 
