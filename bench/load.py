@@ -46,9 +46,11 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
-from measure import percentile  # bench/measure.py: this folder is on the path of a bench
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from measure import percentile  # noqa: E402  (bench/measure.py)
 
 # FAQ questions the shipped intents answer outright (matcher_cost keeps the ones that still do).
 QUESTIONS = [
@@ -366,9 +368,7 @@ def process_tree(root: int, table: Mapping[int, ProcessCpu]) -> set[int]:
 
 
 def postgres_processes(database: str, table: Mapping[int, ProcessCpu]) -> set[int]:
-    """PostgreSQL's server processes that work for ``database``: the postmaster and its shared
-    background processes, and the backends connected to ``database`` (a backend's title is
-    ``postgres: [cluster: ]user database host(port) state``)."""
+    """PostgreSQL's server processes that work for ``database`` (see :func:`works_for`)."""
     mine = set()
     for process in table.values():
         if process.comm != "postgres":
@@ -377,16 +377,24 @@ def postgres_processes(database: str, table: Mapping[int, ProcessCpu]) -> set[in
             title = Path(f"/proc/{process.pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        text = title.decode(errors="replace").strip()
-        if not text.startswith("postgres:"):
-            mine.add(process.pid)  # the postmaster (its command line is the binary's)
-            continue
-        what = text.removeprefix("postgres:").strip()
-        what = re.sub(r"^\S+/\S+: ", "", what)  # Debian's "15/main: " cluster prefix
-        words = what.split()
-        if what.startswith(PG_BACKGROUND) or (len(words) >= 2 and words[1] == database):
+        if works_for(title.decode(errors="replace"), database):
             mine.add(process.pid)
     return mine
+
+
+def works_for(title: str, database: str) -> bool:
+    """Whether the PostgreSQL server process with this command line (its process title) works
+    for ``database``: the postmaster (its command line is the binary's), a shared background
+    process (checkpointer, WAL writer...), or a backend connected to ``database`` (titled
+    ``postgres: [cluster: ]user database host(port) state``); not a backend of another
+    database."""
+    text = title.strip()
+    if not text.startswith("postgres:"):
+        return True
+    what = text.removeprefix("postgres:").strip()
+    what = re.sub(r"^\S+/\S+: ", "", what)  # Debian's cluster prefix, "15/main: "
+    words = what.split()
+    return what.startswith(PG_BACKGROUND) or (len(words) >= 2 and words[1] == database)
 
 
 def main_thread(pid: int) -> float | None:
