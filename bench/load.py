@@ -657,7 +657,15 @@ class Window:
     latencies: list[float] = field(default_factory=list)  # ms (which ones: see the loops)
     errors: Counter[str] = field(default_factory=Counter)  # of the questions due in it
     asked: int = 0  # questions due in it
+    first: int = 0  # of those, a new customer's first question (a new conversation)
+    in_flight: int = 0  # questions asked and not yet answered, now
+    peak: int = 0  # the most in flight at once during the window
     cpu: CpuUsed | None = None
+
+    @property
+    def first_share(self) -> float:
+        """The share of the window's questions that started a conversation."""
+        return self.first / self.asked if self.asked else 0.0
 
     @property
     def rate(self) -> float:
@@ -746,17 +754,24 @@ async def _ask_once(
     Errors count for the questions due inside the window."""
     in_window = window[0] <= due < window[1]
     result.asked += in_window
+    result.in_flight += 1
+    if window[0] <= time.perf_counter() < window[1]:
+        result.peak = max(result.peak, result.in_flight)
     try:
         customer, asked = await pool.take()
     except LoadError as exc:
         result.errors[exc.kind] += in_window
+        result.in_flight -= 1
         return
+    result.first += in_window and asked == 0
     try:
         reply = await customer.ask(text)
     except LoadError as exc:
         result.errors[exc.kind] += in_window
         pool.drop(customer)
         return
+    finally:
+        result.in_flight -= 1
     pool.give_back(customer, asked + 1)
     if reply.handoff:  # the questions are ones the bot answers: a handoff is a failure
         result.errors["handed off instead of answered"] += in_window

@@ -325,14 +325,15 @@ def report(
     print("Throughput (replies/s) and reply latency at 80% of the ceiling")
     print(
         f"{'configuration':<24}{'channel':<9}{'N/2':>7}{'N':>7}{'ceiling':>9}{'offered':>9}"
-        f"{'achieved':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}{'others':>8}"
+        f"{'achieved':>9}{'p50 ms':>8}{'p99 ms':>8}{'peak':>6}{'new':>9}{'errors':>7}{'others':>8}"
     )
     for m in results:
         achieved = f"{m.loaded.rate:.1f}" + (" " if m.keeps_up else "!")
         print(
             f"{m.setup.label:<24}{m.channel:<9}{m.half.rate:>7.1f}{m.full.rate:>7.1f}"
             f"{m.ceiling.rate:>8.1f}{' ' if m.saturated else '?'}{m.offered:>9.1f}"
-            f"{achieved:>9}{m.loaded.p(50):>8.0f}{m.loaded.p(99):>8.0f}{m.errors:>7}"
+            f"{achieved:>9}{m.loaded.p(50):>8.0f}{m.loaded.p(99):>8.0f}{m.loaded.peak:>6}"
+            f"{m.ceiling.first_share:>5.0%}/{m.loaded.first_share:.0%}{m.errors:>7}"
             f"{m.ceiling.others:>4.1f}/{m.loaded.others:.1f}"
         )
     print(
@@ -340,7 +341,11 @@ def report(
         "got over 10% more than N/2, so the load may not have saturated the service: raise "
         "--customers). offered: 80% of the ceiling, in an open loop; achieved: its replies/s "
         "(! : below 95% of offered: the service fell behind, and the latency measures a queue); "
-        "p50/p99 from each question's due time to its reply. errors: questions without a "
+        "p50/p99 from each question's due time to its reply; peak: the most questions in "
+        "flight at once in the open loop; new: the share of questions that were a new "
+        "customer's first, at the ceiling / in the open loop (the open loop never waits: with "
+        "every customer waiting for a reply, the next question comes from a new customer). "
+        "errors: questions without a "
         "reply or answered by a handoff, and unexpected replies, over all three loops. others: "
         "cores busy with other work on the machine in the ceiling's window / the open loop's "
         "(on a quiet machine both are near 0)."
@@ -356,11 +361,12 @@ def report(
         cpu, at80 = m.ceiling.cpu, m.loaded.cpu
         assert cpu is not None and at80 is not None
         at80_ms = 1000 * (at80.service + at80.postgres) / max(1, m.loaded.replies)
+        at80_cell = f"{at80_ms:>7.2f}" if m.keeps_up else f"{'-':>7}"
         pg = f"{postgres:>9.2f}" if m.setup.store != "sqlite" else f"{'-':>9}"
         print(
             f"{m.setup.label:<24}{m.channel:<9}{carebot:>8.2f}{loops:>7.2f}{pg}"
             f"{m.service_ms:>8.2f}"
-            f"{m.service_ms / baseline.cpu_ms:>7.1f}x{at80_ms:>7.2f}{loadgen:>8.2f}"
+            f"{m.service_ms / baseline.cpu_ms:>7.1f}x{at80_cell}{loadgen:>8.2f}"
             f"{m.ceiling.others:>7.2f}c"
         )
     print(
@@ -369,8 +375,10 @@ def report(
         "and SQLite run on threads of their own); postgres: its server processes for the run's "
         "database and its shared background processes. "
         "/triage: service over the matcher's triage CPU per message. at 80%: the service's CPU "
-        "per message in the open loop. loadgen: this process (not counted). others: cores busy "
-        "with other work on the machine meanwhile (noise)."
+        "per message in the open loop (- when it fell behind: the questions stored but not yet "
+        "answered at the window's end cost CPU too, so the figure would overstate). loadgen: "
+        "this process (not counted). others: cores busy with other work on the machine "
+        "meanwhile (noise)."
     )
     for m in results:
         lost = m.half.errors + m.full.errors + m.loaded.errors
@@ -422,14 +430,14 @@ def goals(results: list[Measured]) -> None:
             ratio = pg1.service_ms / sqlite.service_ms
             print(
                 f"  {mark(ratio <= 1.3)} {channel}: CPU per message on PostgreSQL within 1.3x of "
-                f"SQLite: {pg1.service_ms:.2f} / {sqlite.service_ms:.2f} ms = {ratio:.2f}x"
+                f"SQLite: {pg1.service_ms:.2f} / {sqlite.service_ms:.2f} ms = {ratio:.3f}x"
             )
         if pg1 is not None and pg2 is not None:
             ratio = pg2.ceiling.rate / pg1.ceiling.rate
             print(
                 f"  {mark(ratio >= 1.0)} {channel}: two workers on these cores keep one worker's "
                 f"ceiling (PostgreSQL): {pg2.ceiling.rate:.1f} vs {pg1.ceiling.rate:.1f} msg/s "
-                f"= {ratio:.2f}x"
+                f"= {ratio:.3f}x"
             )
 
 

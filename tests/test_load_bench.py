@@ -172,6 +172,7 @@ async def test_a_closed_loop_counts_each_reply_once(
     assert not window.errors and receiver.unexpected == 0
     assert window.replies > 0 and len(window.latencies) == window.replies
     assert min(window.latencies) > 0
+    assert 1 <= window.peak <= 3 and window.in_flight == 0  # never more than the customers
     assert window.cpu is not None and window.cpu.service > 0
 
 
