@@ -11,15 +11,16 @@ channel on, its replies going to a receiver in this process. This process plays 
 customers; each asks FAQ questions the bot answers, one at a time, 5 per customer before a new
 customer takes its place. For each configuration and channel it measures, after a warm-up:
 
-* the ceiling: replies/s in a closed loop of ``--customers`` customers, each asking again as
-  soon as its reply came; the same with half as many customers shows that the service was
-  saturated (about the same rate: the ceiling is the service's, not the load's);
+* the ceiling: replies/s in closed loops of ``--customers`` customers and of half as many,
+  each asking again as soon as its reply came; the higher of the two is the ceiling, and
+  about the same rate for both shows that the service, not the load, set it;
 * p50/p99 reply latency at 80% of that ceiling: questions offered at a fixed rate (an open
   loop), each latency counted from the moment its question was due;
 * CPU time per message: utime + stime (``/proc``) of the ``carebot serve`` process tree
-  (supervisor and workers) and of PostgreSQL's processes for the run's database, over the
-  closed-loop window, divided by the replies in it; the load generator's own CPU beside it, not
-  counted, and the rest of the machine's (other people's work, which makes a run noisy).
+  (supervisor and workers; its event loops' share apart) and of PostgreSQL's processes for
+  the run's database, over the ceiling's window, divided by the replies in it; the load
+  generator's own CPU beside it, not counted, and the rest of the machine's (other people's
+  work, which makes a run noisy).
 
 Printed beside them, from the same run: the matcher's own triage cost per message (this
 process, one message at a time), so the ratio service / model shows; the issue's goals with
