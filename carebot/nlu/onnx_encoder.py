@@ -95,6 +95,9 @@ class OnnxEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or available_cores()
         options.inter_op_num_threads = 1
+        # Between calls the model's threads sleep instead of spinning: in a service the cores
+        # they would burn are the ones the event loop (the web, the store) needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self._session = onnxruntime.InferenceSession(

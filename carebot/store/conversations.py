@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +43,7 @@ from carebot.store.public_items import (
     public_context,
     thread_columns,
 )
-from carebot.store.rows import insert_row
+from carebot.store.rows import execute_plain, insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -84,18 +84,20 @@ class AlreadyHandled(StoreError):
         self.message_id = message_id
 
 
+_CLAIM = (
+    update(Message)
+    .where(Message.id == bindparam("message"), Message.handled_at.is_(None))
+    .values(handled_at=bindparam("now"))
+    .returning(Message.id)
+)
+
+
 async def claim_message(session: AsyncSession, message_id: int, now: datetime) -> None:
     """Mark an inbound message handled in the caller's transaction, only if nothing handled it
     yet: a conditional update (``WHERE handled_at IS NULL``), so that of two workers handling
     one message, one answers and the other gets :class:`AlreadyHandled` (on PostgreSQL the
     second waits for the first's commit, then finds the row handled)."""
-    claimed = await session.scalar(
-        update(Message)
-        .where(Message.id == message_id, Message.handled_at.is_(None))
-        .values(handled_at=now)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = (await execute_plain(session, _CLAIM, {"message": message_id, "now": now})).scalar()
     if claimed is None:
         raise AlreadyHandled(message_id)
 
@@ -115,6 +117,15 @@ async def locked_party(
     ).one()
     return row[0], row[1]
 
+
+# The bot's latest decision in a conversation (per message: prepared once, read on a plain
+# connection without an ORM session).
+_LAST_DECISION = (
+    select(DecisionRow.kind, DecisionRow.details)
+    .where(DecisionRow.conversation_id == bindparam("conversation"))
+    .order_by(DecisionRow.id.desc())
+    .limit(1)
+)
 
 # Inbound messages to decide, oldest first, each rebuilt as the adapter gave it.
 Pending = list[tuple[Received, InboundMessage]]
@@ -284,18 +295,11 @@ class ConversationStore:
         )
         if origin and inbound.public is None:
             conversation.context = await private_reply_origin(session, identity, now)
-        session.add(conversation)
-        await session.flush()
-        return conversation
+        return await insert_row(session, conversation)  # only read afterwards
 
     async def last_turn(self, conversation_id: int) -> LastTurn:
-        async with self._db.session() as session:
-            row = await session.scalar(
-                select(DecisionRow)
-                .where(DecisionRow.conversation_id == conversation_id)
-                .order_by(DecisionRow.id.desc())
-                .limit(1)
-            )
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(_LAST_DECISION, {"conversation": conversation_id})).first()
         if row is None or row.details.get("waiting"):
             return LastTurn(None, ())  # while waiting, the bot's last word was the handoff
         offered = tuple(Choice(c["id"], c["label"]) for c in row.details.get("choices", []))

@@ -21,6 +21,7 @@ from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import ContactDetails
 from carebot.store.database import Database
+from carebot.store.rows import insert_row
 from carebot.store.tables import ContactPoint, Conversation, Customer, Identity
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ async def find_or_create_identity(
     )
     if identity is None:
         customer = Customer(display_name=profile.get("name", "")[:200], created_at=now)
-        session.add(customer)
-        await session.flush()
+        await insert_row(session, customer)
         identity = Identity(
             customer_id=customer.id,
             channel=channel,

@@ -40,7 +40,7 @@ from sqlalchemy.sql.expression import Update
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply, PublicAction
 from carebot.store.database import BOT_INTRO, Database
-from carebot.store.rows import insert_row
+from carebot.store.rows import execute_plain, insert_row
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -375,9 +375,8 @@ async def _mark(session: AsyncSession, reply: OutboundReply, **values: object) -
         .where(OutboxRow.id == reply.outbox_id, OutboxRow.lease == _token(reply))
         .values(locked_until=None, lease=None, **values)
         .returning(OutboxRow.id)
-        .execution_options(synchronize_session=False)
     )
-    if await session.scalar(statement) is not None:
+    if (await execute_plain(session, statement)).scalar() is not None:
         return True
     _lost(reply)
     return False

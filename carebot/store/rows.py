@@ -1,5 +1,6 @@
-"""New rows on the per-message path, written with one prepared INSERT instead of the ORM's unit
-of work.
+"""The per-message path's statements without the ORM's work: new rows written with one prepared
+INSERT instead of the unit of work (:func:`insert_row`), and updates run on the session's
+connection (:func:`execute_plain`).
 
 ``session.add(row); await session.flush()`` works out what changed in the whole session, orders
 it, and builds the statement again each time: most of a message's store time went there, while
@@ -15,7 +16,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, Table, insert, inspect
+from sqlalchemy import Executable, Insert, Result, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
@@ -42,12 +43,27 @@ def _columns(cls: type) -> tuple[tuple[str, str, bool], ...]:
     return tuple(found)
 
 
+async def _flushed(session: AsyncSession) -> None:
+    """Pending ORM changes of the session written first, so that statements keep their order."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+
+
+async def execute_plain(
+    session: AsyncSession, statement: Executable, params: dict[str, Any] | None = None
+) -> Result[Any]:
+    """``statement`` (Core, e.g. an UPDATE ... RETURNING) in the session's transaction, without
+    the ORM's handling of it (the session's objects are not updated to match)."""
+    await _flushed(session)
+    connection = await session.connection()
+    return await connection.execute(statement, params)
+
+
 async def insert_row(session: AsyncSession, row: T) -> T:
     """Write ``row`` (a new, transient mapped object) in the session's transaction and set its
     id (where its table numbers rows). Pending ORM changes of the session are flushed first,
     so rows keep their order."""
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
+    await _flushed(session)
     values: dict[str, Any] = {}
     for attribute, column, defaulted in _columns(type(row)):  # type: ignore[arg-type]
         value = getattr(row, attribute)

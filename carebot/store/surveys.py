@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -122,6 +122,24 @@ def answered(survey: Survey, reply: Reply, message_id: int, now: datetime) -> No
     survey.answer_message_id = message_id
 
 
+# The latest question asked on a channel identity (read for every message: prepared once).
+_LATEST = (
+    select(
+        Survey.id,
+        Survey.kind,
+        Survey.conversation_id,
+        Survey.asked_at,
+        Survey.answer,
+        Survey.answer_message_id,
+        Survey.message_id,
+        Survey.decision_id,
+    )
+    .where(Survey.identity_id == bindparam("identity"))
+    .order_by(Survey.id.desc())
+    .limit(1)
+)
+
+
 class SurveyStore:
     def __init__(self, db: Database, *, clock: Clock, reply_hours: float) -> None:
         self._db = db
@@ -132,19 +150,14 @@ class SurveyStore:
         """The question ``received`` may answer: the latest one asked on its channel identity,
         asked within ``reply_hours``, with no customer message in between (``answered``: the
         customer's last message answered it, and this one may be a second tap on a button)."""
-        async with self._db.session() as session:
-            survey = await session.scalar(
-                select(Survey)
-                .where(Survey.identity_id == received.identity_id)
-                .order_by(Survey.id.desc())
-                .limit(1)
-            )
+        async with self._db.engine.connect() as conn:
+            survey = (await conn.execute(_LATEST, {"identity": received.identity_id})).first()
             if survey is None or survey.message_id is None:
                 return None
             if self._clock() - survey.asked_at > self._within:
                 return None
             since = survey.answer_message_id or survey.message_id
-            between = await session.scalar(
+            between = await conn.scalar(
                 select(Message.id)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(
@@ -159,7 +172,7 @@ class SurveyStore:
                 return None
             intent = None
             if survey.decision_id is not None:
-                intent = await session.scalar(
+                intent = await conn.scalar(
                     select(DecisionRow.intent).where(DecisionRow.id == survey.decision_id)
                 )
             return Pending(
