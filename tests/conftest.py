@@ -20,6 +20,7 @@ from carebot.config import Settings
 from carebot.outbox import OUTBOX_BACKOFF
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.database import Database
+from tests.dropper import Dropper
 from tests.fakes import FakeEncoder, RecordingChannel
 from tests.migrated import PG_ENV, copy_sqlite, create_postgres, remove_templates, sqlite_template
 
@@ -28,6 +29,7 @@ TEST_INTENTS = Path(__file__).resolve().parent / "data" / "intents"
 # The outbox's backoff without its jitter, so that tests know the exact wait of a retry (the
 # jitter itself is tested in test_retry and test_outbox).
 EXACT_BACKOFF = dataclasses.replace(OUTBOX_BACKOFF, jitter=0.0)
+DROPPER = Dropper()  # drops the PostgreSQL test databases behind the tests (tests/dropper.py)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -136,7 +138,8 @@ def migrated_before_the_test() -> bool:
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh database of each kind, empty (or, for a test that uses
-    ``migrated_before_the_test``, already migrated); PostgreSQL ones are dropped afterwards."""
+    ``migrated_before_the_test``, already migrated); PostgreSQL ones are dropped afterwards
+    (by the dropper, while the next tests run)."""
     migrated = "migrated_before_the_test" in request.fixturenames
     if request.param == "sqlite":
         path = tmp_path / "carebot.db"
@@ -161,16 +164,16 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         finally:
             await conn.close()
     yield url.set(database=name).render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    DROPPER.drop(dsn, name)  # on the dropper's thread: the next test need not wait for it
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """This process's migrated templates go (tests/migrated.py)."""
-    asyncio.run(remove_templates())
+    """The test databases still being dropped, then this process's migrated templates
+    (tests/migrated.py), go before the session ends."""
+    try:
+        DROPPER.finish()
+    finally:
+        asyncio.run(remove_templates())
 
 
 @pytest.fixture
