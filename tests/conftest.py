@@ -20,6 +20,7 @@ from carebot.config import Settings
 from carebot.outbox import OUTBOX_BACKOFF
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.database import Database
+from tests.chromium import close_shared
 from tests.dropper import Dropper
 from tests.fakes import FakeEncoder, RecordingChannel
 from tests.migrated import PG_ENV, copy_sqlite, create_postgres, remove_templates, sqlite_template
@@ -168,8 +169,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The test databases still being dropped, then this process's migrated templates
-    (tests/migrated.py), go before the session ends."""
+    """This process's browser, the test databases still being dropped, then its migrated
+    templates (tests/migrated.py) go before the session ends."""
+    close_shared()  # this process's Chromium (tests/chromium.py), if a browser test started it
     try:
         DROPPER.finish()
     finally:
