@@ -1,8 +1,10 @@
 """Shared fixtures: settings, the fake encoder, a migrated database (SQLite, and PostgreSQL when
-CAREBOT_TEST_DATABASE_URL is set: each run creates and drops its own database), a runtime."""
+CAREBOT_TEST_DATABASE_URL is set: each test creates and drops its own database, a copy of a
+template migrated once per test process: tests/migrated.py), a runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -18,14 +20,17 @@ from carebot.config import Settings
 from carebot.outbox import OUTBOX_BACKOFF
 from carebot.runtime import Runtime, build_runtime
 from carebot.store.database import Database
+from tests.chromium import close_shared
+from tests.dropper import Dropper
 from tests.fakes import FakeEncoder, RecordingChannel
+from tests.migrated import PG_ENV, copy_sqlite, create_postgres, remove_templates, sqlite_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_INTENTS = Path(__file__).resolve().parent / "data" / "intents"
-PG_ENV = "CAREBOT_TEST_DATABASE_URL"
 # The outbox's backoff without its jitter, so that tests know the exact wait of a retry (the
 # jitter itself is tested in test_retry and test_outbox).
 EXACT_BACKOFF = dataclasses.replace(OUTBOX_BACKOFF, jitter=0.0)
+DROPPER = Dropper()  # drops the PostgreSQL test databases behind the tests (tests/dropper.py)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -123,11 +128,25 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'carebot.db'}"
 
 
+@pytest.fixture
+def migrated_before_the_test() -> bool:
+    """Requested by the fixtures that migrate ``database_url`` before the test begins
+    (``database``, ``runtime``): ``database_url`` then starts as a copy of the migrated template
+    (tests/migrated.py) instead of an empty database that they would migrate."""
+    return True
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database of each kind; PostgreSQL ones are dropped afterwards."""
+    """A fresh database of each kind, empty (or, for a test that uses
+    ``migrated_before_the_test``, already migrated); PostgreSQL ones are dropped afterwards
+    (by the dropper, while the next tests run)."""
+    migrated = "migrated_before_the_test" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'carebot.db'}"
+        path = tmp_path / "carebot.db"
+        if migrated:
+            copy_sqlite(await sqlite_template(), path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     admin = os.environ.get(PG_ENV)
     if not admin:
@@ -137,23 +156,31 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url = make_url(admin)
     name = f"carebot_test_{uuid.uuid4().hex[:12]}"
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    if migrated:
+        await create_postgres(name)
+    else:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
     yield url.set(database=name).render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
+    DROPPER.drop(dsn, name)  # on the dropper's thread: the next test need not wait for it
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """This process's browser, the test databases still being dropped, then its migrated
+    templates (tests/migrated.py) go before the session ends."""
+    close_shared()  # this process's Chromium (tests/chromium.py), if a browser test started it
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        DROPPER.finish()
     finally:
-        await conn.close()
+        asyncio.run(remove_templates())
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
+async def database(database_url: str, migrated_before_the_test: bool) -> AsyncIterator[Database]:
     db = Database(database_url)
-    await db.upgrade()
     yield db
     await db.close()
 
@@ -173,14 +200,12 @@ def send_immediately() -> bool:
 async def runtime(
     settings: Settings,
     database_url: str,
+    migrated_before_the_test: bool,
     encoder: FakeEncoder,
     clock: Clock,
     channel: RecordingChannel,
     send_immediately: bool,
 ) -> AsyncIterator[Runtime]:
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
     rt = await build_runtime(
         settings,
         encoder=encoder,

@@ -24,6 +24,7 @@ from carebot.store.database import Database
 from carebot.store.tables import Message, OutboxRow
 from tests.conftest import EXACT_BACKOFF, Clock, make_settings
 from tests.fakes import FakeEncoder
+from tests.migrated import migrate
 
 AGENT_PASSWORD = "correct horse battery"
 UPSET = "where is my order, I will call my lawyer"
@@ -53,10 +54,9 @@ async def running_service(
     """The service on loopback; ``env`` holds Slack tokens (none by default: no Slack desk);
     ``app_options`` go to :func:`build_app` (``login_sleep``), ``runtime_options`` to
     :func:`build_runtime` (``post_classifier``...). Closing the server runs the
-    service's whole shutdown (aiohttp's cleanup)."""
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    service's whole shutdown (aiohttp's cleanup). The database is migrated first (an empty one
+    gets a copy of the migrated template: tests/migrated.py)."""
+    await migrate(database_url)
     runtime = await build_runtime(
         settings,
         encoder=encoder or FakeEncoder(),

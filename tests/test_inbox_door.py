@@ -24,6 +24,7 @@ from carebot.store.database import Database
 from carebot.store.logins import LoginFailures, name_key
 from carebot.store.tables import InboxSession, LoginFailure
 from tests.conftest import Clock, settings_data
+from tests.migrated import migrate
 from tests.serve_process import ServeProcess, serving, write_config
 from tests.service import AGENT_PASSWORD, running_service, service_settings
 
@@ -310,9 +311,7 @@ def two_worker_config(tmp_path: Path, database_url: str) -> Path:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_the_door_holds_across_two_workers(tmp_path: Path, database_url: str) -> None:
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
     config = two_worker_config(tmp_path, database_url)
     env = {"CAREBOT_SECRET_KEY": "a shared secret of more than thirty-two characters"}
     async with serving(config, 2, env=env) as (one, two), browser() as http:

@@ -22,9 +22,9 @@ from carebot.desk.auth import hash_password
 from carebot.models import InboundMessage, PublicCategory, PublicChange, PublicContext
 from carebot.runtime import build_runtime
 from carebot.server import Service, build_app
-from carebot.store.database import Database
 from tests.conftest import EXACT_BACKOFF, Clock
 from tests.fakes import FakeEncoder, FixedClassifier, PublicRecordingChannel
+from tests.migrated import migrate
 from tests.service import AGENT_PASSWORD, service_settings
 from tests.test_public_pipeline import CHANNEL, COMPLAINT, SPAM, intents  # noqa: F401
 
@@ -56,9 +56,7 @@ async def public_service(
         matcher={"intents_dir": str(intents_dir)},
         public={"live": list(live)},
     )
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
     categories = {SPAM: PublicCategory.SPAM, COMPLAINT: PublicCategory.COMPLAINT}
     runtime = await build_runtime(
         settings,

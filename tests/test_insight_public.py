@@ -51,9 +51,9 @@ from carebot.insight.report import Period, PublicMessages, Report, Share, Spread
 from carebot.models import InboundMessage, PublicCategory, PublicContext
 from carebot.runtime import Runtime, build_runtime
 from carebot.server import build_app
-from carebot.store.database import Database
 from tests.conftest import Clock
 from tests.fakes import FakeEncoder, FixedClassifier, PublicRecordingChannel
+from tests.migrated import migrate
 from tests.service import AGENT_PASSWORD, service_settings
 from tests.test_public_pipeline import CHATTER, COMPLAINT, PRAISE, SPAM, guard, intents
 
@@ -83,9 +83,7 @@ def settings_for(tmp_path: Path, intents: Path) -> Settings:
 async def runtime(
     tmp_path: Path, intents: Path, database_url: str, clock: Clock
 ) -> AsyncIterator[Runtime]:
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
     categories = {
         SPAM: PublicCategory.SPAM,
         PRAISE: PublicCategory.PRAISE,

@@ -30,11 +30,11 @@ from carebot.exceptions import ModelError
 from carebot.insight.report import Period, Share
 from carebot.runtime import build_runtime
 from carebot.server import build_app
-from carebot.store.database import Database
 from tests.chromium import launched, needs_chromium
 from tests.conftest import EXACT_BACKOFF, ROOT, Clock
 from tests.fakes import FakeEncoder
 from tests.insight_reports import FixtureInsight, make_rows
+from tests.migrated import migrate
 from tests.service import AGENT_PASSWORD, service_settings
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "insights"
@@ -74,9 +74,7 @@ async def server(
     )
     settings = settings.model_copy(update={"teams": teams})
     database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    db = Database(database)
-    await db.upgrade()
-    await db.close()
+    await migrate(database)
     runtime = await build_runtime(
         settings, encoder=FakeEncoder(), database_url=database, backoff=EXACT_BACKOFF, clock=clock
     )

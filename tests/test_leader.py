@@ -18,6 +18,7 @@ from carebot.cluster.leader import LEADS, LOCK_KEY, STEPS_DOWN, Duty, Leadership
 from carebot.pacing import Pacer
 from carebot.store.database import Database
 from tests.conftest import settings_data
+from tests.migrated import migrate
 from tests.serve_process import ServeProcess, serving, write_config
 from tests.service import running_service, service_settings, upset_customer
 from tests.slack_standin import SlackStandIn
@@ -281,9 +282,7 @@ async def answered(tg: TelegramStandIn, chats: Sequence[int], before: int) -> No
 async def test_three_workers_one_polls_and_another_takes_over_when_it_is_killed(
     tmp_path: Path, database_url: str
 ) -> None:
-    migrated = Database(database_url)
-    await migrated.upgrade()
-    await migrated.close()
+    await migrate(database_url)
     async with TelegramStandIn() as tg:
         tokens = [f"{tg.token}-worker{i}" for i in range(1, 4)]
         for token in tokens:

@@ -33,10 +33,10 @@ from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.intents import Intent, IntentSet
 from carebot.nlu.matcher import Matcher
 from carebot.runtime import Runtime, build_runtime, embedding_cache, emotion_scorer
-from carebot.store.database import Database
 from carebot.store.embeddings import MessageEmbeddingStore
 from tests.conftest import EXACT_BACKOFF, ROOT, TEST_INTENTS, Clock, make_settings, settings_data
 from tests.fakes import FakeEncoder, RecordingChannel
+from tests.migrated import migrate
 
 _users = itertools.count(1)
 # Decided with the test intents and thresholds: answered, handed off, answered, not recognised...
@@ -178,9 +178,7 @@ async def test_survey_replies_are_not_replayed(
     tmp_path: Path, database_url: str, encoder: FakeEncoder, clock: Clock
 ) -> None:
     settings = make_settings(tmp_path, survey={"helpful": "always", "rating": False})
-    db = Database(database_url)
-    await db.upgrade()  # as the runtime fixture: PostgreSQL is never migrated implicitly
-    await db.close()
+    await migrate(database_url)  # as the runtime fixture: PostgreSQL is never migrated implicitly
     runtime = await build_runtime(
         settings,
         encoder=encoder,

@@ -28,7 +28,6 @@ from carebot.models import (
 )
 from carebot.public.handling import matching_text
 from carebot.runtime import Runtime, build_runtime
-from carebot.store.database import Database
 from carebot.store.tables import (
     Conversation,
     ConversationEvent,
@@ -39,6 +38,7 @@ from carebot.store.tables import (
 )
 from tests.conftest import TEST_INTENTS, Clock, make_settings
 from tests.fakes import FakeEncoder, FixedClassifier, PublicRecordingChannel
+from tests.migrated import migrate
 
 CHANNEL = "messenger"
 SPAM = "WIN a free iphone, DM me now"
@@ -101,9 +101,7 @@ async def runtime(  # type: ignore[override]
     clock: Clock,
     public_channel: PublicRecordingChannel,
 ) -> AsyncIterator[Runtime]:
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
     categories = {
         SPAM: PublicCategory.SPAM,
         PRAISE: PublicCategory.PRAISE,
@@ -432,9 +430,7 @@ async def test_no_rating_request_is_posted_under_a_comment_the_bot_answered(
         public={"live": [CHANNEL]},
         survey={"rating": True},
     )
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
     rt = await build_runtime(
         settings,
         encoder=encoder,

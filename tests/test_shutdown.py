@@ -37,6 +37,7 @@ from tests import graph_standin as meta
 from tests.conftest import ROOT, Clock, make_settings, settings_data
 from tests.fakes import FakeEncoder, GatedEncoder, RecordingChannel
 from tests.graph_standin import GraphStandIn
+from tests.migrated import migrate
 from tests.serve_process import SERVE, free_port, write_config
 from tests.service import Visitor, logged, paused_worker, running_service, service_settings
 from tests.telegram_standin import TelegramStandIn, text_update
@@ -226,9 +227,7 @@ async def test_sigterm_to_a_real_process_finishes_the_reply_in_flight_and_stops_
 ) -> None:
     """``carebot serve`` with Telegram: SIGTERM arrives while the platform is slow to accept a
     reply. The process waits for it, stops in the documented order and exits 0."""
-    migrated = Database(database_url)
-    await migrated.upgrade()
-    await migrated.close()
+    await migrate(database_url)
     async with TelegramStandIn() as tg:
         config = config_file(tmp_path, database_url, tg)
         process = await asyncio.create_subprocess_exec(
@@ -265,9 +264,7 @@ async def test_sigterm_to_a_real_process_finishes_the_reply_in_flight_and_stops_
 async def test_chat_answers_and_stops_in_the_same_order(
     tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    migrated = Database(database_url)
-    await migrated.upgrade()
-    await migrated.close()
+    await migrate(database_url)
     settings = make_settings(tmp_path, store={"url": database_url})
     out = io.StringIO()
     caplog.set_level(logging.INFO, logger="carebot.lifecycle")
@@ -299,9 +296,7 @@ async def test_a_failing_step_is_reported_by_name_and_the_rest_still_runs(
     tmp_path: Path, database_url: str, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = service_settings(tmp_path)
-    migrated = Database(database_url)
-    await migrated.upgrade()
-    await migrated.close()
+    await migrate(database_url)
     runtime = await build_runtime(
         settings, encoder=FakeEncoder(), database_url=database_url, clock=clock
     )

@@ -28,13 +28,13 @@ from carebot.models import InboundMessage, PublicCategory, PublicContext
 from carebot.public.guard import check_public_text
 from carebot.runtime import build_runtime
 from carebot.server import Service, build_app
-from carebot.store.database import Database
 from carebot.store.public_items import ItemView, PublicView
 from carebot.store.queue import Case
 from carebot.store.slack_threads import Mirrored
 from carebot.store.tables import OutboxRow
 from tests.conftest import Clock
 from tests.fakes import FakeEncoder, FixedClassifier, PublicRecordingChannel
+from tests.migrated import migrate
 from tests.service import EXACT_BACKOFF, service_settings
 from tests.slack_standin import SlackStandIn
 from tests.test_slack import (  # noqa: F401  (fixtures)
@@ -103,9 +103,7 @@ async def service(
     section = {"channel": CHANNEL, "api_url": slack.base_url, "posts_per_second": 1000.0}
     public = {"live": list(live), "thanks": "Thank you!"}
     settings = service_settings(tmp_path, slack=section, public=public)
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
     runtime = await build_runtime(
         settings,
         encoder=FakeEncoder(),

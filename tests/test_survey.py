@@ -15,10 +15,10 @@ from carebot.config import Settings
 from carebot.inbox import Status
 from carebot.models import DecisionKind, InboundMessage
 from carebot.runtime import Runtime, build_runtime
-from carebot.store.database import Database
 from carebot.store.tables import Base, Conversation, DecisionRow, Handoff, OutboxRow, Survey
 from tests.conftest import EXACT_BACKOFF, Clock, make_settings
 from tests.fakes import FakeEncoder, RecordingChannel
+from tests.migrated import migrate
 
 T = TypeVar("T", bound=Base)
 _ids = itertools.count(1)
@@ -42,9 +42,7 @@ async def runtime_for(
     """A runtime on other settings than the module's."""
     built: list[Runtime] = []
 
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
 
     async def build(settings: Settings) -> tuple[Runtime, RecordingChannel]:
         channel = RecordingChannel("test")

@@ -21,10 +21,10 @@ from sqlalchemy import inspect, select
 from carebot.inbox import Outcome, Status
 from carebot.models import InboundMessage, WaitingAction
 from carebot.runtime import Runtime, build_runtime
-from carebot.store.database import Database
 from carebot.store.tables import DecisionRow, Handoff
 from tests.conftest import EXACT_BACKOFF, Clock, make_settings
 from tests.fakes import FakeEncoder, RecordingChannel
+from tests.migrated import migrate
 from tests.test_store import _migrate
 
 _ids = itertools.count(1)
@@ -75,9 +75,7 @@ async def make_runtime(
 ) -> AsyncIterator[Any]:
     """A runtime with these settings sections (the others as in the test settings)."""
     made: list[Runtime] = []
-    db = Database(database_url)
-    await db.upgrade()
-    await db.close()
+    await migrate(database_url)
 
     async def make(**sections: dict[str, object]) -> Runtime:
         runtime = await build_runtime(
