@@ -308,6 +308,10 @@ class WebChatChannel:
             self._signer.verify(given) == visitor + PASS_SUFFIX
         )
         tab.known = bool(history) or any(t.known for t in self._tabs_of(visitor))
+        # What the visitor's other tabs here have not seen yet (stored by another worker whose
+        # event was lost): they get it now, as the new tab gets it in its history.
+        shown = self._shown.get(visitor, {}) if self._sockets.get(visitor) else None
+        unseen = [f for f in frames if shown is not None and f["id"] and f["id"] not in shown]
         self._sockets[visitor].add(ws)
         self._mark_shown(visitor, [f["id"] for f in frames if f["id"]])
         await ws.send_json(
@@ -324,6 +328,8 @@ class WebChatChannel:
                 },
             }
         )
+        for missed in unseen:
+            await self._broadcast(visitor, missed, skip=ws)
         if tab.see_page(frame.get("page")):
             await self._record_page(visitor, ws)
         return visitor

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import WebChatSettings, WebChatTexts
 from carebot.desk.auth import hash_password
-from carebot.models import ChannelEvent, InboundMessage, OutboundReply
+from carebot.models import ChannelEvent, InboundMessage, OutboundReply, TranscriptLine
 from carebot.server import Service
 from carebot.signing import Signer
 from carebot.store.tables import Message, OutboxRow
@@ -550,3 +550,35 @@ async def test_a_message_is_acknowledged_only_once_stored_and_its_reply_follows_
     assert [frame["type"] for frame in seen] == frames
     assert seen[-1 if not stored else 1]["id"] == message_id
     assert [f.get("on") for f in seen if f["type"] == "typing"] == [True, False]
+
+
+async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connects() -> None:
+    """Several workers: a reply another worker stored and sent, whose event was lost (that
+    worker died before telling the others). A second tab of the visitor connecting here gets
+    it in its history; the tab already here gets it pushed then (it used to be marked as shown
+    for every tab here, and the first never got it)."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    stored: list[TranscriptLine] = []
+
+    async def transcript(_visitor: str) -> list[TranscriptLine]:
+        return list(stored)
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        first = await visitor(http, server)
+        await first.hello()
+        at = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+        stored.append(TranscriptLine("bot", "Track it.", at, outbox_id=7))  # by another worker
+        second = await visitor(http, server)
+        await second.hello(first.token)
+        assert [m["id"] for m in second.history] == ["r7"]
+        pushed = await first.next_of("message")
+        for tab in (first, second):
+            await tab.ws.close()
+    await channel.close()
+    assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
