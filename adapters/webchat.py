@@ -30,8 +30,11 @@ Protocol (JSON text frames on ``/chat/ws``):
   widget sends with its next hellos); a phone number or e-mail address the customer also uses
   on another channel links the two. A malformed e-mail address is refused (``bad_email``).
 * client ``{"type": "message", "id": <client uuid>, "text": ...}``; the id makes a resend after
-  a reconnect harmless (the core deduplicates it). The server answers ``{"type": "ack", "id",
-  "at"}``, then ``{"type": "typing", "on": true}`` while the bot works.
+  a reconnect harmless (the core deduplicates it). The server answers ``{"type": "typing",
+  "on": true}`` while the bot works, then ``{"type": "ack", "id", "at"}`` once the message is
+  stored and handled (the widget forgets an acknowledged message, so an ack before it is stored
+  would lose it if the worker died meanwhile), then the reply; the frames meant for that tab
+  while the message is being handled follow the ack.
 * server ``{"type": "typing", "on": true, "agent": "Ann"}``: an agent is typing a reply in the
   built-in inbox (sent again every few seconds while they type; the widget hides it when the
   news stop or a message arrives). Relayed from the ``agent_typing`` events of the
@@ -152,6 +155,8 @@ class WebChatChannel:
         self._closed = False
         self._in_hand = 0  # frames being handled right now
         self._handled = asyncio.Condition()
+        # Tabs whose message is being handled: the frames for them wait for its ack.
+        self._held: dict[web.WebSocketResponse, list[dict[str, Any]]] = {}
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
@@ -303,6 +308,10 @@ class WebChatChannel:
             self._signer.verify(given) == visitor + PASS_SUFFIX
         )
         tab.known = bool(history) or any(t.known for t in self._tabs_of(visitor))
+        # What the visitor's other tabs here have not seen yet (stored by another worker whose
+        # event was lost): they get it now, as the new tab gets it in its history.
+        shown = self._shown.get(visitor, {}) if self._sockets.get(visitor) else None
+        unseen = [f for f in frames if shown is not None and f["id"] and f["id"] not in shown]
         self._sockets[visitor].add(ws)
         self._mark_shown(visitor, [f["id"] for f in frames if f["id"]])
         await ws.send_json(
@@ -319,6 +328,8 @@ class WebChatChannel:
                 },
             }
         )
+        for missed in unseen:
+            await self._broadcast(visitor, missed, skip=ws)
         if tab.see_page(frame.get("page")):
             await self._record_page(visitor, ws)
         return visitor
@@ -356,7 +367,6 @@ class WebChatChannel:
             profile=tab.profile(),
             raw=frame,
         )
-        await ws.send_json({"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)})
         self._mark_shown(visitor, [message_id])
         await self._broadcast(visitor, {"type": "typing", "on": True})
         echo: dict[str, Any] = {
@@ -372,6 +382,7 @@ class WebChatChannel:
         await self._broadcast(visitor, echo, skip=ws)
         if self._deliver is None:
             raise RuntimeError("WebChatChannel.start() was not called before serving")
+        self._held[ws] = []
         try:
             await self._deliver(inbound)
         except Exception as exc:
@@ -379,7 +390,12 @@ class WebChatChannel:
             raise FrameError(
                 "unavailable", self._settings.texts.unavailable, frame_id=message_id
             ) from exc
+        else:
+            ack = {"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)}
+            await self._send_to(ws, visitor, ack)
         finally:
+            for held in self._held.pop(ws, []):
+                await self._send_to(ws, visitor, held)
             await self._broadcast(visitor, {"type": "typing", "on": False})
         self._mark_known(visitor)
 
@@ -528,11 +544,21 @@ class WebChatChannel:
         self, visitor: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
     ) -> None:
         for ws in list(self._sockets.get(visitor, ())):
-            if ws is not skip and not ws.closed:
-                try:
-                    await ws.send_json(frame)
-                except (ConnectionError, RuntimeError):
-                    log.debug("Web chat socket of %s closed while sending", visitor)
+            if ws is skip:
+                continue
+            if ws in self._held:  # its message is being handled: after the ack
+                self._held[ws].append(frame)
+            else:
+                await self._send_to(ws, visitor, frame)
+
+    async def _send_to(
+        self, ws: web.WebSocketResponse, visitor: str, frame: dict[str, Any]
+    ) -> None:
+        if not ws.closed:
+            try:
+                await ws.send_json(frame)
+            except (ConnectionError, RuntimeError):
+                log.debug("Web chat socket of %s closed while sending", visitor)
 
 
 def _parse(data: str) -> dict[str, Any]:

@@ -24,6 +24,8 @@ SERVE = (
     "import sys; from carebot.cli import main; from tests.fakes import FakeEncoder; "
     "sys.exit(main(sys.argv[1:], encoder=FakeEncoder()))"
 )
+# The command line's own model (the configured backend; benchmarks), instead of the fake one.
+SERVE_REAL_MODEL = "import sys; from carebot.cli import main; sys.exit(main(sys.argv[1:]))"
 READY = "carebot is serving on"
 START_TIMEOUT = 90.0  # seconds: several workers start at once on two busy cores
 
@@ -128,11 +130,15 @@ async def start_serve(
     args: Sequence[str] = (),
     name: str = "worker",
     ready: str | None = READY,
+    port: int | None = None,
+    real_model: bool = False,
 ) -> ServeProcess:
-    """Start ``carebot serve`` on ``config`` on a free port; by default wait until it serves."""
-    port = free_port()
+    """Start ``carebot serve`` on ``config`` on ``port`` (default: a free one); by default
+    wait until it serves. ``real_model``: the configured model rather than the fake encoder."""
+    port = port or free_port()
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", SERVE, "-v", "-c", str(config), "serve"),
+        *(sys.executable, "-c", SERVE_REAL_MODEL if real_model else SERVE, "-v"),
+        *("-c", str(config), "serve"),
         *("--host", "127.0.0.1", "--port", str(port), *args),
         cwd=ROOT,
         env={**os.environ, **env},
@@ -143,7 +149,7 @@ async def start_serve(
     if ready is not None:
         try:
             await worker.wait_for_line(ready, timeout=START_TIMEOUT)
-        except AssertionError:
+        except BaseException:  # it did not start, or the caller gave up waiting: stop it
             await worker.stop()
             raise
     return worker

@@ -4,6 +4,14 @@ Point the client at it with `telegram.Bot(token, base_url=f"{s.url}/bot",
 base_file_url=f"{s.url}/file/bot")`: every call is `POST /bot{token}/{method}`, form-encoded by
 PTB (JSON-typed values such as `reply_markup` arrive as JSON strings, decoded in the records;
 plain values such as `chat_id` stay strings), multipart with files, or a JSON body.
+
+Updates pushed with `push()` wait for `getUpdates` while no webhook is set. Once a bot has set
+one, they are delivered as Telegram does: POSTed as JSON to the webhook's URL with its secret
+token (`X-Telegram-Bot-Api-Secret-Token`), one update at a time per chat and in order (the next
+update of a chat goes once the one before was answered 2xx), chats side by side up to the
+webhook's `max_connections` (default 40); an answer that is not 2xx, a connection that fails or
+no answer within `webhook_timeout` seconds and the update is delivered again after a backoff.
+Every attempt is recorded in `deliveries`.
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from carebot.retry import Backoff
 from tests.loopback import Json, StandIn
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -48,6 +57,23 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One POST of an update to the webhook: its answer's status (None: the connection failed
+    or no answer came in time, `error` says which), when it started and ended (monotonic)."""
+
+    update_id: int
+    chat: int | str | None
+    status: int | None
+    started: float
+    ended: float
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
 class Call:
     """One API request and the HTTP status it was answered with."""
 
@@ -55,6 +81,7 @@ class Call:
     params: Json
     status: int
     token: str = ""  # the token it came with (see TelegramStandIn.accept)
+    at: float = field(default_factory=time.time, compare=False)  # when it was answered
 
 
 class TelegramStandIn(StandIn):
@@ -88,6 +115,14 @@ class TelegramStandIn(StandIn):
         self._holds: dict[str, asyncio.Event] = {}
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Webhook delivery (see the module's docstring).
+        self.webhook_timeout = 10.0  # seconds an attempt waits for the webhook's answer
+        self.webhook_backoff = Backoff(base=0.5, cap=10.0)  # between attempts of one update
+        self.deliveries: list[Delivery] = []
+        self.delivered: dict[int, float] = {}  # update_id -> when it was answered 2xx
+        self._lanes: dict[int | str | None, asyncio.Task[None]] = {}  # chat -> its delivery
+        self._hooks: aiohttp.ClientSession | None = None
+        self._hook_slots: asyncio.Semaphore | None = None
 
     @property
     def url(self) -> str:
@@ -114,9 +149,11 @@ class TelegramStandIn(StandIn):
         app.router.add_get("/file/bot{token}/{path:.+}", self._on_file)
 
     async def stop(self) -> None:
-        """Answer pending long polls with [] at once, then close the socket."""
+        """Answer pending long polls with [] at once, end webhook deliveries (what was not
+        delivered stays pending), then close the socket."""
         self._closing = True
         await self._notify()
+        await self._stop_deliveries()
         await super().stop()
         self._closing = False
 
@@ -157,6 +194,8 @@ class TelegramStandIn(StandIn):
         task = asyncio.get_running_loop().create_task(self._notify())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self.webhook is not None:
+            self._deliver_chat(_chat_of(update))
         return int(update["update_id"])
 
     async def next_sent(self, count: int = 1, timeout: float = 10.0) -> list[Json]:
@@ -230,6 +269,7 @@ class TelegramStandIn(StandIn):
 
     def _delete_webhook(self, params: Json) -> bool:
         self.webhook = None
+        self._cancel_lanes()
         if str(params.get("drop_pending_updates", "")).lower() == "true":
             self._updates.clear()
         return True
@@ -238,7 +278,88 @@ class TelegramStandIn(StandIn):
         if not params.get("url"):
             raise ApiError(400, "Bad Request: bad webhook: URL must not be empty")
         self.webhook = params
+        if str(params.get("drop_pending_updates", "")).lower() == "true":
+            self._updates.clear()
+        for chat in {_chat_of(u) for u in self._updates}:
+            self._deliver_chat(chat)
         return True
+
+    # --- webhook delivery ----------------------------------------------------------------
+
+    def _deliver_chat(self, chat: int | str | None) -> None:
+        """Start delivering ``chat``'s pending updates, unless that is going on already."""
+        lane = self._lanes.get(chat)
+        if lane is None or lane.done():
+            task = asyncio.get_running_loop().create_task(self._deliver_lane(chat))
+            self._lanes[chat] = task
+
+    async def _deliver_lane(self, chat: int | str | None) -> None:
+        """One chat's updates, one at a time and in order, each until it is answered 2xx."""
+        while self.webhook is not None:
+            waiting = [u for u in self._updates if _chat_of(u) == chat]
+            if not waiting:
+                break
+            update = waiting[0]
+            failures = 0
+            while not await self._post_update(update, chat):
+                failures += 1
+                await asyncio.sleep(self.webhook_backoff.delay(failures))
+                if self.webhook is None:
+                    return
+            self.delivered[int(update["update_id"])] = time.monotonic()
+            self._updates = [u for u in self._updates if u is not update]
+            await self._notify()
+        if self._lanes.get(chat) is asyncio.current_task():
+            del self._lanes[chat]
+
+    async def _post_update(self, update: Json, chat: int | str | None) -> bool:
+        """One attempt: POST ``update`` to the webhook; whether it was answered 2xx."""
+        hook = self.webhook
+        assert hook is not None
+        allowed = hook.get("allowed_updates") or None
+        if allowed is not None and _kind(update) not in allowed:
+            return True  # Telegram does not send what the bot did not ask for
+        if self._hooks is None or self._hook_slots is None:
+            self._hooks = aiohttp.ClientSession()
+            self._hook_slots = asyncio.Semaphore(int(hook.get("max_connections") or 40))
+        headers = {"Content-Type": "application/json"}
+        if hook.get("secret_token"):
+            headers[SECRET_HEADER] = str(hook["secret_token"])
+        status, error = None, ""
+        async with self._hook_slots:
+            started = time.monotonic()
+            try:
+                async with self._hooks.post(
+                    str(hook["url"]),
+                    data=json.dumps(update).encode(),
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+                ) as response:
+                    status = response.status
+                    await response.read()
+            except TimeoutError:
+                error = f"no answer within {self.webhook_timeout:g} s"
+            except aiohttp.ClientError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        delivery = Delivery(
+            int(update["update_id"]), chat, status, started, time.monotonic(), error
+        )
+        self.deliveries.append(delivery)
+        await self._notify()
+        return delivery.ok
+
+    def _cancel_lanes(self) -> None:
+        for lane in self._lanes.values():
+            lane.cancel()
+        self._lanes.clear()
+
+    async def _stop_deliveries(self) -> None:
+        lanes = list(self._lanes.values())
+        self._cancel_lanes()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        if self._hooks is not None:
+            hooks, self._hooks, self._hook_slots = self._hooks, None, None
+            await hooks.close()
 
     def _webhook_info(self, params: Json) -> Json:
         hook = self.webhook or {}
@@ -370,6 +491,16 @@ def _int_or_str(value: Any) -> int | str:
 
 def _kind(update: Json) -> str:
     return next((key for key in update if key != "update_id"), "")
+
+
+def _chat_of(update: Json) -> int | str | None:
+    """The chat an update belongs to (None: an update of no chat)."""
+    body = update.get(_kind(update))
+    if not isinstance(body, dict):
+        return None
+    message = body.get("message", body) if _kind(update) == "callback_query" else body
+    chat = message.get("chat") if isinstance(message, dict) else None
+    return chat.get("id") if isinstance(chat, dict) else None
 
 
 async def post_update(

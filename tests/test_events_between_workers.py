@@ -110,11 +110,50 @@ async def test_a_terminated_connection_is_reconnected_then_resynced_and_nothing_
         assert notifier_a.reconnects == 1 and notifier_b.reconnects == 1
 
 
-class FakeConnection:
-    """A connection that records what it sends; ``fail`` makes its sends fail (a network
-    that broke before the termination listener could tell)."""
+@ON_POSTGRESQL
+async def test_a_connection_terminated_again_and_again_while_events_flow_is_reconnected_each_time(
+    database_url: str,
+) -> None:
+    """The server ends the connection while notifications are being sent: asyncpg may then
+    refuse the next send with an InternalClientError before it has noticed the loss (seen in
+    bench/chaos.py, where the relay died of it and the worker heard nothing more from the
+    others). Each loss is a reconnect and a resync, and events still cross afterwards."""
+    terminations = 20
+    async with (
+        relayed(database_url) as (hub_a, notifier_a),
+        relayed(database_url) as (hub_b, _),
+        hub_a.subscribe(size=10_000) as at_a,
+        hub_b.subscribe(size=10_000) as at_b,
+    ):
+        flowing = True
 
-    def __init__(self, *, fail: bool = False) -> None:
+        async def flow() -> None:
+            while flowing:
+                hub_a.publish(Event("decision", 1))
+                await asyncio.sleep(0.001)
+
+        stream = asyncio.create_task(flow())
+        admin = await asyncpg.connect(dsn(database_url))
+        try:
+            for _ in range(terminations):  # connected: at the start, then after each resync
+                await admin.fetchval(
+                    "SELECT pg_terminate_backend($1)", notifier_a._conn.get_server_pid()
+                )
+                assert await next_event(at_a, RESYNC) == Event(RESYNC, 0, remote=True)
+        finally:
+            flowing = False
+            await stream
+            await admin.close()
+        hub_a.publish(Event("closed", 9))
+        assert await next_event(at_b, "closed") == Event("closed", 9, remote=True)
+        assert notifier_a.reconnects == terminations
+
+
+class FakeConnection:
+    """A connection that records what it sends; ``fail`` makes its sends fail with that error
+    (a network that broke before the termination listener could tell)."""
+
+    def __init__(self, *, fail: Exception | None = None) -> None:
         self.fail = fail
         self.sent: list[list[str]] = []
         self.closed = False
@@ -124,8 +163,8 @@ class FakeConnection:
     async def add_listener(self, _channel: str, _callback: object) -> None: ...
 
     async def execute(self, _query: str, _channel: str, payloads: list[str]) -> str:
-        if self.fail:
-            raise OSError("connection reset by peer")
+        if self.fail is not None:
+            raise self.fail
         self.sent.append(payloads)
         return "SELECT 1"
 
@@ -142,8 +181,21 @@ class FakeConnection:
         self.closed = True
 
 
-async def test_events_published_while_the_connection_is_down_are_sent_after_it_is_back() -> None:
-    made = [FakeConnection(fail=True), FakeConnection()]
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError("connection reset by peer"),
+        # asyncpg, when the server ended the connection in the middle of the traffic
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+    ],
+    ids=["network", "asyncpg state"],
+)
+async def test_events_published_while_the_connection_is_down_are_sent_after_it_is_back(
+    failure: Exception,
+) -> None:
+    made = [FakeConnection(fail=failure), FakeConnection()]
     connections = iter(made)
 
     async def connect(_dsn: str) -> FakeConnection:

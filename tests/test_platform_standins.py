@@ -21,6 +21,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
 
+from carebot.retry import Backoff
 from tests import graph_standin as meta
 from tests import telegram_standin as tgs
 from tests.graph_standin import GraphStandIn
@@ -586,3 +587,71 @@ async def test_reply_receiver_fail_next_then_success(
 async def test_wait_for_times_out_with_a_description(receiver: ReplyReceiver) -> None:
     with pytest.raises(AssertionError, match="received 0"):
         await receiver.next_received(timeout=0.05)
+
+
+class Hook(LoopbackServer):
+    """A bot's webhook: records each update it is given (with the secret token header and
+    content type) and answers the statuses queued in ``answers`` first, then 200."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int, str | None, str]] = []  # text, status, secret, type
+        self.answers: list[int] = []
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/hook", self._on_update)
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}/hook"
+
+    async def _on_update(self, request: web.Request) -> web.Response:
+        update = await request.json()
+        status = self.answers.pop(0) if self.answers else 200
+        secret = request.headers.get(tgs.SECRET_HEADER)
+        self.seen.append((update["message"]["text"], status, secret, request.content_type))
+        return web.Response(status=status, text="ok")
+
+
+async def test_with_a_webhook_updates_are_posted_in_order_per_chat_until_answered_2xx(
+    tg: TelegramStandIn, bot: telegram.Bot
+) -> None:
+    """As Telegram does: each update POSTed with the secret token; one that is not answered
+    2xx, or whose connection fails, is delivered again, and the chat's next update waits."""
+    tg.webhook_backoff = Backoff(base=0.01, cap=0.05)
+    async with Hook() as hook:
+        await bot.set_webhook(hook.url, secret_token="s3cret")
+        hook.answers = [502, 500]  # the first update is refused twice
+        for text in ("a", "b", "c"):
+            tg.push(tgs.text_update(42, text))
+        await tg.wait_for(lambda s: not s.pending)
+        assert [(text, status) for text, status, *_ in hook.seen] == [
+            ("a", 502),
+            ("a", 500),
+            ("a", 200),
+            ("b", 200),
+            ("c", 200),
+        ]
+        assert {(secret, kind) for *_, secret, kind in hook.seen} == {
+            ("s3cret", "application/json")
+        }
+        assert [d.status for d in tg.deliveries] == [502, 500, 200, 200, 200]
+        await hook.stop()  # the bot's server is down: the connection fails
+        update_id = tg.push(tgs.text_update(43, "d"))
+        await tg.wait_for(lambda s: len(s.deliveries) > 5)
+        await hook.restart()
+        await tg.wait_for(lambda s: update_id in s.delivered)
+    failed = tg.deliveries[5]
+    assert failed.status is None and "ClientConnectorError" in failed.error
+    assert hook.seen[-1][:2] == ("d", 200)
+
+
+async def test_without_a_webhook_pushed_updates_wait_for_get_updates(
+    tg: TelegramStandIn, bot: telegram.Bot
+) -> None:
+    async with Hook() as hook:
+        await bot.set_webhook(hook.url)
+        await bot.delete_webhook()
+        tg.push(tgs.text_update(42, "hi"))
+        updates = await bot.get_updates()
+    assert [u.message.text for u in updates if u.message] == ["hi"] and hook.seen == []

@@ -13,11 +13,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
-from carebot.config import WebChatTexts
+from carebot.adapters.webchat import WebChatChannel
+from carebot.config import WebChatSettings, WebChatTexts
 from carebot.desk.auth import hash_password
+from carebot.models import ChannelEvent, InboundMessage, OutboundReply, TranscriptLine
 from carebot.server import Service
 from carebot.signing import Signer
 from carebot.store.tables import Message, OutboxRow
@@ -505,3 +508,77 @@ async def test_a_non_ascii_token_is_refused_not_a_crash(
     intruder = await visitor(http, server)
     frame = await intruder.hello("abc.é")
     assert frame["code"] == "bad_token"
+
+
+@pytest.mark.parametrize(
+    ("stored", "frames"),
+    [
+        (True, ["typing", "ack", "message", "typing"]),
+        # Nothing was stored (the database was unreachable): no ack, which the widget would
+        # take for "kept" and forget the message; "unavailable", so it is sent again.
+        (False, ["typing", "typing", "error"]),
+    ],
+    ids=["stored", "not stored"],
+)
+async def test_a_message_is_acknowledged_only_once_stored_and_its_reply_follows_the_ack(
+    stored: bool, frames: list[str]
+) -> None:
+    signer = Signer(b"k" * 48, "webchat-visitor")
+
+    async def no_history(_visitor: str) -> list[Any]:
+        return []
+
+    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=no_history)
+
+    async def deliver(event: ChannelEvent) -> None:
+        assert isinstance(event, InboundMessage)
+        if not stored:
+            raise ConnectionRefusedError("the database is unreachable")
+        reply = OutboundReply(1, "webchat", event.external_user_id, "Track it.")
+        await channel.send(reply)  # the outbox sends the answer before the core returns
+
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        customer = await visitor(http, server)
+        await customer.hello()
+        message_id = await customer.say("where is my order")
+        seen = [await customer.receive() for _ in frames]
+        await customer.ws.close()
+    await channel.close()
+    assert [frame["type"] for frame in seen] == frames
+    assert seen[-1 if not stored else 1]["id"] == message_id
+    assert [f.get("on") for f in seen if f["type"] == "typing"] == [True, False]
+
+
+async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connects() -> None:
+    """Several workers: a reply another worker stored and sent, whose event was lost (that
+    worker died before telling the others). A second tab of the visitor connecting here gets
+    it in its history; the tab already here gets it pushed then (it used to be marked as shown
+    for every tab here, and the first never got it)."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    stored: list[TranscriptLine] = []
+
+    async def transcript(_visitor: str) -> list[TranscriptLine]:
+        return list(stored)
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        first = await visitor(http, server)
+        await first.hello()
+        at = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+        stored.append(TranscriptLine("bot", "Track it.", at, outbox_id=7))  # by another worker
+        second = await visitor(http, server)
+        await second.hello(first.token)
+        assert [m["id"] for m in second.history] == ["r7"]
+        pushed = await first.next_of("message")
+        for tab in (first, second):
+            await tab.ws.close()
+    await channel.close()
+    assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")

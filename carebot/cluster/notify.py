@@ -41,6 +41,16 @@ FLUSH_GRACE = 5.0  # seconds a stop may take to send the events still waiting
 RECONNECT = Backoff(base=0.5, cap=30.0)
 Connect = Callable[[str], Awaitable[Any]]
 NOTIFY = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+# What a lost connection raises. InternalClientError too: when the server ends the connection
+# (pg_terminate_backend) while notifications are being sent, asyncpg may take the next call
+# before it has noticed ("cannot switch to state 12; another operation (2) is in progress").
+LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class Notifier:
@@ -96,7 +106,7 @@ class Notifier:
                 async with asyncio.timeout(FLUSH_GRACE):
                     while self._waiting:
                         await self._send_batch()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            except LOST as exc:
                 left = len(self._waiting)
                 log.warning("%d event(s) not sent to the other workers: %s", left, exc)
         await self._close()
@@ -105,8 +115,10 @@ class Notifier:
         while True:
             try:
                 await self._serve()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except LOST as exc:
                 log.warning("Lost the connection for events between workers: %s", exc)
+            except Exception:  # the relay must outlive whatever it meets: reconnect
+                log.exception("The connection for events between workers failed; reconnecting")
             await self._close()
             failures = 0
             while True:
@@ -189,7 +201,7 @@ class Notifier:
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*LOST):
                 await asyncio.wait_for(conn.close(), timeout=5)
             if not conn.is_closed():
                 conn.terminate()
