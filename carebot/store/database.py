@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -24,6 +24,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from carebot.exceptions import StoreError
 from carebot.store import sqlite_in_loop
+from carebot.store.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -84,8 +85,17 @@ class Database:
                 "pool_timeout": pool_timeout,
             }
         # hide_parameters: SQL parameters (customer text) never appear in errors and logs.
+        # SQLite on the event loop: its write-ahead log is copied by a thread of its own.
+        self.checkpoints: Checkpoints | None = None
+        in_loop: dict[str, Any] = {}
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            uri = str(self.url.query.get("uri", "")).lower() in ("1", "true")
+            self.checkpoints = Checkpoints(self.url.database, uri=uri)
+            in_loop["async_creator"] = sqlite_in_loop.connector(
+                self.url.database, uri=uri, after_commit=self.checkpoints.committed
+            )
         self.engine: AsyncEngine = create_async_engine(
-            self.url, echo=echo, hide_parameters=True, **pool, **_in_loop(self.url)
+            self.url, echo=echo, hide_parameters=True, **pool, **in_loop
         )
         # Long reads (the care leads' reports): on SQLite, off the event loop (aiosqlite's
         # thread), so that a report over a year of messages does not hold up the service.
@@ -187,15 +197,8 @@ class Database:
         await self.engine.dispose()
         if self.reports is not self.engine:
             await self.reports.dispose()
-
-
-def _in_loop(url: URL) -> dict[str, Any]:
-    """The engine's arguments that run a SQLite file's statements on the event loop
-    (:mod:`carebot.store.sqlite_in_loop`); an in-memory database keeps aiosqlite."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return {}
-    uri = str(url.query.get("uri", "")).lower() in ("1", "true")
-    return {"async_creator": sqlite_in_loop.connector(url.database, uri=uri)}
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int = 5000) -> None:
@@ -211,6 +214,9 @@ def _sqlite_pragmas_in_loop(dbapi_connection: Any, record: Any) -> None:
     """As :func:`_sqlite_pragmas`, but a locked database fails at once: the in-loop driver then
     waits with the loop free (:func:`carebot.store.sqlite_in_loop._patiently`)."""
     _sqlite_pragmas(dbapi_connection, record, busy_ms=0)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # copied off the loop: store/checkpoints.py
+    cursor.close()
 
 
 def _alembic_config(connection: Connection) -> Any:
