@@ -43,7 +43,7 @@ from carebot.store.public_items import (
     public_context,
     thread_columns,
 )
-from carebot.store.rows import execute_plain, insert_row
+from carebot.store.rows import execute_plain, fixed, insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -139,7 +139,7 @@ _OPEN_CONVERSATION = (
     .where(
         Conversation.identity_id == bindparam("identity"),
         Conversation.thread == bindparam("thread"),
-        Conversation.state != ConversationState.CLOSED.value,
+        Conversation.state != fixed(ConversationState.CLOSED.value),
     )
     .order_by(Conversation.id.desc())
     .limit(1)
