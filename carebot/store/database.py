@@ -104,6 +104,14 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas_in_loop)
             self.reports = create_async_engine(self.url, echo=echo, hide_parameters=True)
             event.listen(self.reports.sync_engine, "connect", _sqlite_pragmas)
+        # Reads that need no transaction of their own, and single statements: on PostgreSQL in
+        # autocommit, which spares each the BEGIN and the ROLLBACK or COMMIT round trips
+        # (SQLite begins none for a read).
+        self._autocommit: AsyncEngine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.bot_intro = bot_intro
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, info={BOT_INTRO: bot_intro}
@@ -115,6 +123,17 @@ class Database:
     def session(self) -> AsyncSession:
         """A session for reads."""
         return self.sessions()
+
+    def reads(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads that need no snapshot of their own: one statement, or
+        several that may each see the latest commits (the per-message reads)."""
+        return self._autocommit.connect()
+
+    def read_session(self) -> AsyncSession:
+        """An ORM session for such reads (see :meth:`reads`)."""
+        return AsyncSession(
+            self._autocommit, expire_on_commit=False, info={BOT_INTRO: self.bot_intro}
+        )
 
     def report_session(self) -> AsyncSession:
         """A session for long reads (reports over many messages): on SQLite off the event
@@ -133,9 +152,15 @@ class Database:
             yield session
 
     @contextlib.asynccontextmanager
-    async def writes(self) -> AsyncIterator[AsyncConnection]:
+    async def writes(self, *, one_statement: bool = False) -> AsyncIterator[AsyncConnection]:
         """A plain connection in a transaction (no ORM session: for prepared Core statements
-        only), committed on success, rolled back on error; queued like :meth:`transaction`."""
+        only), committed on success, rolled back on error; queued like :meth:`transaction`.
+        ``one_statement``: the block runs one statement, which PostgreSQL then commits by
+        itself (autocommit: no BEGIN and COMMIT round trips)."""
+        if one_statement and not self.is_sqlite:
+            async with self._autocommit.connect() as connection:
+                yield connection
+            return
         async with self._write_lock, self.engine.begin() as connection:
             yield connection
 
