@@ -32,6 +32,14 @@ KEPT_APART = 2  # of [store] max_connections: cross-process events, and the lead
 POOL_TIMEOUT = 30.0  # seconds a session waits for a free connection of the pool
 MIGRATION_LOCK = 0x63617265626F74  # pg_advisory_xact_lock's key around 'db upgrade' ("carebot")
 BOT_INTRO = "carebot.bot_intro"  # the key of Session.info that holds the bot's introduction
+# PostgreSQL sessions of the pool: a statement waits at most LOCK_TIMEOUT for a lock, and a
+# transaction left idle (its worker stopped: SIGSTOP, a debugger, a frozen VM) is ended after
+# IDLE_IN_TRANSACTION, which releases its locks. Without them one stopped worker held the
+# conversations it had locked, every worker's connections queued behind those locks, and the
+# whole service stalled until it resumed. What a timeout interrupts is redone: a message not
+# stored is refused (the platform sends it again), one stored but not decided is recovered.
+LOCK_TIMEOUT_MS = 5_000
+IDLE_IN_TRANSACTION_MS = 30_000
 
 
 class _BudgetPool(AsyncAdaptedQueuePool):
@@ -84,6 +92,12 @@ class Database:
                 "max_overflow": 0,
                 "pool_timeout": pool_timeout,
             }
+            if self.url.get_driver_name() == "asyncpg":
+                settings = {
+                    "lock_timeout": str(LOCK_TIMEOUT_MS),
+                    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+                }
+                pool["connect_args"] = {"server_settings": settings}
         # hide_parameters: SQL parameters (customer text) never appear in errors and logs.
         # SQLite on the event loop: its write-ahead log is copied by a thread of its own.
         self.checkpoints: Checkpoints | None = None
