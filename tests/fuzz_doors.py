@@ -336,7 +336,12 @@ class Crashes(logging.Handler):
         self.count += 1
         detail = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
-            detail += f" ({record.exc_info[1]!r})"[:300]
+            error = record.exc_info[1]
+            where = error.__traceback__
+            while where is not None and where.tb_next is not None:
+                where = where.tb_next
+            line = f" at {where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else ""
+            detail += f" ({error!r}"[:300] + f"{line})"
         self.last = [*self.last[-4:], f"{record.name}: {detail}"]
 
 
@@ -377,7 +382,8 @@ class Fuzzer:
             problems.append(f"answered {status}")
         if self.crashes.count != crashes:
             tally.crashes += 1
-            problems.append("logged " + " | ".join(self.crashes.last))
+            new = self.crashes.last[-min(self.crashes.count - crashes, len(self.crashes.last)) :]
+            problems.append("logged " + " | ".join(new))
         if checks_rows and await self.doors.rows() != rows:
             tally.bad_signature_rows += 1
             problems.append("stored rows although it was " + case.mode)
@@ -385,7 +391,7 @@ class Fuzzer:
         if not problems:
             return None
         found = f"{case.door.name} ({case.mode}, {case.broken}): {'; '.join(problems)}; " + (
-            f"request {request.method} {request.path} {request.headers} "
+            f"request {request.method} {self._url(case)} {request.headers} "
             f"{(request.body or b'')[:300]!r} frames {case.frames[:3]}"
         )
         if len(self.tally.failures) < 20:

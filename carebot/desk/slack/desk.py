@@ -186,7 +186,9 @@ class SlackDesk:
         if problem:
             log.warning("Refused a malformed Slack request: %s", problem)
             raise web.HTTPBadRequest(text=f"not a request Slack sends: {problem}")
-        bolt = AsyncBoltRequest(body=raw.decode(), query=request.query_string, headers=headers)
+        bolt = AsyncBoltRequest(
+            body=raw.decode(), query=request.query_string, headers=dict(headers)
+        )
         return await to_aiohttp_response(await self.app.async_dispatch(bolt))
 
     def _tracked(self, handler: Listener) -> Listener:

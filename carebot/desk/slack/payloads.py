@@ -133,6 +133,7 @@ class State(_Part):
 
 
 class View(_Part):
+    type: str  # modal, home, workflow_step
     callback_id: str
     private_metadata: str = ""
     state: State
@@ -248,7 +249,8 @@ def problem(raw: bytes, content_type: str | None) -> str:
 def _check(data: Any, models: dict[str, type[_Part]], other: type[_Part], where: str) -> str:
     if not isinstance(data, dict):
         return f"{where or 'the body'}: must be a JSON object"
-    model = models.get(data.get("type"), other) if isinstance(data.get("type"), str) else other
+    kind = data.get("type")
+    model = models.get(kind, other) if isinstance(kind, str) else other
     try:
         model.model_validate(data)
     except ValidationError as exc:
