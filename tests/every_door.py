@@ -17,6 +17,8 @@ links to customers' files.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +41,7 @@ from tests.conftest import TEST_INTENTS
 from tests.graph_standin import GraphStandIn
 from tests.graph_standin import sign as meta_signature
 from tests.service import AGENT_PASSWORD, running_service, service_settings
-from tests.slack_standin import SlackStandIn, signed_headers
+from tests.slack_standin import SlackStandIn
 from tests.telegram_standin import TelegramStandIn
 from tests.webhook_standin import ReplyReceiver, sign_body
 from tests.x_standin import XStandIn
@@ -209,11 +211,16 @@ def _slack(doors: Doors, request: Request, mode: str, how: str) -> None:
     raw = request.body or b""
     at = int(time.time()) - (3600 if mode == MIS_SIGNED and how == STALE else 0)
     content_type = request.headers.get("Content-Type", "application/json")
-    signed = signed_headers(_secret(mode, how, SLACK_SECRET), raw, timestamp=at)
-    if mode == MIS_SIGNED and how == GARBAGE:
-        signed["X-Slack-Signature"] = "v0=nothing"
-    signed["Content-Type"] = content_type
-    request.headers.update(signed)
+    secret = _secret(mode, how, SLACK_SECRET).encode()
+    mac = hmac.new(secret, f"v0:{at}:".encode() + raw, hashlib.sha256).hexdigest()
+    signature = "v0=nothing" if mode == MIS_SIGNED and how == GARBAGE else f"v0={mac}"
+    request.headers.update(
+        {
+            "X-Slack-Signature": signature,
+            "X-Slack-Request-Timestamp": str(at),
+            "Content-Type": content_type,
+        }
+    )
     _tampered(request, mode, how)
 
 

@@ -37,7 +37,7 @@ from carebot.console.proposals import ProposalMaker
 from carebot.console.publishing import Publisher
 from carebot.desk.auth import Session, Sessions
 from carebot.desk.console_view import decision_view, diff_lines, intent_row, preview_view
-from carebot.desk.forms import posted
+from carebot.desk.forms import number, posted
 from carebot.desk.insight_view import topic_ref
 from carebot.desk.insights import InsightSources
 from carebot.desk.pages import Pages
@@ -269,8 +269,11 @@ class ConsolePages:
         elif action in ("publish", "delete") and not checked.ok:
             status = 422
         proposal = None
-        if form.proposal.isdigit():
-            proposal = await self._editor.proposals.get(int(form.proposal))
+        if form.proposal:  # the edit comes from a proposal: shown beside it
+            try:
+                proposal = await self._editor.proposals.get(number(form.proposal, "proposal"))
+            except (StoreError, web.HTTPBadRequest) as exc:
+                return self._problem(session, 404, "No such proposal", str(exc))
         return self._editor_page(
             session, checked, preview=preview, status=status, deleting=deleting, proposal=proposal
         )

@@ -51,24 +51,33 @@ class Form(Mapping[str, str]):
 
     def number(self, name: str, what: str = "message") -> int:
         """The field ``name`` as a record's number (1 to :data:`LARGEST_ID`); 400 otherwise."""
-        value = self.get(name, "")
-        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= LARGEST_ID:
-            raise web.HTTPBadRequest(
-                text=f"{name} must be a {what} number (1 to {LARGEST_ID}), not {value!r}: " + RELOAD
-            )
-        return int(value)
+        return number(self.get(name, ""), what, name)
+
+
+def number(value: str, what: str, name: str = "") -> int:
+    """``value`` as a record's number (1 to :data:`LARGEST_ID`); 400 naming ``name`` (the
+    field) and ``what`` the number is of otherwise."""
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= LARGEST_ID:
+        raise web.HTTPBadRequest(
+            text=f"{name or what} must be a {what} number (1 to {LARGEST_ID}), not {value!r}: "
+            + RELOAD
+        )
+    return int(value)
 
 
 async def posted(request: web.Request) -> Form:
-    """The request's form (urlencoded or multipart)."""
-    return Form(await request.post())
+    """The request's form (urlencoded or multipart); 400 when the body is not one."""
+    try:
+        return Form(await request.post())
+    except ValueError as exc:  # a multipart body without its boundary...
+        raise web.HTTPBadRequest(text=f"The body is not a form ({exc}): {RELOAD}") from exc
 
 
 @web.middleware
 async def numbers_in_range(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A number in the path (a conversation, a revision, a proposal) past the largest id names
     nothing: 404 with what the numbers go up to, instead of a query that fails."""
-    number = request.match_info.get("id", "")
-    if number.isascii() and number.isdigit() and int(number) > LARGEST_ID:
-        raise web.HTTPNotFound(text=f"There is no {number}: numbers go up to {LARGEST_ID}.")
+    found = request.match_info.get("id", "")
+    if found.isascii() and found.isdigit() and int(found) > LARGEST_ID:
+        raise web.HTTPNotFound(text=f"There is no {found}: numbers go up to {LARGEST_ID}.")
     return await handler(request)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -30,7 +31,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.signature import SignatureVerifier
 
 from carebot import library_logs
 from carebot.agents import AgentDesk
@@ -122,7 +122,6 @@ class SlackDesk:
             teams=settings,  # each team's channel and first-response target
             mention=self.people.mention,
         )
-        self._verifier = SignatureVerifier(credentials.signing_secret or "")
         self.app = AsyncApp(
             client=client,
             signing_secret=credentials.signing_secret or "",
@@ -177,8 +176,12 @@ class SlackDesk:
             raise web.HTTPServiceUnavailable(text="not receiving (shutting down); retry")
         raw = await request.read()
         headers = request.headers
-        if not self._verifier.is_valid(
-            raw, headers.get("X-Slack-Request-Timestamp", ""), headers.get("X-Slack-Signature", "")
+        if not payloads.signed(
+            self._credentials.signing_secret or "",
+            raw,
+            headers.get("X-Slack-Request-Timestamp", ""),
+            headers.get("X-Slack-Signature", ""),
+            now=time.time(),
         ):
             log.warning("Refused a Slack request with a missing, wrong or stale signature")
             return web.json_response({"error": "invalid request"}, status=401)

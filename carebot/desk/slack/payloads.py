@@ -20,6 +20,8 @@ interaction types are left to bolt (which answers 404 when nothing listens).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -37,8 +39,9 @@ from pydantic import (
 
 from carebot.desk.slack import card as cards
 from carebot.desk.slack import public_card
+from carebot.store.tables import LARGEST_ID
 
-LARGEST_ID = 2**31 - 1  # the largest conversation or message number the database holds
+TOLERANCE = 300  # seconds a request's timestamp may be off (older: a replay)
 # The desk's buttons whose value is a conversation's number, and those with a message's.
 CONVERSATION_BUTTONS = (
     cards.SEND_DRAFT,
@@ -221,6 +224,17 @@ ENVELOPES: dict[str, type[_Part]] = {
     "event_callback": EventCallback,
     "url_verification": UrlVerification,
 }
+
+
+def signed(secret: str, raw: bytes, timestamp: str, signature: str, *, now: float) -> bool:
+    """Whether ``signature`` is Slack's for ``raw`` at ``timestamp`` (``v0=`` + hex
+    HMAC-SHA256 of ``v0:{timestamp}:{body}``), made within :data:`TOLERANCE` seconds. The raw
+    bytes are signed, whatever they hold (slack_sdk's verifier fails on a body that is not
+    UTF-8)."""
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(now - int(timestamp)) > TOLERANCE:
+        return False
+    mac = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + raw, hashlib.sha256)
+    return hmac.compare_digest(("v0=" + mac.hexdigest()).encode(), signature.encode())
 
 
 def problem(raw: bytes, content_type: str | None) -> str:
