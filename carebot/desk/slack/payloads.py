@@ -76,7 +76,7 @@ NUMBER = TypeAdapter(Number)
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore")
 
 
 class Person(_Part):
