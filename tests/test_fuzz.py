@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.every_door import MIS_SIGNED, SIGNED, UNSIGNED, every_door
-from tests.fuzz_doors import doors_of, fuzz, report
+from tests.fuzz_cases import doors_of
+from tests.fuzz_doors import fuzz, report
 from tests.schema_strategies import spec
 
 CASES = 1_000  # per database
@@ -32,4 +33,5 @@ async def test_no_door_answers_5xx_crashes_or_stores_a_badly_signed_request(
     assert modes[SIGNED] > 0.6 * CASES and modes[UNSIGNED] > 0 and modes[MIS_SIGNED] > 0
     every = {door.name for door in doors_of(spec())}
     assert len(set(tally.doors)) > 0.8 * len(every), sorted(every - set(tally.doors))
-    assert sum(n for d in tally.doors.values() for s, n in d.statuses.items() if s < 300) > 0.2 * CASES
+    taken = sum(n for door in tally.doors.values() for s, n in door.statuses.items() if s < 300)
+    assert taken > 0.2 * CASES  # and many were taken: they reached the parsers and the store
