@@ -233,7 +233,7 @@ def _session(doors: Doors, request: Request, mode: str, how: str) -> None:
         return
     cookie, csrf = login.cookie, login.csrf
     if mode == MIS_SIGNED:
-        if how in (WRONG_SECRET, STALE):
+        if how in (WRONG_SECRET, STALE) or request.method == "GET":  # (a GET has no CSRF)
             cookie = Signer(doors.secret + b"-not", "inbox-session").sign("1", ttl=3600)
         else:
             csrf = csrf[::-1]
