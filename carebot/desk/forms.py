@@ -59,8 +59,8 @@ def number(value: str, what: str, name: str = "") -> int:
     field) and ``what`` the number is of otherwise."""
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= LARGEST_ID:
         raise web.HTTPBadRequest(
-            text=f"{name or what} must be a {what} number (1 to {LARGEST_ID}), not {value!r}: "
-            + RELOAD
+            text=f"{name or what} must be a {what} number, not {value!r} (they go from 1 to "
+            f"{LARGEST_ID}): {RELOAD}"
         )
     return int(value)
 
