@@ -57,7 +57,13 @@ from carebot.models import (
 from carebot.nlu.batching import MatchQueue
 from carebot.public.handling import PublicHandling, matching_text
 from carebot.store.conversation_lock import ConversationLocks
-from carebot.store.conversations import AlreadyHandled, ConversationStore, Embedding, Received
+from carebot.store.conversations import (
+    AlreadyHandled,
+    ConversationStore,
+    Embedding,
+    LastTurn,
+    Received,
+)
 from carebot.store.outbox import Queued
 from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import Question, Reply
@@ -212,9 +218,12 @@ class Inbox:
         messages nobody handled yet (oldest first): a peer that stored one of them first may
         not have reached the lock yet, and then finds it handled."""
         async with self._locks.hold(received.conversation_id):
-            pending = await self._conversations.unhandled_in(
-                received.conversation_id, up_to=received.message_id
-            )
+            if received.opened and not received.duplicate:
+                pending = [(received, inbound)]  # its conversation holds nothing before it
+            else:
+                pending = await self._conversations.unhandled_in(
+                    received.conversation_id, up_to=received.message_id
+                )
             decided = False  # an earlier message decided here may change the state read
             for earlier, message in pending:
                 if earlier.message_id != received.message_id:
@@ -441,7 +450,11 @@ class Inbox:
         (insight groups the messages the bot did not answer by it).
         """
         if context is None:
-            last = await self._conversations.last_turn(received.conversation_id)
+            last = (
+                LastTurn(None, ())  # the conversation's first message: the bot said nothing yet
+                if received.opened
+                else await self._conversations.last_turn(received.conversation_id)
+            )
             context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
         try:
             batched = await self._matches.match(inbound.text)

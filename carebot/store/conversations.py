@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,6 +70,10 @@ class Received:
     state: ConversationState
     duplicate: bool
     handled: bool = False  # for a duplicate: already decided on, or recorded for an agent
+    # The message opened its conversation, and its customer's identity is new: nothing came
+    # before it there (no earlier message to decide first, no earlier decision or question).
+    opened: bool = False
+    new_identity: bool = False
 
 
 class AlreadyHandled(StoreError):
@@ -102,19 +106,20 @@ async def claim_message(session: AsyncSession, message_id: int, now: datetime) -
         raise AlreadyHandled(message_id)
 
 
+_PARTY = (
+    select(Conversation, Identity)
+    .join(Identity, Identity.id == Conversation.identity_id)
+    .where(Conversation.id == bindparam("conversation"))
+    .with_for_update(of=Conversation)
+)
+
+
 async def locked_party(
     session: AsyncSession, conversation_id: int
 ) -> tuple[Conversation, Identity]:
     """A conversation, locked until the caller's transaction ends (PostgreSQL), and the
     customer's identity in it, in one query."""
-    row = (
-        await session.execute(
-            select(Conversation, Identity)
-            .join(Identity, Identity.id == Conversation.identity_id)
-            .where(Conversation.id == conversation_id)
-            .with_for_update(of=Conversation)
-        )
-    ).one()
+    row = (await session.execute(_PARTY, {"conversation": conversation_id})).one()
     return row[0], row[1]
 
 
@@ -126,6 +131,40 @@ _LAST_DECISION = (
     .order_by(DecisionRow.id.desc())
     .limit(1)
 )
+
+# A customer's open conversation in a thread (private messages: ""), the newest, locked until
+# the message is stored (PostgreSQL).
+_OPEN_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.identity_id == bindparam("identity"),
+        Conversation.thread == bindparam("thread"),
+        Conversation.state != ConversationState.CLOSED.value,
+    )
+    .order_by(Conversation.id.desc())
+    .limit(1)
+    .with_for_update()
+)
+
+
+def _unhandled_where(
+    *where: ColumnElement[bool],
+) -> Select[Message, Conversation, Identity, PublicItem]:
+    """Inbound messages not handled yet, with what rebuilds them, oldest first."""
+    return (
+        select(Message, Conversation, Identity, PublicItem)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(Identity, Identity.id == Conversation.identity_id)
+        .outerjoin(PublicItem, PublicItem.message_id == Message.id)
+        .where(Message.direction == "in", Message.handled_at.is_(None), *where)
+        .order_by(Message.id)
+    )
+
+
+_UNHANDLED_IN = _unhandled_where(
+    Message.conversation_id == bindparam("conversation"), Message.id <= bindparam("up_to")
+)
+_UNHANDLED_BEFORE = _unhandled_where(Message.created_at < bindparam("before"))
 
 # Inbound messages to decide, oldest first, each rebuilt as the adapter gave it.
 Pending = list[tuple[Received, InboundMessage]]
@@ -198,7 +237,7 @@ class ConversationStore:
                     now=self._clock(),
                     link_by=self._link_by,
                 )
-                conversation = await self._open_conversation(session, identity, inbound)
+                conversation, opened = await self._open_conversation(session, identity, inbound)
                 message = Message(
                     conversation_id=conversation.id,
                     direction="in",
@@ -218,6 +257,8 @@ class ConversationStore:
                     identity.id,
                     ConversationState(conversation.state),
                     duplicate=False,
+                    opened=opened,
+                    new_identity=identity.id in created_identities(session),
                 )
         except IntegrityError:
             # Delivered before (or twice at the same moment: the other delivery stored it
@@ -254,30 +295,22 @@ class ConversationStore:
 
     async def _open_conversation(
         self, session: AsyncSession, identity: Identity, inbound: InboundMessage
-    ) -> Conversation:
+    ) -> tuple[Conversation, bool]:
         """The identity's open conversation in the message's thread (private messages, or one
-        post's comments), locked until the message is stored (PostgreSQL), or a new one. The
-        lock is what keeps a message out of a conversation being closed: a close that got the
-        row first leaves it closed, and the query then finds none."""
+        post's comments), locked until the message is stored (PostgreSQL), or a new one; and
+        whether it is new. The lock is what keeps a message out of a conversation being closed:
+        a close that got the row first leaves it closed, and the query then finds none."""
         thread = inbound.public.thread if inbound.public is not None else ""
         if identity.id in created_identities(session):  # a new customer: nothing to look for
-            return await self._new_conversation(session, identity, inbound, origin=False)
+            return await self._new_conversation(session, identity, inbound, origin=False), True
         conversation = await session.scalar(
-            select(Conversation)
-            .where(
-                Conversation.identity_id == identity.id,
-                Conversation.thread == thread,
-                Conversation.state != ConversationState.CLOSED.value,
-            )
-            .order_by(Conversation.id.desc())
-            .limit(1)
-            .with_for_update()
+            _OPEN_CONVERSATION, {"identity": identity.id, "thread": thread}
         )
         if conversation is None and inbound.public is not None:
             conversation = await answered_thread(session, identity, inbound)
         if conversation is None:
-            conversation = await self._new_conversation(session, identity, inbound, origin=True)
-        return conversation
+            return await self._new_conversation(session, identity, inbound, origin=True), True
+        return conversation, False
 
     async def _new_conversation(
         self, session: AsyncSession, identity: Identity, inbound: InboundMessage, *, origin: bool
@@ -466,7 +499,7 @@ class ConversationStore:
         """Inbound messages stored before ``stored_before`` but never decided on (the process
         that stored them stopped midway), oldest first. Younger ones are left out: another
         worker may be deciding them right now (see :data:`carebot.inbox.RECOVERY_GRACE`)."""
-        return await self._unhandled(Message.created_at < stored_before)
+        return await self._unhandled(_UNHANDLED_BEFORE, {"before": stored_before})
 
     async def unhandled_in(self, conversation_id: int, *, up_to: int) -> Pending:
         """The conversation's inbound messages not handled yet, stored up to and including
@@ -474,21 +507,16 @@ class ConversationStore:
         the conversation's lock). A message a peer is storing right now is not seen until
         its transaction commits."""
         return await self._unhandled(
-            Message.conversation_id == conversation_id, Message.id <= up_to
+            _UNHANDLED_IN, {"conversation": conversation_id, "up_to": up_to}
         )
 
-    async def _unhandled(self, *where: ColumnElement[bool]) -> Pending:
+    async def _unhandled(
+        self,
+        statement: Select[Message, Conversation, Identity, PublicItem],
+        params: dict[str, Any],
+    ) -> Pending:
         async with self._db.session() as session:
-            rows = (
-                await session.execute(
-                    select(Message, Conversation, Identity, PublicItem)
-                    .join(Conversation, Conversation.id == Message.conversation_id)
-                    .join(Identity, Identity.id == Conversation.identity_id)
-                    .outerjoin(PublicItem, PublicItem.message_id == Message.id)
-                    .where(Message.direction == "in", Message.handled_at.is_(None), *where)
-                    .order_by(Message.id)
-                )
-            ).all()
+            rows = (await session.execute(statement, params)).all()
         return [
             (
                 Received(

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
@@ -76,6 +76,13 @@ def display_label(identity: Identity, display_name: str = "") -> str:
 CREATED_IDENTITIES = "carebot.created_identities"  # the key of Session.info
 
 
+# A channel identity by its platform id (per message: prepared once).
+_IDENTITY = select(Identity).where(
+    Identity.channel == bindparam("channel"),
+    Identity.external_user_id == bindparam("external_user_id"),
+)
+
+
 async def find_or_create_identity(
     session: AsyncSession,
     channel: str,
@@ -89,9 +96,7 @@ async def find_or_create_identity(
     merged in, and a phone or e-mail it shows links it to the customer who has it already.
     One created here is in :func:`created_identities` of the session."""
     identity = await session.scalar(
-        select(Identity).where(
-            Identity.channel == channel, Identity.external_user_id == external_user_id
-        )
+        _IDENTITY, {"channel": channel, "external_user_id": external_user_id}
     )
     if identity is None:
         customer = Customer(display_name=profile.get("name", "")[:200], created_at=now)

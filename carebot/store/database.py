@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -120,6 +121,13 @@ class Database:
         """
         async with self._write_lock, self.sessions() as session, session.begin():
             yield session
+
+    @contextlib.asynccontextmanager
+    async def writes(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection in a transaction (no ORM session: for prepared Core statements
+        only), committed on success, rolled back on error; queued like :meth:`transaction`."""
+        async with self._write_lock, self.engine.begin() as connection:
+            yield connection
 
     async def upgrade(self) -> None:
         """Apply every Alembic migration not yet applied (``carebot db upgrade``). On

@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import String, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -80,6 +80,22 @@ class Outgoing:
     public: PublicAction | None = None  # a public action (store/public_actions.py)
 
 
+# Per reply, prepared once: is an earlier reply of the conversation still pending, and has the
+# bot said anything in it yet (its first message carries the introduction).
+_EARLIER_PENDING = exists().where(
+    OutboxRow.conversation_id == bindparam("conversation"), OutboxRow.status == PENDING
+)
+_PENDING = select(_EARLIER_PENDING)
+_PENDING_AND_SAID = select(
+    _EARLIER_PENDING,
+    exists().where(
+        Message.conversation_id == bindparam("conversation"),
+        Message.direction == "out",
+        Message.author == "bot",
+    ),
+)
+
+
 async def add_reply(
     session: AsyncSession,
     *,
@@ -100,21 +116,14 @@ async def add_reply(
     joined. The stored message carries it as the outbox row does, so agents read what the
     customer read.
     """
-    earlier = exists().where(
-        OutboxRow.conversation_id == conversation.id, OutboxRow.status == PENDING
-    )
+    params = {"conversation": conversation.id}
     intro = _introduction(session, outgoing)
     if intro:  # one query for both: is a reply pending, has the bot said anything yet
-        said = exists().where(
-            Message.conversation_id == conversation.id,
-            Message.direction == "out",
-            Message.author == "bot",
-        )
-        waiting, introduced = (await session.execute(select(earlier, said))).one()
+        waiting, introduced = (await execute_plain(session, _PENDING_AND_SAID, params)).one()
         if not introduced:
             outgoing = replace(outgoing, text=f"{intro}\n\n{outgoing.text}")
     else:
-        waiting = bool(await session.scalar(select(earlier)))
+        waiting = bool((await execute_plain(session, _PENDING, params)).scalar())
     immediate = lease and not waiting
     message = Message(
         conversation_id=conversation.id,
@@ -223,13 +232,14 @@ class OutboxStore:
         lease was lost (another worker claimed them since): those are left as they are."""
         now = self._clock()
         lost: list[int] = []
-        async with self._db.transaction() as session:
+        async with self._db.writes() as connection:
             for reply, external_id in sent:
-                done = {"status": SENT, "sent_at": now, "last_error": None}
-                if external_id:
-                    done["external_id"] = external_id
-                marked = await _mark(session, reply, attempts=OutboxRow.attempts + 1, **done)
-                if not marked:
+                params = {"outbox": reply.outbox_id, "held": _token(reply), "now": now}
+                marked = await connection.scalar(
+                    _SENT, {**params, "platform_id": external_id or None}
+                )
+                if marked is None:
+                    _lost(reply)
                     lost.append(reply.outbox_id)
         return lost
 
@@ -356,6 +366,24 @@ async def claim_due_in(
         )
     ).all()
     return [to_reply(row) for row in sorted(rows, key=lambda row: row.id)]
+
+
+# A delivered reply's mark (per reply: prepared once), if it still holds its lease; the
+# platform's id of the sent message kept when there is one.
+_SENT = (
+    update(OutboxRow)
+    .where(OutboxRow.id == bindparam("outbox"), OutboxRow.lease == bindparam("held"))
+    .values(
+        locked_until=None,
+        lease=None,
+        attempts=OutboxRow.attempts + 1,
+        status=SENT,
+        sent_at=bindparam("now"),
+        last_error=None,
+        external_id=func.coalesce(bindparam("platform_id", type_=String), OutboxRow.external_id),
+    )
+    .returning(OutboxRow.id)
+)
 
 
 def _token(reply: OutboundReply) -> str:

@@ -51,7 +51,7 @@ async def _flushed(session: AsyncSession) -> None:
 
 async def execute_plain(
     session: AsyncSession, statement: Executable, params: dict[str, Any] | None = None
-) -> Result[Any]:
+) -> Result[*tuple[Any, ...]]:
     """``statement`` (Core, e.g. an UPDATE ... RETURNING) in the session's transaction, without
     the ORM's handling of it (the session's objects are not updated to match)."""
     await _flushed(session)

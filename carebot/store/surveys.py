@@ -132,10 +132,25 @@ _LATEST = (
         Survey.answer,
         Survey.answer_message_id,
         Survey.message_id,
-        Survey.decision_id,
+        DecisionRow.intent,
     )
+    .outerjoin(DecisionRow, DecisionRow.id == Survey.decision_id)
     .where(Survey.identity_id == bindparam("identity"))
     .order_by(Survey.id.desc())
+    .limit(1)
+)
+
+# A customer message of the identity after ``since`` and before ``before`` (one there means the
+# question was left behind: the message at hand does not answer it).
+_BETWEEN = (
+    select(Message.id)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .where(
+        Conversation.identity_id == bindparam("identity"),
+        Message.author == "customer",
+        Message.id > bindparam("since"),
+        Message.id < bindparam("before"),
+    )
     .limit(1)
 )
 
@@ -150,6 +165,8 @@ class SurveyStore:
         """The question ``received`` may answer: the latest one asked on its channel identity,
         asked within ``reply_hours``, with no customer message in between (``answered``: the
         customer's last message answered it, and this one may be a second tap on a button)."""
+        if received.new_identity:
+            return None  # a customer's first message: nothing was asked yet
         async with self._db.engine.connect() as conn:
             survey = (await conn.execute(_LATEST, {"identity": received.identity_id})).first()
             if survey is None or survey.message_id is None:
@@ -158,29 +175,17 @@ class SurveyStore:
                 return None
             since = survey.answer_message_id or survey.message_id
             between = await conn.scalar(
-                select(Message.id)
-                .join(Conversation, Conversation.id == Message.conversation_id)
-                .where(
-                    Conversation.identity_id == received.identity_id,
-                    Message.author == "customer",
-                    Message.id > since,
-                    Message.id < received.message_id,
-                )
-                .limit(1)
+                _BETWEEN,
+                {"identity": received.identity_id, "since": since, "before": received.message_id},
             )
             if between is not None:
                 return None
-            intent = None
-            if survey.decision_id is not None:
-                intent = await conn.scalar(
-                    select(DecisionRow.intent).where(DecisionRow.id == survey.decision_id)
-                )
             return Pending(
                 survey.id,
                 survey.kind,
                 survey.conversation_id,
                 survey.asked_at,
-                intent,
+                survey.intent,
                 answered=survey.answer is not None,
             )
 
