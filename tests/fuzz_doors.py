@@ -46,6 +46,7 @@ class DoorTally:
     server_errors: int = 0
     crashes: int = 0
     bad_signature_rows: int = 0
+    other_errors: int = 0  # ERROR lines without an exception (not a crash)
     undocumented: Counter[int] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -68,25 +69,30 @@ class Tally:
 
 
 class Crashes(logging.Handler):
-    """Counts the records at ERROR and above from the watched loggers."""
+    """Counts the records at ERROR and above from the watched loggers that carry an exception
+    (a crash: aiohttp's "Error handling request", bolt's "Failed to run listener function",
+    carebot's own ``log.exception``); those without one (the outbox's "refused for good" when
+    a platform stand-in knows no such user) are counted apart, as ``other``."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.count = 0
+        self.other = 0
         self.last: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.split(".")[0] not in WATCHED:
             return
+        if not record.exc_info or record.exc_info[1] is None:
+            self.other += 1
+            return
         self.count += 1
-        detail = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            where = error.__traceback__
-            while where is not None and where.tb_next is not None:
-                where = where.tb_next
-            line = f" at {where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else ""
-            detail += f" ({error!r}"[:300] + f"{line})"
+        error = record.exc_info[1]
+        where = error.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        line = f" at {where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else ""
+        detail = f"{record.getMessage()} ({error!r}"[:400] + f"{line})"
         self.last = [*self.last[-4:], f"{record.name}: {detail}"]
 
 
@@ -106,7 +112,7 @@ class Fuzzer:
         if checks_rows:
             await self.doors.settle()
             rows = await self.doors.rows()
-        crashes = self.crashes.count
+        crashes, other = self.crashes.count, self.crashes.other
         request = self.doors.sign(case.door.scheme, case.request, case.mode, case.how)
         try:
             async with asyncio.timeout(CASE_TIMEOUT):
@@ -129,6 +135,7 @@ class Fuzzer:
             tally.crashes += 1
             new = self.crashes.last[-min(self.crashes.count - crashes, len(self.crashes.last)) :]
             problems.append("logged " + " | ".join(new))
+        tally.other_errors += self.crashes.other - other
         if checks_rows and await self.doors.rows() != rows:
             tally.bad_signature_rows += 1
             problems.append("stored rows although it was " + case.mode)
@@ -261,6 +268,10 @@ def report(tally: Tally) -> str:
         f"{modes[MIS_SIGNED]:5} {tally.total('server_errors'):4} {tally.total('crashes'):5} "
         f"{tally.total('bad_signature_rows'):4} {tally.seconds:6.1f}"
     )
+    if tally.total("other_errors"):
+        lines.append(
+            f"ERROR lines without an exception (not crashes): {tally.total('other_errors')}"
+        )
     undocumented = {n: dict(d.undocumented) for n, d in tally.doors.items() if d.undocumented}
     if undocumented:
         lines.append(f"statuses the spec does not list: {undocumented}")

@@ -185,17 +185,24 @@ def slack_form(payload: Json) -> bytes:
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-def button(action_id: str, value: str) -> bytes:
-    return slack_form(
-        block_action(
-            user=SLACK_AGENT,
-            channel=SLACK_CHANNEL,
-            message_ts="1.1",
-            action_id=action_id,
-            value=value,
-            response_url="http://127.0.0.1:9/response/",
-        )
+def button_press(action_id: str, value: str) -> Json:
+    return block_action(
+        user=SLACK_AGENT,
+        channel=SLACK_CHANNEL,
+        message_ts="1.1",
+        action_id=action_id,
+        value=value,
+        response_url="http://127.0.0.1:9/response/",
     )
+
+
+def button(action_id: str, value: str) -> bytes:
+    return slack_form(button_press(action_id, value))
+
+
+def without_trigger(press: Json) -> Json:
+    del press["trigger_id"]
+    return press
 
 
 def slack_view(user: str, callback_id: str, conversation: str) -> Json:
@@ -232,6 +239,12 @@ SLACK_BAD = [
         id="view-without-type",  # bolt read view["type"]: KeyError, 500
     ),
     pytest.param(slack_form({"type": "block_actions", "user": "UANN"}), FORM, "user", id="user"),
+    pytest.param(
+        slack_form(without_trigger(button_press(cards.EDIT_DRAFT, "1"))),
+        FORM,
+        "trigger_id",
+        id="edit-without-trigger",  # the listener read body["trigger_id"]: KeyError, logged
+    ),
     pytest.param(b"payload=%7Bnot+json", FORM, "not JSON", id="payload-not-json"),
     pytest.param(
         b'{"type": "event_callback", "event": "x"}\xff', "application/json", "UTF-8", id="not-utf8"

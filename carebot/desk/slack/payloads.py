@@ -124,7 +124,7 @@ class BlockActions(_Part):
     type: Literal["block_actions"]
     user: Person
     actions: Annotated[tuple[Action, ...], Field(min_length=1)]
-    trigger_id: str = ""
+    trigger_id: Id  # what a modal is opened with (Edit, Transfer)
     response_url: Url | None = None
     channel: Ref | None = None
     container: dict[str, Any] | None = None
