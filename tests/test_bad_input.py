@@ -268,6 +268,20 @@ async def test_a_signed_slack_request_of_another_shape_gets_400_naming_the_field
     assert logged_errors(errors) == []
 
 
+async def test_a_slack_event_with_a_nul_byte_is_read_as_storable_text(
+    doors: Doors, errors: pytest.LogCaptureFixture
+) -> None:
+    """A thread reply whose ts held a NUL byte failed the desk's query on PostgreSQL, after
+    bolt had answered (logged at ERROR by bolt)."""
+    event = thread_reply(
+        channel=SLACK_CHANNEL, thread_ts="1.1\x00", user=SLACK_AGENT, text="hi\x00", ts="2.2"
+    )
+    body = json.dumps(event_callback(event, event_id="Ev\x003")).encode()
+    assert (await send(doors, "slack", "POST", "/slack/events", body))[0] == 200
+    await doors.settle()  # bolt's listener runs after the answer
+    assert logged_errors(errors) == []
+
+
 async def test_a_well_formed_slack_reply_still_reaches_bolt(doors: Doors) -> None:
     """(The check before bolt lets Slack's own requests through.)"""
     event = thread_reply(

@@ -125,7 +125,8 @@ class SlackDesk:
         self.app = AsyncApp(
             client=client,
             signing_secret=credentials.signing_secret or "",
-            request_verification_enabled=credentials.signing_secret is not None,
+            # Checked by the desk first (:meth:`_handle`), which hands bolt the body as read.
+            request_verification_enabled=False,
             logger=BOLT_LOG,
         )
         library_logs.protect(BOLT_LOG)  # bolt would log request bodies (customer text) at INFO
@@ -169,9 +170,9 @@ class SlackDesk:
         life.add(Stage.INBOUND, "Slack", start=self.start, stop=self.stop)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        """Slack's request, its signature and then its shape checked here (bolt, which checks
-        the signature again, cannot read every body a signed request may carry: see
-        :mod:`carebot.desk.slack.payloads`)."""
+        """Slack's request, its signature and then its shape checked here, its text made
+        storable, then handed to bolt (which cannot read every body a signed request may carry:
+        see :mod:`carebot.desk.slack.payloads`)."""
         if not self._receiving:
             raise web.HTTPServiceUnavailable(text="not receiving (shutting down); retry")
         raw = await request.read()
@@ -185,13 +186,12 @@ class SlackDesk:
         ):
             log.warning("Refused a Slack request with a missing, wrong or stale signature")
             return web.json_response({"error": "invalid request"}, status=401)
-        problem = payloads.problem(raw, request.content_type)
-        if problem:
-            log.warning("Refused a malformed Slack request: %s", problem)
-            raise web.HTTPBadRequest(text=f"not a request Slack sends: {problem}")
-        bolt = AsyncBoltRequest(
-            body=raw.decode(), query=request.query_string, headers=dict(headers)
-        )
+        try:
+            body = payloads.readable(raw, request.content_type)
+        except payloads.Malformed as exc:
+            log.warning("Refused a malformed Slack request: %s", exc)
+            raise web.HTTPBadRequest(text=f"not a request Slack sends: {exc}") from exc
+        bolt = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(headers))
         return await to_aiohttp_response(await self.app.async_dispatch(bolt))
 
     def _tracked(self, handler: Listener) -> Listener:

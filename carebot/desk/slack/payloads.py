@@ -6,8 +6,9 @@ request of another shape (a leaked signing secret, or Slack changing a format) m
 after bolt had answered, or made bolt wait 3 s for an acknowledgement that never came and
 answer 404; a body bolt cannot parse made the handler fail with 500. So the desk reads the
 body the way bolt does (:func:`slack_bolt.request.internals.parse_body`) and checks the parts
-that are read: :func:`problem` says what is wrong with a request, field by field, without
-quoting its values (an agent's reply, a customer's words), or returns "".
+that are read: :func:`readable` says what is wrong with a request, field by field, without
+quoting its values (an agent's reply, a customer's words), or gives its body for bolt, its text
+made storable (a NUL in a thread's ts failed the desk's query on PostgreSQL).
 
 Read and checked: an Events API body (``url_verification``, ``event_callback`` with its
 ``event``); an interaction (``payload=<JSON>``): ``block_actions`` (the user, the actions and,
@@ -24,7 +25,7 @@ import hashlib
 import hmac
 import json
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +40,7 @@ from pydantic import (
 
 from carebot.desk.slack import card as cards
 from carebot.desk.slack import public_card
+from carebot.store import storable
 from carebot.store.tables import LARGEST_ID
 
 TOLERANCE = 300  # seconds a request's timestamp may be off (older: a replay)
@@ -239,39 +241,54 @@ def signed(secret: str, raw: bytes, timestamp: str, signature: str, *, now: floa
     return hmac.compare_digest(("v0=" + mac.hexdigest()).encode(), signature.encode())
 
 
-def problem(raw: bytes, content_type: str | None) -> str:
-    """What is wrong with a request's body (read as bolt reads it), or ""."""
+class Malformed(ValueError):
+    """A body that is not what Slack sends; the message says what is wrong, field by field."""
+
+
+def readable(raw: bytes, content_type: str | None) -> str:
+    """The body of a request, checked as bolt will read it, with its text made storable (no
+    NUL, no lone surrogate: :mod:`carebot.store.storable`), for bolt to read; raises
+    :class:`Malformed` naming what is wrong."""
     try:
         body = raw.decode()
     except UnicodeDecodeError:
-        return "the body is not UTF-8"
+        raise Malformed("the body is not UTF-8") from None
     if not body:
-        return "the body is empty"
+        raise Malformed("the body is empty")
     try:
         if content_type == "application/json" or body.startswith("{"):
-            return _check(json.loads(body), ENVELOPES, OtherEnvelope, "")
+            envelope = _checked(json.loads(body), ENVELOPES, OtherEnvelope, "")
+            return json.dumps(envelope)
         form = dict(parse_qsl(body, keep_blank_values=True))
         if "payload" in body:  # bolt's own test: then the payload field, or nothing
             if "payload" not in form:
-                return "payload: a form with 'payload' in it needs the field 'payload'"
-            return _check(json.loads(form["payload"]), INTERACTIONS, OtherInteraction, "payload.")
-        return _check(form, {}, SlashCommand, "")
-    except ValueError as exc:  # not JSON (json.JSONDecodeError is a ValueError)
-        return f"not JSON: {type(exc).__name__}"
+                raise Malformed("payload: a form with 'payload' in it needs the field 'payload'")
+            payload = _checked(
+                json.loads(form["payload"]), INTERACTIONS, OtherInteraction, "payload."
+            )
+            return urlencode({"payload": json.dumps(payload)})
+        return urlencode(_checked(form, {}, SlashCommand, ""))
     except RecursionError:
-        return "not JSON: nested too deeply"
+        raise Malformed("not JSON: nested too deeply") from None
+    except Malformed:
+        raise
+    except ValueError as exc:  # not JSON (json.JSONDecodeError is a ValueError)
+        raise Malformed(f"not JSON: {type(exc).__name__}") from None
 
 
-def _check(data: Any, models: dict[str, type[_Part]], other: type[_Part], where: str) -> str:
+def _checked(
+    data: Any, models: dict[str, type[_Part]], other: type[_Part], where: str
+) -> dict[str, Any]:
     if not isinstance(data, dict):
-        return f"{where or 'the body'}: must be a JSON object"
+        raise Malformed(f"{where or 'the body'}: must be a JSON object")
     kind = data.get("type")
     model = models.get(kind, other) if isinstance(kind, str) else other
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return _problems(exc, where)
-    return ""
+        raise Malformed(_problems(exc, where)) from None
+    cleaned: dict[str, Any] = storable.value(data)
+    return cleaned
 
 
 def _problems(exc: ValidationError, where: str) -> str:
