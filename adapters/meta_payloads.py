@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, TypeAdapter, model_validator
 
 from carebot.adapters.meta_public_payloads import PublicEntry
-from carebot.adapters.payloads import Id, Millis, Payload, RawPayload, Seconds
+from carebot.adapters.payloads import Id, Millis, Payload, RawPayload, Seconds, loads
 
 FILE_TYPES = ("image", "audio", "voice", "video", "document", "sticker")
 CONTENT_TYPES = ("text", "interactive", "button", "location", *FILE_TYPES)
@@ -241,7 +241,7 @@ MetaPayload = WhatsAppPayload | MessagingPayload | OtherPayload
 def parse(raw: bytes) -> MetaPayload:
     """The webhook call's body as a typed payload; raises ValidationError when it is not JSON,
     not a webhook payload, or lacks a field carebot reads."""
-    data = _OBJECT.validate_json(raw)
+    data = _OBJECT.validate_python(loads(raw))
     kind = data.get("object")
     if kind == "whatsapp_business_account":
         return WhatsAppPayload.model_validate(data)

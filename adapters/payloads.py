@@ -10,6 +10,8 @@ holds the input (customer text, phone numbers), which is logged at DEBUG only.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the escapes of \\ud800 to \\udfff
 MAX_ID = 200  # characters of a user's or a message's id (what the database keeps)
 LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 
@@ -94,6 +98,35 @@ Millis = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=LAST_SECO
 
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 """An ISO 8601 time; one without an offset is taken as UTC."""
+
+
+def loads(raw: bytes) -> Any:
+    """The JSON value in a request's body. A lone surrogate (half of a UTF-16 pair, as a
+    platform leaves when it cuts a text inside an emoji) becomes U+FFFD, the replacement
+    character, where pydantic would refuse the whole body, and with it the good messages of a
+    batch. Raises ValidationError (``Invalid JSON: ...``) when the body is not JSON, or is
+    nested too deeply."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        error = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValidationError.from_exception_data(
+            "JSON", [{"type": "json_invalid", "loc": (), "input": "", "ctx": {"error": error}}]
+        ) from None
+    if _SURROGATE_ESCAPE.search(raw):  # (a pair's two escapes are joined by json itself)
+        return _whole(data)
+    return data
+
+
+def _whole(data: Any) -> Any:
+    """``data`` with each lone surrogate in its strings (and keys) replaced by U+FFFD."""
+    if isinstance(data, str):
+        return _SURROGATE.sub("\ufffd", data)
+    if isinstance(data, dict):
+        return {_whole(key): _whole(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_whole(item) for item in data]
+    return data
 
 
 def at_second(seconds: int) -> datetime:

@@ -564,7 +564,7 @@ class WebChatChannel:
 def _parse(data: str) -> dict[str, Any]:
     try:
         frame = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise FrameError("bad_frame", "Frames must be JSON objects.") from exc
     if not isinstance(frame, dict):
         raise FrameError("bad_frame", "Frames must be JSON objects.")

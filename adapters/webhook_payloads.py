@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from carebot.adapters.payloads import Id, Payload, RawPayload, TextOrNumber, UtcTime
+from carebot.adapters.payloads import Id, Payload, RawPayload, TextOrNumber, UtcTime, loads
 
 Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -40,4 +40,4 @@ class WebhookEvent(RawPayload):
 
 def parse(raw: bytes) -> WebhookEvent:
     """The event in a request's body; raises ValidationError when it is not one."""
-    return WebhookEvent.model_validate_json(raw)
+    return WebhookEvent.model_validate(loads(raw))

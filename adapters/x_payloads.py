@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
-from carebot.adapters.payloads import Id, Millis, Payload, RawPayload, UtcTime, at_milli
+from carebot.adapters.payloads import Id, Millis, Payload, RawPayload, UtcTime, at_milli, loads
 
 CREATED_AT = "%a %b %d %H:%M:%S %z %Y"  # "Wed Oct 10 20:19:24 +0000 2018"
 
@@ -184,4 +184,4 @@ _PAYLOAD = TypeAdapter(XPayload)
 def parse(raw: bytes) -> XPayload:
     """The delivery's body as a typed payload; raises ValidationError when it is not JSON, not
     an Account Activity delivery, or lacks a field carebot reads."""
-    return _PAYLOAD.validate_json(raw)
+    return _PAYLOAD.validate_python(loads(raw))

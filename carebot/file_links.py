@@ -4,6 +4,8 @@ WhatsApp).
 The platforms keep the files behind the bot's credentials, so a link points at carebot, carries
 the platform's file id signed (valid 30 days; a forged or altered link gets 404), and carebot
 fetches the file from the platform when an agent opens it. No token ever appears in a link.
+A file the platform refuses for good (it has no such file, or no longer) gets 404; a platform
+that cannot be reached, or fails, 502.
 """
 
 from __future__ import annotations
@@ -42,5 +44,8 @@ class FileLinks:
         try:
             content, kind = await self._fetch(file_id)
         except DeliveryError as exc:
+            if exc.permanent:  # the platform has no such file (any more): asking again won't help
+                words = f"{self._platform} does not have this file (any more): {exc}"
+                raise web.HTTPNotFound(text=words) from exc
             raise web.HTTPBadGateway(text=f"{self._platform} did not give the file: {exc}") from exc
         return web.Response(body=content, content_type=kind.split(";")[0])

@@ -43,6 +43,7 @@ from carebot.public.service import public_parts, takes_public_messages
 from carebot.reload import IntentReloader
 from carebot.reply_window import NO_WINDOWS, ReplyWindows
 from carebot.retry import Backoff
+from carebot.store import storable
 from carebot.store.closing import ClosingStore
 from carebot.store.conversation_lock import ConversationLocks
 from carebot.store.conversations import ConversationStore
@@ -186,7 +187,9 @@ class Runtime:
 
     async def deliver(self, event: ChannelEvent) -> None:
         """The callback channels hand what they receive to; raises when it could not be stored
-        (the channel then lets the platform deliver it again)."""
+        (the channel then lets the platform deliver it again). Its text is made storable
+        first (:mod:`carebot.store.storable`: no NUL, no lone surrogate)."""
+        event = storable.event(event)
         if isinstance(event, InboundMessage):
             await self.inbox.receive(event)
         elif isinstance(event, DeliveryStatus):

@@ -23,11 +23,15 @@ class Signer:
 
     def sign(self, value: str, *, ttl: float, now: float | None = None) -> str:
         expires = int((time.time() if now is None else now) + ttl)
-        payload = _b64(f"{value}\n{expires}".encode())
+        # A lone surrogate (a platform's id that is not valid Unicode) is signed as it is;
+        # verify() then refuses the token, as nothing can be done with such a value.
+        payload = _b64(f"{value}\n{expires}".encode(errors="surrogatepass"))
         return f"{payload}.{self._mac(payload)}"
 
     def verify(self, token: str, *, now: float | None = None) -> str | None:
         """The signed value, or None when the token is altered, forged, foreign or expired."""
+        if not token.isascii():  # a token is base64 and a dot: anything else is forged
+            return None
         payload, _, mac = token.partition(".")
         if not payload or not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
             return None

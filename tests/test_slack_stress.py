@@ -387,7 +387,9 @@ async def test_a_badly_signed_request_logs_no_customer_text_above_debug(
     caplog: pytest.LogCaptureFixture,
     level: int,
 ) -> None:
-    """slack-bolt logs a badly signed request's whole body at INFO: kept at DEBUG only."""
+    """slack-bolt logs a badly signed request's whole body at INFO; the desk refuses such a
+    request before bolt reads it (carebot/desk/slack/payloads.py checks what a signed one
+    carries), and says so without the body, at any level."""
     _, server = service
     words = "my card number is 4111 and my address is 1 Secret Lane"
     event = thread_reply(channel=CHANNEL, thread_ts="1.1", user=AGENT, text=words, ts="9.3")
@@ -396,10 +398,9 @@ async def test_a_badly_signed_request_logs_no_customer_text_above_debug(
     assert answer.status == 401
     quoting = [r for r in caplog.records if "Secret Lane" in r.getMessage()]
     assert all(r.levelno == logging.DEBUG for r in quoting)
-    if level == logging.DEBUG:  # the body was there to leak: the check above means something
-        assert quoting
-    else:
-        assert quoting == []
+    # The request's logs were captured (the check above means something): its refusal.
+    [refused] = [r for r in caplog.records if "Refused a Slack request" in r.getMessage()]
+    assert refused.levelno == logging.WARNING and "4111" not in refused.getMessage()
 
 
 # --- the same rule in the inbox -------------------------------------------------------------

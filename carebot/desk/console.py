@@ -37,6 +37,7 @@ from carebot.console.proposals import ProposalMaker
 from carebot.console.publishing import Publisher
 from carebot.desk.auth import Session, Sessions
 from carebot.desk.console_view import decision_view, diff_lines, intent_row, preview_view
+from carebot.desk.forms import number, posted
 from carebot.desk.insight_view import topic_ref
 from carebot.desk.insights import InsightSources
 from carebot.desk.pages import Pages
@@ -128,7 +129,7 @@ class ConsolePages:
             session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
-            form = await request.post()
+            form = await posted(request)
             token = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
             if not hmac.compare_digest(token.encode(), session.csrf.encode()):
                 raise web.HTTPForbidden(text="Missing or wrong CSRF token: reload the page.")
@@ -192,7 +193,10 @@ class ConsolePages:
         return rows
 
     async def _new(self, request: web.Request, session: Session) -> web.StreamResponse:
-        form = self._editor.blank(request.query.get("file", ""))
+        try:
+            form = self._editor.blank(request.query.get("file", ""))
+        except CarebotError as exc:  # ?file= names no intents file
+            return self._problem(session, 400, "A new intent cannot go there", str(exc))
         return self._editor_page(session, Checked(form, None))
 
     async def _open(self, request: web.Request, session: Session) -> web.StreamResponse:
@@ -265,8 +269,11 @@ class ConsolePages:
         elif action in ("publish", "delete") and not checked.ok:
             status = 422
         proposal = None
-        if form.proposal.isdigit():
-            proposal = await self._editor.proposals.get(int(form.proposal))
+        if form.proposal:  # the edit comes from a proposal: shown beside it
+            try:
+                proposal = await self._editor.proposals.get(number(form.proposal, "proposal"))
+            except (StoreError, web.HTTPBadRequest) as exc:
+                return self._problem(session, 404, "No such proposal", str(exc))
         return self._editor_page(
             session, checked, preview=preview, status=status, deleting=deleting, proposal=proposal
         )
@@ -323,11 +330,9 @@ class ConsolePages:
     async def _propose_reply(
         self, request: web.Request, session: Session, data: Any
     ) -> web.StreamResponse:
-        value = str(data.get("message_id", ""))
-        if not value.isdigit():
-            raise web.HTTPBadRequest(text=f"message_id must be a message number, not {value!r}")
+        value = data.number("message_id")
         try:
-            proposal = await self._maker.from_reply(int(value), author=session.agent.name)
+            proposal = await self._maker.from_reply(value, author=session.agent.name)
         except StoreError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         target = f"/inbox/c/{proposal.conversation_id}?proposed={proposal.id}#m{value}"

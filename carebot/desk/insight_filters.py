@@ -18,6 +18,8 @@ from carebot.desk import insight_format as fmt
 from carebot.insight.report import Period
 
 DEFAULT_DAYS = 28
+# The days a filter may name: the period before one (compared with it) must still be a date.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 _CHANNEL = re.compile(r"^[a-z0-9_-]{1,32}$")
 _TEAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # [[teams]] name
 VISIBILITIES = ("public", "private")
@@ -138,9 +140,15 @@ def _day(query: Mapping[str, str], name: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise FilterError(f"{name} must be a day like 2026-11-01, not {value!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise FilterError(
+            f"{name} must be a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}, "
+            f"not {value!r}"
+        )
+    return day
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:

@@ -114,18 +114,14 @@ class PublicDesk:
 
     async def _hide(self, request: web.Request, session: Session, form: Any) -> web.StreamResponse:
         conversation_id = int(request.match_info["id"])
-        message_id, hidden = str(form.get("message_id", "")), str(form.get("hidden", ""))
-        if not message_id.isdigit():
-            raise web.HTTPBadRequest(
-                text=f"message_id must be a message number, not {message_id!r}: reload the page."
-            )
+        message_id, hidden = form.number("message_id"), str(form.get("hidden", ""))
         if hidden not in ("0", "1"):
             raise web.HTTPBadRequest(text=f"hidden must be 1 (hide) or 0 (unhide), not {hidden!r}")
         try:
             await self._desk.set_hidden(
                 conversation_id,
                 session.agent.display_name,
-                message_id=int(message_id),
+                message_id=message_id,
                 hidden=hidden == "1",
                 why=str(form.get("why", "")).strip()[:200],
             )

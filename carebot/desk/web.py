@@ -45,6 +45,7 @@ from carebot.config import PublicSettings
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
 from carebot.desk.case_tools import CaseTools
+from carebot.desk.forms import Form, numbers_in_range, posted
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
 from carebot.desk.public_desk import PublicDesk, refused_words
 from carebot.desk.queue_view import QueueView
@@ -116,6 +117,7 @@ class AgentInbox:
         )
 
     def mount(self, app: web.Application) -> None:
+        app.middlewares.append(numbers_in_range)  # /inbox/c/{id}, the console's and insights'
         app.router.add_get("/inbox", self._page(self._queue_page))
         app.router.add_get("/inbox/login", self._login_form)
         app.router.add_post("/inbox/login", self._login)
@@ -231,7 +233,7 @@ class AgentInbox:
     # --- forms ---------------------------------------------------------------------------
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await posted(request)
         cookie = request.cookies.get("carebot_login", "")
         if not cookie or not _same(str(form.get("csrf", "")), cookie):
             raise web.HTTPForbidden(
@@ -265,7 +267,7 @@ class AgentInbox:
             session = await self._sessions.read(request)
             if session is None:
                 raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
-            form = await request.post()
+            form = await posted(request)
             if not _same(str(form.get("csrf", "")), session.csrf):
                 raise web.HTTPForbidden(text="Missing or wrong CSRF token: reload the page.")
             return await action(request, session, form)
@@ -432,13 +434,8 @@ class AgentInbox:
             await ws.close(code=1001, message=b"server shutting down")
 
 
-def _message_id(form: Any) -> int:
-    value = str(form.get("message_id", ""))
-    if not value.isdigit():
-        raise web.HTTPBadRequest(
-            text=f"message_id must be a message number, not {value!r}: reload the page."
-        )
-    return int(value)
+def _message_id(form: Form) -> int:
+    return form.number("message_id")
 
 
 def _same(given: str, expected: str) -> bool:

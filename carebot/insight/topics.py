@@ -151,6 +151,14 @@ def cluster(vectors: np.ndarray, settings: TopicSettings = DEFAULTS) -> np.ndarr
     """A cluster number for each row of ``vectors`` (unit length); a message alone has a
     number of its own."""
     n = len(vectors)
+    empty = ~np.any(vectors, axis=1)  # the encoder found nothing in the text: no direction
+    if empty.any():  # each is a topic of its own (the cosine distance has no value for it)
+        labels = np.zeros(n, dtype=np.intp)
+        found = cluster(vectors[~empty], settings)
+        labels[~empty] = found
+        start = int(found.max()) + 1 if len(found) else 0
+        labels[empty] = np.arange(start, start + int(empty.sum()))
+        return labels
     if n < 2:
         return np.zeros(n, dtype=np.intp)
     if n <= settings.max_agglomerative:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
-from carebot.exceptions import PublicRefused
+from carebot.exceptions import PublicRefused, StoreError
 from carebot.models import OutboundReply, PublicAction, PublicActionKind
 from carebot.public.rules import refusal, text_refusal
 from carebot.store.customers import merge_customers
@@ -150,9 +150,9 @@ class PublicActionStore:
         platform's rules forbid it."""
         kind = PublicActionKind.HIDE if hidden else PublicActionKind.UNHIDE
         async with self._db.transaction() as session:
-            conversation = await session.get_one(
-                Conversation, conversation_id, with_for_update=True
-            )
+            conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is None:
+                raise StoreError(f"No conversation with id {conversation_id}")
             item, message = await target_item(session, conversation_id, message_id)
             return await queue_step(
                 session,

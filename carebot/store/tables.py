@@ -42,6 +42,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Timestamp = Annotated[datetime, mapped_column(UTCDateTime())]
+# The largest number an Integer id column holds (PostgreSQL's integer): a number past it names
+# no row, and a query with it fails on PostgreSQL ("out of int32 range").
+LARGEST_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):

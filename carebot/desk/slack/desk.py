@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from carebot import library_logs
 from carebot.agents import AgentDesk
@@ -36,6 +38,7 @@ from carebot.clock import Clock
 from carebot.config import Settings
 from carebot.console.answer_search import AnswerSearch
 from carebot.console.proposals import ProposalMaker
+from carebot.desk.slack import payloads
 from carebot.desk.slack.api import SlackApi, make_client
 from carebot.desk.slack.credentials import SlackCredentials
 from carebot.desk.slack.faq import FaqCommand
@@ -122,7 +125,8 @@ class SlackDesk:
         self.app = AsyncApp(
             client=client,
             signing_secret=credentials.signing_secret or "",
-            request_verification_enabled=credentials.signing_secret is not None,
+            # Checked by the desk first (:meth:`_handle`), which hands bolt the body as read.
+            request_verification_enabled=False,
             logger=BOLT_LOG,
         )
         library_logs.protect(BOLT_LOG)  # bolt would log request bodies (customer text) at INFO
@@ -166,10 +170,29 @@ class SlackDesk:
         life.add(Stage.INBOUND, "Slack", start=self.start, stop=self.stop)
 
     async def _handle(self, request: web.Request) -> web.Response:
+        """Slack's request, its signature and then its shape checked here, its text made
+        storable, then handed to bolt (which cannot read every body a signed request may carry:
+        see :mod:`carebot.desk.slack.payloads`)."""
         if not self._receiving:
             raise web.HTTPServiceUnavailable(text="not receiving (shutting down); retry")
-        answer = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(answer)
+        raw = await request.read()
+        headers = request.headers
+        if not payloads.signed(
+            self._credentials.signing_secret or "",
+            raw,
+            headers.get("X-Slack-Request-Timestamp", ""),
+            headers.get("X-Slack-Signature", ""),
+            now=time.time(),
+        ):
+            log.warning("Refused a Slack request with a missing, wrong or stale signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            body = payloads.readable(raw, request.content_type)
+        except payloads.Malformed as exc:
+            log.warning("Refused a malformed Slack request: %s", exc)
+            raise web.HTTPBadRequest(text=f"not a request Slack sends: {exc}") from exc
+        bolt = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(headers))
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt))
 
     def _tracked(self, handler: Listener) -> Listener:
         """``handler`` as a listener whose runs are awaited by :meth:`stop`."""
@@ -242,10 +265,15 @@ class SlackDesk:
         the agents' actions in hand are finished."""
         self._receiving = False
         await self.disconnect_socket()
+        await self.settle()
+
+    async def settle(self, timeout: float = STOP_GRACE) -> None:
+        """Wait for the agents' actions in hand (bolt runs them after it has answered Slack),
+        at most ``timeout`` seconds."""
         if self._in_hand:
-            _done, late = await asyncio.wait(set(self._in_hand), timeout=STOP_GRACE)
+            _done, late = await asyncio.wait(set(self._in_hand), timeout=timeout)
             if late:
-                log.error("%d Slack actions did not finish within %gs", len(late), STOP_GRACE)
+                log.error("%d Slack actions did not finish within %gs", len(late), timeout)
 
     async def flush(self) -> None:
         """Post what Slack is behind on (at shutdown, once the sync has stopped)."""
