@@ -21,7 +21,7 @@ from yarl import URL
 from carebot.desk.slack import card as cards
 from carebot.insight.topics import cluster
 from carebot.signing import Signer
-from carebot.store.tables import LARGEST_ID, Message, Note
+from carebot.store.tables import LARGEST_ID, Message, Note, PublicItem
 from tests.every_door import (
     ACCOUNTS,
     SIGNED,
@@ -42,7 +42,7 @@ from tests.slack_standin import (
     view_submission,
 )
 from tests.telegram_standin import text_update
-from tests.x_standin import direct_message
+from tests.x_standin import direct_message, tweet, tweets, user
 
 Json = dict[str, Any]
 
@@ -465,3 +465,20 @@ def test_a_text_the_encoder_found_nothing_in_is_a_topic_of_its_own() -> None:
     labels = cluster(vectors)
     assert labels[0] == labels[2]  # the two alike, together
     assert len({labels[0], labels[1], labels[3]}) == 3  # each empty one alone
+
+
+async def test_a_mention_by_an_author_with_more_followers_than_the_store_counts_is_kept(
+    doors: Doors, errors: pytest.LogCaptureFixture
+) -> None:
+    """A followers count past 2**31 - 1 failed the insert of the public item on PostgreSQL
+    (500: the whole delivery lost); it is kept as the largest reach the store holds."""
+    author = user("2200000000000000007", "many_followers", followers=3_872_921_031_353)
+    post = tweet(author, "@brand where is my order", mentions=(X_BRAND,))
+    status, _ = await send(
+        doors, "x", "POST", "/x/webhook", json.dumps(tweets(X_BRAND, post)).encode()
+    )
+    assert status == 200
+    async with doors.service.runtime.db.session() as session:
+        reach = (await session.scalars(select(PublicItem.reach))).all()
+    assert reach == [LARGEST_ID]
+    assert logged_errors(errors) == []
