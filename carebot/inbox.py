@@ -56,7 +56,7 @@ from carebot.models import (
 )
 from carebot.nlu.batching import MatchQueue
 from carebot.public.handling import PublicHandling, matching_text
-from carebot.store.conversation_lock import ConversationLocks
+from carebot.store.conversation_lock import ConversationBusy, ConversationLocks
 from carebot.store.conversations import (
     AlreadyHandled,
     ConversationStore,
@@ -200,14 +200,22 @@ class Inbox:
         on (their worker stopped midway). One another worker handles meanwhile is left to it.
         Returns how many this worker handled."""
         pending = await self._conversations.unhandled(stored_before=self._clock() - self._grace)
-        outcomes = [await self._handle(r, inbound, recovered=True) for r, inbound in pending]
-        handled = sum(o.status is not Status.DUPLICATE for o in outcomes)
+        handled = busy = 0
+        for received, inbound in pending:
+            try:
+                outcome = await self._handle(received, inbound, recovered=True)
+            except ConversationBusy:
+                busy += 1  # its holder decides it, or the next pass does
+                continue
+            handled += outcome.status is not Status.DUPLICATE
         if pending:
             log.info(
                 "Recovered %d message(s) left undecided by a stopped worker (%d handled by "
-                "another worker meanwhile)",
+                "another worker meanwhile, %d in conversations another worker holds: left "
+                "for the next pass)",
                 handled,
-                len(pending) - handled,
+                len(pending) - handled - busy,
+                busy,
             )
         return handled
 

@@ -21,6 +21,7 @@ from carebot.exceptions import DeliveryError
 from carebot.inbox import RECOVERY_GRACE, Status
 from carebot.models import Attachment, Decision, DecisionKind, InboundKind, InboundMessage, Reason
 from carebot.runtime import Runtime, build_runtime
+from carebot.store.conversation_lock import ConversationBusy
 from carebot.store.conversations import AlreadyHandled, decision_row
 from carebot.store.tables import Base, DecisionRow, Handoff, Message, OutboxRow
 from carebot.triage import TriageContext
@@ -240,6 +241,38 @@ async def test_recover_decides_messages_left_undecided_once(
         ("a", TRACK),
         ("b", TRACK),
     ]
+
+
+class OneHeldElsewhere:
+    """Conversation locks where another worker has held one conversation past the database's
+    lock timeout (it stopped, say)."""
+
+    def __init__(self, locks: Any, held: int) -> None:
+        self._locks, self._held = locks, held
+
+    def hold(self, conversation_id: int) -> Any:
+        if conversation_id == self._held:
+            raise ConversationBusy(conversation_id)
+        return self._locks.hold(conversation_id)
+
+
+async def test_recover_leaves_a_conversation_another_worker_holds_for_the_next_pass(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """A worker starting while another holds a conversation too long (a SIGSTOP in
+    bench/chaos.py) used to fail its start on the lock timeout."""
+    held, free = [
+        await runtime.conversations.receive(inbound("where is my order", user=u)) for u in "ab"
+    ]
+    clock.advance(GRACE + 1)
+    locks = runtime.inbox._locks
+    runtime.inbox._locks = OneHeldElsewhere(locks, held.conversation_id)
+    assert await runtime.inbox.recover() == 1
+    assert not await runtime.conversations.is_handled(held.message_id)
+    assert await runtime.conversations.is_handled(free.message_id)
+    runtime.inbox._locks = locks  # released: the next pass decides it
+    assert await runtime.inbox.recover() == 1
+    assert await runtime.conversations.is_handled(held.message_id)
 
 
 async def test_recover_leaves_a_message_younger_than_the_grace_to_its_worker(

@@ -22,7 +22,11 @@ from carebot.clock import as_utc
 from carebot.exceptions import StoreError
 from carebot.models import Attachment, InboundKind, InboundMessage
 from carebot.runtime import Runtime
-from carebot.store.conversation_lock import CONVERSATION_LOCKS, ConversationLocks
+from carebot.store.conversation_lock import (
+    CONVERSATION_LOCKS,
+    ConversationBusy,
+    ConversationLocks,
+)
 from carebot.store.conversations import ConversationStore, Pending
 from carebot.store.database import (
     IDLE_IN_TRANSACTION_MS,
@@ -174,7 +178,11 @@ RECEIVE_PROCESS = """
 import asyncio, json, sys
 from datetime import UTC, datetime
 from carebot.models import Attachment, InboundKind, InboundMessage
-from carebot.store.conversation_lock import CONVERSATION_LOCKS, ConversationLocks
+from carebot.store.conversation_lock import (
+    CONVERSATION_LOCKS,
+    ConversationBusy,
+    ConversationLocks,
+)
 from carebot.store.conversations import ConversationStore, Pending
 from carebot.store.database import Database
 
@@ -621,3 +629,24 @@ async def test_a_stopped_workers_locks_cannot_hold_the_others_for_long(
             for name in ("lock_timeout", "idle_in_transaction_session_timeout")
         ]
     assert timeouts == [f"{LOCK_TIMEOUT_MS // 1000}s", f"{IDLE_IN_TRANSACTION_MS // 1000}s"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_conversation_held_past_the_lock_timeout_is_busy(
+    database_url: str,
+) -> None:
+    """Another worker holding a conversation past the lock timeout (it stopped) makes the
+    lock say so (ConversationBusy) instead of failing with the driver's error; the other
+    conversations stay free."""
+    holder, waiter = Database(database_url), Database(database_url, lock_timeout_ms=100)
+    held, waiting = ConversationLocks(holder, limit=2), ConversationLocks(waiter, limit=2)
+    try:
+        async with held.hold(7):
+            with pytest.raises(ConversationBusy, match="Conversation 7 is held"):
+                async with waiting.hold(7):
+                    pass
+            async with waiting.hold(8):  # another conversation is free
+                pass
+    finally:
+        await holder.close()
+        await waiter.close()

@@ -26,12 +26,29 @@ import weakref
 from collections.abc import AsyncIterator
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carebot.exceptions import StoreError
 from carebot.store.database import Database
 
 log = logging.getLogger(__name__)
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's error for a lock not granted within lock_timeout
+
+
+class ConversationBusy(StoreError):
+    """Another worker has held the conversation longer than the database's lock timeout (it is
+    deciding a long batch, or it stopped): the message stays stored and undecided, for a
+    redelivery or the next recovery pass."""
+
+    def __init__(self, conversation_id: int) -> None:
+        super().__init__(
+            f"Conversation {conversation_id} is held by another worker past the lock timeout; "
+            "its message stays stored and is decided later (redelivery or recovery)"
+        )
+        self.conversation_id = conversation_id
+
 
 # The advisory lock's first key: the conversation locks' own key space, apart from any other
 # advisory lock of the application (the two-key form never meets the one-key form).
@@ -64,10 +81,15 @@ class ConversationLocks:
     @contextlib.asynccontextmanager
     async def _held(self, conversation_id: int) -> AsyncIterator[None]:
         async with self._db.engine.connect() as conn:
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(:space, :conversation_id)"),
-                {"space": CONVERSATION_LOCKS, "conversation_id": conversation_id},
-            )
+            try:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:space, :conversation_id)"),
+                    {"space": CONVERSATION_LOCKS, "conversation_id": conversation_id},
+                )
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                    raise ConversationBusy(conversation_id) from exc
+                raise
             try:
                 yield
             finally:

@@ -79,6 +79,7 @@ class Database:
         max_connections: int = 20,  # [store] max_connections's default
         pool_timeout: float = POOL_TIMEOUT,
         bot_intro: str = "",
+        lock_timeout_ms: int = LOCK_TIMEOUT_MS,
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -94,7 +95,7 @@ class Database:
             }
             if self.url.get_driver_name() == "asyncpg":
                 settings = {
-                    "lock_timeout": str(LOCK_TIMEOUT_MS),
+                    "lock_timeout": str(lock_timeout_ms),
                     "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
                 }
                 pool["connect_args"] = {"server_settings": settings}
