@@ -108,13 +108,13 @@ def loads(raw: bytes) -> Any:
     nested too deeply."""
     try:
         data = json.loads(raw)
+        if _SURROGATE_ESCAPE.search(raw):  # (a pair's two escapes are joined by json itself)
+            data = _whole(data)
     except (ValueError, RecursionError) as exc:
         error = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise ValidationError.from_exception_data(
             "JSON", [{"type": "json_invalid", "loc": (), "input": "", "ctx": {"error": error}}]
         ) from None
-    if _SURROGATE_ESCAPE.search(raw):  # (a pair's two escapes are joined by json itself)
-        return _whole(data)
     return data
 
 

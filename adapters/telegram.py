@@ -272,12 +272,16 @@ class TelegramChannel:
         try:
             # python-telegram-bot's parser raises whatever its types raise on values Telegram
             # never sends (a date past 9999, a chat that is a string...): nothing was taken.
-            return Update.de_json(data, self._bot)
+            update = Update.de_json(data, self._bot)
+            for key in ("message", "edited_message"):  # it lets a message lack its chat
+                if getattr(update, key) is not None and getattr(update, key).chat is None:
+                    raise ValueError(f"{key}: a message needs its 'chat'")
         except Exception as exc:
             log.warning("Refused a malformed Telegram update %s: %r", data["update_id"], exc)
             log.debug("The malformed Telegram update: %r", raw)
             words = f"not a Telegram update: {type(exc).__name__}: {exc}"[:300]
             raise web.HTTPBadRequest(text=words) from exc
+        return update
 
     async def _take(self, update: Update) -> None:
         event = self.translate(update)

@@ -21,7 +21,8 @@ from yarl import URL
 from carebot.desk.slack import card as cards
 from carebot.insight.topics import cluster
 from carebot.signing import Signer
-from carebot.store.tables import LARGEST_ID, Message, Note
+from carebot.store.tables import LARGEST_ID, Message, Note, PublicItem
+from tests import x_standin
 from tests.every_door import (
     ACCOUNTS,
     SIGNED,
@@ -165,6 +166,32 @@ async def test_a_meta_batch_with_an_odd_message_keeps_every_message(
     assert logged_errors(errors) == []
 
 
+async def test_a_post_by_an_account_with_more_followers_than_a_column_holds_is_kept(
+    doors: Doors, errors: pytest.LogCaptureFixture
+) -> None:
+    """A followers count past 2**31 - 1 failed the X delivery on PostgreSQL (the public
+    item's reach is an integer column): 500, and the batch's other posts lost with it."""
+    famous = x_standin.user("2200000000000000002", "famous", followers=95_215_708_436)
+    post = x_standin.tweet(famous, "@acme_care where is my order", mentions=(X_BRAND,))
+    body = json.dumps(x_standin.tweets(X_BRAND, post)).encode()
+    status, answer = await send(doors, "x", "POST", "/x/webhook", body)
+    assert status == 200, answer
+    assert "@acme_care where is my order" in await texts(doors)
+    async with doors.service.runtime.db.session() as session:
+        assert await session.scalar(select(PublicItem.reach)) == LARGEST_ID
+    assert logged_errors(errors) == []
+
+
+async def test_a_body_nested_too_deeply_around_a_lone_surrogate_gets_400(
+    doors: Doors, errors: pytest.LogCaptureFixture
+) -> None:
+    """Replacing the lone surrogate walked the nesting and hit the recursion limit: 500."""
+    body = b'{"id": "1", "text": "\\ud800", "deep": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    status, answer = await send(doors, "webhook", "POST", "/webhook", body)
+    assert status == 400 and "nested too deeply" in answer
+    assert logged_errors(errors) == []
+
+
 async def test_an_inbox_note_with_a_nul_byte_is_kept(
     doors: Doors, errors: pytest.LogCaptureFixture
 ) -> None:
@@ -295,6 +322,11 @@ TELEGRAM_BAD = [
     pytest.param(b"[" * 100_000 + b"]" * 100_000, "not JSON", id="deep-nesting"),  # RecursionError
     pytest.param(b'"text"', "update_id", id="a-string"),  # AttributeError in PTB
     pytest.param(telegram_dated(10**12), "not a Telegram update", id="date-past-9999"),
+    pytest.param(
+        json.dumps({"update_id": 6, "edited_message": {"message_id": 1, "date": 1}}).encode(),
+        "a message needs its 'chat'",
+        id="message-without-chat",  # python-telegram-bot took it; reading its chat failed: 500
+    ),
     pytest.param(
         json.dumps(
             {"update_id": 5, "message": {"message_id": 1, "date": 1, "chat": "me"}}
