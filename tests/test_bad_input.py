@@ -408,6 +408,8 @@ async def test_a_form_body_that_is_no_form_gets_400(
 
 
 PAGES_BAD = [
+    pytest.param("/inbox?q=%00", 400, "NUL", id="search-nul-byte"),  # PostgreSQL: 500
+    pytest.param("/console/history?intent=59%0077", 400, "NUL", id="history-nul-byte"),
     pytest.param(
         "/console/intents/new?file=" + percent("../../secret"),
         400,
@@ -415,7 +417,7 @@ PAGES_BAD = [
         id="new-intent-outside-the-folder",
     ),  # IntentEditError, 500
     pytest.param(
-        "/console/intents/new?file=" + percent("a\x00.yaml"), 400, "yaml", id="new-intent-nul-byte"
+        "/console/intents/new?file=" + percent("a\x00.yaml"), 400, "NUL", id="new-intent-nul-byte"
     ),
     pytest.param(
         "/insights?since=0293-09-02", 400, "since must be a day from 1970", id="insights-year-293"
