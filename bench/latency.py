@@ -5,7 +5,7 @@
 Prints p50/p99 in milliseconds for: encoding one message with the model alone (the floor),
 triage (encode + match + emotion + rules), and the inbox (triage plus storing the message, the
 decision and the reply in SQLite). The ratios to the raw encode show the pipeline's overhead;
-the goal is triage p50 within 1.5x of the raw encode p50.
+the goals: triage p50 within 1.5x of the raw encode p50, and the inbox p50 within 2x of triage.
 """
 
 from __future__ import annotations
@@ -125,6 +125,11 @@ async def main() -> None:
     print(
         f"goal: triage p50 within 1.5x of raw encode -> {ratio:.2f}x "
         f"({'met' if ratio <= 1.5 else 'missed'})"
+    )
+    store = statistics.median(inbox) / statistics.median(decide)
+    print(
+        f"goal: inbox p50 within 2x of triage (the store's work per message) -> {store:.2f}x "
+        f"({'met' if store <= 2.0 else 'missed'})"
     )
 
 

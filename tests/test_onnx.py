@@ -161,7 +161,9 @@ def test_serving_with_the_onnx_backend_never_imports_torch(
     models: dict[str, Path], exported: Path, tmp_path: Path
 ) -> None:
     """A fresh process builds the whole runtime, answers a message and imports every serving
-    module; torch, sentence-transformers and transformers stay out of ``sys.modules``."""
+    module; torch, sentence-transformers and transformers stay out of ``sys.modules``, and so
+    does scikit-learn (insight's topics import it when they group: a worker starts, and
+    restarts after a crash, a second sooner without it)."""
     config = tmp_path / "config.toml"
     config.write_text(
         textwrap.dedent(
@@ -204,7 +206,7 @@ def test_serving_with_the_onnx_backend_never_imports_torch(
             return outcome.decision.kind.value
 
         kind = asyncio.run(main())
-        heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers")
+        heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "sklearn")
                        if m in sys.modules)
         print(json.dumps({{"kind": kind, "heavy": heavy}}))
         """

@@ -24,7 +24,12 @@ from carebot.models import Attachment, InboundKind, InboundMessage
 from carebot.runtime import Runtime
 from carebot.store.conversation_lock import CONVERSATION_LOCKS, ConversationLocks
 from carebot.store.conversations import ConversationStore, Pending
-from carebot.store.database import MIGRATIONS, Database
+from carebot.store.database import (
+    IDLE_IN_TRANSACTION_MS,
+    LOCK_TIMEOUT_MS,
+    MIGRATIONS,
+    Database,
+)
 from carebot.store.tables import Base, Conversation, Customer, Handoff, Identity, Message, OutboxRow
 from tests.conftest import ROOT, Clock
 
@@ -602,3 +607,17 @@ async def test_migration_0016_keeps_conversations_private_and_allows_one_open_pe
         assert "visibility" not in columns and "state" in columns
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_stopped_workers_locks_cannot_hold_the_others_for_long(
+    database: Database,
+) -> None:
+    """Every pooled PostgreSQL session waits at most LOCK_TIMEOUT for a lock, and one left idle
+    in a transaction (its worker stopped) is ended after IDLE_IN_TRANSACTION, with its locks."""
+    async with database.engine.connect() as conn:
+        timeouts = [
+            (await conn.execute(text(f"SHOW {name}"))).scalar()
+            for name in ("lock_timeout", "idle_in_transaction_session_timeout")
+        ]
+    assert timeouts == [f"{LOCK_TIMEOUT_MS // 1000}s", f"{IDLE_IN_TRANSACTION_MS // 1000}s"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from carebot.config import Settings
 from carebot.insight.report import Topic
-from carebot.insight.topics import STOP_WORDS
+from carebot.insight.topics import stop_words
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.personal_data import Finding, find_personal_data, redacted
 from carebot.store.proposals import (
@@ -251,7 +251,7 @@ def _slug(text: str) -> str:
 
 def _new_id(text: str, matcher: Matcher) -> str:
     """An id for a new intent from the telling words of ``text``, not taken yet."""
-    words = [w for w in _words(text) if w not in STOP_WORDS and len(w) > 1]
+    words = [w for w in _words(text) if w not in stop_words() and len(w) > 1]
     return _unique(_slug(" ".join(words[:ID_WORDS])) if words else "new_intent", matcher)
 
 

@@ -39,11 +39,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 import numpy as np
-from sklearn.cluster import HDBSCAN, AgglomerativeClustering
-from sklearn.decomposition import PCA
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from carebot.insight.report import Topic
 
@@ -66,13 +64,21 @@ class TopicSettings:
 
 
 DEFAULTS = TopicSettings()
-# scikit-learn's English stop words, but for the words that say what a customer asks about
-STOP_WORDS = sorted(
-    ENGLISH_STOP_WORDS
-    - {"amount", "back", "bill", "bottom", "call", "detail", "due", "empty", "fill", "fire"}
-    - {"found", "front", "full", "interest", "move", "name", "part", "serious", "side"}
-    - {"system", "thick", "thin", "top"}
-)
+
+
+@cache
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words, but for the words that say what a customer asks about.
+    (scikit-learn is imported when topics are first grouped, not with this module: a worker
+    starting, or restarting after a crash, spares the second it takes.)"""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(
+        ENGLISH_STOP_WORDS
+        - {"amount", "back", "bill", "bottom", "call", "detail", "due", "empty", "fill", "fire"}
+        - {"found", "front", "full", "interest", "move", "name", "part", "serious", "side"}
+        - {"system", "thick", "thin", "top"}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,8 @@ def cluster(vectors: np.ndarray, settings: TopicSettings = DEFAULTS) -> np.ndarr
     if n < 2:
         return np.zeros(n, dtype=np.intp)
     if n <= settings.max_agglomerative:
+        from sklearn.cluster import AgglomerativeClustering
+
         return np.asarray(
             AgglomerativeClustering(
                 n_clusters=None,
@@ -169,6 +177,9 @@ def cluster(vectors: np.ndarray, settings: TopicSettings = DEFAULTS) -> np.ndarr
 
 
 def _cluster_many(vectors: np.ndarray, settings: TopicSettings) -> np.ndarray:
+    from sklearn.cluster import HDBSCAN
+    from sklearn.decomposition import PCA
+
     dims = min(settings.reduced_dims, vectors.shape[1], len(vectors))
     reduced = PCA(dims, svd_solver="randomized", random_state=0).fit_transform(vectors)
     reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
@@ -245,12 +256,14 @@ def keywords(topics: Sequence[Sequence[str]], count: int = 5) -> list[tuple[str,
     """The ``count`` most telling words of each topic (a list of its messages' texts), by
     c-TF-IDF: a word's share of the topic's messages that hold it, times
     ``log(1 + A / f)``, with f its messages over all topics and A the average number of words
-    per topic. Stop words (:data:`STOP_WORDS`) are left out; ties go alphabetically."""
+    per topic. Stop words (:func:`stop_words`) are left out; ties go alphabetically."""
     if not topics:
         return []
+    from sklearn.feature_extraction.text import CountVectorizer
+
     texts = [text for messages in topics for text in messages]
     vectorizer = CountVectorizer(
-        stop_words=STOP_WORDS, binary=True, token_pattern=r"(?u)\b[^\W\d_][^\W_]+\b"
+        stop_words=sorted(stop_words()), binary=True, token_pattern=r"(?u)\b[^\W\d_][^\W_]+\b"
     )
     try:
         counts = vectorizer.fit_transform(texts)

@@ -43,7 +43,7 @@ from carebot.store.public_items import (
     public_context,
     thread_columns,
 )
-from carebot.store.rows import execute_plain, insert_row
+from carebot.store.rows import execute_plain, fixed, insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -139,7 +139,7 @@ _OPEN_CONVERSATION = (
     .where(
         Conversation.identity_id == bindparam("identity"),
         Conversation.thread == bindparam("thread"),
-        Conversation.state != ConversationState.CLOSED.value,
+        Conversation.state != fixed(ConversationState.CLOSED.value),
     )
     .order_by(Conversation.id.desc())
     .limit(1)
@@ -331,7 +331,7 @@ class ConversationStore:
         return await insert_row(session, conversation)  # only read afterwards
 
     async def last_turn(self, conversation_id: int) -> LastTurn:
-        async with self._db.engine.connect() as conn:
+        async with self._db.reads() as conn:
             row = (await conn.execute(_LAST_DECISION, {"conversation": conversation_id})).first()
         if row is None or row.details.get("waiting"):
             return LastTurn(None, ())  # while waiting, the bot's last word was the handoff
@@ -515,7 +515,7 @@ class ConversationStore:
         statement: Select[Message, Conversation, Identity, PublicItem],
         params: dict[str, Any],
     ) -> Pending:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             rows = (await session.execute(statement, params)).all()
         return [
             (

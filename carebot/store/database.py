@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -24,6 +24,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from carebot.exceptions import StoreError
 from carebot.store import sqlite_in_loop
+from carebot.store.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -31,6 +32,14 @@ KEPT_APART = 2  # of [store] max_connections: cross-process events, and the lead
 POOL_TIMEOUT = 30.0  # seconds a session waits for a free connection of the pool
 MIGRATION_LOCK = 0x63617265626F74  # pg_advisory_xact_lock's key around 'db upgrade' ("carebot")
 BOT_INTRO = "carebot.bot_intro"  # the key of Session.info that holds the bot's introduction
+# PostgreSQL sessions of the pool: a statement waits at most LOCK_TIMEOUT for a lock, and a
+# transaction left idle (its worker stopped: SIGSTOP, a debugger, a frozen VM) is ended after
+# IDLE_IN_TRANSACTION, which releases its locks. Without them one stopped worker held the
+# conversations it had locked, every worker's connections queued behind those locks, and the
+# whole service stalled until it resumed. What a timeout interrupts is redone: a message not
+# stored is refused (the platform sends it again), one stored but not decided is recovered.
+LOCK_TIMEOUT_MS = 5_000
+IDLE_IN_TRANSACTION_MS = 30_000
 
 
 class _BudgetPool(AsyncAdaptedQueuePool):
@@ -83,9 +92,24 @@ class Database:
                 "max_overflow": 0,
                 "pool_timeout": pool_timeout,
             }
+            if self.url.get_driver_name() == "asyncpg":
+                settings = {
+                    "lock_timeout": str(LOCK_TIMEOUT_MS),
+                    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+                }
+                pool["connect_args"] = {"server_settings": settings}
         # hide_parameters: SQL parameters (customer text) never appear in errors and logs.
+        # SQLite on the event loop: its write-ahead log is copied by a thread of its own.
+        self.checkpoints: Checkpoints | None = None
+        in_loop: dict[str, Any] = {}
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            uri = str(self.url.query.get("uri", "")).lower() in ("1", "true")
+            self.checkpoints = Checkpoints(self.url.database, uri=uri)
+            in_loop["async_creator"] = sqlite_in_loop.connector(
+                self.url.database, uri=uri, after_commit=self.checkpoints.committed
+            )
         self.engine: AsyncEngine = create_async_engine(
-            self.url, echo=echo, hide_parameters=True, **pool, **_in_loop(self.url)
+            self.url, echo=echo, hide_parameters=True, **pool, **in_loop
         )
         # Long reads (the care leads' reports): on SQLite, off the event loop (aiosqlite's
         # thread), so that a report over a year of messages does not hold up the service.
@@ -94,6 +118,14 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas_in_loop)
             self.reports = create_async_engine(self.url, echo=echo, hide_parameters=True)
             event.listen(self.reports.sync_engine, "connect", _sqlite_pragmas)
+        # Reads that need no transaction of their own, and single statements: on PostgreSQL in
+        # autocommit, which spares each the BEGIN and the ROLLBACK or COMMIT round trips
+        # (SQLite begins none for a read).
+        self._autocommit: AsyncEngine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.bot_intro = bot_intro
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, info={BOT_INTRO: bot_intro}
@@ -105,6 +137,17 @@ class Database:
     def session(self) -> AsyncSession:
         """A session for reads."""
         return self.sessions()
+
+    def reads(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads that need no snapshot of their own: one statement, or
+        several that may each see the latest commits (the per-message reads)."""
+        return self._autocommit.connect()
+
+    def read_session(self) -> AsyncSession:
+        """An ORM session for such reads (see :meth:`reads`)."""
+        return AsyncSession(
+            self._autocommit, expire_on_commit=False, info={BOT_INTRO: self.bot_intro}
+        )
 
     def report_session(self) -> AsyncSession:
         """A session for long reads (reports over many messages): on SQLite off the event
@@ -123,9 +166,15 @@ class Database:
             yield session
 
     @contextlib.asynccontextmanager
-    async def writes(self) -> AsyncIterator[AsyncConnection]:
+    async def writes(self, *, one_statement: bool = False) -> AsyncIterator[AsyncConnection]:
         """A plain connection in a transaction (no ORM session: for prepared Core statements
-        only), committed on success, rolled back on error; queued like :meth:`transaction`."""
+        only), committed on success, rolled back on error; queued like :meth:`transaction`.
+        ``one_statement``: the block runs one statement, which PostgreSQL then commits by
+        itself (autocommit: no BEGIN and COMMIT round trips)."""
+        if one_statement and not self.is_sqlite:
+            async with self._autocommit.connect() as connection:
+                yield connection
+            return
         async with self._write_lock, self.engine.begin() as connection:
             yield connection
 
@@ -187,15 +236,8 @@ class Database:
         await self.engine.dispose()
         if self.reports is not self.engine:
             await self.reports.dispose()
-
-
-def _in_loop(url: URL) -> dict[str, Any]:
-    """The engine's arguments that run a SQLite file's statements on the event loop
-    (:mod:`carebot.store.sqlite_in_loop`); an in-memory database keeps aiosqlite."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return {}
-    uri = str(url.query.get("uri", "")).lower() in ("1", "true")
-    return {"async_creator": sqlite_in_loop.connector(url.database, uri=uri)}
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int = 5000) -> None:
@@ -211,6 +253,9 @@ def _sqlite_pragmas_in_loop(dbapi_connection: Any, record: Any) -> None:
     """As :func:`_sqlite_pragmas`, but a locked database fails at once: the in-loop driver then
     waits with the loop free (:func:`carebot.store.sqlite_in_loop._patiently`)."""
     _sqlite_pragmas(dbapi_connection, record, busy_ms=0)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # copied off the loop: store/checkpoints.py
+    cursor.close()
 
 
 def _alembic_config(connection: Connection) -> Any:

@@ -40,7 +40,7 @@ from sqlalchemy.sql.expression import Update
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply, PublicAction
 from carebot.store.database import BOT_INTRO, Database
-from carebot.store.rows import execute_plain, insert_row
+from carebot.store.rows import execute_plain, fixed, insert_row
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -83,7 +83,7 @@ class Outgoing:
 # Per reply, prepared once: is an earlier reply of the conversation still pending, and has the
 # bot said anything in it yet (its first message carries the introduction).
 _EARLIER_PENDING = exists().where(
-    OutboxRow.conversation_id == bindparam("conversation"), OutboxRow.status == PENDING
+    OutboxRow.conversation_id == bindparam("conversation"), OutboxRow.status == fixed(PENDING)
 )
 _PENDING = select(_EARLIER_PENDING)
 _PENDING_AND_SAID = select(
@@ -206,7 +206,7 @@ class OutboxStore:
         earlier = aliased(OutboxRow)
         in_the_way = exists().where(
             earlier.conversation_id == OutboxRow.conversation_id,
-            earlier.status == PENDING,
+            earlier.status == fixed(PENDING),
             earlier.id < OutboxRow.id,
         )
         async with self._db.transaction() as session:
@@ -214,7 +214,7 @@ class OutboxStore:
                 update(OutboxRow)
                 .where(
                     OutboxRow.id == outbox_id,
-                    OutboxRow.status == PENDING,
+                    OutboxRow.status == fixed(PENDING),
                     or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until <= now),
                     ~in_the_way,
                 )
@@ -232,7 +232,7 @@ class OutboxStore:
         lease was lost (another worker claimed them since): those are left as they are."""
         now = self._clock()
         lost: list[int] = []
-        async with self._db.writes() as connection:
+        async with self._db.writes(one_statement=len(sent) == 1) as connection:
             for reply, external_id in sent:
                 params = {"outbox": reply.outbox_id, "held": _token(reply), "now": now}
                 marked = await connection.scalar(
@@ -316,7 +316,7 @@ class OutboxStore:
         async with self._db.session() as session:
             due = await session.scalar(
                 select(func.min(OutboxRow.next_attempt_at)).where(
-                    OutboxRow.status == PENDING, *_not_on(skip)
+                    OutboxRow.status == fixed(PENDING), *_not_on(skip)
                 )
             )
             return as_utc(due) if due else None
@@ -325,7 +325,9 @@ class OutboxStore:
         async with self._db.session() as session:
             return int(
                 await session.scalar(
-                    select(func.count()).select_from(OutboxRow).where(OutboxRow.status == PENDING)
+                    select(func.count())
+                    .select_from(OutboxRow)
+                    .where(OutboxRow.status == fixed(PENDING))
                 )
                 or 0
             )
@@ -346,11 +348,15 @@ async def claim_due_in(
     left out for it): its single writer serialises claims. The rows' locks last until the
     caller commits; the lease (``locked_until``, and a fresh token) keeps them after."""
     due, head = aliased(OutboxRow), aliased(OutboxRow)
-    heads = select(func.min(head.id)).where(head.status == PENDING).group_by(head.conversation_id)
+    heads = (
+        select(func.min(head.id))
+        .where(head.status == fixed(PENDING))
+        .group_by(head.conversation_id)
+    )
     free = or_(due.locked_until.is_(None), due.locked_until <= now)
     chosen = (
         select(due.id)
-        .where(due.id.in_(heads), due.status == PENDING, due.next_attempt_at <= now, free)
+        .where(due.id.in_(heads), due.status == fixed(PENDING), due.next_attempt_at <= now, free)
         .where(*_not_on(skip, due.channel))
         .order_by(due.id)
         .limit(limit)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, Insert, Result, Table, insert, inspect
+from sqlalchemy import ColumnElement, Executable, Insert, Result, Table, insert, inspect, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
@@ -41,6 +41,16 @@ def _columns(cls: type) -> tuple[tuple[str, str, bool], ...]:
         defaulted = column.default is not None or column.server_default is not None
         found.append((attr.key, column.name, defaulted))
     return tuple(found)
+
+
+def fixed(value: str) -> ColumnElement[str]:
+    """``value`` written into the statement's SQL instead of bound as a parameter, for the
+    constants that partial indexes are defined on (an outbox row's ``status = 'pending'``, a
+    conversation's ``state != 'closed'``). SQLite re-prepares a statement at every execution
+    when a bound parameter decides whether a partial index applies: measured here, 53 us for
+    the open-conversation query with the state bound against 24 us with it written in, and 18 us
+    against 3 us for "a reply of this conversation is pending"."""
+    return literal(value, literal_execute=True)
 
 
 async def _flushed(session: AsyncSession) -> None:

@@ -121,8 +121,11 @@ class Connection:
     """aiosqlite's connection interface (what SQLAlchemy's adapter calls) over a
     :class:`sqlite3.Connection` used only from the event loop's thread."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, after_commit: Callable[[], None] | None = None
+    ) -> None:
         self._connection: sqlite3.Connection | None = connection
+        self._after_commit = after_commit
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -138,6 +141,8 @@ class Connection:
 
     async def commit(self) -> None:
         await _patiently(self._conn.commit)
+        if self._after_commit is not None:
+            self._after_commit()
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -169,11 +174,14 @@ class Connection:
         return self._conn.in_transaction
 
 
-def connector(path: str, *, uri: bool = False) -> Callable[[], Awaitable[Connection]]:
-    """The ``async_creator`` for an engine on the SQLite file at ``path``."""
+def connector(
+    path: str, *, uri: bool = False, after_commit: Callable[[], None] | None = None
+) -> Callable[[], Awaitable[Connection]]:
+    """The ``async_creator`` for an engine on the SQLite file at ``path``; ``after_commit`` is
+    called after each commit (:class:`carebot.store.checkpoints.Checkpoints`)."""
 
     async def connect() -> Connection:
         raw = sqlite3.connect(path, uri=uri, check_same_thread=False, timeout=0)
-        return Connection(raw)
+        return Connection(raw, after_commit)
 
     return connect

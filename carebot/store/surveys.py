@@ -167,7 +167,7 @@ class SurveyStore:
         customer's last message answered it, and this one may be a second tap on a button)."""
         if received.new_identity:
             return None  # a customer's first message: nothing was asked yet
-        async with self._db.engine.connect() as conn:
+        async with self._db.reads() as conn:
             survey = (await conn.execute(_LATEST, {"identity": received.identity_id})).first()
             if survey is None or survey.message_id is None:
                 return None
