@@ -49,6 +49,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, U
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from carebot.adapters.payloads import MAX_DEPTH, too_deep
 from carebot.channel import Deliver
 from carebot.config import TelegramSettings
 from carebot.exceptions import DeliveryError
@@ -267,6 +268,10 @@ class TelegramChannel:
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise web.HTTPBadRequest(text=f"not JSON: {type(exc).__name__}") from exc
+        if too_deep(data):
+            raise web.HTTPBadRequest(
+                text=f"not a Telegram update: nested more than {MAX_DEPTH} levels"
+            )
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise web.HTTPBadRequest(text="not a Telegram update: an object with an update_id")
         try:

@@ -48,6 +48,14 @@ from tests.x_standin import direct_message
 Json = dict[str, Any]
 
 
+def deep(levels: int) -> Json:
+    """A field nested ``levels`` deep (what no platform sends, and recursion cannot walk)."""
+    found: Json = {}
+    for _ in range(levels):
+        found = {"a": found}
+    return found
+
+
 @pytest.fixture
 async def doors(tmp_path: Path, database_url: str) -> AsyncIterator[Doors]:
     async with every_door(tmp_path, database_url) as opened:
@@ -182,6 +190,17 @@ async def test_a_post_by_an_account_with_more_followers_than_a_column_holds_is_k
     assert logged_errors(errors) == []
 
 
+async def test_a_webhook_body_with_a_field_nested_too_deeply_gets_400(
+    doors: Doors, errors: pytest.LogCaptureFixture
+) -> None:
+    """An unknown field nested 500 deep was kept in the message's raw payload, and making its
+    text storable recursed past the limit: 500."""
+    body = json.dumps(webhook_event("hi") | {"extra": deep(500)}).encode()
+    status, answer = await send(doors, "webhook", "POST", "/webhook", body)
+    assert status == 400 and "nested too deeply" in answer
+    assert logged_errors(errors) == []
+
+
 async def test_a_body_nested_too_deeply_around_a_lone_surrogate_gets_400(
     doors: Doors, errors: pytest.LogCaptureFixture
 ) -> None:
@@ -309,6 +328,20 @@ async def test_a_slack_event_with_a_nul_byte_is_read_as_storable_text(
     assert logged_errors(errors) == []
 
 
+async def test_a_slack_edit_button_of_no_conversation_tells_the_agent(
+    doors: Doors, errors: pytest.LogCaptureFixture
+) -> None:
+    """The Edit button's listener failed on a conversation that does not exist (logged at
+    ERROR by bolt) and the agent saw nothing. (Transfer's has the same fix; with one team it
+    says there is no other team first.)"""
+    press = button_press(cards.EDIT_DRAFT, "999") | {"response_url": doors.slack.response_url}
+    status, _ = await send(doors, "slack", "POST", "/slack/events", slack_form(press), FORM)
+    assert status == 200
+    await doors.settle()
+    assert any("No conversation" in str(r) for r in doors.slack.responses)
+    assert logged_errors(errors) == []
+
+
 async def test_a_well_formed_slack_reply_still_reaches_bolt(doors: Doors) -> None:
     """(The check before bolt lets Slack's own requests through.)"""
     event = thread_reply(
@@ -322,6 +355,11 @@ TELEGRAM_BAD = [
     pytest.param(b"[" * 100_000 + b"]" * 100_000, "not JSON", id="deep-nesting"),  # RecursionError
     pytest.param(b'"text"', "update_id", id="a-string"),  # AttributeError in PTB
     pytest.param(telegram_dated(10**12), "not a Telegram update", id="date-past-9999"),
+    pytest.param(
+        json.dumps(text_update(4242, "hi") | {"extra": deep(500)}).encode(),
+        "nested more than 64 levels",
+        id="deep-unknown-field",  # parsed, then making its text storable recursed: 500
+    ),
     pytest.param(
         json.dumps({"update_id": 6, "edited_message": {"message_id": 1, "date": 1}}).encode(),
         "a message needs its 'chat'",
@@ -454,6 +492,7 @@ WEBCHAT_BAD = [
     # Signer.verify encoded the token and failed: the socket's handler crashed.
     pytest.param(json.dumps({"type": "hello", "token": "x\udfffy"}), "bad_token", id="token"),
     pytest.param("[" * 5_000 + "]" * 5_000, "bad_frame", id="deep-nesting"),  # RecursionError
+    pytest.param(json.dumps({"type": "hello", "page": deep(500)}), "bad_frame", id="deep-field"),
 ]
 
 
