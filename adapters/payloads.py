@@ -29,6 +29,7 @@ from pydantic import (
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the escapes of \\ud800 to \\udfff
+MAX_DEPTH = 64  # levels of nesting a body may have (the platforms' have fewer than 15)
 MAX_ID = 200  # characters of a user's or a message's id (what the database keeps)
 LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 
@@ -108,14 +109,36 @@ def loads(raw: bytes) -> Any:
     nested too deeply."""
     try:
         data = json.loads(raw)
+        if too_deep(data):
+            raise RecursionError
+        if _SURROGATE_ESCAPE.search(raw):  # (a pair's two escapes are joined by json itself)
+            data = _whole(data)
     except (ValueError, RecursionError) as exc:
-        error = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        error = f"nested too deeply (more than {MAX_DEPTH} levels)"
+        if not isinstance(exc, RecursionError):
+            error = str(exc)
         raise ValidationError.from_exception_data(
             "JSON", [{"type": "json_invalid", "loc": (), "input": "", "ctx": {"error": error}}]
         ) from None
-    if _SURROGATE_ESCAPE.search(raw):  # (a pair's two escapes are joined by json itself)
-        return _whole(data)
     return data
+
+
+def too_deep(data: Any, levels: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``data`` nests deeper than ``levels`` (walked without recursion: what is
+    kept of a body, its text made storable, is walked by recursion afterwards)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > levels:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _whole(data: Any) -> Any:

@@ -49,6 +49,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, U
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from carebot.adapters.payloads import MAX_DEPTH, too_deep
 from carebot.channel import Deliver
 from carebot.config import TelegramSettings
 from carebot.exceptions import DeliveryError
@@ -267,17 +268,25 @@ class TelegramChannel:
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise web.HTTPBadRequest(text=f"not JSON: {type(exc).__name__}") from exc
+        if too_deep(data):
+            raise web.HTTPBadRequest(
+                text=f"not a Telegram update: nested more than {MAX_DEPTH} levels"
+            )
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise web.HTTPBadRequest(text="not a Telegram update: an object with an update_id")
         try:
             # python-telegram-bot's parser raises whatever its types raise on values Telegram
             # never sends (a date past 9999, a chat that is a string...): nothing was taken.
-            return Update.de_json(data, self._bot)
+            update = Update.de_json(data, self._bot)
+            for key in ("message", "edited_message"):  # it lets a message lack its chat
+                if getattr(update, key) is not None and getattr(update, key).chat is None:
+                    raise ValueError(f"{key}: a message needs its 'chat'")
         except Exception as exc:
             log.warning("Refused a malformed Telegram update %s: %r", data["update_id"], exc)
             log.debug("The malformed Telegram update: %r", raw)
             words = f"not a Telegram update: {type(exc).__name__}: {exc}"[:300]
             raise web.HTTPBadRequest(text=words) from exc
+        return update
 
     async def _take(self, update: Update) -> None:
         event = self.translate(update)

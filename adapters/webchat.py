@@ -83,6 +83,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from carebot.adapters.payloads import too_deep
 from carebot.adapters.user_agent import browser_label
 from carebot.adapters.webchat_files import WidgetFiles, file
 from carebot.adapters.webchat_visitor import EMAIL, Tab
@@ -566,8 +567,8 @@ def _parse(data: str) -> dict[str, Any]:
         frame = json.loads(data)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise FrameError("bad_frame", "Frames must be JSON objects.") from exc
-    if not isinstance(frame, dict):
-        raise FrameError("bad_frame", "Frames must be JSON objects.")
+    if not isinstance(frame, dict) or too_deep(frame):
+        raise FrameError("bad_frame", "Frames must be JSON objects (nested a few levels deep).")
     return frame
 
 

@@ -21,7 +21,6 @@ from pydantic import Field, TypeAdapter, field_validator, model_validator
 from carebot.adapters.payloads import Id, Millis, Payload, RawPayload, UtcTime, at_milli, loads
 
 CREATED_AT = "%a %b %d %H:%M:%S %z %Y"  # "Wed Oct 10 20:19:24 +0000 2018"
-MOST_FOLLOWERS = 2**31 - 1  # the largest reach the store keeps (an INTEGER column)
 
 
 class User(Payload):
@@ -31,13 +30,6 @@ class User(Payload):
     screen_name: str
     name: str = ""
     followers_count: int | None = Field(default=None, ge=0)
-
-    @field_validator("followers_count")
-    @classmethod
-    def _countable(cls, value: int | None) -> int | None:
-        """A count past what the store keeps (a 32-bit integer) is kept as the largest it can:
-        reach only orders what agents see, and no account has two billion followers."""
-        return None if value is None else min(value, MOST_FOLLOWERS)
 
 
 class Mention(Payload):

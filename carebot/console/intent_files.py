@@ -227,10 +227,7 @@ class IntentFiles:
         return edit
 
     def _file(self, name: str) -> Path:
-        try:
-            path = (self._directory / name).resolve()
-        except (ValueError, OSError):  # a NUL byte, a name too long for the file system
-            path = self._directory
+        path = (self._directory / name).resolve()
         if not path.is_relative_to(self._directory.resolve()) or path.suffix not in (
             ".yaml",
             ".yml",

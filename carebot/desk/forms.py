@@ -5,8 +5,9 @@ pages never send.
 page sends each once) is refused rather than one copy picked at random, a file where text is
 expected too; :meth:`Form.number` reads a record's number (a message, a proposal) and refuses
 one the database cannot hold; every value is made storable (:mod:`carebot.store.storable`: no
-NUL, no lone surrogate). :func:`numbers_in_range` does the same for the numbers in paths
-(``/inbox/c/{id}``): a number past the largest id names nothing, and is answered 404.
+NUL, no lone surrogate). :func:`readable_addresses` does the same for addresses: a number
+past the largest id in a path (``/inbox/c/{id}``) names nothing, and is answered 404; a query
+value with a NUL or a lone surrogate gets 400.
 """
 
 from __future__ import annotations
@@ -74,10 +75,17 @@ async def posted(request: web.Request) -> Form:
 
 
 @web.middleware
-async def numbers_in_range(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def readable_addresses(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A number in the path (a conversation, a revision, a proposal) past the largest id names
-    nothing: 404 with what the numbers go up to, instead of a query that fails."""
+    nothing: 404 with what the numbers go up to, instead of a query that fails. A query value
+    with a NUL byte or a broken character (half of a UTF-16 pair), which no page of ours
+    makes, gets 400 (PostgreSQL refuses to compare text with a NUL)."""
     found = request.match_info.get("id", "")
     if found.isascii() and found.isdigit() and int(found) > LARGEST_ID:
         raise web.HTTPNotFound(text=f"There is no {found}: numbers go up to {LARGEST_ID}.")
+    for name, value in request.query.items():
+        if storable.text(value) != value:
+            raise web.HTTPBadRequest(
+                text=f"The address's {name!r} holds a NUL or a broken character: {RELOAD}"
+            )
     return await handler(request)

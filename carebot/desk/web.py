@@ -45,7 +45,7 @@ from carebot.config import PublicSettings
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
 from carebot.desk.case_tools import CaseTools
-from carebot.desk.forms import Form, numbers_in_range, posted
+from carebot.desk.forms import Form, posted, readable_addresses
 from carebot.desk.pages import HERE, STATIC_PREFIX, Pages
 from carebot.desk.public_desk import PublicDesk, refused_words
 from carebot.desk.queue_view import QueueView
@@ -117,7 +117,7 @@ class AgentInbox:
         )
 
     def mount(self, app: web.Application) -> None:
-        app.middlewares.append(numbers_in_range)  # /inbox/c/{id}, the console's and insights'
+        app.middlewares.append(readable_addresses)  # every route's, the platforms' too
         app.router.add_get("/inbox", self._page(self._queue_page))
         app.router.add_get("/inbox/login", self._login_form)
         app.router.add_post("/inbox/login", self._login)

@@ -28,6 +28,7 @@ from carebot.models import (
 from carebot.public.rules import PRIVATE_REPLY_WINDOW, ItemFacts, platform_name, refusal
 from carebot.store.database import Database
 from carebot.store.tables import (
+    LARGEST_ID,
     Conversation,
     DecisionRow,
     Identity,
@@ -64,7 +65,9 @@ def add_public_item(
         parent_id=public.parent_id,
         kind=public.kind,
         addressed=public.addressed,
-        reach=public.reach,
+        # A count past what the column holds (no platform has so many followers) is kept as
+        # the largest it holds, not refused: the message is someone's.
+        reach=None if public.reach is None else min(public.reach, LARGEST_ID),
         sent_at=inbound.sent_at,
         hidden=public.hidden,
         edits=[],

@@ -344,12 +344,22 @@ class Listeners:
         try:
             if not await self._allowed(user, conversation_id, respond=respond):
                 return
-            case = await self._queue.case(conversation_id)
+            case = await self._case(user, conversation_id, respond)
+            if case is None:
+                return
             draft = str((case.handoff or {}).get("draft") or "")
             view = cards.edit_modal(conversation_id, case.customer["name"], draft)
             await self._api.open_modal(body["trigger_id"], view)
         except SlackError as exc:
             log.warning("Cannot open the edit modal for conversation %s: %s", conversation_id, exc)
+
+    async def _case(self, user: str, conversation_id: int, respond: AsyncRespond | None) -> Any:
+        """The conversation a button names, or None when there is none (the agent is told)."""
+        try:
+            return await self._queue.case(conversation_id)
+        except StoreError as exc:  # a button no card of ours has (a forged one)
+            await self._tell(user, f"Nothing was opened: {exc}.", respond=respond)
+            return None
 
     async def on_edit_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
@@ -456,7 +466,9 @@ class Listeners:
             if not teams:
                 await self._tell(user, "There is no other team to transfer to.", respond=respond)
                 return
-            case = await self._queue.case(conversation_id)
+            case = await self._case(user, conversation_id, respond)
+            if case is None:
+                return
             view = cards.transfer_modal(conversation_id, case.customer["name"], teams)
             await self._api.open_modal(body["trigger_id"], view)
         except SlackError as exc:
