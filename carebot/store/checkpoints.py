@@ -36,10 +36,12 @@ class Checkpoints:
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._running: Future[None] | None = None
         self._closed = False
+        self._committed = False  # since the last checkpoint began: there is something to copy
         self.done = 0  # checkpoints run (for tests and benchmarks)
 
     def committed(self) -> None:
         """A commit on the event loop's connection: a checkpoint follows shortly."""
+        self._committed = True
         loop = asyncio.get_running_loop()
         if self._closed or (self._timer is not None and self._timer_loop is loop):
             return  # one is coming (a timer of a loop that has ended is not)
@@ -54,6 +56,7 @@ class Checkpoints:
         self._running = self._thread.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
+        self._committed = False  # a commit from now on asks again
         try:
             if self._connection is None:
                 self._connection = sqlite3.connect(
@@ -67,11 +70,13 @@ class Checkpoints:
             log.warning("Could not copy SQLite's write-ahead log into %s: %s", self._path, exc)
 
     async def flush(self) -> None:
-        """Copy the log into the file now, and wait for it."""
+        """Copy the log into the file now, and wait for it (nothing when nothing was committed:
+        a database never written, or a file that does not exist, is left as it is)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        await asyncio.wrap_future(self._thread.submit(self._checkpoint))
+        if self._committed:
+            await asyncio.wrap_future(self._thread.submit(self._checkpoint))
 
     async def close(self) -> None:
         """Stop asking, copy what is left, then close the thread's connection."""
