@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -153,17 +153,22 @@ async def server(tmp_path: Path, sqlite_url: str, receiver: Any) -> AsyncIterato
         yield server
 
 
+def customers(
+    channel: str, http: aiohttp.ClientSession, server: TestServer, receiver: Any
+) -> Callable[[], load.Customer]:
+    """A new customer of ``channel`` each call, on the service at ``server``."""
+    base = str(server.make_url("")).rstrip("/")
+    if channel == "webhook":
+        return lambda: load.WebhookCustomer(http, base, receiver)
+    return lambda: load.WebChatCustomer(http, base)
+
+
 @pytest.mark.parametrize("channel", ["webhook", "webchat"])
 async def test_a_closed_loop_counts_each_reply_once(
     channel: str, server: TestServer, receiver: Any
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        base = str(server.make_url("")).rstrip("/")
-        make = (
-            (lambda: load.WebhookCustomer(http, base, receiver))
-            if channel == "webhook"
-            else (lambda: load.WebChatCustomer(http, base))
-        )
+        make = customers(channel, http, server, receiver)
         meter = load.CpuMeter(os.getpid(), None)
         window = await load.closed_loop(
             make, customers=3, warmup=0.2, seconds=1.0, questions=[ORDER], meter=meter
@@ -181,12 +186,7 @@ async def test_an_open_loop_asks_at_its_rate_and_waits_for_every_reply(
     channel: str, server: TestServer, receiver: Any
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        base = str(server.make_url("")).rstrip("/")
-        make = (
-            (lambda: load.WebhookCustomer(http, base, receiver))
-            if channel == "webhook"
-            else (lambda: load.WebChatCustomer(http, base))
-        )
+        make = customers(channel, http, server, receiver)
         meter = load.CpuMeter(os.getpid(), None)
         window = await load.open_loop(
             make, rate=20.0, warmup=0.2, seconds=1.0, questions=[ORDER], meter=meter
