@@ -60,7 +60,10 @@ sent: the worker that sends it pushes it to the tabs connected to it and publish
 ``webchat_reply`` event; every other worker with a tab of that visitor reads the visitor's
 latest messages from the store and pushes the ones its tabs have not seen (so do they on a
 customer's message, for the visitor's other tabs, and on a ``resync``). Every
-:data:`BACKSTOP_SECONDS` they also look, in case an event was lost.
+:data:`BACKSTOP_SECONDS` they also look, in case an event was lost. A worker about to push a
+reply whose predecessor its tabs have not shown (another worker sent it, and the event is late
+or lost) reads the store first and pushes what they missed before it: tabs show replies in the
+order they were sent.
 
 Stopping (shutdown): new sockets are refused (503) and frames that arrive are not taken (nor
 acknowledged: the widget sends them again after it reconnects); the frames in hand are
@@ -100,6 +103,8 @@ log = logging.getLogger(__name__)
 Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
 # A conversation's web chat visitor, or None when the conversation is on another channel.
 VisitorOf = Callable[[int], Awaitable[str | None]]
+# The outbox id of a conversation's reply before the given one (None: it is the first).
+ReplyBefore = Callable[[int, int], Awaitable[int | None]]
 MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
@@ -130,17 +135,21 @@ class WebChatChannel:
         hours: BusinessHours | None = None,
         events: EventHub | None = None,
         visitor_of: VisitorOf | None = None,
+        reply_before: ReplyBefore | None = None,
         clock: Clock = utcnow,
     ) -> None:
         """``hours``: the widget's header says whether the team is at work (none: it says
         nothing). ``events`` and ``visitor_of``: agents typing in the inbox are shown to the
-        visitor of the conversation."""
+        visitor of the conversation. ``reply_before``: with several workers, a reply whose
+        predecessor the tabs here have not shown is pushed after it (read from the store), so
+        tabs show replies in order even when another worker's event came late or was lost."""
         self._settings = settings
         self._signer = signer
         self._transcript = transcript
         self._hours = hours
         self._events = events
         self._visitor_of = visitor_of
+        self._reply_before = reply_before
         self._clock = clock
         self._relay: asyncio.Task[None] | None = None
         self._files = WidgetFiles(settings.texts)
@@ -209,12 +218,35 @@ class WebChatChannel:
             "handoff": reply.handoff,
             "at": _iso(reply.created_at or self._clock()),
         }
-        self._mark_shown(reply.external_user_id, [reply_id])
-        await self._broadcast(reply.external_user_id, frame)
+        visitor = reply.external_user_id
+        if await self._missed_before(reply):
+            await self._refresh(visitor)  # what they missed, oldest first (this one among them)
+        if reply_id not in self._shown.get(visitor, {}):
+            self._mark_shown(visitor, [reply_id])
+            await self._broadcast(visitor, frame)
         if self._events is not None and reply.conversation_id is not None:
             # For the visitor's tabs on other workers (published to the others only: the
             # tabs here have it).
             self._events.publish(Event("webchat_reply", reply.conversation_id, ref=reply.outbox_id))
+
+    async def _missed_before(self, reply: OutboundReply) -> bool:
+        """Several workers: whether the visitor's tabs here lack the reply before this one
+        (another worker sent it, and its event has not come, or was lost)."""
+        if (
+            self._reply_before is None
+            or self._events is None
+            or not self._events.shared
+            or reply.conversation_id is None
+            or not self._sockets.get(reply.external_user_id)
+        ):
+            return False
+        try:
+            before = await self._reply_before(reply.conversation_id, reply.outbox_id)
+        except Exception:
+            log.warning("Cannot tell what came before reply %s; pushing it", reply.outbox_id)
+            return False
+        shown = self._shown.get(reply.external_user_id, {})
+        return before is not None and f"r{before}" not in shown
 
     def status(self) -> dict[str, Any] | None:
         """Whether the care team is at work now, as the widget's header shows it."""

@@ -182,6 +182,7 @@ def _mount_webchat(
         hours=BusinessHours(settings.business_hours),
         events=runtime.events,  # agents typing in the inbox (this process's only)
         visitor_of=visitor_of,
+        reply_before=runtime.outbox_store.reply_before,
         clock=runtime.clock,
     )
     webchat.mount(app)

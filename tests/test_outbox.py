@@ -464,3 +464,16 @@ async def test_the_worker_survives_a_failing_pass(clock: Clock) -> None:
     worker.stop()
     await asyncio.wait_for(task, timeout=5)
     assert not worker.running
+
+
+async def test_the_reply_before_another_is_the_conversations_previous_row(
+    runtime: Runtime,
+) -> None:
+    first = await ask(runtime, ORDER, user="ann")
+    other = await ask(runtime, ORDER, user="bob")  # another conversation's row in between
+    second = await ask(runtime, RETURNS, user="ann")
+    conversation = (await row(runtime, second)).conversation_id
+    store = runtime.outbox_store
+    assert await store.reply_before(conversation, second) == first
+    assert await store.reply_before(conversation, first) is None
+    assert await store.reply_before((await row(runtime, other)).conversation_id, other) is None

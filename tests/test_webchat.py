@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import WebChatSettings, WebChatTexts
 from carebot.desk.auth import hash_password
+from carebot.events import EventHub
 from carebot.models import ChannelEvent, InboundMessage, OutboundReply, TranscriptLine
 from carebot.server import Service
 from carebot.signing import Signer
@@ -582,3 +583,59 @@ async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connec
             await tab.ws.close()
     await channel.close()
     assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
+
+
+async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -> None:
+    """Several workers: another worker sent reply 7 and its event has not come (or was lost);
+    this worker now sends reply 9 of the same conversation. The tab here gets 7 (read from the
+    store) before 9, and 9 once; a reply whose predecessor the tab has costs no read."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    stored: list[TranscriptLine] = []
+    reads: list[str] = []
+    before = {5: None, 7: 5, 9: 7, 11: 9}
+
+    async def transcript(visitor_id: str) -> list[TranscriptLine]:
+        reads.append(visitor_id)
+        return list(stored)
+
+    async def reply_before(conversation_id: int, outbox_id: int) -> int | None:
+        assert conversation_id == 1
+        return before[outbox_id]
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    hub = EventHub()
+    hub.relay_to(lambda _event: None)  # another worker shares the store
+    channel = WebChatChannel(
+        settings=WebChatSettings(),
+        signer=signer,
+        transcript=transcript,
+        events=hub,
+        reply_before=reply_before,
+    )
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        tab = await visitor(http, server)
+        await tab.hello()
+        visitor_id = signer.verify(str(tab.token))
+        assert visitor_id is not None
+
+        async def send(outbox_id: int, text: str, *, here: bool) -> None:
+            stored.append(TranscriptLine("bot", text, at, outbox_id=outbox_id))
+            if here:
+                reply = OutboundReply(outbox_id, "webchat", visitor_id, text, conversation_id=1)
+                await channel.send(reply)
+
+        await send(5, "Hello.", here=True)
+        await send(7, "Track it.", here=False)  # by another worker, whose event is late
+        await send(9, "Anything else?", here=True)
+        pushed = [(await tab.next_of("message"))["id"] for _ in range(3)]
+        await send(11, "Bye.", here=True)  # its predecessor was shown: no read
+        pushed.append((await tab.next_of("message"))["id"])
+        await tab.ws.close()
+    await channel.close()
+    assert pushed == ["r5", "r7", "r9", "r11"]
+    assert reads == [visitor_id]  # only for reply 9

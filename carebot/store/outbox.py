@@ -310,6 +310,15 @@ class OutboxStore:
         async with self._db.transaction() as session:
             return await _mark(session, reply)
 
+    async def reply_before(self, conversation_id: int, outbox_id: int) -> int | None:
+        """The conversation's row before ``outbox_id`` (None: that one is its first)."""
+        async with self._db.reads() as connection:
+            return await connection.scalar(
+                select(func.max(OutboxRow.id)).where(
+                    OutboxRow.conversation_id == conversation_id, OutboxRow.id < outbox_id
+                )
+            )
+
     async def next_due(self, *, skip: Collection[str] = ()) -> datetime | None:
         """When the earliest pending row (not on the ``skip`` channels) is due, or None when
         nothing is pending."""
