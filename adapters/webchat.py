@@ -219,9 +219,11 @@ class WebChatChannel:
             "at": _iso(reply.created_at or self._clock()),
         }
         visitor = reply.external_user_id
+        pushed = False
         if await self._missed_before(reply):
             await self._refresh(visitor)  # what they missed, oldest first (this one among them)
-        if reply_id not in self._shown.get(visitor, {}):
+            pushed = reply_id in self._shown.get(visitor, {})
+        if not pushed:
             self._mark_shown(visitor, [reply_id])
             await self._broadcast(visitor, frame)
         if self._events is not None and reply.conversation_id is not None:

@@ -320,7 +320,8 @@ async def main() -> int:
     print(
         f"drain after the last fault: {chaos.quiet_at - chaos.load_ended:.0f} s; webhook attempts "
         f"{chaos.webhook_attempts} (failed: {dict(chaos.webhook_failures)}); proxy answers "
-        f"{dict(chaos.proxy)}; web chat sends {chaos.webchat_attempts} for "
+        f"{dict(chaos.proxy)} ({chaos.proxy_skipped} refused connections passed to the next "
+        f"worker); web chat sends {chaos.webchat_attempts} for "
         f"{chaos.sent['webchat']} messages"
     )
     print(f"workers said: {dict(chaos.worker_lines)}")

@@ -34,6 +34,7 @@ right now is not seen yet.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,11 @@ class Outcome:
 # within a few seconds of storing it (triage, then one transaction), so one still unhandled
 # after this was left by a worker that stopped. It also absorbs clock skew between machines.
 RECOVERY_GRACE = timedelta(seconds=30)
+# How long a channel's caller (a platform's webhook call, a web chat frame) waits for the
+# deciding of a message once it is stored; past that it is answered and the deciding goes on in
+# the background (well under the platforms' webhook timeouts, so a busy service is not sent
+# every message again, which would only make it busier).
+ANSWER_WITHIN = 5.0
 CACHED = timedelta(minutes=1)  # the typical wait is worked out again at most this often
 
 
@@ -155,9 +161,12 @@ class Inbox:
         locks: ConversationLocks,
         recovery_grace: timedelta = RECOVERY_GRACE,
         public: PublicHandling | None = None,
+        answer_within: float = ANSWER_WITHIN,
     ) -> None:
         self._conversations = conversations
         self._grace = recovery_grace
+        self._answer_within = answer_within
+        self._background: set[asyncio.Task[Outcome]] = set()  # deciding past answer_within
         # Messages something else handled first (another worker, this one deciding them as an
         # earlier message of their conversation, or an earlier delivery), found by this one.
         self.handled_elsewhere = 0
@@ -176,14 +185,64 @@ class Inbox:
         self._public = public  # None: public messages are recorded for agents, not decided
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
+        """Store the message, then decide it (and send what it queues)."""
         received = await self._conversations.receive(inbound)
         if received.duplicate and received.handled:
+            return self._ignored(received, inbound)
+        self._stored(received, inbound)
+        return await self._handle(received, inbound)
+
+    async def take(self, inbound: InboundMessage) -> Outcome | None:
+        """For a channel that answers its platform once a message is taken: store it (raises
+        when it could not be: the platform delivers it again), then decide it, waiting at most
+        ``answer_within`` seconds. Past that, None: the deciding goes on in the background
+        (:meth:`drain` waits for it at stop; the message is stored, so if this worker dies
+        meanwhile, recovery decides it)."""
+        received = await self._conversations.receive(inbound)
+        if received.duplicate and received.handled:
+            return self._ignored(received, inbound)
+        self._stored(received, inbound)
+        task = asyncio.create_task(self._handle(received, inbound))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._answer_within)
+        except (TimeoutError, asyncio.CancelledError):
+            self._background.add(task)
+            task.add_done_callback(self._finished_in_background)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller was cancelled (its connection closed): the deciding goes on
             log.info(
-                "Ignoring redelivered message %s on %s",
-                inbound.external_message_id,
-                inbound.channel,
+                "Message %s is slow to decide (over %.0f s); the channel is answered and the "
+                "deciding goes on",
+                received.message_id,
+                self._answer_within,
             )
-            return Outcome(Status.DUPLICATE, received)
+            return None
+
+    def _finished_in_background(self, task: asyncio.Task[Outcome]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "Could not decide a message in the background; recovery takes it again",
+                exc_info=task.exception(),
+            )
+
+    async def drain(self, timeout: float = RECOVERY_GRACE.total_seconds()) -> None:
+        """Wait for the deciding still going on in the background (at stop); what is not
+        decided by then stays stored for recovery."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
+    @staticmethod
+    def _ignored(received: Received, inbound: InboundMessage) -> Outcome:
+        log.info(
+            "Ignoring redelivered message %s on %s",
+            inbound.external_message_id,
+            inbound.channel,
+        )
+        return Outcome(Status.DUPLICATE, received)
+
+    def _stored(self, received: Received, inbound: InboundMessage) -> None:
         if received.duplicate:
             # Stored before, but never handled (the first attempt failed after storing it):
             # the resend gets the answer the first attempt could not give.
@@ -193,7 +252,6 @@ class Inbox:
             )
         else:
             self._events.publish(Event("customer_message", received.conversation_id))
-        return await self._handle(received, inbound)
 
     async def recover(self) -> int:
         """Handle the messages stored more than :data:`RECOVERY_GRACE` ago but never decided

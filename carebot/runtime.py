@@ -22,7 +22,7 @@ from carebot.cluster.leader import Duty, Leadership, LeadingChannel, LeadWorker,
 from carebot.cluster.notify import Notifier
 from carebot.config import Settings
 from carebot.events import Event, EventHub
-from carebot.inbox import RECOVERY_GRACE, Acknowledgement, Inbox
+from carebot.inbox import ANSWER_WITHIN, RECOVERY_GRACE, Acknowledgement, Inbox
 from carebot.lifecycle import Lifecycle, Stage, Worker, Workers
 from carebot.models import ChannelEvent, DeliveryStatus, InboundMessage, PublicChange
 from carebot.nlu.batching import MatchQueue
@@ -191,7 +191,7 @@ class Runtime:
         first (:mod:`carebot.store.storable`: no NUL, no lone surrogate)."""
         event = storable.event(event)
         if isinstance(event, InboundMessage):
-            await self.inbox.receive(event)
+            await self.inbox.take(event)
         elif isinstance(event, DeliveryStatus):
             conversation_id = await self.outbox_store.record_status(
                 event.channel, event.external_message_id, event.status, event.at, event.error
@@ -226,8 +226,13 @@ class Runtime:
         leadership = self.leadership = self._leadership()
         life.add(Stage.IN_FLIGHT, "leadership", start=leadership.start, stop=leadership.stop)
         life.add(Stage.INBOUND, "the leader's receiving", stop=leadership.stop_inbound)
-        life.add(Stage.IN_FLIGHT, "background sends", stop=self.outbox.drain)
+        life.add(Stage.IN_FLIGHT, "background deciding and sends", stop=self._drain)
         return life
+
+    async def _drain(self) -> None:
+        """The deciding still going on in the background first: it may queue sends."""
+        await self.inbox.drain()
+        await self.outbox.drain()
 
     def _leadership(self) -> Leadership:
         leadership = Leadership.for_database(self.db)
@@ -344,6 +349,7 @@ async def build_runtime(
     backoff: Backoff = OUTBOX_BACKOFF,
     post_classifier: PostClassifier | None = None,
     public_guard: Guard | None = None,
+    answer_within: float = ANSWER_WITHIN,
 ) -> Runtime:
     """Open the database (migrating SQLite automatically) and wire the pipeline together.
 
@@ -352,6 +358,8 @@ async def build_runtime(
     outbox's wait between attempts at a failed send. ``post_classifier``: what public messages
     are (default: trained on the packaged set when a channel brings public messages in);
     ``public_guard``: what may be posted in public (default: carebot.public.guard).
+    ``answer_within``: how long a channel waits for a stored message's deciding before it
+    answers its platform (:meth:`carebot.inbox.Inbox.take`).
     """
     db = Database(
         database_url or settings.database_url(),
@@ -460,6 +468,7 @@ async def build_runtime(
         events=events,
         locks=ConversationLocks(db, limit=conversation_locks(settings)),
         public=public.handling,
+        answer_within=answer_within,
     )
     # What a stopped worker left undecided, looked for again every grace period (not only at
     # start: a message younger than the grace at start is taken by a later pass).

@@ -298,8 +298,12 @@ class Worker:
 
 
 class RoundRobinProxy(LoopbackServer):
-    """A load balancer without health checks: each request goes to the next worker in turn; one
-    that cannot be reached (dead, restarting) is answered 502, so the caller tries again."""
+    """A load balancer without health checks, as nginx's round robin behaves by default
+    (``proxy_next_upstream error timeout``, minus the timeout: a POST that reached a worker is
+    never sent twice): each request goes to the next worker in turn; a worker that refuses the
+    connection (dead, restarting) is skipped for the next one, and when none takes it the
+    caller is answered 502 and tries again. A worker that took the request and does not answer
+    (stopped) keeps it until the caller gives up."""
 
     FORWARDED = ("content-type", "x-telegram-bot-api-secret-token")
 
@@ -309,6 +313,7 @@ class RoundRobinProxy(LoopbackServer):
         self._turn = itertools.count()
         self._http: aiohttp.ClientSession | None = None
         self.answered: Counter[int] = Counter()  # status -> how many
+        self.skipped = 0  # workers that refused a connection, passed over for the next one
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/{path:.*}", self._forward)
@@ -324,22 +329,29 @@ class RoundRobinProxy(LoopbackServer):
 
     async def _forward(self, request: web.Request) -> web.Response:
         assert self._http is not None
-        target = self._upstreams[next(self._turn) % len(self._upstreams)]
+        first = next(self._turn)
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() in self.FORWARDED}
-        try:
-            async with self._http.post(
-                target + request.path_qs,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT),
-            ) as response:
-                payload, status = await response.read(), response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.answered[502] += 1
-            return web.Response(status=502, text=f"{target}: {type(exc).__name__}")
-        self.answered[status] += 1
-        return web.Response(status=status, body=payload)
+        for turn in range(first, first + len(self._upstreams)):
+            target = self._upstreams[turn % len(self._upstreams)]
+            try:
+                async with self._http.post(
+                    target + request.path_qs,
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT),
+                ) as response:
+                    payload, status = await response.read(), response.status
+            except aiohttp.ClientConnectorError:
+                self.skipped += 1
+                continue  # refused: it never had the request; the next worker takes it
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.answered[502] += 1
+                return web.Response(status=502, text=f"{target}: {type(exc).__name__}")
+            self.answered[status] += 1
+            return web.Response(status=status, body=payload)
+        self.answered[502] += 1
+        return web.Response(status=502, text="no worker took the connection")
 
 
 # --- the plan, the customers and their messages -----------------------------------------------
@@ -871,6 +883,7 @@ class Report:
     exit_codes: list[int] = field(default_factory=list)
     worker_lines: Counter[str] = field(default_factory=Counter)
     proxy: Counter[int] = field(default_factory=Counter)
+    proxy_skipped: int = 0  # connections a worker refused, passed to the next worker
     webhook_attempts: int = 0
     webhook_failures: Counter[str] = field(default_factory=Counter)
     webchat_attempts: int = 0
@@ -1083,6 +1096,7 @@ class Run:
                 for phrase in WORKER_LOG_LINES:
                     report.worker_lines[phrase] += phrase in line
         report.proxy = proxy.answered
+        report.proxy_skipped = proxy.skipped
         report.webhook_attempts = len(tg.deliveries)
         for delivery in tg.deliveries:
             if not delivery.ok:

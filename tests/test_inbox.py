@@ -26,7 +26,7 @@ from carebot.store.conversations import AlreadyHandled, decision_row
 from carebot.store.tables import Base, DecisionRow, Handoff, Message, OutboxRow
 from carebot.triage import TriageContext
 from tests.conftest import EXACT_BACKOFF, ROOT, Clock
-from tests.fakes import FakeEncoder, RecordingChannel
+from tests.fakes import FakeEncoder, GatedEncoder, RecordingChannel
 
 T = TypeVar("T", bound=Base)
 _ids = itertools.count(1)
@@ -392,7 +392,7 @@ from datetime import datetime
 from pathlib import Path
 from carebot.runtime import build_runtime
 from tests.conftest import EXACT_BACKOFF, make_settings
-from tests.fakes import FakeEncoder, RecordingChannel
+from tests.fakes import FakeEncoder, GatedEncoder, RecordingChannel
 
 async def main():
     now = datetime.fromisoformat(sys.argv[2])
@@ -684,3 +684,37 @@ async def test_a_message_stored_but_not_handled_is_answered_when_sent_again(
     assert outcome.status is Status.DECIDED and channel.texts() == [TRACK]
     again = await runtime.inbox.receive(message)
     assert again.status is Status.DUPLICATE and channel.texts() == [TRACK]
+
+
+async def test_a_message_slow_to_decide_is_taken_and_decided_in_the_background(
+    settings: Settings,
+    database_url: str,
+    migrated_before_the_test: bool,
+    clock: Clock,
+    channel: RecordingChannel,
+) -> None:
+    """A channel waits for a stored message's deciding only ``answer_within`` seconds: the
+    platform is answered (no redelivery of a message that is stored), the deciding goes on,
+    and the stop waits for it."""
+    encoder = GatedEncoder()
+    runtime = await build_runtime(
+        settings,
+        encoder=encoder,
+        channels={"test": channel},
+        clock=clock,
+        database_url=database_url,
+        answer_within=0.1,
+    )
+    try:
+        encoder.hold(FAQ)
+        await runtime.deliver(inbound(FAQ))  # returns: stored, still being decided
+        assert await asyncio.to_thread(encoder.holding.wait, 10)
+        stored = await rows(runtime, Message)
+        assert [(m.direction, m.handled_at) for m in stored] == [("in", None)]
+        assert channel.sent == []
+        encoder.gate.set()
+        await runtime.inbox.drain(timeout=10)
+        assert channel.texts() == [TRACK]
+    finally:
+        encoder.gate.set()
+        await runtime.db.close()
