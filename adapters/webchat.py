@@ -511,27 +511,36 @@ class WebChatChannel:
         loop = asyncio.get_running_loop()
         backstop = loop.time() + BACKSTOP_SECONDS
         while True:
-            try:
-                async with asyncio.timeout(max(0.0, backstop - loop.time())):
-                    event = await events.get()
-            except TimeoutError:
+            # Checked here, not only when no event comes: a busy queue never lets a wait time out.
+            left = backstop - loop.time()
+            if left <= 0:
                 backstop = loop.time() + BACKSTOP_SECONDS
-                if self._events is not None and self._events.shared:
-                    await self._refresh_all()
+                event = Event(RESYNC, 0) if self._events and self._events.shared else None
+            else:
+                try:
+                    async with asyncio.timeout(left):
+                        event = await events.get()
+                except TimeoutError:
+                    continue
+            if event is None or not self._sockets:
                 continue
-            if not self._sockets:
-                continue
-            if event.kind == RESYNC:
-                await self._refresh_all()
-            elif event.kind == "agent_typing":
-                visitor = await self._visitor(event.conversation_id)
-                if visitor is not None:
-                    frame = {"type": "typing", "on": True, "agent": event.agent or None}
-                    await self._broadcast(visitor, frame)
-            elif event.remote and event.kind in ("webchat_reply", "customer_message"):
-                visitor = await self._visitor(event.conversation_id)
-                if visitor is not None and visitor in self._sockets:
-                    await self._refresh(visitor)
+            try:
+                await self._on_event(event)
+            except Exception:  # the relay must outlive whatever it meets: the next look retries
+                log.exception("Could not show web chat visitors event %s", event)
+
+    async def _on_event(self, event: Event) -> None:
+        if event.kind == RESYNC:
+            await self._refresh_all()
+        elif event.kind == "agent_typing":
+            visitor = await self._visitor(event.conversation_id)
+            if visitor is not None:
+                frame = {"type": "typing", "on": True, "agent": event.agent or None}
+                await self._broadcast(visitor, frame)
+        elif event.remote and event.kind in ("webchat_reply", "customer_message"):
+            visitor = await self._visitor(event.conversation_id)
+            if visitor is not None and visitor in self._sockets:
+                await self._refresh(visitor)
 
     async def _visitor(self, conversation_id: int) -> str | None:
         """The conversation's web chat visitor (None: another channel's, or unknown now)."""

@@ -212,7 +212,7 @@ def print_checks(report: Report) -> bool:
         "inbox live view on worker A sees worker B's messages (p99 < 1 s)",
         percentile(live, 99) < P99_GOAL and not report.live_missed,
         f"p50 {percentile(live, 50):.0f} p99 {percentile(live, 99):.0f} ms, "
-        f"{len(live)} events, {report.live_missed} missed",
+        f"{len(live)} events ({report.live_resync} by a resync), {report.live_missed} missed",
     )
     check(
         "workers stopped cleanly at the end",

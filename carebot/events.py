@@ -2,8 +2,10 @@
 
 The pipeline and the agent desk publish; the agent inbox's live view, the Slack desk and the web
 chat subscribe. Events carry ids only (subscribers read what they need from the store), except
-``agent_typing``, which names the agent who is typing (it is stored nowhere). A slow subscriber
-loses the oldest events of its own queue, never blocks a publisher.
+``agent_typing``, which names the agent who is typing (it is stored nowhere). A subscriber
+whose queue is full never blocks a publisher: what it holds is replaced by one ``resync`` event
+(look again at everything) before the new event, so falling behind costs it a fresh look, not
+a silently missed change.
 
 With several workers on one PostgreSQL database, a relay (:mod:`carebot.cluster.notify`) also
 sends every event published here to the other workers, and hands theirs to :meth:`EventHub.
@@ -60,12 +62,15 @@ class EventHub:
         """An event for this process's subscribers only (a relayed one, or a resync)."""
         for queue in self._queues:
             if queue.full():
-                queue.get_nowait()
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(Event(RESYNC, 0))
             queue.put_nowait(event)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *, size: int | None = None) -> AsyncIterator[asyncio.Queue[Event]]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size or self._size)
+        # (two at least: a full queue gets a resync and the new event)
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=max(2, size or self._size))
         self._queues.add(queue)
         try:
             yield queue

@@ -879,6 +879,7 @@ class Report:
     fanout_excluded: int = 0  # tabs on the stopped worker during its stop
     live: list[float] = field(default_factory=list)  # ms, message -> inbox view on another
     live_missed: int = 0
+    live_resync: int = 0  # of those seen: by a look at everything (resync), not the event
     faults: list[Fault] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
     worker_lines: Counter[str] = field(default_factory=Counter)
@@ -1322,13 +1323,18 @@ class Run:
         customer_conversation: dict[int, int],
         faults: Faults,
     ) -> None:
-        """Messages a worker took, seen by the inbox's live view on every other worker."""
+        """Messages a worker took, seen by the inbox's live view on every other worker: told of
+        the message, or told to look again at everything (``resync``: the view had fallen behind
+        or its worker's listener reconnected; the page then reads everything again)."""
         report = self.report
         events: dict[tuple[int, int], list[float]] = defaultdict(list)
+        resyncs: dict[int, list[float]] = defaultdict(list)
         for view in views:
             for at, kind, conversation in view.events:
                 if kind == "customer_message":
                     events[(view.slot, conversation)].append(at)
+                elif kind == "resync":
+                    resyncs[view.slot].append(at)
         for customer in webs:
             conversation = customer_conversation.get(id(customer))
             if conversation is None:
@@ -1351,9 +1357,12 @@ class Run:
                         o <= at and (c is None or c >= at + LIVE_WINDOW) for o, c in view.intervals
                     ):
                         continue
-                    seen = [t for t in events[(view.slot, conversation)] if at <= t]
-                    if seen and seen[0] <= at + LIVE_WINDOW:
-                        report.live.append((seen[0] - at) * 1000)
+                    told = [t for t in events[(view.slot, conversation)] if at <= t]
+                    looked = [t for t in resyncs[view.slot] if at <= t]
+                    seen = min(told[:1] + looked[:1], default=None)
+                    if seen is not None and seen <= at + LIVE_WINDOW:
+                        report.live.append((seen - at) * 1000)
+                        report.live_resync += bool(looked) and (not told or looked[0] < told[0])
                     else:
                         report.live_missed += 1
 

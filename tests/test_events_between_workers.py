@@ -388,3 +388,14 @@ async def test_an_intent_edit_is_live_on_every_worker(tmp_path: Path, database_u
             "text"
         ] == "Gift vouchers are sold at the till."
         await customer.ws.close()
+
+
+async def test_a_subscriber_that_fell_behind_is_told_to_look_again_not_left_short() -> None:
+    hub = EventHub()
+    async with hub.subscribe(size=3) as queue:
+        for conversation in range(1, 6):
+            hub.publish(Event("customer_message", conversation))
+        kinds = [(e.kind, e.conversation_id) for e in [queue.get_nowait() for _ in range(3)]]
+        assert queue.empty()
+    # the fourth event met a full queue: the three it held became one resync before it
+    assert kinds == [(RESYNC, 0), ("customer_message", 4), ("customer_message", 5)]

@@ -63,6 +63,9 @@ from carebot.store.teamwork import TeamworkStore
 from carebot.teams.targets import FirstResponseTargets
 
 log = logging.getLogger(__name__)
+# Events an agent's live view may have queued before it is told to look again at everything
+# (a busy service publishes several per customer message; the page refreshes on each anyway).
+LIVE_QUEUE = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FAQ_LIMIT, FAQ_MAX_LIMIT = 5, 20  # answers the search box shows by default, and at most
 
@@ -402,7 +405,7 @@ class AgentInbox:
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
         self._sockets.add(ws)
-        async with self._events.subscribe() as queue:
+        async with self._events.subscribe(size=LIVE_QUEUE) as queue:
             pump = asyncio.create_task(self._pump(ws, queue, session.agent.name))
             try:
                 async for message in ws:
