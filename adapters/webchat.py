@@ -105,6 +105,8 @@ Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
 VisitorOf = Callable[[int], Awaitable[str | None]]
 # The outbox id of a conversation's reply before the given one (None: it is the first).
 ReplyBefore = Callable[[int, int], Awaitable[int | None]]
+# The outbox id of each visitor's latest reply (visitors without one are left out).
+LatestReplies = Callable[[list[str]], Awaitable[dict[str, int]]]
 MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
@@ -136,13 +138,16 @@ class WebChatChannel:
         events: EventHub | None = None,
         visitor_of: VisitorOf | None = None,
         reply_before: ReplyBefore | None = None,
+        latest_replies: LatestReplies | None = None,
         clock: Clock = utcnow,
     ) -> None:
         """``hours``: the widget's header says whether the team is at work (none: it says
         nothing). ``events`` and ``visitor_of``: agents typing in the inbox are shown to the
         visitor of the conversation. ``reply_before``: with several workers, a reply whose
         predecessor the tabs here have not shown is pushed after it (read from the store), so
-        tabs show replies in order even when another worker's event came late or was lost."""
+        tabs show replies in order even when another worker's event came late or was lost.
+        ``latest_replies``: a look at every visitor (the backstop, a resync) reads the messages
+        only of those whose latest reply the tabs here lack, found in one query."""
         self._settings = settings
         self._signer = signer
         self._transcript = transcript
@@ -150,6 +155,7 @@ class WebChatChannel:
         self._events = events
         self._visitor_of = visitor_of
         self._reply_before = reply_before
+        self._latest_replies = latest_replies
         self._clock = clock
         self._relay: asyncio.Task[None] | None = None
         self._files = WidgetFiles(settings.texts)
@@ -558,7 +564,17 @@ class WebChatChannel:
         return visitor
 
     async def _refresh_all(self) -> None:
-        for visitor in list(self._sockets):
+        visitors = list(self._sockets)
+        if self._latest_replies is not None and visitors:
+            try:
+                latest = await self._latest_replies(visitors)
+            except Exception:
+                log.warning("Cannot look at the visitors' latest replies; the next look retries")
+                return
+            visitors = [
+                v for v in visitors if v in latest and f"r{latest[v]}" not in self._shown[v]
+            ]
+        for visitor in visitors:
             await self._refresh(visitor)
 
     async def _refresh(self, visitor: str) -> None:

@@ -171,6 +171,9 @@ def _mount_webchat(
     async def transcript(visitor: str) -> list[TranscriptLine]:
         return await runtime.conversations.transcript("webchat", visitor, limit=limit)
 
+    async def latest_replies(visitors: list[str]) -> dict[str, int]:
+        return await runtime.outbox_store.latest_replies(WebChatChannel.name, visitors)
+
     async def visitor_of(conversation_id: int) -> str | None:
         channel, user = await runtime.conversations.party(conversation_id)
         return user if channel == WebChatChannel.name else None
@@ -183,6 +186,7 @@ def _mount_webchat(
         events=runtime.events,  # agents typing in the inbox (this process's only)
         visitor_of=visitor_of,
         reply_before=runtime.outbox_store.reply_before,
+        latest_replies=latest_replies,
         clock=runtime.clock,
     )
     webchat.mount(app)

@@ -319,7 +319,10 @@ class RoundRobinProxy(LoopbackServer):
         app.router.add_post("/{path:.*}", self._forward)
 
     async def start(self, port: int = 0) -> None:
-        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # A connection per request, as nginx's default to upstreams: a killed worker's kept
+        # connections would fail requests that a fresh connection passes to the next worker.
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        self._http = aiohttp.ClientSession(connector=connector)
         await super().start(port)
 
     async def stop(self) -> None:

@@ -477,3 +477,15 @@ async def test_the_reply_before_another_is_the_conversations_previous_row(
     assert await store.reply_before(conversation, second) == first
     assert await store.reply_before(conversation, first) is None
     assert await store.reply_before((await row(runtime, other)).conversation_id, other) is None
+
+
+async def test_the_latest_replies_of_several_users_come_from_one_query(runtime: Runtime) -> None:
+    await ask(runtime, ORDER, user="ann")
+    latest_ann = await ask(runtime, RETURNS, user="ann")
+    latest_bob = await ask(runtime, ORDER, user="bob")
+    await ask(runtime, ORDER, user="cid")  # not asked about
+    store = runtime.outbox_store
+    found = await store.latest_replies("test", ["ann", "bob", "dan"])  # dan: no reply, left out
+    assert found == {"ann": latest_ann, "bob": latest_bob}
+    assert await store.latest_replies("webchat", ["ann"]) == {}  # another channel's ann
+    assert await store.latest_replies("test", []) == {}

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from carebot.adapters.webchat import WebChatChannel
 from carebot.config import WebChatSettings, WebChatTexts
 from carebot.desk.auth import hash_password
-from carebot.events import EventHub
+from carebot.events import RESYNC, Event, EventHub
 from carebot.models import ChannelEvent, InboundMessage, OutboundReply, TranscriptLine
 from carebot.server import Service
 from carebot.signing import Signer
@@ -639,3 +639,57 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
     await channel.close()
     assert pushed == ["r5", "r7", "r9", "r11"]
     assert reads == [visitor_id]  # only for reply 9
+
+
+async def test_a_look_at_every_visitor_reads_only_those_missing_their_latest_reply() -> None:
+    """Several workers, a resync (or the backstop): one query for every visitor's latest reply,
+    then the messages of only the visitor whose tab here lacks it."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    lines: dict[str, list[TranscriptLine]] = {}
+    reads: list[str] = []
+    latest: dict[str, int] = {}
+
+    async def transcript(visitor_id: str) -> list[TranscriptLine]:
+        reads.append(visitor_id)
+        return list(lines.get(visitor_id, []))
+
+    async def latest_replies(visitors: list[str]) -> dict[str, int]:
+        return {v: latest[v] for v in visitors if v in latest}
+
+    async def visitor_of(_conversation_id: int) -> str | None:
+        return None
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    hub = EventHub()
+    hub.relay_to(lambda _event: None)
+    channel = WebChatChannel(
+        settings=WebChatSettings(),
+        signer=signer,
+        transcript=transcript,
+        events=hub,
+        visitor_of=visitor_of,
+        latest_replies=latest_replies,
+    )
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        ann, bob = await visitor(http, server), await visitor(http, server)
+        await ann.hello()
+        await bob.hello()
+        ann_id, bob_id = signer.verify(str(ann.token)), signer.verify(str(bob.token))
+        assert ann_id is not None and bob_id is not None
+        await channel.send(OutboundReply(5, "webchat", ann_id, "Hello.", conversation_id=1))
+        await ann.next_of("message")
+        lines[ann_id] = [TranscriptLine("bot", "Hello.", at, outbox_id=5)]
+        lines[bob_id] = [TranscriptLine("bot", "Track it.", at, outbox_id=9)]  # event lost
+        latest.update({ann_id: 5, bob_id: 9})
+        hub.receive(Event(RESYNC, 0, remote=True))  # the relay reconnected
+        pushed = await bob.next_of("message")
+        for tab in (ann, bob):
+            await tab.ws.close()
+    await channel.close()
+    assert pushed["id"] == "r9"
+    assert reads == [bob_id]
