@@ -355,23 +355,29 @@ class WebChatChannel:
         unseen = [f for f in frames if shown is not None and f["id"] and f["id"] not in shown]
         self._sockets[visitor].add(ws)
         self._mark_shown(visitor, [f["id"] for f in frames if f["id"]])
-        await ws.send_json(
-            {
-                "type": "welcome",
-                "token": self._signer.sign(visitor, ttl=self._ttl),
-                "history": frames,
-                "max_chars": self._settings.max_message_chars,
-                "status": self.status(),
-                "prechat": {
-                    "mode": tab.prechat,
-                    "fields": list(self._settings.prechat_fields),
-                    "done": tab.prechat_done,
-                },
-            }
-        )
-        for missed in unseen:
+        welcome = {
+            "type": "welcome",
+            "token": self._signer.sign(visitor, ttl=self._ttl),
+            "history": frames,
+            "max_chars": self._settings.max_message_chars,
+            "status": self.status(),
+            "prechat": {
+                "mode": tab.prechat,
+                "fields": list(self._settings.prechat_fields),
+                "done": tab.prechat_done,
+            },
+        }
+        try:
+            await ws.send_json(welcome)
+            welcomed = True
+        except (ConnectionError, RuntimeError):
+            # The tab went away while its history was read (a browser that gave up): its
+            # socket is forgotten once the loop reading it ends.
+            log.debug("Web chat socket of %s closed before its welcome", visitor)
+            welcomed = False
+        for missed in unseen:  # marked shown above: the other tabs get them in any case
             await self._broadcast(visitor, missed, skip=ws)
-        if tab.see_page(frame.get("page")):
+        if welcomed and tab.see_page(frame.get("page")):
             await self._record_page(visitor, ws)
         return visitor
 

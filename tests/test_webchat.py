@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -693,3 +694,51 @@ async def test_a_look_at_every_visitor_reads_only_those_missing_their_latest_rep
     await channel.close()
     assert pushed["id"] == "r9"
     assert reads == [bob_id]
+
+
+async def test_a_tab_gone_before_its_welcome_still_gets_the_others_what_they_missed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Several workers: a second tab of the visitor connects here and goes away while its
+    history is read (a browser that gave up). The reply in that history that the first tab
+    here missed (another worker's, whose event was lost) is marked shown: the first tab must
+    get it all the same, and the closed tab is no error."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    stored: list[TranscriptLine] = []
+    reading, go_on = asyncio.Event(), asyncio.Event()
+
+    async def transcript(_visitor: str) -> list[TranscriptLine]:
+        if stored:  # the second tab's hello
+            reading.set()
+            await go_on.wait()
+        return list(stored)
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    # As `carebot serve` runs it: a handler goes on when its client goes away (the test
+    # server would cancel it).
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/chat/ws"
+    async with aiohttp.ClientSession() as http:
+        first = Visitor(await http.ws_connect(url))
+        await first.hello()
+        stored.append(TranscriptLine("bot", "Track it.", at, outbox_id=7))  # by another worker
+        async with aiohttp.ClientSession() as gone:
+            ws = await gone.ws_connect(url)
+            await ws.send_json({"type": "hello", "token": first.token})
+            await reading.wait()
+        # (the session closed: its socket is gone before the welcome is written)
+        go_on.set()
+        pushed = await first.next_of("message")
+        await first.ws.close()
+    await channel.close()
+    await runner.cleanup()
+    assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
