@@ -407,7 +407,8 @@ class Message:
     due: float = 0.0  # when it is offered
     client_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     sent: float | None = None  # first attempt (Telegram: queued at the stand-in)
-    acked: float | None = None  # web chat: acknowledged (stored and handled)
+    acked: float | None = None  # web chat: acknowledged (stored; handled, or being handled)
+    stored: float | None = None  # web chat: when the service stored it (its row's created_at)
     taken: float | None = None  # web chat: when the attempt that was acknowledged was sent
     slot: int | None = None  # web chat: the worker that acknowledged it
     attempts: int = 0
@@ -1076,7 +1077,8 @@ class Run:
         conn = await asyncpg.connect(self._dsn)
         try:
             inbound = await conn.fetch(
-                "SELECT m.id, m.channel, m.external_id, m.handled_at, i.external_user_id, "
+                "SELECT m.id, m.channel, m.external_id, m.handled_at, m.created_at, "
+                "i.external_user_id, "
                 "c.id AS conversation_id, "
                 "(SELECT count(*) FROM decisions d WHERE d.inbound_message_id = m.id) AS decisions,"
                 " (SELECT count(*) FROM outbox o JOIN messages r ON r.id = o.message_id "
@@ -1127,6 +1129,7 @@ class Run:
                     assert isinstance(message.customer, WebCustomer)
                     visitors[visitor] = message.customer
                     message.external_id = external
+                    message.stored = row["created_at"].timestamp()
                 conversation_of[visitor] = row["conversation_id"]
             stored.add(f"{channel} {external}")
             if row["handled_at"] is None:
@@ -1343,9 +1346,11 @@ class Run:
             if conversation is None:
                 continue
             for message in customer.messages:
-                if message.taken is None or message.slot is None:
+                if message.stored is None or message.slot is None:
                     continue
-                taken, at = message.slot, message.taken  # the event comes once it is stored
+                # The event is published once the message is stored: by the first attempt that
+                # reached a worker, maybe not the one acknowledged (a resend after a timeout).
+                taken, at = message.slot, message.stored
                 if faults.down_during(taken + 1, at - 1.0, at + LIVE_WINDOW) or any(
                     f.kind == "terminate" and at - 1.0 <= f.at <= at + LIVE_WINDOW
                     for f in faults.log

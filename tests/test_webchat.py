@@ -586,6 +586,29 @@ async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connec
     assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
 
 
+async def worker_channel(
+    signer: Signer, transcript: Any, hub: EventHub | None = None, **collaborators: Any
+) -> tuple[WebChatChannel, web.Application]:
+    """The web chat channel as one of several workers (``hub``'s events relayed to the
+    others), mounted and started."""
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    hub = hub or EventHub()
+    hub.relay_to(lambda _event: None)  # other workers share the store
+    channel = WebChatChannel(
+        settings=WebChatSettings(),
+        signer=signer,
+        transcript=transcript,
+        events=hub,
+        **collaborators,
+    )
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    return channel, app
+
+
 async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -> None:
     """Several workers: another worker sent reply 7 and its event has not come (or was lost);
     this worker now sends reply 9 of the same conversation. The tab here gets 7 (read from the
@@ -604,20 +627,7 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
         assert conversation_id == 1
         return before[outbox_id]
 
-    async def deliver(_event: ChannelEvent) -> None: ...
-
-    hub = EventHub()
-    hub.relay_to(lambda _event: None)  # another worker shares the store
-    channel = WebChatChannel(
-        settings=WebChatSettings(),
-        signer=signer,
-        transcript=transcript,
-        events=hub,
-        reply_before=reply_before,
-    )
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
+    channel, app = await worker_channel(signer, transcript, reply_before=reply_before)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         tab = await visitor(http, server)
         await tab.hello()
@@ -661,21 +671,10 @@ async def test_a_look_at_every_visitor_reads_only_those_missing_their_latest_rep
     async def visitor_of(_conversation_id: int) -> str | None:
         return None
 
-    async def deliver(_event: ChannelEvent) -> None: ...
-
     hub = EventHub()
-    hub.relay_to(lambda _event: None)
-    channel = WebChatChannel(
-        settings=WebChatSettings(),
-        signer=signer,
-        transcript=transcript,
-        events=hub,
-        visitor_of=visitor_of,
-        latest_replies=latest_replies,
+    channel, app = await worker_channel(
+        signer, transcript, hub, visitor_of=visitor_of, latest_replies=latest_replies
     )
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         ann, bob = await visitor(http, server), await visitor(http, server)
         await ann.hello()
