@@ -10,7 +10,9 @@ Protocol (JSON text frames on ``/chat/ws``):
   "max_chars", "status", "prechat": {"mode", "fields", "done"}}``; the token is a signed
   visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
   forged, altered or expired token gets ``{"type": "error", "code": "bad_token"}`` and the
-  socket is closed (4401): nobody reads or writes another visitor's conversation.
+  socket is closed (4401): nobody reads or writes another visitor's conversation. When the
+  history cannot be read now (the store is busy or down), the socket is closed with 1013 (try
+  again later) and the widget connects again.
 * ``prechat.mode`` is ``"off"``, ``"optional"`` or ``"required"``: ``[webchat] prechat``, or
   the site's choice when that is "optional" (:meth:`WebChatSettings.prechat_for`).
   ``fields`` are the fields it asks for, ``done`` whether this visitor has filled them in (a
@@ -32,9 +34,10 @@ Protocol (JSON text frames on ``/chat/ws``):
 * client ``{"type": "message", "id": <client uuid>, "text": ...}``; the id makes a resend after
   a reconnect harmless (the core deduplicates it). The server answers ``{"type": "typing",
   "on": true}`` while the bot works, then ``{"type": "ack", "id", "at"}`` once the message is
-  stored and handled (the widget forgets an acknowledged message, so an ack before it is stored
-  would lose it if the worker died meanwhile), then the reply; the frames meant for that tab
-  while the message is being handled follow the ack.
+  stored and handled, or 5 s after it was stored while it is still being handled (the widget
+  forgets an acknowledged message, so an ack before it is stored would lose it if the worker
+  died meanwhile), then the reply; the frames meant for that tab while the message is being
+  handled follow the ack.
 * server ``{"type": "typing", "on": true, "agent": "Ann"}``: an agent is typing a reply in the
   built-in inbox (sent again every few seconds while they type; the widget hides it when the
   news stop or a message arrives). Relayed from the ``agent_typing`` events of the
@@ -109,6 +112,7 @@ ReplyBefore = Callable[[int, int], Awaitable[int | None]]
 LatestReplies = Callable[[list[str]], Awaitable[dict[str, int]]]
 MAX_FRAME_BYTES = 64 * 1024
 BAD_TOKEN_CLOSE = 4401
+TRY_AGAIN_CLOSE = 1013  # the history could not be read now: the widget connects again
 STOP_GRACE = 10.0  # seconds a stop waits for the frames in hand
 CONTACT_MAX_CHARS = 200
 BACKSTOP_SECONDS = 30.0  # several workers: how often the tabs' messages are checked anyway
@@ -278,7 +282,11 @@ class WebChatChannel:
         if not self._receiving:
             raise web.HTTPServiceUnavailable(text="the chat is restarting; connect again")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            log.debug("A web chat tab went away before its socket opened")
+            return ws
         visitor: str | None = None
         self._tabs[ws] = Tab(browser=browser_label(request.headers.get("User-Agent")))
         try:
@@ -330,7 +338,7 @@ class WebChatChannel:
                 await ws.close(code=BAD_TOKEN_CLOSE, message=b"bad token")
         return visitor
 
-    async def _hello(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> str:
+    async def _hello(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> str | None:
         if frame.get("type") != "hello":
             raise FrameError("bad_frame", "Send a hello frame first.")
         token = frame.get("token")
@@ -340,7 +348,14 @@ class WebChatChannel:
                 raise FrameError("bad_token", "This chat session is not valid any more.")
         else:
             visitor = f"v-{uuid.uuid4().hex}"
-        history = await self._transcript(visitor) if token else []
+        try:
+            history = await self._transcript(visitor) if token else []
+        except Exception:
+            log.warning(
+                "Cannot read visitor %s's messages for their tab; it connects again", visitor
+            )
+            await ws.close(code=TRY_AGAIN_CLOSE, message=b"try again later")
+            return None
         frames = [_line_frame(line, visitor) for line in history]
         tab = self._tabs[ws]
         tab.prechat = self._settings.prechat_for(frame.get("prechat"))

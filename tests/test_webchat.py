@@ -741,3 +741,26 @@ async def test_a_tab_gone_before_its_welcome_still_gets_the_others_what_they_mis
     await runner.cleanup()
     assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_hello_whose_history_cannot_be_read_is_asked_to_connect_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    signer = Signer(b"k" * 48, "webchat-visitor")
+
+    async def transcript(_visitor: str) -> list[TranscriptLine]:
+        raise TimeoutError("every pooled connection stayed busy")
+
+    async def deliver(_event: ChannelEvent) -> None: ...
+
+    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
+    app = web.Application()
+    channel.mount(app)
+    await channel.start(deliver)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.make_url("/chat/ws"))
+        await ws.send_json({"type": "hello", "token": signer.sign("v-ann", ttl=60)})
+        closing = await ws.receive(timeout=10)
+    await channel.close()
+    assert (closing.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 1013)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
