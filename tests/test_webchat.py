@@ -565,12 +565,7 @@ async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connec
     async def transcript(_visitor: str) -> list[TranscriptLine]:
         return list(stored)
 
-    async def deliver(_event: ChannelEvent) -> None: ...
-
-    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
+    channel, app = await started_channel(signer, transcript)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         first = await visitor(http, server)
         await first.hello()
@@ -586,16 +581,16 @@ async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connec
     assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
 
 
-async def worker_channel(
+async def started_channel(
     signer: Signer, transcript: Any, hub: EventHub | None = None, **collaborators: Any
 ) -> tuple[WebChatChannel, web.Application]:
-    """The web chat channel as one of several workers (``hub``'s events relayed to the
-    others), mounted and started."""
+    """The web chat channel, mounted and started; with ``hub``, as one of several workers
+    (the hub's events relayed to the others)."""
 
     async def deliver(_event: ChannelEvent) -> None: ...
 
-    hub = hub or EventHub()
-    hub.relay_to(lambda _event: None)  # other workers share the store
+    if hub is not None:
+        hub.relay_to(lambda _event: None)  # other workers share the store
     channel = WebChatChannel(
         settings=WebChatSettings(),
         signer=signer,
@@ -627,7 +622,7 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
         assert conversation_id == 1
         return before[outbox_id]
 
-    channel, app = await worker_channel(signer, transcript, reply_before=reply_before)
+    channel, app = await started_channel(signer, transcript, EventHub(), reply_before=reply_before)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         tab = await visitor(http, server)
         await tab.hello()
@@ -672,7 +667,7 @@ async def test_a_look_at_every_visitor_reads_only_those_missing_their_latest_rep
         return None
 
     hub = EventHub()
-    channel, app = await worker_channel(
+    channel, app = await started_channel(
         signer, transcript, hub, visitor_of=visitor_of, latest_replies=latest_replies
     )
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
@@ -713,12 +708,7 @@ async def test_a_tab_gone_before_its_welcome_still_gets_the_others_what_they_mis
             await go_on.wait()
         return list(stored)
 
-    async def deliver(_event: ChannelEvent) -> None: ...
-
-    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
+    channel, app = await started_channel(signer, transcript)
     # As `carebot serve` runs it: a handler goes on when its client goes away (the test
     # server would cancel it).
     runner = web.AppRunner(app)
@@ -751,12 +741,7 @@ async def test_a_hello_whose_history_cannot_be_read_is_asked_to_connect_again(
     async def transcript(_visitor: str) -> list[TranscriptLine]:
         raise TimeoutError("every pooled connection stayed busy")
 
-    async def deliver(_event: ChannelEvent) -> None: ...
-
-    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=transcript)
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
+    channel, app = await started_channel(signer, transcript)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         ws = await http.ws_connect(server.make_url("/chat/ws"))
         await ws.send_json({"type": "hello", "token": signer.sign("v-ann", ttl=60)})
