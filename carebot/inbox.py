@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from carebot.background import Background
 from carebot.clock import Clock
 from carebot.config import MessageSettings, Settings
 from carebot.events import Event, EventHub
@@ -166,7 +167,7 @@ class Inbox:
         self._conversations = conversations
         self._grace = recovery_grace
         self._answer_within = answer_within
-        self._background: set[asyncio.Task[Outcome]] = set()  # deciding past answer_within
+        self._background = Background()  # deciding that took longer than answer_within
         # Messages something else handled first (another worker, this one deciding them as an
         # earlier message of their conversation, or an earlier delivery), found by this one.
         self.handled_elsewhere = 0
@@ -202,25 +203,22 @@ class Inbox:
         if received.duplicate and received.handled:
             return self._ignored(received, inbound)
         self._stored(received, inbound)
-        task = asyncio.create_task(self._handle(received, inbound))
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), self._answer_within)
-        except (TimeoutError, asyncio.CancelledError):
-            self._background.add(task)
-            task.add_done_callback(self._finished_in_background)
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the caller was cancelled (its connection closed): the deciding goes on
+        done, outcome = await self._background.within(
+            self._handle(received, inbound),
+            self._answer_within,
+            finished=self._finished_in_background,
+        )
+        if not done:
             log.info(
                 "Message %s is slow to decide (over %.0f s); the channel is answered and the "
                 "deciding goes on",
                 received.message_id,
                 self._answer_within,
             )
-            return None
+        return outcome
 
-    def _finished_in_background(self, task: asyncio.Task[Outcome]) -> None:
-        self._background.discard(task)
+    @staticmethod
+    def _finished_in_background(task: asyncio.Task[Outcome]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "Could not decide a message in the background; recovery takes it again",
@@ -230,8 +228,7 @@ class Inbox:
     async def drain(self, timeout: float = RECOVERY_GRACE.total_seconds()) -> None:
         """Wait for the deciding still going on in the background (at stop); what is not
         decided by then stays stored for recovery."""
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=timeout)
+        await self._background.drain(timeout)
 
     @staticmethod
     def _ignored(received: Received, inbound: InboundMessage) -> Outcome:

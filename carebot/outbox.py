@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
+from carebot.background import Background
 from carebot.channel import Channel
 from carebot.clock import Clock
 from carebot.events import Event, EventHub
@@ -133,7 +134,7 @@ class OutboxWorker:
         self._acking = False
         self._ack_writer: asyncio.Task[None] | None = None
         self._immediate_wait = immediate_wait
-        self._background: set[asyncio.Task[bool]] = set()
+        self._background = Background()  # sends that took longer than immediate_wait
         self._deliver = deliver or _plain_send
 
     def wake(self) -> None:
@@ -170,29 +171,22 @@ class OutboxWorker:
     async def _send_now(self, reply: OutboundReply) -> bool:
         """Send a reply leased to us, waiting ``immediate_wait`` seconds at most; whether it
         was delivered within them."""
-        task = asyncio.create_task(self._send(reply))
-        try:
-            delivered = await asyncio.wait_for(asyncio.shield(task), self._immediate_wait)
-        except (TimeoutError, asyncio.CancelledError):
-            self._background.add(task)
-            task.add_done_callback(self._finished_in_background)
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the caller was cancelled (e.g. its connection closed): the send goes on
+        done, delivered = await self._background.within(
+            self._send(reply), self._immediate_wait, finished=self._finished_in_background
+        )
+        if not done:
             log.info("Reply %s is slow to send; it goes on in the background", reply.outbox_id)
             return False
-        self._sent_right_away += delivered
-        return delivered
+        self._sent_right_away += bool(delivered)
+        return bool(delivered)
 
     def _finished_in_background(self, task: asyncio.Task[bool]) -> None:
-        self._background.discard(task)
         if not task.cancelled() and task.exception() is None and task.result():
             self._sent_right_away += 1
 
     async def drain(self, timeout: float = SEND_TIMEOUT) -> None:
         """Wait for sends still going on in the background (at stop)."""
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=timeout)
+        await self._background.drain(timeout)
 
     async def deliver_due(self) -> int:
         """One pass: send every reply that is due now. Returns how many replies were delivered
