@@ -17,8 +17,8 @@ from datetime import timedelta
 
 from carebot.clock import Clock
 from carebot.events import Event, EventHub
-from carebot.periodic import Periodic
 from carebot.store.closing import ClosingStore
+from carebot.tasks import Periodic
 
 log = logging.getLogger(__name__)
 

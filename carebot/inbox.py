@@ -42,7 +42,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from carebot.background import Background
 from carebot.clock import Clock
 from carebot.config import MessageSettings, Settings
 from carebot.events import Event, EventHub
@@ -71,6 +70,7 @@ from carebot.store.response_times import ResponseTimes
 from carebot.store.surveys import Question, Reply
 from carebot.store.waiting import WaitingReply, WaitingStore
 from carebot.survey.questions import NO, REPEATED, YES, Surveys
+from carebot.tasks import Background
 from carebot.triage import Triage, TriageContext
 
 log = logging.getLogger(__name__)

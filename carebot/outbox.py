@@ -18,7 +18,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
-from carebot.background import Background
 from carebot.channel import Channel
 from carebot.clock import Clock
 from carebot.events import Event, EventHub
@@ -26,6 +25,7 @@ from carebot.exceptions import ChannelNotRunning, DeliveryError
 from carebot.models import OutboundReply
 from carebot.retry import Backoff, repeat
 from carebot.store.outbox import IMMEDIATE_LEASE, OutboxStore, Queued
+from carebot.tasks import Background
 from carebot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,6 @@ from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.nlu.public_posts import post_classifier as trained_classifier
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
-from carebot.periodic import Periodic
 from carebot.public.delivery import PublicDelivery
 from carebot.public.handling import PostClassifier
 from carebot.public.posting import Guard
@@ -61,6 +60,7 @@ from carebot.store.teamwork import TeamworkStore
 from carebot.store.waiting import WaitingStore
 from carebot.survey.questions import Surveys
 from carebot.survey.ratings import RatingRequests
+from carebot.tasks import Periodic
 from carebot.teams.directory import TeamDirectory
 from carebot.teams.membership import Membership
 from carebot.triage import Priority, Triage

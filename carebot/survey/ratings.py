@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from carebot.clock import Clock
-from carebot.periodic import Periodic
 from carebot.reply_window import ReplyWindows
 from carebot.store.outbox import Queued
 from carebot.store.surveys import Question, QuietAnswers
+from carebot.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
