@@ -36,6 +36,7 @@ from carebot.store.customers import created_identities, find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
+from carebot.store.prepared import Prepared
 from carebot.store.public_items import (
     add_public_item,
     answered_thread,
@@ -43,7 +44,7 @@ from carebot.store.public_items import (
     public_context,
     thread_columns,
 )
-from carebot.store.rows import execute_plain, fixed, insert_row
+from carebot.store.rows import fixed, insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -88,7 +89,7 @@ class AlreadyHandled(StoreError):
         self.message_id = message_id
 
 
-_CLAIM = (
+_CLAIM = Prepared(
     update(Message)
     .where(Message.id == bindparam("message"), Message.handled_at.is_(None))
     .values(handled_at=bindparam("now"))
@@ -101,7 +102,7 @@ async def claim_message(session: AsyncSession, message_id: int, now: datetime) -
     yet: a conditional update (``WHERE handled_at IS NULL``), so that of two workers handling
     one message, one answers and the other gets :class:`AlreadyHandled` (on PostgreSQL the
     second waits for the first's commit, then finds the row handled)."""
-    claimed = (await execute_plain(session, _CLAIM, {"message": message_id, "now": now})).scalar()
+    claimed = await _CLAIM.scalar(session, {"message": message_id, "now": now})
     if claimed is None:
         raise AlreadyHandled(message_id)
 

@@ -40,6 +40,7 @@ from sqlalchemy.sql.expression import Update
 from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply, PublicAction
 from carebot.store.database import BOT_INTRO, Database
+from carebot.store.prepared import Prepared
 from carebot.store.rows import execute_plain, fixed, insert_row
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
@@ -85,14 +86,16 @@ class Outgoing:
 _EARLIER_PENDING = exists().where(
     OutboxRow.conversation_id == bindparam("conversation"), OutboxRow.status == fixed(PENDING)
 )
-_PENDING = select(_EARLIER_PENDING)
-_PENDING_AND_SAID = select(
-    _EARLIER_PENDING,
-    exists().where(
-        Message.conversation_id == bindparam("conversation"),
-        Message.direction == "out",
-        Message.author == "bot",
-    ),
+_PENDING = Prepared(select(_EARLIER_PENDING))
+_PENDING_AND_SAID = Prepared(
+    select(
+        _EARLIER_PENDING,
+        exists().where(
+            Message.conversation_id == bindparam("conversation"),
+            Message.direction == "out",
+            Message.author == "bot",
+        ),
+    )
 )
 
 
@@ -119,11 +122,11 @@ async def add_reply(
     params = {"conversation": conversation.id}
     intro = _introduction(session, outgoing)
     if intro:  # one query for both: is a reply pending, has the bot said anything yet
-        waiting, introduced = (await execute_plain(session, _PENDING_AND_SAID, params)).one()
+        ((waiting, introduced),) = await _PENDING_AND_SAID.rows(session, params)
         if not introduced:
             outgoing = replace(outgoing, text=f"{intro}\n\n{outgoing.text}")
     else:
-        waiting = bool((await execute_plain(session, _PENDING, params)).scalar())
+        waiting = bool(await _PENDING.scalar(session, params))
     immediate = lease and not waiting
     message = Message(
         conversation_id=conversation.id,
@@ -235,8 +238,8 @@ class OutboxStore:
         async with self._db.writes(one_statement=len(sent) == 1) as connection:
             for reply, external_id in sent:
                 params = {"outbox": reply.outbox_id, "held": _token(reply), "now": now}
-                marked = await connection.scalar(
-                    _SENT, {**params, "platform_id": external_id or None}
+                marked = await _SENT.scalar(
+                    connection, {**params, "platform_id": external_id or None}
                 )
                 if marked is None:
                     _lost(reply)
@@ -400,7 +403,7 @@ async def claim_due_in(
 
 # A delivered reply's mark (per reply: prepared once), if it still holds its lease; the
 # platform's id of the sent message kept when there is one.
-_SENT = (
+_SENT = Prepared(
     update(OutboxRow)
     .where(OutboxRow.id == bindparam("outbox"), OutboxRow.lease == bindparam("held"))
     .values(

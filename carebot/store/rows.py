@@ -13,34 +13,60 @@ transaction.
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, Insert, Result, Table, insert, inspect, literal
+from sqlalchemy import ColumnElement, Executable, Result, Table, insert, inspect, literal
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.store.prepared import Prepared, flushed
 
 T = TypeVar("T")
 
 
-@cache
-def _insert(table: Table) -> Insert:
-    """The table's INSERT, returning the new ``id`` where the table numbers its rows."""
-    statement = insert(table)
-    return statement.returning(table.c.id) if "id" in table.c else statement
+@dataclass(frozen=True, slots=True)
+class _Column:
+    attribute: str
+    name: str
+    default: Callable[[], Any] | None  # the column's Python default, computed here
+    server_default: bool  # left to the database when the value is None
 
 
 @cache
-def _columns(cls: type) -> tuple[tuple[str, str, bool], ...]:
-    """(attribute, column, whether the column has a default) of a mapped class."""
+def _columns(cls: type) -> tuple[_Column, ...]:
+    """The columns of a mapped class that an INSERT writes (not a numbered ``id``)."""
     mapper: Any = inspect(cls)
     found = []
     for attr in mapper.column_attrs:
         column = attr.columns[0]
         if column.primary_key and column.name == "id":
             continue  # numbered by the database
-        defaulted = column.default is not None or column.server_default is not None
-        found.append((attr.key, column.name, defaulted))
+        default: Callable[[], Any] | None = None
+        if column.default is not None:
+            if column.default.is_scalar:
+                default = functools.partial(copy.copy, column.default.arg)
+            elif column.default.is_callable:  # SQLAlchemy's wrapper: takes its context
+                default = functools.partial(column.default.arg, None)
+            else:
+                raise TypeError(
+                    f"insert_row() cannot compute the default of {column} (SQL or a sequence): "
+                    "give the column a value, or write the row with session.add()"
+                )
+        found.append(_Column(attr.key, column.name, default, column.server_default is not None))
     return tuple(found)
+
+
+@cache
+def _insert(table: Table, columns: tuple[str, ...]) -> Prepared:
+    """The table's INSERT of ``columns``, returning the new ``id`` where it numbers its rows."""
+    statement = insert(table)
+    if "id" in table.c:
+        statement = statement.returning(table.c.id)
+    return Prepared(statement, column_keys=columns)
 
 
 def fixed(value: str) -> ColumnElement[str]:
@@ -53,18 +79,12 @@ def fixed(value: str) -> ColumnElement[str]:
     return literal(value, literal_execute=True)
 
 
-async def _flushed(session: AsyncSession) -> None:
-    """Pending ORM changes of the session written first, so that statements keep their order."""
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
-
-
 async def execute_plain(
     session: AsyncSession, statement: Executable, params: dict[str, Any] | None = None
 ) -> Result[*tuple[Any, ...]]:
     """``statement`` (Core, e.g. an UPDATE ... RETURNING) in the session's transaction, without
     the ORM's handling of it (the session's objects are not updated to match)."""
-    await _flushed(session)
+    await flushed(session)
     connection = await session.connection()
     return await connection.execute(statement, params)
 
@@ -73,17 +93,19 @@ async def insert_row(session: AsyncSession, row: T) -> T:
     """Write ``row`` (a new, transient mapped object) in the session's transaction and set its
     id (where its table numbers rows). Pending ORM changes of the session are flushed first,
     so rows keep their order."""
-    await _flushed(session)
-    values: dict[str, Any] = {}
-    for attribute, column, defaulted in _columns(type(row)):  # type: ignore[arg-type]
-        value = getattr(row, attribute)
-        if value is None and defaulted:
-            continue  # the column's default applies, as the ORM would have let it
-        values[column] = value
     table = inspect(type(row)).local_table
     assert isinstance(table, Table)
-    connection = await session.connection()
-    result = await connection.execute(_insert(table), values)
+    values: dict[str, Any] = {}
+    for column in _columns(type(row)):  # type: ignore[arg-type]
+        value = getattr(row, column.attribute)
+        if value is None:
+            if column.default is not None:
+                value = column.default()
+                setattr(row, column.attribute, value)  # as the ORM would have set it
+            elif column.server_default:
+                continue  # the database's default applies
+        values[column.name] = value
+    rows = await _insert(table, tuple(values)).rows(session, values)
     if "id" in table.c:
-        row.id = result.scalar_one()  # type: ignore[attr-defined]
+        row.id = rows[0][0]  # type: ignore[attr-defined]
     return row

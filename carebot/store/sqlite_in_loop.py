@@ -139,6 +139,18 @@ class Connection:
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
         return await self.cursor().execute(sql, parameters)
 
+    async def rows(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        """Run one statement and fetch its rows (:mod:`carebot.store.prepared`)."""
+
+        def run() -> list[Any]:
+            cursor = self._conn.execute(sql, parameters)
+            try:
+                return cursor.fetchall()
+            finally:
+                cursor.close()
+
+        return await _patiently(run)
+
     async def commit(self) -> None:
         await _patiently(self._conn.commit)
         if self._after_commit is not None:

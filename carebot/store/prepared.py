@@ -1,0 +1,166 @@
+"""The per-message statements, run by the database driver itself: each compiled once per
+dialect into its SQL, its parameters' order and SQLAlchemy's conversions of them (a timestamp to
+SQLite's text, a mapping to JSON), then executed on the driver's connection of the caller's
+transaction (sqlite3 on the event loop, or asyncpg) with no SQLAlchemy execution in between.
+
+SQLAlchemy's execution of an already compiled statement (its cache key, execution context,
+result object, and the greenlet hop of its asyncio layer) costs far more than the statement:
+measured here (SQLite), 165 us for an INSERT through :func:`carebot.store.rows.insert_row`'s
+Core path against some 20 us in sqlite3, six to eight times per message. The statements here
+are short writes and lookups whose results are plain values (an id, a flag); anything whose
+result needs SQLAlchemy's conversions goes through SQLAlchemy as before.
+
+A driver this module does not know (another SQLite driver, an in-memory database, psycopg) is
+simply given the statement through SQLAlchemy, as is asyncpg before its transaction has begun
+(SQLAlchemy begins it with the first statement it runs). A driver's error is raised as
+SQLAlchemy's (``IntegrityError`` for a unique index, ``OperationalError``/``DBAPIError`` for
+the rest), as the callers expect.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ClauseElement, Executable
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from carebot.store import sqlite_in_loop
+
+try:  # PostgreSQL's driver is an optional dependency of SQLite-only installs
+    import asyncpg
+except ImportError:  # pragma: no cover
+    asyncpg = None
+
+_DRIVER = "carebot.store.prepared.driver"  # Session.info's key: the transaction's driver
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the parameters, in the order the SQL takes them
+    fixed: Mapping[str, Any]  # values the statement carries itself
+    convert: Mapping[str, Callable[[Any], Any]]  # SQLAlchemy's bind processors
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        values = {**self.fixed, **params}
+        out = []
+        for name in self.names:
+            value = values[name]
+            convert = self.convert.get(name)
+            out.append(value if convert is None or value is None else convert(value))
+        return out
+
+
+def _compile(statement: Executable, dialect: Dialect, **kw: Any) -> _Compiled:
+    compiled = cast(ClauseElement, statement).compile(dialect=dialect, **kw)
+    assert isinstance(compiled, SQLCompiler)
+    base = compiled.construct_params(_check=False)
+    expanded = compiled._process_parameters_for_postcompile(base, _populate_self=False)
+    positions = expanded.positiontup or []
+    return _Compiled(
+        expanded.statement,
+        tuple(positions),
+        {k: v for k, v in expanded.parameters.items() if not _required(v)},
+        {k: v for k, v in compiled._bind_processors.items() if callable(v)},
+    )
+
+
+def _required(value: Any) -> bool:
+    return getattr(value, "name", None) == "REQUIRED"
+
+
+class Prepared:
+    """``statement`` (Core, its results plain values), ready to run on the driver."""
+
+    def __init__(
+        self, statement: Executable, *, column_keys: Sequence[str] | None = None
+    ) -> None:
+        """``column_keys``: an INSERT's columns (all of them, their defaults included)."""
+        self.statement = statement
+        self._column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        key = (dialect.name, dialect.driver)
+        found = self._compiled.get(key)
+        if found is None:
+            kw = {} if self._column_keys is None else {"column_keys": self._column_keys}
+            found = self._compiled[key] = _compile(self.statement, dialect, **kw)
+        return found
+
+    async def rows(
+        self, on: AsyncSession | AsyncConnection, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Sequence[Any]]:
+        """The result's rows (tuples of plain values)."""
+        if isinstance(on, AsyncSession):
+            await flushed(on)
+            on = await on.connection()
+        return await run(on, self, params or {})
+
+    async def scalar(
+        self, on: AsyncSession | AsyncConnection, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """The first row's first value, or None when there is no row."""
+        rows = await self.rows(on, params)
+        return rows[0][0] if rows else None
+
+
+async def flushed(session: AsyncSession) -> None:
+    """Pending ORM changes of the session written first, so that statements keep their order."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+
+
+async def run(
+    connection: AsyncConnection,
+    prepared: Prepared,
+    params: Mapping[str, Any],
+) -> Sequence[Sequence[Any]]:
+    """Run ``prepared`` with ``params`` on ``connection``'s driver (or through SQLAlchemy
+    where the driver is not one of ours, see the module's note)."""
+    driver = _driver(connection)
+    if driver is None:
+        result = await connection.execute(cast(Any, prepared.statement), dict(params))
+        return result.all() if result.returns_rows else []
+    compiled = prepared.compiled(connection.dialect)
+    arguments = compiled.arguments(params)
+    try:
+        if isinstance(driver, sqlite_in_loop.Connection):
+            return await driver.rows(compiled.sql, arguments)
+        return await driver.fetch(compiled.sql, *arguments)
+    except sqlite3.IntegrityError as error:
+        raise sa_exc.IntegrityError(compiled.sql, None, error) from error
+    except sqlite3.Error as error:
+        raise sa_exc.OperationalError(compiled.sql, None, error) from error
+    except Exception as error:
+        if asyncpg is None or not isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+            raise
+        if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+            raise sa_exc.IntegrityError(compiled.sql, None, error) from error
+        raise sa_exc.DBAPIError(compiled.sql, None, error) from error
+
+
+def _driver(connection: AsyncConnection) -> Any:
+    """The driver's connection under ``connection``, when it is one to run statements on
+    directly: sqlite3 on the event loop, or asyncpg within a begun transaction (or in
+    autocommit)."""
+    sync = connection.sync_connection
+    if sync is None or sync.closed or sync.invalidated:
+        return None  # SQLAlchemy's own execution reports it, or connects again
+    fairy = sync.connection
+    driver = fairy.driver_connection
+    if isinstance(driver, sqlite_in_loop.Connection):
+        return driver
+    if asyncpg is not None and isinstance(driver, asyncpg.Connection):
+        adapted = fairy.dbapi_connection  # SQLAlchemy's adapter: has it begun the transaction?
+        if getattr(adapted, "isolation_level", None) == "autocommit":
+            return driver
+        if getattr(adapted, "_transaction", None) is not None:
+            return driver
+    return None
