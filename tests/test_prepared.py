@@ -167,3 +167,26 @@ async def test_a_unique_index_met_by_the_driver_raises_sqlalchemys_integrity_err
         async with database.transaction() as session:
             await session.scalar(select(Conversation.id))
             await insert_row(session, a_message(conversation_id, "same"))
+
+
+async def test_values_read_by_the_driver_are_converted_as_sqlalchemy_converts_them(
+    database: Database,
+) -> None:
+    conversation_id = await a_conversation(database)
+    async with database.transaction() as session:
+        identity = await session.scalar(select(Identity))
+        assert identity is not None
+        identity.profile = {"name": "Ann", "phone": "+49 30 1234567"}
+    read = Prepared(
+        select(Identity.profile, Conversation.created_at, Conversation.closed_at)
+        .join(Conversation, Conversation.identity_id == Identity.id)
+        .where(Conversation.id == bindparam("conversation"))
+    )
+    with statements_through_sqlalchemy(database) as seen:
+        async with database.transaction() as session:
+            await session.scalar(select(Conversation.id))
+            seen.clear()
+            [row] = await read.rows(session, {"conversation": conversation_id})
+    assert seen == []
+    assert row == ({"name": "Ann", "phone": "+49 30 1234567"}, WHEN, None)
+    assert row[1].tzinfo is not None  # aware UTC, SQLite included

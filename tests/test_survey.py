@@ -215,6 +215,26 @@ async def test_a_question_or_a_longer_message_is_not_read_as_yes_or_no(
     assert survey.answer is None
 
 
+async def test_a_message_that_answers_no_question_is_not_looked_up(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most messages are no answer: the question pending is read only for one that may be."""
+    looked_up: list[str] = []
+    store = runtime.inbox._surveys.store  # type: ignore[union-attr]
+    pending = store.pending
+
+    async def counted(received: Any) -> Any:
+        looked_up.append(str(received.message_id))
+        return await pending(received)
+
+    monkeypatch.setattr(store, "pending", counted)
+    await runtime.inbox.receive(inbound("where is my order"))  # a new customer: no look-up
+    await runtime.inbox.receive(inbound("how do I return an item?"))
+    assert looked_up == []
+    assert (await runtime.inbox.receive(inbound("yes"))).status is Status.SURVEYED
+    assert len(looked_up) == 1
+
+
 async def test_a_reply_after_the_survey_window_is_a_new_message(
     runtime: Runtime, clock: Clock
 ) -> None:

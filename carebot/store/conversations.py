@@ -146,6 +146,8 @@ _OPEN_CONVERSATION = (
     .limit(1)
     .with_for_update()
 )
+# ...the columns a private message stored in it needs (per message).
+_OPEN_IDS = Prepared(_OPEN_CONVERSATION.with_only_columns(Conversation.id, Conversation.state))
 
 
 def _unhandled_where(
@@ -304,10 +306,16 @@ class ConversationStore:
         thread = inbound.public.thread if inbound.public is not None else ""
         if identity.id in created_identities(session):  # a new customer: nothing to look for
             return await self._new_conversation(session, identity, inbound, origin=False), True
+        if inbound.public is None:
+            found = await _OPEN_IDS.rows(session, {"identity": identity.id, "thread": thread})
+            if found:  # outside the session, for reading: what the message needs
+                conversation_id, state = found[0]
+                return Conversation(id=conversation_id, state=state), False
+            return await self._new_conversation(session, identity, inbound, origin=True), True
         conversation = await session.scalar(
             _OPEN_CONVERSATION, {"identity": identity.id, "thread": thread}
         )
-        if conversation is None and inbound.public is not None:
+        if conversation is None:
             conversation = await answered_thread(session, identity, inbound)
         if conversation is None:
             return await self._new_conversation(session, identity, inbound, origin=True), True

@@ -21,6 +21,7 @@ from carebot.clock import Clock
 from carebot.exceptions import StoreError
 from carebot.models import ContactDetails
 from carebot.store.database import Database
+from carebot.store.prepared import Prepared
 from carebot.store.rows import insert_row
 from carebot.store.tables import ContactPoint, Conversation, Customer, Identity
 
@@ -77,9 +78,11 @@ CREATED_IDENTITIES = "carebot.created_identities"  # the key of Session.info
 
 
 # A channel identity by its platform id (per message: prepared once).
-_IDENTITY = select(Identity).where(
-    Identity.channel == bindparam("channel"),
-    Identity.external_user_id == bindparam("external_user_id"),
+_IDENTITY = Prepared(
+    select(Identity.id, Identity.customer_id, Identity.profile).where(
+        Identity.channel == bindparam("channel"),
+        Identity.external_user_id == bindparam("external_user_id"),
+    )
 )
 
 
@@ -94,11 +97,29 @@ async def find_or_create_identity(
 ) -> Identity:
     """The channel identity (created with a new customer the first time); a changed profile is
     merged in, and a phone or e-mail it shows links it to the customer who has it already.
-    One created here is in :func:`created_identities` of the session."""
-    identity = await session.scalar(
-        _IDENTITY, {"channel": channel, "external_user_id": external_user_id}
+    One created here is in :func:`created_identities` of the session; one with nothing to
+    change comes back outside the session (for reading: its ids, channel and profile)."""
+    found = await _IDENTITY.rows(
+        session, {"channel": channel, "external_user_id": external_user_id}
     )
-    if identity is None:
+    if found:
+        identity_id, customer_id, known = found[0]
+        if not profile or {**known, **profile} == known:
+            # Nothing to change (nearly every message): the identity as read, outside the
+            # session, for its ids; loading it into the session cost more than the query.
+            return Identity(
+                id=identity_id,
+                customer_id=customer_id,
+                channel=channel,
+                external_user_id=external_user_id,
+                profile=known,
+            )
+        identity = await session.get_one(Identity, identity_id)
+        identity.profile = {**identity.profile, **profile}
+        customer = await session.get_one(Customer, identity.customer_id)
+        if not customer.display_name and profile.get("name"):
+            customer.display_name = profile["name"][:200]
+    else:
         customer = Customer(display_name=profile.get("name", "")[:200], created_at=now)
         await insert_row(session, customer)
         identity = Identity(
@@ -111,13 +132,6 @@ async def find_or_create_identity(
         session.add(identity)
         await session.flush()
         created_identities(session).add(identity.id)
-    elif profile and {**identity.profile, **profile} != identity.profile:
-        identity.profile = {**identity.profile, **profile}
-        customer = await session.get_one(Customer, identity.customer_id)
-        if not customer.display_name and profile.get("name"):
-            customer.display_name = profile["name"][:200]
-    else:
-        return identity
     await _link(session, identity, link_by, now)
     return identity
 

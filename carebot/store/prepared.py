@@ -46,6 +46,20 @@ class _Compiled:
     names: tuple[str, ...]  # the parameters, in the order the SQL takes them
     fixed: Mapping[str, Any]  # values the statement carries itself
     convert: Mapping[str, Callable[[Any], Any]]  # SQLAlchemy's bind processors
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # its result processors, if any
+
+    def rows(self, found: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """The driver's rows, their values converted as SQLAlchemy would (JSON read, a
+        timestamp made aware)."""
+        if self.results is None:
+            return found
+        return [
+            tuple(
+                v if p is None or v is None else p(v)
+                for p, v in zip(self.results, row, strict=True)
+            )
+            for row in found
+        ]
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         values = {**self.fixed, **params}
@@ -63,11 +77,15 @@ def _compile(statement: Executable, dialect: Dialect, **kw: Any) -> _Compiled:
     base = compiled.construct_params(_check=False)
     expanded = compiled._process_parameters_for_postcompile(base, _populate_self=False)
     positions = expanded.positiontup or []
+    results = tuple(
+        column.type._cached_result_processor(dialect, None) for column in compiled._result_columns
+    )
     return _Compiled(
         expanded.statement,
         tuple(positions),
         {k: v for k, v in expanded.parameters.items() if not _required(v)},
         {k: v for k, v in compiled._bind_processors.items() if callable(v)},
+        results if any(results) else None,
     )
 
 
@@ -76,11 +94,9 @@ def _required(value: Any) -> bool:
 
 
 class Prepared:
-    """``statement`` (Core, its results plain values), ready to run on the driver."""
+    """``statement`` (Core), ready to run on the driver; its rows are tuples."""
 
-    def __init__(
-        self, statement: Executable, *, column_keys: Sequence[str] | None = None
-    ) -> None:
+    def __init__(self, statement: Executable, *, column_keys: Sequence[str] | None = None) -> None:
         """``column_keys``: an INSERT's columns (all of them, their defaults included)."""
         self.statement = statement
         self._column_keys = list(column_keys) if column_keys is not None else None
@@ -132,8 +148,8 @@ async def run(
     arguments = compiled.arguments(params)
     try:
         if isinstance(driver, sqlite_in_loop.Connection):
-            return await driver.rows(compiled.sql, arguments)
-        return await driver.fetch(compiled.sql, *arguments)
+            return compiled.rows(await driver.rows(compiled.sql, arguments))
+        return compiled.rows(await driver.fetch(compiled.sql, *arguments))
     except sqlite3.IntegrityError as error:
         raise sa_exc.IntegrityError(compiled.sql, None, error) from error
     except sqlite3.Error as error:

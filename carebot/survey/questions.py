@@ -78,7 +78,11 @@ class Surveys:
         return Question(RATING, self._messages.rating_request, choices)
 
     async def reply(self, received: Received, text: str) -> Reply | None:
-        """The customer's answer to the question just put to them, if ``text`` is one."""
+        """The customer's answer to the question just put to them, if ``text`` is one. A text
+        that answers no question whatever was asked ("where is my order?") is not looked up:
+        most messages are not answers, and the look-up was a read per message."""
+        if not any(self.read(pending, text) for pending in _ANY_QUESTION):
+            return None
         pending = await self.store.pending(received)
         if pending is None:
             return None
@@ -118,6 +122,14 @@ class Surveys:
             emotion=0.0,
             reply=text,
         )
+
+
+# Every kind of question, asked or answered already: what :meth:`Surveys.read` may be given.
+_ANY_QUESTION = tuple(
+    Pending(0, kind, 0, datetime.min, answered=answered)
+    for kind in (HELPFUL, RATING)
+    for answered in (False, True)
+)
 
 
 def _rating(pending: Pending, text: str) -> Reply | None:
