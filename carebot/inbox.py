@@ -284,8 +284,13 @@ class Inbox:
             if received.opened and not received.duplicate:
                 pending = [(received, inbound)]  # its conversation holds nothing before it
             else:
-                pending = await self._conversations.unhandled_in(
-                    received.conversation_id, up_to=received.message_id
+                in_hand = await self._conversations.unhandled_in_hand(received, inbound)
+                pending = (
+                    in_hand
+                    if in_hand is not None
+                    else await self._conversations.unhandled_in(  # earlier ones wait too
+                        received.conversation_id, up_to=received.message_id
+                    )
                 )
             decided = False  # an earlier message decided here may change the state read
             for earlier, message in pending:

@@ -168,6 +168,8 @@ _UNHANDLED_IN = _unhandled_where(
     Message.conversation_id == bindparam("conversation"), Message.id <= bindparam("up_to")
 )
 _UNHANDLED_BEFORE = _unhandled_where(Message.created_at < bindparam("before"))
+# ...only their ids, with the conversation's state (per message: nearly always just the one).
+_UNHANDLED_IDS = Prepared(_UNHANDLED_IN.with_only_columns(Message.id, Conversation.state))
 
 # Inbound messages to decide, oldest first, each rebuilt as the adapter gave it.
 Pending = list[tuple[Received, InboundMessage]]
@@ -509,6 +511,31 @@ class ConversationStore:
         that stored them stopped midway), oldest first. Younger ones are left out: another
         worker may be deciding them right now (see :data:`carebot.inbox.RECOVERY_GRACE`)."""
         return await self._unhandled(_UNHANDLED_BEFORE, {"before": stored_before})
+
+    async def unhandled_in_hand(
+        self, received: Received, inbound: InboundMessage
+    ) -> Pending | None:
+        """:meth:`unhandled_in` up to ``received``, when that is nothing but ``received``
+        itself (or nothing at all: handled meanwhile), which is nearly always: then its
+        conversation's current state is all there is to read, and the message in hand is the
+        one stored. None when earlier messages wait too (read them with :meth:`unhandled_in`)."""
+        params = {"conversation": received.conversation_id, "up_to": received.message_id}
+        async with self._db.reads() as conn:
+            found = await _UNHANDLED_IDS.rows(conn, params)
+        if not found:
+            return []
+        ((message_id, state), *earlier) = found
+        if earlier or message_id != received.message_id:
+            return None
+        current = Received(
+            received.message_id,
+            received.conversation_id,
+            received.customer_id,
+            received.identity_id,
+            ConversationState(state),
+            duplicate=False,
+        )
+        return [(current, inbound)]
 
     async def unhandled_in(self, conversation_id: int, *, up_to: int) -> Pending:
         """The conversation's inbound messages not handled yet, stored up to and including
