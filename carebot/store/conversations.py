@@ -115,11 +115,38 @@ _PARTY = (
 )
 
 
+# ...the columns a decision's reply needs (per message).
+_PARTY_COLUMNS = Prepared(
+    _PARTY.with_only_columns(
+        Conversation.state,
+        Conversation.customer_id,
+        Conversation.identity_id,
+        Identity.channel,
+        Identity.external_user_id,
+    )
+)
+
+
 async def locked_party(
-    session: AsyncSession, conversation_id: int
+    session: AsyncSession, conversation_id: int, *, to_change: bool = True
 ) -> tuple[Conversation, Identity]:
     """A conversation, locked until the caller's transaction ends (PostgreSQL), and the
-    customer's identity in it, in one query."""
+    customer's identity in it, in one query. Without ``to_change``, both are read outside
+    the session, with what a reply needs (state, ids, channel): loading them into it cost
+    more than the query; :func:`locked_party` again (the lock is held) gives them to change."""
+    if not to_change:
+        found = await _PARTY_COLUMNS.rows(session, {"conversation": conversation_id})
+        ((state, customer_id, identity_id, channel, external_user_id),) = found
+        conversation = Conversation(
+            id=conversation_id, state=state, customer_id=customer_id, identity_id=identity_id
+        )
+        identity = Identity(
+            id=identity_id,
+            customer_id=customer_id,
+            channel=channel,
+            external_user_id=external_user_id,
+        )
+        return conversation, identity
     row = (await session.execute(_PARTY, {"conversation": conversation_id})).one()
     return row[0], row[1]
 
@@ -390,7 +417,9 @@ class ConversationStore:
         now = self._clock()
         async with self._db.transaction() as session:
             # Locked (PostgreSQL), so an agent taking over meanwhile is not overwritten.
-            conversation, identity = await locked_party(session, received.conversation_id)
+            conversation, identity = await locked_party(
+                session, received.conversation_id, to_change=False
+            )
             await claim_message(session, received.message_id, now)
             row = decision_row(received, decision, timings, now)
             await insert_row(session, row)
@@ -422,6 +451,7 @@ class ConversationStore:
                 survey = asked(conversation, ask.kind, queued, now, decision_id=row.id)
                 await insert_row(session, survey)
             if decision.hands_off:
+                conversation, identity = await locked_party(session, conversation.id)
                 await self.hand_off(session, conversation, identity, row, decision)
             return queued
 
