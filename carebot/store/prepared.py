@@ -5,16 +5,21 @@ transaction (sqlite3 on the event loop, or asyncpg) with no SQLAlchemy execution
 
 SQLAlchemy's execution of an already compiled statement (its cache key, execution context,
 result object, and the greenlet hop of its asyncio layer) costs far more than the statement:
-measured here (SQLite), 165 us for an INSERT through :func:`carebot.store.rows.insert_row`'s
-Core path against some 20 us in sqlite3, six to eight times per message. The statements here
-are short writes and lookups whose results are plain values (an id, a flag); anything whose
-result needs SQLAlchemy's conversions goes through SQLAlchemy as before.
+measured here (SQLite), 165 us for an INSERT through SQLAlchemy's Core against some 20 us in
+sqlite3, and a message has a dozen such statements. The rows come back as tuples, their values
+converted by SQLAlchemy's result processors (JSON read, timestamps made aware); nothing is
+loaded into an ORM session.
 
-A driver this module does not know (another SQLite driver, an in-memory database, psycopg) is
-simply given the statement through SQLAlchemy, as is asyncpg before its transaction has begun
-(SQLAlchemy begins it with the first statement it runs). A driver's error is raised as
+On asyncpg, SQLAlchemy begins the transaction with the first statement it runs; a prepared
+statement that comes first begins it the same way (the adapter's own call), so it belongs to
+the transaction. A driver this module does not know (another SQLite driver, an in-memory
+database, psycopg) is given the statement through SQLAlchemy. A driver's error is raised as
 SQLAlchemy's (``IntegrityError`` for a unique index, ``OperationalError``/``DBAPIError`` for
 the rest), as the callers expect.
+
+This reads some of SQLAlchemy's internals (a compiled statement's processors, the asyncpg
+adapter's transaction), hence the upper bound on SQLAlchemy in pyproject.toml;
+tests/test_prepared.py fails if a release changes them.
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ async def run(
 ) -> Sequence[Sequence[Any]]:
     """Run ``prepared`` with ``params`` on ``connection``'s driver (or through SQLAlchemy
     where the driver is not one of ours, see the module's note)."""
-    driver = _driver(connection)
+    driver = await _driver(connection)
     if driver is None:
         result = await connection.execute(cast(Any, prepared.statement), dict(params))
         return result.all() if result.returns_rows else []
@@ -162,10 +167,10 @@ async def run(
         raise sa_exc.DBAPIError(compiled.sql, None, error) from error
 
 
-def _driver(connection: AsyncConnection) -> Any:
+async def _driver(connection: AsyncConnection) -> Any:
     """The driver's connection under ``connection``, when it is one to run statements on
-    directly: sqlite3 on the event loop, or asyncpg within a begun transaction (or in
-    autocommit)."""
+    directly: sqlite3 on the event loop, or asyncpg (its transaction begun first, as
+    SQLAlchemy's adapter would have begun it)."""
     sync = connection.sync_connection
     if sync is None or sync.closed or sync.invalidated:
         return None  # SQLAlchemy's own execution reports it, or connects again
@@ -173,10 +178,14 @@ def _driver(connection: AsyncConnection) -> Any:
     driver = fairy.driver_connection
     if isinstance(driver, sqlite_in_loop.Connection):
         return driver
-    if asyncpg is not None and isinstance(driver, asyncpg.Connection):
-        adapted = fairy.dbapi_connection  # SQLAlchemy's adapter: has it begun the transaction?
-        if getattr(adapted, "isolation_level", None) == "autocommit":
-            return driver
-        if getattr(adapted, "_transaction", None) is not None:
-            return driver
-    return None
+    if asyncpg is None or not isinstance(driver, asyncpg.Connection):
+        return None
+    adapted: Any = fairy.dbapi_connection  # SQLAlchemy's adapter
+    if getattr(adapted, "isolation_level", None) == "autocommit":
+        return driver
+    if getattr(adapted, "_transaction", None) is None:
+        try:
+            await adapted._start_transaction()
+        except Exception:
+            return None  # SQLAlchemy tries again, and raises its own error if it fails too
+    return driver if getattr(adapted, "_transaction", None) is not None else None
