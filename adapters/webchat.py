@@ -286,7 +286,10 @@ class WebChatChannel:
             await ws.prepare(request)
         except ConnectionError:
             log.debug("A web chat tab went away before its socket opened")
-            return ws
+            # Not the half-opened socket: aiohttp would end it with write_eof, which raises
+            # "Call .prepare() first" (108 such errors in a chaos run); a plain response's
+            # write to the closed connection is a ConnectionError aiohttp takes quietly.
+            return web.Response(status=499, text="client closed the connection")
         visitor: str | None = None
         self._tabs[ws] = Tab(browser=browser_label(request.headers.get("User-Agent")))
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -748,4 +749,39 @@ async def test_a_hello_whose_history_cannot_be_read_is_asked_to_connect_again(
         closing = await ws.receive(timeout=10)
     await channel.close()
     assert (closing.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 1013)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_tab_gone_before_its_socket_opens_is_no_error(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser gave up while the socket's handshake was written (an overloaded worker):
+    nothing is logged as an error (aiohttp used to fail ending the half-opened socket)."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+
+    async def transcript(_visitor: str) -> list[TranscriptLine]:
+        return []
+
+    prepare = web.WebSocketResponse.prepare
+    failed: list[web.WebSocketResponse] = []
+
+    async def gone(self: web.WebSocketResponse, request: web.Request) -> Any:
+        if failed:  # aiohttp's own call, ending the response
+            return await prepare(self, request)
+        failed.append(self)
+        await web.StreamResponse.prepare(self, request)  # the handshake's headers go out
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    channel, app = await started_channel(signer, transcript)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/chat/ws"
+    monkeypatch.setattr(web.WebSocketResponse, "prepare", gone)
+    async with aiohttp.ClientSession() as http:
+        with contextlib.suppress(aiohttp.ClientError):
+            await http.ws_connect(url)
+    await channel.close()
+    await runner.cleanup()
+    assert failed
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
