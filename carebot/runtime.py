@@ -47,7 +47,7 @@ from carebot.store.closing import ClosingStore
 from carebot.store.conversation_lock import ConversationLocks
 from carebot.store.conversations import ConversationStore
 from carebot.store.customers import CustomerStore
-from carebot.store.database import Database
+from carebot.store.database import KEPT_APART, Database
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
@@ -264,9 +264,9 @@ class Runtime:
 
 def conversation_locks(settings: Settings) -> int:
     """How many conversations a worker decides at once on PostgreSQL: each holds a connection
-    of the pool ([store] max_connections less the two for events and the leader) for its
-    lock, and half the pool stays for the deciding and everything else."""
-    return max(1, (settings.store.max_connections - 2) // 2)
+    of the pool ([store] max_connections less those kept apart: events, the leader's lock, the
+    sent marks) for its lock, and half the pool stays for the deciding and everything else."""
+    return max(1, (settings.store.max_connections - KEPT_APART) // 2)
 
 
 def reply_windows(settings: Settings) -> ReplyWindows:

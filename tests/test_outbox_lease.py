@@ -189,6 +189,27 @@ async def test_concurrent_claimers_skip_each_others_rows_without_waiting(
 
 
 @ON_POSTGRESQL
+async def test_a_sent_mark_does_not_wait_for_a_busy_pool(
+    runtime: Runtime, database_url: str
+) -> None:
+    """A worker far behind has every pooled connection busy; a reply it has just delivered is
+    still marked sent at once, on the connection kept for the marks (waiting out the pool's
+    timeout failed the mark, and the customer got the reply again after its lease)."""
+    outbox_id = await ask(runtime, ORDER)
+    [claimed] = await runtime.outbox_store.claim_due()
+    db = Database(database_url, max_connections=4, pool_timeout=0.5)  # a pool of one
+    try:
+        async with db.engine.connect() as busy:
+            await busy.execute(select(1))
+            marked = OutboxStore(db, clock=runtime.outbox_store._clock)
+            assert await marked.mark_sent([(claimed, "ext-9")]) == []
+        found = await row(runtime, outbox_id)
+        assert (found.status, found.external_id, found.lease) == ("sent", "ext-9", None)
+    finally:
+        await db.close()
+
+
+@ON_POSTGRESQL
 async def test_several_worker_processes_deliver_every_reply_exactly_once(
     runtime: Runtime, database_url: str
 ) -> None:

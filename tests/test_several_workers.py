@@ -283,11 +283,11 @@ async def test_two_db_upgrades_at_once_migrate_the_database_once(
 
 @ON_POSTGRESQL
 async def test_an_exhausted_pool_names_the_connection_budget(database_url: str) -> None:
-    db = Database(database_url, max_connections=3, pool_timeout=0.2)  # a pool of one
+    db = Database(database_url, max_connections=4, pool_timeout=0.2)  # a pool of one
     try:
         async with db.engine.connect() as held:
             await held.execute(text("SELECT 1"))
-            with pytest.raises(sa_exc.TimeoutError, match=r"\[store\] max_connections = 3"):
+            with pytest.raises(sa_exc.TimeoutError, match=r"\[store\] max_connections = 4"):
                 async with db.engine.connect() as second:
                     await second.execute(text("SELECT 1"))
         assert db.engine.pool.size() == 1  # type: ignore[attr-defined]

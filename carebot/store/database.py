@@ -28,7 +28,11 @@ from carebot.store.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-KEPT_APART = 2  # of [store] max_connections: cross-process events, and the leader's lock
+# Of [store] max_connections, kept out of the pool: the cross-process events' connection, the
+# leader's lock's, and the outbox's sent marks' (a delivered reply is marked sent at once, never
+# behind a pool that a worker far behind has exhausted: a mark that waited out the pool's
+# timeout failed, and the reply went to the customer again when its lease ran out).
+KEPT_APART = 3
 POOL_TIMEOUT = 30.0  # seconds a session waits for a free connection of the pool
 MIGRATION_LOCK = 0x63617265626F74  # pg_advisory_xact_lock's key around 'db upgrade' ("carebot")
 BOT_INTRO = "carebot.bot_intro"  # the key of Session.info that holds the bot's introduction
@@ -55,7 +59,8 @@ class _BudgetPool(AsyncAdaptedQueuePool):
             raise sa_exc.TimeoutError(
                 f"All {size} pooled database connections of this worker stayed busy for "
                 f"{self._timeout:g} s ([store] max_connections = {size + KEPT_APART}: the pool, "
-                "plus one connection for cross-process events and one for the leader's lock). "
+                "plus one connection each for cross-process events, the leader's lock and the "
+                "outbox's sent marks). "
                 "Raise [store] max_connections (keeping workers x machines x max_connections "
                 "below PostgreSQL's max_connections), or look for slow queries."
             ) from exc
@@ -63,8 +68,9 @@ class _BudgetPool(AsyncAdaptedQueuePool):
 
 class Database:
     """Owns the engine. SQLite gets WAL, a busy timeout and enforced foreign keys; PostgreSQL
-    a pool of ``max_connections`` - 2 connections and no overflow (``[store] max_connections``:
-    the other two are the cross-process events' and the leader's lock's).
+    a pool of ``max_connections`` - 3 connections and no overflow (``[store] max_connections``:
+    the other three are the cross-process events', the leader's lock's and the sent marks',
+    see :data:`KEPT_APART`).
 
     ``bot_intro``: the text put before the bot's first message of every conversation (``[messages]
     bot_intro``, filled in; empty: none). Every session carries it (``session.info[BOT_INTRO]``),
@@ -112,6 +118,11 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             self.url, echo=echo, hide_parameters=True, **pool, **in_loop
         )
+        # The sent marks' connection (see KEPT_APART); SQLite's writers share its write lock.
+        self._marks: AsyncEngine = self.engine
+        if not self.is_sqlite:
+            apart = {**pool, "poolclass": AsyncAdaptedQueuePool, "pool_size": 1}
+            self._marks = create_async_engine(self.url, echo=echo, hide_parameters=True, **apart)
         # Long reads (the care leads' reports): on SQLite, off the event loop (aiosqlite's
         # thread), so that a report over a year of messages does not hold up the service.
         self.reports: AsyncEngine = self.engine
@@ -122,11 +133,8 @@ class Database:
         # Reads that need no transaction of their own, and single statements: on PostgreSQL in
         # autocommit, which spares each the BEGIN and the ROLLBACK or COMMIT round trips
         # (SQLite begins none for a read).
-        self._autocommit: AsyncEngine = (
-            self.engine
-            if self.is_sqlite
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        self._autocommit: AsyncEngine = _autocommitting(self.engine)
+        self._marks_autocommit: AsyncEngine = _autocommitting(self._marks)
         self.bot_intro = bot_intro
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, info={BOT_INTRO: bot_intro}
@@ -167,16 +175,24 @@ class Database:
             yield session
 
     @contextlib.asynccontextmanager
-    async def writes(self, *, one_statement: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def writes(
+        self, *, one_statement: bool = False, sent_marks: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A plain connection in a transaction (no ORM session: for prepared Core statements
         only), committed on success, rolled back on error; queued like :meth:`transaction`.
         ``one_statement``: the block runs one statement, which PostgreSQL then commits by
-        itself (autocommit: no BEGIN and COMMIT round trips)."""
+        itself (autocommit: no BEGIN and COMMIT round trips). ``sent_marks``: on PostgreSQL
+        the connection kept for the outbox's sent marks, not one of the pool (one writer at a
+        time: the outbox's group commit)."""
         if one_statement and not self.is_sqlite:
-            async with self._autocommit.connect() as connection:
+            single = self._marks_autocommit if sent_marks else self._autocommit
+            async with single.connect() as connection:
                 yield connection
             return
-        async with self._write_lock, self.engine.begin() as connection:
+        async with (
+            self._write_lock,
+            (self._marks if sent_marks else self.engine).begin() as connection,
+        ):
             yield connection
 
     async def upgrade(self) -> None:
@@ -235,10 +251,19 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._marks is not self.engine:
+            await self._marks.dispose()
         if self.reports is not self.engine:
             await self.reports.dispose()
         if self.checkpoints is not None:
             await self.checkpoints.close()
+
+
+def _autocommitting(engine: AsyncEngine) -> AsyncEngine:
+    """The engine's connections in autocommit on PostgreSQL (SQLite begins none for a read)."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int = 5000) -> None:

@@ -235,7 +235,7 @@ class OutboxStore:
         lease was lost (another worker claimed them since): those are left as they are."""
         now = self._clock()
         lost: list[int] = []
-        async with self._db.writes(one_statement=len(sent) == 1) as connection:
+        async with self._db.writes(one_statement=len(sent) == 1, sent_marks=True) as connection:
             for reply, external_id in sent:
                 params = {"outbox": reply.outbox_id, "held": _token(reply), "now": now}
                 marked = await _SENT.scalar(
