@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import sys
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carebot.clock import as_utc
 from carebot.exceptions import StoreError
-from carebot.models import Attachment, InboundKind, InboundMessage
+from carebot.models import Attachment, ConversationState, InboundKind, InboundMessage
 from carebot.runtime import Runtime
 from carebot.store.conversation_lock import (
     CONVERSATION_LOCKS,
@@ -34,6 +35,7 @@ from carebot.store.database import (
     MIGRATIONS,
     Database,
 )
+from carebot.store.returning import store_returning
 from carebot.store.tables import Base, Conversation, Customer, Handoff, Identity, Message, OutboxRow
 from tests.conftest import ROOT, Clock
 
@@ -637,8 +639,9 @@ async def test_a_conversation_held_past_the_lock_timeout_is_busy(
 ) -> None:
     """Another worker holding a conversation past the lock timeout (it stopped) makes the
     lock say so (ConversationBusy) instead of failing with the driver's error; the other
-    conversations stay free."""
-    holder, waiter = Database(database_url), Database(database_url, lock_timeout_ms=100)
+    conversations stay free (on the same connection: the waiter's pool has one)."""
+    holder = Database(database_url)
+    waiter = Database(database_url, lock_timeout_ms=100, max_connections=4)
     held, waiting = ConversationLocks(holder, limit=2), ConversationLocks(waiter, limit=2)
     try:
         async with held.hold(7):
@@ -650,3 +653,77 @@ async def test_a_conversation_held_past_the_lock_timeout_is_busy(
     finally:
         await holder.close()
         await waiter.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_decider_cancelled_while_waiting_for_a_lock_leaves_nothing_held(
+    database_url: str,
+) -> None:
+    """A decider cancelled while it waits for another worker's lock (its request ended at
+    stop) ends its lock transaction: nothing stays held or waiting, and the connection serves
+    the next lock (a pool of one: the same connection, or a new one if it had to be closed)."""
+    holder, waiter = Database(database_url), Database(database_url, max_connections=4)
+    held, waiting = ConversationLocks(holder, limit=2), ConversationLocks(waiter, limit=1)
+
+    async def enter() -> None:
+        async with waiting.hold(7):
+            raise AssertionError("the lock is held by the other worker")
+
+    try:
+        async with held.hold(7):
+            task = asyncio.create_task(enter())
+            while (CONVERSATION_LOCKS, 7, False) not in await advisory_locks(holder):
+                await asyncio.sleep(0.01)  # until it waits for the lock
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        async with waiting.hold(7):
+            assert await advisory_locks(holder) == [(CONVERSATION_LOCKS, 7, True)]
+        assert await advisory_locks(holder) == []
+    finally:
+        await holder.close()
+        await waiter.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_returning_customers_message_is_stored_in_one_statement(
+    runtime: Runtime,
+) -> None:
+    """PostgreSQL: a message of a known customer, with nothing new in their profile, into their
+    open conversation, is stored by one statement; anything else writes nothing there and takes
+    the general path (a new profile value, no open conversation); a redelivery meets the
+    unique index as on the general path."""
+    db, store = runtime.db, runtime.conversations
+    now = datetime(2026, 11, 18, 10, tzinfo=UTC)
+    first = await store.receive(inbound("hi"))
+    again = inbound("where is my order?", mid="again")
+    stored = await store_returning(db, again, now)
+    assert stored is not None
+    message_id, conversation_id, state, identity_id, customer_id = stored
+    assert (conversation_id, state, identity_id, customer_id) == (
+        first.conversation_id,
+        ConversationState.BOT,
+        first.identity_id,
+        first.customer_id,
+    )
+    [message] = await rows(db, Message, Message.id == message_id)
+    assert (message.direction, message.author, message.channel, message.external_id) == (
+        "in",
+        "customer",
+        "test",
+        "again",
+    )
+    assert (message.text, as_utc(message.created_at), message.handled_at) == (
+        "where is my order?",
+        now,
+        None,
+    )
+    with pytest.raises(IntegrityError):
+        await store_returning(db, again, now)
+    renamed = dataclasses.replace(inbound("it's me"), profile={"name": "Ada L."})
+    assert await store_returning(db, renamed, now) is None
+    async with db.transaction() as session:
+        conversation = await session.get_one(Conversation, first.conversation_id)
+        conversation.state = ConversationState.CLOSED.value
+    assert await store_returning(db, inbound("back again"), now) is None
+    assert await count(db, Message) == 2  # nothing written by the refused tries

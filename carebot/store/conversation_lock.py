@@ -24,9 +24,8 @@ import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carebot.exceptions import StoreError
@@ -80,31 +79,42 @@ class ConversationLocks:
 
     @contextlib.asynccontextmanager
     async def _held(self, conversation_id: int) -> AsyncIterator[None]:
-        async with self._db.engine.connect() as conn:
+        """The lock's transaction, begun and locked in one round trip (one simple query of
+        two statements, on a connection in autocommit whose transaction is this block's own),
+        ended by a ROLLBACK, or by closing the connection when that cannot be sent."""
+        async with self._db.reads() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
             try:
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:space, :conversation_id)"),
-                    {"space": CONVERSATION_LOCKS, "conversation_id": conversation_id},
+                await driver.execute(
+                    f"BEGIN; SELECT pg_advisory_xact_lock({CONVERSATION_LOCKS:d}, "
+                    f"{conversation_id:d})"
                 )
-            except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            except BaseException as exc:
+                await _end(conn, driver, conversation_id)
+                if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
                     raise ConversationBusy(conversation_id) from exc
                 raise
             try:
                 yield
             finally:
-                await _release(conn, conversation_id)
+                await _end(conn, driver, conversation_id)
 
 
-async def _release(conn: AsyncConnection, conversation_id: int) -> None:
-    """End the lock's transaction. When that fails the connection is gone, and PostgreSQL
-    released the lock with its session: what was decided under it stands."""
+async def _end(conn: AsyncConnection, driver: Any, conversation_id: int) -> None:
+    """End the lock's transaction (a ROLLBACK: nothing was written in it). When that fails
+    or is interrupted, the connection is closed: PostgreSQL then ends the transaction and
+    releases the lock with the session, and the pool opens a new connection. What was decided
+    under the lock stands."""
     try:
-        await conn.rollback()
-    except (SQLAlchemyError, OSError) as exc:
+        await driver.execute("ROLLBACK")
+    except BaseException as exc:
         log.warning(
-            "Could not end the lock transaction of conversation %s (%s); the database "
-            "releases the lock with the lost connection",
+            "Could not end the lock transaction of conversation %s (%r); its connection is "
+            "closed, which releases the lock",
             conversation_id,
             exc,
         )
+        await conn.invalidate()
+        if not isinstance(exc, Exception):
+            raise

@@ -44,6 +44,7 @@ from carebot.store.public_items import (
     public_context,
     thread_columns,
 )
+from carebot.store.returning import store_returning
 from carebot.store.rows import fixed, insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
@@ -260,6 +261,12 @@ class ConversationStore:
         """Stored at the first try; a redelivery (rare) meets the unique index on the channel
         and the message id, and is found then, instead of every message being looked for."""
         try:
+            stored = await store_returning(self._db, inbound, self._clock())
+            if stored is not None:  # nearly every message on PostgreSQL: one statement
+                message_id, conversation_id, state, identity_id, customer_id = stored
+                return Received(
+                    message_id, conversation_id, customer_id, identity_id, state, duplicate=False
+                )
             async with self._db.transaction() as session:
                 identity = await find_or_create_identity(
                     session,
