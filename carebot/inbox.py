@@ -313,7 +313,7 @@ class Inbox:
         if not stale:
             return received
         conversation = await self._conversations.conversation(received.conversation_id)
-        return replace(received, state=ConversationState(conversation.state))
+        return replace(received, state=ConversationState(conversation.state), last_turn=None)
 
     async def _handle_earlier(self, received: Received, inbound: InboundMessage) -> None:
         """An earlier message of the conversation, stored (maybe by a peer) and not handled:
@@ -518,11 +518,12 @@ class Inbox:
         (insight groups the messages the bot did not answer by it).
         """
         if context is None:
-            last = (
-                LastTurn(None, ())  # the conversation's first message: the bot said nothing yet
-                if received.opened
-                else await self._conversations.last_turn(received.conversation_id)
-            )
+            if received.opened:  # the conversation's first message: the bot said nothing yet
+                last = LastTurn(None, ())
+            elif received.last_turn is not None:  # read with the message, under the lock
+                last = received.last_turn
+            else:
+                last = await self._conversations.last_turn(received.conversation_id)
             context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
         try:
             batched = await self._matches.match(inbound.text)

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from carebot.clock import Clock
 from carebot.config import Settings
@@ -76,6 +77,9 @@ class Received:
     # before it there (no earlier message to decide first, no earlier decision or question).
     opened: bool = False
     new_identity: bool = False
+    # The bot's last decision in the conversation, when it was read with the message (None:
+    # not read; triage's context is read when it decides).
+    last_turn: LastTurn | None = None
 
 
 class AlreadyHandled(StoreError):
@@ -196,8 +200,27 @@ _UNHANDLED_IN = _unhandled_where(
     Message.conversation_id == bindparam("conversation"), Message.id <= bindparam("up_to")
 )
 _UNHANDLED_BEFORE = _unhandled_where(Message.created_at < bindparam("before"))
-# ...only their ids, with the conversation's state (per message: nearly always just the one).
-_UNHANDLED_IDS = Prepared(_UNHANDLED_IN.with_only_columns(Message.id, Conversation.state))
+# ...only their ids, with the conversation's state and the bot's last decision (per message:
+# nearly always just the one; the decision is triage's context for it).
+_EARLIER = aliased(DecisionRow)
+_LATEST = (
+    select(func.max(_EARLIER.id))
+    .where(_EARLIER.conversation_id == Conversation.id)
+    .correlate(Conversation)
+    .scalar_subquery()
+)
+_UNHANDLED_IDS = Prepared(
+    select(Message.id, Conversation.state, DecisionRow.kind, DecisionRow.details)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .outerjoin(DecisionRow, DecisionRow.id == _LATEST)
+    .where(
+        Message.direction == "in",
+        Message.handled_at.is_(None),
+        Message.conversation_id == bindparam("conversation"),
+        Message.id <= bindparam("up_to"),
+    )
+    .order_by(Message.id)
+)
 
 # Inbound messages to decide, oldest first, each rebuilt as the adapter gave it.
 Pending = list[tuple[Received, InboundMessage]]
@@ -220,6 +243,14 @@ class LastTurn:
 
     kind: DecisionKind | None
     offered: tuple[Choice, ...]
+
+
+def _last_turn(kind: str | None, details: dict[str, Any] | None) -> LastTurn:
+    """The bot's last decision as triage's context (none yet: ``kind`` None)."""
+    if kind is None or details is None or details.get("waiting"):
+        return LastTurn(None, ())  # while waiting, the bot's last word was the handoff
+    offered = tuple(Choice(c["id"], c["label"]) for c in details.get("choices", []))
+    return LastTurn(DecisionKind(kind), offered)
 
 
 def _no_priority(reasons: Sequence[str], emotion: float) -> float:
@@ -378,10 +409,7 @@ class ConversationStore:
     async def last_turn(self, conversation_id: int) -> LastTurn:
         async with self._db.reads() as conn:
             row = (await conn.execute(_LAST_DECISION, {"conversation": conversation_id})).first()
-        if row is None or row.details.get("waiting"):
-            return LastTurn(None, ())  # while waiting, the bot's last word was the handoff
-        offered = tuple(Choice(c["id"], c["label"]) for c in row.details.get("choices", []))
-        return LastTurn(DecisionKind(row.kind), offered)
+        return _last_turn(None, None) if row is None else _last_turn(row.kind, row.details)
 
     async def record_decision(
         self,
@@ -561,7 +589,7 @@ class ConversationStore:
             found = await _UNHANDLED_IDS.rows(conn, params)
         if not found:
             return []
-        ((message_id, state), *earlier) = found
+        ((message_id, state, kind, details), *earlier) = found
         if earlier or message_id != received.message_id:
             return None
         current = Received(
@@ -571,6 +599,7 @@ class ConversationStore:
             received.identity_id,
             ConversationState(state),
             duplicate=False,
+            last_turn=_last_turn(kind, details),
         )
         return [(current, inbound)]
 
