@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carebot.store.database import Database
 from carebot.store.prepared import Prepared
-from carebot.store.rows import insert_row
+from carebot.store.rows import insert_pair, insert_row
 from carebot.store.tables import (
     Conversation,
     Customer,
@@ -23,6 +23,8 @@ from carebot.store.tables import (
     Handoff,
     Identity,
     Message,
+    MessageEmbedding,
+    OutboxRow,
 )
 
 WHEN = datetime(2026, 11, 18, 10, 0, 0, 123456, tzinfo=UTC)
@@ -130,6 +132,43 @@ async def test_rows_are_written_by_the_driver_and_read_back_as_sqlalchemy_writes
         0.0,
         [],
     )
+
+
+@pytest.mark.parametrize("linked", [True, False], ids=["linked", "independent"])
+async def test_a_pair_of_rows_is_written_with_its_link(database: Database, linked: bool) -> None:
+    """insert_pair: one statement on PostgreSQL, two on SQLite; the ids, the link and the
+    Python defaults as insert_row sets them, in the caller's transaction."""
+    conversation_id = await a_conversation(database)
+    async with database.transaction() as session:
+        await session.scalar(select(Conversation.id))
+        message = a_message(conversation_id, "m-pair")
+        if linked:
+            second: OutboxRow | MessageEmbedding = OutboxRow(
+                conversation_id=conversation_id,
+                channel="web",
+                external_user_id="ann",
+                text="Track it here.",
+                status="pending",
+                next_attempt_at=WHEN,
+                created_at=WHEN,
+            )
+            await insert_pair(session, message, second, link="message_id")
+        else:
+            await insert_row(session, message)
+            second = MessageEmbedding(message_id=message.id, model="m", dims=1, vector=b"ab")
+            follow = a_message(conversation_id, "m-pair-2")
+            await insert_pair(session, follow, second)
+            assert follow.id is not None and follow.id != message.id
+    async with database.read_session() as session:
+        if isinstance(second, OutboxRow):
+            stored = await session.get_one(OutboxRow, second.id)
+            assert (stored.message_id, second.message_id) == (message.id, message.id)
+            assert (stored.status, stored.attempts, stored.meta) == ("pending", 0, {})
+            assert stored.next_attempt_at == WHEN
+        else:
+            vector = await session.get_one(MessageEmbedding, message.id)
+            assert (vector.model, vector.vector) == ("m", b"ab")
+        assert (await session.get_one(Message, message.id)).text == message.text
 
 
 async def test_what_the_driver_wrote_is_rolled_back_with_the_transaction(

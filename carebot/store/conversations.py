@@ -46,7 +46,7 @@ from carebot.store.public_items import (
     thread_columns,
 )
 from carebot.store.returning import store_returning
-from carebot.store.rows import fixed, insert_row
+from carebot.store.rows import fixed, insert_pair, insert_row
 from carebot.store.surveys import Question, Reply, answered, asked
 from carebot.store.tables import (
     Conversation,
@@ -457,10 +457,11 @@ class ConversationStore:
             )
             await claim_message(session, received.message_id, now)
             row = decision_row(received, decision, timings, now)
-            await insert_row(session, row)
             if embedding is not None:
                 vector = embedding_row(received.message_id, embedding.vector, embedding.model)
-                await insert_row(session, vector)
+                await insert_pair(session, row, vector)
+            else:
+                await insert_row(session, row)
             if answers is not None:
                 survey = await session.get_one(Survey, answers.pending.survey_id)
                 if survey.answer is None:

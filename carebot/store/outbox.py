@@ -41,7 +41,7 @@ from carebot.clock import Clock, as_utc
 from carebot.models import Choice, OutboundReply, PublicAction
 from carebot.store.database import BOT_INTRO, Database
 from carebot.store.prepared import Prepared
-from carebot.store.rows import execute_plain, fixed, insert_row
+from carebot.store.rows import execute_plain, fixed, insert_pair
 from carebot.store.tables import Conversation, Identity, Message, OutboxRow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -138,10 +138,8 @@ async def add_reply(
         decision_id=outgoing.decision_id,
         created_at=now,
     )
-    await insert_row(session, message)
-    row = await insert_row(
-        session, _outbox_row(message, identity, outgoing, now, immediate=immediate)
-    )
+    row = _outbox_row(message, identity, outgoing, now, immediate=immediate)
+    await insert_pair(session, message, row, link="message_id")
     return Queued(to_reply(row), immediate=immediate, message_id=message.id)
 
 

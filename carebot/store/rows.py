@@ -20,7 +20,19 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, Result, Table, insert, inspect, literal
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Result,
+    Table,
+    bindparam,
+    insert,
+    inspect,
+    literal,
+    null,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.store.prepared import Prepared, flushed
@@ -93,6 +105,45 @@ async def insert_row(session: AsyncSession, row: T) -> T:
     """Write ``row`` (a new, transient mapped object) in the session's transaction and set its
     id (where its table numbers rows). Pending ORM changes of the session are flushed first,
     so rows keep their order."""
+    table, values = _values(row)
+    rows = await _insert(table, tuple(values)).rows(session, values)
+    if "id" in table.c:
+        row.id = rows[0][0]  # type: ignore[attr-defined]
+    return row
+
+
+async def insert_pair(
+    session: AsyncSession, first: Any, second: Any, *, link: str | None = None
+) -> None:
+    """Write two new rows as :func:`insert_row` does, ``first`` then ``second``; with ``link``,
+    that attribute of ``second`` (a foreign key) gets ``first``'s new id. On PostgreSQL both
+    INSERTs are one statement (the first a WITH of the second): one round trip, not two."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        await insert_row(session, first)
+        if link is not None:
+            setattr(second, link, first.id)
+        await insert_row(session, second)
+        return
+    if link is not None:
+        setattr(second, link, 0)  # written by the statement itself: not a parameter
+    (table_a, values_a), (table_b, values_b) = _values(first), _values(second)
+    linked = None if link is None else _column_name(type(second), link)
+    if linked is not None:
+        del values_b[linked]
+    params = {f"a_{k}": v for k, v in values_a.items()} | {f"b_{k}": v for k, v in values_b.items()}
+    statement = _insert_pair(table_a, tuple(values_a), table_b, tuple(values_b), linked)
+    ((id_a, id_b),) = await statement.rows(session, params)
+    for row, table, new_id in ((first, table_a, id_a), (second, table_b, id_b)):
+        if "id" in table.c:
+            row.id = new_id
+    if link is not None:
+        setattr(second, link, first.id)
+
+
+def _values(row: Any) -> tuple[Table, dict[str, Any]]:
+    """``row``'s table, and the values its INSERT writes (Python defaults computed and set on
+    the row, as the ORM would have set them)."""
     table = inspect(type(row)).local_table
     assert isinstance(table, Table)
     values: dict[str, Any] = {}
@@ -101,11 +152,39 @@ async def insert_row(session: AsyncSession, row: T) -> T:
         if value is None:
             if column.default is not None:
                 value = column.default()
-                setattr(row, column.attribute, value)  # as the ORM would have set it
+                setattr(row, column.attribute, value)
             elif column.server_default:
                 continue  # the database's default applies
         values[column.name] = value
-    rows = await _insert(table, tuple(values)).rows(session, values)
-    if "id" in table.c:
-        row.id = rows[0][0]  # type: ignore[attr-defined]
-    return row
+    return table, values
+
+
+def _column_name(cls: type, attribute: str) -> str:
+    return next(c.name for c in _columns(cls) if c.attribute == attribute)
+
+
+@cache
+def _insert_pair(
+    table_a: Table,
+    columns_a: tuple[str, ...],
+    table_b: Table,
+    columns_b: tuple[str, ...],
+    linked: str | None,
+) -> Prepared:
+    """``WITH a AS (INSERT ...), b AS (INSERT ...) SELECT a's id, b's id`` (PostgreSQL); b's
+    ``linked`` column is a's new id."""
+
+    def new_id(table: Table) -> ColumnElement[Any]:
+        return table.c.id if "id" in table.c else null()
+
+    a = (
+        insert(table_a)
+        .values({c: bindparam(f"a_{c}", type_=table_a.c[c].type) for c in columns_a})
+        .returning(new_id(table_a).label("id"))
+        .cte("a")
+    )
+    names = [*columns_b, *([linked] if linked is not None else [])]
+    values = [bindparam(f"b_{c}", type_=table_b.c[c].type) for c in columns_b]
+    source = select(*values, *([a.c.id] if linked is not None else []))
+    b = insert(table_b).from_select(names, source).returning(new_id(table_b).label("id")).cte("b")
+    return Prepared(select(a.c.id, b.c.id).select_from(a.join(b, true())))
