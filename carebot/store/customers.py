@@ -129,7 +129,12 @@ async def find_or_create_identity(
             profile=dict(profile),
             created_at=now,
         )
-        session.add(identity)
+        linkable = any(normalise(kind, str(profile.get(kind, ""))) for kind in link_by)
+        if not linkable:  # written once, only read afterwards (as a returning one is)
+            await insert_row(session, identity)
+            created_identities(session).add(identity.id)
+            return identity
+        session.add(identity)  # in the session: linking may move it to another customer
         await session.flush()
         created_identities(session).add(identity.id)
     await _link(session, identity, link_by, now)

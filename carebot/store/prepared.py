@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from sqlalchemy import ClauseElement, Executable
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -121,6 +121,11 @@ class Prepared:
         """The result's rows (tuples of plain values)."""
         if isinstance(on, AsyncSession):
             await flushed(on)
+            held = _held(on)
+            driver = None if held is None else await _driver_of(held)
+            if driver is not None:  # the session's transaction has its connection already
+                assert held is not None
+                return await _execute(driver, self.compiled(held.dialect), params or {})
             on = await on.connection()
         return await run(on, self, params or {})
 
@@ -145,11 +150,26 @@ async def run(
 ) -> Sequence[Sequence[Any]]:
     """Run ``prepared`` with ``params`` on ``connection``'s driver (or through SQLAlchemy
     where the driver is not one of ours, see the module's note)."""
-    driver = await _driver(connection)
+    sync = connection.sync_connection
+    driver = None if sync is None else await _driver_of(sync)
     if driver is None:
         result = await connection.execute(cast(Any, prepared.statement), dict(params))
         return result.all() if result.returns_rows else []
-    compiled = prepared.compiled(connection.dialect)
+    return await _execute(driver, prepared.compiled(connection.dialect), params)
+
+
+def _held(session: AsyncSession) -> Connection | None:
+    """The connection of the session's transaction, when it has begun one: taken without
+    SQLAlchemy's asyncio bridge (``session.connection()`` costs a greenlet switch each time,
+    four per message). None: ask the session for it."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is None or not transaction.is_active:
+        return None
+    held: frozenset[Connection] = getattr(transaction, "connections", frozenset())
+    return next(iter(held)) if len(held) == 1 else None
+
+
+async def _execute(driver: Any, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
     arguments = compiled.arguments(params)
     try:
         if isinstance(driver, sqlite_in_loop.Connection):
@@ -167,12 +187,11 @@ async def run(
         raise sa_exc.DBAPIError(compiled.sql, None, error) from error
 
 
-async def _driver(connection: AsyncConnection) -> Any:
-    """The driver's connection under ``connection``, when it is one to run statements on
+async def _driver_of(sync: Connection) -> Any:
+    """The driver's connection under ``sync``, when it is one to run statements on
     directly: sqlite3 on the event loop, or asyncpg (its transaction begun first, as
     SQLAlchemy's adapter would have begun it)."""
-    sync = connection.sync_connection
-    if sync is None or sync.closed or sync.invalidated:
+    if sync.closed or sync.invalidated:
         return None  # SQLAlchemy's own execution reports it, or connects again
     fairy = sync.connection
     driver = fairy.driver_connection
