@@ -205,7 +205,7 @@ def print_checks(report: Report) -> bool:
         f"p50 {percentile(fanout, 50):.0f} p99 {percentile(fanout, 99):.0f} ms, "
         f"{len(fanout)} pushes, {len(report.fanout_missed)} missed, "
         f"{report.fanout_excluded} on the stopped worker left out",
-        report.fanout_missed,
+        report.fanout_missed + _slowest(report.fanout_slow),
     )
     live = report.live
     check(
@@ -213,6 +213,7 @@ def print_checks(report: Report) -> bool:
         percentile(live, 99) < P99_GOAL and not report.live_missed,
         f"p50 {percentile(live, 50):.0f} p99 {percentile(live, 99):.0f} ms, "
         f"{len(live)} events ({report.live_resync} by a resync), {report.live_missed} missed",
+        _slowest(report.live_slow),
     )
     check(
         "workers stopped cleanly at the end",
@@ -220,6 +221,15 @@ def print_checks(report: Report) -> bool:
         f"exit codes {report.exit_codes}",
     )
     return ok
+
+
+def _slowest(slow: list[tuple[float, str]], shown: int = 12) -> list[str]:
+    """The slowest of the cases over 1 s, with the faults near them."""
+    ranked = sorted(slow, reverse=True)
+    lines = [f"{ms / 1000:.1f} s: {what}" for ms, what in ranked[:shown]]
+    if len(ranked) > shown:
+        lines.append(f"... and {len(ranked) - shown} more over 1 s")
+    return lines
 
 
 async def main() -> int:

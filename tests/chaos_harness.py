@@ -79,6 +79,7 @@ CONNECT_TIMEOUT = 5.0  # seconds for a web chat tab to connect and be welcomed
 UPSTREAM_TIMEOUT = 120.0  # the proxy's wait for a worker (the stand-in gives up far sooner)
 OPEN_AFTER = 2.0  # a tab counts as open for a reply when it stays connected this long after it
 LIVE_WINDOW = 10.0  # seconds an inbox event may take and still be matched to its message
+SLOW_MS = 1000.0  # a push or live event slower than this is listed in the report
 WORKER_LOG_LINES = (  # counted in every worker's output, killed ones included
     "This worker leads",
     "Lost the connection for events between workers",
@@ -807,6 +808,17 @@ class Faults:
         """Whether worker ``slot`` was stopped (SIGSTOP) at some time in [start, end]."""
         return any(a <= end and b >= start for a, b in self.windows(slot, "stop", "continue"))
 
+    def near(self, at: float, started: float) -> str:
+        """The faults within 15 s of ``at``, for a report line."""
+        close = [f for f in self.log if abs(f.at - at) <= 15.0]
+        return (
+            ", ".join(
+                f"{f.kind}{'' if f.slot is None else f' worker {f.slot}'} {f.at - at:+.1f} s"
+                for f in close
+            )
+            or "no fault within 15 s"
+        )
+
     def down_during(self, slot: int, start: float, end: float) -> bool:
         """Whether worker ``slot`` was killed, restarting or stopped in [start, end]."""
         spans = self.windows(slot, "kill", "serving") + self.windows(slot, "stop", "continue")
@@ -881,9 +893,11 @@ class Report:
     fanout_missed: list[str] = field(default_factory=list)  # reply and open tab it never reached
     fanout_closed: int = 0  # tabs open when a reply was sent that closed before it came
     fanout_excluded: int = 0  # tabs on the stopped worker during its stop
+    fanout_slow: list[tuple[float, str]] = field(default_factory=list)  # over 1 s: ms, what
     live: list[float] = field(default_factory=list)  # ms, message -> inbox view on another
     live_missed: int = 0
     live_resync: int = 0  # of those seen: by a look at everything (resync), not the event
+    live_slow: list[tuple[float, str]] = field(default_factory=list)  # over 1 s: ms, what
     faults: list[Fault] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
     worker_lines: Counter[str] = field(default_factory=Counter)
@@ -1320,7 +1334,23 @@ class Run:
                                 f"it came: {', '.join(late) or 'never'}"
                             )
                         else:
-                            report.fanout.append(max(0.0, arrival - ref) * 1000)
+                            took = max(0.0, arrival - ref) * 1000
+                            report.fanout.append(took)
+                            if took > SLOW_MS:
+                                via = next(
+                                    s.via
+                                    for s in customer.seen
+                                    if s.tab == tab.number and s.at == arrival
+                                )
+                                report.fanout_slow.append(
+                                    (
+                                        took,
+                                        f"{customer.name}: reply {frame_id} "
+                                        f"{ref - report.started:.1f} s in, to tab "
+                                        f"{tab.number + 1} on worker {slot + 1} ({via}); "
+                                        f"{faults.near(ref, report.started)}",
+                                    )
+                                )
 
     def _live_views(
         self,
@@ -1370,6 +1400,15 @@ class Run:
                     seen = min(told[:1] + looked[:1], default=None)
                     if seen is not None and seen <= at + LIVE_WINDOW:
                         report.live.append((seen - at) * 1000)
+                        if (seen - at) * 1000 > SLOW_MS:
+                            report.live_slow.append(
+                                (
+                                    (seen - at) * 1000,
+                                    f"conversation {conversation}: stored on worker {taken + 1} "
+                                    f"{at - report.started:.1f} s in, seen on worker "
+                                    f"{view.slot + 1}; {faults.near(at, report.started)}",
+                                )
+                            )
                         report.live_resync += bool(looked) and (not told or looked[0] < told[0])
                     else:
                         report.live_missed += 1
