@@ -175,7 +175,7 @@ def print_checks(report: Report) -> bool:
         + (
             f"; worker {d.fault.slot} {d.fault.kind}ed at +{d.fault.at - report.started:.1f} s"
             if d.fault
-            else "; NO fault explains it"
+            else f"; NO fault explains it (near: {d.near})"
         )
         for d in report.duplicates
     ]

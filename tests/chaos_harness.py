@@ -79,6 +79,9 @@ CONNECT_TIMEOUT = 5.0  # seconds for a web chat tab to connect and be welcomed
 UPSTREAM_TIMEOUT = 120.0  # the proxy's wait for a worker (the stand-in gives up far sooner)
 OPEN_AFTER = 2.0  # a tab counts as open for a reply when it stays connected this long after it
 LIVE_WINDOW = 10.0  # seconds an inbox event may take and still be matched to its message
+# A send the stand-in took up to this long after its sender was killed or stopped was in flight
+# then (a dead process sends nothing new): the stand-in stamps a request when it handles it.
+IN_FLIGHT = 1.0
 SLOW_MS = 1000.0  # a push or live event slower than this is listed in the report
 WORKER_LOG_LINES = (  # counted in every worker's output, killed ones included
     "This worker leads",
@@ -864,6 +867,7 @@ class Duplicate:
     question: str
     sends: list[tuple[float, int]]  # (time, worker)
     fault: Fault | None
+    near: str = ""  # the faults near the first send, when none explains it
 
 
 @dataclass
@@ -1218,11 +1222,14 @@ class Run:
                             for f in faults.log
                             if f.slot == first_slot
                             and f.kind in ("kill", "stop")
-                            and first_at <= f.at <= got[1][0]
+                            and first_at - IN_FLIGHT <= f.at <= got[1][0]
                         ),
                         None,
                     )
-                    report.duplicates.append(Duplicate(chat, message.question.text, got, explained))
+                    near = "" if explained else faults.near(first_at, report.started)
+                    report.duplicates.append(
+                        Duplicate(chat, message.question.text, got, explained, near)
+                    )
 
     def _check_order(self, customer: Customer, order: list[int]) -> None:
         sent = [m.number for m in sorted(customer.messages, key=lambda m: m.sent or 0)]
