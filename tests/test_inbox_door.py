@@ -385,3 +385,24 @@ async def test_behind_a_proxy_failures_count_by_the_forwarded_address(
         async with running.runtime.db.session() as session:
             keys = set((await session.scalars(select(LoginFailure.key))).all())
     assert f"address:{address}" in keys
+
+
+async def test_an_unknown_name_is_checked_against_a_hash_as_costly_as_a_real_one() -> None:
+    """A login with an unknown name verifies the password against the fixed dummy hash, made
+    with the hasher's own parameters, so it takes as long as a known name's; and it fails."""
+    from argon2 import extract_parameters
+
+    from carebot.desk import auth
+
+    hasher = auth._hasher
+    dummy = extract_parameters(auth._DUMMY)
+    assert (dummy.type, dummy.time_cost, dummy.memory_cost, dummy.parallelism) == (
+        hasher.type,
+        hasher.time_cost,
+        hasher.memory_cost,
+        hasher.parallelism,
+    )
+    assert (dummy.hash_len, dummy.salt_len) == (hasher.hash_len, hasher.salt_len)
+    agents = auth.Agents({})
+    assert await agents.verify("nobody", "") is None
+    assert await agents.verify("nobody", "secret") is None
