@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -549,21 +551,33 @@ async def advisory_locks(db: Database) -> list[tuple[int, int, bool]]:
         return [(row[0], row[1], row[2]) for row in found]
 
 
+@contextlib.asynccontextmanager
+async def two_workers(
+    database_url: str, *, limit: int = 2, **options: Any
+) -> AsyncIterator[tuple[Database, ConversationLocks, ConversationLocks]]:
+    """Two workers' conversation locks on one database (two engines): the first's database,
+    its locks, and the second's (``options`` and ``limit``: the second's)."""
+    first, second = Database(database_url), Database(database_url, **options)
+    try:
+        yield first, ConversationLocks(first, limit=2), ConversationLocks(second, limit=limit)
+    finally:
+        await first.close()
+        await second.close()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_a_conversation_is_locked_for_every_process_on_the_database(
     database_url: str,
 ) -> None:
     """Two workers (two engines): the second waits for the first's lock on the conversation,
     not for its lock on another one; a lock is released when its holder fails too."""
-    first, second = Database(database_url), Database(database_url)
-    mine, theirs = ConversationLocks(first, limit=2), ConversationLocks(second, limit=2)
     order: list[str] = []
 
     async def then(locks: ConversationLocks, conversation_id: int, what: str) -> None:
         async with locks.hold(conversation_id):
             order.append(what)
 
-    try:
+    async with two_workers(database_url) as (first, mine, theirs):
         with pytest.raises(RuntimeError, match="triage crashed"):
             async with mine.hold(7):
                 raise RuntimeError("triage crashed")
@@ -577,9 +591,6 @@ async def test_a_conversation_is_locked_for_every_process_on_the_database(
         await waiting
         assert order == ["first holds 7", "second holds 8", "first done", "second holds 7"]
         assert await advisory_locks(first) == []
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_migration_0016_keeps_conversations_private_and_allows_one_open_per_thread(
@@ -640,19 +651,19 @@ async def test_a_conversation_held_past_the_lock_timeout_is_busy(
     """Another worker holding a conversation past the lock timeout (it stopped) makes the
     lock say so (ConversationBusy) instead of failing with the driver's error; the other
     conversations stay free (on the same connection: the waiter's pool has one)."""
-    holder = Database(database_url)
-    waiter = Database(database_url, lock_timeout_ms=100, max_connections=4)
-    held, waiting = ConversationLocks(holder, limit=2), ConversationLocks(waiter, limit=2)
-    try:
-        async with held.hold(7):
-            with pytest.raises(ConversationBusy, match="Conversation 7 is held"):
-                async with waiting.hold(7):
-                    pass
-            async with waiting.hold(8):  # another conversation is free
+    async with (
+        two_workers(database_url, lock_timeout_ms=100, max_connections=4) as (
+            _,
+            held,
+            waiting,
+        ),
+        held.hold(7),
+    ):
+        with pytest.raises(ConversationBusy, match="Conversation 7 is held"):
+            async with waiting.hold(7):
                 pass
-    finally:
-        await holder.close()
-        await waiter.close()
+        async with waiting.hold(8):  # another conversation is free
+            pass
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -662,14 +673,12 @@ async def test_a_decider_cancelled_while_waiting_for_a_lock_leaves_nothing_held(
     """A decider cancelled while it waits for another worker's lock (its request ended at
     stop) ends its lock transaction: nothing stays held or waiting, and the connection serves
     the next lock (a pool of one: the same connection, or a new one if it had to be closed)."""
-    holder, waiter = Database(database_url), Database(database_url, max_connections=4)
-    held, waiting = ConversationLocks(holder, limit=2), ConversationLocks(waiter, limit=1)
+    async with two_workers(database_url, max_connections=4, limit=1) as (holder, held, waiting):
 
-    async def enter() -> None:
-        async with waiting.hold(7):
-            raise AssertionError("the lock is held by the other worker")
+        async def enter() -> None:
+            async with waiting.hold(7):
+                raise AssertionError("the lock is held by the other worker")
 
-    try:
         async with held.hold(7):
             task = asyncio.create_task(enter())
             while (CONVERSATION_LOCKS, 7, False) not in await advisory_locks(holder):
@@ -680,9 +689,6 @@ async def test_a_decider_cancelled_while_waiting_for_a_lock_leaves_nothing_held(
         async with waiting.hold(7):
             assert await advisory_locks(holder) == [(CONVERSATION_LOCKS, 7, True)]
         assert await advisory_locks(holder) == []
-    finally:
-        await holder.close()
-        await waiter.close()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -118,8 +118,7 @@ async def insert_pair(
     """Write two new rows as :func:`insert_row` does, ``first`` then ``second``; with ``link``,
     that attribute of ``second`` (a foreign key) gets ``first``'s new id. On PostgreSQL both
     INSERTs are one statement (the first a WITH of the second): one round trip, not two."""
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         await insert_row(session, first)
         if link is not None:
             setattr(second, link, first.id)
