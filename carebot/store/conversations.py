@@ -182,6 +182,10 @@ _OPEN_CONVERSATION = (
 _OPEN_IDS = Prepared(_OPEN_CONVERSATION.with_only_columns(Conversation.id, Conversation.state))
 
 
+# An inbound message nobody decided on or recorded yet.
+_UNHANDLED = (Message.direction == "in", Message.handled_at.is_(None))
+
+
 def _unhandled_where(
     *where: ColumnElement[bool],
 ) -> Select[Message, Conversation, Identity, PublicItem]:
@@ -191,7 +195,7 @@ def _unhandled_where(
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(Identity, Identity.id == Conversation.identity_id)
         .outerjoin(PublicItem, PublicItem.message_id == Message.id)
-        .where(Message.direction == "in", Message.handled_at.is_(None), *where)
+        .where(*_UNHANDLED, *where)
         .order_by(Message.id)
     )
 
@@ -214,8 +218,7 @@ _UNHANDLED_IDS = Prepared(
     .join(Conversation, Conversation.id == Message.conversation_id)
     .outerjoin(DecisionRow, DecisionRow.id == _LATEST)
     .where(
-        Message.direction == "in",
-        Message.handled_at.is_(None),
+        *_UNHANDLED,
         Message.conversation_id == bindparam("conversation"),
         Message.id <= bindparam("up_to"),
     )

@@ -129,13 +129,11 @@ async def find_or_create_identity(
             profile=dict(profile),
             created_at=now,
         )
-        linkable = any(normalise(kind, str(profile.get(kind, ""))) for kind in link_by)
-        if not linkable:  # written once, only read afterwards (as a returning one is)
+        if any(normalise(kind, str(profile.get(kind, ""))) for kind in link_by):
+            session.add(identity)  # in the session: linking may move it to another customer
+            await session.flush()
+        else:  # nothing to link by: written once, only read afterwards (as a returning one is)
             await insert_row(session, identity)
-            created_identities(session).add(identity.id)
-            return identity
-        session.add(identity)  # in the session: linking may move it to another customer
-        await session.flush()
         created_identities(session).add(identity.id)
     await _link(session, identity, link_by, now)
     return identity
