@@ -30,6 +30,7 @@ TEST_INTENTS = Path(__file__).resolve().parent / "data" / "intents"
 # The outbox's backoff without its jitter, so that tests know the exact wait of a retry (the
 # jitter itself is tested in test_retry and test_outbox).
 EXACT_BACKOFF = dataclasses.replace(OUTBOX_BACKOFF, jitter=0.0)
+pytest_plugins = ["tests.watchdog"]  # a test that hangs is stopped, with every stack
 DROPPER = Dropper()  # drops the PostgreSQL test databases behind the tests (tests/dropper.py)
 
 
