@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -80,6 +80,28 @@ class Draining:
 
 
 DRAINING = web.AppKey("draining", Draining)
+CLIENT_GONE = 499  # nginx's "client closed request": the status logged for a request let go
+
+
+@web.middleware
+async def unless_gone(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A request whose client closed the connection before it was handled is let go: the
+    client saw a failure and sends it again (a platform redelivers a webhook call, a tab
+    connects again), so handling it would only be work no one waits for, and a second copy.
+    That happens when a worker comes back from a stop (SIGSTOP, a frozen VM): the requests
+    queued while it stood still arrive with their clients' closes behind them; handling them
+    all first kept everything that was still waiting waiting behind them for seconds."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        log.info(
+            "Not handling %s %s: its client closed the connection before it was handled",
+            request.method,
+            request.path,
+        )
+        return web.Response(status=CLIENT_GONE)
+    return await handler(request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +129,7 @@ def build_app(
     delay after a failed login (tests record it instead)."""
     library_logs.protect()  # aiohttp, Telegram, httpx: no customer data above DEBUG
     secret = load_secret(settings.server.secret_env, settings.path(settings.server.secret_file))
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[unless_gone])
     app[RUNTIME] = runtime
     app[DRAINING] = Draining()
     app.on_shutdown.append(app[DRAINING].begin)

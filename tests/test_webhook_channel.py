@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -352,3 +353,26 @@ async def test_an_event_that_could_not_be_stored_is_answered_500_and_taken_when_
     [body] = await receiver.next_received(1)
     assert body["text"] == TRACK
     assert await messages(running) == [("customer", "where is my order, kaputt"), ("bot", TRACK)]
+
+
+async def test_a_call_whose_sender_has_gone_is_let_go_and_taken_when_resent(
+    service: tuple[Service, TestServer], receiver: ReplyReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call whose sender closed the connection before the worker read it (a worker back from
+    a stop finds its queued calls so) is not handled: the sender saw a failure and resends."""
+    running, server = service
+    question = event("where is my order")
+    raw = json.dumps(question).encode()
+    head = (
+        f"POST {INBOUND} HTTP/1.1\r\nHost: carebot\r\nContent-Type: application/json\r\n"
+        f"{SIGNATURE_HEADER}: {sign_body(SECRET, raw)}\r\nContent-Length: {len(raw)}\r\n\r\n"
+    )
+    caplog.set_level(logging.INFO, logger="carebot.server")
+    with socket.create_connection((server.host, server.port)) as gone:
+        gone.sendall(head.encode() + raw)  # and closed before the event loop gets to it
+    assert await post(server, event("how do I return an item")) == (200, {"ok": True})
+    assert [body["text"] for body in await receiver.next_received(1)] == [FREE]
+    assert f"Not handling POST {INBOUND}: its client closed the connection" in caplog.text
+    assert await messages(running) == [("customer", "how do I return an item"), ("bot", FREE)]
+    assert await post(server, question) == (200, {"ok": True})
+    assert [body["text"] for body in await receiver.next_received(2)] == [FREE, TRACK]
