@@ -76,6 +76,11 @@ FAKE_MATCHING = {
 }
 ACK_TIMEOUT = 15.0  # seconds a web chat customer waits for an ack before trying another worker
 CONNECT_TIMEOUT = 5.0  # seconds for a web chat tab to connect and be welcomed
+# A tab waits before it connects again as the widget does (adapters/static/widget.js): 0.5 s,
+# doubled after each failed try up to 10 s, +-10%, back to 0.5 s once welcomed. Tabs that came
+# back at once (0.25 s apart, none after a close) kept a worker whose pool was exhausted busy
+# with the history reads of tabs that had already given up.
+RECONNECT_FIRST, RECONNECT_MOST = 0.5, 10.0
 UPSTREAM_TIMEOUT = 120.0  # the proxy's wait for a worker (the stand-in gives up far sooner)
 OPEN_AFTER = 2.0  # a tab counts as open for a reply when it stays connected this long after it
 LIVE_WINDOW = 10.0  # seconds an inbox event may take and still be matched to its message
@@ -461,6 +466,7 @@ class Tab:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.ready = asyncio.Event()
         self.intervals: list[list[Any]] = []
+        self._wait = RECONNECT_FIRST  # before the next try to connect (see RECONNECT_FIRST)
 
     async def run(self) -> None:
         customer = self.customer
@@ -489,11 +495,14 @@ class Tab:
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse | None:
         """Connect and say hello, to this tab's worker first, then to the next ones in turn."""
-        customer, first = self.customer, True
+        customer, first, refused = self.customer, not self.intervals, 0
         while not customer.closing:
-            if not first:
-                self.slot = (self.slot + 1) % len(customer.urls)
-                await asyncio.sleep(0.25)
+            # A worker that refuses the connection (dead) is passed over at once, as a load
+            # balancer in front of the workers would; when every one refused, the tab waits.
+            if not first and not 0 < refused < len(customer.urls):
+                await asyncio.sleep(self._wait * random.uniform(0.9, 1.1))
+                self._wait = min(2 * self._wait, RECONNECT_MOST)
+                refused = 0
             first = False
             ws = None
             try:
@@ -506,11 +515,14 @@ class Tab:
                     welcome = await ws.receive_json()
                 if welcome.get("type") != "welcome":
                     raise ValueError(f"not welcomed: {welcome}")
-            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, TypeError):
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, TypeError) as exc:
+                refused = refused + 1 if isinstance(exc, aiohttp.ClientConnectorError) else 0
                 if ws is not None:
                     with contextlib.suppress(Exception):
                         await ws.close()
+                self.slot = (self.slot + 1) % len(customer.urls)  # the next worker, next time
                 continue
+            self._wait = RECONNECT_FIRST
             customer.token = welcome["token"]
             customer.has_token.set()
             for frame in welcome.get("history", []):
