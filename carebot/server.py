@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -39,6 +39,7 @@ from carebot.console.answer_search import AnswerSearch
 from carebot.console.proposals import ProposalMaker
 from carebot.desk.auth import Agents, Sessions
 from carebot.desk.console import ConsolePages, build_console
+from carebot.desk.forms import Handler
 from carebot.desk.insights import InsightPages, InsightSources
 from carebot.desk.roster import Roster
 from carebot.desk.slack.credentials import SlackCredentials
@@ -84,9 +85,7 @@ CLIENT_GONE = 499  # nginx's "client closed request": the status logged for a re
 
 
 @web.middleware
-async def unless_gone(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def unless_gone(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request whose client closed the connection before it was handled is let go: the
     client saw a failure and sends it again (a platform redelivers a webhook call, a tab
     connects again), so handling it would only be work no one waits for, and a second copy.

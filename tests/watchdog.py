@@ -4,7 +4,7 @@ asyncio task was doing.
 Without it a test that hangs holds its process until CI's own limit, and the log says only
 where the dots stopped (one CI run did that at 96%). A timer per test, on a thread: when a
 test (set-up, call and teardown) has run :data:`LIMIT` seconds, every thread's stack and every
-running event loop's tasks' stacks are written to the terminal, then the process ends
+running event loop's tasks' stacks are written to stderr, then the process ends
 (``os._exit``; under xdist the worker is reported as crashed while running that test, a fresh
 one takes the rest of its tests, and the run fails naming it). The slowest test takes under a
 minute; ``CAREBOT_TEST_LIMIT`` (seconds) changes the limit, 0 turns it off.
@@ -77,5 +77,5 @@ def what_runs(title: str) -> str:
             stack = io.StringIO()
             task.print_stack(file=stack)
             out.write(stack.getvalue())
-    out.write(f"\n{'+' * 30} end of {title[:40]}... {'+' * 30}\n")
+    out.write(f"\n{'+' * 30} end of what runs {'+' * 30}\n")
     return out.getvalue()
