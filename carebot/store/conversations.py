@@ -207,10 +207,12 @@ _UNHANDLED_BEFORE = _unhandled_where(Message.created_at < bindparam("before"))
 # ...only their ids, with the conversation's state and the bot's last decision (per message:
 # nearly always just the one; the decision is triage's context for it).
 _EARLIER = aliased(DecisionRow)
+# The conversation's own id, not the outer row's: the subquery then runs once, and the decision
+# is one look-up by its id (a correlated one let PostgreSQL's generic plan, made while the tables
+# were empty, hash the whole decisions table for every message).
 _LATEST = (
     select(func.max(_EARLIER.id))
-    .where(_EARLIER.conversation_id == Conversation.id)
-    .correlate(Conversation)
+    .where(_EARLIER.conversation_id == bindparam("conversation"))
     .scalar_subquery()
 )
 _UNHANDLED_IDS = Prepared(
