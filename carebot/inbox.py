@@ -104,6 +104,7 @@ RECOVERY_GRACE = timedelta(seconds=30)
 # every message again, which would only make it busier).
 ANSWER_WITHIN = 5.0
 CACHED = timedelta(minutes=1)  # the typical wait is worked out again at most this often
+SLOW_STORE = 1.0  # seconds: storing a message slower than this is logged (falling behind)
 
 
 class Acknowledgement:
@@ -187,7 +188,7 @@ class Inbox:
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         """Store the message, then decide it (and send what it queues)."""
-        received = await self._conversations.receive(inbound)
+        received = await self._store(inbound)
         if received.duplicate and received.handled:
             return self._ignored(received, inbound)
         self._stored(received, inbound)
@@ -199,7 +200,7 @@ class Inbox:
         ``answer_within`` seconds. Past that, None: the deciding goes on in the background
         (:meth:`drain` waits for it at stop; the message is stored, so if this worker dies
         meanwhile, recovery decides it)."""
-        received = await self._conversations.receive(inbound)
+        received = await self._store(inbound)
         if received.duplicate and received.handled:
             return self._ignored(received, inbound)
         self._stored(received, inbound)
@@ -216,6 +217,19 @@ class Inbox:
                 self._answer_within,
             )
         return outcome
+
+    async def _store(self, inbound: InboundMessage) -> Received:
+        started = time.perf_counter()
+        received = await self._conversations.receive(inbound)
+        took = time.perf_counter() - started
+        if took > SLOW_STORE:
+            log.info(
+                "Storing message %s took %.1f s (the database or this worker is busy: agents "
+                "see it that much later)",
+                received.message_id,
+                took,
+            )
+        return received
 
     @staticmethod
     def _finished_in_background(task: asyncio.Task[Outcome]) -> None:

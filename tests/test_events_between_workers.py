@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from carebot.cluster import notify
 from carebot.cluster.notify import Notifier
 from carebot.desk.auth import hash_password
 from carebot.events import RESYNC, Event, EventHub
@@ -216,6 +218,34 @@ async def test_events_published_while_the_connection_is_down_are_sent_after_it_i
             await notifier.stop()
     sent = [payload for batch in made[1].sent for payload in batch]
     assert [p.split('"k":')[1].split(",")[0] for p in sent] == ['"decision"', '"handoff"']
+
+
+@pytest.mark.parametrize("late, logged", [(0.0, True), (60.0, False)], ids=["late", "on time"])
+async def test_events_sent_late_are_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, late: float, logged: bool
+) -> None:
+    """A worker that falls behind says so: an event sent later than ``LATE`` after it happened
+    is logged with its delay (the other workers' inbox views show it that late)."""
+    monkeypatch.setattr(notify, "LATE", late)
+    made = FakeConnection()
+
+    async def connect(_dsn: str) -> FakeConnection:
+        return made
+
+    notifier = Notifier("postgresql://nowhere/x", EventHub(), backoff=QUICK, connect=connect)
+    caplog.set_level(logging.INFO, logger="carebot.cluster.notify")
+    await notifier.start()
+    try:
+        notifier.send(Event("customer_message", 4))
+        async with asyncio.timeout(10):
+            while not made.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        await notifier.stop()
+    said = re.findall(
+        r"Sent 1 event\(s\) to the other workers, the oldest [\d.]+ s after", caplog.text
+    )
+    assert len(said) == (1 if logged else 0), caplog.text
 
 
 class SilentConnection(FakeConnection):

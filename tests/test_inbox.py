@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
+import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from carebot import inbox as inbox_module
 from carebot.clock import as_utc
 from carebot.config import Settings
 from carebot.exceptions import DeliveryError
@@ -137,6 +140,24 @@ async def test_an_faq_is_answered_and_its_decision_stored(
     assert (reply.direction, reply.author, reply.decision_id) == ("out", "bot", decision.id)
     assert await runtime.outbox.deliver_due() == 1
     assert channel.texts() == [TRACK]
+
+
+@pytest.mark.parametrize("slow, logged", [(0.0, True), (60.0, False)], ids=["slow", "quick"])
+async def test_a_slow_store_is_logged(
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    slow: float,
+    logged: bool,
+) -> None:
+    """Storing a message slower than ``SLOW_STORE`` is logged with the time it took (agents see
+    the message that much later): how a worker that falls behind shows where."""
+    monkeypatch.setattr(inbox_module, "SLOW_STORE", slow)
+    caplog.set_level(logging.INFO, logger="carebot.inbox")
+    outcome = await runtime.inbox.receive(inbound("where is my order"))
+    assert outcome.status is Status.DECIDED
+    said = re.findall(rf"Storing message {outcome.received.message_id} took [\d.]+ s", caplog.text)
+    assert len(said) == (1 if logged else 0), caplog.text
 
 
 async def test_a_redelivered_message_gets_no_second_reply(runtime: Runtime) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ CHANNEL = "carebot_events"
 MAX_WAITING = 10_000  # events kept while disconnected; the oldest go first (a resync covers)
 MAX_BATCH = 200  # events sent in one round trip
 MAX_AGENT_CHARS = 200
+LATE = 1.0  # seconds: an event sent later than this after it happened is logged (falling behind)
 FLUSH_GRACE = 5.0  # seconds a stop may take to send the events still waiting
 RECONNECT = Backoff(base=0.5, cap=30.0)
 Connect = Callable[[str], Awaitable[Any]]
@@ -71,7 +73,7 @@ class Notifier:
         self._ping = ping_seconds
         self._backoff = backoff
         self._connect_to = connect
-        self._waiting: deque[Event] = deque(maxlen=MAX_WAITING)
+        self._waiting: deque[tuple[float, Event]] = deque(maxlen=MAX_WAITING)  # (when, event)
         self._wakeup = Wakeup()
         self._conn: Any = None
         self._lost = False
@@ -83,7 +85,7 @@ class Notifier:
         """Queue one of this worker's events for the others (returns at once)."""
         if event.kind == RESYNC:
             return  # about this worker's own view
-        self._waiting.append(event)
+        self._waiting.append((time.monotonic(), event))
         self._wakeup.set()
 
     async def start(self) -> None:
@@ -154,9 +156,17 @@ class Notifier:
 
     async def _send_batch(self) -> None:
         batch = [self._waiting[i] for i in range(min(MAX_BATCH, len(self._waiting)))]
-        await self._conn.execute(NOTIFY, CHANNEL, [self._payload(e) for e in batch])
+        await self._conn.execute(NOTIFY, CHANNEL, [self._payload(e) for _, e in batch])
         for _ in batch:  # sent: forget them (new ones were appended at the right meanwhile)
             self._waiting.popleft()
+        late = time.monotonic() - batch[0][0]
+        if late > LATE:
+            log.info(
+                "Sent %d event(s) to the other workers, the oldest %.1f s after it happened "
+                "(this worker is behind: the other workers' inbox views show it late)",
+                len(batch),
+                late,
+            )
 
     def _payload(self, event: Event) -> str:
         data = {"o": self.origin, "k": event.kind, "c": event.conversation_id}
