@@ -143,6 +143,7 @@ class WebChatChannel:
         visitor_of: VisitorOf | None = None,
         reply_before: ReplyBefore | None = None,
         latest_replies: LatestReplies | None = None,
+        history: Transcript | None = None,
         clock: Clock = utcnow,
     ) -> None:
         """``hours``: the widget's header says whether the team is at work (none: it says
@@ -151,10 +152,13 @@ class WebChatChannel:
         predecessor the tabs here have not shown is pushed after it (read from the store), so
         tabs show replies in order even when another worker's event came late or was lost.
         ``latest_replies``: a look at every visitor (the backstop, a resync) reads the messages
-        only of those whose latest reply the tabs here lack, found in one query."""
+        only of those whose latest reply the tabs here lack, found in one query. ``history``:
+        what a tab saying hello is shown (default: ``transcript``, which the pushes read too);
+        the service gives one that waits its turn when many tabs come back at once."""
         self._settings = settings
         self._signer = signer
         self._transcript = transcript
+        self._history = history or transcript
         self._hours = hours
         self._events = events
         self._visitor_of = visitor_of
@@ -352,7 +356,7 @@ class WebChatChannel:
         else:
             visitor = f"v-{uuid.uuid4().hex}"
         try:
-            history = await self._transcript(visitor) if token else []
+            history = await self._history(visitor) if token else []
         except Exception:
             log.warning(
                 "Cannot read visitor %s's messages for their tab; it connects again", visitor

@@ -51,6 +51,7 @@ from carebot.store.database import KEPT_APART, Database
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import HandoffStore, Notices
 from carebot.store.outbox import OutboxStore
+from carebot.store.pool_share import PoolShare
 from carebot.store.public_actions import PublicActionStore
 from carebot.store.public_items import PublicStore
 from carebot.store.queue import AgentQueue
@@ -172,6 +173,8 @@ class Runtime:
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     cache: EmbeddingCache | None = None  # the example embeddings the matcher was built from
     notifier: Notifier | None = None  # PostgreSQL: events to and from the other workers
+    # The web chat's history reads for tabs saying hello (:mod:`carebot.store.pool_share`).
+    history_reads: PoolShare = field(default_factory=lambda: PoolShare(1))
     # The periodic workers: started after recovery, stopped together once inbound has stopped
     # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
     workers: list[Worker] = field(default_factory=list)
@@ -260,6 +263,13 @@ class Runtime:
         sent = await self.outbox.deliver_due()
         left = await self.outbox_store.pending()
         log.info("Outbox flushed: %d replies delivered, %d still pending", sent, left)
+
+
+def history_read_share(settings: Settings) -> int:
+    """How many web chat tabs of a worker read their visitor's history at once: a quarter of the
+    pool ([store] max_connections less those kept apart), so that the tabs of a stopped worker,
+    all coming back at once, leave the rest to storing and deciding messages."""
+    return max(1, (settings.store.max_connections - KEPT_APART) // 4)
 
 
 def conversation_locks(settings: Settings) -> int:
@@ -512,6 +522,7 @@ async def build_runtime(
         reloader=reloader,
         cache=cache,
         notifier=notifier,
+        history_reads=PoolShare(history_read_share(settings)),
         ratings=ratings,
         workers=[worker, recovery, *([reloader] if reloader else [])],
         singletons=[

@@ -192,6 +192,10 @@ def _mount_webchat(
     async def transcript(visitor: str) -> list[TranscriptLine]:
         return await runtime.conversations.transcript("webchat", visitor, limit=limit)
 
+    async def history(visitor: str) -> list[TranscriptLine]:
+        async with runtime.history_reads.turn():  # a storm of hellos leaves stores a connection
+            return await transcript(visitor)
+
     async def latest_replies(visitors: list[str]) -> dict[str, int]:
         return await runtime.outbox_store.latest_replies(WebChatChannel.name, visitors)
 
@@ -208,6 +212,7 @@ def _mount_webchat(
         visitor_of=visitor_of,
         reply_before=runtime.outbox_store.reply_before,
         latest_replies=latest_replies,
+        history=history,
         clock=runtime.clock,
     )
     webchat.mount(app)

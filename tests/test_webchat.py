@@ -785,3 +785,41 @@ async def test_a_tab_gone_before_its_socket_opens_is_no_error(
     await runner.cleanup()
     assert failed
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_tabs_saying_hello_at_once_read_histories_a_few_at_a_time(
+    service: tuple[Service, TestServer],
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tabs of a stopped worker come back all at once: at most the history share of them
+    reads at a time (the rest wait their turn, not in the pool's queue in front of the stores),
+    and every one is welcomed with its history in the end."""
+    running, _ = service
+    runtime = running.runtime
+    share = runtime.history_reads
+    first = await visitor(http, server := service[1])
+    await first.hello()
+    assert first.token
+    gate = asyncio.Event()
+    reading: list[int] = []
+    real = runtime.conversations.transcript
+
+    async def slow_transcript(channel: str, user: str, *, limit: int) -> list[TranscriptLine]:
+        reading.append(share.running)
+        await gate.wait()
+        return await real(channel, user, limit=limit)
+
+    monkeypatch.setattr(runtime.conversations, "transcript", slow_transcript)
+    tabs = [await visitor(http, server) for _ in range(share.size + 2)]
+    for tab in tabs:
+        await tab.ws.send_json({"type": "hello", "token": first.token})
+    async with asyncio.timeout(10):
+        while (share.running, share.waiting) != (share.size, 2):
+            await asyncio.sleep(0.01)
+    assert len(reading) == share.size and max(reading) <= share.size
+    gate.set()
+    for tab in tabs:
+        assert (await tab.next_of("welcome"))["token"]
+    assert len(reading) == share.size + 2 and max(reading) <= share.size
+    assert (share.running, share.waiting) == (0, 0)
