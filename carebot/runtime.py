@@ -168,13 +168,13 @@ class Runtime:
     teamwork: TeamworkStore  # transfers, availability, the audit trail (README, "Teams")
     public_items: PublicStore  # comments' edits and removals (README, "Public comments")
     public_actions: PublicActionStore  # agents' hiding and unhiding, X's call cap
+    # The web chat's history reads for tabs saying hello (:mod:`carebot.store.pool_share`).
+    history_reads: PoolShare
     windows: ReplyWindows = NO_WINDOWS
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     cache: EmbeddingCache | None = None  # the example embeddings the matcher was built from
     notifier: Notifier | None = None  # PostgreSQL: events to and from the other workers
-    # The web chat's history reads for tabs saying hello (:mod:`carebot.store.pool_share`).
-    history_reads: PoolShare = field(default_factory=lambda: PoolShare(1))
     # The periodic workers: started after recovery, stopped together once inbound has stopped
     # (each finishing its pass), before the outbox is flushed. A new one is one more entry.
     workers: list[Worker] = field(default_factory=list)

@@ -795,10 +795,10 @@ async def test_tabs_saying_hello_at_once_read_histories_a_few_at_a_time(
     """The tabs of a stopped worker come back all at once: at most the history share of them
     reads at a time (the rest wait their turn, not in the pool's queue in front of the stores),
     and every one is welcomed with its history in the end."""
-    running, _ = service
+    running, server = service
     runtime = running.runtime
     share = runtime.history_reads
-    first = await visitor(http, server := service[1])
+    first = await visitor(http, server)
     await first.hello()
     assert first.token
     gate = asyncio.Event()

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carebot.exceptions import StoreError
 from carebot.store.database import Database
+from carebot.store.pool_share import PoolShare
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class ConversationLocks:
             )
         self._db = db
         self._local: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = PoolShare(limit)
 
     @contextlib.asynccontextmanager
     async def hold(self, conversation_id: int) -> AsyncIterator[None]:
@@ -74,7 +75,7 @@ class ConversationLocks:
             if self._db.is_sqlite:
                 yield
                 return
-            async with self._slots, self._held(conversation_id):
+            async with self._slots.turn(), self._held(conversation_id):
                 yield
 
     @contextlib.asynccontextmanager

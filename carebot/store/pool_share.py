@@ -6,8 +6,8 @@ pooled connection. Queued with everything else, the messages customers send mean
 behind them for a connection: in the chaos bench, stores of up to 3.6 s in bursts right after
 each kill, and the inbox's live views seeing those messages that late. A :class:`PoolShare`
 lets at most ``size`` of such work hold connections at once; the rest wait their turn here, not
-in the pool's queue in front of the stores. (The conversation locks keep to a share of their
-own the same way, :mod:`carebot.store.conversation_lock`.)
+in the pool's queue in front of the stores. The conversation locks keep to a share of their own
+(:mod:`carebot.store.conversation_lock`).
 """
 
 from __future__ import annotations

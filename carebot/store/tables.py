@@ -29,11 +29,11 @@ def by_conversation(table: str) -> Index:
     """The index a table's rows are found by per conversation: the conversation, then the row's
     id, so that a conversation's rows come in order and its latest ("max(id) where
     conversation_id = ...", "order by id desc limit 1") is one step down the index. With the
-    conversation alone, PostgreSQL found "the conversation's latest decision" by walking the
-    primary key back from the table's newest row until one was the conversation's (all of it
-    for a conversation without one): 1.2 ms a message in bench/workers.py on a fresh database,
-    more the older the conversation. SQLite's index on a column holds the rowid after it, so
-    there this is the index it had."""
+    conversation alone, PostgreSQL's plans for "the conversation's latest decision" walked the
+    primary key back from the table's newest row until one was the conversation's, or hashed
+    the whole table (1.2-2.3 ms a message in bench/workers.py on a fresh database, more as the
+    table grows). SQLite's index on a column holds the rowid after it, so there this is the
+    index it had."""
     return Index(f"ix_{table}_conversation_id", "conversation_id", "id")
 
 
