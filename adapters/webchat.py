@@ -36,8 +36,10 @@ Protocol (JSON text frames on ``/chat/ws``):
   "on": true}`` while the bot works, then ``{"type": "ack", "id", "at"}`` once the message is
   stored and handled, or 5 s after it was stored while it is still being handled (the widget
   forgets an acknowledged message, so an ack before it is stored would lose it if the worker
-  died meanwhile), then the reply; the frames meant for that tab while the message is being
-  handled follow the ack.
+  died meanwhile). Replies are pushed as soon as they are sent, so the reply may come just
+  before the ack (while the reply's delivery is being recorded); they are not held back for
+  it: a reply to the tab's previous message, sent while this one waits for its conversation,
+  would wait with it (up to those 5 s).
 * server ``{"type": "typing", "on": true, "agent": "Ann"}``: an agent is typing a reply in the
   built-in inbox (sent again every few seconds while they type; the widget hides it when the
   news stop or a message arrives). Relayed from the ``agent_typing`` events of the
@@ -179,8 +181,6 @@ class WebChatChannel:
         self._closed = False
         self._in_hand = 0  # frames being handled right now
         self._handled = asyncio.Condition()
-        # Tabs whose message is being handled: the frames for them wait for its ack.
-        self._held: dict[web.WebSocketResponse, list[dict[str, Any]]] = {}
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
@@ -451,7 +451,6 @@ class WebChatChannel:
         await self._broadcast(visitor, echo, skip=ws)
         if self._deliver is None:
             raise RuntimeError("WebChatChannel.start() was not called before serving")
-        self._held[ws] = []
         try:
             await self._deliver(inbound)
         except Exception as exc:
@@ -463,8 +462,6 @@ class WebChatChannel:
             ack = {"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)}
             await self._send_to(ws, visitor, ack)
         finally:
-            for held in self._held.pop(ws, []):
-                await self._send_to(ws, visitor, held)
             await self._broadcast(visitor, {"type": "typing", "on": False})
         self._mark_known(visitor)
 
@@ -632,11 +629,7 @@ class WebChatChannel:
         self, visitor: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
     ) -> None:
         for ws in list(self._sockets.get(visitor, ())):
-            if ws is skip:
-                continue
-            if ws in self._held:  # its message is being handled: after the ack
-                self._held[ws].append(frame)
-            else:
+            if ws is not skip:
                 await self._send_to(ws, visitor, frame)
 
     async def _send_to(

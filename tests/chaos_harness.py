@@ -911,7 +911,7 @@ class Report:
     fanout_excluded: int = 0  # tabs on the stopped worker during its stop
     fanout_slow: list[tuple[float, str]] = field(default_factory=list)  # over 1 s: ms, what
     live: list[float] = field(default_factory=list)  # ms, message -> inbox view on another
-    live_missed: int = 0
+    live_missed: list[str] = field(default_factory=list)  # message and view never told
     live_resync: int = 0  # of those seen: by a look at everything (resync), not the event
     live_slow: list[tuple[float, str]] = field(default_factory=list)  # over 1 s: ms, what
     faults: list[Fault] = field(default_factory=list)
@@ -1430,7 +1430,13 @@ class Run:
                             )
                         report.live_resync += bool(looked) and (not told or looked[0] < told[0])
                     else:
-                        report.live_missed += 1
+                        report.live_missed.append(
+                            f"conversation {conversation}: message {message.number + 1} "
+                            f"stored {at - report.started:.1f} s in, acknowledged on worker "
+                            f"{taken + 1} after {message.attempts} attempt(s), not seen on worker "
+                            f"{view.slot + 1} (told {[f'{t - at:+.1f} s' for t in told[:2]]}); "
+                            f"{faults.near(at, report.started)}"
+                        )
 
 
 def _unseen(replies: Sequence[tuple[WebCustomer, str, float]]) -> int:

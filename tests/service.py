@@ -81,6 +81,9 @@ class Visitor:
         self.ws = ws
         self.token: str | None = None
         self.history: list[dict[str, Any]] = []
+        # Messages that came while :meth:`next_of` waited for another kind of frame (a reply
+        # may come just before its message's ack): the next ones :meth:`receive` gives.
+        self._backlog: list[dict[str, Any]] = []
 
     async def hello(self, token: str | None = None) -> dict[str, Any]:
         await self.ws.send_json({"type": "hello", "token": token})
@@ -95,15 +98,25 @@ class Visitor:
         return message_id
 
     async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
+        if self._backlog:
+            return self._backlog.pop(0)
         frame: dict[str, Any] = await self.ws.receive_json(timeout=timeout)
         return frame
 
-    async def next_of(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-        """The next frame of a type, skipping acks and typing frames."""
-        while True:
-            frame = await self.receive(timeout)
-            if frame["type"] == kind:
-                return frame
+    async def next_of(self, kind: str | tuple[str, ...], timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame of a type (or of one of the types), skipping the others; messages
+        skipped are kept for later."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        kept = []
+        try:
+            while True:
+                frame = await self.receive(timeout)
+                if frame["type"] in kinds:
+                    return frame
+                if frame["type"] == "message":
+                    kept.append(frame)
+        finally:
+            self._backlog[:0] = kept
 
 
 async def after_joining(customer: Visitor, agent: str = "Ann") -> dict[str, Any]:
