@@ -64,7 +64,8 @@ Several workers: a visitor's tabs may be connected to any of them. A reply is st
 sent: the worker that sends it pushes it to the tabs connected to it and publishes a
 ``webchat_reply`` event; every other worker with a tab of that visitor reads the visitor's
 latest messages from the store and pushes the ones its tabs have not seen (so do they on a
-customer's message, for the visitor's other tabs, and on a ``resync``). Every
+customer's message, for the visitor's other tabs, and on a ``resync``): one look at a time per
+visitor (news meanwhile make one more look after it), several visitors at once. Every
 :data:`BACKSTOP_SECONDS` they also look, in case an event was lost. A worker about to push a
 reply whose predecessor its tabs have not shown (another worker sent it, and the event is late
 or lost) reads the store first and pushes what they missed before it: tabs show replies in the
@@ -103,6 +104,7 @@ from carebot.exceptions import DeliveryError
 from carebot.hours import BusinessHours
 from carebot.models import ContactDetails, InboundMessage, OutboundReply, TranscriptLine
 from carebot.signing import Signer
+from carebot.tasks import OnePerKey
 
 log = logging.getLogger(__name__)
 Transcript = Callable[[str], Awaitable[list[TranscriptLine]]]
@@ -120,6 +122,10 @@ CONTACT_MAX_CHARS = 200
 BACKSTOP_SECONDS = 30.0  # several workers: how often the tabs' messages are checked anyway
 SHOWN_PER_VISITOR = 300  # the message ids remembered per visitor (more than the history shows)
 REFRESH_LINES = 50  # the latest messages a look at the store pushes from
+# Several workers: visitors whose news from other workers are read at once (one look at a time
+# per visitor). One at a time, the relay fell seconds behind under load (chaos bench: replies
+# relayed to tabs here up to 2.8 s late while this worker was busy).
+LOOKS_AT_ONCE = 4
 VISITORS_KNOWN = 10_000  # conversations whose visitor is remembered
 PASS_SUFFIX = "\nprechat"  # a pre-chat pass signs "<visitor>\nprechat" (no visitor id has \n)
 
@@ -168,6 +174,12 @@ class WebChatChannel:
         self._latest_replies = latest_replies
         self._clock = clock
         self._relay: asyncio.Task[None] | None = None
+        self._looks = OnePerKey(
+            self._refresh,
+            limit=LOOKS_AT_ONCE,
+            what="showing what other workers stored to visitor",
+            log=log,
+        )
         self._files = WidgetFiles(settings.texts)
         self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
@@ -203,6 +215,7 @@ class WebChatChannel:
             self._relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay
+            await self._looks.stop()
             await self._subscription.aclose()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE), self._handled:
@@ -571,7 +584,7 @@ class WebChatChannel:
         elif event.remote and event.kind in ("webchat_reply", "customer_message"):
             visitor = await self._visitor(event.conversation_id)
             if visitor is not None and visitor in self._sockets:
-                await self._refresh(visitor)
+                self._looks.ask(visitor)
 
     async def _visitor(self, conversation_id: int) -> str | None:
         """The conversation's web chat visitor (None: another channel's, or unknown now)."""
@@ -600,7 +613,7 @@ class WebChatChannel:
                 v for v in visitors if v in latest and f"r{latest[v]}" not in self._shown[v]
             ]
         for visitor in visitors:
-            await self._refresh(visitor)
+            self._looks.ask(visitor)
 
     async def _refresh(self, visitor: str) -> None:
         """Push the visitor's latest messages its tabs here have not seen, oldest first."""

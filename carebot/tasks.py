@@ -8,19 +8,26 @@
   platform's webhook call waits a few seconds for a send or a decision, then is answered while
   the work goes on here, kept until it is done, and waited for at stop
   (:meth:`Background.drain`).
+- :class:`OnePerKey`, work asked for per key and run in the background (a web chat visitor's
+  look at the store when another worker has news for them): one run at a time per key, one
+  more after it when asked again meanwhile (however often), and several keys at once, so that
+  one slow run holds up no other key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from typing import Any, Generic, TypeVar
 
 from carebot.retry import Backoff, repeat
 from carebot.wakeup import Wakeup
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class Periodic:
@@ -96,3 +103,67 @@ class Background:
         """Wait for the work still going on (at stop), ``timeout`` seconds at most."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+class OnePerKey(Generic[K]):
+    def __init__(
+        self,
+        work: Callable[[K], Awaitable[object]],
+        *,
+        limit: int,
+        what: str,
+        log: logging.Logger,
+        late: float = 1.0,
+    ) -> None:
+        """``work(key)`` runs for at most ``limit`` keys at once (each holds a connection);
+        a run that ends over ``late`` seconds after it was asked for is logged (INFO) as
+        ``what`` of the key, late (the service is falling behind)."""
+        self._work = work
+        self._slots = asyncio.Semaphore(limit)
+        self._what = what
+        self._log = log
+        self._late = late
+        self._running: dict[K, asyncio.Task[None]] = {}
+        self._again: dict[K, float] = {}  # asked again while running: since when
+
+    def ask(self, key: K) -> None:
+        """Run the work for ``key`` soon (once more after the run in hand, if one is)."""
+        now = time.monotonic()
+        if key in self._running:
+            self._again.setdefault(key, now)
+        else:
+            self._running[key] = asyncio.create_task(self._runs(key, now))
+
+    async def _runs(self, key: K, asked: float) -> None:
+        try:
+            while True:
+                async with self._slots:
+                    try:
+                        await self._work(key)
+                    except Exception:  # the next ask retries; the other keys go on
+                        self._log.exception("Could not finish %s %s", self._what, key)
+                took = time.monotonic() - asked
+                if took > self._late:
+                    self._log.info(
+                        "Finished %s %s %.1f s after it was asked for (this worker is busy)",
+                        self._what,
+                        key,
+                        took,
+                    )
+                if key not in self._again:
+                    return
+                asked = self._again.pop(key)
+        finally:
+            # Here, not in a done callback: an ask between the check above and the task's end
+            # would find the key still running and be lost.
+            del self._running[key]
+
+    async def stop(self) -> None:
+        """Cancel the runs in hand and wait for them to end."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._again.clear()

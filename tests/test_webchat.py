@@ -685,6 +685,60 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
     assert reads == [visitor_id]  # only for reply 9
 
 
+async def test_news_from_other_workers_reach_each_visitor_without_waiting_for_another() -> None:
+    """Several workers: replies another worker sent reach the tabs here through a look at the
+    store per visitor. Ann's look is slow (a busy pool); Bob's news meanwhile are shown at once,
+    not after hers (one look at a time, the relay fell seconds behind under load). Ann's further
+    news during her look make one more look, not one each, and her tab gets both, in order."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    lines: dict[str, list[TranscriptLine]] = {}
+    reads: list[str] = []
+    ann_reading, ann_go_on = asyncio.Event(), asyncio.Event()
+    ids: dict[int, str] = {}
+
+    async def transcript(visitor_id: str) -> list[TranscriptLine]:
+        reads.append(visitor_id)
+        found = list(lines.get(visitor_id, []))  # as read when the query ran
+        if visitor_id == ids[1] and not ann_go_on.is_set():
+            ann_reading.set()
+            await ann_go_on.wait()
+        return found
+
+    async def visitor_of(conversation_id: int) -> str | None:
+        return ids[conversation_id]
+
+    hub = EventHub()
+    channel, app = await started_channel(signer, transcript, hub, visitor_of=visitor_of)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        ann, bob = await visitor(http, server), await visitor(http, server)
+        await ann.hello()
+        await bob.hello()
+        for conversation, tab in ((1, ann), (2, bob)):
+            ids[conversation] = str(signer.verify(str(tab.token)))
+
+        def sent(conversation: int, outbox_id: int, text: str) -> None:  # by another worker
+            lines.setdefault(ids[conversation], []).append(
+                TranscriptLine("bot", text, at, outbox_id=outbox_id)
+            )
+            hub.receive(Event("webchat_reply", conversation, ref=outbox_id, remote=True))
+
+        sent(1, 5, "Hello Ann.")
+        await ann_reading.wait()
+        sent(2, 6, "Hello Bob.")
+        bob_got = await bob.next_of("message", timeout=5.0)  # times out behind Ann's look
+        sent(1, 7, "Track it.")
+        sent(1, 8, "Anything else?")
+        ann_go_on.set()
+        ann_got = [(await ann.next_of("message"))["id"] for _ in range(3)]
+        for tab in (ann, bob):
+            await tab.ws.close()
+    await channel.close()
+    assert bob_got["id"] == "r6"
+    assert ann_got == ["r5", "r7", "r8"]
+    assert sorted(reads) == sorted([ids[1], ids[2], ids[1]])  # Ann: her look, then one more
+
+
 async def test_a_look_at_every_visitor_reads_only_those_missing_their_latest_reply() -> None:
     """Several workers, a resync (or the backstop): one query for every visitor's latest reply,
     then the messages of only the visitor whose tab here lacks it."""
