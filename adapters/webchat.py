@@ -123,8 +123,8 @@ BACKSTOP_SECONDS = 30.0  # several workers: how often the tabs' messages are che
 SHOWN_PER_VISITOR = 300  # the message ids remembered per visitor (more than the history shows)
 REFRESH_LINES = 50  # the latest messages a look at the store pushes from
 # Several workers: visitors whose news from other workers are read at once (one look at a time
-# per visitor). One at a time, the relay fell seconds behind under load (chaos bench: replies
-# relayed to tabs here up to 2.8 s late while this worker was busy).
+# per visitor), by default. One at a time, the relay fell seconds behind under load (chaos
+# bench: replies relayed to tabs here up to 2.8 s late while this worker was busy).
 LOOKS_AT_ONCE = 4
 VISITORS_KNOWN = 10_000  # conversations whose visitor is remembered
 PASS_SUFFIX = "\nprechat"  # a pre-chat pass signs "<visitor>\nprechat" (no visitor id has \n)
@@ -152,6 +152,7 @@ class WebChatChannel:
         reply_before: ReplyBefore | None = None,
         latest_replies: LatestReplies | None = None,
         history: Transcript | None = None,
+        looks_at_once: int = LOOKS_AT_ONCE,
         clock: Clock = utcnow,
     ) -> None:
         """``hours``: the widget's header says whether the team is at work (none: it says
@@ -162,7 +163,9 @@ class WebChatChannel:
         ``latest_replies``: a look at every visitor (the backstop, a resync) reads the messages
         only of those whose latest reply the tabs here lack, found in one query. ``history``:
         what a tab saying hello is shown (default: ``transcript``, which the pushes read too);
-        the service gives one that waits its turn when many tabs come back at once."""
+        the service gives one that waits its turn when many tabs come back at once.
+        ``looks_at_once``: how many visitors' news from other workers are read at once (each
+        read holds a connection of the pool)."""
         self._settings = settings
         self._signer = signer
         self._transcript = transcript
@@ -176,7 +179,7 @@ class WebChatChannel:
         self._relay: asyncio.Task[None] | None = None
         self._looks = OnePerKey(
             self._refresh,
-            limit=LOOKS_AT_ONCE,
+            limit=looks_at_once,
             what="showing what other workers stored to visitor",
             log=log,
         )
@@ -617,6 +620,8 @@ class WebChatChannel:
 
     async def _refresh(self, visitor: str) -> None:
         """Push the visitor's latest messages its tabs here have not seen, oldest first."""
+        if visitor not in self._sockets:
+            return  # their last tab here closed while the look waited its turn
         try:
             lines = await self._transcript(visitor)
         except Exception:

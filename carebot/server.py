@@ -213,6 +213,9 @@ def _mount_webchat(
         reply_before=runtime.outbox_store.reply_before,
         latest_replies=latest_replies,
         history=history,
+        # The looks at other workers' news: a share of the pool of their own, as large as the
+        # hellos' (they must not wait behind a storm of hellos: chaos run sixteen).
+        looks_at_once=runtime.history_reads.size,
         clock=runtime.clock,
     )
     webchat.mount(app)

@@ -125,9 +125,13 @@ class OnePerKey(Generic[K]):
         self._late = late
         self._running: dict[K, asyncio.Task[None]] = {}
         self._again: dict[K, float] = {}  # asked again while running: since when
+        self._stopped = False
 
     def ask(self, key: K) -> None:
-        """Run the work for ``key`` soon (once more after the run in hand, if one is)."""
+        """Run the work for ``key`` soon (once more after the run in hand, if one is); nothing
+        after :meth:`stop`."""
+        if self._stopped:
+            return
         now = time.monotonic()
         if key in self._running:
             self._again.setdefault(key, now)
@@ -156,14 +160,17 @@ class OnePerKey(Generic[K]):
         finally:
             # Here, not in a done callback: an ask between the check above and the task's end
             # would find the key still running and be lost.
-            del self._running[key]
+            self._running.pop(key, None)
 
     async def stop(self) -> None:
-        """Cancel the runs in hand and wait for them to end."""
+        """Take no more asks; cancel the runs in hand (also those not started yet) and wait for
+        them to end."""
+        self._stopped = True
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._running.clear()
         self._again.clear()

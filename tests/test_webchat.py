@@ -583,8 +583,10 @@ async def test_a_reply_reaches_the_tab_at_once_while_its_next_message_is_being_h
         customer = await visitor(http, server)
         await customer.hello()
         await customer.say("and my invoice?")
-        reply = await customer.next_of("message", timeout=5.0)  # times out when held
-        shown.set()
+        try:
+            reply = await customer.next_of("message", timeout=5.0)  # times out when held
+        finally:
+            shown.set()  # so that a failure does not leave the handler waiting
         ack = await customer.next_of("ack")
         await customer.ws.close()
     await channel.close()
@@ -726,10 +728,12 @@ async def test_news_from_other_workers_reach_each_visitor_without_waiting_for_an
         sent(1, 5, "Hello Ann.")
         await ann_reading.wait()
         sent(2, 6, "Hello Bob.")
-        bob_got = await bob.next_of("message", timeout=5.0)  # times out behind Ann's look
-        sent(1, 7, "Track it.")
-        sent(1, 8, "Anything else?")
-        ann_go_on.set()
+        try:
+            bob_got = await bob.next_of("message", timeout=5.0)  # times out behind Ann's look
+            sent(1, 7, "Track it.")
+            sent(1, 8, "Anything else?")
+        finally:
+            ann_go_on.set()  # so that a failure does not leave Ann's look waiting
         ann_got = [(await ann.next_of("message"))["id"] for _ in range(3)]
         for tab in (ann, bob):
             await tab.ws.close()
