@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -530,11 +530,6 @@ async def test_a_message_is_acknowledged_only_once_stored_and_handled(
 ) -> None:
     signer = Signer(b"k" * 48, "webchat-visitor")
 
-    async def no_history(_visitor: str) -> list[Any]:
-        return []
-
-    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=no_history)
-
     async def deliver(event: ChannelEvent) -> None:
         assert isinstance(event, InboundMessage)
         if not stored:
@@ -542,9 +537,7 @@ async def test_a_message_is_acknowledged_only_once_stored_and_handled(
         reply = OutboundReply(1, "webchat", event.external_user_id, "Track it.")
         await channel.send(reply)  # the outbox sends the answer before the core returns
 
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
+    channel, app = await started_channel(signer, no_history, deliver=deliver)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         customer = await visitor(http, server)
         await customer.hello()
@@ -562,11 +555,6 @@ async def test_a_reply_reaches_the_tab_at_once_while_its_next_message_is_being_h
     its ack), comes while the tab's next message waits for its conversation: it is pushed at
     once, not held behind that message's ack (the chaos bench saw replies 5 s late so)."""
     signer = Signer(b"k" * 48, "webchat-visitor")
-
-    async def no_history(_visitor: str) -> list[Any]:
-        return []
-
-    channel = WebChatChannel(settings=WebChatSettings(), signer=signer, transcript=no_history)
     shown = asyncio.Event()
 
     async def deliver(event: ChannelEvent) -> None:
@@ -576,9 +564,7 @@ async def test_a_reply_reaches_the_tab_at_once_while_its_next_message_is_being_h
             await channel.send(previous)
             await shown.wait()  # handled once the tab has the previous reply
 
-    app = web.Application()
-    channel.mount(app)
-    await channel.start(deliver)
+    channel, app = await started_channel(signer, no_history, deliver=deliver)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
         customer = await visitor(http, server)
         await customer.hello()
@@ -621,14 +607,23 @@ async def test_a_reply_the_tabs_here_missed_reaches_them_when_another_tab_connec
     assert (pushed["id"], pushed["text"]) == ("r7", "Track it.")
 
 
+async def no_history(_visitor: str) -> list[TranscriptLine]:
+    return []
+
+
+async def ignore(_event: ChannelEvent) -> None: ...
+
+
 async def started_channel(
-    signer: Signer, transcript: Any, hub: EventHub | None = None, **collaborators: Any
+    signer: Signer,
+    transcript: Any,
+    hub: EventHub | None = None,
+    *,
+    deliver: Callable[[ChannelEvent], Awaitable[None]] = ignore,
+    **collaborators: Any,
 ) -> tuple[WebChatChannel, web.Application]:
-    """The web chat channel, mounted and started; with ``hub``, as one of several workers
-    (the hub's events relayed to the others)."""
-
-    async def deliver(_event: ChannelEvent) -> None: ...
-
+    """The web chat channel, mounted and started with ``deliver`` as the core; with ``hub``, as
+    one of several workers (the hub's events relayed to the others)."""
     if hub is not None:
         hub.relay_to(lambda _event: None)  # other workers share the store
     channel = WebChatChannel(
