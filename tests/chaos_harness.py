@@ -490,6 +490,7 @@ class Tab:
                 self.ready.clear()
                 self.ws = None
                 interval[2] = time.time()
+                customer.on_close(self)
                 with contextlib.suppress(Exception):
                     await ws.close()
 
@@ -571,6 +572,17 @@ class WebCustomer(Customer):
             if answered is not None:
                 self._replied[answered.number].set()
 
+    def on_close(self, tab: Tab) -> None:
+        """``tab``'s socket closed (its worker died or stopped serving): a message sent on it
+        and not acknowledged is sent again once the tab has reconnected, as the widget does
+        after its next welcome (not after the ack's timeout: the resend told the other workers
+        of a message its dead worker had stored 15 s late)."""
+        if tab.number != 0:
+            return  # messages are sent from the first tab only
+        for answer in self._answers.values():
+            if not answer.done():
+                answer.set_result("closed")
+
     async def send_all(self, closed_loop: bool = False) -> None:
         for message in self.messages:
             await _until(message.due)
@@ -608,6 +620,8 @@ class WebCustomer(Customer):
             if outcome == "ack":
                 message.taken = attempt
                 return
+            if outcome == "closed":
+                continue  # sent again once the tab has reconnected
             await asyncio.sleep(1.0)  # refused (unavailable, rate limited): send it again
 
     async def close(self) -> None:
