@@ -115,9 +115,10 @@ class OnePerKey(Generic[K]):
         log: logging.Logger,
         late: float = 1.0,
     ) -> None:
-        """``work(key)`` runs for at most ``limit`` keys at once (each holds a connection);
-        a run that ends over ``late`` seconds after it was asked for is logged (INFO) as
-        ``what`` of the key, late (the service is falling behind)."""
+        """``work(key)`` runs for at most ``limit`` keys at once (the web chat's looks: each
+        holds a connection of the pool); a run that ends over ``late`` seconds after it was
+        asked for is logged (INFO) as ``what`` of the key, late (the service is falling
+        behind)."""
         self._work = work
         self._slots = asyncio.Semaphore(limit)
         self._what = what
