@@ -35,6 +35,7 @@ from carebot.models import (
 )
 from carebot.store.customers import created_identities, find_or_create_identity
 from carebot.store.database import Database
+from carebot.store.decision_call import HANDLED, record_in_one_call
 from carebot.store.embeddings import embedding_row
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.prepared import Prepared
@@ -272,8 +273,13 @@ class ConversationStore:
         link_by: Sequence[str] = ("phone", "email"),
         priority: PriorityRule = _no_priority,  # of the handoffs it opens
         teams: TeamDirectory | None = None,  # routes the handoffs it opens (None: one team)
+        one_call: bool = True,
     ) -> None:
+        """``one_call``: on PostgreSQL, a decision that does not hand over is recorded in one
+        call of a database function (:mod:`carebot.store.decision_call`); False: always in the
+        transaction of the SQLite path (the tests compare the two)."""
         self._db = db
+        self._one_call = one_call and not db.is_sqlite
         self._teams = teams or TeamDirectory(Settings())
         self._clock = clock
         self._lease = lease_replies
@@ -455,6 +461,8 @@ class ConversationStore:
         embedding: Embedding | None,
     ) -> Queued | None:
         now = self._clock()
+        if self._one_call and answers is None and not decision.hands_off:
+            return await self._record_in_one_call(received, decision, timings, ask, embedding, now)
         async with self._db.transaction() as session:
             # Locked (PostgreSQL), so an agent taking over meanwhile is not overwritten.
             conversation, identity = await locked_party(
@@ -495,6 +503,40 @@ class ConversationStore:
                 conversation, identity = await locked_party(session, conversation.id)
                 await self.hand_off(session, conversation, identity, row, decision)
             return queued
+
+    async def _record_in_one_call(
+        self,
+        received: Received,
+        decision: Decision,
+        timings: dict[str, float],
+        ask: Question | None,
+        embedding: Embedding | None,
+        now: datetime,
+    ) -> Queued | None:
+        """:meth:`_record_decision` for a decision that does not hand over, on PostgreSQL: one
+        call of a function (:mod:`carebot.store.decision_call`)."""
+        row = decision_row(received, decision, timings, now)
+        vector = None
+        if embedding is not None:
+            vector = embedding_row(received.message_id, embedding.vector, embedding.model)
+        reply = None
+        if decision.reply:
+            reply = Outgoing(
+                f"{decision.reply}\n\n{ask.text}" if ask else decision.reply,
+                choices=ask.choices if ask else decision.choices,
+            )
+        recorded = await record_in_one_call(
+            self._db,
+            row,
+            embedding=vector,
+            reply=reply,
+            ask_kind=ask.kind if ask is not None else None,
+            silent=_SILENT_STATES,
+            lease=self._lease,
+        )
+        if recorded.outcome == HANDLED:
+            raise AlreadyHandled(received.message_id)
+        return recorded.queued
 
     async def hand_off(
         self,
@@ -719,6 +761,12 @@ def bot_silent(conversation: Conversation) -> bool:
     """A human owns the conversation, or an agent closed it while the bot was deciding."""
     state = ConversationState(conversation.state)
     return state.human_owned or state is ConversationState.CLOSED
+
+
+# ...its states, for the function that records a decision in one call (decision_call.py).
+_SILENT_STATES = tuple(
+    s.value for s in ConversationState if bot_silent(Conversation(state=s.value))
+)
 
 
 def decision_row(

@@ -120,7 +120,7 @@ async def add_reply(
     customer read.
     """
     params = {"conversation": conversation.id}
-    intro = _introduction(session, outgoing)
+    intro = introduction(str(session.info.get(BOT_INTRO) or ""), outgoing)
     if intro:  # one query for both: is a reply pending, has the bot said anything yet
         ((waiting, introduced),) = await _PENDING_AND_SAID.rows(session, params)
         if not introduced:
@@ -128,8 +128,30 @@ async def add_reply(
     else:
         waiting = bool(await _PENDING.scalar(session, params))
     immediate = lease and not waiting
+    message, row = reply_rows(conversation.id, identity, outgoing, now, immediate=immediate)
+    await insert_pair(session, message, row, link="message_id")
+    return Queued(to_reply(row), immediate=immediate, message_id=message.id)
+
+
+def introduction(intro: str, outgoing: Outgoing) -> str:
+    """The bot's introduction (``intro``, the session's ``BOT_INTRO``) to put before
+    ``outgoing`` if it is the bot's first message of the conversation (an agent's reply never
+    carries it; an empty introduction is none; in public the bot's replies carry ``[public]
+    bot_tag`` instead, see carebot/public/decide.py). Every writer of a reply holds the
+    conversation's row lock (``with_for_update``) by then, so two bot messages of one
+    conversation written at once are not both introduced."""
+    intro = intro.strip()
+    if not intro or outgoing.author != "bot" or outgoing.public is not None:
+        return ""
+    return intro
+
+
+def reply_rows(
+    conversation_id: int, identity: Identity, outgoing: Outgoing, now: datetime, *, immediate: bool
+) -> tuple[Message, OutboxRow]:
+    """The stored message of ``outgoing`` and its outbox row (linked once both are written)."""
     message = Message(
-        conversation_id=conversation.id,
+        conversation_id=conversation_id,
         direction="out",
         author=outgoing.author,
         agent=outgoing.agent,
@@ -138,21 +160,7 @@ async def add_reply(
         decision_id=outgoing.decision_id,
         created_at=now,
     )
-    row = _outbox_row(message, identity, outgoing, now, immediate=immediate)
-    await insert_pair(session, message, row, link="message_id")
-    return Queued(to_reply(row), immediate=immediate, message_id=message.id)
-
-
-def _introduction(session: AsyncSession, outgoing: Outgoing) -> str:
-    """The bot's introduction to put before ``outgoing`` if it is the bot's first message of
-    the conversation (an agent's reply never carries it; an empty introduction is none; in
-    public the bot's replies carry ``[public] bot_tag`` instead, see carebot/public/decide.py).
-    Every writer of a reply holds the conversation's row lock (``with_for_update``) by then, so
-    two bot messages of one conversation written at once are not both introduced."""
-    intro = str(session.info.get(BOT_INTRO) or "").strip()
-    if not intro or outgoing.author != "bot" or outgoing.public is not None:
-        return ""
-    return intro
+    return message, _outbox_row(message, identity, outgoing, now, immediate=immediate)
 
 
 def _outbox_row(

@@ -158,6 +158,12 @@ def _values(row: Any) -> tuple[Table, dict[str, Any]]:
     return table, values
 
 
+def row_values(row: Any) -> dict[str, Any]:
+    """The values an INSERT of ``row`` (a new, transient mapped object) writes, by column name,
+    its Python defaults computed and set on it; no ``id`` where the table numbers rows."""
+    return _values(row)[1]
+
+
 def _column_name(cls: type, attribute: str) -> str:
     return next(c.name for c in _columns(cls) if c.attribute == attribute)
 
