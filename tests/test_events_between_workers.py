@@ -220,6 +220,31 @@ async def test_events_published_while_the_connection_is_down_are_sent_after_it_i
     assert [p.split('"k":')[1].split(",")[0] for p in sent] == ['"decision"', '"handoff"']
 
 
+async def test_events_close_together_go_in_one_round_trip() -> None:
+    """A message's events (stored, decided, sent) come within milliseconds of each other: the
+    first waits for the others (``gather_seconds``), and all go in one batch."""
+    made = FakeConnection()
+
+    async def connect(_dsn: str) -> FakeConnection:
+        return made
+
+    notifier = Notifier(
+        "postgresql://nowhere/x", EventHub(), backoff=QUICK, connect=connect, gather_seconds=0.2
+    )
+    await notifier.start()
+    try:
+        for kind in ("customer_message", "decision", "sent"):
+            notifier.send(Event(kind, 4))
+            for _ in range(3):
+                await asyncio.sleep(0)  # the relay's turn: before, it sent each event alone
+        async with asyncio.timeout(10):
+            while not made.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        await notifier.stop()
+    assert [len(batch) for batch in made.sent] == [3]
+
+
 @pytest.mark.parametrize("late, logged", [(0.0, True), (60.0, False)], ids=["late", "on time"])
 async def test_events_sent_late_are_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, late: float, logged: bool
