@@ -101,6 +101,29 @@ async def test_a_mark_with_a_stale_token_changes_nothing(
     assert (await row(runtime, outbox_id)).lease is None
 
 
+async def test_a_batch_of_sent_marks_skips_only_the_reply_whose_lease_was_lost(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replies delivered together are marked together (one statement on PostgreSQL): each
+    with its platform id, except the one another worker holds now, which stays as it was."""
+    ids = await pending_replies(runtime, customers=3)
+    store = runtime.outbox_store
+    claimed = sorted(await store.claim_due(), key=lambda r: r.outbox_id)
+    stale = dataclasses.replace(claimed[1], lease="not-the-token")
+    before = _state(await row(runtime, ids[1]))
+
+    with caplog.at_level(logging.WARNING, logger="carebot.store.outbox"):
+        lost = await store.mark_sent([(claimed[0], "ext-a"), (stale, "ext-b"), (claimed[2], None)])
+    assert lost == [ids[1]]
+    assert f"Reply {ids[1]}: this worker's lease on it was lost" in caplog.text
+    found = [await row(runtime, i) for i in ids]
+    assert [(f.status, f.external_id, f.lease, f.attempts) for f in (found[0], found[2])] == [
+        ("sent", "ext-a", None, 1),
+        ("sent", None, None, 1),
+    ]
+    assert _state(found[1]) == before
+
+
 async def test_a_reply_that_was_never_claimed_cannot_be_marked(runtime: Runtime) -> None:
     outbox_id = await ask(runtime, ORDER)
     unclaimed = OutboundReply(outbox_id=outbox_id, channel="test", external_user_id="u1", text="")

@@ -30,8 +30,10 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import String, bindparam, exists, func, or_, select, update
+from sqlalchemy import Integer, String, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -240,8 +242,21 @@ class OutboxStore:
         reply, the platform's id of the sent message or None). Returns the outbox ids whose
         lease was lost (another worker claimed them since): those are left as they are."""
         now = self._clock()
+        if not self._db.is_sqlite:  # one statement for the batch: one round trip
+            params = {
+                "now": now,
+                "ids": [reply.outbox_id for reply, _ in sent],
+                "held": [_token(reply) for reply, _ in sent],
+                "platform_ids": [external_id or None for _, external_id in sent],
+            }
+            async with self._db.writes(one_statement=True, sent_marks=True) as connection:
+                marked = {row[0] for row in await _SENT_MANY.rows(connection, params)}
+            for reply, _ in sent:
+                if reply.outbox_id not in marked:
+                    _lost(reply)
+            return [reply.outbox_id for reply, _ in sent if reply.outbox_id not in marked]
         lost: list[int] = []
-        async with self._db.writes(one_statement=len(sent) == 1, sent_marks=True) as connection:
+        async with self._db.writes(sent_marks=True) as connection:
             for reply, external_id in sent:
                 params = {"outbox": reply.outbox_id, "held": _token(reply), "now": now}
                 marked = await _SENT.scalar(
@@ -409,19 +424,42 @@ async def claim_due_in(
 
 # A delivered reply's mark (per reply: prepared once), if it still holds its lease; the
 # platform's id of the sent message kept when there is one.
-_SENT = Prepared(
-    update(OutboxRow)
-    .where(OutboxRow.id == bindparam("outbox"), OutboxRow.lease == bindparam("held"))
-    .values(
-        locked_until=None,
-        lease=None,
-        attempts=OutboxRow.attempts + 1,
-        status=SENT,
-        sent_at=bindparam("now"),
-        last_error=None,
-        external_id=func.coalesce(bindparam("platform_id", type_=String), OutboxRow.external_id),
+def _sent(held: ColumnElement[Any], platform_id: ColumnElement[Any]) -> Update:
+    """The sent mark of the row that ``held`` its lease, with the platform's message id."""
+    return (
+        update(OutboxRow)
+        .where(OutboxRow.lease == held)
+        .values(
+            locked_until=None,
+            lease=None,
+            attempts=OutboxRow.attempts + 1,
+            status=SENT,
+            sent_at=bindparam("now"),
+            last_error=None,
+            external_id=func.coalesce(platform_id, OutboxRow.external_id),
+        )
+        .returning(OutboxRow.id)
     )
-    .returning(OutboxRow.id)
+
+
+_SENT = Prepared(
+    _sent(bindparam("held"), bindparam("platform_id", type_=String)).where(
+        OutboxRow.id == bindparam("outbox")
+    )
+)
+# ...of several rows at once (PostgreSQL): the rows' ids, lease tokens and platform ids as
+# three arrays, unnested side by side.
+_MARKED = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(Integer)),
+        bindparam("held", type_=ARRAY(String)),
+        bindparam("platform_ids", type_=ARRAY(String)),
+    )
+    .table_valued("id", "held", "platform_id")
+    .render_derived(name="marked")
+)
+_SENT_MANY = Prepared(
+    _sent(_MARKED.c.held, _MARKED.c.platform_id).where(OutboxRow.id == _MARKED.c.id)
 )
 
 
