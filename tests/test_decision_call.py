@@ -1,6 +1,7 @@
-"""The decision recorded in one call of PostgreSQL's function (carebot/store/decision_call.py)
-writes what the transaction of the SQLite path writes: the same rows, column for column, with
-the same links between them, and returns the same reply.
+"""A new customer's first message stored in one statement (carebot/store/newcomer.py) and the
+decision recorded in one call of PostgreSQL's function (carebot/store/decision_call.py) write
+what the transactions of the SQLite path write: the same rows, column for column, with the same
+links between them (the customer, identity and conversation included), and return the same.
 
 Each case runs twice on one PostgreSQL database, through a store that records in one call and
 one that records in the transaction, each for a customer of its own; the rows of both
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,9 @@ from carebot.store.outbox import Queued
 from carebot.store.surveys import Question
 from carebot.store.tables import (
     Conversation,
+    Customer,
     DecisionRow,
+    Identity,
     Message,
     MessageEmbedding,
     OutboxRow,
@@ -70,6 +73,7 @@ class Party:
     user: str
     conversation_id: int = 0
     sent: int = 0
+    received: list[tuple[object, ...]] = field(default_factory=list)  # what receive() said
 
     async def record(
         self, decision: Decision, *, ask: Question | None = None, embed: bool = False
@@ -77,6 +81,9 @@ class Party:
         self.sent += 1
         received = await self.store.receive(inbound("where is my order", self.user, self.sent))
         self.conversation_id = received.conversation_id
+        self.received.append(
+            (received.state, received.opened, received.new_identity, received.duplicate)
+        )
         vector = Embedding(np.linspace(-1, 1, 8, dtype=np.float32), "fake") if embed else None
         timings = {"triage_ms": 1.25}
         return await self.store.record_decision(
@@ -150,6 +157,8 @@ async def test_one_call_writes_what_the_transaction_writes(
     assert [replies(r, p.user) for r, p in zip(results, parties, strict=True)] == 2 * [
         replies(results[0], one_call.user)
     ]
+    assert one_call.received == parties[1].received
+    assert one_call.received[0][1:3] == (True, True)  # a new customer's conversation
     written = [await conversation_rows(db, p.conversation_id, p.user) for p in parties]
     assert written[0] == written[1]
     assert written[0]["decisions"], "the case wrote nothing to compare"
@@ -213,6 +222,13 @@ async def conversation_rows(
         places[("conversations", conversation_id)] = "conversation"
         places[("identities", conversation.identity_id)] = "identity"
         places[("customers", conversation.customer_id)] = "customer"
+        for name, table, key in (
+            ("conversations", Conversation.__table__, conversation_id),
+            ("identities", Identity.__table__, conversation.identity_id),
+            ("customers", Customer.__table__, conversation.customer_id),
+        ):
+            query = select(table).where(table.c.id == key)  # type: ignore[attr-defined]
+            found[name] = [dict(r) for r in (await session.execute(query)).mappings().all()]
         for name, table in TABLES.items():
             query = select(table).where(table.c.conversation_id == conversation_id)
             rows = (await session.execute(query.order_by(table.c.id))).mappings().all()
@@ -225,7 +241,13 @@ async def conversation_rows(
         found["message_embeddings"] = [
             dict(r) for r in (await session.execute(query)).mappings().all()
         ]
-    tables = {**TABLES, "message_embeddings": embeddings}
+    tables = {
+        **TABLES,
+        "message_embeddings": embeddings,
+        "conversations": Conversation.__table__,
+        "identities": Identity.__table__,
+        "customers": Customer.__table__,
+    }
     return {
         name: [_by_place(tables[name], row, places, user) for row in rows]  # type: ignore[arg-type]
         for name, rows in sorted(found.items(), key=lambda kv: kv[0])

@@ -37,6 +37,7 @@ from carebot.store.customers import created_identities, find_or_create_identity
 from carebot.store.database import Database
 from carebot.store.decision_call import HANDLED, record_in_one_call
 from carebot.store.embeddings import embedding_row
+from carebot.store.newcomer import may_store_newcomer, store_newcomer
 from carebot.store.outbox import Outgoing, Queued, add_reply
 from carebot.store.prepared import Prepared
 from carebot.store.public_items import (
@@ -275,9 +276,10 @@ class ConversationStore:
         teams: TeamDirectory | None = None,  # routes the handoffs it opens (None: one team)
         one_call: bool = True,
     ) -> None:
-        """``one_call``: on PostgreSQL, a decision that does not hand over is recorded in one
-        call of a database function (:mod:`carebot.store.decision_call`); False: always in the
-        transaction of the SQLite path (the tests compare the two)."""
+        """``one_call``: on PostgreSQL, a new customer's first message is stored in one
+        statement (:mod:`carebot.store.newcomer`) and a decision that does not hand over is
+        recorded in one call of a database function (:mod:`carebot.store.decision_call`);
+        False: both in the transactions of the SQLite path (the tests compare the two)."""
         self._db = db
         self._one_call = one_call and not db.is_sqlite
         self._teams = teams or TeamDirectory(Settings())
@@ -309,6 +311,19 @@ class ConversationStore:
                 return Received(
                     message_id, conversation_id, customer_id, identity_id, state, duplicate=False
                 )
+            if self._one_call and may_store_newcomer(inbound, self._link_by):
+                new = await store_newcomer(self._db, inbound, self._clock())
+                if new is not None:  # a new customer's first message, on PostgreSQL
+                    return Received(
+                        new.message_id,
+                        new.conversation_id,
+                        new.customer_id,
+                        new.identity_id,
+                        ConversationState.BOT,
+                        duplicate=False,
+                        opened=True,
+                        new_identity=True,
+                    )
             async with self._db.transaction() as session:
                 identity = await find_or_create_identity(
                     session,

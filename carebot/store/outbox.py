@@ -459,7 +459,12 @@ _MARKED = (
     .render_derived(name="marked")
 )
 _SENT_MANY = Prepared(
-    _sent(_MARKED.c.held, _MARKED.c.platform_id).where(OutboxRow.id == _MARKED.c.id)
+    _sent(_MARKED.c.held, _MARKED.c.platform_id).where(
+        OutboxRow.id == _MARKED.c.id,
+        # The rows by their primary key: joined with the unnested arrays alone, PostgreSQL's
+        # plan scanned the whole outbox (1.1 ms a mark on a table of some 10,000 rows).
+        OutboxRow.id == func.any(bindparam("ids", type_=ARRAY(Integer))),
+    )
 )
 
 
