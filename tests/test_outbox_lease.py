@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from carebot.clock import as_utc
 from carebot.models import OutboundReply
@@ -230,6 +230,15 @@ async def test_a_sent_mark_does_not_wait_for_a_busy_pool(
         assert (found.status, found.external_id, found.lease) == ("sent", "ext-9", None)
     finally:
         await db.close()
+
+
+@ON_POSTGRESQL
+async def test_sent_marks_are_planned_for_their_own_rows(runtime: Runtime) -> None:
+    """The marks' connection plans each mark for its ids (a plan kept from the first marks,
+    made on an outbox of a few rows, scanned the whole table for every later mark)."""
+    async with runtime.db.writes(one_statement=True, sent_marks=True) as connection:
+        mode = (await connection.execute(text("SHOW plan_cache_mode"))).scalar()
+    assert mode == "force_custom_plan"
 
 
 @ON_POSTGRESQL

@@ -122,6 +122,13 @@ class Database:
         self._marks: AsyncEngine = self.engine
         if not self.is_sqlite:
             apart = {**pool, "poolclass": AsyncAdaptedQueuePool, "pool_size": 1}
+            if "connect_args" in pool:
+                # A mark's plan made for its own ids: the plan asyncpg's prepared statement
+                # kept from the first marks, made while the outbox was a few rows, scanned the
+                # whole table for every mark ever after (0.57 sequential scans of the outbox
+                # a message in bench/workers.py on a fresh database), until an ANALYZE.
+                marks_settings = {**settings, "plan_cache_mode": "force_custom_plan"}
+                apart["connect_args"] = {"server_settings": marks_settings}
             self._marks = create_async_engine(self.url, echo=echo, hide_parameters=True, **apart)
         # Long reads (the care leads' reports): on SQLite, off the event loop (aiosqlite's
         # thread), so that a report over a year of messages does not hold up the service.
