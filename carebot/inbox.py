@@ -244,13 +244,17 @@ class Inbox:
         decided by then stays stored for recovery."""
         await self._background.drain(timeout)
 
-    @staticmethod
-    def _ignored(received: Received, inbound: InboundMessage) -> Outcome:
+    def _ignored(self, received: Received, inbound: InboundMessage) -> Outcome:
         log.info(
             "Ignoring redelivered message %s on %s",
             inbound.external_message_id,
             inbound.channel,
         )
+        # Told again all the same: the worker that stored and decided it may have died before
+        # telling anyone (chaos run twenty-four: killed in the instant it handled a web chat
+        # message, whose resend a second worker ignored; a third worker's live view never
+        # showed it). A view told twice just looks again.
+        self._events.publish(Event("customer_message", received.conversation_id))
         return Outcome(Status.DUPLICATE, received)
 
     def _stored(self, received: Received, inbound: InboundMessage) -> None:

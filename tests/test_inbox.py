@@ -170,17 +170,20 @@ async def test_a_redelivered_message_gets_no_second_reply(runtime: Runtime) -> N
     assert len(await rows(runtime, DecisionRow)) == 1
 
 
-async def test_a_message_stored_by_a_worker_that_died_is_announced_when_redelivered(
-    runtime: Runtime,
+@pytest.mark.parametrize("decided", [False, True], ids=["stored", "stored and decided"])
+async def test_a_message_handled_by_a_worker_that_died_is_announced_when_redelivered(
+    runtime: Runtime, decided: bool
 ) -> None:
-    """The first delivery was stored, then its worker died before deciding it or telling the
-    agents' live views; the redelivery is decided, and announced then (a view told twice
-    only looks again)."""
+    """The first delivery was stored (and maybe decided), then its worker died before telling
+    the agents' live views; the redelivery is decided if it was not, and announced either way
+    (a view told twice only looks again)."""
     stored = await runtime.conversations.receive(inbound("where is my order", mid="tg-7"))
+    if decided:
+        await runtime.conversations.mark_handled(stored.message_id)
     async with runtime.events.subscribe() as heard:
         again = await runtime.inbox.receive(inbound("where is my order", mid="tg-7"))
         kinds = [heard.get_nowait() for _ in range(heard.qsize())]
-    assert again.status is Status.DECIDED
+    assert again.status is (Status.DUPLICATE if decided else Status.DECIDED)
     assert ("customer_message", stored.conversation_id) in [
         (e.kind, e.conversation_id) for e in kinds
     ]
