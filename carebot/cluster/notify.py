@@ -40,9 +40,10 @@ MAX_BATCH = 200  # events sent in one round trip
 # Seconds an event waits for others to go with it: a message makes two or three events within
 # a few milliseconds (stored, decided, sent), and each round trip costs the sender and the
 # database more than the events in it: sent at once, 2.05 batches a message (counted in
-# bench/workers.py, webhook, one worker on PostgreSQL); gathered, the service's CPU per
-# message there went from 7.36 to 7.04 ms. Other workers' views (the inbox's live view, a web
-# chat tab on another worker) see an event up to that much later.
+# bench/workers.py, webhook, one worker on PostgreSQL), 0.2 gathered (a small saving: one pair
+# of runs gave 7.36 and 7.04 ms of CPU a message, within the runs' noise). Other workers'
+# views (the inbox's live view, a web chat tab on another worker) see an event up to that
+# much later.
 GATHER = 0.02
 MAX_AGENT_CHARS = 200
 LATE = 1.0  # seconds: an event sent later than this after it happened is logged (falling behind)

@@ -497,12 +497,7 @@ class ConversationStore:
             if bot_silent(conversation) or not decision.reply:
                 return None
             ask = ask if ask is not None and not decision.hands_off else None
-            outgoing = Outgoing(
-                f"{decision.reply}\n\n{ask.text}" if ask else decision.reply,
-                decision_id=row.id,
-                choices=ask.choices if ask else decision.choices,
-                handoff=decision.hands_off,
-            )
+            outgoing = bot_reply(decision, ask, decision_id=row.id)
             queued = await add_reply(
                 session,
                 conversation=conversation,
@@ -534,12 +529,7 @@ class ConversationStore:
         vector = None
         if embedding is not None:
             vector = embedding_row(received.message_id, embedding.vector, embedding.model)
-        reply = None
-        if decision.reply:
-            reply = Outgoing(
-                f"{decision.reply}\n\n{ask.text}" if ask else decision.reply,
-                choices=ask.choices if ask else decision.choices,
-            )
+        reply = bot_reply(decision, ask) if decision.reply else None
         recorded = await record_in_one_call(
             self._db,
             row,
@@ -782,6 +772,17 @@ def bot_silent(conversation: Conversation) -> bool:
 _SILENT_STATES = tuple(
     s.value for s in ConversationState if bot_silent(Conversation(state=s.value))
 )
+
+
+def bot_reply(decision: Decision, ask: Question | None, decision_id: int | None = None) -> Outgoing:
+    """The bot's reply for ``decision`` (which has one), with the question ``ask`` after it."""
+    assert decision.reply
+    return Outgoing(
+        f"{decision.reply}\n\n{ask.text}" if ask else decision.reply,
+        decision_id=decision_id,
+        choices=ask.choices if ask else decision.choices,
+        handoff=decision.hands_off,
+    )
 
 
 def decision_row(

@@ -86,6 +86,12 @@ _IDENTITY = Prepared(
 )
 
 
+def has_links(profile: Mapping[str, str], link_by: Sequence[str]) -> bool:
+    """Whether ``profile`` shows a phone or e-mail (of ``link_by``) that may link its identity
+    to a customer who has it already."""
+    return any(normalise(kind, str(profile.get(kind, ""))) for kind in link_by)
+
+
 async def find_or_create_identity(
     session: AsyncSession,
     channel: str,
@@ -129,7 +135,7 @@ async def find_or_create_identity(
             profile=dict(profile),
             created_at=now,
         )
-        if any(normalise(kind, str(profile.get(kind, ""))) for kind in link_by):
+        if has_links(profile, link_by):
             session.add(identity)  # in the session: linking may move it to another customer
             await session.flush()
         else:  # nothing to link by: written once, only read afterwards (as a returning one is)

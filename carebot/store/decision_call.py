@@ -54,7 +54,7 @@ HANDLED, SILENT, QUEUED = "handled", "silent", "queued"  # the function's outcom
 
 _CALL = Prepared(
     text(
-        "SELECT outcome, decision_id, message_id, outbox_id, reply_text, channel, "
+        "SELECT outcome, message_id, outbox_id, reply_text, channel, "
         "external_user_id, lease FROM carebot_record_decision(:conversation, :inbound, :now, "
         ":silent, :decision, :embedding, :message, :outbox, :text, :intro, :lease, "
         ":lease_until, :survey)"
@@ -70,7 +70,6 @@ class Recorded:
     ``queued.immediate``)."""
 
     outcome: str
-    decision_id: int | None
     queued: Queued | None
 
 
@@ -89,6 +88,7 @@ async def record_in_one_call(
     no reply) and the survey question of ``ask_kind`` it asks, as the function describes."""
     now = row.created_at
     message = outbox = survey = None
+    outbox_row = None
     if reply is not None:
         nobody = Identity(channel="", external_user_id="")  # the function reads the real one
         message_row, outbox_row = reply_rows(
@@ -121,25 +121,17 @@ async def record_in_one_call(
         "survey": survey,
     }
     async with db.writes(one_statement=True) as conn:
-        (
-            (outcome, decision_id, message_id, outbox_id, reply_text, channel, user, leased),
-        ) = await _CALL.rows(conn, params)
+        found = await _CALL.rows(conn, params)
+    ((outcome, message_id, outbox_id, reply_text, channel, user, leased),) = found
     if outcome != QUEUED:
-        return Recorded(outcome, decision_id, None)
-    assert reply is not None
-    _, written = reply_rows(
-        row.conversation_id,
-        Identity(channel=channel, external_user_id=user),
-        reply,
-        now,
-        immediate=False,
-    )
-    written.id, written.message_id, written.text = outbox_id, message_id, reply_text
-    written.lease = leased
+        return Recorded(outcome, None)
+    assert outbox_row is not None  # the row sent to the function, completed as it wrote it
+    outbox_row.id, outbox_row.message_id, outbox_row.text = outbox_id, message_id, reply_text
+    outbox_row.channel, outbox_row.external_user_id = channel, user
     immediate = leased is not None
-    written.locked_until = lease_until if immediate else None
+    outbox_row.lease, outbox_row.locked_until = leased, lease_until if immediate else None
     return Recorded(
-        outcome, decision_id, Queued(to_reply(written), immediate=immediate, message_id=message_id)
+        outcome, Queued(to_reply(outbox_row), immediate=immediate, message_id=message_id)
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import CTE, Table, bindparam, exists, insert, select, true
 
 from carebot.models import ConversationState, InboundMessage
-from carebot.store.customers import normalise
+from carebot.store.customers import has_links
 from carebot.store.database import Database
 from carebot.store.prepared import Prepared
 from carebot.store.public_items import thread_columns
@@ -61,10 +61,7 @@ _LINKS: tuple[dict[str, str], ...] = (
 
 def may_store_newcomer(inbound: InboundMessage, link_by: Sequence[str]) -> bool:
     """Whether :func:`store_newcomer` may store ``inbound``: private, nothing to link by."""
-    profile = inbound.profile
-    return inbound.public is None and not any(
-        normalise(kind, str(profile.get(kind, ""))) for kind in link_by
-    )
+    return inbound.public is None and not has_links(inbound.profile, link_by)
 
 
 async def store_newcomer(db: Database, inbound: InboundMessage, now: datetime) -> Newcomer | None:

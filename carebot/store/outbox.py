@@ -422,8 +422,6 @@ async def claim_due_in(
     return [to_reply(row) for row in sorted(rows, key=lambda row: row.id)]
 
 
-# A delivered reply's mark (per reply: prepared once), if it still holds its lease; the
-# platform's id of the sent message kept when there is one.
 def _sent(held: ColumnElement[Any], platform_id: ColumnElement[Any]) -> Update:
     """The sent mark of the row that ``held`` its lease, with the platform's message id."""
     return (
@@ -442,13 +440,17 @@ def _sent(held: ColumnElement[Any], platform_id: ColumnElement[Any]) -> Update:
     )
 
 
+# A delivered reply's mark (per reply: prepared once), if it still holds its lease; the
+# platform's id of the sent message kept when there is one.
 _SENT = Prepared(
     _sent(bindparam("held"), bindparam("platform_id", type_=String)).where(
         OutboxRow.id == bindparam("outbox")
     )
 )
 # ...of several rows at once (PostgreSQL): the rows' ids, lease tokens and platform ids as
-# three arrays, unnested side by side.
+# three arrays, unnested side by side. Planned for each batch (the marks' connection, see
+# carebot.store.database): a plan kept from a fresh database's first marks scanned the whole
+# outbox for every later one.
 _MARKED = (
     func.unnest(
         bindparam("ids", type_=ARRAY(Integer)),
@@ -459,12 +461,7 @@ _MARKED = (
     .render_derived(name="marked")
 )
 _SENT_MANY = Prepared(
-    _sent(_MARKED.c.held, _MARKED.c.platform_id).where(
-        OutboxRow.id == _MARKED.c.id,
-        # The rows by their primary key: joined with the unnested arrays alone, PostgreSQL's
-        # plan scanned the whole outbox (1.1 ms a mark on a table of some 10,000 rows).
-        OutboxRow.id == func.any(bindparam("ids", type_=ARRAY(Integer))),
-    )
+    _sent(_MARKED.c.held, _MARKED.c.platform_id).where(OutboxRow.id == _MARKED.c.id)
 )
 
 
