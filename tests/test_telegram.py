@@ -276,13 +276,18 @@ async def test_a_database_outage_logs_the_update_id_and_no_customer_data(
     logs above DEBUG name it by its id: its repr holds the customer's text and name."""
     caplog.set_level(logging.DEBUG, logger="carebot.adapters.telegram")
     async with telegram_service(tmp_path, database_url, tg) as (service, _server):
-        update_id = tg.push(text_update(CHAT, "where is my order, kaputt", first_name="Tomasz"))
-        failed = f"Taking Telegram update {update_id} failed (1 in a row)"
+        # Pushed once the database refuses: pushed before, the update could be polled and
+        # stored before the refusal began (a new customer's message is one statement on
+        # PostgreSQL), and nothing would fail.
         async with (
             refusing_to_store(service.runtime.db, "kaputt"),
-            logged("carebot.adapters.telegram", failed) as logged_failure,
+            logged("carebot.adapters.telegram", "failed (1 in a row)") as logged_failure,
         ):
-            await logged_failure.wait()
+            update = text_update(CHAT, "where is my order, kaputt", first_name="Tomasz")
+            update_id = tg.push(update)
+            async with asyncio.timeout(30):  # a guard against hanging, not a time limit
+                await logged_failure.wait()
+        failed = f"Taking Telegram update {update_id} failed (1 in a row)"
         [reply] = await tg.next_sent(1)  # stored on a later try, and answered
         assert reply["text"] == "Track it at https://track.example."
     formatter = logging.Formatter()
