@@ -158,8 +158,9 @@ class WebChatChannel:
         """``hours``: the widget's header says whether the team is at work (none: it says
         nothing). ``events`` and ``visitor_of``: agents typing in the inbox are shown to the
         visitor of the conversation. ``reply_before``: with several workers, a reply whose
-        predecessor the tabs here have not shown is pushed after it (read from the store), so
-        tabs show replies in order even when another worker's event came late or was lost.
+        predecessor the tabs here have not shown is pushed after it (read from the store unless
+        the reply's writer knew it), so tabs show replies in order even when another worker's
+        event came late or was lost.
         ``latest_replies``: a look at every visitor (the backstop, a resync) reads the messages
         only of those whose latest reply the tabs here lack, found in one query. ``history``:
         what a tab saying hello is shown (default: ``transcript``, which the pushes read too);
@@ -272,13 +273,15 @@ class WebChatChannel:
             or not self._sockets.get(reply.external_user_id)
         ):
             return False
-        try:
-            before = await self._reply_before(reply.conversation_id, reply.outbox_id)
-        except Exception:
-            log.warning("Cannot tell what came before reply %s; pushing it", reply.outbox_id)
-            return False
+        before = reply.previous  # known when the reply was just written (0: none before it)
+        if before is None:
+            try:
+                before = await self._reply_before(reply.conversation_id, reply.outbox_id)
+            except Exception:
+                log.warning("Cannot tell what came before reply %s; pushing it", reply.outbox_id)
+                return False
         shown = self._shown.get(reply.external_user_id, {})
-        return before is not None and f"r{before}" not in shown
+        return bool(before) and f"r{before}" not in shown
 
     def status(self) -> dict[str, Any] | None:
         """Whether the care team is at work now, as the widget's header shows it."""

@@ -237,6 +237,10 @@ class OutboundReply:
     lease: str | None = None
     # a public action (reply under a comment, private reply, hide, unhide) instead of a message
     public: PublicAction | None = None
+    # the conversation's outbox row before this one, when the reply's writer read it (0: this
+    # is the first); None: not known (a reply claimed from the outbox). A web chat worker
+    # tells by it whether its tabs show the reply before this one without reading the store.
+    previous: int | None = None
 
     def signed_text(self) -> str:
         """The text for channels that show no author: an agent's reply starts with their name."""

@@ -154,12 +154,13 @@ async def test_one_call_writes_what_the_transaction_writes(
     one_call, _ = parties
     results = [await case(p) for p in parties]
 
-    assert [replies(r, p.user) for r, p in zip(results, parties, strict=True)] == 2 * [
-        replies(results[0], one_call.user)
-    ]
+    written = [await conversation_rows(db, p.conversation_id, p.user) for p in parties]
+    outbox = [await outbox_ids(db, p.conversation_id) for p in parties]
+    returned = [replies(*r) for r in zip(results, (p.user for p in parties), outbox, strict=True)]
+    assert returned[0] == returned[1]
+    assert all(q is None or q[1].previous is not None for q in returned[0])  # both paths tell
     assert one_call.received == parties[1].received
     assert one_call.received[0][1:3] == (True, True)  # a new customer's conversation
-    written = [await conversation_rows(db, p.conversation_id, p.user) for p in parties]
     assert written[0] == written[1]
     assert written[0]["decisions"], "the case wrote nothing to compare"
 
@@ -178,8 +179,19 @@ async def test_a_message_handled_already_writes_nothing_more(
     assert len(written["decisions"]) == 1 and len(written["outbox"]) == 1
 
 
-def replies(results: list[Any], user: str) -> list[Any]:
-    """What the caller gets back, without the ids and lease tokens that differ by nature."""
+async def outbox_ids(db: Database, conversation_id: int) -> list[int]:
+    async with db.session() as session:
+        found = await session.scalars(
+            select(OutboxRow.id)
+            .where(OutboxRow.conversation_id == conversation_id)
+            .order_by(OutboxRow.id)
+        )
+        return list(found)
+
+
+def replies(results: list[Any], user: str, outbox: list[int]) -> list[Any]:
+    """What the caller gets back, without the ids and lease tokens that differ by nature (the
+    row before a reply given by its place among the conversation's rows, "none" for none)."""
     return [
         None
         if q is None
@@ -191,10 +203,17 @@ def replies(results: list[Any], user: str) -> list[Any]:
                 conversation_id=0,
                 lease=q.reply.lease is not None,
                 external_user_id=q.reply.external_user_id.replace(user, "USER"),
+                previous=_place(q.reply.previous, outbox),
             ),
         )
         for q in results
     ]
+
+
+def _place(previous: int | None, outbox: list[int]) -> Any:
+    if previous is None:
+        return None
+    return "none" if previous == 0 else f"outbox#{outbox.index(previous)}"
 
 
 TABLES: dict[str, Table] = {

@@ -639,15 +639,21 @@ async def started_channel(
     return channel, app
 
 
-async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -> None:
+@pytest.mark.parametrize("writer_knew", [False, True], ids=["read", "known"])
+async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it(
+    writer_knew: bool,
+) -> None:
     """Several workers: another worker sent reply 7 and its event has not come (or was lost);
     this worker now sends reply 9 of the same conversation. The tab here gets 7 (read from the
-    store) before 9, and 9 once; a reply whose predecessor the tab has costs no read."""
+    store) before 9, and 9 once; a reply whose predecessor the tab has costs no read. The reply
+    before each is read from the store, or (``writer_knew``: a reply just written) carried by
+    the reply itself, and then never read."""
     signer = Signer(b"k" * 48, "webchat-visitor")
     at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
     stored: list[TranscriptLine] = []
     reads: list[str] = []
     before = {5: None, 7: 5, 9: 7, 11: 9}
+    asked_before: list[int] = []
 
     async def transcript(visitor_id: str) -> list[TranscriptLine]:
         reads.append(visitor_id)
@@ -655,6 +661,7 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
 
     async def reply_before(conversation_id: int, outbox_id: int) -> int | None:
         assert conversation_id == 1
+        asked_before.append(outbox_id)
         return before[outbox_id]
 
     channel, app = await started_channel(signer, transcript, EventHub(), reply_before=reply_before)
@@ -667,7 +674,10 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
         async def send(outbox_id: int, text: str, *, here: bool) -> None:
             stored.append(TranscriptLine("bot", text, at, outbox_id=outbox_id))
             if here:
-                reply = OutboundReply(outbox_id, "webchat", visitor_id, text, conversation_id=1)
+                known = before[outbox_id] or 0 if writer_knew else None
+                reply = OutboundReply(
+                    outbox_id, "webchat", visitor_id, text, conversation_id=1, previous=known
+                )
                 await channel.send(reply)
 
         await send(5, "Hello.", here=True)
@@ -680,6 +690,7 @@ async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it() -
     await channel.close()
     assert pushed == ["r5", "r7", "r9", "r11"]
     assert reads == [visitor_id]  # only for reply 9
+    assert asked_before == ([] if writer_knew else [5, 9, 11])
 
 
 async def test_news_from_other_workers_reach_each_visitor_without_waiting_for_another() -> None:

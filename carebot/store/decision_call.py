@@ -5,7 +5,7 @@ is eight round trips on PostgreSQL: BEGIN; the conversation and its party read `
 the message claimed; the decision and its embedding written; "is a reply pending, has the bot
 said anything"; the reply's message and outbox row written; the question asked with it; COMMIT.
 Counted in ``bench/workers.py``, each round trip costs the worker and the database some 0.2 ms
-of CPU together, more than the statement itself. ``carebot_record_decision`` (migration 0018)
+of CPU together, more than the statement itself. ``carebot_record_decision`` (migrations 0018, 0019)
 runs the same statements in the same order inside the database, in one statement that
 PostgreSQL commits by itself: one round trip.
 
@@ -22,7 +22,7 @@ paths write the same rows.
 The function covers the decisions that neither hand over nor answer a survey question (the
 rest run in the transaction, where a handoff is routed by the teams' rules in Python); on
 SQLite the transaction does it all (its statements are calls into the library there, not round
-trips). The service runs on PostgreSQL only once every migration is applied, 0018 with them.
+trips). The service runs on PostgreSQL only once every migration is applied, 0019 with them.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ HANDLED, SILENT, QUEUED = "handled", "silent", "queued"  # the function's outcom
 
 _CALL = Prepared(
     text(
-        "SELECT outcome, message_id, outbox_id, reply_text, channel, "
-        "external_user_id, lease FROM carebot_record_decision(:conversation, :inbound, :now, "
-        ":silent, :decision, :embedding, :message, :outbox, :text, :intro, :lease, "
-        ":lease_until, :survey)"
+        "SELECT outcome, message_id, outbox_id, reply_text, channel, external_user_id, lease, "
+        "previous FROM carebot_record_decision(:conversation, :inbound, :now, :silent, "
+        ":decision, :embedding, :message, :outbox, :text, :intro, :lease, :lease_until, "
+        ":survey)"
     )
 )
 
@@ -122,7 +122,7 @@ async def record_in_one_call(
     }
     async with db.writes(one_statement=True) as conn:
         found = await _CALL.rows(conn, params)
-    ((outcome, message_id, outbox_id, reply_text, channel, user, leased),) = found
+    ((outcome, message_id, outbox_id, reply_text, channel, user, leased, previous),) = found
     if outcome != QUEUED:
         return Recorded(outcome, None)
     assert outbox_row is not None  # the row sent to the function, completed as it wrote it
@@ -131,7 +131,8 @@ async def record_in_one_call(
     immediate = leased is not None
     outbox_row.lease, outbox_row.locked_until = leased, lease_until if immediate else None
     return Recorded(
-        outcome, Queued(to_reply(outbox_row), immediate=immediate, message_id=message_id)
+        outcome,
+        Queued(to_reply(outbox_row, previous=previous), immediate=immediate, message_id=message_id),
     )
 
 

@@ -83,15 +83,22 @@ class Outgoing:
     public: PublicAction | None = None  # a public action (store/public_actions.py)
 
 
-# Per reply, prepared once: is an earlier reply of the conversation still pending, and has the
-# bot said anything in it yet (its first message carries the introduction).
-_EARLIER_PENDING = exists().where(
-    OutboxRow.conversation_id == bindparam("conversation"), OutboxRow.status == fixed(PENDING)
+# Per reply, prepared once: is an earlier reply of the conversation still pending, which row
+# came last (the reply's ``previous``), and has the bot said anything in it yet (its first
+# message carries the introduction).
+_EARLIER = (
+    exists().where(
+        OutboxRow.conversation_id == bindparam("conversation"),
+        OutboxRow.status == fixed(PENDING),
+    ),
+    select(func.coalesce(func.max(OutboxRow.id), 0))
+    .where(OutboxRow.conversation_id == bindparam("conversation"))
+    .scalar_subquery(),
 )
-_PENDING = Prepared(select(_EARLIER_PENDING))
+_PENDING = Prepared(select(*_EARLIER))
 _PENDING_AND_SAID = Prepared(
     select(
-        _EARLIER_PENDING,
+        *_EARLIER,
         exists().where(
             Message.conversation_id == bindparam("conversation"),
             Message.direction == "out",
@@ -123,16 +130,16 @@ async def add_reply(
     """
     params = {"conversation": conversation.id}
     intro = introduction(str(session.info.get(BOT_INTRO) or ""), outgoing)
-    if intro:  # one query for both: is a reply pending, has the bot said anything yet
-        ((waiting, introduced),) = await _PENDING_AND_SAID.rows(session, params)
+    if intro:  # one query for all: is a reply pending, the last row, has the bot spoken
+        ((waiting, previous, introduced),) = await _PENDING_AND_SAID.rows(session, params)
         if not introduced:
             outgoing = replace(outgoing, text=f"{intro}\n\n{outgoing.text}")
     else:
-        waiting = bool(await _PENDING.scalar(session, params))
+        ((waiting, previous),) = await _PENDING.rows(session, params)
     immediate = lease and not waiting
     message, row = reply_rows(conversation.id, identity, outgoing, now, immediate=immediate)
     await insert_pair(session, message, row, link="message_id")
-    return Queued(to_reply(row), immediate=immediate, message_id=message.id)
+    return Queued(to_reply(row, previous=previous), immediate=immediate, message_id=message.id)
 
 
 def introduction(intro: str, outgoing: Outgoing) -> str:
@@ -503,7 +510,9 @@ def _not_on(
     return [channel.not_in(sorted(channels))] if channels else []
 
 
-def to_reply(row: OutboxRow) -> OutboundReply:
+def to_reply(row: OutboxRow, *, previous: int | None = None) -> OutboundReply:
+    """The reply of an outbox row; ``previous``: the conversation's row before it, when the
+    caller read it (0: none)."""
     meta = row.meta
     return OutboundReply(
         outbox_id=row.id,
@@ -519,6 +528,7 @@ def to_reply(row: OutboxRow) -> OutboundReply:
         conversation_id=row.conversation_id,
         lease=row.lease,
         public=PublicAction.from_dict(meta["public"]) if meta.get("public") else None,
+        previous=previous,
     )
 
 
