@@ -323,6 +323,12 @@ async def main() -> int:
     one_p99 = percentile([v for vs in one.latency.values() for v in vs], 99)
     calm_p99 = percentile([v for vs in calm.latency.values() for v in vs], 99)
     ratio = calm_p99 / one_p99 if one_p99 else float("inf")
+    for name, report in (("one worker", one), ("three workers", calm)):
+        slowest = sorted(report.timeline, reverse=True)[:10]
+        print(
+            f"slowest without faults, {name} (ms at seconds into the load): "
+            + ", ".join(f"{ms:.0f} at {at:.1f} s ({channel})" for ms, at, channel in slowest)
+        )
     print(
         f"p99 without faults, three workers / one: {calm_p99:.0f} / {one_p99:.0f} ms = "
         f"{ratio:.2f}x (goal <= {CALM_RATIO_GOAL}x): "

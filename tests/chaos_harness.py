@@ -919,6 +919,8 @@ class Report:
     replied_at: list[float] = field(default_factory=list)  # each message's first reply
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     calm_latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # (ms, seconds into the load when sent, channel) of each reply: when the slow ones came
+    timeline: list[tuple[float, float, str]] = field(default_factory=list)
     fanout: list[float] = field(default_factory=list)  # ms, reply -> each open tab
     fanout_missed: list[str] = field(default_factory=list)  # reply and open tab it never reached
     fanout_closed: int = 0  # tabs open when a reply was sent that closed before it came
@@ -1270,6 +1272,7 @@ class Run:
         ms = (answered - sent) * 1000
         self.report.replied_at.append(answered)
         self.report.latency[channel].append(ms)
+        self.report.timeline.append((ms, sent - self.report.started, channel))
         if not any(sent - 1.0 <= f.at <= answered for f in faults.log):
             self.report.calm_latency[channel].append(ms)
 
