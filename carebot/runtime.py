@@ -33,6 +33,7 @@ from carebot.nlu.intents import ParsedFiles, load_intents
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.nlu.public_posts import post_classifier as trained_classifier
+from carebot.nlu.use_encoder import UseEncoder, is_use
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.public.delivery import PublicDelivery
 from carebot.public.handling import PostClassifier
@@ -82,12 +83,15 @@ def onnx_folder(settings: Settings) -> Path:
 def load_encoder(
     settings: Settings, *, export_if_missing: bool = False, say: Callable[[str], None] | None = None
 ) -> Encoder:
-    """The configured encoder. With ``backend = "onnx"`` (the default) the model's ONNX export,
-    without torch; when it is missing or stale, ``export_if_missing`` exports it first, in a
-    child process (``say`` tells the user in one line), else the torch model is used and
-    ``say`` explains why. Every command that encodes (serve, chat, eval, intents check, emotion
-    train) exports when missing, so each is fast from its first run."""
+    """The configured encoder. The multilingual one (``model = "use-multilingual"``) runs
+    from its package whatever the backend. With ``backend = "onnx"`` (the default) the model's
+    ONNX export, without torch; when it is missing or stale, ``export_if_missing`` exports it
+    first, in a child process (``say`` tells the user in one line), else the torch model is
+    used and ``say`` explains why. Every command that encodes (serve, chat, eval, intents
+    check, emotion train) exports when missing, so each is fast from its first run."""
     cfg = settings.matcher
+    if is_use(cfg.model):  # numpy from its package: no export, no torch
+        return UseEncoder()
     threads = cfg.threads or available_cores()
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     if cfg.backend == "onnx":

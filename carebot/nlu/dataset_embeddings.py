@@ -21,6 +21,7 @@ import numpy as np
 
 from carebot.exceptions import ModelError
 from carebot.nlu.encoder import Encoder, SentenceTransformerEncoder, fingerprint, resolve_model
+from carebot.nlu.use_encoder import UseEncoder, is_use, use_model_id
 
 CHUNK = 512  # texts per encoder call, between progress reports
 # progress(split name, texts encoded so far, texts in the split)
@@ -55,15 +56,15 @@ class DatasetEmbeddings:
     def of_model(
         cls, folder: Path, model: str, progress: Progress | None = None
     ) -> DatasetEmbeddings:
-        """Embeddings by sentence-transformers' ``model`` (loaded only if something is missing)."""
-        model_id = fingerprint(resolve_model(model))
-        return cls(
-            folder=folder,
-            model=model,
-            model_id=model_id,
-            load=lambda: SentenceTransformerEncoder(model),
-            progress=progress,
-        )
+        """Embeddings by ``model`` (a sentence-transformers model, or the multilingual encoder),
+        loaded only if something is missing."""
+        load: Callable[[], Encoder]
+        if is_use(model):
+            model_id, load = use_model_id(), UseEncoder
+        else:
+            model_id = fingerprint(resolve_model(model))
+            load = lambda: SentenceTransformerEncoder(model)  # noqa: E731
+        return cls(folder=folder, model=model, model_id=model_id, load=load, progress=progress)
 
     @classmethod
     def of_encoder(

@@ -25,6 +25,7 @@ import numpy as np
 from carebot.exceptions import ModelError
 from carebot.nlu.encoder import SentenceTransformerEncoder, fingerprint, resolve_model
 from carebot.nlu.onnx_encoder import GRAPH, OUTPUT, Manifest, OnnxEncoder
+from carebot.nlu.use_encoder import is_use
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5
@@ -58,6 +59,11 @@ def export_model(
 ) -> Manifest:
     """Export ``model`` into ``out`` (replacing an earlier export only once the new one is
     verified). Raises :class:`ModelError` with the reason when it cannot."""
+    if is_use(model):
+        raise ModelError(
+            f"{model!r} runs from its package on numpy: there is nothing to export, it serves "
+            "as it is."
+        )
     import torch
 
     say(f"Loading {model} with sentence-transformers...")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from carebot.exceptions import ModelError
 from carebot.nlu.encoder import resolve_model
 from carebot.nlu.intents import IntentSet
+from carebot.nlu.use_encoder import is_use
 
 if TYPE_CHECKING:
     import torch
@@ -75,6 +76,12 @@ def tune(
     """Fine-tune ``model`` on the examples of ``intents`` and save it to ``out``.
 
     ``progress(step, steps, loss)`` is called after every step."""
+    if is_use(model):
+        raise ModelError(
+            f"Tuning fine-tunes a sentence-transformers model; {model!r} (the multilingual "
+            "encoder) is not one. Its answers improve with examples in the intent files, "
+            "in every language the customers write."
+        )
     import torch
     from sentence_transformers import SentenceTransformer
 
