@@ -79,6 +79,55 @@ class EmotionSettings(_Section):
     escalation_words: tuple[str, ...] = ("lawyer", "attorney", "sue", "court", "chargeback", "scam")
 
 
+def _language_code(value: str) -> str:
+    """An ISO 639-1 code that language detection knows (carebot/nlu/language.py), lower case."""
+    from lingua import Language
+
+    code = value.strip().lower()
+    known = sorted(language.iso_code_639_1.name.lower() for language in Language.all())
+    if code not in known:
+        raise ValueError(
+            f"{value!r} is not a language code detection knows; use a two-letter ISO 639-1 "
+            f"code: {', '.join(known)}"
+        )
+    return code
+
+
+class LanguageSettings(_Section):
+    """Which languages customers are told apart in (README, "Languages")."""
+
+    # the language of a customer the bot cannot place (ISO 639-1)
+    default: str = "en"
+    # the languages told apart; fewer than two: every message is in `default`
+    detect: tuple[str, ...] = ()
+    # how sure detection must be to say a message is in a language; below it (and in a message
+    # with fewer than `min_letters` letters: "ok", "thx"), the conversation keeps its language
+    min_confidence: Unit = 0.5
+    min_letters: Annotated[int, Field(ge=1, le=200)] = 10
+
+    @field_validator("default")
+    @classmethod
+    def _default_code(cls, value: str) -> str:
+        return _language_code(value)
+
+    @field_validator("detect")
+    @classmethod
+    def _detect_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        codes = tuple(_language_code(code) for code in value)
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"a language is listed twice: {list(value)}")
+        return codes
+
+    @model_validator(mode="after")
+    def _default_detected(self) -> LanguageSettings:
+        if len(self.detect) >= 2 and self.default not in self.detect:
+            raise ValueError(
+                f"default {self.default!r} must be one of the languages in detect "
+                f"{list(self.detect)}"
+            )
+        return self
+
+
 class TriageSettings(_Section):
     human_intent: str = "talk_to_human"
     human_phrases: tuple[str, ...] = ("human", "real person", "agent", "operator")
@@ -789,6 +838,7 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     matcher: MatcherSettings = MatcherSettings()
     emotion: EmotionSettings = EmotionSettings()
+    languages: LanguageSettings = LanguageSettings()
     triage: TriageSettings = TriageSettings()
     business_hours: BusinessHoursSettings = BusinessHoursSettings()
     messages: MessageSettings = MessageSettings()

@@ -24,7 +24,7 @@ def test_shipped_config_loads_and_matches_the_defaults() -> None:
     assert shipped.placeholders["support_email"]
     assert shipped.conversations == Settings().conversations  # documented with its defaults
     assert shipped.webchat == Settings().webchat
-    for section in ("waiting", "priority"):
+    for section in ("waiting", "priority", "languages"):
         assert getattr(shipped, section) == getattr(Settings(), section)
     waiting_keys = ("answer_while_waiting", "not_answered_while_waiting", "withdraw_phrases")
     for key in (*waiting_keys, "withdraw_max_words"):

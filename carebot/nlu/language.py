@@ -1,0 +1,65 @@
+"""Which language a customer writes in.
+
+Detection is lingua's (PyPI ``lingua-language-detector``, Apache-2.0: its n-gram models ship in
+the wheel, nothing is downloaded), among the languages of ``[languages] detect`` only: each
+costs a worker some 40 MB of models, loaded at start (four languages: 170 MB measured here), and
+a brand told apart from fewer languages is told apart better. A message is said to be in a
+language only when lingua is sure enough (``min_confidence``, its relative confidence among
+those languages) and the message has ``min_letters`` letters or more: "ok", "thx" or "Hallo"
+are anyone's, and such a message keeps the conversation's language.
+
+Measured here (2026-12-07, four languages): 0.01-0.07 ms a message; "where is my order?" English
+at 0.64, "Mein Paket ist nie angekommen" German at 0.99, "ok" English at 0.45 against German
+0.42.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carebot.config import LanguageSettings
+
+
+class LanguageDetector:
+    def __init__(self, settings: LanguageSettings) -> None:
+        self._settings = settings
+        self._detector: Any = None
+        if len(settings.detect) >= 2:
+            from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+            languages = [
+                Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+                for code in settings.detect
+            ]
+            self._detector = (
+                LanguageDetectorBuilder.from_languages(*languages)
+                .with_preloaded_language_models()
+                .build()
+            )
+
+    @property
+    def default(self) -> str:
+        """The language of a customer the bot cannot place."""
+        return self._settings.default
+
+    @property
+    def active(self) -> bool:
+        """Whether messages are told apart at all (two languages or more)."""
+        return self._detector is not None
+
+    def detect(self, text: str) -> str | None:
+        """The ISO 639-1 code of ``text``'s language when detection is sure of it; None when it
+        is not, or the text is too short to tell (the conversation keeps its language)."""
+        if self._detector is None:
+            return None
+        sample = text[:MAX_CHARS]
+        if sum(c.isalpha() for c in sample) < self._settings.min_letters:
+            return None
+        best = self._detector.compute_language_confidence_values(sample)[0]
+        if best.value < self._settings.min_confidence:
+            return None
+        return str(best.language.iso_code_639_1.name).lower()
+
+
+# Enough of a message to tell its language; detection's cost grows with the text.
+MAX_CHARS = 400
