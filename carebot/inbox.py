@@ -56,6 +56,7 @@ from carebot.models import (
     WaitingAction,
 )
 from carebot.nlu.batching import MatchQueue
+from carebot.nlu.language import LanguageDetector
 from carebot.public.handling import PublicHandling, matching_text
 from carebot.store.conversation_lock import ConversationBusy, ConversationLocks
 from carebot.store.conversations import (
@@ -164,8 +165,10 @@ class Inbox:
         recovery_grace: timedelta = RECOVERY_GRACE,
         public: PublicHandling | None = None,
         answer_within: float = ANSWER_WITHIN,
+        languages: LanguageDetector | None = None,
     ) -> None:
         self._conversations = conversations
+        self._languages = languages  # each message's language, detected before it is stored
         self._grace = recovery_grace
         self._answer_within = answer_within
         self._background = Background()  # deciding that took longer than answer_within
@@ -220,7 +223,7 @@ class Inbox:
 
     async def _store(self, inbound: InboundMessage) -> Received:
         started = time.perf_counter()
-        received = await self._conversations.receive(inbound)
+        received = await self._conversations.receive(self._placed(inbound))
         took = time.perf_counter() - started
         if took > SLOW_STORE:
             log.info(
@@ -230,6 +233,12 @@ class Inbox:
                 took,
             )
         return received
+
+    def _placed(self, inbound: InboundMessage) -> InboundMessage:
+        """``inbound`` with the language detected in it (None: not placed)."""
+        if self._languages is None or not self._languages.active or inbound.language:
+            return inbound
+        return replace(inbound, language=self._languages.detect(inbound.text))
 
     @staticmethod
     def _finished_in_background(task: asyncio.Task[Outcome]) -> None:

@@ -111,6 +111,9 @@ class InboundMessage:
     kind: InboundKind = InboundKind.TEXT
     attachments: tuple[Attachment, ...] = ()
     public: PublicContext | None = None  # posted in public (a comment, a mention); None: private
+    # the language detected in it (ISO 639-1), set by the inbox before it is stored; None: not
+    # placed (adapters leave it: carebot/nlu/language.py)
+    language: str | None = None
 
     @property
     def visibility(self) -> Visibility:

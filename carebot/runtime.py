@@ -30,6 +30,7 @@ from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.emotion import EmotionScorer
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import ParsedFiles, load_intents
+from carebot.nlu.language import LanguageDetector
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.nlu.public_posts import post_classifier as trained_classifier
@@ -483,6 +484,7 @@ async def build_runtime(
         locks=ConversationLocks(db, limit=conversation_locks(settings)),
         public=public.handling,
         answer_within=answer_within,
+        languages=LanguageDetector(settings.languages),
     )
     # What a stopped worker left undecided, looked for again every grace period (not only at
     # start: a message younger than the grace at start is taken by a later pass).

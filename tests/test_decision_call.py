@@ -114,6 +114,7 @@ def inbound(text: str, user: str, n: int = 1) -> InboundMessage:
         external_message_id=f"{user}-{n}",
         text=text,
         sent_at=Clock()(),
+        language="de",  # stored with the message on every path (compared with the rest)
     )
 
 

@@ -342,6 +342,7 @@ class ConversationStore:
                     external_id=inbound.external_message_id,
                     text=inbound.stored_text(),
                     created_at=self._clock(),
+                    language=inbound.language,
                 )
                 await insert_row(session, message)
                 if inbound.public is not None:

@@ -95,6 +95,7 @@ async def store_newcomer(db: Database, inbound: InboundMessage, now: datetime) -
             external_id=inbound.external_message_id,
             text=inbound.stored_text(),
             created_at=now,
+            language=inbound.language,
         ),
     ]
     params: dict[str, Any] = {}

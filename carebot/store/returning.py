@@ -62,6 +62,7 @@ _STORED = (
             Message.decision_id,
             Message.created_at,
             Message.handled_at,
+            Message.language,
         ],
         select(
             _OPEN.c.id,
@@ -74,6 +75,7 @@ _STORED = (
             null(),
             bindparam("created_at", type_=Message.created_at.type),
             null(),
+            bindparam("language", type_=Message.language.type),
         ),
     )
     .returning(Message.id)
@@ -102,6 +104,7 @@ async def store_returning(
         "external_id": inbound.external_message_id,
         "text": inbound.stored_text(),
         "created_at": now,
+        "language": inbound.language,
     }
     async with db.writes(one_statement=True) as connection:
         found = await _STORE.rows(connection, params)

@@ -164,6 +164,9 @@ class Message(Base):
     )
     created_at: Mapped[Timestamp]
     handled_at: Mapped[Timestamp | None]  # inbound: decided on, or recorded for an agent
+    # inbound: the language detected in it (ISO 639-1); None: not placed (too short, unsure, or
+    # [languages] detect tells nothing apart)
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class DecisionRow(Base):
