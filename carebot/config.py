@@ -653,6 +653,14 @@ class RouteRule(_Section):
     visibility: Visibility = "any"  # public comments vs private messages
     customer_ids: tuple[int, ...] = ()  # customer numbers (a VIP list)
     email_domains: tuple[str, ...] = ()  # a customer e-mail address at one of these domains
+    # the customer's language ([languages] detect; ISO 639-1): one that was never placed
+    # matches no rule with languages
+    languages: tuple[str, ...] = ()
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_language_code(code) for code in value)
 
 
 class RoutingSettings(_Section):

@@ -19,6 +19,7 @@ from tests.conftest import Clock
 from tests.service import (
     AGENT_PASSWORD,
     UPSET,
+    Visitor,
     running_service,
     service_settings,
     upset_customer,
@@ -404,3 +405,24 @@ async def test_a_non_ascii_csrf_token_is_refused_not_a_crash(
         browser, server, "/inbox/login", {"name": "ann", "password": AGENT_PASSWORD, "csrf": "é"}
     )
     assert response.status == 403
+
+
+async def test_the_agent_sees_the_language_each_message_was_written_in(
+    tmp_path: Path, database_url: str, clock: Clock, browser: aiohttp.ClientSession
+) -> None:
+    settings = service_settings(tmp_path, languages={"default": "en", "detect": ["en", "de"]})
+    async with running_service(settings, database_url, clock) as (running, server):
+        async with aiohttp.ClientSession() as http:
+            customer = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+            await customer.hello()
+            for text in ("Wo ist meine Bestellung? Ich warte seit Tagen.", "ok"):
+                await customer.say(text)
+                await customer.next_of("message")
+        async with running.runtime.db.session() as session:
+            conversation_id = await session.scalar(select(func.max(Conversation.id)))
+        await log_in(browser, server)
+        _, html, _ = await page(browser, server, f"/inbox/c/{conversation_id}")
+    badge = re.search(r'id="conv-language" data-language="(\w+)"[^>]*>([^<]+)<', html)
+    assert badge is not None and badge.groups() == ("de", "German (de)")
+    tags = re.findall(r'class="msg-language" data-language="(\w+)"', html)
+    assert tags == ["de"]  # "ok" was not placed: no tag

@@ -45,6 +45,7 @@ RULES = (
     RouteRule(team="social", name="public posts", channels=("instagram",), visibility="public"),
     RouteRule(team="care", name="upset", reasons=("emotional",)),
     RouteRule(team="billing", name="telegram refunds", channels=("telegram",), words=("refund",)),
+    RouteRule(team="dach", name="German speakers", languages=("de",)),
 )
 ROUTER = Router(RULES, "care")
 BILLING = Route("billing", "rule 1: billing questions")
@@ -82,6 +83,9 @@ DEFAULT = Route("care", "default team")
             Route("billing", "rule 7: telegram refunds"),
         ),
         (RouteFacts(channel="webchat", text="refund please"), DEFAULT),
+        (RouteFacts(language="de"), Route("dach", "rule 8: German speakers")),
+        (RouteFacts(language="fr"), DEFAULT),
+        (RouteFacts(language=None), DEFAULT),  # never placed: no language rule matches
         # the first matching rule wins
         (
             RouteFacts(intent="refunds", text="my lawyer"),
@@ -251,6 +255,50 @@ async def test_routing_reads_the_customers_email_domains(
                 select(Handoff).where(Handoff.conversation_id == received.conversation_id)
             )
         assert handoff is not None and handoff.team == team
+
+
+async def test_routing_reads_the_language_of_the_customers_latest_placed_message(
+    tmp_path: Path, intents_dir: Path, database: Database, clock: Clock
+) -> None:
+    """ "ok" (not placed) after a German message leaves the customer German; a French message
+    after a German one makes them French."""
+    settings = team_settings(
+        tmp_path,
+        intents_dir,
+        routing={"rules": [{"team": "escalation", "languages": ["de"]}]},
+    )
+    store = ConversationStore(database, clock=clock, teams=TeamDirectory(settings))
+    decision = Decision(
+        kind=DecisionKind.HANDOFF,
+        reasons=(Reason.ASKED_FOR_HUMAN,),
+        intent=None,
+        score=0.0,
+        margin=0.0,
+        emotion=0.0,
+        reply="A colleague will answer.",
+    )
+    for user, languages, team in (
+        ("a", ["de", None], "escalation"),
+        ("b", ["de", "fr"], "care"),
+        ("c", [None], "care"),
+    ):
+        for language in languages:
+            received = await store.receive(
+                InboundMessage(
+                    channel="webchat",
+                    external_user_id=user,
+                    external_message_id=f"m{next(_ids)}",
+                    text="a person please",
+                    sent_at=clock(),
+                    language=language,
+                )
+            )
+        await store.record_decision(received, decision, {})
+        async with database.session() as session:
+            handoff = await session.scalar(
+                select(Handoff).where(Handoff.conversation_id == received.conversation_id)
+            )
+        assert handoff is not None and handoff.team == team, user
 
 
 # ----------------------------------------------------------------------------- round robin

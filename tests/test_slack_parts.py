@@ -528,6 +528,24 @@ def history_section(data: cards.CardData) -> str:
     return next(text for text in sections if "History*" in text or "*Last " in text)
 
 
+@pytest.mark.parametrize(
+    ("languages", "fact"),
+    [
+        ([None], "*Channel*\ntelegram"),
+        (["de", None], "*Channel, language*\ntelegram\nGerman (de)"),  # "ok" keeps German
+        (["de", "fr"], "*Channel, language*\ntelegram\nFrench (fr)"),
+    ],
+)
+def test_the_card_says_the_language_the_customer_writes_in(
+    languages: list[str | None], fact: str
+) -> None:
+    data = card_data()
+    said = [dataclasses.replace(message(n), language=lang) for n, lang in enumerate(languages)]
+    data = dataclasses.replace(data, case=dataclasses.replace(data.case, messages=said))
+    fields = [f["text"] for f in cards.card(data)[1][1]["fields"]]
+    assert fields[1] == fact and len(fields) <= 10
+
+
 STATUS = [
     (WAITING, None, "waiting for an agent"),
     (WITH_AGENT, None, "with Ann"),

@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 
 from carebot.desk.auth import Session
+from carebot.nlu.language import language_name
 
 HERE = Path(__file__).resolve().parent
 STATIC_PREFIX = "/inbox/static"
@@ -22,6 +23,7 @@ class Pages:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self._templates.filters["language_name"] = language_name
 
     def template(self, name: str) -> jinja2.Template:
         return self._templates.get_template(name)

@@ -63,3 +63,14 @@ class LanguageDetector:
 
 # Enough of a message to tell its language; detection's cost grows with the text.
 MAX_CHARS = 400
+
+
+def language_name(code: str) -> str:
+    """How agents read a language code: "German (de)"; the code itself if lingua knows none."""
+    from lingua import IsoCode639_1, Language
+
+    try:
+        language = Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+    except ValueError:
+        return code
+    return f"{language.name.capitalize()} ({code})"

@@ -83,6 +83,7 @@ class MessageView:
     delivery: str | None = None  # for replies: sending / sent / delivered / read / not delivered
     # an outgoing public action (its outbox meta "public"): reply / private_reply / hide / unhide
     public_action: str | None = None
+    language: str | None = None  # a customer message's detected language (ISO 639-1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,12 @@ class Case:
     public: PublicView | None = None  # a public conversation: its post and comments
     # a private conversation that answers a private reply to a comment: the public thread's id
     from_public: int | None = None
+
+    @property
+    def language(self) -> str | None:
+        """The customer's language: detected in their latest message that could be placed."""
+        placed = [m.language for m in self.messages if m.author == "customer" and m.language]
+        return placed[-1] if placed else None
 
     @property
     def timeline(self) -> list[dict[str, Any]]:
@@ -538,6 +545,7 @@ def _view(m: Message, delivery: str | None = None, public_action: str | None = N
         m.conversation_id,
         delivery,
         public_action,
+        m.language,
     )
 
 

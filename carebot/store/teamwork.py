@@ -40,6 +40,7 @@ from carebot.store.tables import (
     ConversationEvent,
     Handoff,
     Identity,
+    Message,
     TeamRotation,
 )
 from carebot.teams.directory import TeamDirectory
@@ -86,6 +87,16 @@ async def handoff_facts(
         .where(Identity.customer_id == conversation.customer_id, ContactPoint.kind == "email")
     )
     domains = sorted({d for d in map(email_domain, addresses) if d})
+    language = await session.scalar(
+        select(Message.language)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == "in",
+            Message.language.is_not(None),
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
     return RouteFacts(
         intent=intent,
         channel=identity.channel,
@@ -94,6 +105,7 @@ async def handoff_facts(
         public=(identity.profile or {}).get("visibility") == "public",
         customer_id=conversation.customer_id,
         email_domains=tuple(domains),
+        language=language,
     )
 
 

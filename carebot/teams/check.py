@@ -133,6 +133,7 @@ def _covers(first: RouteRule, later: RouteRule, intents: IntentTags) -> bool:
         lambda r: (" ".join(w.lower().split()) for w in r.words),
         lambda r: r.customer_ids,
         lambda r: (d.strip().lstrip("@").lower() for d in r.email_domains),
+        lambda r: r.languages,
     )
     for values in lists:
         wide, narrow = set(values(first)), set(values(later))

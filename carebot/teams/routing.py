@@ -26,7 +26,8 @@ DEFAULT_ROUTE = "default team"  # the route of a handoff no rule matched
 class RouteFacts:
     """What routing knows of a handoff: the best intent and its tags, the channel, the reason
     codes, the customer's message, whether it was public (a comment others can read) or
-    private, and the customer (number, the domains of their e-mail addresses)."""
+    private, the customer (number, the domains of their e-mail addresses) and the language they
+    write in."""
 
     intent: str | None = None
     intent_tags: tuple[str, ...] = ()
@@ -36,6 +37,7 @@ class RouteFacts:
     public: bool = False
     customer_id: int | None = None
     email_domains: tuple[str, ...] = ()
+    language: str | None = None  # detected in the customer's latest message placed
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class _Compiled:
             and (rule.visibility == "any" or (rule.visibility == "public") == facts.public)
             and (not rule.customer_ids or facts.customer_id in rule.customer_ids)
             and (not self.domains or any(d.lower() in self.domains for d in facts.email_domains))
+            and (not rule.languages or facts.language in rule.languages)
         )
 
     def _intent(self, facts: RouteFacts) -> bool:

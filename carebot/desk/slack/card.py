@@ -16,6 +16,7 @@ from typing import Any
 from carebot.desk.slack import public_card
 from carebot.desk.slack.mrkdwn import LIMIT, escape, quote, shorten, when
 from carebot.models import HANDOFF_REASONS, WITHDRAWN_BY_CUSTOMER, ConversationState
+from carebot.nlu.language import language_name
 from carebot.store.emotion_labels import LabelView
 from carebot.store.queue import Case, MessageView, describe_change, describe_reasons
 from carebot.store.slack_threads import Mirrored, Undelivered
@@ -355,7 +356,7 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
     emotion = f"{data.emotion:.2f} ({_mood(data.emotion)})"
     facts = [
         ("Customer", f"{escape(customer['name'])}\n{escape(handle)}"),
-        ("Channel", ", ".join(channels) if len(channels) > 1 else case.channel),
+        _channel_fact(case, channels),
         ("Customer since", when(since.timestamp(), since.date().isoformat())),
         ("Past conversations", str(customer["conversations"] - 1)),
         ("Why", _why(handoff) or "-"),
@@ -378,6 +379,15 @@ def _facts(data: CardData) -> list[dict[str, Any]]:
         fallback = closes.strftime("%Y-%m-%d %H:%M UTC")
         facts.append(("Reply window", f"{label} {when(closes.timestamp(), fallback)}"))
     return [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in facts]
+
+
+def _channel_fact(case: Case, channels: list[str]) -> tuple[str, str]:
+    """The customer's channels, and the language they write in when it is known (one field:
+    a card has at most ten)."""
+    where = ", ".join(channels) if len(channels) > 1 else case.channel
+    if case.language is None:
+        return "Channel", where
+    return "Channel, language", f"{where}\n{language_name(case.language)}"
 
 
 def _why(handoff: Handoff | None) -> str:
