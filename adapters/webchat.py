@@ -197,6 +197,9 @@ class WebChatChannel:
         self._closed = False
         self._in_hand = 0  # frames being handled right now
         self._handled = asyncio.Condition()
+        # Per visitor, one list per tab saying hello: the messages pushed to the visitor's
+        # other tabs here while its history is read (it gets those its history lacks).
+        self._joining: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/chat/ws", self._socket)
@@ -374,6 +377,8 @@ class WebChatChannel:
                 raise FrameError("bad_token", "This chat session is not valid any more.")
         else:
             visitor = f"v-{uuid.uuid4().hex}"
+        pushed: list[dict[str, Any]] = []  # to the other tabs here meanwhile
+        self._joining[visitor].append(pushed)
         try:
             history = await self._history(visitor) if token else []
         except Exception:
@@ -382,7 +387,11 @@ class WebChatChannel:
             )
             await ws.close(code=TRY_AGAIN_CLOSE, message=b"try again later")
             return None
+        finally:
+            self._stop_joining(visitor, pushed)
         frames = [_line_frame(line, visitor) for line in history]
+        in_history = {f["id"] for f in frames}
+        later = [f for f in pushed if f["id"] not in in_history]  # stored after the read
         tab = self._tabs[ws]
         tab.prechat = self._settings.prechat_for(frame.get("prechat"))
         given = frame.get("pass")
@@ -399,7 +408,7 @@ class WebChatChannel:
         welcome = {
             "type": "welcome",
             "token": self._signer.sign(visitor, ttl=self._ttl),
-            "history": frames,
+            "history": frames + later,  # in one frame: nothing pushed meanwhile comes between
             "max_chars": self._settings.max_message_chars,
             "status": self.status(),
             "prechat": {
@@ -425,6 +434,12 @@ class WebChatChannel:
     @property
     def _ttl(self) -> int:
         return self._settings.token_days * 86400
+
+    def _stop_joining(self, visitor: str, pushed: list[dict[str, Any]]) -> None:
+        waiting = self._joining[visitor]
+        waiting.remove(pushed)
+        if not waiting:
+            del self._joining[visitor]
 
     def _tabs_of(self, visitor: str) -> list[Tab]:
         return [self._tabs[ws] for ws in self._sockets.get(visitor, ()) if ws in self._tabs]
@@ -649,6 +664,9 @@ class WebChatChannel:
     async def _broadcast(
         self, visitor: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
     ) -> None:
+        if frame.get("id") and visitor in self._joining:  # a message, while a tab says hello
+            for pushed in self._joining[visitor]:
+                pushed.append(frame)
         for ws in list(self._sockets.get(visitor, ())):
             if ws is not skip:
                 await self._send_to(ws, visitor, frame)

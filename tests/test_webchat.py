@@ -639,6 +639,60 @@ async def started_channel(
     return channel, app
 
 
+@pytest.mark.parametrize("other_tab", [True, False], ids=["another_tab_here", "only_tab"])
+async def test_a_reply_sent_while_a_tab_says_hello_reaches_it_after_its_history(
+    other_tab: bool,
+) -> None:
+    """A reply pushed while a new tab's history is being read, and stored after the read (so
+    not in it), reaches the new tab at the end of its history. Before, the reply went only to
+    the visitor's other tab here, was counted shown, and the new tab later got the next reply
+    without it (chaos run 28: a tab out of order)."""
+    signer = Signer(b"k" * 48, "webchat-visitor")
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    stored = [TranscriptLine("bot", "Hello.", at, outbox_id=5)]
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    hold = False
+
+    async def transcript(visitor_id: str) -> list[TranscriptLine]:
+        found = list(stored)  # as the read saw them
+        if hold:
+            reading.set()
+            await go_on.wait()
+        return found
+
+    channel, app = await started_channel(signer, transcript)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        new = await visitor(http, server)
+        await new.hello()  # a new visitor: no history yet
+        await new.ws.close()
+        first = await visitor(http, server)
+        await first.hello(new.token)  # comes back: "Hello." in its history
+        visitor_id = signer.verify(str(first.token))
+        assert visitor_id is not None and [f["id"] for f in first.history] == ["r5"]
+        if not other_tab:
+            await first.ws.close()
+        hold = True
+        second = await visitor(http, server)
+        hello = asyncio.create_task(second.hello(first.token))
+        await asyncio.wait_for(reading.wait(), timeout=5)
+        stored.append(TranscriptLine("bot", "Track it.", at, outbox_id=7))
+        await channel.send(OutboundReply(7, "webchat", visitor_id, "Track it.", conversation_id=1))
+        go_on.set()
+        await asyncio.wait_for(hello, timeout=5)
+        hold = False
+        stored.append(TranscriptLine("bot", "Anything else?", at, outbox_id=9))
+        await channel.send(
+            OutboundReply(9, "webchat", visitor_id, "Anything else?", conversation_id=1)
+        )
+        after = (await second.next_of("message"))["id"]
+        if other_tab:
+            assert [(await first.next_of("message"))["id"] for _ in range(2)] == ["r7", "r9"]
+        await second.ws.close()
+        await first.ws.close()
+    await channel.close()
+    assert [f["id"] for f in second.history] == ["r5", "r7"] and after == "r9"
+
+
 @pytest.mark.parametrize("writer_knew", [False, True], ids=["read", "known"])
 async def test_a_reply_whose_predecessor_the_tabs_here_missed_comes_after_it(
     writer_knew: bool,
