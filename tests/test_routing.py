@@ -221,6 +221,44 @@ async def test_a_waiting_customers_later_messages_do_not_route_again(runtime: Ru
     assert kinds.count("routed") == 1
 
 
+# A customer asking for a person: the handoff the routing tests below route.
+ASKS_FOR_A_PERSON = Decision(
+    kind=DecisionKind.HANDOFF,
+    reasons=(Reason.ASKED_FOR_HUMAN,),
+    intent=None,
+    score=0.0,
+    margin=0.0,
+    emotion=0.0,
+    reply="A colleague will answer.",
+)
+
+
+async def team_of_handoff(
+    store: ConversationStore, database: Database, messages: list[InboundMessage]
+) -> str | None:
+    """The team the handoff of the last of ``messages`` (one customer's, stored in order)
+    went to."""
+    for message in messages:
+        received = await store.receive(message)
+    await store.record_decision(received, ASKS_FOR_A_PERSON, {})
+    async with database.session() as session:
+        handoff = await session.scalar(
+            select(Handoff).where(Handoff.conversation_id == received.conversation_id)
+        )
+    return None if handoff is None else handoff.team
+
+
+def asking(user: str, clock: Clock, **fields: Any) -> InboundMessage:
+    return InboundMessage(
+        channel="webchat",
+        external_user_id=user,
+        external_message_id=f"m{next(_ids)}",
+        text="a person please",
+        sent_at=clock(),
+        **fields,
+    )
+
+
 async def test_routing_reads_the_customers_email_domains(
     tmp_path: Path, intents_dir: Path, database: Database, clock: Clock
 ) -> None:
@@ -230,31 +268,9 @@ async def test_routing_reads_the_customers_email_domains(
         routing={"rules": [{"team": "escalation", "email_domains": ["bigcorp.com"]}]},
     )
     store = ConversationStore(database, clock=clock, teams=TeamDirectory(settings))
-    decision = Decision(
-        kind=DecisionKind.HANDOFF,
-        reasons=(Reason.ASKED_FOR_HUMAN,),
-        intent=None,
-        score=0.0,
-        margin=0.0,
-        emotion=0.0,
-        reply="A colleague will answer.",
-    )
     for user, email, team in (("a", "jo@BigCorp.com", "escalation"), ("b", "jo@corp.com", "care")):
-        message = InboundMessage(
-            channel="webchat",
-            external_user_id=user,
-            external_message_id=f"m{next(_ids)}",
-            text="a person please",
-            sent_at=clock(),
-            profile={"email": email},
-        )
-        received = await store.receive(message)
-        await store.record_decision(received, decision, {})
-        async with database.session() as session:
-            handoff = await session.scalar(
-                select(Handoff).where(Handoff.conversation_id == received.conversation_id)
-            )
-        assert handoff is not None and handoff.team == team
+        message = asking(user, clock, profile={"email": email})
+        assert await team_of_handoff(store, database, [message]) == team
 
 
 async def test_routing_reads_the_language_of_the_customers_latest_placed_message(
@@ -268,37 +284,13 @@ async def test_routing_reads_the_language_of_the_customers_latest_placed_message
         routing={"rules": [{"team": "escalation", "languages": ["de"]}]},
     )
     store = ConversationStore(database, clock=clock, teams=TeamDirectory(settings))
-    decision = Decision(
-        kind=DecisionKind.HANDOFF,
-        reasons=(Reason.ASKED_FOR_HUMAN,),
-        intent=None,
-        score=0.0,
-        margin=0.0,
-        emotion=0.0,
-        reply="A colleague will answer.",
-    )
     for user, languages, team in (
         ("a", ["de", None], "escalation"),
         ("b", ["de", "fr"], "care"),
         ("c", [None], "care"),
     ):
-        for language in languages:
-            received = await store.receive(
-                InboundMessage(
-                    channel="webchat",
-                    external_user_id=user,
-                    external_message_id=f"m{next(_ids)}",
-                    text="a person please",
-                    sent_at=clock(),
-                    language=language,
-                )
-            )
-        await store.record_decision(received, decision, {})
-        async with database.session() as session:
-            handoff = await session.scalar(
-                select(Handoff).where(Handoff.conversation_id == received.conversation_id)
-            )
-        assert handoff is not None and handoff.team == team, user
+        messages = [asking(user, clock, language=language) for language in languages]
+        assert await team_of_handoff(store, database, messages) == team, user
 
 
 # ----------------------------------------------------------------------------- round robin
