@@ -242,11 +242,16 @@ class Inbox:
 
     @staticmethod
     def _finished_in_background(task: asyncio.Task[Outcome]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "Could not decide a message in the background; recovery takes it again",
-                exc_info=task.exception(),
-            )
+        if task.cancelled() or task.exception() is None:
+            return
+        failure = task.exception()
+        if isinstance(failure, ConversationBusy):  # foreseen: a stopped worker holds it
+            log.warning("%s (deciding in the background)", failure)
+            return
+        log.error(
+            "Could not decide a message in the background; recovery takes it again",
+            exc_info=failure,
+        )
 
     async def drain(self, timeout: float = RECOVERY_GRACE.total_seconds()) -> None:
         """Wait for the deciding still going on in the background (at stop); what is not
