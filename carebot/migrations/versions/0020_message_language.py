@@ -23,5 +23,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("language")
+    # Plain DROP COLUMN (SQLite 3.35+ does it in place): a batch copy of `messages` would drop
+    # the table that decisions, outbox rows and others point at (foreign keys are on).
+    op.drop_column("messages", "language")
