@@ -19,6 +19,9 @@ from typing import Any
 
 from carebot.config import LanguageSettings
 
+# Enough of a message to tell its language; detection's cost grows with the text.
+MAX_CHARS = 400
+
 
 class LanguageDetector:
     def __init__(self, settings: LanguageSettings) -> None:
@@ -38,11 +41,6 @@ class LanguageDetector:
             )
 
     @property
-    def default(self) -> str:
-        """The language of a customer the bot cannot place."""
-        return self._settings.default
-
-    @property
     def active(self) -> bool:
         """Whether messages are told apart at all (two languages or more)."""
         return self._detector is not None
@@ -59,10 +57,6 @@ class LanguageDetector:
         if best.value < self._settings.min_confidence:
             return None
         return str(best.language.iso_code_639_1.name).lower()
-
-
-# Enough of a message to tell its language; detection's cost grows with the text.
-MAX_CHARS = 400
 
 
 def language_name(code: str) -> str:
