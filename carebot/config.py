@@ -13,6 +13,7 @@ import string
 import tomllib
 from collections.abc import Mapping
 from datetime import time
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -79,12 +81,19 @@ class EmotionSettings(_Section):
     escalation_words: tuple[str, ...] = ("lawyer", "attorney", "sue", "court", "chargeback", "scam")
 
 
-def _language_code(value: str) -> str:
-    """An ISO 639-1 code that language detection knows (carebot/nlu/language.py), lower case."""
+@cache
+def language_codes() -> tuple[str, ...]:
+    """The ISO 639-1 codes (lower case) of the languages detection knows (carebot/nlu/
+    language.py): those a config or an intent file may name."""
     from lingua import Language
 
+    return tuple(sorted(language.iso_code_639_1.name.lower() for language in Language.all()))
+
+
+def _language_code(value: str) -> str:
+    """An ISO 639-1 code that language detection knows, lower case."""
     code = value.strip().lower()
-    known = sorted(language.iso_code_639_1.name.lower() for language in Language.all())
+    known = language_codes()
     if code not in known:
         raise ValueError(
             f"{value!r} is not a language code detection knows; use a two-letter ISO 639-1 "
@@ -104,6 +113,9 @@ class LanguageSettings(_Section):
     # with fewer than `min_letters` letters: "ok", "thx"), the conversation keeps its language
     min_confidence: Unit = 0.5
     min_letters: Annotated[int, Field(ge=1, le=200)] = 10
+    # an intent with no answer in the customer's language: "default" answers in `default`'s,
+    # after [messages] untranslated_answer in theirs; "handoff" hands them to a person
+    missing_answer: Literal["default", "handoff"] = "default"
 
     @field_validator("default")
     @classmethod
@@ -291,6 +303,7 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "waiting_ack": ("wait",),
     "waiting_ack_closed": ("next_open",),
     "frustrated_answer": ("answer",),
+    "untranslated_answer": ("answer",),
     "agent_joined": ("agent",),
     "agent_transferred": ("agent",),
     "resolved": ("agent",),
@@ -316,12 +329,17 @@ class MessageSettings(_Section):
     )
     holding: str = "Let me check that with a colleague; you'll get an answer here shortly."
     clarify: str = "Did you mean {options}?"
+    clarify_or: str = "or"  # between the last two of clarify's options
     rephrase: str = "Sorry, I'm not sure I understood. Could you say it in other words?"
     fallback: str = "Sorry, something went wrong on our side. A colleague will get back to you."
     welcome: str = "Ask me about orders, deliveries, returns or your account."
     media_only: str = (
         "Sorry, I can only read text here. Please type your question, or ask for a person."
     )
+    # an intent answer that exists only in [languages] default's language, to a customer
+    # writing in another ([languages] missing_answer = "default"); set it in each
+    # [messages.<code>] table, in that language
+    untranslated_answer: str = "{answer}"
     # an intent answer to a customer who sounds frustrated ([emotion] mild_threshold)
     frustrated_answer: str = (
         "{answer}\n\nI'm sorry this has been frustrating. If this doesn't solve it, just ask "
@@ -372,11 +390,70 @@ class MessageSettings(_Section):
     )
     rating_thanks: str = "Thank you for your rating!"
 
+    # [messages.<code>] tables (ISO 639-1): these texts in another language, said to a customer
+    # writing in it; a text a table leaves out is said as above
+    languages: Mapping[str, Mapping[str, str]] = Field(default_factory=dict)
+    _in_language: dict[str, MessageSettings] = PrivateAttr(default_factory=dict)
+
     def intro(self, bot_name: str) -> str:
         """``bot_intro`` filled in with the bot's name (``[bot] name``); empty when turned off."""
         return self.bot_intro.format(bot_name=bot_name).strip()
 
-    @field_validator("frustrated_answer")
+    def intros(self, bot_name: str) -> dict[str, str]:
+        """:meth:`intro` by language code ("": the default's), for the store."""
+        said = {code: self.in_language(code).intro(bot_name) for code in self.languages}
+        return {"": self.intro(bot_name), **said}
+
+    def in_language(self, code: str | None) -> MessageSettings:
+        """These messages as said to a customer writing in ``code``: its ``[messages.<code>]``
+        texts, and the others as they are; themselves for a language without a table."""
+        return self._in_language.get(code or "", self)
+
+    def untranslated(self, code: str) -> list[str]:
+        """The texts ``[messages.<code>]`` leaves as they are in the default language (said to
+        such a customer as written above); an empty notice needs no translation."""
+        said = self.in_language(code)
+        texts = [name for name in MessageSettings.model_fields if name != "languages"]
+        return [n for n in texts if getattr(self, n) and getattr(said, n) == getattr(self, n)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_languages(cls, data: Any) -> Any:
+        """``[messages.de]`` arrives as a table under ``messages``: kept under ``languages``."""
+        if not isinstance(data, dict):
+            return data
+        tables = {key: value for key, value in data.items() if isinstance(value, dict)}
+        if not tables:
+            return data
+        texts = {key: value for key, value in data.items() if key not in tables}
+        return {**texts, "languages": {**texts.get("languages", {}), **tables}}
+
+    @model_validator(mode="after")
+    def _build_languages(self) -> MessageSettings:
+        own = self.model_dump(exclude={"languages"})
+        for code, texts in self.languages.items():
+            table = f"[messages.{code}]"
+            try:
+                if _language_code(code) != code:
+                    raise ValueError(f"write the code in lower case: [messages.{code.lower()}]")
+            except ValueError as exc:
+                raise ValueError(f"{table}: {exc}") from None
+            unknown = sorted(set(texts) - set(own))
+            if unknown:
+                raise ValueError(
+                    f"{table} {unknown[0]!r}: unknown key; the keys are those of [messages]"
+                )
+            try:
+                said = MessageSettings.model_validate({**own, **texts})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(part) for part in first["loc"])
+                message = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{table} {field!r}: {message}") from None
+            self._in_language[code] = said
+        return self
+
+    @field_validator("frustrated_answer", "untranslated_answer")
     @classmethod
     def _keeps_answer(cls, value: str) -> str:
         if "{answer}" not in value:
@@ -994,6 +1071,14 @@ def _describe(exc: ValidationError, file: Path, text: str) -> str:
             got = error.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             message = error["msg"].removeprefix("Value error, ")
+            # [messages.<code>]'s checks name the table (and key) themselves
+            placed = _PLACED.match(message) if loc == ["messages"] else None
+            if placed:
+                inner = [*placed["table"].split("."), placed["key"] or ""]
+                line = _line_of(text, inner) if placed["key"] else _table_line(text, inner[:-1])
+                where = f"{file}:{line}" if line else str(file)
+                lines.append(f"{where}: {message}{shown}.")
+                continue
             lines.append(f"{where}: {key}: {message}{shown}.")
     return "Invalid configuration:\n  " + "\n  ".join(lines)
 
@@ -1015,6 +1100,15 @@ def _allowed_keys(section: list[str]) -> list[str]:
         if not hasattr(model, "model_fields"):  # tuple[AgentSettings, ...] and the like
             model = next(a for a in get_args(model) if hasattr(a, "model_fields"))
     return [name for name in model.model_fields if name != "source"]
+
+
+_PLACED = re.compile(r"^\[(?P<table>[\w.]+)\](?: '(?P<key>\w+)')?")
+
+
+def _table_line(text: str, table: list[str]) -> int | None:
+    header = f"[{'.'.join(table)}]"
+    lines = text.splitlines()
+    return next((n for n, line in enumerate(lines, start=1) if line.strip() == header), None)
 
 
 def _line_of(text: str, loc: list[str]) -> int | None:

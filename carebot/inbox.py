@@ -124,15 +124,15 @@ class Acknowledgement:
     def every(self) -> timedelta:
         return timedelta(minutes=self._waiting.ack_repeat_minutes)
 
-    async def text(self, now: datetime) -> str:
+    async def text(self, now: datetime, language: str | None = None) -> str:
+        """The acknowledgement, in ``language`` (None: the default)."""
+        said = self._messages.in_language(language)
         if not self._hours.is_open(now):
-            return self._messages.waiting_ack_closed.format(
-                next_open=self._hours.describe_next_open(now)
-            )
+            return said.waiting_ack_closed.format(next_open=self._hours.describe_next_open(now))
         wait = await self._typical_wait(now)
         if wait is None:
-            return self._messages.waiting_ack_unknown
-        return self._messages.waiting_ack.format(wait=describe_wait(wait))
+            return said.waiting_ack_unknown
+        return said.waiting_ack.format(wait=describe_wait(wait))
 
     async def _typical_wait(self, now: datetime) -> timedelta | None:
         if self._estimate is None or not timedelta() <= now - self._estimate[0] < CACHED:
@@ -191,6 +191,7 @@ class Inbox:
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         """Store the message, then decide it (and send what it queues)."""
+        inbound = self._placed(inbound)
         received = await self._store(inbound)
         if received.duplicate and received.handled:
             return self._ignored(received, inbound)
@@ -203,6 +204,7 @@ class Inbox:
         ``answer_within`` seconds. Past that, None: the deciding goes on in the background
         (:meth:`drain` waits for it at stop; the message is stored, so if this worker dies
         meanwhile, recovery decides it)."""
+        inbound = self._placed(inbound)
         received = await self._store(inbound)
         if received.duplicate and received.handled:
             return self._ignored(received, inbound)
@@ -223,7 +225,7 @@ class Inbox:
 
     async def _store(self, inbound: InboundMessage) -> Received:
         started = time.perf_counter()
-        received = await self._conversations.receive(self._placed(inbound))
+        received = await self._conversations.receive(inbound)
         took = time.perf_counter() - started
         if took > SLOW_STORE:
             log.info(
@@ -239,6 +241,14 @@ class Inbox:
         if self._languages is None or not self._languages.active or inbound.language:
             return inbound
         return replace(inbound, language=self._languages.detect(inbound.text))
+
+    async def _language(self, received: Received, inbound: InboundMessage) -> str | None:
+        """The language the bot speaks to this customer in: this message's, else that of
+        their latest message that could be placed (one indexed read, only for a message too
+        short or unclear to place), else None (the default)."""
+        if inbound.language or self._languages is None or not self._languages.active:
+            return inbound.language
+        return await self._conversations.language(received.conversation_id)
 
     @staticmethod
     def _finished_in_background(task: asyncio.Task[Outcome]) -> None:
@@ -397,10 +407,11 @@ class Inbox:
                 inbound.text,
             )
             return Outcome(Status.RECORDED, received)
+        language = await self._language(received, inbound)
         survey_reply = await self._survey_reply(received, inbound)
         if survey_reply is not None:
-            return await self._answer_survey(received, survey_reply)
-        notice = self._notice(inbound)
+            return await self._answer_survey(received, survey_reply, language)
+        notice = self._notice(inbound, language)
         if notice is not None:
             queued = await self._conversations.record_notice(received, notice)
             if queued is not None and self._on_outbox is not None:
@@ -408,9 +419,10 @@ class Inbox:
             return Outcome(Status.NOTICED, received)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        decision, embedding = await self._decide(received, inbound, timings)
+        context = await self._context(received, language)
+        decision, embedding = await self._decide(received, inbound, timings, context)
         timings["triage_ms"] = (time.perf_counter() - started) * 1000
-        ask = self._surveys.helpful_question(decision)
+        ask = self._surveys.helpful_question(decision, language)
         return await self._record(received, decision, timings, ask=ask, embedding=embedding)
 
     async def _public_message(
@@ -429,7 +441,10 @@ class Inbox:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         words = matching_text(inbound.text)
-        decision, embedding = await self._decide(received, replace(inbound, text=words), timings)
+        context = await self._context(received, await self._language(received, inbound))
+        decision, embedding = await self._decide(
+            received, replace(inbound, text=words), timings, context
+        )
         timings["triage_ms"] = (time.perf_counter() - started) * 1000
         posted = None  # the classifier reads the message as posted, @handles and all
         if words != inbound.text:
@@ -477,17 +492,19 @@ class Inbox:
             return None
         return await self._surveys.reply(received, inbound.text)
 
-    async def _answer_survey(self, received: Received, reply: Reply) -> Outcome:
+    async def _answer_survey(
+        self, received: Received, reply: Reply, language: str | None
+    ) -> Outcome:
         """A reply to "did that answer your question?" or to the rating request."""
-        messages = self._messages
+        messages = self._messages.in_language(language)
         if reply.answer == REPEATED:
             await self._conversations.mark_handled(received.message_id)
             return Outcome(Status.SURVEYED, received)
         if reply.answer == NO:  # a person takes over, as for any handoff
-            decision = self._surveys.not_helpful(reply, self._clock())
+            decision = self._surveys.not_helpful(reply, self._clock(), language)
             return await self._record(received, decision, {}, answers=reply)
         if reply.answer == YES:
-            text, then = messages.helpful_yes, self._surveys.rating_question()
+            text, then = messages.helpful_yes, self._surveys.rating_question(language)
         else:
             text, then = messages.rating_thanks, None
         sent = await self._surveys.store.record(received, reply, text=text, then=then)
@@ -502,12 +519,14 @@ class Inbox:
         """A message from a customer waiting for a person (see the module's docstring)."""
         timings: dict[str, float] = {}
         decision, embedding = None, None
-        if self._notice(inbound) is None:  # files without text or a greeting: not triaged
+        language = await self._language(received, inbound)
+        if self._notice(inbound, language) is None:  # files without text, a greeting: not triaged
             started = time.perf_counter()
-            fresh = TriageContext(now=self._clock())  # the bot's last word was the handoff
+            # the bot's last word was the handoff
+            fresh = TriageContext(now=self._clock(), language=language)
             decision, embedding = await self._decide(received, inbound, timings, fresh)
             timings["triage_ms"] = (time.perf_counter() - started) * 1000
-        reply = await self._waiting_reply(inbound, decision)
+        reply = await self._waiting_reply(inbound, decision, language)
         waited = await self._waiting.record(received, decision, timings, reply, embedding=embedding)
         self._events.publish(Event("handoff", received.conversation_id))  # it may have changed
         if waited.queued is not None and self._on_outbox is not None:
@@ -519,46 +538,52 @@ class Inbox:
         return Outcome(Status.WAITING, received, decision, outbox_id, waited.action)
 
     async def _waiting_reply(
-        self, inbound: InboundMessage, decision: Decision | None
+        self, inbound: InboundMessage, decision: Decision | None, language: str | None
     ) -> WaitingReply:
+        said = self._messages.in_language(language)
         if decision is not None and self._triage.withdraws(inbound.text, decision):
-            return WaitingReply(withdraw=self._messages.withdrawn)
+            return WaitingReply(withdraw=said.withdrawn)
         if decision is not None and self._triage.answers_while_waiting(decision):
-            suffix = self._messages.waiting_answer_suffix
-            return WaitingReply(answer=f"{decision.reply}\n\n{suffix}")
-        ack = await self._ack.text(self._clock())
+            return WaitingReply(answer=f"{decision.reply}\n\n{said.waiting_answer_suffix}")
+        ack = await self._ack.text(self._clock(), language)
         return WaitingReply(ack=ack, ack_every=self._ack.every)
 
-    def _notice(self, inbound: InboundMessage) -> str | None:
+    def _notice(self, inbound: InboundMessage, language: str | None) -> str | None:
         """The answer to a message triage does not read: a greeting, or files without text."""
+        said = self._messages.in_language(language)
         if inbound.kind is InboundKind.START:
-            return self._messages.welcome
+            return said.welcome
         if inbound.media_only:
-            return self._messages.media_only
+            return said.media_only
         return None
+
+    async def _context(self, received: Received, language: str | None) -> TriageContext:
+        """The conversation so far, from the bot's last decision, for a customer writing in
+        ``language``."""
+        if received.opened:  # the conversation's first message: the bot said nothing yet
+            last = LastTurn(None, ())
+        elif received.last_turn is not None:  # read with the message, under the lock
+            last = received.last_turn
+        else:
+            last = await self._conversations.last_turn(received.conversation_id)
+        return TriageContext(
+            now=self._clock(), last_kind=last.kind, offered=last.offered, language=language
+        )
 
     async def _decide(
         self,
         received: Received,
         inbound: InboundMessage,
         timings: dict[str, float],
-        context: TriageContext | None = None,
+        context: TriageContext,
     ) -> tuple[Decision, Embedding | None]:
         """Match (micro-batched with messages arriving at the same time), then apply the rules.
 
         ``timings`` gets the wait for the model, the model's time and the batch size.
-        ``context``: the conversation so far (default: from the bot's last decision).
-        Returns the decision and the message's embedding, which is kept with the decision
-        (insight groups the messages the bot did not answer by it).
+        ``context``: the conversation so far. Returns the decision and the message's
+        embedding, which is kept with the decision (insight groups the messages the bot did not
+        answer by it).
         """
-        if context is None:
-            if received.opened:  # the conversation's first message: the bot said nothing yet
-                last = LastTurn(None, ())
-            elif received.last_turn is not None:  # read with the message, under the lock
-                last = received.last_turn
-            else:
-                last = await self._conversations.last_turn(received.conversation_id)
-            context = TriageContext(now=self._clock(), last_kind=last.kind, offered=last.offered)
         try:
             batched = await self._matches.match(inbound.text)
             timings.update(wait_ms=batched.wait_ms, model_ms=batched.model_ms, batch=batched.batch)
@@ -567,12 +592,12 @@ class Inbox:
             log.exception(
                 "Triage failed for message %s; handing over to a human", received.message_id
             )
-            return self._fallback(), None
+            return self._fallback(context.language), None
         vector = batched.match.vector
         model = self._triage.matcher.encoder.model_id
         return decision, Embedding(vector, model) if vector is not None else None
 
-    def _fallback(self) -> Decision:
+    def _fallback(self, language: str | None) -> Decision:
         """A customer never gets silence: when triage fails, a person takes over."""
         return Decision(
             kind=DecisionKind.HANDOFF,
@@ -581,5 +606,6 @@ class Inbox:
             score=0.0,
             margin=0.0,
             emotion=0.0,
-            reply=self._messages.fallback,
+            reply=self._messages.in_language(language).fallback,
+            language=language,
         )

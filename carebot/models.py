@@ -413,6 +413,7 @@ class Decision:
     top: tuple[IntentScore, ...] = ()
     cues: tuple[str, ...] = ()  # what the emotion signal rests on (EmotionSignal.cues)
     small_talk: bool = False  # the intent is small talk ([triage] small_talk_tags)
+    language: str | None = None  # the customer's, that the reply is in (None: the default)
 
     @property
     def reason(self) -> Reason:

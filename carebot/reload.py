@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from carebot.config import Settings
@@ -128,7 +129,10 @@ class IntentReloader:
             started = time.perf_counter()
             cfg = self._settings
             intents, problems = await asyncio.to_thread(
-                read_intents, self.directory, cfg.placeholders, self._parsed
+                partial(read_intents, language=cfg.languages.default),
+                self.directory,
+                cfg.placeholders,
+                self._parsed,
             )
             errors = [p for p in problems if p.severity is Severity.ERROR]
             if errors:

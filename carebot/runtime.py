@@ -144,7 +144,8 @@ def build_triage(
     parsed: ParsedFiles | None = None,
 ) -> Triage:
     folder = settings.path(settings.matcher.intents_dir)
-    intents = load_intents(folder, settings.placeholders, parsed)
+    language = settings.languages.default
+    intents = load_intents(folder, settings.placeholders, parsed, language=language)
     if cache is None:  # not `or`: an empty cache is falsy
         cache = embedding_cache(settings, encoder)
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=intents, cache=cache)
@@ -379,7 +380,7 @@ async def build_runtime(
     db = Database(
         database_url or settings.database_url(),
         max_connections=settings.store.max_connections,
-        bot_intro=settings.messages.intro(settings.bot.name),
+        bot_intro=settings.messages.intros(settings.bot.name),
     )
     await db.prepare()
     cache = embedding_cache(settings, encoder)

@@ -48,6 +48,9 @@ class TriageContext:
     now: datetime
     last_kind: DecisionKind | None = None  # the bot's previous decision in this conversation
     offered: tuple[Choice, ...] = ()  # the options of that decision, if it was a clarification
+    # the customer's language (ISO 639-1): of this message, else their latest placed one; None:
+    # [languages] default. The bot answers and speaks in it (README, "Languages").
+    language: str | None = None
 
 
 class Triage:
@@ -117,9 +120,9 @@ class Triage:
         if recognised and best is not None and best.id != cfg.triage.human_intent:
             if best.handoff:
                 reasons.add(Reason.SENSITIVE_INTENT)
-            if not best.answer.strip():
-                reasons.add(Reason.NO_ANSWER)  # imported, answer not written yet
-        options = self._close_options(match) if recognised else ()
+            if not self._answer(best, context):
+                reasons.add(Reason.NO_ANSWER)  # not written yet (in the customer's language)
+        options = self._close_options(match, context) if recognised else ()
         if len(options) > 1:
             reasons.add(Reason.AMBIGUOUS)
         if score < answer_t:
@@ -131,7 +134,7 @@ class Triage:
             reasons.add(Reason.REPEATED_FAILURE)
         kind = self._kind(reasons, recognised, score >= answer_t)
         ordered = tuple(sorted(reasons, key=lambda r: r.rank))
-        draft = self._draft(best) if recognised else None
+        draft = self._draft(best, context) if recognised else None
         return Decision(
             kind=kind,
             reasons=ordered,
@@ -145,6 +148,7 @@ class Triage:
             top=match.top,
             cues=signal.cues,
             small_talk=self._small_talk(best) if recognised else False,
+            language=context.language,
         )
 
     def _small_talk(self, intent: Intent | None) -> bool:
@@ -175,7 +179,7 @@ class Triage:
             reasons, kind = (Reason.EMOTIONAL, Reason.CLARIFIED), DecisionKind.HANDOFF
         elif intent.handoff:
             reasons, kind = (Reason.SENSITIVE_INTENT, Reason.CLARIFIED), DecisionKind.HANDOFF
-        elif not intent.answer.strip():
+        elif not self._answer(intent, context):
             reasons, kind = (Reason.NO_ANSWER, Reason.CLARIFIED), DecisionKind.HANDOFF
         return Decision(
             kind=kind,
@@ -185,10 +189,11 @@ class Triage:
             margin=match.margin,
             emotion=signal.value,
             reply=self._reply(kind, intent, (), context, frustrated),
-            draft=self._draft(intent),
+            draft=self._draft(intent, context),
             top=match.top,
             cues=signal.cues,
             small_talk=self._small_talk(intent),
+            language=context.language,
         )
 
     def _frustrated(self, signal: EmotionSignal) -> bool:
@@ -231,7 +236,7 @@ class Triage:
             draft_t = intent.draft_threshold if intent.draft_threshold is not None else draft_t
         return answer_t, min(draft_t, answer_t)
 
-    def _close_options(self, match: Match) -> tuple[Choice, ...]:
+    def _close_options(self, match: Match, context: TriageContext) -> tuple[Choice, ...]:
         """The best intents within ``clarify_margin`` of the first, each itself recognised."""
         intents = match.intents
         margin = self._settings.matcher.clarify_margin
@@ -243,15 +248,32 @@ class Triage:
                 or candidate.score < self.thresholds(intent)[1]
             ):
                 break
-            options.append(Choice(intent.id, intent.label))
+            options.append(Choice(intent.id, intent.label_in(context.language)))
         return tuple(options)
 
-    def _draft(self, intent: Intent | None) -> str | None:
+    def _answer(self, intent: Intent, context: TriageContext) -> str:
+        """The intent's answer to this customer, placeholders not filled in: in their language,
+        else (``[languages] missing_answer = "default"``) the default language's, introduced by
+        ``untranslated_answer`` in theirs; empty when there is none to send."""
+        languages = self._settings.languages
+        language = context.language or languages.default
+        if language == languages.default:
+            return intent.answer.strip()
+        answer = intent.answer_in(language).strip()
+        if answer:
+            return answer
+        if languages.missing_answer == "handoff" or not intent.answer.strip():
+            return ""
+        said = self._settings.messages.in_language(language)
+        return said.untranslated_answer.replace("{answer}", intent.answer.strip())
+
+    def _draft(self, intent: Intent | None, context: TriageContext) -> str | None:
+        """The answer an agent may send: in the customer's language when written, else the
+        default language's (the agent sees which)."""
         if intent is None or intent.id == self._settings.triage.human_intent:
             return None
-        if not intent.answer.strip():
-            return None
-        return intent.render_answer(self._settings.placeholders)
+        text = intent.answer_in(context.language).strip() or intent.answer.strip()
+        return text.format_map(dict(self._settings.placeholders)) if text else None
 
     def _reply(
         self,
@@ -261,13 +283,14 @@ class Triage:
         context: TriageContext,
         frustrated: bool = False,
     ) -> str:
-        messages = self._settings.messages
+        messages = self._settings.messages.in_language(context.language)
         if kind is DecisionKind.ANSWER and intent is not None:
-            answer = intent.render_answer(self._settings.placeholders)
+            answer = self._answer(intent, context).format_map(dict(self._settings.placeholders))
             return messages.frustrated_answer.format(answer=answer) if frustrated else answer
         if kind is DecisionKind.CLARIFY:
             if len(options) > 1:
-                return messages.clarify.format(options=_either(o.label for o in options))
+                labels = _either((o.label for o in options), messages.clarify_or)
+                return messages.clarify.format(options=labels)
             return messages.rephrase
         if self._hours.is_open(context.now):
             return messages.holding if kind is DecisionKind.DRAFT else messages.handoff
@@ -299,9 +322,9 @@ def _plain_quotes(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-def _either(labels: Iterable[str]) -> str:
+def _either(labels: Iterable[str], word: str) -> str:
     items = [f'"{label}"' for label in labels]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
 
 
 def _chosen_option(text: str, offered: tuple[Choice, ...]) -> Choice | None:

@@ -57,7 +57,7 @@ def test_a_good_file_has_no_problems(tmp_path: Path) -> None:
         ),
         (
             "intents:\n  - id: a\n    examples: [x, y, z]\n    answer: [no]\n",
-            "a.yaml:4: error: answer must be text",
+            "a.yaml:4: error: a: answer must be text",
         ),
         (
             "intents: []\nout_of_scope:\n  - fine\n  - [not, text]\n",

@@ -27,4 +27,9 @@ def check_intents_first(settings: Settings) -> None:
     from carebot.nlu.intents import ParsedFiles, load_intents
 
     parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
-    load_intents(settings.path(settings.matcher.intents_dir), settings.placeholders, parsed)
+    load_intents(
+        settings.path(settings.matcher.intents_dir),
+        settings.placeholders,
+        parsed,
+        language=settings.languages.default,
+    )

@@ -91,7 +91,7 @@ def add_eval(commands: Commands) -> None:
 
 def _intents_check(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
-    from carebot.nlu.intent_check import check_intents
+    from carebot.nlu.intent_check import check_intents, untranslated_messages
     from carebot.nlu.intents import Severity
     from carebot.public.posting import public_guard
 
@@ -105,7 +105,9 @@ def _intents_check(args: argparse.Namespace) -> int:
         placeholders=dict(settings.placeholders),
         encoder=encoder,
         public_guard=public_guard(settings.public),
+        languages=settings.languages,
     )
+    problems.extend(untranslated_messages(settings))
     for problem in problems:
         print(problem)
     errors = sum(p.severity is Severity.ERROR for p in problems)
@@ -130,7 +132,9 @@ def _intents_preview(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CarebotError(f"--limit must be at least 1 (got {args.limit})")
     settings = load_settings(args.config)
-    edited, problems = read_intents(args.directory, settings.placeholders)
+    edited, problems = read_intents(
+        args.directory, settings.placeholders, language=settings.languages.default
+    )
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         for problem in errors:
@@ -145,7 +149,10 @@ def _intents_preview(args: argparse.Namespace) -> int:
     cache = embedding_cache(settings, encoder)
     parsed = ParsedFiles(settings.path(settings.matcher.cache_dir) / "parsed")
     live_intents = load_intents(
-        settings.path(settings.matcher.intents_dir), settings.placeholders, parsed
+        settings.path(settings.matcher.intents_dir),
+        settings.placeholders,
+        parsed,
+        language=settings.languages.default,
     )
     live = Matcher.configured(settings.matcher, encoder=encoder, intents=live_intents, cache=cache)
     emotion = emotion_scorer(settings, encoder)
@@ -180,7 +187,7 @@ def _intents_tune(args: argparse.Namespace) -> int:
         raise CarebotError(f"--epochs must be at least 1 (got {args.epochs})")
     settings = load_settings(args.config)
     folder = args.intents or settings.path(settings.matcher.intents_dir)
-    intents = load_intents(folder, settings.placeholders)
+    intents = load_intents(folder, settings.placeholders, language=settings.languages.default)
     with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
         tuned = tune(
             intents,

@@ -33,7 +33,9 @@ def _routes_check(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     folder = settings.path(settings.matcher.intents_dir)
-    intents, intent_problems = read_intents(folder, settings.placeholders)
+    intents, intent_problems = read_intents(
+        folder, settings.placeholders, language=settings.languages.default
+    )
     tags = {intent.id: intent.tags for intent in intents.intents}
     errors = sum(p.severity is Severity.ERROR for p in intent_problems)
     if errors:  # the rules need only the intents' ids and tags: check against those read

@@ -26,7 +26,7 @@ from carebot.console.intent_files import (
     IntentFiles,
     StaleFileError,
 )
-from carebot.console.intent_form import IntentForm
+from carebot.console.intent_form import IntentForm, shown_languages
 from carebot.console.preview import ChangePreview, Preview
 from carebot.console.proposals import personal_data_flags
 from carebot.console.publishing import Publisher
@@ -131,14 +131,15 @@ class Editor:
         intent = next((i for i in ParsedFiles().read(base.path).intents if i.id == intent_id), None)
         if intent is None:  # the file changed and the reload has not happened yet
             raise IntentError(f"{name} no longer holds {intent_id!r}; reload the console")
-        return IntentForm.of(intent, file=name, stamp=base.stamp)
+        return IntentForm.of(intent, file=name, stamp=base.stamp, languages=self.files.languages)
 
     def blank(self, file: str = "") -> IntentForm:
         """The form of a new intent (in ``file``, or the first intents file)."""
         if not file:
             names = sorted({self.files.name_of(i.file) for i in self.live.intents if i.file})
             file = names[0] if names else "intents.yaml"
-        return IntentForm(file=file, stamp=self._read(file).stamp)
+        languages = shown_languages(self.files.languages, ())
+        return IntentForm(file=file, stamp=self._read(file).stamp, languages=languages)
 
     def of_proposal(self, proposal: Proposal, *, as_new: bool = False) -> IntentForm:
         """The form a proposal opens: its intent with the examples added, or a new intent
@@ -169,7 +170,7 @@ class Editor:
 
     async def check(self, form: IntentForm, *, deleting: bool = False) -> Checked:
         """Plan the form's edit (or the intent's deletion) and run the checks on it."""
-        intent = None if deleting else form.intent()
+        intent = None if deleting else form.intent(self.files.languages.default)
         if not deleting and intent is None:
             return Checked(form, None)
         try:
@@ -313,7 +314,9 @@ def _personal_data(intent: Intent, before: Intent | None, form: IntentForm) -> l
     knows a finding is not a customer's (the shop's own address, say) writes it as a
     placeholder: ``[placeholders]`` in config.toml."""
     old_examples = set(before.examples) if before else set()
-    answers = [intent.answer] if before is None or intent.answer != before.answer else []
+    written = intent.written_in("")
+    known = before.written_in("") if before else {}
+    answers = [text for code, text in written.items() if text and known.get(code) != text]
     examples = [e for e in intent.examples if e not in old_examples]
     found = []
     for name, kind, texts in (("answer", "answer", answers), ("examples", "example", examples)):

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from carebot.config import LanguageSettings
 from carebot.console.intent_render import render
 from carebot.console.intent_yaml import Layout, LayoutError, Span, Style, layout
 from carebot.exceptions import IntentError
@@ -112,14 +113,21 @@ class IntentFiles:
         directory: Path,
         placeholders: Mapping[str, str],
         encoder: Callable[[], Encoder] | None = None,
+        languages: LanguageSettings | None = None,
     ) -> None:
         self._directory = directory
         self._placeholders = dict(placeholders)
+        self._languages = languages or LanguageSettings()
         self._encoder = encoder
 
     @property
     def directory(self) -> Path:
         return self._directory
+
+    @property
+    def languages(self) -> LanguageSettings:
+        """The default language (that of a plain answer) and those customers are told apart in."""
+        return self._languages
 
     def name_of(self, path: Path) -> str:
         """``path`` relative to the folder, as revisions and the console name files."""
@@ -127,7 +135,10 @@ class IntentFiles:
 
     def intents_now(self) -> IntentSet:
         """The folder's intents as the files hold them now."""
-        return read_intents(self._directory, self._placeholders)[0]
+        return self._read(self._directory)[0]
+
+    def _read(self, folder: Path) -> tuple[IntentSet, list[Problem]]:
+        return read_intents(folder, self._placeholders, language=self._languages.default)
 
     def read(self, name: str) -> IntentFile:
         """The file ``name`` (relative to the folder) as it is now."""
@@ -137,12 +148,12 @@ class IntentFiles:
         """``intent`` saved in ``base``'s file: in place of the intent ``replaces`` (an edit, or
         a rename when the ids differ), or appended after the file's last intent when ``replaces``
         is None (in a new file when the file does not exist). Checked, not written."""
-        intent = _clean(intent)
+        intent = _clean(intent).in_default(self._languages.default)
         self._ensure_current(base)
         if not base.stamp:
             if replaces is not None:
                 raise IntentEditError(f"{base.path} does not exist: there is no {replaces!r}")
-            text, dropped = render(intent, Style())
+            text, dropped = render(intent, Style(), language=self._languages.default)
             return self._checked(base, "intents:\n" + text, 0, 0, dropped, intent, None)
         found = self._layout(base)
         if replaces is None:
@@ -155,6 +166,7 @@ class IntentFiles:
             comments=span.comments,
             old=span.values,
             verbatim=span.verbatim,
+            language=self._languages.default,
         )
         new = "".join(found.lines[: span.start]) + text + "".join(found.lines[span.end :])
         return self._checked(base, new, span.start, span.end, dropped, intent, replaces)
@@ -184,10 +196,12 @@ class IntentFiles:
         and is removed). The check runs on the folder as it would be; no error may remain."""
         self._ensure_current(base)
         with _folder_as_if(self._directory, base.path, text if text else None) as (folder, real):
-            after, _ = read_intents(folder, self._placeholders)
+            after, _ = self._read(folder)
             problems = [  # a version published before: its conflicts were shown then
                 dataclasses.replace(p, file=real(p.file))
-                for p in check_intents(folder, placeholders=self._placeholders)
+                for p in check_intents(
+                    folder, placeholders=self._placeholders, languages=self._languages
+                )
             ]
             intents = [dataclasses.replace(i, file=real(i.file)) for i in after.intents]
         errors = tuple(p for p in problems if p.severity is Severity.ERROR)
@@ -269,7 +283,7 @@ class IntentFiles:
 
     def _append(self, base: IntentFile, found: Layout, intent: Intent) -> Edit:
         at = found.spans[-1].end if found.spans else len(found.lines)
-        text, dropped = render(intent, found.style)
+        text, dropped = render(intent, found.style, language=self._languages.default)
         before = found.lines[at - 1] if at else ""
         lead = "" if before.endswith("\n") or not before else found.style.newline
         lead += found.style.newline if found.style.blank_between and found.spans else ""
@@ -292,14 +306,15 @@ class IntentFiles:
         head, tail = "".join(old_lines[:start]), "".join(old_lines[end:])
         if not (new.startswith(head) and new.endswith(tail) and len(new) >= len(head + tail)):
             raise IntentEditError(f"{base.path}: the edit would change other lines; not saved")
-        before, _ = read_intents(self._directory, self._placeholders)
+        before, _ = self._read(self._directory)
         with _folder_as_if(self._directory, base.path, new) as (folder, real):
-            after, _ = read_intents(folder, self._placeholders)
+            after, _ = self._read(folder)
             problems = [  # conflicts: only those of the edited intent (none for a deletion)
                 dataclasses.replace(p, file=real(p.file))
                 for p in check_intents(
                     folder,
                     placeholders=self._placeholders,
+                    languages=self._languages,
                     encoder=self._encoder if intent is not None else None,
                     only={intent.id} if intent is not None else None,
                 )
@@ -327,6 +342,8 @@ def _clean(intent: Intent) -> Intent:
         intent,
         examples=tuple(e.strip() for e in intent.examples),
         answer=intent.answer.strip(),
+        answers=tuple((code, text.strip()) for code, text in intent.answers),
+        titles=tuple((code, text.strip()) for code, text in intent.titles),
         tags=tuple(str(t) for t in intent.tags),
     )
 

@@ -3,7 +3,10 @@ an error next to each field that cannot be read, and the check's findings placed
 field they concern.
 
 Examples are one per line; tags are separated by commas; a threshold is a number from 0 to 1,
-or empty for the global one.
+or empty for the global one. The title and answer are in the default language (``[languages]
+default``); beside them, one field of each per other language (``title_<code>``,
+``answer_<code>``): those of ``[languages] detect`` and any the intent is written in. An intent
+with a translation is written with its title or answer per language; one without, as plain text.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from carebot.nlu.intents import Intent, Problem
+from carebot.config import LanguageSettings
+from carebot.nlu.intents import Intent, Problem, Texts
 
 FIELDS = (
     "id",
@@ -28,6 +32,7 @@ FIELDS = (
 )
 FLAG_ON = ("on", "true", "1", "yes")
 ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+TRANSLATED = re.compile(r"^(title|answer)_([a-z]{2})$")  # a posted field in another language
 
 
 @dataclass
@@ -45,19 +50,34 @@ class IntentForm:
     handoff: bool = False
     public: bool = False  # may be answered under a public comment
     personal_data: bool = False  # needs the customer's details: public questions go private
+    # the other languages shown (ISO 639-1), and the title and answer typed in each
+    languages: tuple[str, ...] = ()
+    titles: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
     original_id: str = ""  # the intent as it is in the file (empty: a new intent)
     stamp: str = ""  # the file's version stamp when the form was opened
     proposal: str = ""  # the proposal this edit comes from, if any
     errors: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, intent: Intent, *, file: str, stamp: str) -> IntentForm:
+    def of(
+        cls, intent: Intent, *, file: str, stamp: str, languages: LanguageSettings | None = None
+    ) -> IntentForm:
+        """The form of ``intent`` as its file holds it (a title or answer per language
+        included; ``languages``: the default and those told apart, default: English only)."""
+        languages = languages or LanguageSettings()
+        default = languages.default
+        intent = intent.in_default(default)
+        titles, answers = dict(intent.titles), dict(intent.answers)
         return cls(
             id=intent.id,
             title=intent.title,
             file=file,
             examples="\n".join(intent.examples),
             answer=intent.answer,
+            languages=shown_languages(languages, {*titles, *answers}),
+            titles=titles,
+            answers=answers,
             tags=", ".join(intent.tags),
             answer_threshold=_number(intent.answer_threshold),
             draft_threshold=_number(intent.draft_threshold),
@@ -75,6 +95,12 @@ class IntentForm:
         def text(name: str) -> str:
             return str(data.get(name, "")).replace("\r\n", "\n")
 
+        translated: dict[str, dict[str, str]] = {"title": {}, "answer": {}}
+        for name in data:
+            found = TRANSLATED.match(str(name))
+            if found:
+                translated[found[1]][found[2]] = text(str(name)).strip()
+        shown = tuple(dict.fromkeys([*translated["title"], *translated["answer"]]))
         return cls(
             id=text("id").strip(),
             title=text("title").strip(),
@@ -87,6 +113,9 @@ class IntentForm:
             handoff=text("handoff") in FLAG_ON,
             public=text("public") in FLAG_ON,
             personal_data=text("personal_data") in FLAG_ON,
+            languages=shown,
+            titles=translated["title"],
+            answers=translated["answer"],
             original_id=text("original_id").strip(),
             stamp=text("stamp").strip(),
             proposal=text("proposal").strip(),
@@ -100,8 +129,9 @@ class IntentForm:
     def example_list(self) -> list[str]:
         return [line.strip() for line in self.examples.splitlines() if line.strip()]
 
-    def intent(self) -> Intent | None:
-        """The intent the form describes, or None with :attr:`errors` filled in."""
+    def intent(self, default: str = "en") -> Intent | None:
+        """The intent the form describes (its plain title and answer in ``default``), or None
+        with :attr:`errors` filled in."""
         self.errors = {}
         if not ID.match(self.id):
             self._error(
@@ -123,6 +153,8 @@ class IntentForm:
             examples=tuple(examples),
             answer=self.answer,
             title=self.title,
+            answers=_translations(default, self.answers),
+            titles=_translations(default, self.titles),
             answer_threshold=thresholds["answer_threshold"],
             draft_threshold=thresholds["draft_threshold"],
             handoff=self.handoff,
@@ -183,6 +215,18 @@ def _field_of(message: str, intent_id: str) -> str | None:
     if "title" in text:
         return "title"
     return "id"
+
+
+def shown_languages(languages: LanguageSettings, written: Iterable[str]) -> tuple[str, ...]:
+    """The other languages a form shows: those told apart, then any other the intent is
+    written in."""
+    others = [code for code in languages.detect if code != languages.default]
+    return tuple(dict.fromkeys([*others, *sorted(set(written) - {languages.default})]))
+
+
+def _translations(default: str, typed: Mapping[str, str]) -> Texts:
+    """The texts typed in the other languages (an empty field: none in that language)."""
+    return tuple((code, text) for code, text in typed.items() if text and code != default)
 
 
 def _number(value: float | None) -> str:

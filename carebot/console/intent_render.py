@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from carebot.console.intent_yaml import FIELD_ORDER, WIDTH, Comments, Style, load
-from carebot.nlu.intents import Intent
+from carebot.nlu.intents import Intent, Texts
 
 
 def render(
@@ -23,15 +23,19 @@ def render(
     comments: Comments | None = None,
     old: dict[str, object] | None = None,
     verbatim: dict[str, list[str]] | None = None,
+    language: str = "en",
 ) -> tuple[str, list[str]]:
     """The intent's lines (ending with a line break) and the comments that had no place left.
 
     ``keys`` are the fields the intent was written with before (kept in that order, new ones
     after in :data:`FIELD_ORDER`); ``comments`` are those found in its old span; a field whose
-    value equals ``old``'s is written as its ``verbatim`` lines (with the comments in them)."""
+    value equals ``old``'s is written as its ``verbatim`` lines (with the comments in them).
+    ``language``: the default language, that of the plain title and answer; an intent with
+    texts in other languages has its title or answer written per language, the default's
+    first."""
     comments = comments or Comments()
     old, verbatim = old or {}, verbatim or {}
-    values = _values(intent, keys)
+    values = _values(intent, keys, language)
     order = _order(keys, values)
     out: list[str] = []
     placed: set[str] = set()
@@ -79,9 +83,18 @@ def _drop_example_comments(comments: Comments) -> None:
             del found[anchor]
 
 
-def _values(intent: Intent, keys: tuple[str, ...]) -> dict[str, object]:
+def _text(language: str, text: str, others: Texts) -> str | Texts:
+    """A title or answer as written: plain, or per language when it has other languages."""
+    if not others:
+        return text
+    return ((language, text), *others) if text else others
+
+
+def _values(intent: Intent, keys: tuple[str, ...], language: str) -> dict[str, object]:
     values: dict[str, object] = {"id": intent.id}
-    if intent.title:
+    if intent.titles:
+        values["title"] = _text(language, intent.title, intent.titles)
+    elif intent.title:
         values["title"] = intent.title
     if intent.tags or "tags" in keys:
         values["tags"] = intent.tags
@@ -92,7 +105,9 @@ def _values(intent: Intent, keys: tuple[str, ...]) -> dict[str, object]:
         if getattr(intent, key) is not None:
             values[key] = getattr(intent, key)
     values["examples"] = intent.examples
-    if intent.answer:
+    if intent.answers:
+        values["answer"] = _text(language, intent.answer, intent.answers)
+    elif intent.answer:
         values["answer"] = intent.answer
     return values
 
@@ -110,6 +125,15 @@ def _field(key: str, value: object, intent: Intent, style: Style) -> list[str]:
         return [f"{pad}{key}: {value!r}"]
     if key == "examples":
         return [f"{pad}examples:" if intent.examples else f"{pad}examples: []"]
+    if isinstance(value, tuple):  # per language: answer or title
+        inner = style.fields + 2
+        lines = [f"{pad}{key}:"]
+        for code, text in value:
+            if key == "answer":
+                lines.extend(_answer(text, style, name=code, indent=inner))
+            else:
+                lines.append(f"{' ' * inner}{code}: {scalar(text, style)}")
+        return lines
     if key == "answer":
         return _answer(intent.answer, style)
     return [f"{pad}{key}: {scalar(str(value), style)}"]
@@ -141,9 +165,11 @@ def scalar(text: str, style: Style, *, flow: bool = False) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _answer(answer: str, style: Style) -> list[str]:
-    pad = " " * style.fields
-    head = f"{pad}answer:"
+def _answer(answer: str, style: Style, *, name: str = "answer", indent: int = -1) -> list[str]:
+    """``name: answer`` at ``indent`` (default: the fields' column), in the file's answer style."""
+    indent = style.fields if indent < 0 else indent
+    pad = " " * indent
+    head = f"{pad}{name}:"
     one_line = "\n" not in answer and len(head) + 1 + len(answer) <= WIDTH
     if style.answer in ("plain", "'", '"') and one_line:
         return [f"{head} {scalar(answer, style)}"]
@@ -151,7 +177,7 @@ def _answer(answer: str, style: Style) -> list[str]:
     body = _folded(answer) if block.startswith(">") else _literal(answer)
     if body is None:
         return [f"{head} {json.dumps(answer, ensure_ascii=False)}"]
-    inner = " " * (style.fields + 2)
+    inner = " " * (indent + 2)
     return [f"{head} {block}"] + [inner + line if line else "" for line in body]
 
 

@@ -171,7 +171,7 @@ def _values(node: Any) -> dict[str, object]:
     """The intent's fields as :func:`carebot.nlu.intents.read_intents` reads them."""
     read: dict[str, Any] = {
         "id": node.get("id"),
-        "title": str(node.get("title", "")),
+        "title": _text(node.get("title", ""), strip=False),
         "tags": tuple(str(t) for t in node.get("tags") or ()),
         "handoff": node.get("handoff", False),
         "public": node.get("public", False),
@@ -179,9 +179,18 @@ def _values(node: Any) -> dict[str, object]:
         "answer_threshold": node.get("answer_threshold"),
         "draft_threshold": node.get("draft_threshold"),
         "examples": tuple(str(e).strip() for e in node.get("examples") or ()),
-        "answer": str(node.get("answer") or "").strip(),
+        "answer": _text(node.get("answer")),
     }
     return {k: v for k, v in read.items() if k in node}
+
+
+def _text(value: Any, *, strip: bool = True) -> object:
+    """A text field as read: its text, or (language, text) pairs when given per language."""
+    if isinstance(value, dict):
+        texts = ((str(code), str(text)) for code, text in value.items())
+        return tuple((code, text.strip() if strip else text) for code, text in texts)
+    text = str(value if value is not None else "")
+    return text.strip() if strip else text
 
 
 def _verbatim(lines: list[str], node: Any, end: int, style: Style) -> dict[str, list[str]]:
@@ -241,7 +250,8 @@ def _style(lines: list[str], node: Any, dash: int, fields: int, text: str) -> St
     if "answer" in node:
         after = _after_colon(lines[node.lc.key("answer")[0]], "answer")
         header = _BLOCK_HEADER.match(after)
-        answer = header.group(1) if header else after[:1] if after[:1] in "'\"" else "plain"
+        quoted = after[:1] if after[:1] and after[:1] in "'\"" else "plain"
+        answer = header.group(1) if header else quoted  # per language (nothing after): plain
     tags_line = _after_colon(lines[node.lc.key("tags")[0]], "tags") if "tags" in node else "["
     doubles, singles = len(re.findall(r"[:-] \"", text)), len(re.findall(r"[:-] '", text))
     return Style(

@@ -440,6 +440,7 @@ def build_console(
         directory=settings.path(settings.matcher.intents_dir),
         placeholders=settings.placeholders,
         encoder=lambda: _CachedEncoder(triage.matcher.encoder, runtime.cache),
+        languages=settings.languages,
     )
     revisions = RevisionStore(runtime.db, clock=runtime.clock)
     proposals = ProposalStore(runtime.db, clock=runtime.clock)

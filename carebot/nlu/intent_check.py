@@ -2,7 +2,8 @@
 
 Errors (exit 1): YAML syntax, missing or mistyped fields, duplicate ids, one example under two
 intents, unknown answer placeholders. Warnings (exit 0): intents with fewer than
-``MIN_EXAMPLES`` examples, intents without an answer yet, out-of-scope texts that are also
+``MIN_EXAMPLES`` examples, intents without an answer yet, intents with no answer in a language
+of ``[languages] detect``, out-of-scope texts that are also
 examples, and examples that the model puts closer to another intent than to
 their own (the conflict analysis, which loads the model: it runs once there are no errors).
 """
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from carebot.config import LanguageSettings, Settings
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import IntentSet, Problem, Severity, read_intents
+from carebot.nlu.language import language_name
 
 MIN_EXAMPLES = 3
 
@@ -27,13 +30,16 @@ def check_intents(
     encoder: Callable[[], Encoder] | None = None,
     only: Collection[str] | None = None,
     public_guard: Callable[[str], str | None] | None = None,
+    languages: LanguageSettings | None = None,
 ) -> list[Problem]:
     """All problems in ``directory``, every file read however broken the others are; with
     ``encoder``, also the conflict analysis, once there are no errors (it loads the model, and
     compares only the intents that could be read). ``only``: the conflict analysis looks only
     at these intents' examples and at the examples they come closer to than their own (an
     edit of one intent: its cost grows with the folder's size, not with its square)."""
-    intents, problems = read_intents(directory, placeholders)
+    languages = languages or LanguageSettings()
+    intents, problems = read_intents(directory, placeholders, language=languages.default)
+    problems.extend(_missing_languages(intents, languages, directory))
     for intent in intents.intents:
         if len(intent.examples) < MIN_EXAMPLES:
             problems.append(
@@ -61,6 +67,58 @@ def check_intents(
     if encoder is not None and len(intents) > 1 and not errors:
         problems.extend(conflicts(intents, encoder(), only=only))
     return problems
+
+
+def _missing_languages(
+    intents: IntentSet, languages: LanguageSettings, directory: Path
+) -> list[Problem]:
+    """Intents with an answer, but none in a language customers are told apart in."""
+    if len(languages.detect) < 2:
+        return []
+    instead = {
+        "default": f"the {language_name(languages.default)} answer, with [messages] "
+        "untranslated_answer",
+        "handoff": "a person",
+    }[languages.missing_answer]
+    found = []
+    for intent in intents.intents:
+        written = set(intent.written_in(languages.default))
+        missing = [code for code in languages.detect if code not in written]
+        if written and missing:
+            names = ", ".join(language_name(code) for code in missing)
+            found.append(
+                Problem(
+                    intent.file or directory,
+                    intent.line,
+                    f"{intent.id}: no answer in {names}: such customers get {instead} "
+                    "([languages] missing_answer)",
+                    Severity.WARNING,
+                )
+            )
+    return found
+
+
+def untranslated_messages(settings: Settings) -> list[Problem]:
+    """Warnings for the ``[messages]`` texts a language customers are told apart in has no
+    ``[messages.<code>]`` text for (such customers get the default language's)."""
+    languages = settings.languages
+    if len(languages.detect) < 2:
+        return []
+    where = settings.source or Path("config.toml")
+    found = []
+    for code in languages.detect:
+        left = settings.messages.untranslated(code) if code != languages.default else []
+        if left:
+            found.append(
+                Problem(
+                    where,
+                    None,
+                    f"[messages.{code}]: {len(left)} text(s) not in {language_name(code)}, "
+                    f"said in {language_name(languages.default)}: {', '.join(left)}",
+                    Severity.WARNING,
+                )
+            )
+    return found
 
 
 def _public_problems(

@@ -17,10 +17,19 @@ A file looks like::
         personal_data: false           # answering needs the customer's details: in public,
                                        # the conversation moves to private messages
 
-An intent without an ``answer`` is valid (imported data often has none yet): it can be
-evaluated, and ``carebot intents check`` warns about it. Any file may also hold a top-level
-``out_of_scope:`` list of messages that no intent should answer (e.g. from an import); they are
-not intents and not matcher examples, only evaluation material (see ``carebot eval``)::
+An ``answer`` (and a ``title``) may be given per language, as a mapping of ISO 639-1 codes to
+texts; a plain text is in ``[languages] default``'s language. A customer placed in a language
+gets that language's answer (README, "Languages")::
+
+        answer:
+          en: You can follow your order at {tracking_url}.
+          de: Ihre Bestellung können Sie unter {tracking_url} verfolgen.
+
+Examples may be in any language. An intent without an ``answer`` is valid (imported data often
+has none yet): it can be evaluated, and ``carebot intents check`` warns about it. Any file may
+also hold a top-level ``out_of_scope:`` list of messages that no intent should answer (e.g. from
+an import); they are not intents and not matcher examples, only evaluation material (see
+``carebot eval``)::
 
     out_of_scope:
       - what is the meaning of life
@@ -39,7 +48,7 @@ import pickle
 import string
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -47,11 +56,12 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from carebot.config import language_codes
 from carebot.exceptions import IntentError
 from carebot.nlu.yaml_syntax import explain
 
 log = logging.getLogger(__name__)
-PARSED_FORMAT = 3  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
+PARSED_FORMAT = 4  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
 
 REQUIRED = ("id", "examples")
 OPTIONAL = (
@@ -84,11 +94,14 @@ class Problem:
         return f"{where}: {self.severity.value}: {self.message}"
 
 
+Texts = tuple[tuple[str, str], ...]  # (language code, text), in the file's order
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     id: str
     examples: tuple[str, ...]
-    answer: str = ""  # empty: no answer yet (evaluated, but never sent)
+    answer: str = ""  # in the default language; empty: none yet (evaluated, but never sent)
     title: str = ""
     answer_threshold: float | None = None
     draft_threshold: float | None = None
@@ -99,13 +112,51 @@ class Intent:
     file: Path | None = None
     line: int | None = None
     example_lines: tuple[int, ...] = field(default=(), compare=False)
+    # the answer and title in the other languages written (read_intents leaves the default's
+    # in `answer` and `title` alone); empty: none
+    answers: Texts = ()
+    titles: Texts = ()
+    # that of `answer` and `title` (the default's, once read_intents set it)
+    language: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
         return self.title or self.id.replace("_", " ").capitalize()
 
-    def render_answer(self, placeholders: Mapping[str, str]) -> str:
-        return self.answer.format_map(dict(placeholders))
+    def label_in(self, language: str | None) -> str:
+        """The title in ``language`` when written, else :attr:`label`."""
+        return dict(self.titles).get(language or "", "") or self.label
+
+    def answer_in(self, language: str | None) -> str:
+        """The answer in ``language``; empty when none is written in it. None: the default's
+        (:attr:`answer`)."""
+        if language is None or language == self.language:
+            return self.answer
+        return dict(self.answers).get(language, "")
+
+    def written_in(self, default: str) -> dict[str, str]:
+        """The answer by language, the default's (``default``) first; those written only."""
+        texts = {default: self.answer, **dict(self.answers)}
+        return {code: text for code, text in texts.items() if text}
+
+    def render_answer(self, placeholders: Mapping[str, str], language: str | None = None) -> str:
+        """The answer in ``language`` (None: the default's) with the placeholders filled in."""
+        return self.answer_in(language).format_map(dict(placeholders))
+
+    def in_default(self, language: str) -> Intent:
+        """This intent read with ``language`` as the default: a plain answer or title is in it;
+        of a mapping, ``language``'s text is :attr:`answer` (empty when it has none) and the
+        others stay in :attr:`answers`. A plain text given beside a mapping wins."""
+        answer, answers = _in_default(language, self.answer, self.answers)
+        title, titles = _in_default(language, self.title, self.titles)
+        return replace(
+            self, answer=answer, title=title, answers=answers, titles=titles, language=language
+        )
+
+
+def _in_default(language: str, text: str, texts: Texts) -> tuple[str, Texts]:
+    """A text field's default-language text, and its texts in the other languages."""
+    return text or dict(texts).get(language, ""), tuple((c, t) for c, t in texts if c != language)
 
 
 @dataclass(frozen=True)
@@ -224,10 +275,13 @@ def read_intents(
     directory: Path,
     placeholders: Mapping[str, str] | None = None,
     parsed: ParsedFiles | None = None,
+    *,
+    language: str = "en",
 ) -> tuple[IntentSet, list[Problem]]:
     """Read every ``*.yaml``/``*.yml`` file under ``directory``; return the intents and problems.
 
-    ``parsed`` keeps files between calls, so only files changed since are parsed again."""
+    ``parsed`` keeps files between calls, so only files changed since are parsed again.
+    ``language``: the default language (``[languages] default``), that of a plain answer."""
     problems: list[Problem] = []
     if not directory.is_dir():
         missing = (
@@ -244,7 +298,7 @@ def read_intents(
     out_of_scope: list[_Located] = []
     for file in files:
         content = parsed.read(file)
-        intents.extend(content.intents)
+        intents.extend(intent.in_default(language) for intent in content.intents)
         out_of_scope.extend(content.out_of_scope)
         problems.extend(content.problems)
     problems.extend(_cross_file_problems(intents))
@@ -258,9 +312,11 @@ def load_intents(
     directory: Path,
     placeholders: Mapping[str, str] | None = None,
     parsed: ParsedFiles | None = None,
+    *,
+    language: str = "en",
 ) -> IntentSet:
     """Read the intents; raise :class:`IntentError` listing every error (warnings are ignored)."""
-    intents, problems = read_intents(directory, placeholders, parsed)
+    intents, problems = read_intents(directory, placeholders, parsed, language=language)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         listing = "\n  ".join(str(p) for p in errors)
@@ -396,11 +452,15 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
     if len(problems) > before:
         return None
     lines = tuple(examples.lc.item(i)[0] + 1 for i in range(len(examples)))
+    answer, answers = _texts(node.get("answer"))
+    title, titles = _texts(node.get("title"), strip=False)
     return Intent(
         id=intent_id,
         examples=tuple(e.strip() for e in examples),
-        answer=str(node.get("answer") or "").strip(),
-        title=str(node.get("title", "")),
+        answer=answer,
+        title=title,
+        answers=answers,
+        titles=titles,
         answer_threshold=node.get("answer_threshold"),
         draft_threshold=node.get("draft_threshold"),
         handoff=bool(node.get("handoff", False)),
@@ -426,9 +486,8 @@ def _check_types(node: dict[str, Any], file: Path, line: int, problems: list[Pro
                     f"{key} must be a number from 0 to 1 (got {value!r})",
                 )
             )
-    answer = node.get("answer")
-    if answer is not None and not isinstance(answer, str | int | float):
-        problems.append(Problem(file, _key_line(node, "answer", line), "answer must be text"))
+    for key in ("answer", "title"):
+        _check_texts(node, key, file, line, problems)
     for flag in FLAGS:
         if flag in node and not isinstance(node[flag], bool):
             problems.append(
@@ -440,6 +499,49 @@ def _check_types(node: dict[str, Any], file: Path, line: int, problems: list[Pro
             )
     if "tags" in node and not isinstance(node["tags"], list):
         problems.append(Problem(file, _key_line(node, "tags", line), "tags must be a list"))
+
+
+def _texts(value: Any, *, strip: bool = True) -> tuple[str, Texts]:
+    """A field that is one text, or a mapping of language to text (checked before)."""
+    if isinstance(value, dict):
+        texts = ((str(code), str(text)) for code, text in value.items())
+        return "", tuple((code, text.strip() if strip else text) for code, text in texts)
+    text = str(value if value is not None else "")
+    return text.strip() if strip else text, ()
+
+
+def _check_texts(
+    node: dict[str, Any], key: str, file: Path, line: int, problems: list[Problem]
+) -> None:
+    """``answer`` or ``title``: a text, or a mapping of known language codes to texts."""
+    value = node.get(key)
+    where = _key_line(node, key, line)
+    if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
+        return
+    if not isinstance(value, dict):
+        problems.append(
+            Problem(
+                file,
+                where,
+                f"{node.get('id')}: {key} must be text, or a mapping of language code to text",
+            )
+        )
+        return
+    known = language_codes()
+    key = f"{node.get('id')}: {key}"
+    for code, text in value.items():
+        at = _key_line(value, code, where)
+        if str(code) not in known:
+            problems.append(
+                Problem(
+                    file,
+                    at,
+                    f"{key}: {code!r} is not a language code; use a two-letter ISO 639-1 code "
+                    "in lower case (en, de, fr, es, ...)",
+                )
+            )
+        elif not isinstance(text, str | int | float) or isinstance(text, bool) or not str(text):
+            problems.append(Problem(file, at, f"{key}: the {code} text must be non-empty text"))
 
 
 def _key_line(node: Any, key: str, default: int) -> int:
@@ -496,19 +598,21 @@ def _placeholder_problems(
     intents: list[Intent], placeholders: Mapping[str, str]
 ) -> Iterable[Problem]:
     for intent in intents:
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(intent.answer) if name}
-        except ValueError as exc:
-            yield Problem(
-                intent.file or Path("?"),
-                intent.line,
-                f"{intent.id}: answer has a stray brace ({exc}); write {{{{ for a literal {{",
-            )
-            continue
-        for name in sorted(names - set(placeholders)):
-            yield Problem(
-                intent.file or Path("?"),
-                intent.line,
-                f"{intent.id}: answer uses {{{name}}}, which is not defined under "
-                "[placeholders] in config.toml",
-            )
+        for language, text in (("", intent.answer), *intent.answers):
+            which = f"answer ({language})" if language else "answer"
+            try:
+                names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+            except ValueError as exc:
+                yield Problem(
+                    intent.file or Path("?"),
+                    intent.line,
+                    f"{intent.id}: {which} has a stray brace ({exc}); write {{{{ for a literal {{",
+                )
+                continue
+            for name in sorted(names - set(placeholders)):
+                yield Problem(
+                    intent.file or Path("?"),
+                    intent.line,
+                    f"{intent.id}: {which} uses {{{name}}}, which is not defined under "
+                    "[placeholders] in config.toml",
+                )

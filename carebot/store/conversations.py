@@ -60,7 +60,7 @@ from carebot.store.tables import (
     PublicItem,
     Survey,
 )
-from carebot.store.teamwork import handoff_facts, route_handoff
+from carebot.store.teamwork import handoff_facts, placed_language, route_handoff
 from carebot.teams.directory import TeamDirectory
 
 
@@ -715,6 +715,12 @@ class ConversationStore:
             raise StoreError(f"No conversation with id {conversation_id}")
         return conversation
 
+    async def language(self, conversation_id: int) -> str | None:
+        """The customer's language: of their latest message that could be placed (None: none
+        could be, or [languages] detect tells nothing apart)."""
+        async with self._db.reads() as conn:
+            return await conn.scalar(placed_language(conversation_id))
+
     async def party(self, conversation_id: int) -> tuple[str, str]:
         """The channel and the channel's user id of the customer in a conversation."""
         async with self._db.session() as session:
@@ -783,6 +789,7 @@ def bot_reply(decision: Decision, ask: Question | None, decision_id: int | None 
         decision_id=decision_id,
         choices=ask.choices if ask else decision.choices,
         handoff=decision.hands_off,
+        language=decision.language,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,9 @@ class Database:
     see :data:`KEPT_APART`).
 
     ``bot_intro``: the text put before the bot's first message of every conversation (``[messages]
-    bot_intro``, filled in; empty: none). Every session carries it (``session.info[BOT_INTRO]``),
+    bot_intro``, filled in; empty: none); or a mapping of language code to that text (key "":
+    the default language's, see :func:`carebot.store.outbox.introduction`). Every session
+    carries it (``session.info[BOT_INTRO]``),
     so every outgoing message, whichever store writes it, meets it in
     :func:`carebot.store.outbox.add_reply`."""
 
@@ -84,7 +86,7 @@ class Database:
         echo: bool = False,
         max_connections: int = 20,  # [store] max_connections's default
         pool_timeout: float = POOL_TIMEOUT,
-        bot_intro: str = "",
+        bot_intro: str | Mapping[str, str] = "",
         lock_timeout_ms: int = LOCK_TIMEOUT_MS,
     ) -> None:
         self.url = make_url(url)
@@ -142,9 +144,9 @@ class Database:
         # (SQLite begins none for a read).
         self._autocommit: AsyncEngine = _autocommitting(self.engine)
         self._marks_autocommit: AsyncEngine = _autocommitting(self._marks)
-        self.bot_intro = bot_intro
+        self.bot_intro = {"": bot_intro} if isinstance(bot_intro, str) else dict(bot_intro)
         self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, info={BOT_INTRO: bot_intro}
+            self.engine, expire_on_commit=False, info={BOT_INTRO: self.bot_intro}
         )
         self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +81,7 @@ class Outgoing:
     via: str | None = None  # the desk an agent's reply came from: inbox / slack
     notice: str | None = None  # tells the customer of a change of hands (store/handoffs.py)
     public: PublicAction | None = None  # a public action (store/public_actions.py)
+    language: str | None = None  # the customer's (None: the default): of the bot's introduction
 
 
 # Per reply, prepared once: is an earlier reply of the conversation still pending, which row
@@ -129,7 +130,7 @@ async def add_reply(
     customer read.
     """
     params = {"conversation": conversation.id}
-    intro = introduction(str(session.info.get(BOT_INTRO) or ""), outgoing)
+    intro = introduction(session.info.get(BOT_INTRO) or {}, outgoing)
     if intro:  # one query for all: is a reply pending, the last row, has the bot spoken
         ((waiting, previous, introduced),) = await _PENDING_AND_SAID.rows(session, params)
         if not introduced:
@@ -142,14 +143,14 @@ async def add_reply(
     return Queued(to_reply(row, previous=previous), immediate=immediate, message_id=message.id)
 
 
-def introduction(intro: str, outgoing: Outgoing) -> str:
-    """The bot's introduction (``intro``, the session's ``BOT_INTRO``) to put before
-    ``outgoing`` if it is the bot's first message of the conversation (an agent's reply never
-    carries it; an empty introduction is none; in public the bot's replies carry ``[public]
-    bot_tag`` instead, see carebot/public/decide.py). Every writer of a reply holds the
-    conversation's row lock (``with_for_update``) by then, so two bot messages of one
-    conversation written at once are not both introduced."""
-    intro = intro.strip()
+def introduction(intros: Mapping[str, str], outgoing: Outgoing) -> str:
+    """The bot's introduction (``intros``, the session's ``BOT_INTRO``: by language code, ""
+    the default's) in ``outgoing``'s language, to put before it if it is the bot's first message
+    of the conversation (an agent's reply never carries it; an empty introduction is none; in
+    public the bot's replies carry ``[public] bot_tag`` instead, see carebot/public/decide.py).
+    Every writer of a reply holds the conversation's row lock (``with_for_update``) by then, so
+    two bot messages of one conversation written at once are not both introduced."""
+    intro = (intros.get(outgoing.language or "") or intros.get("", "")).strip()
     if not intro or outgoing.author != "bot" or outgoing.public is not None:
         return ""
     return intro

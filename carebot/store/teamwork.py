@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,16 +87,7 @@ async def handoff_facts(
         .where(Identity.customer_id == conversation.customer_id, ContactPoint.kind == "email")
     )
     domains = sorted({d for d in map(email_domain, addresses) if d})
-    language = await session.scalar(
-        select(Message.language)
-        .where(
-            Message.conversation_id == conversation.id,
-            Message.direction == "in",
-            Message.language.is_not(None),
-        )
-        .order_by(Message.id.desc())
-        .limit(1)
-    )
+    language = await session.scalar(placed_language(conversation.id))
     return RouteFacts(
         intent=intent,
         channel=identity.channel,
@@ -106,6 +97,20 @@ async def handoff_facts(
         customer_id=conversation.customer_id,
         email_domains=tuple(domains),
         language=language,
+    )
+
+
+def placed_language(conversation_id: int) -> Select[str | None]:
+    """The language of the conversation's latest customer message that could be placed."""
+    return (
+        select(Message.language)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == "in",
+            Message.language.is_not(None),
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
     )
 
 

@@ -59,23 +59,23 @@ class Surveys:
         self._yes = _words(self._survey.yes_words)
         self._no = _words(self._survey.no_words)
 
-    def helpful_question(self, decision: Decision) -> Question | None:
-        """The question to send with ``decision``'s answer, if one is due."""
+    def helpful_question(self, decision: Decision, language: str | None = None) -> Question | None:
+        """The question to send with ``decision``'s answer, if one is due, in ``language``."""
         mode = self._survey.helpful
         if mode == "never" or decision.kind is not DecisionKind.ANSWER or decision.small_talk:
             return None
         if mode == "low_margin" and decision.margin >= self._survey.low_margin:
             return None
-        labels = self._messages
-        choices = (Choice(YES, labels.helpful_yes_button), Choice(NO, labels.helpful_no_button))
-        return Question(HELPFUL, self._messages.helpful_question, choices)
+        said = self._messages.in_language(language)
+        choices = (Choice(YES, said.helpful_yes_button), Choice(NO, said.helpful_no_button))
+        return Question(HELPFUL, said.helpful_question, choices)
 
-    def rating_question(self) -> Question | None:
-        """The rating request, unless ``[survey] rating`` is off."""
+    def rating_question(self, language: str | None = None) -> Question | None:
+        """The rating request in ``language``, unless ``[survey] rating`` is off."""
         if not self._survey.rating:
             return None
         choices = tuple(Choice(str(n), str(n)) for n in range(1, 6))
-        return Question(RATING, self._messages.rating_request, choices)
+        return Question(RATING, self._messages.in_language(language).rating_request, choices)
 
     async def reply(self, received: Received, text: str) -> Reply | None:
         """The customer's answer to the question just put to them, if ``text`` is one. A text
@@ -107,12 +107,13 @@ class Surveys:
             return Reply(pending, YES)
         return None
 
-    def not_helpful(self, reply: Reply, now: datetime) -> Decision:
+    def not_helpful(self, reply: Reply, now: datetime, language: str | None = None) -> Decision:
         """The handoff after a "no": to a person, with reason ``not_helpful``."""
-        text = self._messages.helpful_no
+        said = self._messages.in_language(language)
+        text = said.helpful_no
         if not self._hours.is_open(now):
             next_open = self._hours.describe_next_open(now)
-            text = self._messages.helpful_no_closed.format(next_open=next_open)
+            text = said.helpful_no_closed.format(next_open=next_open)
         return Decision(
             kind=DecisionKind.HANDOFF,
             reasons=(Reason.NOT_HELPFUL,),
@@ -121,6 +122,7 @@ class Surveys:
             margin=0.0,
             emotion=0.0,
             reply=text,
+            language=language,
         )
 
 
