@@ -431,11 +431,7 @@ async def build_runtime(
     )
     customers = CustomerStore(db, clock=clock, link_by=link_by)
     labels = EmotionLabelStore(db, clock=clock)
-    notices = Notices(
-        joined=settings.messages.agent_joined,
-        transferred=settings.messages.agent_transferred,
-        resolved=settings.messages.resolved,
-    )
+    notices = Notices(settings.messages)
     if post_classifier is None and takes_public_messages(settings):
         # trained on the packaged set with the matcher's encoder (its vectors are reused)
         post_classifier = await asyncio.to_thread(trained_classifier, encoder, cache)
@@ -456,14 +452,14 @@ async def build_runtime(
         windows=windows,
         reachable=routes.check,
         notices=notices,
-        rating=surveys.rating_question(),
+        rating=surveys.rating_question,
         teams=teams,
         public=public.posting,
     )
     teamwork = TeamworkStore(db, clock=clock, teams=teams)
     ratings = RatingRequests(
         store=QuietAnswers(db, clock=clock, lease_replies=send_immediately),
-        question=surveys.rating_question(),
+        question=surveys.rating_question,
         windows=windows,
         clock=clock,
         quiet_hours=settings.insight.assume_resolved_hours,

@@ -74,6 +74,9 @@ GERMAN = {
     "rephrase": "Entschuldigung, das habe ich nicht verstanden.",
     "untranslated_answer": "Leider habe ich das nur auf Englisch:\n\n{answer}",
     "bot_intro": "Hallo, ich bin {bot_name}, ein automatischer Assistent.",
+    "agent_joined": "{agent} aus unserem Team ist dabei.",
+    "resolved": "{agent} hat Ihr Anliegen als gelöst markiert.",
+    "rating_request": "Wie zufrieden waren Sie? Antworten Sie mit 1 bis 5.",
 }
 FRENCH = {
     "handoff": "Merci, je vous passe à une personne de notre équipe.",
@@ -319,7 +322,10 @@ _ids = itertools.count(1)
 
 @pytest.fixture
 def settings(tmp_path: Path, intents_dir: Path) -> Settings:
-    return language_settings(tmp_path, intents_dir)
+    settings = language_settings(tmp_path, intents_dir)
+    return settings.model_copy(
+        update={"survey": settings.survey.model_copy(update={"rating": True})}
+    )
 
 
 def inbound(text: str, user: str) -> InboundMessage:
@@ -346,6 +352,17 @@ async def test_a_german_customer_is_answered_and_handed_over_in_german(
         "Verfolgen Sie sie unter https://track.example.",
         GERMAN["rephrase"],
         GERMAN["handoff"],
+    ]
+    # an agent takes the conversation and resolves it: told in German, rating asked in German
+    conversation = (await runtime.conversations.receive(inbound("hallo", "ute"))).conversation_id
+    channel.sent.clear()
+    await runtime.desk.take_over(conversation, "Ann")
+    await runtime.desk.resolve(conversation, "Ann")
+    await runtime.outbox.deliver_due()
+    assert [reply.text for reply in channel.sent] == [
+        "Ann aus unserem Team ist dabei.",
+        "Ann hat Ihr Anliegen als gelöst markiert.",
+        GERMAN["rating_request"],
     ]
     # an English customer meanwhile: English, without the German introduction
     await runtime.inbox.receive(inbound("Where is my order? Please track my order status", "sam"))

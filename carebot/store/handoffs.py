@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.clock import Clock
-from carebot.config import PublicSettings, Settings
+from carebot.config import MessageSettings, PublicSettings, Settings
 from carebot.exceptions import StoreError
 from carebot.models import CloseReason, ConversationState, PublicActionKind, Visibility
 from carebot.public.posting import PublicPosting, refuse_all
@@ -35,9 +35,9 @@ from carebot.store.database import Database
 from carebot.store.open_handoffs import open_handoff
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.public_actions import Step, queue_step, target_item
-from carebot.store.surveys import Question, ask, has_rating
+from carebot.store.surveys import QuestionIn, ask, has_rating
 from carebot.store.tables import Conversation, DecisionRow, Handoff, Identity
-from carebot.store.teamwork import agent_handoff
+from carebot.store.teamwork import agent_handoff, placed_language
 from carebot.teams.directory import TeamDirectory
 
 
@@ -61,17 +61,26 @@ JOINED, TRANSFERRED, RESOLVED = "agent_joined", "agent_transferred", "resolved"
 
 @dataclass(frozen=True, slots=True)
 class Notices:
-    """What the customer is told when their conversation changes hands; ``{agent}`` becomes
-    the agent's display name, and an empty text says nothing (``[messages]`` agent_joined,
-    agent_transferred, resolved)."""
+    """What the customer is told when their conversation changes hands (``[messages]``
+    agent_joined, agent_transferred, resolved, in the customer's language); ``{agent}``
+    becomes the agent's display name, and an empty text says nothing. ``messages`` None: nothing
+    is ever said."""
 
-    joined: str = ""
-    transferred: str = ""
-    resolved: str = ""
+    messages: MessageSettings | None = None
 
-    def text(self, kind: str, agent: str) -> str:
-        template = {JOINED: self.joined, TRANSFERRED: self.transferred, RESOLVED: self.resolved}
-        return template[kind].format(agent=agent)
+    @property
+    def per_language(self) -> bool:
+        """Whether the texts differ by language (the customer's is then looked up)."""
+        return self.messages is not None and bool(self.messages.languages)
+
+    def text(self, kind: str, agent: str, language: str | None = None) -> str:
+        if self.messages is None:
+            return ""
+        said = self.messages.in_language(language)
+        template = {JOINED: said.agent_joined, TRANSFERRED: said.agent_transferred}.get(
+            kind, said.resolved
+        )
+        return template.format(agent=agent)
 
 
 # A refused move, as the agent who asked for it reads it (carebot.models.ConversationState).
@@ -99,7 +108,7 @@ class HandoffStore:
         windows: ReplyWindows = NO_WINDOWS,
         reachable: Callable[[str], None] = lambda _channel: None,
         notices: Notices = Notices(),
-        rating: Question | None = None,
+        rating: QuestionIn = lambda _language: None,  # after an agent's resolution
         teams: TeamDirectory | None = None,  # the team of a handoff an agent starts
         public: PublicPosting | None = None,  # agents' replies in public conversations
     ) -> None:
@@ -267,7 +276,10 @@ class HandoffStore:
     ) -> Sent:
         """Queue the customer's notice of ``kind`` (none when its text is empty, or when the
         channel's reply window has closed: the platform would refuse it)."""
-        text = self._notices.text(kind, agent)
+        language = None
+        if self._notices.per_language:
+            language = await session.scalar(placed_language(conversation.id))
+        text = self._notices.text(kind, agent, language)
         if not text.strip():
             return []
         identity = await self._reachable_now(session, conversation)
@@ -286,16 +298,17 @@ class HandoffStore:
 
     async def _ask_rating(self, session: AsyncSession, conversation: Conversation) -> Sent:
         """The rating request after an agent's resolution, once per conversation."""
-        if self._rating is None or await has_rating(session, conversation.id):
+        if self._rating(None) is None or await has_rating(session, conversation.id):
             return []
         identity = await self._reachable_now(session, conversation)
-        if identity is None:
+        question = self._rating(await session.scalar(placed_language(conversation.id)))
+        if identity is None or question is None:
             return []
         queued = await ask(
             session,
             conversation=conversation,
             identity=identity,
-            question=self._rating,
+            question=question,
             now=self._clock(),
             lease=self._lease,
             resolver="human",

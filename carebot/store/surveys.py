@@ -24,6 +24,7 @@ from carebot.models import Choice
 from carebot.store.database import Database
 from carebot.store.outbox import Outgoing, Queued, add_reply, last_customer_message
 from carebot.store.tables import Conversation, DecisionRow, Handoff, Identity, Message, Survey
+from carebot.store.teamwork import placed_language
 
 if TYPE_CHECKING:
     from carebot.store.conversations import Received
@@ -278,10 +279,10 @@ class QuietAnswers:
             return found
 
     async def request(
-        self, conversation_id: int, question: Question, *, windows: Windows
+        self, conversation_id: int, question: QuestionIn, *, windows: Windows
     ) -> Queued | None:
-        """Queue the rating request of a bot-resolved conversation (None: asked already, or the
-        channel's reply window has closed)."""
+        """Queue the rating request of a bot-resolved conversation, in the customer's language
+        (None: asked already, not asked at all, or the channel's reply window has closed)."""
         now = self._clock()
         async with self._db.transaction() as session:
             conversation = await session.get_one(
@@ -292,11 +293,14 @@ class QuietAnswers:
             identity = await session.get_one(Identity, conversation.identity_id)
             if not windows(identity.channel, await last_customer_message(session, identity.id)):
                 return None
+            asked = question(await session.scalar(placed_language(conversation_id)))
+            if asked is None:
+                return None
             return await ask(
                 session,
                 conversation=conversation,
                 identity=identity,
-                question=question,
+                question=asked,
                 now=now,
                 lease=self._lease,
                 resolver="bot",
@@ -305,6 +309,8 @@ class QuietAnswers:
 
 # Whether a reply can reach the customer now: (channel, their last message) -> open?
 Windows = Callable[[str, datetime | None], bool]
+# A question in a customer's language (None: the default); None when it is not asked at all.
+QuestionIn = Callable[[str | None], "Question | None"]
 
 
 async def _quiet_since_answer(session: AsyncSession, conversation_id: int) -> bool:

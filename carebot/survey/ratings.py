@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from carebot.clock import Clock
 from carebot.reply_window import ReplyWindows
 from carebot.store.outbox import Queued
-from carebot.store.surveys import Question, QuietAnswers
+from carebot.store.surveys import QuestionIn, QuietAnswers
 from carebot.tasks import Periodic
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class RatingRequests:
         self,
         *,
         store: QuietAnswers,
-        question: Question | None,
+        question: QuestionIn,
         windows: ReplyWindows,
         clock: Clock,
         quiet_hours: float,
@@ -56,7 +56,7 @@ class RatingRequests:
 
     async def sweep(self) -> list[int]:
         """One pass: ask every conversation whose rating request is due; returns their ids."""
-        if self._question is None:
+        if self._question(None) is None:
             return []
         asked = []
         until = self._clock() - self._quiet
@@ -88,7 +88,7 @@ class RatingRequests:
     async def run(self) -> None:
         """Sweep now, then every ``interval`` seconds; a failed sweep is logged and the next
         one tries again."""
-        if self._question is None:
+        if self._question(None) is None:
             log.info("No rating requests are sent ([survey] rating = false)")
             return
         await self._periodic.run()
