@@ -309,6 +309,11 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "resolved": ("agent",),
     "helpful_no_closed": ("next_open",),
     "bot_intro": ("bot_name",),
+    "next_open_today": ("time",),
+    "next_open_tomorrow": ("time",),
+    "next_open_later": ("day", "time"),
+    "wait_minutes": ("count",),
+    "wait_hours": ("count",),
 }
 Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off (empty)
 
@@ -390,6 +395,17 @@ class MessageSettings(_Section):
     )
     rating_thanks: str = "Thank you for your rating!"
 
+    # How {next_open} is written (the time zone follows in brackets), and {wait}.
+    next_open_today: str = "today at {time}"
+    next_open_tomorrow: str = "tomorrow at {time}"
+    next_open_later: str = "{day} at {time}"
+    day_names: str = "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday"
+    next_open_never: str = "as soon as possible"
+    wait_one_minute: str = "about a minute"
+    wait_minutes: str = "about {count} minutes"
+    wait_one_hour: str = "about an hour"
+    wait_hours: str = "about {count} hours"
+
     # [messages.<code>] tables (ISO 639-1): these texts in another language, said to a customer
     # writing in it; a text a table leaves out is said as above
     languages: Mapping[str, Mapping[str, str]] = Field(default_factory=dict)
@@ -410,11 +426,11 @@ class MessageSettings(_Section):
         return self._in_language.get(code or "", self)
 
     def untranslated(self, code: str) -> list[str]:
-        """The texts ``[messages.<code>]`` leaves as they are in the default language (said to
-        such a customer as written above); an empty notice needs no translation."""
-        said = self.in_language(code)
+        """The texts ``[messages.<code>]`` does not give (said to such a customer as written
+        above); an empty notice needs no translation."""
+        given = self.languages.get(code, {})
         texts = [name for name in MessageSettings.model_fields if name != "languages"]
-        return [n for n in texts if getattr(self, n) and getattr(said, n) == getattr(self, n)]
+        return [name for name in texts if getattr(self, name) and name not in given]
 
     @model_validator(mode="before")
     @classmethod
@@ -452,6 +468,18 @@ class MessageSettings(_Section):
                 raise ValueError(f"{table} {field!r}: {message}") from None
             self._in_language[code] = said
         return self
+
+    @field_validator("day_names")
+    @classmethod
+    def _seven_days(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",")]
+        if len(names) != 7 or not all(names):
+            raise ValueError("must name the seven days from Monday, separated by commas")
+        return value
+
+    def day_name(self, weekday: int) -> str:
+        """The name of ``weekday`` (0: Monday) in these texts' language."""
+        return self.day_names.split(",")[weekday].strip()
 
     @field_validator("frustrated_answer", "untranslated_answer")
     @classmethod

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, time, timedelta
 
-from carebot.config import DAYS, BusinessHoursSettings
+from carebot.config import BusinessHoursSettings, MessageSettings
+
+ENGLISH = MessageSettings()  # the texts of {next_open} and {wait} when none are given
 
 
 class BusinessHours:
@@ -32,14 +34,22 @@ class BusinessHours:
                 return start
         return None
 
-    def describe_next_open(self, when: datetime) -> str:
-        """'today at 09:00', 'tomorrow at 09:00' or 'Monday at 09:00', for customer messages."""
+    def describe_next_open(self, when: datetime, said: MessageSettings = ENGLISH) -> str:
+        """'today at 09:00 (Europe/Berlin)', 'tomorrow at 09:00 (...)' or 'Monday at 09:00
+        (...)', for customer messages, in ``said``'s language ([messages] next_open_*)."""
         start = self.next_open(when)
         if start is None:
-            return "as soon as possible"
+            return said.next_open_never
         days = (start.date() - when.astimezone(self._zone).date()).days
-        day = {0: "today", 1: "tomorrow"}.get(days, DAYS[start.weekday()].capitalize())
-        return f"{day} at {start:%H:%M} ({self._settings.timezone})"
+        time_of_day = f"{start:%H:%M}"
+        if days == 0:
+            phrase = said.next_open_today.format(time=time_of_day)
+        elif days == 1:
+            phrase = said.next_open_tomorrow.format(time=time_of_day)
+        else:
+            day = said.day_name(start.weekday())
+            phrase = said.next_open_later.format(day=day, time=time_of_day)
+        return f"{phrase} ({self._settings.timezone})"
 
     def open_between(self, start: datetime, end: datetime) -> timedelta:
         """The working time between ``start`` and ``end``: only the hours the team is open
@@ -69,15 +79,16 @@ class BusinessHours:
         return start, datetime.combine(day, hours[1], tzinfo=self._zone)
 
 
-def describe_wait(wait: timedelta) -> str:
-    """A wait in words a customer reads at a glance: minutes rounded up (to the minute under
-    10, else to five), hours to the nearest, halves up: "about a minute", "about 5 minutes",
-    "about 15 minutes", "about an hour", "about 2 hours"."""
+def describe_wait(wait: timedelta, said: MessageSettings = ENGLISH) -> str:
+    """A wait in words a customer reads at a glance, in ``said``'s language ([messages]
+    wait_*): minutes rounded up (to the minute under 10, else to five), hours to the nearest,
+    halves up: "about a minute", "about 5 minutes", "about 15 minutes", "about an hour",
+    "about 2 hours"."""
     minutes = max(1.0, wait / timedelta(minutes=1))
     if minutes < 10:
         whole = math.ceil(minutes)
-        return "about a minute" if whole == 1 else f"about {whole} minutes"
+        return said.wait_one_minute if whole == 1 else said.wait_minutes.format(count=whole)
     if minutes < 55:
-        return f"about {math.ceil(minutes / 5) * 5} minutes"
+        return said.wait_minutes.format(count=math.ceil(minutes / 5) * 5)
     hours = math.floor(minutes / 60 + 0.5)  # halves up: better early than late
-    return "about an hour" if hours <= 1 else f"about {hours} hours"
+    return said.wait_one_hour if hours <= 1 else said.wait_hours.format(count=hours)

@@ -128,11 +128,12 @@ class Acknowledgement:
         """The acknowledgement, in ``language`` (None: the default)."""
         said = self._messages.in_language(language)
         if not self._hours.is_open(now):
-            return said.waiting_ack_closed.format(next_open=self._hours.describe_next_open(now))
+            next_open = self._hours.describe_next_open(now, said)
+            return said.waiting_ack_closed.format(next_open=next_open)
         wait = await self._typical_wait(now)
         if wait is None:
             return said.waiting_ack_unknown
-        return said.waiting_ack.format(wait=describe_wait(wait))
+        return said.waiting_ack.format(wait=describe_wait(wait, said))
 
     async def _typical_wait(self, now: datetime) -> timedelta | None:
         if self._estimate is None or not timedelta() <= now - self._estimate[0] < CACHED:

@@ -429,4 +429,5 @@ class Decision:
             f"decision: {self.kind.value} intent={self.intent or '-'} score={self.score:.2f} "
             f"margin={self.margin:.2f} emotion={self.emotion:.2f} "
             f"reason={','.join(r.value for r in self.reasons)}"
+            + (f" language={self.language}" if self.language else "")
         )

@@ -294,7 +294,8 @@ class Triage:
             return messages.rephrase
         if self._hours.is_open(context.now):
             return messages.holding if kind is DecisionKind.DRAFT else messages.handoff
-        return messages.handoff_closed.format(next_open=self._hours.describe_next_open(context.now))
+        next_open = self._hours.describe_next_open(context.now, messages)
+        return messages.handoff_closed.format(next_open=next_open)
 
 
 class Priority:

@@ -6,7 +6,7 @@ reports, and the console carrying translations through an edit."""
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from carebot.config import LanguageSettings, Settings, load_settings
 from carebot.console.intent_files import IntentFiles
 from carebot.console.intent_form import IntentForm
 from carebot.exceptions import ConfigError
+from carebot.hours import BusinessHours, describe_wait
 from carebot.models import DecisionKind, InboundMessage, Reason
 from carebot.nlu.emotion import EmotionScorer
 from carebot.nlu.intent_check import check_intents, untranslated_messages
@@ -420,3 +421,25 @@ def test_an_edit_in_the_console_keeps_the_translations(intents_dir: Path) -> Non
     form = IntentForm.of(returns, file="shop.yaml", stamp="", languages=languages)
     plain = form.intent("en")
     assert plain is not None and plain.answers == ()
+
+
+def test_the_shipped_tables_tell_when_the_team_is_back_in_each_language(tmp_path: Path) -> None:
+    shipped = load_settings(Path(__file__).resolve().parent.parent / "config.toml")
+    saturday_night = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
+    hours = BusinessHours(shipped.business_hours)
+    said = {
+        code: hours.describe_next_open(saturday_night, shipped.messages.in_language(code))
+        for code in (None, "de", "fr", "es")
+    }
+    assert said == {
+        None: "Monday at 08:00 (Europe/Berlin)",
+        "de": "Montag um 08:00 (Europe/Berlin)",
+        "fr": "lundi à 08:00 (Europe/Berlin)",
+        "es": "lunes a las 08:00 (Europe/Berlin)",
+    }
+    waits = [
+        describe_wait(timedelta(minutes=70), shipped.messages.in_language(c)) for c in ("de", "es")
+    ]
+    assert waits == ["etwa einer Stunde", "aproximadamente una hora"]
+    # every text of [messages] is given in each shipped table
+    assert [shipped.messages.untranslated(code) for code in ("de", "fr", "es")] == [[], [], []]

@@ -112,7 +112,7 @@ class Surveys:
         said = self._messages.in_language(language)
         text = said.helpful_no
         if not self._hours.is_open(now):
-            next_open = self._hours.describe_next_open(now)
+            next_open = self._hours.describe_next_open(now, said)
             text = said.helpful_no_closed.format(next_open=next_open)
         return Decision(
             kind=DecisionKind.HANDOFF,
