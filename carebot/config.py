@@ -978,7 +978,39 @@ class Settings(_Section):
     insight: InsightSettings = InsightSettings()
     metrics: MetricsSettings = MetricsSettings()
     placeholders: Mapping[str, str] = Field(default_factory=dict)
+    # [placeholders.<code>]: values in another language, for answers in it ("opening_hours")
+    placeholder_languages: Mapping[str, Mapping[str, str]] = Field(default_factory=dict)
     source: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_placeholder_languages(cls, data: Any) -> Any:
+        """``[placeholders.de]`` arrives as a table under ``placeholders``."""
+        if not isinstance(data, dict) or not isinstance(data.get("placeholders"), dict):
+            return data
+        values = data["placeholders"]
+        tables = {key: value for key, value in values.items() if isinstance(value, dict)}
+        if not tables:
+            return data
+        plain = {key: value for key, value in values.items() if key not in tables}
+        return {**data, "placeholders": plain, "placeholder_languages": tables}
+
+    @model_validator(mode="after")
+    def _placeholder_languages_known(self) -> Settings:
+        for code, values in self.placeholder_languages.items():
+            if code not in language_codes():
+                raise ValueError(f"[placeholders.{code}]: {code!r} is not a language code")
+            unknown = sorted(set(values) - set(self.placeholders))
+            if unknown:
+                raise ValueError(
+                    f"[placeholders.{code}] {unknown[0]!r}: not a placeholder of [placeholders] "
+                    "(a table gives other languages' values of those)"
+                )
+        return self
+
+    def placeholders_in(self, language: str | None) -> dict[str, str]:
+        """The placeholders' values for an answer in ``language`` (None: the default's)."""
+        return {**self.placeholders, **self.placeholder_languages.get(language or "", {})}
 
     @model_validator(mode="after")
     def _teams_fit_together(self) -> Settings:
@@ -1099,8 +1131,9 @@ def _describe(exc: ValidationError, file: Path, text: str) -> str:
             got = error.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             message = error["msg"].removeprefix("Value error, ")
-            # [messages.<code>]'s checks name the table (and key) themselves
-            placed = _PLACED.match(message) if loc == ["messages"] else None
+            # [messages.<code>]'s and [placeholders.<code>]'s checks name the table themselves
+            named = message.startswith(("[messages.", "[placeholders."))
+            placed = _PLACED.match(message) if named else None
             if placed:
                 inner = [*placed["table"].split("."), placed["key"] or ""]
                 line = _line_of(text, inner) if placed["key"] else _table_line(text, inner[:-1])

@@ -252,28 +252,30 @@ class Triage:
         return tuple(options)
 
     def _answer(self, intent: Intent, context: TriageContext) -> str:
-        """The intent's answer to this customer, placeholders not filled in: in their language,
+        """The intent's answer to this customer, placeholders filled in: in their language,
         else (``[languages] missing_answer = "default"``) the default language's, introduced by
         ``untranslated_answer`` in theirs; empty when there is none to send."""
-        languages = self._settings.languages
-        language = context.language or languages.default
-        if language == languages.default:
-            return intent.answer.strip()
-        answer = intent.answer_in(language).strip()
-        if answer:
-            return answer
-        if languages.missing_answer == "handoff" or not intent.answer.strip():
+        settings = self._settings
+        language = context.language or settings.languages.default
+        if language == settings.languages.default:
+            return _filled(intent.answer, settings.placeholders_in(None))
+        answer = intent.answer_in(language)
+        if answer.strip():
+            return _filled(answer, settings.placeholders_in(language))
+        if settings.languages.missing_answer == "handoff" or not intent.answer.strip():
             return ""
-        said = self._settings.messages.in_language(language)
-        return said.untranslated_answer.replace("{answer}", intent.answer.strip())
+        said = settings.messages.in_language(language)
+        english = _filled(intent.answer, settings.placeholders_in(None))
+        return said.untranslated_answer.format(answer=english)
 
     def _draft(self, intent: Intent | None, context: TriageContext) -> str | None:
         """The answer an agent may send: in the customer's language when written, else the
         default language's (the agent sees which)."""
         if intent is None or intent.id == self._settings.triage.human_intent:
             return None
-        text = intent.answer_in(context.language).strip() or intent.answer.strip()
-        return text.format_map(dict(self._settings.placeholders)) if text else None
+        language = context.language if intent.answer_in(context.language).strip() else None
+        text = intent.answer_in(language)
+        return _filled(text, self._settings.placeholders_in(language)) or None
 
     def _reply(
         self,
@@ -285,7 +287,7 @@ class Triage:
     ) -> str:
         messages = self._settings.messages.in_language(context.language)
         if kind is DecisionKind.ANSWER and intent is not None:
-            answer = self._answer(intent, context).format_map(dict(self._settings.placeholders))
+            answer = self._answer(intent, context)
             return messages.frustrated_answer.format(answer=answer) if frustrated else answer
         if kind is DecisionKind.CLARIFY:
             if len(options) > 1:
@@ -321,6 +323,10 @@ def _phrases(phrases: Iterable[str]) -> re.Pattern[str] | None:
 def _plain_quotes(text: str) -> str:
     """Typographic apostrophes (U+2019, U+2018) as typed ones, so that phrases match."""
     return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
+def _filled(answer: str, placeholders: Mapping[str, str]) -> str:
+    return answer.strip().format_map(dict(placeholders))
 
 
 def _either(labels: Iterable[str], word: str) -> str:

@@ -60,6 +60,7 @@ intents:
     answer:
       en: Refunds take 5 days.
       de: Erstattungen dauern 5 Tage.
+      fr: "Les remboursements prennent 5 jours : {tracking_url}."
   - id: account_deletion
     handoff: true
     examples:
@@ -97,6 +98,7 @@ def language_settings(tmp_path: Path, intents_dir: Path, **languages: object) ->
     return make_settings(
         tmp_path,
         matcher={"intents_dir": str(intents_dir)},
+        placeholders={"fr": {"tracking_url": "https://track.example/fr"}},
         languages={"default": "en", "detect": ["en", "de", "fr"], **languages},
         messages={"de": GERMAN, "fr": FRENCH},
     )
@@ -166,8 +168,6 @@ def test_the_check_lists_intents_missing_a_language_customers_write_in(intents_d
         "English (en) answer, with [messages] untranslated_answer ([languages] missing_answer)",
         "order_status: no answer in French (fr): such customers get the English (en) answer, "
         "with [messages] untranslated_answer ([languages] missing_answer)",
-        "refunds: no answer in French (fr): such customers get the English (en) answer, with "
-        "[messages] untranslated_answer ([languages] missing_answer)",
         "returns: no answer in German (de), French (fr): such customers get the English (en) "
         "answer, with [messages] untranslated_answer ([languages] missing_answer)",
     ]
@@ -207,6 +207,10 @@ def test_messages_per_language_fall_back_to_the_default_text(
             ":2: [messages.de] 'clarify': unknown placeholder {opts}",
         ),
         ('[messages.de]\nclarfy = "x"\n', ":2: [messages.de] 'clarfy': unknown key"),
+        (
+            '[placeholders]\na = "x"\n[placeholders.de]\nb = "y"\n',
+            ":4: [placeholders.de] 'b': not a placeholder of [placeholders]",
+        ),
         ('[messages.xx]\nhandoff = "x"\n', ":1: [messages.xx]: 'xx' is not a language code"),
         ('[messages.DE]\nhandoff = "x"\n', ":1: [messages.DE]: write the code in lower case"),
         (
@@ -262,13 +266,22 @@ def triage_for(settings: Settings) -> Triage:
             DecisionKind.ANSWER,
             "Track it at https://track.example.",
         ),
-        # no French answer: the English one, introduced in French...
+        # no French answer: the English one (with the English placeholders), introduced in
+        # French...
         (
             "where is my order",
             "fr",
             "default",
             DecisionKind.ANSWER,
             "Désolé, je n'ai cette réponse qu'en anglais :\n\nTrack it at https://track.example.",
+        ),
+        # ...while a French answer gets the French value of a placeholder
+        (
+            "refund money back",
+            "fr",
+            "default",
+            DecisionKind.ANSWER,
+            "Les remboursements prennent 5 jours : https://track.example/fr.",
         ),
         # ...and the plain text of a language with no untranslated_answer of its own
         (
