@@ -163,7 +163,8 @@ def build_triage(
     weights = (
         settings.path(settings.emotion.head_weights) if settings.emotion.head_weights else None
     )
-    emotion = EmotionScorer(settings.emotion, head_weights=weights, dim=train.vectors.shape[1])
+    dim, model = train.vectors.shape[1], settings.matcher.model
+    emotion = EmotionScorer(settings.emotion, head_weights=weights, dim=dim, model=model)
     return Triage(matcher=matcher, emotion=emotion, settings=settings)
 
 

@@ -259,7 +259,7 @@ def baseline_scorers(settings: Settings, dim: int) -> list[Scorer]:
     GoEmotions head that shipped before it, and VADER + cues, both with the settings of then."""
     cfg = settings.emotion
     weights = settings.path(cfg.head_weights) if cfg.head_weights else None
-    ships = EmotionScorer(cfg, head_weights=weights, dim=dim)
+    ships = EmotionScorer(cfg, head_weights=weights, dim=dim, model=settings.matcher.model)
     name = f"shipped head ({cfg.target})" if ships.head is not None else "config: head = false"
     mild = frustration_signal(ships) if cfg.mild_threshold > 0 else None
     before = EmotionScorer(BEFORE, head_weights=GOEMOTIONS_HEAD, dim=dim)

@@ -67,7 +67,8 @@ class MatcherSettings(_Section):
 class EmotionSettings(_Section):
     threshold: Unit = 0.5
     head: bool = True  # the emotion head over the message embedding (trained on data/care)
-    # its weights file; empty: the packaged carebot/nlu/data/emotion_head.npz
+    # its weights file; empty: the packaged head of [matcher] model (carebot/nlu/data/
+    # emotion_head.npz for all-MiniLM-L6-v2, emotion_head_use.npz for use-multilingual)
     head_weights: str = ""
     # the head's output that is the signal ("upset" for the packaged care head; a head trained
     # on GoEmotions has "negative" and "anger"); checked against the head at start

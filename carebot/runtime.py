@@ -120,19 +120,22 @@ def embedding_cache(settings: Settings, encoder: Encoder) -> EmbeddingCache:
 
 
 def emotion_scorer(settings: Settings, encoder: Encoder) -> EmotionScorer:
-    """The configured emotion signal; its head is checked against the encoder's dimension."""
+    """The configured emotion signal; its head is checked against the encoder's dimension.
+    Without ``[emotion] head_weights``, the packaged head for ``[matcher] model``."""
     cfg = settings.emotion
+    model = settings.matcher.model
     dim = encoder.encode(["dimension probe"]).shape[1] if cfg.head else None
     weights = settings.path(cfg.head_weights) if cfg.head_weights else None  # from config's folder
-    scorer = EmotionScorer(cfg, head_weights=weights, dim=dim)
-    if scorer.head is not None and scorer.head.encoder != settings.matcher.model:
+    scorer = EmotionScorer(cfg, head_weights=weights, dim=dim, model=model)
+    head = scorer.head
+    if head is not None and head.encoder != model and not (is_use(head.encoder) and is_use(model)):
         log.warning(
             "The emotion head %s was trained on %s embeddings, but [matcher] model is %s: its "
-            "signal may be off. Train a head for this model (carebot emotion train --model) "
-            "or set [emotion] head = false.",
-            scorer.head.path,
-            scorer.head.encoder,
-            settings.matcher.model,
+            "signal may be off. Train a head for this model (carebot emotion train-care "
+            "--model) or set [emotion] head = false.",
+            head.path,
+            head.encoder,
+            model,
         )
     return scorer
 

@@ -85,7 +85,8 @@ class Triage:
         return self.decide_matched(text, self.matcher.match(text), context)
 
     def decide_matched(self, text: str, match: Match, context: TriageContext) -> Decision:
-        signal = self._emotion.score(text, match.vector)  # the head reuses the embedding
+        language = context.language or self._settings.languages.default
+        signal = self._emotion.score(text, match.vector, language)  # reuses the embedding
         return self.decide_scored(text, match, signal, context)
 
     def decide_scored(

@@ -456,3 +456,30 @@ def test_the_shipped_tables_tell_when_the_team_is_back_in_each_language(tmp_path
     assert waits == ["etwa einer Stunde", "aproximadamente una hora"]
     # every text of [messages] is given in each shipped table
     assert [shipped.messages.untranslated(code) for code in ("de", "fr", "es")] == [[], [], []]
+
+
+def test_vader_reads_english_only(tmp_path: Path, intents_dir: Path) -> None:
+    """Found on the real model: VADER read the German article "die" as the English verb, and a
+    calm German delivery question went to a person as upset."""
+    settings = language_settings(tmp_path, intents_dir)
+    calm = "Wie lange dauert die Lieferung nach Österreich?"
+    scorer = EmotionScorer(settings.emotion)
+    assert scorer.score(calm).value > 0.5  # read as English: "die"
+    assert scorer.score(calm, language="de").value == 0.0
+    decision = triage_for(settings).decide(calm, TriageContext(now=OPEN, language="de"))
+    assert Reason.EMOTIONAL not in decision.reasons and decision.emotion == 0.0
+
+
+def test_training_reads_vader_in_english_rows_only() -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from carebot.nlu.care_training import _features
+    from carebot.nlu.emotion_head import FEATURES
+
+    vader = SentimentIntensityAnalyzer()
+    calm = "Wie lange dauert die Lieferung nach Österreich?"
+    english, german = (
+        dict(zip(FEATURES, _features(calm, vader, code), strict=True)) for code in ("en", "de")
+    )
+    assert english["vader_compound"] < 0 and german["vader_compound"] == 0.0
+    assert german["vader_neu"] == 1.0

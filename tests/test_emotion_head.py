@@ -18,7 +18,16 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from carebot.config import EmotionSettings
 from carebot.exceptions import ConfigError
 from carebot.nlu.emotion import ESCALATION_FLOOR, EmotionScorer
-from carebot.nlu.emotion_head import FORMAT, PACKAGED_HEAD, EmotionHead, EmotionHeadError
+from carebot.nlu.emotion_head import (
+    FORMAT,
+    PACKAGED_HEAD,
+    PACKAGED_USE_HEAD,
+    EmotionHead,
+    EmotionHeadError,
+)
+from carebot.runtime import emotion_scorer
+from tests.conftest import make_settings
+from tests.fakes import FakeEncoder
 
 DIM = 3
 # The tiny heads below have GoEmotions' targets; the rules' weights are set, not the defaults.
@@ -290,15 +299,60 @@ def test_an_unknown_target_is_a_config_error(tmp_path: Path) -> None:
         EmotionScorer(SETTINGS, head_weights=save(tmp_path, weights()), target="joy")
 
 
-def test_the_shipped_weights_fit_the_default_model_and_have_a_provenance_note() -> None:
-    head = EmotionHead.load()
-    assert head.path == PACKAGED_HEAD
-    assert head.dim == 384 and head.encoder == "all-MiniLM-L6-v2"
+# The packaged heads: the file, its encoder and dimension, and what its note must say it learnt.
+SHIPPED = {
+    PACKAGED_HEAD: ("all-MiniLM-L6-v2", 384, ["data/care/train.jsonl"]),
+    PACKAGED_USE_HEAD: (
+        "use-multilingual",
+        512,
+        ["data/care/train.jsonl", "data/care/<code>/train.jsonl", "--languages de,fr,es"],
+    ),
+}
+
+
+@pytest.mark.parametrize("path", list(SHIPPED))
+def test_the_shipped_weights_fit_their_model_and_have_a_provenance_note(path: Path) -> None:
+    encoder, dim, facts = SHIPPED[path]
+    head = EmotionHead.load(model=encoder)
+    assert head.path == path
+    assert head.dim == dim and head.encoder == encoder
     assert head.targets == ("upset", "frustrated")
     assert head.lexicon is not None and len(head.lexicon.index) > 1000
-    assert PACKAGED_HEAD.stat().st_size < 1_000_000
-    note = PACKAGED_HEAD.with_suffix(".md").read_text(encoding="utf-8")
-    for fact in ("data/care/train.jsonl", "carebot emotion train-care", "all-MiniLM-L6-v2"):
+    assert path.stat().st_size < 1_000_000
+    note = " ".join(path.with_suffix(".md").read_text(encoding="utf-8").split())
+    for fact in ("carebot emotion train-care", encoder, *facts):
         assert fact in note
-    signal = EmotionScorer(EmotionSettings()).score("where is my order", unit(*range(1, 385)))
+    scorer = EmotionScorer(EmotionSettings(), model=encoder)
+    signal = scorer.score("where is my order", unit(*range(1, dim + 1)))
     assert 0.0 <= signal.value <= 1.0
+
+
+class MiniLMSizedEncoder(FakeEncoder):
+    """The fake encoder with all-MiniLM-L6-v2's dimension."""
+
+    dims = 384
+
+
+@pytest.mark.parametrize(
+    ("model", "encoder", "expected"),
+    [
+        ("all-MiniLM-L6-v2", MiniLMSizedEncoder(), PACKAGED_HEAD),
+        ("use-multilingual", FakeEncoder(), PACKAGED_USE_HEAD),
+        ("USEM3", FakeEncoder(), PACKAGED_USE_HEAD),  # another name of the multilingual encoder
+        ("sentence-transformers/all-MiniLM-L6-v2", MiniLMSizedEncoder(), PACKAGED_HEAD),
+    ],
+)
+def test_without_head_weights_the_scorer_takes_the_packaged_head_of_the_configured_model(
+    tmp_path: Path, model: str, encoder: FakeEncoder, expected: Path
+) -> None:
+    settings = make_settings(tmp_path, matcher={"model": model}, emotion={"head": True})
+    scorer = emotion_scorer(settings, encoder)
+    assert scorer.head is not None and scorer.head.path == expected
+    assert scorer.head.dim == encoder.dims
+
+
+def test_a_model_of_another_dimension_is_told_how_to_get_a_head(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, matcher={"model": "my-512-model"}, emotion={"head": True})
+    with pytest.raises(EmotionHeadError, match=r"384-dimensional.*512.*head = false") as caught:
+        emotion_scorer(settings, FakeEncoder())
+    assert str(PACKAGED_HEAD) in str(caught.value)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from carebot.cli.commands import Commands, group
@@ -60,7 +61,10 @@ def add_emotion(commands: Commands) -> None:
         description="Train the care emotion head (outputs upset and frustrated) on the care "
         "upset set's train split and calm questions from BANKING77 and CLINC150 train, choose "
         "its settings by cross-validation, and write its weights (.npz) with a provenance "
-        "note (.md). The care set's test split is not read (bench/upset.py reports on it).",
+        "note (.md). With --languages, the care set's translations and calm questions in "
+        "those languages learn too (the packaged multilingual head: --model use-multilingual "
+        "--languages de,fr,es). No test split is read (bench/upset.py reports on the care "
+        "set's).",
     )
     care.add_argument(
         "data_dir",
@@ -71,10 +75,25 @@ def add_emotion(commands: Commands) -> None:
     care.add_argument(
         "--care",
         type=Path,
-        help="the care upset set's folder (default: the repository's data/care)",
+        help="the care upset set's folder, in English (default: the repository's data/care)",
     )
     care.add_argument(
-        "--out", type=Path, help="the .npz to write (default: the packaged emotion_head.npz)"
+        "--languages",
+        type=_language_codes,
+        default=(),
+        metavar="CODES",
+        help="comma-separated codes of other languages to learn from too, e.g. de,fr,es: for "
+        "each, the care set's translation in CARE/<code>/train.jsonl (the same ids and labels "
+        "as the English lines; a line and its translations stay in one cross-validation fold) "
+        "and, as calm questions, the train split of "
+        "CARE/../languages/intent_examples.<code>.jsonl but the complaint and talk_to_human "
+        "examples (default: English only)",
+    )
+    care.add_argument(
+        "--out",
+        type=Path,
+        help="the .npz to write (default: the packaged head for the model: emotion_head.npz, "
+        "or emotion_head_use.npz for use-multilingual)",
     )
     care.add_argument("--model", help="the sentence model (default: [matcher] model)")
     care.add_argument(
@@ -84,6 +103,21 @@ def add_emotion(commands: Commands) -> None:
     )
     care.set_defaults(command=_emotion_train_care)
     _add_labels(emotion)
+
+
+def _language_codes(value: str) -> tuple[str, ...]:
+    """``de,fr,es`` -> ``("de", "fr", "es")``: lower-case language codes, each once."""
+    codes = tuple(dict.fromkeys(code.strip().lower() for code in value.split(",")))
+    bad = [code for code in codes if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]+)?", code)]
+    if bad or not codes:
+        raise argparse.ArgumentTypeError(
+            f"expected language codes separated by commas, such as de,fr,es; not {value!r}"
+        )
+    if "en" in codes:
+        raise argparse.ArgumentTypeError(
+            "en is the --care folder itself: name only the other languages, such as de,fr,es"
+        )
+    return codes
 
 
 def _add_labels(emotion: Commands) -> None:
@@ -139,7 +173,7 @@ def _emotion_labels(args: argparse.Namespace) -> int:
 def _emotion_train(args: argparse.Namespace) -> int:
     from carebot.config import load_settings
     from carebot.nlu.dataset_embeddings import DatasetEmbeddings, progress_bars
-    from carebot.nlu.emotion_head import PACKAGED_HEAD
+    from carebot.nlu.emotion_head import packaged_head
     from carebot.nlu.emotion_head_file import check_writable
     from carebot.nlu.emotion_training import train_emotion_head
     from carebot.nlu.goemotions import load_goemotions
@@ -158,7 +192,7 @@ def _emotion_train(args: argparse.Namespace) -> int:
     embeddings = DatasetEmbeddings.of_encoder(cache, model, encoder, progress_bars())
     train_emotion_head(data, embeddings, out, model=model, compare=args.compare, say=print)
     weights = settings.emotion.head_weights
-    if out.resolve() != (settings.path(weights) if weights else PACKAGED_HEAD).resolve():
+    if out.resolve() != (settings.path(weights) if weights else packaged_head(model)).resolve():
         print(
             "To use it, set in config.toml:\n  [emotion]\n"
             f'  head_weights = "{out.resolve()}"\n  target = "negative"  # or "anger"'
@@ -171,13 +205,13 @@ def _emotion_train_care(args: argparse.Namespace) -> int:
     from carebot.nlu.care_set import REPOSITORY_SET
     from carebot.nlu.care_training import train_care_head
     from carebot.nlu.dataset_embeddings import DatasetEmbeddings, progress_bars
-    from carebot.nlu.emotion_head import PACKAGED_HEAD
+    from carebot.nlu.emotion_head import packaged_head
     from carebot.nlu.emotion_head_file import check_writable
     from carebot.runtime import load_encoder
 
     settings = load_settings(args.config)
     model = args.model or settings.matcher.model
-    out = args.out or PACKAGED_HEAD
+    out = args.out or packaged_head(model)
     check_writable(out)
     if model != settings.matcher.model:
         matcher = settings.matcher.model_copy(update={"model": model, "onnx_dir": ""})
@@ -186,7 +220,9 @@ def _emotion_train_care(args: argparse.Namespace) -> int:
     cache = args.cache or settings.path(".carebot/bench-cache")
     embeddings = DatasetEmbeddings.of_encoder(cache, model, encoder, progress_bars())
     care = args.care or REPOSITORY_SET
-    train_care_head(care, args.data_dir, embeddings, out, model=model, say=print)
+    train_care_head(
+        care, args.data_dir, embeddings, out, model=model, languages=args.languages, say=print
+    )
     return 0
 
 

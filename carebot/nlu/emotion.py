@@ -52,10 +52,14 @@ class EmotionScorer:
     """Scores one message; cheap (well under a millisecond), pure, thread-safe.
 
     ``use_head``: use the emotion head when :meth:`score` gets an embedding; ``head_weights``:
-    its weights file (default: the packaged ``carebot/nlu/data/emotion_head.npz``); ``target``: the
-    head output that is the signal (``"negative"``: any negative emotion, or ``"anger"``: anger,
-    annoyance, disapproval); ``dim``: the encoder's embedding dimension, checked at once. The
-    first three default to ``[emotion] head``, ``head_weights`` and ``target``.
+    its weights file (default: the packaged head for ``model``, see
+    :func:`carebot.nlu.emotion_head.packaged_head`: ``carebot/nlu/data/emotion_head_use.npz``
+    for ``use-multilingual``, else ``emotion_head.npz``, all-MiniLM-L6-v2's); ``target``: the
+    head output that is the signal (``"upset"`` for the care heads; ``"negative"`` or
+    ``"anger"`` for one trained on GoEmotions); ``dim``: the encoder's embedding dimension,
+    checked at once; ``model``: the sentence model, ``[matcher] model``. ``use_head``,
+    ``head_weights`` and ``target`` default to ``[emotion] head``, ``head_weights`` and
+    ``target``.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class EmotionScorer:
         head_weights: Path | str | None = None,
         target: str | None = None,
         dim: int | None = None,
+        model: str | None = None,
     ) -> None:
         use_head = settings.head if use_head is None else use_head
         target = settings.target if target is None else target
@@ -76,7 +81,7 @@ class EmotionScorer:
         words = sorted({w.casefold() for w in settings.escalation_words if w.strip()})
         pattern = "|".join(re.escape(w) for w in words)
         self._escalation = re.compile(rf"\b({pattern})\b", re.IGNORECASE) if words else None
-        self.head = EmotionHead.load(head_weights, dim=dim) if use_head else None
+        self.head = EmotionHead.load(head_weights, dim=dim, model=model) if use_head else None
         if self.head is not None and target not in self.head.targets:
             raise ConfigError(
                 f"[emotion] target: unknown target {target!r}; the emotion head "
@@ -94,21 +99,24 @@ class EmotionScorer:
                 ", ".join(self.head.targets),
             )
 
-    def score(self, text: str, embedding: np.ndarray | None = None) -> EmotionSignal:
-        """The signal for ``text``; ``embedding``: its L2-normalised sentence embedding, if known.
+    def score(
+        self, text: str, embedding: np.ndarray | None = None, language: str | None = None
+    ) -> EmotionSignal:
+        """The signal for ``text``; ``embedding``: its L2-normalised sentence embedding, if known;
+        ``language``: the customer's (None: English), see :func:`polarity`.
 
         Raises :class:`carebot.nlu.emotion_head.EmotionHeadError` when the embedding does not have
         the dimension the head was trained for.
         """
         cues: list[str] = []
-        polarity = self._vader.polarity_scores(text)
-        compound = polarity["compound"]
+        scores = polarity(self._vader, text, language)
+        compound = scores["compound"]
         if compound < 0:
             cues.append("negative_sentiment")
         bonuses, floor, rule_cues = self.rules(text)
         frustration = 0.0
         if embedding is not None and self.head is not None:
-            inputs = self._inputs(text, polarity)
+            inputs = self._inputs(text, scores)
             probabilities = self.head.probabilities(embedding, inputs, text)
             value = probabilities[self._target]
             if self._mild_target is not None:
@@ -143,6 +151,20 @@ class EmotionScorer:
         assert self.head is not None
         values = text_features(text, self._vader, polarity)
         return np.array([values[name] for name in self.head.features], dtype=np.float32)
+
+
+NEUTRAL = {"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}  # VADER's scores of "ok"
+
+
+def polarity(
+    vader: SentimentIntensityAnalyzer, text: str, language: str | None = None
+) -> dict[str, float]:
+    """VADER's scores of ``text``, written in ``language`` (None: English); neutral for any
+    other language: VADER's lexicon is English, and reads the German article "die" as the
+    English verb (German calm care lines scored lower than upset ones, -0.17 against -0.14)."""
+    if language not in (None, "en"):
+        return dict(NEUTRAL)
+    return dict(vader.polarity_scores(text))
 
 
 def text_features(

@@ -8,10 +8,13 @@ Two parts whose logits add up, one output per target (``negative``, ``anger``):
   two or more word characters, sublinear term frequency, L2-normalised), the same analysis as
   scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``.
 
-Trained on GoEmotions by ``carebot emotion train`` (:mod:`carebot.nlu.emotion_training`); the
-weights ship as ``carebot/nlu/data/emotion_head.npz`` (plain numpy arrays, loaded without pickle)
-with their provenance in ``carebot/nlu/data/emotion_head.md``. The output biases are calibrated so
-that 0.5 is the operating point chosen on GoEmotions dev (see :mod:`carebot.nlu.emotion`).
+Trained on GoEmotions by ``carebot emotion train`` (:mod:`carebot.nlu.emotion_training`), or on
+the care set by ``carebot emotion train-care`` (:mod:`carebot.nlu.care_training`: what ships).
+Two heads ship, one per packaged encoder (:func:`packaged_head` picks the one for ``[matcher]
+model``): ``carebot/nlu/data/emotion_head.npz`` for all-MiniLM-L6-v2 and ``emotion_head_use.npz``
+for the multilingual encoder; plain numpy arrays, loaded without pickle, each with its
+provenance in the ``.md`` beside it. The output biases are calibrated so that 0.5 is the
+operating point chosen when the head was trained (see :mod:`carebot.nlu.emotion`).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from carebot.exceptions import ModelError
+from carebot.nlu.use_encoder import is_use
 
 FORMAT = 1
-PACKAGED_HEAD = Path(__file__).resolve().parent / "data" / "emotion_head.npz"
+PACKAGED_HEAD = Path(__file__).resolve().parent / "data" / "emotion_head.npz"  # all-MiniLM-L6-v2
+PACKAGED_USE_HEAD = PACKAGED_HEAD.with_name("emotion_head_use.npz")  # use-multilingual
 # The cheap text features the head may take after the embedding, by name.
 FEATURES = ("vader_neg", "vader_neu", "vader_pos", "vader_compound", "shouting", "exclamations")
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
@@ -40,6 +45,14 @@ RETRAIN = (
 
 class EmotionHeadError(ModelError):
     """The emotion head's weights are missing, unreadable, or do not fit the encoder."""
+
+
+def packaged_head(model: str | None = None) -> Path:
+    """The packaged head for the sentence model ``model`` (``[matcher] model``): the
+    multilingual encoder's (:data:`PACKAGED_USE_HEAD`) for ``use-multilingual`` and its other
+    names, else all-MiniLM-L6-v2's (:data:`PACKAGED_HEAD`, also without a model). Any other
+    model needs a head of its own; :meth:`EmotionHead.check_dim` says so when it does not fit."""
+    return PACKAGED_USE_HEAD if model is not None and is_use(model) else PACKAGED_HEAD
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -84,14 +97,24 @@ class EmotionHead:
         return int(self.layers[0][0].shape[0]) - len(self.features)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, dim: int | None = None) -> EmotionHead:
-        """The head saved at ``path`` (default: the packaged weights).
+    def load(
+        cls, path: Path | str | None = None, *, dim: int | None = None, model: str | None = None
+    ) -> EmotionHead:
+        """The head saved at ``path``; without one, the packaged head for ``model`` (the
+        sentence model, ``[matcher] model``; see :func:`packaged_head`).
 
         With ``dim``, check at once that the head takes embeddings of that dimension.
         """
-        path = Path(path) if path is not None else PACKAGED_HEAD
+        path = Path(path) if path is not None else packaged_head(model)
         if not path.is_file():
-            raise EmotionHeadError(f"The emotion head weights {path} are missing. {RETRAIN}.")
+            remedy = RETRAIN
+            if path == PACKAGED_USE_HEAD:
+                remedy = (
+                    f"It is the packaged head for [matcher] model = {model!r}: reinstall "
+                    "carebot, or train it with 'carebot emotion train-care DATA_DIR --model "
+                    "use-multilingual --languages de,fr,es', or set [emotion] head = false"
+                )
+            raise EmotionHeadError(f"The emotion head weights {path} are missing. {remedy}.")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
@@ -161,7 +184,7 @@ class EmotionHead:
                 f"The emotion head weights {self.path} take {self.dim}-dimensional embeddings of "
                 f"{self.encoder}, but the encoder in use gives {dim} dimensions. Use "
                 f"{self.encoder} as [matcher] model, or train a head for your model with "
-                "'carebot emotion train DATA_DIR --model NAME --out PATH' and point "
+                "'carebot emotion train-care DATA_DIR --model NAME --out PATH' and point "
                 "[emotion] head_weights at it, or set [emotion] head = false."
             )
 

@@ -1,0 +1,144 @@
+"""Customers in German, French and Spanish end to end, on the real multilingual encoder: the
+shipped intents (English examples, answers in four languages) and the shipped messages per
+language, through the web chat and Telegram (python-telegram-bot against the Bot API stand-in),
+on SQLite and PostgreSQL. An upset German customer is handed over in German."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from carebot.config import Settings
+from carebot.nlu.use_encoder import UseEncoder
+from carebot.server import Service
+from tests.service import Visitor, running_service, service_settings
+from tests.telegram_standin import TelegramStandIn, text_update
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
+SECRET = "hook-secret_123"
+
+# (language, a customer's question, the first words of the delivery_times answer in it)
+QUESTIONS = [
+    ("de", "Wie lange dauert die Lieferung nach Österreich?", "Bestellungen verlassen"),
+    ("fr", "Combien de temps prend la livraison ?", "Les commandes quittent"),
+    ("es", "¿Cuánto tarda el envío a Francia?", "Los pedidos salen"),
+]
+UPSET_GERMAN = (
+    "Das ist eine absolute Frechheit!!! Seit drei Wochen warte ich auf mein Paket und "
+    "niemand antwortet mir. Ich bin stinksauer!"
+)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> UseEncoder:
+    return UseEncoder()
+
+
+def languages_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    return service_settings(
+        tmp_path,
+        matcher={
+            "model": "use-multilingual",
+            "method": "classifier",
+            "intents_dir": str(ROOT / "intents"),
+            "answer_threshold": SHIPPED["matcher"]["answer_threshold"],
+            "draft_threshold": SHIPPED["matcher"]["draft_threshold"],
+            "min_similarity": SHIPPED["matcher"]["min_similarity"],
+        },
+        placeholders=SHIPPED["placeholders"],
+        languages={"default": "en", "detect": ["en", "de", "fr", "es"]},
+        messages={code: SHIPPED["messages"][code] for code in ("de", "fr", "es")},
+        emotion={"head": True},  # the packaged head of use-multilingual
+        bot={"name": SHIPPED["bot"]["name"]},
+        **sections,
+    )
+
+
+def expected_answer(language: str) -> str:
+    """The delivery_times answer in ``language``, as the shipped intents file writes it."""
+    from carebot.nlu.intents import load_intents
+
+    intents = load_intents(ROOT / "intents", SHIPPED["placeholders"])
+    return intents["delivery_times"].render_answer(SHIPPED["placeholders"], language)
+
+
+@asynccontextmanager
+async def chat(server: TestServer) -> AsyncIterator[Visitor]:
+    async with aiohttp.ClientSession() as http:
+        visitor = Visitor(await http.ws_connect(server.make_url("/chat/ws")))
+        await visitor.hello()
+        yield visitor
+
+
+def without_intro(text: str, language: str) -> str:
+    """The reply without the bot's introduction before its first message."""
+    intro = SHIPPED["messages"][language]["bot_intro"].format(bot_name=SHIPPED["bot"]["name"])
+    assert text.startswith(intro), text
+    return text[len(intro) :].lstrip("\n")
+
+
+@pytest.mark.parametrize(("language", "question", "start"), QUESTIONS)
+async def test_the_web_chat_answers_in_the_customers_language(
+    tmp_path: Path,
+    database_url: str,
+    encoder: UseEncoder,
+    language: str,
+    question: str,
+    start: str,
+) -> None:
+    settings = languages_settings(tmp_path)
+    async with (
+        running_service(settings, database_url, encoder=encoder) as (_, server),
+        chat(server) as customer,
+    ):
+        await customer.say(question)
+        reply = await customer.next_of("message")
+    answer = without_intro(reply["text"], language)
+    assert answer == expected_answer(language) and answer.startswith(start)
+
+
+@pytest.mark.parametrize(("language", "question", "start"), QUESTIONS)
+async def test_telegram_answers_in_the_customers_language(
+    tmp_path: Path,
+    database_url: str,
+    encoder: UseEncoder,
+    language: str,
+    question: str,
+    start: str,
+) -> None:
+    async with TelegramStandIn() as tg:
+        settings = languages_settings(
+            tmp_path,
+            telegram={"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
+        )
+        env = {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_WEBHOOK_SECRET": SECRET}
+        async with running_service(settings, database_url, env=env, encoder=encoder):
+            tg.push(text_update(4242, question, first_name="Kim"))
+            [reply] = await tg.next_sent(1)
+    answer = without_intro(reply["text"], language)
+    assert answer == expected_answer(language) and answer.startswith(start)
+
+
+async def test_an_upset_german_customer_is_handed_over_in_german(
+    tmp_path: Path, database_url: str, encoder: UseEncoder
+) -> None:
+    settings = languages_settings(tmp_path)
+    service: Service
+    async with running_service(settings, database_url, encoder=encoder) as (service, server):
+        async with chat(server) as customer:
+            await customer.say(UPSET_GERMAN)
+            reply = await customer.next_of("message")
+        waiting, _ = await service.runtime.queue.rows()
+        [row] = waiting
+        case = await service.runtime.queue.case(row.id)
+    handoff = SHIPPED["messages"]["de"]["handoff"]
+    assert without_intro(reply["text"], "de") == handoff, reply["text"]
+    assert row.reasons[0] == "emotional" and case.language == "de"
