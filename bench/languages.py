@@ -17,7 +17,8 @@ Two encoders, loaded by ``carebot.runtime.load_encoder`` as the service loads th
   the language measured (for English (b) = (a)). Accuracy and coverage@0.97
   (``carebot.nlu.evaluation``).
 * Upset: ``EmotionScorer`` as ``carebot.runtime.emotion_scorer`` builds it, flagged at the
-  ``[emotion] threshold`` (0.5), as bench/upset.py does for the shipped head. MiniLM: the
+  ``[emotion] threshold`` (0.5), as bench/upset.py does for the shipped head; each message in
+  the language detection places it in among en/de/fr/es (else English), as served. MiniLM: the
   config's ``[emotion]`` as shipped; multilingual: the same with the head ``--use-head`` (default
   carebot/nlu/data/emotion_head_use.npz; "no head" when the file is not there). Upset F1 (upset
   vs calm + mild) on ``data/care/<code>/test.jsonl`` (English: ``data/care/test.jsonl``), the
@@ -55,7 +56,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from measure import percentile  # noqa: E402  (bench/measure.py)
 
-from carebot.config import Settings, load_settings  # noqa: E402
+from carebot.config import LanguageSettings, Settings, load_settings  # noqa: E402
 from carebot.exceptions import CarebotError  # noqa: E402
 from carebot.nlu.care_set import REPOSITORY_SET, CareSplit, json_lines, load_split  # noqa: E402
 from carebot.nlu.emotion import EmotionScorer  # noqa: E402
@@ -67,6 +68,7 @@ from carebot.nlu.evaluation import (  # noqa: E402
     f1_precision_recall,
 )
 from carebot.nlu.intents import IntentSet, load_intents  # noqa: E402
+from carebot.nlu.language import LanguageDetector  # noqa: E402
 from carebot.nlu.matcher import Matcher  # noqa: E402
 from carebot.runtime import emotion_scorer, load_encoder  # noqa: E402
 
@@ -200,15 +202,25 @@ def intent_figures(matcher: Matcher, language: Language, encoder: Remembered) ->
     return {"accuracy": accuracy(p), "coverage": coverage_at(p, PRECISION)}
 
 
+# As the inbox places a customer's first message: among these, else the default (English).
+DETECTOR = LanguageDetector(LanguageSettings(default="en", detect=("en", "de", "fr", "es")))
+
+
 def upset_figures(loaded: Loaded, language: Language) -> dict[str, float]:
-    """Flagged: the signal at or above ``[emotion] threshold``."""
+    """Flagged: the signal at or above ``[emotion] threshold``, each message scored in the
+    language detection places it in (as served: VADER reads English only)."""
     assert loaded.scorer is not None
     scorer, threshold = loaded.scorer, loaded.settings.emotion.threshold
     encoder = loaded.remembered
 
     def flagged(texts: Sequence[str]) -> np.ndarray:
         pairs = zip(texts, encoder.encode(texts), strict=True)
-        return np.array([scorer.score(text, vector).value >= threshold for text, vector in pairs])
+        return np.array(
+            [
+                scorer.score(text, vector, DETECTOR.detect(text) or "en").value >= threshold
+                for text, vector in pairs
+            ]
+        )
 
     care = language.care
     care_flagged = flagged(care.texts)
