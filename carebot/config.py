@@ -113,6 +113,9 @@ class LanguageSettings(_Section):
     # how sure detection must be to say a message is in a language; below it (and in a message
     # with fewer than `min_letters` letters: "ok", "thx"), the conversation keeps its language
     min_confidence: Unit = 0.5
+    # ...or lead the next language by this factor ("can I cancel my order": English 0.42,
+    # Spanish 0.22 among en, de, fr, es)
+    min_lead: Annotated[float, Field(ge=1.0, le=100.0)] = 1.5
     min_letters: Annotated[int, Field(ge=1, le=200)] = 10
     # an intent with no answer in the customer's language: "default" answers in `default`'s,
     # after [messages] untranslated_answer in theirs; "handoff" hands them to a person
@@ -181,8 +184,15 @@ class SurveySettings(_Section):
     # A reply counts as the answer to a question only within this many hours of it.
     reply_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
     # Typed replies to "did that answer?" (a short message starting with one of these words).
-    yes_words: tuple[str, ...] = ("yes", "yeah", "yep", "yup", "y", "sure", "correct", "it did")
-    no_words: tuple[str, ...] = ("no", "nope", "nah", "n", "not really", "it didn't")
+    # (in the languages the shipped messages speak: a customer types "ja" or "oui" as well)
+    yes_words: tuple[str, ...] = (
+        *("yes", "yeah", "yep", "yup", "y", "sure", "correct", "it did"),
+        *("ja", "jawohl", "genau", "oui", "sí", "si", "claro"),
+    )
+    no_words: tuple[str, ...] = (
+        *("no", "nope", "nah", "n", "not really", "it didn't"),
+        *("nein", "nicht wirklich", "non", "pas vraiment", "no realmente"),
+    )
     max_words: Annotated[int, Field(ge=1, le=50)] = 6  # a longer message is a new question
 
 

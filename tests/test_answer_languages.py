@@ -483,3 +483,16 @@ def test_training_reads_vader_in_english_rows_only() -> None:
     )
     assert english["vader_compound"] < 0 and german["vader_compound"] == 0.0
     assert german["vader_neu"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("typed", "answer"),
+    [("Ja", "yes"), ("oui", "yes"), ("Sí", "yes"), ("Nein", "no"), ("non", "no")],
+)
+def test_the_survey_reads_yes_and_no_in_the_shipped_languages(typed: str, answer: str) -> None:
+    from carebot.store.surveys import HELPFUL, Pending
+    from carebot.survey.questions import Surveys
+
+    surveys = Surveys(store=None, settings=Settings())  # type: ignore[arg-type]
+    reply = surveys.read(Pending(1, HELPFUL, 1, OPEN), typed)
+    assert reply is not None and reply.answer == answer

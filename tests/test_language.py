@@ -28,6 +28,9 @@ def detector() -> LanguageDetector:
         ("where is my order?", "en"),
         ("my parcel never arrived", "en"),
         ("Das ist jetzt das dritte Mal, ich bin wütend!!!", "de"),
+        # short: under min_confidence, but 1.5 times as likely as the next language (min_lead)
+        ("can I cancel my order", "en"),
+        ("where is my parcel", "en"),
     ],
 )
 def test_a_message_is_placed_in_its_language(
