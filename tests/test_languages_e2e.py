@@ -6,7 +6,7 @@ on SQLite and PostgreSQL. An upset German customer is handed over in German."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,9 @@ def without_intro(text: str, language: str) -> str:
     return text[len(intro) :].lstrip("\n")
 
 
-@pytest.mark.parametrize(("language", "question", "start"), QUESTIONS)
-async def test_the_web_chat_answers_in_the_customers_language(
-    tmp_path: Path,
-    database_url: str,
-    encoder: UseEncoder,
-    language: str,
-    question: str,
-    start: str,
-) -> None:
+async def asked_on_the_web_chat(
+    tmp_path: Path, database_url: str, encoder: UseEncoder, question: str
+) -> str:
     settings = languages_settings(tmp_path)
     async with (
         running_service(settings, database_url, encoder=encoder) as (_, server),
@@ -101,19 +95,12 @@ async def test_the_web_chat_answers_in_the_customers_language(
     ):
         await customer.say(question)
         reply = await customer.next_of("message")
-    answer = without_intro(reply["text"], language)
-    assert answer == expected_answer(language) and answer.startswith(start)
+    return str(reply["text"])
 
 
-@pytest.mark.parametrize(("language", "question", "start"), QUESTIONS)
-async def test_telegram_answers_in_the_customers_language(
-    tmp_path: Path,
-    database_url: str,
-    encoder: UseEncoder,
-    language: str,
-    question: str,
-    start: str,
-) -> None:
+async def asked_on_telegram(
+    tmp_path: Path, database_url: str, encoder: UseEncoder, question: str
+) -> str:
     async with TelegramStandIn() as tg:
         settings = languages_settings(
             tmp_path,
@@ -123,7 +110,23 @@ async def test_telegram_answers_in_the_customers_language(
         async with running_service(settings, database_url, env=env, encoder=encoder):
             tg.push(text_update(4242, question, first_name="Kim"))
             [reply] = await tg.next_sent(1)
-    answer = without_intro(reply["text"], language)
+    return str(reply["text"])
+
+
+@pytest.mark.parametrize(
+    "ask", [asked_on_the_web_chat, asked_on_telegram], ids=["webchat", "telegram"]
+)
+@pytest.mark.parametrize(("language", "question", "start"), QUESTIONS)
+async def test_each_channel_answers_in_the_customers_language(
+    tmp_path: Path,
+    database_url: str,
+    encoder: UseEncoder,
+    ask: Callable[[Path, str, UseEncoder, str], Awaitable[str]],
+    language: str,
+    question: str,
+    start: str,
+) -> None:
+    answer = without_intro(await ask(tmp_path, database_url, encoder, question), language)
     assert answer == expected_answer(language) and answer.startswith(start)
 
 
