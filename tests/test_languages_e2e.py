@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from carebot.config import Settings
 from carebot.nlu.use_encoder import UseEncoder
 from carebot.server import Service
+from tests.conftest import Clock  # a Wednesday at 10:00 UTC: business hours, whenever run
 from tests.service import Visitor, running_service, service_settings
 from tests.telegram_standin import TelegramStandIn, text_update
 
@@ -90,7 +91,7 @@ async def asked_on_the_web_chat(
 ) -> str:
     settings = languages_settings(tmp_path)
     async with (
-        running_service(settings, database_url, encoder=encoder) as (_, server),
+        running_service(settings, database_url, Clock(), encoder=encoder) as (_, server),
         chat(server) as customer,
     ):
         await customer.say(question)
@@ -107,7 +108,7 @@ async def asked_on_telegram(
             telegram={"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
         )
         env = {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_WEBHOOK_SECRET": SECRET}
-        async with running_service(settings, database_url, env=env, encoder=encoder):
+        async with running_service(settings, database_url, Clock(), env=env, encoder=encoder):
             tg.push(text_update(4242, question, first_name="Kim"))
             [reply] = await tg.next_sent(1)
     return str(reply["text"])
@@ -135,7 +136,10 @@ async def test_an_upset_german_customer_is_handed_over_in_german(
 ) -> None:
     settings = languages_settings(tmp_path)
     service: Service
-    async with running_service(settings, database_url, encoder=encoder) as (service, server):
+    async with running_service(settings, database_url, Clock(), encoder=encoder) as (
+        service,
+        server,
+    ):
         async with chat(server) as customer:
             await customer.say(UPSET_GERMAN)
             reply = await customer.next_of("message")
