@@ -77,10 +77,12 @@ class Notices:
         if self.messages is None:
             return ""
         said = self.messages.in_language(language)
-        template = {JOINED: said.agent_joined, TRANSFERRED: said.agent_transferred}.get(
-            kind, said.resolved
-        )
-        return template.format(agent=agent)
+        templates = {
+            JOINED: said.agent_joined,
+            TRANSFERRED: said.agent_transferred,
+            RESOLVED: said.resolved,
+        }
+        return templates[kind].format(agent=agent)
 
 
 # A refused move, as the agent who asked for it reads it (carebot.models.ConversationState).
