@@ -5,9 +5,10 @@ Translation only: WebSocket frames -> :class:`InboundMessage`; :class:`OutboundR
 Protocol (JSON text frames on ``/chat/ws``):
 
 * client ``{"type": "hello", "token": <token or null>, "prechat": <the site's data-prechat or
-  null>, "pass": <pre-chat pass or null>, "page": {"url", "title"}}`` first (all but ``type``
-  optional). The server answers ``{"type": "welcome", "token", "history": [message...],
-  "max_chars", "status", "prechat": {"mode", "fields", "done"}}``; the token is a signed
+  null>, "pass": <pre-chat pass or null>, "page": {"url", "title"}, "language": <the widget's
+  ISO 639-1 code or null>}`` first (all but ``type`` optional). The server answers
+  ``{"type": "welcome", "token", "history": [message...], "max_chars", "status", "prechat":
+  {"mode", "fields", "done"}}``; the token is a signed
   visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
   forged, altered or expired token gets ``{"type": "error", "code": "bad_token"}`` and the
   socket is closed (4401): nobody reads or writes another visitor's conversation. When the
@@ -57,8 +58,11 @@ Protocol (JSON text frames on ``/chat/ws``):
   with the same id gets the answer (it is handled once). Refused messages may be sent again
   with the same id.
 
-The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill)
-are written into ``/chat/widget.js`` as it is served (:mod:`carebot.adapters.webchat_files`).
+The widget's texts (``[webchat.texts]``, with their ``{placeholders}`` for the widget to fill,
+and its ``[webchat.texts.<code>]`` tables) are written into ``/chat/widget.js`` as it is served
+(:mod:`carebot.adapters.webchat_files`). The widget chooses its language (its site's
+``data-language``, else the browser's) and names it in its hello (``"language"``); the server's
+notices to that tab (errors, the header's status) are then in it, when there are texts in it.
 
 Several workers: a visitor's tabs may be connected to any of them. A reply is stored, then
 sent: the worker that sends it pushes it to the tabs connected to it and publishes a
@@ -98,10 +102,10 @@ from carebot.adapters.webchat_files import WidgetFiles, file
 from carebot.adapters.webchat_visitor import EMAIL, Tab
 from carebot.channel import Deliver
 from carebot.clock import Clock, utcnow
-from carebot.config import WebChatSettings, fill
+from carebot.config import MessageSettings, WebChatSettings, WebChatTexts, fill
 from carebot.events import RESYNC, Event, EventHub
 from carebot.exceptions import DeliveryError
-from carebot.hours import BusinessHours
+from carebot.hours import ENGLISH, BusinessHours
 from carebot.models import ContactDetails, InboundMessage, OutboundReply, TranscriptLine
 from carebot.signing import Signer
 from carebot.tasks import OnePerKey
@@ -153,6 +157,8 @@ class WebChatChannel:
         latest_replies: LatestReplies | None = None,
         history: Transcript | None = None,
         looks_at_once: int = LOOKS_AT_ONCE,
+        default_language: str = "en",
+        messages: MessageSettings = ENGLISH,
         clock: Clock = utcnow,
     ) -> None:
         """``hours``: the widget's header says whether the team is at work (none: it says
@@ -166,7 +172,10 @@ class WebChatChannel:
         what a tab saying hello is shown (default: ``transcript``, which the pushes read too);
         the service gives one that waits its turn when many tabs come back at once.
         ``looks_at_once``: how many visitors' news from other workers are read at once (each
-        read holds a connection of the pool)."""
+        read holds a connection of the pool). ``default_language``: ``[languages] default``,
+        the language of ``[webchat.texts]``; a tab speaks the language its widget chose when
+        ``[webchat.texts.<code>]`` has it. ``messages``: how ``{next_open}`` is written in each
+        language ([messages] next_open_*)."""
         self._settings = settings
         self._signer = signer
         self._transcript = transcript
@@ -184,7 +193,9 @@ class WebChatChannel:
             what="showing what other workers stored to visitor",
             log=log,
         )
-        self._files = WidgetFiles(settings.texts)
+        self._default_language = default_language
+        self._messages = messages
+        self._files = WidgetFiles(settings.texts, default_language)
         self._subscription = contextlib.AsyncExitStack()
         self._deliver: Deliver | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
@@ -286,15 +297,17 @@ class WebChatChannel:
         shown = self._shown.get(reply.external_user_id, {})
         return bool(before) and f"r{before}" not in shown
 
-    def status(self) -> dict[str, Any] | None:
-        """Whether the care team is at work now, as the widget's header shows it."""
+    def status(self, language: str | None = None) -> dict[str, Any] | None:
+        """Whether the care team is at work now, as the widget's header shows it, in
+        ``language`` (None: the default's)."""
         if self._hours is None or not self._settings.show_status:
             return None
-        now, texts = self._clock(), self._settings.texts
+        now, texts = self._clock(), self._settings.texts.in_language(language)
         if self._hours.is_open(now):
             return {"online": True, "text": texts.online, "next_open": None}
         start = self._hours.next_open(now)
-        text = fill(texts.offline, next_open=self._hours.describe_next_open(now))
+        said = self._messages.in_language(language)
+        text = fill(texts.offline, next_open=self._hours.describe_next_open(now, said))
         return {"online": False, "text": text, "next_open": _iso(start) if start else None}
 
     @property
@@ -350,7 +363,9 @@ class WebChatChannel:
             elif frame.get("type") == "contact":
                 await self._contact(ws, visitor, frame)
             elif frame.get("type") == "status":
-                await ws.send_json({"type": "status", "status": self.status()})
+                await ws.send_json(
+                    {"type": "status", "status": self.status(self._tabs[ws].language)}
+                )
             elif frame.get("type") == "page":
                 if self._tabs[ws].see_page(frame):
                     await self._record_page(visitor, ws)
@@ -393,6 +408,7 @@ class WebChatChannel:
         in_history = {f["id"] for f in frames}
         later = [f for f in pushed if f["id"] not in in_history]  # stored after the read
         tab = self._tabs[ws]
+        tab.language = self._language_of(frame.get("language"))
         tab.prechat = self._settings.prechat_for(frame.get("prechat"))
         given = frame.get("pass")
         tab.prechat_done = isinstance(given, str) and (
@@ -410,7 +426,7 @@ class WebChatChannel:
             "token": self._signer.sign(visitor, ttl=self._ttl),
             "history": frames + later,  # in one frame: nothing pushed meanwhile comes between
             "max_chars": self._settings.max_message_chars,
-            "status": self.status(),
+            "status": self.status(tab.language),
             "prechat": {
                 "mode": tab.prechat,
                 "fields": list(self._settings.prechat_fields),
@@ -430,6 +446,15 @@ class WebChatChannel:
         if welcomed and tab.see_page(frame.get("page")):
             await self._record_page(visitor, ws)
         return visitor
+
+    def _language_of(self, asked: object) -> str | None:
+        """The language a tab's widget chose, when there are texts in it (None: the default's)."""
+        if isinstance(asked, str) and asked in self._settings.texts.languages:
+            return asked
+        return None
+
+    def _texts(self, tab: Tab) -> WebChatTexts:
+        return self._settings.texts.in_language(tab.language)
 
     @property
     def _ttl(self) -> int:
@@ -489,9 +514,8 @@ class WebChatChannel:
             await self._deliver(inbound)
         except Exception as exc:
             log.exception("Could not take web chat message %s", message_id)
-            raise FrameError(
-                "unavailable", self._settings.texts.unavailable, frame_id=message_id
-            ) from exc
+            said = self._texts(tab).unavailable
+            raise FrameError("unavailable", said, frame_id=message_id) from exc
         else:
             ack = {"type": "ack", "id": message_id, "at": _iso(inbound.sent_at)}
             await self._send_to(ws, visitor, ack)
@@ -509,7 +533,7 @@ class WebChatChannel:
         """The optional contact form and the pre-chat form: kept with the visitor, so agents
         know who they are and the same person on other channels (same phone or e-mail) is
         recognised. Details that fill the pre-chat form's fields earn a pass."""
-        profile, texts = {}, self._settings.texts
+        profile, texts = {}, self._texts(self._tabs[ws])
         for key in ("name", "phone", "email"):
             value = frame.get(key)
             if value is not None and not isinstance(value, str):
@@ -548,7 +572,7 @@ class WebChatChannel:
             raise FrameError("bad_frame", "A message needs a text and an id.")
         if len(message_id) > 100:
             raise FrameError("bad_frame", "The message id is too long.")
-        text, texts = text.strip(), self._settings.texts
+        text, texts = text.strip(), self._texts(tab)
         if not text:
             raise FrameError("empty", texts.empty, frame_id=message_id)
         limit = self._settings.max_message_chars

@@ -1,8 +1,9 @@
 """The web chat widget's files as served: ``widget.js`` with the configured texts written in,
 its stylesheet, and the demo shop page.
 
-The widget's texts (``[webchat.texts]``) go into ``widget.js`` itself, so the widget has them
-from its first paint, before its socket is open; an ETag lets browsers keep their copy.
+The widget's texts (``[webchat.texts]`` and its ``[webchat.texts.<code>]`` tables) go into
+``widget.js`` itself, so the widget has them from its first paint, before its socket is open; an
+ETag lets browsers keep their copy. The widget chooses its language (README, "Languages").
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from carebot.config import WebChatTexts
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The line of widget.js that the configured texts replace.
-TEXTS_LINE = "const TEXTS = {}; // [webchat.texts], written in by the server"
+TEXTS_LINE = "const TEXTS = {}; // [webchat.texts] by language, written in by the server"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WidgetFiles:
-    def __init__(self, texts: WebChatTexts) -> None:
-        self._script = _script(texts)
+    def __init__(self, texts: WebChatTexts, default_language: str = "en") -> None:
+        """``default_language``: ``[languages] default``, the language of ``[webchat.texts]``."""
+        self._script = _script(texts, default_language)
         self._tag = f'"{hashlib.sha256(self._script).hexdigest()[:32]}"'
 
     def mount(self, app: web.Application) -> None:
@@ -49,9 +51,13 @@ def file(name: str) -> Handler:
     return handler
 
 
-def _script(texts: WebChatTexts) -> bytes:
+def _script(texts: WebChatTexts, default_language: str) -> bytes:
     source = (STATIC / "widget.js").read_text(encoding="utf-8")
     if source.count(TEXTS_LINE) != 1:
         raise RuntimeError(f"{STATIC / 'widget.js'} must hold the line {TEXTS_LINE!r} once")
-    written = json.dumps(texts.model_dump(), ensure_ascii=True)
+    by_language = {default_language: texts.texts()}
+    by_language |= {code: texts.in_language(code).texts() for code in texts.languages}
+    written = json.dumps(
+        {"default": default_language, "by_language": by_language}, ensure_ascii=True
+    )
     return source.replace(TEXTS_LINE, f"const TEXTS = {written};").encode("utf-8")

@@ -55,6 +55,7 @@ class Tab:
     page_title: str = ""
     prechat: PrechatMode = "off"
     prechat_done: bool = False
+    language: str | None = None  # the widget's, when [webchat.texts.<code>] has it
     # The store has the visitor (they wrote, or left details): page changes are kept at once.
     known: bool = False
     details: dict[str, str] = field(default_factory=dict)  # name, phone, email given here

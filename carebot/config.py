@@ -13,7 +13,6 @@ import string
 import tomllib
 from collections.abc import Mapping
 from datetime import time
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +21,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -30,6 +28,7 @@ from pydantic import (
 )
 
 from carebot.exceptions import ConfigError
+from carebot.language_tables import LanguageTables, language_code, language_codes
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -82,27 +81,6 @@ class EmotionSettings(_Section):
     escalation_words: tuple[str, ...] = ("lawyer", "attorney", "sue", "court", "chargeback", "scam")
 
 
-@cache
-def language_codes() -> tuple[str, ...]:
-    """The ISO 639-1 codes (lower case) of the languages detection knows (carebot/nlu/
-    language.py): those a config or an intent file may name."""
-    from lingua import Language
-
-    return tuple(sorted(language.iso_code_639_1.name.lower() for language in Language.all()))
-
-
-def _language_code(value: str) -> str:
-    """An ISO 639-1 code that language detection knows, lower case."""
-    code = value.strip().lower()
-    known = language_codes()
-    if code not in known:
-        raise ValueError(
-            f"{value!r} is not a language code detection knows; use a two-letter ISO 639-1 "
-            f"code: {', '.join(known)}"
-        )
-    return code
-
-
 class LanguageSettings(_Section):
     """Which languages customers are told apart in (README, "Languages")."""
 
@@ -124,12 +102,12 @@ class LanguageSettings(_Section):
     @field_validator("default")
     @classmethod
     def _default_code(cls, value: str) -> str:
-        return _language_code(value)
+        return language_code(value)
 
     @field_validator("detect")
     @classmethod
     def _detect_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        codes = tuple(_language_code(code) for code in value)
+        codes = tuple(language_code(code) for code in value)
         if len(set(codes)) != len(codes):
             raise ValueError(f"a language is listed twice: {list(value)}")
         return codes
@@ -329,7 +307,8 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
 Notice = Annotated[str, Field(min_length=0)]  # a message that may be turned off (empty)
 
 
-class MessageSettings(_Section):
+class MessageSettings(LanguageTables, _Section):
+    TABLE = "messages"
     model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
 
     # Put before the bot's first message of every conversation; empty: never said.
@@ -417,11 +396,6 @@ class MessageSettings(_Section):
     wait_one_hour: str = "about an hour"
     wait_hours: str = "about {count} hours"
 
-    # [messages.<code>] tables (ISO 639-1): these texts in another language, said to a customer
-    # writing in it; a text a table leaves out is said as above
-    languages: Mapping[str, Mapping[str, str]] = Field(default_factory=dict)
-    _in_language: dict[str, MessageSettings] = PrivateAttr(default_factory=dict)
-
     def intro(self, bot_name: str) -> str:
         """``bot_intro`` filled in with the bot's name (``[bot] name``); empty when turned off."""
         return self.bot_intro.format(bot_name=bot_name).strip()
@@ -430,55 +404,6 @@ class MessageSettings(_Section):
         """:meth:`intro` by language code ("": the default's), for the store."""
         said = {code: self.in_language(code).intro(bot_name) for code in self.languages}
         return {"": self.intro(bot_name), **said}
-
-    def in_language(self, code: str | None) -> MessageSettings:
-        """These messages as said to a customer writing in ``code``: its ``[messages.<code>]``
-        texts, and the others as they are; themselves for a language without a table."""
-        return self._in_language.get(code or "", self)
-
-    def untranslated(self, code: str) -> list[str]:
-        """The texts ``[messages.<code>]`` does not give (said to such a customer as written
-        above); an empty notice needs no translation."""
-        given = self.languages.get(code, {})
-        texts = [name for name in MessageSettings.model_fields if name != "languages"]
-        return [name for name in texts if getattr(self, name) and name not in given]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _gather_languages(cls, data: Any) -> Any:
-        """``[messages.de]`` arrives as a table under ``messages``: kept under ``languages``."""
-        if not isinstance(data, dict):
-            return data
-        tables = {key: value for key, value in data.items() if isinstance(value, dict)}
-        if not tables:
-            return data
-        texts = {key: value for key, value in data.items() if key not in tables}
-        return {**texts, "languages": {**texts.get("languages", {}), **tables}}
-
-    @model_validator(mode="after")
-    def _build_languages(self) -> MessageSettings:
-        own = self.model_dump(exclude={"languages"})
-        for code, texts in self.languages.items():
-            table = f"[messages.{code}]"
-            try:
-                if _language_code(code) != code:
-                    raise ValueError(f"write the code in lower case: [messages.{code.lower()}]")
-            except ValueError as exc:
-                raise ValueError(f"{table}: {exc}") from None
-            unknown = sorted(set(texts) - set(own))
-            if unknown:
-                raise ValueError(
-                    f"{table} {unknown[0]!r}: unknown key; the keys are those of [messages]"
-                )
-            try:
-                said = MessageSettings.model_validate({**own, **texts})
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                field = ".".join(str(part) for part in first["loc"])
-                message = first["msg"].removeprefix("Value error, ")
-                raise ValueError(f"{table} {field!r}: {message}") from None
-            self._in_language[code] = said
-        return self
 
     @field_validator("day_names")
     @classmethod
@@ -552,10 +477,11 @@ def fill(template: str, **values: object) -> str:
     )
 
 
-class WebChatTexts(_Section):
+class WebChatTexts(LanguageTables, _Section):
     """Every text of the web chat widget but the conversation itself (config.toml says where
-    each one shows)."""
+    each one shows), and ``[webchat.texts.<code>]`` tables saying them in other languages."""
 
+    TABLE = "webchat.texts"
     model_config = ConfigDict(extra="forbid", frozen=True, str_min_length=1)
 
     title: str = "Chat with us"
@@ -616,7 +542,9 @@ class WebChatTexts(_Section):
 
     @field_validator("*")
     @classmethod
-    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
+    def _known_placeholders(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value  # the language tables: each checked as a whole table of texts
         allowed = WEBCHAT_PLACEHOLDERS.get(str(info.field_name), frozenset())
         unknown = sorted(set(_PLACEHOLDER.findall(value)) - allowed)
         if unknown:
@@ -776,7 +704,7 @@ class RouteRule(_Section):
     @field_validator("languages")
     @classmethod
     def _language_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_language_code(code) for code in value)
+        return tuple(language_code(code) for code in value)
 
 
 class RoutingSettings(_Section):
@@ -1171,6 +1099,8 @@ def _allowed_keys(section: list[str]) -> list[str]:
         model = model.model_fields[part].annotation
         if not hasattr(model, "model_fields"):  # tuple[AgentSettings, ...] and the like
             model = next(a for a in get_args(model) if hasattr(a, "model_fields"))
+    if issubclass(model, LanguageTables):  # its tables are [<table>.<code>], not keys
+        return [*model.text_names(), f"[{model.TABLE}.<code>] tables"]
     return [name for name in model.model_fields if name != "source"]
 
 

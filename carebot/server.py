@@ -216,6 +216,8 @@ def _mount_webchat(
         # The looks at other workers' news: a share of the pool of their own, as large as the
         # hellos' (they must not wait behind a storm of hellos: chaos run sixteen).
         looks_at_once=runtime.history_reads.size,
+        default_language=settings.languages.default,
+        messages=settings.messages,
         clock=runtime.clock,
     )
     webchat.mount(app)

@@ -85,8 +85,9 @@ class Visitor:
         # may come just before its message's ack): the next ones :meth:`receive` gives.
         self._backlog: list[dict[str, Any]] = []
 
-    async def hello(self, token: str | None = None) -> dict[str, Any]:
-        await self.ws.send_json({"type": "hello", "token": token})
+    async def hello(self, token: str | None = None, language: str | None = None) -> dict[str, Any]:
+        """Say hello as the widget does; ``language``: the one the widget chose."""
+        await self.ws.send_json({"type": "hello", "token": token, "language": language})
         frame = await self.receive()
         if frame["type"] == "welcome":
             self.token, self.history = frame["token"], frame["history"]

@@ -326,6 +326,64 @@ async def test_the_widget_speaks_the_configured_texts(
     await customer.get_by_role("button", name=GERMAN["open_chat"]).wait_for()  # type: ignore[attr-defined]
 
 
+# A site that names the widget's language on its script tag (data-language="fr").
+SITE_SAYS_FRENCH = """
+new MutationObserver((changes, observer) => {
+  for (const change of changes) for (const node of change.addedNodes) {
+    if (node.tagName === "SCRIPT" && (node.src || "").endsWith("/chat/widget.js")) {
+      node.setAttribute("data-language", "fr");
+      observer.disconnect();
+    }
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+LANGUAGES = {
+    "de": {"placeholder": "Ihre Nachricht eingeben...", "online": "Online \u2013 wir sind da"},
+    "fr": {
+        "placeholder": "Tapez votre message...",
+        "online": "En ligne \u2013 nous sommes l\u00e0",
+    },
+}
+
+
+@pytest.mark.parametrize("webchat", [{"texts": LANGUAGES}])
+@pytest.mark.parametrize(
+    ("locale", "site_says_french", "expected"),
+    [
+        ("de-AT", False, "de"),  # the browser's language
+        ("de-AT", True, "fr"),  # the site's data-language wins
+        ("it-IT", False, "en"),  # no texts in Italian: [languages] default's
+    ],
+)
+async def test_the_widget_speaks_the_site_or_browser_language(
+    service: tuple[Service, TestServer],
+    browser: object,
+    locale: str,
+    site_says_french: bool,
+    expected: str,
+) -> None:
+    _, server = service
+    context = await browser.new_context(locale=locale)  # type: ignore[attr-defined]
+    if site_says_french:
+        await context.add_init_script(SITE_SAYS_FRENCH)
+    customer = await context.new_page()
+    hellos: list[dict[str, Any]] = []
+    customer.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda payload: hellos.append(json.loads(payload))),
+    )
+    await customer.goto(str(server.make_url("/")))
+    texts = LANGUAGES.get(expected, {})
+    online = texts.get("online", "Online \u2013 we usually reply within minutes")
+    await customer.locator("#carebot-subtitle").filter(has_text=online).wait_for()
+    box = customer.locator("#carebot-input")
+    assert await box.get_attribute("placeholder") == texts.get(
+        "placeholder", "Type your message..."
+    )
+    hello = next(frame for frame in hellos if frame["type"] == "hello")
+    assert hello["language"] == expected
+
+
 EVENING = datetime(2026, 11, 18, 20, 0, tzinfo=UTC)  # Wednesday, after hours (09:00-18:00 UTC)
 
 

@@ -23,7 +23,11 @@ def test_shipped_config_loads_and_matches_the_defaults() -> None:
     assert shipped.matcher.model == Settings().matcher.model
     assert shipped.placeholders["support_email"]
     assert shipped.conversations == Settings().conversations  # documented with its defaults
-    assert shipped.webchat == Settings().webchat
+    # documented with its defaults; the shipped config adds the widget's texts in de, fr, es
+    untranslated = {"texts": {"languages"}}
+    assert shipped.webchat.model_dump(exclude=untranslated) == Settings().webchat.model_dump(
+        exclude=untranslated
+    )
     for section in ("waiting", "priority", "languages"):
         assert getattr(shipped, section) == getattr(Settings(), section)
     waiting_keys = ("answer_while_waiting", "not_answered_while_waiting", "withdraw_phrases")

@@ -402,9 +402,19 @@ async def test_the_status_is_asked_again_and_follows_the_clock(
 async def test_the_widget_is_served_with_the_configured_texts(
     tmp_path: Path, database_url: str, http: aiohttp.ClientSession
 ) -> None:
-    texts = {"online": "Here for you", "agent_typing": "{agent} schreibt", "retry": "Nochmal"}
-    settings = service_settings(tmp_path, webchat={"texts": texts})
-    async with running_service(settings, database_url, Clock()) as (_, server):
+    texts = {"online": "Here for you", "agent_typing": "{agent} is writing", "retry": "Again"}
+    german = {
+        "online": "Wir sind für Sie da",
+        "offline": "Offline \u2013 wieder da {next_open}",
+        "empty": "Ihre Nachricht ist leer.",
+    }
+    settings = service_settings(
+        tmp_path,
+        webchat={"texts": {**texts, "de": german}},
+        messages={"de": {"next_open_tomorrow": "morgen um {time}"}},
+    )
+    clock = Clock()
+    async with running_service(settings, database_url, clock) as (_, server):
         async with http.get(server.make_url("/chat/widget.js")) as response:
             script = await response.text()
             tag = response.headers["ETag"]
@@ -412,9 +422,13 @@ async def test_the_widget_is_served_with_the_configured_texts(
         found = re.search(r"^  const TEXTS = (\{.*\});$", script, re.MULTILINE)
         assert found is not None
         served = json.loads(found.group(1))
-        assert {key: served[key] for key in texts} == texts
-        assert served["not_sent"] == "Not sent"  # the default of what was not set
-        assert set(served) == set(WebChatTexts.model_fields)
+        assert served["default"] == "en" and set(served["by_language"]) == {"en", "de"}
+        english, in_german = served["by_language"]["en"], served["by_language"]["de"]
+        assert {key: english[key] for key in texts} == texts
+        assert english["not_sent"] == "Not sent"  # the default of what was not set
+        assert set(english) == set(WebChatTexts.text_names()) == set(in_german)
+        # German: its table's texts, the others as [webchat.texts] writes them
+        assert in_german["online"] == german["online"] and in_german["retry"] == "Again"
         # Unchanged since: the browser keeps its copy.
         async with http.get(
             server.make_url("/chat/widget.js"), headers={"If-None-Match": tag}
@@ -422,6 +436,17 @@ async def test_the_widget_is_served_with_the_configured_texts(
             assert again.status == 304
         customer = await visitor(http, server)
         assert (await customer.hello())["status"]["text"] == "Here for you"
+        # A tab whose widget chose German hears the server's notices in German; one that
+        # chose a language without texts, in the default's.
+        kunde, other = await visitor(http, server), await visitor(http, server)
+        assert (await kunde.hello(language="de"))["status"]["text"] == german["online"]
+        assert (await other.hello(language="it"))["status"]["text"] == "Here for you"
+        await kunde.say("   ")
+        assert (await kunde.next_of("error"))["message"] == german["empty"]
+        clock.now = CLOSED_EVENING  # {next_open} in German too ([messages.de])
+        await kunde.ws.send_json({"type": "status"})
+        status = (await kunde.next_of("status"))["status"]
+        assert status["text"] == "Offline \u2013 wieder da morgen um 09:00 (UTC)"
 
 
 async def test_no_status_when_it_is_switched_off(

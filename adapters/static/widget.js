@@ -20,6 +20,10 @@
  *                 --carebot-accent on #carebot-widget or :root)
  *   data-prechat  "off" | "optional" | "required": this site's pre-chat form, when the server's
  *                 [webchat] prechat is "optional" (its "off" and "required" hold everywhere)
+ *   data-language the widget's language (ISO 639-1, e.g. "de"), when [webchat.texts.<code>]
+ *                 has it; without it, the first of the browser's languages that has texts,
+ *                 else [languages] default. The server's notices to this tab use it too; the
+ *                 bot's replies follow the language the customer writes in.
  *
  * An optional contact form (name, phone, e-mail) under the input: a phone number or e-mail
  * address lets the care team link the visitor to the same customer on other channels. The
@@ -67,10 +71,10 @@
   const AUTHORS = new Set(["customer", "bot", "agent"]);
   // Errors the server sends, before its ack, about the message frame it is reading.
   const REJECTED_MESSAGE_CODES = new Set(["too_long", "empty", "bad_frame", "rate_limited", "prechat_required"]);
-  // Every text the visitor sees, from [webchat.texts] in carebot's config.toml: the server
-  // writes them into this line as it serves the file.
-  const TEXTS = {}; // [webchat.texts], written in by the server
-  const texts = TEXTS;
+  // Every text the visitor sees, from [webchat.texts] in carebot's config.toml and its
+  // [webchat.texts.<code>] tables: the server writes them into this line as it serves the file,
+  // as {"default": <[languages] default>, "by_language": {<code>: {<key>: <text>}}}.
+  const TEXTS = {}; // [webchat.texts] by language, written in by the server
   // The text for an error code the server sent without a message.
   const ERROR_TEXTS = {
     too_long: "too_long",
@@ -91,6 +95,8 @@
   const base = baseUrl(script);
   const wsUrl = socketUrl(base);
   const attr = (name) => (script && script.getAttribute(name)) || "";
+  const language = widgetLanguage();
+  const texts = TEXTS.by_language[language];
   const cfg = {
     title: attr("data-title").trim() || texts.title,
     open: attr("data-open").trim().toLowerCase() === "true",
@@ -98,6 +104,19 @@
     accent: attr("data-accent").trim(),
     prechat: attr("data-prechat").trim().toLowerCase() || null,
   };
+
+  /**
+   * The language the widget speaks: the site's data-language attribute, else the first of the
+   * browser's languages that has texts, else [languages] default. "de-AT" is German.
+   */
+  function widgetLanguage() {
+    const wanted = [attr("data-language"), ...(navigator.languages || [navigator.language])];
+    for (const tag of wanted) {
+      const code = String(tag || "").trim().toLowerCase().split(/[-_]/)[0];
+      if (code && Object.prototype.hasOwnProperty.call(TEXTS.by_language, code)) return code;
+    }
+    return TEXTS.default;
+  }
 
   function findScript() {
     const current = document.currentScript;
@@ -1280,6 +1299,7 @@
         prechat: cfg.prechat,
         pass: local.get(PASS_KEY) || null,
         page: lastPage,
+        language,
       });
     });
     socket.addEventListener("message", (event) => {

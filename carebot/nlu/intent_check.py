@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from carebot.config import LanguageSettings, Settings
+from carebot.language_tables import LanguageTables
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import IntentSet, Problem, Severity, read_intents
 from carebot.nlu.language import language_name
@@ -99,25 +100,31 @@ def _missing_languages(
 
 
 def untranslated_messages(settings: Settings) -> list[Problem]:
-    """Warnings for the ``[messages]`` texts a language customers are told apart in has no
-    ``[messages.<code>]`` text for (such customers get the default language's)."""
+    """Warnings for the ``[messages]`` texts (and, with the web chat on, the ``[webchat.texts]``)
+    a language customers are told apart in has no ``[<table>.<code>]`` text for (such
+    customers get the default language's)."""
     languages = settings.languages
     if len(languages.detect) < 2:
         return []
     where = settings.source or Path("config.toml")
+    tables: list[LanguageTables] = [settings.messages]
+    if settings.webchat.enabled:
+        tables.append(settings.webchat.texts)
     found = []
     for code in languages.detect:
-        left = settings.messages.untranslated(code) if code != languages.default else []
-        if left:
-            found.append(
-                Problem(
-                    where,
-                    None,
-                    f"[messages.{code}]: {len(left)} text(s) not in {language_name(code)}, "
-                    f"said in {language_name(languages.default)}: {', '.join(left)}",
-                    Severity.WARNING,
+        for table in tables:
+            left = table.untranslated(code) if code != languages.default else []
+            if left:
+                found.append(
+                    Problem(
+                        where,
+                        None,
+                        f"[{table.TABLE}.{code}]: {len(left)} text(s) not in "
+                        f"{language_name(code)}, said in {language_name(languages.default)}: "
+                        f"{', '.join(left)}",
+                        Severity.WARNING,
+                    )
                 )
-            )
     return found
 
 

@@ -56,8 +56,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from carebot.config import language_codes
 from carebot.exceptions import IntentError
+from carebot.language_tables import language_codes
 from carebot.nlu.yaml_syntax import explain
 
 log = logging.getLogger(__name__)
