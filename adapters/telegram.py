@@ -331,6 +331,7 @@ class TelegramChannel:
             raw=update.to_dict(),
             kind=InboundKind.START if start else InboundKind.TEXT,
             attachments=self._attachments(message),
+            language_hints=_hints(message.from_user.language_code),
         )
 
     def _choice(self, update: Update) -> InboundMessage | None:
@@ -356,6 +357,7 @@ class TelegramChannel:
             sent_at=datetime.now(UTC),
             profile={"name": query.from_user.full_name},
             raw=update.to_dict(),
+            language_hints=_hints(query.from_user.language_code),
         )
 
     def _attachments(self, message: Message) -> tuple[Attachment, ...]:
@@ -425,3 +427,8 @@ def _delivery_error(exc: TelegramError) -> DeliveryError:
     """Forbidden (blocked, deactivated) and bad requests will not work later either."""
     permanent = isinstance(exc, (Forbidden, BadRequest))
     return DeliveryError(f"Telegram: {exc}", retry_after=_retry_after(exc), permanent=permanent)
+
+
+def _hints(language_code: str | None) -> tuple[str, ...]:
+    """The language of the customer's Telegram app (an IETF tag, e.g. "de"), when it tells."""
+    return (language_code,) if language_code else ()

@@ -6,7 +6,8 @@ Protocol (JSON text frames on ``/chat/ws``):
 
 * client ``{"type": "hello", "token": <token or null>, "prechat": <the site's data-prechat or
   null>, "pass": <pre-chat pass or null>, "page": {"url", "title"}, "language": <the widget's
-  ISO 639-1 code or null>}`` first (all but ``type`` optional). The server answers
+  ISO 639-1 code or null>, "languages": [the site's data-language and the browser's languages,
+  preferred first]}`` first (all but ``type`` optional). The server answers
   ``{"type": "welcome", "token", "history": [message...], "max_chars", "status", "prechat":
   {"mode", "fields", "done"}}``; the token is a signed
   visitor id kept by the browser, so a reload or reconnect resumes the same conversation. A
@@ -99,7 +100,7 @@ from aiohttp import WSMsgType, web
 from carebot.adapters.payloads import too_deep
 from carebot.adapters.user_agent import browser_label
 from carebot.adapters.webchat_files import WidgetFiles, file
-from carebot.adapters.webchat_visitor import EMAIL, Tab
+from carebot.adapters.webchat_visitor import EMAIL, Tab, browser_languages
 from carebot.channel import Deliver
 from carebot.clock import Clock, utcnow
 from carebot.config import MessageSettings, WebChatSettings, WebChatTexts, fill
@@ -409,6 +410,7 @@ class WebChatChannel:
         later = [f for f in pushed if f["id"] not in in_history]  # stored after the read
         tab = self._tabs[ws]
         tab.language = self._language_of(frame.get("language"))
+        tab.languages = browser_languages(frame.get("languages"))
         tab.prechat = self._settings.prechat_for(frame.get("prechat"))
         given = frame.get("pass")
         tab.prechat_done = isinstance(given, str) and (
@@ -448,10 +450,10 @@ class WebChatChannel:
         return visitor
 
     def _language_of(self, asked: object) -> str | None:
-        """The language a tab's widget chose, when there are texts in it (None: the default's)."""
-        if isinstance(asked, str) and asked in self._settings.texts.languages:
-            return asked
-        return None
+        """The language a tab's widget chose, when there are texts in it (the default's or a
+        table's); None for any other."""
+        known = (self._default_language, *self._settings.texts.languages)
+        return asked if isinstance(asked, str) and asked in known else None
 
     def _texts(self, tab: Tab) -> WebChatTexts:
         return self._settings.texts.in_language(tab.language)
@@ -494,6 +496,7 @@ class WebChatChannel:
             sent_at=self._clock(),
             profile=tab.profile(),
             raw=frame,
+            language_hints=tab.languages,
         )
         self._mark_shown(visitor, [message_id])
         await self._broadcast(visitor, {"type": "typing", "on": True})

@@ -40,6 +40,18 @@ def page_url(value: object) -> str | None:
     return url[:PAGE_URL_MAX_CHARS]
 
 
+LANGUAGES_MAX, LANGUAGE_MAX_CHARS = 8, 35  # navigator.languages: a few short IETF tags
+
+
+def browser_languages(value: object) -> tuple[str, ...]:
+    """The languages the widget says its site and the visitor's browser name, preferred first
+    (``["de-AT", "de", "en"]``); anything else in the list is left out."""
+    if not isinstance(value, list):
+        return ()
+    tags = [tag.strip() for tag in value[:LANGUAGES_MAX] if isinstance(tag, str)]
+    return tuple(tag for tag in tags if tag and len(tag) <= LANGUAGE_MAX_CHARS)
+
+
 def page_title(value: object) -> str:
     if not isinstance(value, str):
         return ""
@@ -55,7 +67,11 @@ class Tab:
     page_title: str = ""
     prechat: PrechatMode = "off"
     prechat_done: bool = False
-    language: str | None = None  # the widget's, when [webchat.texts.<code>] has it
+    # the widget's language, when there are texts in it ([webchat.texts] or a table); None: the
+    # default's
+    language: str | None = None
+    # the languages the site and the visitor's browser name, preferred first (a hint for the bot)
+    languages: tuple[str, ...] = ()
     # The store has the visitor (they wrote, or left details): page changes are kept at once.
     known: bool = False
     details: dict[str, str] = field(default_factory=dict)  # name, phone, email given here

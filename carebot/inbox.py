@@ -246,10 +246,12 @@ class Inbox:
     async def _language(self, received: Received, inbound: InboundMessage) -> str | None:
         """The language the bot speaks to this customer in: this message's, else that of
         their latest message that could be placed (one indexed read, only for a message too
-        short or unclear to place), else None (the default)."""
+        short or unclear to place), else the first their platform names that is one of
+        ``detect`` (``language_hints``), else None (the default)."""
         if inbound.language or self._languages is None or not self._languages.active:
             return inbound.language
-        return await self._conversations.language(received.conversation_id)
+        placed = await self._conversations.language(received.conversation_id)
+        return placed or self._languages.hinted(inbound.language_hints)
 
     @staticmethod
     def _finished_in_background(task: asyncio.Task[Outcome]) -> None:

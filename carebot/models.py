@@ -114,6 +114,11 @@ class InboundMessage:
     # the language detected in it (ISO 639-1), set by the inbox before it is stored; None: not
     # placed (adapters leave it: carebot/nlu/language.py)
     language: str | None = None
+    # the languages the platform says the customer uses, preferred first, as it writes them
+    # ("de-AT", "pt-br": Telegram's app language, the web chat visitor's browser languages):
+    # the bot speaks the first one it serves to a customer none of whose messages could be
+    # placed yet (a first "Hallo")
+    language_hints: tuple[str, ...] = ()
 
     @property
     def visibility(self) -> Visibility:

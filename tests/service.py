@@ -86,8 +86,9 @@ class Visitor:
         self._backlog: list[dict[str, Any]] = []
 
     async def hello(self, token: str | None = None, language: str | None = None) -> dict[str, Any]:
-        """Say hello as the widget does; ``language``: the one the widget chose."""
-        await self.ws.send_json({"type": "hello", "token": token, "language": language})
+        """Say hello as the widget does; ``language``: the one the visitor's browser prefers."""
+        frame = {"type": "hello", "token": token, "language": language}
+        await self.ws.send_json(frame | {"languages": [language] if language else []})
         frame = await self.receive()
         if frame["type"] == "welcome":
             self.token, self.history = frame["token"], frame["history"]

@@ -348,14 +348,38 @@ def settings(tmp_path: Path, intents_dir: Path) -> Settings:
     )
 
 
-def inbound(text: str, user: str) -> InboundMessage:
+def inbound(text: str, user: str, hint: str | None = None) -> InboundMessage:
     return InboundMessage(
         channel="test",
         external_user_id=user,
         external_message_id=f"m{next(_ids)}",
         text=text,
         sent_at=OPEN,
+        language_hints=(hint,) if hint else (),
     )
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        ("de-AT", GERMAN["rephrase"]),  # the platform's language, when detection cannot tell
+        ("it", None),  # not a language of detect: the default's
+        (None, None),
+    ],
+)
+async def test_the_platforms_language_speaks_to_a_customer_not_placed_yet(
+    runtime: Runtime,
+    channel: RecordingChannel,
+    settings: Settings,
+    hint: str | None,
+    expected: str | None,
+) -> None:
+    await runtime.inbox.receive(inbound("Hallo", "uwe", hint))  # too short to place
+    assert channel.sent[-1].text.endswith(expected or settings.messages.rephrase)
+    # once a message is placed, it wins over the platform's language
+    await runtime.inbox.receive(inbound("Where is my order? Please track my order", "uwe", hint))
+    await runtime.inbox.receive(inbound("hm", "uwe", hint))
+    assert channel.sent[-1].text == settings.messages.rephrase
 
 
 async def test_a_german_customer_is_answered_and_handed_over_in_german(

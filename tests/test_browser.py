@@ -382,6 +382,9 @@ async def test_the_widget_speaks_the_site_or_browser_language(
     )
     hello = next(frame for frame in hellos if frame["type"] == "hello")
     assert hello["language"] == expected
+    # the bot's hint: the site's language, then the browser's
+    wanted = ["fr", locale] if site_says_french else [locale]
+    assert hello["languages"][: len(wanted)] == wanted
 
 
 EVENING = datetime(2026, 11, 18, 20, 0, tzinfo=UTC)  # Wednesday, after hours (09:00-18:00 UTC)

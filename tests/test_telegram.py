@@ -15,8 +15,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot, Update
 
+from carebot.adapters.telegram import TelegramChannel
+from carebot.config import TelegramSettings
+from carebot.models import InboundMessage
 from carebot.server import Service
+from carebot.signing import Signer
 from carebot.store.tables import Message, OutboxRow
 from tests.conftest import Clock
 from tests.service import UPSET, count_rows, logged, running_service, service_settings
@@ -329,3 +334,22 @@ async def test_the_customer_is_told_who_joined_and_when_the_bot_is_back(
 async def _all_sent(session: AsyncSession) -> list[OutboxRow] | None:
     rows = list((await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all())
     return rows if len(rows) == 4 and all(r.status == "sent" for r in rows) else None
+
+
+@pytest.mark.parametrize("language_code", ["de", None])
+def test_the_customers_app_language_comes_as_a_hint(language_code: str | None) -> None:
+    """Telegram tells the language of the customer's app: the bot speaks it until one of their
+    messages can be placed (carebot.inbox)."""
+    update = text_update(CHAT, "Hallo")
+    update["message"]["from"]["language_code"] = language_code
+    keyboard = [[{"text": "Order status", "callback_data": "order_status"}]]
+    tapped = callback_update(CHAT, "order_status", message_id=7, keyboard=keyboard)
+    tapped["callback_query"]["from"]["language_code"] = language_code
+    bot = Bot("123:abc", base_url="http://127.0.0.1:9/bot")
+    settings = TelegramSettings(enabled=True)
+    channel = TelegramChannel(bot=bot, settings=settings, links=Signer(b"k" * 32, "file"))
+    for raw in (update, tapped):
+        event = channel.translate(Update.de_json(raw, bot))
+        assert isinstance(event, InboundMessage) and event.language_hints == (
+            (language_code,) if language_code else ()
+        )

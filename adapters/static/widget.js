@@ -110,12 +110,17 @@
    * browser's languages that has texts, else [languages] default. "de-AT" is German.
    */
   function widgetLanguage() {
-    const wanted = [attr("data-language"), ...(navigator.languages || [navigator.language])];
-    for (const tag of wanted) {
-      const code = String(tag || "").trim().toLowerCase().split(/[-_]/)[0];
-      if (code && Object.prototype.hasOwnProperty.call(TEXTS.by_language, code)) return code;
+    for (const tag of wantedLanguages()) {
+      const code = tag.toLowerCase().split(/[-_]/)[0];
+      if (Object.prototype.hasOwnProperty.call(TEXTS.by_language, code)) return code;
     }
     return TEXTS.default;
+  }
+
+  /** The site's data-language, then the browser's languages, preferred first. */
+  function wantedLanguages() {
+    const tags = [attr("data-language"), ...(navigator.languages || [navigator.language])];
+    return tags.map((tag) => String(tag || "").trim()).filter(Boolean).slice(0, 8);
   }
 
   function findScript() {
@@ -1299,7 +1304,8 @@
         prechat: cfg.prechat,
         pass: local.get(PASS_KEY) || null,
         page: lastPage,
-        language,
+        language, // the widget's, for the server's notices to this tab
+        languages: wantedLanguages(), // for the bot, until the customer's own words tell
       });
     });
     socket.addEventListener("message", (event) => {

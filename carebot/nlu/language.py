@@ -16,6 +16,7 @@ at 0.64, "Mein Paket ist nie angekommen" German at 0.99, "ok" English at 0.45 ag
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from carebot.config import LanguageSettings
@@ -45,6 +46,17 @@ class LanguageDetector:
     def active(self) -> bool:
         """Whether messages are told apart at all (two languages or more)."""
         return self._detector is not None
+
+    def hinted(self, hints: Sequence[str]) -> str | None:
+        """The first language of a platform's ``hints`` ("de-AT": "de") that is one of
+        ``detect``; else None."""
+        if self._detector is None:
+            return None
+        for hint in hints:
+            code = hint.strip().lower().replace("_", "-").split("-")[0]
+            if code in self._settings.detect:
+                return code
+        return None
 
     def detect(self, text: str) -> str | None:
         """The ISO 639-1 code of ``text``'s language when detection is sure of it; None when it
