@@ -78,7 +78,37 @@ class EmotionSettings(_Section):
     mild_threshold: Unit = 0.5
     shouting: Unit = 0.0
     exclamations: Unit = 0.0
-    escalation_words: tuple[str, ...] = ("lawyer", "attorney", "sue", "court", "chargeback", "scam")
+    # words that set the signal to at least 0.9: one list for every message, or a list per
+    # language ({"en": [...], "de": [...]}: a message is matched against its language's)
+    escalation_words: tuple[str, ...] | Mapping[str, tuple[str, ...]] = (
+        "lawyer",
+        "attorney",
+        "sue",
+        "court",
+        "chargeback",
+        "scam",
+    )
+
+    @field_validator("escalation_words")
+    @classmethod
+    def _escalation_languages(
+        cls, value: tuple[str, ...] | Mapping[str, tuple[str, ...]]
+    ) -> tuple[str, ...] | Mapping[str, tuple[str, ...]]:
+        if isinstance(value, Mapping):
+            for code in value:
+                if language_code(code) != code:
+                    raise ValueError(f"write the language code in lower case: {code.lower()!r}")
+        return value
+
+    def escalation_words_in(self, language: str | None) -> tuple[str, ...]:
+        """The escalation words a message in ``language`` is matched against: the one list, or
+        that language's (none for a language without a list; every list's for None)."""
+        words = self.escalation_words
+        if not isinstance(words, Mapping):
+            return words
+        if language is None:
+            return tuple(word for listed in words.values() for word in listed)
+        return tuple(words.get(language, ()))
 
 
 class LanguageSettings(_Section):

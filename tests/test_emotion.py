@@ -44,3 +44,33 @@ def test_escalation_words_match_whole_words_only() -> None:
 def test_signal_stays_in_range() -> None:
     signal = scorer.score("THIS IS THE WORST, MOST HORRIBLE SERVICE EVER!!! LAWYER!!!")
     assert signal.value == 1.0
+
+
+PER_LANGUAGE = EmotionScorer(
+    EmotionSettings(
+        escalation_words={"en": ("court", "lawyer"), "fr": ("dégoûtant", "avocat")}, head=False
+    ),
+    use_head=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "escalated"),
+    [
+        ("see you in court", "en", True),
+        ("un délai très court, merci", "fr", False),  # French "court" is "short"
+        ("C'est DEGOUTANT", "fr", True),  # any case, with or without accents
+        ("je vais appeler mon avocat", "fr", True),
+        ("je vais appeler mon avocat", "de", False),  # no list for German: no words
+        ("mon avocat, my lawyer", None, True),  # not placed: any language's words
+    ],
+)
+def test_escalation_words_per_language(text: str, language: str | None, escalated: bool) -> None:
+    _, floor, cues = PER_LANGUAGE.rules(text, language)
+    assert (floor >= 0.9) is escalated
+    assert any(cue.startswith("escalation_word:") for cue in cues) is escalated
+
+
+def test_escalation_words_name_a_known_language() -> None:
+    with pytest.raises(ValueError, match="'xx' is not a language code"):
+        EmotionSettings(escalation_words={"xx": ("scam",)})

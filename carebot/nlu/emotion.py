@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +79,8 @@ class EmotionScorer:
         self._vader = SentimentIntensityAnalyzer()
         self._shouting = settings.shouting
         self._exclamations = settings.exclamations
-        words = sorted({w.casefold() for w in settings.escalation_words if w.strip()})
-        pattern = "|".join(re.escape(w) for w in words)
-        self._escalation = re.compile(rf"\b({pattern})\b", re.IGNORECASE) if words else None
+        self._settings = settings
+        self._escalation: dict[str | None, re.Pattern[str] | None] = {}
         self.head = EmotionHead.load(head_weights, dim=dim, model=model) if use_head else None
         if self.head is not None and target not in self.head.targets:
             raise ConfigError(
@@ -113,7 +113,7 @@ class EmotionScorer:
         compound = scores["compound"]
         if compound < 0:
             cues.append("negative_sentiment")
-        bonuses, floor, rule_cues = self.rules(text)
+        bonuses, floor, rule_cues = self.rules(text, language)
         frustration = 0.0
         if embedding is not None and self.head is not None:
             inputs = self._inputs(text, scores)
@@ -131,8 +131,10 @@ class EmotionScorer:
             round(value, 4), tuple(cues + rule_cues), round(max(frustration, value), 4)
         )
 
-    def rules(self, text: str) -> tuple[list[float], float, list[str]]:
-        """The intensity rules: what they add to the signal, the floor they set, their cues."""
+    def rules(self, text: str, language: str | None = None) -> tuple[list[float], float, list[str]]:
+        """The intensity rules: what they add to the signal, the floor they set, their cues.
+        ``language``: the message's, for ``[emotion] escalation_words`` given per language
+        (None: any language's words)."""
         bonuses: list[float] = []
         floor, cues = 0.0, []
         if _is_shouting(text):
@@ -141,16 +143,32 @@ class EmotionScorer:
         if _EXCLAMATIONS.search(text):
             bonuses.append(self._exclamations)
             cues.append("exclamations")
-        if self._escalation and (found := self._escalation.search(text)):
+        escalation = self._escalation_words(language)
+        if escalation and (found := escalation.search(plain(text))):
             floor = ESCALATION_FLOOR
-            cues.append(f"escalation_word:{found.group(1).casefold()}")
+            cues.append(f"escalation_word:{found.group(1)}")
         return bonuses, floor, cues
+
+    def _escalation_words(self, language: str | None) -> re.Pattern[str] | None:
+        """The escalation words for ``language`` as one pattern (compiled once per language):
+        whole words, in any case, with or without accents."""
+        if language not in self._escalation:
+            words = {plain(w) for w in self._settings.escalation_words_in(language) if w.strip()}
+            pattern = "|".join(re.escape(w) for w in sorted(words))
+            self._escalation[language] = re.compile(rf"\b({pattern})\b") if words else None
+        return self._escalation[language]
 
     def _inputs(self, text: str, polarity: dict[str, float]) -> np.ndarray:
         """The head's text features, in its order."""
         assert self.head is not None
         values = text_features(text, self._vader, polarity)
         return np.array([values[name] for name in self.head.features], dtype=np.float32)
+
+
+def plain(text: str) -> str:
+    """``text`` case-folded, without accents: "Dégoûtant" and "degoutant" read the same."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in folded if not unicodedata.combining(c))
 
 
 NEUTRAL = {"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}  # VADER's scores of "ok"
