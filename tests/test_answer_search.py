@@ -173,4 +173,39 @@ def test_hits_as_json(search: AnswerSearch) -> None:
         "answer": "Print the label from your account.",
         "score": pytest.approx(hit.score, abs=1e-4),
         "why": ["meaning", "words"],
+        "language": "en",
     }
+
+
+def test_answers_come_in_the_customers_language_where_written(tmp_path: Path) -> None:
+    folder = tmp_path / "intents"
+    folder.mkdir()
+    (folder / "returns.yaml").write_text(
+        "intents:\n"
+        "  - id: refunds\n"
+        "    title: {en: Refunds, de: Erstattungen}\n"
+        "    examples: [refund please, money back]\n"
+        "    answer:\n"
+        "      en: Refunds take 5 days at {shop}.\n"
+        "      de: Erstattungen dauern 5 Tage bei {shop}.\n"
+        "  - id: returns\n"
+        "    examples: [return an item, send it back]\n"
+        "    answer: Send it back within 30 days.\n",
+        encoding="utf-8",
+    )
+    settings = make_settings(
+        tmp_path,
+        placeholders={"shop": "Northwind", "de": {"shop": "Nordwind"}},
+        matcher={"intents_dir": str(folder)},
+    )
+    search = searcher(settings, load_intents(folder, settings.placeholders))
+    (refunds,) = search.search("refund money back", 5, "de")
+    assert refunds.answer == "Erstattungen dauern 5 Tage bei Nordwind."
+    assert (refunds.title, refunds.language) == ("Erstattungen", "de")
+    # not written in German: the default's, and the hit says so
+    (returns,) = search.search("return an item", 5, "de")
+    assert (returns.answer, returns.language) == ("Send it back within 30 days.", "en")
+    (english,) = search.search("refund money back")
+    assert english.answer == "Refunds take 5 days at Northwind." and english.language == "en"
+    # the German answer's words find it too
+    assert [hit.intent for hit in search.search("Erstattungen", 5, "de")] == ["refunds"]

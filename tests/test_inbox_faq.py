@@ -62,7 +62,7 @@ async def test_the_search_answers_hits_as_json(
     assert status == 200
     assert body["query"] == "where is my order"
     first = body["hits"][0]
-    assert set(first) == {"intent", "title", "answer", "score", "why"}
+    assert set(first) == {"intent", "title", "answer", "score", "why", "language"}
     assert first["intent"] == "order_status" and first["title"] == "Order status"
     assert first["answer"] == "Track it at https://track.example."  # placeholder filled in
     assert first["score"] == pytest.approx(1.0, abs=1e-4) and first["why"] == ["meaning", "words"]
@@ -81,6 +81,8 @@ async def test_the_search_answers_hits_as_json(
         ({"q": "my", "limit": "0"}, 400, None),
         ({"q": "my", "limit": "two"}, 400, None),
         ({"q": "my", "limit": "21"}, 400, None),
+        ({"q": "my", "limit": "2", "language": "de"}, 200, 2),  # none in German: English ones
+        ({"q": "my", "language": "xx"}, 400, None),
     ],
 )
 async def test_the_search_query(
@@ -95,9 +97,11 @@ async def test_the_search_query(
     answered, body = await faq(browser, server, **query)
     assert answered == status
     if hits is None:
-        assert "limit must be a whole number from 1 to 20" in body
+        wrong = "language" if "language" in query else "limit"
+        assert f"{wrong} must be" in body
     else:
         assert len(body["hits"]) == hits
+        assert all(hit["language"] == "en" for hit in body["hits"])
 
 
 async def test_the_conversation_page_has_the_search_box_beside_the_reply(

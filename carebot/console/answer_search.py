@@ -8,8 +8,12 @@ Two searches, merged:
   ``draft_threshold``, else ``[matcher] draft_threshold``: what the bot would draft that
   answer for) is found;
 * by words: every word typed (casefolded) begins a word of the intent's title, id, tags,
-  examples or answer (as the agent sees it, placeholders filled in), so "refund" finds the
-  refund answer even when a word or two carry little meaning to the model.
+  examples or answer (as the agent sees it, placeholders filled in; titles and answers in
+  every language written), so "refund" finds the refund answer even when a word or two carry
+  little meaning to the model.
+
+Answers come in the customer's language when the intent has one in it (the inbox asks in the
+conversation's language), else in ``[languages] default``'s; each hit says which.
 
 An answer holding every word typed comes first, then the others by meaning; within each, the
 closer meaning first. Intents without an answer, and the human-handoff intent (``[triage]
@@ -51,6 +55,7 @@ class Hit:
     answer: str
     score: float
     why: tuple[Why, ...]
+    language: str = ""  # the answer's (ISO 639-1)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -59,6 +64,7 @@ class Hit:
             "answer": self.answer,
             "score": round(self.score, 4),
             "why": list(self.why),
+            "language": self.language,
         }
 
 
@@ -67,7 +73,7 @@ class _Offered:
     """An intent that may be offered: its rendered answer and the sorted words it holds."""
 
     intent: Intent
-    answer: str
+    answers: dict[str, str]  # by language, placeholders filled in; the default's first
     words: tuple[str, ...]
     floor: float  # the meaning score at which it is found without the words
 
@@ -92,14 +98,15 @@ class AnswerSearch:
         self._in_model_thread = in_model_thread
         self._indexed: tuple[IntentSet, list[_Offered | None]] | None = None
 
-    def search(self, words: str, limit: int = 5) -> list[Hit]:
-        """The best ``limit`` answers for ``words``, encoding them in this thread."""
+    def search(self, words: str, limit: int = 5, language: str | None = None) -> list[Hit]:
+        """The best ``limit`` answers for ``words``, encoding them in this thread; in
+        ``language`` where written (None: the default's)."""
         if not words.strip() or limit < 1:
             return []
         matcher = self._matcher()
-        return self._rank(matcher, matcher.encoder.encode([words]), words, limit)
+        return self._rank(matcher, matcher.encoder.encode([words]), words, limit, language)
 
-    async def find(self, words: str, limit: int = 5) -> list[Hit]:
+    async def find(self, words: str, limit: int = 5, language: str | None = None) -> list[Hit]:
         """:meth:`search`, the words encoded in the model's thread (``in_model_thread``)."""
         if not words.strip() or limit < 1:
             return []
@@ -109,10 +116,13 @@ class AnswerSearch:
             vector = encode()
         else:
             vector = await self._in_model_thread(encode)
-        return self._rank(matcher, vector, words, limit)
+        return self._rank(matcher, vector, words, limit, language)
 
-    def _rank(self, matcher: Matcher, vector: np.ndarray, words: str, limit: int) -> list[Hit]:
+    def _rank(
+        self, matcher: Matcher, vector: np.ndarray, words: str, limit: int, language: str | None
+    ) -> list[Hit]:
         offered = self._offered(matcher.intents)
+        default = self._settings.languages.default
         if not any(offered):
             return []
         scores = matcher.scores(np.asarray(vector, dtype=np.float32))[0]
@@ -127,8 +137,10 @@ class AnswerSearch:
             if typed and item.has_all(typed):
                 why.append("words")
             if why:
-                hit = Hit(item.intent.id, item.intent.label, item.answer, float(score), tuple(why))
-                hits.append(hit)
+                said = language if language in item.answers else next(iter(item.answers))
+                title = item.intent.label_in(None if said == default else said)
+                answer = item.answers[said]
+                hits.append(Hit(item.intent.id, title, answer, float(score), tuple(why), said))
         hits.sort(key=lambda h: ("words" in h.why, h.score), reverse=True)
         return hits[:limit]
 
@@ -137,20 +149,25 @@ class AnswerSearch:
         the intents are reloaded."""
         if self._indexed is not None and self._indexed[0] is intents:
             return self._indexed[1]
-        placeholders = self._settings.placeholders
+        default = self._settings.languages.default
         human = self._settings.triage.human_intent
         offered: list[_Offered | None] = []
         for intent in intents.intents:
             if not intent.answer.strip() or intent.id == human:
                 offered.append(None)
                 continue
-            answer = intent.render_answer(placeholders)
-            texts = [intent.label, intent.id.replace("_", " "), *intent.tags]
-            texts += [*intent.examples, answer]
+            answers = {
+                code: intent.render_answer(
+                    self._settings.placeholders_in(code), None if code == default else code
+                )
+                for code in intent.written_in(default)
+            }
+            texts = [intent.label, *dict(intent.titles).values(), intent.id.replace("_", " ")]
+            texts += [*intent.tags, *intent.examples, *answers.values()]
             found = {word for text in texts for word in _WORD.findall(text.casefold())}
             floor = intent.draft_threshold
             if floor is None:
                 floor = self._settings.matcher.draft_threshold
-            offered.append(_Offered(intent, answer, tuple(sorted(found)), floor))
+            offered.append(_Offered(intent, answers, tuple(sorted(found)), floor))
         self._indexed = (intents, offered)
         return offered

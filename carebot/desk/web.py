@@ -53,6 +53,7 @@ from carebot.desk.roster import Roster
 from carebot.desk.throttle import Locked, LoginThrottle, client_address
 from carebot.events import Event, EventHub
 from carebot.exceptions import PublicRefused, StoreError
+from carebot.language_tables import language_codes
 from carebot.store.assignments import Assignments
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import OwnedByColleague
@@ -374,7 +375,8 @@ class AgentInbox:
     # --- FAQ answers for the reply ---------------------------------------------------------
 
     async def _faq(self, request: web.Request) -> web.StreamResponse:
-        """The answers matching ``q`` (at most ``limit``, default 5), best first."""
+        """The answers matching ``q`` (at most ``limit``, default 5), best first; in
+        ``language`` where written."""
         if await self._sessions.read(request) is None:
             raise web.HTTPUnauthorized(text="Log in again: your session has ended.")
         assert self._answers is not None  # mounted only with a search
@@ -384,7 +386,11 @@ class AgentInbox:
             raise web.HTTPBadRequest(
                 text=f"limit must be a whole number from 1 to {FAQ_MAX_LIMIT}, not {limit!r}"
             )
-        hits = await self._answers.find(words, int(limit))
+        # the conversation's language (the page's badge): answers in it where written
+        language = request.query.get("language") or None
+        if language is not None and language not in language_codes():
+            raise web.HTTPBadRequest(text=f"language must be an ISO 639-1 code, not {language!r}")
+        hits = await self._answers.find(words, int(limit), language)
         return web.json_response(
             {"query": words, "hits": [hit.as_json() for hit in hits]},
             headers={"Cache-Control": "no-store"},

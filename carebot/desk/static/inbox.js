@@ -575,12 +575,27 @@
     const title = document.createElement("span");
     title.className = "faq-title";
     title.textContent = hit.title;
+    if (hit.language && customerLanguage()) {
+      // The answer's language: the customer's where the intent has it, else the default's.
+      const tag = document.createElement("span");
+      tag.className = "faq-language msg-language";
+      tag.dataset.language = hit.language;
+      tag.textContent = hit.language;
+      tag.title = hit.language === customerLanguage() ? "In the customer's language" : "Not written in the customer's language";
+      title.append(" ", tag);
+    }
     const answer = document.createElement("span");
     answer.className = "faq-answer";
     answer.textContent = hit.answer;
     btn.append(title, answer);
     li.append(btn);
     return li;
+  }
+
+  /** The customer's language, as the conversation's header badge names it ("" when none). */
+  function customerLanguage() {
+    const badge = $("#conv-language");
+    return badge ? badge.dataset.language || "" : "";
   }
 
   async function faqSearch(words) {
@@ -595,7 +610,9 @@
     }
     let text;
     try {
-      const res = await fetch(`/inbox/faq?q=${encodeURIComponent(words)}`, {
+      const language = customerLanguage();
+      const asked = `/inbox/faq?q=${encodeURIComponent(words)}` + (language ? `&language=${encodeURIComponent(language)}` : "");
+      const res = await fetch(asked, {
         credentials: "same-origin",
         cache: "no-store",
         headers: { Accept: "application/json" },
