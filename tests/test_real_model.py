@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from carebot.config import Settings, load_settings
-from carebot.models import DecisionKind, Reason
+from carebot.models import Decision, DecisionKind, Reason
 from carebot.nlu.encoder import SentenceTransformerEncoder
 from carebot.nlu.intents import load_intents
 from carebot.nlu.model_export import export_model
@@ -117,6 +117,14 @@ def triage(settings: Settings) -> Iterator[Triage]:
     yield build_triage(settings, encoder)
 
 
+def decide_all(triage: Triage, texts: list[str], context: TriageContext) -> list[Decision]:
+    """Each text decided as :meth:`Triage.decide` would, the texts encoded in batches (as the
+    service batches messages; test_batched_and_single_encoding_agree holds the two equal):
+    hundreds of single torch calls took minutes of CI."""
+    matches = triage.matcher.match_many(texts)
+    return [triage.decide_matched(t, m, context) for t, m in zip(texts, matches, strict=True)]
+
+
 def test_both_backends_make_the_same_decisions(export: Path) -> None:
     """On every example of the shipped intents and every paraphrase above: the same kind,
     intent and reasons, scores within tests/decisions.py's tolerance (a message within that
@@ -127,8 +135,7 @@ def test_both_backends_make_the_same_decisions(export: Path) -> None:
     decided = []
     for encoder in (SentenceTransformerEncoder("all-MiniLM-L6-v2"), OnnxEncoder(export)):
         triage = build_triage(shipped, encoder)
-        context = TriageContext(now=NOW)
-        decided.append([triage.decide(text, context) for text in texts])
+        decided.append(decide_all(triage, texts, TriageContext(now=NOW)))
     result = compare_decisions("torch vs ONNX", texts, *decided, triage, shipped)
     assert result.compared == len(texts) > 400
     record(result)
@@ -224,7 +231,7 @@ def test_the_shipped_calm_examples_stay_with_the_bot(triage: Triage) -> None:
     talk_to_human) are flagged emotional (bench/upset.py reports the share; its goal is 2%)."""
     intents = triage.matcher.intents.intents
     texts = [e for i in intents if i.id not in ("complaint", "talk_to_human") for e in i.examples]
-    context = TriageContext(now=NOW)
-    flagged = [t for t in texts if Reason.EMOTIONAL in triage.decide(t, context).reasons]
+    decisions = decide_all(triage, texts, TriageContext(now=NOW))
+    flagged = [t for t, d in zip(texts, decisions, strict=True) if Reason.EMOTIONAL in d.reasons]
     assert len(texts) > 400
     assert len(flagged) < 0.03 * len(texts), flagged
