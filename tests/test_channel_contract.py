@@ -133,6 +133,7 @@ async def telegram_rig() -> AsyncIterator[Rig]:
             links=Signer(KEY, "telegram-file"),
             public_url="https://care.example",
             webhook_secret=SECRET,
+            pacer=Pacer(10.0),  # as the Meta rigs: Telegram's one a second per chat is slow
         )
         app = web.Application()
         channel.mount(app)
