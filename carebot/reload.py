@@ -129,7 +129,7 @@ class IntentReloader:
             started = time.perf_counter()
             cfg = self._settings
             intents, problems = await asyncio.to_thread(
-                partial(read_intents, language=cfg.languages.default),
+                partial(read_intents, language=cfg.languages.default, served=cfg.languages.detect),
                 self.directory,
                 cfg.placeholders,
                 self._parsed,

@@ -148,7 +148,8 @@ def build_triage(
 ) -> Triage:
     folder = settings.path(settings.matcher.intents_dir)
     language = settings.languages.default
-    intents = load_intents(folder, settings.placeholders, parsed, language=language)
+    served = settings.languages.detect
+    intents = load_intents(folder, settings.placeholders, parsed, language=language, served=served)
     if cache is None:  # not `or`: an empty cache is falsy
         cache = embedding_cache(settings, encoder)
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=intents, cache=cache)

@@ -123,7 +123,12 @@ def evaluate(
     rows = read_labelled(test_file, TEST_KEYS).rows
     if not rows:
         raise DataError(f"{test_file}: no test rows")
-    loaded = load_intents(intents_dir, settings.placeholders, language=settings.languages.default)
+    loaded = load_intents(
+        intents_dir,
+        settings.placeholders,
+        language=settings.languages.default,
+        served=settings.languages.detect,
+    )
     intents = with_stand_in_answers(loaded)
     cache = embedding_cache(settings, encoder)
     texts, _ = intents.examples()

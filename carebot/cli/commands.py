@@ -32,4 +32,5 @@ def check_intents_first(settings: Settings) -> None:
         settings.placeholders,
         parsed,
         language=settings.languages.default,
+        served=settings.languages.detect,
     )

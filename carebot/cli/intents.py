@@ -133,7 +133,10 @@ def _intents_preview(args: argparse.Namespace) -> int:
         raise CarebotError(f"--limit must be at least 1 (got {args.limit})")
     settings = load_settings(args.config)
     edited, problems = read_intents(
-        args.directory, settings.placeholders, language=settings.languages.default
+        args.directory,
+        settings.placeholders,
+        language=settings.languages.default,
+        served=settings.languages.detect,
     )
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
@@ -153,6 +156,7 @@ def _intents_preview(args: argparse.Namespace) -> int:
         settings.placeholders,
         parsed,
         language=settings.languages.default,
+        served=settings.languages.detect,
     )
     live = Matcher.configured(settings.matcher, encoder=encoder, intents=live_intents, cache=cache)
     emotion = emotion_scorer(settings, encoder)
@@ -187,7 +191,12 @@ def _intents_tune(args: argparse.Namespace) -> int:
         raise CarebotError(f"--epochs must be at least 1 (got {args.epochs})")
     settings = load_settings(args.config)
     folder = args.intents or settings.path(settings.matcher.intents_dir)
-    intents = load_intents(folder, settings.placeholders, language=settings.languages.default)
+    intents = load_intents(
+        folder,
+        settings.placeholders,
+        language=settings.languages.default,
+        served=settings.languages.detect,
+    )
     with tqdm(desc="tuning", unit="step", file=sys.stderr) as bar:
         tuned = tune(
             intents,

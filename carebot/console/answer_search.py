@@ -163,7 +163,7 @@ class AnswerSearch:
                 for code in intent.written_in(default)
             }
             texts = [intent.label, *dict(intent.titles).values(), intent.id.replace("_", " ")]
-            texts += [*intent.tags, *intent.examples, *answers.values()]
+            texts += [*intent.tags, *(ex for ex, _ in intent.all_examples()), *answers.values()]
             found = {word for text in texts for word in _WORD.findall(text.casefold())}
             floor = intent.draft_threshold
             if floor is None:

@@ -138,7 +138,10 @@ class IntentFiles:
         return self._read(self._directory)[0]
 
     def _read(self, folder: Path) -> tuple[IntentSet, list[Problem]]:
-        return read_intents(folder, self._placeholders, language=self._languages.default)
+        languages = self._languages
+        return read_intents(
+            folder, self._placeholders, language=languages.default, served=languages.detect
+        )
 
     def read(self, name: str) -> IntentFile:
         """The file ``name`` (relative to the folder) as it is now."""
@@ -341,6 +344,9 @@ def _clean(intent: Intent) -> Intent:
     return dataclasses.replace(
         intent,
         examples=tuple(e.strip() for e in intent.examples),
+        other_examples=tuple(
+            (code, tuple(e.strip() for e in texts)) for code, texts in intent.other_examples
+        ),
         answer=intent.answer.strip(),
         answers=tuple((code, text.strip()) for code, text in intent.answers),
         titles=tuple((code, text.strip()) for code, text in intent.titles),

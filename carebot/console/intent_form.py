@@ -5,8 +5,9 @@ field they concern.
 Examples are one per line; tags are separated by commas; a threshold is a number from 0 to 1,
 or empty for the global one. The title and answer are in the default language (``[languages]
 default``); beside them, one field of each per other language (``title_<code>``,
-``answer_<code>``): those of ``[languages] detect`` and any the intent is written in. An intent
-with a translation is written with its title or answer per language; one without, as plain text.
+``answer_<code>``, ``examples_<code>``): those of ``[languages] detect`` and any the intent is
+written in. An intent with a translation is written with its title, answer or examples per
+language; one without, as plain text.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from carebot.config import LanguageSettings
-from carebot.nlu.intents import Intent, Problem, Texts
+from carebot.nlu.intents import Examples, Intent, Problem, Texts
 
 FIELDS = (
     "id",
@@ -32,7 +33,8 @@ FIELDS = (
 )
 FLAG_ON = ("on", "true", "1", "yes")
 ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-TRANSLATED = re.compile(r"^(title|answer)_([a-z]{2})$")  # a posted field in another language
+# a posted field in another language
+TRANSLATED = re.compile(r"^(title|answer|examples)_([a-z]{2})$")
 
 
 @dataclass
@@ -50,10 +52,12 @@ class IntentForm:
     handoff: bool = False
     public: bool = False  # may be answered under a public comment
     personal_data: bool = False  # needs the customer's details: public questions go private
-    # the other languages shown (ISO 639-1), and the title and answer typed in each
+    # the other languages shown (ISO 639-1), and the title, answer and examples (one per line)
+    # typed in each
     languages: tuple[str, ...] = ()
     titles: dict[str, str] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
+    other_examples: dict[str, str] = field(default_factory=dict)
     original_id: str = ""  # the intent as it is in the file (empty: a new intent)
     stamp: str = ""  # the file's version stamp when the form was opened
     proposal: str = ""  # the proposal this edit comes from, if any
@@ -69,15 +73,17 @@ class IntentForm:
         default = languages.default
         intent = intent.in_default(default)
         titles, answers = dict(intent.titles), dict(intent.answers)
+        examples = {code: "\n".join(texts) for code, texts in intent.other_examples}
         return cls(
             id=intent.id,
             title=intent.title,
             file=file,
             examples="\n".join(intent.examples),
             answer=intent.answer,
-            languages=shown_languages(languages, {*titles, *answers}),
+            languages=shown_languages(languages, {*titles, *answers, *examples}),
             titles=titles,
             answers=answers,
+            other_examples=examples,
             tags=", ".join(intent.tags),
             answer_threshold=_number(intent.answer_threshold),
             draft_threshold=_number(intent.draft_threshold),
@@ -95,12 +101,12 @@ class IntentForm:
         def text(name: str) -> str:
             return str(data.get(name, "")).replace("\r\n", "\n")
 
-        translated: dict[str, dict[str, str]] = {"title": {}, "answer": {}}
+        translated: dict[str, dict[str, str]] = {"title": {}, "answer": {}, "examples": {}}
         for name in data:
             found = TRANSLATED.match(str(name))
             if found:
                 translated[found[1]][found[2]] = text(str(name)).strip()
-        shown = tuple(dict.fromkeys([*translated["title"], *translated["answer"]]))
+        shown = tuple(dict.fromkeys(code for typed in translated.values() for code in typed))
         return cls(
             id=text("id").strip(),
             title=text("title").strip(),
@@ -116,6 +122,7 @@ class IntentForm:
             languages=shown,
             titles=translated["title"],
             answers=translated["answer"],
+            other_examples=translated["examples"],
             original_id=text("original_id").strip(),
             stamp=text("stamp").strip(),
             proposal=text("proposal").strip(),
@@ -155,6 +162,7 @@ class IntentForm:
             title=self.title,
             answers=_translations(default, self.answers),
             titles=_translations(default, self.titles),
+            other_examples=_examples_in(default, self.other_examples),
             answer_threshold=thresholds["answer_threshold"],
             draft_threshold=thresholds["draft_threshold"],
             handoff=self.handoff,
@@ -227,6 +235,16 @@ def shown_languages(languages: LanguageSettings, written: Iterable[str]) -> tupl
 def _translations(default: str, typed: Mapping[str, str]) -> Texts:
     """The texts typed in the other languages (an empty field: none in that language)."""
     return tuple((code, text) for code, text in typed.items() if text and code != default)
+
+
+def _examples_in(default: str, typed: Mapping[str, str]) -> Examples:
+    """The examples typed in the other languages, one per line (an empty field: none)."""
+    found = []
+    for code, text in typed.items():
+        lines = tuple(line.strip() for line in text.splitlines() if line.strip())
+        if lines and code != default:
+            found.append((code, lines))
+    return tuple(found)
 
 
 def _number(value: float | None) -> str:

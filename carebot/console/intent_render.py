@@ -50,7 +50,7 @@ def render(
             lines = _field(key, values[key], intent, style)
             lines[0] += comments.end_of_line.get(anchor, "")
             if key == "examples":
-                lines = lines[:1] + _examples(intent, style, comments)
+                lines = lines[:1] + _examples(intent, language, style, comments)
         out.extend(" " * style.fields + c for c in comments.above.get(anchor, []))
         out.extend(lines)
         placed.add(anchor)
@@ -104,7 +104,7 @@ def _values(intent: Intent, keys: tuple[str, ...], language: str) -> dict[str, o
     for key in ("answer_threshold", "draft_threshold"):
         if getattr(intent, key) is not None:
             values[key] = getattr(intent, key)
-    values["examples"] = intent.examples
+    values["examples"] = _examples_value(intent, language)
     if intent.answers:
         values["answer"] = _text(language, intent.answer, intent.answers)
     elif intent.answer:
@@ -124,7 +124,7 @@ def _field(key: str, value: object, intent: Intent, style: Style) -> list[str]:
     if key in ("answer_threshold", "draft_threshold"):
         return [f"{pad}{key}: {value!r}"]
     if key == "examples":
-        return [f"{pad}examples:" if intent.examples else f"{pad}examples: []"]
+        return [f"{pad}examples:" if value else f"{pad}examples: []"]
     if isinstance(value, tuple):  # per language: answer or title
         inner = style.fields + 2
         lines = [f"{pad}{key}:"]
@@ -139,10 +139,33 @@ def _field(key: str, value: object, intent: Intent, style: Style) -> list[str]:
     return [f"{pad}{key}: {scalar(str(value), style)}"]
 
 
-def _examples(intent: Intent, style: Style, comments: Comments) -> list[str]:
-    pad = " " * style.items
+def _examples_value(intent: Intent, language: str) -> object:
+    """The examples as written: a list, or (language, examples) pairs when given per language,
+    the default's first."""
+    if not intent.other_examples:
+        return intent.examples
+    others = intent.other_examples
+    return ((language, intent.examples), *others) if intent.examples else others
+
+
+def _examples(intent: Intent, language: str, style: Style, comments: Comments) -> list[str]:
+    """The examples' lines (a list under ``examples:``, or a list under each language)."""
+    if not intent.other_examples:
+        return _example_items(intent.examples, " " * style.items, style, comments)
+    lists = [(language, intent.examples)] if intent.examples else []
+    lists += list(intent.other_examples)
     lines: list[str] = []
-    for example in intent.examples:
+    for code, texts in lists:
+        lines.append(f"{' ' * (style.fields + 2)}{code}:")
+        lines.extend(_example_items(texts, " " * (style.fields + 4), style, comments))
+    return lines
+
+
+def _example_items(
+    examples: tuple[str, ...], pad: str, style: Style, comments: Comments
+) -> list[str]:
+    lines: list[str] = []
+    for example in examples:
         anchor = f"example:{example}"
         lines.extend(pad + c for c in comments.above.pop(anchor, []))
         lines.append(f"{pad}- {scalar(example, style)}{comments.end_of_line.pop(anchor, '')}")

@@ -178,10 +178,19 @@ def _values(node: Any) -> dict[str, object]:
         "personal_data": node.get("personal_data", False),
         "answer_threshold": node.get("answer_threshold"),
         "draft_threshold": node.get("draft_threshold"),
-        "examples": tuple(str(e).strip() for e in node.get("examples") or ()),
+        "examples": _examples(node.get("examples")),
         "answer": _text(node.get("answer")),
     }
     return {k: v for k, v in read.items() if k in node}
+
+
+def _examples(value: Any) -> object:
+    """The examples as read: a tuple, or (language, examples) pairs when given per language."""
+    if isinstance(value, dict):
+        return tuple(
+            (str(code), tuple(str(e).strip() for e in texts or ())) for code, texts in value.items()
+        )
+    return tuple(str(e).strip() for e in value or ())
 
 
 def _text(value: Any, *, strip: bool = True) -> object:
@@ -244,7 +253,7 @@ def _trim(lines: list[str], start: int, end: int, dash: int) -> int:
 def _style(lines: list[str], node: Any, dash: int, fields: int, text: str) -> Style:
     items = fields + 2
     examples = node.get("examples")
-    if hasattr(examples, "lc") and len(examples):
+    if hasattr(examples, "lc") and len(examples) and not isinstance(examples, dict):
         items = _indent(lines[_dash_line(lines, examples.lc.item(0)[0])])
     answer = "plain"
     if "answer" in node:
@@ -272,9 +281,10 @@ def _after_colon(line: str, key: str) -> str:
 def _comments(lines: list[str], node: Any, start: int, end: int, style: Style) -> Comments:
     anchors: dict[int, str] = {node.lc.key(k)[0]: f"field:{k}" for k in node}
     examples = node.get("examples")
-    if hasattr(examples, "lc"):
-        for i, example in enumerate(examples):
-            anchors.setdefault(examples.lc.item(i)[0], f"example:{str(example).strip()}")
+    lists = list(examples.values()) if isinstance(examples, dict) else [examples]
+    for listed in (found for found in lists if hasattr(found, "lc")):
+        for i, example in enumerate(listed):
+            anchors.setdefault(listed.lc.item(i)[0], f"example:{str(example).strip()}")
     found, pending, block = Comments(), list[str](), False
     for number in range(start, end):
         text = lines[number].rstrip("\r\n")

@@ -41,7 +41,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import WSMsgType, web
 
 from carebot.agents import AgentDesk
-from carebot.config import PublicSettings
+from carebot.config import PublicSettings, language_codes
 from carebot.console.answer_search import AnswerSearch
 from carebot.desk.auth import Agents, Session, Sessions, login_csrf, same_origin
 from carebot.desk.case_tools import CaseTools
@@ -53,7 +53,6 @@ from carebot.desk.roster import Roster
 from carebot.desk.throttle import Locked, LoginThrottle, client_address
 from carebot.events import Event, EventHub
 from carebot.exceptions import PublicRefused, StoreError
-from carebot.language_tables import language_codes
 from carebot.store.assignments import Assignments
 from carebot.store.emotion_labels import EmotionLabelStore
 from carebot.store.handoffs import OwnedByColleague

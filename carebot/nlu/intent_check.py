@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from carebot.config import LanguageSettings, Settings
-from carebot.language_tables import LanguageTables
+from carebot.config import LanguageSettings, LanguageTables, Settings
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intents import IntentSet, Problem, Severity, read_intents
 from carebot.nlu.language import language_name
@@ -39,7 +38,9 @@ def check_intents(
     at these intents' examples and at the examples they come closer to than their own (an
     edit of one intent: its cost grows with the folder's size, not with its square)."""
     languages = languages or LanguageSettings()
-    intents, problems = read_intents(directory, placeholders, language=languages.default)
+    intents, problems = read_intents(
+        directory, placeholders, language=languages.default, served=languages.detect
+    )
     problems.extend(_missing_languages(intents, languages, directory))
     for intent in intents.intents:
         if len(intent.examples) < MIN_EXAMPLES:
@@ -181,8 +182,7 @@ def conflicts(
         rows = np.flatnonzero(mine | closer)
     sims = vectors[rows] @ vectors.T
     sims[np.arange(len(rows)), rows] = -np.inf
-    lines = [line for intent in intents.intents for line in intent.example_lines]
-    files = [intent.file for intent in intents.intents for _ in intent.examples]
+    places = intents.example_places()
     found = []
     for row, i in enumerate(rows):
         text, label = texts[i], labels[i]
@@ -194,8 +194,8 @@ def conflicts(
             own_text = f"{own_best:.2f}" if own_best > -1 else "n/a"
             found.append(
                 Problem(
-                    files[i] or Path("?"),
-                    lines[i],
+                    places[i][0] or Path("?"),
+                    places[i][1],
                     f"example {text!r} of {label!r} is closer to {labels[j]!r} "
                     f"({texts[j]!r}: {sims[row][j]:.2f}) than to its own intent ({own_text})",
                     Severity.WARNING,

@@ -25,7 +25,16 @@ gets that language's answer (README, "Languages")::
           en: You can follow your order at {tracking_url}.
           de: Ihre Bestellung können Sie unter {tracking_url} verfolgen.
 
-Examples may be in any language. An intent without an ``answer`` is valid (imported data often
+``examples`` may be given per language too, as a mapping of ISO 639-1 codes to lists; a plain
+list is in the default language's. The default language's examples are always matched; another
+language's only when it is one customers are told apart in (``[languages] detect``), so a
+brand serving English alone is not matched against German sentences::
+
+        examples:
+          en: [where is my order, has my parcel shipped yet]
+          de: [wo ist meine Bestellung, ist mein Paket schon unterwegs]
+
+An intent without an ``answer`` is valid (imported data often
 has none yet): it can be evaluated, and ``carebot intents check`` warns about it. Any file may
 also hold a top-level ``out_of_scope:`` list of messages that no intent should answer (e.g. from
 an import); they are not intents and not matcher examples, only evaluation material (see
@@ -56,12 +65,12 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from carebot.config import language_codes
 from carebot.exceptions import IntentError
-from carebot.language_tables import language_codes
 from carebot.nlu.yaml_syntax import explain
 
 log = logging.getLogger(__name__)
-PARSED_FORMAT = 4  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
+PARSED_FORMAT = 5  # bump when what ParsedFiles keeps on disk changes (shape or problems found)
 
 REQUIRED = ("id", "examples")
 OPTIONAL = (
@@ -95,6 +104,7 @@ class Problem:
 
 
 Texts = tuple[tuple[str, str], ...]  # (language code, text), in the file's order
+Examples = tuple[tuple[str, tuple[str, ...]], ...]  # (language code, examples), file's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,9 @@ class Intent:
     titles: Texts = ()
     # that of `answer` and `title` (the default's, once read_intents set it)
     language: str = field(default="", compare=False)
+    # the examples in the other languages written (`examples` holds the default's)
+    other_examples: Examples = ()
+    other_example_lines: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
 
     @property
     def label(self) -> str:
@@ -149,9 +162,50 @@ class Intent:
         others stay in :attr:`answers`. A plain text given beside a mapping wins."""
         answer, answers = _in_default(language, self.answer, self.answers)
         title, titles = _in_default(language, self.title, self.titles)
+        examples, lines = self.examples, self.example_lines
+        written = list(zip(self.other_examples, self._other_lines(), strict=True))
+        if not examples:  # given per language
+            found = [(texts, at) for (code, texts), at in written if code == language]
+            examples, lines = found[0] if found else ((), ())
+        kept = [(item, at) for item, at in written if item[0] != language]
         return replace(
-            self, answer=answer, title=title, answers=answers, titles=titles, language=language
+            self,
+            answer=answer,
+            title=title,
+            answers=answers,
+            titles=titles,
+            language=language,
+            examples=examples,
+            example_lines=lines,
+            other_examples=tuple(item for item, _ in kept),
+            other_example_lines=tuple(at for _, at in kept),
         )
+
+    def examples_in(self, languages: Iterable[str]) -> tuple[str, ...]:
+        """The default language's examples, then those of ``languages`` (in the file's order)."""
+        return tuple(example for example, _ in self.placed_examples(languages))
+
+    def all_examples(self) -> list[tuple[str, int | None]]:
+        """Every example in every language, with its line (None: not read from a file)."""
+        return self.placed_examples(None)
+
+    def placed_examples(self, languages: Iterable[str] | None) -> list[tuple[str, int | None]]:
+        """The default language's examples, then those of ``languages`` (None: every one),
+        each with its line (None: not read from a file)."""
+        wanted = None if languages is None else set(languages)
+        groups = [(self.examples, self.example_lines)]
+        written = zip(self.other_examples, self._other_lines(), strict=True)
+        groups += [(t, at) for (code, t), at in written if wanted is None or code in wanted]
+        placed: list[tuple[str, int | None]] = []
+        for texts, lines in groups:
+            # not read from a file, or the examples replaced since: no lines
+            at: tuple[int | None, ...] = lines if len(lines) == len(texts) else (None,) * len(texts)
+            placed += zip(texts, at, strict=True)
+        return placed
+
+    def _other_lines(self) -> tuple[tuple[int, ...], ...]:
+        """:attr:`other_example_lines`, or none for each language (not read from a file)."""
+        return self.other_example_lines or ((),) * len(self.other_examples)
 
 
 def _in_default(language: str, text: str, texts: Texts) -> tuple[str, Texts]:
@@ -165,6 +219,8 @@ class IntentSet:
 
     intents: tuple[Intent, ...]
     out_of_scope: tuple[str, ...] = ()
+    # the languages besides the default whose examples are matched ([languages] detect)
+    served: tuple[str, ...] = ()
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,10 +236,27 @@ class IntentSet:
         return len(self.intents)
 
     def examples(self) -> tuple[list[str], list[str]]:
-        """All examples and, index for index, the id of the intent each belongs to."""
-        texts = [ex for intent in self.intents for ex in intent.examples]
-        labels = [intent.id for intent in self.intents for _ in intent.examples]
+        """All examples matched (the default language's and those of :attr:`served`) and,
+        index for index, the id of the intent each belongs to."""
+        texts: list[str] = []
+        labels: list[str] = []
+        for intent in self.intents:
+            matched = intent.examples_in(self.served)
+            texts += matched
+            labels += [intent.id] * len(matched)
         return texts, labels
+
+    def example_places(self) -> list[tuple[Path | None, int | None]]:
+        """The file and line of each example :meth:`examples` gives, index for index."""
+        return [
+            (intent.file, line)
+            for intent in self.intents
+            for _, line in intent.placed_examples(self.served)
+        ]
+
+    def example_counts(self) -> list[int]:
+        """How many examples of each intent are matched, in intent order."""
+        return [len(intent.examples_in(self.served)) for intent in self.intents]
 
 
 @dataclass(frozen=True)
@@ -277,11 +350,14 @@ def read_intents(
     parsed: ParsedFiles | None = None,
     *,
     language: str = "en",
+    served: Iterable[str] = (),
 ) -> tuple[IntentSet, list[Problem]]:
     """Read every ``*.yaml``/``*.yml`` file under ``directory``; return the intents and problems.
 
     ``parsed`` keeps files between calls, so only files changed since are parsed again.
-    ``language``: the default language (``[languages] default``), that of a plain answer."""
+    ``language``: the default language (``[languages] default``), that of a plain answer and
+    a plain list of examples; ``served``: the other languages whose examples are matched
+    (``[languages] detect``)."""
     problems: list[Problem] = []
     if not directory.is_dir():
         missing = (
@@ -301,11 +377,14 @@ def read_intents(
         intents.extend(intent.in_default(language) for intent in content.intents)
         out_of_scope.extend(content.out_of_scope)
         problems.extend(content.problems)
+    problems.extend(_default_examples_problems(intents, language))
     problems.extend(_cross_file_problems(intents))
     problems.extend(_out_of_scope_problems(intents, out_of_scope))
     if placeholders is not None:
         problems.extend(_placeholder_problems(intents, placeholders))
-    return IntentSet(tuple(intents), tuple(o.text for o in out_of_scope)), problems
+    others = tuple(code for code in dict.fromkeys(served) if code != language)
+    found = IntentSet(tuple(intents), tuple(o.text for o in out_of_scope), others)
+    return found, problems
 
 
 def load_intents(
@@ -314,9 +393,12 @@ def load_intents(
     parsed: ParsedFiles | None = None,
     *,
     language: str = "en",
+    served: Iterable[str] = (),
 ) -> IntentSet:
     """Read the intents; raise :class:`IntentError` listing every error (warnings are ignored)."""
-    intents, problems = read_intents(directory, placeholders, parsed, language=language)
+    intents, problems = read_intents(
+        directory, placeholders, parsed, language=language, served=served
+    )
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         listing = "\n  ".join(str(p) for p in errors)
@@ -436,27 +518,34 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
                 "`examples:`, starting with '- '",
             )
         )
-    elif examples is not None and (
-        not isinstance(examples, list)
-        or not all(isinstance(e, str) and e.strip() for e in examples)
-    ):
+    elif isinstance(examples, dict):
+        _check_example_languages(examples, str(intent_id), file, line, problems)
+    elif examples is not None and not _example_list(examples):
         problems.append(
             Problem(
                 file,
                 _key_line(node, "examples", line),
                 f"{intent_id}: examples must be a list of non-empty texts (an example holding "
-                "': ' must be in quotes)",
+                "': ' must be in quotes), or such lists per language",
             )
         )
     _check_types(node, file, line, problems)
     if len(problems) > before:
         return None
-    lines = tuple(examples.lc.item(i)[0] + 1 for i in range(len(examples)))
+    per_language: Examples = ()
+    per_language_lines: tuple[tuple[int, ...], ...] = ()
+    if isinstance(examples, dict):
+        per_language = tuple((str(code), _stripped(texts)) for code, texts in examples.items())
+        per_language_lines = tuple(_lines(texts) for texts in examples.values())
+        examples = []
+    lines = _lines(examples)
     answer, answers = _texts(node.get("answer"))
     title, titles = _texts(node.get("title"), strip=False)
     return Intent(
         id=intent_id,
-        examples=tuple(e.strip() for e in examples),
+        examples=_stripped(examples),
+        other_examples=per_language,
+        other_example_lines=per_language_lines,
         answer=answer,
         title=title,
         answers=answers,
@@ -471,6 +560,49 @@ def _parse_intent(node: Any, file: Path, line: int, problems: list[Problem]) -> 
         line=line,
         example_lines=lines,
     )
+
+
+def _example_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(e, str) and e.strip() for e in value)
+
+
+def _stripped(examples: list[str]) -> tuple[str, ...]:
+    return tuple(e.strip() for e in examples)
+
+
+def _lines(examples: Any) -> tuple[int, ...]:
+    return tuple(examples.lc.item(i)[0] + 1 for i in range(len(examples)))
+
+
+def _check_example_languages(
+    examples: dict[Any, Any], intent_id: str, file: Path, line: int, problems: list[Problem]
+) -> None:
+    """``examples`` given per language: known codes, each a non-empty list of texts."""
+    if not examples:
+        problems.append(
+            Problem(file, line, f"{intent_id}: examples: give a list, or lists per language")
+        )
+    known = language_codes()
+    for code, texts in examples.items():
+        at = _key_line(examples, code, line)
+        if str(code) not in known:
+            problems.append(
+                Problem(
+                    file,
+                    at,
+                    f"{intent_id}: examples: {code!r} is not a language code; use a two-letter "
+                    "ISO 639-1 code in lower case (en, de, fr, es, ...)",
+                )
+            )
+        elif not texts or not _example_list(texts):
+            problems.append(
+                Problem(
+                    file,
+                    at,
+                    f"{intent_id}: the {code} examples must be a list of non-empty texts (an "
+                    "example holding ': ' must be in quotes)",
+                )
+            )
 
 
 def _check_types(node: dict[str, Any], file: Path, line: int, problems: list[Problem]) -> None:
@@ -551,9 +683,23 @@ def _key_line(node: Any, key: str, default: int) -> int:
         return default
 
 
+def _default_examples_problems(intents: list[Intent], language: str) -> Iterable[Problem]:
+    """An intent given examples per language needs some in the default language: those are
+    matched whatever languages are served."""
+    for intent in intents:
+        if not intent.examples and intent.other_examples:
+            written = ", ".join(code for code, _ in intent.other_examples)
+            yield Problem(
+                intent.file or Path("?"),
+                intent.line,
+                f"{intent.id}: examples: none in {language} ([languages] default), only in "
+                f"{written}; add a list under `{language}:`",
+            )
+
+
 def _cross_file_problems(intents: list[Intent]) -> Iterable[Problem]:
     seen_ids: dict[str, Intent] = {}
-    seen_examples: dict[str, tuple[Intent, int]] = {}
+    seen_examples: dict[str, tuple[Intent, int | None]] = {}
     for intent in intents:
         first = seen_ids.setdefault(intent.id, intent)
         if first is not intent:
@@ -562,7 +708,7 @@ def _cross_file_problems(intents: list[Intent]) -> Iterable[Problem]:
                 intent.line,
                 f"duplicate id {intent.id!r} (first defined at {first.file}:{first.line})",
             )
-        for example, line in zip(intent.examples, intent.example_lines, strict=True):
+        for example, line in intent.all_examples():
             key = " ".join(example.casefold().split())
             owner, owner_line = seen_examples.setdefault(key, (intent, line))
             if owner.id != intent.id:
@@ -580,7 +726,7 @@ def _out_of_scope_problems(
     examples = {
         " ".join(example.casefold().split()): intent
         for intent in intents
-        for example in intent.examples
+        for example, _ in intent.all_examples()
     }
     for item in out_of_scope:
         owner = examples.get(" ".join(item.text.casefold().split()))

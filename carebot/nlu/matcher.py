@@ -81,7 +81,7 @@ class Matcher:
         self._examples = np.ascontiguousarray(vectors, dtype=np.float32)
         # Examples come grouped by intent, in order, so a segment max gives each intent's score.
         self._ids = [intent.id for intent in intents.intents]
-        sizes = [len(intent.examples) for intent in intents.intents]
+        sizes = intents.example_counts()
         self._starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
         self.head: Head | None = None
         if method == "classifier" and len(self._ids) > 1:
