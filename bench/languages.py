@@ -12,9 +12,11 @@ Two encoders, loaded by ``carebot.runtime.load_encoder`` as the service loads th
   configures it (the classifier the service runs), confidence = the best intent's score.
   Tested on the ``test`` rows of ``data/languages/intent_examples.<code>.jsonl``; for English,
   the English ``source`` of each translated test row, once (they must be the same in the three
-  files). Trained on the shipped ``intents/`` examples less every one that is the ``source`` of
-  a test row, in two setups: (a) those English examples; (b) plus the ``train`` translations of
-  the language measured (for English (b) = (a)). Accuracy and coverage@0.97
+  files). Trained on the shipped ``intents/`` English examples less every one that is the
+  ``source`` of a test row, in two setups: (a) those English examples; (b) plus the ``train``
+  translations of the language measured (for English (b) = (a)); those are the examples the
+  shipped intents hold in that language, matched when ``[languages] detect`` has it. Accuracy
+  and coverage@0.97
   (``carebot.nlu.evaluation``).
 * Upset: ``EmotionScorer`` as ``carebot.runtime.emotion_scorer`` builds it, flagged at the
   ``[emotion] threshold`` (0.5), as bench/upset.py does for the shipped head; each message in
