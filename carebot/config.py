@@ -251,6 +251,9 @@ class TriageSettings(_Section):
     human_intent: str = "talk_to_human"
     human_phrases: tuple[str, ...] = ("human", "real person", "agent", "operator")
     rephrase_first: bool = True
+    # A frustrated customer ([emotion] mild band) the bot does not understand: asked to
+    # rephrase like anyone (true), or handed to a person at once (false)
+    rephrase_frustrated: bool = False
     # While a customer waits for a person: confident FAQ answers are still sent...
     answer_while_waiting: bool = True
     # ...except for intents with one of these tags (they get the acknowledgement instead).

@@ -330,7 +330,8 @@ REASON_WORDS: Mapping[Reason, str] = {
     Reason.AMBIGUOUS: "the question matched several topics equally well",
     Reason.BELOW_THRESHOLD: "the bot was not sure enough to answer",
     Reason.NOT_HELPFUL: 'the customer said the answer did not help ("did that answer?": no)',
-    Reason.FRUSTRATED: "the customer sounds frustrated (answered with an offer of a person)",
+    Reason.FRUSTRATED: "the customer sounds frustrated (an answer comes with an offer of a "
+    "person; a message the bot cannot place goes to one)",
     Reason.CLARIFIED: "the customer picked one of the offered topics",
     Reason.NOT_PUBLIC: "the answer may not be posted in public (not marked public, not sure "
     "enough, or it holds personal data)",

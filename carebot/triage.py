@@ -10,7 +10,8 @@ The rules, in order of importance:
 * a second non-answer in a row -> handoff;
 * the two best intents are closer than ``clarify_margin`` -> "Did you mean A or B?";
 * the best score is below the draft threshold -> ask to rephrase (or hand off, see
-  ``rephrase_first``);
+  ``rephrase_first``; a customer who sounds frustrated is handed off, see
+  ``rephrase_frustrated``);
 * between the draft and the answer threshold -> a draft for an agent to approve (reason
   ``below_threshold``: below the answer threshold);
 * otherwise the answer is sent; to a customer who sounds frustrated but not upset (the emotion
@@ -162,8 +163,13 @@ class Triage:
         if Reason.AMBIGUOUS in reasons:
             return DecisionKind.CLARIFY
         if not recognised:
-            rephrase = self._settings.triage.rephrase_first
-            return DecisionKind.CLARIFY if rephrase else DecisionKind.HANDOFF
+            cfg = self._settings.triage
+            frustrated = Reason.FRUSTRATED in reasons and not cfg.rephrase_frustrated
+            return (
+                DecisionKind.CLARIFY
+                if cfg.rephrase_first and not frustrated
+                else DecisionKind.HANDOFF
+            )
         return DecisionKind.ANSWER if confident else DecisionKind.DRAFT
 
     def _answer_choice(

@@ -211,6 +211,30 @@ def test_a_frustrated_customer_gets_the_answer_with_an_offer_of_a_person(
         assert decision.reply == answer
 
 
+@pytest.mark.parametrize(
+    ("rephrase_frustrated", "kind"), [(False, DecisionKind.HANDOFF), (True, DecisionKind.CLARIFY)]
+)
+def test_a_frustrated_customer_the_bot_cannot_place_goes_to_a_person(
+    tmp_path: Path, rephrase_frustrated: bool, kind: DecisionKind
+) -> None:
+    """Not asked to rephrase: measured on the care set's train split, 77 of 135 frustrated
+    lines were, and 3 of 360 calm lines are frustrated and not understood."""
+    settings = make_settings(
+        tmp_path,
+        emotion={"head": False, "mild_threshold": 0.2},
+        triage={"rephrase_frustrated": rephrase_frustrated},
+    )
+    triage = build(settings)
+    frustrated = triage.decide("sadly the sofa is late", TriageContext(now=OPEN))
+    assert frustrated.kind is kind
+    assert [r.value for r in frustrated.reasons] == ["below_threshold", "frustrated"]
+    if kind is DecisionKind.HANDOFF:
+        assert frustrated.reply == settings.messages.handoff
+    # a calm message the bot cannot place is still asked to rephrase
+    calm = triage.decide("the sofa is late", TriageContext(now=OPEN))
+    assert calm.kind is DecisionKind.CLARIFY and frustrated.emotion > calm.emotion
+
+
 def test_the_frustrated_answer_must_keep_the_answer(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"frustrated_answer[\s\S]*must contain \{answer\}"):
         make_settings(tmp_path, messages={"frustrated_answer": "Sorry about that!"})
