@@ -12,18 +12,17 @@ from pathlib import Path
 import pytest
 
 from carebot.config import LanguageSettings, Settings, load_settings
-from carebot.console.intent_files import IntentFiles
-from carebot.console.intent_form import IntentForm
 from carebot.exceptions import ConfigError
 from carebot.hours import BusinessHours, describe_wait
 from carebot.models import DecisionKind, InboundMessage, Reason
 from carebot.nlu.emotion import EmotionScorer
 from carebot.nlu.intent_check import check_intents, untranslated_messages
-from carebot.nlu.intents import ParsedFiles, load_intents, read_intents
+from carebot.nlu.intents import load_intents, read_intents
 from carebot.nlu.matcher import Matcher
 from carebot.runtime import Runtime
 from carebot.triage import Triage, TriageContext
 from tests.conftest import make_settings
+from tests.console_forms import form_of, saved
 from tests.fakes import FakeEncoder, RecordingChannel
 
 OPEN = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday morning
@@ -417,36 +416,21 @@ async def test_a_german_customer_is_answered_and_handed_over_in_german(
 
 
 def test_an_edit_in_the_console_keeps_the_translations(intents_dir: Path) -> None:
-    languages = LanguageSettings(default="en", detect=("en", "de", "fr"))
-    files = IntentFiles(
-        directory=intents_dir, placeholders={"tracking_url": "U"}, languages=languages
-    )
-    raw = next(
-        i for i in ParsedFiles().read(intents_dir / "shop.yaml").intents if i.id == "order_status"
-    )
-    form = IntentForm.of(raw, file="shop.yaml", stamp="", languages=languages)
+    form = form_of(intents_dir, "order_status")
     assert form.languages == ("de", "fr")
     assert form.answers == {"de": "Verfolgen Sie sie unter {tracking_url}."}
     assert form.titles == {"de": "Bestellstatus"}
     # as the browser posts it back: the English answer edited, a French one added
-    posted = IntentForm.posted(
-        {
-            "id": "order_status",
-            "original_id": "order_status",
-            "file": "shop.yaml",
-            "title": "Order status",
-            "examples": "\n".join(raw.examples),
-            "answer": "Follow it at {tracking_url}.",
-            "title_de": "Bestellstatus",
-            "answer_de": "Verfolgen Sie sie unter {tracking_url}.",
-            "title_fr": "",
-            "answer_fr": "Suivez-la sur {tracking_url}.",
-        }
-    )
-    intent = posted.intent("en")
-    assert intent is not None
-    files.save(files.read("shop.yaml"), intent, replaces="order_status")
-    text = (intents_dir / "shop.yaml").read_text(encoding="utf-8")
+    fields = {
+        "title": "Order status",
+        "examples": form.examples,
+        "answer": "Follow it at {tracking_url}.",
+        "title_de": "Bestellstatus",
+        "answer_de": "Verfolgen Sie sie unter {tracking_url}.",
+        "title_fr": "",
+        "answer_fr": "Suivez-la sur {tracking_url}.",
+    }
+    text = saved(intents_dir, "order_status", fields)
     assert (
         "    answer:\n      en: Follow it at {tracking_url}.\n"
         "      de: Verfolgen Sie sie unter {tracking_url}.\n"
@@ -460,9 +444,7 @@ def test_an_edit_in_the_console_keeps_the_translations(intents_dir: Path) -> Non
     }
     assert dict(read.titles) == {"de": "Bestellstatus"}
     # a plain intent stays plain when no translation is typed
-    returns = load_intents(intents_dir, {"tracking_url": "U"})["returns"]
-    form = IntentForm.of(returns, file="shop.yaml", stamp="", languages=languages)
-    plain = form.intent("en")
+    plain = form_of(intents_dir, "returns").intent("en")
     assert plain is not None and plain.answers == ()
 
 

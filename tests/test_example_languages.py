@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from carebot.config import LanguageSettings
-from carebot.console.intent_files import IntentFiles
-from carebot.console.intent_form import IntentForm
-from carebot.nlu.intents import ParsedFiles, load_intents, read_intents
+from carebot.nlu.intents import load_intents, read_intents
 from carebot.nlu.matcher import Matcher
+from tests.console_forms import form_of, saved
 from tests.fakes import FakeEncoder
 
 INTENTS = """\
@@ -115,34 +113,19 @@ def test_an_example_in_two_intents_is_found_in_any_language(tmp_path: Path) -> N
 
 
 def test_an_edit_in_the_console_keeps_the_examples_per_language(intents_dir: Path) -> None:
-    languages = LanguageSettings(default="en", detect=("en", "de", "fr"))
-    files = IntentFiles(
-        directory=intents_dir, placeholders={"tracking_url": "U"}, languages=languages
-    )
-    raw = next(
-        i for i in ParsedFiles().read(intents_dir / "shop.yaml").intents if i.id == "order_status"
-    )
-    form = IntentForm.of(raw, file="shop.yaml", stamp="", languages=languages)
+    form = form_of(intents_dir, "order_status")
     assert form.languages == ("de", "fr") and form.examples == "where is my order\n" + (
         "track my order status"
     )
     assert form.other_examples == {"de": "wo ist meine bestellung\nbestellung verfolgen status"}
     # as the browser posts it back: an English example added, French ones written
-    posted = IntentForm.posted(
-        {
-            "id": "order_status",
-            "original_id": "order_status",
-            "file": "shop.yaml",
-            "examples": "where is my order\ntrack my order status\nhas my parcel shipped",
-            "answer": "Track it at {tracking_url}.",
-            "examples_de": "wo ist meine bestellung\nbestellung verfolgen status",
-            "examples_fr": "où est ma commande\n\n",
-        }
-    )
-    intent = posted.intent("en")
-    assert intent is not None
-    files.save(files.read("shop.yaml"), intent, replaces="order_status")
-    text = (intents_dir / "shop.yaml").read_text(encoding="utf-8")
+    fields = {
+        "examples": "where is my order\ntrack my order status\nhas my parcel shipped",
+        "answer": "Track it at {tracking_url}.",
+        "examples_de": "wo ist meine bestellung\nbestellung verfolgen status",
+        "examples_fr": "où est ma commande\n\n",
+    }
+    text = saved(intents_dir, "order_status", fields)
     assert (
         "    examples:\n      en:\n        - where is my order\n        - track my order status\n"
         "        - has my parcel shipped\n      de:\n"
@@ -153,10 +136,6 @@ def test_an_edit_in_the_console_keeps_the_examples_per_language(intents_dir: Pat
     assert read.examples[-1] == "has my parcel shipped"
     assert dict(read.other_examples)["fr"] == ("où est ma commande",)
     # a plain list stays a plain list when no other language's examples are typed
-    returns = load_intents(intents_dir, {"tracking_url": "U"})["returns"]
-    form = IntentForm.of(returns, file="shop.yaml", stamp="", languages=languages)
-    plain = IntentForm.posted(
-        {"id": "returns", "original_id": "returns", "file": "shop.yaml",
-         "examples": form.examples, "answer": returns.answer, "examples_de": ""}
-    ).intent("en")  # fmt: skip
-    assert plain is not None and plain.other_examples == ()
+    form = form_of(intents_dir, "returns")
+    fields = {"examples": form.examples, "answer": form.answer, "examples_de": ""}
+    assert "    examples:\n      - how do I return" in saved(intents_dir, "returns", fields)

@@ -586,14 +586,7 @@ def _check_example_languages(
     for code, texts in examples.items():
         at = _key_line(examples, code, line)
         if str(code) not in known:
-            problems.append(
-                Problem(
-                    file,
-                    at,
-                    f"{intent_id}: examples: {code!r} is not a language code; use a two-letter "
-                    "ISO 639-1 code in lower case (en, de, fr, es, ...)",
-                )
-            )
+            problems.append(_unknown_language(file, at, f"{intent_id}: examples", code))
         elif not texts or not _example_list(texts):
             problems.append(
                 Problem(
@@ -664,16 +657,18 @@ def _check_texts(
     for code, text in value.items():
         at = _key_line(value, code, where)
         if str(code) not in known:
-            problems.append(
-                Problem(
-                    file,
-                    at,
-                    f"{key}: {code!r} is not a language code; use a two-letter ISO 639-1 code "
-                    "in lower case (en, de, fr, es, ...)",
-                )
-            )
+            problems.append(_unknown_language(file, at, key, code))
         elif not isinstance(text, str | int | float) or isinstance(text, bool) or not str(text):
             problems.append(Problem(file, at, f"{key}: the {code} text must be non-empty text"))
+
+
+def _unknown_language(file: Path, line: int, where: str, code: object) -> Problem:
+    return Problem(
+        file,
+        line,
+        f"{where}: {code!r} is not a language code; use a two-letter ISO 639-1 code in lower "
+        "case (en, de, fr, es, ...)",
+    )
 
 
 def _key_line(node: Any, key: str, default: int) -> int:
