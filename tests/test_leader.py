@@ -160,15 +160,21 @@ async def admin(database_url: str) -> asyncpg.Connection:
     return await asyncpg.connect(Database(database_url).asyncpg_dsn())
 
 
+# Who holds the leader's lock in this test's database: advisory locks are per database, and a
+# test on the other xdist worker holds the same key in its own (cutting that one instead left
+# this test's leader leading: a 30 s timeout in a clean-clone CI run).
+HOLDERS = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((classid::bigint << 32) | objid::bigint) = $1"
+)
+
+
 async def terminate_lock_holder(database_url: str) -> None:
     """Cut the connection that holds the leader's lock, as a failover or network cut does."""
     conn = await admin(database_url)
     try:
-        pid = await conn.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND ((classid::bigint << 32) | objid::bigint) = $1",
-            LOCK_KEY,
-        )
+        pid = await conn.fetchval(HOLDERS, LOCK_KEY)
         assert pid is not None, "nobody holds the leader's lock"
         assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
@@ -179,11 +185,7 @@ async def terminate(database_url: str, query: str, *, holder: bool) -> None:
     """Cut the connections whose last query holds ``query`` (the lock holder's or not)."""
     conn = await admin(database_url)
     try:
-        held = await conn.fetch(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND ((classid::bigint << 32) | objid::bigint) = $1",
-            LOCK_KEY,
-        )
+        held = await conn.fetch(HOLDERS, LOCK_KEY)
         holders = {row["pid"] for row in held}
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
