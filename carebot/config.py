@@ -206,6 +206,14 @@ class LanguageTables(BaseModel):
         return self
 
 
+class LanguageThresholds(_Section):
+    """``[languages.thresholds.<code>]``: the matcher's thresholds for customers placed in a
+    language (each absent one: ``[matcher]``'s)."""
+
+    answer_threshold: Unit | None = None
+    draft_threshold: Unit | None = None
+
+
 class LanguageSettings(_Section):
     """Which languages customers are told apart in (README, "Languages")."""
 
@@ -223,6 +231,19 @@ class LanguageSettings(_Section):
     # an intent with no answer in the customer's language: "default" answers in `default`'s,
     # after [messages] untranslated_answer in theirs; "handoff" hands them to a person
     missing_answer: Literal["default", "handoff"] = "default"
+    # [languages.thresholds.<code>]: answer and draft thresholds for customers placed in a
+    # language (a multilingual model is not as sure in every language)
+    thresholds: Mapping[str, LanguageThresholds] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _threshold_codes(
+        cls, value: Mapping[str, LanguageThresholds]
+    ) -> Mapping[str, LanguageThresholds]:
+        for code in value:
+            if language_code(code) != code:
+                raise ValueError(f"write the code in lower case: [languages.thresholds.{code}]")
+        return value
 
     @field_validator("default")
     @classmethod
@@ -1222,7 +1243,7 @@ def _key_name(loc: list[str]) -> str:
 def _allowed_keys(section: list[str]) -> list[str]:
     model: Any = Settings
     for part in section:
-        if part.isdigit():
+        if part.isdigit() or part not in model.model_fields:  # a list's index, a mapping's key
             continue
         model = model.model_fields[part].annotation
         if not hasattr(model, "model_fields"):  # tuple[AgentSettings, ...] and the like

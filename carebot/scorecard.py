@@ -11,7 +11,8 @@ recall at the configured operating point from the triage decisions themselves.
 * A test row whose intent is not in the intent set counts as in scope with an answer the bot
   does not know: it can only be wrong. Their number is reported (``unknown_intent_rows``).
 * Suggested thresholds (``--target-precision``) come from a validation split of the intent
-  examples, never from the test rows: see :func:`suggest`.
+  examples, never from the test rows: see :func:`suggest`. With ``[languages] detect``, also
+  per language, from each language's examples (``[languages.thresholds.<code>]``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from carebot.nlu.embedding_cache import EmbeddingCache
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.intent_import import TEST_KEYS, LabelledRow, read_labelled
 from carebot.nlu.intents import Intent, IntentSet, load_intents
+from carebot.nlu.language import LanguageDetector
 from carebot.nlu.matcher import Matcher
 from carebot.runtime import embedding_cache, emotion_scorer
 from carebot.triage import Triage, TriageContext
@@ -93,7 +95,7 @@ def with_stand_in_answers(intents: IntentSet) -> IntentSet:
     filled = tuple(
         i if i.answer else replace(i, answer=f"(answer of {i.id})") for i in intents.intents
     )
-    return IntentSet(filled, intents.out_of_scope)
+    return IntentSet(filled, intents.out_of_scope, intents.served)
 
 
 @dataclass
@@ -106,6 +108,8 @@ class Evaluation:
     timings: dict[str, float]
     answerless: int = 0
     suggestion: Suggestion | None = None
+    # per other language served ([languages] detect), from that language's examples
+    language_suggestions: dict[str, Suggestion] | None = None
 
 
 def evaluate(
@@ -139,12 +143,14 @@ def evaluate(
     timings["build_matcher_s"] = time.perf_counter() - started
     triage = Triage(matcher=matcher, emotion=emotion_scorer(settings, encoder), settings=settings)
     started = time.perf_counter()
-    results = run_rows(triage, rows, now=utcnow(), progress=progress)
+    languages = LanguageDetector(settings.languages)
+    placed = languages if languages.active else None
+    results = run_rows(triage, rows, now=utcnow(), progress=progress, languages=placed)
     timings["rows_s"] = time.perf_counter() - started
-    suggestion = None
+    suggestion, per_language = None, None
     if target_precision is not None:
         started = time.perf_counter()
-        suggestion = suggest(
+        suggested = suggest(
             intents,
             settings,
             encoder=encoder,
@@ -152,18 +158,28 @@ def evaluate(
             precision=target_precision,
             oos_share=oos_share,
         )
+        suggestion = suggested.pop(settings.languages.default)
+        per_language = suggested
         timings["suggest_s"] = time.perf_counter() - started
     answerless = sum(not i.answer for i in loaded.intents)
-    return Evaluation(settings, intents, results, timings, answerless, suggestion)
+    return Evaluation(settings, intents, results, timings, answerless, suggestion, per_language)
 
 
 def run_rows(
-    triage: Triage, rows: Sequence[LabelledRow], *, now: datetime, progress: bool | None
+    triage: Triage,
+    rows: Sequence[LabelledRow],
+    *,
+    now: datetime,
+    progress: bool | None,
+    languages: LanguageDetector | None = None,
 ) -> list[RowResult]:
-    """Decide each row on its own (a fresh conversation each time), timing every call."""
-    context = TriageContext(now=now)
+    """Decide each row on its own (a fresh conversation each time), timing every call; with
+    ``languages``, each in the language detected in it, as the service places a message (its
+    thresholds and answer)."""
     results = []
     for row in tqdm(rows, desc="test rows", unit="row", disable=not_shown(progress)):
+        language = languages.detect(row.text) if languages is not None else None
+        context = TriageContext(now=now, language=language)
         start = time.perf_counter()
         decision = triage.decide(row.text, context)
         ms = (time.perf_counter() - start) * 1000
@@ -184,6 +200,10 @@ def report(evaluation: Evaluation) -> dict[str, Any]:
     }
     if evaluation.suggestion is not None:
         card["suggested"] = evaluation.suggestion.as_dict()
+    if evaluation.language_suggestions:
+        card["suggested_by_language"] = {
+            code: s.as_dict() for code, s in evaluation.language_suggestions.items()
+        }
     return clean(card)
 
 
@@ -226,7 +246,7 @@ def counts(evaluation: Evaluation) -> dict[str, int]:
         "out_of_scope": len(results) - len(in_scope),
         "unknown_intent_rows": sum(r.truth not in intents for r in in_scope),
         "intents": len(intents),
-        "examples": sum(len(i.examples) for i in intents.intents),
+        "examples": len(intents.examples()[0]),  # those matched, in every language served
         "answerless_intents": evaluation.answerless,
     }
 
@@ -273,22 +293,50 @@ class Suggestion:
 
 
 def validation_split(intents: IntentSet) -> tuple[IntentSet, list[str], list[str]]:
-    """Hold out ``HOLD_OUT`` of each intent's examples (fixed seed; fewer than 2: kept whole).
+    """Hold out ``HOLD_OUT`` of each intent's examples (fixed seed; fewer than 2: kept whole),
+    in the default language and in each one served (``intents.served``) apart.
 
     Returns the intents with the rest of their examples, and the held-out texts and their ids.
     """
+    rest, texts, labels, _ = validation_split_by_language(intents)
+    return rest, texts, labels
+
+
+def validation_split_by_language(
+    intents: IntentSet,
+) -> tuple[IntentSet, list[str], list[str], list[str]]:
+    """:func:`validation_split`, and the language of each held-out text ("": the default's)."""
     rng = random.Random(SEED)
     kept: list[Intent] = []
     texts: list[str] = []
     labels: list[str] = []
-    for intent in intents.intents:
-        n = len(intent.examples)
+    languages: list[str] = []
+
+    def hold_out(examples: tuple[str, ...], intent_id: str, code: str) -> tuple[str, ...]:
+        n = len(examples)
         held = set(rng.sample(range(n), max(1, round(n * HOLD_OUT)))) if n >= 2 else set()
-        rest = tuple(e for i, e in enumerate(intent.examples) if i not in held)
-        kept.append(replace(intent, examples=rest, example_lines=()))
-        texts.extend(intent.examples[i] for i in sorted(held))
-        labels.extend(intent.id for _ in held)
-    return IntentSet(tuple(kept)), texts, labels
+        texts.extend(examples[i] for i in sorted(held))
+        labels.extend(intent_id for _ in held)
+        languages.extend(code for _ in held)
+        return tuple(e for i, e in enumerate(examples) if i not in held)
+
+    for intent in intents.intents:
+        rest = hold_out(intent.examples, intent.id, "")
+        others = tuple(
+            (code, hold_out(examples, intent.id, code) if code in intents.served else examples)
+            for code, examples in intent.other_examples
+        )
+        kept.append(
+            replace(
+                intent,
+                examples=rest,
+                example_lines=(),
+                other_examples=others,
+                other_example_lines=(),
+            )
+        )
+    split = IntentSet(tuple(kept), intents.out_of_scope, intents.served)
+    return split, texts, labels, languages
 
 
 def suggest(
@@ -299,17 +347,48 @@ def suggest(
     cache: EmbeddingCache,
     precision: float,
     oos_share: float = OOS_SHARE,
-) -> Suggestion:
-    """Thresholds for ``precision`` from held-out examples and the ``out_of_scope`` texts.
+) -> dict[str, Suggestion]:
+    """Thresholds for ``precision`` from held-out examples and the ``out_of_scope`` texts, for
+    the default language (``[languages] default``: ``[matcher]``'s) and for each other one
+    served (``[languages.thresholds.<code>]``), each from its own language's examples.
 
     The matcher is built as configured (same method) on the examples that were not held out.
-    The out-of-scope texts are repeated until they are ``oos_share`` of the validation rows:
-    a few hundred of them against thousands of held-out examples would otherwise let the
+    The out-of-scope texts are repeated until they are ``oos_share`` of a language's validation
+    rows: a few hundred of them against thousands of held-out examples would otherwise let the
     threshold ignore them (CLINC150: 3% out of scope in validation, 18% in its test set).
     """
-    rest, texts, labels = validation_split(intents)
+    rest, texts, labels, languages = validation_split_by_language(intents)
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=rest, cache=cache)
-    oos = list(intents.out_of_scope)
+    found = {}
+    for code in ("", *intents.served):
+        mine = [i for i, language in enumerate(languages) if language == code]
+        if code and not mine:
+            continue  # no examples in that language: nothing to measure it on
+        found[code or settings.languages.default] = _suggestion(
+            matcher,
+            [texts[i] for i in mine],
+            [labels[i] for i in mine],
+            list(intents.out_of_scope),
+            encoder=encoder,
+            cache=cache,
+            precision=precision,
+            oos_share=oos_share,
+        )
+    return found
+
+
+def _suggestion(
+    matcher: Matcher,
+    texts: list[str],
+    labels: list[str],
+    oos: list[str],
+    *,
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    precision: float,
+    oos_share: float,
+) -> Suggestion:
+    """The thresholds for ``precision`` on held-out ``texts`` and the ``oos`` texts."""
     if oos and 0 < oos_share < 1:
         oos *= max(1, round(oos_share / (1 - oos_share) * len(texts) / len(oos)))
     matches = matcher.match_vectors(cache.encode(texts + oos, encoder)) if texts + oos else []
@@ -377,14 +456,24 @@ def render(card: dict[str, Any]) -> str:
         ]
     if "suggested" in card:
         lines += ["", *render_suggestion(card["suggested"])]
+    for code, suggested in card.get("suggested_by_language", {}).items():
+        table = f"[languages.thresholds.{code}]"
+        lines += ["", *render_suggestion(suggested, table=table, whose=f"the {code} examples")]
+        lines.append(
+            f"  note: {code} examples that translate the default language's make this "
+            "optimistic (a held-out translation's source still trains); its real messages "
+            "in a test file tell more"
+        )
     return "\n".join(lines)
 
 
-def render_suggestion(s: dict[str, Any]) -> list[str]:
+def render_suggestion(
+    s: dict[str, Any], *, table: str = "[matcher]", whose: str = "the intent examples"
+) -> list[str]:
     share = s["out_of_scope_share"]
     lines = [
         f"Suggested thresholds for auto-answer precision {s['target_precision']}, found on a "
-        f"validation split of the intent examples ({s['validation_rows']} rows, "
+        f"validation split of {whose} ({s['validation_rows']} rows, "
         f"{s['validation_out_of_scope']} out of scope = {0 if share is None else share:.1%}), "
         "not on the test rows:",
     ]
@@ -394,7 +483,7 @@ def render_suggestion(s: dict[str, Any]) -> list[str]:
         )
     else:
         lines += [
-            "  [matcher]",
+            f"  {table}",
             f"  answer_threshold = {s['answer_threshold']}",
             f"  draft_threshold = {s['draft_threshold']}",
             f"  (validation precision {s['validation_precision']:.3f}, "

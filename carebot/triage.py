@@ -107,7 +107,7 @@ class Triage:
         cfg = self._settings
         intents = match.intents
         best = intents[match.best.intent] if match.best else None
-        answer_t, draft_t = self.thresholds(best)
+        answer_t, draft_t = self.thresholds(best, context.language)
         score, margin = match.score, match.margin
         reasons: set[Reason] = set()
         if signal.value >= cfg.emotion.threshold:
@@ -233,11 +233,18 @@ class Triage:
             return False
         return decision.kind is not DecisionKind.ANSWER
 
-    def thresholds(self, intent: Intent | None) -> tuple[float, float]:
-        """The answer and draft thresholds that apply to ``intent`` (its own, else [matcher]'s)."""
+    def thresholds(self, intent: Intent | None, language: str | None = None) -> tuple[float, float]:
+        """The answer and draft thresholds that apply to ``intent`` for a customer placed in
+        ``language``: the intent's own, else ``[languages.thresholds.<language>]``'s, else
+        ``[matcher]``'s."""
         cfg = self._settings.matcher
         answer_t = cfg.answer_threshold
         draft_t = cfg.draft_threshold
+        languages = self._settings.languages
+        own = languages.thresholds.get(language or languages.default)
+        if own is not None:
+            answer_t = own.answer_threshold if own.answer_threshold is not None else answer_t
+            draft_t = own.draft_threshold if own.draft_threshold is not None else draft_t
         if intent is not None:
             answer_t = intent.answer_threshold if intent.answer_threshold is not None else answer_t
             draft_t = intent.draft_threshold if intent.draft_threshold is not None else draft_t
@@ -252,7 +259,7 @@ class Triage:
             intent = intents[candidate.intent]
             if (
                 match.score - candidate.score > margin
-                or candidate.score < self.thresholds(intent)[1]
+                or candidate.score < self.thresholds(intent, context.language)[1]
             ):
                 break
             options.append(Choice(intent.id, intent.label_in(context.language)))

@@ -319,6 +319,28 @@ def test_triage_speaks_the_customers_language(
         assert decision.draft == "Track it at https://track.example."  # the agent sees it
 
 
+def test_thresholds_per_language_apply_to_customers_placed_in_it(
+    tmp_path: Path, intents_dir: Path
+) -> None:
+    """A multilingual model is not as sure in every language: a brand holds each to its own
+    precision with [languages.thresholds.<code>]."""
+    thresholds = {"de": {"answer_threshold": 0.99}, "en": {"draft_threshold": 0.05}}
+    settings = language_settings(tmp_path, intents_dir, thresholds=thresholds)
+    triage = triage_for(settings)
+    text = "wo ist meine bestellung heute"
+    german = triage.decide(text, TriageContext(now=OPEN, language="de"))
+    french = triage.decide(text, TriageContext(now=OPEN, language="fr"))  # no table: [matcher]'s
+    assert french.kind is DecisionKind.ANSWER and german.score == french.score < 0.99
+    assert german.kind is DecisionKind.DRAFT and Reason.BELOW_THRESHOLD in german.reasons
+    # the default language's table applies to a customer not placed (language None)
+    matcher = settings.matcher
+    assert triage.thresholds(None, "de") == (0.99, matcher.draft_threshold)
+    assert triage.thresholds(None, None) == (matcher.answer_threshold, 0.05)
+    assert triage.thresholds(None, "es") == (matcher.answer_threshold, matcher.draft_threshold)
+    with pytest.raises(ValueError, match=r"thresholds\n.*'xx' is not a language code"):
+        language_settings(tmp_path, intents_dir, thresholds={"xx": {"answer_threshold": 0.5}})
+
+
 def test_a_clarification_offers_the_titles_in_the_customers_language(
     tmp_path: Path, intents_dir: Path
 ) -> None:

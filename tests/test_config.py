@@ -85,6 +85,14 @@ def test_settings_are_frozen() -> None:
             ["unknown key [webchat.texts] 'ofline'", "Allowed here: title, online, offline"],
         ),
         (
+            "[languages.thresholds.de]\nanswer_treshold = 0.5\n",
+            [
+                "config.toml:2",
+                "unknown key [languages.thresholds.de] 'answer_treshold'",
+                "Allowed here: answer_threshold, draft_threshold",
+            ],
+        ),
+        (
             "[messages]\nwaiting_ack = 'Back in {minutes} minutes'\n",
             [
                 "config.toml:2",

@@ -207,3 +207,55 @@ def test_the_validation_split_is_stratified_and_fixed() -> None:
         held = {t for t, label in zip(texts, labels, strict=True) if label == intent.id}
         assert kept | held == set(intent.examples) and not kept & held
     assert validation_split(intents) == (rest, texts, labels)
+
+
+PER_LANGUAGE = """\
+intents:
+  - id: order_status
+    examples:
+      en: [where is my order, track my order status, order tracking number]
+      de: [wo ist meine bestellung, bestellung verfolgen bitte, sendungsnummer der bestellung]
+    answer: Track it online.
+  - id: refunds
+    examples:
+      en: [when is my refund coming, refund money back, refund not received]
+      de: [wann kommt meine erstattung, geld zurück bitte, erstattung nicht erhalten]
+    answer: Refunds take 5 days.
+"""
+
+
+@pytest.mark.parametrize("detect", [["en", "de"], []])
+def test_eval_places_each_row_and_suggests_thresholds_per_language(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], detect: list[str]
+) -> None:
+    """As the service does: a German row is decided with [languages.thresholds.de] and matched
+    against the German examples (only when detect has German); and each language served gets
+    its own suggestion, from its own examples."""
+    folder = tmp_path / "intents"
+    folder.mkdir()
+    (folder / "shop.yaml").write_text(PER_LANGUAGE, encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[matcher]\nmethod = "nearest"\ncache_dir = "{tmp_path / "cache"}"\n'
+        "answer_threshold = 0.75\ndraft_threshold = 0.55\n[emotion]\nhead = false\n"
+        f"[languages]\ndetect = {json.dumps(detect)}\n"
+        "[languages.thresholds.de]\nanswer_threshold = 0.99\n"
+    )
+    test_file = tmp_path / "test.csv"
+    test_file.write_text("text,intent\nwo ist meine bestellung heute,order_status\n")
+    argv = ["-c", str(config), "eval", "--intents", str(folder), "--test", str(test_file)]
+    code = main([*argv, "--json", "--target-precision", "0.9"], encoder=FakeEncoder())
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    if detect:  # 0.89 like "wo ist meine bestellung": a draft under German's 0.99
+        assert result["decisions"] == {"draft": 1} and result["examples"] == 12
+        assert set(result["suggested_by_language"]) == {"de"}
+        assert result["suggested_by_language"]["de"]["validation_rows"] == 2
+    else:  # not matched against the German examples, nor placed: English's thresholds
+        assert result["decisions"] == {"clarify": 1} and result["examples"] == 6
+        assert "suggested_by_language" not in result
+    assert result["suggested"]["validation_rows"] == 2  # the English examples'
+    assert main([*argv, "--target-precision", "0.9"], encoder=FakeEncoder()) == 0
+    table = capsys.readouterr().out
+    assert ("  [languages.thresholds.de]\n  answer_threshold = " in table) == bool(detect)

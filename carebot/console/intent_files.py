@@ -214,7 +214,8 @@ class IntentFiles:
                 f"not restored: the folder would not load as it would be:\n  {listing}", errors
             )
         warnings = tuple(p for p in problems if p.severity is Severity.WARNING)
-        return Edit(base, text, warnings, (), IntentSet(tuple(intents), after.out_of_scope))
+        edited = IntentSet(tuple(intents), after.out_of_scope, after.served)
+        return Edit(base, text, warnings, (), edited)
 
     def save(self, base: IntentFile, intent: Intent, *, replaces: str | None) -> Edit:
         """:meth:`plan_save`, then written; returns the edit (``read`` gives the new stamp)."""
@@ -334,9 +335,8 @@ class IntentFiles:
                 "cannot hold as given?); not saved. Edit this intent by hand."
             )
         warnings = tuple(p for p in problems if p.severity is Severity.WARNING)
-        return Edit(
-            base, new, warnings, tuple(dropped), IntentSet(tuple(after_intents), after.out_of_scope)
-        )
+        edited = IntentSet(tuple(after_intents), after.out_of_scope, after.served)
+        return Edit(base, new, warnings, tuple(dropped), edited)
 
 
 def _clean(intent: Intent) -> Intent:
