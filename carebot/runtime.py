@@ -181,6 +181,7 @@ class Runtime:
     # The web chat's history reads for tabs saying hello (:mod:`carebot.store.pool_share`).
     history_reads: PoolShare
     windows: ReplyWindows = NO_WINDOWS
+    languages: LanguageDetector | None = None  # [languages] detect's (the inbox places with it)
     channels: dict[str, Channel] = field(default_factory=dict)
     reloader: IntentReloader | None = None  # live intent reload ([matcher] reload)
     cache: EmbeddingCache | None = None  # the example embeddings the matcher was built from
@@ -471,6 +472,7 @@ async def build_runtime(
         on_outbox=worker.dispatch,
         interval=settings.conversations.sweep_seconds,
     )
+    languages = LanguageDetector(settings.languages)
     inbox = Inbox(
         conversations=conversations,
         triage=triage,
@@ -485,7 +487,7 @@ async def build_runtime(
         locks=ConversationLocks(db, limit=conversation_locks(settings)),
         public=public.handling,
         answer_within=answer_within,
-        languages=LanguageDetector(settings.languages),
+        languages=languages,
     )
     # What a stopped worker left undecided, looked for again every grace period (not only at
     # start: a message younger than the grace at start is taken by a later pass).
@@ -525,6 +527,7 @@ async def build_runtime(
         public_items=PublicStore(db, clock=clock),
         public_actions=public_actions,
         windows=windows,
+        languages=languages,
         channels=channel_map,
         reloader=reloader,
         cache=cache,

@@ -139,3 +139,28 @@ def test_an_edit_in_the_console_keeps_the_examples_per_language(intents_dir: Pat
     form = form_of(intents_dir, "returns")
     fields = {"examples": form.examples, "answer": form.answer, "examples_de": ""}
     assert "    examples:\n      - how do I return" in saved(intents_dir, "returns", fields)
+
+
+def test_proposed_examples_go_to_their_languages_field(intents_dir: Path) -> None:
+    """Examples proposed from customers' messages (unanswered ones, agents' replies) open in
+    the form under the language they are written in, when the form shows it."""
+    form = form_of(intents_dir, "order_status")
+    placed = {
+        "wo bleibt mein paket": "de",
+        "WO IST MEINE BESTELLUNG": "de",
+        "où est mon colis": "fr",
+    }
+    form.add_examples(
+        ["wo bleibt mein paket", "WO IST MEINE BESTELLUNG", "où est mon colis", "ok", "ok"],
+        place=placed.get,
+    )
+    assert form.examples.splitlines() == ["where is my order", "track my order status", "ok"]
+    assert form.other_examples == {
+        # a German example already there (in any case) is not added twice
+        "de": "wo ist meine bestellung\nbestellung verfolgen status\nwo bleibt mein paket",
+        "fr": "où est mon colis",
+    }
+    # without detection (one language served): every example is the default language's
+    plain = form_of(intents_dir, "returns")
+    plain.add_examples(["wo bleibt mein paket"])
+    assert plain.examples.splitlines()[-1] == "wo bleibt mein paket"

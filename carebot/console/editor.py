@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,8 +80,12 @@ class Editor:
         cache: EmbeddingCache | None,
         in_model_thread: InModelThread,
         now: Callable[[], datetime],
+        place: Callable[[str], str | None] | None = None,
     ) -> None:
+        """``place``: the language detected in a text ([languages] detect's; None: none), so
+        examples proposed from customers' messages go to their language's list."""
         self.files = files
+        self._place = place
         self.revisions = revisions
         self.proposals = proposals
         self._publisher = publisher
@@ -147,18 +151,19 @@ class Editor:
         intent can be wrong; the id, title and answer are then the editor's to write)."""
         if as_new and proposal.kind is ProposalKind.ADD_EXAMPLES:
             form = self.blank()
-            form.examples = "\n".join(proposal.examples)
+            self._add_examples(form, proposal.examples)
         elif proposal.kind is ProposalKind.ADD_EXAMPLES and proposal.intent_id in self.live:
             form = self.open(proposal.intent_id)
-            have = {e.casefold() for e in form.example_list}
-            added = [e for e in proposal.examples if e.casefold() not in have]
-            form.examples = "\n".join([*form.example_list, *added])
+            self._add_examples(form, proposal.examples)
         else:
             form = self.blank()
-            form.id, form.title = proposal.intent_id, proposal.title
-            form.examples, form.answer = "\n".join(proposal.examples), proposal.answer
+            form.id, form.title, form.answer = proposal.intent_id, proposal.title, proposal.answer
+            self._add_examples(form, proposal.examples)
         form.proposal = str(proposal.id)
         return form
+
+    def _add_examples(self, form: IntentForm, examples: Sequence[str]) -> None:
+        form.add_examples(examples, place=self._place)
 
     def names(self) -> list[str]:
         """The intent files, relative to the folder."""

@@ -13,7 +13,7 @@ language; one without, as plain text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from carebot.config import LanguageSettings
@@ -136,6 +136,19 @@ class IntentForm:
     def example_list(self) -> list[str]:
         return [line.strip() for line in self.examples.splitlines() if line.strip()]
 
+    def add_examples(
+        self, examples: Iterable[str], *, place: Callable[[str], str | None] | None = None
+    ) -> None:
+        """Add the ``examples`` the form lacks, each to its language's field: one of the other
+        languages shown when ``place`` finds it in that language (a German customer's words
+        under German), else the default language's."""
+        for example in examples:
+            code = place(example) if place is not None else None
+            if code is None or code not in self.languages:
+                self.examples = _with(self.examples, example)
+            else:
+                self.other_examples[code] = _with(self.other_examples.get(code, ""), example)
+
     def intent(self, default: str = "en") -> Intent | None:
         """The intent the form describes (its plain title and answer in ``default``), or None
         with :attr:`errors` filled in."""
@@ -235,6 +248,13 @@ def shown_languages(languages: LanguageSettings, written: Iterable[str]) -> tupl
 def _translations(default: str, typed: Mapping[str, str]) -> Texts:
     """The texts typed in the other languages (an empty field: none in that language)."""
     return tuple((code, text) for code, text in typed.items() if text and code != default)
+
+
+def _with(lines: str, example: str) -> str:
+    """``lines`` (one example each) with ``example`` added, unless it is there already."""
+    kept = [line.strip() for line in lines.splitlines() if line.strip()]
+    known = {line.casefold() for line in kept}
+    return "\n".join(kept if example.casefold() in known else [*kept, example])
 
 
 def _examples_in(default: str, typed: Mapping[str, str]) -> Examples:

@@ -460,6 +460,7 @@ def build_console(
         cache=runtime.cache,
         in_model_thread=in_model_thread,
         now=runtime.clock,
+        place=runtime.languages.detect if runtime.languages is not None else None,
     )
     maker = ProposalMaker(
         store=proposals, triage=triage, settings=settings, in_model_thread=in_model_thread
