@@ -11,7 +11,7 @@ import os
 import re
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import time
 from functools import cache
 from pathlib import Path
@@ -96,9 +96,7 @@ class EmotionSettings(_Section):
         cls, value: tuple[str, ...] | Mapping[str, tuple[str, ...]]
     ) -> tuple[str, ...] | Mapping[str, tuple[str, ...]]:
         if isinstance(value, Mapping):
-            for code in value:
-                if language_code(code) != code:
-                    raise ValueError(f"write the language code in lower case: {code.lower()!r}")
+            table_codes(value, "emotion.escalation_words")
         return value
 
     def escalation_words_in(self, language: str | None) -> tuple[str, ...]:
@@ -136,6 +134,14 @@ def language_code(value: str) -> str:
             f"code: {', '.join(known)}"
         )
     return code
+
+
+def table_codes(codes: Iterable[str], table: str) -> None:
+    """Each of ``codes`` (of ``[<table>.<code>]`` tables) a language code, written in lower
+    case; else a ValueError saying which."""
+    for code in codes:
+        if language_code(code) != code:
+            raise ValueError(f"write the code in lower case: [{table}.{code.lower()}]")
 
 
 class LanguageTables(BaseModel):
@@ -186,8 +192,7 @@ class LanguageTables(BaseModel):
         for code, texts in self.languages.items():
             table = f"[{self.TABLE}.{code}]"
             try:
-                if language_code(code) != code:
-                    raise ValueError(f"write the code in lower case: [{self.TABLE}.{code.lower()}]")
+                table_codes([code], self.TABLE)
             except ValueError as exc:
                 raise ValueError(f"{table}: {exc}") from None
             unknown = sorted(set(texts) - set(own))
@@ -240,9 +245,7 @@ class LanguageSettings(_Section):
     def _threshold_codes(
         cls, value: Mapping[str, LanguageThresholds]
     ) -> Mapping[str, LanguageThresholds]:
-        for code in value:
-            if language_code(code) != code:
-                raise ValueError(f"write the code in lower case: [languages.thresholds.{code}]")
+        table_codes(value, "languages.thresholds")
         return value
 
     @field_validator("default")

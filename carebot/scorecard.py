@@ -292,20 +292,13 @@ class Suggestion:
         }
 
 
-def validation_split(intents: IntentSet) -> tuple[IntentSet, list[str], list[str]]:
+def validation_split(intents: IntentSet) -> tuple[IntentSet, list[str], list[str], list[str]]:
     """Hold out ``HOLD_OUT`` of each intent's examples (fixed seed; fewer than 2: kept whole),
     in the default language and in each one served (``intents.served``) apart.
 
-    Returns the intents with the rest of their examples, and the held-out texts and their ids.
+    Returns the intents with the rest of their examples, and the held-out texts, their ids and
+    their languages ("": the default's).
     """
-    rest, texts, labels, _ = validation_split_by_language(intents)
-    return rest, texts, labels
-
-
-def validation_split_by_language(
-    intents: IntentSet,
-) -> tuple[IntentSet, list[str], list[str], list[str]]:
-    """:func:`validation_split`, and the language of each held-out text ("": the default's)."""
     rng = random.Random(SEED)
     kept: list[Intent] = []
     texts: list[str] = []
@@ -357,7 +350,7 @@ def suggest(
     rows: a few hundred of them against thousands of held-out examples would otherwise let the
     threshold ignore them (CLINC150: 3% out of scope in validation, 18% in its test set).
     """
-    rest, texts, labels, languages = validation_split_by_language(intents)
+    rest, texts, labels, languages = validation_split(intents)
     matcher = Matcher.configured(settings.matcher, encoder=encoder, intents=rest, cache=cache)
     found = {}
     for code in ("", *intents.served):

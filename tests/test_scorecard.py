@@ -198,7 +198,8 @@ def test_the_validation_split_is_stratified_and_fixed() -> None:
         ),
         out_of_scope=("nope",),
     )
-    rest, texts, labels = validation_split(intents)
+    rest, texts, labels, languages = validation_split(intents)
+    assert set(languages) == {""}  # one language: the default's
     assert labels == ["big"] * round(10 * HOLD_OUT) + ["pair"]
     assert [len(i.examples) for i in rest.intents] == [8, 1, 1]
     assert rest["single"].examples == ("only",)
@@ -206,7 +207,7 @@ def test_the_validation_split_is_stratified_and_fixed() -> None:
         kept = set(rest[intent.id].examples)
         held = {t for t, label in zip(texts, labels, strict=True) if label == intent.id}
         assert kept | held == set(intent.examples) and not kept & held
-    assert validation_split(intents) == (rest, texts, labels)
+    assert validation_split(intents) == (rest, texts, labels, languages)
 
 
 PER_LANGUAGE = """\

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -151,19 +151,16 @@ class Editor:
         intent can be wrong; the id, title and answer are then the editor's to write)."""
         if as_new and proposal.kind is ProposalKind.ADD_EXAMPLES:
             form = self.blank()
-            self._add_examples(form, proposal.examples)
+            form.add_examples(proposal.examples, place=self._place)
         elif proposal.kind is ProposalKind.ADD_EXAMPLES and proposal.intent_id in self.live:
             form = self.open(proposal.intent_id)
-            self._add_examples(form, proposal.examples)
+            form.add_examples(proposal.examples, place=self._place)
         else:
             form = self.blank()
             form.id, form.title, form.answer = proposal.intent_id, proposal.title, proposal.answer
-            self._add_examples(form, proposal.examples)
+            form.add_examples(proposal.examples, place=self._place)
         form.proposal = str(proposal.id)
         return form
-
-    def _add_examples(self, form: IntentForm, examples: Sequence[str]) -> None:
-        form.add_examples(examples, place=self._place)
 
     def names(self) -> list[str]:
         """The intent files, relative to the folder."""

@@ -22,7 +22,6 @@ for examples of X, another intent scores within ``clarify_margin`` of X or above
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -31,6 +30,7 @@ import numpy as np
 from carebot.config import Settings
 from carebot.insight.report import Topic
 from carebot.insight.topics import stop_words
+from carebot.nlu.language import folded
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.personal_data import Finding, find_personal_data, redacted
 from carebot.store.proposals import (
@@ -239,8 +239,7 @@ def _deduplicated(texts: Sequence[str]) -> list[str]:
 
 def _words(text: str) -> list[str]:
     """The words of ``text`` in lower-case ASCII (accents dropped: "Rückgabe" is "ruckgabe")."""
-    plain = unicodedata.normalize("NFKD", text.casefold())
-    return re.findall(r"[a-z0-9]+", "".join(c for c in plain if not unicodedata.combining(c)))
+    return re.findall(r"[a-z0-9]+", folded(text))
 
 
 def _slug(text: str) -> str:

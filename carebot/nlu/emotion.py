@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from carebot.config import EmotionSettings
 from carebot.exceptions import ConfigError
 from carebot.nlu.emotion_head import EmotionHead
+from carebot.nlu.language import folded
 
 ESCALATION_FLOOR = 0.9
 # The head's cue for each of its targets, when its calibrated probability reaches 0.5.
@@ -144,7 +144,7 @@ class EmotionScorer:
             bonuses.append(self._exclamations)
             cues.append("exclamations")
         escalation = self._escalation_words(language)
-        if escalation and (found := escalation.search(plain(text))):
+        if escalation and (found := escalation.search(folded(text))):
             floor = ESCALATION_FLOOR
             cues.append(f"escalation_word:{found.group(1)}")
         return bonuses, floor, cues
@@ -153,7 +153,7 @@ class EmotionScorer:
         """The escalation words for ``language`` as one pattern (compiled once per language):
         whole words, in any case, with or without accents."""
         if language not in self._escalation:
-            words = {plain(w) for w in self._settings.escalation_words_in(language) if w.strip()}
+            words = {folded(w) for w in self._settings.escalation_words_in(language) if w.strip()}
             pattern = "|".join(re.escape(w) for w in sorted(words))
             self._escalation[language] = re.compile(rf"\b({pattern})\b") if words else None
         return self._escalation[language]
@@ -163,12 +163,6 @@ class EmotionScorer:
         assert self.head is not None
         values = text_features(text, self._vader, polarity)
         return np.array([values[name] for name in self.head.features], dtype=np.float32)
-
-
-def plain(text: str) -> str:
-    """``text`` case-folded, without accents: "Dégoûtant" and "degoutant" read the same."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in folded if not unicodedata.combining(c))
 
 
 NEUTRAL = {"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}  # VADER's scores of "ok"

@@ -16,6 +16,7 @@ at 0.64, "Mein Paket ist nie angekommen" German at 0.99, "ok" English at 0.45 ag
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,3 +84,10 @@ def language_name(code: str) -> str:
     except ValueError:
         return code
     return f"{language.name.capitalize()} ({code})"
+
+
+def folded(text: str) -> str:
+    """``text`` case-folded, without accents, as customers type it in any language:
+    "Dégoûtant" and "degoutant", "Rückgabe" and "ruckgabe" read the same."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
