@@ -34,7 +34,7 @@ from carebot.nlu.language import LanguageDetector
 from carebot.nlu.matcher import Matcher
 from carebot.nlu.onnx_encoder import MANIFEST, OnnxEncoder, available_cores, export_problem
 from carebot.nlu.public_posts import post_classifier as trained_classifier
-from carebot.nlu.use_encoder import UseEncoder, is_use
+from carebot.nlu.use_encoder import canonical, is_use, use_encoder
 from carebot.outbox import OUTBOX_BACKOFF, OutboxWorker, Routes
 from carebot.public.delivery import PublicDelivery
 from carebot.public.handling import PostClassifier
@@ -92,7 +92,7 @@ def load_encoder(
     check, emotion train) exports when missing, so each is fast from its first run."""
     cfg = settings.matcher
     if is_use(cfg.model):  # numpy from its package: no export, no torch
-        return UseEncoder()
+        return use_encoder(cfg.model)
     threads = cfg.threads or available_cores()
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     if cfg.backend == "onnx":
@@ -128,7 +128,7 @@ def emotion_scorer(settings: Settings, encoder: Encoder) -> EmotionScorer:
     weights = settings.path(cfg.head_weights) if cfg.head_weights else None  # from config's folder
     scorer = EmotionScorer(cfg, head_weights=weights, dim=dim, model=model)
     head = scorer.head
-    if head is not None and head.encoder != model and not (is_use(head.encoder) and is_use(model)):
+    if head is not None and canonical(head.encoder) != canonical(model):
         log.warning(
             "The emotion head %s was trained on %s embeddings, but [matcher] model is %s: its "
             "signal may be off. Train a head for this model (carebot emotion train-care "

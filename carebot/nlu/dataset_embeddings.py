@@ -21,7 +21,7 @@ import numpy as np
 
 from carebot.exceptions import ModelError
 from carebot.nlu.encoder import Encoder, SentenceTransformerEncoder, fingerprint, resolve_model
-from carebot.nlu.use_encoder import UseEncoder, is_use, use_model_id
+from carebot.nlu.use_encoder import is_use, use_encoder, use_model_id
 
 CHUNK = 512  # texts per encoder call, between progress reports
 # progress(split name, texts encoded so far, texts in the split)
@@ -60,7 +60,7 @@ class DatasetEmbeddings:
         loaded only if something is missing."""
         load: Callable[[], Encoder]
         if is_use(model):
-            model_id, load = use_model_id(), UseEncoder
+            model_id, load = use_model_id(model), lambda: use_encoder(model)
         else:
             model_id = fingerprint(resolve_model(model))
             load = lambda: SentenceTransformerEncoder(model)  # noqa: E731

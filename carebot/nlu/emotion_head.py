@@ -29,11 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from carebot.exceptions import ModelError
-from carebot.nlu.use_encoder import is_use
+from carebot.nlu.use_encoder import is_distilled, is_use
 
 FORMAT = 1
 PACKAGED_HEAD = Path(__file__).resolve().parent / "data" / "emotion_head.npz"  # all-MiniLM-L6-v2
 PACKAGED_USE_HEAD = PACKAGED_HEAD.with_name("emotion_head_use.npz")  # use-multilingual
+# use-multilingual-distilled
+PACKAGED_DISTILLED_HEAD = PACKAGED_HEAD.with_name("emotion_head_use_distilled.npz")
 # The cheap text features the head may take after the embedding, by name.
 FEATURES = ("vader_neg", "vader_neu", "vader_pos", "vader_compound", "shouting", "exclamations")
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
@@ -50,8 +52,12 @@ class EmotionHeadError(ModelError):
 def packaged_head(model: str | None = None) -> Path:
     """The packaged head for the sentence model ``model`` (``[matcher] model``): the
     multilingual encoder's (:data:`PACKAGED_USE_HEAD`) for ``use-multilingual`` and its other
-    names, else all-MiniLM-L6-v2's (:data:`PACKAGED_HEAD`, also without a model). Any other
-    model needs a head of its own; :meth:`EmotionHead.check_dim` says so when it does not fit."""
+    names, the distilled one's (:data:`PACKAGED_DISTILLED_HEAD`) for
+    ``use-multilingual-distilled``, else all-MiniLM-L6-v2's (:data:`PACKAGED_HEAD`, also without
+    a model). Any other model needs a head of its own; :meth:`EmotionHead.check_dim` says so
+    when it does not fit."""
+    if model is not None and is_distilled(model):
+        return PACKAGED_DISTILLED_HEAD
     return PACKAGED_USE_HEAD if model is not None and is_use(model) else PACKAGED_HEAD
 
 
