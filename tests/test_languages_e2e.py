@@ -1,4 +1,5 @@
-"""Customers in German, French and Spanish end to end, on the real multilingual encoder: the
+"""Customers in German, French and Spanish end to end, on the real multilingual encoders (USE
+multilingual v3, and the same distilled from MiniLM): the
 shipped intents (English examples, answers in four languages) and the shipped messages per
 language, through the web chat and Telegram (python-telegram-bot against the Bot API stand-in),
 on SQLite and PostgreSQL. An upset German customer is handed over in German."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from carebot.config import Settings
-from carebot.nlu.use_encoder import UseEncoder
+from carebot.nlu.use_encoder import UseEncoder, use_encoder
 from carebot.server import Service
 from tests.conftest import Clock  # a Wednesday at 10:00 UTC: business hours, whenever run
 from tests.service import Visitor, running_service, service_settings
@@ -38,16 +40,24 @@ UPSET_GERMAN = (
 )
 
 
-@pytest.fixture(scope="module")
-def encoder() -> UseEncoder:
-    return UseEncoder()
+@dataclass(frozen=True)
+class Served:
+    """A multilingual model by its [matcher] name, loaded once."""
+
+    model: str
+    encoder: UseEncoder
 
 
-def languages_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+@pytest.fixture(scope="module", params=["use-multilingual", "use-multilingual-distilled"])
+def served(request: pytest.FixtureRequest) -> Served:
+    return Served(request.param, use_encoder(request.param))
+
+
+def languages_settings(tmp_path: Path, model: str, **sections: dict[str, Any]) -> Settings:
     return service_settings(
         tmp_path,
         matcher={
-            "model": "use-multilingual",
+            "model": model,
             "method": "classifier",
             "intents_dir": str(ROOT / "intents"),
             "answer_threshold": SHIPPED["matcher"]["answer_threshold"],
@@ -57,7 +67,7 @@ def languages_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
         placeholders=SHIPPED["placeholders"],
         languages={"default": "en", "detect": ["en", "de", "fr", "es"]},
         messages={code: SHIPPED["messages"][code] for code in ("de", "fr", "es")},
-        emotion={"head": True},  # the packaged head of use-multilingual
+        emotion={"head": True},  # the packaged head of the model
         bot={"name": SHIPPED["bot"]["name"]},
         **sections,
     )
@@ -88,13 +98,13 @@ def without_intro(text: str, language: str) -> str:
 
 
 async def asked_on_the_web_chat(
-    tmp_path: Path, database_url: str, encoder: UseEncoder, language: str, texts: list[str]
+    tmp_path: Path, database_url: str, served: Served, language: str, texts: list[str]
 ) -> list[str]:
     """The replies to ``texts`` from a customer whose widget speaks ``language``."""
-    settings = languages_settings(tmp_path)
+    settings = languages_settings(tmp_path, served.model)
     replies = []
     async with (
-        running_service(settings, database_url, Clock(), encoder=encoder) as (_, server),
+        running_service(settings, database_url, Clock(), encoder=served.encoder) as (_, server),
         chat(server, language) as customer,
     ):
         for text in texts:
@@ -104,16 +114,19 @@ async def asked_on_the_web_chat(
 
 
 async def asked_on_telegram(
-    tmp_path: Path, database_url: str, encoder: UseEncoder, language: str, texts: list[str]
+    tmp_path: Path, database_url: str, served: Served, language: str, texts: list[str]
 ) -> list[str]:
     """The replies to ``texts`` from a customer whose Telegram app speaks ``language``."""
     async with TelegramStandIn() as tg:
         settings = languages_settings(
             tmp_path,
+            served.model,
             telegram={"enabled": True, "api_url": f"{tg.url}/bot", "poll_timeout": 5},
         )
         env = {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_WEBHOOK_SECRET": SECRET}
-        async with running_service(settings, database_url, Clock(), env=env, encoder=encoder):
+        async with running_service(
+            settings, database_url, Clock(), env=env, encoder=served.encoder
+        ):
             for n, text in enumerate(texts, start=1):
                 update = text_update(4242, text, first_name="Kim")
                 update["message"]["from"]["language_code"] = language
@@ -129,24 +142,24 @@ async def asked_on_telegram(
 async def test_each_channel_answers_in_the_customers_language(
     tmp_path: Path,
     database_url: str,
-    encoder: UseEncoder,
-    ask: Callable[[Path, str, UseEncoder, str, list[str]], Awaitable[list[str]]],
+    served: Served,
+    ask: Callable[[Path, str, Served, str, list[str]], Awaitable[list[str]]],
     language: str,
     question: str,
     start: str,
 ) -> None:
     # A first "Hallo" is too short to place: the bot speaks the widget's or the app's language.
-    greeted, answer = await ask(tmp_path, database_url, encoder, language, ["Hallo", question])
+    greeted, answer = await ask(tmp_path, database_url, served, language, ["Hallo", question])
     without_intro(greeted, language)
     assert answer == expected_answer(language) and answer.startswith(start)
 
 
 async def test_an_upset_german_customer_is_handed_over_in_german(
-    tmp_path: Path, database_url: str, encoder: UseEncoder
+    tmp_path: Path, database_url: str, served: Served
 ) -> None:
-    settings = languages_settings(tmp_path)
+    settings = languages_settings(tmp_path, served.model)
     service: Service
-    async with running_service(settings, database_url, Clock(), encoder=encoder) as (
+    async with running_service(settings, database_url, Clock(), encoder=served.encoder) as (
         service,
         server,
     ):
