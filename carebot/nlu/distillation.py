@@ -32,6 +32,7 @@ from carebot.exceptions import ModelError
 from carebot.nlu.care_set import REPOSITORY_SET, load_split
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.question_sets import banking77, clinc150
+from carebot.nlu.tuning import warm_up_then_decay
 from carebot.nlu.use_encoder import DISTILLED_FORMAT, PACKAGE
 
 if TYPE_CHECKING:
@@ -129,10 +130,7 @@ def distil(
     parameters = [*student.parameters(), *output.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
     steps = -(-len(items) // settings.batch) * settings.epochs
-    warm = max(1, int(steps * settings.warmup))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    schedule = warm_up_then_decay(optimizer, steps, settings.warmup)
     rng, step, loss_value = random.Random(SEED), 0, 0.0
     student.train()
     for _ in range(settings.epochs):

@@ -106,6 +106,19 @@ def tune(
     return Tuned(out, len(texts), len(classes), steps, seconds, loss_value)
 
 
+def warm_up_then_decay(
+    optimizer: torch.optim.Optimizer, steps: int, warmup: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate rises linearly over the first ``warmup`` share of ``steps``, then falls
+    linearly to 0 at the last step."""
+    import torch
+
+    warm = max(1, int(steps * warmup))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+    )
+
+
 def _train(
     st: SentenceTransformer,
     head: torch.nn.Linear,
@@ -118,10 +131,7 @@ def _train(
 
     optimizer = torch.optim.AdamW([*st.parameters(), *head.parameters()], lr=settings.learning_rate)
     steps = -(-len(texts) // settings.batch) * settings.epochs
-    warm = max(1, int(steps * settings.warmup))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    schedule = warm_up_then_decay(optimizer, steps, settings.warmup)
     prepare = getattr(st, "preprocess", None) or st.tokenize  # renamed in sentence-transformers 6
     st.train()
     loss_value, step = 0.0, 0
