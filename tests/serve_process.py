@@ -134,25 +134,38 @@ async def start_serve(
     real_model: bool = False,
 ) -> ServeProcess:
     """Start ``carebot serve`` on ``config`` on ``port`` (default: a free one); by default
-    wait until it serves. ``real_model``: the configured model rather than the fake encoder."""
-    port = port or free_port()
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", SERVE_REAL_MODEL if real_model else SERVE, "-v"),
-        *("-c", str(config), "serve"),
-        *("--host", "127.0.0.1", "--port", str(port), *args),
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    worker = ServeProcess(process, port, name)
-    if ready is not None:
+    wait until it serves. ``real_model``: the configured model rather than the fake encoder.
+
+    A port this function chose may be taken by another process between the probe and the
+    worker's bind (tests run in parallel): a worker that exits on "address already in use"
+    before serving is started again on another free port, at most twice."""
+    attempts = 3 if port is None else 1
+    for attempt in range(1, attempts + 1):
+        chosen = port or free_port()
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", SERVE_REAL_MODEL if real_model else SERVE, "-v"),
+            *("-c", str(config), "serve"),
+            *("--host", "127.0.0.1", "--port", str(chosen), *args),
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        worker = ServeProcess(process, chosen, name)
+        if ready is None:
+            return worker
         try:
             await worker.wait_for_line(ready, timeout=START_TIMEOUT)
-        except BaseException:  # it did not start, or the caller gave up waiting: stop it
+            return worker
+        except AssertionError:  # it did not start: stop it; start it again if its port was taken
+            await worker.stop()
+            if attempt < attempts and worker.said("address already in use"):
+                continue
+            raise
+        except BaseException:  # the caller gave up waiting: stop it
             await worker.stop()
             raise
-    return worker
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @contextlib.asynccontextmanager

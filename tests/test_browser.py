@@ -344,6 +344,12 @@ LANGUAGES = {
         "online": "En ligne \u2013 nous sommes l\u00e0",
     },
 }
+# The demo page's welcome line per language (its data-welcome-<code>, else data-welcome).
+DEMO_WELCOME = {
+    "en": "Ask me about orders, delivery, returns or payments.",
+    "de": "Fragen Sie mich zu Bestellungen, Lieferung, R\u00fccksendungen oder Zahlung.",
+    "fr": "Posez-moi vos questions sur les commandes, la livraison, les retours ou le paiement.",
+}
 
 
 @pytest.mark.parametrize("webchat", [{"texts": LANGUAGES}])
@@ -380,6 +386,8 @@ async def test_the_widget_speaks_the_site_or_browser_language(
     assert await box.get_attribute("placeholder") == texts.get(
         "placeholder", "Type your message..."
     )
+    welcome = customer.locator('#carebot-messages [data-local="true"]')
+    assert (await welcome.inner_text()).strip() == DEMO_WELCOME[expected]
     hello = next(frame for frame in hellos if frame["type"] == "hello")
     assert hello["language"] == expected
     # the bot's hint: the site's language, then the browser's

@@ -16,6 +16,8 @@
  *                 assistant") is not this line: the server puts it before the bot's first
  *                 message of every conversation, so it is said once per conversation, kept in
  *                 the history and seen by agents. Keep the welcome short and do not repeat it.
+ *   data-welcome-<code>  the welcome line when the widget speaks the language <code> (see
+ *                 data-language), e.g. data-welcome-de; without it, data-welcome
  *   data-accent   a CSS colour for --carebot-accent (the host page may also set
  *                 --carebot-accent on #carebot-widget or :root)
  *   data-prechat  "off" | "optional" | "required": this site's pre-chat form, when the server's
@@ -100,7 +102,7 @@
   const cfg = {
     title: attr("data-title").trim() || texts.title,
     open: attr("data-open").trim().toLowerCase() === "true",
-    welcome: attr("data-welcome").trim(),
+    welcome: (attr(`data-welcome-${language}`) || attr("data-welcome")).trim(),
     accent: attr("data-accent").trim(),
     prechat: attr("data-prechat").trim().toLowerCase() || null,
   };
