@@ -23,7 +23,7 @@ def add_model(commands: Commands) -> None:
     export.set_defaults(command=_model_export)
     distil = model.add_parser(
         "distil",
-        help="teach the multilingual encoder [matcher] model's vectors (about 20 minutes)",
+        help="teach the multilingual encoder [matcher] model's vectors (about 30 minutes)",
         description="Train USE multilingual v3's dense layers, with a layer to the teacher's "
         "size, so that it gives the teacher's vector ([matcher] model, all-MiniLM-L6-v2 as "
         "shipped) for English customer messages (CLINC150 and BANKING77 train, the care set's "

@@ -30,6 +30,7 @@ import numpy as np
 
 from carebot.exceptions import ModelError
 from carebot.nlu.care_set import REPOSITORY_SET, load_split
+from carebot.nlu.dataset_embeddings import DatasetEmbeddings
 from carebot.nlu.encoder import Encoder
 from carebot.nlu.question_sets import banking77, clinc150
 from carebot.nlu.tuning import warm_up_then_decay
@@ -83,20 +84,11 @@ def training_pairs(
 
 
 def teacher_vectors(teacher: Encoder, texts: Sequence[str], cache: Path) -> dict[str, np.ndarray]:
-    """The teacher's vector of each text, cached in ``cache`` by the teacher's model id."""
-    path = cache / f"distil-teacher-{_slug(teacher.model_id)}.npz"
-    known: dict[str, np.ndarray] = {}
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            known = dict(zip(z["texts"].tolist(), z["vectors"], strict=True))
-    missing = [text for text in dict.fromkeys(texts) if text not in known]
-    for start in range(0, len(missing), 256):
-        part = missing[start : start + 256]
-        known.update(zip(part, teacher.encode(part), strict=True))
-    if missing:
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, texts=np.array(list(known)), vectors=np.stack(list(known.values())))
-    return known
+    """The teacher's vector of each text, cached in ``cache`` (keyed by the teacher's model id
+    and the texts, as the emotion heads' training data is)."""
+    unique = list(dict.fromkeys(texts))
+    vectors, _ = DatasetEmbeddings.of_encoder(cache, "teacher", teacher).of("distil", unique)
+    return dict(zip(unique, vectors, strict=True))
 
 
 def distil(
@@ -120,6 +112,8 @@ def distil(
     started = time.perf_counter()
     english, pairs = training_pairs(data_dir, care, languages)
     targets = teacher_vectors(teacher, english + [source for _, source in pairs], cache)
+    # each English text to itself, each translation to its English line, and each English line
+    # of a pair once more per translation (as the shipped weights were trained)
     items = [(text, text) for text in english] + pairs + [(s, s) for _, s in pairs]
     repeat = max(1, int(len(english) * settings.pair_share) // max(1, len(pairs)))
     items += pairs * repeat
@@ -166,7 +160,3 @@ def save_student(out: Path, student: UseNetwork, output: torch.nn.Linear, teache
     saved["teacher"] = np.array(teacher)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **saved)  # type: ignore[arg-type]
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in text)[:80]

